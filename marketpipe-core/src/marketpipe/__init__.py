@@ -1,0 +1,10 @@
+"""MarketPipe: historical market bars from pluggable providers into a validated Parquet dataset."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("marketpipe-core")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = ["__version__"]

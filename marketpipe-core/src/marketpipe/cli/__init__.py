@@ -1,0 +1,1 @@
+"""The ``mp`` command line."""

@@ -1,0 +1,120 @@
+"""``mp ingest``: run a job and print its summary."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from marketpipe.cli.common import (
+    console,
+    data_dir_option,
+    emit_json,
+    json_option,
+    user_errors,
+)
+from marketpipe.cli.progress import ProgressDisplay
+from marketpipe.ingestion.application.coordinator import JobSummary
+from marketpipe.ingestion.domain.job import ProcessingState
+from marketpipe.ingestion.domain.values import Session, Symbol, Timeframe, TimeRange
+from marketpipe.ingestion.infrastructure.event_bus import EventBus
+from marketpipe.pipeline import IngestRequest, run_ingest
+from marketpipe.settings import parse_overrides
+
+
+def summary_dict(summary: JobSummary, data_dir: Path) -> dict[str, object]:
+    return {
+        "job_id": summary.job_id.value,
+        "state": summary.state.value,
+        "partitions": summary.partitions_total,
+        "partitions_completed": summary.partitions_completed,
+        "partitions_skipped": summary.partitions_skipped,
+        "partitions_failed": len(summary.failures),
+        "bars": summary.bars,
+        "rejected_rows": summary.rejected,
+        "elapsed_seconds": round(summary.elapsed_seconds, 3),
+        "bars_per_second": round(summary.bars_per_second),
+        "data_dir": str(data_dir),
+        "failures": [
+            {"symbol": f.symbol, "day": f.day.isoformat(), "error": f.error}
+            for f in summary.failures
+        ],
+    }
+
+
+def print_summary(summary: JobSummary, data_dir: Path) -> None:
+    ok = summary.state is ProcessingState.COMPLETED
+    table = Table(title=f"Job {summary.job_id} [{'green' if ok else 'red'}]{summary.state.value}[/]")
+    table.add_column("")
+    table.add_column("", justify="right")
+    table.add_row("partitions", f"{summary.partitions_completed:,} of {summary.partitions_total:,}"
+                  + (f" ({summary.partitions_skipped:,} already done)"
+                     if summary.partitions_skipped else ""))
+    table.add_row("failed partitions", f"{len(summary.failures):,}")
+    table.add_row("bars", f"{summary.bars:,}")
+    table.add_row("rejected rows", f"{summary.rejected:,}")
+    table.add_row("elapsed", f"{summary.elapsed_seconds:.2f} s")
+    table.add_row("bars/s", f"{summary.bars_per_second:,.0f}")
+    table.add_row("data dir", str(data_dir))
+    console.print(table)
+    for failure in summary.failures[:10]:
+        console.print(f"[red]failed[/] {failure.symbol} {failure.day}: {escape(failure.error)}")
+    if len(summary.failures) > 10:
+        console.print(f"... and {len(summary.failures) - 10} more; see `mp jobs show {summary.job_id}`")
+
+
+@click.command()
+@click.option("--provider", required=True, help="provider name (see `mp providers`)")
+@click.option("--symbols", required=True, help="comma-separated symbols, e.g. AAPL,MSFT")
+@click.option("--start", required=True, help="first New York calendar day, YYYY-MM-DD")
+@click.option("--end", required=True, help="last New York calendar day (inclusive), YYYY-MM-DD")
+@click.option("--timeframe", default="1m", show_default=True, help="1m, 5m, 15m, 30m, 1h or 1d")
+@click.option("--session", default="regular", show_default=True,
+              help="regular (the exchange's session) or extended (04:00-20:00 New York)")
+@data_dir_option
+@click.option("-o", "options", multiple=True, metavar="KEY=VALUE", help="provider setting")
+@click.option("--batch-size", default=250_000, show_default=True,
+              help="about this many bars per unit of work (memory per in-flight unit)")
+@click.option("--concurrency", default=2, show_default=True, help="units in flight at once")
+@click.option("--max-retries", default=3, show_default=True, help="retries of a failing unit")
+@json_option
+@user_errors
+def ingest(
+    provider: str,
+    symbols: str,
+    start: str,
+    end: str,
+    timeframe: str,
+    session: str,
+    data_dir: Path,
+    options: tuple[str, ...],
+    batch_size: int,
+    concurrency: int,
+    max_retries: int,
+    as_json: bool,
+) -> None:
+    """Ingest bars for SYMBOLS from START to END into the dataset under the data dir."""
+    request = IngestRequest(
+        provider=provider,
+        symbols=Symbol.parse_list(symbols),
+        time_range=TimeRange(start, end),
+        timeframe=Timeframe.parse(timeframe),
+        session=Session.parse(session),
+        data_dir=data_dir,
+        overrides=parse_overrides(options),
+        batch_size=batch_size,
+        max_concurrency=concurrency,
+        max_retries=max_retries,
+    )
+    bus = EventBus()
+    with ProgressDisplay(bus, enabled=not as_json):
+        summary = asyncio.run(run_ingest(request, bus))
+    if as_json:
+        emit_json(summary_dict(summary, data_dir))
+    else:
+        print_summary(summary, data_dir)
+    sys.exit(0 if summary.state is ProcessingState.COMPLETED else 1)

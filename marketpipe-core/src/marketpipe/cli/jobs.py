@@ -1,0 +1,120 @@
+"""``mp jobs list`` and ``mp jobs show ID``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from marketpipe.cli.common import console, data_dir_option, emit_json, json_option, user_errors
+from marketpipe.errors import JobNotFoundError
+from marketpipe.ingestion.domain.job import IngestionJob
+from marketpipe.ingestion.domain.values import IngestionJobId
+from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
+from marketpipe.storage.layout import META_DIR
+
+
+def _store(data_dir: Path) -> SqliteJobStore:
+    if not (data_dir / META_DIR / "jobs.sqlite").exists():
+        raise JobNotFoundError(f"no jobs in {data_dir} (run `mp ingest` first, or pass --data-dir)")
+    return SqliteJobStore.for_data_dir(data_dir)
+
+
+def _duration(job: IngestionJob) -> float | None:
+    if job.started_at and job.completed_at:
+        return round((job.completed_at - job.started_at).total_seconds(), 3)
+    return None
+
+
+def job_dict(job: IngestionJob, totals: dict[str, int]) -> dict[str, object]:
+    cfg = job.configuration
+    return {
+        "id": job.job_id.value,
+        "state": job.state.value,
+        "provider": cfg.provider,
+        "feed": cfg.feed,
+        "timeframe": cfg.timeframe.value,
+        "session": cfg.session.value,
+        "symbols": [s.value for s in job.symbols],
+        "start": job.time_range.start.isoformat(),
+        "end": job.time_range.end.isoformat(),
+        "partitions": totals["partitions"],
+        "partitions_completed": totals.get("completed", 0),
+        "partitions_failed": totals.get("failed", 0),
+        "bars": totals["bars"],
+        "rejected_rows": totals["rejected"],
+        "created_at": job.created_at.isoformat(),
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "duration_seconds": _duration(job),
+        "error": job.error_message,
+        "settings": dict(cfg.settings),
+    }
+
+
+@click.group()
+def jobs() -> None:
+    """Inspect ingestion jobs."""
+
+
+@jobs.command("list")
+@data_dir_option
+@json_option
+@user_errors
+def list_jobs(data_dir: Path, as_json: bool) -> None:
+    """Every job in the data dir, newest first."""
+    store = _store(data_dir)
+    rows = [job_dict(job, store.totals(job.job_id)) for job in store.list()]
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table(title=f"Jobs in {data_dir}")
+    for column in ("id", "state", "provider", "symbols", "range", "progress", "bars", "started",
+                   "duration"):
+        table.add_column(column)
+    for row in rows:
+        symbols = ",".join(row["symbols"][:4]) + ("..." if len(row["symbols"]) > 4 else "")  # type: ignore[index, arg-type]
+        table.add_row(
+            str(row["id"]), str(row["state"]), str(row["provider"]), symbols,
+            f"{row['start']}..{row['end']}",
+            f"{row['partitions_completed']}/{row['partitions']}", f"{row['bars']:,}",
+            str(row["started_at"] or "-")[:19], f"{row['duration_seconds'] or '-'}",
+        )
+    console.print(table)
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@data_dir_option
+@json_option
+@user_errors
+def show_job(job_id: str, data_dir: Path, as_json: bool) -> None:
+    """One job: its settings and every partition's state, bars, rejected rows and error."""
+    store = _store(data_dir)
+    job = store.get(IngestionJobId(job_id))
+    data = job_dict(job, store.totals(job.job_id))
+    partitions = [
+        {
+            "symbol": p.symbol, "day": p.day.isoformat(), "state": p.state, "bars": p.bars,
+            "rejected": p.rejected, "path": p.path, "quarantine": p.quarantine, "error": p.error,
+        }
+        for p in store.partitions(job.job_id)
+    ]
+    data["partitions_detail"] = partitions
+    data["quarantine_dir"] = str(data_dir / META_DIR / "quarantine" / f"job={job.job_id}")
+    if as_json:
+        emit_json(data)
+        return
+    console.print(f"[bold]Job {job.job_id}[/] {job.state.value}: {data['provider']} "
+                  f"{data['timeframe']} {data['session']} {data['start']}..{data['end']}")
+    if job.error_message:
+        console.print(f"[red]{escape(job.error_message)}[/]")
+    table = Table()
+    for column in ("symbol", "day", "state", "bars", "rejected", "file", "error"):
+        table.add_column(column)
+    for p in partitions:
+        table.add_row(str(p["symbol"]), str(p["day"]), str(p["state"]), str(p["bars"]),
+                      str(p["rejected"]), str(p["path"] or "-"), escape(str(p["error"] or "")))
+    console.print(table)
+    console.print(f"quarantine: {data['quarantine_dir']}")

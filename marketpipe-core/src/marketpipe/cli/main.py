@@ -1,0 +1,26 @@
+"""``mp``: the MarketPipe command line."""
+
+from __future__ import annotations
+
+import click
+
+from marketpipe import __version__
+from marketpipe.cli.catalog import plugins, providers
+from marketpipe.cli.ingest import ingest
+from marketpipe.cli.jobs import jobs
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mp")
+def cli() -> None:
+    """MarketPipe: historical market bars into a validated, partitioned Parquet dataset."""
+
+
+cli.add_command(providers)
+cli.add_command(plugins)
+cli.add_command(ingest)
+cli.add_command(jobs)
+
+
+def main() -> None:
+    cli()

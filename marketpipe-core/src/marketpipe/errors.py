@@ -1,0 +1,53 @@
+"""MarketPipe's error hierarchy.
+
+``MarketPipeError`` is the root. ``UserError`` and its subclasses describe a mistake the user can fix
+(bad symbol, unknown provider, missing setting); the CLI prints their message as one line with no
+traceback. Anything else that escapes is our bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class MarketPipeError(Exception):
+    """Root of every error MarketPipe raises on purpose."""
+
+
+class UserError(MarketPipeError):
+    """A mistake in what the user asked for; the message says what to do instead."""
+
+
+class InvalidInputError(UserError, ValueError):
+    """A value (symbol, date, timeframe, setting) that is not acceptable."""
+
+
+class UnknownProviderError(UserError, LookupError):
+    """The provider name is not installed."""
+
+    def __init__(self, name: str, installed: list[str]) -> None:
+        listing = ", ".join(installed) if installed else "none"
+        super().__init__(
+            f"unknown provider {name!r}; installed providers: {listing} "
+            f"(run `mp providers` to see them, `pip install marketpipe-<name>` to add one)"
+        )
+        self.name = name
+        self.installed = installed
+
+
+class ProviderNotConfiguredError(UserError):
+    """A provider needs settings (usually credentials) that are not set."""
+
+
+class PluginConflictError(MarketPipeError):
+    """Two plugins claim the same name."""
+
+
+class InvalidStateTransition(MarketPipeError):
+    """A job was asked to move to a state it cannot reach from where it is."""
+
+
+class JobNotFoundError(UserError, LookupError):
+    """No job with that id in this data dir."""
+
+
+class ProviderError(MarketPipeError):
+    """A provider failed to deliver data for a unit of work; the partitions record the reason."""

@@ -1,0 +1,305 @@
+"""``IngestionCoordinatorService``: plan, fetch, validate, commit, checkpoint, publish.
+
+For each unit of work, in this order: the provider fetches it; the validators split its rows into
+valid and rejected; rejected rows go to quarantine; the sink commits the valid rows atomically;
+the job store records all the unit's partitions complete in one transaction; then the events are
+published. A crash between any two steps leaves old or replayable state, never a checkpoint ahead
+of its data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+import pyarrow as pa
+
+from marketpipe.calendar import TradingCalendar, nyse_calendar
+from marketpipe.errors import InvalidStateTransition, UserError
+from marketpipe.ingestion.application.planning import WorkUnit, plan_units
+from marketpipe.ingestion.domain.events import (
+    IngestionBatchProcessed,
+    IngestionJobCompleted,
+    IngestionJobFailed,
+    IngestionJobPlanned,
+    IngestionJobStarted,
+    IngestionPartitionFailed,
+)
+from marketpipe.ingestion.domain.job import IngestionJob, ProcessingState
+from marketpipe.ingestion.domain.partition import IngestionPartition
+from marketpipe.ingestion.domain.ports import IMarketDataProvider
+from marketpipe.ingestion.domain.request import FetchRequest
+from marketpipe.ingestion.domain.values import IngestionJobId, Symbol
+from marketpipe.ingestion.infrastructure.event_bus import EventBus
+from marketpipe.ingestion.infrastructure.job_store import PartitionOutcome, SqliteJobStore
+from marketpipe.schema import conform, empty_bars
+from marketpipe.specs import ProviderSpec
+from marketpipe.storage.base import CommitRequest, Sink
+from marketpipe.storage.quarantine import write_quarantine
+from marketpipe.validation.base import REJECTED_SCHEMA, ValidationContext, Validator
+
+
+@attrs.frozen
+class PartitionFailure:
+    symbol: str
+    day: dt.date
+    error: str
+
+
+@attrs.frozen
+class JobSummary:
+    job_id: IngestionJobId
+    state: ProcessingState
+    partitions_total: int
+    partitions_completed: int
+    partitions_skipped: int
+    bars: int
+    rejected: int
+    elapsed_seconds: float
+    failures: tuple[PartitionFailure, ...] = ()
+
+    @property
+    def bars_per_second(self) -> float:
+        return self.bars / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class IngestionCoordinatorService:
+    def __init__(
+        self,
+        *,
+        job_store: SqliteJobStore,
+        provider: IMarketDataProvider,
+        provider_spec: ProviderSpec,
+        sink: Sink,
+        validators: Sequence[Validator],
+        event_bus: EventBus,
+        data_root: Path,
+        calendar: TradingCalendar | None = None,
+        retry_delay: float = 0.5,
+    ) -> None:
+        self._store = job_store
+        self._provider = provider
+        self._spec = provider_spec
+        self._sink = sink
+        self._validators = list(validators)
+        self._bus = event_bus
+        self._root = Path(data_root)
+        self._calendar = calendar or nyse_calendar()
+        self._retry_delay = retry_delay
+
+    async def execute_job(self, job_id: IngestionJobId) -> JobSummary:
+        """Run every partition of the job not yet committed; the job ends COMPLETED or FAILED."""
+        started = time.perf_counter()
+        job = self._store.get(job_id)
+        if job.state is not ProcessingState.IN_PROGRESS:
+            raise InvalidStateTransition(
+                f"job {job_id} is {job.state.value}; start it before executing it"
+            )
+        cfg = job.configuration
+        windows = self._calendar.windows(job.time_range, cfg.session)
+        keys = [(s.value, w.day) for s in job.symbols for w in windows]
+        self._store.plan_partitions(job_id, keys)
+        done = self._store.completed_keys(job_id)
+        pending = set(keys) - done
+        units = plan_units(job.symbols, windows, pending, self._spec, cfg.timeframe, cfg.batch_size)
+        self._bus.publish(
+            IngestionJobPlanned(
+                job_id=job_id, partitions_total=len(keys), partitions_pending=len(pending),
+                units=len(units),
+            )
+        )
+        failures: list[PartitionFailure] = []
+        counts = {"bars": 0, "rejected": 0, "completed": 0}
+        semaphore = asyncio.Semaphore(cfg.max_concurrency)
+
+        async def run(unit: WorkUnit) -> None:
+            async with semaphore:
+                await self._run_unit(job, unit, failures, counts)
+
+        await asyncio.gather(*(run(u) for u in units))
+
+        if failures:
+            reason = f"{len(failures)} of {len(keys)} partitions failed; first: " \
+                     f"{failures[0].symbol} {failures[0].day}: {failures[0].error}"
+            job.fail(reason)
+            self._store.save(job)
+            self._bus.publish(
+                IngestionJobFailed(job_id=job_id, error_message=reason,
+                                   partitions_failed=len(failures))
+            )
+        else:
+            job.complete()
+            self._store.save(job)
+            totals = self._store.totals(job_id)
+            self._bus.publish(
+                IngestionJobCompleted(
+                    job_id=job_id, symbols_processed=len(job.symbols),
+                    partitions_processed=counts["completed"], total_bars=totals["bars"],
+                    rejected_rows=totals["rejected"],
+                )
+            )
+        return JobSummary(
+            job_id=job_id,
+            state=job.state,
+            partitions_total=len(keys),
+            partitions_completed=counts["completed"],
+            partitions_skipped=len(done & set(keys)),
+            bars=counts["bars"],
+            rejected=counts["rejected"],
+            elapsed_seconds=time.perf_counter() - started,
+            failures=tuple(failures),
+        )
+
+    async def _fetch(self, request: FetchRequest, retries: int) -> list[pa.RecordBatch]:
+        attempt = 0
+        while True:
+            try:
+                return await self._provider.fetch_async(request)
+            except UserError:
+                raise
+            except Exception:
+                if attempt >= retries:
+                    raise
+                await asyncio.sleep(min(self._retry_delay * 2**attempt, 30.0))
+                attempt += 1
+
+    async def _run_unit(
+        self,
+        job: IngestionJob,
+        unit: WorkUnit,
+        failures: list[PartitionFailure],
+        counts: dict[str, int],
+    ) -> None:
+        cfg = job.configuration
+        for symbol in unit.symbols:
+            for window in unit.windows:
+                self._bus.publish(
+                    IngestionJobStarted(job_id=job.job_id, symbol=symbol, trading_date=window.day)
+                )
+        request = FetchRequest(
+            symbols=unit.symbols, windows=unit.windows, timeframe=cfg.timeframe,
+            session=cfg.session, settings=cfg.settings,
+        )
+        try:
+            batches = await self._fetch(request, cfg.max_retries)
+            table = await asyncio.to_thread(self._assemble, batches)
+        except Exception as exc:  # the provider's failure is the partitions' failure, recorded
+            self._fail(job, unit, _describe(exc), failures)
+            return
+        try:
+            outcomes, rejected = await asyncio.to_thread(
+                self._validate_and_commit, job, unit, table
+            )
+        except OSError as exc:
+            self._fail(job, unit, f"could not write: {_describe(exc)}", failures)
+            return
+        self._store.mark_completed(job.job_id, outcomes)
+        counts["rejected"] += rejected
+        for outcome in outcomes:
+            partition = IngestionPartition(
+                Symbol(outcome.symbol), outcome.day, outcome.path, outcome.bars
+            )
+            job.mark_symbol_processed(partition.symbol, outcome.bars, partition)
+            counts["bars"] += outcome.bars
+            counts["completed"] += 1
+            self._bus.publish(
+                IngestionBatchProcessed(
+                    job_id=job.job_id, symbol=partition.symbol, bars_count=outcome.bars,
+                    partition=partition, rejected_count=outcome.rejected,
+                )
+            )
+
+    def _fail(
+        self, job: IngestionJob, unit: WorkUnit, error: str, failures: list[PartitionFailure]
+    ) -> None:
+        keys = unit.keys
+        self._store.mark_failed(job.job_id, keys, error)
+        for symbol, day in keys:
+            failures.append(PartitionFailure(symbol, day, error))
+            self._bus.publish(
+                IngestionPartitionFailed(
+                    job_id=job.job_id, symbol=Symbol(symbol), trading_date=day, error_message=error
+                )
+            )
+
+    @staticmethod
+    def _assemble(batches: list[pa.RecordBatch]) -> pa.Table:
+        if not batches:
+            return empty_bars()
+        return pa.concat_tables([conform(b) for b in batches])
+
+    def _validate_and_commit(
+        self, job: IngestionJob, unit: WorkUnit, table: pa.Table
+    ) -> tuple[list[PartitionOutcome], int]:
+        cfg = job.configuration
+        context = ValidationContext(
+            symbols=frozenset(s.value for s in unit.symbols),
+            windows=unit.windows,
+            timeframe=cfg.timeframe,
+            allow_null_prices=self._spec.null_price_bars,
+        )
+        rejected_parts = []
+        for validator in self._validators:
+            result = validator.validate(table, context)
+            table = result.valid
+            if result.rejected.num_rows:
+                rejected_parts.append(result.rejected.cast(REJECTED_SCHEMA))
+        rejected = pa.concat_tables(rejected_parts) if rejected_parts else REJECTED_SCHEMA.empty_table()
+        quarantined = write_quarantine(self._root, job.job_id.value, rejected)
+        paths = self._sink.commit(
+            CommitRequest(
+                table=table,
+                coverage={s.value: tuple(w.day for w in unit.windows) for s in unit.symbols},
+                provider=cfg.provider,
+                feed=cfg.feed,
+                timeframe=cfg.timeframe,
+                job_id=job.job_id.value,
+            )
+        )
+        bars = _count_by_key(table)
+        rejected_counts = _count_by_key(rejected)
+        outcomes = [
+            PartitionOutcome(
+                symbol=symbol,
+                day=day,
+                bars=bars.get((symbol, day), 0),
+                rejected=rejected_counts.get((symbol, day), 0),
+                path=paths[(symbol, day)],
+                quarantine=quarantined.get((symbol, day.isoformat())),
+            )
+            for symbol, day in unit.keys
+        ]
+        return outcomes, rejected.num_rows
+
+
+def _count_by_key(table: pa.Table) -> dict[tuple[str, dt.date], int]:
+    """Rows per (symbol, New York day), computed in Arrow."""
+    if table.num_rows == 0:
+        return {}
+    import pyarrow.compute as pc
+
+    days = pc.cast(
+        pc.local_timestamp(table["timestamp"].cast(pa.timestamp("ns", tz="America/New_York"))),
+        pa.date32(),
+    )
+    grouped = (
+        pa.table({"symbol": table["symbol"], "day": days})
+        .group_by(["symbol", "day"])
+        .aggregate([([], "count_all")])
+    )
+    return {
+        (s, d): n
+        for s, d, n in zip(
+            grouped["symbol"].to_pylist(), grouped["day"].to_pylist(),
+            grouped["count_all"].to_pylist(), strict=True,
+        )
+    }

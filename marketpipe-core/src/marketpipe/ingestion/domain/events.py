@@ -1,0 +1,77 @@
+"""Domain events of an ingestion job, published after the checkpoint they describe."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+
+from marketpipe.ingestion.domain.partition import IngestionPartition
+from marketpipe.ingestion.domain.values import IngestionJobId, Symbol
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@attrs.frozen(kw_only=True)
+class DomainEvent:
+    occurred_at: dt.datetime = attrs.field(factory=_now)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+
+@attrs.frozen(kw_only=True)
+class IngestionJobStarted(DomainEvent):
+    """Work on one partition (symbol, trading day) of a job began."""
+
+    job_id: IngestionJobId
+    symbol: Symbol
+    trading_date: dt.date
+
+
+@attrs.frozen(kw_only=True)
+class IngestionBatchProcessed(DomainEvent):
+    """A partition's bars were validated, committed and checkpointed."""
+
+    job_id: IngestionJobId
+    symbol: Symbol
+    bars_count: int
+    partition: IngestionPartition
+    rejected_count: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class IngestionPartitionFailed(DomainEvent):
+    job_id: IngestionJobId
+    symbol: Symbol
+    trading_date: dt.date
+    error_message: str
+
+
+@attrs.frozen(kw_only=True)
+class IngestionJobCompleted(DomainEvent):
+    job_id: IngestionJobId
+    symbols_processed: int
+    partitions_processed: int
+    total_bars: int
+    rejected_rows: int
+
+
+@attrs.frozen(kw_only=True)
+class IngestionJobFailed(DomainEvent):
+    job_id: IngestionJobId
+    error_message: str
+    partitions_failed: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class IngestionJobPlanned(DomainEvent):
+    """The job's partitions are planned: how many in all, how many still to do, in how many units."""
+
+    job_id: IngestionJobId
+    partitions_total: int
+    partitions_pending: int
+    units: int

@@ -1,0 +1,63 @@
+"""``IMarketDataProvider``: the provider port, and the plugin boundary every provider implements."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Iterable
+
+import pyarrow as pa
+
+from marketpipe.ingestion.domain.bars import OHLCVBar
+from marketpipe.ingestion.domain.request import FetchRequest
+from marketpipe.ingestion.domain.values import Session, Symbol, Timeframe, TimeRange
+
+
+class IMarketDataProvider(abc.ABC):
+    """A source of bars. Implement ``fetch``; everything else has a default.
+
+    ``fetch`` receives the whole unit of work and yields record batches in the canonical schema
+    (``marketpipe.schema.BAR_SCHEMA``). No per-bar Python objects: build columns directly.
+    """
+
+    #: Feed name used in the dataset layout (``feed=...``) so feeds never mix.
+    feed: str = "default"
+
+    @abc.abstractmethod
+    def fetch(self, request: FetchRequest) -> Iterable[pa.RecordBatch]:
+        """Yield the bars of ``request`` as canonical record batches."""
+
+    async def fetch_async(self, request: FetchRequest) -> list[pa.RecordBatch]:
+        """Async entry point used by the coordinator; runs ``fetch`` in a worker thread.
+
+        Providers with a native async client override this.
+        """
+        return await asyncio.to_thread(lambda: list(self.fetch(request)))
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
+        """Release connections; called once the job is done with the provider."""
+
+    def fetch_bars_for_symbol(
+        self,
+        symbol: Symbol | str,
+        time_range: TimeRange,
+        max_bars: int | None = None,
+        timeframe: Timeframe = Timeframe.M1,
+        session: Session = Session.REGULAR,
+    ) -> list[OHLCVBar]:
+        """The seed's per-bar API: one symbol's bars as objects, at most ``max_bars`` of them."""
+        from marketpipe.calendar import nyse_calendar
+
+        calendar = nyse_calendar()
+        request = FetchRequest(
+            symbols=(Symbol(symbol),),
+            windows=tuple(calendar.windows(time_range, session)),
+            timeframe=timeframe,
+            session=session,
+        )
+        bars: list[OHLCVBar] = []
+        for batch in self.fetch(request):
+            bars.extend(OHLCVBar.from_table(batch))
+            if max_bars is not None and len(bars) >= max_bars:
+                return bars[:max_bars]
+        return bars

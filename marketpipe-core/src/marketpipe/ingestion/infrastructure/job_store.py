@@ -1,0 +1,249 @@
+"""SQLite job store under the data dir: jobs, their partitions, states and errors.
+
+A partition is recorded complete only after its file is committed, and all partitions of a unit
+are recorded in one transaction. Secrets are never stored: the configuration's ``settings`` holds
+only non-secret values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from marketpipe.errors import JobNotFoundError
+from marketpipe.ingestion.domain.job import IngestionConfiguration, IngestionJob, ProcessingState
+from marketpipe.ingestion.domain.values import IngestionJobId, Symbol, TimeRange
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    symbols TEXT NOT NULL,
+    start_day TEXT NOT NULL,
+    end_day TEXT NOT NULL,
+    configuration TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    completed_at TEXT,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS partitions (
+    job_id TEXT NOT NULL REFERENCES jobs(id),
+    symbol TEXT NOT NULL,
+    day TEXT NOT NULL,
+    state TEXT NOT NULL,
+    bars INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    path TEXT,
+    quarantine TEXT,
+    error TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (job_id, symbol, day)
+);
+"""
+
+_SELECT_JOB = """SELECT j.*, (SELECT COALESCE(SUM(p.bars), 0) FROM partitions p
+    WHERE p.job_id = j.id AND p.state = 'COMPLETED') FROM jobs j"""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+def _parse_dt(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+@attrs.frozen
+class PartitionRecord:
+    symbol: str
+    day: dt.date
+    state: str
+    bars: int
+    rejected: int
+    path: str | None
+    quarantine: str | None
+    error: str | None
+
+
+@attrs.frozen
+class PartitionOutcome:
+    """What happened to one partition of a committed unit."""
+
+    symbol: str
+    day: dt.date
+    bars: int
+    rejected: int
+    path: str
+    quarantine: str | None = None
+
+
+class SqliteJobStore:
+    """Jobs and partitions in ``<data>/_marketpipe/jobs.sqlite`` (WAL, safe for several processes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, timeout=30.0, isolation_level=None,
+                                     check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(_SCHEMA)
+
+    @classmethod
+    def for_data_dir(cls, data_dir: Path) -> SqliteJobStore:
+        return cls(data_dir / "_marketpipe" / "jobs.sqlite")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # jobs ------------------------------------------------------------------------------------
+
+    def save(self, job: IngestionJob) -> None:
+        cfg = job.configuration
+        configuration = json.dumps(
+            {
+                "provider": cfg.provider,
+                "batch_size": cfg.batch_size,
+                "max_retries": cfg.max_retries,
+                "max_concurrency": cfg.max_concurrency,
+                "timeframe": cfg.timeframe.value,
+                "session": cfg.session.value,
+                "feed": cfg.feed,
+                "settings": dict(cfg.settings),
+            }
+        )
+        with self._tx() as db:
+            db.execute(
+                """INSERT INTO jobs (id, provider, symbols, start_day, end_day, configuration,
+                       state, created_at, started_at, completed_at, error)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(id) DO UPDATE SET state=excluded.state,
+                       started_at=excluded.started_at, completed_at=excluded.completed_at,
+                       error=excluded.error, configuration=excluded.configuration""",
+                (
+                    job.job_id.value, cfg.provider, json.dumps([s.value for s in job.symbols]),
+                    job.time_range.start.isoformat(), job.time_range.end.isoformat(),
+                    configuration, job.state.value, _iso(job.created_at), _iso(job.started_at),
+                    _iso(job.completed_at), job.error_message,
+                ),
+            )
+
+    def _row_to_job(self, row: sqlite3.Row | tuple[Any, ...]) -> IngestionJob:
+        (job_id, _provider, symbols, start, end, configuration, state, created, started,
+         completed, error, bars) = row
+        cfg = json.loads(configuration)
+        return IngestionJob(
+            job_id=IngestionJobId(job_id),
+            symbols=tuple(Symbol(s) for s in json.loads(symbols)),
+            time_range=TimeRange(start, end),
+            configuration=IngestionConfiguration(**cfg),
+            state=ProcessingState(state),
+            created_at=_parse_dt(created) or dt.datetime.now(dt.UTC),
+            started_at=_parse_dt(started),
+            completed_at=_parse_dt(completed),
+            error_message=error,
+            bars_processed=bars,
+        )
+
+    def get(self, job_id: IngestionJobId | str) -> IngestionJob:
+        key = job_id.value if isinstance(job_id, IngestionJobId) else IngestionJobId(job_id).value
+        row = self._conn.execute(f"{_SELECT_JOB} WHERE id = ?", (key,)).fetchone()
+        if row is None:
+            raise JobNotFoundError(f"no job {key} in {self.path.parent.parent}; see `mp jobs list`")
+        return self._row_to_job(row)
+
+    def list(self) -> list[IngestionJob]:
+        rows = self._conn.execute(f"{_SELECT_JOB} ORDER BY created_at DESC, id").fetchall()
+        return [self._row_to_job(r) for r in rows]
+
+    def totals(self, job_id: IngestionJobId) -> dict[str, int]:
+        """Partition counts by state, and bars and rejected rows over the job."""
+        rows = self._conn.execute(
+            "SELECT state, COUNT(*), SUM(bars), SUM(rejected) FROM partitions WHERE job_id = ? "
+            "GROUP BY state", (job_id.value,)
+        ).fetchall()
+        out = {"partitions": 0, "bars": 0, "rejected": 0}
+        for state, count, bars, rejected in rows:
+            out[state.lower()] = count
+            out["partitions"] += count
+            out["bars"] += bars or 0
+            out["rejected"] += rejected or 0
+        return out
+
+    # partitions ------------------------------------------------------------------------------
+
+    def plan_partitions(self, job_id: IngestionJobId, keys: Iterable[tuple[str, dt.date]]) -> None:
+        """Record the planned partitions as PENDING, keeping those already recorded."""
+        now = _now()
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO partitions (job_id, symbol, day, state, updated_at) "
+                "VALUES (?, ?, ?, 'PENDING', ?)",
+                [(job_id.value, s, d.isoformat(), now) for s, d in keys],
+            )
+
+    def completed_keys(self, job_id: IngestionJobId) -> set[tuple[str, dt.date]]:
+        rows = self._conn.execute(
+            "SELECT symbol, day FROM partitions WHERE job_id = ? AND state = 'COMPLETED'",
+            (job_id.value,),
+        ).fetchall()
+        return {(s, dt.date.fromisoformat(d)) for s, d in rows}
+
+    def mark_completed(self, job_id: IngestionJobId, outcomes: Iterable[PartitionOutcome]) -> None:
+        """Record a committed unit: all its partitions in one transaction."""
+        now = _now()
+        outcomes = list(outcomes)
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO partitions (job_id, symbol, day, state, bars, rejected, path, "
+                "quarantine, error, updated_at) VALUES (?, ?, ?, 'COMPLETED', ?, ?, ?, ?, NULL, ?) "
+                "ON CONFLICT(job_id, symbol, day) DO UPDATE SET state='COMPLETED', "
+                "bars=excluded.bars, rejected=excluded.rejected, path=excluded.path, "
+                "quarantine=excluded.quarantine, error=NULL, updated_at=excluded.updated_at",
+                [(job_id.value, o.symbol, o.day.isoformat(), o.bars, o.rejected, o.path,
+                  o.quarantine, now) for o in outcomes],
+            )
+
+    def mark_failed(
+        self, job_id: IngestionJobId, keys: Iterable[tuple[str, dt.date]], error: str
+    ) -> None:
+        now = _now()
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE partitions SET state='FAILED', error=?, updated_at=? "
+                "WHERE job_id=? AND symbol=? AND day=?",
+                [(error, now, job_id.value, s, d.isoformat()) for s, d in keys],
+            )
+
+    def partitions(self, job_id: IngestionJobId) -> list[PartitionRecord]:
+        rows = self._conn.execute(
+            "SELECT symbol, day, state, bars, rejected, path, quarantine, error FROM partitions "
+            "WHERE job_id = ? ORDER BY day, symbol", (job_id.value,)
+        ).fetchall()
+        return [
+            PartitionRecord(s, dt.date.fromisoformat(d), st, b, r, p, q, e)
+            for s, d, st, b, r, p, q, e in rows
+        ]

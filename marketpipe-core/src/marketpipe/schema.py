@@ -1,0 +1,95 @@
+"""The one canonical, versioned bar schema every provider yields and every file stores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+
+#: Column order and types are part of the contract: providers yield exactly this schema.
+BAR_SCHEMA = pa.schema(
+    [
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("timestamp", pa.timestamp("ns", tz="UTC"), nullable=False),
+        pa.field("open", pa.float64()),
+        pa.field("high", pa.float64()),
+        pa.field("low", pa.float64()),
+        pa.field("close", pa.float64()),
+        pa.field("volume", pa.int64(), nullable=False),
+        pa.field("trade_count", pa.int64()),
+        pa.field("vwap", pa.float64()),
+    ],
+    metadata={"marketpipe.schema_version": SCHEMA_VERSION},
+)
+
+BAR_COLUMNS = tuple(BAR_SCHEMA.names)
+PRICE_COLUMNS = ("open", "high", "low", "close")
+
+
+def empty_bars() -> pa.Table:
+    """An empty table in the canonical schema."""
+    return BAR_SCHEMA.empty_table()
+
+
+def conform(data: pa.Table | pa.RecordBatch) -> pa.Table:
+    """Return ``data`` as a table in the canonical schema.
+
+    Columns are reordered and safely cast; a missing or extra column is an error, since a provider
+    that yields something else has a bug that silent coercion would hide.
+    """
+    table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
+    names = set(table.column_names)
+    missing = [c for c in BAR_COLUMNS if c not in names]
+    extra = sorted(names - set(BAR_COLUMNS))
+    if missing or extra:
+        raise ValueError(
+            f"bars do not match the canonical schema: missing {missing or 'none'}, "
+            f"unexpected {extra or 'none'}"
+        )
+    table = table.select(list(BAR_COLUMNS))
+    if table.schema.equals(BAR_SCHEMA, check_metadata=False):
+        return table.replace_schema_metadata(BAR_SCHEMA.metadata)
+    return table.cast(BAR_SCHEMA, safe=True)
+
+
+def repeat_string(value: str, count: int) -> pa.StringArray:
+    """``count`` copies of ``value`` as an Arrow string array, built from buffers (no list)."""
+    import numpy as np
+
+    raw = value.encode()
+    offsets = np.arange(count + 1, dtype=np.int32) * len(raw)
+    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(raw * count))
+
+
+def bars_batch(
+    symbol: str | pa.Array,
+    timestamp_ns: Any,
+    open_: Any,
+    high: Any,
+    low: Any,
+    close: Any,
+    volume: Any,
+    trade_count: Any = None,
+    vwap: Any = None,
+) -> pa.RecordBatch:
+    """A canonical record batch from column arrays (numpy or Arrow); ``symbol`` may be one string.
+
+    ``trade_count`` and ``vwap`` may be ``None`` for providers that lack them.
+    """
+    n = len(timestamp_ns)
+    sym = repeat_string(symbol, n) if isinstance(symbol, str) else symbol
+    ts = pa.array(timestamp_ns, pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
+    columns = [
+        sym,
+        ts,
+        pa.array(open_, pa.float64()),
+        pa.array(high, pa.float64()),
+        pa.array(low, pa.float64()),
+        pa.array(close, pa.float64()),
+        pa.array(volume, pa.int64()),
+        pa.nulls(n, pa.int64()) if trade_count is None else pa.array(trade_count, pa.int64()),
+        pa.nulls(n, pa.float64()) if vwap is None else pa.array(vwap, pa.float64()),
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=BAR_SCHEMA)

@@ -1,0 +1,143 @@
+"""Provider settings: ``-o KEY=VALUE``, then ``MARKETPIPE_<PROVIDER>_<KEY>``, then the config file,
+then the provider's default.
+
+The config file is TOML, read from ``./marketpipe.toml`` or else the per-user config folder
+(``$XDG_CONFIG_HOME/marketpipe/config.toml``, by default ``~/.config/marketpipe/config.toml``)::
+
+    [providers.alpaca]
+    feed = "iex"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from marketpipe.errors import InvalidInputError
+from marketpipe.secrets import Secret
+from marketpipe.specs import ProviderSpec
+
+CONFIG_ENV = "MARKETPIPE_CONFIG"
+
+
+def config_path(cwd: Path | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The config file that applies, or ``None`` when there is none."""
+    env = os.environ if environ is None else environ
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    local = (cwd or Path.cwd()) / "marketpipe.toml"
+    if local.is_file():
+        return local
+    base = Path(env["XDG_CONFIG_HOME"]) if env.get("XDG_CONFIG_HOME") else Path.home() / ".config"
+    user = base / "marketpipe" / "config.toml"
+    return user if user.is_file() else None
+
+
+@attrs.frozen
+class ConfigFile:
+    path: Path | None
+    data: Mapping[str, Any]
+
+    @classmethod
+    def load(cls, path: Path | None) -> ConfigFile:
+        if path is None:
+            return cls(None, {})
+        try:
+            with path.open("rb") as fh:
+                return cls(path, tomllib.load(fh))
+        except FileNotFoundError:
+            raise InvalidInputError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidInputError(f"config file {path} is not valid TOML: {exc}") from None
+
+    def provider_section(self, provider: str) -> Mapping[str, Any]:
+        section = self.data.get("providers", {}).get(provider, {})
+        return section if isinstance(section, Mapping) else {}
+
+
+def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``["feed=iex", "key=..."]`` to a dict; a pair without ``=`` is a user error."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(f"invalid option {pair.split('=')[0]!r}: use -o KEY=VALUE")
+        out[key.strip().lower().replace("-", "_")] = value
+    return out
+
+
+@attrs.frozen
+class ResolvedSettings:
+    """Settings of one provider: values (secrets wrapped), where each came from, what is missing."""
+
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+    missing: tuple[str, ...]
+    config_path: Path | None
+
+    def public(self) -> dict[str, str]:
+        """The settings safe to store and show: everything except secrets."""
+        return {k: str(v) for k, v in self.values.items() if not isinstance(v, Secret)}
+
+
+def env_var(provider: str, key: str) -> str:
+    return f"MARKETPIPE_{provider.upper().replace('-', '_')}_{key.upper()}"
+
+
+def resolve_settings(
+    spec: ProviderSpec,
+    overrides: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config: ConfigFile | None = None,
+) -> ResolvedSettings:
+    env = os.environ if environ is None else environ
+    overrides = dict(overrides or {})
+    config = config if config is not None else ConfigFile.load(config_path(environ=env))
+    known = {s.name for s in spec.settings}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        listing = ", ".join(sorted(known)) or "none"
+        raise InvalidInputError(
+            f"unknown setting {unknown[0]!r} for provider {spec.name}; its settings: {listing}"
+        )
+    section = config.provider_section(spec.name)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    missing: list[str] = []
+    for setting in spec.settings:
+        value: Any = None
+        source = ""
+        own_env = env_var(spec.name, setting.name)
+        if setting.name in overrides:
+            value, source = overrides[setting.name], "-o"
+        elif env.get(own_env):
+            value, source = env[own_env], own_env
+        elif any(env.get(name) for name in setting.env):
+            name = next(n for n in setting.env if env.get(n))
+            value, source = env[name], name
+        elif setting.name in section:
+            value, source = str(section[setting.name]), f"config file {config.path}"
+        elif setting.default is not None:
+            value, source = setting.default, "default"
+        if value is None or value == "":
+            if setting.required:
+                missing.append(setting.name)
+            continue
+        values[setting.name] = Secret(value) if setting.secret else value
+        sources[setting.name] = source
+    return ResolvedSettings(values, sources, tuple(missing), config.path)
+
+
+def describe_missing(spec: ProviderSpec, missing: tuple[str, ...]) -> str:
+    """One line naming what to set for each missing setting."""
+    parts = []
+    for setting in spec.settings:
+        if setting.name in missing:
+            names = [env_var(spec.name, setting.name), *setting.env]
+            parts.append(f"{setting.name} (set {' or '.join(names)}, or -o {setting.name}=...)")
+    return "missing " + "; ".join(parts)

@@ -1,0 +1,112 @@
+"""Typed records that plugins return from their hooks (see :mod:`marketpipe.hookspecs`)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from marketpipe.ingestion.domain.values import Session, Timeframe
+
+if TYPE_CHECKING:
+    from marketpipe.ingestion.domain.ports import IMarketDataProvider
+    from marketpipe.storage.base import Sink
+    from marketpipe.validation.base import Validator
+
+_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+_SETTING_RE = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+def _normalise_name(value: str) -> str:
+    name = value.strip().lower()
+    if not _NAME_RE.fullmatch(name):
+        raise ValueError(
+            f"invalid plugin name {value!r}: start with a letter; use a-z, 0-9, '-' or '_'"
+        )
+    return name
+
+
+def _normalise_setting(value: str) -> str:
+    name = value.strip().lower()
+    if not _SETTING_RE.fullmatch(name):
+        raise ValueError(f"invalid setting name {value!r}: use a-z, 0-9 and '_'")
+    return name
+
+
+@attrs.frozen
+class Setting:
+    """One provider setting, resolved from ``-o KEY=VALUE``, ``MARKETPIPE_<PROVIDER>_<KEY>``,
+    the config file, or ``default``, in that order.
+
+    ``secret`` values are wrapped in :class:`marketpipe.secrets.Secret` and never stored or shown.
+    ``env`` lists extra environment variables accepted for it (a vendor's own convention, such as
+    ``APCA_API_KEY_ID``), consulted after MarketPipe's own variable.
+    """
+
+    name: str = attrs.field(converter=_normalise_setting)
+    description: str
+    default: str | None = None
+    secret: bool = False
+    required: bool = False
+    env: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+def _timeframes(value: Any) -> frozenset[Timeframe]:
+    return frozenset(Timeframe.parse(v) for v in value)
+
+
+def _sessions(value: Any) -> frozenset[Session]:
+    return frozenset(Session.parse(v) for v in value)
+
+
+@attrs.frozen
+class ProviderSpec:
+    """A market-data provider.
+
+    :param factory: builds the provider from its resolved settings (``name -> value``; secrets as
+        :class:`~marketpipe.secrets.Secret`).
+    :param deterministic: the same request always yields identical bars (the conformance kit
+        checks it).
+    :param null_price_bars: the provider documents bars with volume but null prices (a minute whose
+        trades set no price); the validator accepts exactly those.
+    :param max_symbols_per_unit: at most this many symbols per fetch (``None``: no limit).
+    :param max_days_per_unit: at most this many days per fetch (``None``: no limit).
+    """
+
+    name: str = attrs.field(converter=_normalise_name)
+    factory: Callable[[Mapping[str, Any]], IMarketDataProvider]
+    description: str
+    settings: tuple[Setting, ...] = attrs.field(default=(), converter=tuple)
+    timeframes: frozenset[Timeframe] = attrs.field(
+        default=frozenset(Timeframe), converter=_timeframes
+    )
+    sessions: frozenset[Session] = attrs.field(default=frozenset(Session), converter=_sessions)
+    deterministic: bool = False
+    null_price_bars: bool = False
+    max_symbols_per_unit: int | None = None
+    max_days_per_unit: int | None = None
+    distribution: str | None = attrs.field(default=None, eq=False)
+    version: str | None = attrs.field(default=None, eq=False)
+
+
+@attrs.frozen
+class ValidatorSpec:
+    """A bar validator: ``factory()`` returns an object with ``validate(table, context)``."""
+
+    name: str = attrs.field(converter=_normalise_name)
+    factory: Callable[[], Validator]
+    description: str
+    distribution: str | None = attrs.field(default=None, eq=False)
+
+
+@attrs.frozen
+class SinkSpec:
+    """A storage sink: ``factory(data_root)`` returns an object with ``commit(...)``."""
+
+    name: str = attrs.field(converter=_normalise_name)
+    factory: Callable[[Path], Sink]
+    description: str
+    distribution: str | None = attrs.field(default=None, eq=False)

@@ -1,0 +1,73 @@
+"""Crash-safe file commits: temp file in the same folder, fsync, rename, fsync the folder.
+
+Temp files are named ``.<name>.tmp``: the leading dot keeps dataset readers (pyarrow, pandas)
+from picking them up, the ``.tmp`` suffix keeps ``*.parquet`` globs (DuckDB, polars) off them and
+makes leftovers easy to spot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+_THREAD_LOCKS: dict[Path, threading.Lock] = {}
+_GUARD = threading.Lock()
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_name(final: Path) -> Path:
+    return final.with_name(f".{final.name}.tmp")
+
+
+def write_atomic(final: Path, write: Callable[[BinaryIO], None], durable: bool = True) -> None:
+    """Write ``final`` through ``write(fh)`` so that it appears whole or not at all."""
+    tmp = temp_name(final)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            if durable:
+                os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    if durable:
+        fsync_dir(final.parent)
+
+
+def remove_durably(path: Path, durable: bool = True) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    if durable:
+        fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Exclusive lock on ``folder`` across threads and processes (``.lock`` file, flock)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key = folder.resolve()
+    with _GUARD:
+        thread_lock = _THREAD_LOCKS.setdefault(key, threading.Lock())
+    with thread_lock:
+        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)

@@ -1,0 +1,48 @@
+"""Rejected rows, one CSV per partition (symbol, New York day), with a reason per row."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from marketpipe.storage.atomic import write_atomic
+from marketpipe.storage.layout import quarantine_file
+
+_NY = pa.timestamp("ns", tz="America/New_York")
+
+
+def write_quarantine(root: Path, job_id: str, rejected: pa.Table) -> dict[tuple[str, str], str]:
+    """Write ``rejected`` under the job's quarantine folder; return (symbol, day) -> relative path.
+
+    A row with no timestamp goes to day ``unknown``. Files are replaced, so a re-run of the same
+    job leaves one file per partition.
+    """
+    if rejected.num_rows == 0:
+        return {}
+    days = pc.cast(pc.local_timestamp(rejected["timestamp"].cast(_NY)), pa.date32())
+    day_text = pc.fill_null(pc.cast(days, pa.string()), "unknown")
+    symbols = pc.fill_null(rejected["symbol"], "")
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    # Rejected rows are few; grouping them in Python costs nothing on the valid data path.
+    for i, key in enumerate(zip(symbols.to_pylist(), day_text.to_pylist(), strict=True)):
+        groups[key].append(i)
+    out: dict[tuple[str, str], str] = {}
+    for (symbol, day), indices in groups.items():
+        path = quarantine_file(root, job_id, symbol, day)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = rejected.take(pa.array(indices))
+        write_atomic(path, lambda fh, part=part: pacsv.write_csv(part, fh), durable=False)
+        out[(symbol, day)] = path.relative_to(root).as_posix()
+    return out
+
+
+def parse_day(day: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(day)
+    except ValueError:
+        return None

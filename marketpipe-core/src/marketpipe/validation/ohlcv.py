@@ -1,0 +1,134 @@
+"""The built-in bar validator, columnar: one pass of vectorised checks, a reason per rejected row.
+
+Checks, first failure wins: symbol requested; timestamp inside a requested session (the bar
+``[t, t + timeframe)`` overlaps the day's window); aligned to the timeframe in New York time; all
+four prices present, finite and positive, or all four null where the provider documents such bars;
+low <= open, close <= high; volume present and >= 0; trade count >= 0; vwap finite and positive;
+timestamps unique and increasing per symbol.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from marketpipe.hookspecs import hookimpl
+from marketpipe.specs import ValidatorSpec
+from marketpipe.validation.base import ValidationContext, ValidationResult
+
+REASONS = (
+    "",
+    "symbol not requested",
+    "missing timestamp",
+    "timestamp outside the requested sessions",
+    "timestamp not aligned to the timeframe",
+    "missing price",
+    "price not finite and positive",
+    "OHLC inconsistent (need low <= open, close <= high)",
+    "volume missing or negative",
+    "trade_count negative",
+    "vwap not finite and positive",
+    "duplicate or out-of-order timestamp",
+)
+_CODE = {reason: code for code, reason in enumerate(REASONS)}
+
+
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _nulls(column: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(pc.is_null(column).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+class OhlcvValidator:
+    """Rejects bars that break OHLCV invariants or fall outside what was requested."""
+
+    def validate(self, table: pa.Table, context: ValidationContext) -> ValidationResult:
+        n = table.num_rows
+        if n == 0:
+            return ValidationResult.all_valid(table)
+        codes = np.zeros(n, dtype=np.int8)
+
+        def flag(mask: np.ndarray, reason: str) -> None:
+            codes[(codes == 0) & mask] = _CODE[reason]
+
+        symbols = table["symbol"]
+        wanted = pc.is_in(symbols, value_set=pa.array(sorted(context.symbols), pa.string()))
+        flag(~np.asarray(pc.fill_null(wanted, False).to_numpy(zero_copy_only=False)), REASONS[1])
+
+        ts_col = table["timestamp"]
+        ts_null = _nulls(ts_col)
+        flag(ts_null, REASONS[2])
+        ts = np.asarray(pc.fill_null(ts_col.cast(pa.int64()), 0).to_numpy(zero_copy_only=False))
+        tf = context.timeframe.nanos
+        starts = np.array([w.start_ns for w in context.windows], dtype=np.int64)
+        ends = np.array([w.end_ns for w in context.windows], dtype=np.int64)
+        order = np.argsort(starts)
+        starts, ends = starts[order], ends[order]
+        idx = np.searchsorted(starts, ts + tf, side="left") - 1
+        inside = (idx >= 0) & (ts < ends[np.clip(idx, 0, None)]) if len(starts) else ts < 0
+        flag(~inside, REASONS[3])
+
+        local = pc.local_timestamp(
+            pc.fill_null(ts_col, 0).cast(pa.timestamp("ns", tz="America/New_York"))
+        ).cast(pa.int64())
+        flag(np.asarray(local.to_numpy(zero_copy_only=False)) % tf != 0, REASONS[4])
+
+        prices = [table[c] for c in ("open", "high", "low", "close")]
+        nulls = np.stack([_nulls(c) for c in prices])
+        any_null, all_null = nulls.any(axis=0), nulls.all(axis=0)
+        flag(any_null & ~(all_null & context.allow_null_prices), REASONS[5])
+        o, h, lo, c = (_floats(col) for col in prices)
+        with np.errstate(invalid="ignore"):
+            bad_value = ~(np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c))
+            bad_value |= (o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0)
+            flag(~any_null & bad_value, REASONS[6])
+            inconsistent = (lo > np.minimum(o, c)) | (h < np.maximum(o, c)) | (lo > h)
+            flag(~any_null & inconsistent, REASONS[7])
+
+        volume = table["volume"]
+        vol = np.asarray(pc.fill_null(volume, -1).to_numpy(zero_copy_only=False))
+        flag(vol < 0, REASONS[8])
+        trades = np.asarray(pc.fill_null(table["trade_count"], 0).to_numpy(zero_copy_only=False))
+        flag(trades < 0, REASONS[9])
+        vwap_col = table["vwap"]
+        vwap = _floats(vwap_col)
+        with np.errstate(invalid="ignore"):
+            flag(~_nulls(vwap_col) & ~(np.isfinite(vwap) & (vwap > 0)), REASONS[10])
+
+        # Unique and increasing per symbol: compare each row with the previous row of its symbol.
+        sym_codes = np.asarray(
+            pc.dictionary_encode(symbols).combine_chunks().indices.to_numpy(zero_copy_only=False)
+        )
+        by_symbol = np.argsort(sym_codes, kind="stable")
+        s_sorted, t_sorted = sym_codes[by_symbol], ts[by_symbol]
+        repeat = np.zeros(n, dtype=bool)
+        repeat[1:] = (s_sorted[1:] == s_sorted[:-1]) & (t_sorted[1:] <= t_sorted[:-1])
+        out_of_order = np.zeros(n, dtype=bool)
+        out_of_order[by_symbol] = repeat
+        flag(out_of_order & ~ts_null, REASONS[11])
+
+        bad = codes != 0
+        if not bad.any():
+            return ValidationResult.all_valid(table)
+        rejected = table.filter(pa.array(bad))
+        reason = pa.DictionaryArray.from_arrays(
+            pa.array(codes[bad], pa.int8()), pa.array(REASONS, pa.string())
+        ).cast(pa.string())
+        return ValidationResult(
+            table.filter(pa.array(~bad)), rejected.append_column("reason", reason)
+        )
+
+
+@hookimpl
+def marketpipe_validators() -> list[ValidatorSpec]:
+    return [
+        ValidatorSpec(
+            name="ohlcv",
+            factory=OhlcvValidator,
+            description="OHLC invariants, positive finite prices, volume, alignment, session, "
+            "uniqueness and order",
+        )
+    ]

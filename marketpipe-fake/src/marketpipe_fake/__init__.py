@@ -1,0 +1,25 @@
+"""MarketPipe's Fake provider: deterministic random-walk bars, no key, no network."""
+
+from __future__ import annotations
+
+from marketpipe.hookspecs import hookimpl
+from marketpipe.specs import ProviderSpec, Setting
+from marketpipe_fake.provider import FakeProvider
+
+__all__ = ["FakeProvider", "marketpipe_providers"]
+
+
+@hookimpl
+def marketpipe_providers() -> list[ProviderSpec]:
+    return [
+        ProviderSpec(
+            name="fake",
+            factory=lambda settings: FakeProvider(**settings),
+            description="Deterministic random-walk bars for testing and demos (no key, no network)",
+            settings=(
+                Setting("seed", "seed of the simulated market", default="0"),
+                Setting("bad_row_rate", "fraction of rows corrupted on purpose", default="0"),
+            ),
+            deterministic=True,
+        )
+    ]
