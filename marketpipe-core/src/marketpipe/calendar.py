@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import warnings
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -70,11 +71,17 @@ class TradingCalendar:
                 f"dates {time_range} are outside the trading calendar "
                 f"({self._first} to {self._last})"
             )
-        index = self._cal.sessions_in_range(time_range.start.isoformat(), time_range.end.isoformat())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pandas deprecations inside exchange_calendars
+            index = self._cal.sessions_in_range(
+                time_range.start.isoformat(), time_range.end.isoformat()
+            )
         return [ts.date() for ts in index]
 
     def is_session(self, day: dt.date) -> bool:
-        return bool(self._cal.is_session(day.isoformat()))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return bool(self._cal.is_session(day.isoformat()))
 
     def window(self, day: dt.date, session: Session) -> SessionWindow:
         """The session window of ``day``, which must be a session day."""
@@ -86,8 +93,10 @@ class TradingCalendar:
             return SessionWindow(day, _utc_ns(start), _utc_ns(end))
         label = day.isoformat()
         try:
-            open_ = self._cal.session_open(label)
-            close = self._cal.session_close(label)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                open_ = self._cal.session_open(label)
+                close = self._cal.session_close(label)
         except Exception:
             raise InvalidInputError(f"{day} is not a trading session") from None
         return SessionWindow(day, int(open_.value), int(close.value))
@@ -103,4 +112,7 @@ def nyse_calendar() -> TradingCalendar:
 
     today = dt.date.today()
     end = dt.date(today.year + 1, 12, 31).isoformat()
-    return TradingCalendar(exchange_calendars.get_calendar("XNYS", start=_CALENDAR_START, end=end))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        calendar = exchange_calendars.get_calendar("XNYS", start=_CALENDAR_START, end=end)
+    return TradingCalendar(calendar)

@@ -98,17 +98,18 @@ class OhlcvValidator:
         with np.errstate(invalid="ignore"):
             flag(~_nulls(vwap_col) & ~(np.isfinite(vwap) & (vwap > 0)), REASONS[10])
 
-        # Unique and increasing per symbol: compare each row with the previous row of its symbol.
+        # Unique and increasing per symbol, among rows still standing: compare each with the
+        # previous one of its symbol (a row rejected above must not make its successor look bad).
         sym_codes = np.asarray(
             pc.dictionary_encode(symbols).combine_chunks().indices.to_numpy(zero_copy_only=False)
         )
-        by_symbol = np.argsort(sym_codes, kind="stable")
+        alive = np.flatnonzero(codes == 0)
+        by_symbol = alive[np.argsort(sym_codes[alive], kind="stable")]
         s_sorted, t_sorted = sym_codes[by_symbol], ts[by_symbol]
-        repeat = np.zeros(n, dtype=bool)
-        repeat[1:] = (s_sorted[1:] == s_sorted[:-1]) & (t_sorted[1:] <= t_sorted[:-1])
+        repeat = (s_sorted[1:] == s_sorted[:-1]) & (t_sorted[1:] <= t_sorted[:-1])
         out_of_order = np.zeros(n, dtype=bool)
-        out_of_order[by_symbol] = repeat
-        flag(out_of_order & ~ts_null, REASONS[11])
+        out_of_order[by_symbol[1:][repeat]] = True
+        flag(out_of_order, REASONS[11])
 
         bad = codes != 0
         if not bad.any():

@@ -178,9 +178,10 @@ class IngestionCoordinatorService:
         unit: WorkUnit,
         failures: list[PartitionFailure],
         counts: dict[str, int],
+        announce: bool = True,
     ) -> None:
         cfg = job.configuration
-        for symbol in unit.symbols:
+        for symbol in unit.symbols if announce else ():
             for window in unit.windows:
                 self._bus.publish(
                     IngestionJobStarted(job_id=job.job_id, symbol=symbol, trading_date=window.day)
@@ -193,6 +194,12 @@ class IngestionCoordinatorService:
             batches = await self._fetch(request, cfg.max_retries)
             table = await asyncio.to_thread(self._assemble, batches)
         except Exception as exc:  # the provider's failure is the partitions' failure, recorded
+            if len(unit.symbols) > 1:
+                # Isolate the culprit: one bad symbol must not fail its unit's neighbours.
+                for symbol in unit.symbols:
+                    await self._run_unit(job, WorkUnit((symbol,), unit.windows), failures, counts,
+                                         announce=False)
+                return
             self._fail(job, unit, _describe(exc), failures)
             return
         try:

@@ -1,0 +1,3 @@
+from marketpipe.cli.main import main
+
+main()

@@ -1,0 +1,168 @@
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from conftest import StepProvider, simple_bars
+
+from marketpipe.ingestion import (
+    CreateIngestionJobCommand,
+    DomainEvent,
+    IngestionBatchProcessed,
+    IngestionConfiguration,
+    IngestionJobCompleted,
+    IngestionJobFailed,
+    IngestionJobPlanned,
+    IngestionJobService,
+    IngestionJobStarted,
+    ProcessingState,
+    StartJobCommand,
+    Symbol,
+    Timeframe,
+    TimeRange,
+)
+from marketpipe.ingestion.infrastructure import register, unregister
+from marketpipe.ingestion.infrastructure.event_bus import EventBus
+from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
+from marketpipe.pipeline import IngestRequest, execute, prepare_provider, run_ingest
+from marketpipe.specs import ProviderSpec
+
+JAN = TimeRange("2024-01-29", "2024-02-02")  # 5 sessions across a month boundary
+
+
+def request(data_dir: Path, **kw: object) -> IngestRequest:
+    base = dict(provider="step", symbols=(Symbol("AAPL"), Symbol("MSFT")), time_range=JAN,
+                data_dir=data_dir)
+    base.update(kw)
+    return IngestRequest(**base)  # type: ignore[arg-type]
+
+
+def recording_bus() -> tuple[EventBus, list[DomainEvent]]:
+    bus, seen = EventBus(), []
+    bus.subscribe(DomainEvent, seen.append)
+    return bus, seen
+
+
+def test_job_commits_every_partition_then_publishes_in_order(step_provider, data_dir: Path) -> None:
+    bus, seen = recording_bus()
+    summary = asyncio.run(run_ingest(request(data_dir), bus))
+    assert summary.state is ProcessingState.COMPLETED
+    assert (summary.partitions_total, summary.partitions_completed, summary.bars) == (10, 10, 3900)
+    kinds = [type(e) for e in seen]
+    assert kinds[0] is IngestionJobPlanned and kinds[-1] is IngestionJobCompleted
+    assert kinds.count(IngestionJobStarted) == 10 and kinds.count(IngestionBatchProcessed) == 10
+    processed = [e for e in seen if isinstance(e, IngestionBatchProcessed)]
+    assert all((data_dir / e.partition.path).is_file() for e in processed)
+    # A partition's start precedes its processed event.
+    first_done = kinds.index(IngestionBatchProcessed)
+    assert IngestionJobStarted in kinds[:first_done]
+    rows = duckdb.sql(
+        f"SELECT count(*), count(DISTINCT (symbol, timestamp)) FROM read_parquet("
+        f"'{data_dir}/**/*.parquet', hive_partitioning=true)").fetchall()
+    assert rows == [(3900, 3900)]
+    store = SqliteJobStore.for_data_dir(data_dir)
+    assert store.totals(summary.job_id)["completed"] == 10
+
+
+def test_units_group_partitions_within_a_month_and_respect_batch_size(step_provider, data_dir: Path) -> None:
+    asyncio.run(run_ingest(request(data_dir, batch_size=390 * 3)))
+    units = StepProvider.calls
+    assert {len({w.day.month for w in u.windows}) for u in units} == {1}
+    assert all(len(u.symbols) * sum(w.minutes for w in u.windows) <= 390 * 3 for u in units)
+    assert sorted((s.value, w.day) for u in units for s in u.symbols for w in u.windows) == sorted(
+        (s, d) for s in ("AAPL", "MSFT") for d in
+        [dt.date(2024, 1, 29), dt.date(2024, 1, 30), dt.date(2024, 1, 31), dt.date(2024, 2, 1),
+         dt.date(2024, 2, 2)])
+
+
+def test_failed_partitions_are_reported_and_resume_fetches_only_them(
+    step_provider, data_dir: Path
+) -> None:
+    bus, seen = recording_bus()
+    summary = asyncio.run(run_ingest(request(data_dir, overrides={"fail_symbol": "MSFT"},
+                                             max_retries=1), bus))
+    assert summary.state is ProcessingState.FAILED
+    assert summary.partitions_completed == 5 and len(summary.failures) == 5
+    assert {f.symbol for f in summary.failures} == {"MSFT"}
+    assert "ConnectionError: upstream refused MSFT" in summary.failures[0].error
+    failed = [e for e in seen if isinstance(e, IngestionJobFailed)]
+    assert len(failed) == 1 and "5 of 10 partitions failed" in failed[0].error_message
+
+    store = SqliteJobStore.for_data_dir(data_dir)
+    assert {p.symbol for p in store.partitions(summary.job_id) if p.state == "FAILED"} == {"MSFT"}
+    StepProvider.calls = []
+    prepared = prepare_provider("step", {})
+    job = asyncio.run(IngestionJobService(store).start_job(StartJobCommand(summary.job_id)))
+    assert job.state is ProcessingState.IN_PROGRESS
+    resumed = asyncio.run(execute(store, summary.job_id, prepared, data_dir, EventBus()))
+    assert resumed.state is ProcessingState.COMPLETED
+    assert resumed.partitions_skipped == 5 and resumed.partitions_completed == 5
+    assert {s.value for u in StepProvider.calls for s in u.symbols} == {"MSFT"}
+    assert store.get(summary.job_id).bars_processed == 3900
+
+
+def test_rejected_rows_go_to_quarantine_with_reasons(data_dir: Path) -> None:
+    class Dirty(StepProvider):
+        def fetch(self, request):
+            for batch in super().fetch(request):
+                volume = batch.column("volume").to_numpy().copy()
+                volume[:3] = -1
+                yield batch.set_column(6, "volume", __import__("pyarrow").array(volume))
+
+    register(ProviderSpec(name="dirty", factory=lambda s: Dirty(), description="x"))
+    try:
+        summary = asyncio.run(run_ingest(request(data_dir, provider="dirty",
+                                                 time_range=TimeRange.single_day("2024-01-29"))))
+    finally:
+        unregister("dirty")
+    assert summary.state is ProcessingState.COMPLETED
+    assert summary.rejected == 6 and summary.bars == 2 * 387
+    store = SqliteJobStore.for_data_dir(data_dir)
+    parts = store.partitions(summary.job_id)
+    assert all(p.rejected == 3 and p.quarantine for p in parts)
+    text = (data_dir / parts[0].quarantine).read_text()
+    assert text.count("volume missing or negative") == 3
+    assert not list(data_dir.rglob("*.parquet"))[0].name.endswith(".csv")
+
+
+def test_a_failing_subscriber_does_not_break_the_job(step_provider, data_dir: Path) -> None:
+    bus, seen = recording_bus()
+
+    def explode(event: DomainEvent) -> None:
+        raise RuntimeError("subscriber bug")
+
+    bus.subscribe(IngestionBatchProcessed, explode)
+    summary = asyncio.run(run_ingest(request(data_dir), bus))
+    assert summary.state is ProcessingState.COMPLETED
+    assert sum(isinstance(e, IngestionBatchProcessed) for e in seen) == 10
+
+
+def test_secret_options_never_reach_the_job_store_or_files(step_provider, data_dir: Path) -> None:
+    summary = asyncio.run(run_ingest(request(data_dir, overrides={"token": "TOPSECRET-77"})))
+    assert summary.state is ProcessingState.COMPLETED
+    for path in data_dir.rglob("*"):
+        if path.is_file():
+            assert b"TOPSECRET-77" not in path.read_bytes(), path
+
+
+def test_job_service_refuses_a_timeframe_the_provider_lacks(data_dir: Path) -> None:
+    register(ProviderSpec(name="daily", factory=lambda s: StepProvider(), description="x",
+                          timeframes=["1d"]))
+    try:
+        service = IngestionJobService(SqliteJobStore.for_data_dir(data_dir))
+        command = CreateIngestionJobCommand(
+            "AAPL", JAN, IngestionConfiguration(provider="daily", timeframe=Timeframe.M1))
+        with pytest.raises(Exception, match="has no 1m bars; it offers 1d"):
+            asyncio.run(service.create_job(command))
+    finally:
+        unregister("daily")
+
+
+def test_seed_per_bar_api_returns_objects(step_provider) -> None:
+    bars = StepProvider().fetch_bars_for_symbol("aapl", TimeRange.single_day("2024-01-29"), 5)
+    assert len(bars) == 5 and bars[0].symbol == Symbol("AAPL")
+    assert bars[0].low <= bars[0].open <= bars[0].high
+    assert np.isclose(bars[1].open - bars[0].open, 0.01)
+    assert simple_bars  # the helper the provider uses

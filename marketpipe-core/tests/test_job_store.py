@@ -1,0 +1,52 @@
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from marketpipe.errors import JobNotFoundError
+from marketpipe.ingestion import (
+    IngestionConfiguration,
+    IngestionJob,
+    IngestionJobId,
+    ProcessingState,
+    Symbol,
+    TimeRange,
+)
+from marketpipe.ingestion.infrastructure.job_store import PartitionOutcome, SqliteJobStore
+
+DAY = dt.date(2024, 1, 2)
+
+
+def test_jobs_and_partitions_round_trip_through_a_real_sqlite_file(tmp_path: Path) -> None:
+    store = SqliteJobStore.for_data_dir(tmp_path)
+    job = IngestionJob(
+        job_id=IngestionJobId.generate(), symbols=(Symbol("AAPL"), Symbol("BF-B")),
+        time_range=TimeRange(DAY, DAY),
+        configuration=IngestionConfiguration(provider="fake", settings={"seed": "3"}),
+    )
+    store.save(job)
+    job.start()
+    store.save(job)
+    store.plan_partitions(job.job_id, [("AAPL", DAY), ("BF-B", DAY)])
+    store.plan_partitions(job.job_id, [("AAPL", DAY)])  # planning again keeps what exists
+    store.mark_completed(job.job_id, [PartitionOutcome("AAPL", DAY, 390, 2, "a.parquet")])
+    store.mark_failed(job.job_id, [("BF-B", DAY)], "ConnectionError: refused")
+    store.close()
+
+    reopened = SqliteJobStore(tmp_path / "_marketpipe" / "jobs.sqlite")
+    loaded = reopened.get(job.job_id)
+    assert loaded.state is ProcessingState.IN_PROGRESS
+    assert loaded.symbols == job.symbols and loaded.configuration == job.configuration
+    assert loaded.bars_processed == 390
+    assert reopened.completed_keys(job.job_id) == {("AAPL", DAY)}
+    states = {(p.symbol, p.state, p.error) for p in reopened.partitions(job.job_id)}
+    assert states == {("AAPL", "COMPLETED", None), ("BF-B", "FAILED", "ConnectionError: refused")}
+    assert reopened.totals(job.job_id) == {
+        "partitions": 2, "bars": 390, "rejected": 2, "completed": 1, "failed": 1
+    }
+    assert [j.job_id for j in reopened.list()] == [job.job_id]
+
+
+def test_unknown_job_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(JobNotFoundError, match="mp jobs list"):
+        SqliteJobStore.for_data_dir(tmp_path).get("0123456789ab")

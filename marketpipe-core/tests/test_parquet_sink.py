@@ -1,0 +1,140 @@
+import asyncio
+import datetime as dt
+import os
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+from conftest import simple_bars
+
+from marketpipe.calendar import nyse_calendar
+from marketpipe.ingestion import OHLCVBar, Session, Timeframe
+from marketpipe.ingestion.infrastructure.parquet_storage import ParquetDataStorage
+from marketpipe.schema import BAR_SCHEMA
+from marketpipe.storage import atomic
+from marketpipe.storage.base import CommitRequest
+from marketpipe.storage.layout import encode_component, quarantine_file
+from marketpipe.storage.parquet_sink import ParquetSink, read_coverage
+
+CAL = nyse_calendar()
+D1, D2, D3 = dt.date(2024, 3, 4), dt.date(2024, 3, 5), dt.date(2024, 3, 6)
+
+
+def bars(symbols: list[str], days: list[dt.date], bump: float = 0.0) -> pa.Table:
+    batches = [simple_bars(s, CAL.window(d, Session.REGULAR)) for s in symbols for d in days]
+    table = pa.Table.from_batches(batches)
+    return table.set_column(2, "open", pa.compute.add(table["open"], bump))
+
+
+def commit(sink: ParquetSink, symbols: list[str], days: list[dt.date], job: str = "job1",
+           bump: float = 0.0) -> dict:
+    return sink.commit(CommitRequest(
+        table=bars(symbols, days, bump), coverage={s: tuple(days) for s in symbols},
+        provider="fake", feed="sim", timeframe=Timeframe.M1, job_id=job,
+    ))
+
+
+def query(root: Path, sql: str) -> list[tuple]:
+    return duckdb.sql(sql.replace(
+        "BARS", f"read_parquet('{root}/**/*.parquet', hive_partitioning=true)"
+    )).fetchall()
+
+
+def test_commit_writes_hive_partitioned_zstd_files_with_metadata(tmp_path: Path) -> None:
+    paths = commit(ParquetSink(tmp_path), ["AAPL", "MSFT"], [D1, D2])
+    assert set(paths) == {(s, d) for s in ("AAPL", "MSFT") for d in (D1, D2)}
+    rel = paths[("AAPL", D1)]
+    assert rel.startswith("provider=fake/feed=sim/timeframe=1m/month=2024-03/part-job1-")
+    meta = pq.read_metadata(tmp_path / rel)
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+    kv = meta.metadata
+    assert kv[b"marketpipe.provider"] == b"fake" and kv[b"marketpipe.job_id"] == b"job1"
+    assert kv[b"marketpipe.schema_version"] == b"1" and b"marketpipe.fetched_at" in kv
+    assert read_coverage(tmp_path / rel) == {"AAPL": {"2024-03-04", "2024-03-05"},
+                                            "MSFT": {"2024-03-04", "2024-03-05"}}
+    rows = query(tmp_path, "SELECT provider, feed, timeframe, month, count(*) FROM BARS GROUP BY ALL")
+    assert rows == [("fake", "sim", "1m", "2024-03", 4 * 390)]
+    table = ds.dataset(tmp_path, format="parquet", partitioning="hive").to_table()
+    assert table.num_rows == 1560
+    assert pq.read_table(tmp_path / rel).schema.remove_metadata().equals(BAR_SCHEMA.remove_metadata())
+
+
+def test_reingesting_one_day_replaces_exactly_that_days_rows(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path)
+    commit(sink, ["AAPL", "MSFT"], [D1, D2, D3], job="first")
+    commit(sink, ["AAPL"], [D2], job="second", bump=1000.0)
+    rows = query(tmp_path, "SELECT symbol, strftime(timestamp AT TIME ZONE 'America/New_York', "
+                 "'%Y-%m-%d') d, count(*), count(DISTINCT timestamp), max(open) > 1000 "
+                 "FROM BARS GROUP BY ALL ORDER BY ALL")
+    assert [r[:4] for r in rows] == [
+        (s, d.isoformat(), 390, 390) for s in ("AAPL", "MSFT") for d in (D1, D2, D3)
+    ]
+    assert [r[4] for r in rows] == [False, True, False, False, False, False]
+    files = sorted(p.name for p in tmp_path.rglob("*.parquet"))
+    assert len(files) == 2
+    # Replacing everything the first file held deletes it: no stale leftovers.
+    commit(sink, ["AAPL", "MSFT"], [D1, D2, D3], job="third")
+    assert [p.name.split("-")[1] for p in tmp_path.rglob("*.parquet")] == ["third"]
+    assert query(tmp_path, "SELECT count(*) FROM BARS") == [(6 * 390,)]
+
+
+def test_a_covered_day_with_no_rows_removes_stale_rows(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path)
+    commit(sink, ["AAPL"], [D1, D2])
+    sink.commit(CommitRequest(table=BAR_SCHEMA.empty_table(), coverage={"AAPL": (D1,)},
+                              provider="fake", feed="sim", timeframe=Timeframe.M1, job_id="empty"))
+    assert query(tmp_path, "SELECT count(*) FROM BARS") == [(390,)]
+
+
+def test_units_spanning_two_months_land_in_both_month_folders(tmp_path: Path) -> None:
+    days = [dt.date(2024, 2, 29), dt.date(2024, 3, 1)]
+    paths = commit(ParquetSink(tmp_path), ["AAPL"], days)
+    assert {p.split("/")[3] for p in paths.values()} == {"month=2024-02", "month=2024-03"}
+    assert query(tmp_path, "SELECT count(*) FROM BARS") == [(780,)]
+
+
+def test_rows_outside_the_coverage_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="outside the unit's coverage"):
+        ParquetSink(tmp_path).commit(CommitRequest(
+            table=bars(["AAPL"], [D1, D2]), coverage={"AAPL": (D1,)}, provider="fake",
+            feed="sim", timeframe=Timeframe.M1, job_id="j"))
+
+
+def test_a_crash_mid_write_leaves_no_file_under_the_final_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = ParquetSink(tmp_path)
+    commit(sink, ["AAPL"], [D1], job="old")
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(atomic.os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        commit(sink, ["AAPL"], [D1], job="new")
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+    assert [p.name.split("-")[1] for p in tmp_path.rglob("*.parquet")] == ["old"]
+    assert query(tmp_path, "SELECT count(*) FROM BARS") == [(390,)]
+
+
+def test_paths_stay_inside_the_root_whatever_the_values(tmp_path: Path) -> None:
+    for evil in ["../x", "A/B", "..", "CON", "a\x00b"]:
+        path = quarantine_file(tmp_path, "abc", evil, "2024-01-02")
+        assert tmp_path.resolve() in path.resolve().parents
+        assert "/" not in encode_component(evil) and encode_component(evil) not in (".", "..")
+
+
+def test_seed_storage_api_stores_a_partition_from_objects_or_arrow(tmp_path: Path) -> None:
+    storage = ParquetDataStorage(output_path=tmp_path, provider="manual")
+    table = bars(["MDGN+"], [D1])
+    partition = asyncio.run(storage.store_bars(table, "MDGN+", D1))
+    assert partition.bars_count == 390 and partition.symbol.value == "MDGN+"
+    objects = OHLCVBar.from_table(table.slice(0, 10))
+    again = asyncio.run(storage.store_bars(objects, "MDGN+", D1))
+    assert again.bars_count == 10
+    assert query(tmp_path, "SELECT symbol, count(*) FROM BARS GROUP BY ALL") == [("MDGN+", 10)]
+    assert os.listdir(tmp_path) == ["provider=manual"]

@@ -1,0 +1,123 @@
+from pathlib import Path
+
+import pytest
+from conftest import StepProvider
+
+from marketpipe.errors import InvalidInputError, ProviderNotConfiguredError, UnknownProviderError
+from marketpipe.ingestion.infrastructure import (
+    build_provider,
+    get,
+    get_available_providers,
+    list_providers,
+    provider,
+    register,
+    unregister,
+)
+from marketpipe.secrets import Secret
+from marketpipe.settings import ConfigFile, parse_overrides, resolve_settings
+from marketpipe.specs import ProviderSpec, Setting
+from marketpipe.testing import check_provider
+
+KEYED = ProviderSpec(
+    name="keyed",
+    factory=lambda s: StepProvider(token=s.get("api_key")),
+    description="needs a key",
+    settings=(Setting("api_key", "the key", secret=True, required=True, env=("VENDOR_KEY",)),
+              Setting("feed", "feed name", default="iex")),
+)
+
+
+@pytest.fixture
+def keyed():
+    register(KEYED)
+    yield KEYED
+    unregister("keyed")
+
+
+def test_decorated_class_is_listed_and_built(step_provider: type) -> None:
+    assert "step" in list_providers()
+    assert get("STEP").distribution == "(registered in-process)"
+    built = build_provider("step", {"fail_symbol": "X"}, environ={}, config=ConfigFile(None, {}))
+    assert isinstance(built, StepProvider) and built.fail_symbol == "X"
+
+
+def test_provider_decorator_uses_the_docstring_as_description() -> None:
+    @provider("documented")
+    class Documented(StepProvider):
+        """First line describes it.
+
+        More text."""
+
+    try:
+        assert get("documented").description == "First line describes it."
+    finally:
+        unregister("documented")
+
+
+def test_unknown_provider_lists_the_installed_ones(step_provider: type) -> None:
+    with pytest.raises(UnknownProviderError, match=r"unknown provider 'nope'; installed providers: .*step"):
+        get("nope")
+
+
+def test_missing_required_setting_names_what_to_set(keyed: ProviderSpec) -> None:
+    with pytest.raises(ProviderNotConfiguredError,
+                       match="MARKETPIPE_KEYED_API_KEY or VENDOR_KEY, or -o api_key="):
+        build_provider("keyed", environ={}, config=ConfigFile(None, {}))
+    assert "keyed" not in get_available_providers(environ={}, config=ConfigFile(None, {}))
+    assert "keyed" in get_available_providers(environ={"VENDOR_KEY": "k"}, config=ConfigFile(None, {}))
+
+
+def test_settings_precedence_option_env_config_default(keyed: ProviderSpec, tmp_path: Path) -> None:
+    config_file = tmp_path / "marketpipe.toml"
+    config_file.write_text('[providers.keyed]\nfeed = "sip"\napi_key = "from-file"\n')
+    config = ConfigFile.load(config_file)
+    env = {"MARKETPIPE_KEYED_FEED": "delayed_sip", "VENDOR_KEY": "from-vendor-env"}
+    r = resolve_settings(keyed, {"feed": "otc"}, env, config)
+    assert r.values["feed"] == "otc" and r.sources["feed"] == "-o"
+    r = resolve_settings(keyed, {}, env, config)
+    assert r.values["feed"] == "delayed_sip" and r.sources["feed"] == "MARKETPIPE_KEYED_FEED"
+    assert r.values["api_key"] == Secret("from-vendor-env") and r.sources["api_key"] == "VENDOR_KEY"
+    r = resolve_settings(keyed, {}, {}, config)
+    assert r.values["feed"] == "sip" and r.sources["feed"].startswith("config file")
+    r = resolve_settings(keyed, {}, {}, ConfigFile(None, {}))
+    assert r.values["feed"] == "iex" and r.missing == ("api_key",)
+
+
+def test_secrets_are_wrapped_and_kept_out_of_public_settings(keyed: ProviderSpec) -> None:
+    r = resolve_settings(keyed, {"api_key": "SUPERSECRET42"}, {}, ConfigFile(None, {}))
+    assert isinstance(r.values["api_key"], Secret)
+    assert "SUPERSECRET42" not in repr(r) + str(r.values) + f"{r.values['api_key']}"
+    assert r.public() == {"feed": "iex"}
+    assert r.values["api_key"].get_secret_value() == "SUPERSECRET42"
+
+
+def test_bad_options_and_config_are_user_errors(keyed: ProviderSpec, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="use -o KEY=VALUE"):
+        parse_overrides(["novalue"])
+    with pytest.raises(InvalidInputError, match="unknown setting 'colour' for provider keyed; its settings: api_key, feed"):
+        resolve_settings(keyed, {"colour": "red"}, {}, ConfigFile(None, {}))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[providers\n")
+    with pytest.raises(InvalidInputError, match="not valid TOML"):
+        ConfigFile.load(bad)
+
+
+def test_conformance_kit_passes_a_good_provider(step_provider: type) -> None:
+    report = check_provider("step", timeframes=["1m", "1h"])
+    assert report.requests == 4 and report.bars > 0
+
+
+def test_conformance_kit_catches_a_provider_that_ignores_the_range() -> None:
+    import numpy as np
+    from marketpipe.schema import bars_batch
+
+    class Sloppy(StepProvider):
+        def fetch(self, request):
+            yield bars_batch("AAPL", np.array([0]), [1.0], [1.0], [1.0], [1.0], [1])
+
+    register(ProviderSpec(name="sloppy", factory=lambda s: Sloppy(), description="x"))
+    try:
+        with pytest.raises(AssertionError, match="outside the requested sessions"):
+            check_provider("sloppy", timeframes=["1m"], sessions=["regular"])
+    finally:
+        unregister("sloppy")

@@ -1,0 +1,67 @@
+import datetime as dt
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from marketpipe.errors import InvalidInputError
+from marketpipe.ingestion import IngestionJobId, Session, Symbol, Timeframe, TimeRange
+
+
+@pytest.mark.parametrize("text", ["AAPL", "brk.b", "BF-B", "MDGN+", "^GSPC", "A=B", "X#1", "A" * 12])
+def test_real_tickers_are_accepted_and_upper_cased(text: str) -> None:
+    assert Symbol(text).value == text.upper()
+
+
+@pytest.mark.parametrize(
+    "text", ["", "../x", "A/B", "A\\B", "A\x00", "A\nB", "A B", "..", ".", "A" * 13, "AAPL$", "é"]
+)
+def test_unsafe_or_malformed_symbols_are_rejected_naming_the_rule(text: str) -> None:
+    with pytest.raises(InvalidInputError, match=r"letters, digits and \. - \+ = \^ #"):
+        Symbol(text)
+
+
+@given(st.text(min_size=1, max_size=14))
+def test_any_accepted_symbol_is_a_safe_path_component(text: str) -> None:
+    try:
+        symbol = Symbol(text)
+    except InvalidInputError:
+        return
+    assert "/" not in symbol.value and "\\" not in symbol.value and "\x00" not in symbol.value
+    assert symbol.value not in (".", "..")
+    assert symbol.value.isprintable() and 1 <= len(symbol.value) <= 12
+
+
+def test_symbol_list_parsing_dedupes_and_keeps_order() -> None:
+    assert [s.value for s in Symbol.parse_list("msft, AAPL,MSFT,,")] == ["MSFT", "AAPL"]
+    with pytest.raises(InvalidInputError, match="no symbols"):
+        Symbol.parse_list(" , ")
+
+
+def test_time_range_is_inclusive_and_rejects_reversed_or_bad_dates() -> None:
+    rng = TimeRange("2024-01-30", "2024-02-02")
+    assert list(rng.days())[-1] == dt.date(2024, 2, 2)
+    assert len(list(rng.days())) == 4
+    assert TimeRange.single_day("2024-03-01") == TimeRange("2024-03-01", "2024-03-01")
+    with pytest.raises(InvalidInputError, match="before start"):
+        TimeRange("2024-02-02", "2024-01-30")
+    with pytest.raises(InvalidInputError, match="YYYY-MM-DD"):
+        TimeRange("2024-13-01", "2024-12-01")
+
+
+def test_timeframes_and_sessions_parse_or_explain() -> None:
+    assert [t.value for t in Timeframe] == ["1m", "5m", "15m", "30m", "1h", "1d"]
+    assert Timeframe.parse("1H") is Timeframe.H1
+    assert Timeframe.D1.nanos == 86_400 * 10**9
+    with pytest.raises(InvalidInputError, match="1m, 5m"):
+        Timeframe.parse("2m")
+    assert Session.parse("Extended") is Session.EXTENDED
+    with pytest.raises(InvalidInputError, match="regular or extended"):
+        Session.parse("night")
+
+
+def test_job_ids_are_generated_and_validated() -> None:
+    job_id = IngestionJobId.generate()
+    assert IngestionJobId(job_id.value) == job_id
+    with pytest.raises(InvalidInputError):
+        IngestionJobId("../../etc")

@@ -1,0 +1,63 @@
+"""Sessions: ``tests`` per distribution (installed alone), ``integration`` (everything installed),
+``lint`` and ``typecheck``. Distributions are the ``marketpipe-*`` folders, found, never listed."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["lint", "typecheck", "tests", "integration"]
+nox.options.error_on_missing_interpreters = True
+
+ROOT = Path(__file__).parent
+PACKAGES = sorted(p.name for p in ROOT.glob("marketpipe-*") if (p / "pyproject.toml").is_file())
+TEST_DEPS = ["pytest>=8", "pytest-httpx>=0.30", "hypothesis>=6.100", "duckdb>=1.0"]
+
+
+def local_requirements(package: str) -> list[str]:
+    """The package folder plus the folders of the marketpipe distributions it depends on."""
+    seen: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        meta = tomllib.loads((ROOT / name / "pyproject.toml").read_text())
+        for dep in meta["project"].get("dependencies", []):
+            dep_name = re.split(r"[\s<>=!~;\[]", dep, maxsplit=1)[0].lower()
+            if dep_name in PACKAGES:
+                visit(dep_name)
+        seen.append(name)
+
+    visit(package)
+    return [f"./{name}" for name in seen]
+
+
+@nox.session
+@nox.parametrize("package", PACKAGES)
+def tests(session: nox.Session, package: str) -> None:
+    """One distribution's tests with only it (and what it depends on) installed."""
+    session.install(*local_requirements(package), *TEST_DEPS)
+    session.run("pytest", f"{package}/tests", *session.posargs)
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """Everything installed: the cross-package tests, then the core tests again beside plugins."""
+    session.install(*[f"./{p}" for p in PACKAGES], *TEST_DEPS, "pandas", "polars", "uv")
+    session.run("pytest", "tests", "marketpipe-core/tests", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install(*[f"./{p}" for p in PACKAGES], "mypy", "pytest")
+    session.run("mypy", *[f"{p}/src" for p in PACKAGES])
