@@ -5,8 +5,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from conftest import StepProvider, simple_bars
-
+from core_helpers import StepProvider, simple_bars
 from marketpipe.ingestion import (
     CreateIngestionJobCommand,
     DomainEvent,
@@ -33,8 +32,9 @@ JAN = TimeRange("2024-01-29", "2024-02-02")  # 5 sessions across a month boundar
 
 
 def request(data_dir: Path, **kw: object) -> IngestRequest:
-    base = dict(provider="step", symbols=(Symbol("AAPL"), Symbol("MSFT")), time_range=JAN,
-                data_dir=data_dir)
+    base = dict(
+        provider="step", symbols=(Symbol("AAPL"), Symbol("MSFT")), time_range=JAN, data_dir=data_dir
+    )
     base.update(kw)
     return IngestRequest(**base)  # type: ignore[arg-type]
 
@@ -60,29 +60,40 @@ def test_job_commits_every_partition_then_publishes_in_order(step_provider, data
     assert IngestionJobStarted in kinds[:first_done]
     rows = duckdb.sql(
         f"SELECT count(*), count(DISTINCT (symbol, timestamp)) FROM read_parquet("
-        f"'{data_dir}/**/*.parquet', hive_partitioning=true)").fetchall()
+        f"'{data_dir}/**/*.parquet', hive_partitioning=true)"
+    ).fetchall()
     assert rows == [(3900, 3900)]
     store = SqliteJobStore.for_data_dir(data_dir)
     assert store.totals(summary.job_id)["completed"] == 10
 
 
-def test_units_group_partitions_within_a_month_and_respect_batch_size(step_provider, data_dir: Path) -> None:
+def test_units_group_partitions_within_a_month_and_respect_batch_size(
+    step_provider, data_dir: Path
+) -> None:
     asyncio.run(run_ingest(request(data_dir, batch_size=390 * 3)))
     units = StepProvider.calls
     assert {len({w.day.month for w in u.windows}) for u in units} == {1}
     assert all(len(u.symbols) * sum(w.minutes for w in u.windows) <= 390 * 3 for u in units)
     assert sorted((s.value, w.day) for u in units for s in u.symbols for w in u.windows) == sorted(
-        (s, d) for s in ("AAPL", "MSFT") for d in
-        [dt.date(2024, 1, 29), dt.date(2024, 1, 30), dt.date(2024, 1, 31), dt.date(2024, 2, 1),
-         dt.date(2024, 2, 2)])
+        (s, d)
+        for s in ("AAPL", "MSFT")
+        for d in [
+            dt.date(2024, 1, 29),
+            dt.date(2024, 1, 30),
+            dt.date(2024, 1, 31),
+            dt.date(2024, 2, 1),
+            dt.date(2024, 2, 2),
+        ]
+    )
 
 
 def test_failed_partitions_are_reported_and_resume_fetches_only_them(
     step_provider, data_dir: Path
 ) -> None:
     bus, seen = recording_bus()
-    summary = asyncio.run(run_ingest(request(data_dir, overrides={"fail_symbol": "MSFT"},
-                                             max_retries=1), bus))
+    summary = asyncio.run(
+        run_ingest(request(data_dir, overrides={"fail_symbol": "MSFT"}, max_retries=1), bus)
+    )
     assert summary.state is ProcessingState.FAILED
     assert summary.partitions_completed == 5 and len(summary.failures) == 5
     assert {f.symbol for f in summary.failures} == {"MSFT"}
@@ -113,8 +124,11 @@ def test_rejected_rows_go_to_quarantine_with_reasons(data_dir: Path) -> None:
 
     register(ProviderSpec(name="dirty", factory=lambda s: Dirty(), description="x"))
     try:
-        summary = asyncio.run(run_ingest(request(data_dir, provider="dirty",
-                                                 time_range=TimeRange.single_day("2024-01-29"))))
+        summary = asyncio.run(
+            run_ingest(
+                request(data_dir, provider="dirty", time_range=TimeRange.single_day("2024-01-29"))
+            )
+        )
     finally:
         unregister("dirty")
     assert summary.state is ProcessingState.COMPLETED
@@ -124,7 +138,7 @@ def test_rejected_rows_go_to_quarantine_with_reasons(data_dir: Path) -> None:
     assert all(p.rejected == 3 and p.quarantine for p in parts)
     text = (data_dir / parts[0].quarantine).read_text()
     assert text.count("volume missing or negative") == 3
-    assert not list(data_dir.rglob("*.parquet"))[0].name.endswith(".csv")
+    assert not list((data_dir / "_marketpipe").rglob("*.parquet"))  # never read as bars
 
 
 def test_a_failing_subscriber_does_not_break_the_job(step_provider, data_dir: Path) -> None:
@@ -148,12 +162,16 @@ def test_secret_options_never_reach_the_job_store_or_files(step_provider, data_d
 
 
 def test_job_service_refuses_a_timeframe_the_provider_lacks(data_dir: Path) -> None:
-    register(ProviderSpec(name="daily", factory=lambda s: StepProvider(), description="x",
-                          timeframes=["1d"]))
+    register(
+        ProviderSpec(
+            name="daily", factory=lambda s: StepProvider(), description="x", timeframes=["1d"]
+        )
+    )
     try:
         service = IngestionJobService(SqliteJobStore.for_data_dir(data_dir))
         command = CreateIngestionJobCommand(
-            "AAPL", JAN, IngestionConfiguration(provider="daily", timeframe=Timeframe.M1))
+            "AAPL", JAN, IngestionConfiguration(provider="daily", timeframe=Timeframe.M1)
+        )
         with pytest.raises(Exception, match="has no 1m bars; it offers 1d"):
             asyncio.run(service.create_job(command))
     finally:

@@ -1,5 +1,4 @@
 import pytest
-
 from marketpipe.errors import InvalidStateTransition
 from marketpipe.ingestion import (
     IngestionConfiguration,

@@ -2,7 +2,6 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-
 from marketpipe.errors import JobNotFoundError
 from marketpipe.ingestion import (
     IngestionConfiguration,
@@ -20,7 +19,8 @@ DAY = dt.date(2024, 1, 2)
 def test_jobs_and_partitions_round_trip_through_a_real_sqlite_file(tmp_path: Path) -> None:
     store = SqliteJobStore.for_data_dir(tmp_path)
     job = IngestionJob(
-        job_id=IngestionJobId.generate(), symbols=(Symbol("AAPL"), Symbol("BF-B")),
+        job_id=IngestionJobId.generate(),
+        symbols=(Symbol("AAPL"), Symbol("BF-B")),
         time_range=TimeRange(DAY, DAY),
         configuration=IngestionConfiguration(provider="fake", settings={"seed": "3"}),
     )
@@ -42,9 +42,13 @@ def test_jobs_and_partitions_round_trip_through_a_real_sqlite_file(tmp_path: Pat
     states = {(p.symbol, p.state, p.error) for p in reopened.partitions(job.job_id)}
     assert states == {("AAPL", "COMPLETED", None), ("BF-B", "FAILED", "ConnectionError: refused")}
     assert reopened.totals(job.job_id) == {
-        "partitions": 2, "bars": 390, "rejected": 2, "completed": 1, "failed": 1
+        "partitions": 2,
+        "bars": 390,
+        "rejected": 2,
+        "completed": 1,
+        "failed": 1,
     }
-    assert [j.job_id for j in reopened.list()] == [job.job_id]
+    assert [j.job_id for j in reopened.list_jobs()] == [job.job_id]
 
 
 def test_unknown_job_is_a_user_error(tmp_path: Path) -> None:

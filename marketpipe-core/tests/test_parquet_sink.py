@@ -8,8 +8,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from conftest import simple_bars
-
+from core_helpers import simple_bars
 from marketpipe.calendar import nyse_calendar
 from marketpipe.ingestion import OHLCVBar, Session, Timeframe
 from marketpipe.ingestion.infrastructure.parquet_storage import ParquetDataStorage
@@ -29,18 +28,25 @@ def bars(symbols: list[str], days: list[dt.date], bump: float = 0.0) -> pa.Table
     return table.set_column(2, "open", pa.compute.add(table["open"], bump))
 
 
-def commit(sink: ParquetSink, symbols: list[str], days: list[dt.date], job: str = "job1",
-           bump: float = 0.0) -> dict:
-    return sink.commit(CommitRequest(
-        table=bars(symbols, days, bump), coverage={s: tuple(days) for s in symbols},
-        provider="fake", feed="sim", timeframe=Timeframe.M1, job_id=job,
-    ))
+def commit(
+    sink: ParquetSink, symbols: list[str], days: list[dt.date], job: str = "job1", bump: float = 0.0
+) -> dict:
+    return sink.commit(
+        CommitRequest(
+            table=bars(symbols, days, bump),
+            coverage={s: tuple(days) for s in symbols},
+            provider="fake",
+            feed="sim",
+            timeframe=Timeframe.M1,
+            job_id=job,
+        )
+    )
 
 
 def query(root: Path, sql: str) -> list[tuple]:
-    return duckdb.sql(sql.replace(
-        "BARS", f"read_parquet('{root}/**/*.parquet', hive_partitioning=true)"
-    )).fetchall()
+    return duckdb.sql(
+        sql.replace("BARS", f"read_parquet('{root}/**/*.parquet', hive_partitioning=true)")
+    ).fetchall()
 
 
 def test_commit_writes_hive_partitioned_zstd_files_with_metadata(tmp_path: Path) -> None:
@@ -53,22 +59,31 @@ def test_commit_writes_hive_partitioned_zstd_files_with_metadata(tmp_path: Path)
     kv = meta.metadata
     assert kv[b"marketpipe.provider"] == b"fake" and kv[b"marketpipe.job_id"] == b"job1"
     assert kv[b"marketpipe.schema_version"] == b"1" and b"marketpipe.fetched_at" in kv
-    assert read_coverage(tmp_path / rel) == {"AAPL": {"2024-03-04", "2024-03-05"},
-                                            "MSFT": {"2024-03-04", "2024-03-05"}}
-    rows = query(tmp_path, "SELECT provider, feed, timeframe, month, count(*) FROM BARS GROUP BY ALL")
+    assert read_coverage(tmp_path / rel) == {
+        "AAPL": {"2024-03-04", "2024-03-05"},
+        "MSFT": {"2024-03-04", "2024-03-05"},
+    }
+    rows = query(
+        tmp_path, "SELECT provider, feed, timeframe, month, count(*) FROM BARS GROUP BY ALL"
+    )
     assert rows == [("fake", "sim", "1m", "2024-03", 4 * 390)]
     table = ds.dataset(tmp_path, format="parquet", partitioning="hive").to_table()
     assert table.num_rows == 1560
-    assert pq.read_table(tmp_path / rel).schema.remove_metadata().equals(BAR_SCHEMA.remove_metadata())
+    assert (
+        pq.read_table(tmp_path / rel).schema.remove_metadata().equals(BAR_SCHEMA.remove_metadata())
+    )
 
 
 def test_reingesting_one_day_replaces_exactly_that_days_rows(tmp_path: Path) -> None:
     sink = ParquetSink(tmp_path)
     commit(sink, ["AAPL", "MSFT"], [D1, D2, D3], job="first")
     commit(sink, ["AAPL"], [D2], job="second", bump=1000.0)
-    rows = query(tmp_path, "SELECT symbol, strftime(timestamp AT TIME ZONE 'America/New_York', "
-                 "'%Y-%m-%d') d, count(*), count(DISTINCT timestamp), max(open) > 1000 "
-                 "FROM BARS GROUP BY ALL ORDER BY ALL")
+    rows = query(
+        tmp_path,
+        "SELECT symbol, strftime(timestamp AT TIME ZONE 'America/New_York', "
+        "'%Y-%m-%d') d, count(*), count(DISTINCT timestamp), max(open) > 1000 "
+        "FROM BARS GROUP BY ALL ORDER BY ALL",
+    )
     assert [r[:4] for r in rows] == [
         (s, d.isoformat(), 390, 390) for s in ("AAPL", "MSFT") for d in (D1, D2, D3)
     ]
@@ -84,8 +99,16 @@ def test_reingesting_one_day_replaces_exactly_that_days_rows(tmp_path: Path) -> 
 def test_a_covered_day_with_no_rows_removes_stale_rows(tmp_path: Path) -> None:
     sink = ParquetSink(tmp_path)
     commit(sink, ["AAPL"], [D1, D2])
-    sink.commit(CommitRequest(table=BAR_SCHEMA.empty_table(), coverage={"AAPL": (D1,)},
-                              provider="fake", feed="sim", timeframe=Timeframe.M1, job_id="empty"))
+    sink.commit(
+        CommitRequest(
+            table=BAR_SCHEMA.empty_table(),
+            coverage={"AAPL": (D1,)},
+            provider="fake",
+            feed="sim",
+            timeframe=Timeframe.M1,
+            job_id="empty",
+        )
+    )
     assert query(tmp_path, "SELECT count(*) FROM BARS") == [(390,)]
 
 
@@ -98,9 +121,16 @@ def test_units_spanning_two_months_land_in_both_month_folders(tmp_path: Path) ->
 
 def test_rows_outside_the_coverage_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="outside the unit's coverage"):
-        ParquetSink(tmp_path).commit(CommitRequest(
-            table=bars(["AAPL"], [D1, D2]), coverage={"AAPL": (D1,)}, provider="fake",
-            feed="sim", timeframe=Timeframe.M1, job_id="j"))
+        ParquetSink(tmp_path).commit(
+            CommitRequest(
+                table=bars(["AAPL"], [D1, D2]),
+                coverage={"AAPL": (D1,)},
+                provider="fake",
+                feed="sim",
+                timeframe=Timeframe.M1,
+                job_id="j",
+            )
+        )
 
 
 def test_a_crash_mid_write_leaves_no_file_under_the_final_name(

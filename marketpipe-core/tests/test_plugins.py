@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_plugin
-
+from core_helpers import write_plugin
 from marketpipe import hookspecs
 from marketpipe.errors import PluginConflictError
 from marketpipe.plugins import ALLOW_ENV, BLOCK_ENV, get_plugin_host, hook_names
@@ -70,7 +69,9 @@ def test_builtins_are_ordinary_plugins_with_their_hooks() -> None:
     records = {r.name: r for r in get_plugin_host().records()}
     assert records["marketpipe.storage.parquet_sink"].hooks == ("marketpipe_sinks",)
     assert records["marketpipe.validation.ohlcv"].hooks == ("marketpipe_validators",)
-    assert all(r.builtin and r.error is None for r in records.values() if r.name.startswith("marketpipe."))
+    assert all(
+        r.builtin and r.error is None for r in records.values() if r.name.startswith("marketpipe.")
+    )
 
 
 def test_a_plugin_that_fails_to_import_is_reported_and_the_others_load(site: Path) -> None:
@@ -84,13 +85,18 @@ def test_a_plugin_that_fails_to_import_is_reported_and_the_others_load(site: Pat
 
 
 def test_a_hook_that_raises_is_reported_not_fatal(site: Path) -> None:
-    write_plugin(site, "tp-raises", "tp_raises", """
+    write_plugin(
+        site,
+        "tp-raises",
+        "tp_raises",
+        """
 from marketpipe.hookspecs import hookimpl
 
 @hookimpl
 def marketpipe_providers():
     raise KeyError("boom")
-""")
+""",
+    )
     host = get_plugin_host()
     assert "alpha" not in host.providers()
     record = next(r for r in host.records() if r.name == "tp_raises")
@@ -128,8 +134,12 @@ def test_plugin_manager_is_built_on_demand_not_at_import() -> None:
 
 def test_mp_plugins_reports_a_broken_plugin_as_json(site: Path) -> None:
     write_plugin(site, "tp-broken", "tp_broken", "import does_not_exist_anywhere")
-    out = subprocess.run([sys.executable, "-m", "marketpipe.cli", "plugins", "--json"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "marketpipe.cli", "plugins", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     records = {r["name"]: r for r in json.loads(out.stdout)}
     assert re.match(r"ModuleNotFoundError: No module named", records["tp_broken"]["error"])
     assert records["marketpipe.storage.parquet_sink"]["hooks"] == ["marketpipe_sinks"]

@@ -1,8 +1,7 @@
 from pathlib import Path
 
 import pytest
-from conftest import StepProvider
-
+from core_helpers import StepProvider
 from marketpipe.errors import InvalidInputError, ProviderNotConfiguredError, UnknownProviderError
 from marketpipe.ingestion.infrastructure import (
     build_provider,
@@ -22,8 +21,10 @@ KEYED = ProviderSpec(
     name="keyed",
     factory=lambda s: StepProvider(token=s.get("api_key")),
     description="needs a key",
-    settings=(Setting("api_key", "the key", secret=True, required=True, env=("VENDOR_KEY",)),
-              Setting("feed", "feed name", default="iex")),
+    settings=(
+        Setting("api_key", "the key", secret=True, required=True, env=("VENDOR_KEY",)),
+        Setting("feed", "feed name", default="iex"),
+    ),
 )
 
 
@@ -55,16 +56,21 @@ def test_provider_decorator_uses_the_docstring_as_description() -> None:
 
 
 def test_unknown_provider_lists_the_installed_ones(step_provider: type) -> None:
-    with pytest.raises(UnknownProviderError, match=r"unknown provider 'nope'; installed providers: .*step"):
+    with pytest.raises(
+        UnknownProviderError, match=r"unknown provider 'nope'; installed providers: .*step"
+    ):
         get("nope")
 
 
 def test_missing_required_setting_names_what_to_set(keyed: ProviderSpec) -> None:
-    with pytest.raises(ProviderNotConfiguredError,
-                       match="MARKETPIPE_KEYED_API_KEY or VENDOR_KEY, or -o api_key="):
+    with pytest.raises(
+        ProviderNotConfiguredError, match="MARKETPIPE_KEYED_API_KEY or VENDOR_KEY, or -o api_key="
+    ):
         build_provider("keyed", environ={}, config=ConfigFile(None, {}))
     assert "keyed" not in get_available_providers(environ={}, config=ConfigFile(None, {}))
-    assert "keyed" in get_available_providers(environ={"VENDOR_KEY": "k"}, config=ConfigFile(None, {}))
+    assert "keyed" in get_available_providers(
+        environ={"VENDOR_KEY": "k"}, config=ConfigFile(None, {})
+    )
 
 
 def test_settings_precedence_option_env_config_default(keyed: ProviderSpec, tmp_path: Path) -> None:
@@ -94,7 +100,10 @@ def test_secrets_are_wrapped_and_kept_out_of_public_settings(keyed: ProviderSpec
 def test_bad_options_and_config_are_user_errors(keyed: ProviderSpec, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="use -o KEY=VALUE"):
         parse_overrides(["novalue"])
-    with pytest.raises(InvalidInputError, match="unknown setting 'colour' for provider keyed; its settings: api_key, feed"):
+    with pytest.raises(
+        InvalidInputError,
+        match="unknown setting 'colour' for provider keyed; its settings: api_key, feed",
+    ):
         resolve_settings(keyed, {"colour": "red"}, {}, ConfigFile(None, {}))
     bad = tmp_path / "bad.toml"
     bad.write_text("[providers\n")

@@ -3,10 +3,9 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import MINUTE, simple_bars
+from core_helpers import MINUTE, simple_bars
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from marketpipe.calendar import nyse_calendar
 from marketpipe.ingestion import Session, Timeframe
 from marketpipe.schema import BAR_SCHEMA
@@ -73,7 +72,9 @@ def test_duplicate_and_out_of_order_timestamps_are_rejected_per_symbol() -> None
     assert "duplicate or out-of-order" in result.rejected["reason"][0].as_py()
     # Interleaved symbols are fine: order is checked within each symbol.
     other = pa.Table.from_batches([simple_bars("MSFT", WINDOW)])
-    mixed = pa.concat_tables([first, other]).take(np.argsort(np.tile(np.arange(390), 2), kind="stable"))
+    mixed = pa.concat_tables([first, other]).take(
+        np.argsort(np.tile(np.arange(390), 2), kind="stable")
+    )
     result = OhlcvValidator().validate(mixed, context(symbols=frozenset({"AAPL", "MSFT"})))
     assert result.rejected.num_rows == 0
 
@@ -84,13 +85,16 @@ def test_null_price_bars_pass_only_where_the_provider_documents_them() -> None:
     allowed = OhlcvValidator().validate(table, context(allow_null_prices=True))
     assert allowed.rejected.num_rows == 0
     partial = with_row(good(), 3, open=None, high=None)
-    assert OhlcvValidator().validate(partial, context(allow_null_prices=True)).rejected.num_rows == 1
+    assert (
+        OhlcvValidator().validate(partial, context(allow_null_prices=True)).rejected.num_rows == 1
+    )
 
 
 def test_daily_and_hourly_bars_align_in_new_york_time() -> None:
     midnight = dt.datetime(2024, 1, 2, 5, tzinfo=dt.UTC)  # 00:00 EST
-    daily = with_row(pa.Table.from_batches([simple_bars("AAPL", WINDOW)]).slice(0, 1), 0,
-                     timestamp=midnight)
+    daily = with_row(
+        pa.Table.from_batches([simple_bars("AAPL", WINDOW)]).slice(0, 1), 0, timestamp=midnight
+    )
     assert OhlcvValidator().validate(daily, context(timeframe=Timeframe.D1)).rejected.num_rows == 0
     nine = dt.datetime(2024, 1, 2, 14, tzinfo=dt.UTC)  # 09:00 EST bar overlaps the 09:30 open
     hourly = with_row(daily, 0, timestamp=nine)
@@ -103,7 +107,8 @@ def test_daily_and_hourly_bars_align_in_new_york_time() -> None:
 @given(
     prices=st.lists(
         st.tuples(*[st.floats(allow_nan=True, allow_infinity=True, width=64)] * 4),
-        min_size=1, max_size=30,
+        min_size=1,
+        max_size=30,
     ),
     volumes=st.lists(st.integers(-5, 10**9), min_size=30, max_size=30),
 )
@@ -111,11 +116,19 @@ def test_accepted_rows_always_satisfy_the_invariants(prices: list, volumes: list
     n = len(prices)
     o, h, lo, c = (np.array(col) for col in zip(*prices, strict=True))
     ts = WINDOW.start_ns + np.arange(n, dtype=np.int64) * MINUTE
-    table = pa.table({
-        "symbol": ["AAPL"] * n, "timestamp": pa.array(ts).cast(pa.timestamp("ns", tz="UTC")),
-        "open": o, "high": h, "low": lo, "close": c, "volume": volumes[:n],
-        "trade_count": [1] * n, "vwap": [None] * n,
-    }).cast(BAR_SCHEMA)
+    table = pa.table(
+        {
+            "symbol": ["AAPL"] * n,
+            "timestamp": pa.array(ts).cast(pa.timestamp("ns", tz="UTC")),
+            "open": o,
+            "high": h,
+            "low": lo,
+            "close": c,
+            "volume": volumes[:n],
+            "trade_count": [1] * n,
+            "vwap": [None] * n,
+        }
+    ).cast(BAR_SCHEMA)
     result = OhlcvValidator().validate(table, context())
     assert result.valid.num_rows + result.rejected.num_rows == n
     v = result.valid

@@ -3,12 +3,13 @@ import datetime as dt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from marketpipe.errors import InvalidInputError
 from marketpipe.ingestion import IngestionJobId, Session, Symbol, Timeframe, TimeRange
 
 
-@pytest.mark.parametrize("text", ["AAPL", "brk.b", "BF-B", "MDGN+", "^GSPC", "A=B", "X#1", "A" * 12])
+@pytest.mark.parametrize(
+    "text", ["AAPL", "brk.b", "BF-B", "MDGN+", "^GSPC", "A=B", "X#1", "A" * 12]
+)
 def test_real_tickers_are_accepted_and_upper_cased(text: str) -> None:
     assert Symbol(text).value == text.upper()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import attrs
 
+from marketpipe.calendar import nyse_calendar
 from marketpipe.errors import InvalidInputError, ProviderNotConfiguredError
 from marketpipe.ingestion.application.commands import CreateIngestionJobCommand, StartJobCommand
 from marketpipe.ingestion.application.coordinator import IngestionCoordinatorService, JobSummary
@@ -66,6 +67,7 @@ def prepare_provider(name: str, overrides: Mapping[str, str]) -> PreparedProvide
 async def run_ingest(request: IngestRequest, bus: EventBus | None = None) -> JobSummary:
     """Create, start and execute a job for ``request``."""
     prepared = prepare_provider(request.provider, request.overrides)
+    nyse_calendar().sessions(request.time_range)  # dates outside the calendar fail here, early
     store = SqliteJobStore.for_data_dir(request.data_dir)
     try:
         service = IngestionJobService(store)

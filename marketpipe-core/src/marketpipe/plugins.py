@@ -75,7 +75,10 @@ class PluginHost:
             module = importlib.import_module(module_name)
             self.pm.register(module, name=module_name)
             self._records[module_name] = PluginRecord(
-                module_name, CORE_DISTRIBUTION, __version__, builtin=True,
+                module_name,
+                CORE_DISTRIBUTION,
+                __version__,
+                builtin=True,
                 hooks=self._hooks_of(module),
             )
         eps = entry_points(group=ENTRY_POINT_GROUP) if entry_points_ is None else entry_points_
@@ -91,7 +94,10 @@ class PluginHost:
             if self.pm.get_plugin(ep.name) is not None:
                 other = self._records[ep.name].distribution
                 self._records[f"{ep.name} ({dist})"] = PluginRecord(
-                    ep.name, dist, version, builtin=False,
+                    ep.name,
+                    dist,
+                    version,
+                    builtin=False,
                     error=f"plugin name {ep.name!r} is already taken by {other}",
                 )
                 continue
@@ -130,7 +136,9 @@ class PluginHost:
                 continue
             for spec in specs:
                 if not isinstance(spec, kind):
-                    raise TypeError(f"{plugin_name}.{hook_name} returned {spec!r}, not {kind.__name__}")
+                    raise TypeError(
+                        f"{plugin_name}.{hook_name} returned {spec!r}, not {kind.__name__}"
+                    )
                 if spec.distribution is None:
                     dist = record.distribution if record else plugin_name
                     spec = attrs.evolve(spec, distribution=dist)
@@ -169,4 +177,3 @@ def reset_plugins() -> None:
 
 def hook_names() -> list[str]:
     return sorted(n for n in dir(hookspecs) if n.startswith("marketpipe_"))
-

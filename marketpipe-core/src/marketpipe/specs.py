@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,10 @@ def _normalise_setting(value: str) -> str:
     return name
 
 
+def _strings(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class Setting:
     """One provider setting, resolved from ``-o KEY=VALUE``, ``MARKETPIPE_<PROVIDER>_<KEY>``,
@@ -51,7 +55,11 @@ class Setting:
     default: str | None = None
     secret: bool = False
     required: bool = False
-    env: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    env: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+
+
+def _settings(value: Iterable[Setting]) -> tuple[Setting, ...]:
+    return tuple(value)
 
 
 def _timeframes(value: Any) -> frozenset[Timeframe]:
@@ -79,7 +87,7 @@ class ProviderSpec:
     name: str = attrs.field(converter=_normalise_name)
     factory: Callable[[Mapping[str, Any]], IMarketDataProvider]
     description: str
-    settings: tuple[Setting, ...] = attrs.field(default=(), converter=tuple)
+    settings: tuple[Setting, ...] = attrs.field(default=(), converter=_settings)
     timeframes: frozenset[Timeframe] = attrs.field(
         default=frozenset(Timeframe), converter=_timeframes
     )

@@ -65,16 +65,23 @@ def check_provider(
     settings = dict(settings or {})
     wanted = tuple(Symbol(s) for s in symbols)
     calendar = nyse_calendar()
-    tfs = [Timeframe.parse(t) for t in timeframes] if timeframes else sorted(
-        spec.timeframes, key=lambda t: t.minutes)
-    sess = [Session.parse(s) for s in sessions] if sessions else sorted(
-        spec.sessions, key=lambda s: s.value)
+    tfs = (
+        [Timeframe.parse(t) for t in timeframes]
+        if timeframes
+        else sorted(spec.timeframes, key=lambda t: t.minutes)
+    )
+    sess = (
+        [Session.parse(s) for s in sessions]
+        if sessions
+        else sorted(spec.sessions, key=lambda s: s.value)
+    )
     requests = bars = 0
     for session in sess:
         windows = tuple(calendar.windows(TimeRange(start, end), session))
         for timeframe in tfs:
-            request = FetchRequest(symbols=wanted, windows=windows, timeframe=timeframe,
-                                   session=session)
+            request = FetchRequest(
+                symbols=wanted, windows=windows, timeframe=timeframe, session=session
+            )
             table = _fetch(spec, settings, request)
             requests += 1
             bars += table.num_rows
@@ -82,8 +89,10 @@ def check_provider(
             if expect_bars:
                 assert table.num_rows > 0, f"{where}: no bars for {start}..{end}"
             context = ValidationContext(
-                symbols=frozenset(s.value for s in wanted), windows=windows,
-                timeframe=timeframe, allow_null_prices=spec.null_price_bars,
+                symbols=frozenset(s.value for s in wanted),
+                windows=windows,
+                timeframe=timeframe,
+                allow_null_prices=spec.null_price_bars,
             )
             rejected = OhlcvValidator().validate(table, context).rejected
             if rejected.num_rows:
@@ -93,8 +102,9 @@ def check_provider(
                 again = _fetch(spec, settings, request)
                 assert again.equals(table), f"{where}: claims determinism but a repeat differs"
         # Symbols respected: asking for one symbol yields only that symbol.
-        single = FetchRequest(symbols=wanted[:1], windows=windows, timeframe=tfs[0],
-                              session=session)
+        single = FetchRequest(
+            symbols=wanted[:1], windows=windows, timeframe=tfs[0], session=session
+        )
         got = set(_fetch(spec, settings, single)["symbol"].unique().to_pylist())
         assert got <= {wanted[0].value}, f"{spec.name}: asked for {wanted[0]}, got {sorted(got)}"
     return ConformanceReport(spec.name, requests, bars)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marketpipe.hookspecs import hookimpl
 from marketpipe.specs import ProviderSpec, Setting
+
 from marketpipe_fake.provider import FakeProvider
 
 __all__ = ["FakeProvider", "marketpipe_providers"]

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
-
 from marketpipe.calendar import SessionWindow, ny_midnight_ns
 from marketpipe.errors import InvalidInputError
 from marketpipe.ingestion.domain.ports import IMarketDataProvider
@@ -63,25 +62,43 @@ class FakeProvider(IMarketDataProvider):
     def _day(self, symbol: str, window: SessionWindow, timeframe: Timeframe) -> list[np.ndarray]:
         day = window.day.isoformat()
         rng = _rng(self.seed, symbol, day)
-        base = 10.0 + (int.from_bytes(hashlib.blake2b(symbol.encode(), digest_size=4).digest(),
-                                      "little") % 49_000) / 100.0
+        base = (
+            10.0
+            + (
+                int.from_bytes(hashlib.blake2b(symbol.encode(), digest_size=4).digest(), "little")
+                % 49_000
+            )
+            / 100.0
+        )
         start = base * np.exp(rng.normal(0.0, 0.05))
         steps = rng.normal(0.0, 0.0007, _MINUTES)
         close = np.round(start * np.exp(np.cumsum(steps)), 2)
         open_ = np.concatenate(([round(start, 2)], close[:-1]))
         wiggle = np.abs(rng.normal(0.0, 0.0004, (2, _MINUTES)))
-        high = np.maximum(np.ceil(np.maximum(open_, close) * (1 + wiggle[0]) * 100) / 100,
-                          np.maximum(open_, close))
-        low = np.minimum(np.floor(np.minimum(open_, close) * (1 - wiggle[1]) * 100) / 100,
-                         np.minimum(open_, close))
+        high = np.maximum(
+            np.ceil(np.maximum(open_, close) * (1 + wiggle[0]) * 100) / 100,
+            np.maximum(open_, close),
+        )
+        low = np.minimum(
+            np.floor(np.minimum(open_, close) * (1 - wiggle[1]) * 100) / 100,
+            np.minimum(open_, close),
+        )
         volume = np.maximum(1, (rng.lognormal(7.0, 0.6, _MINUTES) * _PROFILE)).astype(np.int64)
         trade_count = np.maximum(1, volume // rng.integers(40, 160, _MINUTES))
         vwap = np.clip(np.round(low + (high - low) * rng.random(_MINUTES), 4), low, high)
         midnight = ny_midnight_ns(window.day)
         ts = midnight + (_FIRST_MINUTE + np.arange(_MINUTES, dtype=np.int64)) * _MINUTE
         keep = (ts >= window.start_ns) & (ts < window.end_ns)
-        cols = [ts[keep], open_[keep], high[keep], low[keep], close[keep], volume[keep],
-                trade_count[keep], vwap[keep]]
+        cols = [
+            ts[keep],
+            open_[keep],
+            high[keep],
+            low[keep],
+            close[keep],
+            volume[keep],
+            trade_count[keep],
+            vwap[keep],
+        ]
         if timeframe is Timeframe.M1:
             return cols
         return _aggregate(cols, midnight, timeframe)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from rich.markup import escape
 from rich.table import Table
@@ -18,7 +20,7 @@ def providers(as_json: bool) -> None:
     """List installed providers: available, or what is missing."""
     host = get_plugin_host()
     config = ConfigFile.load(config_path())
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, spec in sorted(host.providers().items()):
         resolved = resolve_settings(spec, {}, config=config)
         rows.append(
@@ -52,10 +54,18 @@ def providers(as_json: bool) -> None:
     for row in rows:
         status = "[green]available[/]" if row["available"] else f"[red]{escape(row['missing'])}[/]"
         settings = ", ".join(s["name"] for s in row["settings"]) or "-"
-        table.add_row(row["name"], row["distribution"] or "?", row["version"] or "?", status,
-                      settings, row["description"])
+        table.add_row(
+            row["name"],
+            row["distribution"] or "?",
+            row["version"] or "?",
+            status,
+            settings,
+            row["description"],
+        )
     console.print(table)
-    console.print(f"config file: {config.path or 'none (./marketpipe.toml or ~/.config/marketpipe/config.toml)'}")
+    console.print(
+        f"config file: {config.path or 'none (./marketpipe.toml or ~/.config/marketpipe/config.toml)'}"
+    )
 
 
 @click.command()

@@ -48,12 +48,16 @@ def summary_dict(summary: JobSummary, data_dir: Path) -> dict[str, object]:
 
 def print_summary(summary: JobSummary, data_dir: Path) -> None:
     ok = summary.state is ProcessingState.COMPLETED
-    table = Table(title=f"Job {summary.job_id} [{'green' if ok else 'red'}]{summary.state.value}[/]")
+    table = Table(
+        title=f"Job {summary.job_id} [{'green' if ok else 'red'}]{summary.state.value}[/]"
+    )
     table.add_column("")
     table.add_column("", justify="right")
-    table.add_row("partitions", f"{summary.partitions_completed:,} of {summary.partitions_total:,}"
-                  + (f" ({summary.partitions_skipped:,} already done)"
-                     if summary.partitions_skipped else ""))
+    table.add_row(
+        "partitions",
+        f"{summary.partitions_completed:,} of {summary.partitions_total:,}"
+        + (f" ({summary.partitions_skipped:,} already done)" if summary.partitions_skipped else ""),
+    )
     table.add_row("failed partitions", f"{len(summary.failures):,}")
     table.add_row("bars", f"{summary.bars:,}")
     table.add_row("rejected rows", f"{summary.rejected:,}")
@@ -64,7 +68,9 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
     for failure in summary.failures[:10]:
         console.print(f"[red]failed[/] {failure.symbol} {failure.day}: {escape(failure.error)}")
     if len(summary.failures) > 10:
-        console.print(f"... and {len(summary.failures) - 10} more; see `mp jobs show {summary.job_id}`")
+        console.print(
+            f"... and {len(summary.failures) - 10} more; see `mp jobs show {summary.job_id}`"
+        )
 
 
 @click.command()
@@ -73,12 +79,20 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
 @click.option("--start", required=True, help="first New York calendar day, YYYY-MM-DD")
 @click.option("--end", required=True, help="last New York calendar day (inclusive), YYYY-MM-DD")
 @click.option("--timeframe", default="1m", show_default=True, help="1m, 5m, 15m, 30m, 1h or 1d")
-@click.option("--session", default="regular", show_default=True,
-              help="regular (the exchange's session) or extended (04:00-20:00 New York)")
+@click.option(
+    "--session",
+    default="regular",
+    show_default=True,
+    help="regular (the exchange's session) or extended (04:00-20:00 New York)",
+)
 @data_dir_option
 @click.option("-o", "options", multiple=True, metavar="KEY=VALUE", help="provider setting")
-@click.option("--batch-size", default=250_000, show_default=True,
-              help="about this many bars per unit of work (memory per in-flight unit)")
+@click.option(
+    "--batch-size",
+    default=250_000,
+    show_default=True,
+    help="about this many bars per unit of work (memory per in-flight unit)",
+)
 @click.option("--concurrency", default=2, show_default=True, help="units in flight at once")
 @click.option("--max-retries", default=3, show_default=True, help="retries of a failing unit")
 @json_option

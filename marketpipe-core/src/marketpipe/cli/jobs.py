@@ -65,21 +65,35 @@ def jobs() -> None:
 def list_jobs(data_dir: Path, as_json: bool) -> None:
     """Every job in the data dir, newest first."""
     store = _store(data_dir)
-    rows = [job_dict(job, store.totals(job.job_id)) for job in store.list()]
+    rows = [job_dict(job, store.totals(job.job_id)) for job in store.list_jobs()]
     if as_json:
         emit_json(rows)
         return
     table = Table(title=f"Jobs in {data_dir}")
-    for column in ("id", "state", "provider", "symbols", "range", "progress", "bars", "started",
-                   "duration"):
+    for column in (
+        "id",
+        "state",
+        "provider",
+        "symbols",
+        "range",
+        "progress",
+        "bars",
+        "started",
+        "duration",
+    ):
         table.add_column(column)
     for row in rows:
         symbols = ",".join(row["symbols"][:4]) + ("..." if len(row["symbols"]) > 4 else "")  # type: ignore[index, arg-type]
         table.add_row(
-            str(row["id"]), str(row["state"]), str(row["provider"]), symbols,
+            str(row["id"]),
+            str(row["state"]),
+            str(row["provider"]),
+            symbols,
             f"{row['start']}..{row['end']}",
-            f"{row['partitions_completed']}/{row['partitions']}", f"{row['bars']:,}",
-            str(row["started_at"] or "-")[:19], f"{row['duration_seconds'] or '-'}",
+            f"{row['partitions_completed']}/{row['partitions']}",
+            f"{row['bars']:,}",
+            str(row["started_at"] or "-")[:19],
+            f"{row['duration_seconds'] or '-'}",
         )
     console.print(table)
 
@@ -96,8 +110,14 @@ def show_job(job_id: str, data_dir: Path, as_json: bool) -> None:
     data = job_dict(job, store.totals(job.job_id))
     partitions = [
         {
-            "symbol": p.symbol, "day": p.day.isoformat(), "state": p.state, "bars": p.bars,
-            "rejected": p.rejected, "path": p.path, "quarantine": p.quarantine, "error": p.error,
+            "symbol": p.symbol,
+            "day": p.day.isoformat(),
+            "state": p.state,
+            "bars": p.bars,
+            "rejected": p.rejected,
+            "path": p.path,
+            "quarantine": p.quarantine,
+            "error": p.error,
         }
         for p in store.partitions(job.job_id)
     ]
@@ -106,15 +126,24 @@ def show_job(job_id: str, data_dir: Path, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    console.print(f"[bold]Job {job.job_id}[/] {job.state.value}: {data['provider']} "
-                  f"{data['timeframe']} {data['session']} {data['start']}..{data['end']}")
+    console.print(
+        f"[bold]Job {job.job_id}[/] {job.state.value}: {data['provider']} "
+        f"{data['timeframe']} {data['session']} {data['start']}..{data['end']}"
+    )
     if job.error_message:
         console.print(f"[red]{escape(job.error_message)}[/]")
     table = Table()
     for column in ("symbol", "day", "state", "bars", "rejected", "file", "error"):
         table.add_column(column)
     for p in partitions:
-        table.add_row(str(p["symbol"]), str(p["day"]), str(p["state"]), str(p["bars"]),
-                      str(p["rejected"]), str(p["path"] or "-"), escape(str(p["error"] or "")))
+        table.add_row(
+            str(p["symbol"]),
+            str(p["day"]),
+            str(p["state"]),
+            str(p["bars"]),
+            str(p["rejected"]),
+            str(p["path"] or "-"),
+            escape(str(p["error"] or "")),
+        )
     console.print(table)
     console.print(f"quarantine: {data['quarantine_dir']}")

@@ -43,6 +43,7 @@ class ProgressDisplay:
         bus.subscribe(IngestionPartitionFailed, self._failed_one)
 
     def _planned(self, event: IngestionJobPlanned) -> None:
+        self.progress.start()  # only once there is work: errors before it print alone
         done = event.partitions_total - event.partitions_pending
         self.progress.update(self.task, total=event.partitions_total, completed=done)
 
@@ -55,7 +56,6 @@ class ProgressDisplay:
         self.progress.update(self.task, advance=1, failed=self._failed)
 
     def __enter__(self) -> ProgressDisplay:
-        self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -51,7 +51,11 @@ def month_folder(root: Path, provider: str, feed: str, timeframe: Timeframe, mon
 
 def quarantine_file(root: Path, job_id: str, symbol: str, day: str) -> Path:
     path = (
-        root / META_DIR / "quarantine" / f"job={job_id}"
-        / f"symbol={encode_component(symbol)}" / f"{encode_component(day)}.csv"
+        root
+        / META_DIR
+        / "quarantine"
+        / f"job={job_id}"
+        / f"symbol={encode_component(symbol)}"
+        / f"{encode_component(day)}.csv"
     )
     return inside(root, path)

@@ -25,7 +25,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from marketpipe.hookspecs import hookimpl
-
 from marketpipe.schema import SCHEMA_VERSION, conform
 from marketpipe.specs import SinkSpec
 from marketpipe.storage.atomic import folder_lock, remove_durably, write_atomic
@@ -77,12 +76,14 @@ class ParquetSink:
         for month, coverage in sorted(months.items()):
             month_keys = pa.array(sorted(_keys(coverage)), pa.string())
             rows = table.filter(pc.is_in(keys, value_set=month_keys)) if len(months) > 1 else table
-            folder = month_folder(self.root, request.provider, request.feed, request.timeframe, month)
+            folder = month_folder(
+                self.root, request.provider, request.feed, request.timeframe, month
+            )
             path = self._commit_month(folder, rows, coverage, request)
             rel = path.relative_to(self.root).as_posix()
-            for symbol, days in coverage.items():
-                for day in days:
-                    result[(symbol, dt.date.fromisoformat(day))] = rel
+            for symbol, iso_days in coverage.items():
+                for iso in iso_days:
+                    result[(symbol, dt.date.fromisoformat(iso))] = rel
         return result
 
     def _metadata(self, request: CommitRequest, coverage: Coverage) -> dict[bytes, bytes]:
@@ -137,7 +138,9 @@ class ParquetSink:
                     symbol, _, day = key.partition("|")
                     left.setdefault(symbol, set()).add(day)
                 meta = dict(old_table.schema.metadata or {})
-                meta[COVERAGE_KEY] = json.dumps({s: sorted(d) for s, d in sorted(left.items())}).encode()
+                meta[COVERAGE_KEY] = json.dumps(
+                    {s: sorted(d) for s, d in sorted(left.items())}
+                ).encode()
                 self._write(other, old_table.filter(keep), meta)
         return path
 
@@ -151,5 +154,3 @@ def marketpipe_sinks() -> list[SinkSpec]:
             description="hive-partitioned zstd Parquet, atomic commits, idempotent re-ingest",
         )
     ]
-
-

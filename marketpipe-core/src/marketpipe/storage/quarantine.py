@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,7 +37,11 @@ def write_quarantine(root: Path, job_id: str, rejected: pa.Table) -> dict[tuple[
         path = quarantine_file(root, job_id, symbol, day)
         path.parent.mkdir(parents=True, exist_ok=True)
         part = rejected.take(pa.array(indices))
-        write_atomic(path, lambda fh, part=part: pacsv.write_csv(part, fh), durable=False)
+
+        def write(fh: BinaryIO, part: pa.Table = part) -> None:
+            pacsv.write_csv(part, fh)
+
+        write_atomic(path, write, durable=False)
         out[(symbol, day)] = path.relative_to(root).as_posix()
     return out
 

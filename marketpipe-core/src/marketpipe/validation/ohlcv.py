@@ -9,6 +9,8 @@ timestamps unique and increasing per symbol.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -51,7 +53,7 @@ class OhlcvValidator:
             return ValidationResult.all_valid(table)
         codes = np.zeros(n, dtype=np.int8)
 
-        def flag(mask: np.ndarray, reason: str) -> None:
+        def flag(mask: Any, reason: str) -> None:
             codes[(codes == 0) & mask] = _CODE[reason]
 
         symbols = table["symbol"]

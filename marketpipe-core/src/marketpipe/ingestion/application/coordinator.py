@@ -113,7 +113,9 @@ class IngestionCoordinatorService:
         units = plan_units(job.symbols, windows, pending, self._spec, cfg.timeframe, cfg.batch_size)
         self._bus.publish(
             IngestionJobPlanned(
-                job_id=job_id, partitions_total=len(keys), partitions_pending=len(pending),
+                job_id=job_id,
+                partitions_total=len(keys),
+                partitions_pending=len(pending),
                 units=len(units),
             )
         )
@@ -128,13 +130,16 @@ class IngestionCoordinatorService:
         await asyncio.gather(*(run(u) for u in units))
 
         if failures:
-            reason = f"{len(failures)} of {len(keys)} partitions failed; first: " \
-                     f"{failures[0].symbol} {failures[0].day}: {failures[0].error}"
+            reason = (
+                f"{len(failures)} of {len(keys)} partitions failed; first: "
+                f"{failures[0].symbol} {failures[0].day}: {failures[0].error}"
+            )
             job.fail(reason)
             self._store.save(job)
             self._bus.publish(
-                IngestionJobFailed(job_id=job_id, error_message=reason,
-                                   partitions_failed=len(failures))
+                IngestionJobFailed(
+                    job_id=job_id, error_message=reason, partitions_failed=len(failures)
+                )
             )
         else:
             job.complete()
@@ -142,8 +147,10 @@ class IngestionCoordinatorService:
             totals = self._store.totals(job_id)
             self._bus.publish(
                 IngestionJobCompleted(
-                    job_id=job_id, symbols_processed=len(job.symbols),
-                    partitions_processed=counts["completed"], total_bars=totals["bars"],
+                    job_id=job_id,
+                    symbols_processed=len(job.symbols),
+                    partitions_processed=counts["completed"],
+                    total_bars=totals["bars"],
                     rejected_rows=totals["rejected"],
                 )
             )
@@ -187,8 +194,11 @@ class IngestionCoordinatorService:
                     IngestionJobStarted(job_id=job.job_id, symbol=symbol, trading_date=window.day)
                 )
         request = FetchRequest(
-            symbols=unit.symbols, windows=unit.windows, timeframe=cfg.timeframe,
-            session=cfg.session, settings=cfg.settings,
+            symbols=unit.symbols,
+            windows=unit.windows,
+            timeframe=cfg.timeframe,
+            session=cfg.session,
+            settings=cfg.settings,
         )
         try:
             batches = await self._fetch(request, cfg.max_retries)
@@ -197,8 +207,9 @@ class IngestionCoordinatorService:
             if len(unit.symbols) > 1:
                 # Isolate the culprit: one bad symbol must not fail its unit's neighbours.
                 for symbol in unit.symbols:
-                    await self._run_unit(job, WorkUnit((symbol,), unit.windows), failures, counts,
-                                         announce=False)
+                    await self._run_unit(
+                        job, WorkUnit((symbol,), unit.windows), failures, counts, announce=False
+                    )
                 return
             self._fail(job, unit, _describe(exc), failures)
             return
@@ -220,8 +231,11 @@ class IngestionCoordinatorService:
             counts["completed"] += 1
             self._bus.publish(
                 IngestionBatchProcessed(
-                    job_id=job.job_id, symbol=partition.symbol, bars_count=outcome.bars,
-                    partition=partition, rejected_count=outcome.rejected,
+                    job_id=job.job_id,
+                    symbol=partition.symbol,
+                    bars_count=outcome.bars,
+                    partition=partition,
+                    rejected_count=outcome.rejected,
                 )
             )
 
@@ -260,7 +274,9 @@ class IngestionCoordinatorService:
             table = result.valid
             if result.rejected.num_rows:
                 rejected_parts.append(result.rejected.cast(REJECTED_SCHEMA))
-        rejected = pa.concat_tables(rejected_parts) if rejected_parts else REJECTED_SCHEMA.empty_table()
+        rejected = (
+            pa.concat_tables(rejected_parts) if rejected_parts else REJECTED_SCHEMA.empty_table()
+        )
         quarantined = write_quarantine(self._root, job.job_id.value, rejected)
         paths = self._sink.commit(
             CommitRequest(
@@ -306,7 +322,9 @@ def _count_by_key(table: pa.Table) -> dict[tuple[str, dt.date], int]:
     return {
         (s, d): n
         for s, d, n in zip(
-            grouped["symbol"].to_pylist(), grouped["day"].to_pylist(),
-            grouped["count_all"].to_pylist(), strict=True,
+            grouped["symbol"].to_pylist(),
+            grouped["day"].to_pylist(),
+            grouped["count_all"].to_pylist(),
+            strict=True,
         )
     }

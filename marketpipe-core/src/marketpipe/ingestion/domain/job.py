@@ -29,7 +29,11 @@ class ProcessingState(enum.Enum):
 
     @property
     def is_terminal(self) -> bool:
-        return self in (ProcessingState.COMPLETED, ProcessingState.FAILED, ProcessingState.CANCELLED)
+        return self in (
+            ProcessingState.COMPLETED,
+            ProcessingState.FAILED,
+            ProcessingState.CANCELLED,
+        )
 
 
 # Which states each transition may start from. FAILED and CANCELLED jobs can be started again:
@@ -48,6 +52,18 @@ def _positive(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
         raise InvalidInputError(f"{attribute.name} must be at least 1, got {value}")
 
 
+def _timeframe(value: str | Timeframe) -> Timeframe:
+    return Timeframe.parse(value)
+
+
+def _session(value: str | Session) -> Session:
+    return Session.parse(value)
+
+
+def _str_dict(value: Mapping[str, str]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()}
+
+
 @attrs.frozen(kw_only=True)
 class IngestionConfiguration:
     """How a job runs. ``settings`` holds the provider's non-secret settings only."""
@@ -56,10 +72,10 @@ class IngestionConfiguration:
     batch_size: int = attrs.field(default=250_000, validator=_positive)
     max_retries: int = attrs.field(default=3, validator=attrs.validators.ge(0))
     max_concurrency: int = attrs.field(default=2, validator=_positive)
-    timeframe: Timeframe = attrs.field(default=Timeframe.M1, converter=Timeframe.parse)
-    session: Session = attrs.field(default=Session.REGULAR, converter=Session.parse)
+    timeframe: Timeframe = attrs.field(default=Timeframe.M1, converter=_timeframe)
+    session: Session = attrs.field(default=Session.REGULAR, converter=_session)
     feed: str = "default"
-    settings: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+    settings: Mapping[str, str] = attrs.field(factory=dict, converter=_str_dict)
 
 
 @attrs.define(kw_only=True)

@@ -96,8 +96,9 @@ class SqliteJobStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, timeout=30.0, isolation_level=None,
-                                     check_same_thread=False)
+        self._conn = sqlite3.connect(
+            path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(_SCHEMA)
@@ -144,16 +145,35 @@ class SqliteJobStore:
                        started_at=excluded.started_at, completed_at=excluded.completed_at,
                        error=excluded.error, configuration=excluded.configuration""",
                 (
-                    job.job_id.value, cfg.provider, json.dumps([s.value for s in job.symbols]),
-                    job.time_range.start.isoformat(), job.time_range.end.isoformat(),
-                    configuration, job.state.value, _iso(job.created_at), _iso(job.started_at),
-                    _iso(job.completed_at), job.error_message,
+                    job.job_id.value,
+                    cfg.provider,
+                    json.dumps([s.value for s in job.symbols]),
+                    job.time_range.start.isoformat(),
+                    job.time_range.end.isoformat(),
+                    configuration,
+                    job.state.value,
+                    _iso(job.created_at),
+                    _iso(job.started_at),
+                    _iso(job.completed_at),
+                    job.error_message,
                 ),
             )
 
     def _row_to_job(self, row: sqlite3.Row | tuple[Any, ...]) -> IngestionJob:
-        (job_id, _provider, symbols, start, end, configuration, state, created, started,
-         completed, error, bars) = row
+        (
+            job_id,
+            _provider,
+            symbols,
+            start,
+            end,
+            configuration,
+            state,
+            created,
+            started,
+            completed,
+            error,
+            bars,
+        ) = row
         cfg = json.loads(configuration)
         return IngestionJob(
             job_id=IngestionJobId(job_id),
@@ -175,7 +195,7 @@ class SqliteJobStore:
             raise JobNotFoundError(f"no job {key} in {self.path.parent.parent}; see `mp jobs list`")
         return self._row_to_job(row)
 
-    def list(self) -> list[IngestionJob]:
+    def list_jobs(self) -> list[IngestionJob]:
         rows = self._conn.execute(f"{_SELECT_JOB} ORDER BY created_at DESC, id").fetchall()
         return [self._row_to_job(r) for r in rows]
 
@@ -183,7 +203,8 @@ class SqliteJobStore:
         """Partition counts by state, and bars and rejected rows over the job."""
         rows = self._conn.execute(
             "SELECT state, COUNT(*), SUM(bars), SUM(rejected) FROM partitions WHERE job_id = ? "
-            "GROUP BY state", (job_id.value,)
+            "GROUP BY state",
+            (job_id.value,),
         ).fetchall()
         out = {"partitions": 0, "bars": 0, "rejected": 0}
         for state, count, bars, rejected in rows:
@@ -223,8 +244,19 @@ class SqliteJobStore:
                 "ON CONFLICT(job_id, symbol, day) DO UPDATE SET state='COMPLETED', "
                 "bars=excluded.bars, rejected=excluded.rejected, path=excluded.path, "
                 "quarantine=excluded.quarantine, error=NULL, updated_at=excluded.updated_at",
-                [(job_id.value, o.symbol, o.day.isoformat(), o.bars, o.rejected, o.path,
-                  o.quarantine, now) for o in outcomes],
+                [
+                    (
+                        job_id.value,
+                        o.symbol,
+                        o.day.isoformat(),
+                        o.bars,
+                        o.rejected,
+                        o.path,
+                        o.quarantine,
+                        now,
+                    )
+                    for o in outcomes
+                ],
             )
 
     def mark_failed(
@@ -241,7 +273,8 @@ class SqliteJobStore:
     def partitions(self, job_id: IngestionJobId) -> list[PartitionRecord]:
         rows = self._conn.execute(
             "SELECT symbol, day, state, bars, rejected, path, quarantine, error FROM partitions "
-            "WHERE job_id = ? ORDER BY day, symbol", (job_id.value,)
+            "WHERE job_id = ? ORDER BY day, symbol",
+            (job_id.value,),
         ).fetchall()
         return [
             PartitionRecord(s, dt.date.fromisoformat(d), st, b, r, p, q, e)

@@ -55,4 +55,6 @@ class ParquetDataStorage:
             job_id=job_id,
         )
         paths = await asyncio.to_thread(self._sink.commit, request)
-        return IngestionPartition(sym, trading_date, paths[(sym.value, trading_date)], table.num_rows)
+        return IngestionPartition(
+            sym, trading_date, paths[(sym.value, trading_date)], table.num_rows
+        )

@@ -1,0 +1,66 @@
+"""Helpers for core tests: a test provider, valid bars, and real entry-point plugins written as
+dist-info folders (discovered by importlib.metadata like any installed distribution)."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from marketpipe.calendar import SessionWindow
+from marketpipe.ingestion.domain.ports import IMarketDataProvider
+from marketpipe.ingestion.domain.request import FetchRequest
+from marketpipe.schema import bars_batch
+
+MINUTE = 60 * 1_000_000_000
+
+
+def simple_bars(symbol: str, window: SessionWindow, step_minutes: int = 1) -> pa.RecordBatch:
+    """Valid, deterministic bars covering a window: price 100 + minute/100."""
+    step = step_minutes * MINUTE
+    first = window.midnight_ns + (window.start_ns - window.midnight_ns) // step * step
+    ts = np.arange(first, window.end_ns, step, dtype=np.int64)
+    base = 100.0 + np.arange(len(ts)) / 100.0
+    return bars_batch(
+        symbol,
+        ts,
+        base,
+        base + 0.5,
+        base - 0.5,
+        base + 0.1,
+        np.full(len(ts), 10, dtype=np.int64),
+        np.full(len(ts), 2),
+        base,
+    )
+
+
+class StepProvider(IMarketDataProvider):
+    """Test provider: one bar per minute of every window; optional failure for one symbol."""
+
+    feed = "test"
+    calls: list[FetchRequest] = []
+
+    def __init__(self, fail_symbol: str = "", token: object = None) -> None:
+        self.fail_symbol = fail_symbol
+        self.token = token
+
+    def fetch(self, request: FetchRequest) -> Iterator[pa.RecordBatch]:
+        StepProvider.calls.append(request)
+        for symbol in request.symbols:
+            if symbol.value == self.fail_symbol:
+                raise ConnectionError(f"upstream refused {symbol}")
+            for window in request.windows:
+                yield simple_bars(symbol.value, window, request.timeframe.minutes)
+
+
+def write_plugin(
+    site: Path, dist: str, module: str, source: str, entry_name: str | None = None
+) -> None:
+    """A minimal installed distribution: a module and its dist-info with one entry point."""
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site / f"{dist.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[marketpipe]\n{entry_name or module} = {module}\n")
