@@ -35,7 +35,7 @@ class IngestRequest:
     timeframe: Timeframe = Timeframe.M1
     session: Session = Session.REGULAR
     overrides: Mapping[str, str] = attrs.field(factory=dict)
-    batch_size: int = 250_000
+    batch_size: int = 100_000
     max_concurrency: int = 2
     max_retries: int = 3
 

@@ -51,17 +51,27 @@ class FakeProvider(IMarketDataProvider):
 
     def fetch(self, request: FetchRequest) -> Iterator[pa.RecordBatch]:
         for symbol in request.symbols:
-            parts = [self._day(symbol.value, w, request.timeframe) for w in request.windows]
-            if not parts:
+            if not request.windows:
                 continue
-            columns = [np.concatenate(c) for c in zip(*parts, strict=True)]
+            columns = self._symbol(symbol.value, request.windows, request.timeframe)
             if self.bad_row_rate > 0:
                 columns = self._corrupt(symbol.value, request, columns)
             yield bars_batch(symbol.value, *columns)
 
-    def _day(self, symbol: str, window: SessionWindow, timeframe: Timeframe) -> list[np.ndarray]:
-        day = window.day.isoformat()
-        rng = _rng(self.seed, symbol, day)
+    def _symbol(
+        self, symbol: str, windows: tuple[SessionWindow, ...], timeframe: Timeframe
+    ) -> list[np.ndarray]:
+        """All days of one symbol at once: one seeded draw per day, arithmetic on (days, minutes)."""
+        days = len(windows)
+        normals = np.empty((days, 4, _MINUTES))
+        uniforms = np.empty((days, 2, _MINUTES))
+        opening = np.empty(days)
+        for i, window in enumerate(windows):
+            # Each (seed, symbol, day) has its own stream: a day's bars never depend on the range.
+            rng = _rng(self.seed, symbol, window.day.isoformat())
+            normals[i] = rng.standard_normal((4, _MINUTES))
+            uniforms[i] = rng.random((2, _MINUTES))
+            opening[i] = rng.standard_normal()
         base = (
             10.0
             + (
@@ -70,38 +80,26 @@ class FakeProvider(IMarketDataProvider):
             )
             / 100.0
         )
-        start = base * np.exp(rng.normal(0.0, 0.05))
-        steps = rng.normal(0.0, 0.0007, _MINUTES)
-        close = np.round(start * np.exp(np.cumsum(steps)), 2)
-        open_ = np.concatenate(([round(start, 2)], close[:-1]))
-        wiggle = np.abs(rng.normal(0.0, 0.0004, (2, _MINUTES)))
-        high = np.maximum(
-            np.ceil(np.maximum(open_, close) * (1 + wiggle[0]) * 100) / 100,
-            np.maximum(open_, close),
-        )
+        start = base * np.exp(0.05 * opening)[:, None]
+        close = np.round(start * np.exp(np.cumsum(0.0007 * normals[:, 0], axis=1)), 2)
+        open_ = np.concatenate((np.round(start, 2), close[:, :-1]), axis=1)
+        top, bottom = np.maximum(open_, close), np.minimum(open_, close)
+        high = np.maximum(np.ceil(top * (1 + 0.0004 * np.abs(normals[:, 1])) * 100) / 100, top)
         low = np.minimum(
-            np.floor(np.minimum(open_, close) * (1 - wiggle[1]) * 100) / 100,
-            np.minimum(open_, close),
+            np.floor(bottom * (1 - 0.0004 * np.abs(normals[:, 2])) * 100) / 100, bottom
         )
-        volume = np.maximum(1, (rng.lognormal(7.0, 0.6, _MINUTES) * _PROFILE)).astype(np.int64)
-        trade_count = np.maximum(1, volume // rng.integers(40, 160, _MINUTES))
-        vwap = np.clip(np.round(low + (high - low) * rng.random(_MINUTES), 4), low, high)
-        midnight = ny_midnight_ns(window.day)
+        volume = np.maximum(1, np.exp(7.0 + 0.6 * normals[:, 3]) * _PROFILE).astype(np.int64)
+        trade_count = np.maximum(1, volume // (40 + (uniforms[:, 0] * 120).astype(np.int64)))
+        vwap = np.clip(np.round(low + (high - low) * uniforms[:, 1], 4), low, high)
+        midnight = np.array([ny_midnight_ns(w.day) for w in windows], dtype=np.int64)[:, None]
         ts = midnight + (_FIRST_MINUTE + np.arange(_MINUTES, dtype=np.int64)) * _MINUTE
-        keep = (ts >= window.start_ns) & (ts < window.end_ns)
-        cols = [
-            ts[keep],
-            open_[keep],
-            high[keep],
-            low[keep],
-            close[keep],
-            volume[keep],
-            trade_count[keep],
-            vwap[keep],
-        ]
+        starts = np.array([w.start_ns for w in windows], dtype=np.int64)[:, None]
+        ends = np.array([w.end_ns for w in windows], dtype=np.int64)[:, None]
+        keep = (ts >= starts) & (ts < ends)
+        cols = [a[keep] for a in (ts, open_, high, low, close, volume, trade_count, vwap)]
         if timeframe is Timeframe.M1:
             return cols
-        return _aggregate(cols, midnight, timeframe)
+        return _aggregate(cols, np.broadcast_to(midnight, ts.shape)[keep], timeframe)
 
     def _corrupt(
         self, symbol: str, request: FetchRequest, cols: list[np.ndarray]
@@ -119,16 +117,19 @@ class FakeProvider(IMarketDataProvider):
         return [ts, o, h, lo, c, v, n, w]
 
 
-def _aggregate(cols: list[np.ndarray], midnight: int, timeframe: Timeframe) -> list[np.ndarray]:
+def _aggregate(
+    cols: list[np.ndarray], midnight: np.ndarray, timeframe: Timeframe
+) -> list[np.ndarray]:
+    """One-minute bars to ``timeframe`` bars, each stamped at its New York bucket start."""
     ts, o, h, lo, c, v, n, w = cols
     if len(ts) == 0:
         return cols
-    bucket = (ts - midnight) // timeframe.nanos
-    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
+    bucket_start = midnight + (ts - midnight) // timeframe.nanos * timeframe.nanos
+    starts = np.flatnonzero(np.concatenate(([True], bucket_start[1:] != bucket_start[:-1])))
     ends = np.concatenate((starts[1:], [len(ts)])) - 1
     volume = np.add.reduceat(v, starts)
     return [
-        midnight + bucket[starts] * timeframe.nanos,
+        bucket_start[starts],
         o[starts],
         np.maximum.reduceat(h, starts),
         np.minimum.reduceat(lo, starts),

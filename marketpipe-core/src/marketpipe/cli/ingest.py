@@ -89,7 +89,7 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
 @click.option("-o", "options", multiple=True, metavar="KEY=VALUE", help="provider setting")
 @click.option(
     "--batch-size",
-    default=250_000,
+    default=100_000,
     show_default=True,
     help="about this many bars per unit of work (memory per in-flight unit)",
 )

@@ -39,6 +39,7 @@ from marketpipe.ingestion.infrastructure.job_store import PartitionOutcome, Sqli
 from marketpipe.schema import conform, empty_bars
 from marketpipe.specs import ProviderSpec
 from marketpipe.storage.base import CommitRequest, Sink
+from marketpipe.storage.partition_index import index_rows
 from marketpipe.storage.quarantine import write_quarantine
 from marketpipe.validation.base import REJECTED_SCHEMA, ValidationContext, Validator
 
@@ -288,8 +289,10 @@ class IngestionCoordinatorService:
                 job_id=job.job_id.value,
             )
         )
-        bars = _count_by_key(table)
-        rejected_counts = _count_by_key(rejected)
+        symbols = [s.value for s in unit.symbols]
+        days = [w.day for w in unit.windows]
+        bars = index_rows(table, symbols, days).counts()
+        rejected_counts = index_rows(rejected, symbols, days).counts()
         outcomes = [
             PartitionOutcome(
                 symbol=symbol,
@@ -302,29 +305,3 @@ class IngestionCoordinatorService:
             for symbol, day in unit.keys
         ]
         return outcomes, rejected.num_rows
-
-
-def _count_by_key(table: pa.Table) -> dict[tuple[str, dt.date], int]:
-    """Rows per (symbol, New York day), computed in Arrow."""
-    if table.num_rows == 0:
-        return {}
-    import pyarrow.compute as pc
-
-    days = pc.cast(
-        pc.local_timestamp(table["timestamp"].cast(pa.timestamp("ns", tz="America/New_York"))),
-        pa.date32(),
-    )
-    grouped = (
-        pa.table({"symbol": table["symbol"], "day": days})
-        .group_by(["symbol", "day"])
-        .aggregate([([], "count_all")])
-    )
-    return {
-        (s, d): n
-        for s, d, n in zip(
-            grouped["symbol"].to_pylist(),
-            grouped["day"].to_pylist(),
-            grouped["count_all"].to_pylist(),
-            strict=True,
-        )
-    }

@@ -69,7 +69,7 @@ class IngestionConfiguration:
     """How a job runs. ``settings`` holds the provider's non-secret settings only."""
 
     provider: str
-    batch_size: int = attrs.field(default=250_000, validator=_positive)
+    batch_size: int = attrs.field(default=100_000, validator=_positive)
     max_retries: int = attrs.field(default=3, validator=attrs.validators.ge(0))
     max_concurrency: int = attrs.field(default=2, validator=_positive)
     timeframe: Timeframe = attrs.field(default=Timeframe.M1, converter=_timeframe)
