@@ -80,21 +80,31 @@ class FakeProvider(IMarketDataProvider):
             )
             / 100.0
         )
+        midnight = np.array([ny_midnight_ns(w.day) for w in windows], dtype=np.int64)[:, None]
+        starts = np.array([w.start_ns for w in windows], dtype=np.int64)[:, None]
+        ends = np.array([w.end_ns for w in windows], dtype=np.int64)[:, None]
+        # The walk runs from 04:00 so a session's bars never depend on which session was asked;
+        # everything after the walk is computed only for the minutes some window keeps.
+        first = int(((starts - midnight).min() // _MINUTE) - _FIRST_MINUTE)
+        last = int(((ends - midnight).max() // _MINUTE) - _FIRST_MINUTE)
+        first, last = max(first, 0), min(max(last, first), _MINUTES)
         start = base * np.exp(0.05 * opening)[:, None]
-        close = np.round(start * np.exp(np.cumsum(0.0007 * normals[:, 0], axis=1)), 2)
-        open_ = np.concatenate((np.round(start, 2), close[:, :-1]), axis=1)
+        walk = start * np.exp(np.cumsum(0.0007 * normals[:, 0, :last], axis=1))
+        previous = walk[:, first - 1 : first] if first else start
+        close = np.round(walk[:, first:], 2)
+        open_ = np.concatenate((np.round(previous, 2), close[:, :-1]), axis=1)
+        normals, uniforms = normals[:, :, first:last], uniforms[:, :, first:last]
         top, bottom = np.maximum(open_, close), np.minimum(open_, close)
         high = np.maximum(np.ceil(top * (1 + 0.0004 * np.abs(normals[:, 1])) * 100) / 100, top)
         low = np.minimum(
             np.floor(bottom * (1 - 0.0004 * np.abs(normals[:, 2])) * 100) / 100, bottom
         )
-        volume = np.maximum(1, np.exp(7.0 + 0.6 * normals[:, 3]) * _PROFILE).astype(np.int64)
+        volume = np.maximum(1, np.exp(7.0 + 0.6 * normals[:, 3]) * _PROFILE[first:last]).astype(
+            np.int64
+        )
         trade_count = np.maximum(1, volume // (40 + (uniforms[:, 0] * 120).astype(np.int64)))
         vwap = np.clip(np.round(low + (high - low) * uniforms[:, 1], 4), low, high)
-        midnight = np.array([ny_midnight_ns(w.day) for w in windows], dtype=np.int64)[:, None]
-        ts = midnight + (_FIRST_MINUTE + np.arange(_MINUTES, dtype=np.int64)) * _MINUTE
-        starts = np.array([w.start_ns for w in windows], dtype=np.int64)[:, None]
-        ends = np.array([w.end_ns for w in windows], dtype=np.int64)[:, None]
+        ts = midnight + (_FIRST_MINUTE + np.arange(first, last, dtype=np.int64)) * _MINUTE
         keep = (ts >= starts) & (ts < ends)
         cols = [a[keep] for a in (ts, open_, high, low, close, volume, trade_count, vwap)]
         if timeframe is Timeframe.M1:

@@ -56,6 +56,19 @@ def read_coverage(path: Path) -> Coverage:
     return {s: set(days) for s, days in raw.items()}
 
 
+def _is_sorted(table: pa.Table) -> bool:
+    """Rows ordered by (symbol, timestamp): checked in Arrow, far cheaper than sorting anyway."""
+    if table.num_rows < 2:
+        return True
+    sym, ts = table["symbol"], table["timestamp"]
+    before, after = sym.slice(0, len(sym) - 1), sym.slice(1)
+    same = pc.equal(before, after)
+    ordered = pc.or_(
+        pc.less(before, after), pc.and_(same, pc.less(ts.slice(0, len(ts) - 1), ts.slice(1)))
+    )
+    return bool(pc.all(ordered).as_py())
+
+
 class ParquetSink:
     """Commits validated bars under ``root`` (see :mod:`marketpipe.storage.layout`)."""
 
@@ -129,7 +142,8 @@ class ParquetSink:
             json.dumps({s: sorted(d) for s, d in sorted(coverage.items())}).encode()
         ).hexdigest()[:12]
         path = folder / f"part-{request.job_id}-{digest}.parquet"
-        table = table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
+        if not _is_sorted(table):
+            table = table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
         new_keys = _keys(coverage)
         with folder_lock(folder):
             self._write(path, table, self._metadata(request, coverage))

@@ -50,7 +50,7 @@ def plan_units(
     by_month: dict[str, list[SessionWindow]] = defaultdict(list)
     for window in sorted(windows, key=lambda w: w.day):
         by_month[month_key(window.day)].append(window)
-    symbol_list = list(symbols)
+    symbol_list = sorted(symbols)  # providers then tend to yield rows in file order already
     units: list[WorkUnit] = []
     for month in sorted(by_month):
         for days in _chunks(by_month[month], spec.max_days_per_unit):
