@@ -126,8 +126,16 @@ def ingest(
         max_retries=max_retries,
     )
     bus = EventBus()
-    with ProgressDisplay(bus, enabled=not as_json):
-        summary = asyncio.run(run_ingest(request, bus))
+    try:
+        with ProgressDisplay(bus, enabled=not as_json):
+            summary = asyncio.run(run_ingest(request, bus))
+    except KeyboardInterrupt:
+        click.echo(
+            "Interrupted: committed partitions are kept and no file is left torn; "
+            "see `mp jobs list`.",
+            err=True,
+        )
+        sys.exit(130)
     if as_json:
         emit_json(summary_dict(summary, data_dir))
     else:
