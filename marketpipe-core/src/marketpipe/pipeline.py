@@ -9,7 +9,7 @@ from pathlib import Path
 import attrs
 
 from marketpipe.calendar import nyse_calendar
-from marketpipe.errors import InvalidInputError, ProviderNotConfiguredError
+from marketpipe.errors import InvalidInputError
 from marketpipe.ingestion.application.commands import CreateIngestionJobCommand, StartJobCommand
 from marketpipe.ingestion.application.coordinator import IngestionCoordinatorService, JobSummary
 from marketpipe.ingestion.application.job_service import IngestionJobService
@@ -20,7 +20,6 @@ from marketpipe.ingestion.infrastructure import registry
 from marketpipe.ingestion.infrastructure.event_bus import EventBus
 from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
 from marketpipe.plugins import get_plugin_host
-from marketpipe.settings import describe_missing, resolve_settings
 from marketpipe.specs import ProviderSpec, _normalise_name
 
 DEFAULT_SINK = "parquet"
@@ -50,12 +49,7 @@ class PreparedProvider:
 def prepare_provider(name: str, overrides: Mapping[str, str]) -> PreparedProvider:
     """Resolve settings and build the provider, failing fast (before any planning) when it is
     misconfigured."""
-    spec = registry.get(name)
-    resolved = resolve_settings(spec, overrides)
-    if resolved.missing:
-        raise ProviderNotConfiguredError(
-            f"provider {spec.name} is not configured: {describe_missing(spec, resolved.missing)}"
-        )
+    spec, resolved = registry.configure(name, overrides)
     provider = spec.factory(resolved.values)
     try:
         _normalise_name(provider.feed)

@@ -205,7 +205,7 @@ class IngestionCoordinatorService:
             batches = await self._fetch(request, cfg.max_retries)
             table = await asyncio.to_thread(self._assemble, batches)
         except Exception as exc:  # the provider's failure is the partitions' failure, recorded
-            if len(unit.symbols) > 1:
+            if len(unit.symbols) > 1 and not isinstance(exc, UserError):
                 # Isolate the culprit: one bad symbol must not fail its unit's neighbours.
                 for symbol in unit.symbols:
                     await self._run_unit(

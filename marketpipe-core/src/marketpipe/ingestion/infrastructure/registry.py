@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from marketpipe.errors import ProviderNotConfiguredError, UnknownProviderError
 from marketpipe.hookspecs import hookimpl
 from marketpipe.ingestion.domain.ports import IMarketDataProvider
-from marketpipe.settings import ConfigFile, describe_missing, resolve_settings
+from marketpipe.settings import ConfigFile, ResolvedSettings, describe_missing, resolve_settings
 from marketpipe.specs import ProviderSpec, Setting
 
 _REGISTERED: dict[str, ProviderSpec] = {}
@@ -89,6 +89,22 @@ def get(name: str) -> ProviderSpec:
     return providers[key]
 
 
+def configure(
+    name: str,
+    overrides: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config: ConfigFile | None = None,
+) -> tuple[ProviderSpec, ResolvedSettings]:
+    """The spec of provider ``name`` and its resolved settings; missing ones are a user error."""
+    spec = get(name)
+    resolved = resolve_settings(spec, overrides, environ, config)
+    if resolved.missing:
+        raise ProviderNotConfiguredError(
+            f"provider {spec.name} is not configured: {describe_missing(spec, resolved.missing)}"
+        )
+    return spec, resolved
+
+
 def build_provider(
     name: str,
     overrides: Mapping[str, str] | None = None,
@@ -96,12 +112,7 @@ def build_provider(
     config: ConfigFile | None = None,
 ) -> IMarketDataProvider:
     """Build provider ``name`` from its resolved settings; missing settings are a user error."""
-    spec = get(name)
-    resolved = resolve_settings(spec, overrides, environ, config)
-    if resolved.missing:
-        raise ProviderNotConfiguredError(
-            f"provider {spec.name} is not configured: {describe_missing(spec, resolved.missing)}"
-        )
+    spec, resolved = configure(name, overrides, environ, config)
     return spec.factory(resolved.values)
 
 
