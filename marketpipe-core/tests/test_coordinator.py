@@ -184,3 +184,30 @@ def test_seed_per_bar_api_returns_objects(step_provider) -> None:
     assert bars[0].low <= bars[0].open <= bars[0].high
     assert np.isclose(bars[1].open - bars[0].open, 0.01)
     assert simple_bars  # the helper the provider uses
+
+
+def test_a_provider_user_error_fails_its_unit_without_retrying_each_symbol(
+    data_dir: Path,
+) -> None:
+    from marketpipe.errors import ProviderNotConfiguredError
+
+    class Refused(StepProvider):
+        def fetch(self, request):
+            StepProvider.calls.append(request)
+            raise ProviderNotConfiguredError("wrong API key: set MARKETPIPE_REFUSED_KEY")
+
+    StepProvider.calls = []
+    register(ProviderSpec(name="refused", factory=lambda s: Refused(), description="x"))
+    try:
+        summary = asyncio.run(
+            run_ingest(
+                request(data_dir, provider="refused", time_range=TimeRange.single_day("2024-01-29"))
+            )
+        )
+    finally:
+        unregister("refused")
+    assert summary.state is ProcessingState.FAILED
+    assert len(StepProvider.calls) == 1  # one unit, no retries, no per-symbol split
+    assert {f.error for f in summary.failures} == {
+        "ProviderNotConfiguredError: wrong API key: set MARKETPIPE_REFUSED_KEY"
+    }
