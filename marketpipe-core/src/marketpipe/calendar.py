@@ -9,10 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import warnings
+from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import attrs
+import numpy as np
 
 from marketpipe.errors import InvalidInputError
 from marketpipe.ingestion.domain.values import Session, TimeRange
@@ -50,6 +52,19 @@ class SessionWindow:
     @property
     def minutes(self) -> int:
         return (self.end_ns - self.start_ns) // (60 * _NS)
+
+
+def in_sessions(
+    ts_ns: np.ndarray, windows: Sequence[SessionWindow], timeframe_ns: int
+) -> np.ndarray:
+    """Which bars ``[t, t + timeframe)`` overlap one of the session ``windows`` (a daily bar
+    stamped at New York midnight overlaps its day's session; an hourly 09:00 bar the 09:30 open)."""
+    if not windows:
+        return np.zeros(len(ts_ns), dtype=bool)
+    starts = np.array(sorted(w.start_ns for w in windows), dtype=np.int64)
+    ends = np.array([w.end_ns for w in sorted(windows, key=lambda w: w.start_ns)], dtype=np.int64)
+    idx = np.searchsorted(starts, ts_ns + timeframe_ns, side="left") - 1
+    return np.asarray((idx >= 0) & (ts_ns < ends[np.clip(idx, 0, None)]))
 
 
 def ny_midnight_ns(day: dt.date) -> int:

@@ -66,12 +66,14 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
     table.add_row("bars/s", f"{summary.bars_per_second:,.0f}")
     table.add_row("data dir", str(data_dir))
     console.print(table)
-    for failure in summary.failures[:10]:
-        console.print(f"[red]failed[/] {failure.symbol} {failure.day}: {escape(failure.error)}")
-    if len(summary.failures) > 10:
-        console.print(
-            f"... and {len(summary.failures) - 10} more; see `mp jobs show {summary.job_id}`"
-        )
+    by_error: dict[str, list[str]] = {}
+    for failure in summary.failures:
+        by_error.setdefault(failure.error, []).append(f"{failure.symbol} {failure.day}")
+    for error, where in by_error.items():
+        sample = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+        console.print(f"[red]{len(where)} partitions failed[/] ({sample}): {escape(error)}")
+    if summary.failures:
+        console.print(f"Details: mp jobs show {summary.job_id}")
 
 
 @click.command()

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from marketpipe.calendar import in_sessions
 from marketpipe.hookspecs import hookimpl
 from marketpipe.specs import ValidatorSpec
 from marketpipe.validation.base import ValidationContext, ValidationResult
@@ -65,13 +66,7 @@ class OhlcvValidator:
         flag(ts_null, REASONS[2])
         ts = np.asarray(pc.fill_null(ts_col.cast(pa.int64()), 0).to_numpy(zero_copy_only=False))
         tf = context.timeframe.nanos
-        starts = np.array([w.start_ns for w in context.windows], dtype=np.int64)
-        ends = np.array([w.end_ns for w in context.windows], dtype=np.int64)
-        order = np.argsort(starts)
-        starts, ends = starts[order], ends[order]
-        idx = np.searchsorted(starts, ts + tf, side="left") - 1
-        inside = (idx >= 0) & (ts < ends[np.clip(idx, 0, None)]) if len(starts) else ts < 0
-        flag(~inside, REASONS[3])
+        flag(~in_sessions(ts, context.windows, tf), REASONS[3])
 
         local = pc.local_timestamp(
             pc.fill_null(ts_col, 0).cast(pa.timestamp("ns", tz="America/New_York"))

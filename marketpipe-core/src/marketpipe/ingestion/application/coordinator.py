@@ -96,6 +96,7 @@ class IngestionCoordinatorService:
         self._root = Path(data_root)
         self._calendar = calendar or nyse_calendar()
         self._retry_delay = retry_delay
+        self._abort: str | None = None
 
     async def execute_job(self, job_id: IngestionJobId) -> JobSummary:
         """Run every partition of the job not yet committed; the job ends COMPLETED or FAILED."""
@@ -128,7 +129,11 @@ class IngestionCoordinatorService:
             async with semaphore:
                 await self._run_unit(job, unit, failures, counts)
 
-        await asyncio.gather(*(run(u) for u in units))
+        self._abort = None
+        try:
+            await asyncio.gather(*(run(u) for u in units))
+        finally:
+            await self._provider.aclose()
 
         if failures:
             reason = (
@@ -205,7 +210,10 @@ class IngestionCoordinatorService:
             batches = await self._fetch(request, cfg.max_retries)
             table = await asyncio.to_thread(self._assemble, batches)
         except Exception as exc:  # the provider's failure is the partitions' failure, recorded
-            if len(unit.symbols) > 1 and not isinstance(exc, UserError):
+            if isinstance(exc, UserError):
+                # Wrong credentials or a refused plan will not get better: stop asking.
+                self._abort = _describe(exc)
+            elif len(unit.symbols) > 1:
                 # Isolate the culprit: one bad symbol must not fail its unit's neighbours.
                 for symbol in unit.symbols:
                     await self._run_unit(

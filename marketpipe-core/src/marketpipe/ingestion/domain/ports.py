@@ -37,6 +37,9 @@ class IMarketDataProvider(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
         """Release connections; called once the job is done with the provider."""
 
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release async connections, inside the event loop that used them."""
+
     def fetch_bars_for_symbol(
         self,
         symbol: Symbol | str,

@@ -1,0 +1,306 @@
+"""``BaseApiClient``: httpx, sync and async, with retries around the whole request.
+
+One attempt is: wait for the rate limiter, send, read the body, decode it. Any of these may fail
+and be retried: 429 and 5xx answers, connect and read timeouts, resets, truncated or undecodable
+bodies. Client errors (400, 401, 403, 404, 422) are never retried. Waits are capped exponential
+backoff with full jitter, or what the server asked for, whichever is longer; attempts and total
+time are bounded. Subclasses say what to request and how to decode it.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+import httpx
+import pyarrow as pa
+
+from marketpipe.ingestion.connectors.config import ClientConfig
+from marketpipe.ingestion.connectors.errors import (
+    ConnectorError,
+    InvalidRequestError,
+    MalformedResponseError,
+    ProviderUnavailableError,
+    RateLimitedError,
+)
+from marketpipe.ingestion.connectors.rate_limiter import RateLimiter
+from marketpipe.ingestion.connectors.retry import backoff, retry_after, should_retry
+
+log = logging.getLogger("marketpipe.connectors")
+
+T = TypeVar("T")
+Decoder = Callable[[bytes], T]
+
+
+@attrs.frozen
+class _Retry:
+    """One failed attempt that may be retried: why, and how long the server asked us to wait."""
+
+    error: ConnectorError
+    wait: float | None = None
+
+
+class BaseApiClient(abc.ABC):
+    """A paginated HTTP API. Subclasses implement ``endpoint``, ``build_request_params`` and
+    ``parse_response``; ``fetch_batch`` and ``async_fetch_batch`` follow the pages."""
+
+    provider_name = "api"
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        auth: httpx.Auth | None = None,
+        rate_limiter: RateLimiter | None = None,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.auth = auth
+        self.rate_limiter = rate_limiter or RateLimiter(10_000, 60.0)
+        self._transport = transport
+        self._async_transport = async_transport
+        self._client: httpx.Client | None = None
+        self._async_client: httpx.AsyncClient | None = None
+        self.requests = 0
+        self.retries = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.config.base_url!r})"
+
+    # -- what subclasses provide --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def endpoint(self, symbol: Any) -> str:
+        """Path of the request for ``symbol`` (or several)."""
+
+    @abc.abstractmethod
+    def build_request_params(
+        self, symbol: Any, start_ts: Any, end_ts: Any, cursor: str | None, **options: Any
+    ) -> dict[str, str]:
+        """Query parameters of one page."""
+
+    @abc.abstractmethod
+    def parse_response(self, raw_json: bytes, **context: Any) -> tuple[pa.Table, str | None]:
+        """Decode one page: its bars (canonical table) and the next page's cursor, or ``None``."""
+
+    def classify_error(self, response: httpx.Response) -> ConnectorError:
+        """The error an unsuccessful answer stands for; subclasses recognise their API's cases."""
+        text = _message(response)
+        if response.status_code == 429:
+            return RateLimitedError(
+                f"{self.provider_name} kept answering 429 (rate limited): "
+                f"{text}; lower the rate_limit setting or retry later"
+            )
+        if response.status_code >= 500:
+            return ProviderUnavailableError(
+                f"{self.provider_name} answered HTTP {response.status_code}: {text}; "
+                "it may be down, retry later"
+            )
+        return InvalidRequestError(
+            f"{self.provider_name} refused the request (HTTP {response.status_code}): {text}"
+        )
+
+    # -- clients ------------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        return {"Accept-Encoding": "gzip", "User-Agent": self.config.user_agent}
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(
+                base_url=self.config.base_url,
+                auth=self.auth,
+                headers=self._headers(),
+                timeout=self.config.httpx_timeout(),
+                transport=self._transport,
+            )
+        return self._client
+
+    @property
+    def async_client(self) -> httpx.AsyncClient:
+        if self._async_client is None:
+            self._async_client = httpx.AsyncClient(
+                base_url=self.config.base_url,
+                auth=self.auth,
+                headers=self._headers(),
+                timeout=self.config.httpx_timeout(),
+                transport=self._async_transport,
+                limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+            )
+        return self._async_client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        if self._async_client is not None:
+            await self._async_client.aclose()
+            self._async_client = None
+
+    # -- one request, retried -----------------------------------------------------------------
+
+    def _attempt_outcome(
+        self, response: httpx.Response | None, exc: Exception | None, decode: Decoder[T]
+    ) -> T | _Retry:
+        """Decode a successful answer, or say why this attempt failed (raising if it is final)."""
+        if exc is not None:
+            kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
+            return _Retry(
+                ProviderUnavailableError(
+                    f"{self.provider_name} {kind} ({type(exc).__name__}); check the network or "
+                    "base_url, or retry later"
+                )
+            )
+        assert response is not None
+        if response.status_code == 200:
+            try:
+                return decode(response.content)
+            except MalformedResponseError as error:
+                return _Retry(error)
+        error = self.classify_error(response)
+        if not self.should_retry(response.status_code, response.content):
+            raise error
+        wait = retry_after(response.headers)
+        if response.status_code == 429 and wait:
+            self.rate_limiter.penalize(wait)
+        return _Retry(error, wait)
+
+    def _next_wait(self, attempt: int, outcome: _Retry, started: float) -> float:
+        """Seconds to wait before the next attempt; raises the last error when retries are spent."""
+        wait = self._backoff(attempt)
+        if outcome.wait is not None:
+            wait = max(wait, outcome.wait)
+        spent = time.monotonic() - started + wait > self.config.max_total_seconds
+        if attempt + 1 >= self.config.max_attempts or spent:
+            raise outcome.error
+        self.retries += 1
+        log.warning(
+            "%s: %s; retry %d in %.1fs", self.provider_name, outcome.error, attempt + 1, wait
+        )
+        return wait
+
+    def request(self, path: str, params: dict[str, str], decode: Decoder[T]) -> T:
+        started = time.monotonic()
+        for attempt in range(self.config.max_attempts):
+            self.rate_limiter.acquire()
+            self.requests += 1
+            response: httpx.Response | None = None
+            failure: Exception | None = None
+            try:
+                response = self.client.get(path, params=params)
+            except httpx.TransportError as exc:  # timeouts, resets, truncated bodies
+                failure = exc
+            outcome = self._attempt_outcome(response, failure, decode)
+            if not isinstance(outcome, _Retry):
+                return outcome
+            time.sleep(self._next_wait(attempt, outcome, started))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def async_request(self, path: str, params: dict[str, str], decode: Decoder[T]) -> T:
+        started = time.monotonic()
+        for attempt in range(self.config.max_attempts):
+            await self.rate_limiter.async_acquire()
+            self.requests += 1
+            response: httpx.Response | None = None
+            failure: Exception | None = None
+            try:
+                response = await self.async_client.get(path, params=params)
+            except httpx.TransportError as exc:
+                failure = exc
+            outcome = self._attempt_outcome(response, failure, decode)
+            if not isinstance(outcome, _Retry):
+                return outcome
+            await asyncio.sleep(self._next_wait(attempt, outcome, started))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- pages --------------------------------------------------------------------------------
+
+    def should_retry(self, status: int, body: bytes = b"") -> bool:
+        return should_retry(status, body)
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff(attempt, self.config.backoff_base, self.config.backoff_cap)
+
+    def fetch_batch(self, symbol: Any, start_ts: Any, end_ts: Any, **options: Any) -> pa.Table:
+        """Every page for ``symbol`` (or several) from ``start_ts`` to ``end_ts``, as one table.
+
+        ``options`` reach ``build_request_params`` (a timeframe, say)."""
+        pager = _Pager(self, symbol, start_ts, end_ts, options)
+        while not pager.done:
+            pager.add(self.request(self.endpoint(symbol), pager.params(), pager.decode))
+        return pager.table()
+
+    async def async_fetch_batch(
+        self, symbol: Any, start_ts: Any, end_ts: Any, **options: Any
+    ) -> pa.Table:
+        """The async twin of :meth:`fetch_batch`."""
+        pager = _Pager(self, symbol, start_ts, end_ts, options)
+        while not pager.done:
+            page = await self.async_request(self.endpoint(symbol), pager.params(), pager.decode)
+            pager.add(page)
+        return pager.table()
+
+
+class _Pager:
+    """Follows cursors until the last page; a cursor that repeats is a malformed answer."""
+
+    def __init__(
+        self,
+        client: BaseApiClient,
+        symbol: Any,
+        start_ts: Any,
+        end_ts: Any,
+        options: dict[str, Any],
+    ) -> None:
+        self.client, self.symbol, self.start_ts, self.end_ts = client, symbol, start_ts, end_ts
+        self.options = options
+        self.cursor: str | None = None
+        self.seen: set[str] = set()
+        self.tables: list[pa.Table] = []
+        self.done = False
+
+    def params(self) -> dict[str, str]:
+        return self.client.build_request_params(
+            self.symbol, self.start_ts, self.end_ts, self.cursor, **self.options
+        )
+
+    def decode(self, raw: bytes) -> tuple[pa.Table, str | None]:
+        return self.client.parse_response(raw, symbols=self.symbol)
+
+    def add(self, page: tuple[pa.Table, str | None]) -> None:
+        table, cursor = page
+        self.tables.append(table)
+        if cursor and cursor in self.seen:
+            raise MalformedResponseError(
+                f"{self.client.provider_name} returned the same page cursor twice; stopping "
+                "rather than looping"
+            )
+        if cursor:
+            self.seen.add(cursor)
+        self.cursor = cursor
+        self.done = not cursor
+
+    def table(self) -> pa.Table:
+        from marketpipe.schema import BAR_SCHEMA
+
+        return pa.concat_tables(self.tables) if self.tables else BAR_SCHEMA.empty_table()
+
+
+def _message(response: httpx.Response) -> str:
+    """The API's message from a JSON error body, else the start of the text body."""
+    try:
+        data = response.json()
+    except ValueError:
+        text = response.text.strip().splitlines()
+        return text[0][:200] if text else "(empty body)"
+    if isinstance(data, dict) and data.get("message"):
+        return str(data["message"])[:200]
+    return str(data)[:200]
