@@ -163,8 +163,8 @@ class BaseApiClient(abc.ABC):
         if response.status_code == 200:
             try:
                 return decode(response.content)
-            except MalformedResponseError as error:
-                return _Retry(error)
+            except MalformedResponseError as malformed:
+                return _Retry(malformed)
         error = self.classify_error(response)
         if not self.should_retry(response.status_code, response.content):
             raise error
