@@ -39,6 +39,7 @@ def summary_dict(summary: JobSummary, data_dir: Path) -> dict[str, object]:
         "elapsed_seconds": round(summary.elapsed_seconds, 3),
         "bars_per_second": round(summary.bars_per_second),
         "data_dir": str(data_dir),
+        "error": summary.aborted,
         "failures": [
             {"symbol": f.symbol, "day": f.day.isoformat(), "error": f.error}
             for f in summary.failures
@@ -71,7 +72,9 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
         by_error.setdefault(failure.error, []).append(f"{failure.symbol} {failure.day}")
     for error, where in by_error.items():
         sample = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
-        console.print(f"[red]{len(where)} partitions failed[/] ({sample}): {escape(error)}")
+        console.print(
+            f"[red]{len(where)} partitions failed[/] ({sample}): {escape(error)}", soft_wrap=True
+        )
     if summary.failures:
         console.print(f"Details: mp jobs show {summary.job_id}")
 
@@ -90,6 +93,7 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
 )
 @data_dir_option
 @click.option("-o", "options", multiple=True, metavar="KEY=VALUE", help="provider setting")
+@click.option("--feed", default=None, help="shorthand for -o feed=FEED (providers with feeds)")
 @click.option(
     "--batch-size",
     default=100_000,
@@ -109,12 +113,16 @@ def ingest(
     session: str,
     data_dir: Path,
     options: tuple[str, ...],
+    feed: str | None,
     batch_size: int,
     concurrency: int,
     max_retries: int,
     as_json: bool,
 ) -> None:
     """Ingest bars for SYMBOLS from START to END into the dataset under the data dir."""
+    overrides = parse_overrides(options)
+    if feed is not None:
+        overrides["feed"] = feed
     request = IngestRequest(
         provider=provider,
         symbols=Symbol.parse_list(symbols),
@@ -122,7 +130,7 @@ def ingest(
         timeframe=Timeframe.parse(timeframe),
         session=Session.parse(session),
         data_dir=data_dir,
-        overrides=parse_overrides(options),
+        overrides=overrides,
         batch_size=batch_size,
         max_concurrency=concurrency,
         max_retries=max_retries,
@@ -142,4 +150,7 @@ def ingest(
         emit_json(summary_dict(summary, data_dir))
     else:
         print_summary(summary, data_dir)
+    if summary.aborted:
+        click.echo(f"Error: {summary.aborted}", err=True)
+        sys.exit(2)
     sys.exit(0 if summary.state is ProcessingState.COMPLETED else 1)

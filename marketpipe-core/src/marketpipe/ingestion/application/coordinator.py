@@ -62,6 +62,8 @@ class JobSummary:
     rejected: int
     elapsed_seconds: float
     failures: tuple[PartitionFailure, ...] = ()
+    #: Set when the provider refused in a way retrying cannot fix (credentials, plan, request).
+    aborted: str | None = None
 
     @property
     def bars_per_second(self) -> float:
@@ -170,6 +172,7 @@ class IngestionCoordinatorService:
             rejected=counts["rejected"],
             elapsed_seconds=time.perf_counter() - started,
             failures=tuple(failures),
+            aborted=self._abort,
         )
 
     async def _fetch(self, request: FetchRequest, retries: int) -> list[pa.RecordBatch]:

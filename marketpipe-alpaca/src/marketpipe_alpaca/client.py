@@ -1,0 +1,229 @@
+"""``AlpacaClient``: Alpaca Market Data v2 bars, decoded straight into Arrow columns.
+
+Pages are parsed by pyarrow's JSON reader against an explicit schema, so a 10,000-bar page becomes
+columns in C++ without a Python object per bar (a JSON library such as orjson or msgspec would
+still build one dict or struct per bar).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pyarrow as pa
+import pyarrow.json as pajson
+from marketpipe.ingestion.connectors import (
+    AuthenticationError,
+    BaseApiClient,
+    ClientConfig,
+    ConnectorError,
+    EntitlementError,
+    HeaderTokenAuth,
+    InvalidRequestError,
+    MalformedResponseError,
+    RateLimiter,
+)
+from marketpipe.ingestion.connectors.base_client import _message
+from marketpipe.ingestion.domain.values import Timeframe
+from marketpipe.schema import BAR_SCHEMA, repeat_string
+
+PRODUCTION_URL = "https://data.alpaca.markets"
+SANDBOX_URL = "https://data.sandbox.alpaca.markets"
+PAGE_LIMIT = 10_000
+TIMEFRAMES = {
+    Timeframe.M1: "1Min",
+    Timeframe.M5: "5Min",
+    Timeframe.M15: "15Min",
+    Timeframe.M30: "30Min",
+    Timeframe.H1: "1Hour",
+    Timeframe.D1: "1Day",
+}
+_BAR = pa.struct(
+    [
+        ("t", pa.timestamp("ns", tz="UTC")),
+        ("o", pa.float64()),
+        ("h", pa.float64()),
+        ("l", pa.float64()),
+        ("c", pa.float64()),
+        ("v", pa.int64()),
+        ("n", pa.int64()),
+        ("vw", pa.float64()),
+    ]
+)
+_SINGLE = pa.schema(
+    [("bars", pa.list_(_BAR)), ("symbol", pa.string()), ("next_page_token", pa.string())]
+)
+# The canonical columns, all nullable: a bar missing a field is kept and rejected by validation.
+_LOOSE = pa.schema([field.with_nullable(True) for field in BAR_SCHEMA])
+CREDENTIALS_HINT = (
+    "set APCA_API_KEY_ID and APCA_API_SECRET_KEY (or MARKETPIPE_ALPACA_API_KEY_ID and "
+    "MARKETPIPE_ALPACA_API_SECRET_KEY, or the config file) to a valid key pair"
+)
+
+
+def rfc3339(moment: dt.datetime | int) -> str:
+    """``2024-01-02T14:30:00Z`` from an aware datetime or UTC nanoseconds."""
+    if isinstance(moment, int):
+        moment = dt.datetime.fromtimestamp(moment // 1_000_000_000, dt.UTC)
+    if moment.tzinfo is None:
+        raise ValueError("naive datetimes are ambiguous: pass an aware datetime")
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _columns(symbol: str | pa.Array, bars: pa.StructArray) -> pa.Table:
+    n = len(bars)
+    sym = repeat_string(symbol, n) if isinstance(symbol, str) else symbol
+    return pa.Table.from_arrays(
+        [
+            sym,
+            bars.field("t"),
+            bars.field("o"),
+            bars.field("h"),
+            bars.field("l"),
+            bars.field("c"),
+            bars.field("v"),
+            bars.field("n"),
+            bars.field("vw"),
+        ],
+        schema=_LOOSE,
+    )
+
+
+class AlpacaClient(BaseApiClient):
+    """Bars from ``/v2/stocks/{symbol}/bars`` (one symbol) or ``/v2/stocks/bars`` (several)."""
+
+    provider_name = "alpaca"
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        auth: httpx.Auth | None = None,
+        rate_limiter: RateLimiter | None = None,
+        *,
+        feed: str = "iex",
+        adjustment: str = "raw",
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        auth = auth or HeaderTokenAuth(
+            "APCA-API-KEY-ID", "APCA-API-SECRET-KEY", config.api_key, config.api_secret
+        )
+        super().__init__(
+            config, auth, rate_limiter or RateLimiter(200, 60.0), transport, async_transport
+        )
+        self.feed = feed
+        self.adjustment = adjustment
+
+    def endpoint(self, symbol: str | Sequence[str]) -> str:
+        if isinstance(symbol, str):
+            return f"/v2/stocks/{quote(symbol, safe='.')}/bars"
+        return "/v2/stocks/bars"
+
+    def build_request_params(
+        self,
+        symbol: str | Sequence[str],
+        start_ts: dt.datetime | int,
+        end_ts: dt.datetime | int,
+        cursor: str | None = None,
+        timeframe: Timeframe = Timeframe.M1,
+        **options: Any,
+    ) -> dict[str, str]:
+        params = {
+            "timeframe": TIMEFRAMES[Timeframe.parse(timeframe)],
+            "start": rfc3339(start_ts),
+            "end": rfc3339(end_ts),
+            "limit": str(PAGE_LIMIT),
+            "feed": self.feed,
+            "adjustment": self.adjustment,
+            "sort": "asc",
+        }
+        if not isinstance(symbol, str):
+            params["symbols"] = ",".join(symbol)
+        if cursor:
+            params["page_token"] = cursor
+        return params
+
+    def parse_response(
+        self, raw_json: bytes, symbols: str | Sequence[str] | None = None, **context: Any
+    ) -> tuple[pa.Table, str | None]:
+        """One page to (canonical bars, next page token). Every empty shape is zero bars; a
+        requested symbol missing from the answer is zero bars."""
+        body = raw_json.replace(b"\n", b" ").replace(b"\r", b" ")
+        multi = symbols is not None and not isinstance(symbols, str)
+        names: list[str] = list(symbols) if multi else []  # type: ignore[arg-type]
+        schema = (
+            pa.schema(
+                [
+                    ("bars", pa.struct([(s, pa.list_(_BAR)) for s in names])),
+                    ("next_page_token", pa.string()),
+                ]
+            )
+            if multi
+            else _SINGLE
+        )
+        try:
+            page = pajson.read_json(
+                io.BytesIO(body),
+                read_options=pajson.ReadOptions(block_size=len(body) + 1),
+                parse_options=pajson.ParseOptions(
+                    explicit_schema=schema, unexpected_field_behavior="ignore"
+                ),
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            return self._parse_fallback(body, exc)
+        if page.num_rows != 1:
+            raise MalformedResponseError("alpaca sent an unexpected body (not one JSON object)")
+        token = page["next_page_token"][0].as_py() or None
+        bars = page["bars"].combine_chunks()
+        parts: list[pa.Table] = []
+        if multi:
+            for i, name in enumerate(names):
+                lists = bars.field(i)
+                if lists.null_count < len(lists):
+                    parts.append(_columns(name, lists.flatten()))
+        else:
+            name = page["symbol"][0].as_py() or (symbols if isinstance(symbols, str) else "")
+            if bars.null_count < len(bars):
+                parts.append(_columns(name, bars.flatten()))
+        if not parts:
+            return BAR_SCHEMA.empty_table(), token
+        return pa.concat_tables(parts), token
+
+    def _parse_fallback(self, body: bytes, exc: Exception) -> tuple[pa.Table, str | None]:
+        """Small bodies that did not fit the schema: the empty shapes (``{"bars": []}``, ...)."""
+        if len(body) <= 4096:
+            try:
+                data = json.loads(body)
+            except ValueError:
+                data = None
+            if isinstance(data, dict) and not data.get("bars"):
+                return BAR_SCHEMA.empty_table(), data.get("next_page_token") or None
+        reason = str(exc).splitlines()[0][:120]
+        raise MalformedResponseError(f"alpaca sent a body that does not decode ({reason})")
+
+    def classify_error(self, response: httpx.Response) -> ConnectorError:
+        message = _message(response)
+        status = response.status_code
+        if "subscription does not permit" in message.lower():
+            return EntitlementError(
+                f"alpaca: your subscription does not permit querying recent SIP data "
+                f"(feed={self.feed}, HTTP {status}): use --feed iex, or end the range at least "
+                "15 minutes ago"
+            )
+        if status in (401, 403):
+            return AuthenticationError(
+                f"alpaca rejected the credentials (HTTP {status}: {message}): {CREDENTIALS_HINT}"
+            )
+        if status in (400, 422):
+            return InvalidRequestError(f"alpaca refused a parameter (HTTP {status}): {message}")
+        if status == 404:
+            return InvalidRequestError(
+                f"alpaca answered 404 for {response.request.url.path}: check base_url "
+                f"({self.config.base_url})"
+            )
+        return super().classify_error(response)

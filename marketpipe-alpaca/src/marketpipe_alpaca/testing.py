@@ -1,0 +1,389 @@
+"""``FakeAlpacaServer``: a real HTTP server on 127.0.0.1 that behaves like Alpaca's bars endpoints.
+
+For tests and benchmarks (yours too): auth headers, the single- and multi-symbol endpoints,
+``limit`` counted across symbols, ``page_token`` pagination, results sorted by symbol then time,
+minutes without trades missing, ``feed=sip`` refused for the last 15 minutes, a requests-per-window
+limit answered with 429, and injectable faults (429, 500, 503, connection resets, truncated bodies,
+slow answers). Bars are deterministic: the same request always gets the same bars.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import gzip
+import hashlib
+import json
+import random
+import threading
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from marketpipe.calendar import NEW_YORK, ny_midnight_ns, nyse_calendar
+from marketpipe.ingestion.domain.values import TimeRange
+
+FAULTS = ("429", "500", "503", "reset", "truncated", "slow")
+_TIMEFRAMES = {"1Min": 1, "5Min": 5, "15Min": 15, "30Min": 30, "1Hour": 60, "1Day": 1440}
+_ALLOWED = {
+    "timeframe",
+    "start",
+    "end",
+    "limit",
+    "page_token",
+    "feed",
+    "adjustment",
+    "sort",
+    "asof",
+    "currency",
+    "symbols",
+}
+_MINUTE = 60 * 1_000_000_000
+_FIRST = 4 * 60  # 04:00 New York
+_COUNT = 16 * 60  # to 20:00
+
+
+def _parse_time(text: str) -> dt.datetime:
+    if len(text) == 10:
+        day = dt.date.fromisoformat(text)
+        return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(text)
+    return moment
+
+
+def day_bars(symbol: str, day: dt.date, minutes: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """One symbol-day of bars at ``minutes`` resolution; minutes without trades have no bar."""
+    digest = hashlib.blake2b(f"{seed}|{symbol}|{day}".encode(), digest_size=8).digest()
+    rng = np.random.default_rng(int.from_bytes(digest, "little"))
+    base = (
+        20
+        + int.from_bytes(hashlib.blake2b(symbol.encode(), digest_size=2).digest(), "little") % 400
+    )
+    steps = rng.normal(0, 0.0008, _COUNT)
+    close = np.round(base * np.exp(np.cumsum(steps)), 2)
+    open_ = np.concatenate(([round(float(base), 2)], close[:-1]))
+    high = np.round(np.maximum(open_, close) + np.abs(rng.normal(0, 0.02, _COUNT)), 2)
+    low = np.round(np.minimum(open_, close) - np.abs(rng.normal(0, 0.02, _COUNT)), 2)
+    volume = rng.integers(100, 5000, _COUNT)
+    trades = np.maximum(1, volume // 100)
+    vwap = np.round((high + low + close) / 3, 4)
+    minute = np.arange(_COUNT)
+    regular = (minute >= 330) & (minute < 720)
+    traded = rng.random(_COUNT) < np.where(regular, 0.97, 0.3)
+    if minutes == 1440:
+        traded &= regular
+    midnight = ny_midnight_ns(day)
+    ts = midnight + (_FIRST + minute) * _MINUTE
+    cols = {
+        "t": ts,
+        "o": open_,
+        "h": high,
+        "l": low,
+        "c": close,
+        "v": volume,
+        "n": trades,
+        "vw": vwap,
+    }
+    cols = {k: v[traded] for k, v in cols.items()}
+    if minutes == 1 or not len(cols["t"]):
+        return cols
+    span = minutes * _MINUTE
+    bucket = midnight + (cols["t"] - midnight) // span * span
+    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
+    ends = np.concatenate((starts[1:], [len(bucket)])) - 1
+    vol = np.add.reduceat(cols["v"], starts)
+    return {
+        "t": bucket[starts],
+        "o": cols["o"][starts],
+        "h": np.maximum.reduceat(cols["h"], starts),
+        "l": np.minimum.reduceat(cols["l"], starts),
+        "c": cols["c"][ends],
+        "v": vol,
+        "n": np.add.reduceat(cols["n"], starts),
+        "vw": np.round(np.add.reduceat(cols["vw"] * cols["v"], starts) / vol, 4),
+    }
+
+
+def _encode_bars(table: pa.Table) -> pa.Array:
+    """One JSON object string per bar, built in Arrow."""
+    if table.num_rows == 0:
+        return pa.array([], pa.string())
+    stamps = pc.strftime(table["t"].cast(pa.timestamp("s", tz="UTC")), format="%Y-%m-%dT%H:%M:%SZ")
+    parts: list[Any] = ['{"t":"', stamps, '"']
+    for key in ("o", "h", "l", "c", "v", "n", "vw"):
+        parts += [f',"{key}":', pc.cast(table[key], pa.string())]
+    parts.append("}")
+    pieces = [p if not isinstance(p, str) else pa.scalar(p) for p in parts]
+    return pc.binary_join_element_wise(*pieces, "").combine_chunks()
+
+
+class FakeAlpacaServer:
+    """Start with ``with FakeAlpacaServer() as server:``; point clients at ``server.url``."""
+
+    def __init__(
+        self,
+        key_id: str = "test-key-id",
+        secret_key: str = "test-secret-key",
+        *,
+        rate_limit: int | None = None,
+        window_seconds: float = 60.0,
+        fault_rate: float = 0.0,
+        faults: Iterable[str] = FAULTS,
+        slow_seconds: float = 0.3,
+        seed: int = 0,
+        port: int = 0,
+    ) -> None:
+        self.key_id, self.secret_key = key_id, secret_key
+        self.rate_limit, self.window_seconds = rate_limit, window_seconds
+        self.fault_rate, self.faults = fault_rate, tuple(faults)
+        self.slow_seconds, self.seed = slow_seconds, seed
+        self.stats: Counter[str] = Counter()
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        self._arrivals: deque[float] = deque()
+        self._cache: OrderedDict[tuple[Any, ...], tuple[pa.Array, pa.Array]] = OrderedDict()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeAlpacaServer:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeAlpacaServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- behaviour ----------------------------------------------------------------------------
+
+    def _over_limit(self) -> float | None:
+        """Seconds until a slot frees when over the limit, else None (and count this request)."""
+        if self.rate_limit is None:
+            return None
+        with self._lock:
+            now = time.monotonic()
+            while self._arrivals and self._arrivals[0] <= now - self.window_seconds:
+                self._arrivals.popleft()
+            if len(self._arrivals) >= self.rate_limit:
+                return self._arrivals[0] + self.window_seconds - now
+            self._arrivals.append(now)
+            return None
+
+    def _pick_fault(self) -> str | None:
+        with self._lock:
+            if self.fault_rate and self._random.random() < self.fault_rate:
+                return self._random.choice(self.faults)
+        return None
+
+    def _rows(
+        self, symbols: list[str], timeframe: str, start: dt.datetime, end: dt.datetime
+    ) -> tuple[pa.Array, pa.Array]:
+        """(symbol per bar, JSON per bar), sorted by symbol then time, cached per query."""
+        key = (tuple(symbols), timeframe, start, end)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        minutes = _TIMEFRAMES[timeframe]
+        first = start.astimezone(NEW_YORK).date()
+        last = end.astimezone(NEW_YORK).date()
+        days = nyse_calendar().sessions(TimeRange(first, last))
+        lo, hi = int(start.timestamp()) * 10**9, int(end.timestamp()) * 10**9
+        names: list[pa.Array] = []
+        encoded: list[pa.Array] = []
+        for symbol in sorted(set(symbols)):
+            per_day = [day_bars(symbol, d, minutes, self.seed) for d in days]
+            if not per_day:
+                continue
+            cols = {k: np.concatenate([p[k] for p in per_day]) for k in per_day[0]}
+            keep = (cols["t"] >= lo) & (cols["t"] <= hi)
+            table = pa.table({k: v[keep] for k, v in cols.items()})
+            table = table.set_column(
+                0, "t", pa.array(table["t"]).cast(pa.timestamp("ns", tz="UTC"))
+            )
+            encoded.append(_encode_bars(table))
+            names.append(pa.array([symbol] * table.num_rows, pa.string()))
+        result = (
+            (pa.concat_arrays(names), pa.concat_arrays(encoded))
+            if names
+            else (pa.array([], pa.string()), pa.array([], pa.string()))
+        )
+        with self._lock:
+            self._cache[key] = result
+            while len(self._cache) > 64:
+                self._cache.popitem(last=False)
+        return result
+
+    def answer(
+        self, path: str, query: dict[str, list[str]], headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers and body for one request (faults aside)."""
+
+        def error(
+            status: int, message: str, code: int | None = None
+        ) -> tuple[int, dict[str, str], bytes]:
+            body: dict[str, Any] = {"message": message}
+            if code is not None:
+                body["code"] = code
+            return status, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+        if (
+            headers.get("apca-api-key-id") != self.key_id
+            or headers.get("apca-api-secret-key") != self.secret_key
+        ):
+            return error(403, "forbidden")
+        parts = path.strip("/").split("/")
+        if parts[:2] != ["v2", "stocks"] or parts[-1] != "bars" or len(parts) not in (3, 4):
+            return error(404, "Not Found")
+        single = len(parts) == 4
+        params = {k: v[-1] for k, v in query.items()}
+        allowed = _ALLOWED - {"symbols"} if single else _ALLOWED
+        unexpected = sorted(set(params) - allowed)
+        if unexpected:
+            return error(400, f"unexpected parameter(s): {', '.join(unexpected)}", 40010000)
+        if params.get("timeframe") not in _TIMEFRAMES:
+            return error(422, "invalid timeframe", 42210000)
+        try:
+            start = _parse_time(params["start"])
+            end = _parse_time(params.get("end") or dt.datetime.now(dt.UTC).isoformat())
+        except (KeyError, ValueError):
+            return error(422, "invalid start or end", 42210000)
+        try:
+            limit = int(params.get("limit", "1000"))
+            assert 1 <= limit <= 10_000
+        except (ValueError, AssertionError):
+            return error(422, "invalid limit", 42210000)
+        if params.get("feed", "sip") == "sip" and end > dt.datetime.now(dt.UTC) - dt.timedelta(
+            minutes=15
+        ):
+            return error(403, "subscription does not permit querying recent SIP data", 42210000)
+        symbols = (
+            [unquote(parts[2])]
+            if single
+            else [s for s in params.get("symbols", "").split(",") if s]
+        )
+        if not symbols:
+            return error(422, "missing symbols", 42210000)
+        names, bars = self._rows(symbols, params["timeframe"], start, end)
+        offset = 0
+        if params.get("page_token"):
+            try:
+                offset = int(base64.b64decode(params["page_token"]).decode().split("|")[1])
+            except (ValueError, IndexError):
+                return error(422, "invalid page_token", 42210000)
+        page_names, page_bars = names[offset : offset + limit], bars[offset : offset + limit]
+        more = offset + limit < len(bars)
+        token = (
+            json.dumps(base64.b64encode(f"{symbols[0]}|{offset + limit}".encode()).decode())
+            if more
+            else "null"
+        )
+        if single:
+            joined = pc.binary_join(pa.array([page_bars], pa.list_(pa.string())), ",")[0].as_py()
+            bars_json = f"[{joined}]" if len(page_bars) else "null"
+            body = f'{{"bars":{bars_json},"symbol":"{symbols[0]}","next_page_token":{token}}}'
+        else:
+            groups = []
+            if len(page_names):
+                runs = pc.run_end_encode(page_names)
+                ends = runs.run_ends.to_pylist()
+                labels = runs.values.to_pylist()
+                begin = 0
+                for label, stop in zip(labels, ends, strict=True):
+                    chunk = pc.binary_join(
+                        pa.array([page_bars[begin:stop]], pa.list_(pa.string())), ","
+                    )
+                    groups.append(f'"{label}":[{chunk[0].as_py()}]')
+                    begin = stop
+            body = f'{{"bars":{{{",".join(groups)}}},"next_page_token":{token}}}'
+        return 200, {"Content-Type": "application/json"}, body.encode()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                return
+
+            def do_GET(self) -> None:
+                server.stats["requests"] += 1
+                wait = server._over_limit()
+                if wait is not None:
+                    server.stats["429_limit"] += 1
+                    body = b'{"code":42910000,"message":"too many requests"}'
+                    self._send(
+                        429,
+                        {
+                            "X-RateLimit-Limit": str(server.rate_limit),
+                            "X-RateLimit-Remaining": "0",
+                            "X-RateLimit-Reset": str(int(time.time() + wait + 1)),
+                        },
+                        body,
+                    )
+                    return
+                fault = server._pick_fault()
+                if fault:
+                    server.stats[f"fault_{fault}"] += 1
+                if fault == "429":
+                    self._send(429, {"Content-Type": "text/plain"}, b"too many requests")
+                    return
+                if fault in ("500", "503"):
+                    self._send(int(fault), {"Content-Type": "text/plain"}, b"upstream error")
+                    return
+                if fault == "reset":
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if fault == "slow":
+                    time.sleep(server.slow_seconds)
+                url = urlsplit(self.path)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                status, extra, body = server.answer(url.path, parse_qs(url.query), headers)
+                server.stats[f"status_{status}"] += 1
+                if "gzip" in headers.get("accept-encoding", "") and len(body) > 256:
+                    body = gzip.compress(body, compresslevel=1)
+                    extra["Content-Encoding"] = "gzip"
+                if fault == "truncated" and status == 200:
+                    self.send_response(200)
+                    for k, v in extra.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                self._send(status, extra, body)
+
+            def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler
