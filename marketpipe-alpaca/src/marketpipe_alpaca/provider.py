@@ -122,7 +122,7 @@ class AlpacaMarketDataAdapter(IMarketDataProvider):
         table = await self.client.async_fetch_batch(
             self._query(request), start, end, timeframe=request.timeframe
         )
-        return self._keep_sessions(table, request).to_batches()
+        return list(self._keep_sessions(table, request).to_batches())
 
     def close(self) -> None:
         self.client.close()
