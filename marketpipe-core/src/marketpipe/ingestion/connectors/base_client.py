@@ -182,9 +182,7 @@ class BaseApiClient(abc.ABC):
         if attempt + 1 >= self.config.max_attempts or spent:
             raise outcome.error
         self.retries += 1
-        log.warning(
-            "%s: %s; retry %d in %.1fs", self.provider_name, outcome.error, attempt + 1, wait
-        )
+        log.warning("%s; retry %d in %.1fs", outcome.error, attempt + 1, wait)
         return wait
 
     def request(self, path: str, params: dict[str, str], decode: Decoder[T]) -> T:

@@ -1,0 +1,36 @@
+"""Fixtures for marketpipe-alpaca: a client with fast retries, a recorder of sleeps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from marketpipe.ingestion.connectors import ClientConfig, RateLimiter
+from marketpipe.ingestion.connectors import base_client as base_client_module
+from marketpipe_alpaca.client import AlpacaClient
+
+BASE = "https://data.example.test"
+KEY, SECRET = "PKTESTKEY0001", "SECRETVALUE0001"
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Retries sleep instantly here; the waits they asked for are recorded."""
+    recorded: list[float] = []
+
+    async def fake_async_sleep(seconds: float) -> None:
+        recorded.append(seconds)
+
+    monkeypatch.setattr(base_client_module.time, "sleep", recorded.append)
+    monkeypatch.setattr(base_client_module.asyncio, "sleep", fake_async_sleep)
+    return recorded
+
+
+@pytest.fixture
+def client(sleeps: list[float]) -> Iterator[AlpacaClient]:
+    config = ClientConfig(base_url=BASE, api_key=KEY, api_secret=SECRET, max_attempts=4,
+                          backoff_base=0.01, backoff_cap=0.05)
+    c = AlpacaClient(config, rate_limiter=RateLimiter(10_000, 60.0))
+    yield c
+    c.close()
