@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
+from alpaca_helpers import BASE, KEY, SECRET
 from marketpipe.ingestion.connectors import ClientConfig, RateLimiter
 from marketpipe.ingestion.connectors import base_client as base_client_module
 from marketpipe_alpaca.client import AlpacaClient
-
-BASE = "https://data.example.test"
-KEY, SECRET = "PKTESTKEY0001", "SECRETVALUE0001"
 
 
 @pytest.fixture
@@ -29,8 +26,14 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 @pytest.fixture
 def client(sleeps: list[float]) -> Iterator[AlpacaClient]:
-    config = ClientConfig(base_url=BASE, api_key=KEY, api_secret=SECRET, max_attempts=4,
-                          backoff_base=0.01, backoff_cap=0.05)
+    config = ClientConfig(
+        base_url=BASE,
+        api_key=KEY,
+        api_secret=SECRET,
+        max_attempts=4,
+        backoff_base=0.01,
+        backoff_cap=0.05,
+    )
     c = AlpacaClient(config, rate_limiter=RateLimiter(10_000, 60.0))
     yield c
     c.close()

@@ -11,10 +11,7 @@ import time
 
 import httpx
 import pytest
-from alpaca_helpers import bar, page
-from conftest import BASE, KEY, SECRET
-from pytest_httpx import HTTPXMock
-
+from alpaca_helpers import BASE, KEY, SECRET, bar, page
 from marketpipe.ingestion import Timeframe
 from marketpipe.ingestion.connectors import (
     AuthenticationError,
@@ -29,6 +26,7 @@ from marketpipe.ingestion.connectors import (
 )
 from marketpipe.schema import BAR_SCHEMA
 from marketpipe_alpaca.client import AlpacaClient
+from pytest_httpx import HTTPXMock
 
 START = dt.datetime(2024, 3, 4, 14, 30, tzinfo=dt.UTC)
 END = dt.datetime(2024, 3, 4, 20, 59, 59, tzinfo=dt.UTC)
@@ -48,21 +46,37 @@ def test_request_sends_rfc3339_bounds_limit_feed_and_auth_headers(
     request = httpx_mock.get_requests()[0]
     assert request.url.path == "/v2/stocks/AAPL/bars"
     assert dict(request.url.params) == {
-        "timeframe": "1Min", "start": "2024-03-04T14:30:00Z", "end": "2024-03-04T20:59:59Z",
-        "limit": "10000", "feed": "iex", "adjustment": "raw", "sort": "asc",
+        "timeframe": "1Min",
+        "start": "2024-03-04T14:30:00Z",
+        "end": "2024-03-04T20:59:59Z",
+        "limit": "10000",
+        "feed": "iex",
+        "adjustment": "raw",
+        "sort": "asc",
     }
     assert request.headers["APCA-API-KEY-ID"] == KEY
     assert request.headers["APCA-API-SECRET-KEY"] == SECRET
     assert "gzip" in request.headers["Accept-Encoding"]
-    assert table.schema.remove_metadata().equals(BAR_SCHEMA.remove_metadata(), check_metadata=False) or table.num_rows == 1
+    assert (
+        table.schema.remove_metadata().equals(BAR_SCHEMA.remove_metadata(), check_metadata=False)
+        or table.num_rows == 1
+    )
 
 
 @pytest.mark.parametrize(
     ("timeframe", "alpaca"),
-    [(Timeframe.M1, "1Min"), (Timeframe.M5, "5Min"), (Timeframe.M15, "15Min"),
-     (Timeframe.M30, "30Min"), (Timeframe.H1, "1Hour"), (Timeframe.D1, "1Day")],
+    [
+        (Timeframe.M1, "1Min"),
+        (Timeframe.M5, "5Min"),
+        (Timeframe.M15, "15Min"),
+        (Timeframe.M30, "30Min"),
+        (Timeframe.H1, "1Hour"),
+        (Timeframe.D1, "1Day"),
+    ],
 )
-def test_every_timeframe_maps_to_alpacas(client: AlpacaClient, timeframe: Timeframe, alpaca: str) -> None:
+def test_every_timeframe_maps_to_alpacas(
+    client: AlpacaClient, timeframe: Timeframe, alpaca: str
+) -> None:
     params = client.build_request_params("AAPL", START, END, None, timeframe=timeframe)
     assert params["timeframe"] == alpaca
 
@@ -72,7 +86,9 @@ def test_naive_datetimes_are_refused(client: AlpacaClient) -> None:
         client.build_request_params("AAPL", dt.datetime(2024, 1, 2), END, None)
 
 
-def test_pages_are_followed_until_the_token_is_null(client: AlpacaClient, httpx_mock: HTTPXMock) -> None:
+def test_pages_are_followed_until_the_token_is_null(
+    client: AlpacaClient, httpx_mock: HTTPXMock
+) -> None:
     httpx_mock.add_response(url=SINGLE, json=page([bar("2024-03-04T14:30:00Z")], token="P2"))
     httpx_mock.add_response(url=SINGLE, json=page([bar("2024-03-04T14:31:00Z")], token="P3"))
     httpx_mock.add_response(url=SINGLE, json=page([bar("2024-03-04T14:32:00Z", o=976)]))
@@ -86,8 +102,9 @@ def test_pages_are_followed_until_the_token_is_null(client: AlpacaClient, httpx_
 def test_a_repeated_page_token_is_malformed_not_an_endless_loop(
     client: AlpacaClient, httpx_mock: HTTPXMock
 ) -> None:
-    httpx_mock.add_response(url=SINGLE, json=page([bar("2024-03-04T14:30:00Z")], token="SAME"),
-                            is_reusable=True)
+    httpx_mock.add_response(
+        url=SINGLE, json=page([bar("2024-03-04T14:30:00Z")], token="SAME"), is_reusable=True
+    )
     with pytest.raises(MalformedResponseError, match="same page cursor twice"):
         fetch(client)
 
@@ -95,11 +112,16 @@ def test_a_repeated_page_token_is_malformed_not_an_endless_loop(
 def test_multi_symbol_pages_pack_symbols_and_missing_symbols_are_zero_bars(
     client: AlpacaClient, httpx_mock: HTTPXMock
 ) -> None:
-    httpx_mock.add_response(url=MULTI, json={"bars": {"AAPL": [bar("2024-03-04T14:30:00Z")]},
-                                             "next_page_token": "N"})
-    httpx_mock.add_response(url=MULTI, json={"bars": {"BRK.B": [bar("2024-03-04T14:30:00Z"),
-                                                                 bar("2024-03-04T14:31:00Z")]},
-                                             "next_page_token": None})
+    httpx_mock.add_response(
+        url=MULTI, json={"bars": {"AAPL": [bar("2024-03-04T14:30:00Z")]}, "next_page_token": "N"}
+    )
+    httpx_mock.add_response(
+        url=MULTI,
+        json={
+            "bars": {"BRK.B": [bar("2024-03-04T14:30:00Z"), bar("2024-03-04T14:31:00Z")]},
+            "next_page_token": None,
+        },
+    )
     table = fetch(client, ["AAPL", "BRK.B", "NOPE"])
     request = httpx_mock.get_requests()[0]
     assert request.url.params["symbols"] == "AAPL,BRK.B,NOPE"
@@ -108,8 +130,12 @@ def test_multi_symbol_pages_pack_symbols_and_missing_symbols_are_zero_bars(
 
 @pytest.mark.parametrize(
     "body",
-    [{"bars": {}, "next_page_token": None}, {"bars": [], "next_page_token": None},
-     {"bars": None, "next_page_token": None}, {}],
+    [
+        {"bars": {}, "next_page_token": None},
+        {"bars": [], "next_page_token": None},
+        {"bars": None, "next_page_token": None},
+        {},
+    ],
 )
 @pytest.mark.parametrize("symbols", ["AAPL", ["AAPL", "MSFT"]])
 def test_every_empty_shape_is_zero_bars(
@@ -125,7 +151,9 @@ def test_symbols_are_escaped_in_the_path(client: AlpacaClient) -> None:
 
 
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
-def test_transient_statuses_are_retried(client: AlpacaClient, httpx_mock: HTTPXMock, status: int) -> None:
+def test_transient_statuses_are_retried(
+    client: AlpacaClient, httpx_mock: HTTPXMock, status: int
+) -> None:
     httpx_mock.add_response(url=SINGLE, status_code=status, text="try later")
     httpx_mock.add_response(url=SINGLE, json=page([bar("2024-03-04T14:30:00Z")]))
     assert fetch(client).num_rows == 1
@@ -133,8 +161,13 @@ def test_transient_statuses_are_retried(client: AlpacaClient, httpx_mock: HTTPXM
 
 
 @pytest.mark.parametrize(
-    "exc", [httpx.ReadTimeout("slow"), httpx.ConnectTimeout("slow"), httpx.ConnectError("refused"),
-            httpx.RemoteProtocolError("peer closed connection without sending complete body")],
+    "exc",
+    [
+        httpx.ReadTimeout("slow"),
+        httpx.ConnectTimeout("slow"),
+        httpx.ConnectError("refused"),
+        httpx.RemoteProtocolError("peer closed connection without sending complete body"),
+    ],
 )
 def test_timeouts_resets_and_truncated_transfers_are_retried(
     client: AlpacaClient, httpx_mock: HTTPXMock, exc: Exception
@@ -144,8 +177,12 @@ def test_timeouts_resets_and_truncated_transfers_are_retried(
     assert fetch(client).num_rows == 1
 
 
-@pytest.mark.parametrize("body", [b'{"bars": [{"t": "2024-03-04T14:30:00Z", "o": 1', b"<html>oops</html>", b""])
-def test_undecodable_200_bodies_are_retried(client: AlpacaClient, httpx_mock: HTTPXMock, body: bytes) -> None:
+@pytest.mark.parametrize(
+    "body", [b'{"bars": [{"t": "2024-03-04T14:30:00Z", "o": 1', b"<html>oops</html>", b""]
+)
+def test_undecodable_200_bodies_are_retried(
+    client: AlpacaClient, httpx_mock: HTTPXMock, body: bytes
+) -> None:
     httpx_mock.add_response(url=SINGLE, content=body)
     httpx_mock.add_response(url=SINGLE, json=page([bar("2024-03-04T14:30:00Z")]))
     assert fetch(client).num_rows == 1
@@ -154,15 +191,42 @@ def test_undecodable_200_bodies_are_retried(client: AlpacaClient, httpx_mock: HT
 @pytest.mark.parametrize(
     ("status", "body", "error", "text"),
     [
-        (401, {"message": "unauthorized"}, AuthenticationError, "APCA_API_KEY_ID and APCA_API_SECRET_KEY"),
-        (403, {"message": "forbidden"}, AuthenticationError, "APCA_API_KEY_ID and APCA_API_SECRET_KEY"),
-        (403, {"code": 42210000, "message": "subscription does not permit querying recent SIP data"},
-         EntitlementError, "use --feed iex, or end the range at least 15 minutes ago"),
-        (422, {"message": "subscription does not permit querying recent SIP data"},
-         EntitlementError, "--feed iex"),
-        (422, {"code": 42210000, "message": "invalid timeframe"}, InvalidRequestError, "invalid timeframe"),
-        (400, {"code": 40010000, "message": "unexpected parameter(s): timeframe"},
-         InvalidRequestError, "unexpected parameter(s): timeframe"),
+        (
+            401,
+            {"message": "unauthorized"},
+            AuthenticationError,
+            "APCA_API_KEY_ID and APCA_API_SECRET_KEY",
+        ),
+        (
+            403,
+            {"message": "forbidden"},
+            AuthenticationError,
+            "APCA_API_KEY_ID and APCA_API_SECRET_KEY",
+        ),
+        (
+            403,
+            {"code": 42210000, "message": "subscription does not permit querying recent SIP data"},
+            EntitlementError,
+            "use --feed iex, or end the range at least 15 minutes ago",
+        ),
+        (
+            422,
+            {"message": "subscription does not permit querying recent SIP data"},
+            EntitlementError,
+            "--feed iex",
+        ),
+        (
+            422,
+            {"code": 42210000, "message": "invalid timeframe"},
+            InvalidRequestError,
+            "invalid timeframe",
+        ),
+        (
+            400,
+            {"code": 40010000, "message": "unexpected parameter(s): timeframe"},
+            InvalidRequestError,
+            "unexpected parameter(s): timeframe",
+        ),
         (404, {"message": "Not Found"}, InvalidRequestError, "check base_url"),
     ],
 )
@@ -187,8 +251,12 @@ def test_persistent_server_errors_end_as_provider_unavailable(
 
 
 def test_persistent_429_ends_as_rate_limited(client: AlpacaClient, httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(url=SINGLE, status_code=429, json={"code": 42910000, "message": "too many requests"},
-                            is_reusable=True)
+    httpx_mock.add_response(
+        url=SINGLE,
+        status_code=429,
+        json={"code": 42910000, "message": "too many requests"},
+        is_reusable=True,
+    )
     with pytest.raises(RateLimitedError, match="rate_limit"):
         fetch(client)
 
@@ -196,7 +264,9 @@ def test_persistent_429_ends_as_rate_limited(client: AlpacaClient, httpx_mock: H
 def test_retry_after_seconds_and_http_date_are_honoured(
     client: AlpacaClient, httpx_mock: HTTPXMock, sleeps: list[float]
 ) -> None:
-    later = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=7), usegmt=True)
+    later = email.utils.format_datetime(
+        dt.datetime.now(dt.UTC) + dt.timedelta(seconds=7), usegmt=True
+    )
     httpx_mock.add_response(url=SINGLE, status_code=429, headers={"Retry-After": "3"})
     httpx_mock.add_response(url=SINGLE, status_code=503, headers={"Retry-After": later})
     httpx_mock.add_response(url=SINGLE, json=page([]))
@@ -206,10 +276,15 @@ def test_retry_after_seconds_and_http_date_are_honoured(
     assert any(5.0 <= s <= 7.5 for s in sleeps[1:])
 
 
-def test_x_ratelimit_reset_is_honoured(client: AlpacaClient, httpx_mock: HTTPXMock, sleeps: list[float]) -> None:
+def test_x_ratelimit_reset_is_honoured(
+    client: AlpacaClient, httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
     reset = str(int(time.time()) + 4)
-    httpx_mock.add_response(url=SINGLE, status_code=429,
-                            headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
+    httpx_mock.add_response(
+        url=SINGLE,
+        status_code=429,
+        headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset},
+    )
     httpx_mock.add_response(url=SINGLE, json=page([]))
     fetch(client)
     assert 2.5 <= sleeps[0] <= 4.5
@@ -218,11 +293,13 @@ def test_x_ratelimit_reset_is_honoured(client: AlpacaClient, httpx_mock: HTTPXMo
 def test_total_retry_time_is_bounded(httpx_mock: HTTPXMock, sleeps: list[float]) -> None:
     from marketpipe.ingestion.connectors import ClientConfig, RateLimiter
 
-    config = ClientConfig(base_url=BASE, api_key=KEY, api_secret=SECRET, max_attempts=10,
-                          max_total_seconds=5.0)
+    config = ClientConfig(
+        base_url=BASE, api_key=KEY, api_secret=SECRET, max_attempts=10, max_total_seconds=5.0
+    )
     client = AlpacaClient(config, rate_limiter=RateLimiter(1000, 60.0))
-    httpx_mock.add_response(url=SINGLE, status_code=429, headers={"Retry-After": "60"},
-                            is_reusable=True)
+    httpx_mock.add_response(
+        url=SINGLE, status_code=429, headers={"Retry-After": "60"}, is_reusable=True
+    )
     with pytest.raises(RateLimitedError):
         fetch(client)
     assert len(httpx_mock.get_requests()) == 1 and sleeps == []
@@ -252,7 +329,9 @@ def test_retry_policy_functions() -> None:
     assert retry_after({"retry-after": "2.5"}) == 2.5
     assert retry_after({"retry-after": "soon"}) is None
     assert retry_after({}) is None
-    assert retry_after({"x-ratelimit-reset": "1010", "x-ratelimit-remaining": "5"}, now=1000) is None
+    assert (
+        retry_after({"x-ratelimit-reset": "1010", "x-ratelimit-remaining": "5"}, now=1000) is None
+    )
     assert retry_after({"x-ratelimit-reset": "1010", "x-ratelimit-remaining": "0"}, now=1000) == 10
 
 

@@ -4,7 +4,8 @@ For tests and benchmarks (yours too): auth headers, the single- and multi-symbol
 ``limit`` counted across symbols, ``page_token`` pagination, results sorted by symbol then time,
 minutes without trades missing, ``feed=sip`` refused for the last 15 minutes, a requests-per-window
 limit answered with 429, and injectable faults (429, 500, 503, connection resets, truncated bodies,
-slow answers). Bars are deterministic: the same request always gets the same bars.
+slow answers). Bars are deterministic: the same request always gets the same bars, whatever
+the faults (``seed`` drives only which requests fail).
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ class FakeAlpacaServer:
         fault_rate: float = 0.0,
         faults: Iterable[str] = FAULTS,
         slow_seconds: float = 0.3,
+        sip_delay_minutes: float = 15.0,
         seed: int = 0,
         port: int = 0,
     ) -> None:
@@ -145,6 +147,7 @@ class FakeAlpacaServer:
         self.rate_limit, self.window_seconds = rate_limit, window_seconds
         self.fault_rate, self.faults = fault_rate, tuple(faults)
         self.slow_seconds, self.seed = slow_seconds, seed
+        self.sip_delay = dt.timedelta(minutes=sip_delay_minutes)
         self.stats: Counter[str] = Counter()
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -213,7 +216,7 @@ class FakeAlpacaServer:
         names: list[pa.Array] = []
         encoded: list[pa.Array] = []
         for symbol in sorted(set(symbols)):
-            per_day = [day_bars(symbol, d, minutes, self.seed) for d in days]
+            per_day = [day_bars(symbol, d, minutes) for d in days]
             if not per_day:
                 continue
             cols = {k: np.concatenate([p[k] for p in per_day]) for k in per_day[0]}
@@ -274,9 +277,7 @@ class FakeAlpacaServer:
             assert 1 <= limit <= 10_000
         except (ValueError, AssertionError):
             return error(422, "invalid limit", 42210000)
-        if params.get("feed", "sip") == "sip" and end > dt.datetime.now(dt.UTC) - dt.timedelta(
-            minutes=15
-        ):
+        if params.get("feed", "sip") == "sip" and end > dt.datetime.now(dt.UTC) - self.sip_delay:
             return error(403, "subscription does not permit querying recent SIP data", 42210000)
         symbols = (
             [unquote(parts[2])]

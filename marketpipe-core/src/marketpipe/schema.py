@@ -24,6 +24,12 @@ BAR_SCHEMA = pa.schema(
     metadata={"marketpipe.schema_version": SCHEMA_VERSION},
 )
 
+#: The same columns with every field nullable: what rows are held in until validation, so that a
+#: bar missing its timestamp or volume is quarantined with a reason instead of failing its batch.
+LOOSE_BAR_SCHEMA = pa.schema(
+    [field.with_nullable(True) for field in BAR_SCHEMA], metadata=BAR_SCHEMA.metadata
+)
+
 BAR_COLUMNS = tuple(BAR_SCHEMA.names)
 PRICE_COLUMNS = ("open", "high", "low", "close")
 
@@ -33,12 +39,14 @@ def empty_bars() -> pa.Table:
     return BAR_SCHEMA.empty_table()
 
 
-def conform(data: pa.Table | pa.RecordBatch) -> pa.Table:
+def conform(data: pa.Table | pa.RecordBatch, strict: bool = True) -> pa.Table:
     """Return ``data`` as a table in the canonical schema.
 
     Columns are reordered and safely cast; a missing or extra column is an error, since a provider
-    that yields something else has a bug that silent coercion would hide.
+    that yields something else has a bug that silent coercion would hide. ``strict=False`` allows
+    nulls anywhere (the validator then rejects the rows that must not have them).
     """
+    target = BAR_SCHEMA if strict else LOOSE_BAR_SCHEMA
     table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
     names = set(table.column_names)
     missing = [c for c in BAR_COLUMNS if c not in names]
@@ -49,9 +57,9 @@ def conform(data: pa.Table | pa.RecordBatch) -> pa.Table:
             f"unexpected {extra or 'none'}"
         )
     table = table.select(list(BAR_COLUMNS))
-    if table.schema.equals(BAR_SCHEMA, check_metadata=False):
-        return table.replace_schema_metadata(BAR_SCHEMA.metadata)
-    return table.cast(BAR_SCHEMA, safe=True)
+    if table.schema.equals(target, check_metadata=False):
+        return table.replace_schema_metadata(target.metadata)
+    return table.cast(target, safe=True)
 
 
 def repeat_string(value: str, count: int) -> pa.StringArray:

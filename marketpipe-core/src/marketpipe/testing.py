@@ -18,7 +18,7 @@ from marketpipe.calendar import nyse_calendar
 from marketpipe.ingestion.domain.request import FetchRequest
 from marketpipe.ingestion.domain.values import Session, Symbol, Timeframe, TimeRange
 from marketpipe.ingestion.infrastructure import registry
-from marketpipe.schema import BAR_SCHEMA
+from marketpipe.schema import BAR_SCHEMA, LOOSE_BAR_SCHEMA, conform
 from marketpipe.settings import ConfigFile, resolve_settings
 from marketpipe.specs import ProviderSpec
 from marketpipe.validation.base import ValidationContext
@@ -43,10 +43,12 @@ def _fetch(spec: ProviderSpec, settings: Mapping[str, str], request: FetchReques
         assert isinstance(batch, pa.RecordBatch), (
             f"{spec.name}: fetch must yield pyarrow.RecordBatch, got {type(batch).__name__}"
         )
-        assert batch.schema.remove_metadata().equals(BAR_SCHEMA.remove_metadata()), (
+        got = [(f.name, f.type) for f in batch.schema]
+        assert got == [(f.name, f.type) for f in BAR_SCHEMA], (
             f"{spec.name}: batch schema differs from BAR_SCHEMA:\n{batch.schema}"
         )
-    return pa.Table.from_batches(batches, schema=BAR_SCHEMA)
+    tables = [conform(b, strict=False) for b in batches]
+    return pa.concat_tables(tables) if tables else LOOSE_BAR_SCHEMA.empty_table()
 
 
 def check_provider(

@@ -9,9 +9,9 @@ import pyarrow as pa
 
 from marketpipe.calendar import SessionWindow
 from marketpipe.ingestion.domain.values import Timeframe
-from marketpipe.schema import BAR_SCHEMA
+from marketpipe.schema import LOOSE_BAR_SCHEMA
 
-REJECTED_SCHEMA = BAR_SCHEMA.append(pa.field("reason", pa.string()))
+REJECTED_SCHEMA = LOOSE_BAR_SCHEMA.append(pa.field("reason", pa.string()))
 
 
 @attrs.frozen(kw_only=True)

@@ -202,6 +202,9 @@ class IngestionCoordinatorService:
                 self._bus.publish(
                     IngestionJobStarted(job_id=job.job_id, symbol=symbol, trading_date=window.day)
                 )
+        if self._abort is not None:
+            self._fail(job, unit, f"not attempted: {self._abort}", failures)
+            return
         request = FetchRequest(
             symbols=unit.symbols,
             windows=unit.windows,
@@ -268,7 +271,7 @@ class IngestionCoordinatorService:
     def _assemble(batches: list[pa.RecordBatch]) -> pa.Table:
         if not batches:
             return empty_bars()
-        return pa.concat_tables([conform(b) for b in batches])
+        return pa.concat_tables([conform(b, strict=False) for b in batches])
 
     def _validate_and_commit(
         self, job: IngestionJob, unit: WorkUnit, table: pa.Table

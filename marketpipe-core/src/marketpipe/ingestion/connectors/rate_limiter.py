@@ -29,7 +29,7 @@ class RateLimiter:
             raise ValueError("a rate limit needs at least one request per positive window")
         self.requests_per_window = requests_per_window
         self.window_seconds = window_seconds
-        self._margin = max(0.05, window_seconds * 0.01)
+        self._margin = max(0.2, window_seconds * 0.02)
         self._clock = clock
         self._lock = threading.Lock()
         self._sent: deque[float] = deque()

@@ -1,0 +1,69 @@
+import asyncio
+import threading
+import time
+
+import pytest
+from marketpipe.ingestion.connectors import RateLimiter
+
+
+def at_most_n_per_window(times: list[float], n: int, window: float) -> bool:
+    times = sorted(times)
+    return all(times[i + n] - times[i] >= window for i in range(len(times) - n))
+
+
+def test_reservations_keep_n_per_window_with_a_margin() -> None:
+    now = [100.0]
+    limiter = RateLimiter(3, 10.0, clock=lambda: now[0])
+    assert [limiter._reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
+    wait = limiter._reserve()
+    assert 10.0 < wait <= 10.25  # the window plus a small margin against jitter
+    now[0] = 200.0
+    assert limiter._reserve() == 0.0
+
+
+def test_penalize_holds_everyone_back() -> None:
+    now = [0.0]
+    limiter = RateLimiter(100, 60.0, clock=lambda: now[0])
+    limiter.penalize(5.0)
+    assert limiter._reserve() == pytest.approx(5.0)
+    assert limiter.waits == 1 and limiter.waited_seconds == pytest.approx(5.0)
+
+
+def test_threads_sharing_a_limiter_never_exceed_it() -> None:
+    limiter = RateLimiter(4, 0.4)
+    sent: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(3):
+            limiter.acquire()
+            with lock:
+                sent.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(sent) == 12 and at_most_n_per_window(sent, 4, 0.4)
+
+
+def test_async_tasks_sharing_a_limiter_never_exceed_it() -> None:
+    limiter = RateLimiter(5, 0.3)
+    sent: list[float] = []
+
+    async def task() -> None:
+        for _ in range(3):
+            await limiter.async_acquire()
+            sent.append(time.monotonic())
+
+    async def main() -> None:
+        await asyncio.gather(*(task() for _ in range(5)))
+
+    asyncio.run(main())
+    assert len(sent) == 15 and at_most_n_per_window(sent, 5, 0.3)
+
+
+def test_nonsense_limits_are_refused() -> None:
+    with pytest.raises(ValueError):
+        RateLimiter(0, 60)
