@@ -371,3 +371,16 @@ def test_secrets_never_leak_anywhere(tmp_path: Path, caplog: pytest.LogCaptureFi
     for secret in (KEY, SECRET):
         assert not [t for t in texts if secret in t]
         assert not [p for p in files if secret.encode() in p.read_bytes()]
+
+
+def test_seed_adapter_returns_bar_objects(server: FakeAlpacaServer) -> None:
+    from marketpipe_alpaca import AlpacaMarketDataAdapter
+
+    adapter = AlpacaMarketDataAdapter(KEY, SECRET, base_url=server.url)
+    try:
+        bars = adapter.fetch_bars_for_symbol("aapl", TimeRange.single_day("2024-03-04"), 50)
+    finally:
+        adapter.close()
+    assert len(bars) == 50 and bars[0].symbol == Symbol("AAPL")
+    assert all(b.low <= b.open <= b.high for b in bars)
+    assert KEY not in repr(adapter) and SECRET not in repr(adapter)
