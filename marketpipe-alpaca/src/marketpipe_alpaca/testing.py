@@ -330,6 +330,11 @@ class FakeAlpacaServer:
                 return
 
             def do_GET(self) -> None:
+                if self.path == "/_stats":  # for benchmarks that run the server in a process
+                    self._send(
+                        200, {"Content-Type": "application/json"}, json.dumps(server.stats).encode()
+                    )
+                    return
                 server.stats["requests"] += 1
                 wait = server._over_limit()
                 if wait is not None:
@@ -389,3 +394,32 @@ class FakeAlpacaServer:
                 self.wfile.write(body)
 
         return Handler
+
+
+def main() -> None:
+    """``python -m marketpipe_alpaca.testing [--rate-limit N] [--window S] [--fault-rate F]``:
+    serve until killed, after printing the URL on the first line."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--key-id", default="test-key-id")
+    parser.add_argument("--secret-key", default="test-secret-key")
+    parser.add_argument("--rate-limit", type=int, default=None)
+    parser.add_argument("--window", type=float, default=60.0)
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    server = FakeAlpacaServer(
+        args.key_id,
+        args.secret_key,
+        rate_limit=args.rate_limit,
+        window_seconds=args.window,
+        fault_rate=args.fault_rate,
+        port=args.port,
+    )
+    print(server.url, flush=True)
+    server._server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

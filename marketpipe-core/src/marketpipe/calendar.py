@@ -6,10 +6,16 @@ on early-close days); ``extended`` is 04:00 to 20:00 New York on session days.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import datetime as dt
 import functools
+import importlib.metadata
+import json
+import os
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -72,12 +78,43 @@ def ny_midnight_ns(day: dt.date) -> int:
 
 
 class TradingCalendar:
-    """Sessions of the New York Stock Exchange (``XNYS`` from ``exchange_calendars``)."""
+    """NYSE sessions: each session day with its regular open and close (UTC nanoseconds).
 
-    def __init__(self, calendar: Any) -> None:
-        self._cal = calendar
-        self._first: dt.date = calendar.first_session.date()
-        self._last: dt.date = calendar.last_session.date()
+    Built from ``exchange_calendars`` (``XNYS``) and kept as plain sorted arrays, so lookups are a
+    binary search and a process that finds the schedule in its cache never imports pandas.
+    """
+
+    def __init__(
+        self, days: Sequence[dt.date], opens: Sequence[int], closes: Sequence[int]
+    ) -> None:
+        self._days = list(days)
+        self._index = {day: i for i, day in enumerate(self._days)}
+        self._opens = list(opens)
+        self._closes = list(closes)
+        self._first, self._last = self._days[0], self._days[-1]
+
+    @classmethod
+    def from_exchange_calendars(cls, calendar: Any) -> TradingCalendar:
+        schedule = calendar.schedule
+        return cls(
+            [ts.date() for ts in schedule.index],
+            [int(v) for v in schedule["open"].astype("int64")],
+            [int(v) for v in schedule["close"].astype("int64")],
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "days": [d.isoformat() for d in self._days],
+                "opens": self._opens,
+                "closes": self._closes,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> TradingCalendar:
+        data = json.loads(text)
+        return cls([dt.date.fromisoformat(d) for d in data["days"]], data["opens"], data["closes"])
 
     def sessions(self, time_range: TimeRange) -> list[dt.date]:
         """Session days within the inclusive range."""
@@ -86,48 +123,60 @@ class TradingCalendar:
                 f"dates {time_range} are outside the trading calendar "
                 f"({self._first} to {self._last})"
             )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pandas deprecations inside exchange_calendars
-            index = self._cal.sessions_in_range(
-                time_range.start.isoformat(), time_range.end.isoformat()
-            )
-        return [ts.date() for ts in index]
+        lo = bisect.bisect_left(self._days, time_range.start)
+        hi = bisect.bisect_right(self._days, time_range.end)
+        return self._days[lo:hi]
 
     def is_session(self, day: dt.date) -> bool:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return bool(self._cal.is_session(day.isoformat()))
+        return day in self._index
 
     def window(self, day: dt.date, session: Session) -> SessionWindow:
         """The session window of ``day``, which must be a session day."""
+        i = self._index.get(day)
+        if i is None:
+            raise InvalidInputError(f"{day} is not a trading session")
         if session is Session.EXTENDED:
             start = dt.datetime(day.year, day.month, day.day, 4, tzinfo=NEW_YORK)
             end = dt.datetime(day.year, day.month, day.day, 20, tzinfo=NEW_YORK)
-            if not self.is_session(day):
-                raise InvalidInputError(f"{day} is not a trading session")
             return SessionWindow(day, _utc_ns(start), _utc_ns(end))
-        label = day.isoformat()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                open_ = self._cal.session_open(label)
-                close = self._cal.session_close(label)
-        except Exception:
-            raise InvalidInputError(f"{day} is not a trading session") from None
-        return SessionWindow(day, int(open_.value), int(close.value))
+        return SessionWindow(day, self._opens[i], self._closes[i])
 
     def windows(self, time_range: TimeRange, session: Session) -> list[SessionWindow]:
         return [self.window(day, session) for day in self.sessions(time_range)]
 
 
+def _cache_file(end: str) -> Path | None:
+    try:
+        version = importlib.metadata.version("exchange-calendars")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "marketpipe" / f"xnys-{version}-{_CALENDAR_START}-{end}.json"
+
+
 @functools.cache
 def nyse_calendar() -> TradingCalendar:
-    """The shared NYSE calendar (built once per process: it takes about a second)."""
-    import exchange_calendars
-
+    """The shared NYSE calendar, built once per process from ``exchange_calendars`` and cached
+    on disk per calendar version (building it imports pandas and takes about a second)."""
     today = dt.date.today()
     end = dt.date(today.year + 1, 12, 31).isoformat()
+    cache = _cache_file(end)
+    if cache is not None and cache.is_file():
+        try:
+            return TradingCalendar.from_json(cache.read_text())
+        except (ValueError, KeyError, OSError):
+            pass  # a damaged cache is rebuilt below
+    import exchange_calendars
+
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        calendar = exchange_calendars.get_calendar("XNYS", start=_CALENDAR_START, end=end)
-    return TradingCalendar(calendar)
+        warnings.simplefilter("ignore")  # pandas deprecations inside exchange_calendars
+        calendar = TradingCalendar.from_exchange_calendars(
+            exchange_calendars.get_calendar("XNYS", start=_CALENDAR_START, end=end)
+        )
+    if cache is not None:
+        with contextlib.suppress(OSError):  # a read-only home only costs the next run a second
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+            tmp.write_text(calendar.to_json())
+            os.replace(tmp, cache)
+    return calendar
