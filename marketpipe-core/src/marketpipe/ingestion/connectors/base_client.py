@@ -148,9 +148,9 @@ class BaseApiClient(abc.ABC):
     # -- one request, retried -----------------------------------------------------------------
 
     def _attempt_outcome(
-        self, response: httpx.Response | None, exc: Exception | None, decode: Decoder[T]
-    ) -> T | _Retry:
-        """Decode a successful answer, or say why this attempt failed (raising if it is final)."""
+        self, response: httpx.Response | None, exc: Exception | None
+    ) -> bytes | _Retry:
+        """The body of a successful answer, or why this attempt failed (raising if it is final)."""
         if exc is not None:
             kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
             return _Retry(
@@ -161,10 +161,7 @@ class BaseApiClient(abc.ABC):
             )
         assert response is not None
         if response.status_code == 200:
-            try:
-                return decode(response.content)
-            except MalformedResponseError as malformed:
-                return _Retry(malformed)
+            return response.content
         error = self.classify_error(response)
         if not self.should_retry(response.status_code, response.content):
             raise error
@@ -172,6 +169,13 @@ class BaseApiClient(abc.ABC):
         if response.status_code == 429 and wait:
             self.rate_limiter.penalize(wait)
         return _Retry(error, wait)
+
+    @staticmethod
+    def _decoded(decode: Decoder[T], body: bytes) -> T | _Retry:
+        try:
+            return decode(body)
+        except MalformedResponseError as malformed:
+            return _Retry(malformed)
 
     def _next_wait(self, attempt: int, outcome: _Retry, started: float) -> float:
         """Seconds to wait before the next attempt; raises the last error when retries are spent."""
@@ -196,7 +200,8 @@ class BaseApiClient(abc.ABC):
                 response = self.client.get(path, params=params)
             except httpx.TransportError as exc:  # timeouts, resets, truncated bodies
                 failure = exc
-            outcome = self._attempt_outcome(response, failure, decode)
+            body = self._attempt_outcome(response, failure)
+            outcome = body if isinstance(body, _Retry) else self._decoded(decode, body)
             if not isinstance(outcome, _Retry):
                 return outcome
             time.sleep(self._next_wait(attempt, outcome, started))
@@ -213,7 +218,14 @@ class BaseApiClient(abc.ABC):
                 response = await self.async_client.get(path, params=params)
             except httpx.TransportError as exc:
                 failure = exc
-            outcome = self._attempt_outcome(response, failure, decode)
+            body = self._attempt_outcome(response, failure)
+            # Decoding is CPU work that releases the GIL: off the event loop, other requests
+            # keep flowing meanwhile.
+            outcome = (
+                body
+                if isinstance(body, _Retry)
+                else await asyncio.to_thread(self._decoded, decode, body)
+            )
             if not isinstance(outcome, _Retry):
                 return outcome
             await asyncio.sleep(self._next_wait(attempt, outcome, started))
