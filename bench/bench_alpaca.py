@@ -262,7 +262,7 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=10)
     args = parser.parse_args()
     if args.pacing:
-        args.symbols = 1 if args.symbols == 12 else args.symbols
+        args.symbols = 8 if args.symbols == 12 else args.symbols  # 8 x 10 months: 80 units
         pacing(args)
     else:
         throughput(args)

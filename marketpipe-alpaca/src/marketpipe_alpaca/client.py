@@ -153,7 +153,11 @@ class AlpacaClient(BaseApiClient):
     ) -> tuple[pa.Table, str | None]:
         """One page to (canonical bars, next page token). Every empty shape is zero bars; a
         requested symbol missing from the answer is zero bars."""
-        body = raw_json.replace(b"\n", b" ").replace(b"\r", b" ")
+        # The reader takes one JSON document per line: fold any line breaks (whitespace only,
+        # since JSON strings cannot hold raw ones).
+        body = raw_json
+        if b"\n" in body or b"\r" in body:
+            body = body.replace(b"\n", b" ").replace(b"\r", b" ")
         multi = symbols is not None and not isinstance(symbols, str)
         names: list[str] = list(symbols) if multi else []  # type: ignore[arg-type]
         schema = (
@@ -169,7 +173,7 @@ class AlpacaClient(BaseApiClient):
         try:
             page = pajson.read_json(
                 io.BytesIO(body),
-                read_options=pajson.ReadOptions(block_size=len(body) + 1),
+                read_options=pajson.ReadOptions(block_size=len(body) + 1, use_threads=False),
                 parse_options=pajson.ParseOptions(
                     explicit_schema=schema, unexpected_field_behavior="ignore"
                 ),
