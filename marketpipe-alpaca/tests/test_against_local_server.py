@@ -239,7 +239,9 @@ def test_recent_sip_data_is_an_entitlement_error_without_fallback(tmp_path: Path
 
 
 def test_pacing_draws_no_429_from_a_limited_server(tmp_path: Path) -> None:
-    with FakeAlpacaServer(KEY, SECRET, rate_limit=8, window_seconds=1.0) as server:
+    # Hourly bars keep every answer small, so the server's clock reads arrivals promptly; a
+    # one-symbol batch size makes one request per symbol and month: 24 requests, 8 per 2 s.
+    with FakeAlpacaServer(KEY, SECRET, rate_limit=8, window_seconds=2.0) as server:
         out = mp(
             "ingest",
             "--provider",
@@ -250,6 +252,10 @@ def test_pacing_draws_no_429_from_a_limited_server(tmp_path: Path) -> None:
             "2024-01-02",
             "--end",
             "2024-06-28",
+            "--timeframe",
+            "1h",
+            "--batch-size",
+            "100",
             "--concurrency",
             "4",
             "--data-dir",
@@ -258,7 +264,7 @@ def test_pacing_draws_no_429_from_a_limited_server(tmp_path: Path) -> None:
             server=server,
             extra_env={
                 "MARKETPIPE_ALPACA_RATE_LIMIT": "8",
-                "MARKETPIPE_ALPACA_RATE_LIMIT_WINDOW": "1",
+                "MARKETPIPE_ALPACA_RATE_LIMIT_WINDOW": "2",
             },
         )
     assert out.returncode == 0, out.stderr

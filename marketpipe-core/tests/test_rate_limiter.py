@@ -14,18 +14,18 @@ def at_most_n_per_window(times: list[float], n: int, window: float) -> bool:
 def test_reservations_keep_n_per_window_with_a_margin() -> None:
     now = [100.0]
     limiter = RateLimiter(3, 10.0, clock=lambda: now[0])
-    assert [limiter._reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
-    wait = limiter._reserve()
+    assert [limiter._reserve().wait for _ in range(3)] == [0.0, 0.0, 0.0]
+    wait = limiter._reserve().wait
     assert 10.0 < wait <= 10.25  # the window plus a small margin against jitter
     now[0] = 200.0
-    assert limiter._reserve() == 0.0
+    assert limiter._reserve().wait == 0.0
 
 
 def test_penalize_holds_everyone_back() -> None:
     now = [0.0]
     limiter = RateLimiter(100, 60.0, clock=lambda: now[0])
     limiter.penalize(5.0)
-    assert limiter._reserve() == pytest.approx(5.0)
+    assert limiter._reserve().wait == pytest.approx(5.0)
     assert limiter.waits == 1 and limiter.waited_seconds == pytest.approx(5.0)
 
 
@@ -67,3 +67,14 @@ def test_async_tasks_sharing_a_limiter_never_exceed_it() -> None:
 def test_nonsense_limits_are_refused() -> None:
     with pytest.raises(ValueError):
         RateLimiter(0, 60)
+
+
+def test_an_answered_request_counts_from_its_answer() -> None:
+    now = [0.0]
+    limiter = RateLimiter(2, 10.0, clock=lambda: now[0])
+    first = limiter._reserve()
+    limiter._reserve()
+    now[0] = 3.0  # the first answer arrives late: the server may have seen it late too
+    first.done()
+    wait = limiter._reserve().wait
+    assert 13.0 - 3.0 <= wait <= 13.25 - 3.0

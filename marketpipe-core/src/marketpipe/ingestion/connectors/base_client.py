@@ -192,7 +192,7 @@ class BaseApiClient(abc.ABC):
     def request(self, path: str, params: dict[str, str], decode: Decoder[T]) -> T:
         started = time.monotonic()
         for attempt in range(self.config.max_attempts):
-            self.rate_limiter.acquire()
+            slot = self.rate_limiter.acquire_slot()
             self.requests += 1
             response: httpx.Response | None = None
             failure: Exception | None = None
@@ -200,6 +200,8 @@ class BaseApiClient(abc.ABC):
                 response = self.client.get(path, params=params)
             except httpx.TransportError as exc:  # timeouts, resets, truncated bodies
                 failure = exc
+            finally:
+                slot.done()
             body = self._attempt_outcome(response, failure)
             outcome = body if isinstance(body, _Retry) else self._decoded(decode, body)
             if not isinstance(outcome, _Retry):
@@ -210,7 +212,7 @@ class BaseApiClient(abc.ABC):
     async def async_request(self, path: str, params: dict[str, str], decode: Decoder[T]) -> T:
         started = time.monotonic()
         for attempt in range(self.config.max_attempts):
-            await self.rate_limiter.async_acquire()
+            slot = await self.rate_limiter.async_acquire_slot()
             self.requests += 1
             response: httpx.Response | None = None
             failure: Exception | None = None
@@ -218,6 +220,8 @@ class BaseApiClient(abc.ABC):
                 response = await self.async_client.get(path, params=params)
             except httpx.TransportError as exc:
                 failure = exc
+            finally:
+                slot.done()
             body = self._attempt_outcome(response, failure)
             # Decoding is CPU work that releases the GIL: off the event loop, other requests
             # keep flowing meanwhile.

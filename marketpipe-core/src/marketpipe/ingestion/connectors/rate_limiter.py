@@ -3,19 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
+import attrs
+
+
+@attrs.define
+class Slot:
+    """One request's place in the window: when it may be sent, and a way to say it was answered."""
+
+    ticket: int
+    wait: float
+    _limiter: RateLimiter
+
+    def done(self) -> None:
+        """The answer arrived: from now on the window counts this request from this moment,
+        which is never earlier than when the server saw it."""
+        self._limiter._settle(self.ticket)
+
 
 class RateLimiter:
     """A sliding-window limiter that hands out send times in order.
 
-    Each ``acquire`` reserves the earliest moment at which sending keeps at most
+    Each acquisition reserves the earliest moment at which sending keeps at most
     ``requests_per_window`` requests in any ``window_seconds``, then waits for it. Reservations are
     made under a lock, so threads and asyncio tasks sharing one limiter never exceed the limit
-    together. A small margin absorbs the network's jitter so our own pacing never draws a 429.
+    together. A request that is answered (``Slot.done``) counts from its answer, which is never
+    earlier than its arrival at the server, so a request held up on the way cannot make the next
+    window's requests arrive too early; a small margin absorbs the rest of the network's jitter.
     ``penalize`` holds everyone back after the server said to wait (``Retry-After``).
     """
 
@@ -32,39 +51,57 @@ class RateLimiter:
         self._margin = max(0.2, window_seconds * 0.02)
         self._clock = clock
         self._lock = threading.Lock()
-        self._sent: deque[float] = deque()
+        self._sent: deque[list[float]] = deque()  # [ticket, counted-from time], in send order
+        self._tickets = itertools.count()
+        self._last = 0.0
         self._blocked_until = 0.0
         self.waited_seconds = 0.0
         self.waits = 0
 
-    def _reserve(self) -> float:
+    def _reserve(self) -> Slot:
         with self._lock:
             now = self._clock()
-            at = max(now, self._blocked_until)
-            if self._sent:
-                at = max(at, self._sent[-1])
+            at = max(now, self._blocked_until, self._last)
             if len(self._sent) >= self.requests_per_window:
-                at = max(at, self._sent.popleft() + self.window_seconds + self._margin)
-            self._sent.append(at)
+                at = max(at, self._sent.popleft()[1] + self.window_seconds + self._margin)
+            ticket = next(self._tickets)
+            self._sent.append([ticket, at])
+            self._last = at
             wait = at - now
             if wait > 0:
                 self.waits += 1
                 self.waited_seconds += wait
-            return wait
+            return Slot(ticket, wait, self)
+
+    def _settle(self, ticket: int) -> None:
+        with self._lock:
+            now = self._clock()
+            for entry in self._sent:
+                if entry[0] == ticket:
+                    entry[1] = max(entry[1], now)
+                    return
+
+    def acquire_slot(self) -> Slot:
+        """Wait (blocking) for a send slot; call ``done()`` on it when the answer arrives."""
+        slot = self._reserve()
+        if slot.wait > 0:
+            time.sleep(slot.wait)
+        return slot
+
+    async def async_acquire_slot(self) -> Slot:
+        """Wait (without blocking the event loop) for a send slot."""
+        slot = self._reserve()
+        if slot.wait > 0:
+            await asyncio.sleep(slot.wait)
+        return slot
 
     def acquire(self) -> float:
         """Wait (blocking) for a send slot; return the seconds waited."""
-        wait = self._reserve()
-        if wait > 0:
-            time.sleep(wait)
-        return wait
+        return self.acquire_slot().wait
 
     async def async_acquire(self) -> float:
         """Wait (without blocking the event loop) for a send slot; return the seconds waited."""
-        wait = self._reserve()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        return wait
+        return (await self.async_acquire_slot()).wait
 
     def penalize(self, seconds: float) -> None:
         """Send nothing for ``seconds`` (the server asked us to back off)."""
