@@ -51,3 +51,7 @@ class JobNotFoundError(UserError, LookupError):
 
 class ProviderError(MarketPipeError):
     """A provider failed to deliver data for a unit of work; the partitions record the reason."""
+
+
+class JobConflictError(UserError):
+    """Another running job is ingesting overlapping partitions, or this job is already running."""

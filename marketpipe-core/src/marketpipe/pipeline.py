@@ -9,15 +9,21 @@ from pathlib import Path
 import attrs
 
 from marketpipe.calendar import nyse_calendar
-from marketpipe.errors import InvalidInputError
+from marketpipe.errors import InvalidInputError, JobConflictError
 from marketpipe.ingestion.application.commands import CreateIngestionJobCommand, StartJobCommand
-from marketpipe.ingestion.application.coordinator import IngestionCoordinatorService, JobSummary
+from marketpipe.ingestion.application.coordinator import (
+    CancelToken,
+    IngestionCoordinatorService,
+    JobSummary,
+)
 from marketpipe.ingestion.application.job_service import IngestionJobService
-from marketpipe.ingestion.domain.job import IngestionConfiguration
+from marketpipe.ingestion.domain.job import IngestionConfiguration, IngestionJob, ProcessingState
 from marketpipe.ingestion.domain.ports import IMarketDataProvider
 from marketpipe.ingestion.domain.values import IngestionJobId, Session, Symbol, Timeframe, TimeRange
 from marketpipe.ingestion.infrastructure import registry
 from marketpipe.ingestion.infrastructure.event_bus import EventBus
+from marketpipe.ingestion.infrastructure.event_log import EventLog
+from marketpipe.ingestion.infrastructure.job_locks import HeldLock, JobLocks
 from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
 from marketpipe.plugins import get_plugin_host
 from marketpipe.specs import ProviderSpec, _normalise_name
@@ -58,11 +64,54 @@ def prepare_provider(name: str, overrides: Mapping[str, str]) -> PreparedProvide
     return PreparedProvider(spec, provider, resolved.public())
 
 
-async def run_ingest(request: IngestRequest, bus: EventBus | None = None) -> JobSummary:
-    """Create, start and execute a job for ``request``."""
+def _same_work(job: IngestionJob, request: IngestRequest, cfg: IngestionConfiguration) -> bool:
+    other = job.configuration
+    return (
+        job.symbols == request.symbols
+        and job.time_range == request.time_range
+        and (other.provider, other.feed, other.timeframe, other.session)
+        == (cfg.provider, cfg.feed, cfg.timeframe, cfg.session)
+        and dict(other.settings) == dict(cfg.settings)
+    )
+
+
+def _overlaps(
+    job: IngestionJob, symbols: set[Symbol], time_range: TimeRange, cfg: IngestionConfiguration
+) -> bool:
+    other = job.configuration
+    return (
+        (other.provider, other.feed, other.timeframe) == (cfg.provider, cfg.feed, cfg.timeframe)
+        and bool(symbols & set(job.symbols))
+        and job.time_range.start <= time_range.end
+        and time_range.start <= job.time_range.end
+    )
+
+
+def _check_no_running_overlap(store: SqliteJobStore, locks: JobLocks, job: IngestionJob) -> None:
+    """Two writers must not work on the same partitions: refuse, naming the running job."""
+    for other in store.list_jobs():
+        if other.job_id == job.job_id or other.state.is_terminal:
+            continue
+        if _overlaps(other, set(job.symbols), job.time_range, job.configuration) and (
+            locks.is_running(other.job_id.value)
+        ):
+            raise JobConflictError(
+                f"job {other.job_id} (process {locks.pid(other.job_id.value)}) is ingesting "
+                f"overlapping partitions ({other.configuration.provider} "
+                f"{other.configuration.timeframe.value} {other.time_range}); wait for it to "
+                "finish, or ingest other symbols or dates"
+            )
+
+
+async def run_ingest(
+    request: IngestRequest, bus: EventBus | None = None, cancel: CancelToken | None = None
+) -> JobSummary:
+    """Create and run a job for ``request``, or resume the unfinished job that asked the same."""
     prepared = prepare_provider(request.provider, request.overrides)
     nyse_calendar().sessions(request.time_range)  # dates outside the calendar fail here, early
     store = SqliteJobStore.for_data_dir(request.data_dir)
+    locks = JobLocks(request.data_dir)
+    held: HeldLock | None = None
     try:
         service = IngestionJobService(store)
         configuration = IngestionConfiguration(
@@ -75,13 +124,97 @@ async def run_ingest(request: IngestRequest, bus: EventBus | None = None) -> Job
             feed=prepared.provider.feed,
             settings=prepared.public_settings,
         )
-        job_id = await service.create_job(
-            CreateIngestionJobCommand(request.symbols, request.time_range, configuration)
+        with locks.claims():
+            unfinished = [
+                job
+                for job in store.list_jobs()
+                if job.state is not ProcessingState.COMPLETED
+                and _same_work(job, request, configuration)
+            ]
+            if unfinished:
+                job = unfinished[0]
+                if locks.is_running(job.job_id.value):
+                    raise JobConflictError(
+                        f"job {job.job_id} with the same request is running in process "
+                        f"{locks.pid(job.job_id.value)}; wait for it or cancel it"
+                    )
+            else:
+                job_id = await service.create_job(
+                    CreateIngestionJobCommand(request.symbols, request.time_range, configuration)
+                )
+                job = store.get(job_id)
+            _check_no_running_overlap(store, locks, job)
+            held = locks.hold(job.job_id.value)
+        resumed = bool(unfinished)
+        if resumed:
+            await service.resume_job(job.job_id)
+        else:
+            await service.start_job(StartJobCommand(job.job_id))
+        summary = await execute(
+            store, job.job_id, prepared, request.data_dir, bus or EventBus(), cancel
         )
-        await service.start_job(StartJobCommand(job_id))
-        return await execute(store, job_id, prepared, request.data_dir, bus or EventBus())
+        return attrs.evolve(summary, resumed=resumed)
     finally:
+        if held is not None:
+            held.release()
         prepared.provider.close()
+        store.close()
+
+
+async def resume_ingest(
+    data_dir: Path,
+    job_id: IngestionJobId,
+    overrides: Mapping[str, str] | None = None,
+    bus: EventBus | None = None,
+    cancel: CancelToken | None = None,
+) -> JobSummary:
+    """Resume job ``job_id``: its stored settings, plus secrets from the environment or config."""
+    store = SqliteJobStore.for_data_dir(data_dir)
+    locks = JobLocks(data_dir)
+    held: HeldLock | None = None
+    prepared: PreparedProvider | None = None
+    try:
+        job = store.get(job_id)
+        if job.state is ProcessingState.COMPLETED:
+            raise JobConflictError(f"job {job_id} is already COMPLETED: nothing to resume")
+        settings = {**job.configuration.settings, **(overrides or {})}
+        prepared = prepare_provider(job.configuration.provider, settings)
+        with locks.claims():
+            if locks.is_running(job_id.value):
+                raise JobConflictError(
+                    f"job {job_id} is running in process {locks.pid(job_id.value)}"
+                )
+            _check_no_running_overlap(store, locks, job)
+            held = locks.hold(job_id.value)
+        await IngestionJobService(store).resume_job(job_id)
+        summary = await execute(store, job_id, prepared, data_dir, bus or EventBus(), cancel)
+        return attrs.evolve(summary, resumed=True)
+    finally:
+        if held is not None:
+            held.release()
+        if prepared is not None:
+            prepared.provider.close()
+        store.close()
+
+
+def cancel_job(data_dir: Path, job_id: IngestionJobId) -> IngestionJob:
+    """Mark a job that is not running CANCELLED (a running one is stopped with Ctrl-C/SIGTERM)."""
+    store = SqliteJobStore.for_data_dir(data_dir)
+    locks = JobLocks(data_dir)
+    try:
+        with locks.claims():
+            if locks.is_running(job_id.value):
+                raise JobConflictError(
+                    f"job {job_id} is running in process {locks.pid(job_id.value)}: press Ctrl-C "
+                    f"there, or kill -TERM {locks.pid(job_id.value)}"
+                )
+            job = store.get(job_id)
+            if job.state.is_terminal:
+                raise JobConflictError(f"job {job_id} is already {job.state.value}")
+            job.cancel()
+            store.save(job)
+            return job
+    finally:
         store.close()
 
 
@@ -91,9 +224,12 @@ async def execute(
     prepared: PreparedProvider,
     data_dir: Path,
     bus: EventBus,
+    cancel: CancelToken | None = None,
 ) -> JobSummary:
     host = get_plugin_host()
     sinks = host.sinks()
+    log = EventLog(data_dir, job_id)
+    log.subscribe(bus)
     coordinator = IngestionCoordinatorService(
         job_store=store,
         provider=prepared.provider,
@@ -102,5 +238,9 @@ async def execute(
         validators=[spec.factory() for spec in host.validators().values()],
         event_bus=bus,
         data_root=data_dir,
+        cancel=cancel,
     )
-    return await coordinator.execute_job(job_id)
+    try:
+        return await coordinator.execute_job(job_id)
+    finally:
+        log.close()

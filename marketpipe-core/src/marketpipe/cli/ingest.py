@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 from rich.markup import escape
@@ -18,7 +22,8 @@ from marketpipe.cli.common import (
     user_errors,
 )
 from marketpipe.cli.progress import ProgressDisplay
-from marketpipe.ingestion.application.coordinator import JobSummary
+from marketpipe.ingestion.application.coordinator import CancelToken, JobSummary
+from marketpipe.ingestion.domain.events import IngestionJobPlanned
 from marketpipe.ingestion.domain.job import ProcessingState
 from marketpipe.ingestion.domain.values import Session, Symbol, Timeframe, TimeRange
 from marketpipe.ingestion.infrastructure.event_bus import EventBus
@@ -30,6 +35,7 @@ def summary_dict(summary: JobSummary, data_dir: Path) -> dict[str, object]:
     return {
         "job_id": summary.job_id.value,
         "state": summary.state.value,
+        "resumed": summary.resumed,
         "partitions": summary.partitions_total,
         "partitions_completed": summary.partitions_completed,
         "partitions_skipped": summary.partitions_skipped,
@@ -135,21 +141,59 @@ def ingest(
         max_concurrency=concurrency,
         max_retries=max_retries,
     )
+    run_job(lambda bus, cancel: run_ingest(request, bus, cancel), data_dir, as_json)
+
+
+def run_job(
+    start: Callable[[EventBus, CancelToken], Coroutine[Any, Any, JobSummary]],
+    data_dir: Path,
+    as_json: bool,
+) -> NoReturn:
+    """Run a job with progress and signal handling, print its summary, exit with its status.
+
+    The first Ctrl-C (or SIGTERM) stops launching work and lets in-flight commits finish; the
+    job ends CANCELLED and resumable. A second Ctrl-C exits at once: commits are atomic, so no
+    file is torn, and the next run sweeps the temp file an interrupted commit leaves.
+    """
     bus = EventBus()
-    try:
-        with ProgressDisplay(bus, enabled=not as_json):
-            summary = asyncio.run(run_ingest(request, bus))
-    except KeyboardInterrupt:
+    cancel = CancelToken()
+
+    def announce(event: IngestionJobPlanned) -> None:
+        done = event.partitions_total - event.partitions_pending
+        if done:
+            click.echo(
+                f"Resuming job {event.job_id}: {done:,} of {event.partitions_total:,} partitions "
+                "already committed",
+                err=True,
+            )
+
+    def on_signal() -> None:
+        if cancel.is_set():
+            os._exit(130)
+        cancel.set()
         click.echo(
-            "Interrupted: committed partitions are kept and no file is left torn; "
-            "see `mp jobs list`.",
-            err=True,
+            "Stopping: in-flight commits finish (press Ctrl-C again to exit at once)", err=True
         )
-        sys.exit(130)
+
+    async def main() -> JobSummary:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        return await start(bus, cancel)
+
+    bus.subscribe(IngestionJobPlanned, announce)
+    with ProgressDisplay(bus, enabled=not as_json):
+        summary = asyncio.run(main())
     if as_json:
         emit_json(summary_dict(summary, data_dir))
     else:
         print_summary(summary, data_dir)
+    if summary.state is ProcessingState.CANCELLED:
+        click.echo(
+            f"Cancelled. Resume with: mp jobs resume {summary.job_id} --data-dir {data_dir}",
+            err=True,
+        )
+        sys.exit(130)
     if summary.aborted:
         click.echo(f"Error: {summary.aborted}", err=True)
         sys.exit(2)

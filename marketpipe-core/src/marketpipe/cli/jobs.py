@@ -12,6 +12,7 @@ from marketpipe.cli.common import console, data_dir_option, emit_json, json_opti
 from marketpipe.errors import JobNotFoundError
 from marketpipe.ingestion.domain.job import IngestionJob
 from marketpipe.ingestion.domain.values import IngestionJobId
+from marketpipe.ingestion.infrastructure.event_log import event_log_path
 from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
 from marketpipe.storage.layout import META_DIR
 
@@ -123,6 +124,7 @@ def show_job(job_id: str, data_dir: Path, as_json: bool) -> None:
     ]
     data["partitions_detail"] = partitions
     data["quarantine_dir"] = str(data_dir / META_DIR / "quarantine" / f"job={job.job_id}")
+    data["event_log"] = str(event_log_path(data_dir, job.job_id))
     if as_json:
         emit_json(data)
         return
@@ -147,3 +149,43 @@ def show_job(job_id: str, data_dir: Path, as_json: bool) -> None:
         )
     console.print(table)
     console.print(f"quarantine: {data['quarantine_dir']}")
+    console.print(f"event log: {data['event_log']}")
+
+
+@jobs.command("resume")
+@click.argument("job_id")
+@data_dir_option
+@click.option("-o", "options", multiple=True, metavar="KEY=VALUE", help="provider setting")
+@json_option
+@user_errors
+def resume_job(job_id: str, data_dir: Path, options: tuple[str, ...], as_json: bool) -> None:
+    """Finish an unfinished job: only partitions not committed are fetched again."""
+    from marketpipe.cli.ingest import run_job
+    from marketpipe.pipeline import resume_ingest
+    from marketpipe.settings import parse_overrides
+
+    _store(data_dir).close()
+    key = IngestionJobId(job_id)
+    overrides = parse_overrides(options)
+    run_job(
+        lambda bus, cancel: resume_ingest(data_dir, key, overrides, bus, cancel), data_dir, as_json
+    )
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@data_dir_option
+@json_option
+@user_errors
+def cancel_job_command(job_id: str, data_dir: Path, as_json: bool) -> None:
+    """Mark a job that is no longer running CANCELLED (stop a running one with Ctrl-C)."""
+    from marketpipe.pipeline import cancel_job
+
+    _store(data_dir).close()
+    job = cancel_job(data_dir, IngestionJobId(job_id))
+    if as_json:
+        emit_json({"id": job.job_id.value, "state": job.state.value})
+    else:
+        console.print(
+            f"Job {job.job_id} {job.state.value}; `mp jobs resume {job.job_id}` picks it up again"
+        )

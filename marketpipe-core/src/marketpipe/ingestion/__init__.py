@@ -18,6 +18,7 @@ _EXPORTS = {
     "OHLCVBar": "domain.bars",
     "DomainEvent": "domain.events",
     "IngestionBatchProcessed": "domain.events",
+    "IngestionJobCancelled": "domain.events",
     "IngestionJobCompleted": "domain.events",
     "IngestionJobFailed": "domain.events",
     "IngestionJobPlanned": "domain.events",

@@ -23,6 +23,7 @@ from marketpipe.errors import InvalidStateTransition, UserError
 from marketpipe.ingestion.application.planning import WorkUnit, plan_units
 from marketpipe.ingestion.domain.events import (
     IngestionBatchProcessed,
+    IngestionJobCancelled,
     IngestionJobCompleted,
     IngestionJobFailed,
     IngestionJobPlanned,
@@ -41,6 +42,7 @@ from marketpipe.specs import ProviderSpec
 from marketpipe.storage.base import CommitRequest, Sink
 from marketpipe.storage.partition_index import index_rows
 from marketpipe.storage.quarantine import write_quarantine
+from marketpipe.storage.sweep import sweep_temp_files
 from marketpipe.validation.base import REJECTED_SCHEMA, ValidationContext, Validator
 
 
@@ -64,10 +66,25 @@ class JobSummary:
     failures: tuple[PartitionFailure, ...] = ()
     #: Set when the provider refused in a way retrying cannot fix (credentials, plan, request).
     aborted: str | None = None
+    #: The job had been started before: this run picked up what was not committed.
+    resumed: bool = False
 
     @property
     def bars_per_second(self) -> float:
         return self.bars / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
+
+
+class CancelToken:
+    """Set it (from a signal handler, say) to stop launching units; in-flight ones finish."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
 
 
 def _describe(exc: BaseException) -> str:
@@ -88,6 +105,7 @@ class IngestionCoordinatorService:
         data_root: Path,
         calendar: TradingCalendar | None = None,
         retry_delay: float = 0.5,
+        cancel: CancelToken | None = None,
     ) -> None:
         self._store = job_store
         self._provider = provider
@@ -99,9 +117,11 @@ class IngestionCoordinatorService:
         self._calendar = calendar or nyse_calendar()
         self._retry_delay = retry_delay
         self._abort: str | None = None
+        self._cancel = cancel or CancelToken()
 
     async def execute_job(self, job_id: IngestionJobId) -> JobSummary:
-        """Run every partition of the job not yet committed; the job ends COMPLETED or FAILED."""
+        """Run every partition of the job not yet committed; the job ends COMPLETED, FAILED, or
+        CANCELLED when the cancel token was set (in-flight units still commit)."""
         started = time.perf_counter()
         job = self._store.get(job_id)
         if job.state is not ProcessingState.IN_PROGRESS:
@@ -132,12 +152,18 @@ class IngestionCoordinatorService:
                 await self._run_unit(job, unit, failures, counts)
 
         self._abort = None
+        await asyncio.to_thread(sweep_temp_files, self._root, job, [w.day for w in windows])
         try:
             await asyncio.gather(*(run(u) for u in units))
         finally:
             await self._provider.aclose()
 
-        if failures:
+        remaining = len(pending) - counts["completed"] - len(failures)
+        if self._cancel.is_set() and remaining > 0:
+            job.cancel()
+            self._store.save(job)
+            self._bus.publish(IngestionJobCancelled(job_id=job_id, partitions_remaining=remaining))
+        elif failures:
             reason = (
                 f"{len(failures)} of {len(keys)} partitions failed; first: "
                 f"{failures[0].symbol} {failures[0].day}: {failures[0].error}"
@@ -202,6 +228,8 @@ class IngestionCoordinatorService:
                 self._bus.publish(
                     IngestionJobStarted(job_id=job.job_id, symbol=symbol, trading_date=window.day)
                 )
+        if self._cancel.is_set():
+            return  # left PENDING for a resume
         if self._abort is not None:
             self._fail(job, unit, f"not attempted: {self._abort}", failures)
             return

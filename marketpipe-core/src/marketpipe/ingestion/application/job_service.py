@@ -44,5 +44,12 @@ class IngestionJobService:
         self._store.save(job)
         return job
 
+    async def resume_job(self, job_id: IngestionJobId) -> IngestionJob:
+        """Move an unfinished job back to IN_PROGRESS; its committed partitions are kept."""
+        job = self._store.get(job_id)
+        job.resume()
+        self._store.save(job)
+        return job
+
     async def get_job(self, job_id: IngestionJobId) -> IngestionJob:
         return self._store.get(job_id)

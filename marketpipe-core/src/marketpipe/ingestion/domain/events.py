@@ -75,3 +75,11 @@ class IngestionJobPlanned(DomainEvent):
     partitions_total: int
     partitions_pending: int
     units: int
+
+
+@attrs.frozen(kw_only=True)
+class IngestionJobCancelled(DomainEvent):
+    """The job stopped on request; what was committed stays, the rest waits for a resume."""
+
+    job_id: IngestionJobId
+    partitions_remaining: int

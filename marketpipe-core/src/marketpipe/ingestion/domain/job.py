@@ -40,6 +40,13 @@ class ProcessingState(enum.Enum):
 # that is a resume, which fetches only what is not committed.
 _ALLOWED: dict[str, tuple[ProcessingState, ...]] = {
     "start": (ProcessingState.PENDING, ProcessingState.FAILED, ProcessingState.CANCELLED),
+    # A resume also picks up a job left IN_PROGRESS by a process that died (no lock held).
+    "resume": (
+        ProcessingState.FAILED,
+        ProcessingState.CANCELLED,
+        ProcessingState.IN_PROGRESS,
+        ProcessingState.PENDING,
+    ),
     "mark_symbol_processed": (ProcessingState.IN_PROGRESS,),
     "complete": (ProcessingState.IN_PROGRESS,),
     "fail": (ProcessingState.PENDING, ProcessingState.IN_PROGRESS),
@@ -102,6 +109,14 @@ class IngestionJob:
 
     def start(self) -> None:
         self._guard("start")
+        self.state = ProcessingState.IN_PROGRESS
+        self.started_at = dt.datetime.now(dt.UTC)
+        self.completed_at = None
+        self.error_message = None
+
+    def resume(self) -> None:
+        """Start again after a failure, a cancellation or a crash; committed work is kept."""
+        self._guard("resume")
         self.state = ProcessingState.IN_PROGRESS
         self.started_at = dt.datetime.now(dt.UTC)
         self.completed_at = None
