@@ -87,12 +87,19 @@ def _overlaps(
     )
 
 
-def _check_no_running_overlap(store: SqliteJobStore, locks: JobLocks, job: IngestionJob) -> None:
+def _check_no_running_overlap(
+    store: SqliteJobStore,
+    locks: JobLocks,
+    symbols: tuple[Symbol, ...],
+    time_range: TimeRange,
+    cfg: IngestionConfiguration,
+    exclude: IngestionJobId | None = None,
+) -> None:
     """Two writers must not work on the same partitions: refuse, naming the running job."""
     for other in store.list_jobs():
-        if other.job_id == job.job_id or other.state.is_terminal:
+        if other.job_id == exclude or other.state.is_terminal:
             continue
-        if _overlaps(other, set(job.symbols), job.time_range, job.configuration) and (
+        if _overlaps(other, set(symbols), time_range, cfg) and (
             locks.is_running(other.job_id.value)
         ):
             raise JobConflictError(
@@ -139,11 +146,16 @@ async def run_ingest(
                         f"{locks.pid(job.job_id.value)}; wait for it or cancel it"
                     )
             else:
+                _check_no_running_overlap(
+                    store, locks, request.symbols, request.time_range, configuration
+                )
                 job_id = await service.create_job(
                     CreateIngestionJobCommand(request.symbols, request.time_range, configuration)
                 )
                 job = store.get(job_id)
-            _check_no_running_overlap(store, locks, job)
+            _check_no_running_overlap(
+                store, locks, job.symbols, job.time_range, job.configuration, job.job_id
+            )
             held = locks.hold(job.job_id.value)
         resumed = bool(unfinished)
         if resumed:
@@ -184,7 +196,9 @@ async def resume_ingest(
                 raise JobConflictError(
                     f"job {job_id} is running in process {locks.pid(job_id.value)}"
                 )
-            _check_no_running_overlap(store, locks, job)
+            _check_no_running_overlap(
+                store, locks, job.symbols, job.time_range, job.configuration, job.job_id
+            )
             held = locks.hold(job_id.value)
         await IngestionJobService(store).resume_job(job_id)
         summary = await execute(store, job_id, prepared, data_dir, bus or EventBus(), cancel)

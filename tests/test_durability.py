@@ -1,0 +1,245 @@
+"""Crash safety with real processes: SIGKILL at random moments, Ctrl-C, concurrent runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from cli_helpers import mp, mp_json
+
+MP = str(Path(sys.executable).with_name("mp"))
+SYMBOLS = ",".join(f"K{i:02d}" for i in range(24))
+JOB = [
+    "ingest",
+    "--provider",
+    "fake",
+    "--symbols",
+    SYMBOLS,
+    "--start",
+    "2024-01-02",
+    "--end",
+    "2024-04-30",
+    "--batch-size",
+    "4000",
+    "--concurrency",
+    "2",
+]
+
+
+def start(root: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [MP, *JOB, "--data-dir", str(root), "--json", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def rows(root: Path) -> list[tuple]:
+    return duckdb.sql(
+        f"SELECT symbol, timestamp, open, high, low, close, volume, trade_count, vwap FROM "
+        f"read_parquet('{root}/**/*.parquet', hive_partitioning=true) ORDER BY symbol, timestamp"
+    ).fetchall()
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
+def store_agrees_with_files(root: Path) -> None:
+    db = sqlite3.connect(root / "_marketpipe" / "jobs.sqlite")
+    recorded = dict(
+        ((s, d), n)
+        for s, d, n in db.execute(
+            "SELECT symbol, day, bars FROM partitions WHERE state = 'COMPLETED'"
+        )
+    )
+    on_disk = dict(
+        ((s, str(d)), n)
+        for s, d, n in duckdb.sql(
+            f"SELECT symbol, CAST(timestamp AT TIME ZONE 'America/New_York' AS DATE), count(*) "
+            f"FROM read_parquet('{root}/**/*.parquet') GROUP BY ALL"
+        ).fetchall()
+    )
+    assert recorded == on_disk
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple], float]:
+    root = tmp_path_factory.mktemp("reference") / "data"
+    started = time.monotonic()
+    out = mp(*JOB, "--data-dir", str(root), "--json", check=True)
+    elapsed = time.monotonic() - started
+    assert json.loads(out.stdout)["state"] == "COMPLETED"
+    return root, rows(root), elapsed
+
+
+def test_sigkill_at_random_moments_then_resume_gives_the_same_dataset(
+    reference: tuple[Path, list[tuple], float], tmp_path: Path
+) -> None:
+    _, expected, elapsed = reference
+    root = tmp_path / "data"
+    rng = random.Random(20261125)
+    kills = 0
+    for _ in range(40):
+        proc = start(root)
+        # Spread the kills over a whole run: the startup, planning, fetches and commits.
+        time.sleep(rng.uniform(0.2, max(0.6, elapsed * 0.6)))
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        if kills >= 12:
+            break
+    assert kills >= 10
+    final = mp(*JOB, "--data-dir", str(root), "--json")
+    assert final.returncode == 0, final.stderr
+    summary = json.loads(final.stdout)
+    assert summary["state"] == "COMPLETED"
+    jobs = mp_json("jobs", "list", "--data-dir", str(root))
+    assert [j["state"] for j in jobs] == ["COMPLETED"]  # every restart resumed the one job
+    assert rows(root) == expected  # row for row: nothing lost, nothing twice
+    assert temp_files(root) == []
+    store_agrees_with_files(root)
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes(
+    reference: tuple[Path, list[tuple], float], tmp_path: Path
+) -> None:
+    _, expected, elapsed = reference
+    root = tmp_path / "data"
+    proc = start(root)
+    time.sleep(max(1.2, elapsed * 0.4))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Resume with: mp jobs resume" in err
+    job_id = json.loads(out)["job_id"]
+    assert mp_json("jobs", "list", "--data-dir", str(root))[0]["state"] == "CANCELLED"  # type: ignore[index]
+    assert temp_files(root) == []
+    store_agrees_with_files(root)
+    resumed = mp("jobs", "resume", job_id, "--data-dir", str(root), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["partitions_skipped"] > 0
+    assert rows(root) == expected
+
+
+def test_a_second_ctrl_c_exits_at_once_without_a_torn_file(
+    reference: tuple[Path, list[tuple], float], tmp_path: Path
+) -> None:
+    _, expected, elapsed = reference
+    root = tmp_path / "data"
+    proc = start(root)
+    time.sleep(max(1.2, elapsed * 0.4))
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    rows(root)  # every committed file reads back
+    final = mp(*JOB, "--data-dir", str(root), "--json")
+    assert final.returncode == 0, final.stderr
+    assert rows(root) == expected and temp_files(root) == []
+
+
+def test_overlapping_runs_are_refused_and_separate_ones_run_side_by_side(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    first = start(root)
+    deadline = time.monotonic() + 30
+    while not (root / "_marketpipe" / "locks").is_dir() or not list(
+        (root / "_marketpipe" / "locks").glob("job=*.lock")
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    overlapping = mp(
+        "ingest",
+        "--provider",
+        "fake",
+        "--symbols",
+        "K03",
+        "--start",
+        "2024-02-01",
+        "--end",
+        "2024-02-29",
+        "--data-dir",
+        str(root),
+    )
+    separate = mp(
+        "ingest",
+        "--provider",
+        "fake",
+        "--symbols",
+        "OTHER",
+        "--start",
+        "2024-02-01",
+        "--end",
+        "2024-02-29",
+        "--data-dir",
+        str(root),
+        "--json",
+    )
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert overlapping.returncode == 2
+    assert "is ingesting overlapping partitions" in overlapping.stderr
+    assert separate.returncode == 0, separate.stderr
+    counts = dict(
+        duckdb.sql(
+            f"SELECT symbol, count(*) FROM read_parquet('{root}/**/*.parquet') "
+            "WHERE symbol IN ('K03', 'OTHER') GROUP BY ALL"
+        ).fetchall()
+    )
+    assert counts["OTHER"] == 20 * 390 and counts["K03"] > counts["OTHER"]
+    states = sorted(j["state"] for j in mp_json("jobs", "list", "--data-dir", str(root)))  # type: ignore[union-attr]
+    assert states == ["COMPLETED", "COMPLETED"]  # the refused job was never recorded
+
+
+def test_jobs_cancel_marks_an_interrupted_job_and_refuses_a_finished_one(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    proc = start(root)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    job = mp_json("jobs", "list", "--data-dir", str(root))[0]  # type: ignore[index]
+    if job["state"] == "COMPLETED":
+        pytest.skip("the machine finished the job before the kill")
+    cancelled = mp_json("jobs", "cancel", job["id"], "--data-dir", str(root))
+    assert cancelled == {"id": job["id"], "state": "CANCELLED"}
+    again = mp("jobs", "cancel", job["id"], "--data-dir", str(root))
+    assert again.returncode == 2 and "already CANCELLED" in again.stderr
+
+
+def test_events_are_logged_in_order_as_json_lines(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    summary = mp_json(
+        "ingest",
+        "--provider",
+        "fake",
+        "--symbols",
+        "AAPL,MSFT",
+        "--start",
+        "2024-03-04",
+        "--end",
+        "2024-03-06",
+        "--data-dir",
+        str(root),
+    )
+    shown = mp_json("jobs", "show", summary["job_id"], "--data-dir", str(root))  # type: ignore[index]
+    lines = [json.loads(line) for line in Path(shown["event_log"]).read_text().splitlines()]  # type: ignore[index]
+    names = [e["event"] for e in lines]
+    assert names[0] == "IngestionJobPlanned" and names[-1] == "IngestionJobCompleted"
+    assert names.count("IngestionBatchProcessed") == 6 and names.count("IngestionJobStarted") == 6
+    processed = [e for e in lines if e["event"] == "IngestionBatchProcessed"]
+    assert {e["symbol"] for e in processed} == {"AAPL", "MSFT"}
+    assert all(e["bars_count"] == 390 and e["partition"]["path"] for e in processed)
+    assert os.path.getsize(shown["event_log"]) > 0  # type: ignore[index]
