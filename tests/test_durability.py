@@ -265,3 +265,31 @@ def test_events_are_logged_in_order_as_json_lines(tmp_path: Path) -> None:
     assert {e["symbol"] for e in processed} == {"AAPL", "MSFT"}
     assert all(e["bars_count"] == 390 and e["partition"]["path"] for e in processed)
     assert os.path.getsize(shown["event_log"]) > 0  # type: ignore[index]
+
+
+def test_metrics_are_served_while_the_job_runs_and_the_counters_move(tmp_path: Path) -> None:
+    import re
+    import socket
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = start(tmp_path / "data", "--metrics-port", str(port))
+    seen: list[float] = []
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            time.sleep(0.05)
+            continue
+        match = re.search(r'^marketpipe_bars_written_total\{provider="fake"\} (\S+)$', text, re.M)
+        if match:
+            seen.append(float(match.group(1)))
+            assert "marketpipe_unit_commit_seconds_bucket" in text
+        time.sleep(0.1)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert len(seen) >= 2 and seen[-1] > seen[0] > 0  # scraped mid-run, twice, moving

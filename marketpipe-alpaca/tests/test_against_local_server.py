@@ -285,7 +285,13 @@ def test_a_provider_that_stays_unavailable_fails_the_partitions_with_its_reason(
             overrides={"api_key_id": KEY, "api_secret_key": SECRET, "base_url": server.url},
         )
         summary = asyncio.run(run_ingest(request))
+    from prometheus_client import REGISTRY
+
     assert summary.state.value == "FAILED" and summary.aborted is None
+    sample = REGISTRY.get_sample_value
+    assert sample("marketpipe_requests_total", {"provider": "alpaca", "status": "503"}) >= 6
+    assert sample("marketpipe_retries_total", {"provider": "alpaca"}) >= 5
+    assert sample("marketpipe_partitions_total", {"provider": "alpaca", "state": "FAILED"}) >= 1
     assert "ProviderUnavailableError" in summary.failures[0].error
     assert "HTTP 503" in summary.failures[0].error
 

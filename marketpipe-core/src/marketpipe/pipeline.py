@@ -25,6 +25,7 @@ from marketpipe.ingestion.infrastructure.event_bus import EventBus
 from marketpipe.ingestion.infrastructure.event_log import EventLog
 from marketpipe.ingestion.infrastructure.job_locks import HeldLock, JobLocks
 from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
+from marketpipe.metrics import MetricsSubscriber
 from marketpipe.plugins import get_plugin_host
 from marketpipe.specs import ProviderSpec, _normalise_name
 
@@ -244,6 +245,7 @@ async def execute(
     sinks = host.sinks()
     log = EventLog(data_dir, job_id)
     log.subscribe(bus)
+    MetricsSubscriber(prepared.spec.name).subscribe(bus)
     coordinator = IngestionCoordinatorService(
         job_store=store,
         provider=prepared.provider,

@@ -22,6 +22,7 @@ from marketpipe.cli.common import (
     user_errors,
 )
 from marketpipe.cli.progress import ProgressDisplay
+from marketpipe.errors import InvalidInputError
 from marketpipe.ingestion.application.coordinator import CancelToken, JobSummary
 from marketpipe.ingestion.domain.events import IngestionJobPlanned
 from marketpipe.ingestion.domain.job import ProcessingState
@@ -108,6 +109,12 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
 )
 @click.option("--concurrency", default=2, show_default=True, help="units in flight at once")
 @click.option("--max-retries", default=3, show_default=True, help="retries of a failing unit")
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="serve Prometheus /metrics on 127.0.0.1:PORT while the job runs",
+)
 @json_option
 @user_errors
 def ingest(
@@ -123,6 +130,7 @@ def ingest(
     batch_size: int,
     concurrency: int,
     max_retries: int,
+    metrics_port: int | None,
     as_json: bool,
 ) -> None:
     """Ingest bars for SYMBOLS from START to END into the dataset under the data dir."""
@@ -141,13 +149,14 @@ def ingest(
         max_concurrency=concurrency,
         max_retries=max_retries,
     )
-    run_job(lambda bus, cancel: run_ingest(request, bus, cancel), data_dir, as_json)
+    run_job(lambda bus, cancel: run_ingest(request, bus, cancel), data_dir, as_json, metrics_port)
 
 
 def run_job(
     start: Callable[[EventBus, CancelToken], Coroutine[Any, Any, JobSummary]],
     data_dir: Path,
     as_json: bool,
+    metrics_port: int | None = None,
 ) -> NoReturn:
     """Run a job with progress and signal handling, print its summary, exit with its status.
 
@@ -182,6 +191,13 @@ def run_job(
         return await start(bus, cancel)
 
     bus.subscribe(IngestionJobPlanned, announce)
+    if metrics_port is not None:
+        from marketpipe.metrics import serve
+
+        try:
+            serve(metrics_port)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot serve metrics on port {metrics_port}: {exc}") from None
     with ProgressDisplay(bus, enabled=not as_json):
         summary = asyncio.run(main())
     if as_json:

@@ -156,9 +156,12 @@ def show_job(job_id: str, data_dir: Path, as_json: bool) -> None:
 @click.argument("job_id")
 @data_dir_option
 @click.option("-o", "options", multiple=True, metavar="KEY=VALUE", help="provider setting")
+@click.option("--metrics-port", type=int, default=None, help="serve Prometheus /metrics")
 @json_option
 @user_errors
-def resume_job(job_id: str, data_dir: Path, options: tuple[str, ...], as_json: bool) -> None:
+def resume_job(
+    job_id: str, data_dir: Path, options: tuple[str, ...], metrics_port: int | None, as_json: bool
+) -> None:
     """Finish an unfinished job: only partitions not committed are fetched again."""
     from marketpipe.cli.ingest import run_job
     from marketpipe.pipeline import resume_ingest
@@ -168,7 +171,10 @@ def resume_job(job_id: str, data_dir: Path, options: tuple[str, ...], as_json: b
     key = IngestionJobId(job_id)
     overrides = parse_overrides(options)
     run_job(
-        lambda bus, cancel: resume_ingest(data_dir, key, overrides, bus, cancel), data_dir, as_json
+        lambda bus, cancel: resume_ingest(data_dir, key, overrides, bus, cancel),
+        data_dir,
+        as_json,
+        metrics_port,
     )
 
 

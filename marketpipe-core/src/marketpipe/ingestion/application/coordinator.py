@@ -18,6 +18,7 @@ from pathlib import Path
 import attrs
 import pyarrow as pa
 
+from marketpipe import metrics
 from marketpipe.calendar import TradingCalendar, nyse_calendar
 from marketpipe.errors import InvalidStateTransition, UserError
 from marketpipe.ingestion.application.planning import WorkUnit, plan_units
@@ -257,8 +258,12 @@ class IngestionCoordinatorService:
             self._fail(job, unit, _describe(exc), failures)
             return
         try:
+            commit_started = time.perf_counter()
             outcomes, rejected = await asyncio.to_thread(
                 self._validate_and_commit, job, unit, table
+            )
+            metrics.COMMIT_SECONDS.labels(cfg.provider).observe(
+                time.perf_counter() - commit_started
             )
         except OSError as exc:
             self._fail(job, unit, f"could not write: {_describe(exc)}", failures)

@@ -20,6 +20,7 @@ import attrs
 import httpx
 import pyarrow as pa
 
+from marketpipe import metrics
 from marketpipe.ingestion.connectors.config import ClientConfig
 from marketpipe.ingestion.connectors.errors import (
     ConnectorError,
@@ -151,6 +152,12 @@ class BaseApiClient(abc.ABC):
         self, response: httpx.Response | None, exc: Exception | None
     ) -> bytes | _Retry:
         """The body of a successful answer, or why this attempt failed (raising if it is final)."""
+        status = str(response.status_code) if response is not None else type(exc).__name__
+        metrics.REQUESTS.labels(self.provider_name, status).inc()
+        if response is not None:
+            metrics.BYTES_DOWNLOADED.labels(self.provider_name).inc(response.num_bytes_downloaded)
+            if response.status_code == 429:
+                metrics.RATE_LIMITED.labels(self.provider_name).inc()
         if exc is not None:
             kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
             return _Retry(
@@ -186,6 +193,7 @@ class BaseApiClient(abc.ABC):
         if attempt + 1 >= self.config.max_attempts or spent:
             raise outcome.error
         self.retries += 1
+        metrics.RETRIES.labels(self.provider_name).inc()
         log.warning("%s; retry %d in %.1fs", outcome.error, attempt + 1, wait)
         return wait
 

@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import attrs
 
+from marketpipe import metrics
+
 
 @attrs.define
 class Slot:
@@ -71,6 +73,7 @@ class RateLimiter:
             if wait > 0:
                 self.waits += 1
                 self.waited_seconds += wait
+                metrics.RATE_LIMITER_WAIT.observe(wait)
             return Slot(ticket, wait, self)
 
     def _settle(self, ticket: int) -> None:
