@@ -192,6 +192,10 @@ def test_overlapping_runs_are_refused_and_separate_ones_run_side_by_side(tmp_pat
     ):
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    wait_for_progress(first, root, 1)
+    running = mp_json("jobs", "list", "--data-dir", str(root))[0]  # type: ignore[index]
+    refused_cancel = mp("jobs", "cancel", running["id"], "--data-dir", str(root))
+    assert refused_cancel.returncode == 2 and "is running in process" in refused_cancel.stderr
     overlapping = mp(
         "ingest",
         "--provider",
@@ -219,9 +223,6 @@ def test_overlapping_runs_are_refused_and_separate_ones_run_side_by_side(tmp_pat
         str(root),
         "--json",
     )
-    running = mp_json("jobs", "list", "--data-dir", str(root))[0]  # type: ignore[index]
-    refused_cancel = mp("jobs", "cancel", running["id"], "--data-dir", str(root))
-    assert refused_cancel.returncode == 2 and "is running in process" in refused_cancel.stderr
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert overlapping.returncode == 2
