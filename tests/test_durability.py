@@ -35,9 +35,9 @@ JOB = [
 ]
 
 
-def start(root: Path, *extra: str) -> subprocess.Popen[str]:
+def start(root: Path, *extra: str, job: list[str] = JOB) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [MP, *JOB, "--data-dir", str(root), "--json", *extra],
+        [MP, *job, "--data-dir", str(root), "--json", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -185,7 +185,20 @@ def test_a_second_ctrl_c_exits_at_once_without_a_torn_file(
 
 def test_overlapping_runs_are_refused_and_separate_ones_run_side_by_side(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    first = start(root)
+    # A long job (60 symbols x a year in small units) so the checks below run while it does.
+    long_job = [
+        *JOB[:4],
+        ",".join(f"K{i:02d}" for i in range(60)),
+        "--start",
+        "2024-01-02",
+        "--end",
+        "2024-12-31",
+        "--batch-size",
+        "2000",
+        "--concurrency",
+        "1",
+    ]
+    first = start(root, job=long_job)
     deadline = time.monotonic() + 30
     while not (root / "_marketpipe" / "locks").is_dir() or not list(
         (root / "_marketpipe" / "locks").glob("job=*.lock")
