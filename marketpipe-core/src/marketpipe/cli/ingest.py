@@ -57,7 +57,8 @@ def summary_dict(summary: JobSummary, data_dir: Path) -> dict[str, object]:
 def print_summary(summary: JobSummary, data_dir: Path) -> None:
     ok = summary.state is ProcessingState.COMPLETED
     table = Table(
-        title=f"Job {summary.job_id} [{'green' if ok else 'red'}]{summary.state.value}[/]",
+        title=f"Job {summary.job_id} [{'green' if ok else 'red'}]{summary.state.value}[/]"
+        + (" (resumed)" if summary.resumed else ""),
         show_header=False,
     )
     table.add_column("")
