@@ -41,8 +41,3 @@ class Secret:
 
     def __reduce__(self) -> Any:
         raise TypeError("a Secret cannot be pickled")
-
-
-def reveal(value: Any) -> Any:
-    """The plain value behind a ``Secret``; other values pass through."""
-    return value.get_secret_value() if isinstance(value, Secret) else value

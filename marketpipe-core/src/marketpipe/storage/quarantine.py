@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import defaultdict
 from pathlib import Path
 from typing import BinaryIO
@@ -44,10 +43,3 @@ def write_quarantine(root: Path, job_id: str, rejected: pa.Table) -> dict[tuple[
         write_atomic(path, write, durable=False)
         out[(symbol, day)] = path.relative_to(root).as_posix()
     return out
-
-
-def parse_day(day: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(day)
-    except ValueError:
-        return None
