@@ -396,3 +396,32 @@ def test_seed_adapter_returns_bar_objects(server: FakeAlpacaServer) -> None:
     assert len(bars) == 50 and bars[0].symbol == Symbol("AAPL")
     assert all(b.low <= b.open <= b.high for b in bars)
     assert KEY not in repr(adapter) and SECRET not in repr(adapter)
+
+
+def test_many_symbols_in_a_regular_session_query_day_by_day(tmp_path: Path) -> None:
+    symbols = ",".join(f"S{i:02d}" for i in range(40))
+    args = [
+        "ingest",
+        "--provider",
+        "alpaca",
+        "--symbols",
+        symbols,
+        "--start",
+        "2024-03-04",
+        "--end",
+        "2024-03-08",
+        "--data-dir",
+        str(tmp_path),
+        "--json",
+    ]
+    with FakeAlpacaServer(KEY, SECRET) as server:
+        out = mp(*args, server=server)
+        requests = server.stats["requests"]
+    assert out.returncode == 0, out.stderr
+    # 40 symbols x 390 minutes = 2 pages a day, 10 in all; one span over the week would page
+    # through nights and extended hours too (40 x 5 x 960 bars, up to 20 pages).
+    assert requests <= 10
+    count = duckdb.sql(
+        f"SELECT count(*), count(DISTINCT symbol) FROM read_parquet('{tmp_path}/**/*.parquet')"
+    ).fetchall()[0]
+    assert count[1] == 40 and json.loads(out.stdout)["bars"] == count[0] > 40 * 5 * 350

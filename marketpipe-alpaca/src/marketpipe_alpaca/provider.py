@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
-from marketpipe.calendar import in_sessions
+from marketpipe.calendar import SessionWindow, in_sessions
 from marketpipe.errors import InvalidInputError
 from marketpipe.ingestion.connectors import ClientConfig, RateLimiter
 from marketpipe.ingestion.domain.ports import IMarketDataProvider
 from marketpipe.ingestion.domain.request import FetchRequest
+from marketpipe.ingestion.domain.values import Session, Timeframe
 from marketpipe.secrets import Secret
 
-from marketpipe_alpaca.client import PRODUCTION_URL, AlpacaClient
+from marketpipe_alpaca.client import PAGE_LIMIT, PRODUCTION_URL, AlpacaClient
 
 log = logging.getLogger("marketpipe.alpaca")
 
@@ -83,13 +84,31 @@ class AlpacaMarketDataAdapter(IMarketDataProvider):
     def __repr__(self) -> str:
         return f"AlpacaMarketDataAdapter(feed={self.feed!r}, client={self.client!r})"
 
-    def _span(self, request: FetchRequest) -> tuple[int, int]:
+    @staticmethod
+    def _bounds(windows: Sequence[SessionWindow], timeframe: Timeframe) -> tuple[int, int]:
         """First session start, floored to the timeframe in New York time (a daily bar is stamped
         at midnight, an hourly one on the hour), to the last session end (``end`` is inclusive)."""
-        tf = request.timeframe.nanos
-        first = min(request.windows, key=lambda w: w.start_ns)
+        tf = timeframe.nanos
+        first = min(windows, key=lambda w: w.start_ns)
         start = first.midnight_ns + (first.start_ns - first.midnight_ns) // tf * tf
-        return start, request.end_ns - _SECOND
+        return start, max(w.end_ns for w in windows) - _SECOND
+
+    def _spans(self, request: FetchRequest) -> list[tuple[int, int]]:
+        """The queries for a unit: one over all its days, or one per day when that takes fewer
+        requests. One span also returns the nights and extended hours in between (dropped for a
+        regular session); with many symbols, per-day queries skip them and page less."""
+        one = self._bounds(request.windows, request.timeframe)
+        if request.session is Session.EXTENDED or request.timeframe is Timeframe.D1:
+            return [one]
+        symbols = len(request.symbols)
+        per_bar = request.timeframe.minutes
+        span_pages = -(-symbols * len(request.windows) * (16 * 60 // per_bar) // PAGE_LIMIT)
+        day_pages = sum(
+            -(-symbols * max(1, w.minutes // per_bar) // PAGE_LIMIT) for w in request.windows
+        )
+        if day_pages >= span_pages:
+            return [one]
+        return [self._bounds([w], request.timeframe) for w in request.windows]
 
     def _query(self, request: FetchRequest) -> str | list[str]:
         symbols = [s.value for s in request.symbols]
@@ -109,20 +128,22 @@ class AlpacaMarketDataAdapter(IMarketDataProvider):
     def fetch(self, request: FetchRequest) -> Iterator[pa.RecordBatch]:
         if not request.windows:
             return
-        start, end = self._span(request)
-        table = self.client.fetch_batch(
-            self._query(request), start, end, timeframe=request.timeframe
-        )
-        yield from self._keep_sessions(table, request).to_batches()
+        for start, end in self._spans(request):
+            table = self.client.fetch_batch(
+                self._query(request), start, end, timeframe=request.timeframe
+            )
+            yield from self._keep_sessions(table, request).to_batches()
 
     async def fetch_async(self, request: FetchRequest) -> list[pa.RecordBatch]:
         if not request.windows:
             return []
-        start, end = self._span(request)
-        table = await self.client.async_fetch_batch(
-            self._query(request), start, end, timeframe=request.timeframe
-        )
-        return list(self._keep_sessions(table, request).to_batches())
+        batches: list[pa.RecordBatch] = []
+        for start, end in self._spans(request):
+            table = await self.client.async_fetch_batch(
+                self._query(request), start, end, timeframe=request.timeframe
+            )
+            batches.extend(self._keep_sessions(table, request).to_batches())
+        return batches
 
     def close(self) -> None:
         self.client.close()
