@@ -199,8 +199,12 @@ def run_job(
             serve(metrics_port)
         except OSError as exc:
             raise InvalidInputError(f"cannot serve metrics on port {metrics_port}: {exc}") from None
-    with ProgressDisplay(bus, enabled=not as_json):
-        summary = asyncio.run(main())
+    try:
+        with ProgressDisplay(bus, enabled=not as_json):
+            summary = asyncio.run(main())
+    except KeyboardInterrupt:  # before the job's own handler was in place: nothing was running
+        click.echo("Interrupted before the job started; nothing was written.", err=True)
+        sys.exit(130)
     if as_json:
         emit_json(summary_dict(summary, data_dir))
     else:
