@@ -27,7 +27,7 @@ from marketpipe.ingestion.infrastructure.job_locks import HeldLock, JobLocks
 from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
 from marketpipe.metrics import MetricsSubscriber
 from marketpipe.plugins import get_plugin_host
-from marketpipe.specs import ProviderSpec, _normalise_name
+from marketpipe.specs import ProviderSpec, normalise_name
 
 DEFAULT_SINK = "parquet"
 
@@ -59,7 +59,7 @@ def prepare_provider(name: str, overrides: Mapping[str, str]) -> PreparedProvide
     spec, resolved = registry.configure(name, overrides)
     provider = spec.factory(resolved.values)
     try:
-        _normalise_name(provider.feed)
+        normalise_name(provider.feed)
     except ValueError:
         raise InvalidInputError(f"provider {spec.name}: invalid feed {provider.feed!r}") from None
     return PreparedProvider(spec, provider, resolved.public())

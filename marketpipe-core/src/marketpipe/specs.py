@@ -20,7 +20,7 @@ _NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 _SETTING_RE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
-def _normalise_name(value: str) -> str:
+def normalise_name(value: str) -> str:
     name = value.strip().lower()
     if not _NAME_RE.fullmatch(name):
         raise ValueError(
@@ -84,7 +84,7 @@ class ProviderSpec:
     :param max_days_per_unit: at most this many days per fetch (``None``: no limit).
     """
 
-    name: str = attrs.field(converter=_normalise_name)
+    name: str = attrs.field(converter=normalise_name)
     factory: Callable[[Mapping[str, Any]], IMarketDataProvider]
     description: str
     settings: tuple[Setting, ...] = attrs.field(default=(), converter=_settings)
@@ -104,7 +104,7 @@ class ProviderSpec:
 class ValidatorSpec:
     """A bar validator: ``factory()`` returns an object with ``validate(table, context)``."""
 
-    name: str = attrs.field(converter=_normalise_name)
+    name: str = attrs.field(converter=normalise_name)
     factory: Callable[[], Validator]
     description: str
     distribution: str | None = attrs.field(default=None, eq=False)
@@ -114,7 +114,7 @@ class ValidatorSpec:
 class SinkSpec:
     """A storage sink: ``factory(data_root)`` returns an object with ``commit(...)``."""
 
-    name: str = attrs.field(converter=_normalise_name)
+    name: str = attrs.field(converter=normalise_name)
     factory: Callable[[Path], Sink]
     description: str
     distribution: str | None = attrs.field(default=None, eq=False)
