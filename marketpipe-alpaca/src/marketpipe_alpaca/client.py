@@ -28,7 +28,7 @@ from marketpipe.ingestion.connectors import (
     MalformedResponseError,
     RateLimiter,
 )
-from marketpipe.ingestion.connectors.base_client import _message
+from marketpipe.ingestion.connectors.base_client import error_message
 from marketpipe.ingestion.domain.values import Timeframe
 from marketpipe.schema import BAR_SCHEMA, repeat_string
 
@@ -211,7 +211,7 @@ class AlpacaClient(BaseApiClient):
         raise MalformedResponseError(f"alpaca sent a body that does not decode ({reason})")
 
     def classify_error(self, response: httpx.Response) -> ConnectorError:
-        message = _message(response)
+        message = error_message(response)
         status = response.status_code
         if "subscription does not permit" in message.lower():
             return EntitlementError(

@@ -91,7 +91,7 @@ class BaseApiClient(abc.ABC):
 
     def classify_error(self, response: httpx.Response) -> ConnectorError:
         """The error an unsuccessful answer stands for; subclasses recognise their API's cases."""
-        text = _message(response)
+        text = error_message(response)
         if response.status_code == 429:
             return RateLimitedError(
                 f"{self.provider_name} kept answering 429 (rate limited): "
@@ -316,7 +316,7 @@ class _Pager:
         return pa.concat_tables(self.tables) if self.tables else BAR_SCHEMA.empty_table()
 
 
-def _message(response: httpx.Response) -> str:
+def error_message(response: httpx.Response) -> str:
     """The API's message from a JSON error body, else the start of the text body."""
     try:
         data = response.json()
