@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
+from marketpipe.storage.atomic import file_lock
 from marketpipe.storage.layout import META_DIR
 
 
@@ -35,17 +35,9 @@ class JobLocks:
     def _path(self, job_id: str) -> Path:
         return self.folder / f"job={job_id}.lock"
 
-    @contextlib.contextmanager
-    def claims(self) -> Iterator[None]:
+    def claims(self) -> contextlib.AbstractContextManager[None]:
         """Exclusive section for checking overlaps and taking a job's lock."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / "claims.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        return file_lock(self.folder / "claims.lock")
 
     def hold(self, job_id: str) -> HeldLock | None:
         """Take the job's lock, or ``None`` when another process holds it (the job is running)."""
