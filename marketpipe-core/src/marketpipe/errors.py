@@ -55,3 +55,8 @@ class ProviderError(MarketPipeError):
 
 class JobConflictError(UserError):
     """Another running job is ingesting overlapping partitions, or this job is already running."""
+
+
+class DataUnavailableError(ProviderError):
+    """The provider has no data for these days (not published yet, or never): retrying now or
+    asking symbol by symbol cannot help, so the partitions fail at once with this message."""

@@ -3,6 +3,7 @@ event bus into a running ingest. The CLI, the tests and the benchmarks all come 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -34,9 +35,13 @@ DEFAULT_SINK = "parquet"
 
 @attrs.frozen(kw_only=True)
 class IngestRequest:
+    """What to ingest. ``all_symbols`` asks the provider for every symbol it has on those days
+    (``symbols`` is then ignored); ``time_range=None`` takes the days the provider's local data
+    covers (``--source``)."""
+
     provider: str
     symbols: tuple[Symbol, ...]
-    time_range: TimeRange
+    time_range: TimeRange | None
     data_dir: Path
     timeframe: Timeframe = Timeframe.M1
     session: Session = Session.REGULAR
@@ -44,6 +49,7 @@ class IngestRequest:
     batch_size: int = 100_000
     max_concurrency: int = 2
     max_retries: int = 3
+    all_symbols: bool = False
 
 
 @attrs.frozen
@@ -111,12 +117,43 @@ def _check_no_running_overlap(
             )
 
 
+def _resolve(request: IngestRequest, provider: IMarketDataProvider) -> IngestRequest:
+    """The request with its days and symbols made explicit (asking the provider where needed)."""
+    time_range = request.time_range
+    if time_range is None:
+        days = provider.available_days()
+        if not days:
+            raise InvalidInputError("give the days to ingest: --start YYYY-MM-DD --end YYYY-MM-DD")
+        time_range = TimeRange(min(days), max(days))
+    calendar = nyse_calendar()
+    calendar.sessions(time_range)  # dates outside the calendar fail here, early
+    symbols = request.symbols
+    if request.all_symbols:
+        windows = calendar.windows(time_range, request.session)
+        if not windows:
+            raise InvalidInputError(
+                f"no trading sessions between {time_range.start} and {time_range.end}"
+            )
+        found = sorted(set(provider.list_symbols(windows)))
+        symbols = tuple(Symbol(s) for s in found)
+        if not symbols:
+            raise InvalidInputError(f"the provider has no symbols on {time_range}")
+    elif not symbols:
+        raise InvalidInputError("no symbols given: pass --symbols AAPL,MSFT or --all-symbols")
+    return attrs.evolve(request, symbols=symbols, time_range=time_range, all_symbols=False)
+
+
 async def run_ingest(
     request: IngestRequest, bus: EventBus | None = None, cancel: CancelToken | None = None
 ) -> JobSummary:
     """Create and run a job for ``request``, or resume the unfinished job that asked the same."""
     prepared = prepare_provider(request.provider, request.overrides)
-    nyse_calendar().sessions(request.time_range)  # dates outside the calendar fail here, early
+    try:
+        request = await asyncio.to_thread(_resolve, request, prepared.provider)
+    except BaseException:
+        prepared.provider.close()
+        raise
+    assert request.time_range is not None
     store = SqliteJobStore.for_data_dir(request.data_dir)
     locks = JobLocks(request.data_dir)
     held: HeldLock | None = None

@@ -47,6 +47,7 @@ def summary_dict(summary: JobSummary, data_dir: Path) -> dict[str, object]:
         "bars_per_second": round(summary.bars_per_second),
         "data_dir": str(data_dir),
         "error": summary.aborted,
+        "notes": list(summary.notes),
         "failures": [
             {"symbol": f.symbol, "day": f.day.isoformat(), "error": f.error}
             for f in summary.failures
@@ -83,15 +84,33 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
         console.print(
             f"[red]{len(where)} partitions failed[/] ({sample}): {escape(error)}", soft_wrap=True
         )
+    for note in summary.notes:
+        console.print(f"[yellow]Note:[/] {escape(note)}", soft_wrap=True)
     if summary.failures:
         console.print(f"Details: mp jobs show {summary.job_id}")
 
 
 @click.command()
 @click.option("--provider", required=True, help="provider name (see `mp providers`)")
-@click.option("--symbols", required=True, help="comma-separated symbols, e.g. AAPL,MSFT")
-@click.option("--start", required=True, help="first New York calendar day, YYYY-MM-DD")
-@click.option("--end", required=True, help="last New York calendar day (inclusive), YYYY-MM-DD")
+@click.option("--symbols", default=None, help="comma-separated symbols, e.g. AAPL,MSFT")
+@click.option(
+    "--all-symbols",
+    is_flag=True,
+    help="every symbol the provider has on those days (providers that can list them, e.g. iex)",
+)
+@click.option("--start", default=None, help="first New York calendar day, YYYY-MM-DD")
+@click.option(
+    "--end",
+    default=None,
+    help="last New York calendar day (inclusive), YYYY-MM-DD; with --source both may be left "
+    "out: the days come from the files",
+)
+@click.option(
+    "--source",
+    default=None,
+    metavar="PATH_OR_GLOB",
+    help="read local files instead of the network (shorthand for -o source=...; e.g. iex captures)",
+)
 @click.option("--timeframe", default="1m", show_default=True, help="1m, 5m, 15m, 30m, 1h or 1d")
 @click.option(
     "--session",
@@ -120,9 +139,11 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
 @user_errors
 def ingest(
     provider: str,
-    symbols: str,
-    start: str,
-    end: str,
+    symbols: str | None,
+    all_symbols: bool,
+    start: str | None,
+    end: str | None,
+    source: str | None,
     timeframe: str,
     session: str,
     data_dir: Path,
@@ -138,10 +159,19 @@ def ingest(
     overrides = parse_overrides(options)
     if feed is not None:
         overrides["feed"] = feed
+    if source is not None:
+        overrides["source"] = source
+    if all_symbols == (symbols is not None):
+        raise InvalidInputError("give either --symbols AAPL,MSFT or --all-symbols")
+    if (start is None) != (end is None):
+        raise InvalidInputError("give both --start and --end, or neither (with --source)")
+    if start is None and source is None:
+        raise InvalidInputError("give the days to ingest: --start YYYY-MM-DD --end YYYY-MM-DD")
     request = IngestRequest(
         provider=provider,
-        symbols=Symbol.parse_list(symbols),
-        time_range=TimeRange(start, end),
+        symbols=Symbol.parse_list(symbols) if symbols is not None else (),
+        all_symbols=all_symbols,
+        time_range=TimeRange(start, end) if start is not None and end is not None else None,
         timeframe=Timeframe.parse(timeframe),
         session=Session.parse(session),
         data_dir=data_dir,

@@ -1,16 +1,24 @@
-"""A rich progress bar driven by the job's events."""
+"""A rich progress bar driven by the job's events, plus providers' long operations (downloads,
+decoding) on lines of their own with sizes and a transfer rate."""
 
 from __future__ import annotations
 
+from rich.console import RenderableType
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
+    DownloadColumn,
     Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
+from rich.text import Text
 
+from marketpipe import progress as provider_progress
 from marketpipe.cli.common import err_console
 from marketpipe.ingestion.domain.events import (
     IngestionBatchProcessed,
@@ -20,24 +28,43 @@ from marketpipe.ingestion.domain.events import (
 from marketpipe.ingestion.infrastructure.event_bus import EventBus
 
 
+class _DetailColumn(ProgressColumn):
+    """Partitions and bars for the job's line; bytes and rate for a provider's operation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._size = DownloadColumn()
+        self._speed = TransferSpeedColumn()
+
+    def render(self, task: Task) -> RenderableType:
+        if task.fields.get("unit") == "bytes":
+            return Text.assemble(self._size.render(task), " ", self._speed.render(task))
+        total = "?" if task.total is None else f"{int(task.total):,}"
+        return Text(
+            f"{int(task.completed):,}/{total} partitions · {task.fields.get('bars', 0):,} bars · "
+            f"{task.fields.get('failed', 0)} failed"
+        )
+
+
 class ProgressDisplay:
-    """Partitions done out of planned, bars so far; a subscriber of the event bus."""
+    """Partitions done out of planned, bars so far; a subscriber of the event bus. Also the
+    :mod:`marketpipe.progress` reporter while it is entered."""
 
     def __init__(self, bus: EventBus, enabled: bool = True) -> None:
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("partitions · {task.fields[bars]:,} bars · {task.fields[failed]} failed"),
+            _DetailColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=err_console,
             disable=not enabled,
             transient=False,
         )
-        self.task = self.progress.add_task("ingest", total=None, bars=0, failed=0)
+        self.task_id = self.progress.add_task("ingest", total=None, bars=0, failed=0)
         self._bars = 0
         self._failed = 0
+        self._previous: provider_progress.Reporter | None = None
         bus.subscribe(IngestionJobPlanned, self._planned)
         bus.subscribe(IngestionBatchProcessed, self._processed)
         bus.subscribe(IngestionPartitionFailed, self._failed_one)
@@ -45,18 +72,39 @@ class ProgressDisplay:
     def _planned(self, event: IngestionJobPlanned) -> None:
         self.progress.start()  # only once there is work: errors before it print alone
         done = event.partitions_total - event.partitions_pending
-        self.progress.update(self.task, total=event.partitions_total, completed=done)
+        self.progress.update(self.task_id, total=event.partitions_total, completed=done)
 
     def _processed(self, event: IngestionBatchProcessed) -> None:
         self._bars += event.bars_count
-        self.progress.update(self.task, advance=1, bars=self._bars)
+        self.progress.update(self.task_id, advance=1, bars=self._bars)
 
     def _failed_one(self, event: IngestionPartitionFailed) -> None:
         self._failed += 1
-        self.progress.update(self.task, advance=1, failed=self._failed)
+        self.progress.update(self.task_id, advance=1, failed=self._failed)
+
+    def task(self, description: str, total: int | None, unit: str) -> _Task:
+        self.progress.start()
+        return _Task(self.progress, self.progress.add_task(description, total=total, unit=unit))
 
     def __enter__(self) -> ProgressDisplay:
+        self._previous = provider_progress.set_reporter(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        provider_progress.set_reporter(self._previous)
         self.progress.stop()
+
+
+class _Task:
+    def __init__(self, progress: Progress, task: TaskID) -> None:
+        self._progress = progress
+        self._task = task
+
+    def update(self, completed: int, total: int | None = None) -> None:
+        if total is not None:
+            self._progress.update(self._task, completed=completed, total=total)
+        else:
+            self._progress.update(self._task, completed=completed)
+
+    def close(self) -> None:
+        self._progress.remove_task(self._task)

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from marketpipe import metrics
 from marketpipe.calendar import TradingCalendar, nyse_calendar
-from marketpipe.errors import InvalidStateTransition, UserError
+from marketpipe.errors import DataUnavailableError, InvalidStateTransition, UserError
 from marketpipe.ingestion.application.planning import WorkUnit, plan_units
 from marketpipe.ingestion.domain.events import (
     IngestionBatchProcessed,
@@ -30,6 +30,7 @@ from marketpipe.ingestion.domain.events import (
     IngestionJobPlanned,
     IngestionJobStarted,
     IngestionPartitionFailed,
+    IngestionProviderNote,
 )
 from marketpipe.ingestion.domain.job import IngestionJob, ProcessingState
 from marketpipe.ingestion.domain.partition import IngestionPartition
@@ -69,6 +70,8 @@ class JobSummary:
     aborted: str | None = None
     #: The job had been started before: this run picked up what was not committed.
     resumed: bool = False
+    #: What the provider reported about its source (truncated files, sequence gaps...).
+    notes: tuple[str, ...] = ()
 
     @property
     def bars_per_second(self) -> float:
@@ -118,6 +121,7 @@ class IngestionCoordinatorService:
         self._calendar = calendar or nyse_calendar()
         self._retry_delay = retry_delay
         self._abort: str | None = None
+        self._notes: list[str] = []
         self._cancel = cancel or CancelToken()
 
     async def execute_job(self, job_id: IngestionJobId) -> JobSummary:
@@ -145,6 +149,7 @@ class IngestionCoordinatorService:
             )
         )
         failures: list[PartitionFailure] = []
+        self._notes = []
         counts = {"bars": 0, "rejected": 0, "completed": 0}
         semaphore = asyncio.Semaphore(cfg.max_concurrency)
 
@@ -200,6 +205,7 @@ class IngestionCoordinatorService:
             elapsed_seconds=time.perf_counter() - started,
             failures=tuple(failures),
             aborted=self._abort,
+            notes=tuple(self._notes),
         )
 
     async def _fetch(self, request: FetchRequest, retries: int) -> list[pa.RecordBatch]:
@@ -207,7 +213,7 @@ class IngestionCoordinatorService:
         while True:
             try:
                 return await self._provider.fetch_async(request)
-            except UserError:
+            except (UserError, DataUnavailableError):
                 raise
             except Exception:
                 if attempt >= retries:
@@ -245,10 +251,11 @@ class IngestionCoordinatorService:
             batches = await self._fetch(request, cfg.max_retries)
             table = await asyncio.to_thread(self._assemble, batches)
         except Exception as exc:  # the provider's failure is the partitions' failure, recorded
+            self._take_notes(job)
             if isinstance(exc, UserError):
                 # Wrong credentials or a refused plan will not get better: stop asking.
                 self._abort = _describe(exc)
-            elif len(unit.symbols) > 1:
+            elif len(unit.symbols) > 1 and not isinstance(exc, DataUnavailableError):
                 # Isolate the culprit: one bad symbol must not fail its unit's neighbours.
                 for symbol in unit.symbols:
                     await self._run_unit(
@@ -257,6 +264,7 @@ class IngestionCoordinatorService:
                 return
             self._fail(job, unit, _describe(exc), failures)
             return
+        self._take_notes(job)
         try:
             commit_started = time.perf_counter()
             outcomes, rejected = await asyncio.to_thread(
@@ -286,6 +294,12 @@ class IngestionCoordinatorService:
                     rejected_count=outcome.rejected,
                 )
             )
+
+    def _take_notes(self, job: IngestionJob) -> None:
+        for note in self._provider.take_notes():
+            if note not in self._notes:
+                self._notes.append(note)
+                self._bus.publish(IngestionProviderNote(job_id=job.job_id, message=note))
 
     def _fail(
         self, job: IngestionJob, unit: WorkUnit, error: str, failures: list[PartitionFailure]

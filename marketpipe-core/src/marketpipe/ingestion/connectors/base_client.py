@@ -46,9 +46,9 @@ class _Retry:
     wait: float | None = None
 
 
-class BaseApiClient(abc.ABC):
-    """A paginated HTTP API. Subclasses implement ``endpoint``, ``build_request_params`` and
-    ``parse_response``; ``fetch_batch`` and ``async_fetch_batch`` follow the pages."""
+class HttpClient:
+    """An HTTP API reached through httpx, sync and async: timeouts, shared rate limiter, retries
+    around send+read+decode (``request``), and the error each failed answer stands for."""
 
     provider_name = "api"
 
@@ -72,22 +72,6 @@ class BaseApiClient(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.config.base_url!r})"
-
-    # -- what subclasses provide --------------------------------------------------------------
-
-    @abc.abstractmethod
-    def endpoint(self, symbol: Any) -> str:
-        """Path of the request for ``symbol`` (or several)."""
-
-    @abc.abstractmethod
-    def build_request_params(
-        self, symbol: Any, start_ts: Any, end_ts: Any, cursor: str | None, **options: Any
-    ) -> dict[str, str]:
-        """Query parameters of one page."""
-
-    @abc.abstractmethod
-    def parse_response(self, raw_json: bytes, **context: Any) -> tuple[pa.Table, str | None]:
-        """Decode one page: its bars (canonical table) and the next page's cursor, or ``None``."""
 
     def classify_error(self, response: httpx.Response) -> ConnectorError:
         """The error an unsuccessful answer stands for; subclasses recognise their API's cases."""
@@ -197,6 +181,13 @@ class BaseApiClient(abc.ABC):
         log.warning("%s; retry %d in %.1fs", outcome.error, attempt + 1, wait)
         return wait
 
+    def retry_wait(
+        self, attempt: int, error: ConnectorError, started: float, server_wait: float | None = None
+    ) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` after ``error`` (for requests made
+        outside :meth:`request`, such as downloads); raises ``error`` when retries are spent."""
+        return self._next_wait(attempt, _Retry(error, server_wait), started)
+
     def request(self, path: str, params: dict[str, str], decode: Decoder[T]) -> T:
         started = time.monotonic()
         for attempt in range(self.config.max_attempts):
@@ -243,13 +234,34 @@ class BaseApiClient(abc.ABC):
             await asyncio.sleep(self._next_wait(attempt, outcome, started))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    # -- pages --------------------------------------------------------------------------------
+    # -- policy -------------------------------------------------------------------------------
 
     def should_retry(self, status: int, body: bytes = b"") -> bool:
         return should_retry(status, body)
 
     def _backoff(self, attempt: int) -> float:
         return backoff(attempt, self.config.backoff_base, self.config.backoff_cap)
+
+
+class BaseApiClient(HttpClient, abc.ABC):
+    """A paginated HTTP API. Subclasses implement ``endpoint``, ``build_request_params`` and
+    ``parse_response``; ``fetch_batch`` and ``async_fetch_batch`` follow the pages."""
+
+    # -- what subclasses provide --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def endpoint(self, symbol: Any) -> str:
+        """Path of the request for ``symbol`` (or several)."""
+
+    @abc.abstractmethod
+    def build_request_params(
+        self, symbol: Any, start_ts: Any, end_ts: Any, cursor: str | None, **options: Any
+    ) -> dict[str, str]:
+        """Query parameters of one page."""
+
+    @abc.abstractmethod
+    def parse_response(self, raw_json: bytes, **context: Any) -> tuple[pa.Table, str | None]:
+        """Decode one page: its bars (canonical table) and the next page's cursor, or ``None``."""
 
     def fetch_batch(self, symbol: Any, start_ts: Any, end_ts: Any, **options: Any) -> pa.Table:
         """Every page for ``symbol`` (or several) from ``start_ts`` to ``end_ts``, as one table.

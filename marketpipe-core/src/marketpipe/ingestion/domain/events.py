@@ -83,3 +83,12 @@ class IngestionJobCancelled(DomainEvent):
 
     job_id: IngestionJobId
     partitions_remaining: int
+
+
+@attrs.frozen(kw_only=True)
+class IngestionProviderNote(DomainEvent):
+    """The provider reported something about its source that the user should know (a truncated
+    file, a gap in a feed's sequence numbers); the data before it was kept."""
+
+    job_id: IngestionJobId
+    message: str

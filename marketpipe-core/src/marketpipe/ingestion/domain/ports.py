@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Iterable
+import datetime as dt
+from collections.abc import Iterable, Sequence
 
 import pyarrow as pa
 
+from marketpipe.calendar import SessionWindow
+from marketpipe.errors import InvalidInputError
 from marketpipe.ingestion.domain.bars import OHLCVBar
 from marketpipe.ingestion.domain.request import FetchRequest
 from marketpipe.ingestion.domain.values import Session, Symbol, Timeframe, TimeRange
@@ -33,6 +36,22 @@ class IMarketDataProvider(abc.ABC):
         Providers with a native async client override this.
         """
         return await asyncio.to_thread(lambda: list(self.fetch(request)))
+
+    def take_notes(self) -> list[str]:
+        """Notes about the source gathered since the last call (a truncated file, a sequence
+        gap), shown in the job's summary and event log. The default has none."""
+        return []
+
+    def list_symbols(self, windows: Sequence[SessionWindow]) -> list[str]:
+        """Every symbol the provider has data for on these days (``mp ingest --all-symbols``)."""
+        raise InvalidInputError(
+            f"this provider ({type(self).__name__}) cannot list its symbols; use --symbols"
+        )
+
+    def available_days(self) -> list[dt.date] | None:
+        """The days the provider's data covers when it knows them without asking (local files
+        given with ``--source``), so ``--start`` and ``--end`` may be left out; else ``None``."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
         """Release connections; called once the job is done with the provider."""

@@ -1,0 +1,49 @@
+"""MarketPipe's IEX provider: bars from IEX HIST, the exchange's free daily packet captures."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from marketpipe.hookspecs import hookimpl
+from marketpipe.specs import ProviderSpec, Setting
+
+from marketpipe_iex.hist.index import PRODUCTION_URL
+from marketpipe_iex.provider import IexHistProvider
+
+__all__ = ["IexHistProvider", "marketpipe_providers"]
+
+
+def _build(settings: Mapping[str, Any]) -> IexHistProvider:
+    return IexHistProvider(**settings)
+
+
+@hookimpl
+def marketpipe_providers() -> list[ProviderSpec]:
+    return [
+        ProviderSpec(
+            name="iex",
+            factory=_build,
+            description="IEX HIST daily captures (free, no key): every trade, decoded into bars",
+            settings=(
+                Setting("feed", "TOPS (default), DEEP or DPLS; with --source, what the files hold"),
+                Setting("version", "feed version to pick from the index (default: the newest)"),
+                Setting(
+                    "source",
+                    "local captures (a path, folder or glob) instead of downloading; --source",
+                ),
+                Setting(
+                    "cache_dir",
+                    "downloads and decoded days (default $MARKETPIPE_IEX_CACHE or "
+                    "~/.cache/marketpipe/iex)",
+                ),
+                Setting("base_url", "HIST index base URL", default=PRODUCTION_URL),
+                Setting("timeout", "read timeout per request, seconds", default="60"),
+            ),
+            deterministic=True,
+            # A minute whose trades are all odd lots (or extended-hours trades inside the
+            # regular session) has volume but sets no price: a bar with null prices.
+            null_price_bars=True,
+            max_days_per_unit=1,  # one capture per day
+        )
+    ]

@@ -1,0 +1,9 @@
+"""Errors of reading a capture."""
+
+from __future__ import annotations
+
+from marketpipe.errors import UserError
+
+
+class CaptureFormatError(UserError):
+    """The file is not a capture this decoder reads (or is corrupt beyond its framing)."""

@@ -1,0 +1,1 @@
+"""IEX HIST: the index of daily captures, and the download cache."""
