@@ -39,7 +39,6 @@ def download_file(
     target: Path,
     expected_size: int | None = None,
     on_progress: Callable[[int, int | None], None] | None = None,
-    chunk_size: int = 1 << 20,
 ) -> Path:
     """Fetch ``url`` to ``target`` unless it is already there complete; return ``target``.
 
@@ -53,7 +52,7 @@ def download_file(
     attempt = 0
     while True:
         try:
-            total = _attempt(client, url, part, expected_size, on_progress, chunk_size)
+            total = _attempt(client, url, part, expected_size, on_progress)
         except httpx.TransportError as exc:  # reset, timeout, truncated body: resume from here
             error = ProviderUnavailableError(
                 f"{client.provider_name} download of {target.name} was interrupted "
@@ -101,7 +100,6 @@ def _attempt(
     part: Path,
     expected_size: int | None,
     on_progress: Callable[[int, int | None], None] | None,
-    chunk_size: int,
 ) -> int | None:
     """One request; appends to ``part``. Returns the file's full size when the server told it."""
     have = part.stat().st_size if part.exists() else 0
@@ -141,7 +139,7 @@ def _attempt(
                 mode = "wb"
             total = total if total is not None else expected_size
             with open(part, mode) as fh:
-                for block in response.iter_raw(chunk_size):
+                for block in response.iter_raw():  # as received: a drop loses nothing
                     fh.write(block)
                     have += len(block)
                     if on_progress is not None:

@@ -1,0 +1,202 @@
+"""``mp ingest --provider iex`` run as a user runs it: offline from --source, and against a local
+HIST server, including a download killed half-way and resumed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from iex_days import SYMBOLS, day_messages, write_day, write_days
+from iex_encoder import ns
+from marketpipe_iex.testing import FakeHistServer, Faults, ServedFile
+
+DAYS = [dt.date(2024, 3, 4), dt.date(2024, 3, 5)]
+
+
+def mp(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("mp")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def regular_volume(day: dt.date, **options: int) -> dict[str, int]:
+    """Volume per symbol inside the regular session, straight from the encoded messages."""
+    open_, close = ns(day, "09:30"), ns(day, "16:00")
+    out = dict.fromkeys(SYMBOLS, 0)
+    for message in day_messages(day, **options):
+        if message and message[:1] == b"T":
+            _, _, ts, symbol, size, _, _ = struct.unpack("<cBq8sIqq", message)
+            if open_ <= ts < close:
+                out[symbol.decode().strip()] += size
+    return out
+
+
+def volumes(root: Path) -> dict[tuple[str, str], int]:
+    rows = duckdb.sql(
+        f"""SELECT symbol, CAST(timestamp AT TIME ZONE 'America/New_York' AS DATE)::VARCHAR AS day,
+        sum(volume) FROM read_parquet('{root}/**/*.parquet', hive_partitioning=true)
+        GROUP BY ALL"""
+    ).fetchall()
+    return {(s, d): int(v) for s, d, v in rows}
+
+
+def test_offline_all_symbols_from_the_files_alone(tmp_path: Path) -> None:
+    write_days(tmp_path / "caps", DAYS)
+    out = mp(
+        "ingest",
+        "--provider",
+        "iex",
+        "--source",
+        str(tmp_path / "caps"),
+        "--all-symbols",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "-o",
+        f"cache_dir={tmp_path / 'cache'}",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["state"] == "COMPLETED" and summary["rejected_rows"] == 0
+    assert summary["partitions"] == len(SYMBOLS) * len(DAYS) and summary["notes"] == []
+    got = volumes(tmp_path / "data")
+    for day in DAYS:
+        for symbol, volume in regular_volume(day).items():
+            assert got[(symbol, day.isoformat())] == volume
+    nulls = duckdb.sql(
+        f"SELECT count(*) FILTER (WHERE open IS NULL), count(*) FILTER (WHERE open IS NULL AND "
+        f"(high IS NOT NULL OR close IS NOT NULL OR volume = 0)) FROM "
+        f"read_parquet('{tmp_path / 'data'}/**/*.parquet')"
+    ).fetchall()[0]
+    assert nulls[0] > 0 and nulls[1] == 0  # odd-lot minutes, prices all null
+    feeds = duckdb.sql(
+        f"SELECT DISTINCT provider, feed FROM read_parquet('{tmp_path / 'data'}/**/*.parquet', "
+        "hive_partitioning=true)"
+    ).fetchall()
+    assert feeds == [("iex", "tops")]
+
+
+def test_a_download_killed_half_way_resumes(tmp_path: Path) -> None:
+    (tmp_path / "caps").mkdir()
+    capture = write_day(tmp_path / "caps", DAYS[0], trades_per_symbol=6000)
+    assert capture.stat().st_size > 200_000
+    cache, data = tmp_path / "cache", tmp_path / "data"
+    part = cache / "hist" / "20240304_IEXTP1_TOPS1.6.pcap.gz.part"
+    faults = Faults(bytes_per_second=150_000)
+    with FakeHistServer([ServedFile(capture, DAYS[0])], faults) as server:
+        args = [
+            "ingest",
+            "--provider",
+            "iex",
+            "--symbols",
+            "AAPL,MSFT",
+            "--start",
+            "2024-03-04",
+            "--end",
+            "2024-03-04",
+            "--data-dir",
+            str(data),
+            "-o",
+            f"base_url={server.base_url}",
+            "-o",
+            f"cache_dir={cache}",
+            "--json",
+        ]
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("mp")), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while not (part.exists() and part.stat().st_size > 40_000) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        had = part.stat().st_size
+        assert 0 < had < capture.stat().st_size
+        faults.bytes_per_second = None
+        out = mp(*args)
+        assert out.returncode == 0, out.stderr
+        summary = json.loads(out.stdout)
+        assert summary["state"] == "COMPLETED" and summary["resumed"] is True
+        ranges = [r for p, r in server.requests if p.startswith("/download/")]
+    assert ranges[0] is None and ranges[-1] == f"bytes={had}-"
+    assert (cache / "hist" / part.name.removesuffix(".part")).read_bytes() == capture.read_bytes()
+    got = volumes(data)
+    expected = regular_volume(DAYS[0], trades_per_symbol=6000)
+    assert got == {(s, "2024-03-04"): expected[s] for s in ("AAPL", "MSFT")}
+
+
+def test_a_day_without_a_file_fails_its_partitions_saying_why(tmp_path: Path) -> None:
+    capture = write_day(tmp_path, DAYS[0])
+    with FakeHistServer([ServedFile(capture, DAYS[0])]) as server:
+        out = mp(
+            "ingest",
+            "--provider",
+            "iex",
+            "--symbols",
+            "AAPL",
+            "--start",
+            "2024-03-04",
+            "--end",
+            "2024-03-05",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "-o",
+            f"base_url={server.base_url}",
+            "-o",
+            f"cache_dir={tmp_path / 'cache'}",
+            "--json",
+        )
+    assert out.returncode == 1
+    summary = json.loads(out.stdout)
+    assert summary["partitions_completed"] == 1
+    assert [f["day"] for f in summary["failures"]] == ["2024-03-05"]
+    assert "IEX HIST has no TOPS file for 2024-03-05" in summary["failures"][0]["error"]
+
+
+def test_a_truncated_capture_is_in_the_summary(tmp_path: Path) -> None:
+    (tmp_path / "caps").mkdir()
+    capture = write_day(tmp_path / "caps", DAYS[0])
+    plain = gzip.decompress(capture.read_bytes())
+    capture.write_bytes(plain[: len(plain) - 100])
+    out = mp(
+        "ingest",
+        "--provider",
+        "iex",
+        "--source",
+        str(capture),
+        "--symbols",
+        "AAPL",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "-o",
+        f"cache_dir={tmp_path / 'cache'}",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Note:" in out.stdout + out.stderr and "truncated" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source", "/nonexistent/*.gz", "--all-symbols"], "matches no file"),
+        (["--all-symbols", "--symbols", "AAPL", "--source", "."], "either --symbols"),
+        (["--symbols", "AAPL"], "give the days to ingest"),
+        (["--symbols", "AAPL", "--start", "2024-03-04"], "give both --start and --end"),
+    ],
+)
+def test_user_mistakes_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    out = mp("ingest", "--provider", "iex", "--data-dir", str(tmp_path), *args)
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
