@@ -1,7 +1,7 @@
 """IEX HIST decode benchmark: trades to minute bars for every symbol, against `gzip -dc`.
 
     python bench/bench_iex.py [--sample ../shared/fixtures/iex/20180127_IEXTP1_TOPS1.6.pcap.gz]
-                              [--copies 50] [--repeat 3]
+                              [--copies 50] [--repeat 3] [--container pcapng|pcap]
 
 Builds a capture of at least 500 MB uncompressed from IEX's real sample day: its packets repeated
 ``--copies`` times, each copy's send times, message timestamps and sequence numbers shifted so they
@@ -84,19 +84,40 @@ def _shift(buf: np.ndarray, offsets: np.ndarray, by: int) -> None:
     buf[idx] = values.view(np.uint8).reshape(-1, 8)
 
 
-def build(sample: Path, copies: int, out: Path) -> int:
+def _as_pcap(body: bytes) -> list[tuple[int, int]]:
+    """(packet data offset, captured length) of each enhanced packet block of ``body``."""
+    out, pos = [], 0
+    while pos + 8 <= len(body):
+        kind, size = struct.unpack_from("<II", body, pos)
+        if kind == 6:
+            out.append((pos + 28, struct.unpack_from("<I", body, pos + 20)[0]))
+        pos += size
+    return out
+
+
+def build(sample: Path, copies: int, out: Path, container: str = "pcapng") -> int:
     raw = gzip.decompress(sample.read_bytes())
     header, body, send_at, seq_at, ts_at, span, messages = _fields(raw)
+    packets = _as_pcap(body) if container == "pcap" else []
     plain = out.with_suffix("")
     with open(plain, "wb") as fh:
-        fh.write(header)
+        # classic pcap: little-endian, nanosecond times, Ethernet
+        fh.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1) if packets else header)
         for k in range(copies):
             buf = np.frombuffer(body, dtype=np.uint8).copy()
             if k:
                 _shift(buf, send_at, k * span)
                 _shift(buf, ts_at, k * span)
                 _shift(buf, seq_at, k * messages)
-            fh.write(buf.tobytes())
+            if packets:
+                data = buf.tobytes()
+                fh.write(
+                    b"".join(
+                        struct.pack("<IIII", 0, 0, n, n) + data[at : at + n] for at, n in packets
+                    )
+                )
+            else:
+                fh.write(buf.tobytes())
     size = plain.stat().st_size
     subprocess.run(["gzip", "-6", "-f", str(plain)], check=True)
     return size
@@ -147,6 +168,7 @@ def main() -> None:
     parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE)
     parser.add_argument("--copies", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--container", choices=["pcapng", "pcap"], default="pcapng")
     parser.add_argument("--child", default=None)
     parser.add_argument("--symbol", default=None)
     args = parser.parse_args()
@@ -157,10 +179,10 @@ def main() -> None:
         sys.exit(f"the IEX sample capture is not at {args.sample}; pass --sample PATH")
     with tempfile.TemporaryDirectory(prefix="bench-iex-") as tmp:
         big, small = Path(tmp) / "big.pcap.gz", Path(tmp) / "small.pcap.gz"
-        size = build(args.sample, args.copies, big)
-        small_size = build(args.sample, max(1, args.copies // 4), small)
+        size = build(args.sample, args.copies, big, args.container)
+        small_size = build(args.sample, max(1, args.copies // 4), small, args.container)
         print(
-            f"capture: {size / 1e6:,.0f} MB uncompressed, {big.stat().st_size / 1e6:,.0f} MB gzipped "
+            f"{args.container} capture: {size / 1e6:,.0f} MB uncompressed, {big.stat().st_size / 1e6:,.0f} MB gzipped "
             f"({args.copies} copies of the sample); small: {small_size / 1e6:,.0f} MB"
         )
         run_child(big)  # warm the page cache and imports

@@ -41,14 +41,23 @@ class Framed:
     truncated: str | None = None
 
 
-def _chain(starts: np.ndarray, ends: np.ndarray, pos: int) -> tuple[np.ndarray, int]:
-    """Candidates that form an unbroken run of records from ``pos``: their indices, and the end."""
+def _chain(
+    starts: np.ndarray, ends: np.ndarray, breaks: np.ndarray, pos: int
+) -> tuple[np.ndarray, int]:
+    """Candidates that form an unbroken run of records from ``pos``: their indices, and the end.
+
+    ``breaks`` holds every ``k`` where candidate ``k + 1`` does not begin where ``k`` ends.
+    """
     i = int(np.searchsorted(starts, pos))
     if i >= len(starts) or starts[i] != pos:
         return _EMPTY, pos
-    breaks = np.flatnonzero(starts[i + 1 :] != ends[i:-1])
-    stop = i + 1 + int(breaks[0]) if len(breaks) else len(starts)
+    j = int(np.searchsorted(breaks, i))
+    stop = int(breaks[j]) + 1 if j < len(breaks) else len(starts)
     return np.arange(i, stop), int(ends[stop - 1])
+
+
+def _breaks(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(starts[1:] != ends[:-1])
 
 
 def _u32(buf: np.ndarray, at: np.ndarray, order: str) -> np.ndarray:
@@ -111,12 +120,13 @@ class PcapFramer:
     def frame(self, buf: bytes, final: bool) -> Framed:
         arr = np.frombuffer(buf, dtype=np.uint8)
         starts, ends = self._candidates(arr)
+        breaks = _breaks(starts, ends)
         data: list[np.ndarray] = []
         length: list[np.ndarray] = []
         pos, n = 0, len(buf)
         truncated = None
         while True:
-            run, end = _chain(starts, ends, pos)
+            run, end = _chain(starts, ends, breaks, pos)
             if len(run):
                 data.append(starts[run] + 16)
                 length.append(ends[run] - starts[run] - 16)
@@ -182,12 +192,13 @@ class PcapNgFramer:
 
     def frame(self, buf: bytes, final: bool) -> Framed:
         starts, ends, caplens = self._candidates(buf)
+        breaks = _breaks(starts, ends)
         data: list[np.ndarray] = []
         length: list[np.ndarray] = []
         pos, n = 0, len(buf)
         truncated = None
         while True:
-            run, end = _chain(starts, ends, pos)
+            run, end = _chain(starts, ends, breaks, pos)
             if len(run):
                 data.append(starts[run] + 28)
                 length.append(caplens[run])
