@@ -115,6 +115,19 @@ def test_a_cut_gzip_stream_keeps_what_it_holds() -> None:
     assert "gzip" in (decoder.stats.truncated or "")
 
 
+def test_a_corrupt_gzip_member_is_reported_and_what_came_before_kept() -> None:
+    capture = pcapng(segments_of(sample_messages() * 200, ns(DAY, "09:29")))
+    half = capture.record_ends[len(capture.record_ends) // 2]
+    second = bytearray(gzipped(capture.data[half:]))
+    second[len(second) // 2 : len(second) // 2 + 64] = b"\xff" * 64
+    decoder, _ = decode(gzipped(capture.data[:half]) + bytes(second))
+    whole = sum(1 for end in capture.message_ends if end <= half)
+    assert whole <= decoder.stats.messages < len(capture.messages)
+    assert "gzip stream is corrupt" in (decoder.stats.truncated or "")
+    with pytest.raises(CaptureFormatError, match="no readable data: the gzip stream is corrupt"):
+        decode(bytes(second))
+
+
 def test_chunk_boundaries_do_not_matter() -> None:
     capture = pcapng(segments_of(sample_messages() * 300, ns(DAY, "09:29"), per_segment=7))
     _, whole = decode(capture.data)

@@ -26,7 +26,7 @@ from marketpipe.ingestion.connectors import ClientConfig
 from marketpipe.ingestion.connectors.download import download_file
 from marketpipe.ingestion.domain.ports import IMarketDataProvider
 from marketpipe.ingestion.domain.request import FetchRequest
-from marketpipe.ingestion.domain.values import Session, TimeRange
+from marketpipe.ingestion.domain.values import Session, Symbol, TimeRange
 from marketpipe.storage.atomic import file_lock
 
 from marketpipe_iex import day_cache
@@ -226,7 +226,19 @@ class IexHistProvider(IMarketDataProvider):
                 ) from None
             inside = (bars.minute >= window.start_ns) & (bars.minute < window.end_ns)
             found.update(np.unique(bars.symbol[inside]).tolist())
-        return sorted(found)
+        usable, unusable = [], []
+        for name in sorted(found):
+            try:
+                usable.append(Symbol(name).value)
+            except InvalidInputError:
+                unusable.append(name)
+        if unusable:
+            with self._lock:
+                self._notes.append(
+                    f"{len(unusable)} symbol(s) left out of --all-symbols, not valid MarketPipe "
+                    f"symbols: {', '.join(unusable[:10])}"
+                )
+        return usable
 
     def take_notes(self) -> list[str]:
         with self._lock:

@@ -151,6 +151,10 @@ class CaptureDecoder:
                 stats.bytes += len(piece)
             if framer is None:
                 if not buf and final:
+                    if stream.truncated:
+                        raise CaptureFormatError(
+                            f"the capture holds no readable data: {stream.truncated}"
+                        )
                     raise CaptureFormatError("the capture is empty")
                 if len(buf) < 24 and not final:
                     carry = buf

@@ -30,6 +30,10 @@ def _inflate_module() -> Any:
 
 
 _zlib_impl: Any = _inflate_module()
+_INFLATE_ERRORS: tuple[type[Exception], ...] = (
+    zlib.error,
+    getattr(_zlib_impl, "error", zlib.error),
+)
 
 
 class _Readable(Protocol):
@@ -138,12 +142,18 @@ class _GzipReader:
                 data = self._raw.read(1 << 20)
                 if not data:
                     if member_started and not inflater.eof:
+                        try:
+                            rest = inflater.flush()  # output zlib still held back
+                        except _INFLATE_ERRORS:
+                            rest = b""
+                        if rest:
+                            yield rest
                         self.truncated = "the gzip stream ends before its end marker"
                     return
             member_started = True
             try:
                 out = inflater.decompress(data, self._chunk)
-            except zlib.error as exc:
+            except _INFLATE_ERRORS as exc:
                 self.truncated = f"the gzip stream is corrupt ({exc})"
                 return
             if out:
