@@ -88,6 +88,12 @@ def test_null_price_bars_pass_only_where_the_provider_documents_them() -> None:
     assert (
         OhlcvValidator().validate(partial, context(allow_null_prices=True)).rejected.num_rows == 1
     )
+    for empty in ({"volume": 0}, {"trade_count": 0}):
+        no_trades = with_row(table, 3, **empty)
+        result = OhlcvValidator().validate(no_trades, context(allow_null_prices=True))
+        assert result.rejected["reason"].to_pylist() == [
+            "null prices without trades (a null-price bar needs volume and trades)"
+        ]
 
 
 def test_daily_and_hourly_bars_align_in_new_york_time() -> None:

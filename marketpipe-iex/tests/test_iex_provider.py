@@ -249,3 +249,34 @@ def test_gzip_or_plain_sources_alike(tmp_path: Path) -> None:
         for k in "pg"
     ]
     assert got[0].equals(got[1]) and got[0].num_rows == 1
+
+
+def test_a_job_reads_each_days_capture_once(
+    week: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from marketpipe.pipeline import IngestRequest, run_ingest
+
+    decoded: list[str] = []
+    original = IexHistProvider._decode
+
+    def counting(self: IexHistProvider, capture: object, day: dt.date) -> object:
+        decoded.append(str(day))
+        return original(self, capture, day)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(IexHistProvider, "_decode", counting)
+    summary = asyncio.run(
+        run_ingest(
+            IngestRequest(
+                provider="iex",
+                symbols=tuple(Symbol(s) for s in SYMBOLS),
+                time_range=TimeRange(DAYS[0], DAYS[1]),
+                data_dir=tmp_path / "data",
+                overrides={"source": str(week[0].parent), "cache_dir": str(tmp_path / "cache")},
+                batch_size=200,  # one unit per symbol and day: six units
+            )
+        )
+    )
+    assert summary.partitions_completed == 6 and summary.bars > 0
+    assert sorted(decoded) == ["2024-03-04", "2024-03-05"]

@@ -2,7 +2,8 @@
 
 Checks, first failure wins: symbol requested; timestamp inside a requested session (the bar
 ``[t, t + timeframe)`` overlaps the day's window); aligned to the timeframe in New York time; all
-four prices present, finite and positive, or all four null where the provider documents such bars;
+four prices present, finite and positive, or all four null where the provider documents such bars
+(and then with volume and trades);
 low <= open, close <= high; volume present and >= 0; trade count >= 0; vwap finite and positive;
 timestamps unique and increasing per symbol.
 """
@@ -33,6 +34,7 @@ REASONS = (
     "trade_count negative",
     "vwap not finite and positive",
     "duplicate or out-of-order timestamp",
+    "null prices without trades (a null-price bar needs volume and trades)",
 )
 _CODE = {reason: code for code, reason in enumerate(REASONS)}
 
@@ -90,6 +92,9 @@ class OhlcvValidator:
         flag(vol < 0, REASONS[8])
         trades = np.asarray(pc.fill_null(table["trade_count"], 0).to_numpy(zero_copy_only=False))
         flag(trades < 0, REASONS[9])
+        # A bar with null prices stands for trades that set no price: it must have some.
+        no_count = _nulls(table["trade_count"])
+        flag(all_null & ((vol <= 0) | (~no_count & (trades <= 0))), REASONS[12])
         vwap_col = table["vwap"]
         vwap = _floats(vwap_col)
         with np.errstate(invalid="ignore"):
