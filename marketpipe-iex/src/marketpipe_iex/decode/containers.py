@@ -61,7 +61,9 @@ def _breaks(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
 
 
 def _u32(buf: np.ndarray, at: np.ndarray, order: str) -> np.ndarray:
-    b = buf[at[:, None] + np.arange(4)].astype(np.uint32)
+    if not len(at):
+        return np.zeros(0, dtype=np.uint32)
+    b = np.lib.stride_tricks.sliding_window_view(buf, 4)[at].astype(np.uint32)
     if order == "<":
         value: np.ndarray = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16) | (b[:, 3] << 24)
     else:
@@ -95,7 +97,16 @@ class PcapFramer:
         n = len(arr)
         if n < 64:
             return _EMPTY, _EMPTY
-        p = np.flatnonzero((arr[:-3] == 0x08) & (arr[1:-2] == 0x00) & ((arr[2:-1] & 0xF0) == 0x40))
+        # EtherType 0x0800 at either byte alignment: two word compares instead of three byte ones
+        even = np.frombuffer(arr, dtype=">u2", count=n // 2)
+        odd = np.frombuffer(arr, dtype=">u2", offset=1, count=(n - 1) // 2)
+        p = np.sort(
+            np.concatenate(
+                (np.flatnonzero(even == 0x0800) * 2, np.flatnonzero(odd == 0x0800) * 2 + 1)
+            )
+        )
+        p = p[p + 3 < n]
+        p = p[(arr[p + 2] & 0xF0) == 0x40]  # then IPv4
         vlan = np.zeros(len(p), dtype=bool)
         has4 = p >= 4
         vlan[has4] = (arr[p[has4] - 4] == 0x81) & (arr[p[has4] - 3] == 0x00)

@@ -39,7 +39,8 @@ def gather(buf: np.ndarray, at: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Records of ``dtype`` read at byte offsets ``at`` of ``buf``."""
     if not len(at):
         return np.zeros(0, dtype=dtype)
-    rows = buf[at[:, None] + np.arange(dtype.itemsize)]
+    # rows of a sliding-window view: a copy of just the wanted bytes, no index matrix
+    rows = np.lib.stride_tricks.sliding_window_view(buf, dtype.itemsize)[at]
     records: np.ndarray = rows.view(dtype).ravel()
     return records
 
