@@ -176,7 +176,9 @@ def test_a_second_ctrl_c_exits_at_once_without_a_torn_file(
     time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    # 130 from our handler, or death by SIGINT when the second one lands while the interpreter
+    # is already exiting (it restores the default handler then): a shell shows 130 for both.
+    assert proc.returncode in (130, -signal.SIGINT)
     rows(root)  # every committed file reads back
     final = mp(*JOB, "--data-dir", str(root), "--json")
     assert final.returncode == 0, final.stderr
