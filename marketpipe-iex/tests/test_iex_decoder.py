@@ -106,6 +106,26 @@ def test_a_cut_inside_the_file_header_is_one_clear_error(container: str) -> None
             decode(capture.data[:cut])
 
 
+@pytest.mark.parametrize("container", ["pcap-le-us", "pcapng-le"])
+def test_corrupt_framing_mid_file_stops_there_and_keeps_what_came_before(container: str) -> None:
+    capture = CONTAINERS[container](segments_of(sample_messages(), ns(DAY, "09:29")), False)
+    middle = capture.record_ends[3]
+    data = bytearray(capture.data)
+    at = middle + (8 if container.startswith("pcap-") else 4)  # the record's length field
+    data[at : at + 4] = b"\xff\xff\xff\x7f"
+    decoder, _ = decode(bytes(data))
+    assert decoder.stats.messages == sum(1 for end in capture.message_ends if end <= middle)
+    assert "corrupt" in (decoder.stats.truncated or "") and "stopped" in decoder.stats.truncated
+
+
+def test_a_pcapng_section_may_switch_byte_order() -> None:
+    first = pcapng(segments_of(sample_messages(), ns(DAY, "09:29")), "<")
+    second = pcapng(segments_of(sample_messages(), ns(DAY, "09:29")), ">")
+    decoder, records = decode(first.data + second.data)
+    assert decoder.stats.messages == 2 * len(first.messages) and len(records) == 10
+    assert decoder.stats.container == "pcap-ng (big-endian)" and decoder.stats.truncated is None
+
+
 def test_a_cut_gzip_stream_keeps_what_it_holds() -> None:
     big = sample_messages() * 200
     capture = pcapng(segments_of(big, ns(DAY, "09:29")))

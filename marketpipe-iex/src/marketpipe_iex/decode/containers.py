@@ -33,12 +33,83 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 @attrs.define
 class Framed:
     """Packets of one buffer: ``data[i]`` is where packet i's bytes start, ``length[i]`` how many
-    of them were captured. ``partial`` marks a final packet cut short by a truncated file."""
+    of them were captured. ``truncated`` says why the capture ended early (a cut final record,
+    corrupt framing); ``stop`` means nothing after ``consumed`` can be read."""
 
     data: np.ndarray
     length: np.ndarray
     consumed: int
     truncated: str | None = None
+    stop: bool = False
+
+
+@attrs.frozen
+class _Candidates:
+    """Records found in bulk: each starts at ``start`` and ends at ``end``; its packet bytes are
+    ``length`` bytes from ``data``."""
+
+    start: np.ndarray
+    end: np.ndarray
+    data: np.ndarray
+    length: np.ndarray
+
+
+class _Corrupt(Exception):
+    """Framing that cannot be a record: decoding stops there, keeping what came before."""
+
+
+#: A record longer than this is corrupt framing, not a packet (the largest pcap snap length).
+MAX_RECORD = 262_144 + 64
+
+
+class _Framer:
+    """The walk shared by both containers: the longest chain of bulk-found records from the
+    current boundary, then one record the slow way (whatever broke the chain), and again."""
+
+    def _candidates(self, buf: bytes) -> _Candidates:
+        raise NotImplementedError
+
+    def _step(
+        self, buf: bytes, pos: int, data: list[np.ndarray], length: list[np.ndarray]
+    ) -> int | None:
+        """Read the one record at ``pos``; its end, or ``None`` while it is incomplete."""
+        raise NotImplementedError
+
+    def _tail(self, buf: bytes, pos: int, data: list[np.ndarray], length: list[np.ndarray]) -> str:
+        """Keep what is usable of a final, incomplete record; say how it was cut."""
+        raise NotImplementedError
+
+    #: Set by ``_step`` when the records after it must be found again (pcap-ng byte order).
+    _stale = False
+
+    def frame(self, buf: bytes, final: bool) -> Framed:
+        found = self._candidates(buf)
+        breaks = np.flatnonzero(found.start[1:] != found.end[:-1])
+        data: list[np.ndarray] = []
+        length: list[np.ndarray] = []
+        pos, n = 0, len(buf)
+        while True:
+            run, end = _chain(found.start, found.end, breaks, pos)
+            if len(run):
+                data.append(found.data[run])
+                length.append(found.length[run])
+                pos = end
+            try:
+                after = self._step(buf, pos, data, length)
+            except _Corrupt as exc:
+                return _framed(data, length, pos, f"{exc}; decoding stopped there", stop=True)
+            if after is None:
+                break
+            pos = after
+            if self._stale:
+                self._stale = False
+                found = self._candidates(buf)
+                breaks = np.flatnonzero(found.start[1:] != found.end[:-1])
+        truncated = None
+        if final and pos < n:
+            truncated = self._tail(buf, pos, data, length)
+            pos = n
+        return _framed(data, length, pos, truncated)
 
 
 def _chain(
@@ -56,8 +127,9 @@ def _chain(
     return np.arange(i, stop), int(ends[stop - 1])
 
 
-def _breaks(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(starts[1:] != ends[:-1])
+def _one(data: list[np.ndarray], length: list[np.ndarray], at: int, size: int) -> None:
+    data.append(np.array([at]))
+    length.append(np.array([size]))
 
 
 def _u32(buf: np.ndarray, at: np.ndarray, order: str) -> np.ndarray:
@@ -71,12 +143,12 @@ def _u32(buf: np.ndarray, at: np.ndarray, order: str) -> np.ndarray:
     return value
 
 
-def _be16(buf: np.ndarray, at: np.ndarray) -> np.ndarray:
+def be16(buf: np.ndarray, at: np.ndarray) -> np.ndarray:
     value: np.ndarray = (buf[at].astype(np.int64) << 8) | buf[at + 1]
     return value
 
 
-class PcapFramer:
+class PcapFramer(_Framer):
     """Classic pcap: a 24-byte global header, then 16-byte record headers and packet bytes."""
 
     header_size = 24
@@ -93,10 +165,11 @@ class PcapFramer:
             "microseconds)" if self.ts_unit == 1_000 else "nanoseconds)"
         )
 
-    def _candidates(self, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _candidates(self, buf: bytes) -> _Candidates:
+        arr = np.frombuffer(buf, dtype=np.uint8)
         n = len(arr)
         if n < 64:
-            return _EMPTY, _EMPTY
+            return _Candidates(_EMPTY, _EMPTY, _EMPTY, _EMPTY)
         # EtherType 0x0800 at either byte alignment: two word compares instead of three byte ones
         even = np.frombuffer(arr, dtype=">u2", count=n // 2)
         odd = np.frombuffer(arr, dtype=">u2", offset=1, count=(n - 1) // 2)
@@ -118,7 +191,7 @@ class PcapFramer:
         start, eth, p = start[ok], eth[ok], p[ok]
         incl = _u32(arr, start + 8, self.order).astype(np.int64)
         orig = _u32(arr, start + 12, self.order).astype(np.int64)
-        ip_len = _be16(arr, p + 4)
+        ip_len = be16(arr, p + 4)
         ok = (
             (incl == orig)
             & (incl == eth + ip_len)
@@ -126,44 +199,31 @@ class PcapFramer:
             & (start + 16 + incl <= n)
         )
         start, incl = start[ok], incl[ok]
-        return start, start + 16 + incl
+        return _Candidates(start, start + 16 + incl, start + 16, incl)
 
-    def frame(self, buf: bytes, final: bool) -> Framed:
-        arr = np.frombuffer(buf, dtype=np.uint8)
-        starts, ends = self._candidates(arr)
-        breaks = _breaks(starts, ends)
-        data: list[np.ndarray] = []
-        length: list[np.ndarray] = []
-        pos, n = 0, len(buf)
-        truncated = None
-        while True:
-            run, end = _chain(starts, ends, breaks, pos)
-            if len(run):
-                data.append(starts[run] + 16)
-                length.append(ends[run] - starts[run] - 16)
-                pos = end
-            if pos + 16 > n:
-                break
-            _, _, incl, _ = self._rec.unpack_from(buf, pos)
-            if pos + 16 + incl > n:
-                break
-            data.append(np.array([pos + 16]))
-            length.append(np.array([incl]))
-            pos += 16 + incl
-        if final and pos < n:
-            have = n - pos
-            if have >= 16:
-                _, _, incl, _ = self._rec.unpack_from(buf, pos)
-                data.append(np.array([pos + 16]))
-                length.append(np.array([have - 16]))
-                truncated = f"the last pcap record is cut short: {have} of {16 + incl} bytes"
-            else:
-                truncated = f"the last pcap record header is cut short: {have} of 16 bytes"
-            pos = n
-        return _framed(data, length, pos, truncated)
+    def _step(
+        self, buf: bytes, pos: int, data: list[np.ndarray], length: list[np.ndarray]
+    ) -> int | None:
+        if pos + 16 > len(buf):
+            return None
+        _, _, incl, _ = self._rec.unpack_from(buf, pos)
+        if incl > MAX_RECORD:
+            raise _Corrupt(f"corrupt pcap record (captured length {incl:,}) at byte {pos:,}")
+        if pos + 16 + incl > len(buf):
+            return None
+        _one(data, length, pos + 16, incl)
+        return int(pos + 16 + incl)
+
+    def _tail(self, buf: bytes, pos: int, data: list[np.ndarray], length: list[np.ndarray]) -> str:
+        have = len(buf) - pos
+        if have < 16:
+            return f"the last pcap record header is cut short: {have} of 16 bytes"
+        _, _, incl, _ = self._rec.unpack_from(buf, pos)
+        _one(data, length, pos + 16, have - 16)
+        return f"the last pcap record is cut short: {have} of {16 + incl} bytes"
 
 
-class PcapNgFramer:
+class PcapNgFramer(_Framer):
     """pcap-ng: blocks of (type, length, body, length), 4-byte aligned, either byte order."""
 
     header_size = 0
@@ -171,22 +231,24 @@ class PcapNgFramer:
     def __init__(self, header: bytes) -> None:
         self.order = "<"
         self._set_order(header)
-        self.description = "pcap-ng"
+        self._stale = False
 
     def _set_order(self, buf: bytes, pos: int = 0) -> None:
         bom = buf[pos + 8 : pos + 12]
         if bom == b"\x4d\x3c\x2b\x1a":
-            self.order = "<"
+            order = "<"
         elif bom == b"\x1a\x2b\x3c\x4d":
-            self.order = ">"
+            order = ">"
         else:
-            raise CaptureFormatError(f"pcap-ng section header has no byte-order magic: {bom.hex()}")
+            raise _Corrupt(f"pcap-ng section header without byte-order magic at byte {pos:,}")
+        self._stale = order != self.order or not hasattr(self, "_hdr")
+        self.order = order
         self._hdr = struct.Struct(self.order + "II")
         self._u32 = struct.Struct(self.order + "I")
         self._u16 = struct.Struct(self.order + "H")
         self.description = f"pcap-ng ({'little' if self.order == '<' else 'big'}-endian)"
 
-    def _candidates(self, buf: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _candidates(self, buf: bytes) -> _Candidates:
         words = np.frombuffer(buf, dtype=np.dtype(self.order + "u4"), count=len(buf) // 4)
         n = len(words)
         k = np.flatnonzero(words[: max(n - 7, 0)] == 6)
@@ -199,75 +261,57 @@ class PcapNgFramer:
         ok = caplen <= size - 32
         k, size, caplen = k[ok], size[ok], caplen[ok]
         starts = k * 4
-        return starts, starts + size, caplen
+        return _Candidates(starts, starts + size, starts + 28, caplen)
 
-    def frame(self, buf: bytes, final: bool) -> Framed:
-        starts, ends, caplens = self._candidates(buf)
-        breaks = _breaks(starts, ends)
-        data: list[np.ndarray] = []
-        length: list[np.ndarray] = []
-        pos, n = 0, len(buf)
-        truncated = None
-        while True:
-            run, end = _chain(starts, ends, breaks, pos)
-            if len(run):
-                data.append(starts[run] + 28)
-                length.append(caplens[run])
-                pos = end
-            if pos + 12 > n:
-                break
-            if buf[pos : pos + 4] == PCAPNG_SHB:
-                self._set_order(buf, pos)
-                # a new section may switch byte order: candidates must be read again
-                rest = self.frame(buf[pos:], final) if pos else None
-                if rest is not None:
-                    data.append(rest.data + pos)
-                    length.append(rest.length)
-                    return _framed(data, length, pos + rest.consumed, rest.truncated)
-            kind, size = self._hdr.unpack_from(buf, pos)
-            if size < 12 or size % 4:
-                raise CaptureFormatError(f"corrupt pcap-ng block (length {size}) at byte {pos}")
-            if pos + size > n:
-                break
-            if kind in (6, 2):  # enhanced packet block, obsolete packet block
-                (caplen,) = self._u32.unpack_from(buf, pos + 20)
-                data.append(np.array([pos + 28]))
-                length.append(np.array([min(caplen, size - 32)]))
-            elif kind == 3:  # simple packet block
-                (orig,) = self._u32.unpack_from(buf, pos + 8)
-                data.append(np.array([pos + 12]))
-                length.append(np.array([min(orig, size - 16)]))
-            elif kind == 1:  # interface description
-                (linktype,) = self._u16.unpack_from(buf, pos + 8)
-                if linktype != LINKTYPE_ETHERNET:
-                    raise CaptureFormatError(
-                        f"pcap-ng interface link type {linktype} is not Ethernet"
-                    )
-            pos += size
-        if final and pos < n:
-            have = n - pos
-            if have >= 8:
-                kind, size = self._hdr.unpack_from(buf, pos)
-                if kind in (6, 2) and have >= 28:
-                    data.append(np.array([pos + 28]))
-                    length.append(np.array([have - 28]))
-                truncated = f"the last pcap-ng block is cut short: {have} of {size} bytes"
-            else:
-                truncated = f"the last pcap-ng block header is cut short: {have} of 8 bytes"
-            pos = n
-        return _framed(data, length, pos, truncated)
+    def _step(
+        self, buf: bytes, pos: int, data: list[np.ndarray], length: list[np.ndarray]
+    ) -> int | None:
+        if pos + 12 > len(buf):
+            return None
+        if buf[pos : pos + 4] == PCAPNG_SHB:
+            self._set_order(buf, pos)  # a new section may switch byte order
+        kind, size = self._hdr.unpack_from(buf, pos)
+        if size < 12 or size % 4 or size > MAX_RECORD:
+            raise _Corrupt(f"corrupt pcap-ng block (length {size:,}) at byte {pos:,}")
+        if pos + size > len(buf):
+            return None
+        if kind in (6, 2):  # enhanced packet block, obsolete packet block
+            (caplen,) = self._u32.unpack_from(buf, pos + 20)
+            _one(data, length, pos + 28, min(caplen, size - 32))
+        elif kind == 3:  # simple packet block
+            (orig,) = self._u32.unpack_from(buf, pos + 8)
+            _one(data, length, pos + 12, min(orig, size - 16))
+        elif kind == 1:  # interface description
+            (linktype,) = self._u16.unpack_from(buf, pos + 8)
+            if linktype != LINKTYPE_ETHERNET:
+                raise CaptureFormatError(f"pcap-ng interface link type {linktype} is not Ethernet")
+        return int(pos + size)
+
+    def _tail(self, buf: bytes, pos: int, data: list[np.ndarray], length: list[np.ndarray]) -> str:
+        have = len(buf) - pos
+        if have < 8:
+            return f"the last pcap-ng block header is cut short: {have} of 8 bytes"
+        kind, size = self._hdr.unpack_from(buf, pos)
+        if kind in (6, 2) and have >= 28:
+            _one(data, length, pos + 28, have - 28)
+        return f"the last pcap-ng block is cut short: {have} of {size} bytes"
 
 
 def _framed(
-    data: list[np.ndarray], length: list[np.ndarray], pos: int, truncated: str | None
+    data: list[np.ndarray],
+    length: list[np.ndarray],
+    pos: int,
+    truncated: str | None,
+    stop: bool = False,
 ) -> Framed:
     if not data:
-        return Framed(_EMPTY, _EMPTY, pos, truncated)
+        return Framed(_EMPTY, _EMPTY, pos, truncated, stop)
     return Framed(
         np.concatenate(data).astype(np.int64),
         np.concatenate(length).astype(np.int64),
         pos,
         truncated,
+        stop,
     )
 
 
@@ -279,7 +323,10 @@ def framer_for(head: bytes) -> PcapFramer | PcapNgFramer:
     if magic == PCAPNG_SHB:
         if len(head) < 12:
             raise CaptureFormatError("the capture ends inside its pcap-ng section header")
-        return PcapNgFramer(head)
+        try:
+            return PcapNgFramer(head)
+        except _Corrupt as exc:
+            raise CaptureFormatError(str(exc)) from None
     if len(head) < 4:
         raise CaptureFormatError("the file is too short to be a packet capture")
     raise CaptureFormatError(

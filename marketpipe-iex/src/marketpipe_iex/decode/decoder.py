@@ -174,6 +174,8 @@ class CaptureDecoder:
             self._account(segs.header, msgs, arr, other, len(framed.data))
             yield Chunk(arr, segs.header, msgs, index)
             index += len(msgs.offset)
+            if framed.stop:
+                break  # corrupt framing: nothing after it can be found again
             if final or (stop_after_segments is not None and stats.segments >= stop_after_segments):
                 break
         if stream.truncated and not stats.truncated:

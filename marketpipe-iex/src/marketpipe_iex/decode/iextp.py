@@ -10,7 +10,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from marketpipe_iex.decode.containers import Framed
+from marketpipe_iex.decode.containers import Framed, be16
 
 PROTOCOLS = {0x8003: "TOPS", 0x8004: "DEEP", 0x8005: "DPLS"}  # DPLS: DEEP+
 
@@ -45,11 +45,6 @@ def gather(buf: np.ndarray, at: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return records
 
 
-def _be16(buf: np.ndarray, at: np.ndarray) -> np.ndarray:
-    value: np.ndarray = (buf[at].astype(np.int64) << 8) | buf[at + 1]
-    return value
-
-
 @attrs.define
 class Segments:
     """The IEX-TP segments of a buffer: where their payload is and their headers."""
@@ -73,10 +68,10 @@ def segments(buf: np.ndarray, packets: Framed) -> tuple[Segments, int]:
     d, size = packets.data, packets.length
     keep = size >= 14 + 20 + 8 + 40
     d, size = d[keep], size[keep]
-    ethertype = _be16(buf, d + 12)
+    ethertype = be16(buf, d + 12)
     vlan = ethertype == 0x8100
     ip = d + np.where(vlan, 18, 14)
-    ethertype = np.where(vlan, _be16(buf, d + 16), ethertype)
+    ethertype = np.where(vlan, be16(buf, d + 16), ethertype)
     ok = (ethertype == 0x0800) & ((buf[ip] >> 4) == 4) & (buf[ip + 9] == 17)
     seg = ip + (buf[ip] & 0x0F).astype(np.int64) * 4 + 8
     end = d + size
