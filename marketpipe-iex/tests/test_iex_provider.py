@@ -104,6 +104,17 @@ def test_an_interrupted_download_resumes(
     assert not list((tmp_path / "hist").glob("*.part"))
 
 
+def test_the_whole_index_and_the_day_query_agree(week: list[Path]) -> None:
+    served = [ServedFile(path, day) for path, day in zip(week, DAYS, strict=True)]
+    with FakeHistServer(served, Faults(size_as_int=True)) as server:
+        client = HistIndexClient(ClientConfig(base_url=server.base_url))
+        everything = client.all_files()
+        assert [f.day for f in everything] == DAYS
+        assert client.files(DAYS[2]) == [everything[2]]
+        assert everything[0].size == week[0].stat().st_size
+        client.close()
+
+
 def test_a_size_that_disagrees_with_the_index_is_refused(week: list[Path], tmp_path: Path) -> None:
     with FakeHistServer([ServedFile(week[0], DAYS[0])], Faults(wrong_size=True)) as server:
         provider = IexHistProvider(base_url=server.base_url, cache_dir=str(tmp_path))

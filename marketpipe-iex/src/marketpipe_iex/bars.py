@@ -126,6 +126,16 @@ class MinuteBars:
     def __len__(self) -> int:
         return len(self.minute)
 
+    def select(self, symbols: Iterable[str]) -> MinuteBars:
+        """These symbols' bars: each is one run of the sorted rows, found by binary search (a
+        day holds every symbol and is asked for a few at a time, unit after unit)."""
+        wanted = np.array(sorted(set(symbols)), dtype=str)
+        first = np.searchsorted(self.symbol, wanted, side="left")
+        last = np.searchsorted(self.symbol, wanted, side="right")
+        runs = [np.arange(a, b) for a, b in zip(first, last, strict=True) if b > a]
+        rows = np.concatenate(runs) if runs else np.zeros(0, dtype=np.int64)
+        return MinuteBars(self.symbol[rows], self.minute[rows], self.parts[rows])
+
     def to_table(
         self, timeframe: Timeframe = Timeframe.M1, windows: Sequence[SessionWindow] | None = None
     ) -> pa.Table:

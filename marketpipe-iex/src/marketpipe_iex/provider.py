@@ -16,7 +16,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import attrs
-import httpx
 import numpy as np
 import pyarrow as pa
 from marketpipe import progress
@@ -58,7 +57,6 @@ class IexHistProvider(IMarketDataProvider):
         cache_dir: str | None = None,
         base_url: str = PRODUCTION_URL,
         timeout: str = "60",
-        transport: httpx.BaseTransport | None = None,
     ) -> None:
         wanted = feed.strip().upper() if feed else None
         if wanted == "DEEP+":
@@ -92,7 +90,7 @@ class IexHistProvider(IMarketDataProvider):
         self._index = (
             None
             if self._local is not None
-            else HistIndexClient(ClientConfig(base_url=base_url, timeout=seconds), transport)
+            else HistIndexClient(ClientConfig(base_url=base_url, timeout=seconds))
         )
         self._index_files: dict[dt.date, list[HistFile]] = {}
         self._lock = threading.Lock()
@@ -179,13 +177,8 @@ class IexHistProvider(IMarketDataProvider):
         task = progress.task(f"decode {capture.label}", size)
         try:
             decoder = CaptureDecoder(capture.path, layout=capture.layout, on_progress=task.update)
-            calendar = nyse_calendar()
-            regular = (
-                calendar.windows(TimeRange(day, day), Session.REGULAR)
-                if calendar.is_session(day)
-                else []
-            )
-            builder = BarBuilder(regular)
+            # no regular session (a weekend test day): extended-hours trades set prices
+            builder = BarBuilder(nyse_calendar().windows(TimeRange(day, day), Session.REGULAR))
             for batch in decoder.trades():
                 builder.add(batch)
             bars = builder.finish()
@@ -207,12 +200,9 @@ class IexHistProvider(IMarketDataProvider):
     # -- the provider port ----------------------------------------------------------------------
 
     def fetch(self, request: FetchRequest) -> Iterator[pa.RecordBatch]:
-        wanted = np.array(sorted(s.value for s in request.symbols), dtype=str)
+        wanted = [s.value for s in request.symbols]
         for window in request.windows:
-            bars = self.day_bars(window.day)
-            keep = np.isin(bars.symbol, wanted)
-            chosen = MinuteBars(bars.symbol[keep], bars.minute[keep], bars.parts[keep])
-            table = chosen.to_table(request.timeframe, [window])
+            table = self.day_bars(window.day).select(wanted).to_table(request.timeframe, [window])
             yield from table.to_batches()
 
     def list_symbols(self, windows: Sequence[SessionWindow]) -> list[str]:

@@ -13,8 +13,7 @@ import re
 from typing import Any
 
 import attrs
-import httpx
-from marketpipe.ingestion.connectors import ClientConfig, MalformedResponseError
+from marketpipe.ingestion.connectors import MalformedResponseError
 from marketpipe.ingestion.connectors.base_client import HttpClient
 
 PRODUCTION_URL = "https://iextrading.com/api/1.0"
@@ -98,9 +97,6 @@ def pick(files: list[HistFile], day: dt.date, feed: str, version: str | None) ->
 
 class HistIndexClient(HttpClient):
     provider_name = "iex"
-
-    def __init__(self, config: ClientConfig, transport: httpx.BaseTransport | None = None) -> None:
-        super().__init__(config, transport=transport)
 
     def files(self, day: dt.date) -> list[HistFile]:
         """The index's entries for ``day`` (an empty list: IEX has no file for that day)."""
