@@ -85,6 +85,26 @@ def test_offline_all_symbols_from_the_files_alone(tmp_path: Path) -> None:
     assert feeds == [("iex", "tops")]
 
 
+def test_the_source_setting_alone_gives_the_days(tmp_path: Path) -> None:
+    write_days(tmp_path / "caps", DAYS)
+    out = mp(
+        "ingest",
+        "--provider",
+        "iex",
+        "-o",
+        f"source={tmp_path / 'caps'}",
+        "--symbols",
+        "AAPL",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "-o",
+        f"cache_dir={tmp_path / 'cache'}",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["partitions"] == len(DAYS)
+
+
 def test_a_download_killed_half_way_resumes(tmp_path: Path) -> None:
     (tmp_path / "caps").mkdir()
     capture = write_day(tmp_path / "caps", DAYS[0], trades_per_symbol=6000)

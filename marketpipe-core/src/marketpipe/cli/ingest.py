@@ -165,8 +165,7 @@ def ingest(
         raise InvalidInputError("give either --symbols AAPL,MSFT or --all-symbols")
     if (start is None) != (end is None):
         raise InvalidInputError("give both --start and --end, or neither (with --source)")
-    if start is None and source is None:
-        raise InvalidInputError("give the days to ingest: --start YYYY-MM-DD --end YYYY-MM-DD")
+    # Without dates the provider is asked which days its local data covers (run_ingest).
     request = IngestRequest(
         provider=provider,
         symbols=Symbol.parse_list(symbols) if symbols is not None else (),
