@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from core_helpers import StepProvider
+from marketpipe.ingestion.domain.request import FetchRequest
 from marketpipe.ingestion.infrastructure import registry
 from marketpipe.plugins import reset_plugins
 from marketpipe.specs import Setting
@@ -23,8 +24,16 @@ def fresh_plugins() -> Iterator[None]:
 
 
 @pytest.fixture
-def step_provider() -> Iterator[type[StepProvider]]:
-    StepProvider.calls = []
+def step_provider() -> Iterator[list[FetchRequest]]:
+    """Registers the ``step`` provider; yields the list of requests its instances are asked."""
+    calls: list[FetchRequest] = []
+
+    class Step(StepProvider):
+        """A step provider that records into this test's own list."""
+
+        def __init__(self, fail_symbol: str = "", token: object = None) -> None:
+            super().__init__(fail_symbol, token, calls)
+
     registry.provider(
         "step",
         settings=[
@@ -32,8 +41,8 @@ def step_provider() -> Iterator[type[StepProvider]]:
             Setting("token", "a secret", secret=True),
         ],
         deterministic=True,
-    )(StepProvider)
-    yield StepProvider
+    )(Step)
+    yield calls
     registry.unregister("step")
 
 

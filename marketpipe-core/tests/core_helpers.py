@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 from marketpipe.calendar import SessionWindow
+from marketpipe.errors import SymbolError
 from marketpipe.ingestion.domain.ports import IMarketDataProvider
 from marketpipe.ingestion.domain.request import FetchRequest
 from marketpipe.schema import bars_batch
@@ -37,20 +38,26 @@ def simple_bars(symbol: str, window: SessionWindow, step_minutes: int = 1) -> pa
 
 
 class StepProvider(IMarketDataProvider):
-    """Test provider: one bar per minute of every window; optional failure for one symbol."""
+    """Test provider: one bar per minute of every window; optional failure for one symbol (a
+    ``SymbolError``, about that symbol). Each request it is asked is appended to ``calls``."""
 
     feed = "test"
-    calls: list[FetchRequest] = []
 
-    def __init__(self, fail_symbol: str = "", token: object = None) -> None:
+    def __init__(
+        self,
+        fail_symbol: str = "",
+        token: object = None,
+        calls: list[FetchRequest] | None = None,
+    ) -> None:
         self.fail_symbol = fail_symbol
         self.token = token
+        self.calls = calls if calls is not None else []
 
     def fetch(self, request: FetchRequest) -> Iterator[pa.RecordBatch]:
-        StepProvider.calls.append(request)
+        self.calls.append(request)
         for symbol in request.symbols:
             if symbol.value == self.fail_symbol:
-                raise ConnectionError(f"upstream refused {symbol}")
+                raise SymbolError(f"upstream refused {symbol}")
             for window in request.windows:
                 yield simple_bars(symbol.value, window, request.timeframe.minutes)
 

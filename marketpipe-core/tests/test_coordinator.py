@@ -5,7 +5,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from core_helpers import StepProvider, simple_bars
+from core_helpers import StepProvider
+from marketpipe.errors import InvalidInputError
 from marketpipe.ingestion import (
     CreateIngestionJobCommand,
     DomainEvent,
@@ -71,7 +72,7 @@ def test_units_group_partitions_within_a_month_and_respect_batch_size(
     step_provider, data_dir: Path
 ) -> None:
     asyncio.run(run_ingest(request(data_dir, batch_size=390 * 3)))
-    units = StepProvider.calls
+    units = step_provider
     assert {len({w.day.month for w in u.windows}) for u in units} == {1}
     assert all(len(u.symbols) * sum(w.minutes for w in u.windows) <= 390 * 3 for u in units)
     assert sorted((s.value, w.day) for u in units for s in u.symbols for w in u.windows) == sorted(
@@ -91,26 +92,24 @@ def test_failed_partitions_are_reported_and_resume_fetches_only_them(
     step_provider, data_dir: Path
 ) -> None:
     bus, seen = recording_bus()
-    summary = asyncio.run(
-        run_ingest(request(data_dir, overrides={"fail_symbol": "MSFT"}, max_retries=1), bus)
-    )
+    summary = asyncio.run(run_ingest(request(data_dir, overrides={"fail_symbol": "MSFT"}), bus))
     assert summary.state is ProcessingState.FAILED
     assert summary.partitions_completed == 5 and len(summary.failures) == 5
     assert {f.symbol for f in summary.failures} == {"MSFT"}
-    assert "ConnectionError: upstream refused MSFT" in summary.failures[0].error
+    assert "SymbolError: upstream refused MSFT" in summary.failures[0].error
     failed = [e for e in seen if isinstance(e, IngestionJobFailed)]
     assert len(failed) == 1 and "5 of 10 partitions failed" in failed[0].error_message
 
     store = SqliteJobStore.for_data_dir(data_dir)
     assert {p.symbol for p in store.partitions(summary.job_id) if p.state == "FAILED"} == {"MSFT"}
-    StepProvider.calls = []
+    step_provider.clear()
     prepared = prepare_provider("step", {})
     job = asyncio.run(IngestionJobService(store).start_job(StartJobCommand(summary.job_id)))
     assert job.state is ProcessingState.IN_PROGRESS
     resumed = asyncio.run(execute(store, summary.job_id, prepared, data_dir, EventBus()))
     assert resumed.state is ProcessingState.COMPLETED
     assert resumed.partitions_skipped == 5 and resumed.partitions_completed == 5
-    assert {s.value for u in StepProvider.calls for s in u.symbols} == {"MSFT"}
+    assert {s.value for u in step_provider for s in u.symbols} == {"MSFT"}
     assert store.get(summary.job_id).bars_processed == 3900
 
 
@@ -172,7 +171,7 @@ def test_job_service_refuses_a_timeframe_the_provider_lacks(data_dir: Path) -> N
         command = CreateIngestionJobCommand(
             "AAPL", JAN, IngestionConfiguration(provider="daily", timeframe=Timeframe.M1)
         )
-        with pytest.raises(Exception, match="has no 1m bars; it offers 1d"):
+        with pytest.raises(InvalidInputError, match="has no 1m bars; it offers 1d"):
             asyncio.run(service.create_job(command))
     finally:
         unregister("daily")
@@ -183,7 +182,6 @@ def test_seed_per_bar_api_returns_objects(step_provider) -> None:
     assert len(bars) == 5 and bars[0].symbol == Symbol("AAPL")
     assert bars[0].low <= bars[0].open <= bars[0].high
     assert np.isclose(bars[1].open - bars[0].open, 0.01)
-    assert simple_bars  # the helper the provider uses
 
 
 def test_a_provider_user_error_fails_its_unit_without_retrying_each_symbol(
@@ -193,11 +191,11 @@ def test_a_provider_user_error_fails_its_unit_without_retrying_each_symbol(
 
     class Refused(StepProvider):
         def fetch(self, request):
-            StepProvider.calls.append(request)
+            self.calls.append(request)
             raise ProviderNotConfiguredError("wrong API key: set MARKETPIPE_REFUSED_KEY")
 
-    StepProvider.calls = []
-    register(ProviderSpec(name="refused", factory=lambda s: Refused(), description="x"))
+    calls: list = []
+    register(ProviderSpec(name="refused", factory=lambda s: Refused(calls=calls), description="x"))
     try:
         summary = asyncio.run(
             run_ingest(
@@ -207,7 +205,7 @@ def test_a_provider_user_error_fails_its_unit_without_retrying_each_symbol(
     finally:
         unregister("refused")
     assert summary.state is ProcessingState.FAILED
-    assert len(StepProvider.calls) == 1  # one unit, no retries, no per-symbol split
+    assert len(calls) == 1  # one unit, no retries, no per-symbol split
     assert {f.error for f in summary.failures} == {
         "ProviderNotConfiguredError: wrong API key: set MARKETPIPE_REFUSED_KEY"
     }

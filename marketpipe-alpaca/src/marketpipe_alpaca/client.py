@@ -27,6 +27,7 @@ from marketpipe.ingestion.connectors import (
     InvalidRequestError,
     MalformedResponseError,
     RateLimiter,
+    require_json_object,
 )
 from marketpipe.ingestion.connectors.base_client import error_message
 from marketpipe.ingestion.domain.values import Timeframe
@@ -73,6 +74,12 @@ def rfc3339(moment: dt.datetime | int) -> str:
     if moment.tzinfo is None:
         raise ValueError("naive datetimes are ambiguous: pass an aware datetime")
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _nanos(moment: dt.datetime | int) -> int:
+    if isinstance(moment, int):
+        return moment
+    return int(moment.timestamp()) * 1_000_000_000
 
 
 def _columns(symbol: str | pa.Array, bars: pa.StructArray) -> pa.Table:
@@ -124,6 +131,19 @@ class AlpacaClient(BaseApiClient):
             return f"/v2/stocks/{quote(symbol, safe='.')}/bars"
         return "/v2/stocks/bars"
 
+    def max_bars(
+        self,
+        symbol: str | Sequence[str],
+        start_ts: dt.datetime | int,
+        end_ts: dt.datetime | int,
+        timeframe: Timeframe = Timeframe.M1,
+        **options: Any,
+    ) -> int:
+        """Every bar of the range (one a timeframe, end included) for every symbol asked."""
+        span = _nanos(end_ts) - _nanos(start_ts)
+        per_symbol = span // Timeframe.parse(timeframe).nanos + 2
+        return per_symbol * (1 if isinstance(symbol, str) else len(symbol))
+
     def build_request_params(
         self,
         symbol: str | Sequence[str],
@@ -155,6 +175,7 @@ class AlpacaClient(BaseApiClient):
         requested symbol missing from the answer is zero bars."""
         # The reader takes one JSON document per line: fold any line breaks (whitespace only,
         # since JSON strings cannot hold raw ones).
+        require_json_object(raw_json, "alpaca")
         body = raw_json
         if b"\n" in body or b"\r" in body:
             body = body.replace(b"\n", b" ").replace(b"\r", b" ")
@@ -195,7 +216,7 @@ class AlpacaClient(BaseApiClient):
             if bars.null_count < len(bars):
                 parts.append(_columns(name, bars.flatten()))
         if not parts:
-            return BAR_SCHEMA.empty_table(), token
+            return _LOOSE.empty_table(), token
         return pa.concat_tables(parts), token
 
     def _parse_fallback(self, body: bytes, exc: Exception) -> tuple[pa.Table, str | None]:
@@ -206,7 +227,10 @@ class AlpacaClient(BaseApiClient):
             except ValueError:
                 data = None
             if isinstance(data, dict) and not data.get("bars"):
-                return BAR_SCHEMA.empty_table(), data.get("next_page_token") or None
+                token = data.get("next_page_token")
+                if token is not None and not isinstance(token, str):
+                    raise MalformedResponseError("alpaca sent a next_page_token that is not text")
+                return _LOOSE.empty_table(), token or None
         reason = str(exc).splitlines()[0][:120]
         raise MalformedResponseError(f"alpaca sent a body that does not decode ({reason})")
 

@@ -53,6 +53,12 @@ class ProviderError(MarketPipeError):
     """A provider failed to deliver data for a unit of work; the partitions record the reason."""
 
 
+class SymbolError(ProviderError):
+    """A failure about particular symbols (the provider refused them or cannot read them), not
+    about the request as a whole: a unit of several symbols is then tried symbol by symbol, so
+    the others still land. Any other failure fails the unit's partitions as they are."""
+
+
 class JobConflictError(UserError):
     """Another running job is ingesting overlapping partitions, or this job is already running."""
 

@@ -48,7 +48,6 @@ class IngestRequest:
     overrides: Mapping[str, str] = attrs.field(factory=dict)
     batch_size: int = 100_000
     max_concurrency: int = 2
-    max_retries: int = 3
     all_symbols: bool = False
 
 
@@ -162,7 +161,6 @@ async def run_ingest(
         configuration = IngestionConfiguration(
             provider=prepared.spec.name,
             batch_size=request.batch_size,
-            max_retries=request.max_retries,
             max_concurrency=request.max_concurrency,
             timeframe=request.timeframe,
             session=request.session,

@@ -128,7 +128,6 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
     help="about this many bars per unit of work (memory per in-flight unit)",
 )
 @click.option("--concurrency", default=2, show_default=True, help="units in flight at once")
-@click.option("--max-retries", default=3, show_default=True, help="retries of a failing unit")
 @click.option(
     "--metrics-port",
     type=int,
@@ -151,7 +150,6 @@ def ingest(
     feed: str | None,
     batch_size: int,
     concurrency: int,
-    max_retries: int,
     metrics_port: int | None,
     as_json: bool,
 ) -> None:
@@ -177,7 +175,6 @@ def ingest(
         overrides=overrides,
         batch_size=batch_size,
         max_concurrency=concurrency,
-        max_retries=max_retries,
     )
     run_job(lambda bus, cancel: run_ingest(request, bus, cancel), data_dir, as_json, metrics_port)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import attrs
@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from marketpipe import metrics
 from marketpipe.calendar import TradingCalendar, nyse_calendar
-from marketpipe.errors import DataUnavailableError, InvalidStateTransition, UserError
+from marketpipe.errors import InvalidStateTransition, SymbolError, UserError
 from marketpipe.ingestion.application.planning import WorkUnit, plan_units
 from marketpipe.ingestion.domain.events import (
     IngestionBatchProcessed,
@@ -79,16 +79,28 @@ class JobSummary:
 
 
 class CancelToken:
-    """Set it (from a signal handler, say) to stop launching units; in-flight ones finish."""
+    """Set it (from a signal handler, say) to stop the job: no unit is launched after it, fetches
+    in flight (a request, a wait the server asked for, a retry's backoff) are abandoned and
+    their partitions left for a resume; commits in flight finish."""
 
     def __init__(self) -> None:
         self._set = False
+        self._callbacks: list[Callable[[], None]] = []
 
     def set(self) -> None:
         self._set = True
+        for callback in list(self._callbacks):
+            callback()
 
     def is_set(self) -> bool:
         return self._set
+
+    def on_set(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` when the token is set (at once if it is); returns an undo."""
+        self._callbacks.append(callback)
+        if self._set:
+            callback()
+        return lambda: self._callbacks.remove(callback)
 
 
 def _describe(exc: BaseException) -> str:
@@ -108,7 +120,6 @@ class IngestionCoordinatorService:
         event_bus: EventBus,
         data_root: Path,
         calendar: TradingCalendar | None = None,
-        retry_delay: float = 0.5,
         cancel: CancelToken | None = None,
     ) -> None:
         self._store = job_store
@@ -119,10 +130,10 @@ class IngestionCoordinatorService:
         self._bus = event_bus
         self._root = Path(data_root)
         self._calendar = calendar or nyse_calendar()
-        self._retry_delay = retry_delay
         self._abort: str | None = None
         self._notes: list[str] = []
         self._cancel = cancel or CancelToken()
+        self._stopped = asyncio.Event()
 
     async def execute_job(self, job_id: IngestionJobId) -> JobSummary:
         """Run every partition of the job not yet committed; the job ends COMPLETED, FAILED, or
@@ -158,10 +169,19 @@ class IngestionCoordinatorService:
                 await self._run_unit(job, unit, failures, counts)
 
         self._abort = None
+        loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        stopped = self._stopped
+
+        def stop() -> None:
+            loop.call_soon_threadsafe(stopped.set)
+
+        undo = self._cancel.on_set(stop)
         await asyncio.to_thread(sweep_temp_files, self._root, job, [w.day for w in windows])
         try:
             await asyncio.gather(*(run(u) for u in units))
         finally:
+            undo()
             await self._provider.aclose()
 
         remaining = len(pending) - counts["completed"] - len(failures)
@@ -208,18 +228,22 @@ class IngestionCoordinatorService:
             notes=tuple(self._notes),
         )
 
-    async def _fetch(self, request: FetchRequest, retries: int) -> list[pa.RecordBatch]:
-        attempt = 0
-        while True:
-            try:
-                return await self._provider.fetch_async(request)
-            except (UserError, DataUnavailableError):
-                raise
-            except Exception:
-                if attempt >= retries:
-                    raise
-                await asyncio.sleep(min(self._retry_delay * 2**attempt, 30.0))
-                attempt += 1
+    async def _fetch(self, request: FetchRequest) -> list[pa.RecordBatch] | None:
+        """The provider's answer for one unit, or ``None`` when the job was stopped meanwhile.
+
+        Retrying is the provider's business (its connector's policy, one layer); the coordinator
+        never asks again, so a server that is down sees each request's attempts once."""
+        fetching = asyncio.ensure_future(self._provider.fetch_async(request))
+        stopping = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not fetching.done():
+            fetching.cancel()
+            await asyncio.gather(fetching, return_exceptions=True)
+            return None
+        return fetching.result()
 
     async def _run_unit(
         self,
@@ -248,20 +272,22 @@ class IngestionCoordinatorService:
             settings=cfg.settings,
         )
         try:
-            batches = await self._fetch(request, cfg.max_retries)
+            batches = await self._fetch(request)
+            if batches is None:
+                return  # stopped while fetching: left PENDING for a resume
             table = await asyncio.to_thread(self._assemble, batches)
         except Exception as exc:  # the provider's failure is the partitions' failure, recorded
             self._take_notes(job)
-            if isinstance(exc, UserError):
-                # Wrong credentials or a refused plan will not get better: stop asking.
-                self._abort = _describe(exc)
-            elif len(unit.symbols) > 1 and not isinstance(exc, DataUnavailableError):
+            if isinstance(exc, SymbolError) and len(unit.symbols) > 1:
                 # Isolate the culprit: one bad symbol must not fail its unit's neighbours.
                 for symbol in unit.symbols:
                     await self._run_unit(
                         job, WorkUnit((symbol,), unit.windows), failures, counts, announce=False
                     )
                 return
+            if isinstance(exc, UserError):
+                # Wrong credentials or a refused plan will not get better: stop asking.
+                self._abort = _describe(exc)
             self._fail(job, unit, _describe(exc), failures)
             return
         self._take_notes(job)

@@ -18,9 +18,11 @@ from marketpipe.ingestion.connectors.errors import (
     MalformedResponseError,
     ProviderUnavailableError,
     RateLimitedError,
+    ResponseTooLargeError,
 )
 from marketpipe.ingestion.connectors.rate_limiter import RateLimiter
 from marketpipe.ingestion.connectors.retry import backoff, retry_after, should_retry
+from marketpipe.ingestion.connectors.shape import require_json_object
 
 __all__ = [
     "AlpacaClient",
@@ -35,7 +37,9 @@ __all__ = [
     "ProviderUnavailableError",
     "RateLimitedError",
     "RateLimiter",
+    "ResponseTooLargeError",
     "backoff",
+    "require_json_object",
     "retry_after",
     "should_retry",
 ]

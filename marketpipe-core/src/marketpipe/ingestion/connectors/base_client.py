@@ -5,6 +5,13 @@ and be retried: 429 and 5xx answers, connect and read timeouts, resets, truncate
 bodies. Client errors (400, 401, 403, 404, 422) are never retried. Waits are capped exponential
 backoff with full jitter, or what the server asked for, whichever is longer; attempts and total
 time are bounded. Subclasses say what to request and how to decode it.
+
+Nothing a server sends is trusted: an attempt has a deadline from connect to the last body byte
+(``ClientConfig.deadline``, within the request's ``max_total_seconds``), a body is read as a
+stream and refused past ``max_body_bytes`` decompressed bytes (a gzip bomb is caught while it
+inflates), a wait the server asks for that is longer than the time left fails the request at
+once, and a chain of pages is bounded (``max_pages``, the bars the request can hold, and at
+most two empty pages in a row that still point to a next one).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from marketpipe.ingestion.connectors.errors import (
     MalformedResponseError,
     ProviderUnavailableError,
     RateLimitedError,
+    ResponseTooLargeError,
 )
 from marketpipe.ingestion.connectors.rate_limiter import RateLimiter
 from marketpipe.ingestion.connectors.retry import backoff, retry_after, should_retry
@@ -36,6 +44,34 @@ log = logging.getLogger("marketpipe.connectors")
 
 T = TypeVar("T")
 Decoder = Callable[[bytes], T]
+
+
+class _DeadlinePassed(Exception):
+    """An attempt ran past its deadline (a server trickling its answer)."""
+
+    def __init__(self, error: ConnectorError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 7200:
+        return f"{seconds / 3600:,.1f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:,.1f} min"
+    return f"{seconds:,.1f} s"
+
+
+def _buffered(response: httpx.Response, body: bytes) -> httpx.Response:
+    """A read, decoded copy of a streamed answer, for error messages."""
+    headers = {
+        k: v
+        for k, v in response.headers.items()
+        if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    }
+    return httpx.Response(
+        response.status_code, headers=headers, content=body, request=response.request
+    )
 
 
 @attrs.frozen
@@ -133,7 +169,7 @@ class HttpClient:
     # -- one request, retried -----------------------------------------------------------------
 
     def _attempt_outcome(
-        self, response: httpx.Response | None, exc: Exception | None
+        self, response: httpx.Response | None, body: bytes, exc: Exception | None
     ) -> bytes | _Retry:
         """The body of a successful answer, or why this attempt failed (raising if it is final)."""
         status = str(response.status_code) if response is not None else type(exc).__name__
@@ -143,6 +179,8 @@ class HttpClient:
             if response.status_code == 429:
                 metrics.RATE_LIMITED.labels(self.provider_name).inc()
         if exc is not None:
+            if isinstance(exc, _DeadlinePassed):
+                return _Retry(exc.error)
             kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
             return _Retry(
                 ProviderUnavailableError(
@@ -152,29 +190,44 @@ class HttpClient:
             )
         assert response is not None
         if response.status_code == 200:
-            return response.content
-        error = self.classify_error(response)
-        if not self.should_retry(response.status_code, response.content):
+            return body
+        answer = _buffered(response, body)
+        error = self.classify_error(answer)
+        if not self.should_retry(response.status_code, body):
             raise error
-        wait = retry_after(response.headers)
-        if response.status_code == 429 and wait:
-            self.rate_limiter.penalize(wait)
-        return _Retry(error, wait)
+        return _Retry(error, retry_after(response.headers))
 
     @staticmethod
     def _decoded(decode: Decoder[T], body: bytes) -> T | _Retry:
         try:
             return decode(body)
+        except ResponseTooLargeError:
+            raise
         except MalformedResponseError as malformed:
             return _Retry(malformed)
 
+    def _time_left(self, started: float) -> float:
+        return self.config.max_total_seconds - (time.monotonic() - started)
+
+    def _attempt_deadline(self, started: float) -> float:
+        """When this attempt must have its last byte: its own deadline, within the request's."""
+        return time.monotonic() + max(0.0, min(self.config.deadline, self._time_left(started)))
+
     def _next_wait(self, attempt: int, outcome: _Retry, started: float) -> float:
-        """Seconds to wait before the next attempt; raises the last error when retries are spent."""
+        """Seconds to wait before the next attempt; raises the last error when retries are spent
+        or the server asks for a wait longer than the time left."""
+        left = self._time_left(started)
+        if outcome.wait is not None and outcome.wait > left:
+            raise type(outcome.error)(
+                f"{outcome.error}; the server asked to wait {_duration(outcome.wait)}, more than "
+                f"the {_duration(max(0.0, left))} left for this request"
+            )
+        if outcome.wait and isinstance(outcome.error, RateLimitedError):
+            self.rate_limiter.penalize(outcome.wait)
         wait = self._backoff(attempt)
         if outcome.wait is not None:
             wait = max(wait, outcome.wait)
-        spent = time.monotonic() - started + wait > self.config.max_total_seconds
-        if attempt + 1 >= self.config.max_attempts or spent:
+        if attempt + 1 >= self.config.max_attempts or wait > left:
             raise outcome.error
         self.retries += 1
         metrics.RETRIES.labels(self.provider_name).inc()
@@ -188,21 +241,79 @@ class HttpClient:
         outside :meth:`request`, such as downloads); raises ``error`` when retries are spent."""
         return self._next_wait(attempt, _Retry(error, server_wait), started)
 
+    def _too_large(self, size: int | str) -> ResponseTooLargeError:
+        return ResponseTooLargeError(
+            f"{self.provider_name} sent a body of more than {self.config.max_body_bytes:,} "
+            f"bytes ({size}); refused rather than held in memory (max_body_bytes)"
+        )
+
+    def _check_length(self, response: httpx.Response) -> None:
+        length = response.headers.get("content-length", "")
+        encoded = response.headers.get("content-encoding", "identity") != "identity"
+        if length.isdigit() and int(length) > self.config.max_body_bytes and not encoded:
+            raise self._too_large(f"Content-Length {int(length):,}")
+
+    def _slow(self, deadline_seconds: float) -> _DeadlinePassed:
+        return _DeadlinePassed(
+            ProviderUnavailableError(
+                f"{self.provider_name} did not finish its answer within "
+                f"{_duration(deadline_seconds)} (deadline); it may be overloaded, retry later"
+            )
+        )
+
+    def _get(
+        self, path: str, params: dict[str, str], deadline: float
+    ) -> tuple[httpx.Response, bytes]:
+        """One GET, its body read as a stream: capped in size, bounded by ``deadline``."""
+        allowed = deadline - time.monotonic()
+        timeout = self.config.httpx_timeout(allowed)
+        with self.client.stream("GET", path, params=params, timeout=timeout) as response:
+            self._check_length(response)
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > self.config.max_body_bytes:
+                    raise self._too_large(f"{len(body):,} so far")
+                if time.monotonic() > deadline:
+                    raise self._slow(allowed)
+            return response, bytes(body)
+
+    async def _async_get(
+        self, path: str, params: dict[str, str], deadline: float
+    ) -> tuple[httpx.Response, bytes]:
+        allowed = deadline - time.monotonic()
+        timeout = self.config.httpx_timeout(allowed)
+        try:
+            async with asyncio.timeout(allowed):
+                async with self.async_client.stream(
+                    "GET", path, params=params, timeout=timeout
+                ) as response:
+                    self._check_length(response)
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > self.config.max_body_bytes:
+                            raise self._too_large(f"{len(body):,} so far")
+                    return response, bytes(body)
+        except TimeoutError:
+            raise self._slow(allowed) from None
+
     def request(self, path: str, params: dict[str, str], decode: Decoder[T]) -> T:
         started = time.monotonic()
         for attempt in range(self.config.max_attempts):
             slot = self.rate_limiter.acquire_slot()
             self.requests += 1
             response: httpx.Response | None = None
+            body = b""
             failure: Exception | None = None
             try:
-                response = self.client.get(path, params=params)
-            except httpx.TransportError as exc:  # timeouts, resets, truncated bodies
+                response, body = self._get(path, params, self._attempt_deadline(started))
+            except (httpx.TransportError, _DeadlinePassed) as exc:  # timeouts, resets, trickles
                 failure = exc
             finally:
                 slot.done()
-            body = self._attempt_outcome(response, failure)
-            outcome = body if isinstance(body, _Retry) else self._decoded(decode, body)
+            got = self._attempt_outcome(response, body, failure)
+            outcome = got if isinstance(got, _Retry) else self._decoded(decode, got)
             if not isinstance(outcome, _Retry):
                 return outcome
             time.sleep(self._next_wait(attempt, outcome, started))
@@ -214,20 +325,23 @@ class HttpClient:
             slot = await self.rate_limiter.async_acquire_slot()
             self.requests += 1
             response: httpx.Response | None = None
+            body = b""
             failure: Exception | None = None
             try:
-                response = await self.async_client.get(path, params=params)
-            except httpx.TransportError as exc:
+                response, body = await self._async_get(
+                    path, params, self._attempt_deadline(started)
+                )
+            except (httpx.TransportError, _DeadlinePassed) as exc:
                 failure = exc
             finally:
                 slot.done()
-            body = self._attempt_outcome(response, failure)
+            got = self._attempt_outcome(response, body, failure)
             # Decoding is CPU work that releases the GIL: off the event loop, other requests
             # keep flowing meanwhile.
             outcome = (
-                body
-                if isinstance(body, _Retry)
-                else await asyncio.to_thread(self._decoded, decode, body)
+                got
+                if isinstance(got, _Retry)
+                else await asyncio.to_thread(self._decoded, decode, got)
             )
             if not isinstance(outcome, _Retry):
                 return outcome
@@ -263,6 +377,11 @@ class BaseApiClient(HttpClient, abc.ABC):
     def parse_response(self, raw_json: bytes, **context: Any) -> tuple[pa.Table, str | None]:
         """Decode one page: its bars (canonical table) and the next page's cursor, or ``None``."""
 
+    def max_bars(self, symbol: Any, start_ts: Any, end_ts: Any, **options: Any) -> int | None:
+        """The most bars the request can hold (every bar of the range, every symbol), if the
+        subclass can tell: a chain of pages bringing more is malformed."""
+        return None
+
     def fetch_batch(self, symbol: Any, start_ts: Any, end_ts: Any, **options: Any) -> pa.Table:
         """Every page for ``symbol`` (or several) from ``start_ts`` to ``end_ts``, as one table.
 
@@ -284,7 +403,12 @@ class BaseApiClient(HttpClient, abc.ABC):
 
 
 class _Pager:
-    """Follows cursors until the last page; a cursor that repeats is a malformed answer."""
+    """Follows cursors until the last page. A cursor that repeats, more bars than the request
+    can hold (``BaseApiClient.max_bars``), more than ``ClientConfig.max_pages`` pages, or empty
+    pages that keep pointing to another one are a malformed answer: the chain ends instead of
+    looping."""
+
+    EMPTY_PAGES_IN_A_ROW = 2
 
     def __init__(
         self,
@@ -300,6 +424,11 @@ class _Pager:
         self.seen: set[str] = set()
         self.tables: list[pa.Table] = []
         self.done = False
+        self.pages = 0
+        self.rows = 0
+        self.empty_in_a_row = 0
+        self.max_pages = client.config.max_pages
+        self.max_rows = client.max_bars(symbol, start_ts, end_ts, **options)
 
     def params(self) -> dict[str, str]:
         return self.client.build_request_params(
@@ -309,14 +438,33 @@ class _Pager:
     def decode(self, raw: bytes) -> tuple[pa.Table, str | None]:
         return self.client.parse_response(raw, symbols=self.symbol)
 
+    def _malformed(self, why: str) -> MalformedResponseError:
+        return MalformedResponseError(
+            f"{self.client.provider_name} {why}; stopping rather than looping"
+        )
+
     def add(self, page: tuple[pa.Table, str | None]) -> None:
         table, cursor = page
-        self.tables.append(table)
+        self.pages += 1
+        if table.num_rows:
+            self.tables.append(table)
+            self.empty_in_a_row = 0
+        elif cursor:
+            self.empty_in_a_row += 1
+            if self.empty_in_a_row > self.EMPTY_PAGES_IN_A_ROW:
+                raise self._malformed(
+                    f"sent {self.empty_in_a_row} empty pages in a row, each pointing to another"
+                )
         if cursor and cursor in self.seen:
-            raise MalformedResponseError(
-                f"{self.client.provider_name} returned the same page cursor twice; stopping "
-                "rather than looping"
+            raise self._malformed("returned the same page cursor twice")
+        self.rows += table.num_rows
+        if self.max_rows is not None and self.rows > self.max_rows:
+            raise self._malformed(
+                f"sent more bars ({self.rows:,} by page {self.pages:,}) than the request can "
+                f"hold ({self.max_rows:,})"
             )
+        if cursor and self.pages >= self.max_pages:
+            raise self._malformed(f"kept paging past {self.max_pages:,} pages (max_pages)")
         if cursor:
             self.seen.add(cursor)
         self.cursor = cursor
@@ -325,6 +473,8 @@ class _Pager:
     def table(self) -> pa.Table:
         from marketpipe.schema import BAR_SCHEMA
 
+        # Empty pages are left out above: whatever schema an empty shape decoded to, it never
+        # meets a full page's.
         return pa.concat_tables(self.tables) if self.tables else BAR_SCHEMA.empty_table()
 
 

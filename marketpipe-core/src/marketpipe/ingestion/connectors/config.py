@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 
 import attrs
 import httpx
 
 from marketpipe.secrets import Secret
+
+
+def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"{attribute.name} must be a positive finite number, got {value!r}")
+
+
+def _count(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be a whole number of at least 1, got {value!r}")
 
 
 def _secret(value: Secret | str | None) -> Secret | None:
@@ -18,25 +29,38 @@ def _secret(value: Secret | str | None) -> Secret | None:
 
 @attrs.frozen(kw_only=True)
 class ClientConfig:
-    """How to reach an API. Timeouts are explicit: a stalled server never hangs a job.
+    """How to reach an API. Every bound is explicit: a stalled, slow or hostile server never
+    hangs a job or fills its memory.
 
+    :param timeout: seconds a single read (or write) may wait.
+    :param connect_timeout: seconds to connect.
+    :param deadline: seconds one attempt may take from connect to the last body byte (a server
+        trickling its answer a byte at a time is cut off here).
     :param max_attempts: tries per request, the first included.
-    :param max_total_seconds: a request gives up once its retries would pass this budget.
+    :param max_total_seconds: a request, retries and waits included, gives up within this; a
+        server asking for a longer wait fails it at once.
+    :param max_body_bytes: the largest body accepted, counted after decompression.
+    :param max_pages: the most pages one paginated request may take.
     """
 
     base_url: str
     api_key: Secret | None = attrs.field(default=None, converter=_secret)
     api_secret: Secret | None = attrs.field(default=None, converter=_secret)
-    timeout: float = 30.0
-    connect_timeout: float = 10.0
-    max_attempts: int = 6
-    max_total_seconds: float = 300.0
-    backoff_base: float = 0.5
-    backoff_cap: float = 30.0
+    timeout: float = attrs.field(default=30.0, validator=_positive)
+    connect_timeout: float = attrs.field(default=10.0, validator=_positive)
+    deadline: float = attrs.field(default=120.0, validator=_positive)
+    max_attempts: int = attrs.field(default=6, validator=_count)
+    max_total_seconds: float = attrs.field(default=300.0, validator=_positive)
+    backoff_base: float = attrs.field(default=0.5, validator=_positive)
+    backoff_cap: float = attrs.field(default=30.0, validator=_positive)
+    max_body_bytes: int = attrs.field(default=64 * 2**20, validator=_count)
+    max_pages: int = attrs.field(default=10_000, validator=_count)
     user_agent: str = "marketpipe"
 
-    def httpx_timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(self.timeout, connect=self.connect_timeout)
+    def httpx_timeout(self, within: float | None = None) -> httpx.Timeout:
+        """httpx's timeouts, none longer than ``within`` seconds when given."""
+        cap = float("inf") if within is None else max(0.001, within)
+        return httpx.Timeout(min(self.timeout, cap), connect=min(self.connect_timeout, cap))
 
 
 class HeaderTokenAuth(httpx.Auth):

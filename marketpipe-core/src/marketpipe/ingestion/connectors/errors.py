@@ -35,3 +35,7 @@ class ProviderUnavailableError(ConnectorError):
 
 class MalformedResponseError(ConnectorError):
     """The body could not be decoded (truncated, not JSON, unexpected shape), even after retries."""
+
+
+class ResponseTooLargeError(MalformedResponseError):
+    """A body passed the client's size cap (``ClientConfig.max_body_bytes``); never retried."""

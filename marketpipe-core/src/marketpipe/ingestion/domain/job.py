@@ -73,7 +73,10 @@ def _str_dict(value: Mapping[str, str]) -> dict[str, str]:
 
 @attrs.frozen(kw_only=True)
 class IngestionConfiguration:
-    """How a job runs. ``settings`` holds the provider's non-secret settings only."""
+    """How a job runs. ``settings`` holds the provider's non-secret settings only.
+
+    ``max_retries`` is kept for the seed's API and stored jobs; retrying is the provider
+    connector's policy alone (``ClientConfig.max_attempts``), never multiplied here."""
 
     provider: str
     batch_size: int = attrs.field(default=100_000, validator=_positive)

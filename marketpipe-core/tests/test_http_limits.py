@@ -1,0 +1,235 @@
+"""The connector toolkit against real hostile servers on 127.0.0.1: every answer is bounded in
+time, memory and page count, and a server's requested wait never outlasts the request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import tracemalloc
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from marketpipe.ingestion.connectors import (
+    BaseApiClient,
+    ClientConfig,
+    MalformedResponseError,
+    ProviderUnavailableError,
+    RateLimitedError,
+    RateLimiter,
+    ResponseTooLargeError,
+    require_json_object,
+)
+from marketpipe.testing_http import Answer, ScriptedServer, gzip_bomb
+
+
+class JsonBars(BaseApiClient):
+    """A minimal paginated API: ``{"n": rows, "next": cursor}`` pages."""
+
+    provider_name = "scripted"
+    bars_possible: int | None = None
+
+    def endpoint(self, symbol: Any) -> str:
+        return "/bars"
+
+    def build_request_params(self, symbol, start_ts, end_ts, cursor, **options):  # type: ignore[no-untyped-def]
+        return {"cursor": cursor} if cursor else {}
+
+    def parse_response(self, raw_json: bytes, **context: Any) -> tuple[pa.Table, str | None]:
+        require_json_object(raw_json, self.provider_name)
+        page = json.loads(raw_json)
+        table = pa.table({"x": pa.array(range(int(page.get("n", 0))), pa.int64())})
+        return table, page.get("next")
+
+    def max_bars(self, symbol: Any, start_ts: Any, end_ts: Any, **options: Any) -> int | None:
+        return self.bars_possible
+
+
+def client(server: ScriptedServer, **config: Any) -> JsonBars:
+    settings: dict[str, Any] = {"max_attempts": 1, "backoff_base": 0.01, "backoff_cap": 0.02}
+    settings.update(config)
+    return JsonBars(ClientConfig(base_url=server.url, **settings), None, RateLimiter(1000, 1.0))
+
+
+def page(n: int, cursor: str | None = None) -> bytes:
+    return json.dumps({"n": n, "next": cursor}).encode()
+
+
+# -- bounded time -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "mode"),
+    [
+        (Answer(body=page(5) + b" " * 200, trickle=0.05), "sync"),  # body a byte at a time
+        (Answer(body=page(5) + b" " * 200, trickle=0.05), "async"),
+        (Answer(body=page(5) + b" " * 200, trickle=0.05, chunked=True), "sync"),
+        (Answer(body=page(5) + b" " * 200, trickle=0.05, chunked=True), "async"),
+        # Jobs use the async path, where the deadline covers the headers too.
+        (Answer(body=page(5), header_trickle=0.05), "async"),
+    ],
+)
+def test_a_trickling_server_is_cut_off_at_the_deadline(answer: Answer, mode: str) -> None:
+    with ScriptedServer([answer]) as server:
+        c = client(server, deadline=1.0, timeout=5.0)
+        started = time.monotonic()
+        with pytest.raises(ProviderUnavailableError, match=r"within 1\.0 s"):
+            if mode == "sync":
+                c.fetch_batch("X", 0, 1)
+            else:
+                asyncio.run(c.async_fetch_batch("X", 0, 1))
+        elapsed = time.monotonic() - started
+    # Each byte came within the read timeout (5 s): only the deadline can have stopped it.
+    assert elapsed < 3.0, elapsed
+
+
+def test_the_deadline_is_within_the_requests_total_budget() -> None:
+    answers = [Answer(status=503, body=b"{}"), Answer(body=page(1) + b" " * 400, trickle=0.05)]
+    with ScriptedServer(answers) as server:
+        c = client(server, max_attempts=5, deadline=60.0, max_total_seconds=1.5, timeout=5.0)
+        started = time.monotonic()
+        with pytest.raises(ProviderUnavailableError):
+            asyncio.run(c.async_fetch_batch("X", 0, 1))
+        assert time.monotonic() - started < 3.0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Retry-After": str(3 * 86400)},  # three days
+        {"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"},
+        {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(time.time()) + 86400)},
+    ],
+)
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_wait_longer_than_the_time_left_fails_at_once_naming_it(
+    headers: dict[str, str], status: int
+) -> None:
+    with ScriptedServer(
+        [Answer(status=status, body=b'{"message": "slow down"}', headers=headers)]
+    ) as server:
+        c = client(server, max_attempts=6, max_total_seconds=60.0)
+        started = time.monotonic()
+        error = RateLimitedError if status == 429 else ProviderUnavailableError
+        with pytest.raises(error, match=r"asked to wait [\d,.]+ h, more than the [\d.]+ s left"):
+            asyncio.run(c.async_fetch_batch("X", 0, 1))
+        assert time.monotonic() - started < 2.0
+        assert len(server.requests) == 1
+    # The shared limiter was not put to sleep for days: the next request goes at once.
+    assert c.rate_limiter.acquire_slot().wait < 1.0
+
+
+def test_a_wait_within_the_budget_is_honoured_and_holds_the_limiter() -> None:
+    answers = [Answer(status=429, body=b"{}", headers={"Retry-After": "1"}), Answer(body=page(3))]
+    with ScriptedServer(answers) as server:
+        c = client(server, max_attempts=3)
+        started = time.monotonic()
+        assert c.fetch_batch("X", 0, 1).num_rows == 3
+        assert time.monotonic() - started >= 1.0
+
+
+# -- bounded memory -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Answer(body=page(1) + b" " * 3_000_000),  # announced by Content-Length
+        Answer(body=page(1) + b" " * 3_000_000, chunked=True),  # no length announced
+        Answer(body=b" " * 3_000_000, gzip=True),  # 3 MB that travels as 3 KB
+        Answer(body=page(1) + b" " * 3_000_000, gzip=True, chunked=True),
+    ],
+)
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_body_past_the_cap_is_refused_and_not_retried(answer: Answer, mode: str) -> None:
+    with ScriptedServer([answer]) as server:
+        c = client(server, max_attempts=4, max_body_bytes=1_000_000)
+        with pytest.raises(ResponseTooLargeError, match="more than 1,000,000 bytes"):
+            if mode == "sync":
+                c.fetch_batch("X", 0, 1)
+            else:
+                asyncio.run(c.async_fetch_batch("X", 0, 1))
+        assert len(server.requests) == 1
+
+
+def test_a_gzip_bomb_is_stopped_while_it_inflates() -> None:
+    bomb = gzip_bomb(400 * 2**20)  # 400 MiB of spaces, about 400 KB on the wire
+    answer = Answer(body=bomb, headers={"Content-Encoding": "gzip"})
+    with ScriptedServer([answer]) as server:
+        c = client(server, max_body_bytes=2 * 2**20)
+        tracemalloc.start()
+        try:
+            with pytest.raises(ResponseTooLargeError):
+                c.fetch_batch("X", 0, 1)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    # Inflating stopped within a network read of the cap (httpx inflates a read at a time),
+    # far below the 400 MiB the whole body would take.
+    assert peak < 150 * 2**20, peak
+
+
+# -- bounded page chains ------------------------------------------------------------------------
+
+
+def test_empty_pages_that_keep_pointing_on_end_the_chain() -> None:
+    answers = [Answer(body=page(0, f"token-{i}")) for i in range(50)]
+    with ScriptedServer(answers) as server:
+        with pytest.raises(MalformedResponseError, match="3 empty pages in a row"):
+            client(server).fetch_batch("X", 0, 1)
+        assert len(server.requests) == 3
+
+
+def test_a_chain_bringing_more_bars_than_the_request_holds_ends() -> None:
+    answers = [Answer(body=page(10, f"token-{i}")) for i in range(50)]
+    with ScriptedServer(answers) as server:
+        c = client(server)
+        c.bars_possible = 35
+        with pytest.raises(MalformedResponseError, match=r"more bars \(40 by page 4\)"):
+            c.fetch_batch("X", 0, 1)
+
+
+def test_a_chain_past_max_pages_ends() -> None:
+    answers = [Answer(body=page(1, f"token-{i}")) for i in range(50)]
+    with ScriptedServer(answers) as server:
+        with pytest.raises(MalformedResponseError, match="past 5 pages"):
+            asyncio.run(client(server, max_pages=5).async_fetch_batch("X", 0, 1))
+        assert len(server.requests) == 5
+
+
+def test_a_chain_with_an_empty_page_inside_or_last_keeps_every_bar() -> None:
+    answers = [
+        Answer(body=page(4, "a")),
+        Answer(body=page(0, "b")),
+        Answer(body=page(3, "c")),
+        Answer(body=page(0)),
+    ]
+    with ScriptedServer(answers) as server:
+        assert client(server).fetch_batch("X", 0, 1).num_rows == 7
+
+
+# -- shape before parsing -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"null", b"  null  ", b"5", b"[]", b"[1, 2]", b"null null", b'"text"', b"true", b"", b"\n"],
+)
+def test_a_body_that_is_not_a_json_object_is_malformed(body: bytes) -> None:
+    with pytest.raises(MalformedResponseError, match="not a JSON object"):
+        require_json_object(body, "scripted")
+
+
+def test_config_refuses_bounds_that_are_not_bounds() -> None:
+    for bad in (
+        {"deadline": 0},
+        {"deadline": float("inf")},
+        {"timeout": float("nan")},
+        {"max_attempts": 0},
+        {"max_attempts": 2.5},
+        {"max_body_bytes": -1},
+        {"max_pages": True},
+    ):
+        with pytest.raises(ValueError, match="must be"):
+            ClientConfig(base_url="http://127.0.0.1:1", **bad)
