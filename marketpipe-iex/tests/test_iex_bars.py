@@ -181,3 +181,64 @@ def test_session_windows_select_minutes() -> None:
     assert minutes.to_table(Timeframe.M1, REGULAR).num_rows == 2
     assert minutes.to_table(Timeframe.M1, EXTENDED).num_rows == 4
     assert minutes.to_table(Timeframe.M1).num_rows == 5
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_a_break_cancels_only_the_latest_earlier_trade_of_its_symbol_and_id(seed: int) -> None:
+    # Trade ids restart after a sequence reset and are shared between symbols: a break names a
+    # (symbol, id), and cancels the latest trade before it that has both.
+    rng = random.Random(seed)
+    start = ns(DAY, "04:00")
+    stream: list[tuple[str, tuple]] = []
+    for i in range(1500):
+        ts = start + i * 20 * 10**9
+        if stream and rng.random() < 0.08:
+            kind, earlier = rng.choice([s for s in stream if s[0] == "T"])
+            stream.append(("B", (ts, earlier[1], earlier[2], earlier[3], earlier[4], 0)))
+            continue
+        symbol = rng.choice(["AAPL", "MSFT", "ZVZZT"])
+        trade_id = rng.randrange(1, 40)  # few ids: many trades share one
+        stream.append(
+            (
+                "T",
+                (ts, symbol, rng.randrange(1, 500), rng.randrange(990_000, 1_010_000), trade_id, 0),
+            )
+        )
+    cancelled: set[int] = set()
+    for position, (kind, row) in enumerate(stream):
+        if kind == "B":
+            for back in range(position - 1, -1, -1):
+                k, t = stream[back]
+                if k == "T" and (t[1], t[4]) == (row[1], row[4]):
+                    cancelled.add(back)
+                    break
+    trades = [row for kind, row in stream if kind == "T"]
+    positions = [p for p, (kind, _) in enumerate(stream) if kind == "T"]
+    kept = [t for t, p in zip(trades, positions, strict=True) if p not in cancelled]
+    expected = reference(kept, set())
+    messages: list[bytes | None] = [
+        trade(r[0], r[1], r[2], r[3] / 1e4, r[4])
+        if kind == "T"
+        else trade_break(r[0], r[1], r[2], r[3] / 1e4, r[4])
+        for kind, r in stream
+    ]
+    got = rows(build(messages, chunk_size=4096, merge_every=50).finish().to_table())
+    assert cancelled and set(got) == set(expected)
+    for key, want in expected.items():
+        for column in ("open", "high", "low", "close", "volume", "trade_count"):
+            assert got[key][column] == want[column], (key, column)
+
+
+def test_breaks_that_leave_minutes_with_no_trade_at_all_are_no_bars() -> None:
+    t = ns(DAY, "10:00")
+    messages: list[bytes | None] = [
+        trade(t, "AAPL", 100, 170.0, 1),
+        trade(t + 1, "AAPL", 100, 171.0, 2),
+        trade(t + MINUTE, "MSFT", 100, 400.0, 3),
+        trade_break(t + 2 * MINUTE, "AAPL", 100, 170.0, 1),
+        trade_break(t + 2 * MINUTE, "AAPL", 100, 171.0, 2),
+        trade_break(t + 2 * MINUTE, "MSFT", 100, 400.0, 3),
+        trade_break(t + 2 * MINUTE, "SPY", 100, 400.0, 3),  # names no trade: changes nothing
+    ]
+    table = build(messages).finish().to_table()
+    assert table.num_rows == 0

@@ -291,3 +291,85 @@ def test_a_job_reads_each_days_capture_once(
     )
     assert summary.partitions_completed == 6 and summary.bars > 0
     assert sorted(decoded) == ["2024-03-04", "2024-03-05"]
+
+
+# -- nothing from the network becomes a path ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        {"protocol": "../../../tmp/evil"},
+        {"protocol": "IEXTP1/.."},
+        {"protocol": ""},
+        {"feed": "TOPS/../../x"},
+        {"feed": ".."},
+        {"version": "1.6/../../../x"},
+        {"version": ".."},
+        {"version": "1.6\x00"},
+        {"version": "9" * 40},
+    ],
+)
+def test_an_index_entry_with_unexpected_names_is_rejected(hostile: dict[str, str]) -> None:
+    with pytest.raises(MalformedResponseError, match="IEX HIST index entry is malformed"):
+        parse_index(json.dumps([{**ENTRY, **hostile}]).encode())
+
+
+def test_an_entry_of_a_feed_marketpipe_does_not_read_is_left_out() -> None:
+    files = parse_index(json.dumps([ENTRY, {**ENTRY, "feed": "QUOTES2"}]).encode())
+    assert [f.feed for f in files] == ["TOPS"]
+
+
+def test_the_cache_file_name_is_built_from_checked_parts_never_the_link() -> None:
+    from marketpipe_iex.provider import _file_name
+
+    evil = {**ENTRY, "link": "https://x.test/dl/..%2F..%2F..%2Fhome%2Fuser%2F.bashrc"}
+    hist = parse_index(json.dumps([evil]).encode())[0]
+    assert _file_name(hist) == "20240102_IEXTP1_TOPS1.6.pcap.gz"
+
+
+def test_a_download_stops_as_soon_as_it_passes_the_promised_size(tmp_path: Path) -> None:
+    from marketpipe.ingestion.connectors.base_client import HttpClient
+    from marketpipe.ingestion.connectors.download import download_file
+    from marketpipe.testing_http import Answer, ScriptedServer
+
+    body = b"x" * (8 << 20)
+    with ScriptedServer([Answer(body=body, headers={"Content-Type": "application/gzip"})]) as s:
+        client = HttpClient(ClientConfig(base_url=s.url))
+        target = tmp_path / "day.pcap.gz"
+        with pytest.raises(MalformedResponseError, match="more than the 1,000 bytes"):
+            download_file(client, f"{s.url}/file", target, expected_size=1000)
+        client.close()
+    assert not target.exists() and not list(tmp_path.iterdir())
+
+
+def test_an_empty_source_folder_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidInputError, match="holds no file"):
+        IexHistProvider(source=str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize(
+    "stale",
+    [
+        pa.table({"symbol": ["AAPL"], "minute": [1]}),  # columns missing
+        pa.table({"x": [1.0]}),
+        None,  # not parquet at all
+    ],
+)
+def test_a_day_cache_file_of_another_schema_is_decoded_again(
+    week: list[Path], tmp_path: Path, stale: pa.Table | None
+) -> None:
+    import pyarrow.parquet as pq
+    from marketpipe_iex import day_cache
+
+    expected = fetch(IexHistProvider(source=str(week[0])), request(DAYS[:1]))
+    cached = day_cache.cache_file(tmp_path / "bars", week[0])
+    cached.parent.mkdir(parents=True)
+    if stale is None:
+        cached.write_bytes(b"PAR1 garbage")
+    else:
+        pq.write_table(stale, cached)
+    provider = IexHistProvider(source=str(week[0]), cache_dir=str(tmp_path))
+    assert fetch(provider, request(DAYS[:1])).equals(expected)
+    assert day_cache.load(cached) is not None  # replaced by a good one

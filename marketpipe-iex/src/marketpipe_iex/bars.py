@@ -60,8 +60,13 @@ SPILLED = np.dtype(
     ]
 )
 
+#: A trade break as kept until the end: the symbol's code, the broken trade's id, its position.
+BREAKS = np.dtype([("code", "<i8"), ("trade_id", "<i8"), ("at", "<i8")])
+
 
 def _starts(sorted_keys: np.ndarray) -> np.ndarray:
+    if not len(sorted_keys):
+        return np.zeros(0, dtype=np.int64)
     return np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
 
 
@@ -211,7 +216,7 @@ class BarBuilder:
         self._pending = 0
         self._merge_every = merge_every
         self._seen = 0
-        self._broken: list[np.ndarray] = []
+        self._broken: list[np.ndarray] = []  # BREAKS rows: (symbol code, trade id, position)
         self._spill: BinaryIO | None = None
 
     def _code(self, symbols: np.ndarray) -> np.ndarray:
@@ -227,7 +232,11 @@ class BarBuilder:
         self._seen += len(record)
         is_break = batch.is_break
         if is_break.any():
-            self._broken.append(record["trade_id"][is_break])
+            breaks = np.empty(int(is_break.sum()), dtype=BREAKS)
+            breaks["code"] = self._code(record["symbol"][is_break])
+            breaks["trade_id"] = record["trade_id"][is_break]
+            breaks["at"] = at[is_break]
+            self._broken.append(breaks)
             record, at = record[~is_break], at[~is_break]
         if not len(record):
             return
@@ -258,20 +267,39 @@ class BarBuilder:
             rows[name] = column
         self._spill.write(rows.tobytes())
 
+    def _broken_positions(self, breaks: np.ndarray) -> np.ndarray:
+        """Stream positions of the trades the breaks cancel. A break cancels the latest trade
+        before it with the same symbol and trade id, and only that one: trade ids restart after
+        a sequence reset, so an id alone may name several trades, of any symbol."""
+        candidates = np.concatenate(
+            [rows[np.isin(rows["trade_id"], breaks["trade_id"])] for rows in self._read_spill()]
+            or [np.zeros(0, dtype=SPILLED)]
+        )
+        code = candidates["key"] >> 32
+        positions: list[int] = []
+        for brk in breaks:  # breaks are rare: a handful a day
+            same = (
+                (code == brk["code"])
+                & (candidates["trade_id"] == brk["trade_id"])
+                & (candidates["at"] < brk["at"])
+            )
+            if same.any():
+                positions.append(int(candidates["at"][same].max()))
+        return np.unique(np.array(positions, dtype=np.int64))
+
     def _rebuild_broken(self, parts: np.ndarray) -> np.ndarray:
-        broken = np.unique(np.concatenate(self._broken))
-        assert self._spill is not None
+        broken = self._broken_positions(np.concatenate(self._broken))
+        if not len(broken):
+            return parts
         affected: list[np.ndarray] = []
         for rows in self._read_spill():
-            affected.append(rows["key"][np.isin(rows["trade_id"], broken)])
-        keys = np.unique(np.concatenate(affected)) if affected else np.zeros(0, np.int64)
-        if not len(keys):
-            return parts
+            affected.append(rows["key"][np.isin(rows["at"], broken)])
+        keys = np.unique(np.concatenate(affected))
         kept: list[np.ndarray] = []
         for rows in self._read_spill():
-            rows = rows[np.isin(rows["key"], keys) & ~np.isin(rows["trade_id"], broken)]
-            kept.append(rows)
+            kept.append(rows[np.isin(rows["key"], keys) & ~np.isin(rows["at"], broken)])
         trades = np.concatenate(kept)
+        # A bar whose every trade was broken is no bar at all: _reduce of nothing is nothing.
         rebuilt = _reduce(
             trades["key"], trades["price"], trades["size"], trades["sets"], trades["at"]
         )

@@ -49,16 +49,29 @@ def save(path: Path, bars: MinuteBars, notes: list[str]) -> None:
     write_atomic(path, write)
 
 
+#: The columns a day-cache file must have, exactly: anything else is decoded again.
+SCHEMA = pa.schema(
+    [("symbol", pa.string()), ("minute", pa.int64())]
+    + [(name, pa.from_numpy_dtype(PARTIAL[name])) for name in PARTIAL.names or ()]
+)
+
+
 def load(path: Path) -> tuple[MinuteBars, list[str]] | None:
+    """The decoded day kept at ``path``, or ``None`` when it is missing, unreadable or not of
+    this version's schema (the capture is then decoded again and the file replaced)."""
     if not path.exists():
         return None
     try:
         table = pq.read_table(path)
-    except (OSError, pa.ArrowException):
+        if not table.schema.remove_metadata().equals(SCHEMA) or table["symbol"].null_count:
+            return None
+        notes = json.loads((table.schema.metadata or {}).get(_NOTES, b"[]"))
+    except (OSError, ValueError, pa.ArrowException):
         return None  # unreadable: decode again
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        return None
     parts = np.zeros(table.num_rows, dtype=PARTIAL)
     for name in PARTIAL.names or ():
         parts[name] = table[name].to_numpy()
-    notes = json.loads((table.schema.metadata or {}).get(_NOTES, b"[]"))
     symbol = np.asarray(table["symbol"].to_numpy(zero_copy_only=False), dtype=str)
     return MinuteBars(symbol, table["minute"].to_numpy(), parts), list(notes)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -241,7 +240,10 @@ class IexHistProvider(IMarketDataProvider):
 
 
 def _file_name(hist: HistFile) -> str:
-    """The link's own file name when it is a plain one, else one built from the entry."""
-    name = urllib.parse.unquote(urllib.parse.urlsplit(hist.link).path).rsplit("/", 1)[-1]
-    safe = name and all(c.isalnum() or c in "._-" for c in name) and not name.startswith(".")
-    return name if safe and hist.day.strftime("%Y%m%d") in name else hist.file_name
+    """The cache file's name, built only from the entry's validated parts (the day, and a
+    protocol, feed and version that the index parser checked); never the link's own name. For
+    IEX's links the two are the same (``20240304_IEXTP1_TOPS1.6.pcap.gz``)."""
+    name = hist.file_name
+    if "/" in name or "\\" in name or name.startswith("."):  # pragma: no cover - checked earlier
+        raise AssertionError(f"unsafe cache file name {name!r}")
+    return name

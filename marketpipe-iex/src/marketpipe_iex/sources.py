@@ -30,7 +30,10 @@ def expand(pattern: str) -> list[Path]:
     text = os.path.expanduser(pattern)
     path = Path(text)
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise InvalidInputError(f"iex: --source folder {pattern!r} holds no file")
+        return files
     if path.is_file():
         return [path]
     found = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())

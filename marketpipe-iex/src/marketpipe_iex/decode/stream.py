@@ -4,6 +4,10 @@ gzip is recognised by its magic bytes, never by the file name. Decompression use
 (``isal``, about 2-3x faster than zlib) when it is installed and zlib otherwise; either releases
 the GIL, so a reader thread decompresses the next chunk while the decoder works on this one.
 A gzip stream that ends early is reported (``truncated``) after the bytes it did hold.
+
+A damaged gzip keeps what is readable, as ``gzip -dc`` does: when inflating fails, the damaged
+member is inflated again from its start with zlib in small steps, and every byte before the
+damage is kept (a checksum that does not match loses nothing at all), with a note saying so.
 """
 
 from __future__ import annotations
@@ -112,6 +116,20 @@ class _Counting(io.RawIOBase):
             self._buffer += more
         return self._buffer[:n]
 
+    @property
+    def position(self) -> int:
+        """Bytes handed out so far: the offset in the raw file of the next byte read."""
+        return self._total
+
+    def read_at(self, offset: int, n: int) -> bytes | None:
+        """``n`` raw bytes from ``offset`` (for a second look at a damaged member), or ``None``
+        when the source cannot seek."""
+        try:
+            self._raw.seek(offset)
+            return self._raw.read(n) or b""
+        except (OSError, AttributeError, io.UnsupportedOperation):
+            return None
+
     def read(self, n: int = -1) -> bytes:
         if self._buffer:
             out, self._buffer = self._buffer, b""
@@ -137,6 +155,8 @@ class _GzipReader:
         inflater: Any = _zlib_impl.decompressobj(31)
         data = b""
         member_started = False
+        member_at = 0  # raw offset where the current member starts
+        member_out = 0  # bytes of it given out so far
         while True:
             if not data:
                 data = self._raw.read(1 << 20)
@@ -153,17 +173,21 @@ class _GzipReader:
             member_started = True
             try:
                 out = inflater.decompress(data, self._chunk)
-            except _INFLATE_ERRORS as exc:
-                self.truncated = f"the gzip stream is corrupt ({exc})"
-                return
-            if out:
-                yield out
-            while inflater.unconsumed_tail and not inflater.eof:
-                out = inflater.decompress(inflater.unconsumed_tail, self._chunk)
                 if out:
+                    member_out += len(out)
                     yield out
+                while inflater.unconsumed_tail and not inflater.eof:
+                    out = inflater.decompress(inflater.unconsumed_tail, self._chunk)
+                    if out:
+                        member_out += len(out)
+                        yield out
+            except _INFLATE_ERRORS as exc:
+                yield from self._salvage(member_at, member_out, exc)
+                return
             if inflater.eof:
                 data = inflater.unused_data
+                member_at = self._raw.position - len(data)
+                member_out = 0
                 inflater = _zlib_impl.decompressobj(31)
                 member_started = False
                 if data and data[:2] != GZIP_MAGIC:
@@ -172,6 +196,49 @@ class _GzipReader:
                     return
             else:
                 data = b""
+
+    def _salvage(self, member_at: int, given: int, exc: Exception) -> Iterator[bytes]:
+        """Inflate the damaged member again from ``member_at`` with zlib, a little at a time,
+        and give out what follows the ``given`` bytes already out, up to the damage."""
+        inflater: Any = zlib.decompressobj(31)
+        offset, skip, kept = member_at, given, 0
+        error: Exception = exc
+        while True:
+            data = self._raw.read_at(offset, 1 << 16)
+            if data is None:  # cannot look again: keep what was given out
+                break
+            if not data:
+                error = EOFError("the gzip stream ends before its end marker")
+                break
+            offset += len(data)
+            checkpoint = inflater.copy()
+            try:
+                pieces = [inflater.decompress(data)]
+            except zlib.error:
+                # Again byte by byte from the checkpoint: everything up to the damage comes out.
+                inflater, pieces = checkpoint, []
+                try:
+                    for i in range(len(data)):
+                        pieces.append(inflater.decompress(data[i : i + 1]))
+                except zlib.error as damage:
+                    error = damage
+                    data = b""
+            out = b"".join(pieces)
+            if skip:
+                out, skip = out[skip:], max(0, skip - len(out))
+            if out:
+                kept += len(out)
+                yield out
+            if not data or inflater.eof:
+                break
+        text = str(error)
+        if "incorrect data check" in text or "incorrect length check" in text:
+            self.truncated = (
+                "the gzip checksum does not match: the file is damaged somewhere (every byte "
+                "it holds was decoded; download it again to be sure)"
+            )
+        else:
+            self.truncated = f"the gzip stream is corrupt ({text}); the bytes before it were kept"
 
 
 _END = object()

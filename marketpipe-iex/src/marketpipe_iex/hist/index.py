@@ -18,7 +18,10 @@ from marketpipe.ingestion.connectors.base_client import HttpClient
 
 PRODUCTION_URL = "https://iextrading.com/api/1.0"
 FEEDS = ("TOPS", "DEEP", "DPLS")
-_VERSION = re.compile(r"\d+(\.\d+)*")
+_VERSION = re.compile(r"\d{1,4}(\.\d{1,4}){0,3}")
+#: Protocol names as IEX lists them (``IEXTP1``): letters and digits only, since they become
+#: part of a cache file's name. Nothing from the network reaches a path unchecked.
+_PROTOCOL = re.compile(r"[A-Za-z][A-Za-z0-9]{0,15}")
 
 
 @attrs.frozen
@@ -46,7 +49,7 @@ class HistFile:
         return f"{self.day} {self.feed} {self.version}"
 
 
-def _entry(raw: Any) -> HistFile:
+def _entry(raw: Any) -> HistFile | None:
     if not isinstance(raw, dict):
         raise MalformedResponseError(f"IEX HIST index entry is not an object: {str(raw)[:80]}")
     try:
@@ -59,9 +62,18 @@ def _entry(raw: Any) -> HistFile:
         raise MalformedResponseError(
             f"IEX HIST index entry lacks a valid {exc} ({str(raw)[:80]})"
         ) from None
-    if not _VERSION.fullmatch(version) or size < 0 or not link.startswith(("http://", "https://")):
-        raise MalformedResponseError(f"IEX HIST index entry is malformed: {str(raw)[:120]}")
-    return HistFile(day, feed, version, str(raw.get("protocol", "IEXTP1")), link, size)
+    protocol = str(raw.get("protocol", "IEXTP1"))
+    if feed not in FEEDS and feed.isalnum():
+        return None  # a feed MarketPipe does not read (IEX may add some): not ours to fetch
+    if (
+        feed not in FEEDS
+        or not _VERSION.fullmatch(version)
+        or not _PROTOCOL.fullmatch(protocol)
+        or size < 0
+        or not link.startswith(("http://", "https://"))
+    ):
+        raise MalformedResponseError(f"IEX HIST index entry is malformed: {str(raw)[:120]!r}")
+    return HistFile(day, feed, version, protocol, link, size)
 
 
 def parse_index(body: bytes) -> list[HistFile]:
@@ -80,7 +92,7 @@ def parse_index(body: bytes) -> list[HistFile]:
         items = data
     else:
         raise MalformedResponseError(f"IEX HIST index is neither a list nor a map: {body[:60]!r}")
-    return [_entry(item) for item in items]
+    return [entry for item in items if (entry := _entry(item)) is not None]
 
 
 def pick(files: list[HistFile], day: dt.date, feed: str, version: str | None) -> HistFile | None:

@@ -138,12 +138,21 @@ def _attempt(
                 total = int(length) if length and length.isdigit() else None
                 mode = "wb"
             total = total if total is not None else expected_size
+            limit = expected_size if expected_size is not None else total
             with open(part, mode) as fh:
                 for block in response.iter_raw():  # as received: a drop loses nothing
                     fh.write(block)
                     have += len(block)
+                    if limit is not None and have > limit:
+                        break
                     if on_progress is not None:
                         on_progress(have, total)
+            if limit is not None and have > limit:
+                part.unlink()
+                raise MalformedResponseError(
+                    f"{client.provider_name} sent more than the {limit:,} bytes of {part.name[:-5]} "
+                    "it announced; stopped there and discarded the partial file, try again later"
+                )
             return total
     finally:
         slot.done()
