@@ -145,7 +145,7 @@ def test_a_corrupt_gzip_member_is_reported_and_what_came_before_kept() -> None:
     whole = sum(1 for end in capture.message_ends if end <= half)
     assert whole <= decoder.stats.messages < len(capture.messages)
     assert "corrupt" in (decoder.stats.truncated or "")
-    with pytest.raises(CaptureFormatError, match="no readable data|not a pcap or pcap-ng"):
+    with pytest.raises(CaptureFormatError, match=r"no readable data|not a pcap or pcap-ng"):
         decode(bytes(second))
 
 
