@@ -12,7 +12,11 @@ HERE = Path(__file__).parent
 
 
 def mp(
-    *args: str, env: dict[str, str] | None = None, check: bool = False, timeout: float = 300
+    *args: str,
+    env: dict[str, str] | None = None,
+    check: bool = False,
+    timeout: float = 300,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the installed ``mp`` script (next to this interpreter) like a user would."""
     exe = Path(sys.executable).with_name("mp")
@@ -22,6 +26,7 @@ def mp(
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
     if check and out.returncode != 0:
         raise AssertionError(f"mp {' '.join(args)} failed ({out.returncode}):\n{out.stderr}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import duckdb
@@ -206,4 +205,4 @@ def test_human_output_has_a_summary_table(tmp_path: Path) -> None:
     assert out.returncode == 0
     for label in ("partitions", "bars", "rejected rows", "elapsed", "bars/s"):
         assert label in out.stdout
-    assert dt.date.today().year > 2000  # the machine's clock is sane for the calendar
+    assert "1 of 1" in out.stdout and "390" in out.stdout  # one regular session of minutes

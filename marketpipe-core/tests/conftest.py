@@ -31,14 +31,17 @@ def step_provider() -> Iterator[list[FetchRequest]]:
     class Step(StepProvider):
         """A step provider that records into this test's own list."""
 
-        def __init__(self, fail_symbol: str = "", token: object = None) -> None:
-            super().__init__(fail_symbol, token, calls)
+        def __init__(
+            self, fail_symbol: str = "", token: object = None, empty_symbol: str = ""
+        ) -> None:
+            super().__init__(fail_symbol, token, calls, empty_symbol)
 
     registry.provider(
         "step",
         settings=[
             Setting("fail_symbol", "symbol that fails", default=""),
             Setting("token", "a secret", secret=True),
+            Setting("empty_symbol", "symbol that gets no bars", default=""),
         ],
         deterministic=True,
     )(Step)

@@ -48,8 +48,10 @@ class StepProvider(IMarketDataProvider):
         fail_symbol: str = "",
         token: object = None,
         calls: list[FetchRequest] | None = None,
+        empty_symbol: str = "",
     ) -> None:
         self.fail_symbol = fail_symbol
+        self.empty_symbol = empty_symbol
         self.token = token
         self.calls = calls if calls is not None else []
 
@@ -58,6 +60,8 @@ class StepProvider(IMarketDataProvider):
         for symbol in request.symbols:
             if symbol.value == self.fail_symbol:
                 raise SymbolError(f"upstream refused {symbol}")
+            if symbol.value == self.empty_symbol:
+                continue
             for window in request.windows:
                 yield simple_bars(symbol.value, window, request.timeframe.minutes)
 

@@ -2,6 +2,7 @@ import asyncio
 import datetime as dt
 from pathlib import Path
 
+import attrs
 import duckdb
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from marketpipe.ingestion import (
     Timeframe,
     TimeRange,
 )
+from marketpipe.ingestion.domain.events import IngestionProviderNote
 from marketpipe.ingestion.infrastructure import register, unregister
 from marketpipe.ingestion.infrastructure.event_bus import EventBus
 from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
@@ -209,3 +211,34 @@ def test_a_provider_user_error_fails_its_unit_without_retrying_each_symbol(
     assert {f.error for f in summary.failures} == {
         "ProviderNotConfiguredError: wrong API key: set MARKETPIPE_REFUSED_KEY"
     }
+
+
+def _bars_by_symbol(data_dir: Path) -> dict[str, int]:
+    return dict(
+        duckdb.sql(
+            f"SELECT symbol, count(*) FROM read_parquet('{data_dir}/**/*.parquet', "
+            "hive_partitioning=true) GROUP BY symbol"
+        ).fetchall()
+    )
+
+
+def test_a_refetch_with_no_bars_keeps_the_stored_rows_and_says_so(
+    step_provider, data_dir: Path
+) -> None:
+    asyncio.run(run_ingest(request(data_dir)))
+    assert _bars_by_symbol(data_dir) == {"AAPL": 1950, "MSFT": 1950}
+    bus, seen = recording_bus()
+    again = request(data_dir, time_range=TimeRange("2024-01-30", "2024-02-01"))
+    summary = asyncio.run(run_ingest(attrs.evolve(again, overrides={"empty_symbol": "MSFT"}), bus))
+    assert summary.state is ProcessingState.COMPLETED
+    assert _bars_by_symbol(data_dir) == {"AAPL": 1950, "MSFT": 1950}  # nothing wiped
+    (note,) = [n for n in summary.notes if "stored rows were kept" in n]
+    assert "no bars for 3 partitions" in note and "MSFT 2024-01-30" in note
+    assert any(isinstance(e, IngestionProviderNote) and e.message == note for e in seen)
+    log = (data_dir / "_marketpipe" / "events" / f"job={summary.job_id}.jsonl").read_text()
+    assert "stored rows were kept" in log
+
+    cleared = attrs.evolve(again, overrides={"empty_symbol": "MSFT"}, replace_empty=True)
+    summary = asyncio.run(run_ingest(cleared))
+    assert summary.state is ProcessingState.COMPLETED and not summary.notes
+    assert _bars_by_symbol(data_dir) == {"AAPL": 1950, "MSFT": 2 * 390}

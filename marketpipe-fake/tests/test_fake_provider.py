@@ -111,7 +111,11 @@ def test_bad_rows_are_off_by_default_and_injected_on_request() -> None:
 
 
 def test_bad_settings_are_user_errors() -> None:
-    with pytest.raises(InvalidInputError, match="seed must be a number"):
-        FakeProvider(seed="abc")
+    for seed in ("abc", "1.5", "nan", "inf"):
+        with pytest.raises(InvalidInputError, match="seed must be a whole number"):
+            FakeProvider(seed=seed)
+    for rate in ("nan", "-inf", "x"):
+        with pytest.raises(InvalidInputError, match="bad_row_rate must be a number"):
+            FakeProvider(bad_row_rate=rate)
     with pytest.raises(InvalidInputError, match="between 0 and 1"):
         FakeProvider(bad_row_rate="2")

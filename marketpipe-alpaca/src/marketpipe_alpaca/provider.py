@@ -14,6 +14,7 @@ from marketpipe.ingestion.domain.ports import IMarketDataProvider
 from marketpipe.ingestion.domain.request import FetchRequest
 from marketpipe.ingestion.domain.values import Session, Timeframe
 from marketpipe.secrets import Secret
+from marketpipe.settings import parse_number
 
 from marketpipe_alpaca.client import PAGE_LIMIT, PRODUCTION_URL, AlpacaClient
 
@@ -22,16 +23,6 @@ log = logging.getLogger("marketpipe.alpaca")
 FEEDS = ("iex", "sip", "delayed_sip", "otc", "boats", "overnight")
 ADJUSTMENTS = ("raw", "split", "dividend", "spin-off", "all")
 _SECOND = 1_000_000_000
-
-
-def _positive_number(name: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if number <= 0:
-        raise InvalidInputError(f"alpaca: {name} must be a positive number, got {value!r}")
-    return number
 
 
 class AlpacaMarketDataAdapter(IMarketDataProvider):
@@ -66,16 +57,16 @@ class AlpacaMarketDataAdapter(IMarketDataProvider):
         if not base_url.startswith(("http://", "https://")):
             raise InvalidInputError("alpaca: base_url must start with http:// or https://")
         self.feed = feed
-        limit = int(_positive_number("rate_limit", rate_limit))
+        limit = int(parse_number("alpaca", "rate_limit", rate_limit, integer=True))
         self.client = AlpacaClient(
             ClientConfig(
                 base_url=base_url.rstrip("/"),
                 api_key=api_key_id,
                 api_secret=api_secret_key,
-                timeout=_positive_number("timeout", timeout),
+                timeout=parse_number("alpaca", "timeout", timeout),
             ),
             rate_limiter=RateLimiter(
-                limit, _positive_number("rate_limit_window", rate_limit_window)
+                limit, parse_number("alpaca", "rate_limit_window", rate_limit_window)
             ),
             feed=feed,
             adjustment=",".join(parts),

@@ -66,3 +66,8 @@ class JobConflictError(UserError):
 class DataUnavailableError(ProviderError):
     """The provider has no data for these days (not published yet, or never): retrying now or
     asking symbol by symbol cannot help, so the partitions fail at once with this message."""
+
+
+class StorageError(MarketPipeError):
+    """The dataset cannot take a commit as it is (a file in it that cannot be read): the unit's
+    partitions fail with this message, which names the file and what to do."""

@@ -49,6 +49,8 @@ class IngestRequest:
     batch_size: int = 100_000
     max_concurrency: int = 2
     all_symbols: bool = False
+    #: A partition the provider now sends no bars for replaces the stored rows (else they stay).
+    replace_empty: bool = False
 
 
 @attrs.frozen
@@ -199,7 +201,13 @@ async def run_ingest(
         else:
             await service.start_job(StartJobCommand(job.job_id))
         summary = await execute(
-            store, job.job_id, prepared, request.data_dir, bus or EventBus(), cancel
+            store,
+            job.job_id,
+            prepared,
+            request.data_dir,
+            bus or EventBus(),
+            cancel,
+            replace_empty=request.replace_empty,
         )
         return attrs.evolve(summary, resumed=resumed)
     finally:
@@ -275,6 +283,7 @@ async def execute(
     data_dir: Path,
     bus: EventBus,
     cancel: CancelToken | None = None,
+    replace_empty: bool = False,
 ) -> JobSummary:
     host = get_plugin_host()
     sinks = host.sinks()
@@ -290,6 +299,7 @@ async def execute(
         event_bus=bus,
         data_root=data_dir,
         cancel=cancel,
+        replace_empty=replace_empty,
     )
     try:
         return await coordinator.execute_job(job_id)

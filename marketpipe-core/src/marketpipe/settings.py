@@ -10,6 +10,7 @@ The config file is TOML, read from ``./marketpipe.toml`` or else the per-user co
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -141,3 +142,24 @@ def describe_missing(spec: ProviderSpec, missing: tuple[str, ...]) -> str:
             names = [env_var(spec.name, setting.name), *setting.env]
             parts.append(f"{setting.name} (set {' or '.join(names)}, or -o {setting.name}=...)")
     return "missing " + "; ".join(parts)
+
+
+def parse_number(
+    owner: str, name: str, value: str, *, integer: bool = False, positive: bool = True
+) -> float:
+    """A setting's text as a finite number (a whole one when ``integer``), positive unless told
+    otherwise; anything else (``nan``, ``inf``, ``2.5`` where a count is meant) is one clear
+    :class:`InvalidInputError` naming the setting."""
+    kind = "a whole number" if integer else "a number"
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        number = math.nan
+    if (
+        not math.isfinite(number)
+        or (integer and not number.is_integer())
+        or (positive and number <= 0)
+    ):
+        sign = "positive " if positive else ""
+        raise InvalidInputError(f"{owner}: {name} must be {sign}{kind}, got {value!r}")
+    return number

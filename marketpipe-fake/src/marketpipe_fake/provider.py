@@ -13,6 +13,7 @@ from marketpipe.ingestion.domain.ports import IMarketDataProvider
 from marketpipe.ingestion.domain.request import FetchRequest
 from marketpipe.ingestion.domain.values import Timeframe
 from marketpipe.schema import bars_batch
+from marketpipe.settings import parse_number
 
 _MINUTE = 60 * 1_000_000_000
 _FIRST_MINUTE = 4 * 60  # 04:00 New York
@@ -32,10 +33,7 @@ def _rng(*parts: str) -> np.random.Generator:
 
 
 def _parse(name: str, value: str, kind: type) -> float:
-    try:
-        return float(kind(value))
-    except ValueError:
-        raise InvalidInputError(f"fake provider: {name} must be a number, got {value!r}") from None
+    return parse_number("fake provider", name, value, integer=kind is int, positive=False)
 
 
 class FakeProvider(IMarketDataProvider):

@@ -25,6 +25,7 @@ from marketpipe.ingestion.connectors.download import download_file
 from marketpipe.ingestion.domain.ports import IMarketDataProvider
 from marketpipe.ingestion.domain.request import FetchRequest
 from marketpipe.ingestion.domain.values import Session, Symbol, TimeRange
+from marketpipe.settings import parse_number
 from marketpipe.storage.atomic import file_lock
 
 from marketpipe_iex import day_cache
@@ -80,12 +81,7 @@ class IexHistProvider(IMarketDataProvider):
                 )
         self._feed = wanted or "TOPS"
         self.feed = self._feed.lower()
-        try:
-            seconds = float(timeout)
-        except ValueError:
-            raise InvalidInputError(
-                f"iex: timeout must be a number of seconds, got {timeout!r}"
-            ) from None
+        seconds = parse_number("iex", "timeout", timeout)
         self._index = (
             None
             if self._local is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,9 @@ err_console = Console(stderr=True)
 def data_dir_option(func: F) -> F:
     return click.option(
         "--data-dir",
-        type=click.Path(file_okay=False, path_type=Path),
+        # Not checked by click (its usage error is three lines): a data dir that is a file, or
+        # cannot be made, is one line from ``user_errors`` when it is first used.
+        type=click.Path(path_type=Path),
         envvar=DATA_DIR_ENV,
         default=Path("data"),
         show_default=True,
@@ -50,6 +53,17 @@ def user_errors(func: F) -> F:
             return func(*args, **kwargs)
         except (UserError, PluginConflictError) as exc:
             click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
+        except sqlite3.Error as exc:  # a corrupt, truncated or locked-out job store
+            click.echo(
+                f"Error: the job store cannot be used ({exc}); check the data dir's "
+                "_marketpipe/jobs.sqlite, or use another --data-dir",
+                err=True,
+            )
+            sys.exit(2)
+        except OSError as exc:  # the environment: a data dir that is a file, read-only, full
+            where = f" {exc.filename}" if exc.filename else ""
+            click.echo(f"Error: cannot use{where}: {exc.strerror or exc}", err=True)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]

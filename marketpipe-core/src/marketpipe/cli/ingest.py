@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import click
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from marketpipe.cli.common import (
     console,
@@ -74,7 +75,7 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
     table.add_row("rejected rows", f"{summary.rejected:,}")
     table.add_row("elapsed", f"{summary.elapsed_seconds:.2f} s")
     table.add_row("bars/s", f"{summary.bars_per_second:,.0f}")
-    table.add_row("data dir", str(data_dir))
+    table.add_row("data dir", Text(str(data_dir)))  # literal: a path may hold [brackets]
     console.print(table)
     by_error: dict[str, list[str]] = {}
     for failure in summary.failures:
@@ -123,14 +124,27 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
 @click.option("--feed", default=None, help="shorthand for -o feed=FEED (providers with feeds)")
 @click.option(
     "--batch-size",
+    type=click.IntRange(min=1),
     default=100_000,
     show_default=True,
     help="about this many bars per unit of work (memory per in-flight unit)",
 )
-@click.option("--concurrency", default=2, show_default=True, help="units in flight at once")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="units in flight at once",
+)
+@click.option(
+    "--replace-empty",
+    is_flag=True,
+    help="let days the provider now sends no bars for clear the stored ones (by default the "
+    "stored rows are kept, with a note)",
+)
 @click.option(
     "--metrics-port",
-    type=int,
+    type=click.IntRange(1, 65535),
     default=None,
     help="serve Prometheus /metrics on 127.0.0.1:PORT while the job runs",
 )
@@ -150,6 +164,7 @@ def ingest(
     feed: str | None,
     batch_size: int,
     concurrency: int,
+    replace_empty: bool,
     metrics_port: int | None,
     as_json: bool,
 ) -> None:
@@ -175,6 +190,7 @@ def ingest(
         overrides=overrides,
         batch_size=batch_size,
         max_concurrency=concurrency,
+        replace_empty=replace_empty,
     )
     run_job(lambda bus, cancel: run_ingest(request, bus, cancel), data_dir, as_json, metrics_port)
 

@@ -7,12 +7,14 @@ from pathlib import Path
 import click
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from marketpipe.cli.common import console, data_dir_option, emit_json, json_option, user_errors
 from marketpipe.errors import JobNotFoundError
-from marketpipe.ingestion.domain.job import IngestionJob
+from marketpipe.ingestion.domain.job import IngestionJob, ProcessingState
 from marketpipe.ingestion.domain.values import IngestionJobId
 from marketpipe.ingestion.infrastructure.event_log import event_log_path
+from marketpipe.ingestion.infrastructure.job_locks import JobLocks
 from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
 from marketpipe.storage.layout import META_DIR
 
@@ -29,11 +31,21 @@ def _duration(job: IngestionJob) -> float | None:
     return None
 
 
-def job_dict(job: IngestionJob, totals: dict[str, int]) -> dict[str, object]:
+def shown_state(job: IngestionJob, locks: JobLocks) -> str:
+    """The job's state as a user should read it: an IN_PROGRESS job whose process is gone (no
+    one holds its lock) is INTERRUPTED, resumable with ``mp jobs resume``."""
+    if job.state is ProcessingState.IN_PROGRESS and not locks.is_running(job.job_id.value):
+        return "INTERRUPTED"
+    return job.state.value
+
+
+def job_dict(
+    job: IngestionJob, totals: dict[str, int], state: str | None = None
+) -> dict[str, object]:
     cfg = job.configuration
     return {
         "id": job.job_id.value,
-        "state": job.state.value,
+        "state": state or job.state.value,
         "provider": cfg.provider,
         "feed": cfg.feed,
         "timeframe": cfg.timeframe.value,
@@ -66,11 +78,15 @@ def jobs() -> None:
 def list_jobs(data_dir: Path, as_json: bool) -> None:
     """Every job in the data dir, newest first."""
     store = _store(data_dir)
-    rows = [job_dict(job, store.totals(job.job_id)) for job in store.list_jobs()]
+    locks = JobLocks(data_dir)
+    rows = [
+        job_dict(job, store.totals(job.job_id), shown_state(job, locks))
+        for job in store.list_jobs()
+    ]
     if as_json:
         emit_json(rows)
         return
-    table = Table(title=f"Jobs in {data_dir}")
+    table = Table(title=escape(f"Jobs in {data_dir}"))
     for column in (
         "id",
         "state",
@@ -88,8 +104,8 @@ def list_jobs(data_dir: Path, as_json: bool) -> None:
         table.add_row(
             str(row["id"]),
             str(row["state"]),
-            str(row["provider"]),
-            symbols,
+            Text(str(row["provider"])),
+            Text(symbols),
             f"{row['start']}..{row['end']}",
             f"{row['partitions_completed']}/{row['partitions']}",
             f"{row['bars']:,}",
@@ -108,7 +124,8 @@ def show_job(job_id: str, data_dir: Path, as_json: bool) -> None:
     """One job: its settings and every partition's state, bars, rejected rows and error."""
     store = _store(data_dir)
     job = store.get(IngestionJobId(job_id))
-    data = job_dict(job, store.totals(job.job_id))
+    state = shown_state(job, JobLocks(data_dir))
+    data = job_dict(job, store.totals(job.job_id), state)
     partitions = [
         {
             "symbol": p.symbol,
@@ -129,7 +146,7 @@ def show_job(job_id: str, data_dir: Path, as_json: bool) -> None:
         emit_json(data)
         return
     console.print(
-        f"[bold]Job {job.job_id}[/] {job.state.value}: {data['provider']} "
+        f"[bold]Job {job.job_id}[/] {state}: {escape(str(data['provider']))} "
         f"{data['timeframe']} {data['session']} {data['start']}..{data['end']}"
     )
     if job.error_message:
@@ -139,24 +156,26 @@ def show_job(job_id: str, data_dir: Path, as_json: bool) -> None:
         table.add_column(column)
     for p in partitions:
         table.add_row(
-            str(p["symbol"]),
-            str(p["day"]),
-            str(p["state"]),
-            str(p["bars"]),
-            str(p["rejected"]),
-            str(p["path"] or "-"),
-            escape(str(p["error"] or "")),
+            Text(str(p["symbol"])),
+            Text(str(p["day"])),
+            Text(str(p["state"])),
+            Text(str(p["bars"])),
+            Text(str(p["rejected"])),
+            Text(str(p["path"] or "-")),
+            Text(str(p["error"] or "")),
         )
     console.print(table)
-    console.print(f"quarantine: {data['quarantine_dir']}")
-    console.print(f"event log: {data['event_log']}")
+    console.print(Text(f"quarantine: {data['quarantine_dir']}"))
+    console.print(Text(f"event log: {data['event_log']}"))
 
 
 @jobs.command("resume")
 @click.argument("job_id")
 @data_dir_option
 @click.option("-o", "options", multiple=True, metavar="KEY=VALUE", help="provider setting")
-@click.option("--metrics-port", type=int, default=None, help="serve Prometheus /metrics")
+@click.option(
+    "--metrics-port", type=click.IntRange(1, 65535), default=None, help="serve Prometheus /metrics"
+)
 @json_option
 @user_errors
 def resume_job(

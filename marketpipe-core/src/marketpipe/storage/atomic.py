@@ -31,8 +31,9 @@ def temp_name(final: Path) -> Path:
     return final.with_name(f".{final.name}.tmp")
 
 
-def write_atomic(final: Path, write: Callable[[BinaryIO], None], durable: bool = True) -> None:
-    """Write ``final`` through ``write(fh)`` so that it appears whole or not at all."""
+def prepare_atomic(final: Path, write: Callable[[BinaryIO], None], durable: bool = True) -> Path:
+    """Write the temp file that will become ``final`` (see :func:`write_atomic`) and return it;
+    nothing is visible yet. A failure (a full disk) removes it and raises."""
     tmp = temp_name(final)
     try:
         with open(tmp, "wb") as fh:
@@ -40,6 +41,17 @@ def write_atomic(final: Path, write: Callable[[BinaryIO], None], durable: bool =
             fh.flush()
             if durable:
                 os.fsync(fh.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return tmp
+
+
+def write_atomic(final: Path, write: Callable[[BinaryIO], None], durable: bool = True) -> None:
+    """Write ``final`` through ``write(fh)`` so that it appears whole or not at all."""
+    tmp = prepare_atomic(final, write, durable)
+    try:
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -32,3 +32,9 @@ class Sink(Protocol):
     def commit(self, request: CommitRequest) -> dict[tuple[str, dt.date], str]:
         """Commit atomically; return each covered partition's file, relative to the data root."""
         ...
+
+    def stored(
+        self, provider: str, feed: str, timeframe: Timeframe, keys: set[tuple[str, dt.date]]
+    ) -> dict[tuple[str, dt.date], str]:
+        """Which of ``keys`` (symbol, day) the dataset holds rows for, and in which file."""
+        ...

@@ -25,10 +25,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from marketpipe.errors import StorageError
 from marketpipe.hookspecs import hookimpl
+from marketpipe.ingestion.domain.values import Timeframe
 from marketpipe.schema import SCHEMA_VERSION, conform
 from marketpipe.specs import SinkSpec
-from marketpipe.storage.atomic import folder_lock, remove_durably, write_atomic
+from marketpipe.storage.atomic import (
+    folder_lock,
+    fsync_dir,
+    prepare_atomic,
+    remove_durably,
+    write_atomic,
+)
 from marketpipe.storage.base import CommitRequest
 from marketpipe.storage.layout import month_folder, month_key
 from marketpipe.storage.partition_index import index_rows
@@ -48,6 +56,23 @@ def row_keys(table: pa.Table) -> pa.ChunkedArray:
 
 def _keys(coverage: Coverage) -> set[str]:
     return {f"{s}|{d}" for s, days in coverage.items() for d in days}
+
+
+def _unreadable(path: Path, exc: BaseException) -> StorageError:
+    reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    return StorageError(
+        f"cannot read {path} ({reason}): a damaged file, or one MarketPipe did not write, blocks "
+        "commits into its month folder; move it out of the data dir (or delete it) and resume"
+    )
+
+
+def _coverage_of(path: Path) -> Coverage:
+    """The (symbol, days) a bar file holds, from its metadata; a file without MarketPipe's
+    metadata holds none that commits would replace (it is left alone)."""
+    try:
+        return read_coverage(path)
+    except (OSError, ValueError, TypeError, AttributeError, pa.ArrowException) as exc:
+        raise _unreadable(path, exc) from None
 
 
 def read_coverage(path: Path) -> Coverage:
@@ -110,6 +135,24 @@ class ParquetSink:
                     result[(symbol, dt.date.fromisoformat(iso))] = rel
         return result
 
+    def stored(
+        self, provider: str, feed: str, timeframe: Timeframe, keys: set[tuple[str, dt.date]]
+    ) -> dict[tuple[str, dt.date], str]:
+        """Which of ``keys`` the month folders' files cover (read from their footers)."""
+        wanted: dict[str, set[str]] = {}
+        for symbol, day in keys:
+            wanted.setdefault(month_key(day), set()).add(f"{symbol}|{day.isoformat()}")
+        found: dict[tuple[str, dt.date], str] = {}
+        for month, month_keys in wanted.items():
+            folder = month_folder(self.root, provider, feed, timeframe, month)
+            for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+                for key in _keys(_coverage_of(path)) & month_keys:
+                    symbol, _, iso = key.partition("|")
+                    found[(symbol, dt.date.fromisoformat(iso))] = path.relative_to(
+                        self.root
+                    ).as_posix()
+        return found
+
     def _metadata(self, request: CommitRequest, coverage: Coverage) -> dict[bytes, bytes]:
         meta = {
             "marketpipe.schema_version": SCHEMA_VERSION,
@@ -135,6 +178,30 @@ class ParquetSink:
 
         write_atomic(path, write, durable=self.durable)
 
+    def _prepare_rest(self, other: Path, old_keys: set[str], overlap: set[str]) -> Path:
+        """A temp file holding ``other``'s rows outside ``overlap``, to replace it."""
+        try:
+            old_table = pq.read_table(other)
+        except (OSError, pa.ArrowException) as exc:
+            raise _unreadable(other, exc) from None
+        keep = pc.invert(
+            pc.is_in(row_keys(old_table), value_set=pa.array(sorted(overlap), pa.string()))
+        )
+        left: Coverage = {}
+        for key in old_keys - overlap:
+            symbol, _, day = key.partition("|")
+            left.setdefault(symbol, set()).add(day)
+        meta = dict(old_table.schema.metadata or {})
+        meta[COVERAGE_KEY] = json.dumps({s: sorted(d) for s, d in sorted(left.items())}).encode()
+        rest = old_table.filter(keep).replace_schema_metadata(meta)
+
+        def write(fh: BinaryIO) -> None:
+            pq.write_table(
+                rest, fh, compression="zstd", row_group_size=128 * 1024, use_dictionary=["symbol"]
+            )
+
+        return prepare_atomic(other, write, durable=self.durable)
+
     def _commit_month(
         self, folder: Path, table: pa.Table, coverage: Coverage, request: CommitRequest
     ) -> Path:
@@ -146,31 +213,38 @@ class ParquetSink:
             table = table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
         new_keys = _keys(coverage)
         with folder_lock(folder):
-            self._write(path, table, self._metadata(request, coverage))
+            # Every other file's coverage is read before anything is written: a file that cannot
+            # be read blocks the commit while the folder is still as it was.
+            others: list[tuple[Path, set[str]]] = []
             for other in sorted(folder.glob("*.parquet")):
-                if other == path:
-                    continue
-                old = read_coverage(other)
-                old_keys = _keys(old)
-                overlap = old_keys & new_keys
-                if not overlap:
-                    continue
-                if overlap == old_keys:
-                    remove_durably(other, self.durable)
-                    continue
-                old_table = pq.read_table(other)
-                keep = pc.invert(
-                    pc.is_in(row_keys(old_table), value_set=pa.array(sorted(overlap), pa.string()))
-                )
-                left: Coverage = {}
-                for key in old_keys - overlap:
-                    symbol, _, day = key.partition("|")
-                    left.setdefault(symbol, set()).add(day)
-                meta = dict(old_table.schema.metadata or {})
-                meta[COVERAGE_KEY] = json.dumps(
-                    {s: sorted(d) for s, d in sorted(left.items())}
-                ).encode()
-                self._write(other, old_table.filter(keep), meta)
+                if other != path:
+                    overlap = _keys(_coverage_of(other)) & new_keys
+                    if overlap:
+                        others.append((other, overlap))
+            self._write(path, table, self._metadata(request, coverage))
+            # The new rows are in place; the covered rows of older files go next. Rewrites are
+            # prepared (written, not yet visible) first: if one fails (a full disk), the new file
+            # is removed and the folder holds the old rows, never both.
+            prepared: list[tuple[Path, Path]] = []
+            removed: list[Path] = []
+            try:
+                for other, overlap in others:
+                    old_keys = _keys(_coverage_of(other))
+                    if overlap == old_keys:
+                        removed.append(other)
+                        continue
+                    prepared.append((self._prepare_rest(other, old_keys, overlap), other))
+            except BaseException:
+                for tmp, _ in prepared:
+                    tmp.unlink(missing_ok=True)
+                remove_durably(path, self.durable)
+                raise
+            for tmp, other in prepared:
+                os.replace(tmp, other)
+            for other in removed:
+                other.unlink(missing_ok=True)
+            if self.durable and (prepared or removed):
+                fsync_dir(folder)
         return path
 
 

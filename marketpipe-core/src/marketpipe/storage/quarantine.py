@@ -16,6 +16,21 @@ from marketpipe.storage.layout import quarantine_file
 _NY = pa.timestamp("ns", tz="America/New_York")
 
 
+def defuse_formulas(table: pa.Table) -> pa.Table:
+    """Text cells that a spreadsheet would run as a formula (they start with ``= + - @``, a tab
+    or a carriage return) get a leading ``'``, as OWASP advises for CSV exports: a provider's
+    symbol or message must never execute in the user's spreadsheet."""
+    for i, field in enumerate(table.schema):
+        if not pa.types.is_string(field.type) and not pa.types.is_large_string(field.type):
+            continue
+        column = table.column(i)
+        risky = pc.fill_null(pc.match_substring_regex(column, r"^[=+\-@\t\r]"), False)
+        if pc.any(risky).as_py():
+            quoted = pc.binary_join_element_wise(pa.scalar("'", field.type), column, "")
+            table = table.set_column(i, field, pc.if_else(risky, quoted, column))
+    return table
+
+
 def write_quarantine(root: Path, job_id: str, rejected: pa.Table) -> dict[tuple[str, str], str]:
     """Write ``rejected`` under the job's quarantine folder; return (symbol, day) -> relative path.
 
@@ -35,7 +50,7 @@ def write_quarantine(root: Path, job_id: str, rejected: pa.Table) -> dict[tuple[
     for (symbol, day), indices in groups.items():
         path = quarantine_file(root, job_id, symbol, day)
         path.parent.mkdir(parents=True, exist_ok=True)
-        part = rejected.take(pa.array(indices))
+        part = defuse_formulas(rejected.take(pa.array(indices)))
 
         def write(fh: BinaryIO, part: pa.Table = part) -> None:
             pacsv.write_csv(part, fh)

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from marketpipe import metrics
 from marketpipe.calendar import TradingCalendar, nyse_calendar
-from marketpipe.errors import InvalidStateTransition, SymbolError, UserError
+from marketpipe.errors import InvalidStateTransition, StorageError, SymbolError, UserError
 from marketpipe.ingestion.application.planning import WorkUnit, plan_units
 from marketpipe.ingestion.domain.events import (
     IngestionBatchProcessed,
@@ -121,6 +121,7 @@ class IngestionCoordinatorService:
         data_root: Path,
         calendar: TradingCalendar | None = None,
         cancel: CancelToken | None = None,
+        replace_empty: bool = False,
     ) -> None:
         self._store = job_store
         self._provider = provider
@@ -134,6 +135,7 @@ class IngestionCoordinatorService:
         self._notes: list[str] = []
         self._cancel = cancel or CancelToken()
         self._stopped = asyncio.Event()
+        self._replace_empty = replace_empty
 
     async def execute_job(self, job_id: IngestionJobId) -> JobSummary:
         """Run every partition of the job not yet committed; the job ends COMPLETED, FAILED, or
@@ -161,6 +163,7 @@ class IngestionCoordinatorService:
         )
         failures: list[PartitionFailure] = []
         self._notes = []
+        self._kept: list[tuple[str, dt.date]] = []
         counts = {"bars": 0, "rejected": 0, "completed": 0}
         semaphore = asyncio.Semaphore(cfg.max_concurrency)
 
@@ -184,6 +187,8 @@ class IngestionCoordinatorService:
             undo()
             await self._provider.aclose()
 
+        if self._kept:
+            self._note_kept(job, self._kept)
         remaining = len(pending) - counts["completed"] - len(failures)
         if self._cancel.is_set() and remaining > 0:
             job.cancel()
@@ -293,7 +298,7 @@ class IngestionCoordinatorService:
         self._take_notes(job)
         try:
             commit_started = time.perf_counter()
-            outcomes, rejected = await asyncio.to_thread(
+            outcomes, rejected, kept = await asyncio.to_thread(
                 self._validate_and_commit, job, unit, table
             )
             metrics.COMMIT_SECONDS.labels(cfg.provider).observe(
@@ -302,6 +307,10 @@ class IngestionCoordinatorService:
         except OSError as exc:
             self._fail(job, unit, f"could not write: {_describe(exc)}", failures)
             return
+        except StorageError as exc:
+            self._fail(job, unit, str(exc), failures)
+            return
+        self._kept.extend(kept)
         self._store.mark_completed(job.job_id, outcomes)
         counts["rejected"] += rejected
         for outcome in outcomes:
@@ -323,9 +332,12 @@ class IngestionCoordinatorService:
 
     def _take_notes(self, job: IngestionJob) -> None:
         for note in self._provider.take_notes():
-            if note not in self._notes:
-                self._notes.append(note)
-                self._bus.publish(IngestionProviderNote(job_id=job.job_id, message=note))
+            self._note(job, note)
+
+    def _note(self, job: IngestionJob, note: str) -> None:
+        if note not in self._notes:
+            self._notes.append(note)
+            self._bus.publish(IngestionProviderNote(job_id=job.job_id, message=note))
 
     def _fail(
         self, job: IngestionJob, unit: WorkUnit, error: str, failures: list[PartitionFailure]
@@ -340,6 +352,27 @@ class IngestionCoordinatorService:
                 )
             )
 
+    def _kept_when_empty(
+        self, job: IngestionJob, unit: WorkUnit, bars: dict[tuple[str, dt.date], int]
+    ) -> dict[tuple[str, dt.date], str]:
+        """Partitions the provider now sends no bars for but the dataset holds: their stored
+        rows are kept (a re-fetch never wipes data silently) and a note says so, unless the
+        user asked to replace empty days (``--replace-empty``)."""
+        empty = {key for key in unit.keys if not bars.get(key)}
+        if not empty or self._replace_empty:
+            return {}
+        cfg = job.configuration
+        return self._sink.stored(cfg.provider, cfg.feed, cfg.timeframe, empty)
+
+    def _note_kept(self, job: IngestionJob, held: list[tuple[str, dt.date]]) -> None:
+        sample = ", ".join(f"{s} {d}" for s, d in sorted(held)[:3])
+        more = f" and {len(held) - 3} more" if len(held) > 3 else ""
+        self._note(
+            job,
+            f"the provider sent no bars for {len(held)} partitions the dataset holds "
+            f"({sample}{more}): their stored rows were kept (--replace-empty clears them)",
+        )
+
     @staticmethod
     def _assemble(batches: list[pa.RecordBatch]) -> pa.Table:
         if not batches:
@@ -348,7 +381,7 @@ class IngestionCoordinatorService:
 
     def _validate_and_commit(
         self, job: IngestionJob, unit: WorkUnit, table: pa.Table
-    ) -> tuple[list[PartitionOutcome], int]:
+    ) -> tuple[list[PartitionOutcome], int, list[tuple[str, dt.date]]]:
         cfg = job.configuration
         context = ValidationContext(
             symbols=frozenset(s.value for s in unit.symbols),
@@ -366,20 +399,30 @@ class IngestionCoordinatorService:
             pa.concat_tables(rejected_parts) if rejected_parts else REJECTED_SCHEMA.empty_table()
         )
         quarantined = write_quarantine(self._root, job.job_id.value, rejected)
-        paths = self._sink.commit(
-            CommitRequest(
-                table=table,
-                coverage={s.value: tuple(w.day for w in unit.windows) for s in unit.symbols},
-                provider=cfg.provider,
-                feed=cfg.feed,
-                timeframe=cfg.timeframe,
-                job_id=job.job_id.value,
-            )
-        )
         symbols = [s.value for s in unit.symbols]
         days = [w.day for w in unit.windows]
         bars = index_rows(table, symbols, days).counts()
         rejected_counts = index_rows(rejected, symbols, days).counts()
+        kept = self._kept_when_empty(job, unit, bars)
+        coverage: dict[str, tuple[dt.date, ...]] = {}
+        for symbol, day in unit.keys:
+            if (symbol, day) not in kept:
+                coverage.setdefault(symbol, ())
+                coverage[symbol] += (day,)
+        paths = dict(kept)
+        if coverage:
+            paths.update(
+                self._sink.commit(
+                    CommitRequest(
+                        table=table,
+                        coverage=coverage,
+                        provider=cfg.provider,
+                        feed=cfg.feed,
+                        timeframe=cfg.timeframe,
+                        job_id=job.job_id.value,
+                    )
+                )
+            )
         outcomes = [
             PartitionOutcome(
                 symbol=symbol,
@@ -391,4 +434,4 @@ class IngestionCoordinatorService:
             )
             for symbol, day in unit.keys
         ]
-        return outcomes, rejected.num_rows
+        return outcomes, rejected.num_rows, sorted(kept)

@@ -1,0 +1,275 @@
+"""Broken environments and damaged datasets end with one line and lose nothing: the CLI run as a
+user runs it, on real files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from cli_helpers import mp, mp_json
+
+INGEST = ("ingest", "--provider", "fake", "--symbols", "AAPL,MSFT")
+
+
+def ingest(data_dir: Path, start: str = "2024-03-04", end: str = "2024-03-08", *extra: str):
+    return mp(*INGEST, "--start", start, "--end", end, "--data-dir", str(data_dir), *extra)
+
+
+def one_line_error(out: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in out.stderr, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, out.stderr
+    return lines[0]
+
+
+def rows(data_dir: Path) -> tuple[int, int]:
+    return duckdb.sql(
+        f"SELECT count(*), count(DISTINCT (symbol, timestamp)) "
+        f"FROM read_parquet('{data_dir}/provider=*/**/*.parquet', hive_partitioning=true)"
+    ).fetchall()[0]  # type: ignore[return-value]
+
+
+# -- damaged datasets ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"PAR1 not really parquet", b"", b"\x00" * 4096, b"PAR1" + b"\xff" * 200 + b"PAR1"],
+    ids=["garbage", "empty", "zeros", "bad-footer"],
+)
+def test_a_corrupt_parquet_file_in_a_month_folder_fails_the_job_naming_it(
+    data_dir: Path, content: bytes
+) -> None:
+    assert ingest(data_dir).returncode == 0
+    folder = next(data_dir.glob("provider=fake/*/*/month=2024-03"))
+    intruder = folder / "zz-copied-by-hand.parquet"
+    intruder.write_bytes(content)
+    out = ingest(data_dir, "2024-03-05", "2024-03-05")
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert "zz-copied-by-hand.parquet" in out.stdout and "move it out" in out.stdout
+    jobs = mp_json("jobs", "list", "--data-dir", str(data_dir))
+    assert jobs[0]["state"] == "FAILED"  # type: ignore[index]
+    intruder.unlink()
+    assert rows(data_dir) == (2 * 5 * 390, 2 * 5 * 390)  # nothing was lost meanwhile
+
+
+def test_a_readable_parquet_file_marketpipe_did_not_write_is_left_alone(data_dir: Path) -> None:
+    assert ingest(data_dir).returncode == 0
+    folder = next(data_dir.glob("provider=fake/*/*/month=2024-03"))
+    foreign = folder / "notes.parquet"
+    pq.write_table(pa.table({"x": [1, 2, 3]}), foreign)
+    assert ingest(data_dir, "2024-03-05", "2024-03-05").returncode == 0
+    assert pq.read_table(foreign).num_rows == 3
+
+
+_FULL_DISK = textwrap.dedent(
+    """
+    import resource, signal, sys, datetime as dt
+    from pathlib import Path
+    import pyarrow as pa
+    from marketpipe.storage.parquet_sink import ParquetSink
+    from marketpipe.storage.base import CommitRequest
+    from marketpipe.ingestion.domain.values import Timeframe
+    table = pa.ipc.open_file(sys.argv[2]).read_all()
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), int(sys.argv[3])))
+    day = dt.date(2024, 3, 5)
+    ParquetSink(Path(sys.argv[1])).commit(CommitRequest(
+        table=table, coverage={"AAPL": (day,)}, provider="fake", feed="sim",
+        timeframe=Timeframe.M1, job_id="fulldisk0001"))
+    """
+)
+
+
+def test_a_full_disk_during_the_clean_up_leaves_the_old_rows_never_both(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    assert ingest(data_dir, "2024-03-01", "2024-03-29").returncode == 0  # one big file a month
+    before = rows(data_dir)
+    folder = next(data_dir.glob("provider=fake/*/*/month=2024-03"))
+    (old,) = list(folder.glob("*.parquet"))
+    month = pq.read_table(old)
+    ts = month["timestamp"]
+    in_day = pc.and_(
+        pc.equal(month["symbol"], "AAPL"),
+        pc.and_(
+            pc.greater_equal(ts, pa.scalar(dt.datetime(2024, 3, 5, 14, 30, tzinfo=dt.UTC))),
+            pc.less(ts, pa.scalar(dt.datetime(2024, 3, 5, 21, 0, tzinfo=dt.UTC))),
+        ),
+    )
+    day_rows = month.filter(in_day).replace_schema_metadata(None)
+    assert day_rows.num_rows == 390
+    arrow_file = tmp_path / "day.arrow"
+    with pa.ipc.new_file(arrow_file, day_rows.schema) as writer:
+        writer.write_table(day_rows)
+    # The new one-day file fits under the limit; rewriting the month's big file does not.
+    limit = max(64 * 1024, old.stat().st_size // 3)
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, str(data_dir), str(arrow_file), str(limit)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0 and "File too large" in done.stderr, done.stderr
+    assert rows(data_dir) == before  # the old rows, once; the new file was taken back
+    assert sorted(p.name for p in folder.glob("*.parquet")) == [old.name]
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+# -- job states ---------------------------------------------------------------------------------
+
+
+def test_a_job_whose_process_is_gone_shows_as_interrupted(data_dir: Path) -> None:
+    assert ingest(data_dir).returncode == 0
+    db = sqlite3.connect(data_dir / "_marketpipe" / "jobs.sqlite")
+    db.execute("UPDATE jobs SET state = 'IN_PROGRESS'")
+    db.commit()
+    db.close()
+    listed = mp_json("jobs", "list", "--data-dir", str(data_dir))
+    assert [j["state"] for j in listed] == ["INTERRUPTED"]  # type: ignore[index, union-attr]
+    job_id = listed[0]["id"]  # type: ignore[index]
+    shown = mp("jobs", "show", job_id, "--data-dir", str(data_dir))
+    assert "INTERRUPTED" in shown.stdout
+
+
+# -- unusable data dirs and job stores ----------------------------------------------------------
+
+
+def _file(tmp: Path) -> Path:
+    path = tmp / "data"
+    path.write_text("I am a file")
+    return path
+
+
+def _dangling(tmp: Path) -> Path:
+    path = tmp / "data"
+    path.symlink_to(tmp / "gone" / "away")
+    return path
+
+
+def _store_with(content: bytes):  # type: ignore[no-untyped-def]
+    def make(tmp: Path) -> Path:
+        path = tmp / "data"
+        (path / "_marketpipe").mkdir(parents=True)
+        (path / "_marketpipe" / "jobs.sqlite").write_bytes(content)
+        return path
+
+    return make
+
+
+def _truncated_store(tmp: Path) -> Path:
+    path = tmp / "good"
+    assert ingest(path, "2024-03-04", "2024-03-04").returncode == 0
+    db = (path / "_marketpipe" / "jobs.sqlite").read_bytes()
+    return _store_with(db[: len(db) // 3])(tmp)
+
+
+def _meta_is_a_file(tmp: Path) -> Path:
+    path = tmp / "data"
+    path.mkdir()
+    (path / "_marketpipe").write_text("not a folder")
+    return path
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        _file,
+        _dangling,
+        _store_with(b"this is not a database, just text" * 100),
+        _store_with(b"SQLite format 3\x00" + b"\xff" * 5000),
+        _truncated_store,
+        _meta_is_a_file,
+    ],
+    ids=["a-file", "dangling-symlink", "not-sqlite", "corrupt-sqlite", "truncated", "meta-file"],
+)
+@pytest.mark.parametrize("command", ["ingest", "jobs-list"])
+def test_an_unusable_data_dir_is_one_line_and_exit_2(tmp_path: Path, make, command: str) -> None:  # type: ignore[no-untyped-def]
+    data_dir = make(tmp_path)
+    if command == "ingest":
+        out = ingest(data_dir, "2024-03-04", "2024-03-04")
+    else:
+        out = mp("jobs", "list", "--data-dir", str(data_dir))
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert one_line_error(out).startswith("Error: ")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
+def test_a_read_only_data_dir_is_one_line(tmp_path: Path) -> None:
+    data_dir = tmp_path / "ro"
+    data_dir.mkdir()
+    data_dir.chmod(0o500)
+    out = ingest(data_dir, "2024-03-04", "2024-03-04")
+    assert out.returncode == 2 and one_line_error(out).startswith("Error: ")
+
+
+# -- numbers and text from users ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ("--concurrency", "0"),
+        ("--concurrency", "-3"),
+        ("--batch-size", "0"),
+        ("--batch-size", "1.5"),
+        ("--metrics-port", "70000"),
+        ("--metrics-port", "-1"),
+        ("-o", "seed=1.5"),
+        ("-o", "seed=nan"),
+        ("-o", "bad_row_rate=inf"),
+        ("-o", "bad_row_rate=nan"),
+    ],
+)
+def test_numbers_are_checked_at_the_edge(data_dir: Path, extra: tuple[str, str]) -> None:
+    out = ingest(data_dir, "2024-03-04", "2024-03-04", *extra)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "Error" in out.stderr
+    assert not (data_dir / "provider=fake").exists()
+
+
+@pytest.mark.parametrize("name", ["dd[/]x", "[bold red]loud", "a[link=x]b"])
+def test_a_data_dir_is_printed_literally(tmp_path: Path, name: str) -> None:
+    out = mp(
+        *INGEST, "--start", "2024-03-04", "--end", "2024-03-04", "--data-dir", name, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"data dir │ {name}" in " ".join(out.stdout.split()) or name in out.stdout
+    assert (tmp_path / name).is_dir()
+
+
+def test_quarantine_cells_cannot_run_as_spreadsheet_formulas(tmp_path: Path) -> None:
+    from marketpipe.storage.quarantine import defuse_formulas
+
+    table = pa.table(
+        {
+            "symbol": ['=HYPERLINK("x")', "+1", "-2", "@SUM(A1)", "\tx", "AAPL", None],
+            "reason": ["ok"] * 7,
+            "n": [1, 2, 3, 4, 5, 6, 7],
+        }
+    )
+    out = defuse_formulas(table)
+    assert out["symbol"].to_pylist() == [
+        '\'=HYPERLINK("x")',
+        "'+1",
+        "'-2",
+        "'@SUM(A1)",
+        "'\tx",
+        "AAPL",
+        None,
+    ]
+    assert out["n"].to_pylist() == table["n"].to_pylist()
+    assert json.dumps(out["reason"].to_pylist()) == json.dumps(["ok"] * 7)
