@@ -242,3 +242,86 @@ def test_a_refetch_with_no_bars_keeps_the_stored_rows_and_says_so(
     summary = asyncio.run(run_ingest(cleared))
     assert summary.state is ProcessingState.COMPLETED and not summary.notes
     assert _bars_by_symbol(data_dir) == {"AAPL": 1950, "MSFT": 2 * 390}
+
+
+def test_provider_messages_are_scrubbed_of_secrets_and_url_credentials(data_dir: Path) -> None:
+    from marketpipe.errors import ProviderError
+    from marketpipe.secrets import Secret
+    from marketpipe.specs import Setting
+
+    class Leaky(StepProvider):
+        def fetch(self, request):
+            token = self.token.get_secret_value() if isinstance(self.token, Secret) else ""
+            raise ProviderError(
+                f"server said: token {token} refused at https://alice:pa55word@api.test/v2"
+            )
+
+    register(
+        ProviderSpec(
+            name="leaky",
+            factory=lambda s: Leaky(token=s.get("token")),
+            description="x",
+            settings=(Setting("token", "a secret", secret=True),),
+        )
+    )
+    try:
+        summary = asyncio.run(
+            run_ingest(
+                request(
+                    data_dir,
+                    provider="leaky",
+                    overrides={"token": "TOPSECRET-99"},
+                    time_range=TimeRange.single_day("2024-01-29"),
+                )
+            )
+        )
+    finally:
+        unregister("leaky")
+    assert summary.state is ProcessingState.FAILED
+    error = summary.failures[0].error
+    assert "TOPSECRET-99" not in error and "pa55word" not in error
+    assert "token ********** refused at https://**********@api.test/v2" in error
+    for path in data_dir.rglob("*"):
+        if path.is_file():
+            raw = path.read_bytes()
+            assert b"TOPSECRET-99" not in raw and b"pa55word" not in raw, path
+
+
+def test_urls_with_credentials_are_stored_without_them(step_provider, data_dir: Path) -> None:
+    from marketpipe.secrets import scrub
+
+    assert scrub("see http://u:p@h.test/x and ftp://user@h") == (
+        "see http://**********@h.test/x and ftp://**********@h"
+    )
+    assert scrub("a key ABCD1234 here", ["ABCD1234"]) == "a key ********** here"
+
+
+def test_an_absurd_symbol_from_the_provider_is_a_rejected_row_not_a_file_name_error(
+    data_dir: Path,
+) -> None:
+    import pyarrow as pa
+
+    class Absurd(StepProvider):
+        def fetch(self, request):
+            for batch in super().fetch(request):
+                n = batch.num_rows
+                yield batch.set_column(0, "symbol", pa.array(["X" * 5000 + "/../.."] * n))
+
+    register(ProviderSpec(name="absurd", factory=lambda s: Absurd(), description="x"))
+    try:
+        summary = asyncio.run(
+            run_ingest(
+                request(
+                    data_dir,
+                    provider="absurd",
+                    symbols=(Symbol("AAPL"),),
+                    time_range=TimeRange.single_day("2024-01-29"),
+                )
+            )
+        )
+    finally:
+        unregister("absurd")
+    assert summary.state is ProcessingState.COMPLETED
+    assert summary.bars == 0 and summary.rejected == 390
+    (quarantined,) = list((data_dir / "_marketpipe" / "quarantine").rglob("*.csv"))
+    assert all(len(part) <= 130 for part in quarantined.parts)

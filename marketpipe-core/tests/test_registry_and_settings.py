@@ -111,6 +111,43 @@ def test_bad_options_and_config_are_user_errors(keyed: ProviderSpec, tmp_path: P
         ConfigFile.load(bad)
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"providers = 5\n", "providers must be a table"),
+        (b'providers = "alpaca"\n', "providers must be a table"),
+        (b"[providers]\nkeyed = 3\n", r"\[providers.keyed\] must be a table"),
+        (b"[providers.keyed]\nfeed = [1, 2]\n", "providers.keyed.feed must be a string"),
+        (b"[providers.keyed.feed]\nx = 1\n", "providers.keyed.feed must be a string"),
+        (b'[providers.keyed]\nfeed = "caf\xe9"\n', "not UTF-8 text"),
+        (b"\xff\xfe[providers]\n", "not UTF-8 text"),
+    ],
+)
+def test_a_config_file_of_the_wrong_shape_is_one_clear_error(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(content)
+    with pytest.raises(InvalidInputError, match=message):
+        ConfigFile.load(path)
+
+
+def test_a_folder_named_as_the_config_file_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="is a folder"):
+        ConfigFile.load(tmp_path)
+
+
+def test_an_unknown_key_in_a_providers_table_is_an_error_like_an_unknown_option(
+    keyed: ProviderSpec, tmp_path: Path
+) -> None:
+    path = tmp_path / "marketpipe.toml"
+    path.write_text('[providers.keyed]\nfeed = "sip"\nfed = "typo"\n')
+    with pytest.raises(InvalidInputError, match=r"unknown setting 'fed' in \[providers.keyed\]"):
+        resolve_settings(keyed, {}, {}, ConfigFile.load(path))
+    path.write_text("[providers.keyed]\nfeed = true\n")
+    assert resolve_settings(keyed, {}, {}, ConfigFile.load(path)).values["feed"] == "true"
+
+
 def test_conformance_kit_passes_a_good_provider(step_provider: type) -> None:
     report = check_provider("step", timeframes=["1m", "1h"])
     assert report.requests == 4 and report.bars > 0

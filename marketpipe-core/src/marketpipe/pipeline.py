@@ -28,6 +28,7 @@ from marketpipe.ingestion.infrastructure.job_locks import HeldLock, JobLocks
 from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
 from marketpipe.metrics import MetricsSubscriber
 from marketpipe.plugins import get_plugin_host
+from marketpipe.secrets import Secret
 from marketpipe.specs import ProviderSpec, normalise_name
 
 DEFAULT_SINK = "parquet"
@@ -58,6 +59,8 @@ class PreparedProvider:
     spec: ProviderSpec
     provider: IMarketDataProvider
     public_settings: Mapping[str, str]
+    #: Scrubbed from every provider message before it is shown, logged or stored.
+    secrets: tuple[Secret, ...] = ()
 
 
 def prepare_provider(name: str, overrides: Mapping[str, str]) -> PreparedProvider:
@@ -69,7 +72,7 @@ def prepare_provider(name: str, overrides: Mapping[str, str]) -> PreparedProvide
         normalise_name(provider.feed)
     except ValueError:
         raise InvalidInputError(f"provider {spec.name}: invalid feed {provider.feed!r}") from None
-    return PreparedProvider(spec, provider, resolved.public())
+    return PreparedProvider(spec, provider, resolved.public(), resolved.secrets())
 
 
 def _same_work(job: IngestionJob, request: IngestRequest, cfg: IngestionConfiguration) -> bool:
@@ -300,6 +303,7 @@ async def execute(
         data_root=data_dir,
         cancel=cancel,
         replace_empty=replace_empty,
+        secrets=prepared.secrets,
     )
     try:
         return await coordinator.execute_job(job_id)

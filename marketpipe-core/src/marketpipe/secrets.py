@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
 _REDACTED = "**********"
@@ -41,3 +43,17 @@ class Secret:
 
     def __reduce__(self) -> Any:
         raise TypeError("a Secret cannot be pickled")
+
+
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]*(?::[^/\s@]*)?@")
+
+
+def scrub(text: str, secrets: Iterable[Secret | str] = ()) -> str:
+    """``text`` with every given secret's value, and the ``user:password@`` of any URL, replaced
+    by a redaction mark: for messages that come from outside (a provider's error, a URL) before
+    they are shown, logged or stored."""
+    for secret in secrets:
+        value = secret.get_secret_value() if isinstance(secret, Secret) else secret
+        if len(value) >= 4:  # shorter values would redact ordinary words
+            text = text.replace(value, _REDACTED)
+    return _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{_REDACTED}@", text)

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from marketpipe.errors import InvalidInputError
-from marketpipe.secrets import Secret
+from marketpipe.secrets import Secret, scrub
 from marketpipe.specs import ProviderSpec
 
 CONFIG_ENV = "MARKETPIPE_CONFIG"
@@ -50,15 +50,42 @@ class ConfigFile:
             return cls(None, {})
         try:
             with path.open("rb") as fh:
-                return cls(path, tomllib.load(fh))
+                data = tomllib.load(fh)
         except FileNotFoundError:
             raise InvalidInputError(f"config file {path} does not exist") from None
+        except IsADirectoryError:
+            raise InvalidInputError(f"config file {path} is a folder, not a file") from None
+        except UnicodeDecodeError:
+            raise InvalidInputError(f"config file {path} is not UTF-8 text") from None
         except tomllib.TOMLDecodeError as exc:
             raise InvalidInputError(f"config file {path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise InvalidInputError(
+                f"config file {path} cannot be read: {exc.strerror or exc}"
+            ) from None
+        providers = data.get("providers", {})
+        if not isinstance(providers, Mapping):
+            raise InvalidInputError(
+                f"config file {path}: providers must be a table ([providers.<name>]), "
+                f"not {type(providers).__name__}"
+            )
+        for name, section in providers.items():
+            if not isinstance(section, Mapping):
+                raise InvalidInputError(
+                    f"config file {path}: [providers.{name}] must be a table of settings, "
+                    f"not {type(section).__name__}"
+                )
+            for key, value in section.items():
+                if isinstance(value, Mapping | list) or value is None:
+                    raise InvalidInputError(
+                        f"config file {path}: providers.{name}.{key} must be a string, number "
+                        "or boolean"
+                    )
+        return cls(path, data)
 
     def provider_section(self, provider: str) -> Mapping[str, Any]:
-        section = self.data.get("providers", {}).get(provider, {})
-        return section if isinstance(section, Mapping) else {}
+        section: Mapping[str, Any] = self.data.get("providers", {}).get(provider, {})
+        return section
 
 
 def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -82,8 +109,13 @@ class ResolvedSettings:
     config_path: Path | None
 
     def public(self) -> dict[str, str]:
-        """The settings safe to store and show: everything except secrets."""
-        return {k: str(v) for k, v in self.values.items() if not isinstance(v, Secret)}
+        """The settings safe to store and show: everything except secrets, and URLs without
+        their ``user:password@``."""
+        return {k: scrub(str(v)) for k, v in self.values.items() if not isinstance(v, Secret)}
+
+    def secrets(self) -> tuple[Secret, ...]:
+        """The secret values, to scrub from messages that come from outside."""
+        return tuple(v for v in self.values.values() if isinstance(v, Secret))
 
 
 def env_var(provider: str, key: str) -> str:
@@ -107,6 +139,13 @@ def resolve_settings(
             f"unknown setting {unknown[0]!r} for provider {spec.name}; its settings: {listing}"
         )
     section = config.provider_section(spec.name)
+    unknown = sorted(set(section) - known)
+    if unknown:
+        listing = ", ".join(sorted(known)) or "none"
+        raise InvalidInputError(
+            f"config file {config.path}: unknown setting {unknown[0]!r} in [providers."
+            f"{spec.name}]; its settings: {listing}"
+        )
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     missing: list[str] = []
@@ -122,7 +161,9 @@ def resolve_settings(
             name = next(n for n in setting.env if env.get(n))
             value, source = env[name], name
         elif setting.name in section:
-            value, source = str(section[setting.name]), f"config file {config.path}"
+            raw = section[setting.name]
+            text = str(raw).lower() if isinstance(raw, bool) else str(raw)
+            value, source = text, f"config file {config.path}"
         elif setting.default is not None:
             value, source = setting.default, "default"
         if value is None or value == "":

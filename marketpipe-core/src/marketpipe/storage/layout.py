@@ -12,6 +12,7 @@ Hive values are percent-encoded, and every path is checked to stay inside the ro
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,6 +24,15 @@ META_DIR = "_marketpipe"
 def encode_component(value: str) -> str:
     """Percent-encode a value for one path component; dots too, so it is never ``.`` or ``..``."""
     return quote(value, safe="").replace(".", "%2E")
+
+
+def _bounded(component: str, limit: int = 120) -> str:
+    """A path component of at most ``limit`` characters: a longer one (a provider's absurd
+    symbol) keeps its start and a digest of the whole, so it stays unique and a legal name."""
+    if len(component) <= limit:
+        return component
+    digest = hashlib.sha1(component.encode()).hexdigest()[:16]
+    return f"{component[: limit - 18]}~{digest}"
 
 
 def inside(root: Path, path: Path) -> Path:
@@ -55,7 +65,7 @@ def quarantine_file(root: Path, job_id: str, symbol: str, day: str) -> Path:
         / META_DIR
         / "quarantine"
         / f"job={job_id}"
-        / f"symbol={encode_component(symbol)}"
-        / f"{encode_component(day)}.csv"
+        / f"symbol={_bounded(encode_component(symbol))}"
+        / f"{_bounded(encode_component(day))}.csv"
     )
     return inside(root, path)

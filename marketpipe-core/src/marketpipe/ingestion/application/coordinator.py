@@ -40,6 +40,7 @@ from marketpipe.ingestion.domain.values import IngestionJobId, Symbol
 from marketpipe.ingestion.infrastructure.event_bus import EventBus
 from marketpipe.ingestion.infrastructure.job_store import PartitionOutcome, SqliteJobStore
 from marketpipe.schema import conform, empty_bars
+from marketpipe.secrets import Secret, scrub
 from marketpipe.specs import ProviderSpec
 from marketpipe.storage.base import CommitRequest, Sink
 from marketpipe.storage.partition_index import index_rows
@@ -108,6 +109,10 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _short(text: str, limit: int = 2000) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class IngestionCoordinatorService:
     def __init__(
         self,
@@ -122,6 +127,7 @@ class IngestionCoordinatorService:
         calendar: TradingCalendar | None = None,
         cancel: CancelToken | None = None,
         replace_empty: bool = False,
+        secrets: Sequence[Secret] = (),
     ) -> None:
         self._store = job_store
         self._provider = provider
@@ -136,6 +142,7 @@ class IngestionCoordinatorService:
         self._cancel = cancel or CancelToken()
         self._stopped = asyncio.Event()
         self._replace_empty = replace_empty
+        self._secrets = tuple(secrets)
 
     async def execute_job(self, job_id: IngestionJobId) -> JobSummary:
         """Run every partition of the job not yet committed; the job ends COMPLETED, FAILED, or
@@ -292,7 +299,7 @@ class IngestionCoordinatorService:
                 return
             if isinstance(exc, UserError):
                 # Wrong credentials or a refused plan will not get better: stop asking.
-                self._abort = _describe(exc)
+                self._abort = _short(scrub(_describe(exc), self._secrets))
             self._fail(job, unit, _describe(exc), failures)
             return
         self._take_notes(job)
@@ -335,6 +342,7 @@ class IngestionCoordinatorService:
             self._note(job, note)
 
     def _note(self, job: IngestionJob, note: str) -> None:
+        note = _short(scrub(note, self._secrets))
         if note not in self._notes:
             self._notes.append(note)
             self._bus.publish(IngestionProviderNote(job_id=job.job_id, message=note))
@@ -342,6 +350,7 @@ class IngestionCoordinatorService:
     def _fail(
         self, job: IngestionJob, unit: WorkUnit, error: str, failures: list[PartitionFailure]
     ) -> None:
+        error = _short(scrub(error, self._secrets))  # provider text, stored and shown
         keys = unit.keys
         self._store.mark_failed(job.job_id, keys, error)
         for symbol, day in keys:
