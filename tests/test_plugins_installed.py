@@ -135,3 +135,53 @@ def test_a_plugin_that_raises_on_import_is_reported_and_does_not_break_the_cli(
         env=env,
     )
     assert summary["state"] == "COMPLETED"  # type: ignore[index]
+
+
+def _code_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, body) of every fenced block, in order."""
+    import re
+
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"```(\w+)\n(.*?)```", text, re.S)]
+
+
+@pytest.mark.parametrize(
+    ("doc", "provider"),
+    [(HERE.parent / "docs" / "plugins.md", "polygon"), (HERE.parent / "README.md", "hello")],
+)
+def test_the_documented_plugin_installs_as_copied(tmp_path: Path, doc: Path, provider: str) -> None:
+    blocks = _code_blocks(doc.read_text())
+    toml_at = next(
+        i for i, (lang, body) in enumerate(blocks) if lang == "toml" and "[project]" in body
+    )
+    pyproject = blocks[toml_at][1]
+    module = blocks[toml_at + 1][1]
+    first_line = module.splitlines()[0]
+    assert first_line.startswith("# ") and first_line.endswith("/__init__.py"), first_line
+    package = tmp_path / "plugin"
+    (package / first_line[2:]).parent.mkdir(parents=True)
+    (package / "pyproject.toml").write_text(pyproject)
+    (package / first_line[2:]).write_text(module)
+    target = tmp_path / "site"
+    uv = shutil.which("uv") or shutil.which("uv", path=str(Path(sys.executable).parent))
+    assert uv, "uv is installed with the integration session"
+    subprocess.run(
+        [
+            uv,
+            "pip",
+            "install",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(package),
+            "--python",
+            sys.executable,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    env = {"PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
+    listed = mp_json("providers", env=env)
+    names = [p["name"] for p in listed["providers"]]  # type: ignore[index]
+    assert provider in names, listed
+    assert listed["failed"] == []  # type: ignore[index]

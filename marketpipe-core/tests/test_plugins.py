@@ -3,6 +3,7 @@ that keep hook specs, docs and tests from drifting apart (after datasette)."""
 
 import inspect
 import json
+import os
 import re
 import subprocess
 import sys
@@ -143,3 +144,57 @@ def test_mp_plugins_reports_a_broken_plugin_as_json(site: Path) -> None:
     records = {r["name"]: r for r in json.loads(out.stdout)}
     assert re.match(r"ModuleNotFoundError: No module named", records["tp_broken"]["error"])
     assert records["marketpipe.storage.parquet_sink"]["hooks"] == ["marketpipe_sinks"]
+
+
+def test_a_provider_that_fails_to_load_shows_in_providers_and_in_the_unknown_error(
+    site: Path, data_dir: Path
+) -> None:
+    write_plugin(site, "marketpipe-polygon", "tp_polygon", "import polygon_sdk_missing", "polygon")
+    listed = subprocess.run(
+        [sys.executable, "-m", "marketpipe.cli", "providers", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    failed = json.loads(listed.stdout)["failed"]
+    assert [(f["name"], f["distribution"]) for f in failed] == [("polygon", "marketpipe-polygon")]
+    assert "No module named 'polygon_sdk_missing'" in failed[0]["error"]
+    human = subprocess.run(
+        [sys.executable, "-m", "marketpipe.cli", "providers"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert "failed to load" in human.stdout
+    ingest = subprocess.run(
+        [sys.executable, "-m", "marketpipe.cli", "ingest", "--provider", "polygon"]
+        + ["--symbols", "AAPL", "--start", "2024-01-02", "--end", "2024-01-02"]
+        + ["--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ingest.returncode == 2
+    assert ingest.stderr.strip().startswith(
+        "Error: provider polygon failed to load: marketpipe-polygon: ModuleNotFoundError"
+    )
+
+
+def test_trace_plugins_prints_every_hook_call(site: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "marketpipe.cli", "providers", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "MARKETPIPE_TRACE_PLUGINS": "1"},
+    )
+    assert "marketpipe_providers" in out.stderr
+    assert "marketpipe.ingestion.infrastructure.registry" in out.stderr or "finish" in out.stderr
+    quiet = subprocess.run(
+        [sys.executable, "-m", "marketpipe.cli", "providers", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "marketpipe_providers" not in quiet.stderr

@@ -23,12 +23,19 @@ class InvalidInputError(UserError, ValueError):
 class UnknownProviderError(UserError, LookupError):
     """The provider name is not installed."""
 
-    def __init__(self, name: str, installed: list[str]) -> None:
+    def __init__(self, name: str, installed: list[str], failed: str | None = None) -> None:
         listing = ", ".join(installed) if installed else "none"
-        super().__init__(
-            f"unknown provider {name!r}; installed providers: {listing} "
-            f"(run `mp providers` to see them, `pip install marketpipe-<name>` to add one)"
-        )
+        if failed is not None:
+            message = (
+                f"provider {name} failed to load: {failed} (reinstall it, or see `mp plugins`); "
+                f"installed providers: {listing}"
+            )
+        else:
+            message = (
+                f"unknown provider {name!r}; installed providers: {listing} "
+                f"(run `mp providers` to see them, `pip install marketpipe-<name>` to add one)"
+            )
+        super().__init__(message)
         self.name = name
         self.installed = installed
 

@@ -120,14 +120,23 @@ class PluginHost:
     def records(self) -> list[PluginRecord]:
         return sorted(self._records.values(), key=lambda r: (not r.builtin, r.name))
 
+    def failed(self) -> list[PluginRecord]:
+        """Plugins that did not load (or whose hook raised), with why."""
+        return [r for r in self.records() if r.error]
+
     def _collect(self, hook_name: str, kind: type[SpecT]) -> dict[str, SpecT]:
         found: dict[str, SpecT] = {}
         caller = getattr(self.pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):  # registration order
+        impls = caller.get_hookimpls()
+        for impl in reversed(impls):  # registration order
             plugin_name = self.pm.get_name(impl.plugin) or "?"
             record = self._records.get(plugin_name)
+            # Called through pluggy (so MARKETPIPE_TRACE_PLUGINS shows it), one plugin at a
+            # time (so one plugin's failure is that plugin's alone).
+            others = [i.plugin for i in impls if i.plugin is not impl.plugin]
+            one = self.pm.subset_hook_caller(hook_name, remove_plugins=others)
             try:
-                specs = list(impl.function() or [])
+                specs = [spec for result in one() for spec in (result or [])]
             except Exception as exc:
                 if record is not None:
                     self._records[plugin_name] = attrs.evolve(

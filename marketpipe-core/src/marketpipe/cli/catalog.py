@@ -7,6 +7,7 @@ from typing import Any
 import click
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from marketpipe.cli.common import console, emit_json, json_option, user_errors
 from marketpipe.plugins import get_plugin_host
@@ -45,8 +46,18 @@ def providers(as_json: bool) -> None:
                 ],
             }
         )
+    failed = [
+        {"name": r.name, "distribution": r.distribution, "version": r.version, "error": r.error}
+        for r in host.failed()
+    ]
     if as_json:
-        emit_json({"config_file": str(config.path) if config.path else None, "providers": rows})
+        emit_json(
+            {
+                "config_file": str(config.path) if config.path else None,
+                "providers": rows,
+                "failed": failed,
+            }
+        )
         return
     table = Table(title="Providers")
     for column in ("name", "distribution", "version", "status", "settings", "description"):
@@ -61,6 +72,15 @@ def providers(as_json: bool) -> None:
             status,
             settings,
             row["description"],
+        )
+    for bad in failed:
+        table.add_row(
+            Text(str(bad["name"])),
+            Text(str(bad["distribution"])),
+            Text(str(bad["version"])),
+            Text(f"failed to load: {bad['error']}", style="red"),
+            "-",
+            "-",
         )
     console.print(table)
     console.print(

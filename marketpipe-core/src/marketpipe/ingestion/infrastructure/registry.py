@@ -82,9 +82,16 @@ def list_providers() -> list[str]:
 
 def get(name: str) -> ProviderSpec:
     """The spec of provider ``name``; an unknown name lists the installed ones."""
+    from marketpipe.plugins import get_plugin_host
+
     providers = _all()
     key = name.strip().lower()
     if key not in providers:
+        for record in get_plugin_host().failed():
+            if record.name.lower() == key:
+                raise UnknownProviderError(
+                    name, sorted(providers), failed=f"{record.distribution}: {record.error}"
+                )
         raise UnknownProviderError(name, sorted(providers))
     return providers[key]
 
