@@ -168,9 +168,11 @@ def test_a_provider_that_fails_to_load_shows_in_providers_and_in_the_unknown_err
     )
     assert "failed to load" in human.stdout
     ingest = subprocess.run(
-        [sys.executable, "-m", "marketpipe.cli", "ingest", "--provider", "polygon"]
-        + ["--symbols", "AAPL", "--start", "2024-01-02", "--end", "2024-01-02"]
-        + ["--data-dir", str(data_dir)],
+        [
+            *(sys.executable, "-m", "marketpipe.cli", "ingest", "--provider", "polygon"),
+            *("--symbols", "AAPL", "--start", "2024-01-02", "--end", "2024-01-02"),
+            *("--data-dir", str(data_dir)),
+        ],
         capture_output=True,
         text=True,
         check=False,
