@@ -264,7 +264,7 @@ def test_jobs_cancel_marks_an_interrupted_job_and_refuses_a_finished_one(tmp_pat
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     job = mp_json("jobs", "list", "--data-dir", str(root))[0]  # type: ignore[index]
-    assert job["state"] == "IN_PROGRESS"  # killed: recorded as running, but no lock held
+    assert job["state"] == "INTERRUPTED"  # killed: recorded as running, but no lock held
     cancelled = mp_json("jobs", "cancel", job["id"], "--data-dir", str(root))
     assert cancelled == {"id": job["id"], "state": "CANCELLED"}
     again = mp("jobs", "cancel", job["id"], "--data-dir", str(root))
