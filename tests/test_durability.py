@@ -289,8 +289,10 @@ def test_events_are_logged_in_order_as_json_lines(tmp_path: Path) -> None:
     shown = mp_json("jobs", "show", summary["job_id"], "--data-dir", str(root))  # type: ignore[index]
     lines = [json.loads(line) for line in Path(shown["event_log"]).read_text().splitlines()]  # type: ignore[index]
     names = [e["event"] for e in lines]
-    assert names[0] == "IngestionJobPlanned" and names[-1] == "IngestionJobCompleted"
-    assert names.count("IngestionBatchProcessed") == 6 and names.count("IngestionJobStarted") == 6
+    assert names[:2] == ["IngestionJobStarted", "IngestionJobPlanned"]
+    assert names[-1] == "IngestionJobCompleted"
+    assert lines[0]["symbol"] is None  # the job's own start; then one per partition
+    assert names.count("IngestionBatchProcessed") == 6 and names.count("IngestionJobStarted") == 7
     processed = [e for e in lines if e["event"] == "IngestionBatchProcessed"]
     assert {e["symbol"] for e in processed} == {"AAPL", "MSFT"}
     assert all(e["bars_count"] == 390 and e["partition"]["path"] for e in processed)

@@ -390,9 +390,13 @@ def test_seed_adapter_returns_bar_objects(server: FakeAlpacaServer) -> None:
 
     adapter = AlpacaMarketDataAdapter(KEY, SECRET, base_url=server.url)
     try:
-        bars = adapter.fetch_bars_for_symbol("aapl", TimeRange.single_day("2024-03-04"), 50)
+        bars = adapter.fetch_bars_for_symbol_sync("aapl", TimeRange.single_day("2024-03-04"), 50)
+        awaited = asyncio.run(
+            adapter.fetch_bars_for_symbol("aapl", TimeRange.single_day("2024-03-04"))
+        )
     finally:
         adapter.close()
+    assert 300 < len(awaited) <= 390 and awaited[:50] == bars  # max_bars defaults to 1,000
     assert len(bars) == 50 and bars[0].symbol == Symbol("AAPL")
     assert all(b.low <= b.open <= b.high for b in bars)
     assert KEY not in repr(adapter) and SECRET not in repr(adapter)

@@ -54,8 +54,13 @@ def test_job_commits_every_partition_then_publishes_in_order(step_provider, data
     assert summary.state is ProcessingState.COMPLETED
     assert (summary.partitions_total, summary.partitions_completed, summary.bars) == (10, 10, 3900)
     kinds = [type(e) for e in seen]
-    assert kinds[0] is IngestionJobPlanned and kinds[-1] is IngestionJobCompleted
-    assert kinds.count(IngestionJobStarted) == 10 and kinds.count(IngestionBatchProcessed) == 10
+    # The job's own start, its plan, then each partition's start and processed event.
+    assert kinds[:2] == [IngestionJobStarted, IngestionJobPlanned]
+    assert kinds[-1] is IngestionJobCompleted
+    job_start = seen[0]
+    assert isinstance(job_start, IngestionJobStarted) and job_start.symbol is None
+    starts = [e for e in seen if isinstance(e, IngestionJobStarted) and e.symbol is not None]
+    assert len(starts) == 10 and kinds.count(IngestionBatchProcessed) == 10
     processed = [e for e in seen if isinstance(e, IngestionBatchProcessed)]
     assert all((data_dir / e.partition.path).is_file() for e in processed)
     # A partition's start precedes its processed event.
@@ -180,7 +185,11 @@ def test_job_service_refuses_a_timeframe_the_provider_lacks(data_dir: Path) -> N
 
 
 def test_seed_per_bar_api_returns_objects(step_provider) -> None:
-    bars = StepProvider().fetch_bars_for_symbol("aapl", TimeRange.single_day("2024-01-29"), 5)
+    bars = StepProvider().fetch_bars_for_symbol_sync("aapl", TimeRange.single_day("2024-01-29"), 5)
+    awaited = asyncio.run(
+        StepProvider().fetch_bars_for_symbol("aapl", TimeRange.single_day("2024-01-29"))
+    )
+    assert len(awaited) == 390 and awaited[:5] == bars
     assert len(bars) == 5 and bars[0].symbol == Symbol("AAPL")
     assert bars[0].low <= bars[0].open <= bars[0].high
     assert np.isclose(bars[1].open - bars[0].open, 0.01)

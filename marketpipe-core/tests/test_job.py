@@ -69,3 +69,80 @@ def test_failed_or_cancelled_jobs_can_be_started_again_to_resume() -> None:
     job.cancel()
     job.start()
     assert job.state is ProcessingState.IN_PROGRESS
+
+
+def test_the_job_records_its_events_in_order_and_clears_them_once_pulled() -> None:
+    from marketpipe.ingestion import (
+        IngestionBatchProcessed,
+        IngestionJobCompleted,
+        IngestionJobStarted,
+    )
+
+    job = make_job()
+    assert job.domain_events == ()
+    job.start()
+    partition = IngestionPartition(Symbol("AAPL"), job.time_range.start, "x.parquet", 390)
+    job.mark_symbol_processed(Symbol("AAPL"), 390, partition)
+    job.complete()
+    events = job.domain_events
+    assert [type(e) for e in events] == [
+        IngestionJobStarted,
+        IngestionBatchProcessed,
+        IngestionJobCompleted,
+    ]
+    assert events[1].partition == partition and events[1].bars_count == 390  # type: ignore[attr-defined]
+    assert events[2].total_bars == 390 and events[2].partitions_processed == 1  # type: ignore[attr-defined]
+    assert job.pull_domain_events() == list(events)
+    assert job.domain_events == ()
+
+
+def test_fail_and_cancel_record_their_events() -> None:
+    from marketpipe.ingestion import IngestionJobCancelled, IngestionJobFailed
+
+    failed = make_job()
+    failed.start()
+    failed.clear_domain_events()
+    failed.fail("provider down", partitions_failed=3)
+    (event,) = failed.domain_events
+    assert isinstance(event, IngestionJobFailed)
+    assert (event.error_message, event.partitions_failed) == ("provider down", 3)
+    cancelled = make_job()
+    cancelled.cancel(partitions_remaining=2)
+    (event,) = cancelled.domain_events
+    assert isinstance(event, IngestionJobCancelled) and event.partitions_remaining == 2
+
+
+def test_a_refused_transition_records_nothing() -> None:
+    job = make_job()
+    with pytest.raises(InvalidStateTransition):
+        job.complete()
+    assert job.domain_events == ()
+
+
+def test_positional_and_keyword_construction_are_the_same_job() -> None:
+    job_id = IngestionJobId("AAPL_2024-01-02")
+    config = IngestionConfiguration(provider="fake")
+    positional = IngestionJob(job_id, config, [Symbol("AAPL")], TimeRange.single_day("2024-01-02"))
+    keyword = IngestionJob(
+        job_id=job_id,
+        configuration=config,
+        symbols=(Symbol("AAPL"),),
+        time_range=TimeRange.single_day("2024-01-02"),
+        created_at=positional.created_at,
+    )
+    assert positional == keyword and positional.symbols == (Symbol("AAPL"),)
+
+
+def test_a_composite_job_id_s_start_names_its_symbol_and_day() -> None:
+    import datetime as dt
+
+    job = IngestionJob(
+        "msft_2024-01-03",
+        IngestionConfiguration(provider="fake"),
+        "MSFT",
+        TimeRange.single_day("2024-01-03"),
+    )
+    assert job.job_id.value == "MSFT_2024-01-03"
+    job.start()
+    (event,) = job.domain_events
+    assert event.symbol == Symbol("MSFT") and event.trading_date == dt.date(2024, 1, 3)  # type: ignore[attr-defined]

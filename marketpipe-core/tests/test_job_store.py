@@ -54,3 +54,19 @@ def test_jobs_and_partitions_round_trip_through_a_real_sqlite_file(tmp_path: Pat
 def test_unknown_job_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(JobNotFoundError, match="mp jobs list"):
         SqliteJobStore.for_data_dir(tmp_path).get("0123456789ab")
+
+
+def test_composite_and_generated_ids_live_side_by_side_in_one_store(tmp_path: Path) -> None:
+    store = SqliteJobStore.for_data_dir(tmp_path)
+    config = IngestionConfiguration(provider="fake")
+    composite = IngestionJob("BRK.B_2024-01-02", config, ["BRK.B"], TimeRange(DAY, DAY))
+    generated = IngestionJob(IngestionJobId.generate(), config, ["AAPL"], TimeRange(DAY, DAY))
+    store.save(composite)
+    store.save(generated)
+    assert store.get(IngestionJobId("brk.b_2024-01-02")).job_id == composite.job_id
+    assert store.get(generated.job_id).symbols == (Symbol("AAPL"),)
+    assert {j.job_id.value for j in store.list_jobs()} == {
+        "BRK.B_2024-01-02",
+        generated.job_id.value,
+    }
+    store.close()

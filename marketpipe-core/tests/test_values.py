@@ -66,3 +66,18 @@ def test_job_ids_are_generated_and_validated() -> None:
     assert IngestionJobId(job_id.value) == job_id
     with pytest.raises(InvalidInputError):
         IngestionJobId("../../etc")
+
+
+def test_composite_job_ids_carry_their_symbol_and_day() -> None:
+    import datetime as dt
+
+    job_id = IngestionJobId("AAPL_2024-01-01")
+    assert job_id.value == "AAPL_2024-01-01" and str(job_id) == "AAPL_2024-01-01"
+    assert job_id.symbol == Symbol("AAPL") and job_id.day == dt.date(2024, 1, 1)
+    assert IngestionJobId("brk.b_2024-02-29").symbol == Symbol("BRK.B")
+    assert IngestionJobId.for_symbol_day("msft", "2024-03-04").value == "MSFT_2024-03-04"
+    generated = IngestionJobId("ABCDEF012345")
+    assert generated.value == "abcdef012345" and generated.symbol is None and generated.day is None
+    for bad in ("AAPL_2024-02-30", "AAPL_", "_2024-01-01", "A/B_2024-01-01", "AAPL 2024-01-01"):
+        with pytest.raises(InvalidInputError, match="SYMBOL_YYYY-MM-DD"):
+            IngestionJobId(bad)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
+import attrs
 import httpx
 import pyarrow as pa
 import pyarrow.json as pajson
@@ -67,10 +69,30 @@ CREDENTIALS_HINT = (
 )
 
 
+def api_root(base_url: str) -> str:
+    """The server's root: a base URL that already ends in the API version (``.../v2``, with or
+    without a slash) loses it, since every path this client asks for starts with ``/v2``."""
+    root = base_url.rstrip("/")
+    return root[: -len("/v2")] if root.endswith("/v2") else root
+
+
+def epoch_nanos(moment: int) -> int:
+    """UTC nanoseconds from an epoch timestamp in seconds, milliseconds, microseconds or
+    nanoseconds (told apart by size, for any moment after 1973)."""
+    magnitude = abs(moment)
+    if magnitude >= 10**17:
+        return moment
+    if magnitude >= 10**14:
+        return moment * 1_000
+    if magnitude >= 10**11:
+        return moment * 1_000_000
+    return moment * 1_000_000_000
+
+
 def rfc3339(moment: dt.datetime | int) -> str:
-    """``2024-01-02T14:30:00Z`` from an aware datetime or UTC nanoseconds."""
+    """``2024-01-02T14:30:00Z`` from an aware datetime or an epoch timestamp (s, ms, us or ns)."""
     if isinstance(moment, int):
-        moment = dt.datetime.fromtimestamp(moment // 1_000_000_000, dt.UTC)
+        moment = dt.datetime.fromtimestamp(epoch_nanos(moment) // 1_000_000_000, dt.UTC)
     if moment.tzinfo is None:
         raise ValueError("naive datetimes are ambiguous: pass an aware datetime")
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -78,7 +100,7 @@ def rfc3339(moment: dt.datetime | int) -> str:
 
 def _nanos(moment: dt.datetime | int) -> int:
     if isinstance(moment, int):
-        return moment
+        return epoch_nanos(moment)
     return int(moment.timestamp()) * 1_000_000_000
 
 
@@ -117,9 +139,15 @@ class AlpacaClient(BaseApiClient):
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        auth = auth or HeaderTokenAuth(
-            "APCA-API-KEY-ID", "APCA-API-SECRET-KEY", config.api_key, config.api_secret
-        )
+        config = attrs.evolve(config, base_url=api_root(config.base_url))
+        # The key from the config (else APCA_API_KEY_ID), the secret from the config (else
+        # APCA_API_SECRET_KEY): what the SDKs do, and what an auth naming headers only needs.
+        key = config.api_key or os.environ.get("APCA_API_KEY_ID") or None
+        secret = config.api_secret or os.environ.get("APCA_API_SECRET_KEY") or None
+        if auth is None:
+            auth = HeaderTokenAuth("APCA-API-KEY-ID", "APCA-API-SECRET-KEY", key, secret)
+        elif isinstance(auth, HeaderTokenAuth) and not auth.complete:
+            auth = auth.filled(key, secret)
         super().__init__(
             config, auth, rate_limiter or RateLimiter(200, 60.0), transport, async_transport
         )

@@ -11,7 +11,7 @@ import attrs
 
 from marketpipe.calendar import nyse_calendar
 from marketpipe.errors import InvalidInputError, JobConflictError
-from marketpipe.ingestion.application.commands import CreateIngestionJobCommand, StartJobCommand
+from marketpipe.ingestion.application.commands import CreateIngestionJobCommand
 from marketpipe.ingestion.application.coordinator import (
     CancelToken,
     IngestionCoordinatorService,
@@ -199,10 +199,8 @@ async def run_ingest(
             )
             held = locks.hold(job.job_id.value)
         resumed = bool(unfinished)
-        if resumed:
-            await service.resume_job(job.job_id)
-        else:
-            await service.start_job(StartJobCommand(job.job_id))
+        # The coordinator starts (or resumes) the job itself, so the job's own events reach
+        # the bus.
         summary = await execute(
             store,
             job.job_id,
@@ -247,7 +245,6 @@ async def resume_ingest(
                 store, locks, job.symbols, job.time_range, job.configuration, job.job_id
             )
             held = locks.hold(job_id.value)
-        await IngestionJobService(store).resume_job(job_id)
         summary = await execute(store, job_id, prepared, data_dir, bus or EventBus(), cancel)
         return attrs.evolve(summary, resumed=True)
     finally:

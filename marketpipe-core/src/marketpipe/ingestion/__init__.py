@@ -24,6 +24,7 @@ _EXPORTS = {
     "IngestionJobPlanned": "domain.events",
     "IngestionJobStarted": "domain.events",
     "IngestionPartitionFailed": "domain.events",
+    "IngestionProviderNote": "domain.events",
     "IngestionConfiguration": "domain.job",
     "IngestionJob": "domain.job",
     "ProcessingState": "domain.job",

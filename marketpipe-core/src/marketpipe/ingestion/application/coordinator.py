@@ -20,18 +20,8 @@ import pyarrow as pa
 
 from marketpipe import metrics
 from marketpipe.calendar import TradingCalendar, nyse_calendar
-from marketpipe.errors import InvalidStateTransition, StorageError, SymbolError, UserError
+from marketpipe.errors import StorageError, SymbolError, UserError
 from marketpipe.ingestion.application.planning import WorkUnit, plan_units
-from marketpipe.ingestion.domain.events import (
-    IngestionBatchProcessed,
-    IngestionJobCancelled,
-    IngestionJobCompleted,
-    IngestionJobFailed,
-    IngestionJobPlanned,
-    IngestionJobStarted,
-    IngestionPartitionFailed,
-    IngestionProviderNote,
-)
 from marketpipe.ingestion.domain.job import IngestionJob, ProcessingState
 from marketpipe.ingestion.domain.partition import IngestionPartition
 from marketpipe.ingestion.domain.ports import IMarketDataProvider
@@ -149,10 +139,12 @@ class IngestionCoordinatorService:
         CANCELLED when the cancel token was set (in-flight units still commit)."""
         started = time.perf_counter()
         job = self._store.get(job_id)
-        if job.state is not ProcessingState.IN_PROGRESS:
-            raise InvalidStateTransition(
-                f"job {job_id} is {job.state.value}; start it before executing it"
-            )
+        if job.state is ProcessingState.PENDING:
+            job.start()
+        else:
+            job.resume()  # after a failure, a cancellation, a crash; refused once COMPLETED
+        self._store.save(job)
+        self._publish(job)
         cfg = job.configuration
         windows = self._calendar.windows(job.time_range, cfg.session)
         keys = [(s.value, w.day) for s in job.symbols for w in windows]
@@ -160,14 +152,8 @@ class IngestionCoordinatorService:
         done = self._store.completed_keys(job_id)
         pending = set(keys) - done
         units = plan_units(job.symbols, windows, pending, self._spec, cfg.timeframe, cfg.batch_size)
-        self._bus.publish(
-            IngestionJobPlanned(
-                job_id=job_id,
-                partitions_total=len(keys),
-                partitions_pending=len(pending),
-                units=len(units),
-            )
-        )
+        job.plan(len(keys), len(pending), len(units))
+        self._publish(job)
         failures: list[PartitionFailure] = []
         self._notes = []
         self._kept: list[tuple[str, dt.date]] = []
@@ -198,34 +184,22 @@ class IngestionCoordinatorService:
             self._note_kept(job, self._kept)
         remaining = len(pending) - counts["completed"] - len(failures)
         if self._cancel.is_set() and remaining > 0:
-            job.cancel()
-            self._store.save(job)
-            self._bus.publish(IngestionJobCancelled(job_id=job_id, partitions_remaining=remaining))
+            job.cancel(partitions_remaining=remaining)
         elif failures:
             reason = (
                 f"{len(failures)} of {len(keys)} partitions failed; first: "
                 f"{failures[0].symbol} {failures[0].day}: {failures[0].error}"
             )
-            job.fail(reason)
-            self._store.save(job)
-            self._bus.publish(
-                IngestionJobFailed(
-                    job_id=job_id, error_message=reason, partitions_failed=len(failures)
-                )
-            )
+            job.fail(reason, partitions_failed=len(failures))
         else:
-            job.complete()
-            self._store.save(job)
             totals = self._store.totals(job_id)
-            self._bus.publish(
-                IngestionJobCompleted(
-                    job_id=job_id,
-                    symbols_processed=len(job.symbols),
-                    partitions_processed=counts["completed"],
-                    total_bars=totals["bars"],
-                    rejected_rows=totals["rejected"],
-                )
+            job.complete(
+                total_bars=totals["bars"],
+                rejected_rows=totals["rejected"],
+                partitions_processed=counts["completed"],
             )
+        self._store.save(job)  # the checkpoint first, then the events that describe it
+        self._publish(job)
         return JobSummary(
             job_id=job_id,
             state=job.state,
@@ -268,9 +242,8 @@ class IngestionCoordinatorService:
         cfg = job.configuration
         for symbol in unit.symbols if announce else ():
             for window in unit.windows:
-                self._bus.publish(
-                    IngestionJobStarted(job_id=job.job_id, symbol=symbol, trading_date=window.day)
-                )
+                job.begin_partition(symbol, window.day)
+        self._publish(job)
         if self._cancel.is_set():
             return  # left PENDING for a resume
         if self._abort is not None:
@@ -324,18 +297,15 @@ class IngestionCoordinatorService:
             partition = IngestionPartition(
                 Symbol(outcome.symbol), outcome.day, outcome.path, outcome.bars
             )
-            job.mark_symbol_processed(partition.symbol, outcome.bars, partition)
+            job.mark_symbol_processed(partition.symbol, outcome.bars, partition, outcome.rejected)
             counts["bars"] += outcome.bars
             counts["completed"] += 1
-            self._bus.publish(
-                IngestionBatchProcessed(
-                    job_id=job.job_id,
-                    symbol=partition.symbol,
-                    bars_count=outcome.bars,
-                    partition=partition,
-                    rejected_count=outcome.rejected,
-                )
-            )
+        self._publish(job)
+
+    def _publish(self, job: IngestionJob) -> None:
+        """Publish what the job recorded, in order (the job is the one source of events)."""
+        for event in job.pull_domain_events():
+            self._bus.publish(event)
 
     def _take_notes(self, job: IngestionJob) -> None:
         for note in self._provider.take_notes():
@@ -345,7 +315,8 @@ class IngestionCoordinatorService:
         note = _short(scrub(note, self._secrets))
         if note not in self._notes:
             self._notes.append(note)
-            self._bus.publish(IngestionProviderNote(job_id=job.job_id, message=note))
+            job.note(note)
+            self._publish(job)
 
     def _fail(
         self, job: IngestionJob, unit: WorkUnit, error: str, failures: list[PartitionFailure]
@@ -355,11 +326,8 @@ class IngestionCoordinatorService:
         self._store.mark_failed(job.job_id, keys, error)
         for symbol, day in keys:
             failures.append(PartitionFailure(symbol, day, error))
-            self._bus.publish(
-                IngestionPartitionFailed(
-                    job_id=job.job_id, symbol=Symbol(symbol), trading_date=day, error_message=error
-                )
-            )
+            job.mark_partition_failed(Symbol(symbol), day, error)
+        self._publish(job)
 
     def _kept_when_empty(
         self, job: IngestionJob, unit: WorkUnit, bars: dict[tuple[str, dt.date], int]

@@ -81,6 +81,22 @@ class HeaderTokenAuth(httpx.Auth):
         self._key = _secret(key)
         self._secret = _secret(secret)
 
+    @property
+    def complete(self) -> bool:
+        return self._key is not None and self._secret is not None
+
+    def filled(
+        self, key: Secret | str | None = None, secret: Secret | str | None = None
+    ) -> HeaderTokenAuth:
+        """The same headers, with a missing key or secret taken from ``key`` and ``secret``
+        (``HeaderTokenAuth("APCA-API-KEY-ID", "APCA-API-SECRET-KEY")`` names headers only)."""
+        return HeaderTokenAuth(
+            self.key_header,
+            self.secret_header,
+            self._key if self._key is not None else key,
+            self._secret if self._secret is not None else secret,
+        )
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self._key is not None:
             request.headers[self.key_header] = self._key.get_secret_value()

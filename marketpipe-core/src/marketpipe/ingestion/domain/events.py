@@ -25,11 +25,12 @@ class DomainEvent:
 
 @attrs.frozen(kw_only=True)
 class IngestionJobStarted(DomainEvent):
-    """Work on one partition (symbol, trading day) of a job began."""
+    """Work began: on the whole job (``job.start()``: no symbol or day, unless the job id is a
+    composite ``SYMBOL_DAY``), or on one partition (symbol, trading day) of it."""
 
     job_id: IngestionJobId
-    symbol: Symbol
-    trading_date: dt.date
+    symbol: Symbol | None = None
+    trading_date: dt.date | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -10,6 +10,17 @@ from typing import Any
 import attrs
 
 from marketpipe.errors import InvalidInputError, InvalidStateTransition
+from marketpipe.ingestion.domain.events import (
+    DomainEvent,
+    IngestionBatchProcessed,
+    IngestionJobCancelled,
+    IngestionJobCompleted,
+    IngestionJobFailed,
+    IngestionJobPlanned,
+    IngestionJobStarted,
+    IngestionPartitionFailed,
+    IngestionProviderNote,
+)
 from marketpipe.ingestion.domain.partition import IngestionPartition
 from marketpipe.ingestion.domain.values import (
     IngestionJobId,
@@ -88,21 +99,57 @@ class IngestionConfiguration:
     settings: Mapping[str, str] = attrs.field(factory=dict, converter=_str_dict)
 
 
-@attrs.define(kw_only=True)
-class IngestionJob:
-    """A request to ingest ``symbols`` over ``time_range``, and its progress."""
+def _symbols(value: Any) -> tuple[Symbol, ...]:
+    items = [value] if isinstance(value, str | Symbol) else list(value)
+    return tuple(Symbol(item) for item in items)
 
-    job_id: IngestionJobId
-    symbols: tuple[Symbol, ...]
-    time_range: TimeRange
+
+def _job_id(value: Any) -> IngestionJobId:
+    return value if isinstance(value, IngestionJobId) else IngestionJobId(value)
+
+
+@attrs.define
+class IngestionJob:
+    """A request to ingest ``symbols`` over ``time_range``, and its progress.
+
+    Built positionally, as the design writes it (``IngestionJob(job_id, configuration, symbols,
+    time_range)``), or by keyword. Every transition records its domain event on the job
+    (``domain_events``); whoever runs the job publishes them, in order, and clears them
+    (``pull_domain_events``). The job is the one source of its events.
+    """
+
+    job_id: IngestionJobId = attrs.field(converter=_job_id)
     configuration: IngestionConfiguration
-    state: ProcessingState = ProcessingState.PENDING
-    created_at: dt.datetime = attrs.field(factory=lambda: dt.datetime.now(dt.UTC))
-    started_at: dt.datetime | None = None
-    completed_at: dt.datetime | None = None
-    error_message: str | None = None
-    bars_processed: int = 0
-    partitions_processed: int = 0
+    symbols: tuple[Symbol, ...] = attrs.field(converter=_symbols)
+    time_range: TimeRange
+    state: ProcessingState = attrs.field(default=ProcessingState.PENDING, kw_only=True)
+    created_at: dt.datetime = attrs.field(factory=lambda: dt.datetime.now(dt.UTC), kw_only=True)
+    started_at: dt.datetime | None = attrs.field(default=None, kw_only=True)
+    completed_at: dt.datetime | None = attrs.field(default=None, kw_only=True)
+    error_message: str | None = attrs.field(default=None, kw_only=True)
+    bars_processed: int = attrs.field(default=0, kw_only=True)
+    partitions_processed: int = attrs.field(default=0, kw_only=True)
+    _events: list[DomainEvent] = attrs.field(factory=list, init=False, repr=False, eq=False)
+
+    # -- events ---------------------------------------------------------------------------------
+
+    @property
+    def domain_events(self) -> tuple[DomainEvent, ...]:
+        """Events recorded since they were last published, oldest first."""
+        return tuple(self._events)
+
+    def pull_domain_events(self) -> list[DomainEvent]:
+        """The recorded events, oldest first; the job forgets them (they are being published)."""
+        events, self._events = self._events, []
+        return events
+
+    def clear_domain_events(self) -> None:
+        self._events.clear()
+
+    def _record(self, event: DomainEvent) -> None:
+        self._events.append(event)
+
+    # -- transitions ----------------------------------------------------------------------------
 
     def _guard(self, action: str) -> None:
         if self.state not in _ALLOWED[action]:
@@ -111,41 +158,122 @@ class IngestionJob:
             )
 
     def start(self) -> None:
+        """PENDING (or a failed or cancelled run) to IN_PROGRESS; records ``IngestionJobStarted``
+        (with the symbol and day of a composite job id)."""
         self._guard("start")
-        self.state = ProcessingState.IN_PROGRESS
-        self.started_at = dt.datetime.now(dt.UTC)
-        self.completed_at = None
-        self.error_message = None
+        self._begin()
 
     def resume(self) -> None:
         """Start again after a failure, a cancellation or a crash; committed work is kept."""
         self._guard("resume")
+        self._begin()
+
+    def _begin(self) -> None:
         self.state = ProcessingState.IN_PROGRESS
         self.started_at = dt.datetime.now(dt.UTC)
         self.completed_at = None
         self.error_message = None
+        self._record(
+            IngestionJobStarted(
+                job_id=self.job_id, symbol=self.job_id.symbol, trading_date=self.job_id.day
+            )
+        )
+
+    def plan(self, partitions_total: int, partitions_pending: int, units: int) -> None:
+        """Records ``IngestionJobPlanned``: what the run will do."""
+        self._record(
+            IngestionJobPlanned(
+                job_id=self.job_id,
+                partitions_total=partitions_total,
+                partitions_pending=partitions_pending,
+                units=units,
+            )
+        )
+
+    def begin_partition(self, symbol: Symbol, trading_date: dt.date) -> None:
+        """Records ``IngestionJobStarted`` for one partition: work on it began."""
+        self._record(
+            IngestionJobStarted(job_id=self.job_id, symbol=symbol, trading_date=trading_date)
+        )
 
     def mark_symbol_processed(
-        self, symbol: Symbol, bars_count: int, partition: IngestionPartition
+        self,
+        symbol: Symbol,
+        bars_count: int,
+        partition: IngestionPartition,
+        rejected_count: int = 0,
     ) -> None:
+        """A partition is committed: counts it and records ``IngestionBatchProcessed``."""
         self._guard("mark_symbol_processed")
         if partition.symbol != symbol:
             raise ValueError(f"partition {partition} is not for symbol {symbol}")
         self.bars_processed += bars_count
         self.partitions_processed += 1
+        self._record(
+            IngestionBatchProcessed(
+                job_id=self.job_id,
+                symbol=symbol,
+                bars_count=bars_count,
+                partition=partition,
+                rejected_count=rejected_count,
+            )
+        )
 
-    def complete(self) -> None:
+    def mark_partition_failed(self, symbol: Symbol, trading_date: dt.date, error: str) -> None:
+        """Records ``IngestionPartitionFailed``; the job goes on with its other partitions."""
+        self._record(
+            IngestionPartitionFailed(
+                job_id=self.job_id, symbol=symbol, trading_date=trading_date, error_message=error
+            )
+        )
+
+    def note(self, message: str) -> None:
+        """Records ``IngestionProviderNote``: something the user should know about the source."""
+        self._record(IngestionProviderNote(job_id=self.job_id, message=message))
+
+    def complete(
+        self,
+        *,
+        total_bars: int | None = None,
+        rejected_rows: int = 0,
+        partitions_processed: int | None = None,
+    ) -> None:
+        """IN_PROGRESS to COMPLETED; records ``IngestionJobCompleted`` (totals default to what
+        this job object counted)."""
         self._guard("complete")
         self.state = ProcessingState.COMPLETED
         self.completed_at = dt.datetime.now(dt.UTC)
+        self._record(
+            IngestionJobCompleted(
+                job_id=self.job_id,
+                symbols_processed=len(self.symbols),
+                partitions_processed=(
+                    self.partitions_processed
+                    if partitions_processed is None
+                    else partitions_processed
+                ),
+                total_bars=self.bars_processed if total_bars is None else total_bars,
+                rejected_rows=rejected_rows,
+            )
+        )
 
-    def fail(self, reason: str) -> None:
+    def fail(self, reason: str, partitions_failed: int = 0) -> None:
+        """To FAILED; records ``IngestionJobFailed``."""
         self._guard("fail")
         self.state = ProcessingState.FAILED
         self.error_message = reason
         self.completed_at = dt.datetime.now(dt.UTC)
+        self._record(
+            IngestionJobFailed(
+                job_id=self.job_id, error_message=reason, partitions_failed=partitions_failed
+            )
+        )
 
-    def cancel(self) -> None:
+    def cancel(self, partitions_remaining: int = 0) -> None:
+        """To CANCELLED (what was committed stays); records ``IngestionJobCancelled``."""
         self._guard("cancel")
         self.state = ProcessingState.CANCELLED
         self.completed_at = dt.datetime.now(dt.UTC)
+        self._record(
+            IngestionJobCancelled(job_id=self.job_id, partitions_remaining=partitions_remaining)
+        )

@@ -59,15 +59,29 @@ class IMarketDataProvider(abc.ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release async connections, inside the event loop that used them."""
 
-    def fetch_bars_for_symbol(
+    async def fetch_bars_for_symbol(
         self,
         symbol: Symbol | str,
         time_range: TimeRange,
-        max_bars: int | None = None,
+        max_bars: int | None = 1000,
         timeframe: Timeframe = Timeframe.M1,
         session: Session = Session.REGULAR,
     ) -> list[OHLCVBar]:
-        """The seed's per-bar API: one symbol's bars as objects, at most ``max_bars`` of them."""
+        """The seed's per-bar API, as the design writes it: ``await`` one symbol's bars as
+        objects, at most ``max_bars`` of them (1,000 by default; ``None`` for all)."""
+        return await asyncio.to_thread(
+            self.fetch_bars_for_symbol_sync, symbol, time_range, max_bars, timeframe, session
+        )
+
+    def fetch_bars_for_symbol_sync(
+        self,
+        symbol: Symbol | str,
+        time_range: TimeRange,
+        max_bars: int | None = 1000,
+        timeframe: Timeframe = Timeframe.M1,
+        session: Session = Session.REGULAR,
+    ) -> list[OHLCVBar]:
+        """The synchronous twin of :meth:`fetch_bars_for_symbol`."""
         from marketpipe.calendar import nyse_calendar
 
         calendar = nyse_calendar()

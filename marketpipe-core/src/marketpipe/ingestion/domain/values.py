@@ -138,24 +138,59 @@ class Session(enum.Enum):
 
 
 _JOB_ID_RE = re.compile(r"[0-9a-f]{12}")
+_COMPOSITE_RE = re.compile(r"(?P<symbol>[^_\s]+)_(?P<day>\d{4}-\d{2}-\d{2})")
+JOB_ID_RULE = "12 hex digits (a generated id) or SYMBOL_YYYY-MM-DD (the design's composite key)"
 
 
 def _to_job_id(value: Any) -> str:
-    text = str(value).strip().lower()
-    if not _JOB_ID_RE.fullmatch(text):
-        raise InvalidInputError(f"invalid job id {value!r}: job ids are 12 hex digits")
-    return text
+    if isinstance(value, IngestionJobId):
+        return value.value
+    text = str(value).strip()
+    if _JOB_ID_RE.fullmatch(text.lower()):
+        return text.lower()
+    match = _COMPOSITE_RE.fullmatch(text)
+    if match is not None:
+        try:
+            symbol = Symbol(match["symbol"])
+            day = dt.date.fromisoformat(match["day"])
+        except (InvalidInputError, ValueError):
+            pass
+        else:
+            return f"{symbol.value}_{day.isoformat()}"
+    raise InvalidInputError(f"invalid job id {value!r}: job ids are {JOB_ID_RULE}")
 
 
 @attrs.frozen
 class IngestionJobId:
-    """Identity of an ingestion job: 12 hex digits, short enough to type."""
+    """Identity of an ingestion job: an opaque generated id (12 hex digits, short enough to
+    type), or the design's composite key ``<SYMBOL>_<YYYY-MM-DD>`` (``AAPL_2024-01-02``), whose
+    ``symbol`` and ``day`` are then known. Both are safe in a file name: a symbol cannot hold a
+    path separator."""
 
     value: str = attrs.field(converter=_to_job_id)
 
     @classmethod
     def generate(cls) -> IngestionJobId:
         return cls(uuid.uuid4().hex[:12])
+
+    @classmethod
+    def for_symbol_day(cls, symbol: Symbol | str, day: dt.date | str) -> IngestionJobId:
+        """The composite id of one symbol's day."""
+        return cls(f"{Symbol(symbol).value}_{_to_date(day).isoformat()}")
+
+    @property
+    def is_composite(self) -> bool:
+        return "_" in self.value
+
+    @property
+    def symbol(self) -> Symbol | None:
+        """The symbol of a composite id; ``None`` for a generated one."""
+        return Symbol(self.value.rsplit("_", 1)[0]) if self.is_composite else None
+
+    @property
+    def day(self) -> dt.date | None:
+        """The day of a composite id; ``None`` for a generated one."""
+        return dt.date.fromisoformat(self.value.rsplit("_", 1)[1]) if self.is_composite else None
 
     def __str__(self) -> str:
         return self.value
