@@ -16,7 +16,7 @@ import datetime as dt
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -94,6 +94,17 @@ def _is_sorted(table: pa.Table) -> bool:
     return bool(pc.all(ordered).as_py())
 
 
+def _writer(table: pa.Table) -> Callable[[BinaryIO], None]:
+    def write(fh: BinaryIO) -> None:
+        # Dictionary-encode only the symbol: price columns rarely repeat enough to pay for it,
+        # and skipping them makes writing about 30% faster for the same file size.
+        pq.write_table(
+            table, fh, compression="zstd", row_group_size=128 * 1024, use_dictionary=["symbol"]
+        )
+
+    return write
+
+
 class ParquetSink:
     """Commits validated bars under ``root`` (see :mod:`marketpipe.storage.layout`)."""
 
@@ -167,16 +178,7 @@ class ParquetSink:
         return out
 
     def _write(self, path: Path, table: pa.Table, metadata: Mapping[bytes, bytes]) -> None:
-        table = table.replace_schema_metadata(dict(metadata))
-
-        def write(fh: BinaryIO) -> None:
-            # Dictionary-encode only the symbol: price columns rarely repeat enough to pay for
-            # it, and skipping them makes writing about 30% faster for the same file size.
-            pq.write_table(
-                table, fh, compression="zstd", row_group_size=128 * 1024, use_dictionary=["symbol"]
-            )
-
-        write_atomic(path, write, durable=self.durable)
+        write_atomic(path, _writer(table.replace_schema_metadata(dict(metadata))), self.durable)
 
     def _prepare_rest(self, other: Path, old_keys: set[str], overlap: set[str]) -> Path:
         """A temp file holding ``other``'s rows outside ``overlap``, to replace it."""
@@ -194,13 +196,7 @@ class ParquetSink:
         meta = dict(old_table.schema.metadata or {})
         meta[COVERAGE_KEY] = json.dumps({s: sorted(d) for s, d in sorted(left.items())}).encode()
         rest = old_table.filter(keep).replace_schema_metadata(meta)
-
-        def write(fh: BinaryIO) -> None:
-            pq.write_table(
-                rest, fh, compression="zstd", row_group_size=128 * 1024, use_dictionary=["symbol"]
-            )
-
-        return prepare_atomic(other, write, durable=self.durable)
+        return prepare_atomic(other, _writer(rest), durable=self.durable)
 
     def _commit_month(
         self, folder: Path, table: pa.Table, coverage: Coverage, request: CommitRequest
