@@ -3,9 +3,12 @@ user runs it, on real files."""
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import json
 import os
+import resource
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +23,7 @@ import pytest
 from cli_helpers import mp, mp_json
 
 INGEST = ("ingest", "--provider", "fake", "--symbols", "AAPL,MSFT")
+ONE_DAY = ("--start", "2024-03-04", "--end", "2024-03-04")
 
 
 def ingest(data_dir: Path, start: str = "2024-03-04", end: str = "2024-03-08", *extra: str):
@@ -206,13 +210,51 @@ def test_an_unusable_data_dir_is_one_line_and_exit_2(tmp_path: Path, make, comma
     assert one_line_error(out).startswith("Error: ")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
+def _without_root_override() -> None:
+    """In the child: give up root's power to write through permission bits (CAP_DAC_OVERRIDE,
+    CAP_DAC_READ_SEARCH leave the bounding set, so the exec'd ``mp`` lacks them), so a
+    read-only folder is read-only for it, as for any user."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
 def test_a_read_only_data_dir_is_one_line(tmp_path: Path) -> None:
     data_dir = tmp_path / "ro"
     data_dir.mkdir()
-    data_dir.chmod(0o500)
-    out = ingest(data_dir, "2024-03-04", "2024-03-04")
-    assert out.returncode == 2 and one_line_error(out).startswith("Error: ")
+    data_dir.chmod(0o555)
+    exe = Path(sys.executable).with_name("mp")
+    out = subprocess.run(
+        [str(exe), *INGEST, *ONE_DAY, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_without_root_override if os.geteuid() == 0 else None,
+    )
+    data_dir.chmod(0o755)
+    assert out.returncode == 2, out.stderr
+    assert "Permission denied" in one_line_error(out)
+    assert list(data_dir.iterdir()) == []
+
+
+def test_a_full_disk_for_the_job_store_is_one_line(data_dir: Path) -> None:
+    # Every file write past 0 bytes fails (EFBIG), as on a full disk.
+    def no_room() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+    exe = Path(sys.executable).with_name("mp")
+    out = subprocess.run(
+        [str(exe), *INGEST, *ONE_DAY, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=no_room,
+    )
+    assert out.returncode == 2, out.stderr
+    assert one_line_error(out).startswith("Error: ")
+    assert not list(data_dir.glob("provider=*"))
 
 
 # -- numbers and text from users ----------------------------------------------------------------
