@@ -321,11 +321,9 @@ def test_an_entry_of_a_feed_marketpipe_does_not_read_is_left_out() -> None:
 
 
 def test_the_cache_file_name_is_built_from_checked_parts_never_the_link() -> None:
-    from marketpipe_iex.provider import _file_name
-
     evil = {**ENTRY, "link": "https://x.test/dl/..%2F..%2F..%2Fhome%2Fuser%2F.bashrc"}
     hist = parse_index(json.dumps([evil]).encode())[0]
-    assert _file_name(hist) == "20240102_IEXTP1_TOPS1.6.pcap.gz"
+    assert hist.file_name == "20240102_IEXTP1_TOPS1.6.pcap.gz"
 
 
 def test_a_download_stops_as_soon_as_it_passes_the_promised_size(tmp_path: Path) -> None:

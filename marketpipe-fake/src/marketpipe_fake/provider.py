@@ -32,18 +32,18 @@ def _rng(*parts: str) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(int.from_bytes(digest, "little")))
 
 
-def _parse(name: str, value: str, kind: type) -> float:
-    return parse_number("fake provider", name, value, integer=kind is int, positive=False)
-
-
 class FakeProvider(IMarketDataProvider):
     """Deterministic random-walk bars."""
 
     feed = "sim"
 
     def __init__(self, seed: str = "0", bad_row_rate: str = "0") -> None:
-        self.seed = str(int(_parse("seed", seed, int)))
-        self.bad_row_rate = _parse("bad_row_rate", bad_row_rate, float)
+        self.seed = str(
+            int(parse_number("fake provider", "seed", seed, integer=True, positive=False))
+        )
+        self.bad_row_rate = parse_number(
+            "fake provider", "bad_row_rate", bad_row_rate, positive=False
+        )
         if not 0 <= self.bad_row_rate <= 1:
             raise InvalidInputError("fake provider: bad_row_rate must be between 0 and 1")
 

@@ -267,10 +267,10 @@ class BarBuilder:
             rows[name] = column
         self._spill.write(rows.tobytes())
 
-    def _broken_positions(self, breaks: np.ndarray) -> np.ndarray:
-        """Stream positions of the trades the breaks cancel. A break cancels the latest trade
-        before it with the same symbol and trade id, and only that one: trade ids restart after
-        a sequence reset, so an id alone may name several trades, of any symbol."""
+    def _broken_trades(self, breaks: np.ndarray) -> np.ndarray:
+        """The spilled trades the breaks cancel. A break cancels the latest trade before it
+        with the same symbol and trade id, and only that one: trade ids restart after a
+        sequence reset, so an id alone may name several trades, of any symbol."""
         candidates = np.concatenate(
             [rows[np.isin(rows["trade_id"], breaks["trade_id"])] for rows in self._read_spill()]
             or [np.zeros(0, dtype=SPILLED)]
@@ -285,16 +285,13 @@ class BarBuilder:
             )
             if same.any():
                 positions.append(int(candidates["at"][same].max()))
-        return np.unique(np.array(positions, dtype=np.int64))
+        return candidates[np.isin(candidates["at"], positions)]
 
     def _rebuild_broken(self, parts: np.ndarray) -> np.ndarray:
-        broken = self._broken_positions(np.concatenate(self._broken))
-        if not len(broken):
+        cancelled = self._broken_trades(np.concatenate(self._broken))
+        if not len(cancelled):
             return parts
-        affected: list[np.ndarray] = []
-        for rows in self._read_spill():
-            affected.append(rows["key"][np.isin(rows["at"], broken)])
-        keys = np.unique(np.concatenate(affected))
+        broken, keys = cancelled["at"], np.unique(cancelled["key"])
         kept: list[np.ndarray] = []
         for rows in self._read_spill():
             kept.append(rows[np.isin(rows["key"], keys) & ~np.isin(rows["at"], broken)])

@@ -121,7 +121,9 @@ class IexHistProvider(IMarketDataProvider):
                 f"for {day}"
                 + (f" (it lists {', '.join(listed)})" if listed else " (files appear the next day)")
             )
-        target = self._cache / "hist" / _file_name(hist)
+        # Named from the entry's checked parts (day, protocol, feed, version), never from the
+        # link: for IEX's links the two agree (20240304_IEXTP1_TOPS1.6.pcap.gz).
+        target = self._cache / "hist" / hist.file_name
         if not (target.exists() and target.stat().st_size == hist.size):
             task = progress.task(f"download {hist.label}", hist.size)
             try:
@@ -233,13 +235,3 @@ class IexHistProvider(IMarketDataProvider):
     def close(self) -> None:
         if self._index is not None:
             self._index.close()
-
-
-def _file_name(hist: HistFile) -> str:
-    """The cache file's name, built only from the entry's validated parts (the day, and a
-    protocol, feed and version that the index parser checked); never the link's own name. For
-    IEX's links the two are the same (``20240304_IEXTP1_TOPS1.6.pcap.gz``)."""
-    name = hist.file_name
-    if "/" in name or "\\" in name or name.startswith("."):  # pragma: no cover - checked earlier
-        raise AssertionError(f"unsafe cache file name {name!r}")
-    return name

@@ -211,12 +211,12 @@ class ParquetSink:
         with folder_lock(folder):
             # Every other file's coverage is read before anything is written: a file that cannot
             # be read blocks the commit while the folder is still as it was.
-            others: list[tuple[Path, set[str]]] = []
+            others: list[tuple[Path, set[str], set[str]]] = []
             for other in sorted(folder.glob("*.parquet")):
                 if other != path:
-                    overlap = _keys(_coverage_of(other)) & new_keys
-                    if overlap:
-                        others.append((other, overlap))
+                    old_keys = _keys(_coverage_of(other))
+                    if old_keys & new_keys:
+                        others.append((other, old_keys, old_keys & new_keys))
             self._write(path, table, self._metadata(request, coverage))
             # The new rows are in place; the covered rows of older files go next. Rewrites are
             # prepared (written, not yet visible) first: if one fails (a full disk), the new file
@@ -224,8 +224,7 @@ class ParquetSink:
             prepared: list[tuple[Path, Path]] = []
             removed: list[Path] = []
             try:
-                for other, overlap in others:
-                    old_keys = _keys(_coverage_of(other))
+                for other, old_keys, overlap in others:
                     if overlap == old_keys:
                         removed.append(other)
                         continue

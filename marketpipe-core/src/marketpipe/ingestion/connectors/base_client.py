@@ -247,6 +247,12 @@ class HttpClient:
             f"bytes ({size}); refused rather than held in memory (max_body_bytes)"
         )
 
+    def _append(self, body: bytearray, chunk: bytes) -> None:
+        """Add a decompressed chunk, refusing the body once it passes the cap."""
+        body += chunk
+        if len(body) > self.config.max_body_bytes:
+            raise self._too_large(f"{len(body):,} so far")
+
     def _check_length(self, response: httpx.Response) -> None:
         length = response.headers.get("content-length", "")
         encoded = response.headers.get("content-encoding", "identity") != "identity"
@@ -271,9 +277,7 @@ class HttpClient:
             self._check_length(response)
             body = bytearray()
             for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > self.config.max_body_bytes:
-                    raise self._too_large(f"{len(body):,} so far")
+                self._append(body, chunk)
                 if time.monotonic() > deadline:
                     raise self._slow(allowed)
             return response, bytes(body)
@@ -291,9 +295,7 @@ class HttpClient:
                     self._check_length(response)
                     body = bytearray()
                     async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > self.config.max_body_bytes:
-                            raise self._too_large(f"{len(body):,} so far")
+                        self._append(body, chunk)
                     return response, bytes(body)
         except TimeoutError:
             raise self._slow(allowed) from None

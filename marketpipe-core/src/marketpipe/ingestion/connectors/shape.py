@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from marketpipe.ingestion.connectors.errors import MalformedResponseError
 
-_WHITESPACE = b" \t\r\n"
+_WHITESPACE = frozenset(b" \t\r\n")
 
 
 def require_json_object(body: bytes, provider: str) -> None:
     """Raise :class:`MalformedResponseError` unless ``body`` starts with ``{`` and ends with
     ``}`` (around whitespace): the outline of one JSON object. Whether the object is whole, and
     alone, is for the parser to confirm (pyarrow counts the values it read)."""
-    stripped = body.strip(_WHITESPACE)
-    if not stripped.startswith(b"{") or not stripped.endswith(b"}"):
-        sample = stripped[:20].decode("utf-8", "replace") or "(empty body)"
+    first, last = 0, len(body) - 1
+    while first <= last and body[first] in _WHITESPACE:
+        first += 1
+    while last >= first and body[last] in _WHITESPACE:
+        last -= 1
+    if first > last or body[first] != ord("{") or body[last] != ord("}"):
+        sample = body[first : first + 20].decode("utf-8", "replace") or "(empty body)"
         raise MalformedResponseError(
             f"{provider} sent a body that is not a JSON object (it starts {sample!r})"
         )
