@@ -109,8 +109,7 @@ def test_reingesting_a_sub_range_replaces_it_without_duplicates(tmp_path: Path) 
         "2024-03-12",
         "--end",
         "2024-03-13",
-        "-o",
-        "seed=9",
+        "--refresh",
     )
     rows = duckdb.sql(f"""SELECT symbol, count(*), count(DISTINCT timestamp)
         FROM {bars_sql(root)} GROUP BY symbol ORDER BY symbol""").fetchall()

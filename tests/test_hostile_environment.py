@@ -56,10 +56,10 @@ def test_a_corrupt_parquet_file_in_a_month_folder_fails_the_job_naming_it(
     data_dir: Path, content: bytes
 ) -> None:
     assert ingest(data_dir).returncode == 0
-    folder = next(data_dir.glob("provider=fake/*/*/month=2024-03"))
+    folder = next(data_dir.glob("provider=fake/*/*/*/month=2024-03"))
     intruder = folder / "zz-copied-by-hand.parquet"
     intruder.write_bytes(content)
-    out = ingest(data_dir, "2024-03-05", "2024-03-05")
+    out = ingest(data_dir, "2024-03-05", "2024-03-05", "--refresh")
     assert out.returncode == 1, out.stderr
     assert "Traceback" not in out.stderr + out.stdout
     assert "zz-copied-by-hand.parquet" in out.stdout and "move it out" in out.stdout
@@ -71,10 +71,10 @@ def test_a_corrupt_parquet_file_in_a_month_folder_fails_the_job_naming_it(
 
 def test_a_readable_parquet_file_marketpipe_did_not_write_is_left_alone(data_dir: Path) -> None:
     assert ingest(data_dir).returncode == 0
-    folder = next(data_dir.glob("provider=fake/*/*/month=2024-03"))
+    folder = next(data_dir.glob("provider=fake/*/*/*/month=2024-03"))
     foreign = folder / "notes.parquet"
     pq.write_table(pa.table({"x": [1, 2, 3]}), foreign)
-    assert ingest(data_dir, "2024-03-05", "2024-03-05").returncode == 0
+    assert ingest(data_dir, "2024-03-05", "2024-03-05", "--refresh").returncode == 0
     assert pq.read_table(foreign).num_rows == 3
 
 
@@ -102,7 +102,7 @@ def test_a_full_disk_during_the_clean_up_leaves_the_old_rows_never_both(
 ) -> None:
     assert ingest(data_dir, "2024-03-01", "2024-03-29").returncode == 0  # one big file a month
     before = rows(data_dir)
-    folder = next(data_dir.glob("provider=fake/*/*/month=2024-03"))
+    folder = next(data_dir.glob("provider=fake/*/*/*/month=2024-03"))
     (old,) = list(folder.glob("*.parquet"))
     month = pq.read_table(old)
     ts = month["timestamp"]

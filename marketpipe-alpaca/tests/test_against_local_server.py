@@ -331,6 +331,7 @@ def test_secrets_never_leak_anywhere(tmp_path: Path, caplog: pytest.LogCaptureFi
             "2024-03-04",
             "--data-dir",
             str(tmp_path / "d"),
+            "--refresh",  # the day is stored: ask again, with the wrong secret
             "-o",
             f"api_key_id={KEY}",
             server=server,

@@ -238,7 +238,8 @@ def test_a_refetch_with_no_bars_keeps_the_stored_rows_and_says_so(
     assert _bars_by_symbol(data_dir) == {"AAPL": 1950, "MSFT": 1950}
     bus, seen = recording_bus()
     again = request(data_dir, time_range=TimeRange("2024-01-30", "2024-02-01"))
-    summary = asyncio.run(run_ingest(attrs.evolve(again, overrides={"empty_symbol": "MSFT"}), bus))
+    refetch = attrs.evolve(again, overrides={"empty_symbol": "MSFT"}, refresh=True)
+    summary = asyncio.run(run_ingest(refetch, bus))
     assert summary.state is ProcessingState.COMPLETED
     assert _bars_by_symbol(data_dir) == {"AAPL": 1950, "MSFT": 1950}  # nothing wiped
     (note,) = [n for n in summary.notes if "stored rows were kept" in n]
@@ -247,7 +248,7 @@ def test_a_refetch_with_no_bars_keeps_the_stored_rows_and_says_so(
     log = (data_dir / "_marketpipe" / "events" / f"job={summary.job_id}.jsonl").read_text()
     assert "stored rows were kept" in log
 
-    cleared = attrs.evolve(again, overrides={"empty_symbol": "MSFT"}, replace_empty=True)
+    cleared = attrs.evolve(refetch, replace_empty=True)
     summary = asyncio.run(run_ingest(cleared))
     assert summary.state is ProcessingState.COMPLETED and not summary.notes
     assert _bars_by_symbol(data_dir) == {"AAPL": 1950, "MSFT": 2 * 390}

@@ -15,8 +15,9 @@ from marketpipe.ingestion.infrastructure.parquet_storage import ParquetDataStora
 from marketpipe.schema import BAR_SCHEMA
 from marketpipe.storage import atomic
 from marketpipe.storage.base import CommitRequest
+from marketpipe.storage.footer import Entry, read_footer
 from marketpipe.storage.layout import encode_component, quarantine_file
-from marketpipe.storage.parquet_sink import ParquetSink, read_coverage
+from marketpipe.storage.parquet_sink import ParquetSink
 
 CAL = nyse_calendar()
 D1, D2, D3 = dt.date(2024, 3, 4), dt.date(2024, 3, 5), dt.date(2024, 3, 6)
@@ -53,20 +54,23 @@ def test_commit_writes_hive_partitioned_zstd_files_with_metadata(tmp_path: Path)
     paths = commit(ParquetSink(tmp_path), ["AAPL", "MSFT"], [D1, D2])
     assert set(paths) == {(s, d) for s in ("AAPL", "MSFT") for d in (D1, D2)}
     rel = paths[("AAPL", D1)]
-    assert rel.startswith("provider=fake/feed=sim/timeframe=1m/month=2024-03/part-job1-")
+    assert rel.startswith(
+        "provider=fake/feed=sim/adjustment=raw/timeframe=1m/month=2024-03/part-job1-"
+    )
     meta = pq.read_metadata(tmp_path / rel)
     assert meta.row_group(0).column(0).compression == "ZSTD"
     kv = meta.metadata
     assert kv[b"marketpipe.provider"] == b"fake" and kv[b"marketpipe.job_id"] == b"job1"
     assert kv[b"marketpipe.schema_version"] == b"1" and b"marketpipe.fetched_at" in kv
-    assert read_coverage(tmp_path / rel) == {
-        "AAPL": {"2024-03-04", "2024-03-05"},
-        "MSFT": {"2024-03-04", "2024-03-05"},
+    assert kv[b"marketpipe.adjustment"] == b"raw"
+    assert read_footer(tmp_path / rel).entries == {
+        (s, d): Entry(390, True) for s in ("AAPL", "MSFT") for d in ("2024-03-04", "2024-03-05")
     }
     rows = query(
-        tmp_path, "SELECT provider, feed, timeframe, month, count(*) FROM BARS GROUP BY ALL"
+        tmp_path,
+        "SELECT provider, feed, adjustment, timeframe, month, count(*) FROM BARS GROUP BY ALL",
     )
-    assert rows == [("fake", "sim", "1m", "2024-03", 4 * 390)]
+    assert rows == [("fake", "sim", "raw", "1m", "2024-03", 4 * 390)]
     table = ds.dataset(tmp_path, format="parquet", partitioning="hive").to_table()
     assert table.num_rows == 1560
     assert (
@@ -115,7 +119,7 @@ def test_a_covered_day_with_no_rows_removes_stale_rows(tmp_path: Path) -> None:
 def test_units_spanning_two_months_land_in_both_month_folders(tmp_path: Path) -> None:
     days = [dt.date(2024, 2, 29), dt.date(2024, 3, 1)]
     paths = commit(ParquetSink(tmp_path), ["AAPL"], days)
-    assert {p.split("/")[3] for p in paths.values()} == {"month=2024-02", "month=2024-03"}
+    assert {p.split("/")[4] for p in paths.values()} == {"month=2024-02", "month=2024-03"}
     assert query(tmp_path, "SELECT count(*) FROM BARS") == [(780,)]
 
 
@@ -167,4 +171,4 @@ def test_seed_storage_api_stores_a_partition_from_objects_or_arrow(tmp_path: Pat
     again = asyncio.run(storage.store_bars(objects, "MDGN+", D1))
     assert again.bars_count == 10
     assert query(tmp_path, "SELECT symbol, count(*) FROM BARS GROUP BY ALL") == [("MDGN+", 10)]
-    assert os.listdir(tmp_path) == ["provider=manual"]
+    assert sorted(os.listdir(tmp_path)) == ["_marketpipe", "provider=manual"]  # + the catalog

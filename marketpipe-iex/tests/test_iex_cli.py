@@ -212,7 +212,7 @@ def test_a_truncated_capture_is_in_the_summary(tmp_path: Path) -> None:
         (["--source", "/nonexistent/*.gz", "--all-symbols"], "matches no file"),
         (["--all-symbols", "--symbols", "AAPL", "--source", "."], "either --symbols"),
         (["--symbols", "AAPL"], "give the days to ingest"),
-        (["--symbols", "AAPL", "--start", "2024-03-04"], "give both --start and --end"),
+        (["--symbols", "AAPL", "--end", "2024-03-04"], "--end needs --start"),
     ],
 )
 def test_user_mistakes_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:

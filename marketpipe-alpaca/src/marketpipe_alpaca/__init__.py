@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -62,5 +63,10 @@ def marketpipe_providers() -> list[ProviderSpec]:
             # Bars exist only for minutes with trades; prices are never null.
             null_price_bars=False,
             max_symbols_per_unit=100,  # keeps the symbols parameter a sane URL length
+            # Adjusted and raw bars are different series (adjustment=raw|split|...).
+            series_settings=("adjustment",),
+            # The free plan cannot query the last 15 minutes of SIP data: a session's bars are
+            # final 15 minutes after its close.
+            data_delay=dt.timedelta(minutes=15),
         )
     ]

@@ -144,6 +144,25 @@ class TradingCalendar:
     def windows(self, time_range: TimeRange, session: Session) -> list[SessionWindow]:
         return [self.window(day, session) for day in self.sessions(time_range)]
 
+    def last_completed(
+        self, session: Session, now: dt.datetime, delay: dt.timedelta = dt.timedelta(0)
+    ) -> dt.date:
+        """The latest session day whose ``session`` ended at least ``delay`` before ``now``
+        (a provider's data for the last minutes of a session may not be final at once)."""
+        cutoff = _utc_ns(now) - int(delay.total_seconds()) * _NS
+        i = bisect.bisect_right(self._days, now.astimezone(NEW_YORK).date()) - 1
+        while i >= 0:
+            if self.window(self._days[i], session).end_ns <= cutoff:
+                return self._days[i]
+            i -= 1
+        raise InvalidInputError(f"no completed session before {now.isoformat()}")
+
+    def is_complete(
+        self, window: SessionWindow, fetched: dt.datetime, delay: dt.timedelta = dt.timedelta(0)
+    ) -> bool:
+        """Whether data fetched at ``fetched`` held ``window``'s whole session (else partial)."""
+        return window.end_ns + int(delay.total_seconds()) * _NS <= _utc_ns(fetched)
+
 
 def _cache_file(end: str) -> Path | None:
     try:

@@ -4,13 +4,16 @@ event bus into a running ingest. The CLI, the tests and the benchmarks all come 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
 
+from marketpipe import clock
 from marketpipe.calendar import nyse_calendar
-from marketpipe.errors import InvalidInputError, JobConflictError
+from marketpipe.errors import InvalidInputError, JobConflictError, UserError
 from marketpipe.ingestion.application.commands import CreateIngestionJobCommand
 from marketpipe.ingestion.application.coordinator import (
     CancelToken,
@@ -20,7 +23,15 @@ from marketpipe.ingestion.application.coordinator import (
 from marketpipe.ingestion.application.job_service import IngestionJobService
 from marketpipe.ingestion.domain.job import IngestionConfiguration, IngestionJob, ProcessingState
 from marketpipe.ingestion.domain.ports import IMarketDataProvider
-from marketpipe.ingestion.domain.values import IngestionJobId, Session, Symbol, Timeframe, TimeRange
+from marketpipe.ingestion.domain.values import (
+    RAW,
+    IngestionJobId,
+    Series,
+    Session,
+    Symbol,
+    Timeframe,
+    TimeRange,
+)
 from marketpipe.ingestion.infrastructure import registry
 from marketpipe.ingestion.infrastructure.event_bus import EventBus
 from marketpipe.ingestion.infrastructure.event_log import EventLog
@@ -30,6 +41,15 @@ from marketpipe.metrics import MetricsSubscriber
 from marketpipe.plugins import get_plugin_host
 from marketpipe.secrets import Secret
 from marketpipe.specs import ProviderSpec, normalise_name
+from marketpipe.storage.atomic import file_lock
+from marketpipe.storage.catalog import Catalog
+from marketpipe.storage.upgrade import (
+    is_current,
+    mark_current,
+    move_layout1_files,
+    new_path,
+    upgrade_lock,
+)
 
 DEFAULT_SINK = "parquet"
 
@@ -52,6 +72,10 @@ class IngestRequest:
     all_symbols: bool = False
     #: A partition the provider now sends no bars for replaces the stored rows (else they stay).
     replace_empty: bool = False
+    #: Fetch every partition asked, also those the dataset already holds complete.
+    refresh: bool = False
+    #: Symbols that start later than ``time_range.start`` (``mp update``).
+    symbol_starts: Mapping[str, dt.date] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -80,6 +104,8 @@ def _same_work(job: IngestionJob, request: IngestRequest, cfg: IngestionConfigur
     return (
         job.symbols == request.symbols
         and job.time_range == request.time_range
+        and dict(job.symbol_starts) == dict(request.symbol_starts)
+        and job.refresh == request.refresh
         and (other.provider, other.feed, other.timeframe, other.session)
         == (cfg.provider, cfg.feed, cfg.timeframe, cfg.session)
         and dict(other.settings) == dict(cfg.settings)
@@ -162,6 +188,7 @@ async def run_ingest(
     locks = JobLocks(request.data_dir)
     held: HeldLock | None = None
     try:
+        notes = await asyncio.to_thread(open_dataset, request.data_dir, store)
         service = IngestionJobService(store)
         configuration = IngestionConfiguration(
             provider=prepared.spec.name,
@@ -190,8 +217,15 @@ async def run_ingest(
                 _check_no_running_overlap(
                     store, locks, request.symbols, request.time_range, configuration
                 )
+                _claim_series(request.data_dir, prepared.spec, configuration)
                 job_id = await service.create_job(
-                    CreateIngestionJobCommand(request.symbols, request.time_range, configuration)
+                    CreateIngestionJobCommand(
+                        request.symbols,
+                        request.time_range,
+                        configuration,
+                        symbol_starts=request.symbol_starts,
+                        refresh=request.refresh,
+                    )
                 )
                 job = store.get(job_id)
             _check_no_running_overlap(
@@ -210,7 +244,7 @@ async def run_ingest(
             cancel,
             replace_empty=request.replace_empty,
         )
-        return attrs.evolve(summary, resumed=resumed)
+        return attrs.evolve(summary, resumed=resumed, notes=(*notes, *summary.notes))
     finally:
         if held is not None:
             held.release()
@@ -234,6 +268,7 @@ async def resume_ingest(
         job = store.get(job_id)
         if job.state is ProcessingState.COMPLETED:
             raise JobConflictError(f"job {job_id} is already COMPLETED: nothing to resume")
+        notes = await asyncio.to_thread(open_dataset, data_dir, store)
         settings = {**job.configuration.settings, **(overrides or {})}
         prepared = prepare_provider(job.configuration.provider, settings)
         with locks.claims():
@@ -246,7 +281,7 @@ async def resume_ingest(
             )
             held = locks.hold(job_id.value)
         summary = await execute(store, job_id, prepared, data_dir, bus or EventBus(), cancel)
-        return attrs.evolve(summary, resumed=True)
+        return attrs.evolve(summary, resumed=True, notes=(*notes, *summary.notes))
     finally:
         if held is not None:
             held.release()
@@ -290,11 +325,12 @@ async def execute(
     log = EventLog(data_dir, job_id)
     log.subscribe(bus)
     MetricsSubscriber(prepared.spec.name).subscribe(bus)
+    sink = sinks[DEFAULT_SINK].factory(data_dir)
     coordinator = IngestionCoordinatorService(
         job_store=store,
         provider=prepared.provider,
         provider_spec=prepared.spec,
-        sink=sinks[DEFAULT_SINK].factory(data_dir),
+        sink=sink,
         validators=[spec.factory() for spec in host.validators().values()],
         event_bus=bus,
         data_root=data_dir,
@@ -306,3 +342,59 @@ async def execute(
         return await coordinator.execute_job(job_id)
     finally:
         log.close()
+        close = getattr(sink, "close", None)
+        if close is not None:
+            close()
+
+
+def series_of(spec: ProviderSpec, cfg: IngestionConfiguration) -> Series:
+    return Series(cfg.provider, cfg.feed, spec.adjustment(cfg.settings), cfg.timeframe)
+
+
+def _claim_series(data_dir: Path, spec: ProviderSpec, cfg: IngestionConfiguration) -> None:
+    """Refuse settings that would mix other bars into a stored series (``series_settings``)."""
+    shaping = spec.shaping(cfg.settings)
+    if not shaping:
+        return
+    catalog = Catalog(data_dir)
+    try:
+        catalog.claim(series_of(spec, cfg), shaping)
+    finally:
+        catalog.close()
+
+
+def open_dataset(data_dir: Path, store: SqliteJobStore) -> list[str]:
+    """Bring a dataset written by an earlier release to the current layout, once; returns what
+    it did, to be said once (nothing when the dataset is current)."""
+    if is_current(data_dir):
+        return []
+    adjustments: dict[tuple[str, str], str] = {}
+
+    def adjustment_of(provider: str, job_id: str) -> str:
+        key = (provider, job_id)
+        if key not in adjustments:
+            adjustments[key] = RAW
+            with contextlib.suppress(UserError, ValueError):
+                job = store.get(job_id)
+                adjustments[key] = registry.get(provider).adjustment(job.configuration.settings)
+        return adjustments[key]
+
+    with file_lock(upgrade_lock(data_dir)):
+        if is_current(data_dir):
+            return []
+        moved = move_layout1_files(data_dir, adjustment_of)
+        store.rewrite_paths(lambda p, j, path: new_path(path, adjustment_of(p, j)))
+        mark_current(data_dir)
+    if not moved:
+        return []
+    return [
+        f"upgraded the dataset in {data_dir} to the series layout (an adjustment= folder after "
+        f"feed=): {moved} files moved; readers of the old paths should read the new ones"
+    ]
+
+
+def last_completed_session(provider: str, session: Session = Session.REGULAR) -> dt.date:
+    """The last session whose bars the provider serves final, by the calendar, the provider's
+    delay and the clock (``MARKETPIPE_NOW`` pins it)."""
+    spec = registry.get(provider)
+    return nyse_calendar().last_completed(session, clock.now(), spec.data_delay)

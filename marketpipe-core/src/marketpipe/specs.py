@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from marketpipe.ingestion.domain.values import Session, Timeframe
+from marketpipe.ingestion.domain.values import RAW, Session, Timeframe
 
 if TYPE_CHECKING:
     from marketpipe.ingestion.domain.ports import IMarketDataProvider
@@ -58,6 +59,10 @@ class Setting:
     env: tuple[str, ...] = attrs.field(default=(), converter=_strings)
 
 
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(_normalise_setting(v) for v in value)
+
+
 def _settings(value: Iterable[Setting]) -> tuple[Setting, ...]:
     return tuple(value)
 
@@ -82,6 +87,14 @@ class ProviderSpec:
         trades set no price); the validator accepts exactly those.
     :param max_symbols_per_unit: at most this many symbols per fetch (``None``: no limit).
     :param max_days_per_unit: at most this many days per fetch (``None``: no limit).
+    :param series_settings: the settings whose values change the bars themselves (Alpaca's
+        ``adjustment``, a simulator's ``seed``). They are part of the series: a setting named
+        ``adjustment`` becomes the dataset's ``adjustment=`` key (``raw`` when the provider has
+        none), and a dataset refuses bars written with other values of the rest, so two kinds of
+        bars never mix in one series.
+    :param data_delay: how long after a session ends the provider's bars for it are final (Alpaca
+        cannot serve the last 15 minutes of SIP data on its free plan). A day fetched earlier is
+        stored as partial and fetched again by the next ingest or ``mp update``.
     """
 
     name: str = attrs.field(converter=normalise_name)
@@ -96,8 +109,25 @@ class ProviderSpec:
     null_price_bars: bool = False
     max_symbols_per_unit: int | None = None
     max_days_per_unit: int | None = None
+    series_settings: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    data_delay: dt.timedelta = dt.timedelta(0)
     distribution: str | None = attrs.field(default=None, eq=False)
     version: str | None = attrs.field(default=None, eq=False)
+
+    def adjustment(self, settings: Mapping[str, Any]) -> str:
+        """The ``adjustment=`` key of bars fetched with these settings."""
+        if "adjustment" not in self.series_settings:
+            return RAW
+        value = str(settings.get("adjustment") or RAW).strip().lower()
+        return ",".join(sorted(p.strip() for p in value.split(","))) or RAW
+
+    def shaping(self, settings: Mapping[str, Any]) -> dict[str, str]:
+        """The series settings other than ``adjustment``, as stored with the series."""
+        return {
+            name: str(settings.get(name) or "")
+            for name in self.series_settings
+            if name != "adjustment"
+        }
 
 
 @attrs.frozen

@@ -22,5 +22,6 @@ def marketpipe_providers() -> list[ProviderSpec]:
                 Setting("bad_row_rate", "fraction of rows corrupted on purpose", default="0"),
             ),
             deterministic=True,
+            series_settings=("seed",),  # another seed is another market
         )
     ]

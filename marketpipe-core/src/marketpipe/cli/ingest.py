@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.markup import escape
@@ -29,8 +29,10 @@ from marketpipe.ingestion.domain.events import IngestionJobPlanned
 from marketpipe.ingestion.domain.job import ProcessingState
 from marketpipe.ingestion.domain.values import Session, Symbol, Timeframe, TimeRange
 from marketpipe.ingestion.infrastructure.event_bus import EventBus
-from marketpipe.pipeline import IngestRequest, run_ingest
+from marketpipe.pipeline import IngestRequest, last_completed_session, run_ingest
 from marketpipe.settings import parse_overrides
+
+T = TypeVar("T")
 
 
 def summary_dict(summary: JobSummary, data_dir: Path) -> dict[str, object]:
@@ -41,6 +43,7 @@ def summary_dict(summary: JobSummary, data_dir: Path) -> dict[str, object]:
         "partitions": summary.partitions_total,
         "partitions_completed": summary.partitions_completed,
         "partitions_skipped": summary.partitions_skipped,
+        "partitions_stored": summary.partitions_stored,
         "partitions_failed": len(summary.failures),
         "bars": summary.bars,
         "rejected_rows": summary.rejected,
@@ -70,6 +73,8 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
         f"{summary.partitions_completed:,} of {summary.partitions_total:,}"
         + (f" ({summary.partitions_skipped:,} already done)" if summary.partitions_skipped else ""),
     )
+    if summary.partitions_stored:
+        table.add_row("already in the dataset", f"{summary.partitions_stored:,} (not fetched)")
     table.add_row("failed partitions", f"{len(summary.failures):,}")
     table.add_row("bars", f"{summary.bars:,}")
     table.add_row("rejected rows", f"{summary.rejected:,}")
@@ -103,8 +108,8 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
 @click.option(
     "--end",
     default=None,
-    help="last New York calendar day (inclusive), YYYY-MM-DD; with --source both may be left "
-    "out: the days come from the files",
+    help="last New York calendar day (inclusive), YYYY-MM-DD; default: the last completed "
+    "session; with --source both may be left out: the days come from the files",
 )
 @click.option(
     "--source",
@@ -143,6 +148,11 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
     "stored rows are kept, with a note)",
 )
 @click.option(
+    "--refresh",
+    is_flag=True,
+    help="fetch every partition asked, also those the dataset already holds complete",
+)
+@click.option(
     "--metrics-port",
     type=click.IntRange(1, 65535),
     default=None,
@@ -165,6 +175,7 @@ def ingest(
     batch_size: int,
     concurrency: int,
     replace_empty: bool,
+    refresh: bool,
     metrics_port: int | None,
     as_json: bool,
 ) -> None:
@@ -176,14 +187,27 @@ def ingest(
         overrides["source"] = source
     if all_symbols == (symbols is not None):
         raise InvalidInputError("give either --symbols AAPL,MSFT or --all-symbols")
-    if (start is None) != (end is None):
-        raise InvalidInputError("give both --start and --end, or neither (with --source)")
-    # Without dates the provider is asked which days its local data covers (run_ingest).
+    if start is None and end is not None:
+        raise InvalidInputError("--end needs --start (or leave both out, with --source)")
+    time_range = None  # without dates the provider says which days its local data covers
+    if start is not None:
+        first = TimeRange(start, start).start
+        last = (
+            TimeRange(end, end).end
+            if end is not None
+            else last_completed_session(provider, Session.parse(session))
+        )
+        if end is None and last < first:
+            raise InvalidInputError(
+                f"--start {first} is after the last completed session ({last}): "
+                "nothing is final yet; give --end to fetch it anyway"
+            )
+        time_range = TimeRange(first, last)
     request = IngestRequest(
         provider=provider,
         symbols=Symbol.parse_list(symbols) if symbols is not None else (),
         all_symbols=all_symbols,
-        time_range=TimeRange(start, end) if start is not None and end is not None else None,
+        time_range=time_range,
         timeframe=Timeframe.parse(timeframe),
         session=Session.parse(session),
         data_dir=data_dir,
@@ -191,6 +215,7 @@ def ingest(
         batch_size=batch_size,
         max_concurrency=concurrency,
         replace_empty=replace_empty,
+        refresh=refresh,
     )
     run_job(lambda bus, cancel: run_ingest(request, bus, cancel), data_dir, as_json, metrics_port)
 
@@ -201,7 +226,30 @@ def run_job(
     as_json: bool,
     metrics_port: int | None = None,
 ) -> NoReturn:
-    """Run a job with progress and signal handling, print its summary, exit with its status.
+    """Run a job with progress and signal handling, print its summary, exit with its status."""
+    summary = run_with_progress(start, as_json, metrics_port)
+    if as_json:
+        emit_json(summary_dict(summary, data_dir))
+    else:
+        print_summary(summary, data_dir)
+    if summary.state is ProcessingState.CANCELLED:
+        click.echo(
+            f"Cancelled. Resume with: mp jobs resume {summary.job_id} --data-dir {data_dir}",
+            err=True,
+        )
+        sys.exit(130)
+    if summary.aborted:
+        click.echo(f"Error: {summary.aborted}", err=True)
+        sys.exit(2)
+    sys.exit(0 if summary.state is ProcessingState.COMPLETED else 1)
+
+
+def run_with_progress(
+    start: Callable[[EventBus, CancelToken], Coroutine[Any, Any, T]],
+    as_json: bool,
+    metrics_port: int | None = None,
+) -> T:
+    """Run jobs with one progress display and signal handling; returns what ``start`` returns.
 
     The first Ctrl-C (or SIGTERM) stops launching work and lets in-flight commits finish; the
     job ends CANCELLED and resumable. A second Ctrl-C exits at once: commits are atomic, so no
@@ -211,7 +259,7 @@ def run_job(
     cancel = CancelToken()
 
     def announce(event: IngestionJobPlanned) -> None:
-        done = event.partitions_total - event.partitions_pending
+        done = event.partitions_total - event.partitions_pending - event.partitions_stored
         if done:
             click.echo(
                 f"Resuming job {event.job_id}: {done:,} of {event.partitions_total:,} partitions "
@@ -227,7 +275,7 @@ def run_job(
             "Stopping: in-flight commits finish (press Ctrl-C again to exit at once)", err=True
         )
 
-    async def main() -> JobSummary:
+    async def main() -> T:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
@@ -243,21 +291,7 @@ def run_job(
             raise InvalidInputError(f"cannot serve metrics on port {metrics_port}: {exc}") from None
     try:
         with ProgressDisplay(bus, enabled=not as_json):
-            summary = asyncio.run(main())
+            return asyncio.run(main())
     except KeyboardInterrupt:  # before the job's own handler was in place: nothing was running
         click.echo("Interrupted before the job started; nothing was written.", err=True)
         sys.exit(130)
-    if as_json:
-        emit_json(summary_dict(summary, data_dir))
-    else:
-        print_summary(summary, data_dir)
-    if summary.state is ProcessingState.CANCELLED:
-        click.echo(
-            f"Cancelled. Resume with: mp jobs resume {summary.job_id} --data-dir {data_dir}",
-            err=True,
-        )
-        sys.exit(130)
-    if summary.aborted:
-        click.echo(f"Error: {summary.aborted}", err=True)
-        sys.exit(2)
-    sys.exit(0 if summary.state is ProcessingState.COMPLETED else 1)

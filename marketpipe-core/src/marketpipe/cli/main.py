@@ -8,6 +8,8 @@ from marketpipe import __version__
 from marketpipe.cli.catalog import plugins, providers
 from marketpipe.cli.ingest import ingest
 from marketpipe.cli.jobs import jobs
+from marketpipe.cli.update import update
+from marketpipe.cli.verify import verify
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +22,8 @@ cli.add_command(providers)
 cli.add_command(plugins)
 cli.add_command(ingest)
 cli.add_command(jobs)
+cli.add_command(update)
+cli.add_command(verify)
 
 
 def main() -> None:

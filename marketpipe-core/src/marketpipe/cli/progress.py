@@ -64,21 +64,27 @@ class ProgressDisplay:
         self.task_id = self.progress.add_task("ingest", total=None, bars=0, failed=0)
         self._bars = 0
         self._failed = 0
+        self._total = 0
+        self._done = 0
         self._previous: provider_progress.Reporter | None = None
         bus.subscribe(IngestionJobPlanned, self._planned)
         bus.subscribe(IngestionBatchProcessed, self._processed)
         bus.subscribe(IngestionPartitionFailed, self._failed_one)
 
     def _planned(self, event: IngestionJobPlanned) -> None:
+        # Several jobs (``mp update``, one per series) add up on one line.
         self.progress.start()  # only once there is work: errors before it print alone
-        done = event.partitions_total - event.partitions_pending
-        self.progress.update(self.task_id, total=event.partitions_total, completed=done)
+        self._total += event.partitions_total
+        self._done += event.partitions_total - event.partitions_pending
+        self.progress.update(self.task_id, total=self._total, completed=self._done)
 
     def _processed(self, event: IngestionBatchProcessed) -> None:
+        self._done += 1
         self._bars += event.bars_count
         self.progress.update(self.task_id, advance=1, bars=self._bars)
 
     def _failed_one(self, event: IngestionPartitionFailed) -> None:
+        self._done += 1
         self._failed += 1
         self.progress.update(self.task_id, advance=1, failed=self._failed)
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import pyarrow as pa
 
-from marketpipe.ingestion.domain.values import Timeframe
+from marketpipe.ingestion.domain.values import RAW, Series, Session, Timeframe
+
+if TYPE_CHECKING:
+    from marketpipe.storage.catalog import Catalog
 
 
 @attrs.frozen(kw_only=True)
@@ -17,7 +20,9 @@ class CommitRequest:
     """Validated bars of one unit, and the partitions (symbol -> days) they replace.
 
     Every (symbol, day) in ``coverage`` is replaced, also those with no rows in ``table``: a day
-    re-ingested with fewer bars must not keep stale ones.
+    re-ingested with fewer bars must not keep stale ones. ``partial`` lists the covered days that
+    were not final when fetched (the session had not ended, or the provider's delay had not
+    passed); the catalog keeps them for the next run to fetch again.
     """
 
     table: pa.Table
@@ -26,15 +31,19 @@ class CommitRequest:
     feed: str
     timeframe: Timeframe
     job_id: str
+    adjustment: str = RAW
+    session: Session = Session.REGULAR
+    partial: Mapping[str, tuple[dt.date, ...]] = attrs.field(factory=dict)
+
+    @property
+    def series(self) -> Series:
+        return Series(self.provider, self.feed, self.adjustment, self.timeframe)
 
 
 class Sink(Protocol):
+    #: What the dataset holds, kept in step with the sink's commits.
+    catalog: Catalog
+
     def commit(self, request: CommitRequest) -> dict[tuple[str, dt.date], str]:
         """Commit atomically; return each covered partition's file, relative to the data root."""
-        ...
-
-    def stored(
-        self, provider: str, feed: str, timeframe: Timeframe, keys: set[tuple[str, dt.date]]
-    ) -> dict[tuple[str, dt.date], str]:
-        """Which of ``keys`` (symbol, day) the dataset holds rows for, and in which file."""
         ...

@@ -1,8 +1,9 @@
 """Where bars live under the data root.
 
-    <root>/provider=<p>/feed=<f>/timeframe=<tf>/month=<YYYY-MM>/part-<job>-<hash>.parquet
+    <root>/provider=<p>/feed=<f>/adjustment=<a>/timeframe=<tf>/month=<YYYY-MM>/part-<job>-<hash>.parquet
 
-Every ``*.parquet`` under the root is a bar file with these four hive keys; nothing else is named
+The first four keys name the series (see :class:`~marketpipe.ingestion.domain.values.Series`).
+Every ``*.parquet`` under the root is a bar file with these five hive keys; nothing else is named
 ``*.parquet``. Bookkeeping (job store, quarantine) lives under ``<root>/_marketpipe/``, which dataset
 readers skip because of the leading underscore. A month folder holds a few files of many symbols
 and days each: one file per symbol per day would be far too small to write or query fast.
@@ -14,9 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
-from marketpipe.ingestion.domain.values import Timeframe
+from marketpipe.ingestion.domain.values import Series, Timeframe
 
 META_DIR = "_marketpipe"
 
@@ -48,15 +49,55 @@ def month_key(day: dt.date) -> str:
     return f"{day.year:04d}-{day.month:02d}"
 
 
-def month_folder(root: Path, provider: str, feed: str, timeframe: Timeframe, month: str) -> Path:
+def series_folder(root: Path, series: Series) -> Path:
     folder = (
         root
-        / f"provider={encode_component(provider)}"
-        / f"feed={encode_component(feed)}"
-        / f"timeframe={timeframe.value}"
-        / f"month={month}"
+        / f"provider={encode_component(series.provider)}"
+        / f"feed={encode_component(series.feed)}"
+        / f"adjustment={encode_component(series.adjustment)}"
+        / f"timeframe={series.timeframe.value}"
     )
     return inside(root, folder)
+
+
+def month_folder(root: Path, series: Series, month: str) -> Path:
+    return inside(root, series_folder(root, series) / f"month={month}")
+
+
+def _value(name: str, key: str) -> str | None:
+    prefix = f"{key}="
+    return unquote(name[len(prefix) :]) if name.startswith(prefix) else None
+
+
+def stored_series(root: Path) -> list[Series]:
+    """The series that have a folder under ``root``."""
+    found = []
+    for folder in sorted(root.glob("provider=*/feed=*/adjustment=*/timeframe=*")):
+        parts = folder.relative_to(root).parts
+        values = [_value(p, k) for p, k in zip(parts, _KEYS, strict=True)]
+        if None in values or not folder.is_dir():
+            continue
+        provider, feed, adjustment, timeframe = (v or "" for v in values)
+        try:
+            found.append(Series(provider, feed, adjustment, Timeframe.parse(timeframe)))
+        except ValueError:
+            continue  # a folder MarketPipe did not make
+    return found
+
+
+def month_folders(root: Path, series: Series) -> dict[str, Path]:
+    """``YYYY-MM -> folder`` for every month folder of ``series``."""
+    base = series_folder(root, series)
+    if not base.is_dir():
+        return {}
+    return {
+        month: path
+        for path in sorted(base.iterdir())
+        if (month := _value(path.name, "month")) is not None and path.is_dir()
+    }
+
+
+_KEYS = ("provider", "feed", "adjustment", "timeframe")
 
 
 def quarantine_file(root: Path, job_id: str, symbol: str, day: str) -> Path:

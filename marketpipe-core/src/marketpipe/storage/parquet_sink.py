@@ -1,13 +1,17 @@
 """The built-in Parquet sink: zstd files per (unit, month), committed atomically, idempotent.
 
-A commit writes the unit's new file, then removes the covered (symbol, day) rows from every other
-file of the same month folder (rewriting it atomically, or deleting it when nothing else is left
-in it). So re-ingesting a day replaces exactly that day's rows, also where a file holds many days
-and symbols. Each file's footer records the partitions it covers; the folder is locked during a
-commit, across threads and processes.
+A commit writes the unit's new file, then removes the covered (symbol, day) rows from the other
+files of the same month folder that hold them (rewriting each atomically, or deleting it when
+nothing else is left in it), then records the change in the catalog. So re-ingesting a day
+replaces exactly that day's rows, also where a file holds many days and symbols. Each file's
+footer records the partitions it covers; the catalog, synced with the folder at the start of the
+commit, says which files hold the covered ones without reading every footer. The folder is locked
+during a commit, across threads and processes.
 
 If a crash lands between the new file and the clean-up, both files hold the covered rows until
-the unit is committed again (the job store has not recorded it, so a resume does exactly that).
+the unit is committed again (the job store has not recorded it, so a resume does exactly that; the
+catalog learns of both files from the folder and lists both as holders). A crash before the
+catalog is updated leaves it behind the files, never ahead: the next sync reads what changed.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from marketpipe import clock
 from marketpipe.errors import StorageError
 from marketpipe.hookspecs import hookimpl
-from marketpipe.ingestion.domain.values import Timeframe
+from marketpipe.ingestion.domain.values import Series
 from marketpipe.schema import SCHEMA_VERSION, conform
 from marketpipe.specs import SinkSpec
 from marketpipe.storage.atomic import (
@@ -38,47 +43,18 @@ from marketpipe.storage.atomic import (
     write_atomic,
 )
 from marketpipe.storage.base import CommitRequest
+from marketpipe.storage.catalog import Catalog
+from marketpipe.storage.footer import Entry, Footer, count_rows, parse_footer, row_keys, unreadable
 from marketpipe.storage.layout import month_folder, month_key
 from marketpipe.storage.partition_index import index_rows
 
-COVERAGE_KEY = b"marketpipe.coverage"
 FSYNC_ENV = "MARKETPIPE_FSYNC"
-_NY = pa.timestamp("ns", tz="America/New_York")
 
 Coverage = dict[str, set[str]]  # symbol -> ISO days
 
 
-def row_keys(table: pa.Table) -> pa.ChunkedArray:
-    """``"SYMBOL|YYYY-MM-DD"`` (New York day) for every row."""
-    days = pc.cast(pc.local_timestamp(table["timestamp"].cast(_NY)), pa.date32())
-    return pc.binary_join_element_wise(table["symbol"], pc.cast(days, pa.string()), "|")
-
-
 def _keys(coverage: Coverage) -> set[str]:
     return {f"{s}|{d}" for s, days in coverage.items() for d in days}
-
-
-def _unreadable(path: Path, exc: BaseException) -> StorageError:
-    reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-    return StorageError(
-        f"cannot read {path} ({reason}): a damaged file, or one MarketPipe did not write, blocks "
-        "commits into its month folder; move it out of the data dir (or delete it) and resume"
-    )
-
-
-def _coverage_of(path: Path) -> Coverage:
-    """The (symbol, days) a bar file holds, from its metadata; a file without MarketPipe's
-    metadata holds none that commits would replace (it is left alone)."""
-    try:
-        return read_coverage(path)
-    except (OSError, ValueError, TypeError, AttributeError, pa.ArrowException) as exc:
-        raise _unreadable(path, exc) from None
-
-
-def read_coverage(path: Path) -> Coverage:
-    meta = pq.read_schema(path).metadata or {}
-    raw = json.loads(meta.get(COVERAGE_KEY, b"{}"))
-    return {s: set(days) for s, days in raw.items()}
 
 
 def _is_sorted(table: pa.Table) -> bool:
@@ -111,6 +87,10 @@ class ParquetSink:
     def __init__(self, root: Path, durable: bool | None = None) -> None:
         self.root = Path(root)
         self.durable = os.environ.get(FSYNC_ENV, "1") != "0" if durable is None else durable
+        self.catalog = Catalog(self.root)
+
+    def close(self) -> None:
+        self.catalog.close()
 
     def commit(self, request: CommitRequest) -> dict[tuple[str, dt.date], str]:
         table = conform(request.table)
@@ -124,83 +104,70 @@ class ParquetSink:
                 covered[s_pos, day_pos[day]] = True
         if not np.all(index.known & covered[index.symbol, index.day]):
             raise ValueError("bars outside the unit's coverage reached the sink")
-        months: dict[str, Coverage] = {}
+        bars = index.counts()
+        partial = {(s, d) for s, ds in request.partial.items() for d in ds}
+        months: dict[str, dict[tuple[str, str], Entry]] = {}
         for symbol, symbol_days in request.coverage.items():
             for day in symbol_days:
-                months.setdefault(month_key(day), {}).setdefault(symbol, set()).add(day.isoformat())
+                months.setdefault(month_key(day), {})[(symbol, day.isoformat())] = Entry(
+                    bars.get((symbol, day), 0), (symbol, day) not in partial
+                )
         month_of_day = np.array([month_key(d) for d in index.days])
+        fetched_at = clock.now().isoformat(timespec="seconds")
         result: dict[tuple[str, dt.date], str] = {}
-        for month, coverage in sorted(months.items()):
+        for month, entries in sorted(months.items()):
             rows = (
                 table.filter(pa.array(month_of_day[index.day] == month))
                 if len(months) > 1
                 else table
             )
-            folder = month_folder(
-                self.root, request.provider, request.feed, request.timeframe, month
-            )
-            path = self._commit_month(folder, rows, coverage, request)
+            footer = Footer(entries, request.session, request.job_id, fetched_at)
+            path = self._commit_month(request.series, month, rows, footer, request)
             rel = path.relative_to(self.root).as_posix()
-            for symbol, iso_days in coverage.items():
-                for iso in iso_days:
-                    result[(symbol, dt.date.fromisoformat(iso))] = rel
+            for symbol, iso in entries:
+                result[(symbol, dt.date.fromisoformat(iso))] = rel
         return result
 
-    def stored(
-        self, provider: str, feed: str, timeframe: Timeframe, keys: set[tuple[str, dt.date]]
-    ) -> dict[tuple[str, dt.date], str]:
-        """Which of ``keys`` the month folders' files cover (read from their footers)."""
-        wanted: dict[str, set[str]] = {}
-        for symbol, day in keys:
-            wanted.setdefault(month_key(day), set()).add(f"{symbol}|{day.isoformat()}")
-        found: dict[tuple[str, dt.date], str] = {}
-        for month, month_keys in wanted.items():
-            folder = month_folder(self.root, provider, feed, timeframe, month)
-            for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
-                for key in _keys(_coverage_of(path)) & month_keys:
-                    symbol, _, iso = key.partition("|")
-                    found[(symbol, dt.date.fromisoformat(iso))] = path.relative_to(
-                        self.root
-                    ).as_posix()
-        return found
-
-    def _metadata(self, request: CommitRequest, coverage: Coverage) -> dict[bytes, bytes]:
+    def _metadata(self, request: CommitRequest, footer: Footer) -> dict[bytes, bytes]:
         meta = {
             "marketpipe.schema_version": SCHEMA_VERSION,
             "marketpipe.provider": request.provider,
             "marketpipe.feed": request.feed,
+            "marketpipe.adjustment": request.adjustment,
             "marketpipe.timeframe": request.timeframe.value,
             "marketpipe.job_id": request.job_id,
-            "marketpipe.fetched_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "marketpipe.fetched_at": footer.fetched_at,
         }
         out = {k.encode(): v.encode() for k, v in meta.items()}
-        out[COVERAGE_KEY] = json.dumps({s: sorted(d) for s, d in sorted(coverage.items())}).encode()
+        out.update(footer.metadata())
         return out
 
     def _write(self, path: Path, table: pa.Table, metadata: Mapping[bytes, bytes]) -> None:
         write_atomic(path, _writer(table.replace_schema_metadata(dict(metadata))), self.durable)
 
-    def _prepare_rest(self, other: Path, old_keys: set[str], overlap: set[str]) -> Path:
+    def _prepare_rest(self, other: Path, overlap: set[str]) -> tuple[Path, Footer]:
         """A temp file holding ``other``'s rows outside ``overlap``, to replace it."""
         try:
             old_table = pq.read_table(other)
-        except (OSError, pa.ArrowException) as exc:
-            raise _unreadable(other, exc) from None
+            meta = dict(old_table.schema.metadata or {})
+            footer = parse_footer(meta, lambda: count_rows(old_table))
+        except (OSError, ValueError, TypeError, KeyError, pa.ArrowException) as exc:
+            raise unreadable(other, exc) from None
         keep = pc.invert(
             pc.is_in(row_keys(old_table), value_set=pa.array(sorted(overlap), pa.string()))
         )
-        left: Coverage = {}
-        for key in old_keys - overlap:
-            symbol, _, day = key.partition("|")
-            left.setdefault(symbol, set()).add(day)
-        meta = dict(old_table.schema.metadata or {})
-        meta[COVERAGE_KEY] = json.dumps({s: sorted(d) for s, d in sorted(left.items())}).encode()
+        rest_footer = footer.without(tuple(k.split("|", 1)) for k in overlap)  # type: ignore[misc]
+        meta.update(rest_footer.metadata())
         rest = old_table.filter(keep).replace_schema_metadata(meta)
-        return prepare_atomic(other, _writer(rest), durable=self.durable)
+        return prepare_atomic(other, _writer(rest), durable=self.durable), rest_footer
 
     def _commit_month(
-        self, folder: Path, table: pa.Table, coverage: Coverage, request: CommitRequest
+        self, series: Series, month: str, table: pa.Table, footer: Footer, request: CommitRequest
     ) -> Path:
+        folder = month_folder(self.root, series, month)
+        coverage: Coverage = {}
+        for symbol, iso in footer.entries:
+            coverage.setdefault(symbol, set()).add(iso)
         digest = hashlib.sha1(
             json.dumps({s: sorted(d) for s, d in sorted(coverage.items())}).encode()
         ).hexdigest()[:12]
@@ -209,37 +176,51 @@ class ParquetSink:
             table = table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
         new_keys = _keys(coverage)
         with folder_lock(folder):
-            # Every other file's coverage is read before anything is written: a file that cannot
-            # be read blocks the commit while the folder is still as it was.
-            others: list[tuple[Path, set[str], set[str]]] = []
-            for other in sorted(folder.glob("*.parquet")):
+            # The catalog, in step with the folder, names the files holding covered rows. A file
+            # it cannot read blocks the commit while the folder is still as it was.
+            self.catalog.sync_folder(series, month)
+            blocked = self.catalog.unreadable(series, month)
+            if blocked:
+                raise StorageError(blocked[0][1])
+            others: list[tuple[Path, set[str]]] = []
+            holders = self.catalog.files_holding(
+                series, [(s, dt.date.fromisoformat(d)) for s, d in footer.entries]
+            )
+            for rel in sorted(holders):
+                other = self.root / rel
                 if other != path:
-                    old_keys = _keys(_coverage_of(other))
-                    if old_keys & new_keys:
-                        others.append((other, old_keys, old_keys & new_keys))
-            self._write(path, table, self._metadata(request, coverage))
+                    old_keys = {
+                        f"{s}|{d}" for s, d in self.catalog.entries(series, month, other.name)
+                    }
+                    others.append((other, old_keys))
+            self._write(path, table, self._metadata(request, footer))
             # The new rows are in place; the covered rows of older files go next. Rewrites are
             # prepared (written, not yet visible) first: if one fails (a full disk), the new file
             # is removed and the folder holds the old rows, never both.
-            prepared: list[tuple[Path, Path]] = []
+            prepared: list[tuple[Path, Path, Footer]] = []
             removed: list[Path] = []
             try:
-                for other, old_keys, overlap in others:
-                    if overlap == old_keys:
+                for other, old_keys in others:
+                    if old_keys <= new_keys:
                         removed.append(other)
                         continue
-                    prepared.append((self._prepare_rest(other, old_keys, overlap), other))
+                    tmp, rest = self._prepare_rest(other, old_keys & new_keys)
+                    prepared.append((tmp, other, rest))
             except BaseException:
-                for tmp, _ in prepared:
+                for tmp, _, _ in prepared:
                     tmp.unlink(missing_ok=True)
                 remove_durably(path, self.durable)
                 raise
-            for tmp, other in prepared:
+            for tmp, other, _ in prepared:
                 os.replace(tmp, other)
             for other in removed:
                 other.unlink(missing_ok=True)
             if self.durable and (prepared or removed):
                 fsync_dir(folder)
+            changes: dict[str, Footer | None] = {path.name: footer}
+            changes.update({other.name: rest for _, other, rest in prepared})
+            changes.update({other.name: None for other in removed})
+            self.catalog.record(series, month, changes)
         return path
 
 

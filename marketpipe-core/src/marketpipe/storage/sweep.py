@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from marketpipe.ingestion.domain.values import IngestionJobId, Series
 from marketpipe.storage.atomic import folder_lock
 from marketpipe.storage.layout import META_DIR, month_folder, month_key
-
-if TYPE_CHECKING:
-    from marketpipe.ingestion.domain.job import IngestionJob
 
 
 def _sweep(folder: Path) -> int:
@@ -21,17 +18,18 @@ def _sweep(folder: Path) -> int:
     return removed
 
 
-def sweep_temp_files(root: Path, job: IngestionJob, days: list[dt.date]) -> int:
+def sweep_temp_files(
+    root: Path, series: Series, job_id: IngestionJobId, days: list[dt.date]
+) -> int:
     """Temp files in the job's month folders and its quarantine folder. A writer holds the
     folder's lock for the whole of a commit, so a temp file seen under the lock is a leftover."""
-    cfg = job.configuration
     removed = 0
     for month in sorted({month_key(d) for d in days}):
-        folder = month_folder(root, cfg.provider, cfg.feed, cfg.timeframe, month)
+        folder = month_folder(root, series, month)
         if folder.is_dir():
             with folder_lock(folder):
                 removed += _sweep(folder)
-    quarantine = root / META_DIR / "quarantine" / f"job={job.job_id}"
+    quarantine = root / META_DIR / "quarantine" / f"job={job_id}"
     if quarantine.is_dir():
         for folder in [quarantine, *quarantine.iterdir()]:
             if folder.is_dir():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
+
 import attrs
 
 from marketpipe.ingestion.domain.job import IngestionConfiguration
@@ -18,6 +21,10 @@ class CreateIngestionJobCommand:
     symbols: tuple[Symbol, ...] = attrs.field(converter=_symbols)
     time_range: TimeRange
     configuration: IngestionConfiguration
+    #: Symbols that start later than ``time_range.start`` (``mp update``).
+    symbol_starts: Mapping[str, dt.date] = attrs.field(factory=dict)
+    #: Fetch also what the dataset already holds complete.
+    refresh: bool = False
 
 
 @attrs.frozen

@@ -16,23 +16,25 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import attrs
+import numpy as np
 import pyarrow as pa
 
-from marketpipe import metrics
-from marketpipe.calendar import TradingCalendar, nyse_calendar
+from marketpipe import clock, metrics
+from marketpipe.calendar import SessionWindow, TradingCalendar, nyse_calendar
 from marketpipe.errors import StorageError, SymbolError, UserError
 from marketpipe.ingestion.application.planning import WorkUnit, plan_units
 from marketpipe.ingestion.domain.job import IngestionJob, ProcessingState
 from marketpipe.ingestion.domain.partition import IngestionPartition
 from marketpipe.ingestion.domain.ports import IMarketDataProvider
 from marketpipe.ingestion.domain.request import FetchRequest
-from marketpipe.ingestion.domain.values import IngestionJobId, Symbol
+from marketpipe.ingestion.domain.values import IngestionJobId, Series, Symbol
 from marketpipe.ingestion.infrastructure.event_bus import EventBus
 from marketpipe.ingestion.infrastructure.job_store import PartitionOutcome, SqliteJobStore
 from marketpipe.schema import conform, empty_bars
 from marketpipe.secrets import Secret, scrub
 from marketpipe.specs import ProviderSpec
 from marketpipe.storage.base import CommitRequest, Sink
+from marketpipe.storage.layout import month_key
 from marketpipe.storage.partition_index import index_rows
 from marketpipe.storage.quarantine import write_quarantine
 from marketpipe.storage.sweep import sweep_temp_files
@@ -63,6 +65,8 @@ class JobSummary:
     resumed: bool = False
     #: What the provider reported about its source (truncated files, sequence gaps...).
     notes: tuple[str, ...] = ()
+    #: Partitions the dataset already held complete: not fetched.
+    partitions_stored: int = 0
 
     @property
     def bars_per_second(self) -> float:
@@ -147,12 +151,17 @@ class IngestionCoordinatorService:
         self._publish(job)
         cfg = job.configuration
         windows = self._calendar.windows(job.time_range, cfg.session)
-        keys = [(s.value, w.day) for s in job.symbols for w in windows]
+        keys = job.partition_keys([w.day for w in windows])
         self._store.plan_partitions(job_id, keys)
         done = self._store.completed_keys(job_id)
-        pending = set(keys) - done
+        stored: set[tuple[str, dt.date]] = set()
+        if not job.refresh:
+            stored = await asyncio.to_thread(self._stored, job, windows)
+            stored -= done
+            self._store.mark_stored(job_id, stored)
+        pending = set(keys) - done - stored
         units = plan_units(job.symbols, windows, pending, self._spec, cfg.timeframe, cfg.batch_size)
-        job.plan(len(keys), len(pending), len(units))
+        job.plan(len(keys), len(pending), len(units), len(stored))
         self._publish(job)
         failures: list[PartitionFailure] = []
         self._notes = []
@@ -173,7 +182,9 @@ class IngestionCoordinatorService:
             loop.call_soon_threadsafe(stopped.set)
 
         undo = self._cancel.on_set(stop)
-        await asyncio.to_thread(sweep_temp_files, self._root, job, [w.day for w in windows])
+        await asyncio.to_thread(
+            sweep_temp_files, self._root, self._series(job), job.job_id, [w.day for w in windows]
+        )
         try:
             await asyncio.gather(*(run(u) for u in units))
         finally:
@@ -212,7 +223,31 @@ class IngestionCoordinatorService:
             failures=tuple(failures),
             aborted=self._abort,
             notes=tuple(self._notes),
+            partitions_stored=len(stored),
         )
+
+    def _series(self, job: IngestionJob) -> Series:
+        cfg = job.configuration
+        return Series(cfg.provider, cfg.feed, self._spec.adjustment(cfg.settings), cfg.timeframe)
+
+    def _stored(
+        self, job: IngestionJob, windows: Sequence[SessionWindow]
+    ) -> set[tuple[str, dt.date]]:
+        """The job's partitions the series holds complete (asked of the catalog, synced with
+        the month folders first)."""
+        series = self._series(job)
+        catalog = self._sink.catalog
+        catalog.sync(series, sorted({month_key(w.day) for w in windows}))
+        symbols = [s.value for s in job.symbols]
+        days = [w.day for w in windows]
+        mask = catalog.stored_mask(
+            series, symbols, days, job.configuration.session, other_than_job=job.job_id.value
+        )
+        rows, cols = np.nonzero(mask)
+        found = {(symbols[r], days[c]) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)}
+        if job.symbol_starts:
+            found = {(s, d) for s, d in found if d >= job.symbol_starts.get(s, d)}
+        return found
 
     async def _fetch(self, request: FetchRequest) -> list[pa.RecordBatch] | None:
         """The provider's answer for one unit, or ``None`` when the job was stopped meanwhile.
@@ -338,8 +373,8 @@ class IngestionCoordinatorService:
         empty = {key for key in unit.keys if not bars.get(key)}
         if not empty or self._replace_empty:
             return {}
-        cfg = job.configuration
-        return self._sink.stored(cfg.provider, cfg.feed, cfg.timeframe, empty)
+        held = self._sink.catalog.lookup(self._series(job), empty)
+        return {(p.symbol, p.day): p.path for p in held if p.bars}
 
     def _note_kept(self, job: IngestionJob, held: list[tuple[str, dt.date]]) -> None:
         sample = ", ".join(f"{s} {d}" for s, d in sorted(held)[:3])
@@ -388,6 +423,15 @@ class IngestionCoordinatorService:
                 coverage[symbol] += (day,)
         paths = dict(kept)
         if coverage:
+            fetched = clock.now()
+            delay = self._spec.data_delay
+            partial: dict[str, tuple[dt.date, ...]] = {}
+            for window in unit.windows:
+                if not self._calendar.is_complete(window, fetched, delay):
+                    for symbol in coverage:
+                        if window.day in coverage[symbol]:
+                            partial[symbol] = (*partial.get(symbol, ()), window.day)
+            series = self._series(job)
             paths.update(
                 self._sink.commit(
                     CommitRequest(
@@ -397,6 +441,9 @@ class IngestionCoordinatorService:
                         feed=cfg.feed,
                         timeframe=cfg.timeframe,
                         job_id=job.job_id.value,
+                        adjustment=series.adjustment,
+                        session=cfg.session,
+                        partial=partial,
                     )
                 )
             )

@@ -34,6 +34,8 @@ class IngestionJobService:
             symbols=command.symbols,
             time_range=command.time_range,
             configuration=cfg,
+            symbol_starts=command.symbol_starts,
+            refresh=command.refresh,
         )
         self._store.save(job)
         return job.job_id

@@ -70,12 +70,14 @@ class IngestionJobFailed(DomainEvent):
 
 @attrs.frozen(kw_only=True)
 class IngestionJobPlanned(DomainEvent):
-    """The job's partitions are planned: how many in all, how many still to do, in how many units."""
+    """The job's partitions are planned: how many in all, how many still to do, in how many
+    units, and how many the dataset already held complete (skipped, not fetched)."""
 
     job_id: IngestionJobId
     partitions_total: int
     partitions_pending: int
     units: int
+    partitions_stored: int = 0
 
 
 @attrs.frozen(kw_only=True)

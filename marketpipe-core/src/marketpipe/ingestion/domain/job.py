@@ -129,6 +129,11 @@ class IngestionJob:
     error_message: str | None = attrs.field(default=None, kw_only=True)
     bars_processed: int = attrs.field(default=0, kw_only=True)
     partitions_processed: int = attrs.field(default=0, kw_only=True)
+    #: Symbols that start later than ``time_range.start`` (``mp update`` fetches each symbol
+    #: from its first stored day).
+    symbol_starts: Mapping[str, dt.date] = attrs.field(factory=dict, kw_only=True)
+    #: Fetch every partition asked, also those the dataset already holds complete.
+    refresh: bool = attrs.field(default=False, kw_only=True)
     _events: list[DomainEvent] = attrs.field(factory=list, init=False, repr=False, eq=False)
 
     # -- events ---------------------------------------------------------------------------------
@@ -179,7 +184,17 @@ class IngestionJob:
             )
         )
 
-    def plan(self, partitions_total: int, partitions_pending: int, units: int) -> None:
+    def partition_keys(self, days: list[dt.date]) -> list[tuple[str, dt.date]]:
+        """The job's (symbol, day) partitions among ``days`` (its session days)."""
+        keys: list[tuple[str, dt.date]] = []
+        for symbol in self.symbols:
+            first = self.symbol_starts.get(symbol.value)
+            keys.extend((symbol.value, d) for d in days if first is None or d >= first)
+        return keys
+
+    def plan(
+        self, partitions_total: int, partitions_pending: int, units: int, partitions_stored: int = 0
+    ) -> None:
         """Records ``IngestionJobPlanned``: what the run will do."""
         self._record(
             IngestionJobPlanned(
@@ -187,6 +202,7 @@ class IngestionJob:
                 partitions_total=partitions_total,
                 partitions_pending=partitions_pending,
                 units=units,
+                partitions_stored=partitions_stored,
             )
         )
 

@@ -194,3 +194,28 @@ class IngestionJobId:
 
     def __str__(self) -> str:
         return self.value
+
+
+RAW = "raw"
+
+
+def _timeframe(value: str | Timeframe) -> Timeframe:
+    return Timeframe.parse(value)
+
+
+@attrs.frozen(order=True)
+class Series:
+    """Where bars of one kind live: (provider, feed, adjustment, timeframe).
+
+    Settings that change the bars are part of a series, so two series never replace each other's
+    rows: Alpaca's split-adjusted bars are not its raw bars. Providers whose bars are never
+    adjusted write ``raw``.
+    """
+
+    provider: str
+    feed: str
+    adjustment: str
+    timeframe: Timeframe = attrs.field(converter=_timeframe)
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.feed}/{self.adjustment}/{self.timeframe.value}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at TEXT NOT NULL,
     started_at TEXT,
     completed_at TEXT,
-    error TEXT
+    error TEXT,
+    scope TEXT
 );
 CREATE TABLE IF NOT EXISTS partitions (
     job_id TEXT NOT NULL REFERENCES jobs(id),
@@ -50,7 +51,8 @@ CREATE TABLE IF NOT EXISTS partitions (
 );
 """
 
-_SELECT_JOB = """SELECT j.*, (SELECT COALESCE(SUM(p.bars), 0) FROM partitions p
+_SELECT_JOB = """SELECT j.id, j.provider, j.symbols, j.start_day, j.end_day, j.configuration,
+    j.state, j.created_at, j.started_at, j.completed_at, j.error, j.scope, (SELECT COALESCE(SUM(p.bars), 0) FROM partitions p
     WHERE p.job_id = j.id AND p.state = 'COMPLETED') FROM jobs j"""
 
 
@@ -102,6 +104,9 @@ class SqliteJobStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(jobs)")}
+        if "scope" not in columns:  # a store written before jobs had a scope
+            self._conn.execute("ALTER TABLE jobs ADD COLUMN scope TEXT")
 
     @classmethod
     def for_data_dir(cls, data_dir: Path) -> SqliteJobStore:
@@ -139,8 +144,8 @@ class SqliteJobStore:
         with self._tx() as db:
             db.execute(
                 """INSERT INTO jobs (id, provider, symbols, start_day, end_day, configuration,
-                       state, created_at, started_at, completed_at, error)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       state, created_at, started_at, completed_at, error, scope)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT(id) DO UPDATE SET state=excluded.state,
                        started_at=excluded.started_at, completed_at=excluded.completed_at,
                        error=excluded.error, configuration=excluded.configuration""",
@@ -156,6 +161,12 @@ class SqliteJobStore:
                     _iso(job.started_at),
                     _iso(job.completed_at),
                     job.error_message,
+                    json.dumps(
+                        {
+                            "starts": {s: d.isoformat() for s, d in job.symbol_starts.items()},
+                            "refresh": job.refresh,
+                        }
+                    ),
                 ),
             )
 
@@ -172,9 +183,11 @@ class SqliteJobStore:
             started,
             completed,
             error,
+            scope,
             bars,
         ) = row
         cfg = json.loads(configuration)
+        extent = json.loads(scope) if scope else {}
         return IngestionJob(
             job_id=IngestionJobId(job_id),
             symbols=tuple(Symbol(s) for s in json.loads(symbols)),
@@ -186,6 +199,10 @@ class SqliteJobStore:
             completed_at=_parse_dt(completed),
             error_message=error,
             bars_processed=bars,
+            symbol_starts={
+                s: dt.date.fromisoformat(d) for s, d in extent.get("starts", {}).items()
+            },
+            refresh=bool(extent.get("refresh", False)),
         )
 
     def get(self, job_id: IngestionJobId | str) -> IngestionJob:
@@ -258,6 +275,67 @@ class SqliteJobStore:
                     for o in outcomes
                 ],
             )
+
+    def mark_stored(self, job_id: IngestionJobId, keys: Iterable[tuple[str, dt.date]]) -> None:
+        """Record partitions the dataset already held complete: the job skipped them."""
+        now = _now()
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE partitions SET state='STORED', error=NULL, updated_at=? "
+                "WHERE job_id=? AND symbol=? AND day=? AND state != 'COMPLETED'",
+                [(now, job_id.value, s, d.isoformat()) for s, d in keys],
+            )
+
+    def rewrite_paths(self, rewrite: Callable[[str, str, str], str | None]) -> int:
+        """Change recorded file paths: ``rewrite(provider, job id, path)`` gives the new path, or
+        ``None`` to keep it (a dataset whose layout was upgraded)."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT p.job_id, j.provider, p.path FROM partitions p JOIN jobs j "
+            "ON j.id = p.job_id WHERE p.path IS NOT NULL"
+        ).fetchall()
+        updates = [
+            (new, job_id, path)
+            for job_id, provider, path in rows
+            if (new := rewrite(provider, job_id, path)) is not None
+        ]
+        with self._tx() as db:
+            db.executemany("UPDATE partitions SET path=? WHERE job_id=? AND path=?", updates)
+        return len(updates)
+
+    def completed_paths(self) -> dict[str, tuple[int, list[str]]]:
+        """``path -> (bars, job ids)`` over every COMPLETED partition the store records."""
+        out: dict[str, tuple[int, list[str]]] = {}
+        for path, bars, jobs in self._conn.execute(
+            "SELECT path, SUM(bars), GROUP_CONCAT(DISTINCT job_id) FROM partitions "
+            "WHERE state='COMPLETED' AND path IS NOT NULL GROUP BY path"
+        ):
+            out[str(path)] = (int(bars or 0), sorted(str(jobs).split(",")))
+        return out
+
+    def mark_missing(self, paths: Iterable[str]) -> int:
+        """Completed partitions whose file is gone: no longer counted as held (``mp verify``)."""
+        now = _now()
+        with self._tx() as db:
+            cursor = db.executemany(
+                "UPDATE partitions SET state='MISSING', updated_at=? "
+                "WHERE state='COMPLETED' AND path=?",
+                [(now, p) for p in paths],
+            )
+            return cursor.rowcount
+
+    def first_days(self, job_ids: Iterable[str]) -> dict[str, dt.date]:
+        """``symbol -> first day`` those jobs committed or found stored (``mp update`` fetches
+        each symbol from there, also when its files went missing)."""
+        out: dict[str, dt.date] = {}
+        for job_id in job_ids:
+            for symbol, day in self._conn.execute(
+                "SELECT symbol, MIN(day) FROM partitions WHERE job_id=? "
+                "AND state IN ('COMPLETED', 'STORED', 'MISSING') GROUP BY symbol",
+                (job_id,),
+            ):
+                first = dt.date.fromisoformat(day)
+                out[symbol] = min(first, out.get(symbol, first))
+        return out
 
     def mark_failed(
         self, job_id: IngestionJobId, keys: Iterable[tuple[str, dt.date]], error: str

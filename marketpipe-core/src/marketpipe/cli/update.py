@@ -1,0 +1,137 @@
+"""``mp update``: bring every stored series up to the last completed session."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from marketpipe.cli.common import console, data_dir_option, emit_json, json_option, user_errors
+from marketpipe.cli.ingest import run_with_progress, summary_dict
+from marketpipe.dataset import UpdateRequest, UpdateResult, run_update
+from marketpipe.ingestion.domain.job import ProcessingState
+from marketpipe.ingestion.domain.values import Symbol, Timeframe
+from marketpipe.settings import parse_overrides
+
+
+def _state(update_state: ProcessingState | None, error: str | None) -> str:
+    if error is not None:
+        return "ERROR"
+    return "CURRENT" if update_state is None else update_state.value
+
+
+def update_dict(result: UpdateResult, data_dir: Path) -> dict[str, object]:
+    return {
+        "data_dir": str(data_dir),
+        "notes": list(result.notes),
+        "series": [
+            {
+                "provider": u.series.provider,
+                "feed": u.series.feed,
+                "adjustment": u.series.adjustment,
+                "timeframe": u.series.timeframe.value,
+                "symbols": u.symbols,
+                "through": u.through.isoformat() if u.through else None,
+                "state": _state(u.summary.state if u.summary else None, u.error),
+                "error": u.error,
+                "job": summary_dict(u.summary, data_dir) if u.summary else None,
+            }
+            for u in result.series
+        ],
+    }
+
+
+def print_update(result: UpdateResult) -> None:
+    table = Table(title="Update")
+    for name, justify in [
+        ("series", "left"),
+        ("symbols", "right"),
+        ("through", "left"),
+        ("stored", "right"),
+        ("fetched", "right"),
+        ("bars", "right"),
+        ("state", "left"),
+    ]:
+        table.add_column(name, justify=justify, no_wrap=True, overflow="fold")  # type: ignore[arg-type]
+    for u in result.series:
+        s = u.summary
+        state = _state(s.state if s else None, u.error)
+        colour = "green" if state in ("COMPLETED", "CURRENT") else "red"
+        table.add_row(
+            Text(str(u.series)),
+            f"{u.symbols:,}",
+            u.through.isoformat() if u.through else "-",
+            f"{s.partitions_stored:,}" if s else "-",
+            f"{s.partitions_completed:,}" if s else "0",
+            f"{s.bars:,}" if s else "0",
+            f"[{colour}]{state}[/]",
+        )
+    console.print(table)
+    for u in result.series:
+        if u.error:
+            console.print(f"[red]{escape(str(u.series))}[/]: {escape(u.error)}", soft_wrap=True)
+        elif u.summary is not None:
+            for note in u.summary.notes:
+                console.print(f"[yellow]Note:[/] {escape(note)}", soft_wrap=True)
+            if u.summary.failures or u.summary.aborted:
+                console.print(f"Details: mp jobs show {u.summary.job_id}")
+    for note in result.notes:
+        console.print(f"[yellow]Note:[/] {escape(note)}", soft_wrap=True)
+
+
+@click.command()
+@click.option("--provider", default=None, help="only this provider's series")
+@click.option("--feed", default=None, help="only series of this feed")
+@click.option("--timeframe", default=None, help="only series of this timeframe (1m ... 1d)")
+@click.option("--symbols", default=None, help="only these symbols, e.g. AAPL,MSFT")
+@data_dir_option
+@click.option("-o", "options", multiple=True, metavar="KEY=VALUE", help="provider setting")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="units in flight at once",
+)
+@json_option
+@user_errors
+def update(
+    provider: str | None,
+    feed: str | None,
+    timeframe: str | None,
+    symbols: str | None,
+    data_dir: Path,
+    options: tuple[str, ...],
+    concurrency: int,
+    as_json: bool,
+) -> None:
+    """Bring every stored series (or the selection) up to the last completed session.
+
+    Each symbol is fetched from its first stored day: exactly the sessions that are missing or
+    were stored partial. Running it again at once fetches nothing.
+    """
+    request = UpdateRequest(
+        data_dir=data_dir,
+        provider=provider,
+        feed=feed,
+        timeframe=Timeframe.parse(timeframe) if timeframe else None,
+        symbols=Symbol.parse_list(symbols) if symbols else (),
+        overrides=parse_overrides(options),
+        max_concurrency=concurrency,
+    )
+    result = run_with_progress(lambda bus, cancel: run_update(request, bus, cancel), as_json)
+    if as_json:
+        emit_json(update_dict(result, data_dir))
+    else:
+        print_update(result)
+    states = [u.summary.state if u.summary else None for u in result.series]
+    if any(s is ProcessingState.CANCELLED for s in states):
+        click.echo("Cancelled. Run mp update again to carry on.", err=True)
+        sys.exit(130)
+    if any(u.error or (u.summary and u.summary.aborted) for u in result.series):
+        sys.exit(2)
+    sys.exit(0 if all(s in (None, ProcessingState.COMPLETED) for s in states) else 1)

@@ -1,0 +1,189 @@
+"""Work on the whole dataset rather than one request: ``mp update`` and ``mp verify``.
+
+``update`` asks the catalog which series and symbols the dataset holds and brings each up to the
+last completed session, from each symbol's first stored day: one job per series, each fetching
+exactly the partitions that are missing or were partial. ``verify`` checks the catalog and the
+job store against the files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from marketpipe.errors import InvalidInputError, UserError
+from marketpipe.ingestion.application.coordinator import CancelToken, JobSummary
+from marketpipe.ingestion.domain.job import IngestionJob
+from marketpipe.ingestion.domain.values import Series, Session, Symbol, Timeframe, TimeRange
+from marketpipe.ingestion.infrastructure import registry
+from marketpipe.ingestion.infrastructure.event_bus import EventBus
+from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
+from marketpipe.pipeline import (
+    IngestRequest,
+    last_completed_session,
+    open_dataset,
+    run_ingest,
+    series_of,
+)
+from marketpipe.storage.catalog import Catalog
+from marketpipe.storage.verify import VerifyReport, verify_dataset
+
+
+@attrs.frozen(kw_only=True)
+class UpdateRequest:
+    """Which stored series to bring up to date (``None``/empty: all)."""
+
+    data_dir: Path
+    provider: str | None = None
+    feed: str | None = None
+    timeframe: Timeframe | None = None
+    symbols: tuple[Symbol, ...] = ()
+    overrides: Mapping[str, str] = attrs.field(factory=dict)
+    batch_size: int = 100_000
+    max_concurrency: int = 2
+
+
+@attrs.frozen
+class SeriesUpdate:
+    """One series' update: the job that ran (``None`` when nothing could be due yet) or the
+    error that stopped it before it started."""
+
+    series: Series
+    symbols: int
+    through: dt.date | None
+    summary: JobSummary | None = None
+    error: str | None = None
+
+
+@attrs.frozen
+class UpdateResult:
+    series: tuple[SeriesUpdate, ...]
+    notes: tuple[str, ...] = ()
+
+
+def _series_jobs(store: SqliteJobStore, series: Series) -> list[IngestionJob]:
+    """The jobs that wrote ``series``, newest first: the newest one's settings (a base URL, a
+    source) are reused."""
+    found = []
+    for job in store.list_jobs():
+        cfg = job.configuration
+        if (cfg.provider, cfg.feed, cfg.timeframe) != (
+            series.provider,
+            series.feed,
+            series.timeframe,
+        ):
+            continue
+        try:
+            if series_of(registry.get(cfg.provider), cfg) == series:
+                found.append(job)
+        except UserError:
+            break
+    return found
+
+
+def _selected(series: Series, request: UpdateRequest) -> bool:
+    return (
+        (request.provider is None or series.provider == request.provider.strip().lower())
+        and (request.feed is None or series.feed == request.feed)
+        and (request.timeframe is None or series.timeframe is request.timeframe)
+    )
+
+
+def _overrides(series: Series, job: IngestionJob | None, request: UpdateRequest) -> dict[str, str]:
+    spec = registry.get(series.provider)
+    overrides = dict(job.configuration.settings) if job is not None else {}
+    names = {s.name for s in spec.settings}
+    if "feed" in names and job is None:
+        overrides["feed"] = series.feed
+    if "adjustment" in spec.series_settings:
+        overrides["adjustment"] = series.adjustment
+    overrides.update(request.overrides)
+    return overrides
+
+
+async def run_update(
+    request: UpdateRequest, bus: EventBus | None = None, cancel: CancelToken | None = None
+) -> UpdateResult:
+    """Bring every selected stored series up to the last completed session."""
+    bus = bus or EventBus()
+    cancel = cancel or CancelToken()
+    store = SqliteJobStore.for_data_dir(request.data_dir)
+    catalog = Catalog(request.data_dir)
+    try:
+        notes = await asyncio.to_thread(open_dataset, request.data_dir, store)
+        every = await asyncio.to_thread(catalog.sync_all)
+        plan: list[tuple[Series, dict[str, dt.date], IngestionJob | None]] = []
+        wanted = {s.value for s in request.symbols}
+        for series in every:
+            if not _selected(series, request):
+                continue
+            jobs = _series_jobs(store, series)
+            # From each symbol's first stored day; the job store remembers symbols whose files
+            # all went missing (mp verify found them), so those come back too.
+            firsts = store.first_days(j.job_id.value for j in jobs)
+            for symbol, (first, _) in catalog.spans(series).items():
+                firsts[symbol] = min(first, firsts.get(symbol, first))
+            starts = {s: d for s, d in firsts.items() if not wanted or s in wanted}
+            if starts:
+                plan.append((series, starts, jobs[0] if jobs else None))
+    finally:
+        catalog.close()
+        store.close()
+    if not plan:
+        what = "the selected series" if request.provider or request.feed else "any series"
+        raise InvalidInputError(
+            f"the dataset in {request.data_dir} holds no bars of {what}"
+            + (f" for {', '.join(sorted(wanted))}" if wanted else "")
+            + ": ingest them first (mp ingest), then update"
+        )
+    results: list[SeriesUpdate] = []
+    for series, starts, job in plan:
+        if cancel.is_set():
+            break
+        session = job.configuration.session if job is not None else Session.REGULAR
+        try:
+            end = last_completed_session(series.provider, session)
+            first = min(starts.values())
+            if first > end:
+                results.append(SeriesUpdate(series, len(starts), end))
+                continue
+            summary = await run_ingest(
+                IngestRequest(
+                    provider=series.provider,
+                    symbols=tuple(Symbol(s) for s in sorted(starts)),
+                    time_range=TimeRange(first, end),
+                    data_dir=request.data_dir,
+                    timeframe=series.timeframe,
+                    session=session,
+                    overrides=_overrides(series, job, request),
+                    batch_size=request.batch_size,
+                    max_concurrency=request.max_concurrency,
+                    symbol_starts={s: d for s, d in starts.items() if d > first},
+                ),
+                bus,
+                cancel,
+            )
+        except UserError as exc:
+            results.append(SeriesUpdate(series, len(starts), None, error=str(exc)))
+            continue
+        results.append(SeriesUpdate(series, len(starts), end, summary))
+    return UpdateResult(tuple(results), tuple(notes))
+
+
+def run_verify(data_dir: Path) -> tuple[VerifyReport, list[str]]:
+    """Check the dataset under ``data_dir``; the catalog is synced with the files afterwards, so
+    the next update fetches again what went missing."""
+    store = SqliteJobStore.for_data_dir(data_dir)
+    catalog = Catalog(data_dir)
+    try:
+        notes = open_dataset(data_dir, store)
+        report = verify_dataset(data_dir, catalog, store.completed_paths())
+        store.mark_missing(report.gone)  # reported once; the job store stops counting them
+        return report, notes
+    finally:
+        catalog.close()
+        store.close()

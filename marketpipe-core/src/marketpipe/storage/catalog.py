@@ -1,0 +1,507 @@
+"""The catalog: an index of what the dataset's files hold, per series, symbol and session day.
+
+The committed files are the truth; the catalog (``<root>/_marketpipe/catalog.sqlite``) mirrors
+their footers (bars, complete or partial, file, job, fetched-at). It is updated after the files of
+a commit are in place, so it is never ahead of them, and each month folder is synced with the
+disk before it is used: a file the catalog does not know, or whose size or modification time
+changed, has its footer read again; a file that is gone takes its partitions with it. So a
+missing catalog is rebuilt, and a stale one (a crash between the files and the catalog, a file
+deleted by hand) is put right, by the same code.
+
+Days are stored as ordinals and symbols as small integers, so the question planning asks
+("which of these 2.5M partitions are stored?") is one range scan.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import numpy as np
+
+from marketpipe.errors import InvalidInputError, StorageError
+from marketpipe.ingestion.domain.values import Series, Session, Timeframe
+from marketpipe.storage.atomic import folder_lock
+from marketpipe.storage.footer import Footer, read_footer
+from marketpipe.storage.layout import META_DIR, month_folder, month_folders, stored_series
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY, provider TEXT NOT NULL, feed TEXT NOT NULL,
+    adjustment TEXT NOT NULL, timeframe TEXT NOT NULL, settings TEXT,
+    UNIQUE (provider, feed, adjustment, timeframe)
+);
+CREATE TABLE IF NOT EXISTS symbols (id INTEGER PRIMARY KEY, symbol TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL, month TEXT NOT NULL, name TEXT NOT NULL,
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, job_id TEXT, fetched_at TEXT,
+    error TEXT, UNIQUE (series_id, month, name)
+);
+CREATE TABLE IF NOT EXISTS parts (
+    series_id INTEGER NOT NULL, day INTEGER NOT NULL, symbol_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL, bars INTEGER NOT NULL, complete INTEGER NOT NULL,
+    session INTEGER NOT NULL,
+    PRIMARY KEY (series_id, day, symbol_id, file_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS parts_by_file ON parts (file_id);
+"""
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _locked(method: _F) -> _F:
+    """One thread at a time on the catalog's connection (commits run in worker threads)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Catalog, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+_SESSION_RANK = {Session.REGULAR: 0, Session.EXTENDED: 1}
+
+
+@attrs.frozen
+class StoredPartition:
+    symbol: str
+    day: dt.date
+    bars: int
+    complete: bool
+    path: str
+
+
+@attrs.frozen
+class CatalogFile:
+    month: str
+    name: str
+    size: int
+    mtime_ns: int
+    error: str | None
+
+
+def listing(folder: Path) -> dict[str, tuple[int, int]]:
+    """``name -> (size, mtime_ns)`` of the bar files in ``folder`` (temp files start with a dot)."""
+    out: dict[str, tuple[int, int]] = {}
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return out
+    for entry in entries:
+        name = entry.name
+        if name.endswith(".parquet") and not name.startswith(".") and entry.is_file():
+            st = entry.stat(follow_symlinks=False)
+            out[name] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+class Catalog:
+    """The catalog of the dataset under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.path = self.root / META_DIR / "catalog.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = self._open()
+        except sqlite3.DatabaseError:
+            # A damaged catalog is only an index of the files: set it aside and rebuild.
+            for suffix in ("", "-wal", "-shm"):
+                damaged = self.path.with_name(self.path.name + suffix)
+                if damaged.exists():
+                    os.replace(damaged, damaged.with_name(damaged.name + ".damaged"))
+            self._conn = self._open()
+        self._symbol_ids: dict[str, int] = {}
+        self._lock = threading.RLock()
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=60.0, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # The files are the truth and the catalog is rebuilt from them, so a lost last
+            # transaction after a power cut costs a footer read, not data: NORMAL is enough.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+            conn.execute("SELECT COUNT(*) FROM series").fetchone()
+        except sqlite3.DatabaseError:
+            conn.close()
+            raise
+        return conn
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            self._symbol_ids.clear()  # ids handed out inside the transaction are gone
+            raise
+        self._conn.execute("COMMIT")
+
+    # series -----------------------------------------------------------------------------------
+
+    def _series_id(self, series: Series, create: bool = False) -> int | None:
+        key = (series.provider, series.feed, series.adjustment, series.timeframe.value)
+        where = "provider=? AND feed=? AND adjustment=? AND timeframe=?"
+        row = self._conn.execute(f"SELECT id FROM series WHERE {where}", key).fetchone()
+        if row is None and create:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO series (provider, feed, adjustment, timeframe) "
+                "VALUES (?, ?, ?, ?)",
+                key,
+            )
+            row = self._conn.execute(f"SELECT id FROM series WHERE {where}", key).fetchone()
+        return None if row is None else int(row[0])
+
+    @_locked
+    def series(self) -> list[Series]:
+        """The series that hold at least one partition."""
+        rows = self._conn.execute(
+            "SELECT provider, feed, adjustment, timeframe FROM series s "
+            "WHERE EXISTS (SELECT 1 FROM parts p WHERE p.series_id = s.id) ORDER BY 1, 2, 3, 4"
+        ).fetchall()
+        return [Series(p, f, a, Timeframe.parse(t)) for p, f, a, t in rows]
+
+    @_locked
+    def claim(self, series: Series, shaping: Mapping[str, str]) -> None:
+        """Record the settings that shaped the series' bars, or refuse settings that differ from
+        those its stored bars were fetched with (two kinds of bars must not mix in one series)."""
+        if not shaping:
+            return
+        with self._tx() as db:
+            series_id = self._series_id(series, create=True)
+            row = db.execute("SELECT settings FROM series WHERE id=?", (series_id,)).fetchone()
+            stored = json.loads(row[0]) if row and row[0] else None
+            has_rows = db.execute(
+                "SELECT 1 FROM parts WHERE series_id=? LIMIT 1", (series_id,)
+            ).fetchone()
+            if stored is not None and has_rows and stored != dict(shaping):
+                theirs = ", ".join(f"{k}={v}" for k, v in sorted(stored.items()))
+                ours = ", ".join(f"{k}={v}" for k, v in sorted(shaping.items()))
+                raise InvalidInputError(
+                    f"the dataset's {series} bars were fetched with {theirs}, not {ours}: "
+                    "they would mix in one series; use another --data-dir for them"
+                )
+            db.execute(
+                "UPDATE series SET settings=? WHERE id=?",
+                (json.dumps(dict(sorted(shaping.items()))), series_id),
+            )
+
+    @_locked
+    def settings_of(self, series: Series) -> dict[str, str]:
+        series_id = self._series_id(series)
+        if series_id is None:
+            return {}
+        row = self._conn.execute("SELECT settings FROM series WHERE id=?", (series_id,)).fetchone()
+        return dict(json.loads(row[0])) if row and row[0] else {}
+
+    # symbols ----------------------------------------------------------------------------------
+
+    def _ids(self, symbols: Iterable[str], create: bool) -> dict[str, int]:
+        wanted = [s for s in dict.fromkeys(symbols) if s not in self._symbol_ids]
+        if wanted and create:
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO symbols (symbol) VALUES (?)", [(s,) for s in wanted]
+            )
+        if wanted:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for symbol_id, symbol in self._conn.execute(
+                    f"SELECT id, symbol FROM symbols WHERE symbol IN ({marks})", chunk
+                ):
+                    self._symbol_ids[symbol] = int(symbol_id)
+        return self._symbol_ids
+
+    # keeping up with the files ----------------------------------------------------------------
+
+    @_locked
+    def sync(self, series: Series, months: Iterable[str] | None = None) -> None:
+        """Bring the catalog of ``series`` (those months, or all) in line with the files."""
+        folders = month_folders(self.root, series)
+        known = {
+            m
+            for (m,) in self._conn.execute(
+                "SELECT DISTINCT month FROM files WHERE series_id=?",
+                (self._series_id(series) or -1,),
+            )
+        }
+        wanted = set(folders) | known if months is None else set(months)
+        for month in sorted(wanted):
+            folder = folders.get(month)
+            if folder is None:
+                if month in known:
+                    self.sync_folder(series, month)  # the folder is gone: forget its files
+                continue
+            with folder_lock(folder):
+                self.sync_folder(series, month)
+
+    @_locked
+    def sync_all(self) -> list[Series]:
+        """Sync every series on disk (and forget those whose folders are gone)."""
+        on_disk = stored_series(self.root)
+        for series in sorted(set(on_disk) | set(self.series())):
+            self.sync(series)
+        return self.series()
+
+    @_locked
+    def sync_folder(self, series: Series, month: str) -> None:
+        """Sync one month folder; the caller holds its lock (or it does not exist)."""
+        folder = month_folder(self.root, series, month)
+        on_disk = listing(folder)
+        series_id = self._series_id(series)
+        known = self._files(series_id, month) if series_id is not None else {}
+        changed = [n for n in sorted(on_disk) if n not in known or known[n][1:3] != on_disk[n]]
+        gone = [n for n in known if n not in on_disk]
+        if not changed and not gone:
+            return
+        updates: dict[str, Footer | StorageError | None] = {name: None for name in gone}
+        for name in changed:
+            try:
+                updates[name] = read_footer(folder / name)
+            except StorageError as exc:
+                updates[name] = exc
+        self._apply(series, month, updates, {n: on_disk[n] for n in changed})
+
+    @_locked
+    def record(self, series: Series, month: str, written: Mapping[str, Footer | None]) -> None:
+        """After a commit: ``name -> footer`` of files written, ``None`` for files removed."""
+        folder = month_folder(self.root, series, month)
+        stats = {}
+        for name, footer in written.items():
+            if footer is not None:
+                st = os.stat(folder / name)
+                stats[name] = (st.st_size, st.st_mtime_ns)
+        self._apply(series, month, dict(written), stats)
+
+    def _files(self, series_id: int, month: str) -> dict[str, tuple[int, int, int]]:
+        rows = self._conn.execute(
+            "SELECT name, id, size, mtime_ns FROM files WHERE series_id=? AND month=?",
+            (series_id, month),
+        )
+        return {name: (int(i), int(size), int(mtime)) for name, i, size, mtime in rows}
+
+    def _apply(
+        self,
+        series: Series,
+        month: str,
+        updates: Mapping[str, Footer | StorageError | None],
+        stats: Mapping[str, tuple[int, int]],
+    ) -> None:
+        symbols = [s for u in updates.values() if isinstance(u, Footer) for (s, _) in u.entries]
+        with self._tx() as db:
+            series_id = self._series_id(series, create=True)
+            assert series_id is not None
+            ids = self._ids(symbols, create=True)
+            for name, update in updates.items():
+                row = db.execute(
+                    "SELECT id FROM files WHERE series_id=? AND month=? AND name=?",
+                    (series_id, month, name),
+                ).fetchone()
+                if row is not None:
+                    db.execute("DELETE FROM parts WHERE file_id=?", (row[0],))
+                    db.execute("DELETE FROM files WHERE id=?", (row[0],))
+                if update is None:
+                    continue
+                size, mtime = stats[name]
+                footer = update if isinstance(update, Footer) else None
+                cursor = db.execute(
+                    "INSERT INTO files (series_id, month, name, size, mtime_ns, job_id, "
+                    "fetched_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        series_id,
+                        month,
+                        name,
+                        size,
+                        mtime,
+                        footer.job_id if footer else None,
+                        footer.fetched_at if footer else None,
+                        None if footer else str(update),
+                    ),
+                )
+                if footer is None:
+                    continue
+                file_id = cursor.lastrowid
+                rank = _SESSION_RANK[footer.session]
+                db.executemany(
+                    "INSERT OR REPLACE INTO parts (series_id, day, symbol_id, file_id, bars, "
+                    "complete, session) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            series_id,
+                            dt.date.fromisoformat(day).toordinal(),
+                            ids[symbol],
+                            file_id,
+                            entry.bars,
+                            int(entry.complete),
+                            rank,
+                        )
+                        for (symbol, day), entry in footer.entries.items()
+                    ],
+                )
+
+    # questions --------------------------------------------------------------------------------
+
+    @_locked
+    def unreadable(self, series: Series, month: str) -> list[tuple[str, str]]:
+        """Files of the month the catalog could not read: ``(name, error)``."""
+        series_id = self._series_id(series)
+        rows = self._conn.execute(
+            "SELECT name, error FROM files WHERE series_id=? AND month=? AND error IS NOT NULL "
+            "ORDER BY name",
+            (series_id or -1, month),
+        )
+        return [(str(n), str(e)) for n, e in rows]
+
+    def files_holding(self, series: Series, keys: Iterable[tuple[str, dt.date]]) -> set[str]:
+        """Names (relative to the data root) of the files that hold any of ``keys``."""
+        return {p.path for p in self.lookup(series, keys)}
+
+    @_locked
+    def lookup(self, series: Series, keys: Iterable[tuple[str, dt.date]]) -> list[StoredPartition]:
+        """The stored partitions among ``keys`` (complete or not), with their files."""
+        series_id = self._series_id(series)
+        keys = list(keys)
+        if series_id is None or not keys:
+            return []
+        ids = self._ids((s for s, _ in keys), create=False)
+        wanted = [(ids[s], d.toordinal()) for s, d in keys if s in ids]
+        base = self._folder_prefix(series)
+        out: list[StoredPartition] = []
+        db = self._conn
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (symbol_id INTEGER, day INTEGER)")
+        db.execute("DELETE FROM wanted")
+        db.executemany("INSERT INTO wanted VALUES (?, ?)", wanted)
+        try:
+            rows = db.execute(
+                "SELECT s.symbol, p.day, p.bars, p.complete, f.month, f.name FROM wanted w "
+                "JOIN parts p ON p.series_id=? AND p.day=w.day AND p.symbol_id=w.symbol_id "
+                "JOIN files f ON f.id=p.file_id JOIN symbols s ON s.id=p.symbol_id",
+                (series_id,),
+            ).fetchall()
+        finally:
+            db.execute("DELETE FROM wanted")
+        for symbol, day, bars, complete, month, name in rows:
+            out.append(
+                StoredPartition(
+                    symbol,
+                    dt.date.fromordinal(day),
+                    int(bars),
+                    bool(complete),
+                    f"{base}/month={month}/{name}",
+                )
+            )
+        return out
+
+    def _folder_prefix(self, series: Series) -> str:
+        return month_folder(self.root, series, "x").parent.relative_to(self.root).as_posix()
+
+    @_locked
+    def stored_mask(
+        self,
+        series: Series,
+        symbols: Sequence[str],
+        days: Sequence[dt.date],
+        session: Session = Session.REGULAR,
+        other_than_job: str | None = None,
+    ) -> np.ndarray:
+        """``mask[i, j]``: ``symbols[i]`` on ``days[j]`` is stored complete, for ``session``
+        (bars of the extended session hold the regular one's), in exactly one file.
+
+        A partition in two files (a commit interrupted before its clean-up) is not counted as
+        stored, so it is fetched and committed again, which removes the stale copy; so is one
+        held by a file of ``other_than_job``, which that job has not recorded yet.
+        """
+        mask = np.zeros((len(symbols), len(days)), dtype=bool)
+        series_id = self._series_id(series)
+        if series_id is None or not len(symbols) or not len(days):
+            return mask
+        ordinals = np.array([d.toordinal() for d in days], dtype=np.int64)
+        lo, hi = int(ordinals.min()), int(ordinals.max())
+        day_pos = np.full(hi - lo + 1, -1, dtype=np.int64)
+        day_pos[ordinals - lo] = np.arange(len(days))
+        ids = self._ids(symbols, create=False)
+        max_id = max((ids[s] for s in symbols if s in ids), default=-1)
+        if max_id < 0:
+            return mask
+        symbol_pos = np.full(max_id + 1, -1, dtype=np.int64)
+        for i, symbol in enumerate(symbols):
+            if symbol in ids:
+                symbol_pos[ids[symbol]] = i
+        own = {
+            int(i)
+            for (i,) in self._conn.execute(
+                "SELECT id FROM files WHERE series_id=? AND job_id=?",
+                (series_id, other_than_job or ""),
+            )
+        }
+        rows = self._conn.execute(
+            "SELECT day, symbol_id, complete AND session>=?, file_id FROM parts "
+            "WHERE series_id=? AND day BETWEEN ? AND ?",
+            (_SESSION_RANK[session], series_id, lo, hi),
+        ).fetchall()
+        if not rows:
+            return mask
+        found = np.array(rows, dtype=np.int64)
+        sym = found[:, 1]
+        row = np.where(sym <= max_id, symbol_pos[np.clip(sym, 0, max_id)], -1)
+        col = day_pos[found[:, 0] - lo]
+        keep = (row >= 0) & (col >= 0)
+        good = found[:, 2] == 1
+        if own:
+            good &= ~np.isin(found[:, 3], np.fromiter(own, dtype=np.int64))
+        flat = row[keep] * len(days) + col[keep]
+        holders = np.bincount(flat, minlength=mask.size)
+        usable = np.bincount(flat, weights=good[keep], minlength=mask.size)
+        stored: np.ndarray = ((holders == 1) & (usable == 1)).reshape(mask.shape)
+        return stored
+
+    @_locked
+    def spans(self, series: Series) -> dict[str, tuple[dt.date, dt.date]]:
+        """``symbol -> (first day, last day)`` stored."""
+        series_id = self._series_id(series)
+        rows = self._conn.execute(
+            "SELECT s.symbol, MIN(p.day), MAX(p.day) FROM parts p JOIN symbols s "
+            "ON s.id=p.symbol_id WHERE p.series_id=? GROUP BY p.symbol_id",
+            (series_id or -1,),
+        )
+        return {
+            str(sym): (dt.date.fromordinal(lo), dt.date.fromordinal(hi)) for sym, lo, hi in rows
+        }
+
+    @_locked
+    def files(self, series: Series) -> list[CatalogFile]:
+        series_id = self._series_id(series)
+        rows = self._conn.execute(
+            "SELECT month, name, size, mtime_ns, error FROM files WHERE series_id=? "
+            "ORDER BY month, name",
+            (series_id or -1,),
+        )
+        return [CatalogFile(m, n, int(s), int(t), e) for m, n, s, t, e in rows]
+
+    @_locked
+    def entries(self, series: Series, month: str, name: str) -> dict[tuple[str, str], int]:
+        """``(symbol, ISO day) -> bars`` the catalog holds for one file."""
+        series_id = self._series_id(series)
+        rows = self._conn.execute(
+            "SELECT s.symbol, p.day, p.bars FROM files f JOIN parts p ON p.file_id=f.id "
+            "JOIN symbols s ON s.id=p.symbol_id WHERE f.series_id=? AND f.month=? AND f.name=?",
+            (series_id or -1, month, name),
+        )
+        return {(str(s), dt.date.fromordinal(d).isoformat()): int(b) for s, d, b in rows}

@@ -1,0 +1,152 @@
+"""What a bar file says about itself: the partitions it holds, with bars and completeness.
+
+A file's Parquet footer (schema metadata) records, besides provider, feed, schema version, job id
+and fetched-at, the (symbol, day) partitions it covers (``marketpipe.coverage``), their bar counts
+(``marketpipe.bars``), the days that were partial when fetched (``marketpipe.partial``) and the
+session (``marketpipe.session``). The catalog is built from these footers alone; a file written
+before bar counts were recorded has them counted from its rows once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+import attrs
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from marketpipe.calendar import NEW_YORK
+from marketpipe.errors import StorageError
+from marketpipe.ingestion.domain.values import Session
+
+COVERAGE_KEY = b"marketpipe.coverage"
+BARS_KEY = b"marketpipe.bars"
+PARTIAL_KEY = b"marketpipe.partial"
+SESSION_KEY = b"marketpipe.session"
+JOB_KEY = b"marketpipe.job_id"
+FETCHED_KEY = b"marketpipe.fetched_at"
+_NY = pa.timestamp("ns", tz="America/New_York")
+
+Key = tuple[str, str]  # (symbol, ISO day)
+
+
+@attrs.frozen
+class Entry:
+    bars: int
+    complete: bool
+
+
+@attrs.frozen
+class Footer:
+    """The partitions one file holds. ``entries`` maps (symbol, ISO day) to its bars and whether
+    the day was complete when fetched."""
+
+    entries: Mapping[Key, Entry]
+    session: Session = Session.REGULAR
+    job_id: str = ""
+    fetched_at: str = ""
+
+    def metadata(self) -> dict[bytes, bytes]:
+        """The footer keys that describe the entries (merged into a file's metadata)."""
+        coverage: dict[str, list[str]] = {}
+        bars: dict[str, list[int]] = {}
+        partial: dict[str, list[str]] = {}
+        for (symbol, day), entry in sorted(self.entries.items()):
+            coverage.setdefault(symbol, []).append(day)
+            bars.setdefault(symbol, []).append(entry.bars)
+            if not entry.complete:
+                partial.setdefault(symbol, []).append(day)
+        return {
+            COVERAGE_KEY: json.dumps(coverage).encode(),
+            BARS_KEY: json.dumps(bars).encode(),
+            PARTIAL_KEY: json.dumps(partial).encode(),
+            SESSION_KEY: self.session.value.encode(),
+        }
+
+    def without(self, keys: Iterable[Key]) -> Footer:
+        gone = set(keys)
+        return attrs.evolve(self, entries={k: e for k, e in self.entries.items() if k not in gone})
+
+
+def row_keys(table: pa.Table) -> pa.ChunkedArray:
+    """``"SYMBOL|YYYY-MM-DD"`` (New York day) for every row."""
+    days = pc.cast(pc.local_timestamp(table["timestamp"].cast(_NY)), pa.date32())
+    return pc.binary_join_element_wise(table["symbol"], pc.cast(days, pa.string()), "|")
+
+
+def count_rows(table: pa.Table) -> dict[Key, int]:
+    """Rows per (symbol, ISO day) of a bar table (``symbol`` and ``timestamp`` columns)."""
+    counts = pc.value_counts(row_keys(table).combine_chunks())
+    out: dict[Key, int] = {}
+    for value, n in zip(
+        counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True
+    ):
+        if value is not None:
+            symbol, _, day = value.rpartition("|")
+            out[(symbol, day)] = n
+    return out
+
+
+def unreadable(path: Path, exc: BaseException) -> StorageError:
+    reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    return StorageError(
+        f"cannot read {path} ({reason}): a damaged file, or one MarketPipe did not write, blocks "
+        "commits into its month folder; move it out of the data dir (or delete it) and resume"
+    )
+
+
+def _fetched_day(fetched_at: str) -> dt.date | None:
+    try:
+        moment = dt.datetime.fromisoformat(fetched_at)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(NEW_YORK).date()
+
+
+def parse_footer(meta: Mapping[bytes, bytes], count: Callable[[], dict[Key, int]]) -> Footer:
+    """A footer from a file's metadata; ``count`` counts the rows of a file that predates bar
+    counts in footers. A file without MarketPipe's metadata holds no partitions."""
+    coverage = json.loads(meta.get(COVERAGE_KEY, b"{}"))
+    if not isinstance(coverage, dict):
+        raise ValueError("marketpipe.coverage is not an object")
+    job_id = meta.get(JOB_KEY, b"").decode()
+    fetched_at = meta.get(FETCHED_KEY, b"").decode()
+    session = Session.parse(meta.get(SESSION_KEY, b"regular").decode())
+    keys = [(str(s), str(d)) for s, days in coverage.items() for d in days]
+    if BARS_KEY in meta:
+        bars_by_symbol = json.loads(meta[BARS_KEY])
+        bars = {
+            (s, d): int(n)
+            for s, days in coverage.items()
+            for d, n in zip(days, bars_by_symbol.get(s, []), strict=True)
+        }
+    else:
+        bars = count() if keys else {}
+    if PARTIAL_KEY in meta:
+        partial = {(s, d) for s, days in json.loads(meta[PARTIAL_KEY]).items() for d in days}
+    else:
+        # Written before completeness was recorded: a day fetched on or before itself may have
+        # been fetched while its session was still open.
+        fetched = _fetched_day(fetched_at)
+        partial = {
+            (s, d) for s, d in keys if fetched is None or fetched <= dt.date.fromisoformat(d)
+        }
+    entries = {k: Entry(bars.get(k, 0), k not in partial) for k in keys}
+    return Footer(entries, session, job_id, fetched_at)
+
+
+def read_footer(path: Path) -> Footer:
+    """The footer of the file at ``path``; a StorageError names a file that cannot be read."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        return parse_footer(
+            meta, lambda: count_rows(pq.read_table(path, columns=["symbol", "timestamp"]))
+        )
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, pa.ArrowException) as exc:
+        raise unreadable(path, exc) from None

@@ -1,0 +1,184 @@
+"""``mp verify``: check the catalog and the job store against the files, which are the truth.
+
+Found problems, by kind:
+
+- ``missing-file``: the catalog lists a file that is gone (its partitions are fetched again by
+  the next ``mp update`` or ``mp ingest``, since the catalog is synced afterwards);
+- ``unknown-file``: a bar file the catalog did not know, or that changed since it was indexed;
+- ``unreadable``: a file that cannot be read as Parquet (it blocks commits into its folder);
+- ``footer``: a file's footer disagrees with its rows (bar counts, or rows of partitions the
+  footer does not list);
+- ``duplicate``: the same (symbol, timestamp) twice in one file, or one partition's rows in two
+  files of the series;
+- ``job-store``: a completed partition the job store counts in a file that is gone.
+
+Memory is bounded by one file's ``symbol`` and ``timestamp`` columns at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from marketpipe.errors import StorageError
+from marketpipe.storage.catalog import Catalog, listing
+from marketpipe.storage.footer import count_rows, read_footer
+from marketpipe.storage.layout import month_folder, month_folders, stored_series
+
+
+@attrs.frozen
+class Problem:
+    kind: str
+    path: str
+    detail: str
+
+
+@attrs.frozen
+class VerifyReport:
+    series: int
+    files: int
+    partitions: int
+    bars: int
+    problems: tuple[Problem, ...]
+    #: Files the job store counts partitions in that are gone.
+    gone: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _sample(items: list[str], limit: int = 3) -> str:
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def _duplicates_in(table: pa.Table) -> int:
+    """Rows whose (symbol, timestamp) an earlier row of the same file already has."""
+    if table.num_rows < 2:
+        return 0
+    table = table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
+    sym, ts = table["symbol"], table["timestamp"]
+    n = table.num_rows
+    same = pc.and_(
+        pc.equal(sym.slice(0, n - 1), sym.slice(1)), pc.equal(ts.slice(0, n - 1), ts.slice(1))
+    )
+    return int(pc.sum(pc.cast(pc.fill_null(same, False), pa.int64())).as_py() or 0)
+
+
+def verify_dataset(
+    root: Path, catalog: Catalog, job_paths: Mapping[str, tuple[int, list[str]]]
+) -> VerifyReport:
+    """Check everything under ``root``; then sync the catalog with the files (the caller marks
+    the job store's partitions in ``report.gone`` missing)."""
+    problems: list[Problem] = []
+    files = partitions = bars = 0
+    every = sorted(set(stored_series(root)) | set(catalog.series()))
+    for series in every:
+        if not catalog.files(series):
+            catalog.sync(series)  # a series never indexed (a new catalog) is indexed, not stale
+        known = {(f.month, f.name): f for f in catalog.files(series)}
+        folders = month_folders(root, series)
+        for month in sorted(set(folders) | {m for m, _ in known}):
+            folder = month_folder(root, series, month)
+            on_disk = listing(folder)
+            rel_folder = folder.relative_to(root).as_posix()
+            for m, name in known:
+                if m == month and name not in on_disk:
+                    held = catalog.entries(series, month, name)
+                    problems.append(
+                        Problem(
+                            "missing-file",
+                            f"{rel_folder}/{name}",
+                            f"gone; the catalog listed {len(held)} partitions "
+                            f"({sum(held.values()):,} bars) in it",
+                        )
+                    )
+            owners: dict[tuple[str, str], list[str]] = {}
+            for name, stat in sorted(on_disk.items()):
+                rel = f"{rel_folder}/{name}"
+                indexed = known.get((month, name))
+                if indexed is None or (indexed.size, indexed.mtime_ns) != stat:
+                    problems.append(
+                        Problem(
+                            "unknown-file",
+                            rel,
+                            "not in the catalog" if indexed is None else "changed since indexed",
+                        )
+                    )
+                files += 1
+                found = _check_file(folder / name, rel, problems)
+                for key, n in found.items():
+                    owners.setdefault(key, []).append(name)
+                    partitions += 1
+                    bars += n
+            for (symbol, day), names in sorted(owners.items()):
+                if len(names) > 1:
+                    problems.append(
+                        Problem(
+                            "duplicate",
+                            rel_folder,
+                            f"{symbol} {day} has rows in {len(names)} files: {_sample(names)}",
+                        )
+                    )
+    gone = []
+    for path, (job_bars, jobs) in sorted(job_paths.items()):
+        if not (root / path).is_file():
+            gone.append(path)
+            problems.append(
+                Problem(
+                    "job-store",
+                    path,
+                    f"gone, but job {_sample(jobs, 2)} counts {job_bars:,} bars in it",
+                )
+            )
+    catalog.sync_all()
+    return VerifyReport(len(every), files, partitions, bars, tuple(problems), tuple(gone))
+
+
+def _check_file(path: Path, rel: str, problems: list[Problem]) -> dict[tuple[str, str], int]:
+    """Rows per partition of one file, after checking them against its footer."""
+    try:
+        footer = read_footer(path)
+        table = pq.read_table(path, columns=["symbol", "timestamp"])
+    except StorageError as exc:
+        problems.append(Problem("unreadable", rel, str(exc)))
+        return {}
+    except (OSError, KeyError, pa.ArrowException) as exc:
+        problems.append(Problem("unreadable", rel, f"{type(exc).__name__}: {exc}"))
+        return {}
+    counts = count_rows(table) if table.num_rows else {}
+    if not footer.entries and not footer.job_id:
+        return {}  # a Parquet file MarketPipe did not write: left alone by commits too
+    outside = sorted(f"{s} {d}" for s, d in counts if (s, d) not in footer.entries)
+    if outside:
+        problems.append(
+            Problem(
+                "footer", rel, f"rows of partitions the footer does not list: {_sample(outside)}"
+            )
+        )
+    wrong = sorted(
+        f"{s} {d} ({entry.bars:,} in the footer, {counts.get((s, d), 0):,} rows)"
+        for (s, d), entry in footer.entries.items()
+        if entry.bars != counts.get((s, d), 0)
+    )
+    if wrong:
+        problems.append(Problem("footer", rel, f"bar counts disagree: {_sample(wrong)}"))
+    dupes = _duplicates_in(table)
+    if dupes:
+        problems.append(
+            Problem("duplicate", rel, f"{dupes:,} rows repeat a (symbol, timestamp) in the file")
+        )
+    return {k: n for k, n in counts.items() if n}
+
+
+def problem_counts(report: VerifyReport) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for problem in report.problems:
+        out[problem.kind] = out.get(problem.kind, 0) + 1
+    return out
