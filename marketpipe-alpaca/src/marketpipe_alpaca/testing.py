@@ -200,10 +200,16 @@ class FakeAlpacaServer:
         return None
 
     def _rows(
-        self, symbols: list[str], timeframe: str, start: dt.datetime, end: dt.datetime
+        self,
+        symbols: list[str],
+        timeframe: str,
+        start: dt.datetime,
+        end: dt.datetime,
+        adjustment: str = "raw",
     ) -> tuple[pa.Array, pa.Array]:
-        """(symbol per bar, JSON per bar), sorted by symbol then time, cached per query."""
-        key = (tuple(symbols), timeframe, start, end)
+        """(symbol per bar, JSON per bar), sorted by symbol then time, cached per query. Any
+        adjustment but ``raw`` answers as if every symbol had split 2:1 after the data."""
+        key = (tuple(symbols), timeframe, start, end, adjustment)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
@@ -221,6 +227,10 @@ class FakeAlpacaServer:
                 continue
             cols = {k: np.concatenate([p[k] for p in per_day]) for k in per_day[0]}
             keep = (cols["t"] >= lo) & (cols["t"] <= hi)
+            if adjustment != "raw":
+                for price in ("o", "h", "l", "c", "vw"):
+                    cols[price] = np.round(cols[price] / 2, 4)
+                cols["v"] = cols["v"] * 2
             table = pa.table({k: v[keep] for k, v in cols.items()})
             table = table.set_column(
                 0, "t", pa.array(table["t"]).cast(pa.timestamp("ns", tz="UTC"))
@@ -286,7 +296,9 @@ class FakeAlpacaServer:
         )
         if not symbols:
             return error(422, "missing symbols", 42210000)
-        names, bars = self._rows(symbols, params["timeframe"], start, end)
+        names, bars = self._rows(
+            symbols, params["timeframe"], start, end, params.get("adjustment", "raw")
+        )
         offset = 0
         if params.get("page_token"):
             try:

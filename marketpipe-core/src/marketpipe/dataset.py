@@ -181,8 +181,8 @@ def run_verify(data_dir: Path) -> tuple[VerifyReport, list[str]]:
     catalog = Catalog(data_dir)
     try:
         notes = open_dataset(data_dir, store)
-        report = verify_dataset(data_dir, catalog, store.completed_paths())
-        store.mark_missing(report.gone)  # reported once; the job store stops counting them
+        report = verify_dataset(data_dir, catalog, store.completed_paths(), store.completed_at)
+        store.mark_missing(report.lost)  # reported once; the job store stops counting them
         return report, notes
     finally:
         catalog.close()

@@ -56,6 +56,7 @@ def job_dict(
         "partitions": totals["partitions"],
         "partitions_completed": totals.get("completed", 0),
         "partitions_failed": totals.get("failed", 0),
+        "partitions_stored": totals.get("stored", 0),
         "bars": totals["bars"],
         "rejected_rows": totals["rejected"],
         "created_at": job.created_at.isoformat(),

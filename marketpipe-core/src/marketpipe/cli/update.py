@@ -97,6 +97,13 @@ def print_update(result: UpdateResult) -> None:
     show_default=True,
     help="units in flight at once",
 )
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="about this many bars per unit of work",
+)
 @json_option
 @user_errors
 def update(
@@ -107,6 +114,7 @@ def update(
     data_dir: Path,
     options: tuple[str, ...],
     concurrency: int,
+    batch_size: int,
     as_json: bool,
 ) -> None:
     """Bring every stored series (or the selection) up to the last completed session.
@@ -122,6 +130,7 @@ def update(
         symbols=Symbol.parse_list(symbols) if symbols else (),
         overrides=parse_overrides(options),
         max_concurrency=concurrency,
+        batch_size=batch_size,
     )
     result = run_with_progress(lambda bus, cancel: run_update(request, bus, cancel), as_json)
     if as_json:

@@ -100,6 +100,21 @@ def month_folders(root: Path, series: Series) -> dict[str, Path]:
 _KEYS = ("provider", "feed", "adjustment", "timeframe")
 
 
+def series_of_path(rel: str) -> Series | None:
+    """The series of a bar file's path relative to the root (``None``: not a bar file's)."""
+    parts = rel.split("/")
+    if len(parts) < 6:
+        return None
+    values = [_value(p, k) for p, k in zip(parts[:4], _KEYS, strict=True)]
+    if None in values:
+        return None
+    provider, feed, adjustment, timeframe = (v or "" for v in values)
+    try:
+        return Series(provider, feed, adjustment, Timeframe.parse(timeframe))
+    except ValueError:
+        return None
+
+
 def quarantine_file(root: Path, job_id: str, symbol: str, day: str) -> Path:
     path = (
         root

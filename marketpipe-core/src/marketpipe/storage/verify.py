@@ -10,14 +10,17 @@ Found problems, by kind:
   footer does not list);
 - ``duplicate``: the same (symbol, timestamp) twice in one file, or one partition's rows in two
   files of the series;
-- ``job-store``: a completed partition the job store counts in a file that is gone.
+- ``job-store``: completed partitions the job store counts in a file that is gone, and that no
+  other file holds (a partition re-ingested since is history, not a loss); they are marked
+  ``MISSING`` in the job store, which stops counting them.
 
 Memory is bounded by one file's ``symbol`` and ``timestamp`` columns at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import attrs
@@ -28,7 +31,7 @@ import pyarrow.parquet as pq
 from marketpipe.errors import StorageError
 from marketpipe.storage.catalog import Catalog, listing
 from marketpipe.storage.footer import count_rows, read_footer
-from marketpipe.storage.layout import month_folder, month_folders, stored_series
+from marketpipe.storage.layout import month_folder, month_folders, series_of_path, stored_series
 
 
 @attrs.frozen
@@ -45,8 +48,8 @@ class VerifyReport:
     partitions: int
     bars: int
     problems: tuple[Problem, ...]
-    #: Files the job store counts partitions in that are gone.
-    gone: tuple[str, ...] = ()
+    #: ``(job id, symbol, day)`` the job store counts complete that no file holds.
+    lost: tuple[tuple[str, str, dt.date], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -72,10 +75,14 @@ def _duplicates_in(table: pa.Table) -> int:
 
 
 def verify_dataset(
-    root: Path, catalog: Catalog, job_paths: Mapping[str, tuple[int, list[str]]]
+    root: Path,
+    catalog: Catalog,
+    job_paths: Iterable[str],
+    completed_at: Callable[[str], list[tuple[str, str, dt.date, int]]],
 ) -> VerifyReport:
-    """Check everything under ``root``; then sync the catalog with the files (the caller marks
-    the job store's partitions in ``report.gone`` missing)."""
+    """Check everything under ``root``; then sync the catalog with the files. ``job_paths`` are
+    the files the job store records completed partitions in, ``completed_at(path)`` those
+    partitions (the caller marks ``report.lost`` missing in the job store)."""
     problems: list[Problem] = []
     files = partitions = bars = 0
     every = sorted(set(stored_series(root)) | set(catalog.series()))
@@ -126,19 +133,35 @@ def verify_dataset(
                             f"{symbol} {day} has rows in {len(names)} files: {_sample(names)}",
                         )
                     )
-    gone = []
-    for path, (job_bars, jobs) in sorted(job_paths.items()):
-        if not (root / path).is_file():
-            gone.append(path)
+    catalog.sync_all()
+    lost: list[tuple[str, str, dt.date]] = []
+    for path in sorted(job_paths):
+        if (root / path).is_file():
+            continue
+        of_path = series_of_path(path)
+        recorded = completed_at(path)
+        kept = (
+            {
+                (p.symbol, p.day)
+                for p in catalog.lookup(of_path, [(s, d) for _, s, d, _ in recorded])
+            }
+            if of_path is not None
+            else set()
+        )
+        # Partitions re-ingested since (their rows live in a newer file) are history, not loss.
+        gone = [(j, s, d, n) for j, s, d, n in recorded if (s, d) not in kept]
+        if gone:
+            jobs = sorted({j for j, _, _, _ in gone})
             problems.append(
                 Problem(
                     "job-store",
                     path,
-                    f"gone, but job {_sample(jobs, 2)} counts {job_bars:,} bars in it",
+                    f"gone, and no file holds the {len(gone)} partitions "
+                    f"({sum(n for *_, n in gone):,} bars) job {_sample(jobs, 2)} counts in it",
                 )
             )
-    catalog.sync_all()
-    return VerifyReport(len(every), files, partitions, bars, tuple(problems), tuple(gone))
+            lost.extend((j, s, d) for j, s, d, _ in gone)
+    return VerifyReport(len(every), files, partitions, bars, tuple(problems), tuple(lost))
 
 
 def _check_file(path: Path, rel: str, problems: list[Problem]) -> dict[tuple[str, str], int]:

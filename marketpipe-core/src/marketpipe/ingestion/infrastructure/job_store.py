@@ -302,26 +302,33 @@ class SqliteJobStore:
             db.executemany("UPDATE partitions SET path=? WHERE job_id=? AND path=?", updates)
         return len(updates)
 
-    def completed_paths(self) -> dict[str, tuple[int, list[str]]]:
-        """``path -> (bars, job ids)`` over every COMPLETED partition the store records."""
-        out: dict[str, tuple[int, list[str]]] = {}
-        for path, bars, jobs in self._conn.execute(
-            "SELECT path, SUM(bars), GROUP_CONCAT(DISTINCT job_id) FROM partitions "
-            "WHERE state='COMPLETED' AND path IS NOT NULL GROUP BY path"
-        ):
-            out[str(path)] = (int(bars or 0), sorted(str(jobs).split(",")))
-        return out
+    def completed_paths(self) -> list[str]:
+        """The files the store records COMPLETED partitions in."""
+        return [
+            str(p)
+            for (p,) in self._conn.execute(
+                "SELECT DISTINCT path FROM partitions WHERE state='COMPLETED' AND path IS NOT NULL"
+            )
+        ]
 
-    def mark_missing(self, paths: Iterable[str]) -> int:
-        """Completed partitions whose file is gone: no longer counted as held (``mp verify``)."""
+    def completed_at(self, path: str) -> list[tuple[str, str, dt.date, int]]:
+        """``(job id, symbol, day, bars)`` of the completed partitions recorded in ``path``."""
+        rows = self._conn.execute(
+            "SELECT job_id, symbol, day, bars FROM partitions WHERE state='COMPLETED' AND path=?",
+            (path,),
+        )
+        return [(j, s, dt.date.fromisoformat(d), int(b)) for j, s, d, b in rows]
+
+    def mark_missing(self, partitions: Iterable[tuple[str, str, dt.date]]) -> None:
+        """``(job id, symbol, day)`` completed partitions no file holds any more: no longer
+        counted as held (``mp verify`` found them)."""
         now = _now()
         with self._tx() as db:
-            cursor = db.executemany(
+            db.executemany(
                 "UPDATE partitions SET state='MISSING', updated_at=? "
-                "WHERE state='COMPLETED' AND path=?",
-                [(now, p) for p in paths],
+                "WHERE state='COMPLETED' AND job_id=? AND symbol=? AND day=?",
+                [(now, j, s, d.isoformat()) for j, s, d in partitions],
             )
-            return cursor.rowcount
 
     def first_days(self, job_ids: Iterable[str]) -> dict[str, dt.date]:
         """``symbol -> first day`` those jobs committed or found stored (``mp update`` fetches
