@@ -444,33 +444,37 @@ class Catalog:
         for i, symbol in enumerate(symbols):
             if symbol in ids:
                 symbol_pos[ids[symbol]] = i
-        own = {
-            int(i)
+        own = ",".join(
+            str(int(i))
             for (i,) in self._conn.execute(
                 "SELECT id FROM files WHERE series_id=? AND job_id=?",
                 (series_id, other_than_job or ""),
             )
-        }
-        rows = self._conn.execute(
-            "SELECT day, symbol_id, complete AND session>=?, file_id FROM parts "
-            "WHERE series_id=? AND day BETWEEN ? AND ?",
-            (_SESSION_RANK[session], series_id, lo, hi),
-        ).fetchall()
-        if not rows:
+        )
+        # One row per partition held complete in exactly one file (not the asking job's), in
+        # the primary key's order, so the grouping streams; one integer per row.
+        found = np.fromiter(
+            (
+                key
+                for (key,) in self._conn.execute(
+                    "SELECT (day - ?) * ? + symbol_id FROM parts "
+                    "WHERE series_id=? AND day BETWEEN ? AND ? AND symbol_id <= ? "
+                    "GROUP BY day, symbol_id "
+                    "HAVING COUNT(*) = 1 AND MIN(complete AND session >= ?) = 1"
+                    + (f" AND MAX(file_id IN ({own})) = 0" if own else ""),
+                    (lo, max_id + 1, series_id, lo, hi, max_id, _SESSION_RANK[session]),
+                )
+            ),
+            dtype=np.int64,
+        )
+        if not len(found):
             return mask
-        found = np.array(rows, dtype=np.int64)
-        sym = found[:, 1]
-        row = np.where(sym <= max_id, symbol_pos[np.clip(sym, 0, max_id)], -1)
-        col = day_pos[found[:, 0] - lo]
+        sym = found % (max_id + 1)
+        row = symbol_pos[sym]
+        col = day_pos[found // (max_id + 1)]
         keep = (row >= 0) & (col >= 0)
-        good = found[:, 2] == 1
-        if own:
-            good &= ~np.isin(found[:, 3], np.fromiter(own, dtype=np.int64))
-        flat = row[keep] * len(days) + col[keep]
-        holders = np.bincount(flat, minlength=mask.size)
-        usable = np.bincount(flat, weights=good[keep], minlength=mask.size)
-        stored: np.ndarray = ((holders == 1) & (usable == 1)).reshape(mask.shape)
-        return stored
+        mask[row[keep], col[keep]] = True
+        return mask
 
     @_locked
     def spans(self, series: Series) -> dict[str, tuple[dt.date, dt.date]]:

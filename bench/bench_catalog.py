@@ -1,0 +1,211 @@
+"""Catalog benchmark: what planning asks it, and what a commit saves by asking it.
+
+    python bench/bench_catalog.py [--symbols 10000] [--year 2023] [--files-per-month 800]
+
+1. Planning: a catalog holding ``symbols`` x every session of ``year`` (2.5M partitions for 10,000
+   symbols), indexed as ~256-partition files like real units. Then the question planning asks for
+   a job of exactly those partitions ("which are stored complete?"), and the same question turned
+   into the (symbol, day) set the coordinator subtracts. Time and peak memory (tracemalloc) each.
+2. Commit cost per unit: a month folder of ``files-per-month`` real files (each with a
+   256-partition footer), then units re-ingesting one partition each, committed by the sink that
+   asks the catalog; against the baseline of the same run, reading every footer of the folder,
+   which is what each commit did before the catalog. Medians over the units.
+
+Each part runs in a fresh child process, so peak RSS is its own. Not a test: the README quotes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+PER_FILE = 256
+
+
+def planning(args: argparse.Namespace) -> dict[str, float]:
+    import numpy as np
+    from marketpipe.calendar import nyse_calendar
+    from marketpipe.ingestion import Session, Timeframe, TimeRange
+    from marketpipe.ingestion.domain.values import Series
+    from marketpipe.storage.catalog import Catalog
+    from marketpipe.storage.footer import Entry, Footer
+
+    series = Series("fake", "sim", "raw", Timeframe.M1)
+    days = nyse_calendar().sessions(TimeRange(dt.date(args.year, 1, 1), dt.date(args.year, 12, 31)))
+    symbols = [f"S{i:05d}" for i in range(args.symbols)]
+    root = Path(args.dir)
+    catalog = Catalog(root)
+    built = time.perf_counter()
+    by_month: dict[str, list[dt.date]] = {}
+    for day in days:
+        by_month.setdefault(f"{day:%Y-%m}", []).append(day)
+    n_files = 0
+    for month, month_days in by_month.items():
+        keys = [(s, d.isoformat()) for s in symbols for d in month_days]
+        updates = {}
+        stats = {}
+        for start in range(0, len(keys), PER_FILE):
+            name = f"part-bench-{n_files:06d}.parquet"
+            entries = {k: Entry(390, True) for k in keys[start : start + PER_FILE]}
+            updates[name] = Footer(entries, Session.REGULAR, "bench", "2024-01-01T00:00:00+00:00")
+            stats[name] = (1, n_files)
+            n_files += 1
+        catalog._apply(series, month, updates, stats)
+    build_seconds = time.perf_counter() - built
+
+    def ask() -> np.ndarray:
+        return catalog.stored_mask(series, symbols, days)
+
+    def to_set(mask: np.ndarray) -> set[tuple[str, dt.date]]:
+        rows, cols = np.nonzero(mask)
+        return {(symbols[r], days[c]) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)}
+
+    asked = time.perf_counter()
+    mask = ask()
+    ask_seconds = time.perf_counter() - asked
+    as_set = time.perf_counter()
+    stored = to_set(mask)
+    set_seconds = time.perf_counter() - as_set
+    # Peak memory in a second pass: tracemalloc slows allocation down, so it is not timed.
+    del stored
+    tracemalloc.start()
+    mask = ask()
+    _, ask_peak = tracemalloc.get_traced_memory()
+    tracemalloc.reset_peak()
+    stored = to_set(mask)
+    _, set_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(stored) == len(symbols) * len(days) == int(mask.sum())
+    return {
+        "partitions": len(stored),
+        "files": n_files,
+        "catalog_mb": (root / "_marketpipe" / "catalog.sqlite").stat().st_size / 2**20,
+        "build_seconds": build_seconds,
+        "ask_seconds": ask_seconds,
+        "ask_peak_mb": ask_peak / 2**20,
+        "set_seconds": set_seconds,
+        "set_peak_mb": set_peak / 2**20,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def commits(args: argparse.Namespace) -> dict[str, float]:
+    import pyarrow.parquet as pq
+    from marketpipe.calendar import nyse_calendar
+    from marketpipe.ingestion import Session, Timeframe, TimeRange
+    from marketpipe.schema import empty_bars
+    from marketpipe.storage.base import CommitRequest
+    from marketpipe.storage.parquet_sink import ParquetSink
+
+    root = Path(args.dir)
+    sink = ParquetSink(root, durable=False)
+    days = nyse_calendar().sessions(TimeRange(dt.date(args.year, 3, 1), dt.date(args.year, 3, 31)))
+    symbols = [f"S{i:05d}" for i in range(args.files_per_month * PER_FILE // len(days) + 1)]
+    keys = [(s, d) for s in symbols for d in days][: args.files_per_month * PER_FILE]
+    # Real files of the month: each a unit's footer over 256 partitions; rows kept tiny so the
+    # setup is quick (a footer's cost does not depend on the rows).
+    for start in range(0, len(keys), PER_FILE):
+        chunk = keys[start : start + PER_FILE]
+        window = nyse_calendar().window(chunk[0][1], Session.REGULAR)
+        table = _one_bar(chunk[0][0], window.start_ns, empty_bars().schema)
+        sink.commit(
+            CommitRequest(
+                table=table,
+                coverage={s: tuple(d for s2, d in chunk if s2 == s) for s, _ in chunk},
+                provider="fake",
+                feed="sim",
+                timeframe=Timeframe.M1,
+                job_id=f"setup{start // PER_FILE:05d}",
+            )
+        )
+    folder = next(root.glob("provider=*/*/*/*/month=*"))
+    files = sorted(folder.glob("*.parquet"))
+    with_catalog, footer_scan = [], []
+    for i in range(args.units):
+        symbol, day = keys[(i * 7919) % len(keys)]
+        started = time.perf_counter()
+        for path in files:  # the baseline: what each commit read first, before the catalog
+            pq.read_schema(path).metadata  # noqa: B018
+        footer_scan.append(time.perf_counter() - started)
+        window = nyse_calendar().window(day, Session.REGULAR)
+        started = time.perf_counter()
+        sink.commit(
+            CommitRequest(
+                table=_one_bar(symbol, window.start_ns, empty_bars().schema),
+                coverage={symbol: (day,)},
+                provider="fake",
+                feed="sim",
+                timeframe=Timeframe.M1,
+                job_id=f"unit{i:04d}",
+            )
+        )
+        with_catalog.append(time.perf_counter() - started)
+        files = sorted(folder.glob("*.parquet"))
+    return {
+        "files_in_month": len(files),
+        "commit_ms": statistics.median(with_catalog) * 1000,
+        "footer_scan_ms": statistics.median(footer_scan) * 1000,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _one_bar(symbol: str, ts_ns: int, schema: object) -> object:
+    import pyarrow as pa
+
+    row = {
+        "symbol": [symbol],
+        "timestamp": pa.array([ts_ns], pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
+        "open": [1.0],
+        "high": [1.0],
+        "low": [1.0],
+        "close": [1.0],
+        "volume": [1.0],
+        "trade_count": [1],
+        "vwap": [1.0],
+    }
+    return pa.table(row).cast(schema)  # type: ignore[arg-type]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbols", type=int, default=10_000)
+    parser.add_argument("--year", type=int, default=2023)
+    parser.add_argument("--files-per-month", type=int, default=800)
+    parser.add_argument("--units", type=int, default=30)
+    parser.add_argument("--part", choices=["planning", "commits"])
+    parser.add_argument("--dir")
+    args = parser.parse_args()
+    if args.part:
+        result = planning(args) if args.part == "planning" else commits(args)
+        print(json.dumps(result))
+        return
+    for part in ("planning", "commits"):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = subprocess.run(
+                [sys.executable, __file__, *sys.argv[1:], "--part", part, "--dir", tmp],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+        result = json.loads(out.stdout)
+        print(part, json.dumps({k: round(v, 3) for k, v in result.items()}))
+        if part == "commits":
+            ratio = result["footer_scan_ms"] / result["commit_ms"]
+            print(
+                f"  a whole commit with the catalog takes {result['commit_ms']:.1f} ms; reading "
+                f"every footer of the {result['files_in_month']}-file folder, as each commit did "
+                f"before, took {result['footer_scan_ms']:.1f} ms alone ({ratio:.1f}x the commit)"
+            )
+
+
+if __name__ == "__main__":
+    main()

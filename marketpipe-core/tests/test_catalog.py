@@ -1,0 +1,193 @@
+"""The catalog: an index of the files, never ahead of them, rebuilt when missing, put right when
+stale; and the calendar's last completed session."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from core_helpers import simple_bars
+from marketpipe.calendar import nyse_calendar
+from marketpipe.ingestion import Session, Timeframe
+from marketpipe.ingestion.domain.values import Series
+from marketpipe.storage.base import CommitRequest
+from marketpipe.storage.catalog import Catalog
+from marketpipe.storage.parquet_sink import ParquetSink
+
+CAL = nyse_calendar()
+D1, D2, D3 = dt.date(2024, 3, 4), dt.date(2024, 3, 5), dt.date(2024, 3, 6)
+SERIES = Series("fake", "sim", "raw", Timeframe.M1)
+
+
+def commit(
+    sink: ParquetSink,
+    symbols: list[str],
+    days: list[dt.date],
+    job: str = "job1",
+    partial: dict[str, tuple[dt.date, ...]] | None = None,
+    adjustment: str = "raw",
+) -> dict:
+    table = pa.Table.from_batches(
+        [simple_bars(s, CAL.window(d, Session.REGULAR)) for s in symbols for d in days]
+    )
+    return sink.commit(
+        CommitRequest(
+            table=table,
+            coverage={s: tuple(days) for s in symbols},
+            provider="fake",
+            feed="sim",
+            timeframe=Timeframe.M1,
+            job_id=job,
+            adjustment=adjustment,
+            partial=partial or {},
+        )
+    )
+
+
+def stored(catalog: Catalog, symbols: list[str], days: list[dt.date], **kw: object) -> set:
+    mask = catalog.stored_mask(SERIES, symbols, days, **kw)  # type: ignore[arg-type]
+    return {(symbols[i], days[j]) for i, j in zip(*np.nonzero(mask), strict=True)}
+
+
+def test_commits_are_indexed_with_bars_completeness_and_file(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path)
+    paths = commit(sink, ["AAPL", "MSFT"], [D1, D2], partial={"MSFT": (D2,)})
+    found = {(p.symbol, p.day): p for p in sink.catalog.lookup(SERIES, list(paths))}
+    assert {k: (p.bars, p.complete, p.path) for k, p in found.items()} == {
+        k: (390, k != ("MSFT", D2), paths[k]) for k in paths
+    }
+    everything = [(s, d) for s in ("AAPL", "MSFT") for d in (D1, D2)]
+    assert stored(sink.catalog, ["AAPL", "MSFT", "IBM"], [D1, D2, D3]) == set(everything) - {
+        ("MSFT", D2)  # partial: fetched again
+    }
+    assert sink.catalog.spans(SERIES) == {"AAPL": (D1, D2), "MSFT": (D1, D2)}
+
+
+def test_another_adjustment_is_another_series(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path)
+    commit(sink, ["AAPL"], [D1])
+    commit(sink, ["AAPL"], [D1], job="split", adjustment="split")
+    assert len(list(tmp_path.glob("provider=fake/feed=sim/adjustment=*/**/*.parquet"))) == 2
+    split = Series("fake", "sim", "split", Timeframe.M1)
+    assert sink.catalog.series() == [SERIES, split]
+    assert sink.catalog.stored_mask(split, ["AAPL"], [D1]).all()
+
+
+def test_a_missing_catalog_is_rebuilt_from_the_files(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path)
+    commit(sink, ["AAPL", "MSFT"], [D1, D2], partial={"AAPL": (D2,)})
+    sink.close()
+    for leftover in (tmp_path / "_marketpipe").glob("catalog.sqlite*"):
+        leftover.unlink()
+    catalog = Catalog(tmp_path)
+    assert stored(catalog, ["AAPL", "MSFT"], [D1, D2]) == set()  # nothing indexed yet
+    catalog.sync(SERIES)
+    assert stored(catalog, ["AAPL", "MSFT"], [D1, D2]) == {
+        ("AAPL", D1),
+        ("MSFT", D1),
+        ("MSFT", D2),
+    }
+
+
+def test_a_damaged_catalog_is_set_aside_and_rebuilt(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path)
+    commit(sink, ["AAPL"], [D1])
+    sink.close()
+    path = tmp_path / "_marketpipe" / "catalog.sqlite"
+    for extra in path.parent.glob("catalog.sqlite-*"):
+        extra.unlink()
+    path.write_bytes(b"this is not a database" * 100)
+    catalog = Catalog(tmp_path)
+    catalog.sync(SERIES)
+    assert stored(catalog, ["AAPL"], [D1]) == {("AAPL", D1)}
+    assert (path.parent / "catalog.sqlite.damaged").is_file()
+
+
+def test_a_stale_catalog_is_put_right_deleted_added_and_rewritten_files(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path)
+    paths = commit(sink, ["AAPL"], [D1, D2])
+    other = ParquetSink(tmp_path / "elsewhere")
+    extra = commit(other, ["MSFT"], [D3], job="job2")
+    (tmp_path / paths[("AAPL", D1)]).unlink()  # by hand, behind the catalog's back
+    shutil.copy(tmp_path / "elsewhere" / extra[("MSFT", D3)], tmp_path / extra[("MSFT", D3)])
+    assert stored(sink.catalog, ["AAPL", "MSFT"], [D1, D2, D3]) == {("AAPL", D1), ("AAPL", D2)}
+    sink.catalog.sync(SERIES, ["2024-03"])
+    assert stored(sink.catalog, ["AAPL", "MSFT"], [D1, D2, D3]) == {("MSFT", D3)}
+
+
+def test_a_partition_in_two_files_or_in_a_file_of_the_asking_job_is_not_counted_stored(
+    tmp_path: Path,
+) -> None:
+    sink = ParquetSink(tmp_path)
+    paths = commit(sink, ["AAPL"], [D1])
+    original = tmp_path / paths[("AAPL", D1)]
+    shutil.copy(original, original.with_name("part-copy-000000000000.parquet"))
+    sink.catalog.sync(SERIES)
+    assert stored(sink.catalog, ["AAPL"], [D1]) == set()  # fetched again; the commit cleans up
+    commit(sink, ["AAPL"], [D1], job="job9")
+    (left,) = original.parent.glob("*.parquet")  # both copies' rows were replaced
+    assert left.name.startswith("part-job9-")
+    assert stored(sink.catalog, ["AAPL"], [D1]) == {("AAPL", D1)}
+    assert stored(sink.catalog, ["AAPL"], [D1], other_than_job="job9") == set()
+
+
+def test_the_commit_asks_the_catalog_instead_of_reading_every_footer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = ParquetSink(tmp_path)
+    for i, day in enumerate([D1, D2, D3]):
+        commit(sink, ["AAPL"], [day], job=f"job{i}")
+    import marketpipe.storage.catalog as catalog_module
+
+    reads: list[Path] = []
+    real = catalog_module.read_footer
+    monkeypatch.setattr(catalog_module, "read_footer", lambda p: reads.append(p) or real(p))
+    commit(sink, ["AAPL"], [D2], job="again")
+    assert reads == []  # the folder had not changed behind the catalog's back
+
+
+def test_extended_bars_hold_the_regular_session_but_not_the_other_way_round(
+    tmp_path: Path,
+) -> None:
+    sink = ParquetSink(tmp_path)
+    table = pa.Table.from_batches([simple_bars("AAPL", CAL.window(D1, Session.EXTENDED))])
+    sink.commit(
+        CommitRequest(
+            table=table,
+            coverage={"AAPL": (D1,)},
+            provider="fake",
+            feed="sim",
+            timeframe=Timeframe.M1,
+            job_id="ext",
+            session=Session.EXTENDED,
+        )
+    )
+    commit(sink, ["MSFT"], [D1])
+    assert stored(sink.catalog, ["AAPL", "MSFT"], [D1], session=Session.REGULAR) == {
+        ("AAPL", D1),
+        ("MSFT", D1),
+    }
+    assert stored(sink.catalog, ["AAPL", "MSFT"], [D1], session=Session.EXTENDED) == {
+        ("AAPL", D1)
+    }
+
+
+@pytest.mark.parametrize(
+    ("now", "delay", "expected"),
+    [
+        ("2024-03-12T20:00:00+00:00", 0, dt.date(2024, 3, 12)),  # 16:00 EDT: closed
+        ("2024-03-12T19:59:59+00:00", 0, dt.date(2024, 3, 11)),
+        ("2024-03-12T20:10:00+00:00", 15, dt.date(2024, 3, 11)),  # the provider's delay
+        ("2024-03-12T20:15:00+00:00", 15, dt.date(2024, 3, 12)),
+        ("2024-03-16T12:00:00+00:00", 15, dt.date(2024, 3, 15)),  # Saturday
+        ("2024-11-29T18:30:00+00:00", 0, dt.date(2024, 11, 29)),  # 13:30 EST: early close
+        ("2024-12-25T23:00:00+00:00", 0, dt.date(2024, 12, 24)),  # holiday
+    ],
+)
+def test_the_last_completed_session(now: str, delay: int, expected: dt.date) -> None:
+    moment = dt.datetime.fromisoformat(now)
+    assert CAL.last_completed(Session.REGULAR, moment, dt.timedelta(minutes=delay)) == expected
