@@ -171,9 +171,7 @@ def test_extended_bars_hold_the_regular_session_but_not_the_other_way_round(
         ("AAPL", D1),
         ("MSFT", D1),
     }
-    assert stored(sink.catalog, ["AAPL", "MSFT"], [D1], session=Session.EXTENDED) == {
-        ("AAPL", D1)
-    }
+    assert stored(sink.catalog, ["AAPL", "MSFT"], [D1], session=Session.EXTENDED) == {("AAPL", D1)}
 
 
 @pytest.mark.parametrize(

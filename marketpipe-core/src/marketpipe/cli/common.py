@@ -36,6 +36,26 @@ def data_dir_option(func: F) -> F:
     )(func)
 
 
+def batch_size_option(func: F) -> F:
+    return click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        default=100_000,
+        show_default=True,
+        help="about this many bars per unit of work (memory per in-flight unit)",
+    )(func)
+
+
+def concurrency_option(func: F) -> F:
+    return click.option(
+        "--concurrency",
+        type=click.IntRange(1, 64),
+        default=2,
+        show_default=True,
+        help="units in flight at once",
+    )(func)
+
+
 def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")(func)
 

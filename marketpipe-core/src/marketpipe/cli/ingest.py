@@ -16,6 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from marketpipe.cli.common import (
+    batch_size_option,
+    concurrency_option,
     console,
     data_dir_option,
     emit_json,
@@ -127,20 +129,8 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
 @data_dir_option
 @click.option("-o", "options", multiple=True, metavar="KEY=VALUE", help="provider setting")
 @click.option("--feed", default=None, help="shorthand for -o feed=FEED (providers with feeds)")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=100_000,
-    show_default=True,
-    help="about this many bars per unit of work (memory per in-flight unit)",
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 64),
-    default=2,
-    show_default=True,
-    help="units in flight at once",
-)
+@batch_size_option
+@concurrency_option
 @click.option(
     "--replace-empty",
     is_flag=True,

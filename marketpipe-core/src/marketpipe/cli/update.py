@@ -10,7 +10,15 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from marketpipe.cli.common import console, data_dir_option, emit_json, json_option, user_errors
+from marketpipe.cli.common import (
+    batch_size_option,
+    concurrency_option,
+    console,
+    data_dir_option,
+    emit_json,
+    json_option,
+    user_errors,
+)
 from marketpipe.cli.ingest import run_with_progress, summary_dict
 from marketpipe.dataset import UpdateRequest, UpdateResult, run_update
 from marketpipe.ingestion.domain.job import ProcessingState
@@ -90,20 +98,8 @@ def print_update(result: UpdateResult) -> None:
 @click.option("--symbols", default=None, help="only these symbols, e.g. AAPL,MSFT")
 @data_dir_option
 @click.option("-o", "options", multiple=True, metavar="KEY=VALUE", help="provider setting")
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 64),
-    default=2,
-    show_default=True,
-    help="units in flight at once",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=100_000,
-    show_default=True,
-    help="about this many bars per unit of work",
-)
+@concurrency_option
+@batch_size_option
 @json_option
 @user_errors
 def update(

@@ -30,6 +30,7 @@ import numpy as np
 
 from marketpipe.errors import InvalidInputError, StorageError
 from marketpipe.ingestion.domain.values import Series, Session, Timeframe
+from marketpipe.sqlite import connect, immediate
 from marketpipe.storage.atomic import folder_lock
 from marketpipe.storage.footer import Footer, read_footer
 from marketpipe.storage.layout import META_DIR, month_folder, month_folders, stored_series
@@ -125,14 +126,10 @@ class Catalog:
         self._lock = threading.RLock()
 
     def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=60.0, isolation_level=None, check_same_thread=False
-        )
+        # The files are the truth and the catalog is rebuilt from them, so a lost last
+        # transaction after a power cut costs a footer read, not data: NORMAL is enough.
+        conn = connect(self.path, synchronous="NORMAL", timeout=60.0)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            # The files are the truth and the catalog is rebuilt from them, so a lost last
-            # transaction after a power cut costs a footer read, not data: NORMAL is enough.
-            conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
             conn.execute("SELECT COUNT(*) FROM series").fetchone()
         except sqlite3.DatabaseError:
@@ -145,14 +142,12 @@ class Catalog:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self._conn
+            with immediate(self._conn) as db:
+                yield db
         except BaseException:
-            self._conn.execute("ROLLBACK")
             self._symbol_ids.clear()  # ids handed out inside the transaction are gone
             raise
-        self._conn.execute("COMMIT")
 
     # series -----------------------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import attrs
 from marketpipe.errors import JobNotFoundError
 from marketpipe.ingestion.domain.job import IngestionConfiguration, IngestionJob, ProcessingState
 from marketpipe.ingestion.domain.values import IngestionJobId, Symbol, TimeRange
+from marketpipe.sqlite import connect, immediate
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -98,11 +99,7 @@ class SqliteJobStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(
-            path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn = connect(path, synchronous="FULL", timeout=30.0)
         self._conn.executescript(_SCHEMA)
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(jobs)")}
         if "scope" not in columns:  # a store written before jobs had a scope
@@ -115,15 +112,8 @@ class SqliteJobStore:
     def close(self) -> None:
         self._conn.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate(self._conn)
 
     # jobs ------------------------------------------------------------------------------------
 
