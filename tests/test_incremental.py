@@ -309,3 +309,33 @@ def test_sigkill_during_an_update_then_the_same_command_gives_the_identical_data
     assert out.returncode == 0, out.stderr
     assert rows(root) == rows(reference)
     assert mp("verify", "--data-dir", str(root)).returncode == 0
+
+
+def test_an_upgrade_interrupted_after_some_files_moved_carries_on(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    with tarfile.open(HERE / "fixtures" / "dataset-layout-v1.tar.gz") as tar:
+        tar.extractall(root, filter="data")
+    # As if killed after the first rename: one file already in the new layout, no marker.
+    first = sorted(root.glob("provider=*/feed=*/timeframe=*/*/*.parquet"))[0]
+    rel = first.relative_to(root).as_posix()
+    moved = root / rel.replace("/timeframe=", "/adjustment=raw/timeframe=")
+    moved.parent.mkdir(parents=True)
+    first.rename(moved)
+    out = mp("verify", "--data-dir", str(root), "--json")
+    assert out.returncode == 0, out.stdout
+    report = json.loads(out.stdout)
+    assert report["partitions"] == 14 and report["bars"] == 14 * 390
+    assert any("2 files moved" in n for n in report["notes"])
+    db = sqlite3.connect(root / "_marketpipe" / "jobs.sqlite")
+    paths = [p for (p,) in db.execute("SELECT DISTINCT path FROM partitions")]
+    assert paths and all("/adjustment=raw/timeframe=1m/" in p for p in paths)
+    assert json.loads(mp("verify", "--data-dir", str(root), "--json").stdout)["notes"] == []
+
+
+def test_update_of_a_dataset_without_bars_is_one_line(tmp_path: Path) -> None:
+    out = mp("update", "--data-dir", str(tmp_path / "empty"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"Error: the dataset in {tmp_path / 'empty'} holds no bars of any series: ingest them "
+        "first (mp ingest), then update"
+    ]
