@@ -385,8 +385,9 @@ class Catalog:
         db.executemany("INSERT INTO wanted VALUES (?, ?)", wanted)
         try:
             rows = db.execute(
+                # CROSS JOIN keeps the wanted keys outside: one primary-key probe each.
                 "SELECT s.symbol, p.day, p.bars, p.complete, f.month, f.name FROM wanted w "
-                "JOIN parts p ON p.series_id=? AND p.day=w.day AND p.symbol_id=w.symbol_id "
+                "CROSS JOIN parts p ON p.series_id=? AND p.day=w.day AND p.symbol_id=w.symbol_id "
                 "JOIN files f ON f.id=p.file_id JOIN symbols s ON s.id=p.symbol_id",
                 (series_id,),
             ).fetchall()
