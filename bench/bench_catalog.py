@@ -34,10 +34,9 @@ PER_FILE = 256
 def planning(args: argparse.Namespace) -> dict[str, float]:
     import numpy as np
     from marketpipe.calendar import nyse_calendar
-    from marketpipe.ingestion import Session, Timeframe, TimeRange
+    from marketpipe.ingestion import Timeframe, TimeRange
     from marketpipe.ingestion.domain.values import Series
     from marketpipe.storage.catalog import Catalog
-    from marketpipe.storage.footer import Entry, Footer
 
     series = Series("fake", "sim", "raw", Timeframe.M1)
     days = nyse_calendar().sessions(TimeRange(dt.date(args.year, 1, 1), dt.date(args.year, 12, 31)))
@@ -45,21 +44,7 @@ def planning(args: argparse.Namespace) -> dict[str, float]:
     root = Path(args.dir)
     catalog = Catalog(root)
     built = time.perf_counter()
-    by_month: dict[str, list[dt.date]] = {}
-    for day in days:
-        by_month.setdefault(f"{day:%Y-%m}", []).append(day)
-    n_files = 0
-    for month, month_days in by_month.items():
-        keys = [(s, d.isoformat()) for s in symbols for d in month_days]
-        updates = {}
-        stats = {}
-        for start in range(0, len(keys), PER_FILE):
-            name = f"part-bench-{n_files:06d}.parquet"
-            entries = {k: Entry(390, True) for k in keys[start : start + PER_FILE]}
-            updates[name] = Footer(entries, Session.REGULAR, "bench", "2024-01-01T00:00:00+00:00")
-            stats[name] = (1, n_files)
-            n_files += 1
-        catalog._apply(series, month, updates, stats)
+    n_files = _fill(catalog, series, symbols, days)
     build_seconds = time.perf_counter() - built
 
     def ask() -> np.ndarray:
@@ -94,6 +79,55 @@ def planning(args: argparse.Namespace) -> dict[str, float]:
         "ask_peak_mb": ask_peak / 2**20,
         "set_seconds": set_seconds,
         "set_peak_mb": set_peak / 2**20,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _fill(catalog: object, series: object, symbols: list[str], days: list[dt.date]) -> int:
+    """Index ``symbols`` x ``days`` as files of 256 partitions each, as units write them."""
+    from marketpipe.ingestion import Session
+    from marketpipe.storage.footer import Entry, Footer
+
+    by_month: dict[str, list[dt.date]] = {}
+    for day in days:
+        by_month.setdefault(f"{day:%Y-%m}", []).append(day)
+    n_files = 0
+    for month, month_days in by_month.items():
+        keys = [(s, d.isoformat()) for s in symbols for d in month_days]
+        updates = {}
+        stats = {}
+        for start in range(0, len(keys), PER_FILE):
+            name = f"part-bench-{n_files:06d}.parquet"
+            entries = {k: Entry(390, True) for k in keys[start : start + PER_FILE]}
+            updates[name] = Footer(entries, Session.REGULAR, "bench", "2024-01-01T00:00:00+00:00")
+            stats[name] = (1, n_files)
+            n_files += 1
+        catalog._apply(series, month, updates, stats)  # type: ignore[attr-defined]
+    return n_files
+
+
+def status(args: argparse.Namespace) -> dict[str, float]:
+    from marketpipe.calendar import nyse_calendar
+    from marketpipe.ingestion import Timeframe, TimeRange
+    from marketpipe.ingestion.domain.values import Series
+    from marketpipe.status import series_status, status_dict
+    from marketpipe.storage.catalog import Catalog
+
+    series = Series("fake", "sim", "raw", Timeframe.M1)
+    calendar = nyse_calendar()
+    days = calendar.sessions(TimeRange(dt.date(args.year - 1, 1, 1), dt.date(args.year, 12, 31)))
+    symbols = [f"S{i:05d}" for i in range(args.status_symbols)]
+    catalog = Catalog(Path(args.dir))
+    _fill(catalog, series, symbols, days)
+    started = time.perf_counter()
+    result = series_status(catalog, series, calendar)
+    summary = status_dict([result])
+    seconds = time.perf_counter() - started
+    assert len(result.symbols) == len(symbols)
+    return {
+        "partitions": len(symbols) * len(days),
+        "status_seconds": seconds,
+        "json_symbols": len(summary["series"][0]["symbols"]),  # type: ignore[index]
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -181,14 +215,15 @@ def main() -> None:
     parser.add_argument("--year", type=int, default=2023)
     parser.add_argument("--files-per-month", type=int, default=800)
     parser.add_argument("--units", type=int, default=30)
-    parser.add_argument("--part", choices=["planning", "commits"])
+    parser.add_argument("--status-symbols", type=int, default=1_000)
+    parser.add_argument("--part", choices=["planning", "status", "commits"])
     parser.add_argument("--dir")
     args = parser.parse_args()
     if args.part:
-        result = planning(args) if args.part == "planning" else commits(args)
+        result = {"planning": planning, "status": status, "commits": commits}[args.part](args)
         print(json.dumps(result))
         return
-    for part in ("planning", "commits"):
+    for part in ("planning", "status", "commits"):
         with tempfile.TemporaryDirectory() as tmp:
             out = subprocess.run(
                 [sys.executable, __file__, *sys.argv[1:], "--part", part, "--dir", tmp],

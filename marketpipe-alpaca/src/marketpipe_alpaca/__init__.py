@@ -68,5 +68,7 @@ def marketpipe_providers() -> list[ProviderSpec]:
             # The free plan cannot query the last 15 minutes of SIP data: a session's bars are
             # final 15 minutes after its close.
             data_delay=dt.timedelta(minutes=15),
+            # Bars only for minutes with trades; the free plan's IEX feed misses many minutes.
+            thin_day_fraction=0.05,
         )
     ]

@@ -127,6 +127,12 @@ class TradingCalendar:
         hi = bisect.bisect_right(self._days, time_range.end)
         return self._days[lo:hi]
 
+    def session_days(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every session day as a date ordinal, with its regular session's length in minutes."""
+        ordinals = np.array([d.toordinal() for d in self._days], dtype=np.int64)
+        minutes = np.array(self._closes, dtype=np.int64) - np.array(self._opens, dtype=np.int64)
+        return ordinals, minutes // (60 * _NS)
+
     def is_session(self, day: dt.date) -> bool:
         return day in self._index
 

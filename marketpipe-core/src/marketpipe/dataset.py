@@ -15,6 +15,7 @@ from pathlib import Path
 
 import attrs
 
+from marketpipe.calendar import nyse_calendar
 from marketpipe.errors import InvalidInputError, UserError
 from marketpipe.ingestion.application.coordinator import CancelToken, JobSummary
 from marketpipe.ingestion.domain.job import IngestionJob
@@ -29,6 +30,7 @@ from marketpipe.pipeline import (
     run_ingest,
     series_of,
 )
+from marketpipe.status import SeriesStatus, series_status
 from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.verify import VerifyReport, verify_dataset
 
@@ -172,6 +174,44 @@ async def run_update(
             continue
         results.append(SeriesUpdate(series, len(starts), end, summary))
     return UpdateResult(tuple(results), tuple(notes))
+
+
+@attrs.frozen(kw_only=True)
+class Selection:
+    """Which stored series and symbols a command looks at (``None``/empty: all)."""
+
+    provider: str | None = None
+    feed: str | None = None
+    timeframe: Timeframe | None = None
+    symbols: tuple[Symbol, ...] = ()
+
+    def takes(self, series: Series) -> bool:
+        return (
+            (self.provider is None or series.provider == self.provider.strip().lower())
+            and (self.feed is None or series.feed == self.feed)
+            and (self.timeframe is None or series.timeframe is self.timeframe)
+        )
+
+
+def run_status(data_dir: Path, selection: Selection) -> tuple[list[SeriesStatus], list[str]]:
+    """Each selected series' status, from the catalog synced with the files."""
+    if not data_dir.is_dir():
+        raise InvalidInputError(f"no dataset at {data_dir} (run mp ingest first, or --data-dir)")
+    store = SqliteJobStore.for_data_dir(data_dir)
+    catalog = Catalog(data_dir)
+    try:
+        notes = open_dataset(data_dir, store)
+        calendar = nyse_calendar()
+        symbols = [s.value for s in selection.symbols]
+        statuses = [
+            series_status(catalog, series, calendar, symbols)
+            for series in catalog.sync_all()
+            if selection.takes(series)
+        ]
+        return [s for s in statuses if s.symbols], notes
+    finally:
+        catalog.close()
+        store.close()
 
 
 def run_verify(data_dir: Path) -> tuple[VerifyReport, list[str]]:

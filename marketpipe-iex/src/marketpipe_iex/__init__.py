@@ -45,5 +45,7 @@ def marketpipe_providers() -> list[ProviderSpec]:
             # regular session) has volume but sets no price: a bar with null prices.
             null_price_bars=True,
             max_days_per_unit=1,  # one capture per day
+            # IEX trades a few percent of the market: many symbols have a bar in few minutes.
+            thin_day_fraction=0.01,
         )
     ]

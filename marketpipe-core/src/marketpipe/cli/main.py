@@ -8,6 +8,7 @@ from marketpipe import __version__
 from marketpipe.cli.catalog import plugins, providers
 from marketpipe.cli.ingest import ingest
 from marketpipe.cli.jobs import jobs
+from marketpipe.cli.status import status
 from marketpipe.cli.update import update
 from marketpipe.cli.verify import verify
 
@@ -22,6 +23,7 @@ cli.add_command(providers)
 cli.add_command(plugins)
 cli.add_command(ingest)
 cli.add_command(jobs)
+cli.add_command(status)
 cli.add_command(update)
 cli.add_command(verify)
 

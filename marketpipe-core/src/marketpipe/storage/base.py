@@ -34,6 +34,8 @@ class CommitRequest:
     adjustment: str = RAW
     session: Session = Session.REGULAR
     partial: Mapping[str, tuple[dt.date, ...]] = attrs.field(factory=dict)
+    #: Rows of each (symbol, day) the validators rejected (recorded with the partition).
+    rejected: Mapping[tuple[str, dt.date], int] = attrs.field(factory=dict)
 
     @property
     def series(self) -> Series:

@@ -35,6 +35,7 @@ from marketpipe.storage.atomic import folder_lock
 from marketpipe.storage.footer import Footer, read_footer
 from marketpipe.storage.layout import META_DIR, month_folder, month_folders, stored_series
 
+_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY, provider TEXT NOT NULL, feed TEXT NOT NULL,
@@ -50,7 +51,7 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE TABLE IF NOT EXISTS parts (
     series_id INTEGER NOT NULL, day INTEGER NOT NULL, symbol_id INTEGER NOT NULL,
     file_id INTEGER NOT NULL, bars INTEGER NOT NULL, complete INTEGER NOT NULL,
-    session INTEGER NOT NULL,
+    session INTEGER NOT NULL, rejected INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (series_id, day, symbol_id, file_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS parts_by_file ON parts (file_id);
@@ -130,6 +131,13 @@ class Catalog:
         # transaction after a power cut costs a footer read, not data: NORMAL is enough.
         conn = connect(self.path, synchronous="NORMAL", timeout=60.0)
         try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] != _VERSION:
+                # Another version's index: it is rebuilt from the files, so start afresh.
+                conn.executescript(
+                    "DROP TABLE IF EXISTS parts; DROP TABLE IF EXISTS files; "
+                    "DROP TABLE IF EXISTS symbols; DROP TABLE IF EXISTS series; "
+                    f"PRAGMA user_version = {_VERSION};"
+                )
             conn.executescript(_SCHEMA)
             conn.execute("SELECT COUNT(*) FROM series").fetchone()
         except sqlite3.DatabaseError:
@@ -336,7 +344,7 @@ class Catalog:
                 rank = _SESSION_RANK[footer.session]
                 db.executemany(
                     "INSERT OR REPLACE INTO parts (series_id, day, symbol_id, file_id, bars, "
-                    "complete, session) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "complete, session, rejected) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             series_id,
@@ -346,6 +354,7 @@ class Catalog:
                             entry.bars,
                             int(entry.complete),
                             rank,
+                            entry.rejected,
                         )
                         for (symbol, day), entry in footer.entries.items()
                     ],
@@ -471,6 +480,36 @@ class Catalog:
         keep = (row >= 0) & (col >= 0)
         mask[row[keep], col[keep]] = True
         return mask
+
+    @_locked
+    def partitions(self, series: Series) -> tuple[list[str], dict[str, np.ndarray]]:
+        """Every stored partition of ``series``, one row per (symbol, day): ``symbol`` (an index
+        into the returned names), ``day`` (ordinal), ``bars``, ``complete``, ``session`` (0
+        regular, 1 extended) and ``rejected``, sorted by symbol then day."""
+        series_id = self._series_id(series)
+        names = {
+            int(i): str(s)
+            for i, s in self._conn.execute(
+                "SELECT DISTINCT s.id, s.symbol FROM parts p JOIN symbols s ON s.id=p.symbol_id "
+                "WHERE p.series_id=?",
+                (series_id or -1,),
+            )
+        }
+        rows = self._conn.execute(
+            "SELECT symbol_id, day, MAX(bars), MIN(complete), MAX(session), MAX(rejected) "
+            "FROM parts WHERE series_id=? GROUP BY day, symbol_id",
+            (series_id or -1,),
+        ).fetchall()
+        table = np.array(rows, dtype=np.int64).reshape(-1, 6)
+        ordered = sorted(names, key=lambda i: names[i])
+        position = np.full(max(names, default=0) + 1, -1, dtype=np.int64)
+        position[ordered] = np.arange(len(ordered))
+        symbol = position[table[:, 0]] if len(table) else table[:, 0]
+        order = np.lexsort((table[:, 1], symbol))
+        columns = {"symbol": symbol[order]}
+        for i, name in enumerate(("day", "bars", "complete", "session", "rejected"), start=1):
+            columns[name] = table[order, i]
+        return [names[i] for i in ordered], columns
 
     @_locked
     def spans(self, series: Series) -> dict[str, tuple[dt.date, dt.date]]:

@@ -26,6 +26,7 @@ from marketpipe.ingestion.domain.values import Session
 COVERAGE_KEY = b"marketpipe.coverage"
 BARS_KEY = b"marketpipe.bars"
 PARTIAL_KEY = b"marketpipe.partial"
+REJECTED_KEY = b"marketpipe.rejected"
 SESSION_KEY = b"marketpipe.session"
 JOB_KEY = b"marketpipe.job_id"
 FETCHED_KEY = b"marketpipe.fetched_at"
@@ -38,6 +39,8 @@ Key = tuple[str, str]  # (symbol, ISO day)
 class Entry:
     bars: int
     complete: bool
+    #: Rows of the partition the validators rejected (in quarantine).
+    rejected: int = 0
 
 
 @attrs.frozen
@@ -55,15 +58,19 @@ class Footer:
         coverage: dict[str, list[str]] = {}
         bars: dict[str, list[int]] = {}
         partial: dict[str, list[str]] = {}
+        rejected: dict[str, dict[str, int]] = {}
         for (symbol, day), entry in sorted(self.entries.items()):
             coverage.setdefault(symbol, []).append(day)
             bars.setdefault(symbol, []).append(entry.bars)
             if not entry.complete:
                 partial.setdefault(symbol, []).append(day)
+            if entry.rejected:
+                rejected.setdefault(symbol, {})[day] = entry.rejected
         return {
             COVERAGE_KEY: json.dumps(coverage).encode(),
             BARS_KEY: json.dumps(bars).encode(),
             PARTIAL_KEY: json.dumps(partial).encode(),
+            REJECTED_KEY: json.dumps(rejected).encode(),
             SESSION_KEY: self.session.value.encode(),
         }
 
@@ -137,7 +144,12 @@ def parse_footer(meta: Mapping[bytes, bytes], count: Callable[[], dict[Key, int]
         partial = {
             (s, d) for s, d in keys if fetched is None or fetched <= dt.date.fromisoformat(d)
         }
-    entries = {k: Entry(bars.get(k, 0), k not in partial) for k in keys}
+    rejected = {
+        (s, d): int(n)
+        for s, days in json.loads(meta.get(REJECTED_KEY, b"{}")).items()
+        for d, n in days.items()
+    }
+    entries = {k: Entry(bars.get(k, 0), k not in partial, rejected.get(k, 0)) for k in keys}
     return Footer(entries, session, job_id, fetched_at)
 
 

@@ -110,7 +110,9 @@ class ParquetSink:
         for symbol, symbol_days in request.coverage.items():
             for day in symbol_days:
                 months.setdefault(month_key(day), {})[(symbol, day.isoformat())] = Entry(
-                    bars.get((symbol, day), 0), (symbol, day) not in partial
+                    bars.get((symbol, day), 0),
+                    (symbol, day) not in partial,
+                    request.rejected.get((symbol, day), 0),
                 )
         month_of_day = np.array([month_key(d) for d in index.days])
         fetched_at = clock.now().isoformat(timespec="seconds")

@@ -444,6 +444,7 @@ class IngestionCoordinatorService:
                         adjustment=series.adjustment,
                         session=cfg.session,
                         partial=partial,
+                        rejected=rejected_counts,
                     )
                 )
             )

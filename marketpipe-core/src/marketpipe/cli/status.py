@@ -1,0 +1,111 @@
+"""``mp status``: per series, then per symbol: what is stored and where the holes are."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import click
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from marketpipe.cli.common import console, data_dir_option, emit_json, json_option, user_errors
+from marketpipe.dataset import Selection, run_status
+from marketpipe.ingestion.domain.values import Symbol, Timeframe
+from marketpipe.status import SeriesStatus, status_dict
+
+
+def _span(first: dt.date, last: dt.date) -> str:
+    return first.isoformat() if first == last else f"{first}..{last}"
+
+
+def _listing(items: list[str], limit: int = 6) -> str:
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def print_status(statuses: list[SeriesStatus]) -> None:
+    for status in statuses:
+        symbols = status.symbols
+        first = min(s.first_day for s in symbols)
+        last = max(s.last_day for s in symbols)
+        console.print(
+            Text.assemble(
+                (str(status.series), "bold"),
+                f"  {len(symbols):,} symbols · {_span(first, last)} · {status.bars:,} bars",
+            )
+        )
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        for name in ("symbol", "first", "last", "sess.", "bars", "miss.", "part.", "thin", "quar."):
+            table.add_column(
+                name,
+                justify="left" if name in ("symbol", "first", "last") else "right",
+                no_wrap=True,
+                overflow="fold" if name == "symbol" else "ellipsis",
+            )
+        for s in symbols:
+            table.add_row(
+                Text(s.symbol),
+                s.first_day.isoformat(),
+                s.last_day.isoformat(),
+                f"{s.sessions:,}",
+                f"{s.bars:,}",
+                f"[red]{s.missing_sessions:,}[/]" if s.missing_sessions else "0",
+                f"[yellow]{len(s.partial)}[/]" if s.partial else "0",
+                f"[yellow]{len(s.thin)}[/]" if s.thin else "0",
+                f"{s.quarantined:,}",
+            )
+        console.print(table)
+        for s in symbols:
+            lines = []
+            if s.missing:
+                lines.append("missing " + _listing([_span(a, b) for a, b in s.missing]))
+            if s.partial:
+                lines.append("partial " + _listing([d.isoformat() for d in s.partial]))
+            if s.thin:
+                lines.append("thin " + _listing([d.isoformat() for d in s.thin]))
+            if lines:
+                console.print(f"  {escape(s.symbol)}: " + "; ".join(lines), soft_wrap=False)
+        console.print()
+
+
+@click.command()
+@click.option("--provider", default=None, help="only this provider's series")
+@click.option("--feed", default=None, help="only series of this feed")
+@click.option("--timeframe", default=None, help="only series of this timeframe (1m ... 1d)")
+@click.option("--symbols", default=None, help="only these symbols, e.g. AAPL,MSFT")
+@data_dir_option
+@json_option
+@user_errors
+def status(
+    provider: str | None,
+    feed: str | None,
+    timeframe: str | None,
+    symbols: str | None,
+    data_dir: Path,
+    as_json: bool,
+) -> None:
+    """What the dataset holds, per series and symbol: days, sessions, bars, and the gaps.
+
+    Missing sessions are counted against the exchange calendar between each symbol's first and
+    last stored day; partial days were fetched before they were final; thin days hold
+    suspiciously few bars for their session.
+    """
+    selection = Selection(
+        provider=provider,
+        feed=feed,
+        timeframe=Timeframe.parse(timeframe) if timeframe else None,
+        symbols=Symbol.parse_list(symbols) if symbols else (),
+    )
+    statuses, notes = run_status(data_dir, selection)
+    if as_json:
+        emit_json({**status_dict(statuses), "notes": notes})
+        return
+    for note in notes:
+        console.print(f"[yellow]Note:[/] {escape(note)}", soft_wrap=True)
+    if not statuses:
+        console.print(f"No bars stored in {escape(str(data_dir))} for that selection.")
+        return
+    print_status(statuses)

@@ -1,0 +1,82 @@
+"""`mp status`: per series and symbol, the exact gaps, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+from cli_helpers import mp, mp_json
+
+FAKE = ["ingest", "--provider", "fake"]
+
+
+def ingest(
+    root: Path, symbols: str, start: str, end: str, *extra: str, env: dict | None = None
+) -> dict:
+    args = [*FAKE, "--symbols", symbols, "--start", start, "--end", end, "--data-dir", str(root)]
+    return mp_json(*args, *extra, env=env)  # type: ignore[return-value]
+
+
+def test_status_shows_the_exact_gaps_partial_and_thin_days_and_quarantined_rows(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "data"
+    ingest(root, "AAPL,MSFT", "2024-03-01", "2024-03-28")
+    first = ingest(root, "IBM", "2024-03-01", "2024-03-06", "-o", "bad_row_rate=0.01")
+    ingest(root, "IBM", "2024-03-12", "2024-03-14")
+    ingest(root, "IBM", "2024-03-20", "2024-03-20", env={"MARKETPIPE_NOW": "2024-03-20T15:00:00Z"})
+    thin = ingest(root, "XYZ", "2024-03-04", "2024-03-04", "-o", "bad_row_rate=0.7")
+    report = mp_json("status", "--data-dir", str(root))
+    (series,) = report["series"]  # type: ignore[index]
+    assert (series["provider"], series["feed"], series["adjustment"], series["timeframe"]) == (
+        "fake",
+        "sim",
+        "raw",
+        "1m",
+    )
+    by_symbol = {s["symbol"]: s for s in series["symbols"]}
+    assert sorted(by_symbol) == ["AAPL", "IBM", "MSFT", "XYZ"]
+    ibm = by_symbol["IBM"]
+    assert (ibm["first_day"], ibm["last_day"]) == ("2024-03-01", "2024-03-20")
+    assert ibm["missing"] == [["2024-03-07", "2024-03-11"], ["2024-03-15", "2024-03-19"]]
+    assert ibm["missing_sessions"] == 6 and ibm["sessions"] == 8
+    assert ibm["partial"] == ["2024-03-20"]
+    assert ibm["quarantined"] == first["rejected_rows"] > 0
+    assert by_symbol["XYZ"]["thin"] == ["2024-03-04"] and thin["rejected_rows"] > 195
+    assert by_symbol["AAPL"]["missing"] == [] and by_symbol["AAPL"]["sessions"] == 20
+    counted = dict(
+        duckdb.sql(
+            f"SELECT symbol, count(*) FROM read_parquet('{root}/**/*.parquet') GROUP BY 1"
+        ).fetchall()
+    )
+    assert {s: v["bars"] for s, v in by_symbol.items()} == counted
+    assert series["bars"] == sum(counted.values())
+
+    only = mp_json("status", "--data-dir", str(root), "--symbols", "IBM")
+    assert [s["symbol"] for s in only["series"][0]["symbols"]] == ["IBM"]  # type: ignore[index]
+
+
+def test_status_reads_well_at_80_columns(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    ingest(root, "AAPL,BRK.B", "2024-03-01", "2024-03-05")
+    ingest(root, "AAPL", "2024-03-08", "2024-03-08")
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("mp")), "status", "--data-dir", str(root)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "80"},
+        check=True,
+    )
+    lines = out.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, out.stdout
+    assert any(line.startswith("AAPL ") and "2024-03-08" in line for line in lines)
+    assert "AAPL: missing 2024-03-06..2024-03-07" in out.stdout
+
+
+def test_status_of_a_missing_data_dir_is_one_line(tmp_path: Path) -> None:
+    out = mp("status", "--data-dir", str(tmp_path / "nothing"))
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert "no dataset at" in out.stderr and not (tmp_path / "nothing").exists()
