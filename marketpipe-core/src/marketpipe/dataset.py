@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
+import numpy as np
 
 from marketpipe.calendar import nyse_calendar
 from marketpipe.errors import InvalidInputError, UserError
@@ -32,6 +33,8 @@ from marketpipe.pipeline import (
 )
 from marketpipe.status import SeriesStatus, series_status
 from marketpipe.storage.catalog import Catalog
+from marketpipe.storage.layout import series_folder
+from marketpipe.storage.parquet_sink import ParquetSink
 from marketpipe.storage.verify import VerifyReport, verify_dataset
 
 
@@ -211,6 +214,72 @@ def run_status(data_dir: Path, selection: Selection) -> tuple[list[SeriesStatus]
         return [s for s in statuses if s.symbols], notes
     finally:
         catalog.close()
+        store.close()
+
+
+@attrs.frozen
+class SeriesDeletion:
+    series: Series
+    partitions: tuple[tuple[str, dt.date, int], ...]  # (symbol, day, bars)
+
+    @property
+    def bars(self) -> int:
+        return sum(n for _, _, n in self.partitions)
+
+
+def plan_delete(
+    data_dir: Path, selection: Selection, first: dt.date | None, last: dt.date | None
+) -> list[SeriesDeletion]:
+    """What ``mp delete`` would remove: the selected stored partitions, per series."""
+    if not data_dir.is_dir():
+        raise InvalidInputError(f"no dataset at {data_dir}")
+    store = SqliteJobStore.for_data_dir(data_dir)
+    catalog = Catalog(data_dir)
+    try:
+        open_dataset(data_dir, store)
+        wanted = {s.value for s in selection.symbols}
+        plan = []
+        for series in catalog.sync_all():
+            if not selection.takes(series):
+                continue
+            names, cols = catalog.partitions(series)
+            keep = np.isin(np.array(names, dtype=object)[cols["symbol"]], list(wanted))
+            if first is not None:
+                keep &= cols["day"] >= first.toordinal()
+            if last is not None:
+                keep &= cols["day"] <= last.toordinal()
+            chosen = tuple(
+                (names[s], dt.date.fromordinal(d), b)
+                for s, d, b in zip(
+                    cols["symbol"][keep].tolist(),
+                    cols["day"][keep].tolist(),
+                    cols["bars"][keep].tolist(),
+                    strict=True,
+                )
+            )
+            if chosen:
+                plan.append(SeriesDeletion(series, chosen))
+        return plan
+    finally:
+        catalog.close()
+        store.close()
+
+
+def run_delete(data_dir: Path, plan: list[SeriesDeletion]) -> int:
+    """Remove the planned partitions (rows and catalog entries); returns the rows removed. The
+    job store marks their records DELETED, so ``mp verify`` and ``mp update`` leave them be."""
+    store = SqliteJobStore.for_data_dir(data_dir)
+    sink = ParquetSink(data_dir)
+    try:
+        removed = 0
+        for item in plan:
+            keys = {(s, d) for s, d, _ in item.partitions}
+            removed += sink.delete(item.series, keys)
+            prefix = series_folder(data_dir, item.series).relative_to(data_dir).as_posix() + "/"
+            store.mark_deleted(prefix, keys)
+        return removed
+    finally:
+        sink.close()
         store.close()
 
 

@@ -6,6 +6,7 @@ import click
 
 from marketpipe import __version__
 from marketpipe.cli.catalog import plugins, providers
+from marketpipe.cli.delete import delete
 from marketpipe.cli.ingest import ingest
 from marketpipe.cli.jobs import jobs
 from marketpipe.cli.status import status
@@ -23,6 +24,7 @@ cli.add_command(providers)
 cli.add_command(plugins)
 cli.add_command(ingest)
 cli.add_command(jobs)
+cli.add_command(delete)
 cli.add_command(status)
 cli.add_command(update)
 cli.add_command(verify)

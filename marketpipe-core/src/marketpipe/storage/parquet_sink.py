@@ -176,7 +176,39 @@ class ParquetSink:
         path = folder / f"part-{request.job_id}-{digest}.parquet"
         if not _is_sorted(table):
             table = table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
-        new_keys = _keys(coverage)
+        self._replace(
+            series,
+            month,
+            set(footer.entries),
+            (path, table, self._metadata(request, footer), footer),
+        )
+        return path
+
+    def delete(self, series: Series, keys: set[tuple[str, dt.date]]) -> int:
+        """Remove the rows of ``keys`` (symbol, day) from the series, atomically per month
+        folder; returns how many rows went."""
+        by_month: dict[str, set[tuple[str, str]]] = {}
+        for symbol, day in keys:
+            by_month.setdefault(month_key(day), set()).add((symbol, day.isoformat()))
+        removed = 0
+        for month, month_keys in sorted(by_month.items()):
+            removed += self._replace(series, month, month_keys, None)
+        return removed
+
+    def _replace(
+        self,
+        series: Series,
+        month: str,
+        keys: set[tuple[str, str]],
+        new: tuple[Path, pa.Table, Mapping[bytes, bytes], Footer] | None,
+    ) -> int:
+        """Write ``new`` (if any), then take ``keys``' rows out of the folder's other files,
+        then record it all in the catalog; returns the rows taken out."""
+        folder = month_folder(self.root, series, month)
+        path = new[0] if new is not None else None
+        if new is None and not folder.is_dir():
+            return 0
+        new_keys = {f"{s}|{d}" for s, d in keys}
         with folder_lock(folder):
             # The catalog, in step with the folder, names the files holding covered rows. A file
             # it cannot read blocks the commit while the folder is still as it was.
@@ -184,34 +216,34 @@ class ParquetSink:
             blocked = self.catalog.unreadable(series, month)
             if blocked:
                 raise StorageError(blocked[0][1])
-            others: list[tuple[Path, set[str]]] = []
+            others: list[tuple[Path, dict[str, int]]] = []
             holders = self.catalog.files_holding(
-                series, [(s, dt.date.fromisoformat(d)) for s, d in footer.entries]
+                series, [(s, dt.date.fromisoformat(d)) for s, d in keys]
             )
             for rel in sorted(holders):
                 other = self.root / rel
                 if other != path:
-                    old_keys = {
-                        f"{s}|{d}" for s, d in self.catalog.entries(series, month, other.name)
-                    }
-                    others.append((other, old_keys))
-            self._write(path, table, self._metadata(request, footer))
+                    held = self.catalog.entries(series, month, other.name)
+                    others.append((other, {f"{s}|{d}": n for (s, d), n in held.items()}))
+            if new is not None:
+                self._write(new[0], new[1], new[2])
             # The new rows are in place; the covered rows of older files go next. Rewrites are
             # prepared (written, not yet visible) first: if one fails (a full disk), the new file
             # is removed and the folder holds the old rows, never both.
             prepared: list[tuple[Path, Path, Footer]] = []
             removed: list[Path] = []
             try:
-                for other, old_keys in others:
-                    if old_keys <= new_keys:
+                for other, old in others:
+                    if set(old) <= new_keys:
                         removed.append(other)
                         continue
-                    tmp, rest = self._prepare_rest(other, old_keys & new_keys)
+                    tmp, rest = self._prepare_rest(other, set(old) & new_keys)
                     prepared.append((tmp, other, rest))
             except BaseException:
                 for tmp, _, _ in prepared:
                     tmp.unlink(missing_ok=True)
-                remove_durably(path, self.durable)
+                if path is not None:
+                    remove_durably(path, self.durable)
                 raise
             for tmp, other, _ in prepared:
                 os.replace(tmp, other)
@@ -219,11 +251,13 @@ class ParquetSink:
                 other.unlink(missing_ok=True)
             if self.durable and (prepared or removed):
                 fsync_dir(folder)
-            changes: dict[str, Footer | None] = {path.name: footer}
+            changes: dict[str, Footer | None] = {}
+            if new is not None:
+                changes[new[0].name] = new[3]
             changes.update({other.name: rest for _, other, rest in prepared})
             changes.update({other.name: None for other in removed})
             self.catalog.record(series, month, changes)
-        return path
+        return sum(n for _, old in others for k, n in old.items() if k in new_keys)
 
 
 @hookimpl

@@ -320,6 +320,16 @@ class SqliteJobStore:
                 [(now, j, s, d.isoformat()) for j, s, d in partitions],
             )
 
+    def mark_deleted(self, prefix: str, keys: Iterable[tuple[str, dt.date]]) -> None:
+        """Completed partitions under ``prefix`` (a series folder) that ``mp delete`` removed."""
+        now = _now()
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE partitions SET state='DELETED', updated_at=? WHERE state='COMPLETED' "
+                "AND symbol=? AND day=? AND substr(path, 1, ?) = ?",
+                [(now, s, d.isoformat(), len(prefix), prefix) for s, d in keys],
+            )
+
     def first_days(self, job_ids: Iterable[str]) -> dict[str, dt.date]:
         """``symbol -> first day`` those jobs committed or found stored (``mp update`` fetches
         each symbol from there, also when its files went missing)."""

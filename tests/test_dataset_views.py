@@ -1,4 +1,4 @@
-"""`mp status`: per series and symbol, the exact gaps, as a user runs it."""
+"""Seeing and shaping the dataset: `mp status`, `mp delete`, as a user runs them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 from cli_helpers import mp, mp_json
@@ -80,3 +81,47 @@ def test_status_of_a_missing_data_dir_is_one_line(tmp_path: Path) -> None:
     out = mp("status", "--data-dir", str(tmp_path / "nothing"))
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert "no dataset at" in out.stderr and not (tmp_path / "nothing").exists()
+
+
+def rows(root: Path) -> list[tuple]:
+    return duckdb.sql(
+        "SELECT symbol, timestamp, open, high, low, close, volume, trade_count, vwap FROM "
+        f"read_parquet('{root}/provider=*/**/*.parquet') ORDER BY ALL"
+    ).fetchall()
+
+
+def test_delete_removes_exactly_the_selection_and_update_restores_the_same_rows(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "data"
+    ingest(root, "AAPL,MSFT", "2024-03-01", "2024-03-15")
+    before = rows(root)
+    select = ["--provider", "fake", "--symbols", "AAPL", "--start", "2024-03-05"]
+    select += ["--end", "2024-03-07", "--data-dir", str(root)]
+    dry = mp_json("delete", *select, "--dry-run")
+    assert dry["dry_run"] and dry["partitions"] == 3 and dry["bars"] == 3 * 390  # type: ignore[index]
+    assert rows(root) == before
+    refused = mp("delete", *select)  # stdin is not a terminal: no prompt, no deletion
+    assert refused.returncode == 2 and "add --yes" in refused.stderr
+    assert rows(root) == before
+
+    done = mp_json("delete", *select, "--yes")
+    assert done["deleted"] and done["bars"] == 3 * 390  # type: ignore[index]
+    left = rows(root)
+    gone = [r for r in before if r not in set(left)]
+    assert len(gone) == 3 * 390 and {r[0] for r in gone} == {"AAPL"}
+    new_york = ZoneInfo("America/New_York")
+    assert {str(r[1].astimezone(new_york).date()) for r in gone} == {
+        "2024-03-05",
+        "2024-03-06",
+        "2024-03-07",
+    }
+    status = mp_json("status", "--data-dir", str(root), "--symbols", "AAPL")
+    assert status["series"][0]["symbols"][0]["missing"] == [["2024-03-05", "2024-03-07"]]  # type: ignore[index]
+    assert mp("verify", "--data-dir", str(root)).returncode == 0  # deleted on purpose: whole
+
+    update = mp_json(
+        "update", "--data-dir", str(root), env={"MARKETPIPE_NOW": "2024-03-15T21:00:00Z"}
+    )
+    assert update["series"][0]["job"]["partitions_completed"] == 3  # type: ignore[index]
+    assert rows(root) == before
