@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -125,3 +126,95 @@ def test_delete_removes_exactly_the_selection_and_update_restores_the_same_rows(
     )
     assert update["series"][0]["job"]["partitions_completed"] == 3  # type: ignore[index]
     assert rows(root) == before
+
+
+def _save_job(root: Path, job_id: str) -> None:
+    from marketpipe.ingestion.domain.job import IngestionConfiguration, IngestionJob
+    from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
+
+    store = SqliteJobStore.for_data_dir(root)
+    store.save(IngestionJob(job_id, IngestionConfiguration(provider="fake"), ["AAPL"], _range()))
+    store.close()
+
+
+def _range():  # type: ignore[no-untyped-def]
+    from marketpipe.ingestion.domain.values import TimeRange
+
+    return TimeRange("2024-03-04", "2024-03-04")
+
+
+def test_a_job_id_prefix_works_wherever_an_id_does_and_an_ambiguous_one_says_so(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "data"
+    job = ingest(root, "AAPL", "2024-03-04", "2024-03-05")
+    shown = mp_json("jobs", "show", job["job_id"][:5], "--data-dir", str(root))
+    assert shown["id"] == job["job_id"]  # type: ignore[index]
+    _save_job(root, "abcd00000001")
+    _save_job(root, "abcd00000002")
+    out = mp("jobs", "show", "abcd", "--data-dir", str(root))
+    assert out.returncode == 2 and out.stderr.strip() == (
+        "Error: job id prefix abcd is ambiguous: it matches abcd00000001, abcd00000002"
+    )
+    cancelled = mp_json("jobs", "cancel", "abcd00000002", "--data-dir", str(root))
+    assert cancelled["state"] == "CANCELLED"  # type: ignore[index]
+    out = mp("jobs", "cancel", "abcd", "--data-dir", str(root))  # still two: refused
+    assert out.returncode == 2 and "ambiguous" in out.stderr
+
+
+def test_every_table_shows_whole_ids_states_and_names_at_80_columns(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    job = ingest(root, "AAPL,MSFT,BRK.B,SPY,QQQ", "2024-03-04", "2024-03-05")
+    env = {**os.environ, "COLUMNS": "80"}
+    exe = str(Path(sys.executable).with_name("mp"))
+
+    def run(*args: str) -> str:
+        out = subprocess.run([exe, *args], capture_output=True, text=True, env=env, check=True)
+        assert max(len(line.rstrip()) for line in out.stdout.splitlines()) <= 80, out.stdout
+        return out.stdout
+
+    listed = run("jobs", "list", "--data-dir", str(root))
+    assert job["job_id"] in listed and "COMPLETED" in listed
+    assert "…" not in listed
+    shown = run("jobs", "show", job["job_id"], "--data-dir", str(root))
+    assert f"Job {job['job_id']} COMPLETED" in shown and "BRK.B" in shown
+    every = run("jobs", "show", job["job_id"], "--partitions", "--data-dir", str(root))
+    assert every.count("COMPLETED") == 1 + 10
+    failed_only = run(
+        "jobs", "show", job["job_id"], "--partitions", "--state", "failed", "--data-dir", str(root)
+    )
+    assert failed_only.count("COMPLETED") == 1
+    providers = run("providers")
+    for name in ("MARKETPIPE_ALPACA_API_KEY_ID", "APCA_API_SECRET_KEY"):
+        assert name in providers  # whole, never cut to "MARKETPIPE_…"
+    run("status", "--data-dir", str(root))
+    run("plugins")
+
+
+def test_the_event_log_has_one_start_line_per_unit(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    job = ingest(root, "AAPL,MSFT,SPY", "2024-03-04", "2024-03-08")
+    shown = mp_json("jobs", "show", job["job_id"], "--data-dir", str(root))
+    lines = [json.loads(x) for x in Path(shown["event_log"]).read_text().splitlines()]  # type: ignore[index]
+    names = [e["event"] for e in lines]
+    units = [e for e in lines if e["event"] == "IngestionUnitStarted"]
+    assert names.count("IngestionJobStarted") == 1  # the job's; none per partition
+    assert sum(u["partitions"] for u in units) == 15 == names.count("IngestionBatchProcessed")
+
+
+def test_shell_completion_offers_providers_and_timeframes() -> None:
+    exe = str(Path(sys.executable).with_name("mp"))
+
+    def complete(words: str) -> list[str]:
+        env = {
+            **os.environ,
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+            "_MP_COMPLETE": "bash_complete",
+        }
+        out = subprocess.run([exe], capture_output=True, text=True, env=env, check=True)
+        return [line.split(",", 1)[1] for line in out.stdout.splitlines()]
+
+    assert "fake" in complete("mp ingest --provider f")
+    assert complete("mp status --timeframe ") == ["1m", "5m", "15m", "30m", "1h", "1d"]
+    assert complete("mp ingest --session e") == ["extended"]

@@ -291,8 +291,10 @@ def test_events_are_logged_in_order_as_json_lines(tmp_path: Path) -> None:
     names = [e["event"] for e in lines]
     assert names[:2] == ["IngestionJobStarted", "IngestionJobPlanned"]
     assert names[-1] == "IngestionJobCompleted"
-    assert lines[0]["symbol"] is None  # the job's own start; then one per partition
-    assert names.count("IngestionBatchProcessed") == 6 and names.count("IngestionJobStarted") == 7
+    assert lines[0]["symbol"] is None  # the job's own start; then one line per unit
+    assert names.count("IngestionBatchProcessed") == 6 and names.count("IngestionJobStarted") == 1
+    units = [e for e in lines if e["event"] == "IngestionUnitStarted"]
+    assert sum(u["partitions"] for u in units) == 6 and units[0]["symbols"] == ["AAPL", "MSFT"]
     processed = [e for e in lines if e["event"] == "IngestionBatchProcessed"]
     assert {e["symbol"] for e in processed} == {"AAPL", "MSFT"}
     assert all(e["bars_count"] == 390 and e["partition"]["path"] for e in processed)

@@ -6,10 +6,10 @@ from typing import Any
 
 import click
 from rich.markup import escape
-from rich.table import Table
+from rich.padding import Padding
 from rich.text import Text
 
-from marketpipe.cli.common import console, emit_json, json_option, user_errors
+from marketpipe.cli.common import Column, console, emit_json, fitted_table, json_option, user_errors
 from marketpipe.plugins import get_plugin_host
 from marketpipe.settings import ConfigFile, config_path, describe_missing, resolve_settings
 
@@ -32,7 +32,7 @@ def providers(as_json: bool) -> None:
                 "description": spec.description,
                 "available": not resolved.missing,
                 "missing": describe_missing(spec, resolved.missing) if resolved.missing else None,
-                "timeframes": sorted(t.value for t in spec.timeframes),
+                "timeframes": [t.value for t in sorted(spec.timeframes, key=lambda t: t.minutes)],
                 "settings": [
                     {
                         "name": s.name,
@@ -59,30 +59,36 @@ def providers(as_json: bool) -> None:
             }
         )
         return
-    table = Table(title="Providers")
-    for column in ("name", "distribution", "version", "status", "settings", "description"):
-        table.add_column(column)
+    # One block per provider, wrapped at word boundaries: environment variable names and
+    # settings stay whole at any width (a table cut them to "MARKETPIPE_…").
     for row in rows:
-        status = "[green]available[/]" if row["available"] else f"[red]{escape(row['missing'])}[/]"
-        settings = ", ".join(s["name"] for s in row["settings"]) or "-"
-        table.add_row(
-            row["name"],
-            row["distribution"] or "?",
-            row["version"] or "?",
-            status,
-            settings,
-            row["description"],
+        status = "[green]available[/]" if row["available"] else "[red]not configured[/]"
+        console.print(
+            f"[bold]{escape(row['name'])}[/] ({escape(row['distribution'] or '?')} "
+            f"{escape(row['version'] or '?')}): {status}"
         )
+        detail = [Text(row["description"])]
+        if row["missing"]:
+            detail.append(Text(row["missing"], style="red"))
+        settings = ", ".join(
+            s["name"] + ("*" if s["required"] else "") + (" (secret)" if s["secret"] else "")
+            for s in row["settings"]
+        )
+        detail.append(Text("settings: " + (settings or "-")))
+        detail.append(Text("timeframes: " + " ".join(row["timeframes"])))
+        for line in detail:
+            console.print(Padding(line, (0, 0, 0, 2), expand=False))
     for bad in failed:
-        table.add_row(
-            Text(str(bad["name"])),
-            Text(str(bad["distribution"])),
-            Text(str(bad["version"])),
-            Text(f"failed to load: {bad['error']}", style="red"),
-            "-",
-            "-",
+        console.print(
+            Text.assemble(
+                (str(bad["name"]), "bold"),
+                f" ({bad['distribution']} {bad['version']}): ",
+                (f"failed to load: {bad['error']}", "red"),
+            )
         )
-    console.print(table)
+    console.print(
+        Text("* required; set with -o NAME=VALUE, MARKETPIPE_<PROVIDER>_<NAME> or the config file")
+    )
     console.print(
         f"config file: {config.path or 'none (./marketpipe.toml or ~/.config/marketpipe/config.toml)'}"
     )
@@ -109,10 +115,25 @@ def plugins(as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    table = Table(title="Plugins")
-    for column in ("name", "distribution", "version", "hooks", "status"):
-        table.add_column(column)
-    for r in records:
-        status = f"[red]failed: {escape(r.error)}[/]" if r.error else "[green]loaded[/]"
-        table.add_row(r.name, r.distribution, r.version, ", ".join(r.hooks) or "-", status)
+    columns = [
+        Column("name", keep=True),
+        Column("status", keep=True),
+        Column("hooks", 3),
+        Column("distribution", 2),
+        Column("version", 1),
+    ]
+    table_rows = [
+        [
+            Text(r.name),
+            "[red]failed[/]" if r.error else "[green]loaded[/]",
+            ", ".join(r.hooks) or "-",
+            Text(r.distribution),
+            Text(r.version),
+        ]
+        for r in records
+    ]
+    table = fitted_table(columns, table_rows, title="Plugins")
     console.print(table)
+    for r in records:
+        if r.error:  # whole, below the table: a cell would cut it
+            console.print(Text.assemble((r.name, "bold"), ": ", (f"failed: {r.error}", "red")))

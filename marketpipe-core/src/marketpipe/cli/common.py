@@ -10,8 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import attrs
 import click
+from click.shell_completion import CompletionItem
+from rich import box
 from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 
 from marketpipe.errors import PluginConflictError, UserError
 
@@ -54,6 +59,64 @@ def concurrency_option(func: F) -> F:
         show_default=True,
         help="units in flight at once",
     )(func)
+
+
+@attrs.frozen
+class Column:
+    """A table column: ``keep`` columns are never dropped; the others go, lowest ``priority``
+    first, when the table would be wider than the terminal (or 80 columns when piped)."""
+
+    name: str
+    priority: int = 0
+    keep: bool = False
+    justify: str = "left"
+
+
+def fitted_table(columns: list[Column], rows: list[list[Any]], **options: Any) -> Table:
+    """A table that reads well in any width: whole cells, columns dropped in priority order
+    instead of every column squeezed into wrapped fragments."""
+    shown = list(columns)
+    while True:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, **options)
+        for column in shown:
+            table.add_column(column.name, no_wrap=True, justify=column.justify)  # type: ignore[arg-type]
+        index = [columns.index(c) for c in shown]
+        for row in rows:
+            table.add_row(*(row[i] for i in index))
+        width = Measurement.get(console, console.options.update_width(10_000), table).maximum
+        droppable = [c for c in shown if not c.keep]
+        if width <= console.width or not droppable:
+            return table
+        shown.remove(min(droppable, key=lambda c: c.priority))
+
+
+def _matching(values: list[str], incomplete: str) -> list[CompletionItem]:
+    return [CompletionItem(v) for v in values if v.startswith(incomplete.lower())]
+
+
+def complete_provider(_ctx: Any, _param: Any, incomplete: str) -> list[CompletionItem]:
+    """Shell completion (``_MP_COMPLETE``): the installed providers."""
+    from marketpipe.plugins import get_plugin_host
+
+    return _matching(sorted(get_plugin_host().providers()), incomplete)
+
+
+def complete_timeframe(_ctx: Any, _param: Any, incomplete: str) -> list[CompletionItem]:
+    from marketpipe.ingestion.domain.values import Timeframe
+
+    return _matching([t.value for t in Timeframe], incomplete)
+
+
+def complete_session(_ctx: Any, _param: Any, incomplete: str) -> list[CompletionItem]:
+    return _matching(["regular", "extended"], incomplete)
+
+
+#: Feeds of the providers shipped here; a plugin's own are accepted too (feeds are free text).
+KNOWN_FEEDS = ["iex", "sip", "delayed_sip", "otc", "boats", "overnight", "tops", "deep", "dpls"]
+
+
+def complete_feed(_ctx: Any, _param: Any, incomplete: str) -> list[CompletionItem]:
+    return _matching(KNOWN_FEEDS, incomplete)
 
 
 def json_option(func: F) -> F:

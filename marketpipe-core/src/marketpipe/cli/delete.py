@@ -10,7 +10,16 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from marketpipe.cli.common import console, data_dir_option, emit_json, json_option, user_errors
+from marketpipe.cli.common import (
+    complete_feed,
+    complete_provider,
+    complete_timeframe,
+    console,
+    data_dir_option,
+    emit_json,
+    json_option,
+    user_errors,
+)
 from marketpipe.dataset import Selection, SeriesDeletion, plan_delete, run_delete
 from marketpipe.errors import InvalidInputError
 from marketpipe.ingestion.domain.values import Symbol, Timeframe, TimeRange
@@ -34,10 +43,17 @@ def _plan_dict(plan: list[SeriesDeletion]) -> list[dict[str, object]]:
 
 
 @click.command()
-@click.option("--provider", required=True, help="the provider whose bars go")
-@click.option("--feed", default=None, help="only this feed's series")
+@click.option(
+    "--provider", shell_complete=complete_provider, required=True, help="the provider whose bars go"
+)
+@click.option("--feed", shell_complete=complete_feed, default=None, help="only this feed's series")
 @click.option("--adjustment", default=None, help="only this adjustment's series (raw, split...)")
-@click.option("--timeframe", default=None, help="only this timeframe's series")
+@click.option(
+    "--timeframe",
+    shell_complete=complete_timeframe,
+    default=None,
+    help="only this timeframe's series",
+)
 @click.option("--symbols", required=True, help="comma-separated symbols, e.g. AAPL,MSFT")
 @click.option("--start", default=None, help="first day to delete (default: the first stored)")
 @click.option("--end", default=None, help="last day to delete (default: the last stored)")

@@ -17,6 +17,10 @@ from rich.text import Text
 
 from marketpipe.cli.common import (
     batch_size_option,
+    complete_feed,
+    complete_provider,
+    complete_session,
+    complete_timeframe,
     concurrency_option,
     console,
     data_dir_option,
@@ -99,7 +103,12 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
 
 
 @click.command()
-@click.option("--provider", required=True, help="provider name (see `mp providers`)")
+@click.option(
+    "--provider",
+    shell_complete=complete_provider,
+    required=True,
+    help="provider name (see `mp providers`)",
+)
 @click.option("--symbols", default=None, help="comma-separated symbols, e.g. AAPL,MSFT")
 @click.option(
     "--all-symbols",
@@ -119,16 +128,28 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
     metavar="PATH_OR_GLOB",
     help="read local files instead of the network (shorthand for -o source=...; e.g. iex captures)",
 )
-@click.option("--timeframe", default="1m", show_default=True, help="1m, 5m, 15m, 30m, 1h or 1d")
+@click.option(
+    "--timeframe",
+    shell_complete=complete_timeframe,
+    default="1m",
+    show_default=True,
+    help="1m, 5m, 15m, 30m, 1h or 1d",
+)
 @click.option(
     "--session",
+    shell_complete=complete_session,
     default="regular",
     show_default=True,
     help="regular (the exchange's session) or extended (04:00-20:00 New York)",
 )
 @data_dir_option
 @click.option("-o", "options", multiple=True, metavar="KEY=VALUE", help="provider setting")
-@click.option("--feed", default=None, help="shorthand for -o feed=FEED (providers with feeds)")
+@click.option(
+    "--feed",
+    shell_complete=complete_feed,
+    default=None,
+    help="shorthand for -o feed=FEED (providers with feeds)",
+)
 @batch_size_option
 @concurrency_option
 @click.option(

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import click
-from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
-from marketpipe.cli.common import console, data_dir_option, emit_json, json_option, user_errors
+from marketpipe.cli.common import (
+    Column,
+    console,
+    data_dir_option,
+    emit_json,
+    fitted_table,
+    json_option,
+    user_errors,
+)
 from marketpipe.errors import JobNotFoundError
 from marketpipe.ingestion.domain.job import IngestionJob, ProcessingState
-from marketpipe.ingestion.domain.values import IngestionJobId
 from marketpipe.ingestion.infrastructure.event_log import event_log_path
 from marketpipe.ingestion.infrastructure.job_locks import JobLocks
 from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
@@ -72,6 +79,18 @@ def jobs() -> None:
     """Inspect ingestion jobs."""
 
 
+def _when(value: object) -> str:
+    """An ISO moment as ``YYYY-MM-DD HH:MM UTC`` (the zone said, the seconds dropped)."""
+    if not value:
+        return "-"
+    moment = dt.datetime.fromisoformat(str(value)).astimezone(dt.UTC)
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def _symbols(symbols: list[str], limit: int = 3) -> str:
+    return ",".join(symbols[:limit]) + (f" +{len(symbols) - limit}" if len(symbols) > limit else "")
+
+
 @jobs.command("list")
 @data_dir_option
 @json_option
@@ -87,44 +106,89 @@ def list_jobs(data_dir: Path, as_json: bool) -> None:
     if as_json:
         emit_json(rows)
         return
-    table = Table(title=escape(f"Jobs in {data_dir}"))
-    for column in (
-        "id",
-        "state",
-        "provider",
-        "symbols",
-        "range",
-        "progress",
-        "bars",
-        "started",
-        "duration",
-    ):
-        table.add_column(column)
-    for row in rows:
-        symbols = ",".join(row["symbols"][:4]) + ("..." if len(row["symbols"]) > 4 else "")  # type: ignore[index, arg-type]
-        table.add_row(
+    # Ids and states are never cut (they are what `mp jobs resume` needs); in a narrow terminal
+    # the least needed columns go.
+    columns = [
+        Column("id", keep=True),
+        Column("state", keep=True),
+        Column("provider", 5),
+        Column("tf", 2),
+        Column("symbols", 3),
+        Column("range", 7),
+        Column("done", 6, justify="right"),
+        Column("bars", 4, justify="right"),
+        Column("started", 1),
+    ]
+    table_rows = [
+        [
             str(row["id"]),
             str(row["state"]),
             Text(str(row["provider"])),
-            Text(symbols),
+            str(row["timeframe"]),
+            Text(_symbols(row["symbols"])),  # type: ignore[arg-type]
             f"{row['start']}..{row['end']}",
-            f"{row['partitions_completed']}/{row['partitions']}",
+            f"{row['partitions_completed']}+{row['partitions_stored']}/{row['partitions']}",
             f"{row['bars']:,}",
-            str(row["started_at"] or "-")[:19],
-            f"{row['duration_seconds'] or '-'}",
+            _when(row["started_at"]),
+        ]
+        for row in rows
+    ]
+    console.print(Text(f"Jobs in {data_dir}", style="bold"))
+    console.print(fitted_table(columns, table_rows))
+    console.print("done: fetched + already stored / planned partitions", style="dim")
+
+
+def _by_symbol(partitions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: dict[str, dict[str, object]] = {}
+    for p in partitions:
+        row = out.setdefault(
+            str(p["symbol"]),
+            {
+                "symbol": p["symbol"],
+                "partitions": 0,
+                "completed": 0,
+                "stored": 0,
+                "failed": 0,
+                "pending": 0,
+                "bars": 0,
+                "rejected": 0,
+                "first_day": p["day"],
+                "last_day": p["day"],
+            },
         )
-    console.print(table)
+        row["partitions"] = int(row["partitions"]) + 1  # type: ignore[call-overload]
+        state = str(p["state"]).lower()
+        key = state if state in ("completed", "stored", "failed") else "pending"
+        row[key] = int(row[key]) + 1  # type: ignore[call-overload]
+        row["bars"] = int(row["bars"]) + int(p["bars"])  # type: ignore[call-overload]
+        row["rejected"] = int(row["rejected"]) + int(p["rejected"])  # type: ignore[call-overload]
+        row["first_day"] = min(str(row["first_day"]), str(p["day"]))
+        row["last_day"] = max(str(row["last_day"]), str(p["day"]))
+    return list(out.values())
 
 
 @jobs.command("show")
 @click.argument("job_id")
+@click.option("--partitions", "every", is_flag=True, help="list every partition, not per symbol")
+@click.option(
+    "--state",
+    "only_state",
+    default=None,
+    type=click.Choice(
+        ["pending", "completed", "stored", "failed", "missing", "deleted"], case_sensitive=False
+    ),
+    help="with --partitions: only partitions in this state",
+)
 @data_dir_option
 @json_option
 @user_errors
-def show_job(job_id: str, data_dir: Path, as_json: bool) -> None:
-    """One job: its settings and every partition's state, bars, rejected rows and error."""
+def show_job(
+    job_id: str, every: bool, only_state: str | None, data_dir: Path, as_json: bool
+) -> None:
+    """One job (an id or a unique prefix of one): per symbol by default, every partition with
+    --partitions."""
     store = _store(data_dir)
-    job = store.get(IngestionJobId(job_id))
+    job = store.get(store.resolve(job_id))
     state = shown_state(job, JobLocks(data_dir))
     data = job_dict(job, store.totals(job.job_id), state)
     partitions = [
@@ -139,33 +203,74 @@ def show_job(job_id: str, data_dir: Path, as_json: bool) -> None:
             "error": p.error,
         }
         for p in store.partitions(job.job_id)
+        if only_state is None or p.state.lower() == only_state.lower()
     ]
     data["partitions_detail"] = partitions
+    data["symbols_detail"] = _by_symbol(partitions)
     data["quarantine_dir"] = str(data_dir / META_DIR / "quarantine" / f"job={job.job_id}")
     data["event_log"] = str(event_log_path(data_dir, job.job_id))
     if as_json:
         emit_json(data)
         return
     console.print(
-        f"[bold]Job {job.job_id}[/] {state}: {escape(str(data['provider']))} "
-        f"{data['timeframe']} {data['session']} {data['start']}..{data['end']}"
+        Text.assemble(
+            (f"Job {job.job_id} ", "bold"),
+            f"{state}: {data['provider']} {data['timeframe']} {data['session']} "
+            f"{data['start']}..{data['end']}",
+        )
     )
     if job.error_message:
-        console.print(f"[red]{escape(job.error_message)}[/]")
-    table = Table()
-    for column in ("symbol", "day", "state", "bars", "rejected", "file", "error"):
-        table.add_column(column)
-    for p in partitions:
-        table.add_row(
-            Text(str(p["symbol"])),
-            Text(str(p["day"])),
-            Text(str(p["state"])),
-            Text(str(p["bars"])),
-            Text(str(p["rejected"])),
-            Text(str(p["path"] or "-")),
-            Text(str(p["error"] or "")),
-        )
+        console.print(Text(job.error_message, style="red"))
+    if every:
+        columns = [
+            Column("symbol", keep=True),
+            Column("day", keep=True),
+            Column("state", keep=True),
+            Column("bars", 5, justify="right"),
+            Column("rej.", 3, justify="right"),
+            Column("error", 4),
+            Column("file", 1),
+        ]
+        rows = [
+            [
+                Text(str(p["symbol"])),
+                str(p["day"]),
+                str(p["state"]),
+                f"{p['bars']:,}",
+                f"{p['rejected']:,}",
+                Text(str(p["error"] or "")),
+                Text(str(p["path"] or "-")),
+            ]
+            for p in partitions
+        ]
+    else:
+        columns = [
+            Column("symbol", keep=True),
+            Column("days", 8),
+            Column("parts", 7, justify="right"),
+            Column("done", 6, justify="right"),
+            Column("stored", 5, justify="right"),
+            Column("fail", 9, justify="right"),
+            Column("bars", 4, justify="right"),
+            Column("rej.", 3, justify="right"),
+        ]
+        rows = [
+            [
+                Text(str(row["symbol"])),
+                f"{row['first_day']}..{row['last_day']}",
+                f"{row['partitions']:,}",
+                f"{row['completed']:,}",
+                f"{row['stored']:,}",
+                f"[red]{row['failed']:,}[/]" if row["failed"] else "0",
+                f"{row['bars']:,}",
+                f"{row['rejected']:,}",
+            ]
+            for row in data["symbols_detail"]  # type: ignore[attr-defined]
+        ]
+    table = fitted_table(columns, rows)
     console.print(table)
+    if not every:
+        console.print(f"Every partition: mp jobs show {job.job_id} --partitions [--state failed]")
     console.print(Text(f"quarantine: {data['quarantine_dir']}"))
     console.print(Text(f"event log: {data['event_log']}"))
 
@@ -187,8 +292,11 @@ def resume_job(
     from marketpipe.pipeline import resume_ingest
     from marketpipe.settings import parse_overrides
 
-    _store(data_dir).close()
-    key = IngestionJobId(job_id)
+    store = _store(data_dir)
+    try:
+        key = store.resolve(job_id)
+    finally:
+        store.close()
     overrides = parse_overrides(options)
     run_job(
         lambda bus, cancel: resume_ingest(data_dir, key, overrides, bus, cancel),
@@ -207,8 +315,12 @@ def cancel_job_command(job_id: str, data_dir: Path, as_json: bool) -> None:
     """Mark a job that is no longer running CANCELLED (stop a running one with Ctrl-C)."""
     from marketpipe.pipeline import cancel_job
 
-    _store(data_dir).close()
-    job = cancel_job(data_dir, IngestionJobId(job_id))
+    store = _store(data_dir)
+    try:
+        key = store.resolve(job_id)
+    finally:
+        store.close()
+    job = cancel_job(data_dir, key)
     if as_json:
         emit_json({"id": job.job_id.value, "state": job.state.value})
     else:

@@ -11,7 +11,16 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from marketpipe.cli.common import console, data_dir_option, emit_json, json_option, user_errors
+from marketpipe.cli.common import (
+    complete_feed,
+    complete_provider,
+    complete_timeframe,
+    console,
+    data_dir_option,
+    emit_json,
+    json_option,
+    user_errors,
+)
 from marketpipe.dataset import Selection, run_status
 from marketpipe.ingestion.domain.values import Symbol, Timeframe
 from marketpipe.status import SeriesStatus, status_dict
@@ -72,9 +81,16 @@ def print_status(statuses: list[SeriesStatus]) -> None:
 
 
 @click.command()
-@click.option("--provider", default=None, help="only this provider's series")
-@click.option("--feed", default=None, help="only series of this feed")
-@click.option("--timeframe", default=None, help="only series of this timeframe (1m ... 1d)")
+@click.option(
+    "--provider", shell_complete=complete_provider, default=None, help="only this provider's series"
+)
+@click.option("--feed", shell_complete=complete_feed, default=None, help="only series of this feed")
+@click.option(
+    "--timeframe",
+    shell_complete=complete_timeframe,
+    default=None,
+    help="only series of this timeframe (1m ... 1d)",
+)
 @click.option("--symbols", default=None, help="only these symbols, e.g. AAPL,MSFT")
 @data_dir_option
 @json_option

@@ -12,6 +12,9 @@ from rich.text import Text
 
 from marketpipe.cli.common import (
     batch_size_option,
+    complete_feed,
+    complete_provider,
+    complete_timeframe,
     concurrency_option,
     console,
     data_dir_option,
@@ -92,9 +95,16 @@ def print_update(result: UpdateResult) -> None:
 
 
 @click.command()
-@click.option("--provider", default=None, help="only this provider's series")
-@click.option("--feed", default=None, help="only series of this feed")
-@click.option("--timeframe", default=None, help="only series of this timeframe (1m ... 1d)")
+@click.option(
+    "--provider", shell_complete=complete_provider, default=None, help="only this provider's series"
+)
+@click.option("--feed", shell_complete=complete_feed, default=None, help="only series of this feed")
+@click.option(
+    "--timeframe",
+    shell_complete=complete_timeframe,
+    default=None,
+    help="only series of this timeframe (1m ... 1d)",
+)
 @click.option("--symbols", default=None, help="only these symbols, e.g. AAPL,MSFT")
 @data_dir_option
 @click.option("-o", "options", multiple=True, metavar="KEY=VALUE", help="provider setting")

@@ -23,6 +23,7 @@ _EXPORTS = {
     "IngestionJobFailed": "domain.events",
     "IngestionJobPlanned": "domain.events",
     "IngestionJobStarted": "domain.events",
+    "IngestionUnitStarted": "domain.events",
     "IngestionPartitionFailed": "domain.events",
     "IngestionProviderNote": "domain.events",
     "IngestionConfiguration": "domain.job",

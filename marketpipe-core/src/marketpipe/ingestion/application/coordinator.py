@@ -275,9 +275,8 @@ class IngestionCoordinatorService:
         announce: bool = True,
     ) -> None:
         cfg = job.configuration
-        for symbol in unit.symbols if announce else ():
-            for window in unit.windows:
-                job.begin_partition(symbol, window.day)
+        if announce:
+            job.begin_unit(unit.symbols, tuple(w.day for w in unit.windows))
         self._publish(job)
         if self._cancel.is_set():
             return  # left PENDING for a resume

@@ -81,6 +81,17 @@ class IngestionJobPlanned(DomainEvent):
 
 
 @attrs.frozen(kw_only=True)
+class IngestionUnitStarted(DomainEvent):
+    """Work on one unit (symbols x days fetched, validated and committed together) began."""
+
+    job_id: IngestionJobId
+    symbols: tuple[str, ...]
+    first_day: dt.date
+    last_day: dt.date
+    partitions: int
+
+
+@attrs.frozen(kw_only=True)
 class IngestionJobCancelled(DomainEvent):
     """The job stopped on request; what was committed stays, the rest waits for a resume."""
 

@@ -20,6 +20,7 @@ from marketpipe.ingestion.domain.events import (
     IngestionJobStarted,
     IngestionPartitionFailed,
     IngestionProviderNote,
+    IngestionUnitStarted,
 )
 from marketpipe.ingestion.domain.partition import IngestionPartition
 from marketpipe.ingestion.domain.values import (
@@ -205,6 +206,21 @@ class IngestionJob:
                 partitions_stored=partitions_stored,
             )
         )
+
+    def begin_unit(self, symbols: tuple[Symbol, ...], days: tuple[dt.date, ...]) -> None:
+        """Records ``IngestionUnitStarted``, then ``IngestionJobStarted`` for each partition."""
+        self._record(
+            IngestionUnitStarted(
+                job_id=self.job_id,
+                symbols=tuple(s.value for s in symbols),
+                first_day=min(days),
+                last_day=max(days),
+                partitions=len(symbols) * len(days),
+            )
+        )
+        for symbol in symbols:
+            for day in days:
+                self.begin_partition(symbol, day)
 
     def begin_partition(self, symbol: Symbol, trading_date: dt.date) -> None:
         """Records ``IngestionJobStarted`` for one partition: work on it began."""

@@ -11,7 +11,7 @@ from typing import IO, Any
 
 import attrs
 
-from marketpipe.ingestion.domain.events import DomainEvent
+from marketpipe.ingestion.domain.events import DomainEvent, IngestionJobStarted
 from marketpipe.ingestion.domain.values import IngestionJobId, Symbol
 from marketpipe.ingestion.infrastructure.event_bus import EventBus
 from marketpipe.storage.layout import META_DIR
@@ -48,6 +48,10 @@ class EventLog:
         bus.subscribe(DomainEvent, self.write)
 
     def write(self, event: DomainEvent) -> None:
+        # One start line per unit (IngestionUnitStarted), not one per partition: a 9.7M-bar job
+        # has 25,000 partitions. Subscribers of the bus still get every partition's start.
+        if isinstance(event, IngestionJobStarted) and event.symbol is not None:
+            return
         if self._file is not None:
             self._file.write(json.dumps(event_record(event)) + "\n")
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from marketpipe.errors import JobNotFoundError
+from marketpipe.errors import InvalidInputError, JobNotFoundError
 from marketpipe.ingestion.domain.job import IngestionConfiguration, IngestionJob, ProcessingState
 from marketpipe.ingestion.domain.values import IngestionJobId, Symbol, TimeRange
 from marketpipe.sqlite import connect, immediate
@@ -201,6 +201,25 @@ class SqliteJobStore:
         if row is None:
             raise JobNotFoundError(f"no job {key} in {self.path.parent.parent}; see `mp jobs list`")
         return self._row_to_job(row)
+
+    def resolve(self, text: str) -> IngestionJobId:
+        """The job whose id is ``text``, or starts with it (as git takes a commit prefix)."""
+        key = text.strip()
+        if not key:
+            raise InvalidInputError("give a job id (see `mp jobs list`)")
+        rows = self._conn.execute(
+            "SELECT id FROM jobs WHERE id = ? OR substr(id, 1, ?) = ? ORDER BY id LIMIT 11",
+            (key, len(key), key),
+        ).fetchall()
+        ids = [str(r[0]) for r in rows]
+        if key in ids:
+            return IngestionJobId(key)
+        if len(ids) == 1:
+            return IngestionJobId(ids[0])
+        if not ids:
+            raise JobNotFoundError(f"no job {key} in {self.path.parent.parent}; see `mp jobs list`")
+        shown = ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "")
+        raise InvalidInputError(f"job id prefix {key} is ambiguous: it matches {shown}")
 
     def list_jobs(self) -> list[IngestionJob]:
         rows = self._conn.execute(f"{_SELECT_JOB} ORDER BY created_at DESC, id").fetchall()
