@@ -47,7 +47,9 @@ def tests(session: nox.Session, package: str) -> None:
 @nox.session
 def integration(session: nox.Session) -> None:
     """Everything installed: the cross-package tests, then the core tests again beside plugins."""
-    session.install(*[f"./{p}" for p in PACKAGES], *TEST_DEPS, "pandas", "polars", "uv")
+    session.install(
+        *[f"./{p}" for p in PACKAGES], *TEST_DEPS, "pandas", "polars", "uv", "matplotlib"
+    )
     session.run("pytest", "tests", "marketpipe-core/tests", *session.posargs)
 
 
@@ -60,5 +62,5 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install(*[f"./{p}" for p in PACKAGES], "mypy", "pytest")
+    session.install(*[f"./{p}" for p in PACKAGES], "mypy", "pytest", "matplotlib")
     session.run("mypy", *[f"{p}/src" for p in PACKAGES])

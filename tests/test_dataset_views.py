@@ -10,6 +10,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
+import numpy as np
+import pytest
 from cli_helpers import mp, mp_json
 
 FAKE = ["ingest", "--provider", "fake"]
@@ -218,3 +220,43 @@ def test_shell_completion_offers_providers_and_timeframes() -> None:
     assert "fake" in complete("mp ingest --provider f")
     assert complete("mp status --timeframe ") == ["1m", "5m", "15m", "30m", "1h", "1d"]
     assert complete("mp ingest --session e") == ["extended"]
+
+
+def test_the_coverage_picture_shows_a_known_gap_where_it_is(tmp_path: Path) -> None:
+    import matplotlib.image
+
+    root = tmp_path / "data"
+    ingest(root, "AAPL,MSFT,SPY", "2024-01-02", "2024-01-31")
+    ingest(root, "AAPL,SPY", "2024-02-01", "2024-02-29")  # MSFT misses February
+    ingest(root, "AAPL,MSFT,SPY", "2024-03-01", "2024-03-28")
+    png = tmp_path / "coverage.png"
+    assert mp_json("status", "--data-dir", str(root), "--plot", str(png))["plot"] == str(png)  # type: ignore[index]
+    image = matplotlib.image.imread(png)
+    assert image.shape[1] == 600 and 240 <= image.shape[0] <= 250  # 6 x 2.46 inches at 100 dpi
+    r, g, b = image[..., 0], image[..., 1], image[..., 2]
+    red = (r > 0.5) & (g < 0.2) & (b < 0.3)
+    green = (g > 0.3) & (r < 0.2) & (b < 0.3)
+    ys, xs = np.nonzero(red | green)  # the cells: symbols x months
+    top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
+    ry, rx = np.nonzero(red)
+    # The gap is exactly the middle cell: the second of three rows, the second of three months.
+    third_w, third_h = (right - left + 1) / 3, (bottom - top + 1) / 3
+    assert abs(rx.min() - (left + third_w)) <= 2 and abs(rx.max() - (left + 2 * third_w)) <= 2
+    assert abs(ry.min() - (top + third_h)) <= 2 and abs(ry.max() - (top + 2 * third_h)) <= 2
+    assert red.sum() == pytest.approx(third_w * third_h, rel=0.05)
+
+    html = tmp_path / "coverage.html"
+    mp_json("status", "--data-dir", str(root), "--plot", str(html))
+    assert html.read_text().startswith("<!doctype html>") and "<svg" in html.read_text()
+
+
+def test_the_picture_groups_symbols_when_there_are_too_many_rows(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    ingest(root, ",".join(f"S{i:03d}" for i in range(130)), "2024-03-04", "2024-03-04")
+    svg = tmp_path / "coverage.svg"
+    mp_json("status", "--data-dir", str(root), "--plot", str(svg))
+    text = svg.read_text()
+    assert text.lstrip().startswith("<?xml") and "S000..S002 (3)" in text
+    assert "S129" in text and text.count("(2)") + text.count("(3)") == 60
+    out = mp("status", "--data-dir", str(root), "--plot", str(tmp_path / "coverage.gif"))
+    assert out.returncode == 2 and "use a .png, .svg or .html" in out.stderr

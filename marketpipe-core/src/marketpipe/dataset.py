@@ -196,8 +196,11 @@ class Selection:
         )
 
 
-def run_status(data_dir: Path, selection: Selection) -> tuple[list[SeriesStatus], list[str]]:
-    """Each selected series' status, from the catalog synced with the files."""
+def run_status(
+    data_dir: Path, selection: Selection, plot_to: Path | None = None
+) -> tuple[list[SeriesStatus], list[str]]:
+    """Each selected series' status, from the catalog synced with the files; with ``plot_to``,
+    the coverage picture too."""
     if not data_dir.is_dir():
         raise InvalidInputError(f"no dataset at {data_dir} (run mp ingest first, or --data-dir)")
     store = SqliteJobStore.for_data_dir(data_dir)
@@ -211,7 +214,20 @@ def run_status(data_dir: Path, selection: Selection) -> tuple[list[SeriesStatus]
             for series in catalog.sync_all()
             if selection.takes(series)
         ]
-        return [s for s in statuses if s.symbols], notes
+        statuses = [s for s in statuses if s.symbols]
+        if plot_to is not None:
+            from marketpipe.plot import coverage_matrix, draw
+
+            if not statuses:
+                raise InvalidInputError("nothing stored for that selection: no picture to draw")
+            draw(
+                [
+                    (s.series, *coverage_matrix(catalog, s.series, calendar, set(symbols)))
+                    for s in statuses
+                ],
+                plot_to,
+            )
+        return statuses, notes
     finally:
         catalog.close()
         store.close()

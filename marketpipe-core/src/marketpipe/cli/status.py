@@ -92,6 +92,13 @@ def print_status(statuses: list[SeriesStatus]) -> None:
     help="only series of this timeframe (1m ... 1d)",
 )
 @click.option("--symbols", default=None, help="only these symbols, e.g. AAPL,MSFT")
+@click.option(
+    "--plot",
+    "plot_to",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="also draw the coverage picture (symbols x months) to a .png, .svg or .html file",
+)
 @data_dir_option
 @json_option
 @user_errors
@@ -100,6 +107,7 @@ def status(
     feed: str | None,
     timeframe: str | None,
     symbols: str | None,
+    plot_to: Path | None,
     data_dir: Path,
     as_json: bool,
 ) -> None:
@@ -115,9 +123,11 @@ def status(
         timeframe=Timeframe.parse(timeframe) if timeframe else None,
         symbols=Symbol.parse_list(symbols) if symbols else (),
     )
-    statuses, notes = run_status(data_dir, selection)
+    statuses, notes = run_status(data_dir, selection, plot_to)
     if as_json:
-        emit_json({**status_dict(statuses), "notes": notes})
+        emit_json(
+            {**status_dict(statuses), "notes": notes, "plot": str(plot_to) if plot_to else None}
+        )
         return
     for note in notes:
         console.print(f"[yellow]Note:[/] {escape(note)}", soft_wrap=True)
@@ -125,3 +135,5 @@ def status(
         console.print(f"No bars stored in {escape(str(data_dir))} for that selection.")
         return
     print_status(statuses)
+    if plot_to is not None:
+        console.print(Text(f"Coverage picture: {plot_to}"))
