@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -260,3 +261,89 @@ def test_the_picture_groups_symbols_when_there_are_too_many_rows(tmp_path: Path)
     assert "S129" in text and text.count("(2)") + text.count("(3)") == 60
     out = mp("status", "--data-dir", str(root), "--plot", str(tmp_path / "coverage.gif"))
     assert out.returncode == 2 and "use a .png, .svg or .html" in out.stderr
+
+
+def digest(root: Path) -> tuple:
+    return duckdb.sql(
+        "SELECT count(*), sum(hash(symbol, timestamp, open, high, low, close, volume, "
+        f"trade_count, vwap)) FROM read_parquet('{root}/provider=*/**/*.parquet')"
+    ).fetchall()[0]
+
+
+def test_compact_keeps_the_rows_identical_and_leaves_one_file_a_month(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for day in ("04", "05", "06", "07", "08"):
+        ingest(root, "AAPL,MSFT", f"2024-03-{day}", f"2024-03-{day}")
+    ingest(root, "SPY", "2024-02-26", "2024-03-08")
+    before = digest(root)
+    assert len(list(root.glob("provider=*/**/month=2024-03/*.parquet"))) == 6
+    dry = mp_json("compact", "--data-dir", str(root), "--dry-run")
+    assert [f["files_after"] for f in dry["folders"] if f["changed"]] == [1]  # type: ignore[index]
+    assert len(list(root.glob("provider=*/**/month=2024-03/*.parquet"))) == 6
+    done = mp_json("compact", "--data-dir", str(root))
+    march = [f for f in done["folders"] if f["month"] == "2024-03"]  # type: ignore[index]
+    assert march[0]["files_before"] == 6 and march[0]["files_after"] == 1
+    assert digest(root) == before
+    for month in ("2024-02", "2024-03"):
+        assert len(list(root.glob(f"provider=*/**/month={month}/*.parquet"))) == 1
+    assert mp("verify", "--data-dir", str(root)).returncode == 0
+    again = mp_json("compact", "--data-dir", str(root))
+    assert not any(f["changed"] for f in again["folders"])  # type: ignore[index]
+    # The dataset still knows what it holds: nothing is fetched again.
+    rerun = ingest(root, "AAPL,MSFT", "2024-03-04", "2024-03-08")
+    assert rerun["partitions_stored"] == 10 and rerun["partitions_completed"] == 0
+
+
+def test_compact_drops_a_duplicate_left_by_an_interruption(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    ingest(root, "AAPL", "2024-03-04", "2024-03-05")
+    before = digest(root)
+    (only,) = root.glob("provider=*/**/*.parquet")
+    shutil.copy(only, only.with_name("part-leftover-000000000000.parquet"))
+    assert digest(root)[0] == 2 * before[0]
+    done = mp_json("compact", "--data-dir", str(root))
+    assert done["folders"][0]["duplicates_dropped"] == 2  # type: ignore[index]
+    assert digest(root) == before
+    assert mp("verify", "--data-dir", str(root)).returncode == 0
+
+
+def test_an_ingest_running_beside_a_compaction_waits_and_corrupts_nothing(tmp_path: Path) -> None:
+    root, reference = tmp_path / "data", tmp_path / "reference"
+    for day in ("04", "05", "06", "07", "08"):
+        ingest(root, "AAPL,MSFT,SPY", f"2024-03-{day}", f"2024-03-{day}")
+    ingest(reference, "AAPL,MSFT,SPY", "2024-03-04", "2024-03-12")
+    exe = str(Path(sys.executable).with_name("mp"))
+    env = {**os.environ, "MARKETPIPE_FSYNC": "0"}
+    for _ in range(3):
+        jobs = [
+            subprocess.Popen(
+                [exe, "compact", "--data-dir", str(root), "--json"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            ),
+            subprocess.Popen(
+                [
+                    exe,
+                    *FAKE,
+                    "--symbols",
+                    "AAPL,MSFT,SPY",
+                    "--start",
+                    "2024-03-04",
+                    "--end",
+                    "2024-03-12",
+                    "--refresh",
+                    "--data-dir",
+                    str(root),
+                    "--json",
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            ),
+        ]
+        for proc in jobs:
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err
+    assert digest(root) == digest(reference)
+    assert mp("verify", "--data-dir", str(root)).returncode == 0

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import attrs
@@ -33,8 +34,9 @@ from marketpipe.pipeline import (
 )
 from marketpipe.status import SeriesStatus, series_status
 from marketpipe.storage.catalog import Catalog
-from marketpipe.storage.layout import series_folder
-from marketpipe.storage.parquet_sink import ParquetSink
+from marketpipe.storage.compact import FolderResult, compact_folder
+from marketpipe.storage.layout import month_folders, series_folder
+from marketpipe.storage.parquet_sink import FSYNC_ENV, ParquetSink
 from marketpipe.storage.verify import VerifyReport, verify_dataset
 
 
@@ -296,6 +298,40 @@ def run_delete(data_dir: Path, plan: list[SeriesDeletion]) -> int:
         return removed
     finally:
         sink.close()
+        store.close()
+
+
+def run_compact(
+    data_dir: Path,
+    selection: Selection,
+    dry_run: bool = False,
+    on_folder: Callable[[int, int], None] | None = None,
+) -> list[FolderResult]:
+    """Compact every month folder of the selected series; ``on_folder(done, total)`` reports
+    progress."""
+    if not data_dir.is_dir():
+        raise InvalidInputError(f"no dataset at {data_dir}")
+    store = SqliteJobStore.for_data_dir(data_dir)
+    catalog = Catalog(data_dir)
+    durable = os.environ.get(FSYNC_ENV, "1") != "0"
+    try:
+        open_dataset(data_dir, store)
+        folders = [
+            (series, month)
+            for series in catalog.sync_all()
+            if selection.takes(series)
+            for month in month_folders(data_dir, series)
+        ]
+        results = []
+        for done, (series, month) in enumerate(folders, start=1):
+            results.append(
+                compact_folder(data_dir, catalog, series, month, durable=durable, dry_run=dry_run)
+            )
+            if on_folder is not None:
+                on_folder(done, len(folders))
+        return results
+    finally:
+        catalog.close()
         store.close()
 
 

@@ -6,6 +6,7 @@ import click
 
 from marketpipe import __version__
 from marketpipe.cli.catalog import plugins, providers
+from marketpipe.cli.compact import compact
 from marketpipe.cli.delete import delete
 from marketpipe.cli.ingest import ingest
 from marketpipe.cli.jobs import jobs
@@ -25,6 +26,7 @@ cli.add_command(plugins)
 cli.add_command(ingest)
 cli.add_command(jobs)
 cli.add_command(delete)
+cli.add_command(compact)
 cli.add_command(status)
 cli.add_command(update)
 cli.add_command(verify)

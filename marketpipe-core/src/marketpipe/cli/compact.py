@@ -1,0 +1,118 @@
+"""``mp compact``: as few files per month folder as its size warrants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.text import Text
+
+from marketpipe.cli.common import (
+    Column,
+    complete_feed,
+    complete_provider,
+    complete_timeframe,
+    console,
+    data_dir_option,
+    emit_json,
+    err_console,
+    fitted_table,
+    json_option,
+    user_errors,
+)
+from marketpipe.dataset import Selection, run_compact
+from marketpipe.ingestion.domain.values import Timeframe
+
+
+@click.command()
+@click.option(
+    "--provider", shell_complete=complete_provider, default=None, help="only this provider's series"
+)
+@click.option("--feed", shell_complete=complete_feed, default=None, help="only series of this feed")
+@click.option(
+    "--timeframe",
+    shell_complete=complete_timeframe,
+    default=None,
+    help="only series of this timeframe",
+)
+@click.option("--dry-run", is_flag=True, help="say what would change, rewrite nothing")
+@data_dir_option
+@json_option
+@user_errors
+def compact(
+    provider: str | None,
+    feed: str | None,
+    timeframe: str | None,
+    dry_run: bool,
+    data_dir: Path,
+    as_json: bool,
+) -> None:
+    """Rewrite each month folder into as few files as its size warrants (one a month for
+    typical minute data). The rows stay identical; ingests into a folder wait while it is
+    compacted."""
+    selection = Selection(
+        provider=provider, feed=feed, timeframe=Timeframe.parse(timeframe) if timeframe else None
+    )
+    progress = Progress(
+        TextColumn("[bold]compact"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("folders"),
+        console=err_console,
+        disable=as_json,
+        transient=True,
+    )
+    task = progress.add_task("compact", total=None)
+    with progress:
+        results = run_compact(
+            data_dir,
+            selection,
+            dry_run=dry_run,
+            on_folder=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    rows = [
+        {
+            "provider": r.series.provider,
+            "feed": r.series.feed,
+            "adjustment": r.series.adjustment,
+            "timeframe": r.series.timeframe.value,
+            "month": r.month,
+            "files_before": r.files_before,
+            "files_after": r.files_after,
+            "rows": r.rows,
+            "duplicates_dropped": r.duplicates_dropped,
+            "changed": r.changed,
+        }
+        for r in results
+    ]
+    if as_json:
+        emit_json({"dry_run": dry_run, "folders": rows})
+        return
+    changed = [r for r in results if r.changed]
+    table = fitted_table(
+        [
+            Column("series", keep=True),
+            Column("month", keep=True),
+            Column("files", keep=True, justify="right"),
+            Column("rows", 2, justify="right"),
+            Column("dupl.", 1, justify="right"),
+        ],
+        [
+            [
+                Text(str(r.series)),
+                r.month,
+                f"{r.files_before} -> {r.files_after}",
+                f"{r.rows:,}",
+                f"{r.duplicates_dropped:,}",
+            ]
+            for r in changed
+        ],
+    )
+    if changed:
+        console.print(table)
+    verb = "would be rewritten" if dry_run else "rewritten"
+    console.print(
+        f"{len(changed)} of {len(results)} month folders {verb}; "
+        f"{sum(r.files_before for r in changed):,} files -> {sum(r.files_after for r in changed):,}"
+    )
