@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from cli_helpers import mp, mp_json
 
@@ -347,3 +348,62 @@ def test_an_ingest_running_beside_a_compaction_waits_and_corrupts_nothing(tmp_pa
             assert proc.returncode == 0, err
     assert digest(root) == digest(reference)
     assert mp("verify", "--data-dir", str(root)).returncode == 0
+
+
+DUCKDB_BARS = """
+WITH m AS (
+    SELECT *, timezone('America/New_York', timestamp) AS local
+    FROM read_parquet('{root}/provider=fake/feed=sim/**/*.parquet')
+), b AS (
+    SELECT *, date_trunc('day', local) + INTERVAL 9 HOUR + INTERVAL 30 MINUTE AS opened FROM m
+), w AS (
+    SELECT *, opened + to_minutes(
+        CAST(floor(date_diff('minute', opened, local) / {minutes}) * {minutes} AS BIGINT)
+    ) AS bucket FROM b
+)
+SELECT symbol, timezone('America/New_York', bucket) AS ts,
+       arg_min(open, timestamp), max(high), min(low), arg_max(close, timestamp),
+       sum(volume), sum(trade_count), round(sum(vwap * volume) / sum(volume), 9)
+FROM w GROUP BY symbol, bucket ORDER BY symbol, ts
+"""
+
+
+def derived(root: Path, timeframe: str) -> list[tuple]:
+    return duckdb.sql(
+        "SELECT symbol, timestamp, open, high, low, close, volume, trade_count, round(vwap, 9) "
+        f"FROM read_parquet('{root}/provider=fake/feed=sim-from-1m/adjustment=raw/"
+        f"timeframe={timeframe}/*/*.parquet') ORDER BY symbol, timestamp"
+    ).fetchall()
+
+
+def test_resample_equals_duckdbs_own_aggregation_and_rebuilds_only_what_changed(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "data"
+    ingest(root, "AAPL,MSFT", "2024-03-04", "2024-03-08")
+    ingest(root, "AAPL", "2024-11-29", "2024-11-29")  # an early close: 13:00
+    for timeframe, minutes in (("5m", 5), ("15m", 15), ("1h", 60)):
+        out = mp_json("resample", "--to", timeframe, "--data-dir", str(root))
+        assert out[0]["target"] == f"fake/sim-from-1m/raw/{timeframe}"  # type: ignore[index]
+        expected = duckdb.sql(DUCKDB_BARS.format(root=root, minutes=minutes)).fetchall()
+        assert derived(root, timeframe) == expected
+    hourly = derived(root, "1h")
+    assert {str(r[1].astimezone(ZoneInfo("America/New_York")).time()) for r in hourly} == {
+        f"{h:02d}:30:00" for h in range(9, 16)
+    }  # windows from the regular open
+    daily = mp_json("resample", "--to", "1d", "--data-dir", str(root))
+    assert daily[0]["bars_out"] == 11  # type: ignore[index]
+    by_day = duckdb.sql(
+        "SELECT symbol, timezone('America/New_York', timestamp)::DATE, sum(volume) FROM "
+        f"read_parquet('{root}/provider=fake/feed=sim/**/*.parquet') GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    assert [(r[0], r[1].date(), r[6]) for r in derived(root, "1d")] == by_day
+    meta = pq.read_schema(next(root.glob("provider=fake/feed=sim-from-1m/**/*.parquet"))).metadata
+    assert meta[b"marketpipe.derived_from"] == b"fake/sim/raw/1m"
+
+    # Nothing changed: nothing rebuilt. One day re-ingested: that day alone.
+    assert mp_json("resample", "--to", "1h", "--data-dir", str(root))[0]["partitions"] == 0  # type: ignore[index]
+    ingest(root, "MSFT", "2024-03-06", "2024-03-06", "--refresh")
+    again = mp_json("resample", "--to", "1h", "--data-dir", str(root))
+    assert again[0]["partitions"] == 1 and again[0]["bars_out"] == 7  # type: ignore[index]
+    assert derived(root, "1h") == hourly

@@ -133,6 +133,14 @@ class TradingCalendar:
         minutes = np.array(self._closes, dtype=np.int64) - np.array(self._opens, dtype=np.int64)
         return ordinals, minutes // (60 * _NS)
 
+    def session_bounds(self) -> tuple[list[dt.date], np.ndarray, np.ndarray]:
+        """Every session day with its regular open and close (UTC nanoseconds)."""
+        return (
+            self._days,
+            np.array(self._opens, dtype=np.int64),
+            np.array(self._closes, dtype=np.int64),
+        )
+
     def is_session(self, day: dt.date) -> bool:
         return day in self._index
 

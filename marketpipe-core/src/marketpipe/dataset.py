@@ -17,7 +17,7 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from marketpipe.calendar import nyse_calendar
+from marketpipe.calendar import TradingCalendar, nyse_calendar
 from marketpipe.errors import InvalidInputError, UserError
 from marketpipe.ingestion.application.coordinator import CancelToken, JobSummary
 from marketpipe.ingestion.domain.job import IngestionJob
@@ -32,10 +32,21 @@ from marketpipe.pipeline import (
     run_ingest,
     series_of,
 )
+from marketpipe.resample import TARGETS, aggregate
 from marketpipe.status import SeriesStatus, series_status
+from marketpipe.storage.atomic import folder_lock
+from marketpipe.storage.base import CommitRequest
 from marketpipe.storage.catalog import Catalog
-from marketpipe.storage.compact import FolderResult, compact_folder
-from marketpipe.storage.layout import month_folders, series_folder
+from marketpipe.storage.compact import (
+    ROWS_PER_FILE,
+    FolderResult,
+    bar_footers,
+    compact_folder,
+    gather_rows,
+    owners,
+    plan_groups,
+)
+from marketpipe.storage.layout import month_folder, month_folders, series_folder
 from marketpipe.storage.parquet_sink import FSYNC_ENV, ParquetSink
 from marketpipe.storage.verify import VerifyReport, verify_dataset
 
@@ -333,6 +344,133 @@ def run_compact(
     finally:
         catalog.close()
         store.close()
+
+
+DERIVED_SUFFIX = "-from-1m"
+
+
+@attrs.frozen
+class ResampleResult:
+    source: Series
+    target: Series
+    partitions: int
+    bars_in: int
+    bars_out: int
+
+
+def derived_series(source: Series, target: Timeframe) -> Series:
+    """Where bars derived from ``source`` live: their own series, never the provider's own
+    bars of that timeframe (``feed=<feed>-from-1m``)."""
+    return Series(source.provider, f"{source.feed}{DERIVED_SUFFIX}", source.adjustment, target)
+
+
+def run_resample(
+    data_dir: Path,
+    selection: Selection,
+    target: Timeframe,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[ResampleResult]:
+    """Derive ``target`` bars from the selected 1-minute series; only partitions whose minutes
+    changed since they were last derived (or never were) are rebuilt."""
+    if not data_dir.is_dir():
+        raise InvalidInputError(f"no dataset at {data_dir}")
+    if target not in TARGETS:
+        allowed = ", ".join(t.value for t in TARGETS)
+        raise InvalidInputError(f"cannot resample to {target.value}: use {allowed}")
+    store = SqliteJobStore.for_data_dir(data_dir)
+    sink = ParquetSink(data_dir)
+    catalog = sink.catalog
+    calendar = nyse_calendar()
+    wanted = {s.value for s in selection.symbols}
+    try:
+        open_dataset(data_dir, store)
+        sources = [
+            s
+            for s in catalog.sync_all()
+            if s.timeframe is Timeframe.M1
+            and not s.feed.endswith(DERIVED_SUFFIX)
+            and selection.takes(attrs.evolve(s, timeframe=selection.timeframe or s.timeframe))
+        ]
+        if not sources:
+            raise InvalidInputError("no 1-minute series stored for that selection to resample")
+        results = []
+        for source in sources:
+            derived = derived_series(source, target)
+            catalog.sync(derived)
+            done = catalog.partition_times(derived)
+            todo: dict[str, set[tuple[str, str]]] = {}
+            for (symbol, day), fetched in catalog.partition_times(source).items():
+                if wanted and symbol not in wanted:
+                    continue
+                if done.get((symbol, day), "") < fetched:
+                    iso = dt.date.fromordinal(day)
+                    todo.setdefault(f"{iso:%Y-%m}", set()).add((symbol, iso.isoformat()))
+            bars_in = bars_out = 0
+            for step, (month, keys) in enumerate(sorted(todo.items()), start=1):
+                n_in, n_out = _resample_month(
+                    data_dir, sink, source, derived, month, keys, calendar
+                )
+                bars_in += n_in
+                bars_out += n_out
+                if on_progress is not None:
+                    on_progress(step, len(todo))
+            parts = sum(len(k) for k in todo.values())
+            results.append(ResampleResult(source, derived, parts, bars_in, bars_out))
+        return results
+    finally:
+        sink.close()
+        store.close()
+
+
+def _resample_month(
+    root: Path,
+    sink: ParquetSink,
+    source: Series,
+    derived: Series,
+    month: str,
+    keys: set[tuple[str, str]],
+    calendar: TradingCalendar,
+) -> tuple[int, int]:
+    folder = month_folder(root, source, month)
+    with folder_lock(folder):  # the minutes as one consistent state of the folder
+        footers = bar_footers(folder)
+        owner = {k: n for k, n in owners(footers).items() if k in keys}
+        entries = {k: footers[n].entries[k] for k, n in owner.items()}
+        groups = plan_groups(entries, ROWS_PER_FILE)
+        minutes = [gather_rows(folder, footers, owner, set(g)) for g in groups]
+    bars_in = bars_out = 0
+    for group, table in zip(groups, minutes, strict=True):
+        chosen = set(group)
+        coverage: dict[str, tuple[dt.date, ...]] = {}
+        partial: dict[str, tuple[dt.date, ...]] = {}
+        for (symbol, iso), entry in sorted(entries.items()):
+            if symbol in chosen:
+                day = dt.date.fromisoformat(iso)
+                coverage[symbol] = (*coverage.get(symbol, ()), day)
+                if not entry.complete:
+                    partial[symbol] = (*partial.get(symbol, ()), day)
+        bars = aggregate(table, derived.timeframe, calendar)
+        sink.commit(
+            CommitRequest(
+                table=bars,
+                coverage=coverage,
+                provider=derived.provider,
+                feed=derived.feed,
+                adjustment=derived.adjustment,
+                timeframe=derived.timeframe,
+                job_id="resample",
+                partial=partial,
+                extra_metadata={
+                    "derived_from": str(source),
+                    "resampled": "open first, high max, low min, close last, volume and "
+                    "trades summed, vwap volume-weighted; windows from the regular open; "
+                    "daily bars from the regular session",
+                },
+            )
+        )
+        bars_in += table.num_rows
+        bars_out += bars.num_rows
+    return bars_in, bars_out
 
 
 def run_verify(data_dir: Path) -> tuple[VerifyReport, list[str]]:

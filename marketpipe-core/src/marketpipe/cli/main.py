@@ -10,6 +10,7 @@ from marketpipe.cli.compact import compact
 from marketpipe.cli.delete import delete
 from marketpipe.cli.ingest import ingest
 from marketpipe.cli.jobs import jobs
+from marketpipe.cli.resample import resample
 from marketpipe.cli.status import status
 from marketpipe.cli.update import update
 from marketpipe.cli.verify import verify
@@ -27,6 +28,7 @@ cli.add_command(ingest)
 cli.add_command(jobs)
 cli.add_command(delete)
 cli.add_command(compact)
+cli.add_command(resample)
 cli.add_command(status)
 cli.add_command(update)
 cli.add_command(verify)

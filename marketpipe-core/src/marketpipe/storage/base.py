@@ -36,6 +36,8 @@ class CommitRequest:
     partial: Mapping[str, tuple[dt.date, ...]] = attrs.field(factory=dict)
     #: Rows of each (symbol, day) the validators rejected (recorded with the partition).
     rejected: Mapping[tuple[str, dt.date], int] = attrs.field(factory=dict)
+    #: More ``marketpipe.*`` footer keys (a derived series' provenance).
+    extra_metadata: Mapping[str, str] = attrs.field(factory=dict)
 
     @property
     def series(self) -> Series:

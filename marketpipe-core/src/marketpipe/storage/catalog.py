@@ -512,6 +512,17 @@ class Catalog:
         return [names[i] for i in ordered], columns
 
     @_locked
+    def partition_times(self, series: Series) -> dict[tuple[str, int], str]:
+        """``(symbol, day ordinal) -> fetched-at`` of every stored partition (its newest file)."""
+        rows = self._conn.execute(
+            "SELECT s.symbol, p.day, MAX(f.fetched_at) FROM parts p JOIN files f "
+            "ON f.id=p.file_id JOIN symbols s ON s.id=p.symbol_id WHERE p.series_id=? "
+            "GROUP BY p.symbol_id, p.day",
+            (self._series_id(series) or -1,),
+        )
+        return {(str(s), int(d)): str(t or "") for s, d, t in rows}
+
+    @_locked
     def spans(self, series: Series) -> dict[str, tuple[dt.date, dt.date]]:
         """``symbol -> (first day, last day)`` stored."""
         series_id = self._series_id(series)

@@ -54,7 +54,7 @@ class FolderResult:
         return self.files_before != self.files_after or self.duplicates_dropped > 0
 
 
-def _plan_groups(entries: dict[Key, Entry], rows_per_file: int) -> list[list[str]]:
+def plan_groups(entries: dict[Key, Entry], rows_per_file: int) -> list[list[str]]:
     """Symbols grouped, in order, into outputs of at most ``rows_per_file`` rows (a symbol
     with more rows than that gets a file of its own)."""
     per_symbol: dict[str, int] = {}
@@ -86,20 +86,11 @@ def compact_folder(
         blocked = catalog.unreadable(series, month)
         if blocked:
             raise StorageError(blocked[0][1])
-        names = sorted(listing(folder))
-        footers: dict[str, Footer] = {}
-        for name in names:
-            footer = read_footer(folder / name)
-            if footer.entries or footer.job_id:
-                footers[name] = footer  # a Parquet file MarketPipe did not write stays as is
-        # Each partition from its newest file: a duplicate left by an interruption goes.
-        owner: dict[Key, str] = {}
-        for name in sorted(footers, key=lambda n: (footers[n].fetched_at, n)):
-            for key in footers[name].entries:
-                owner[key] = name
+        footers = bar_footers(folder)  # a Parquet file MarketPipe did not write stays as is
+        owner = owners(footers)
         merged = {k: footers[n].entries[k] for k, n in owner.items()}
         duplicates = sum(len(f.entries) for f in footers.values()) - len(owner)
-        groups = _plan_groups(merged, rows_per_file)
+        groups = plan_groups(merged, rows_per_file)
         rows = sum(e.bars for e in merged.values())
         result = FolderResult(series, month, len(footers), len(groups), rows, duplicates)
         if not footers or (len(groups) >= len(footers) and not duplicates):
@@ -112,7 +103,7 @@ def compact_folder(
             for group in groups:
                 chosen = set(group)
                 entries = {k: e for k, e in merged.items() if k[0] in chosen}
-                table = _gather(folder, footers, owner, chosen)
+                table = gather_rows(folder, footers, owner, chosen)
                 footer = Footer(entries, _session(footers), "compact", newest)
                 digest = hashlib.sha1(json.dumps(sorted(entries)).encode()).hexdigest()[:12]
                 final = folder / f"part-compact-{digest}.parquet"
@@ -139,13 +130,34 @@ def compact_folder(
         return result
 
 
+def owners(footers: dict[str, Footer]) -> dict[Key, str]:
+    """Each partition's file: the newest that holds it (a duplicate left by an interruption
+    goes)."""
+    owner: dict[Key, str] = {}
+    for name in sorted(footers, key=lambda n: (footers[n].fetched_at, n)):
+        for key in footers[name].entries:
+            owner[key] = name
+    return owner
+
+
+def bar_footers(folder: Path) -> dict[str, Footer]:
+    """The footers of the folder's bar files (a Parquet file MarketPipe did not write is not
+    one)."""
+    footers = {}
+    for name in sorted(listing(folder)):
+        footer = read_footer(folder / name)
+        if footer.entries or footer.job_id:
+            footers[name] = footer
+    return footers
+
+
 def _session(footers: dict[str, Footer]) -> Session:
     sessions = {f.session for f in footers.values()}
     # A folder mixing sessions keeps the narrower claim: extended bars still hold regular ones.
     return Session.REGULAR if Session.REGULAR in sessions else Session.EXTENDED
 
 
-def _gather(
+def gather_rows(
     folder: Path, footers: dict[str, Footer], owner: dict[Key, str], symbols: set[str]
 ) -> pa.Table:
     """The rows of ``symbols`` that each partition's owning file holds, sorted."""

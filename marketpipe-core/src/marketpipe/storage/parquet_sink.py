@@ -139,6 +139,7 @@ class ParquetSink:
             "marketpipe.timeframe": request.timeframe.value,
             "marketpipe.job_id": request.job_id,
             "marketpipe.fetched_at": footer.fetched_at,
+            **{f"marketpipe.{k}": v for k, v in request.extra_metadata.items()},
         }
         out = {k.encode(): v.encode() for k, v in meta.items()}
         out.update(footer.metadata())

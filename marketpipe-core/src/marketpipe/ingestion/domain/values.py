@@ -215,7 +215,8 @@ class Series:
     provider: str
     feed: str
     adjustment: str
-    timeframe: Timeframe = attrs.field(converter=_timeframe)
+    # Series sort by timeframe length (an enum has no order of its own).
+    timeframe: Timeframe = attrs.field(converter=_timeframe, order=lambda tf: tf.minutes)
 
     def __str__(self) -> str:
         return f"{self.provider}/{self.feed}/{self.adjustment}/{self.timeframe.value}"
