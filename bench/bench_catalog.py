@@ -1,4 +1,5 @@
-"""Catalog benchmark: what planning asks it, and what a commit saves by asking it.
+"""Catalog benchmark: what planning and `mp status` ask it, what a commit saves by asking it,
+and compaction of a folder of small files.
 
     python bench/bench_catalog.py [--symbols 10000] [--year 2023] [--files-per-month 800]
 
@@ -10,6 +11,9 @@
    256-partition footer), then units re-ingesting one partition each, committed by the sink that
    asks the catalog; against the baseline of the same run, reading every footer of the folder,
    which is what each commit did before the catalog. Medians over the units.
+
+3. Status: `mp status`'s summary of 1,000 symbols x 2 years (about 500,000 partitions).
+4. Compaction: a month folder of 200 small files (one symbol's month each) into one.
 
 Each part runs in a fresh child process, so peak RSS is its own. Not a test: the README quotes it.
 """
@@ -132,6 +136,72 @@ def status(args: argparse.Namespace) -> dict[str, float]:
     }
 
 
+def compact(args: argparse.Namespace) -> dict[str, float]:
+    import numpy as np
+    import pyarrow as pa
+    from marketpipe.calendar import nyse_calendar
+    from marketpipe.ingestion import Session, Timeframe, TimeRange
+    from marketpipe.ingestion.domain.values import Series
+    from marketpipe.schema import BAR_SCHEMA
+    from marketpipe.storage.base import CommitRequest
+    from marketpipe.storage.compact import compact_folder
+    from marketpipe.storage.parquet_sink import ParquetSink
+
+    root = Path(args.dir)
+    sink = ParquetSink(root, durable=False)
+    calendar = nyse_calendar()
+    windows = calendar.windows(
+        TimeRange(dt.date(args.year, 3, 1), dt.date(args.year, 3, 31)), Session.REGULAR
+    )
+    stamps = np.concatenate(
+        [np.arange(w.start_ns, w.end_ns, 60 * 10**9, dtype=np.int64) for w in windows]
+    )
+    rng = np.random.default_rng(7)
+    for i in range(args.small_files):  # one symbol's month per file: 200 small files
+        price = 100 + np.cumsum(rng.normal(0, 0.05, len(stamps)))
+        table = pa.table(
+            {
+                "symbol": [f"S{i:04d}"] * len(stamps),
+                "timestamp": pa.array(stamps).cast(pa.timestamp("ns", tz="UTC")),
+                "open": price,
+                "high": price + 0.05,
+                "low": price - 0.05,
+                "close": price,
+                "volume": rng.integers(100, 10_000, len(stamps)),
+                "trade_count": rng.integers(1, 100, len(stamps)),
+                "vwap": price,
+            }
+        ).cast(BAR_SCHEMA)
+        sink.commit(
+            CommitRequest(
+                table=table,
+                coverage={f"S{i:04d}": tuple(w.day for w in windows)},
+                provider="fake",
+                feed="sim",
+                timeframe=Timeframe.M1,
+                job_id=f"small{i:04d}",
+            )
+        )
+    series = Series("fake", "sim", "raw", Timeframe.M1)
+    folder = next(root.glob("provider=*/*/*/*/month=*"))
+    before = len(list(folder.glob("*.parquet")))
+    size_before = sum(p.stat().st_size for p in folder.glob("*.parquet"))
+    started = time.perf_counter()
+    result = compact_folder(root, sink.catalog, series, folder.name.split("=")[1], durable=False)
+    seconds = time.perf_counter() - started
+    after = list(folder.glob("*.parquet"))
+    return {
+        "files_before": before,
+        "files_after": len(after),
+        "rows": result.rows,
+        "mb_before": size_before / 2**20,
+        "mb_after": sum(p.stat().st_size for p in after) / 2**20,
+        "seconds": seconds,
+        "rows_per_second": result.rows / seconds,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def commits(args: argparse.Namespace) -> dict[str, float]:
     import pyarrow.parquet as pq
     from marketpipe.calendar import nyse_calendar
@@ -216,14 +286,16 @@ def main() -> None:
     parser.add_argument("--files-per-month", type=int, default=800)
     parser.add_argument("--units", type=int, default=30)
     parser.add_argument("--status-symbols", type=int, default=1_000)
-    parser.add_argument("--part", choices=["planning", "status", "commits"])
+    parser.add_argument("--small-files", type=int, default=200)
+    parser.add_argument("--part", choices=["planning", "status", "compact", "commits"])
     parser.add_argument("--dir")
     args = parser.parse_args()
     if args.part:
-        result = {"planning": planning, "status": status, "commits": commits}[args.part](args)
+        parts = {"planning": planning, "status": status, "compact": compact, "commits": commits}
+        result = parts[args.part](args)
         print(json.dumps(result))
         return
-    for part in ("planning", "status", "commits"):
+    for part in ("planning", "status", "compact", "commits"):
         with tempfile.TemporaryDirectory() as tmp:
             out = subprocess.run(
                 [sys.executable, __file__, *sys.argv[1:], "--part", part, "--dir", tmp],

@@ -96,3 +96,33 @@ def test_the_adapter_coroutine_and_storage(server: FakeAlpacaServer, tmp_path: P
 
 def test_the_registry_decorator(server: FakeAlpacaServer, tmp_path: Path) -> None:
     assert run_block(python_api_blocks()[3], server, tmp_path).split() == ["390", "7.5"]
+
+
+def test_the_reading_snippets_run_as_written_on_an_ingested_dataset(tmp_path: Path) -> None:
+    from cli_helpers import mp
+
+    mp(
+        "ingest",
+        "--provider",
+        "fake",
+        "--symbols",
+        "AAPL,MSFT",
+        "--start",
+        "2024-03-04",
+        "--end",
+        "2024-03-05",
+        check=True,
+        cwd=tmp_path,
+    )
+    mp("resample", "--to", "1h", check=True, cwd=tmp_path)  # another series beside it
+    section = README.read_text().split("## Reading the data", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    probe = block + (
+        "\nassert len(bars) == 4 * 390, len(bars)"  # pyarrow's, the last: one series only
+        "\nassert pd.read_parquet('data', filters=[('timeframe', '=', '1m')]).shape[0] == 1560"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "AAPL" in done.stdout and "MSFT" in done.stdout  # DuckDB's table
