@@ -407,3 +407,7 @@ def test_resample_equals_duckdbs_own_aggregation_and_rebuilds_only_what_changed(
     again = mp_json("resample", "--to", "1h", "--data-dir", str(root))
     assert again[0]["partitions"] == 1 and again[0]["bars_out"] == 7  # type: ignore[index]
     assert derived(root, "1h") == hourly
+    # Derived series are kept current by resample, never fetched by update.
+    update = mp_json("update", "--data-dir", str(root), env={"MARKETPIPE_NOW": "2024-12-02T01:00Z"})
+    assert [(u["feed"], u["timeframe"]) for u in update["series"]] == [("sim", "1m")]  # type: ignore[index]
+    assert not list(root.glob("provider=fake/feed=sim/*/timeframe=1h"))

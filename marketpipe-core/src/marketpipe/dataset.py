@@ -50,6 +50,9 @@ from marketpipe.storage.layout import month_folder, month_folders, series_folder
 from marketpipe.storage.parquet_sink import FSYNC_ENV, ParquetSink
 from marketpipe.storage.verify import VerifyReport, verify_dataset
 
+#: The feed suffix of series derived by ``mp resample`` (``feed=sim-from-1m``).
+DERIVED_SUFFIX = "-from-1m"
+
 
 @attrs.frozen(kw_only=True)
 class UpdateRequest:
@@ -137,8 +140,8 @@ async def run_update(
         plan: list[tuple[Series, dict[str, dt.date], IngestionJob | None]] = []
         wanted = {s.value for s in request.symbols}
         for series in every:
-            if not _selected(series, request):
-                continue
+            if not _selected(series, request) or series.feed.endswith(DERIVED_SUFFIX):
+                continue  # derived series are kept current by mp resample, not a provider
             jobs = _series_jobs(store, series)
             # From each symbol's first stored day; the job store remembers symbols whose files
             # all went missing (mp verify found them), so those come back too.
@@ -344,9 +347,6 @@ def run_compact(
     finally:
         catalog.close()
         store.close()
-
-
-DERIVED_SUFFIX = "-from-1m"
 
 
 @attrs.frozen

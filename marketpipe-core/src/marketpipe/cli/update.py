@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
 from marketpipe.cli.common import (
+    Column,
     batch_size_option,
     complete_feed,
     complete_provider,
@@ -19,6 +19,7 @@ from marketpipe.cli.common import (
     console,
     data_dir_option,
     emit_json,
+    fitted_table,
     json_option,
     user_errors,
 )
@@ -57,31 +58,32 @@ def update_dict(result: UpdateResult, data_dir: Path) -> dict[str, object]:
 
 
 def print_update(result: UpdateResult) -> None:
-    table = Table(title="Update")
-    for name, justify in [
-        ("series", "left"),
-        ("symbols", "right"),
-        ("through", "left"),
-        ("stored", "right"),
-        ("fetched", "right"),
-        ("bars", "right"),
-        ("state", "left"),
-    ]:
-        table.add_column(name, justify=justify, no_wrap=True, overflow="fold")  # type: ignore[arg-type]
+    rows = []
     for u in result.series:
         s = u.summary
         state = _state(s.state if s else None, u.error)
         colour = "green" if state in ("COMPLETED", "CURRENT") else "red"
-        table.add_row(
-            Text(str(u.series)),
-            f"{u.symbols:,}",
-            u.through.isoformat() if u.through else "-",
-            f"{s.partitions_stored:,}" if s else "-",
-            f"{s.partitions_completed:,}" if s else "0",
-            f"{s.bars:,}" if s else "0",
-            f"[{colour}]{state}[/]",
+        rows.append(
+            [
+                Text(str(u.series)),
+                f"[{colour}]{state}[/]",
+                u.through.isoformat() if u.through else "-",
+                f"{s.partitions_completed:,}" if s else "0",
+                f"{s.partitions_stored:,}" if s else "-",
+                f"{s.bars:,}" if s else "0",
+                f"{u.symbols:,}",
+            ]
         )
-    console.print(table)
+    columns = [
+        Column("series", keep=True),
+        Column("state", keep=True),
+        Column("through", 6),
+        Column("fetched", 5, justify="right"),
+        Column("stored", 3, justify="right"),
+        Column("bars", 4, justify="right"),
+        Column("symbols", 2, justify="right"),
+    ]
+    console.print(fitted_table(columns, rows, title="Update"))
     for u in result.series:
         if u.error:
             console.print(f"[red]{escape(str(u.series))}[/]: {escape(u.error)}", soft_wrap=True)
