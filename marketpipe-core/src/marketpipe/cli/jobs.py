@@ -80,11 +80,12 @@ def jobs() -> None:
 
 
 def _when(value: object) -> str:
-    """An ISO moment as ``YYYY-MM-DD HH:MM UTC`` (the zone said, the seconds dropped)."""
+    """An ISO moment as ``MM-DD HH:MM`` in UTC (the column header names the zone; the full
+    moment is in --json)."""
     if not value:
         return "-"
     moment = dt.datetime.fromisoformat(str(value)).astimezone(dt.UTC)
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
+    return f"{moment:%m-%d %H:%M}"
 
 
 def _symbols(symbols: list[str], limit: int = 3) -> str:
@@ -111,13 +112,13 @@ def list_jobs(data_dir: Path, as_json: bool) -> None:
     columns = [
         Column("id", keep=True),
         Column("state", keep=True),
-        Column("provider", 5),
-        Column("tf", 2),
-        Column("symbols", 3),
+        Column("provider", 3),
+        Column("tf", 8),
+        Column("symbols", 2),
         Column("range", 7),
         Column("done", 6, justify="right"),
         Column("bars", 4, justify="right"),
-        Column("started", 1),
+        Column("started UTC", 5),
     ]
     table_rows = [
         [
