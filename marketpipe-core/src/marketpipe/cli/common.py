@@ -16,6 +16,7 @@ from click.shell_completion import CompletionItem
 from rich import box
 from rich.console import Console
 from rich.measure import Measurement
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from marketpipe.errors import PluginConflictError, UserError
@@ -117,6 +118,77 @@ KNOWN_FEEDS = ["iex", "sip", "delayed_sip", "otc", "boats", "overnight", "tops",
 
 def complete_feed(_ctx: Any, _param: Any, incomplete: str) -> list[CompletionItem]:
     return _matching(KNOWN_FEEDS, incomplete)
+
+
+def selection_options(*, timeframe: bool = True, symbols: bool = True) -> Callable[[F], F]:
+    """``--provider``, ``--feed`` (and ``--timeframe``, ``--symbols``), handed to the command
+    as one ``selection`` (:class:`marketpipe.dataset.Selection`). Put it below ``user_errors``,
+    so a bad value is one line."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from marketpipe.dataset import Selection
+            from marketpipe.ingestion.domain.values import Symbol, Timeframe
+
+            chosen_tf = kwargs.pop("timeframe", None)
+            chosen_symbols = kwargs.pop("symbols", None)
+            kwargs["selection"] = Selection(
+                provider=kwargs.pop("provider"),
+                feed=kwargs.pop("feed"),
+                timeframe=Timeframe.parse(chosen_tf) if chosen_tf else None,
+                symbols=Symbol.parse_list(chosen_symbols) if chosen_symbols else (),
+            )
+            return func(*args, **kwargs)
+
+        options = [
+            click.option(
+                "--provider",
+                shell_complete=complete_provider,
+                default=None,
+                help="only this provider's series",
+            ),
+            click.option(
+                "--feed", shell_complete=complete_feed, default=None, help="only this feed's series"
+            ),
+        ]
+        if timeframe:
+            options.append(
+                click.option(
+                    "--timeframe",
+                    shell_complete=complete_timeframe,
+                    default=None,
+                    help="only this timeframe's series (1m ... 1d)",
+                )
+            )
+        if symbols:
+            options.append(
+                click.option("--symbols", default=None, help="only these symbols, e.g. AAPL,MSFT")
+            )
+        decorated: Any = wrapper
+        for option in reversed(options):
+            decorated = option(decorated)
+        return decorated  # type: ignore[no-any-return]
+
+    return decorate
+
+
+def count_progress(
+    label: str, unit: str, enabled: bool
+) -> tuple[Progress, Callable[[int, int], None]]:
+    """A progress line for a long operation over countable things (folders, months), and the
+    ``(done, total)`` callback that moves it."""
+    progress = Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        console=err_console,
+        disable=not enabled,
+        transient=True,
+    )
+    task = progress.add_task(label, total=None)
+    return progress, lambda done, total: progress.update(task, completed=done, total=total)
 
 
 def json_option(func: F) -> F:

@@ -5,45 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
 from marketpipe.cli.common import (
     Column,
-    complete_feed,
-    complete_provider,
-    complete_timeframe,
     console,
+    count_progress,
     data_dir_option,
     emit_json,
-    err_console,
     fitted_table,
     json_option,
+    selection_options,
     user_errors,
 )
 from marketpipe.dataset import Selection, run_compact
-from marketpipe.ingestion.domain.values import Timeframe
 
 
 @click.command()
-@click.option(
-    "--provider", shell_complete=complete_provider, default=None, help="only this provider's series"
-)
-@click.option("--feed", shell_complete=complete_feed, default=None, help="only series of this feed")
-@click.option(
-    "--timeframe",
-    shell_complete=complete_timeframe,
-    default=None,
-    help="only series of this timeframe",
-)
 @click.option("--dry-run", is_flag=True, help="say what would change, rewrite nothing")
 @data_dir_option
 @json_option
 @user_errors
+@selection_options(symbols=False)
 def compact(
-    provider: str | None,
-    feed: str | None,
-    timeframe: str | None,
+    selection: Selection,
     dry_run: bool,
     data_dir: Path,
     as_json: bool,
@@ -51,26 +36,9 @@ def compact(
     """Rewrite each month folder into as few files as its size warrants (one a month for
     typical minute data). The rows stay identical; ingests into a folder wait while it is
     compacted."""
-    selection = Selection(
-        provider=provider, feed=feed, timeframe=Timeframe.parse(timeframe) if timeframe else None
-    )
-    progress = Progress(
-        TextColumn("[bold]compact"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("folders"),
-        console=err_console,
-        disable=as_json,
-        transient=True,
-    )
-    task = progress.add_task("compact", total=None)
+    progress, advance = count_progress("compact", "folders", enabled=not as_json)
     with progress:
-        results = run_compact(
-            data_dir,
-            selection,
-            dry_run=dry_run,
-            on_folder=lambda done, total: progress.update(task, completed=done, total=total),
-        )
+        results = run_compact(data_dir, selection, dry_run=dry_run, on_folder=advance)
     rows = [
         {
             "provider": r.series.provider,

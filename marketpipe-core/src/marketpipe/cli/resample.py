@@ -5,21 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
 from marketpipe.cli.common import (
-    complete_feed,
-    complete_provider,
     console,
+    count_progress,
     data_dir_option,
     emit_json,
-    err_console,
     json_option,
+    selection_options,
     user_errors,
 )
 from marketpipe.dataset import Selection, run_resample
-from marketpipe.ingestion.domain.values import Symbol, Timeframe
+from marketpipe.ingestion.domain.values import Timeframe
 
 
 @click.command()
@@ -30,19 +28,13 @@ from marketpipe.ingestion.domain.values import Symbol, Timeframe
     type=click.Choice(["5m", "15m", "30m", "1h", "1d"]),
     help="the timeframe to derive",
 )
-@click.option(
-    "--provider", shell_complete=complete_provider, default=None, help="only this provider's series"
-)
-@click.option("--feed", shell_complete=complete_feed, default=None, help="only series of this feed")
-@click.option("--symbols", default=None, help="only these symbols, e.g. AAPL,MSFT")
 @data_dir_option
 @json_option
 @user_errors
+@selection_options(timeframe=False)
 def resample(
+    selection: Selection,
     target: str,
-    provider: str | None,
-    feed: str | None,
-    symbols: str | None,
     data_dir: Path,
     as_json: bool,
 ) -> None:
@@ -51,26 +43,9 @@ def resample(
 
     Windows start at the regular open (a 1h bar at 09:30); daily bars hold the regular session.
     """
-    selection = Selection(
-        provider=provider, feed=feed, symbols=Symbol.parse_list(symbols) if symbols else ()
-    )
-    progress = Progress(
-        TextColumn("[bold]resample"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("months"),
-        console=err_console,
-        disable=as_json,
-        transient=True,
-    )
-    task = progress.add_task("resample", total=None)
+    progress, advance = count_progress("resample", "months", enabled=not as_json)
     with progress:
-        results = run_resample(
-            data_dir,
-            selection,
-            Timeframe.parse(target),
-            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
-        )
+        results = run_resample(data_dir, selection, Timeframe.parse(target), on_progress=advance)
     if as_json:
         emit_json(
             [

@@ -12,17 +12,14 @@ from rich.table import Table
 from rich.text import Text
 
 from marketpipe.cli.common import (
-    complete_feed,
-    complete_provider,
-    complete_timeframe,
     console,
     data_dir_option,
     emit_json,
     json_option,
+    selection_options,
     user_errors,
 )
 from marketpipe.dataset import Selection, run_status
-from marketpipe.ingestion.domain.values import Symbol, Timeframe
 from marketpipe.status import SeriesStatus, status_dict
 
 
@@ -43,7 +40,8 @@ def print_status(statuses: list[SeriesStatus]) -> None:
         console.print(
             Text.assemble(
                 (str(status.series), "bold"),
-                f"  {len(symbols):,} symbols · {_span(first, last)} · {status.bars:,} bars",
+                f"  {len(symbols):,} symbol{'s' if len(symbols) != 1 else ''} · "
+                f"{_span(first, last)} · {status.bars:,} bars",
             )
         )
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
@@ -82,17 +80,6 @@ def print_status(statuses: list[SeriesStatus]) -> None:
 
 @click.command()
 @click.option(
-    "--provider", shell_complete=complete_provider, default=None, help="only this provider's series"
-)
-@click.option("--feed", shell_complete=complete_feed, default=None, help="only series of this feed")
-@click.option(
-    "--timeframe",
-    shell_complete=complete_timeframe,
-    default=None,
-    help="only series of this timeframe (1m ... 1d)",
-)
-@click.option("--symbols", default=None, help="only these symbols, e.g. AAPL,MSFT")
-@click.option(
     "--plot",
     "plot_to",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -102,11 +89,9 @@ def print_status(statuses: list[SeriesStatus]) -> None:
 @data_dir_option
 @json_option
 @user_errors
+@selection_options()
 def status(
-    provider: str | None,
-    feed: str | None,
-    timeframe: str | None,
-    symbols: str | None,
+    selection: Selection,
     plot_to: Path | None,
     data_dir: Path,
     as_json: bool,
@@ -117,12 +102,6 @@ def status(
     last stored day; partial days were fetched before they were final; thin days hold
     suspiciously few bars for their session.
     """
-    selection = Selection(
-        provider=provider,
-        feed=feed,
-        timeframe=Timeframe.parse(timeframe) if timeframe else None,
-        symbols=Symbol.parse_list(symbols) if symbols else (),
-    )
     statuses, notes = run_status(data_dir, selection, plot_to)
     if as_json:
         emit_json(

@@ -12,21 +12,18 @@ from rich.text import Text
 from marketpipe.cli.common import (
     Column,
     batch_size_option,
-    complete_feed,
-    complete_provider,
-    complete_timeframe,
     concurrency_option,
     console,
     data_dir_option,
     emit_json,
     fitted_table,
     json_option,
+    selection_options,
     user_errors,
 )
 from marketpipe.cli.ingest import run_with_progress, summary_dict
-from marketpipe.dataset import UpdateRequest, UpdateResult, run_update
+from marketpipe.dataset import Selection, UpdateRequest, UpdateResult, run_update
 from marketpipe.ingestion.domain.job import ProcessingState
-from marketpipe.ingestion.domain.values import Symbol, Timeframe
 from marketpipe.settings import parse_overrides
 
 
@@ -97,28 +94,15 @@ def print_update(result: UpdateResult) -> None:
 
 
 @click.command()
-@click.option(
-    "--provider", shell_complete=complete_provider, default=None, help="only this provider's series"
-)
-@click.option("--feed", shell_complete=complete_feed, default=None, help="only series of this feed")
-@click.option(
-    "--timeframe",
-    shell_complete=complete_timeframe,
-    default=None,
-    help="only series of this timeframe (1m ... 1d)",
-)
-@click.option("--symbols", default=None, help="only these symbols, e.g. AAPL,MSFT")
 @data_dir_option
 @click.option("-o", "options", multiple=True, metavar="KEY=VALUE", help="provider setting")
 @concurrency_option
 @batch_size_option
 @json_option
 @user_errors
+@selection_options()
 def update(
-    provider: str | None,
-    feed: str | None,
-    timeframe: str | None,
-    symbols: str | None,
+    selection: Selection,
     data_dir: Path,
     options: tuple[str, ...],
     concurrency: int,
@@ -132,10 +116,10 @@ def update(
     """
     request = UpdateRequest(
         data_dir=data_dir,
-        provider=provider,
-        feed=feed,
-        timeframe=Timeframe.parse(timeframe) if timeframe else None,
-        symbols=Symbol.parse_list(symbols) if symbols else (),
+        provider=selection.provider,
+        feed=selection.feed,
+        timeframe=selection.timeframe,
+        symbols=selection.symbols,
         overrides=parse_overrides(options),
         max_concurrency=concurrency,
         batch_size=batch_size,
