@@ -209,10 +209,10 @@ def user_errors(func: F) -> F:
         except (UserError, PluginConflictError) as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
-        except sqlite3.Error as exc:  # a corrupt, truncated or locked-out job store
+        except sqlite3.Error as exc:  # a corrupt, truncated or locked-out job store or catalog
             click.echo(
                 f"Error: the job store cannot be used ({exc}); check the data dir's "
-                "_marketpipe/jobs.sqlite, or use another --data-dir",
+                "_marketpipe/jobs.sqlite and catalog.sqlite, or use another --data-dir",
                 err=True,
             )
             sys.exit(2)
