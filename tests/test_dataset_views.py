@@ -411,3 +411,22 @@ def test_resample_equals_duckdbs_own_aggregation_and_rebuilds_only_what_changed(
     update = mp_json("update", "--data-dir", str(root), env={"MARKETPIPE_NOW": "2024-12-02T01:00Z"})
     assert [(u["feed"], u["timeframe"]) for u in update["series"]] == [("sim", "1m")]  # type: ignore[index]
     assert not list(root.glob("provider=fake/feed=sim/*/timeframe=1h"))
+
+
+def test_a_damaged_file_stops_compact_delete_and_resample_with_one_line(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    ingest(root, "AAPL", "2024-03-04", "2024-03-05")
+    before = digest(root)
+    (folder,) = root.glob("provider=fake/*/*/*/month=2024-03")
+    (folder / "zz-damaged.parquet").write_bytes(b"PAR1 not really")
+    for args in (
+        ["compact"],
+        ["resample", "--to", "1h"],
+        ["delete", "--provider", "fake", "--symbols", "AAPL", "--yes"],
+    ):
+        out = mp(*args, "--data-dir", str(root))
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        (line,) = out.stderr.strip().splitlines()
+        assert "zz-damaged.parquet" in line and "move it out" in line
+    (folder / "zz-damaged.parquet").unlink()
+    assert digest(root) == before

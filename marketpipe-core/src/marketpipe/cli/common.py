@@ -19,7 +19,7 @@ from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from marketpipe.errors import PluginConflictError, UserError
+from marketpipe.errors import PluginConflictError, StorageError, UserError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -206,7 +206,8 @@ def user_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (UserError, PluginConflictError) as exc:
+        except (UserError, PluginConflictError, StorageError) as exc:
+            # StorageError: a damaged or foreign file in the dataset, named with what to do.
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
         except sqlite3.Error as exc:  # a corrupt, truncated or locked-out job store or catalog
