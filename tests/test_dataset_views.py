@@ -428,5 +428,7 @@ def test_a_damaged_file_stops_compact_delete_and_resample_with_one_line(tmp_path
         assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
         (line,) = out.stderr.strip().splitlines()
         assert "zz-damaged.parquet" in line and "move it out" in line
+    status = mp_json("status", "--data-dir", str(root))
+    assert any("zz-damaged.parquet" in n and "mp verify" in n for n in status["notes"])  # type: ignore[index]
     (folder / "zz-damaged.parquet").unlink()
     assert digest(root) == before

@@ -231,6 +231,13 @@ def run_status(
             if selection.takes(series)
         ]
         statuses = [s for s in statuses if s.symbols]
+        for status in statuses:
+            damaged = [f for f in catalog.files(status.series) if f.error]
+            if damaged:
+                notes.append(
+                    f"{len(damaged)} file(s) of {status.series} cannot be read and are not "
+                    f"counted (first: month={damaged[0].month}/{damaged[0].name}); see mp verify"
+                )
         if plot_to is not None:
             from marketpipe.plot import coverage_matrix, draw
 
