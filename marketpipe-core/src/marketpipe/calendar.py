@@ -77,6 +77,22 @@ def ny_midnight_ns(day: dt.date) -> int:
     return _utc_ns(dt.datetime(day.year, day.month, day.day, tzinfo=NEW_YORK))
 
 
+@attrs.frozen(eq=False)
+class SessionArrays:
+    """Session days as date ordinals, with their regular open and close and the New York
+    midnight opening them (UTC nanoseconds), aligned index for index."""
+
+    ordinals: np.ndarray
+    opens: np.ndarray
+    closes: np.ndarray
+    midnights: np.ndarray
+
+    @property
+    def regular_minutes(self) -> np.ndarray:
+        minutes: np.ndarray = (self.closes - self.opens) // (60 * _NS)
+        return minutes
+
+
 class TradingCalendar:
     """NYSE sessions: each session day with its regular open and close (UTC nanoseconds).
 
@@ -127,18 +143,14 @@ class TradingCalendar:
         hi = bisect.bisect_right(self._days, time_range.end)
         return self._days[lo:hi]
 
-    def session_days(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every session day as a date ordinal, with its regular session's length in minutes."""
-        ordinals = np.array([d.toordinal() for d in self._days], dtype=np.int64)
-        minutes = np.array(self._closes, dtype=np.int64) - np.array(self._opens, dtype=np.int64)
-        return ordinals, minutes // (60 * _NS)
-
-    def session_bounds(self) -> tuple[list[dt.date], np.ndarray, np.ndarray]:
-        """Every session day with its regular open and close (UTC nanoseconds)."""
-        return (
-            self._days,
-            np.array(self._opens, dtype=np.int64),
-            np.array(self._closes, dtype=np.int64),
+    @functools.cached_property
+    def arrays(self) -> SessionArrays:
+        """Every session as arrays, built once per calendar (for vectorised work)."""
+        return SessionArrays(
+            ordinals=np.array([d.toordinal() for d in self._days], dtype=np.int64),
+            opens=np.array(self._opens, dtype=np.int64),
+            closes=np.array(self._closes, dtype=np.int64),
+            midnights=np.array([ny_midnight_ns(d) for d in self._days], dtype=np.int64),
         )
 
     def is_session(self, day: dt.date) -> bool:

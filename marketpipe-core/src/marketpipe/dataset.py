@@ -30,7 +30,6 @@ from marketpipe.pipeline import (
     last_completed_session,
     open_dataset,
     run_ingest,
-    series_of,
 )
 from marketpipe.resample import TARGETS, aggregate
 from marketpipe.status import SeriesStatus, series_status
@@ -99,7 +98,8 @@ def _series_jobs(store: SqliteJobStore, series: Series) -> list[IngestionJob]:
         ):
             continue
         try:
-            if series_of(registry.get(cfg.provider), cfg) == series:
+            spec = registry.get(cfg.provider)
+            if spec.series(cfg.feed, cfg.timeframe, cfg.settings) == series:
                 found.append(job)
         except UserError:
             break

@@ -26,7 +26,6 @@ from marketpipe.ingestion.domain.ports import IMarketDataProvider
 from marketpipe.ingestion.domain.values import (
     RAW,
     IngestionJobId,
-    Series,
     Session,
     Symbol,
     Timeframe,
@@ -347,10 +346,6 @@ async def execute(
             close()
 
 
-def series_of(spec: ProviderSpec, cfg: IngestionConfiguration) -> Series:
-    return Series(cfg.provider, cfg.feed, spec.adjustment(cfg.settings), cfg.timeframe)
-
-
 def _claim_series(data_dir: Path, spec: ProviderSpec, cfg: IngestionConfiguration) -> None:
     """Refuse settings that would mix other bars into a stored series (``series_settings``)."""
     shaping = spec.shaping(cfg.settings)
@@ -358,7 +353,7 @@ def _claim_series(data_dir: Path, spec: ProviderSpec, cfg: IngestionConfiguratio
         return
     catalog = Catalog(data_dir)
     try:
-        catalog.claim(series_of(spec, cfg), shaping)
+        catalog.claim(spec.series(cfg.feed, cfg.timeframe, cfg.settings), shaping)
     finally:
         catalog.close()
 

@@ -39,7 +39,7 @@ def coverage_matrix(
     mask = np.isin(cols["symbol"], keep)
     days = cols["day"][mask]
     first, last = int(days.min()), int(days.max())
-    sessions, _ = calendar.session_days()
+    sessions = calendar.arrays.ordinals
     span = sessions[(sessions >= first) & (sessions <= last)]
     month_of = np.array([_month(d) for d in span.tolist()], dtype=np.int64)
     months = np.unique(month_of)

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from marketpipe.calendar import TradingCalendar, ny_midnight_ns
+from marketpipe.calendar import TradingCalendar
 from marketpipe.ingestion.domain.values import Timeframe
 from marketpipe.schema import BAR_SCHEMA, conform
 
@@ -36,12 +36,12 @@ def aggregate(minutes: pa.Table, target: Timeframe, calendar: TradingCalendar) -
         return BAR_SCHEMA.empty_table()
     table = minutes.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
     ts = table["timestamp"].cast(pa.int64()).to_numpy()
-    days, opens, closes = calendar.session_bounds()
-    midnights = np.array([ny_midnight_ns(d) for d in days], dtype=np.int64)
-    index = np.clip(np.searchsorted(midnights, ts, side="right") - 1, 0, len(days) - 1)
-    opened = opens[index]
+    sessions = calendar.arrays
+    midnights = sessions.midnights
+    index = np.clip(np.searchsorted(midnights, ts, side="right") - 1, 0, len(midnights) - 1)
+    opened = sessions.opens[index]
     if target is Timeframe.D1:
-        keep = (ts >= opened) & (ts < closes[index])
+        keep = (ts >= opened) & (ts < sessions.closes[index])
         bucket = midnights[index]
     else:
         width = target.minutes * 60 * _NS

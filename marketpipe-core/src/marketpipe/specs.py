@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from marketpipe.ingestion.domain.values import RAW, Session, Timeframe
+from marketpipe.ingestion.domain.values import RAW, Series, Session, Timeframe
 
 if TYPE_CHECKING:
     from marketpipe.ingestion.domain.ports import IMarketDataProvider
@@ -124,6 +124,10 @@ class ProviderSpec:
             return RAW
         value = str(settings.get("adjustment") or RAW).strip().lower()
         return ",".join(sorted(p.strip() for p in value.split(","))) or RAW
+
+    def series(self, feed: str, timeframe: Timeframe, settings: Mapping[str, Any]) -> Series:
+        """The series that bars fetched with these settings belong to."""
+        return Series(self.name, feed, self.adjustment(settings), timeframe)
 
     def shaping(self, settings: Mapping[str, Any]) -> dict[str, str]:
         """The series settings other than ``adjustment``, as stored with the series."""

@@ -85,7 +85,7 @@ def series_status(
 ) -> SeriesStatus:
     names, cols = catalog.partitions(series)
     wanted = set(symbols)
-    sessions, regular_minutes = calendar.session_days()
+    sessions, regular_minutes = calendar.arrays.ordinals, calendar.arrays.regular_minutes
     threshold = _thin_fraction(series.provider)
     out: list[SymbolStatus] = []
     bounds = np.searchsorted(cols["symbol"], np.arange(len(names) + 1))

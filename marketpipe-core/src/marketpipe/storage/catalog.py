@@ -206,14 +206,6 @@ class Catalog:
                 (json.dumps(dict(sorted(shaping.items()))), series_id),
             )
 
-    @_locked
-    def settings_of(self, series: Series) -> dict[str, str]:
-        series_id = self._series_id(series)
-        if series_id is None:
-            return {}
-        row = self._conn.execute("SELECT settings FROM series WHERE id=?", (series_id,)).fetchone()
-        return dict(json.loads(row[0])) if row and row[0] else {}
-
     # symbols ----------------------------------------------------------------------------------
 
     def _ids(self, symbols: Iterable[str], create: bool) -> dict[str, int]:

@@ -228,7 +228,7 @@ class IngestionCoordinatorService:
 
     def _series(self, job: IngestionJob) -> Series:
         cfg = job.configuration
-        return Series(cfg.provider, cfg.feed, self._spec.adjustment(cfg.settings), cfg.timeframe)
+        return self._spec.series(cfg.feed, cfg.timeframe, cfg.settings)
 
     def _stored(
         self, job: IngestionJob, windows: Sequence[SessionWindow]
