@@ -1,4 +1,5 @@
-"""Work on the whole dataset rather than one request: ``mp update`` and ``mp verify``.
+"""Work on the whole dataset rather than one request: ``mp update``, ``status``, ``verify``,
+``delete`` and ``compact`` (``mp resample`` is :mod:`marketpipe.resample`).
 
 ``update`` asks the catalog which series and symbols the dataset holds and brings each up to the
 last completed session, from each symbol's first stored day: one job per series, each fetching
@@ -17,7 +18,7 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from marketpipe.calendar import TradingCalendar, nyse_calendar
+from marketpipe.calendar import nyse_calendar
 from marketpipe.errors import InvalidInputError, UserError
 from marketpipe.ingestion.application.coordinator import CancelToken, JobSummary
 from marketpipe.ingestion.domain.job import IngestionJob
@@ -31,37 +32,40 @@ from marketpipe.pipeline import (
     open_dataset,
     run_ingest,
 )
-from marketpipe.resample import TARGETS, aggregate
 from marketpipe.status import SeriesStatus, series_status
-from marketpipe.storage.atomic import folder_lock
-from marketpipe.storage.base import CommitRequest
 from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.compact import (
-    ROWS_PER_FILE,
     FolderResult,
-    bar_footers,
     compact_folder,
-    gather_rows,
-    owners,
-    plan_groups,
 )
-from marketpipe.storage.layout import month_folder, month_folders, series_folder
+from marketpipe.storage.layout import DERIVED_SUFFIX, month_folders, series_folder
 from marketpipe.storage.parquet_sink import FSYNC_ENV, ParquetSink
 from marketpipe.storage.verify import VerifyReport, verify_dataset
 
-#: The feed suffix of series derived by ``mp resample`` (``feed=sim-from-1m``).
-DERIVED_SUFFIX = "-from-1m"
-
 
 @attrs.frozen(kw_only=True)
-class UpdateRequest:
-    """Which stored series to bring up to date (``None``/empty: all)."""
+class Selection:
+    """Which stored series and symbols a command looks at (``None``/empty: all)."""
 
-    data_dir: Path
     provider: str | None = None
     feed: str | None = None
     timeframe: Timeframe | None = None
     symbols: tuple[Symbol, ...] = ()
+
+    def takes(self, series: Series) -> bool:
+        return (
+            (self.provider is None or series.provider == self.provider.strip().lower())
+            and (self.feed is None or series.feed == self.feed)
+            and (self.timeframe is None or series.timeframe is self.timeframe)
+        )
+
+
+@attrs.frozen(kw_only=True)
+class UpdateRequest:
+    """Which stored series to bring up to date (an empty selection: all)."""
+
+    data_dir: Path
+    selection: Selection = Selection()
     overrides: Mapping[str, str] = attrs.field(factory=dict)
     batch_size: int = 100_000
     max_concurrency: int = 2
@@ -106,14 +110,6 @@ def _series_jobs(store: SqliteJobStore, series: Series) -> list[IngestionJob]:
     return found
 
 
-def _selected(series: Series, request: UpdateRequest) -> bool:
-    return (
-        (request.provider is None or series.provider == request.provider.strip().lower())
-        and (request.feed is None or series.feed == request.feed)
-        and (request.timeframe is None or series.timeframe is request.timeframe)
-    )
-
-
 def _overrides(series: Series, job: IngestionJob | None, request: UpdateRequest) -> dict[str, str]:
     spec = registry.get(series.provider)
     overrides = dict(job.configuration.settings) if job is not None else {}
@@ -138,9 +134,9 @@ async def run_update(
         notes = await asyncio.to_thread(open_dataset, request.data_dir, store)
         every = await asyncio.to_thread(catalog.sync_all)
         plan: list[tuple[Series, dict[str, dt.date], IngestionJob | None]] = []
-        wanted = {s.value for s in request.symbols}
+        wanted = {s.value for s in request.selection.symbols}
         for series in every:
-            if not _selected(series, request) or series.feed.endswith(DERIVED_SUFFIX):
+            if not request.selection.takes(series) or series.feed.endswith(DERIVED_SUFFIX):
                 continue  # derived series are kept current by mp resample, not a provider
             jobs = _series_jobs(store, series)
             # From each symbol's first stored day; the job store remembers symbols whose files
@@ -155,7 +151,8 @@ async def run_update(
         catalog.close()
         store.close()
     if not plan:
-        what = "the selected series" if request.provider or request.feed else "any series"
+        chosen = request.selection.provider or request.selection.feed
+        what = "the selected series" if chosen else "any series"
         raise InvalidInputError(
             f"the dataset in {request.data_dir} holds no bars of {what}"
             + (f" for {', '.join(sorted(wanted))}" if wanted else "")
@@ -193,23 +190,6 @@ async def run_update(
             continue
         results.append(SeriesUpdate(series, len(starts), end, summary))
     return UpdateResult(tuple(results), tuple(notes))
-
-
-@attrs.frozen(kw_only=True)
-class Selection:
-    """Which stored series and symbols a command looks at (``None``/empty: all)."""
-
-    provider: str | None = None
-    feed: str | None = None
-    timeframe: Timeframe | None = None
-    symbols: tuple[Symbol, ...] = ()
-
-    def takes(self, series: Series) -> bool:
-        return (
-            (self.provider is None or series.provider == self.provider.strip().lower())
-            and (self.feed is None or series.feed == self.feed)
-            and (self.timeframe is None or series.timeframe is self.timeframe)
-        )
 
 
 def run_status(
@@ -354,130 +334,6 @@ def run_compact(
     finally:
         catalog.close()
         store.close()
-
-
-@attrs.frozen
-class ResampleResult:
-    source: Series
-    target: Series
-    partitions: int
-    bars_in: int
-    bars_out: int
-
-
-def derived_series(source: Series, target: Timeframe) -> Series:
-    """Where bars derived from ``source`` live: their own series, never the provider's own
-    bars of that timeframe (``feed=<feed>-from-1m``)."""
-    return Series(source.provider, f"{source.feed}{DERIVED_SUFFIX}", source.adjustment, target)
-
-
-def run_resample(
-    data_dir: Path,
-    selection: Selection,
-    target: Timeframe,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> list[ResampleResult]:
-    """Derive ``target`` bars from the selected 1-minute series; only partitions whose minutes
-    changed since they were last derived (or never were) are rebuilt."""
-    if not data_dir.is_dir():
-        raise InvalidInputError(f"no dataset at {data_dir}")
-    if target not in TARGETS:
-        allowed = ", ".join(t.value for t in TARGETS)
-        raise InvalidInputError(f"cannot resample to {target.value}: use {allowed}")
-    store = SqliteJobStore.for_data_dir(data_dir)
-    sink = ParquetSink(data_dir)
-    catalog = sink.catalog
-    calendar = nyse_calendar()
-    wanted = {s.value for s in selection.symbols}
-    try:
-        open_dataset(data_dir, store)
-        sources = [
-            s
-            for s in catalog.sync_all()
-            if s.timeframe is Timeframe.M1
-            and not s.feed.endswith(DERIVED_SUFFIX)
-            and selection.takes(attrs.evolve(s, timeframe=selection.timeframe or s.timeframe))
-        ]
-        if not sources:
-            raise InvalidInputError("no 1-minute series stored for that selection to resample")
-        results = []
-        for source in sources:
-            derived = derived_series(source, target)
-            catalog.sync(derived)
-            done = catalog.partition_times(derived)
-            todo: dict[str, set[tuple[str, str]]] = {}
-            for (symbol, day), fetched in catalog.partition_times(source).items():
-                if wanted and symbol not in wanted:
-                    continue
-                if done.get((symbol, day), "") < fetched:
-                    iso = dt.date.fromordinal(day)
-                    todo.setdefault(f"{iso:%Y-%m}", set()).add((symbol, iso.isoformat()))
-            bars_in = bars_out = 0
-            for step, (month, keys) in enumerate(sorted(todo.items()), start=1):
-                n_in, n_out = _resample_month(
-                    data_dir, sink, source, derived, month, keys, calendar
-                )
-                bars_in += n_in
-                bars_out += n_out
-                if on_progress is not None:
-                    on_progress(step, len(todo))
-            parts = sum(len(k) for k in todo.values())
-            results.append(ResampleResult(source, derived, parts, bars_in, bars_out))
-        return results
-    finally:
-        sink.close()
-        store.close()
-
-
-def _resample_month(
-    root: Path,
-    sink: ParquetSink,
-    source: Series,
-    derived: Series,
-    month: str,
-    keys: set[tuple[str, str]],
-    calendar: TradingCalendar,
-) -> tuple[int, int]:
-    folder = month_folder(root, source, month)
-    with folder_lock(folder):  # the minutes as one consistent state of the folder
-        footers = bar_footers(folder)
-        owner = {k: n for k, n in owners(footers).items() if k in keys}
-        entries = {k: footers[n].entries[k] for k, n in owner.items()}
-        groups = plan_groups(entries, ROWS_PER_FILE)
-        minutes = [gather_rows(folder, footers, owner, set(g)) for g in groups]
-    bars_in = bars_out = 0
-    for group, table in zip(groups, minutes, strict=True):
-        chosen = set(group)
-        coverage: dict[str, tuple[dt.date, ...]] = {}
-        partial: dict[str, tuple[dt.date, ...]] = {}
-        for (symbol, iso), entry in sorted(entries.items()):
-            if symbol in chosen:
-                day = dt.date.fromisoformat(iso)
-                coverage[symbol] = (*coverage.get(symbol, ()), day)
-                if not entry.complete:
-                    partial[symbol] = (*partial.get(symbol, ()), day)
-        bars = aggregate(table, derived.timeframe, calendar)
-        sink.commit(
-            CommitRequest(
-                table=bars,
-                coverage=coverage,
-                provider=derived.provider,
-                feed=derived.feed,
-                adjustment=derived.adjustment,
-                timeframe=derived.timeframe,
-                job_id="resample",
-                partial=partial,
-                extra_metadata={
-                    "derived_from": str(source),
-                    "resampled": "open first, high max, low min, close last, volume and "
-                    "trades summed, vwap volume-weighted; windows from the regular open; "
-                    "daily bars from the regular session",
-                },
-            )
-        )
-        bars_in += table.num_rows
-        bars_out += bars.num_rows
-    return bars_in, bars_out
 
 
 def run_verify(data_dir: Path) -> tuple[VerifyReport, list[str]]:

@@ -16,13 +16,33 @@ agree with providers' own bars.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from marketpipe.calendar import TradingCalendar
-from marketpipe.ingestion.domain.values import Timeframe
+from marketpipe.calendar import TradingCalendar, nyse_calendar
+from marketpipe.dataset import Selection
+from marketpipe.errors import InvalidInputError
+from marketpipe.ingestion.domain.values import Series, Timeframe
+from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
+from marketpipe.pipeline import open_dataset
 from marketpipe.schema import BAR_SCHEMA, conform
+from marketpipe.storage.atomic import folder_lock
+from marketpipe.storage.base import CommitRequest
+from marketpipe.storage.compact import (
+    ROWS_PER_FILE,
+    bar_footers,
+    gather_rows,
+    owners,
+    plan_groups,
+)
+from marketpipe.storage.layout import DERIVED_SUFFIX, month_folder
+from marketpipe.storage.parquet_sink import ParquetSink
 
 TARGETS = (Timeframe.M5, Timeframe.M15, Timeframe.M30, Timeframe.H1, Timeframe.D1)
 _NS = 1_000_000_000
@@ -95,3 +115,127 @@ def aggregate(minutes: pa.Table, target: Timeframe, calendar: TradingCalendar) -
         }
     )
     return conform(out).sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
+
+
+@attrs.frozen
+class ResampleResult:
+    source: Series
+    target: Series
+    partitions: int
+    bars_in: int
+    bars_out: int
+
+
+def derived_series(source: Series, target: Timeframe) -> Series:
+    """Where bars derived from ``source`` live: their own series, never the provider's own
+    bars of that timeframe (``feed=<feed>-from-1m``)."""
+    return Series(source.provider, f"{source.feed}{DERIVED_SUFFIX}", source.adjustment, target)
+
+
+def run_resample(
+    data_dir: Path,
+    selection: Selection,
+    target: Timeframe,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[ResampleResult]:
+    """Derive ``target`` bars from the selected 1-minute series; only partitions whose minutes
+    changed since they were last derived (or never were) are rebuilt."""
+    if not data_dir.is_dir():
+        raise InvalidInputError(f"no dataset at {data_dir}")
+    if target not in TARGETS:
+        allowed = ", ".join(t.value for t in TARGETS)
+        raise InvalidInputError(f"cannot resample to {target.value}: use {allowed}")
+    store = SqliteJobStore.for_data_dir(data_dir)
+    sink = ParquetSink(data_dir)
+    catalog = sink.catalog
+    calendar = nyse_calendar()
+    wanted = {s.value for s in selection.symbols}
+    try:
+        open_dataset(data_dir, store)
+        sources = [
+            s
+            for s in catalog.sync_all()
+            if s.timeframe is Timeframe.M1
+            and not s.feed.endswith(DERIVED_SUFFIX)
+            and selection.takes(s)
+        ]
+        if not sources:
+            raise InvalidInputError("no 1-minute series stored for that selection to resample")
+        results = []
+        for source in sources:
+            derived = derived_series(source, target)
+            catalog.sync(derived)
+            done = catalog.partition_times(derived)
+            todo: dict[str, set[tuple[str, str]]] = {}
+            for (symbol, day), fetched in catalog.partition_times(source).items():
+                if wanted and symbol not in wanted:
+                    continue
+                if done.get((symbol, day), "") < fetched:
+                    iso = dt.date.fromordinal(day)
+                    todo.setdefault(f"{iso:%Y-%m}", set()).add((symbol, iso.isoformat()))
+            bars_in = bars_out = 0
+            for step, (month, keys) in enumerate(sorted(todo.items()), start=1):
+                n_in, n_out = _resample_month(
+                    data_dir, sink, source, derived, month, keys, calendar
+                )
+                bars_in += n_in
+                bars_out += n_out
+                if on_progress is not None:
+                    on_progress(step, len(todo))
+            parts = sum(len(k) for k in todo.values())
+            results.append(ResampleResult(source, derived, parts, bars_in, bars_out))
+        return results
+    finally:
+        sink.close()
+        store.close()
+
+
+def _resample_month(
+    root: Path,
+    sink: ParquetSink,
+    source: Series,
+    derived: Series,
+    month: str,
+    keys: set[tuple[str, str]],
+    calendar: TradingCalendar,
+) -> tuple[int, int]:
+    folder = month_folder(root, source, month)
+    with folder_lock(folder):  # the minutes as one consistent state of the folder
+        footers = bar_footers(folder)
+        owner = {k: n for k, n in owners(footers).items() if k in keys}
+        entries = {k: footers[n].entries[k] for k, n in owner.items()}
+        groups = plan_groups(entries, ROWS_PER_FILE)
+        minutes = [gather_rows(folder, footers, owner, set(g)) for g in groups]
+    bars_in = bars_out = 0
+    for group, table in zip(groups, minutes, strict=True):
+        chosen = set(group)
+        coverage: dict[str, tuple[dt.date, ...]] = {}
+        partial: dict[str, tuple[dt.date, ...]] = {}
+        for (symbol, iso), entry in sorted(entries.items()):
+            if symbol in chosen:
+                day = dt.date.fromisoformat(iso)
+                coverage[symbol] = (*coverage.get(symbol, ()), day)
+                if not entry.complete:
+                    partial[symbol] = (*partial.get(symbol, ()), day)
+        bars = aggregate(table, derived.timeframe, calendar)
+        sink.commit(
+            CommitRequest(
+                table=bars,
+                coverage=coverage,
+                provider=derived.provider,
+                feed=derived.feed,
+                adjustment=derived.adjustment,
+                timeframe=derived.timeframe,
+                job_id="resample",
+                partial=partial,
+                extra_metadata={
+                    "derived_from": str(source),
+                    "resampled": "open first, high max, low min, close last, volume and "
+                    "trades summed, vwap volume-weighted; windows from the regular open; "
+                    "daily bars from the regular session",
+                },
+            )
+        )
+        bars_in += table.num_rows
+        bars_out += bars.num_rows
+    return bars_in, bars_out

@@ -16,8 +16,9 @@ from marketpipe.cli.common import (
     selection_options,
     user_errors,
 )
-from marketpipe.dataset import Selection, run_resample
+from marketpipe.dataset import Selection
 from marketpipe.ingestion.domain.values import Timeframe
+from marketpipe.resample import run_resample
 
 
 @click.command()

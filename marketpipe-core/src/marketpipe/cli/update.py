@@ -116,10 +116,7 @@ def update(
     """
     request = UpdateRequest(
         data_dir=data_dir,
-        provider=selection.provider,
-        feed=selection.feed,
-        timeframe=selection.timeframe,
-        symbols=selection.symbols,
+        selection=selection,
         overrides=parse_overrides(options),
         max_concurrency=concurrency,
         batch_size=batch_size,

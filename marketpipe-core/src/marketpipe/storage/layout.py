@@ -20,6 +20,9 @@ from urllib.parse import quote, unquote
 from marketpipe.ingestion.domain.values import Series, Timeframe
 
 META_DIR = "_marketpipe"
+#: The feed suffix of series derived by ``mp resample`` (``feed=sim-from-1m``): their own
+#: series, never a provider's own bars of that timeframe.
+DERIVED_SUFFIX = "-from-1m"
 
 
 def encode_component(value: str) -> str:
