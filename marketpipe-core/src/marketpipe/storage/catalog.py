@@ -9,29 +9,30 @@ missing catalog is rebuilt, and a stale one (a crash between the files and the c
 deleted by hand) is put right, by the same code.
 
 Days are stored as ordinals and symbols as small integers, so the question planning asks
-("which of these 2.5M partitions are stored?") is one range scan.
+("which of these 2.5M partitions are stored?") is one range scan. The questions themselves are in
+:mod:`marketpipe.storage.catalog_queries`; this module keeps the index in step with the files.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
-
-import attrs
-import numpy as np
 
 from marketpipe.errors import InvalidInputError, StorageError
-from marketpipe.ingestion.domain.values import Series, Session, Timeframe
+from marketpipe.ingestion.domain.values import Series, Timeframe
 from marketpipe.sqlite import connect, immediate
 from marketpipe.storage.atomic import folder_lock
+from marketpipe.storage.catalog_queries import (
+    SESSION_RANK,
+    CatalogQueries,
+    locked,
+)
 from marketpipe.storage.footer import Footer, read_footer
 from marketpipe.storage.layout import META_DIR, month_folder, month_folders, stored_series
 
@@ -57,40 +58,6 @@ CREATE TABLE IF NOT EXISTS parts (
 CREATE INDEX IF NOT EXISTS parts_by_file ON parts (file_id);
 """
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _locked(method: _F) -> _F:
-    """One thread at a time on the catalog's connection (commits run in worker threads)."""
-
-    @functools.wraps(method)
-    def wrapper(self: Catalog, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            return method(self, *args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-_SESSION_RANK = {Session.REGULAR: 0, Session.EXTENDED: 1}
-
-
-@attrs.frozen
-class StoredPartition:
-    symbol: str
-    day: dt.date
-    bars: int
-    complete: bool
-    path: str
-
-
-@attrs.frozen
-class CatalogFile:
-    month: str
-    name: str
-    size: int
-    mtime_ns: int
-    error: str | None
-
 
 def listing(folder: Path) -> dict[str, tuple[int, int]]:
     """``name -> (size, mtime_ns)`` of the bar files in ``folder`` (temp files start with a dot)."""
@@ -107,7 +74,7 @@ def listing(folder: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-class Catalog:
+class Catalog(CatalogQueries):
     """The catalog of the dataset under ``root``."""
 
     def __init__(self, root: Path) -> None:
@@ -172,7 +139,7 @@ class Catalog:
             row = self._conn.execute(f"SELECT id FROM series WHERE {where}", key).fetchone()
         return None if row is None else int(row[0])
 
-    @_locked
+    @locked
     def series(self) -> list[Series]:
         """The series that hold at least one partition."""
         rows = self._conn.execute(
@@ -181,7 +148,7 @@ class Catalog:
         ).fetchall()
         return [Series(p, f, a, Timeframe.parse(t)) for p, f, a, t in rows]
 
-    @_locked
+    @locked
     def claim(self, series: Series, shaping: Mapping[str, str]) -> None:
         """Record the settings that shaped the series' bars, or refuse settings that differ from
         those its stored bars were fetched with (two kinds of bars must not mix in one series)."""
@@ -226,7 +193,7 @@ class Catalog:
 
     # keeping up with the files ----------------------------------------------------------------
 
-    @_locked
+    @locked
     def sync(self, series: Series, months: Iterable[str] | None = None) -> None:
         """Bring the catalog of ``series`` (those months, or all) in line with the files."""
         folders = month_folders(self.root, series)
@@ -247,7 +214,7 @@ class Catalog:
             with folder_lock(folder):
                 self.sync_folder(series, month)
 
-    @_locked
+    @locked
     def sync_all(self) -> list[Series]:
         """Sync every series on disk (and forget those whose folders are gone)."""
         on_disk = stored_series(self.root)
@@ -255,7 +222,7 @@ class Catalog:
             self.sync(series)
         return self.series()
 
-    @_locked
+    @locked
     def sync_folder(self, series: Series, month: str) -> None:
         """Sync one month folder; the caller holds its lock (or it does not exist)."""
         folder = month_folder(self.root, series, month)
@@ -274,7 +241,7 @@ class Catalog:
                 updates[name] = exc
         self._apply(series, month, updates, {n: on_disk[n] for n in changed})
 
-    @_locked
+    @locked
     def record(self, series: Series, month: str, written: Mapping[str, Footer | None]) -> None:
         """After a commit: ``name -> footer`` of files written, ``None`` for files removed."""
         folder = month_folder(self.root, series, month)
@@ -333,7 +300,7 @@ class Catalog:
                 if footer is None:
                     continue
                 file_id = cursor.lastrowid
-                rank = _SESSION_RANK[footer.session]
+                rank = SESSION_RANK[footer.session]
                 db.executemany(
                     "INSERT OR REPLACE INTO parts (series_id, day, symbol_id, file_id, bars, "
                     "complete, session, rejected) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -353,197 +320,3 @@ class Catalog:
                 )
 
     # questions --------------------------------------------------------------------------------
-
-    @_locked
-    def unreadable(self, series: Series, month: str) -> list[tuple[str, str]]:
-        """Files of the month the catalog could not read: ``(name, error)``."""
-        series_id = self._series_id(series)
-        rows = self._conn.execute(
-            "SELECT name, error FROM files WHERE series_id=? AND month=? AND error IS NOT NULL "
-            "ORDER BY name",
-            (series_id or -1, month),
-        )
-        return [(str(n), str(e)) for n, e in rows]
-
-    def files_holding(self, series: Series, keys: Iterable[tuple[str, dt.date]]) -> set[str]:
-        """Names (relative to the data root) of the files that hold any of ``keys``."""
-        return {p.path for p in self.lookup(series, keys)}
-
-    @_locked
-    def lookup(self, series: Series, keys: Iterable[tuple[str, dt.date]]) -> list[StoredPartition]:
-        """The stored partitions among ``keys`` (complete or not), with their files."""
-        series_id = self._series_id(series)
-        keys = list(keys)
-        if series_id is None or not keys:
-            return []
-        ids = self._ids((s for s, _ in keys), create=False)
-        wanted = [(ids[s], d.toordinal()) for s, d in keys if s in ids]
-        base = self._folder_prefix(series)
-        out: list[StoredPartition] = []
-        db = self._conn
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (symbol_id INTEGER, day INTEGER)")
-        db.execute("DELETE FROM wanted")
-        db.executemany("INSERT INTO wanted VALUES (?, ?)", wanted)
-        try:
-            rows = db.execute(
-                # CROSS JOIN keeps the wanted keys outside: one primary-key probe each.
-                "SELECT s.symbol, p.day, p.bars, p.complete, f.month, f.name FROM wanted w "
-                "CROSS JOIN parts p ON p.series_id=? AND p.day=w.day AND p.symbol_id=w.symbol_id "
-                "JOIN files f ON f.id=p.file_id JOIN symbols s ON s.id=p.symbol_id",
-                (series_id,),
-            ).fetchall()
-        finally:
-            db.execute("DELETE FROM wanted")
-        for symbol, day, bars, complete, month, name in rows:
-            out.append(
-                StoredPartition(
-                    symbol,
-                    dt.date.fromordinal(day),
-                    int(bars),
-                    bool(complete),
-                    f"{base}/month={month}/{name}",
-                )
-            )
-        return out
-
-    def _folder_prefix(self, series: Series) -> str:
-        return month_folder(self.root, series, "x").parent.relative_to(self.root).as_posix()
-
-    @_locked
-    def stored_mask(
-        self,
-        series: Series,
-        symbols: Sequence[str],
-        days: Sequence[dt.date],
-        session: Session = Session.REGULAR,
-        other_than_job: str | None = None,
-    ) -> np.ndarray:
-        """``mask[i, j]``: ``symbols[i]`` on ``days[j]`` is stored complete, for ``session``
-        (bars of the extended session hold the regular one's), in exactly one file.
-
-        A partition in two files (a commit interrupted before its clean-up) is not counted as
-        stored, so it is fetched and committed again, which removes the stale copy; so is one
-        held by a file of ``other_than_job``, which that job has not recorded yet.
-        """
-        mask = np.zeros((len(symbols), len(days)), dtype=bool)
-        series_id = self._series_id(series)
-        if series_id is None or not len(symbols) or not len(days):
-            return mask
-        ordinals = np.array([d.toordinal() for d in days], dtype=np.int64)
-        lo, hi = int(ordinals.min()), int(ordinals.max())
-        day_pos = np.full(hi - lo + 1, -1, dtype=np.int64)
-        day_pos[ordinals - lo] = np.arange(len(days))
-        ids = self._ids(symbols, create=False)
-        max_id = max((ids[s] for s in symbols if s in ids), default=-1)
-        if max_id < 0:
-            return mask
-        symbol_pos = np.full(max_id + 1, -1, dtype=np.int64)
-        for i, symbol in enumerate(symbols):
-            if symbol in ids:
-                symbol_pos[ids[symbol]] = i
-        own = ",".join(
-            str(int(i))
-            for (i,) in self._conn.execute(
-                "SELECT id FROM files WHERE series_id=? AND job_id=?",
-                (series_id, other_than_job or ""),
-            )
-        )
-        # One row per partition held complete in exactly one file (not the asking job's), in
-        # the primary key's order, so the grouping streams; one integer per row.
-        found = np.fromiter(
-            (
-                key
-                for (key,) in self._conn.execute(
-                    "SELECT (day - ?) * ? + symbol_id FROM parts "
-                    "WHERE series_id=? AND day BETWEEN ? AND ? AND symbol_id <= ? "
-                    "GROUP BY day, symbol_id "
-                    "HAVING COUNT(*) = 1 AND MIN(complete AND session >= ?) = 1"
-                    + (f" AND MAX(file_id IN ({own})) = 0" if own else ""),
-                    (lo, max_id + 1, series_id, lo, hi, max_id, _SESSION_RANK[session]),
-                )
-            ),
-            dtype=np.int64,
-        )
-        if not len(found):
-            return mask
-        sym = found % (max_id + 1)
-        row = symbol_pos[sym]
-        col = day_pos[found // (max_id + 1)]
-        keep = (row >= 0) & (col >= 0)
-        mask[row[keep], col[keep]] = True
-        return mask
-
-    @_locked
-    def partitions(self, series: Series) -> tuple[list[str], dict[str, np.ndarray]]:
-        """Every stored partition of ``series``, one row per (symbol, day): ``symbol`` (an index
-        into the returned names), ``day`` (ordinal), ``bars``, ``complete``, ``session`` (0
-        regular, 1 extended) and ``rejected``, sorted by symbol then day."""
-        series_id = self._series_id(series)
-        names = {
-            int(i): str(s)
-            for i, s in self._conn.execute(
-                "SELECT DISTINCT s.id, s.symbol FROM parts p JOIN symbols s ON s.id=p.symbol_id "
-                "WHERE p.series_id=?",
-                (series_id or -1,),
-            )
-        }
-        rows = self._conn.execute(
-            "SELECT symbol_id, day, MAX(bars), MIN(complete), MAX(session), MAX(rejected) "
-            "FROM parts WHERE series_id=? GROUP BY day, symbol_id",
-            (series_id or -1,),
-        ).fetchall()
-        table = np.array(rows, dtype=np.int64).reshape(-1, 6)
-        ordered = sorted(names, key=lambda i: names[i])
-        position = np.full(max(names, default=0) + 1, -1, dtype=np.int64)
-        position[ordered] = np.arange(len(ordered))
-        symbol = position[table[:, 0]] if len(table) else table[:, 0]
-        order = np.lexsort((table[:, 1], symbol))
-        columns = {"symbol": symbol[order]}
-        for i, name in enumerate(("day", "bars", "complete", "session", "rejected"), start=1):
-            columns[name] = table[order, i]
-        return [names[i] for i in ordered], columns
-
-    @_locked
-    def partition_times(self, series: Series) -> dict[tuple[str, int], str]:
-        """``(symbol, day ordinal) -> fetched-at`` of every stored partition (its newest file)."""
-        rows = self._conn.execute(
-            "SELECT s.symbol, p.day, MAX(f.fetched_at) FROM parts p JOIN files f "
-            "ON f.id=p.file_id JOIN symbols s ON s.id=p.symbol_id WHERE p.series_id=? "
-            "GROUP BY p.symbol_id, p.day",
-            (self._series_id(series) or -1,),
-        )
-        return {(str(s), int(d)): str(t or "") for s, d, t in rows}
-
-    @_locked
-    def spans(self, series: Series) -> dict[str, tuple[dt.date, dt.date]]:
-        """``symbol -> (first day, last day)`` stored."""
-        series_id = self._series_id(series)
-        rows = self._conn.execute(
-            "SELECT s.symbol, MIN(p.day), MAX(p.day) FROM parts p JOIN symbols s "
-            "ON s.id=p.symbol_id WHERE p.series_id=? GROUP BY p.symbol_id",
-            (series_id or -1,),
-        )
-        return {
-            str(sym): (dt.date.fromordinal(lo), dt.date.fromordinal(hi)) for sym, lo, hi in rows
-        }
-
-    @_locked
-    def files(self, series: Series) -> list[CatalogFile]:
-        series_id = self._series_id(series)
-        rows = self._conn.execute(
-            "SELECT month, name, size, mtime_ns, error FROM files WHERE series_id=? "
-            "ORDER BY month, name",
-            (series_id or -1,),
-        )
-        return [CatalogFile(m, n, int(s), int(t), e) for m, n, s, t, e in rows]
-
-    @_locked
-    def entries(self, series: Series, month: str, name: str) -> dict[tuple[str, str], int]:
-        """``(symbol, ISO day) -> bars`` the catalog holds for one file."""
-        series_id = self._series_id(series)
-        rows = self._conn.execute(
-            "SELECT s.symbol, p.day, p.bars FROM files f JOIN parts p ON p.file_id=f.id "
-            "JOIN symbols s ON s.id=p.symbol_id WHERE f.series_id=? AND f.month=? AND f.name=?",
-            (series_id or -1, month, name),
-        )
-        return {(str(s), dt.date.fromordinal(d).isoformat()): int(b) for s, d, b in rows}

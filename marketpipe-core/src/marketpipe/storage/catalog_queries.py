@@ -1,0 +1,263 @@
+"""What the catalog answers: which partitions are stored, where, and with how many bars.
+
+Split from :mod:`marketpipe.storage.catalog`, which keeps the index in step with the files; these
+are its read-only questions, each one query over the tables that module defines.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import numpy as np
+
+from marketpipe.ingestion.domain.values import Series, Session
+from marketpipe.storage.layout import month_folder
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def locked(method: _F) -> _F:
+    """One thread at a time on the catalog's connection (commits run in worker threads)."""
+
+    @functools.wraps(method)
+    def wrapper(self: CatalogQueries, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+SESSION_RANK = {Session.REGULAR: 0, Session.EXTENDED: 1}
+
+
+@attrs.frozen
+class StoredPartition:
+    symbol: str
+    day: dt.date
+    bars: int
+    complete: bool
+    path: str
+
+
+@attrs.frozen
+class CatalogFile:
+    month: str
+    name: str
+    size: int
+    mtime_ns: int
+    error: str | None
+
+
+class CatalogQueries:
+    """The catalog's questions (mixed into :class:`~marketpipe.storage.catalog.Catalog`)."""
+
+    root: Path
+    _conn: sqlite3.Connection
+    _lock: threading.RLock
+
+    def _series_id(self, series: Series, create: bool = False) -> int | None:
+        raise NotImplementedError
+
+    def _ids(self, symbols: Iterable[str], create: bool) -> dict[str, int]:
+        raise NotImplementedError
+
+    @locked
+    def unreadable(self, series: Series, month: str) -> list[tuple[str, str]]:
+        """Files of the month the catalog could not read: ``(name, error)``."""
+        series_id = self._series_id(series)
+        rows = self._conn.execute(
+            "SELECT name, error FROM files WHERE series_id=? AND month=? AND error IS NOT NULL "
+            "ORDER BY name",
+            (series_id or -1, month),
+        )
+        return [(str(n), str(e)) for n, e in rows]
+
+    def files_holding(self, series: Series, keys: Iterable[tuple[str, dt.date]]) -> set[str]:
+        """Names (relative to the data root) of the files that hold any of ``keys``."""
+        return {p.path for p in self.lookup(series, keys)}
+
+    @locked
+    def lookup(self, series: Series, keys: Iterable[tuple[str, dt.date]]) -> list[StoredPartition]:
+        """The stored partitions among ``keys`` (complete or not), with their files."""
+        series_id = self._series_id(series)
+        keys = list(keys)
+        if series_id is None or not keys:
+            return []
+        ids = self._ids((s for s, _ in keys), create=False)
+        wanted = [(ids[s], d.toordinal()) for s, d in keys if s in ids]
+        base = self._folder_prefix(series)
+        out: list[StoredPartition] = []
+        db = self._conn
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (symbol_id INTEGER, day INTEGER)")
+        db.execute("DELETE FROM wanted")
+        db.executemany("INSERT INTO wanted VALUES (?, ?)", wanted)
+        try:
+            rows = db.execute(
+                # CROSS JOIN keeps the wanted keys outside: one primary-key probe each.
+                "SELECT s.symbol, p.day, p.bars, p.complete, f.month, f.name FROM wanted w "
+                "CROSS JOIN parts p ON p.series_id=? AND p.day=w.day AND p.symbol_id=w.symbol_id "
+                "JOIN files f ON f.id=p.file_id JOIN symbols s ON s.id=p.symbol_id",
+                (series_id,),
+            ).fetchall()
+        finally:
+            db.execute("DELETE FROM wanted")
+        for symbol, day, bars, complete, month, name in rows:
+            out.append(
+                StoredPartition(
+                    symbol,
+                    dt.date.fromordinal(day),
+                    int(bars),
+                    bool(complete),
+                    f"{base}/month={month}/{name}",
+                )
+            )
+        return out
+
+    def _folder_prefix(self, series: Series) -> str:
+        return month_folder(self.root, series, "x").parent.relative_to(self.root).as_posix()
+
+    @locked
+    def stored_mask(
+        self,
+        series: Series,
+        symbols: Sequence[str],
+        days: Sequence[dt.date],
+        session: Session = Session.REGULAR,
+        other_than_job: str | None = None,
+    ) -> np.ndarray:
+        """``mask[i, j]``: ``symbols[i]`` on ``days[j]`` is stored complete, for ``session``
+        (bars of the extended session hold the regular one's), in exactly one file.
+
+        A partition in two files (a commit interrupted before its clean-up) is not counted as
+        stored, so it is fetched and committed again, which removes the stale copy; so is one
+        held by a file of ``other_than_job``, which that job has not recorded yet.
+        """
+        mask = np.zeros((len(symbols), len(days)), dtype=bool)
+        series_id = self._series_id(series)
+        if series_id is None or not len(symbols) or not len(days):
+            return mask
+        ordinals = np.array([d.toordinal() for d in days], dtype=np.int64)
+        lo, hi = int(ordinals.min()), int(ordinals.max())
+        day_pos = np.full(hi - lo + 1, -1, dtype=np.int64)
+        day_pos[ordinals - lo] = np.arange(len(days))
+        ids = self._ids(symbols, create=False)
+        max_id = max((ids[s] for s in symbols if s in ids), default=-1)
+        if max_id < 0:
+            return mask
+        symbol_pos = np.full(max_id + 1, -1, dtype=np.int64)
+        for i, symbol in enumerate(symbols):
+            if symbol in ids:
+                symbol_pos[ids[symbol]] = i
+        own = ",".join(
+            str(int(i))
+            for (i,) in self._conn.execute(
+                "SELECT id FROM files WHERE series_id=? AND job_id=?",
+                (series_id, other_than_job or ""),
+            )
+        )
+        # One row per partition held complete in exactly one file (not the asking job's), in
+        # the primary key's order, so the grouping streams; one integer per row.
+        found = np.fromiter(
+            (
+                key
+                for (key,) in self._conn.execute(
+                    "SELECT (day - ?) * ? + symbol_id FROM parts "
+                    "WHERE series_id=? AND day BETWEEN ? AND ? AND symbol_id <= ? "
+                    "GROUP BY day, symbol_id "
+                    "HAVING COUNT(*) = 1 AND MIN(complete AND session >= ?) = 1"
+                    + (f" AND MAX(file_id IN ({own})) = 0" if own else ""),
+                    (lo, max_id + 1, series_id, lo, hi, max_id, SESSION_RANK[session]),
+                )
+            ),
+            dtype=np.int64,
+        )
+        if not len(found):
+            return mask
+        sym = found % (max_id + 1)
+        row = symbol_pos[sym]
+        col = day_pos[found // (max_id + 1)]
+        keep = (row >= 0) & (col >= 0)
+        mask[row[keep], col[keep]] = True
+        return mask
+
+    @locked
+    def partitions(self, series: Series) -> tuple[list[str], dict[str, np.ndarray]]:
+        """Every stored partition of ``series``, one row per (symbol, day): ``symbol`` (an index
+        into the returned names), ``day`` (ordinal), ``bars``, ``complete``, ``session`` (0
+        regular, 1 extended) and ``rejected``, sorted by symbol then day."""
+        series_id = self._series_id(series)
+        names = {
+            int(i): str(s)
+            for i, s in self._conn.execute(
+                "SELECT DISTINCT s.id, s.symbol FROM parts p JOIN symbols s ON s.id=p.symbol_id "
+                "WHERE p.series_id=?",
+                (series_id or -1,),
+            )
+        }
+        rows = self._conn.execute(
+            "SELECT symbol_id, day, MAX(bars), MIN(complete), MAX(session), MAX(rejected) "
+            "FROM parts WHERE series_id=? GROUP BY day, symbol_id",
+            (series_id or -1,),
+        ).fetchall()
+        table = np.array(rows, dtype=np.int64).reshape(-1, 6)
+        ordered = sorted(names, key=lambda i: names[i])
+        position = np.full(max(names, default=0) + 1, -1, dtype=np.int64)
+        position[ordered] = np.arange(len(ordered))
+        symbol = position[table[:, 0]] if len(table) else table[:, 0]
+        order = np.lexsort((table[:, 1], symbol))
+        columns = {"symbol": symbol[order]}
+        for i, name in enumerate(("day", "bars", "complete", "session", "rejected"), start=1):
+            columns[name] = table[order, i]
+        return [names[i] for i in ordered], columns
+
+    @locked
+    def partition_times(self, series: Series) -> dict[tuple[str, int], str]:
+        """``(symbol, day ordinal) -> fetched-at`` of every stored partition (its newest file)."""
+        rows = self._conn.execute(
+            "SELECT s.symbol, p.day, MAX(f.fetched_at) FROM parts p JOIN files f "
+            "ON f.id=p.file_id JOIN symbols s ON s.id=p.symbol_id WHERE p.series_id=? "
+            "GROUP BY p.symbol_id, p.day",
+            (self._series_id(series) or -1,),
+        )
+        return {(str(s), int(d)): str(t or "") for s, d, t in rows}
+
+    @locked
+    def spans(self, series: Series) -> dict[str, tuple[dt.date, dt.date]]:
+        """``symbol -> (first day, last day)`` stored."""
+        series_id = self._series_id(series)
+        rows = self._conn.execute(
+            "SELECT s.symbol, MIN(p.day), MAX(p.day) FROM parts p JOIN symbols s "
+            "ON s.id=p.symbol_id WHERE p.series_id=? GROUP BY p.symbol_id",
+            (series_id or -1,),
+        )
+        return {
+            str(sym): (dt.date.fromordinal(lo), dt.date.fromordinal(hi)) for sym, lo, hi in rows
+        }
+
+    @locked
+    def files(self, series: Series) -> list[CatalogFile]:
+        series_id = self._series_id(series)
+        rows = self._conn.execute(
+            "SELECT month, name, size, mtime_ns, error FROM files WHERE series_id=? "
+            "ORDER BY month, name",
+            (series_id or -1,),
+        )
+        return [CatalogFile(m, n, int(s), int(t), e) for m, n, s, t, e in rows]
+
+    @locked
+    def entries(self, series: Series, month: str, name: str) -> dict[tuple[str, str], int]:
+        """``(symbol, ISO day) -> bars`` the catalog holds for one file."""
+        series_id = self._series_id(series)
+        rows = self._conn.execute(
+            "SELECT s.symbol, p.day, p.bars FROM files f JOIN parts p ON p.file_id=f.id "
+            "JOIN symbols s ON s.id=p.symbol_id WHERE f.series_id=? AND f.month=? AND f.name=?",
+            (series_id or -1, month, name),
+        )
+        return {(str(s), dt.date.fromordinal(d).isoformat()): int(b) for s, d, b in rows}
