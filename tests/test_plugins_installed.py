@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -144,14 +145,14 @@ def _code_blocks(text: str) -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2)) for m in re.finditer(r"```(\w+)\n(.*?)```", text, re.S)]
 
 
-@pytest.mark.parametrize(
-    ("doc", "provider"),
-    [(HERE.parent / "docs" / "plugins.md", "polygon"), (HERE.parent / "README.md", "hello")],
-)
-def test_the_documented_plugin_installs_as_copied(tmp_path: Path, doc: Path, provider: str) -> None:
+def _install_documented(tmp_path: Path, doc: Path, distribution: str) -> dict[str, str]:
+    """Install the plugin whose ``[project]`` block names ``distribution`` as the page shows it;
+    returns the environment that finds it."""
     blocks = _code_blocks(doc.read_text())
     toml_at = next(
-        i for i, (lang, body) in enumerate(blocks) if lang == "toml" and "[project]" in body
+        i
+        for i, (lang, body) in enumerate(blocks)
+        if lang == "toml" and "[project]" in body and f'name = "{distribution}"' in body
     )
     pyproject = blocks[toml_at][1]
     module = blocks[toml_at + 1][1]
@@ -180,8 +181,93 @@ def test_the_documented_plugin_installs_as_copied(tmp_path: Path, doc: Path, pro
         capture_output=True,
         timeout=600,
     )
-    env = {"PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
+    return {"PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.mark.parametrize(
+    ("doc", "distribution", "provider"),
+    [
+        (HERE.parent / "docs" / "plugins.md", "marketpipe-polygon", "polygon"),
+        (HERE.parent / "README.md", "marketpipe-hello", "hello"),
+    ],
+)
+def test_the_documented_plugin_installs_as_copied(
+    tmp_path: Path, doc: Path, distribution: str, provider: str
+) -> None:
+    env = _install_documented(tmp_path, doc, distribution)
     listed = mp_json("providers", env=env)
     names = [p["name"] for p in listed["providers"]]  # type: ignore[index]
     assert provider in names, listed
     assert listed["failed"] == []  # type: ignore[index]
+
+
+def test_the_documented_sink_plugin_is_chosen_and_passes_its_kit(tmp_path: Path) -> None:
+    env = _install_documented(tmp_path, HERE.parent / "docs" / "plugins.md", "marketpipe-audited")
+    listed = mp_json("sinks", env=env)
+    assert [s["name"] for s in listed["sinks"]] == ["audited", "parquet"]  # type: ignore[index]
+    data = tmp_path / "data"
+    mp(
+        "ingest",
+        "--provider",
+        "fake",
+        "--symbols",
+        "AAPL,MSFT",
+        "--start",
+        "2024-03-04",
+        "--end",
+        "2024-03-05",
+        "--data-dir",
+        str(data),
+        "--sink",
+        "audited",
+        env=env,
+        check=True,
+    )
+    lines = (data / "_marketpipe" / "audit.jsonl").read_text().splitlines()
+    assert sum(json.loads(line)["rows"] for line in lines) == 2 * 2 * 390
+    # The dataset remembers its sink: update uses it unasked, and another is refused.
+    mp(
+        "update",
+        "--data-dir",
+        str(data),
+        env={**env, "MARKETPIPE_NOW": "2024-03-07T12:00:00Z"},
+        check=True,
+    )
+    assert len((data / "_marketpipe" / "audit.jsonl").read_text().splitlines()) > len(lines)
+    refused = mp(
+        "ingest",
+        "--provider",
+        "fake",
+        "--symbols",
+        "AAPL",
+        "--start",
+        "2024-03-04",
+        "--end",
+        "2024-03-04",
+        "--data-dir",
+        str(data),
+        "--sink",
+        "parquet",
+        env=env,
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        f"Error: the dataset in {data} is written by the audited sink, not parquet (--sink); "
+        "use another --data-dir for a dataset in another format"
+    ]
+    kit = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from marketpipe.testing import check_sink
+        print(check_sink("audited", Path({str(tmp_path / "kit")!r})))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", kit],
+        env={**os.environ, **env, "MARKETPIPE_FSYNC": "0"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert "SinkReport(sink='audited', commits=5, crashes=5)" in out.stdout

@@ -63,7 +63,7 @@ def test_hook_marketpipe_validators() -> None:
 def test_hook_marketpipe_sinks(tmp_path: Path) -> None:
     sinks = get_plugin_host().sinks()
     assert sinks["parquet"].distribution == "marketpipe-core"
-    assert sinks["parquet"].factory(tmp_path).root == tmp_path
+    assert sinks["parquet"].factory(tmp_path, {}).root == tmp_path
 
 
 def test_builtins_are_ordinary_plugins_with_their_hooks() -> None:

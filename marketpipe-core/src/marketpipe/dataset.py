@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -32,14 +31,11 @@ from marketpipe.pipeline import (
     open_dataset,
     run_ingest,
 )
+from marketpipe.sinks import choose_sink, open_sink
 from marketpipe.status import SeriesStatus, series_status
+from marketpipe.storage.base import CompactingSink, DeletingSink, FolderResult, Sink
 from marketpipe.storage.catalog import Catalog
-from marketpipe.storage.compact import (
-    FolderResult,
-    compact_folder,
-)
-from marketpipe.storage.layout import DERIVED_SUFFIX, month_folders, series_folder
-from marketpipe.storage.parquet_sink import FSYNC_ENV, ParquetSink
+from marketpipe.storage.layout import DERIVED_SUFFIX, series_folder
 from marketpipe.storage.verify import VerifyReport, verify_dataset
 
 
@@ -69,6 +65,8 @@ class UpdateRequest:
     overrides: Mapping[str, str] = attrs.field(factory=dict)
     batch_size: int = 100_000
     max_concurrency: int = 2
+    sink: str | None = None
+    sink_options: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -128,6 +126,7 @@ async def run_update(
     """Bring every selected stored series up to the last completed session."""
     bus = bus or EventBus()
     cancel = cancel or CancelToken()
+    choose_sink(request.data_dir, request.sink, request.sink_options)  # a wrong one fails first
     store = SqliteJobStore.for_data_dir(request.data_dir)
     catalog = Catalog(request.data_dir)
     try:
@@ -181,6 +180,8 @@ async def run_update(
                     batch_size=request.batch_size,
                     max_concurrency=request.max_concurrency,
                     symbol_starts={s: d for s, d in starts.items() if d > first},
+                    sink=request.sink,
+                    sink_options=request.sink_options,
                 ),
                 bus,
                 cancel,
@@ -284,11 +285,24 @@ def plan_delete(
         store.close()
 
 
-def run_delete(data_dir: Path, plan: list[SeriesDeletion]) -> int:
+def _capable(sink: Sink, kind: type, what: str) -> None:
+    if not isinstance(sink, kind):
+        sink.close()
+        raise InvalidInputError(f"the dataset's sink ({type(sink).__name__}) cannot {what}")
+
+
+def run_delete(
+    data_dir: Path,
+    plan: list[SeriesDeletion],
+    sink_name: str | None = None,
+    sink_options: Mapping[str, str] | None = None,
+) -> int:
     """Remove the planned partitions (rows and catalog entries); returns the rows removed. The
     job store marks their records DELETED, so ``mp verify`` and ``mp update`` leave them be."""
+    sink = open_sink(data_dir, sink_name, sink_options)
+    _capable(sink, DeletingSink, "delete rows")
+    assert isinstance(sink, DeletingSink)
     store = SqliteJobStore.for_data_dir(data_dir)
-    sink = ParquetSink(data_dir)
     try:
         removed = 0
         for item in plan:
@@ -307,32 +321,33 @@ def run_compact(
     selection: Selection,
     dry_run: bool = False,
     on_folder: Callable[[int, int], None] | None = None,
+    sink_name: str | None = None,
+    sink_options: Mapping[str, str] | None = None,
 ) -> list[FolderResult]:
-    """Compact every month folder of the selected series; ``on_folder(done, total)`` reports
+    """Compact every month of the selected series; ``on_folder(done, total)`` reports
     progress."""
     if not data_dir.is_dir():
         raise InvalidInputError(f"no dataset at {data_dir}")
+    sink = open_sink(data_dir, sink_name, sink_options)
+    _capable(sink, CompactingSink, "compact")
+    assert isinstance(sink, CompactingSink)
     store = SqliteJobStore.for_data_dir(data_dir)
-    catalog = Catalog(data_dir)
-    durable = os.environ.get(FSYNC_ENV, "1") != "0"
     try:
         open_dataset(data_dir, store)
         folders = [
             (series, month)
-            for series in catalog.sync_all()
+            for series in sink.catalog.sync_all()
             if selection.takes(series)
-            for month in month_folders(data_dir, series)
+            for month in sink.months(series)
         ]
         results = []
         for done, (series, month) in enumerate(folders, start=1):
-            results.append(
-                compact_folder(data_dir, catalog, series, month, durable=durable, dry_run=dry_run)
-            )
+            results.append(sink.compact(series, month, dry_run=dry_run))
             if on_folder is not None:
                 on_folder(done, len(folders))
         return results
     finally:
-        catalog.close()
+        sink.close()
         store.close()
 
 

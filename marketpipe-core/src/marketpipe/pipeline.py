@@ -39,6 +39,7 @@ from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
 from marketpipe.metrics import MetricsSubscriber
 from marketpipe.plugins import get_plugin_host
 from marketpipe.secrets import Secret
+from marketpipe.sinks import ChosenSink, choose_sink, record_sink
 from marketpipe.specs import ProviderSpec, normalise_name
 from marketpipe.storage.atomic import file_lock
 from marketpipe.storage.catalog import Catalog
@@ -49,8 +50,6 @@ from marketpipe.storage.upgrade import (
     new_path,
     upgrade_lock,
 )
-
-DEFAULT_SINK = "parquet"
 
 
 @attrs.frozen(kw_only=True)
@@ -75,6 +74,9 @@ class IngestRequest:
     refresh: bool = False
     #: Symbols that start later than ``time_range.start`` (``mp update``).
     symbol_starts: Mapping[str, dt.date] = attrs.field(factory=dict)
+    #: The sink asked for (``None``: the dataset's own, else the configured one, else parquet).
+    sink: str | None = None
+    sink_options: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -176,6 +178,7 @@ async def run_ingest(
     request: IngestRequest, bus: EventBus | None = None, cancel: CancelToken | None = None
 ) -> JobSummary:
     """Create and run a job for ``request``, or resume the unfinished job that asked the same."""
+    chosen = choose_sink(request.data_dir, request.sink, request.sink_options)
     prepared = prepare_provider(request.provider, request.overrides)
     try:
         request = await asyncio.to_thread(_resolve, request, prepared.provider)
@@ -242,6 +245,7 @@ async def run_ingest(
             bus or EventBus(),
             cancel,
             replace_empty=request.replace_empty,
+            sink=chosen,
         )
         return attrs.evolve(summary, resumed=resumed, notes=(*notes, *summary.notes))
     finally:
@@ -257,6 +261,8 @@ async def resume_ingest(
     overrides: Mapping[str, str] | None = None,
     bus: EventBus | None = None,
     cancel: CancelToken | None = None,
+    sink: str | None = None,
+    sink_options: Mapping[str, str] | None = None,
 ) -> JobSummary:
     """Resume job ``job_id``: its stored settings, plus secrets from the environment or config."""
     store = SqliteJobStore.for_data_dir(data_dir)
@@ -279,7 +285,10 @@ async def resume_ingest(
                 store, locks, job.symbols, job.time_range, job.configuration, job.job_id
             )
             held = locks.hold(job_id.value)
-        summary = await execute(store, job_id, prepared, data_dir, bus or EventBus(), cancel)
+        chosen = choose_sink(data_dir, sink, sink_options)
+        summary = await execute(
+            store, job_id, prepared, data_dir, bus or EventBus(), cancel, sink=chosen
+        )
         return attrs.evolve(summary, resumed=True, notes=(*notes, *summary.notes))
     finally:
         if held is not None:
@@ -318,18 +327,21 @@ async def execute(
     bus: EventBus,
     cancel: CancelToken | None = None,
     replace_empty: bool = False,
+    sink: ChosenSink | None = None,
 ) -> JobSummary:
     host = get_plugin_host()
-    sinks = host.sinks()
+    chosen = sink or choose_sink(data_dir)
+    built = chosen.build(data_dir)
+    if chosen.new:
+        record_sink(data_dir, chosen.spec.name)
     log = EventLog(data_dir, job_id)
     log.subscribe(bus)
     MetricsSubscriber(prepared.spec.name).subscribe(bus)
-    sink = sinks[DEFAULT_SINK].factory(data_dir)
     coordinator = IngestionCoordinatorService(
         job_store=store,
         provider=prepared.provider,
         provider_spec=prepared.spec,
-        sink=sink,
+        sink=built,
         validators=[spec.factory() for spec in host.validators().values()],
         event_bus=bus,
         data_root=data_dir,
@@ -341,9 +353,7 @@ async def execute(
         return await coordinator.execute_job(job_id)
     finally:
         log.close()
-        close = getattr(sink, "close", None)
-        if close is not None:
-            close()
+        built.close()
 
 
 def _claim_series(data_dir: Path, spec: ProviderSpec, cfg: IngestionConfiguration) -> None:

@@ -17,7 +17,7 @@ agree with providers' own bars.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import attrs
@@ -32,6 +32,7 @@ from marketpipe.ingestion.domain.values import Series, Timeframe
 from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
 from marketpipe.pipeline import open_dataset
 from marketpipe.schema import BAR_SCHEMA, conform
+from marketpipe.sinks import open_sink
 from marketpipe.storage.atomic import folder_lock
 from marketpipe.storage.base import CommitRequest
 from marketpipe.storage.compact import (
@@ -137,6 +138,8 @@ def run_resample(
     selection: Selection,
     target: Timeframe,
     on_progress: Callable[[int, int], None] | None = None,
+    sink_name: str | None = None,
+    sink_options: Mapping[str, str] | None = None,
 ) -> list[ResampleResult]:
     """Derive ``target`` bars from the selected 1-minute series; only partitions whose minutes
     changed since they were last derived (or never were) are rebuilt."""
@@ -145,8 +148,11 @@ def run_resample(
     if target not in TARGETS:
         allowed = ", ".join(t.value for t in TARGETS)
         raise InvalidInputError(f"cannot resample to {target.value}: use {allowed}")
+    sink = open_sink(data_dir, sink_name, sink_options)
+    if not isinstance(sink, ParquetSink):
+        sink.close()
+        raise InvalidInputError("mp resample reads the month folders of a Parquet dataset")
     store = SqliteJobStore.for_data_dir(data_dir)
-    sink = ParquetSink(data_dir)
     catalog = sink.catalog
     calendar = nyse_calendar()
     wanted = {s.value for s in selection.symbols}

@@ -1,11 +1,17 @@
-"""Provider settings: ``-o KEY=VALUE``, then ``MARKETPIPE_<PROVIDER>_<KEY>``, then the config file,
-then the provider's default.
+"""Provider and sink settings: ``-o KEY=VALUE`` (``--sink-option`` for a sink), then
+``MARKETPIPE_<PROVIDER>_<KEY>`` (``MARKETPIPE_SINK_<SINK>_<KEY>``), then the config file, then the
+default.
 
 The config file is TOML, read from ``./marketpipe.toml`` or else the per-user config folder
 (``$XDG_CONFIG_HOME/marketpipe/config.toml``, by default ``~/.config/marketpipe/config.toml``)::
 
+    sink = "parquet"
+
     [providers.alpaca]
     feed = "iex"
+
+    [sinks.parquet]
+    compression = "zstd"
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import attrs
 
 from marketpipe.errors import InvalidInputError
 from marketpipe.secrets import Secret, scrub
-from marketpipe.specs import ProviderSpec
+from marketpipe.specs import ProviderSpec, SinkSpec
 
 CONFIG_ENV = "MARKETPIPE_CONFIG"
 
@@ -63,38 +69,49 @@ class ConfigFile:
             raise InvalidInputError(
                 f"config file {path} cannot be read: {exc.strerror or exc}"
             ) from None
-        providers = data.get("providers", {})
-        if not isinstance(providers, Mapping):
+        for kind in ("providers", "sinks"):
+            _check_sections(path, data, kind)
+        sink = data.get("sink")
+        if sink is not None and not isinstance(sink, str):
             raise InvalidInputError(
-                f"config file {path}: providers must be a table ([providers.<name>]), "
-                f"not {type(providers).__name__}"
+                f"config file {path}: sink must be a sink's name (a string), "
+                f"not {type(sink).__name__}"
             )
-        for name, section in providers.items():
-            if not isinstance(section, Mapping):
-                raise InvalidInputError(
-                    f"config file {path}: [providers.{name}] must be a table of settings, "
-                    f"not {type(section).__name__}"
-                )
-            for key, value in section.items():
-                if isinstance(value, Mapping | list) or value is None:
-                    raise InvalidInputError(
-                        f"config file {path}: providers.{name}.{key} must be a string, number "
-                        "or boolean"
-                    )
         return cls(path, data)
 
-    def provider_section(self, provider: str) -> Mapping[str, Any]:
-        section: Mapping[str, Any] = self.data.get("providers", {}).get(provider, {})
+    def section(self, kind: str, name: str) -> Mapping[str, Any]:
+        """``[<kind>.<name>]`` (``kind`` is ``providers`` or ``sinks``)."""
+        section: Mapping[str, Any] = self.data.get(kind, {}).get(name, {})
         return section
 
 
-def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+def _check_sections(path: Path, data: Mapping[str, Any], kind: str) -> None:
+    tables = data.get(kind, {})
+    if not isinstance(tables, Mapping):
+        raise InvalidInputError(
+            f"config file {path}: {kind} must be a table ([{kind}.<name>]), "
+            f"not {type(tables).__name__}"
+        )
+    for name, section in tables.items():
+        if not isinstance(section, Mapping):
+            raise InvalidInputError(
+                f"config file {path}: [{kind}.{name}] must be a table of settings, "
+                f"not {type(section).__name__}"
+            )
+        for key, value in section.items():
+            if isinstance(value, Mapping | list) or value is None:
+                raise InvalidInputError(
+                    f"config file {path}: {kind}.{name}.{key} must be a string, number or boolean"
+                )
+
+
+def parse_overrides(pairs: tuple[str, ...] | list[str], flag: str = "-o") -> dict[str, str]:
     """``["feed=iex", "key=..."]`` to a dict; a pair without ``=`` is a user error."""
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise InvalidInputError(f"invalid option {pair.split('=')[0]!r}: use -o KEY=VALUE")
+            raise InvalidInputError(f"invalid option {pair.split('=')[0]!r}: use {flag} KEY=VALUE")
         out[key.strip().lower().replace("-", "_")] = value
     return out
 
@@ -118,12 +135,21 @@ class ResolvedSettings:
         return tuple(v for v in self.values.values() if isinstance(v, Secret))
 
 
-def env_var(provider: str, key: str) -> str:
-    return f"MARKETPIPE_{provider.upper().replace('-', '_')}_{key.upper()}"
+def _kind(spec: ProviderSpec | SinkSpec) -> tuple[str, str]:
+    """(config section, environment prefix) of a spec's settings."""
+    return (
+        ("sinks", "MARKETPIPE_SINK_")
+        if isinstance(spec, SinkSpec)
+        else ("providers", "MARKETPIPE_")
+    )
+
+
+def env_var(spec: ProviderSpec | SinkSpec, key: str) -> str:
+    return f"{_kind(spec)[1]}{spec.name.upper().replace('-', '_')}_{key.upper()}"
 
 
 def resolve_settings(
-    spec: ProviderSpec,
+    spec: ProviderSpec | SinkSpec,
     overrides: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
     config: ConfigFile | None = None,
@@ -132,18 +158,20 @@ def resolve_settings(
     overrides = dict(overrides or {})
     config = config if config is not None else ConfigFile.load(config_path(environ=env))
     known = {s.name for s in spec.settings}
+    kind = _kind(spec)[0]
     unknown = sorted(set(overrides) - known)
     if unknown:
         listing = ", ".join(sorted(known)) or "none"
         raise InvalidInputError(
-            f"unknown setting {unknown[0]!r} for provider {spec.name}; its settings: {listing}"
+            f"unknown setting {unknown[0]!r} for {kind.removesuffix('s')} {spec.name}; "
+            f"its settings: {listing}"
         )
-    section = config.provider_section(spec.name)
+    section = config.section(kind, spec.name)
     unknown = sorted(set(section) - known)
     if unknown:
         listing = ", ".join(sorted(known)) or "none"
         raise InvalidInputError(
-            f"config file {config.path}: unknown setting {unknown[0]!r} in [providers."
+            f"config file {config.path}: unknown setting {unknown[0]!r} in [{kind}."
             f"{spec.name}]; its settings: {listing}"
         )
     values: dict[str, Any] = {}
@@ -152,7 +180,7 @@ def resolve_settings(
     for setting in spec.settings:
         value: Any = None
         source = ""
-        own_env = env_var(spec.name, setting.name)
+        own_env = env_var(spec, setting.name)
         if setting.name in overrides:
             value, source = overrides[setting.name], "-o"
         elif env.get(own_env):
@@ -175,13 +203,14 @@ def resolve_settings(
     return ResolvedSettings(values, sources, tuple(missing), config.path)
 
 
-def describe_missing(spec: ProviderSpec, missing: tuple[str, ...]) -> str:
+def describe_missing(spec: ProviderSpec | SinkSpec, missing: tuple[str, ...]) -> str:
     """One line naming what to set for each missing setting."""
+    flag = "--sink-option" if isinstance(spec, SinkSpec) else "-o"
     parts = []
     for setting in spec.settings:
         if setting.name in missing:
-            names = [env_var(spec.name, setting.name), *setting.env]
-            parts.append(f"{setting.name} (set {' or '.join(names)}, or -o {setting.name}=...)")
+            names = [env_var(spec, setting.name), *setting.env]
+            parts.append(f"{setting.name} (set {' or '.join(names)}, or {flag} {setting.name}=...)")
     return "missing " + "; ".join(parts)
 
 

@@ -150,9 +150,20 @@ class ValidatorSpec:
 
 @attrs.frozen
 class SinkSpec:
-    """A storage sink: ``factory(data_root)`` returns an object with ``commit(...)``."""
+    """A storage sink, chosen with ``--sink NAME`` (or ``sink = "NAME"`` in the config file, or
+    ``MARKETPIPE_SINK``).
+
+    :param factory: ``factory(root, settings)`` builds the sink for the dataset at ``root``: a
+        :class:`pathlib.Path`, or a URL string (``s3://bucket/prefix``) for a dataset in object
+        storage, which a sink that cannot write there refuses with
+        :class:`marketpipe.errors.InvalidInputError`. ``settings`` are its resolved settings
+        (``--sink-option KEY=VALUE``, ``MARKETPIPE_SINK_<SINK>_<KEY>``, ``[sinks.<name>]`` in the
+        config file, or the default; secrets as :class:`~marketpipe.secrets.Secret`).
+    :param settings: the settings it takes, declared like a provider's.
+    """
 
     name: str = attrs.field(converter=normalise_name)
-    factory: Callable[[Path], Sink]
+    factory: Callable[[Path | str, Mapping[str, Any]], Sink]
     description: str
+    settings: tuple[Setting, ...] = attrs.field(default=(), converter=_settings)
     distribution: str | None = attrs.field(default=None, eq=False)

@@ -1,4 +1,6 @@
-"""Conformance kit for provider authors: call :func:`check_provider` from your tests.
+"""Conformance kits for plugin authors: call :func:`check_provider`, :func:`check_sink`
+(:mod:`marketpipe.kits.sink`) or :func:`check_validator` (:mod:`marketpipe.kits.validator`)
+from your tests.
 
 It fetches real requests through your provider and checks what every provider must do: batches in
 the canonical schema, only the requested symbols, only bars inside the requested sessions and
@@ -18,11 +20,22 @@ from marketpipe.calendar import nyse_calendar
 from marketpipe.ingestion.domain.request import FetchRequest
 from marketpipe.ingestion.domain.values import Session, Symbol, Timeframe, TimeRange
 from marketpipe.ingestion.infrastructure import registry
+from marketpipe.kits.sink import SinkReport, check_sink
+from marketpipe.kits.validator import ValidatorReport, check_validator
 from marketpipe.schema import BAR_SCHEMA, LOOSE_BAR_SCHEMA, conform
 from marketpipe.settings import ConfigFile, resolve_settings
 from marketpipe.specs import ProviderSpec
 from marketpipe.validation.base import ValidationContext
 from marketpipe.validation.ohlcv import OhlcvValidator
+
+__all__ = [
+    "ConformanceReport",
+    "SinkReport",
+    "ValidatorReport",
+    "check_provider",
+    "check_sink",
+    "check_validator",
+]
 
 
 @attrs.frozen

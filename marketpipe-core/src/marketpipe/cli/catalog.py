@@ -1,4 +1,4 @@
-"""``mp providers`` and ``mp plugins``: what is installed, and why something is not."""
+"""``mp providers``, ``mp sinks`` and ``mp plugins``: what is installed, and why something is not."""
 
 from __future__ import annotations
 
@@ -91,6 +91,63 @@ def providers(as_json: bool) -> None:
     )
     console.print(
         f"config file: {config.path or 'none (./marketpipe.toml or ~/.config/marketpipe/config.toml)'}"
+    )
+
+
+@click.command()
+@json_option
+@user_errors
+def sinks(as_json: bool) -> None:
+    """List installed storage sinks and their settings."""
+    from marketpipe.sinks import DEFAULT_SINK, SINK_ENV
+
+    host = get_plugin_host()
+    config = ConfigFile.load(config_path())
+    rows: list[dict[str, Any]] = []
+    for name, spec in sorted(host.sinks().items()):
+        resolved = resolve_settings(spec, {}, config=config)
+        rows.append(
+            {
+                "name": name,
+                "default": name == DEFAULT_SINK,
+                "distribution": spec.distribution,
+                "description": spec.description,
+                "missing": describe_missing(spec, resolved.missing) if resolved.missing else None,
+                "settings": [
+                    {
+                        "name": s.name,
+                        "description": s.description,
+                        "default": s.default,
+                        "secret": s.secret,
+                        "required": s.required,
+                        "value": None if s.secret else resolved.values.get(s.name),
+                        "source": resolved.sources.get(s.name),
+                    }
+                    for s in spec.settings
+                ],
+            }
+        )
+    if as_json:
+        emit_json({"config_file": str(config.path) if config.path else None, "sinks": rows})
+        return
+    for row in rows:
+        default = " [dim](default)[/]" if row["default"] else ""
+        console.print(
+            f"[bold]{escape(row['name'])}[/] ({escape(row['distribution'] or '?')}){default}"
+        )
+        detail = [Text(row["description"])]
+        if row["missing"]:
+            detail.append(Text(row["missing"], style="red"))
+        for s in row["settings"]:
+            value = "(secret)" if s["secret"] else s["value"]
+            detail.append(Text(f"{s['name']} = {value}: {s['description']}"))
+        for line in detail:
+            console.print(Padding(line, (0, 0, 0, 2), expand=False))
+    console.print(
+        Text(
+            f'choose with --sink NAME, {SINK_ENV} or sink = "NAME" in the config file; set '
+            "with --sink-option NAME=VALUE, MARKETPIPE_SINK_<SINK>_<NAME> or [sinks.<sink>]"
+        )
     )
 
 

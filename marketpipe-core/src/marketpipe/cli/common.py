@@ -173,6 +173,52 @@ def selection_options(*, timeframe: bool = True, symbols: bool = True) -> Callab
     return decorate
 
 
+def complete_sink(_ctx: Any, _param: Any, incomplete: str) -> list[CompletionItem]:
+    """Shell completion (``_MP_COMPLETE``): the installed sinks."""
+    from marketpipe.plugins import get_plugin_host
+
+    return _matching(sorted(get_plugin_host().sinks()), incomplete)
+
+
+@attrs.frozen
+class SinkArgs:
+    """``--sink`` and ``--sink-option``: ``name`` is ``None`` when not given (the dataset's own
+    sink, else ``MARKETPIPE_SINK``, else the config file's, else parquet)."""
+
+    name: str | None = None
+    options: dict[str, str] = attrs.field(factory=dict)
+
+
+def sink_options(func: F) -> F:
+    """``--sink NAME`` and ``--sink-option KEY=VALUE``, handed to the command as ``sink``
+    (:class:`SinkArgs`). Put it below ``user_errors``, so a bad value is one line."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from marketpipe.settings import parse_overrides
+
+        name = kwargs.pop("sink_name")
+        pairs = kwargs.pop("sink_pairs")
+        kwargs["sink"] = SinkArgs(name, parse_overrides(pairs, flag="--sink-option"))
+        return func(*args, **kwargs)
+
+    decorated: Any = click.option(
+        "--sink-option",
+        "sink_pairs",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="sink setting (see mp sinks)",
+    )(wrapper)
+    decorated = click.option(
+        "--sink",
+        "sink_name",
+        default=None,
+        shell_complete=complete_sink,
+        help="storage sink of a new dataset (default: parquet; else $MARKETPIPE_SINK)",
+    )(decorated)
+    return decorated  # type: ignore[no-any-return]
+
+
 def count_progress(
     label: str, unit: str, enabled: bool
 ) -> tuple[Progress, Callable[[int, int], None]]:

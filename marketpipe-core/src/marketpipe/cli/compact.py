@@ -9,6 +9,7 @@ from rich.text import Text
 
 from marketpipe.cli.common import (
     Column,
+    SinkArgs,
     console,
     count_progress,
     data_dir_option,
@@ -16,6 +17,7 @@ from marketpipe.cli.common import (
     fitted_table,
     json_option,
     selection_options,
+    sink_options,
     user_errors,
 )
 from marketpipe.dataset import Selection, run_compact
@@ -27,7 +29,9 @@ from marketpipe.dataset import Selection, run_compact
 @json_option
 @user_errors
 @selection_options(symbols=False)
+@sink_options
 def compact(
+    sink: SinkArgs,
     selection: Selection,
     dry_run: bool,
     data_dir: Path,
@@ -38,7 +42,14 @@ def compact(
     compacted."""
     progress, advance = count_progress("compact", "folders", enabled=not as_json)
     with progress:
-        results = run_compact(data_dir, selection, dry_run=dry_run, on_folder=advance)
+        results = run_compact(
+            data_dir,
+            selection,
+            dry_run=dry_run,
+            on_folder=advance,
+            sink_name=sink.name,
+            sink_options=sink.options,
+        )
     rows = [
         {
             "provider": r.series.provider,

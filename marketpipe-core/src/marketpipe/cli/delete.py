@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from marketpipe.cli.common import (
+    SinkArgs,
     complete_feed,
     complete_provider,
     complete_timeframe,
@@ -18,6 +19,7 @@ from marketpipe.cli.common import (
     data_dir_option,
     emit_json,
     json_option,
+    sink_options,
     user_errors,
 )
 from marketpipe.dataset import Selection, SeriesDeletion, plan_delete, run_delete
@@ -62,7 +64,9 @@ def _plan_dict(plan: list[SeriesDeletion]) -> list[dict[str, object]]:
 @data_dir_option
 @json_option
 @user_errors
+@sink_options
 def delete(
+    sink: SinkArgs,
     provider: str,
     feed: str | None,
     adjustment: str | None,
@@ -138,7 +142,7 @@ def delete(
                 "(or --dry-run to see what would go)"
             )
         click.confirm(f"Delete {partitions:,} partitions ({bars:,} bars)?", abort=True, err=True)
-    removed = run_delete(data_dir, plan)
+    removed = run_delete(data_dir, plan, sink.name, sink.options)
     if as_json:
         emit_json(
             {"deleted": True, "partitions": partitions, "bars": removed, "series": _plan_dict(plan)}

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from marketpipe.cli.common import (
+    SinkArgs,
     batch_size_option,
     complete_feed,
     complete_provider,
@@ -26,6 +27,7 @@ from marketpipe.cli.common import (
     data_dir_option,
     emit_json,
     json_option,
+    sink_options,
     user_errors,
 )
 from marketpipe.cli.progress import ProgressDisplay
@@ -171,6 +173,7 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
 )
 @json_option
 @user_errors
+@sink_options
 def ingest(
     provider: str,
     symbols: str | None,
@@ -189,6 +192,7 @@ def ingest(
     refresh: bool,
     metrics_port: int | None,
     as_json: bool,
+    sink: SinkArgs,
 ) -> None:
     """Ingest bars for SYMBOLS from START to END into the dataset under the data dir."""
     overrides = parse_overrides(options)
@@ -227,6 +231,8 @@ def ingest(
         max_concurrency=concurrency,
         replace_empty=replace_empty,
         refresh=refresh,
+        sink=sink.name,
+        sink_options=sink.options,
     )
     run_job(lambda bus, cancel: run_ingest(request, bus, cancel), data_dir, as_json, metrics_port)
 

@@ -11,11 +11,13 @@ from rich.text import Text
 
 from marketpipe.cli.common import (
     Column,
+    SinkArgs,
     console,
     data_dir_option,
     emit_json,
     fitted_table,
     json_option,
+    sink_options,
     user_errors,
 )
 from marketpipe.errors import JobNotFoundError
@@ -285,8 +287,14 @@ def show_job(
 )
 @json_option
 @user_errors
+@sink_options
 def resume_job(
-    job_id: str, data_dir: Path, options: tuple[str, ...], metrics_port: int | None, as_json: bool
+    job_id: str,
+    data_dir: Path,
+    options: tuple[str, ...],
+    metrics_port: int | None,
+    as_json: bool,
+    sink: SinkArgs,
 ) -> None:
     """Finish an unfinished job: only partitions not committed are fetched again."""
     from marketpipe.cli.ingest import run_job
@@ -300,7 +308,9 @@ def resume_job(
         store.close()
     overrides = parse_overrides(options)
     run_job(
-        lambda bus, cancel: resume_ingest(data_dir, key, overrides, bus, cancel),
+        lambda bus, cancel: resume_ingest(
+            data_dir, key, overrides, bus, cancel, sink.name, sink.options
+        ),
         data_dir,
         as_json,
         metrics_port,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from marketpipe import __version__
-from marketpipe.cli.catalog import plugins, providers
+from marketpipe.cli.catalog import plugins, providers, sinks
 from marketpipe.cli.compact import compact
 from marketpipe.cli.delete import delete
 from marketpipe.cli.ingest import ingest
@@ -24,6 +24,7 @@ def cli() -> None:
 
 cli.add_command(providers)
 cli.add_command(plugins)
+cli.add_command(sinks)
 cli.add_command(ingest)
 cli.add_command(jobs)
 cli.add_command(delete)

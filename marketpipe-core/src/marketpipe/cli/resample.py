@@ -8,12 +8,14 @@ import click
 from rich.text import Text
 
 from marketpipe.cli.common import (
+    SinkArgs,
     console,
     count_progress,
     data_dir_option,
     emit_json,
     json_option,
     selection_options,
+    sink_options,
     user_errors,
 )
 from marketpipe.dataset import Selection
@@ -33,7 +35,9 @@ from marketpipe.resample import run_resample
 @json_option
 @user_errors
 @selection_options(timeframe=False)
+@sink_options
 def resample(
+    sink: SinkArgs,
     selection: Selection,
     target: str,
     data_dir: Path,
@@ -46,7 +50,14 @@ def resample(
     """
     progress, advance = count_progress("resample", "months", enabled=not as_json)
     with progress:
-        results = run_resample(data_dir, selection, Timeframe.parse(target), on_progress=advance)
+        results = run_resample(
+            data_dir,
+            selection,
+            Timeframe.parse(target),
+            on_progress=advance,
+            sink_name=sink.name,
+            sink_options=sink.options,
+        )
     if as_json:
         emit_json(
             [

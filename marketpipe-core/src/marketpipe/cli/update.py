@@ -11,6 +11,7 @@ from rich.text import Text
 
 from marketpipe.cli.common import (
     Column,
+    SinkArgs,
     batch_size_option,
     concurrency_option,
     console,
@@ -19,6 +20,7 @@ from marketpipe.cli.common import (
     fitted_table,
     json_option,
     selection_options,
+    sink_options,
     user_errors,
 )
 from marketpipe.cli.ingest import run_with_progress, summary_dict
@@ -101,7 +103,9 @@ def print_update(result: UpdateResult) -> None:
 @json_option
 @user_errors
 @selection_options()
+@sink_options
 def update(
+    sink: SinkArgs,
     selection: Selection,
     data_dir: Path,
     options: tuple[str, ...],
@@ -120,6 +124,8 @@ def update(
         overrides=parse_overrides(options),
         max_concurrency=concurrency,
         batch_size=batch_size,
+        sink=sink.name,
+        sink_options=sink.options,
     )
     result = run_with_progress(lambda bus, cancel: run_update(request, bus, cancel), as_json)
     if as_json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
 import pyarrow as pa
@@ -45,9 +45,53 @@ class CommitRequest:
 
 
 class Sink(Protocol):
+    """What the pipeline asks of a storage sink (``marketpipe.testing.check_sink`` checks it)."""
+
     #: What the dataset holds, kept in step with the sink's commits.
     catalog: Catalog
 
     def commit(self, request: CommitRequest) -> dict[tuple[str, dt.date], str]:
         """Commit atomically; return each covered partition's file, relative to the data root."""
         ...
+
+    def read(self, series: Series) -> pa.Table:
+        """Every stored row of ``series`` (the canonical columns), ordered by symbol and time."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class DeletingSink(Sink, Protocol):
+    """A sink that can remove stored partitions (``mp delete``)."""
+
+    def delete(self, series: Series, keys: set[tuple[str, dt.date]]) -> int:
+        """Remove the rows of ``keys`` (symbol, day); returns how many rows went."""
+        ...
+
+
+@attrs.frozen
+class FolderResult:
+    """What compacting one month of a series did (or, on a dry run, would do)."""
+
+    series: Series
+    month: str
+    files_before: int
+    files_after: int
+    rows: int
+    duplicates_dropped: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return self.files_before != self.files_after or self.duplicates_dropped > 0
+
+
+@runtime_checkable
+class CompactingSink(Sink, Protocol):
+    """A sink that can rewrite a month of a series into fewer files (``mp compact``)."""
+
+    def months(self, series: Series) -> list[str]:
+        """The months (``YYYY-MM``) the series has stored, in order."""
+        ...
+
+    def compact(self, series: Series, month: str, dry_run: bool = False) -> FolderResult: ...

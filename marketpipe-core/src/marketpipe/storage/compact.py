@@ -30,28 +30,15 @@ from marketpipe.errors import StorageError
 from marketpipe.ingestion.domain.values import Series, Session
 from marketpipe.schema import SCHEMA_VERSION
 from marketpipe.storage.atomic import folder_lock, fsync_dir, prepare_atomic
+from marketpipe.storage.base import FolderResult
 from marketpipe.storage.catalog import Catalog, listing
 from marketpipe.storage.footer import Entry, Footer, read_footer, row_keys, unreadable
 from marketpipe.storage.layout import month_folder
-from marketpipe.storage.parquet_sink import write_bars
+from marketpipe.storage.parquet_files import write_bars
 
 ROWS_PER_FILE = 2_000_000
 
 Key = tuple[str, str]
-
-
-@attrs.frozen
-class FolderResult:
-    series: Series
-    month: str
-    files_before: int
-    files_after: int
-    rows: int
-    duplicates_dropped: int = 0
-
-    @property
-    def changed(self) -> bool:
-        return self.files_before != self.files_after or self.duplicates_dropped > 0
 
 
 def plan_groups(entries: dict[Key, Entry], rows_per_file: int) -> list[list[str]]:
@@ -79,6 +66,7 @@ def compact_folder(
     durable: bool = True,
     rows_per_file: int = ROWS_PER_FILE,
     dry_run: bool = False,
+    compression: str = "zstd",
 ) -> FolderResult:
     folder = month_folder(root, series, month)
     with folder_lock(folder):
@@ -109,7 +97,7 @@ def compact_folder(
                 final = folder / f"part-compact-{digest}.parquet"
                 meta = _metadata(series, footer, footers)
                 tmp = prepare_atomic(
-                    final, write_bars(table.replace_schema_metadata(meta)), durable
+                    final, write_bars(table.replace_schema_metadata(meta), compression), durable
                 )
                 prepared.append((tmp, final, footer))
         except BaseException:

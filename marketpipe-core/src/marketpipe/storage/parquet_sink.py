@@ -20,9 +20,9 @@ import datetime as dt
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,11 +30,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from marketpipe import clock
-from marketpipe.errors import StorageError
+from marketpipe.errors import InvalidInputError, StorageError
 from marketpipe.hookspecs import hookimpl
 from marketpipe.ingestion.domain.values import Series
-from marketpipe.schema import SCHEMA_VERSION, conform
-from marketpipe.specs import SinkSpec
+from marketpipe.schema import BAR_SCHEMA, SCHEMA_VERSION, conform
+from marketpipe.specs import Setting, SinkSpec
 from marketpipe.storage.atomic import (
     folder_lock,
     fsync_dir,
@@ -42,10 +42,12 @@ from marketpipe.storage.atomic import (
     remove_durably,
     write_atomic,
 )
-from marketpipe.storage.base import CommitRequest
-from marketpipe.storage.catalog import Catalog
+from marketpipe.storage.base import CommitRequest, FolderResult
+from marketpipe.storage.catalog import Catalog, listing
+from marketpipe.storage.compact import compact_folder
 from marketpipe.storage.footer import Entry, Footer, count_rows, parse_footer, row_keys, unreadable
-from marketpipe.storage.layout import month_folder, month_key
+from marketpipe.storage.layout import month_folder, month_folders, month_key
+from marketpipe.storage.parquet_files import COMPRESSIONS, is_sorted, write_bars
 from marketpipe.storage.partition_index import index_rows
 
 FSYNC_ENV = "MARKETPIPE_FSYNC"
@@ -57,40 +59,44 @@ def _keys(coverage: Coverage) -> set[str]:
     return {f"{s}|{d}" for s, days in coverage.items() for d in days}
 
 
-def _is_sorted(table: pa.Table) -> bool:
-    """Rows ordered by (symbol, timestamp): checked in Arrow, far cheaper than sorting anyway."""
-    if table.num_rows < 2:
-        return True
-    sym, ts = table["symbol"], table["timestamp"]
-    before, after = sym.slice(0, len(sym) - 1), sym.slice(1)
-    same = pc.equal(before, after)
-    ordered = pc.or_(
-        pc.less(before, after), pc.and_(same, pc.less(ts.slice(0, len(ts) - 1), ts.slice(1)))
-    )
-    return bool(pc.all(ordered).as_py())
-
-
-def write_bars(table: pa.Table) -> Callable[[BinaryIO], None]:
-    def write(fh: BinaryIO) -> None:
-        # Dictionary-encode only the symbol: price columns rarely repeat enough to pay for it,
-        # and skipping them makes writing about 30% faster for the same file size.
-        pq.write_table(
-            table, fh, compression="zstd", row_group_size=128 * 1024, use_dictionary=["symbol"]
-        )
-
-    return write
-
-
 class ParquetSink:
     """Commits validated bars under ``root`` (see :mod:`marketpipe.storage.layout`)."""
 
-    def __init__(self, root: Path, durable: bool | None = None) -> None:
+    def __init__(self, root: Path, durable: bool | None = None, compression: str = "zstd") -> None:
         self.root = Path(root)
         self.durable = os.environ.get(FSYNC_ENV, "1") != "0" if durable is None else durable
+        self.compression = compression
         self.catalog = Catalog(self.root)
 
     def close(self) -> None:
         self.catalog.close()
+
+    def months(self, series: Series) -> list[str]:
+        return list(month_folders(self.root, series))
+
+    def compact(self, series: Series, month: str, dry_run: bool = False) -> FolderResult:
+        return compact_folder(
+            self.root,
+            self.catalog,
+            series,
+            month,
+            durable=self.durable,
+            dry_run=dry_run,
+            compression=self.compression,
+        )
+
+    def read(self, series: Series) -> pa.Table:
+        tables = []
+        for folder in month_folders(self.root, series).values():
+            for name in sorted(listing(folder)):
+                try:
+                    tables.append(pq.read_table(folder / name, schema=BAR_SCHEMA))
+                except (OSError, ValueError, pa.ArrowException) as exc:
+                    raise unreadable(folder / name, exc) from None
+        if not tables:
+            return BAR_SCHEMA.empty_table()
+        table = pa.concat_tables(tables).replace_schema_metadata(None)
+        return table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
 
     def commit(self, request: CommitRequest) -> dict[tuple[str, dt.date], str]:
         table = conform(request.table)
@@ -146,7 +152,11 @@ class ParquetSink:
         return out
 
     def _write(self, path: Path, table: pa.Table, metadata: Mapping[bytes, bytes]) -> None:
-        write_atomic(path, write_bars(table.replace_schema_metadata(dict(metadata))), self.durable)
+        write_atomic(
+            path,
+            write_bars(table.replace_schema_metadata(dict(metadata)), self.compression),
+            self.durable,
+        )
 
     def _prepare_rest(self, other: Path, overlap: set[str]) -> tuple[Path, Footer]:
         """A temp file holding ``other``'s rows outside ``overlap``, to replace it."""
@@ -162,7 +172,8 @@ class ParquetSink:
         rest_footer = footer.without(tuple(k.split("|", 1)) for k in overlap)  # type: ignore[misc]
         meta.update(rest_footer.metadata())
         rest = old_table.filter(keep).replace_schema_metadata(meta)
-        return prepare_atomic(other, write_bars(rest), durable=self.durable), rest_footer
+        write = write_bars(rest, self.compression)
+        return prepare_atomic(other, write, durable=self.durable), rest_footer
 
     def _commit_month(
         self, series: Series, month: str, table: pa.Table, footer: Footer, request: CommitRequest
@@ -175,7 +186,7 @@ class ParquetSink:
             json.dumps({s: sorted(d) for s, d in sorted(coverage.items())}).encode()
         ).hexdigest()[:12]
         path = folder / f"part-{request.job_id}-{digest}.parquet"
-        if not _is_sorted(table):
+        if not is_sorted(table):
             table = table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
         self._replace(
             series,
@@ -261,12 +272,31 @@ class ParquetSink:
         return sum(n for _, old in others for k, n in old.items() if k in new_keys)
 
 
+def build(root: Path | str, settings: Mapping[str, Any]) -> ParquetSink:
+    compression = str(settings.get("compression") or "zstd").strip().lower()
+    if compression not in COMPRESSIONS:
+        raise InvalidInputError(
+            f"sink parquet: compression must be one of {', '.join(COMPRESSIONS)}, "
+            f"got {compression!r}"
+        )
+    if isinstance(root, str) and "://" in root:
+        raise InvalidInputError(f"sink parquet cannot write to {root}")
+    return ParquetSink(Path(root), compression=compression)
+
+
 @hookimpl
 def marketpipe_sinks() -> list[SinkSpec]:
     return [
         SinkSpec(
             name="parquet",
-            factory=ParquetSink,
-            description="hive-partitioned zstd Parquet, atomic commits, idempotent re-ingest",
+            factory=build,
+            description="hive-partitioned Parquet, atomic commits, idempotent re-ingest",
+            settings=(
+                Setting(
+                    "compression",
+                    f"codec of new files: {', '.join(COMPRESSIONS)}",
+                    default="zstd",
+                ),
+            ),
         )
     ]

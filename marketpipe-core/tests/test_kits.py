@@ -1,0 +1,124 @@
+"""The sink and validator conformance kits pass the built-ins and catch broken plugins."""
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from marketpipe.specs import SinkSpec, ValidatorSpec
+from marketpipe.storage.base import CommitRequest
+from marketpipe.storage.parquet_files import write_bars
+from marketpipe.storage.parquet_sink import ParquetSink
+from marketpipe.testing import check_sink, check_validator
+from marketpipe.validation.base import ValidationContext, ValidationResult
+from marketpipe.validation.ohlcv import OhlcvValidator
+
+
+def test_parquet_sink_passes_its_kit(tmp_path: Path) -> None:
+    report = check_sink("parquet", tmp_path / "data", settings={"compression": "snappy"})
+    assert (report.sink, report.commits, report.crashes) == ("parquet", 5, 5)
+
+
+def test_ohlcv_validator_passes_its_kit() -> None:
+    report = check_validator("ohlcv")
+    assert report.rows == 1560
+    assert report.rejected == 4  # the four faults the kit plants
+
+
+class NoReplace(ParquetSink):
+    """Writes each commit's file and never takes covered rows out of the others."""
+
+    def _replace(self, series: Any, month: str, keys: Any, new: Any) -> int:
+        if new is not None:
+            new[0].parent.mkdir(parents=True, exist_ok=True)
+            self._write(new[0], new[1], new[2])
+            self.catalog.record(series, month, {new[0].name: new[3]})
+        return 0
+
+
+class KeepsStrays(ParquetSink):
+    """Drops rows outside the coverage instead of refusing the commit."""
+
+    def commit(self, request: CommitRequest) -> dict:
+        keep = pc.is_in(request.table["symbol"], value_set=pa.array(list(request.coverage)))
+        table = request.table.filter(keep)
+        days = {d for ds in request.coverage.values() for d in ds}
+        local = pc.cast(table["timestamp"], pa.timestamp("ns", tz="America/New_York"))
+        on = pc.is_in(pc.strftime(local, "%Y-%m-%d"), value_set=pa.array([str(d) for d in days]))
+        import attrs
+
+        return super().commit(attrs.evolve(request, table=table.filter(on)))
+
+
+class TornWrites(ParquetSink):
+    """Writes files in place, slowly: a crash leaves a half-written file."""
+
+    def _write(self, path: Path, table: pa.Table, metadata: Any) -> None:
+        sink = pa.BufferOutputStream()
+        write_bars(table.replace_schema_metadata(dict(metadata)))(sink)  # type: ignore[arg-type]
+        data = sink.getvalue().to_pybytes()
+        with open(path, "wb") as fh:
+            for start in range(0, len(data), 256):
+                fh.write(data[start : start + 256])
+                fh.flush()
+                time.sleep(0.0005)
+
+
+def spec_of(cls: type[ParquetSink]) -> SinkSpec:
+    def build(root: Path | str, settings: Mapping[str, Any]) -> ParquetSink:
+        return cls(Path(root), durable=False)
+
+    return SinkSpec(name="broken", factory=build, description="broken on purpose")
+
+
+def test_kit_catches_a_sink_that_duplicates_rows(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match="after committing the same unit again"):
+        check_sink(spec_of(NoReplace), tmp_path)
+
+
+def test_kit_catches_a_sink_that_keeps_rows_outside_the_coverage(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match="outside its coverage must be refused"):
+        check_sink(spec_of(KeepsStrays), tmp_path)
+
+
+def test_kit_catches_a_sink_whose_files_tear_in_a_crash(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match=r"crash \d+: the dataset cannot be read"):
+        check_sink(spec_of(TornWrites), tmp_path, crashes=8)
+
+
+def test_kit_catches_a_validator_that_loses_rows() -> None:
+    class Loses:
+        def validate(self, table: pa.Table, context: ValidationContext) -> ValidationResult:
+            result = OhlcvValidator().validate(table, context)
+            return ValidationResult(result.valid, result.rejected.slice(0, 0))
+
+    spec = ValidatorSpec(name="loses", factory=Loses, description="drops bad rows")
+    with pytest.raises(AssertionError, match="every row must be in exactly one"):
+        check_validator(spec)
+
+
+def test_kit_catches_a_validator_without_reasons() -> None:
+    class Mute:
+        def validate(self, table: pa.Table, context: ValidationContext) -> ValidationResult:
+            result = OhlcvValidator().validate(table, context)
+            reasons = pa.nulls(result.rejected.num_rows, pa.string())
+            return ValidationResult(result.valid, result.rejected.set_column(9, "reason", reasons))
+
+    spec = ValidatorSpec(name="mute", factory=Mute, description="no reasons")
+    with pytest.raises(AssertionError, match="needs a reason"):
+        check_validator(spec)
+
+
+def test_kit_catches_a_validator_that_rejects_clean_bars() -> None:
+    class Picky:
+        def validate(self, table: pa.Table, context: ValidationContext) -> ValidationResult:
+            rejected = table.append_column("reason", pa.array(["no"] * table.num_rows))
+            return ValidationResult(table.slice(0, 0), rejected)
+
+    spec = ValidatorSpec(name="picky", factory=Picky, description="rejects all")
+    with pytest.raises(AssertionError, match="rejected 1560 clean bars"):
+        check_validator(spec)
+    assert check_validator(spec, expect_clean_valid=False).rejected == 1560
