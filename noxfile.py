@@ -48,7 +48,7 @@ def tests(session: nox.Session, package: str) -> None:
 def integration(session: nox.Session) -> None:
     """Everything installed: the cross-package tests, then the core tests again beside plugins."""
     session.install(
-        *[f"./{p}" for p in PACKAGES], *TEST_DEPS, "pandas", "polars", "uv", "matplotlib"
+        *[f"./{p}" for p in PACKAGES], *TEST_DEPS, "pandas", "polars", "uv", "matplotlib", "obstore", "moto[server]"
     )
     session.run("pytest", "tests", "marketpipe-core/tests", *session.posargs)
 
@@ -62,5 +62,5 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install(*[f"./{p}" for p in PACKAGES], "mypy", "pytest", "matplotlib")
+    session.install(*[f"./{p}" for p in PACKAGES], "mypy", "pytest", "matplotlib", "obstore")
     session.run("mypy", *[f"{p}/src" for p in PACKAGES])

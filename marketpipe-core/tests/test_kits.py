@@ -33,9 +33,8 @@ class NoReplace(ParquetSink):
 
     def _replace(self, series: Any, month: str, keys: Any, new: Any) -> int:
         if new is not None:
-            new[0].parent.mkdir(parents=True, exist_ok=True)
             self._write(new[0], new[1], new[2])
-            self.catalog.record(series, month, {new[0].name: new[3]})
+            self.catalog.record(series, month, {new[0].rsplit("/", 1)[-1]: new[3]})
         return 0
 
 
@@ -56,15 +55,18 @@ class KeepsStrays(ParquetSink):
 class TornWrites(ParquetSink):
     """Writes files in place, slowly: a crash leaves a half-written file."""
 
-    def _write(self, path: Path, table: pa.Table, metadata: Any) -> None:
+    def _write(self, rel: str, table: pa.Table, metadata: Any) -> tuple[int, int]:
         sink = pa.BufferOutputStream()
         write_bars(table.replace_schema_metadata(dict(metadata)))(sink)  # type: ignore[arg-type]
         data = sink.getvalue().to_pybytes()
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as fh:
             for start in range(0, len(data), 256):
                 fh.write(data[start : start + 256])
                 fh.flush()
                 time.sleep(0.0005)
+        return self.store.stat(rel)
 
 
 def spec_of(cls: type[ParquetSink]) -> SinkSpec:

@@ -25,6 +25,7 @@ from marketpipe.ingestion.domain.values import Series, Session, Symbol, Timefram
 from marketpipe.ingestion.infrastructure import registry
 from marketpipe.ingestion.infrastructure.event_bus import EventBus
 from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
+from marketpipe.location import local_only
 from marketpipe.pipeline import (
     IngestRequest,
     last_completed_session,
@@ -34,7 +35,7 @@ from marketpipe.pipeline import (
 from marketpipe.sinks import choose_sink, open_sink
 from marketpipe.status import SeriesStatus, series_status
 from marketpipe.storage.base import CompactingSink, DeletingSink, FolderResult, Sink
-from marketpipe.storage.catalog import Catalog
+from marketpipe.storage.catalog import open_catalog
 from marketpipe.storage.layout import DERIVED_SUFFIX, series_folder
 from marketpipe.storage.verify import VerifyReport, verify_dataset
 
@@ -128,7 +129,7 @@ async def run_update(
     cancel = cancel or CancelToken()
     choose_sink(request.data_dir, request.sink, request.sink_options)  # a wrong one fails first
     store = SqliteJobStore.for_data_dir(request.data_dir)
-    catalog = Catalog(request.data_dir)
+    catalog = open_catalog(request.data_dir)
     try:
         notes = await asyncio.to_thread(open_dataset, request.data_dir, store)
         every = await asyncio.to_thread(catalog.sync_all)
@@ -201,7 +202,7 @@ def run_status(
     if not data_dir.is_dir():
         raise InvalidInputError(f"no dataset at {data_dir} (run mp ingest first, or --data-dir)")
     store = SqliteJobStore.for_data_dir(data_dir)
-    catalog = Catalog(data_dir)
+    catalog = open_catalog(data_dir)
     try:
         notes = open_dataset(data_dir, store)
         calendar = nyse_calendar()
@@ -254,7 +255,7 @@ def plan_delete(
     if not data_dir.is_dir():
         raise InvalidInputError(f"no dataset at {data_dir}")
     store = SqliteJobStore.for_data_dir(data_dir)
-    catalog = Catalog(data_dir)
+    catalog = open_catalog(data_dir)
     try:
         open_dataset(data_dir, store)
         wanted = {s.value for s in selection.symbols}
@@ -328,6 +329,7 @@ def run_compact(
     progress."""
     if not data_dir.is_dir():
         raise InvalidInputError(f"no dataset at {data_dir}")
+    local_only(data_dir, "mp compact")
     sink = open_sink(data_dir, sink_name, sink_options)
     _capable(sink, CompactingSink, "compact")
     assert isinstance(sink, CompactingSink)
@@ -354,8 +356,9 @@ def run_compact(
 def run_verify(data_dir: Path) -> tuple[VerifyReport, list[str]]:
     """Check the dataset under ``data_dir``; the catalog is synced with the files afterwards, so
     the next update fetches again what went missing."""
+    local_only(data_dir, "mp verify")
     store = SqliteJobStore.for_data_dir(data_dir)
-    catalog = Catalog(data_dir)
+    catalog = open_catalog(data_dir)
     try:
         notes = open_dataset(data_dir, store)
         report = verify_dataset(data_dir, catalog, store.completed_paths(), store.completed_at)

@@ -42,7 +42,7 @@ from marketpipe.secrets import Secret
 from marketpipe.sinks import ChosenSink, choose_sink, record_sink
 from marketpipe.specs import ProviderSpec, normalise_name
 from marketpipe.storage.atomic import file_lock
-from marketpipe.storage.catalog import Catalog
+from marketpipe.storage.catalog import open_catalog
 from marketpipe.storage.upgrade import (
     is_current,
     mark_current,
@@ -361,7 +361,7 @@ def _claim_series(data_dir: Path, spec: ProviderSpec, cfg: IngestionConfiguratio
     shaping = spec.shaping(cfg.settings)
     if not shaping:
         return
-    catalog = Catalog(data_dir)
+    catalog = open_catalog(data_dir)
     try:
         catalog.claim(spec.series(cfg.feed, cfg.timeframe, cfg.settings), shaping)
     finally:

@@ -30,6 +30,7 @@ from marketpipe.dataset import Selection
 from marketpipe.errors import InvalidInputError
 from marketpipe.ingestion.domain.values import Series, Timeframe
 from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
+from marketpipe.location import local_only
 from marketpipe.pipeline import open_dataset
 from marketpipe.schema import BAR_SCHEMA, conform
 from marketpipe.sinks import open_sink
@@ -148,6 +149,7 @@ def run_resample(
     if target not in TARGETS:
         allowed = ", ".join(t.value for t in TARGETS)
         raise InvalidInputError(f"cannot resample to {target.value}: use {allowed}")
+    local_only(data_dir, "mp resample")
     sink = open_sink(data_dir, sink_name, sink_options)
     if not isinstance(sink, ParquetSink):
         sink.close()

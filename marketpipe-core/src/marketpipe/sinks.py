@@ -18,6 +18,7 @@ from typing import BinaryIO
 import attrs
 
 from marketpipe.errors import InvalidInputError
+from marketpipe.location import dataset_root
 from marketpipe.plugins import get_plugin_host
 from marketpipe.settings import (
     ConfigFile,
@@ -27,9 +28,9 @@ from marketpipe.settings import (
     resolve_settings,
 )
 from marketpipe.specs import SinkSpec
-from marketpipe.storage.atomic import write_atomic
 from marketpipe.storage.base import Sink
 from marketpipe.storage.layout import META_DIR
+from marketpipe.storage.stores import open_store
 
 SINK_ENV = "MARKETPIPE_SINK"
 DEFAULT_SINK = "parquet"
@@ -43,34 +44,35 @@ class ChosenSink:
     #: The dataset does not record a sink yet (the first write records this one).
     new: bool
 
-    def build(self, root: Path | str) -> Sink:
-        return self.spec.factory(root, self.settings.values)
+    def build(self, root: Path) -> Sink:
+        """The sink of the dataset whose local root is ``root`` (its files may be remote)."""
+        return self.spec.factory(dataset_root(root), self.settings.values)
 
 
 def recorded_sink(root: Path) -> str | None:
     """The sink the dataset at ``root`` was written by (``None``: no record)."""
-    path = Path(root) / META_DIR / MANIFEST
+    store = open_store(dataset_root(root))
+    where = f"{store.url}/{META_DIR}/{MANIFEST}"
     try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return None
+        body = store.get(f"{META_DIR}/{MANIFEST}")
+        data = json.loads(body) if body is not None else None
     except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"{path} cannot be read: {exc}") from None
+        raise InvalidInputError(f"{where} cannot be read: {exc}") from None
+    if data is None:
+        return None
     sink = data.get("sink") if isinstance(data, dict) else None
     if not isinstance(sink, str):
-        raise InvalidInputError(f"{path} does not name the dataset's sink")
+        raise InvalidInputError(f"{where} does not name the dataset's sink")
     return sink
 
 
 def record_sink(root: Path, name: str) -> None:
-    path = Path(root) / META_DIR / MANIFEST
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = json.dumps({"sink": name}, indent=2).encode() + b"\n"
 
     def write(fh: BinaryIO) -> None:
         fh.write(body)
 
-    write_atomic(path, write)
+    open_store(dataset_root(root)).write(f"{META_DIR}/{MANIFEST}", write)
 
 
 def get_sink_spec(name: str) -> SinkSpec:
@@ -103,7 +105,7 @@ def choose_sink(
     recorded = recorded_sink(root)
     if asked and recorded and asked.strip().lower() != recorded:
         raise InvalidInputError(
-            f"the dataset in {root} is written by the {recorded} sink, not {asked} ({where}); "
+            f"the dataset in {dataset_root(root)} is written by the {recorded} sink, not {asked} ({where}); "
             "use another --data-dir for a dataset in another format"
         )
     spec = spec or get_sink_spec(recorded or DEFAULT_SINK)

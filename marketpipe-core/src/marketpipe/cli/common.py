@@ -29,16 +29,28 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _data_dir(_ctx: Any, _param: Any, value: str) -> Path:
+    """A folder, or ``s3://bucket/prefix`` (its local state folder: see marketpipe.location)."""
+    from marketpipe.location import local_root
+
+    try:
+        return local_root(value)
+    except (UserError, OSError) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+
+
 def data_dir_option(func: F) -> F:
     return click.option(
         "--data-dir",
         # Not checked by click (its usage error is three lines): a data dir that is a file, or
         # cannot be made, is one line from ``user_errors`` when it is first used.
-        type=click.Path(path_type=Path),
+        type=str,
+        callback=_data_dir,
         envvar=DATA_DIR_ENV,
-        default=Path("data"),
+        default="data",
         show_default=True,
-        help=f"dataset root (else ${DATA_DIR_ENV}, else ./data)",
+        help=f"dataset root: a folder or s3://bucket/prefix (else ${DATA_DIR_ENV}, else ./data)",
     )(func)
 
 

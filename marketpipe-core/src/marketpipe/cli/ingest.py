@@ -37,6 +37,7 @@ from marketpipe.ingestion.domain.events import IngestionJobPlanned
 from marketpipe.ingestion.domain.job import ProcessingState
 from marketpipe.ingestion.domain.values import Session, Symbol, Timeframe, TimeRange
 from marketpipe.ingestion.infrastructure.event_bus import EventBus
+from marketpipe.location import dataset_root
 from marketpipe.pipeline import IngestRequest, last_completed_session, run_ingest
 from marketpipe.settings import parse_overrides
 
@@ -57,7 +58,7 @@ def summary_dict(summary: JobSummary, data_dir: Path) -> dict[str, object]:
         "rejected_rows": summary.rejected,
         "elapsed_seconds": round(summary.elapsed_seconds, 3),
         "bars_per_second": round(summary.bars_per_second),
-        "data_dir": str(data_dir),
+        "data_dir": str(dataset_root(data_dir)),
         "error": summary.aborted,
         "notes": list(summary.notes),
         "failures": [
@@ -88,7 +89,9 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
     table.add_row("rejected rows", f"{summary.rejected:,}")
     table.add_row("elapsed", f"{summary.elapsed_seconds:.2f} s")
     table.add_row("bars/s", f"{summary.bars_per_second:,.0f}")
-    table.add_row("data dir", Text(str(data_dir)))  # literal: a path may hold [brackets]
+    table.add_row(
+        "data dir", Text(str(dataset_root(data_dir)))
+    )  # literal: a path may hold [brackets]
     console.print(table)
     by_error: dict[str, list[str]] = {}
     for failure in summary.failures:

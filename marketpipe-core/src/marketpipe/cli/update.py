@@ -26,6 +26,7 @@ from marketpipe.cli.common import (
 from marketpipe.cli.ingest import run_with_progress, summary_dict
 from marketpipe.dataset import Selection, UpdateRequest, UpdateResult, run_update
 from marketpipe.ingestion.domain.job import ProcessingState
+from marketpipe.location import dataset_root
 from marketpipe.settings import parse_overrides
 
 
@@ -37,7 +38,7 @@ def _state(update_state: ProcessingState | None, error: str | None) -> str:
 
 def update_dict(result: UpdateResult, data_dir: Path) -> dict[str, object]:
     return {
-        "data_dir": str(data_dir),
+        "data_dir": str(dataset_root(data_dir)),
         "notes": list(result.notes),
         "series": [
             {

@@ -14,12 +14,12 @@ wrong.
 from __future__ import annotations
 
 import datetime as dt
-import os
+import multiprocessing
 import random
-import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pyarrow as pa
@@ -143,12 +143,7 @@ def check_sink(
 ) -> SinkReport:
     """Run every conformance check against ``sink`` (a name or a spec) on the empty dataset
     location ``root``."""
-    if isinstance(sink, SinkSpec):
-        spec = sink
-    else:
-        from marketpipe.sinks import get_sink_spec
-
-        spec = get_sink_spec(sink)
+    spec = _spec(sink)
     values = resolve_settings(spec, settings, environ={}, config=ConfigFile(None, {})).values
 
     def build() -> Sink:
@@ -209,50 +204,73 @@ def check_sink(
         _check_catalog(again, keys, now, partial, "a new sink object's catalog")
     finally:
         again.close()
-    _crashes(build, now, crashes)
+    _crashes(sink, root, values, now, crashes)
     return SinkReport(spec.name, commits, crashes)
 
 
-def _crashes(build: Callable[[], Sink], now: pa.Table, crashes: int) -> None:
-    """SIGKILL a writer alternating two versions of some partitions, at random moments."""
+def _writer(
+    sink: str | SinkSpec,
+    root: Path | str,
+    settings: Mapping[str, Any],
+    versions: list[pa.Table],
+    covered: set[Key],
+    ready: Any,
+) -> None:
+    """The killed writer: commit the two versions in turn until killed."""
+    spec = _spec(sink)
+    child = spec.factory(root, settings)
+    ready.set()
+    n = 0
+    while True:
+        child.commit(_request(versions[n % 2], covered, job=f"kit-crash-{n % 2}"))
+        n += 1
+
+
+def _crashes(
+    sink: str | SinkSpec,
+    root: Path | str,
+    settings: Mapping[str, Any],
+    now: pa.Table,
+    crashes: int,
+) -> None:
+    """SIGKILL a writer alternating two versions of some partitions, at random moments. A sink
+    given by name is run in a fresh interpreter (spawn: safe for sinks whose libraries start
+    threads, such as Rust runtimes); a spec object in a forked child."""
+    spec = _spec(sink)
+
+    def build() -> Sink:
+        return spec.factory(root, settings)
+
     covered = {(s, d) for s in SYMBOLS for d in DAYS[:2]}
     rest = _without(now, covered)
     versions = [kit_bars(SYMBOLS, DAYS[:2], base=700.0), kit_bars(SYMBOLS, DAYS[:2], 900.0, 3)]
-    sink = build()
+    built = build()
     started = time.perf_counter()
     try:
         for n, version in enumerate(versions):
-            sink.commit(_request(version, covered, job=f"kit-crash-{n}"))
+            built.commit(_request(version, covered, job=f"kit-crash-{n}"))
     finally:
-        sink.close()
+        built.close()
     took = (time.perf_counter() - started) / 2
     rng = random.Random(7)
     allowed = pa.concat_tables([rest, *versions])
+    context: Any = multiprocessing.get_context("spawn" if isinstance(sink, str) else "fork")
     for crash in range(crashes):
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the writer: commit the two versions in turn until killed
-            os.close(read_fd)
-            try:
-                child = build()
-                os.write(write_fd, b"r")
-                n = 0
-                while True:
-                    child.commit(_request(versions[n % 2], covered, job=f"kit-crash-{n % 2}"))
-                    n += 1
-            finally:
-                os._exit(1)
-        os.close(write_fd)
-        ready = os.read(read_fd, 1)
-        os.close(read_fd)
-        if ready == b"r":
-            time.sleep(rng.uniform(0, took * 3))
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        sink = build()
+        ready = context.Event()
+        proc = context.Process(
+            target=_writer, args=(sink, root, dict(settings), versions, covered, ready)
+        )
+        proc.start()
+        if not ready.wait(timeout=300):
+            proc.kill()
+            raise AssertionError(f"crash {crash + 1}: the writer did not start")
+        time.sleep(rng.uniform(0, took * 3))
+        proc.kill()
+        proc.join()
+        sink_after = build()
         try:
             try:
-                held = _canonical(sink.read(SERIES))
+                held = _canonical(sink_after.read(SERIES))
             except Exception as exc:
                 raise AssertionError(
                     f"crash {crash + 1}: the dataset cannot be read: {exc}"
@@ -262,14 +280,22 @@ def _crashes(build: Callable[[], Sink], now: pa.Table, crashes: int) -> None:
             if pc.any(unknown).as_py():
                 raise AssertionError(f"crash {crash + 1}: the sink holds rows no commit wrote")
             _same(_without(held, covered), rest, f"crash {crash + 1}: partitions not covered")
-            sink.commit(_request(versions[crash % 2], covered, job=f"kit-crash-{crash % 2}"))
+            sink_after.commit(_request(versions[crash % 2], covered, job=f"kit-crash-{crash % 2}"))
             _same(
-                sink.read(SERIES),
+                sink_after.read(SERIES),
                 pa.concat_tables([rest, versions[crash % 2]]),
                 f"crash {crash + 1}: after committing the unit again",
             )
         finally:
-            sink.close()
+            sink_after.close()
+
+
+def _spec(sink: str | SinkSpec) -> SinkSpec:
+    if isinstance(sink, SinkSpec):
+        return sink
+    from marketpipe.sinks import get_sink_spec
+
+    return get_sink_spec(sink)
 
 
 def _row_keys(table: pa.Table) -> pa.Array:

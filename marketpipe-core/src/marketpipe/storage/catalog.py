@@ -27,14 +27,14 @@ from pathlib import Path
 from marketpipe.errors import InvalidInputError, StorageError
 from marketpipe.ingestion.domain.values import Series, Timeframe
 from marketpipe.sqlite import connect, immediate
-from marketpipe.storage.atomic import folder_lock
 from marketpipe.storage.catalog_queries import (
     SESSION_RANK,
     CatalogQueries,
     locked,
 )
 from marketpipe.storage.footer import Footer, read_footer
-from marketpipe.storage.layout import META_DIR, month_folder, month_folders, stored_series
+from marketpipe.storage.layout import META_DIR, month_of, month_prefix, series_in, series_prefix
+from marketpipe.storage.stores import LocalStore, Store
 
 _VERSION = 1
 _SCHEMA = """
@@ -61,24 +61,18 @@ CREATE INDEX IF NOT EXISTS parts_by_file ON parts (file_id);
 
 def listing(folder: Path) -> dict[str, tuple[int, int]]:
     """``name -> (size, mtime_ns)`` of the bar files in ``folder`` (temp files start with a dot)."""
-    out: dict[str, tuple[int, int]] = {}
-    try:
-        entries = list(os.scandir(folder))
-    except FileNotFoundError:
-        return out
-    for entry in entries:
-        name = entry.name
-        if name.endswith(".parquet") and not name.startswith(".") and entry.is_file():
-            st = entry.stat(follow_symlinks=False)
-            out[name] = (st.st_size, st.st_mtime_ns)
-    return out
+    return LocalStore(folder.parent).listing(folder.name)
 
 
 class Catalog(CatalogQueries):
     """The catalog of the dataset under ``root``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, store: Store | None = None) -> None:
+        """The catalog kept under the local ``root`` of the files in ``store`` (by default the
+        files under ``root`` itself; a dataset in object storage keeps its catalog in a local
+        state folder)."""
         self.root = Path(root)
+        self.store: Store = store if store is not None else LocalStore(self.root)
         self.path = self.root / META_DIR / "catalog.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -196,7 +190,12 @@ class Catalog(CatalogQueries):
     @locked
     def sync(self, series: Series, months: Iterable[str] | None = None) -> None:
         """Bring the catalog of ``series`` (those months, or all) in line with the files."""
-        folders = month_folders(self.root, series)
+        base = series_prefix(series)
+        folders = {
+            m: f"{base}/{name}"
+            for name in self.store.children(base)
+            if (m := month_of(name)) is not None
+        }
         known = {
             m
             for (m,) in self._conn.execute(
@@ -211,13 +210,13 @@ class Catalog(CatalogQueries):
                 if month in known:
                     self.sync_folder(series, month)  # the folder is gone: forget its files
                 continue
-            with folder_lock(folder):
+            with self.store.lock(folder):
                 self.sync_folder(series, month)
 
     @locked
     def sync_all(self) -> list[Series]:
         """Sync every series on disk (and forget those whose folders are gone)."""
-        on_disk = stored_series(self.root)
+        on_disk = series_in(self.store.children)
         for series in sorted(set(on_disk) | set(self.series())):
             self.sync(series)
         return self.series()
@@ -225,8 +224,8 @@ class Catalog(CatalogQueries):
     @locked
     def sync_folder(self, series: Series, month: str) -> None:
         """Sync one month folder; the caller holds its lock (or it does not exist)."""
-        folder = month_folder(self.root, series, month)
-        on_disk = listing(folder)
+        folder = month_prefix(series, month)
+        on_disk = self.store.listing(folder)
         series_id = self._series_id(series)
         known = self._files(series_id, month) if series_id is not None else {}
         changed = [n for n in sorted(on_disk) if n not in known or known[n][1:3] != on_disk[n]]
@@ -236,21 +235,27 @@ class Catalog(CatalogQueries):
         updates: dict[str, Footer | StorageError | None] = {name: None for name in gone}
         for name in changed:
             try:
-                updates[name] = read_footer(folder / name)
+                updates[name] = read_footer(self.store, f"{folder}/{name}")
             except StorageError as exc:
                 updates[name] = exc
         self._apply(series, month, updates, {n: on_disk[n] for n in changed})
 
     @locked
-    def record(self, series: Series, month: str, written: Mapping[str, Footer | None]) -> None:
-        """After a commit: ``name -> footer`` of files written, ``None`` for files removed."""
-        folder = month_folder(self.root, series, month)
-        stats = {}
+    def record(
+        self,
+        series: Series,
+        month: str,
+        written: Mapping[str, Footer | None],
+        stats: Mapping[str, tuple[int, int]] | None = None,
+    ) -> None:
+        """After a commit: ``name -> footer`` of files written, ``None`` for files removed;
+        ``stats`` the written files' (size, stamp) when the writer knows them."""
+        folder = month_prefix(series, month)
+        known = dict(stats or {})
         for name, footer in written.items():
-            if footer is not None:
-                st = os.stat(folder / name)
-                stats[name] = (st.st_size, st.st_mtime_ns)
-        self._apply(series, month, dict(written), stats)
+            if footer is not None and name not in known:
+                known[name] = self.store.stat(f"{folder}/{name}")
+        self._apply(series, month, dict(written), known)
 
     def _files(self, series_id: int, month: str) -> dict[str, tuple[int, int, int]]:
         rows = self._conn.execute(
@@ -320,3 +325,12 @@ class Catalog(CatalogQueries):
                 )
 
     # questions --------------------------------------------------------------------------------
+
+
+def open_catalog(root: Path) -> Catalog:
+    """The catalog of the dataset whose local root is ``root``, over its files wherever they
+    live (see :mod:`marketpipe.location`)."""
+    from marketpipe.location import dataset_root
+    from marketpipe.storage.stores import open_store
+
+    return Catalog(root, open_store(dataset_root(root)))

@@ -18,7 +18,7 @@ import attrs
 import numpy as np
 
 from marketpipe.ingestion.domain.values import Series, Session
-from marketpipe.storage.layout import month_folder
+from marketpipe.storage.layout import series_prefix
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -121,7 +121,7 @@ class CatalogQueries:
         return out
 
     def _folder_prefix(self, series: Series) -> str:
-        return month_folder(self.root, series, "x").parent.relative_to(self.root).as_posix()
+        return series_prefix(series)
 
     @locked
     def stored_mask(

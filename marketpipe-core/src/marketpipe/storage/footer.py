@@ -13,6 +13,7 @@ import datetime as dt
 import json
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pyarrow as pa
@@ -22,6 +23,9 @@ import pyarrow.parquet as pq
 from marketpipe.calendar import NEW_YORK
 from marketpipe.errors import StorageError
 from marketpipe.ingestion.domain.values import Session
+
+if TYPE_CHECKING:
+    from marketpipe.storage.stores import Store
 
 COVERAGE_KEY = b"marketpipe.coverage"
 BARS_KEY = b"marketpipe.bars"
@@ -98,7 +102,7 @@ def count_rows(table: pa.Table) -> dict[Key, int]:
     return out
 
 
-def unreadable(path: Path, exc: BaseException) -> StorageError:
+def unreadable(path: Path | str, exc: BaseException) -> StorageError:
     reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
     return StorageError(
         f"cannot read {path} ({reason}): a damaged file, or one MarketPipe did not write, blocks "
@@ -153,12 +157,29 @@ def parse_footer(meta: Mapping[bytes, bytes], count: Callable[[], dict[Key, int]
     return Footer(entries, session, job_id, fetched_at)
 
 
-def read_footer(path: Path) -> Footer:
-    """The footer of the file at ``path``; a StorageError names a file that cannot be read."""
+def read_footer(where: Path | Store, rel: str | None = None) -> Footer:
+    """The footer of the file at ``where`` (a path, or ``rel`` in a store); a StorageError names
+    a file that cannot be read."""
+    if rel is None:
+        path = Path(where)  # type: ignore[arg-type]
+        name: Path | str = path
+
+        def source() -> Any:
+            return open(path, "rb")
+    else:
+        store: Store = where  # type: ignore[assignment]
+        name = f"{store.url}/{rel}"
+
+        def source() -> Any:
+            return store.open(rel)
+
+    def rows() -> dict[tuple[str, str], int]:
+        with source() as src:
+            return count_rows(pq.read_table(src, columns=["symbol", "timestamp"]))
+
     try:
-        meta = pq.read_schema(path).metadata or {}
-        return parse_footer(
-            meta, lambda: count_rows(pq.read_table(path, columns=["symbol", "timestamp"]))
-        )
+        with source() as src:
+            meta = pq.read_schema(src).metadata or {}
+        return parse_footer(meta, rows)
     except (OSError, ValueError, TypeError, KeyError, AttributeError, pa.ArrowException) as exc:
-        raise unreadable(path, exc) from None
+        raise unreadable(name, exc) from None

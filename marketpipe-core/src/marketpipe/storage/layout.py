@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -52,19 +53,44 @@ def month_key(day: dt.date) -> str:
     return f"{day.year:04d}-{day.month:02d}"
 
 
-def series_folder(root: Path, series: Series) -> Path:
-    folder = (
-        root
-        / f"provider={encode_component(series.provider)}"
-        / f"feed={encode_component(series.feed)}"
-        / f"adjustment={encode_component(series.adjustment)}"
-        / f"timeframe={series.timeframe.value}"
+def series_prefix(series: Series) -> str:
+    """The series' folder relative to the root (posix)."""
+    return (
+        f"provider={encode_component(series.provider)}"
+        f"/feed={encode_component(series.feed)}"
+        f"/adjustment={encode_component(series.adjustment)}"
+        f"/timeframe={series.timeframe.value}"
     )
-    return inside(root, folder)
+
+
+def month_prefix(series: Series, month: str) -> str:
+    return f"{series_prefix(series)}/month={encode_component(month)}"
+
+
+def series_folder(root: Path, series: Series) -> Path:
+    return inside(root, root / series_prefix(series))
 
 
 def month_folder(root: Path, series: Series, month: str) -> Path:
-    return inside(root, series_folder(root, series) / f"month={month}")
+    return inside(root, root / month_prefix(series, month))
+
+
+def month_of(folder_name: str) -> str | None:
+    """``YYYY-MM`` of a ``month=YYYY-MM`` folder name (``None``: not one)."""
+    return _value(folder_name, "month")
+
+
+def series_in(children: Callable[[str], list[str]]) -> list[Series]:
+    """The series whose folders ``children(folder)`` lists (a store's folders)."""
+    found = []
+    for p in children(""):
+        for f in children(p) if _value(p, "provider") is not None else []:
+            for a in children(f"{p}/{f}") if _value(f, "feed") is not None else []:
+                for t in children(f"{p}/{f}/{a}") if _value(a, "adjustment") is not None else []:
+                    series = series_of_path(f"{p}/{f}/{a}/{t}/month=x/f.parquet")
+                    if series is not None:
+                        found.append(series)
+    return sorted(found)
 
 
 def _value(name: str, key: str) -> str | None:

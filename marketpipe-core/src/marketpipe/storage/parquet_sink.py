@@ -35,20 +35,14 @@ from marketpipe.hookspecs import hookimpl
 from marketpipe.ingestion.domain.values import Series
 from marketpipe.schema import BAR_SCHEMA, SCHEMA_VERSION, conform
 from marketpipe.specs import Setting, SinkSpec
-from marketpipe.storage.atomic import (
-    folder_lock,
-    fsync_dir,
-    prepare_atomic,
-    remove_durably,
-    write_atomic,
-)
 from marketpipe.storage.base import CommitRequest, FolderResult
-from marketpipe.storage.catalog import Catalog, listing
+from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.compact import compact_folder
 from marketpipe.storage.footer import Entry, Footer, count_rows, parse_footer, row_keys, unreadable
-from marketpipe.storage.layout import month_folder, month_folders, month_key
+from marketpipe.storage.layout import month_key, month_of, month_prefix, series_prefix
 from marketpipe.storage.parquet_files import COMPRESSIONS, is_sorted, write_bars
 from marketpipe.storage.partition_index import index_rows
+from marketpipe.storage.stores import LocalStore, ObjectStore, Prepared, Store
 
 FSYNC_ENV = "MARKETPIPE_FSYNC"
 
@@ -60,21 +54,32 @@ def _keys(coverage: Coverage) -> set[str]:
 
 
 class ParquetSink:
-    """Commits validated bars under ``root`` (see :mod:`marketpipe.storage.layout`)."""
+    """Commits validated bars under ``root`` (see :mod:`marketpipe.storage.layout`), or into
+    ``store`` (an object store) with the catalog kept under the local ``root``."""
 
-    def __init__(self, root: Path, durable: bool | None = None, compression: str = "zstd") -> None:
+    def __init__(
+        self,
+        root: Path,
+        durable: bool | None = None,
+        compression: str = "zstd",
+        store: Store | None = None,
+    ) -> None:
         self.root = Path(root)
         self.durable = os.environ.get(FSYNC_ENV, "1") != "0" if durable is None else durable
         self.compression = compression
-        self.catalog = Catalog(self.root)
+        self.store: Store = store if store is not None else LocalStore(self.root, self.durable)
+        self.catalog = Catalog(self.root, self.store)
 
     def close(self) -> None:
         self.catalog.close()
 
     def months(self, series: Series) -> list[str]:
-        return list(month_folders(self.root, series))
+        names = self.store.children(series_prefix(series))
+        return [m for name in names if (m := month_of(name)) is not None]
 
     def compact(self, series: Series, month: str, dry_run: bool = False) -> FolderResult:
+        if not isinstance(self.store, LocalStore):
+            raise InvalidInputError(f"mp compact works on local datasets, not {self.store.url}")
         return compact_folder(
             self.root,
             self.catalog,
@@ -87,16 +92,21 @@ class ParquetSink:
 
     def read(self, series: Series) -> pa.Table:
         tables = []
-        for folder in month_folders(self.root, series).values():
-            for name in sorted(listing(folder)):
-                try:
-                    tables.append(pq.read_table(folder / name, schema=BAR_SCHEMA))
-                except (OSError, ValueError, pa.ArrowException) as exc:
-                    raise unreadable(folder / name, exc) from None
+        for month in self.months(series):
+            folder = month_prefix(series, month)
+            for name in sorted(self.store.listing(folder)):
+                tables.append(self._read(f"{folder}/{name}").cast(BAR_SCHEMA))
         if not tables:
             return BAR_SCHEMA.empty_table()
         table = pa.concat_tables(tables).replace_schema_metadata(None)
         return table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
+
+    def _read(self, rel: str) -> pa.Table:
+        try:
+            with self.store.open(rel) as src:
+                return pq.read_table(src)
+        except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
+            raise unreadable(f"{self.store.url}/{rel}", exc) from None
 
     def commit(self, request: CommitRequest) -> dict[tuple[str, dt.date], str]:
         table = conform(request.table)
@@ -130,8 +140,7 @@ class ParquetSink:
                 else table
             )
             footer = Footer(entries, request.session, request.job_id, fetched_at)
-            path = self._commit_month(request.series, month, rows, footer, request)
-            rel = path.relative_to(self.root).as_posix()
+            rel = self._commit_month(request.series, month, rows, footer, request)
             for symbol, iso in entries:
                 result[(symbol, dt.date.fromisoformat(iso))] = rel
         return result
@@ -151,50 +160,45 @@ class ParquetSink:
         out.update(footer.metadata())
         return out
 
-    def _write(self, path: Path, table: pa.Table, metadata: Mapping[bytes, bytes]) -> None:
-        write_atomic(
-            path,
-            write_bars(table.replace_schema_metadata(dict(metadata)), self.compression),
-            self.durable,
-        )
+    def _write(self, rel: str, table: pa.Table, metadata: Mapping[bytes, bytes]) -> tuple[int, int]:
+        table = table.replace_schema_metadata(dict(metadata))
+        return self.store.write(rel, write_bars(table, self.compression))
 
-    def _prepare_rest(self, other: Path, overlap: set[str]) -> tuple[Path, Footer]:
-        """A temp file holding ``other``'s rows outside ``overlap``, to replace it."""
+    def _prepare_rest(self, other: str, overlap: set[str]) -> tuple[Prepared, Footer]:
+        """``other``'s rows outside ``overlap``, written but not yet visible, to replace it."""
+        old_table = self._read(other)
+        meta = dict(old_table.schema.metadata or {})
         try:
-            old_table = pq.read_table(other)
-            meta = dict(old_table.schema.metadata or {})
             footer = parse_footer(meta, lambda: count_rows(old_table))
-        except (OSError, ValueError, TypeError, KeyError, pa.ArrowException) as exc:
-            raise unreadable(other, exc) from None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise unreadable(f"{self.store.url}/{other}", exc) from None
         keep = pc.invert(
             pc.is_in(row_keys(old_table), value_set=pa.array(sorted(overlap), pa.string()))
         )
         rest_footer = footer.without(tuple(k.split("|", 1)) for k in overlap)  # type: ignore[misc]
         meta.update(rest_footer.metadata())
         rest = old_table.filter(keep).replace_schema_metadata(meta)
-        write = write_bars(rest, self.compression)
-        return prepare_atomic(other, write, durable=self.durable), rest_footer
+        return self.store.prepare(other, write_bars(rest, self.compression)), rest_footer
 
     def _commit_month(
         self, series: Series, month: str, table: pa.Table, footer: Footer, request: CommitRequest
-    ) -> Path:
-        folder = month_folder(self.root, series, month)
+    ) -> str:
         coverage: Coverage = {}
         for symbol, iso in footer.entries:
             coverage.setdefault(symbol, set()).add(iso)
         digest = hashlib.sha1(
             json.dumps({s: sorted(d) for s, d in sorted(coverage.items())}).encode()
         ).hexdigest()[:12]
-        path = folder / f"part-{request.job_id}-{digest}.parquet"
+        rel = f"{month_prefix(series, month)}/part-{request.job_id}-{digest}.parquet"
         if not is_sorted(table):
             table = table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
         self._replace(
             series,
             month,
             set(footer.entries),
-            (path, table, self._metadata(request, footer), footer),
+            (rel, table, self._metadata(request, footer), footer),
         )
-        return path
+        return rel
 
     def delete(self, series: Series, keys: set[tuple[str, dt.date]]) -> int:
         """Remove the rows of ``keys`` (symbol, day) from the series, atomically per month
@@ -212,63 +216,60 @@ class ParquetSink:
         series: Series,
         month: str,
         keys: set[tuple[str, str]],
-        new: tuple[Path, pa.Table, Mapping[bytes, bytes], Footer] | None,
+        new: tuple[str, pa.Table, Mapping[bytes, bytes], Footer] | None,
     ) -> int:
         """Write ``new`` (if any), then take ``keys``' rows out of the folder's other files,
         then record it all in the catalog; returns the rows taken out."""
-        folder = month_folder(self.root, series, month)
-        path = new[0] if new is not None else None
-        if new is None and not folder.is_dir():
+        folder = month_prefix(series, month)
+        rel = new[0] if new is not None else None
+        if new is None and not self.store.listing(folder):
             return 0
         new_keys = {f"{s}|{d}" for s, d in keys}
-        with folder_lock(folder):
+        with self.store.lock(folder):
             # The catalog, in step with the folder, names the files holding covered rows. A file
             # it cannot read blocks the commit while the folder is still as it was.
             self.catalog.sync_folder(series, month)
             blocked = self.catalog.unreadable(series, month)
             if blocked:
                 raise StorageError(blocked[0][1])
-            others: list[tuple[Path, dict[str, int]]] = []
+            others: list[tuple[str, dict[str, int]]] = []
             holders = self.catalog.files_holding(
                 series, [(s, dt.date.fromisoformat(d)) for s, d in keys]
             )
-            for rel in sorted(holders):
-                other = self.root / rel
-                if other != path:
-                    held = self.catalog.entries(series, month, other.name)
+            for other in sorted(holders):
+                if other != rel:
+                    held = self.catalog.entries(series, month, other.rsplit("/", 1)[-1])
                     others.append((other, {f"{s}|{d}": n for (s, d), n in held.items()}))
+            stats: dict[str, tuple[int, int]] = {}
             if new is not None:
-                self._write(new[0], new[1], new[2])
+                stats[new[0].rsplit("/", 1)[-1]] = self._write(new[0], new[1], new[2])
             # The new rows are in place; the covered rows of older files go next. Rewrites are
             # prepared (written, not yet visible) first: if one fails (a full disk), the new file
             # is removed and the folder holds the old rows, never both.
-            prepared: list[tuple[Path, Path, Footer]] = []
-            removed: list[Path] = []
+            prepared: list[tuple[Prepared, Footer]] = []
+            removed: list[str] = []
             try:
                 for other, old in others:
                     if set(old) <= new_keys:
                         removed.append(other)
                         continue
-                    tmp, rest = self._prepare_rest(other, set(old) & new_keys)
-                    prepared.append((tmp, other, rest))
+                    pending, rest = self._prepare_rest(other, set(old) & new_keys)
+                    prepared.append((pending, rest))
             except BaseException:
-                for tmp, _, _ in prepared:
-                    tmp.unlink(missing_ok=True)
-                if path is not None:
-                    remove_durably(path, self.durable)
+                for pending, _ in prepared:
+                    self.store.discard(pending)
+                if rel is not None:
+                    self.store.remove([rel])
                 raise
-            for tmp, other, _ in prepared:
-                os.replace(tmp, other)
-            for other in removed:
-                other.unlink(missing_ok=True)
-            if self.durable and (prepared or removed):
-                fsync_dir(folder)
+            for pending, _ in prepared:
+                self.store.publish(pending)
+            self.store.remove(removed)
             changes: dict[str, Footer | None] = {}
             if new is not None:
-                changes[new[0].name] = new[3]
-            changes.update({other.name: rest for _, other, rest in prepared})
-            changes.update({other.name: None for other in removed})
-            self.catalog.record(series, month, changes)
+                changes[new[0].rsplit("/", 1)[-1]] = new[3]
+            changes.update({p.rel.rsplit("/", 1)[-1]: rest for p, rest in prepared})
+            changes.update({other.rsplit("/", 1)[-1]: None for other in removed})
+            self.catalog.record(series, month, changes, stats)
         return sum(n for _, old in others for k, n in old.items() if k in new_keys)
 
 
@@ -280,7 +281,9 @@ def build(root: Path | str, settings: Mapping[str, Any]) -> ParquetSink:
             f"got {compression!r}"
         )
     if isinstance(root, str) and "://" in root:
-        raise InvalidInputError(f"sink parquet cannot write to {root}")
+        from marketpipe.location import state_root
+
+        return ParquetSink(state_root(root), compression=compression, store=ObjectStore(root))
     return ParquetSink(Path(root), compression=compression)
 
 

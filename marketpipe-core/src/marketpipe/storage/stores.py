@@ -1,0 +1,442 @@
+"""Where a dataset's files live: a local folder, or an object store (``s3://bucket/prefix``).
+
+The Parquet sink and the catalog work on paths relative to the dataset root through a
+:class:`Store`; each kind keeps the commit protocol's promise that a file appears whole or not at
+all, in its own way:
+
+- :class:`LocalStore`: temp file, fsync, rename, fsync the folder; a folder lock is ``flock``.
+- :class:`ObjectStore`: an object appears atomically when its upload completes, so a file is
+  uploaded under its final key and a rewrite replaces the object in one PUT. There is no rename
+  and no ``flock``: a folder lock is a lease object (``_marketpipe/locks/<digest>.lease``) created
+  with a conditional write (``If-None-Match: *``), taken over with another (``If-Match`` its
+  ETag) only once it has expired, renewed while held, and deleted when done. So two writers on
+  two machines commit into one month folder one at a time, as two processes do on one disk.
+
+Object stores are reached with obstore (Rust's ``object_store``), not pyarrow's file systems:
+pyarrow cannot make a conditional write, and without one two machines cannot agree on who holds
+a lease. Credentials, region and endpoint come from the standard ``AWS_*`` variables; they are
+never stored or printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+from urllib.parse import urlsplit
+
+from marketpipe.errors import InvalidInputError, StorageError
+from marketpipe.storage.atomic import (
+    folder_lock,
+    fsync_dir,
+    prepare_atomic,
+    remove_durably,
+    write_atomic,
+)
+
+Writer = Callable[[BinaryIO], None]
+#: ``name -> (size, version stamp)``: the stamp changes whenever the file's content does (the
+#: modification time on disk, a number from the ETag in an object store).
+Listing = dict[str, tuple[int, int]]
+
+#: How long a lease holds without renewal: what a crashed writer costs the next one at most.
+LEASE_ENV = "MARKETPIPE_LEASE_SECONDS"
+LEASE_SECONDS = 60.0
+LOCK_WAIT_SECONDS = 600.0
+
+
+def lease_seconds() -> float:
+    try:
+        value = float(os.environ.get(LEASE_ENV, LEASE_SECONDS))
+    except ValueError:
+        value = LEASE_SECONDS
+    return value if 1.0 <= value <= 3600.0 else LEASE_SECONDS
+
+
+def is_bar_file(name: str) -> bool:
+    return name.endswith(".parquet") and not name.startswith(".")
+
+
+class Prepared(Protocol):
+    """A file written but not yet visible (see :meth:`Store.prepare`)."""
+
+    rel: str
+
+
+class Store(Protocol):
+    """A dataset root's files, by posix path relative to it."""
+
+    url: str
+
+    def listing(self, folder: str) -> Listing: ...
+
+    def children(self, folder: str) -> list[str]:
+        """Names of the folders directly under ``folder``."""
+        ...
+
+    def open(self, rel: str) -> Any:
+        """A seekable binary file for pyarrow to read (close it when done)."""
+        ...
+
+    def get(self, rel: str) -> bytes | None:
+        """A small file's bytes (``None``: no such file)."""
+        ...
+
+    def write(self, rel: str, write: Writer) -> tuple[int, int]:
+        """Write ``rel`` so that it appears whole or not at all; returns its (size, stamp)."""
+        ...
+
+    def prepare(self, rel: str, write: Writer) -> Prepared: ...
+
+    def publish(self, prepared: Prepared) -> None: ...
+
+    def discard(self, prepared: Prepared) -> None: ...
+
+    def remove(self, rels: list[str]) -> None: ...
+
+    def stat(self, rel: str) -> tuple[int, int]: ...
+
+    def lock(self, folder: str) -> contextlib.AbstractContextManager[None]: ...
+
+
+class _LocalPrepared:
+    def __init__(self, rel: str, tmp: Path) -> None:
+        self.rel = rel
+        self.tmp = tmp
+
+
+class LocalStore:
+    """Files under a local folder, committed by temp file and rename."""
+
+    def __init__(self, root: Path, durable: bool = True) -> None:
+        self.root = Path(root)
+        self.url = str(self.root)
+        self.durable = durable
+
+    def path(self, rel: str) -> Path:
+        from marketpipe.storage.layout import inside
+
+        return inside(self.root, self.root / rel)
+
+    def listing(self, folder: str) -> Listing:
+        out: Listing = {}
+        try:
+            entries = list(os.scandir(self.path(folder)))
+        except FileNotFoundError:
+            return out
+        for entry in entries:
+            if is_bar_file(entry.name) and entry.is_file():
+                st = entry.stat(follow_symlinks=False)
+                out[entry.name] = (st.st_size, st.st_mtime_ns)
+        return out
+
+    def children(self, folder: str) -> list[str]:
+        base = self.path(folder)
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir())
+
+    def open(self, rel: str) -> Any:
+        return open(self.path(rel), "rb")
+
+    def get(self, rel: str) -> bytes | None:
+        try:
+            return self.path(rel).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write(self, rel: str, write: Writer) -> tuple[int, int]:
+        path = self.path(rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, write, self.durable)
+        return self.stat(rel)
+
+    def prepare(self, rel: str, write: Writer) -> Prepared:
+        return _LocalPrepared(rel, prepare_atomic(self.path(rel), write, self.durable))
+
+    def publish(self, prepared: Prepared) -> None:
+        assert isinstance(prepared, _LocalPrepared)
+        final = self.path(prepared.rel)
+        os.replace(prepared.tmp, final)
+        if self.durable:
+            fsync_dir(final.parent)
+
+    def discard(self, prepared: Prepared) -> None:
+        assert isinstance(prepared, _LocalPrepared)
+        prepared.tmp.unlink(missing_ok=True)
+
+    def remove(self, rels: list[str]) -> None:
+        folders = set()
+        for rel in rels:
+            path = self.path(rel)
+            path.unlink(missing_ok=True)
+            folders.add(path.parent)
+        if self.durable:
+            for folder in folders:
+                if folder.is_dir():
+                    fsync_dir(folder)
+
+    def remove_durably(self, rel: str) -> None:
+        remove_durably(self.path(rel), self.durable)
+
+    def stat(self, rel: str) -> tuple[int, int]:
+        st = os.stat(self.path(rel))
+        return st.st_size, st.st_mtime_ns
+
+    def lock(self, folder: str) -> contextlib.AbstractContextManager[None]:
+        return folder_lock(self.path(folder))
+
+
+class _ObjectPrepared:
+    def __init__(self, rel: str, body: bytes) -> None:
+        self.rel = rel
+        self.body = body
+
+
+class _Readable(io.RawIOBase):
+    """obstore's reader as the file object pyarrow expects (it asks for ``closed``)."""
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = bytes(self._reader.read(len(buffer)))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return int(self._reader.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self._reader.tell())
+
+    def close(self) -> None:
+        self._reader.close()
+        super().close()
+
+
+def _stamp(meta: Any) -> tuple[int, int]:
+    etag = str(meta.get("e_tag") or "").strip('"')
+    digest = hashlib.sha1(etag.encode() or str(meta["last_modified"]).encode()).hexdigest()
+    return int(meta["size"]), int(digest[:15], 16)
+
+
+def _as_storage_error(url: str, exc: Exception) -> StorageError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StorageError(f"object store {url} failed: {text[:300]}")
+
+
+class ObjectStore:
+    """Objects under ``s3://bucket/prefix`` (see the module for the commit and the lease)."""
+
+    def __init__(self, url: str, environ: dict[str, str] | None = None) -> None:
+        try:
+            from obstore.store import S3Store
+        except ImportError:
+            raise InvalidInputError(
+                f'{url}: datasets in object storage need obstore: pip install "marketpipe-core[s3]"'
+            ) from None
+
+        env = dict(os.environ if environ is None else environ)
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise InvalidInputError(f"not an object store URL: {url!r} (use s3://bucket/prefix)")
+        self.url = f"s3://{parts.netloc}/{parts.path.strip('/')}".rstrip("/")
+        endpoint = env.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3")
+        options: dict[str, Any] = {"timeout": "60s", "connect_timeout": "10s"}
+        if endpoint and endpoint.startswith("http://"):
+            options["allow_http"] = True
+        config: dict[str, Any] = {}
+        if endpoint:
+            config["endpoint"] = endpoint
+            config["virtual_hosted_style_request"] = False
+        if not (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")):
+            config["region"] = "us-east-1"
+        self._store = S3Store(
+            parts.netloc,
+            prefix=parts.path.strip("/") or None,
+            config=config,  # type: ignore[arg-type]
+            client_options=options,  # type: ignore[arg-type]
+            retry_config={
+                "max_retries": 4,
+                "backoff": {"init_backoff": dt.timedelta(milliseconds=200), "base": 2.0},
+                "retry_timeout": dt.timedelta(seconds=60),
+            },
+        )
+        self._lease_seconds = lease_seconds()
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._threads: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        from obstore.exceptions import NotFoundError
+
+        try:
+            return func(self._store, *args, **kwargs)
+        except (NotFoundError, FileNotFoundError):
+            raise
+        except Exception as exc:
+            raise _as_storage_error(self.url, exc) from None
+
+    def listing(self, folder: str) -> Listing:
+        import obstore
+
+        found = self._call(obstore.list_with_delimiter, folder.strip("/") or None)
+        out: Listing = {}
+        for meta in found["objects"]:
+            name = str(meta["path"]).rsplit("/", 1)[-1]
+            if is_bar_file(name):
+                out[name] = _stamp(meta)
+        return out
+
+    def children(self, folder: str) -> list[str]:
+        import obstore
+
+        found = self._call(obstore.list_with_delimiter, folder.strip("/") or None)
+        return sorted(str(p).rstrip("/").rsplit("/", 1)[-1] for p in found["common_prefixes"])
+
+    def open(self, rel: str) -> Any:
+        import obstore
+
+        try:
+            return _Readable(self._call(obstore.open_reader, rel))
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{self.url}/{rel}") from exc
+
+    def get(self, rel: str) -> bytes | None:
+        import obstore
+
+        try:
+            return bytes(self._call(obstore.get, rel).bytes())
+        except FileNotFoundError:
+            return None
+
+    def _put(self, rel: str, body: bytes, mode: Any = None) -> None:
+        import obstore
+
+        self._call(obstore.put, rel, body, mode=mode)
+
+    def write(self, rel: str, write: Writer) -> tuple[int, int]:
+        buffer = io.BytesIO()
+        write(buffer)
+        self._put(rel, buffer.getvalue())
+        return self.stat(rel)
+
+    def prepare(self, rel: str, write: Writer) -> Prepared:
+        buffer = io.BytesIO()
+        write(buffer)
+        return _ObjectPrepared(rel, buffer.getvalue())
+
+    def publish(self, prepared: Prepared) -> None:
+        assert isinstance(prepared, _ObjectPrepared)
+        self._put(prepared.rel, prepared.body)
+
+    def discard(self, prepared: Prepared) -> None:
+        assert isinstance(prepared, _ObjectPrepared)
+
+    def remove(self, rels: list[str]) -> None:
+        import obstore
+
+        if rels:
+            self._call(obstore.delete, rels)
+
+    def stat(self, rel: str) -> tuple[int, int]:
+        import obstore
+
+        return _stamp(self._call(obstore.head, rel))
+
+    @contextlib.contextmanager
+    def lock(self, folder: str) -> Iterator[None]:
+        with self._guard:
+            thread_lock = self._threads.setdefault(folder, threading.Lock())
+        with thread_lock:
+            key = f"_marketpipe/locks/{hashlib.sha1(folder.encode()).hexdigest()[:20]}.lease"
+            self._acquire(key, folder)
+            stop = threading.Event()
+            renewer = threading.Thread(target=self._renew, args=(key, stop), daemon=True)
+            renewer.start()
+            try:
+                yield
+            finally:
+                stop.set()
+                renewer.join()
+                self._release(key)
+
+    def _lease(self) -> bytes:
+        expires = time.time() + self._lease_seconds
+        return json.dumps({"owner": self._owner, "expires": expires}).encode()
+
+    def _acquire(self, key: str, folder: str) -> None:
+        import obstore
+        from obstore.exceptions import AlreadyExistsError, PreconditionError
+
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        pause = 0.05
+        while True:
+            try:
+                obstore.put(self._store, key, self._lease(), mode="create")
+                return
+            except (AlreadyExistsError, PreconditionError):
+                pass
+            except Exception as exc:
+                raise _as_storage_error(self.url, exc) from None
+            try:
+                held = self._call(obstore.get, key)
+                meta, body = held.meta, bytes(held.bytes())
+            except FileNotFoundError:
+                continue  # released meanwhile: try again at once
+            try:
+                expires = float(json.loads(body)["expires"])
+            except (ValueError, KeyError, TypeError):
+                expires = 0.0  # a damaged lease holds nothing
+            if expires < time.time():
+                try:
+                    obstore.put(self._store, key, self._lease(), mode={"e_tag": meta["e_tag"]})
+                    return
+                except (AlreadyExistsError, PreconditionError):
+                    continue
+                except Exception as exc:
+                    raise _as_storage_error(self.url, exc) from None
+            if time.monotonic() > deadline:
+                raise StorageError(
+                    f"{self.url}/{folder} stayed locked by another writer for "
+                    f"{LOCK_WAIT_SECONDS:.0f} s; try again later"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    def _renew(self, key: str, stop: threading.Event) -> None:
+        import obstore
+
+        while not stop.wait(self._lease_seconds / 3):
+            with contextlib.suppress(Exception):
+                obstore.put(self._store, key, self._lease())
+
+    def _release(self, key: str) -> None:
+        import obstore
+
+        with contextlib.suppress(Exception):
+            obstore.delete(self._store, key)
+
+
+def open_store(root: Path | str, durable: bool = True) -> Store:
+    """The store of a dataset root: a local folder, or an ``s3://`` URL."""
+    if isinstance(root, str) and "://" in root:
+        return ObjectStore(root)
+    return LocalStore(Path(root), durable)
