@@ -48,7 +48,14 @@ def tests(session: nox.Session, package: str) -> None:
 def integration(session: nox.Session) -> None:
     """Everything installed: the cross-package tests, then the core tests again beside plugins."""
     session.install(
-        *[f"./{p}" for p in PACKAGES], *TEST_DEPS, "pandas", "polars", "uv", "matplotlib", "obstore", "moto[server]"
+        *[f"./{p}" for p in PACKAGES],
+        *TEST_DEPS,
+        "pandas",
+        "polars",
+        "uv",
+        "matplotlib",
+        "obstore",
+        "moto[server]",
     )
     session.run("pytest", "tests", "marketpipe-core/tests", *session.posargs)
 
