@@ -11,7 +11,31 @@ from rich.text import Text
 
 from marketpipe.cli.common import Column, console, emit_json, fitted_table, json_option, user_errors
 from marketpipe.plugins import get_plugin_host
-from marketpipe.settings import ConfigFile, config_path, describe_missing, resolve_settings
+from marketpipe.settings import (
+    ConfigFile,
+    ResolvedSettings,
+    config_path,
+    describe_missing,
+    resolve_settings,
+)
+from marketpipe.specs import ProviderSpec, SinkSpec
+
+
+def settings_rows(
+    spec: ProviderSpec | SinkSpec, resolved: ResolvedSettings
+) -> list[dict[str, Any]]:
+    """A provider's or sink's settings as ``mp providers``/``mp sinks`` list them."""
+    return [
+        {
+            "name": s.name,
+            "description": s.description,
+            "default": s.default,
+            "secret": s.secret,
+            "required": s.required,
+            "source": resolved.sources.get(s.name),
+        }
+        for s in spec.settings
+    ]
 
 
 @click.command()
@@ -33,17 +57,7 @@ def providers(as_json: bool) -> None:
                 "available": not resolved.missing,
                 "missing": describe_missing(spec, resolved.missing) if resolved.missing else None,
                 "timeframes": [t.value for t in sorted(spec.timeframes, key=lambda t: t.minutes)],
-                "settings": [
-                    {
-                        "name": s.name,
-                        "description": s.description,
-                        "default": s.default,
-                        "secret": s.secret,
-                        "required": s.required,
-                        "source": resolved.sources.get(s.name),
-                    }
-                    for s in spec.settings
-                ],
+                "settings": settings_rows(spec, resolved),
             }
         )
     failed = [
@@ -114,16 +128,8 @@ def sinks(as_json: bool) -> None:
                 "description": spec.description,
                 "missing": describe_missing(spec, resolved.missing) if resolved.missing else None,
                 "settings": [
-                    {
-                        "name": s.name,
-                        "description": s.description,
-                        "default": s.default,
-                        "secret": s.secret,
-                        "required": s.required,
-                        "value": None if s.secret else resolved.values.get(s.name),
-                        "source": resolved.sources.get(s.name),
-                    }
-                    for s in spec.settings
+                    {**row, "value": None if row["secret"] else resolved.values.get(row["name"])}
+                    for row in settings_rows(spec, resolved)
                 ],
             }
         )

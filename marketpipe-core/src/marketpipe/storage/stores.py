@@ -40,7 +40,6 @@ from marketpipe.storage.atomic import (
     folder_lock,
     fsync_dir,
     prepare_atomic,
-    remove_durably,
     write_atomic,
 )
 
@@ -185,9 +184,6 @@ class LocalStore:
             for folder in folders:
                 if folder.is_dir():
                     fsync_dir(folder)
-
-    def remove_durably(self, rel: str) -> None:
-        remove_durably(self.path(rel), self.durable)
 
     def stat(self, rel: str) -> tuple[int, int]:
         st = os.stat(self.path(rel))
