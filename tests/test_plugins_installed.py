@@ -204,7 +204,7 @@ def test_the_documented_plugin_installs_as_copied(
 def test_the_documented_sink_plugin_is_chosen_and_passes_its_kit(tmp_path: Path) -> None:
     env = _install_documented(tmp_path, HERE.parent / "docs" / "plugins.md", "marketpipe-audited")
     listed = mp_json("sinks", env=env)
-    assert [s["name"] for s in listed["sinks"]] == ["audited", "parquet"]  # type: ignore[index]
+    assert [s["name"] for s in listed["sinks"]] == ["audited", "delta", "parquet"]  # type: ignore[index]
     data = tmp_path / "data"
     mp(
         "ingest",

@@ -141,13 +141,18 @@ def test_the_commit_asks_the_catalog_instead_of_reading_every_footer(
     sink = ParquetSink(tmp_path)
     for i, day in enumerate([D1, D2, D3]):
         commit(sink, ["AAPL"], [day], job=f"job{i}")
-    import marketpipe.storage.catalog as catalog_module
+    import marketpipe.storage.holdings as holdings_module
 
-    reads: list[Path] = []
-    real = catalog_module.read_footer
-    monkeypatch.setattr(catalog_module, "read_footer", lambda p: reads.append(p) or real(p))
+    reads: list[str] = []
+    real = holdings_module.read_footer
+    monkeypatch.setattr(
+        holdings_module, "read_footer", lambda store, rel: reads.append(rel) or real(store, rel)
+    )
     commit(sink, ["AAPL"], [D2], job="again")
     assert reads == []  # the folder had not changed behind the catalog's back
+    (tmp_path / sink.catalog.files_holding(SERIES, [("AAPL", D1)]).pop()).touch()
+    sink.catalog.sync(SERIES)
+    assert len(reads) == 1  # a file changed behind its back is read again, and only that one
 
 
 def test_extended_bars_hold_the_regular_session_but_not_the_other_way_round(

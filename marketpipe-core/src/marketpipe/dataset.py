@@ -32,11 +32,10 @@ from marketpipe.pipeline import (
     open_dataset,
     run_ingest,
 )
-from marketpipe.sinks import choose_sink, open_sink
+from marketpipe.sinks import DEFAULT_SINK, choose_sink, open_catalog, open_sink, recorded_sink
 from marketpipe.status import SeriesStatus, series_status
 from marketpipe.storage.base import CompactingSink, DeletingSink, FolderResult, Sink
-from marketpipe.storage.catalog import open_catalog
-from marketpipe.storage.layout import DERIVED_SUFFIX, series_folder
+from marketpipe.storage.layout import DERIVED_SUFFIX
 from marketpipe.storage.verify import VerifyReport, verify_dataset
 
 
@@ -309,8 +308,7 @@ def run_delete(
         for item in plan:
             keys = {(s, d) for s, d, _ in item.partitions}
             removed += sink.delete(item.series, keys)
-            prefix = series_folder(data_dir, item.series).relative_to(data_dir).as_posix() + "/"
-            store.mark_deleted(prefix, keys)
+            store.mark_deleted(sink.catalog.holdings.prefix(item.series) + "/", keys)
         return removed
     finally:
         sink.close()
@@ -329,7 +327,6 @@ def run_compact(
     progress."""
     if not data_dir.is_dir():
         raise InvalidInputError(f"no dataset at {data_dir}")
-    local_only(data_dir, "mp compact")
     sink = open_sink(data_dir, sink_name, sink_options)
     _capable(sink, CompactingSink, "compact")
     assert isinstance(sink, CompactingSink)
@@ -357,6 +354,11 @@ def run_verify(data_dir: Path) -> tuple[VerifyReport, list[str]]:
     """Check the dataset under ``data_dir``; the catalog is synced with the files afterwards, so
     the next update fetches again what went missing."""
     local_only(data_dir, "mp verify")
+    sink = recorded_sink(data_dir) or DEFAULT_SINK
+    if sink != DEFAULT_SINK:
+        raise InvalidInputError(
+            f"mp verify checks Parquet datasets; this one is written by the {sink} sink"
+        )
     store = SqliteJobStore.for_data_dir(data_dir)
     catalog = open_catalog(data_dir)
     try:

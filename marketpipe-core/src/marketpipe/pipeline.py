@@ -39,10 +39,9 @@ from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
 from marketpipe.metrics import MetricsSubscriber
 from marketpipe.plugins import get_plugin_host
 from marketpipe.secrets import Secret
-from marketpipe.sinks import ChosenSink, choose_sink, record_sink
+from marketpipe.sinks import ChosenSink, choose_sink, open_catalog, record_sink
 from marketpipe.specs import ProviderSpec, normalise_name
 from marketpipe.storage.atomic import file_lock
-from marketpipe.storage.catalog import open_catalog
 from marketpipe.storage.upgrade import (
     is_current,
     mark_current,

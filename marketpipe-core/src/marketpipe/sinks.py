@@ -29,6 +29,7 @@ from marketpipe.settings import (
 )
 from marketpipe.specs import SinkSpec
 from marketpipe.storage.base import Sink
+from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.layout import META_DIR
 from marketpipe.storage.stores import open_store
 
@@ -115,6 +116,13 @@ def choose_sink(
             f"sink {spec.name} is not configured: {describe_missing(spec, resolved.missing)}"
         )
     return ChosenSink(spec, resolved, new=recorded is None)
+
+
+def open_catalog(root: Path) -> Catalog:
+    """The catalog of the dataset whose local root is ``root``, kept by its sink (its files may
+    be remote, or in another format than Parquet). Close it when done."""
+    chosen = choose_sink(root)
+    return chosen.build(root).catalog
 
 
 def open_sink(

@@ -32,9 +32,10 @@ from marketpipe.storage.catalog_queries import (
     CatalogQueries,
     locked,
 )
-from marketpipe.storage.footer import Footer, read_footer
-from marketpipe.storage.layout import META_DIR, month_of, month_prefix, series_in, series_prefix
-from marketpipe.storage.stores import LocalStore, Store
+from marketpipe.storage.footer import Footer
+from marketpipe.storage.holdings import FileHoldings, Holdings
+from marketpipe.storage.layout import META_DIR
+from marketpipe.storage.stores import LocalStore
 
 _VERSION = 1
 _SCHEMA = """
@@ -67,12 +68,14 @@ def listing(folder: Path) -> dict[str, tuple[int, int]]:
 class Catalog(CatalogQueries):
     """The catalog of the dataset under ``root``."""
 
-    def __init__(self, root: Path, store: Store | None = None) -> None:
-        """The catalog kept under the local ``root`` of the files in ``store`` (by default the
-        files under ``root`` itself; a dataset in object storage keeps its catalog in a local
-        state folder)."""
+    def __init__(self, root: Path, holdings: Holdings | None = None) -> None:
+        """The catalog kept under the local ``root`` of what ``holdings`` hold (by default the
+        Parquet files under ``root`` itself; a dataset in object storage keeps its catalog in a
+        local state folder)."""
         self.root = Path(root)
-        self.store: Store = store if store is not None else LocalStore(self.root)
+        self.holdings: Holdings = (
+            holdings if holdings is not None else FileHoldings(LocalStore(self.root))
+        )
         self.path = self.root / META_DIR / "catalog.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -190,12 +193,7 @@ class Catalog(CatalogQueries):
     @locked
     def sync(self, series: Series, months: Iterable[str] | None = None) -> None:
         """Bring the catalog of ``series`` (those months, or all) in line with the files."""
-        base = series_prefix(series)
-        folders = {
-            m: f"{base}/{name}"
-            for name in self.store.children(base)
-            if (m := month_of(name)) is not None
-        }
+        stored = set(self.holdings.months(series))
         known = {
             m
             for (m,) in self._conn.execute(
@@ -203,29 +201,26 @@ class Catalog(CatalogQueries):
                 (self._series_id(series) or -1,),
             )
         }
-        wanted = set(folders) | known if months is None else set(months)
+        wanted = stored | known if months is None else set(months)
         for month in sorted(wanted):
-            folder = folders.get(month)
-            if folder is None:
+            if month not in stored:
                 if month in known:
-                    self.sync_folder(series, month)  # the folder is gone: forget its files
+                    self.sync_folder(series, month)  # the month is gone: forget its files
                 continue
-            with self.store.lock(folder):
+            with self.holdings.lock(series, month):
                 self.sync_folder(series, month)
 
     @locked
     def sync_all(self) -> list[Series]:
         """Sync every series on disk (and forget those whose folders are gone)."""
-        on_disk = series_in(self.store.children)
-        for series in sorted(set(on_disk) | set(self.series())):
+        for series in sorted(set(self.holdings.series()) | set(self.series())):
             self.sync(series)
         return self.series()
 
     @locked
     def sync_folder(self, series: Series, month: str) -> None:
-        """Sync one month folder; the caller holds its lock (or it does not exist)."""
-        folder = month_prefix(series, month)
-        on_disk = self.store.listing(folder)
+        """Sync one month; the caller holds its lock (or it does not exist)."""
+        on_disk = self.holdings.listing(series, month)
         series_id = self._series_id(series)
         known = self._files(series_id, month) if series_id is not None else {}
         changed = [n for n in sorted(on_disk) if n not in known or known[n][1:3] != on_disk[n]]
@@ -235,7 +230,7 @@ class Catalog(CatalogQueries):
         updates: dict[str, Footer | StorageError | None] = {name: None for name in gone}
         for name in changed:
             try:
-                updates[name] = read_footer(self.store, f"{folder}/{name}")
+                updates[name] = self.holdings.footer(series, month, name)
             except StorageError as exc:
                 updates[name] = exc
         self._apply(series, month, updates, {n: on_disk[n] for n in changed})
@@ -250,11 +245,10 @@ class Catalog(CatalogQueries):
     ) -> None:
         """After a commit: ``name -> footer`` of files written, ``None`` for files removed;
         ``stats`` the written files' (size, stamp) when the writer knows them."""
-        folder = month_prefix(series, month)
         known = dict(stats or {})
         for name, footer in written.items():
             if footer is not None and name not in known:
-                known[name] = self.store.stat(f"{folder}/{name}")
+                known[name] = self.holdings.stat(series, month, name)
         self._apply(series, month, dict(written), known)
 
     def _files(self, series_id: int, month: str) -> dict[str, tuple[int, int, int]]:
@@ -323,14 +317,3 @@ class Catalog(CatalogQueries):
                         for (symbol, day), entry in footer.entries.items()
                     ],
                 )
-
-    # questions --------------------------------------------------------------------------------
-
-
-def open_catalog(root: Path) -> Catalog:
-    """The catalog of the dataset whose local root is ``root``, over its files wherever they
-    live (see :mod:`marketpipe.location`)."""
-    from marketpipe.location import dataset_root
-    from marketpipe.storage.stores import open_store
-
-    return Catalog(root, open_store(dataset_root(root)))

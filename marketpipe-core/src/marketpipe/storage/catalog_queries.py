@@ -18,7 +18,7 @@ import attrs
 import numpy as np
 
 from marketpipe.ingestion.domain.values import Series, Session
-from marketpipe.storage.layout import series_prefix
+from marketpipe.storage.holdings import Holdings
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -59,6 +59,7 @@ class CatalogQueries:
     """The catalog's questions (mixed into :class:`~marketpipe.storage.catalog.Catalog`)."""
 
     root: Path
+    holdings: Holdings
     _conn: sqlite3.Connection
     _lock: threading.RLock
 
@@ -92,7 +93,6 @@ class CatalogQueries:
             return []
         ids = self._ids((s for s, _ in keys), create=False)
         wanted = [(ids[s], d.toordinal()) for s, d in keys if s in ids]
-        base = self._folder_prefix(series)
         out: list[StoredPartition] = []
         db = self._conn
         db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (symbol_id INTEGER, day INTEGER)")
@@ -115,13 +115,10 @@ class CatalogQueries:
                     dt.date.fromordinal(day),
                     int(bars),
                     bool(complete),
-                    f"{base}/month={month}/{name}",
+                    self.holdings.where(series, month, name),
                 )
             )
         return out
-
-    def _folder_prefix(self, series: Series) -> str:
-        return series_prefix(series)
 
     @locked
     def stored_mask(

@@ -39,9 +39,10 @@ from marketpipe.storage.base import CommitRequest, FolderResult
 from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.compact import compact_folder
 from marketpipe.storage.footer import Entry, Footer, count_rows, parse_footer, row_keys, unreadable
-from marketpipe.storage.layout import month_key, month_of, month_prefix, series_prefix
+from marketpipe.storage.holdings import FileHoldings
+from marketpipe.storage.layout import month_key, month_prefix
 from marketpipe.storage.parquet_files import COMPRESSIONS, is_sorted, write_bars
-from marketpipe.storage.partition_index import index_rows
+from marketpipe.storage.partition_index import index_covered
 from marketpipe.storage.stores import LocalStore, ObjectStore, Prepared, Store
 
 FSYNC_ENV = "MARKETPIPE_FSYNC"
@@ -68,18 +69,20 @@ class ParquetSink:
         self.durable = os.environ.get(FSYNC_ENV, "1") != "0" if durable is None else durable
         self.compression = compression
         self.store: Store = store if store is not None else LocalStore(self.root, self.durable)
-        self.catalog = Catalog(self.root, self.store)
+        self.holdings = FileHoldings(self.store)
+        self.catalog = Catalog(self.root, self.holdings)
 
     def close(self) -> None:
         self.catalog.close()
 
     def months(self, series: Series) -> list[str]:
-        names = self.store.children(series_prefix(series))
-        return [m for name in names if (m := month_of(name)) is not None]
+        return self.holdings.months(series)
 
     def compact(self, series: Series, month: str, dry_run: bool = False) -> FolderResult:
         if not isinstance(self.store, LocalStore):
-            raise InvalidInputError(f"mp compact works on local datasets, not {self.store.url}")
+            raise InvalidInputError(
+                f"mp compact works on local Parquet datasets; {self.store.url} is in object storage"
+            )
         return compact_folder(
             self.root,
             self.catalog,
@@ -110,16 +113,7 @@ class ParquetSink:
 
     def commit(self, request: CommitRequest) -> dict[tuple[str, dt.date], str]:
         table = conform(request.table)
-        symbols = list(request.coverage)
-        days = sorted({d for ds in request.coverage.values() for d in ds})
-        index = index_rows(table, symbols, days)
-        covered = np.zeros((len(index.symbols), len(index.days)), dtype=bool)
-        day_pos = {d: i for i, d in enumerate(index.days)}
-        for s_pos, symbol in enumerate(index.symbols):
-            for day in request.coverage[symbol]:
-                covered[s_pos, day_pos[day]] = True
-        if not np.all(index.known & covered[index.symbol, index.day]):
-            raise ValueError("bars outside the unit's coverage reached the sink")
+        index = index_covered(table, request.coverage)
         bars = index.counts()
         partial = {(s, d) for s, ds in request.partial.items() for d in ds}
         months: dict[str, dict[tuple[str, str], Entry]] = {}

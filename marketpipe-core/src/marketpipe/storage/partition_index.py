@@ -7,7 +7,7 @@ days' New York midnights, the symbol from Arrow's dictionary encoding.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 import numpy as np
@@ -69,3 +69,18 @@ def index_rows(table: pa.Table, symbols: Sequence[str], days: Sequence[dt.date])
     return PartitionIndex(
         tuple(symbol_list), tuple(day_list), np.clip(symbol, 0, None), clipped, known
     )
+
+
+def index_covered(table: pa.Table, coverage: Mapping[str, Sequence[dt.date]]) -> PartitionIndex:
+    """``index_rows`` over a commit's coverage (symbol -> days), refusing a row outside it: a
+    sink must never store bars of a partition the commit does not replace."""
+    days = sorted({d for ds in coverage.values() for d in ds})
+    index = index_rows(table, list(coverage), days)
+    covered = np.zeros((len(index.symbols), len(index.days)), dtype=bool)
+    day_pos = {d: i for i, d in enumerate(index.days)}
+    for s_pos, symbol in enumerate(index.symbols):
+        for day in coverage[symbol]:
+            covered[s_pos, day_pos[day]] = True
+    if not np.all(index.known & covered[index.symbol, index.day]):
+        raise ValueError("bars outside the unit's coverage reached the sink")
+    return index

@@ -1,0 +1,281 @@
+"""The Delta Lake sink: each unit is one transaction that replaces exactly its (symbol, day) rows.
+
+A commit is a Delta overwrite with a predicate naming the unit's partitions
+(:mod:`.predicate`): in one transaction the table's files holding those rows are replaced by
+files without them, and the unit's rows are added; a reader sees the version before or the
+version after, never a mix. Re-ingest, resume after SIGKILL and two writers at once are safe by
+the table format: an uncommitted transaction leaves only unreferenced files (VACUUM removes
+them), and two writers' commits are ordered by delta-rs, which retries the later one against the
+earlier and refuses it only when they touched the same rows (then this sink tries again: an
+overwrite by predicate gives the same table however often it is repeated).
+
+The bars table has the canonical columns plus ``day`` (the New York session day, a date) and
+``month`` (``YYYY-MM``, the partition column). After the bars, the commit records its partitions
+in the coverage table (:mod:`.coverage`), which the catalog reads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from marketpipe import clock
+from marketpipe.errors import InvalidInputError, StorageError
+from marketpipe.ingestion.domain.values import Series
+from marketpipe.schema import BAR_COLUMNS, BAR_SCHEMA, conform
+from marketpipe.storage.base import CommitRequest, FolderResult
+from marketpipe.storage.catalog import Catalog
+from marketpipe.storage.footer import Entry
+from marketpipe.storage.layout import month_key
+from marketpipe.storage.partition_index import index_covered
+
+from marketpipe_delta import predicate
+from marketpipe_delta.coverage import PARTITION_BY, CoverageHoldings, rows_for
+from marketpipe_delta.tables import Location, guarded, load
+
+#: How often a commit is tried again when another writer's transaction touched the same rows.
+CONFLICT_TRIES = 8
+_EPOCH = dt.date(1970, 1, 1).toordinal()
+COMPRESSIONS = ("zstd", "snappy", "lz4", "gzip", "none")
+
+
+class DeltaSink:
+    """Bars as one Delta table per series under ``location`` (a folder or ``s3://`` URL); the
+    catalog and the job store stay under the local ``root``."""
+
+    def __init__(
+        self,
+        root: Path,
+        location: Path | str,
+        retention_hours: int = 168,
+        compression: str = "zstd",
+    ) -> None:
+        self.root = Path(root)
+        self.location = Location(location)
+        self.retention_hours = retention_hours
+        self.compression = compression
+        self.holdings = CoverageHoldings(self.location)
+        self.catalog = Catalog(self.root, self.holdings)
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    # writing ----------------------------------------------------------------------------------
+
+    def _properties(self) -> Any:
+        from deltalake import WriterProperties
+
+        codec = "UNCOMPRESSED" if self.compression == "none" else self.compression.upper()
+        return WriterProperties(compression=codec)  # type: ignore[arg-type]
+
+    def _overwrite(
+        self,
+        uri: str,
+        data: pa.Table,
+        where: str,
+        partition_by: list[str],
+        metadata: Mapping[str, str],
+    ) -> None:
+        """Replace the rows matching ``where`` by ``data`` in one transaction."""
+        from deltalake import CommitProperties, write_deltalake
+        from deltalake.exceptions import CommitFailedError
+
+        for attempt in range(CONFLICT_TRIES):
+            try:
+                write_deltalake(
+                    uri,
+                    data,
+                    mode="overwrite",
+                    predicate=where,
+                    partition_by=partition_by,
+                    storage_options=self.location.options,
+                    writer_properties=self._properties(),
+                    commit_properties=CommitProperties(custom_metadata=dict(metadata)),
+                )
+                return
+            except CommitFailedError as exc:
+                if attempt + 1 == CONFLICT_TRIES:
+                    raise StorageError(
+                        f"delta table {uri}: another writer kept changing the same rows: {exc}"
+                    ) from None
+                time.sleep(0.05 * 2**attempt)
+            except Exception as exc:
+                from marketpipe_delta.tables import one_line
+
+                if isinstance(exc, OSError | RuntimeError) or type(exc).__module__ in (
+                    "_internal",
+                    "deltalake.exceptions",
+                ):
+                    raise one_line(uri, exc) from None
+                raise
+
+    def commit(self, request: CommitRequest) -> dict[tuple[str, dt.date], str]:
+        table = conform(request.table)
+        index = index_covered(table, request.coverage)
+        bars = index.counts()
+        partial = {(s, d) for s, ds in request.partial.items() for d in ds}
+        entries = {
+            (symbol, day): Entry(
+                bars.get((symbol, day), 0),
+                (symbol, day) not in partial,
+                request.rejected.get((symbol, day), 0),
+            )
+            for symbol, days in request.coverage.items()
+            for day in days
+        }
+        if not entries:
+            return {}
+        series = request.series
+        where = predicate.partitions(request.coverage)
+        job = {
+            "marketpipe.job_id": request.job_id,
+            "marketpipe.provider": request.provider,
+            "marketpipe.feed": request.feed,
+            "marketpipe.adjustment": request.adjustment,
+            "marketpipe.timeframe": request.timeframe.value,
+            **{f"marketpipe.{k}": v for k, v in request.extra_metadata.items()},
+        }
+        self._overwrite(
+            self.location.series_uri(series),
+            with_partition_columns(table, index.days, index.day),
+            where,
+            ["month"],
+            {**job, "marketpipe.operation": "commit"},
+        )
+        fetched_at = clock.now().isoformat(timespec="seconds")
+        coverage = rows_for(
+            series, entries, request.session, request.job_id, fetched_at, time.time_ns()
+        )
+        self._overwrite(
+            self.location.coverage_uri(),
+            coverage,
+            f"{predicate.of_series(series)} AND {where}",
+            PARTITION_BY,
+            {**job, "marketpipe.operation": "coverage"},
+        )
+        months = sorted({month_key(d) for _, d in entries})
+        self.catalog.sync(series, months)
+        return {key: self.holdings.where(series, month_key(key[1]), "") for key in entries}
+
+    def delete(self, series: Series, keys: set[tuple[str, dt.date]]) -> int:
+        """Remove the rows of ``keys`` (symbol, day): one transaction on the bars table, then one
+        on the coverage table; returns how many rows went."""
+        if not keys:
+            return 0
+        coverage: dict[str, list[dt.date]] = {}
+        for symbol, day in keys:
+            coverage.setdefault(symbol, []).append(day)
+        where = predicate.partitions(coverage)
+        from deltalake import CommitProperties
+
+        props = CommitProperties(custom_metadata={"marketpipe.operation": "delete"})
+        removed = 0
+        bars = load(self.location.series_uri(series), self.location.options)
+        if bars is not None:
+            metrics = guarded(bars.table_uri, lambda: bars.delete(where, commit_properties=props))
+            removed = int(metrics.get("num_deleted_rows", 0))
+        cover = load(self.location.coverage_uri(), self.location.options)
+        if cover is not None:
+            both = f"{predicate.of_series(series)} AND {where}"
+            guarded(cover.table_uri, lambda: cover.delete(both, commit_properties=props))
+        self.catalog.sync(series, sorted({month_key(d) for _, d in keys}))
+        return removed
+
+    # reading ----------------------------------------------------------------------------------
+
+    def read(self, series: Series) -> pa.Table:
+        table = load(self.location.series_uri(series), self.location.options)
+        if table is None:
+            return BAR_SCHEMA.empty_table()
+        rows = guarded(table.table_uri, lambda: table.to_pyarrow_table(columns=list(BAR_COLUMNS)))
+        rows = rows.cast(BAR_SCHEMA)
+        return rows.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
+
+    def history(self, series: Series) -> list[dict[str, Any]]:
+        """The series table's commits, newest first (each carries ``marketpipe.job_id``)."""
+        table = load(self.location.series_uri(series), self.location.options)
+        return [] if table is None else list(guarded(table.table_uri, table.history))
+
+    # compacting -------------------------------------------------------------------------------
+
+    def months(self, series: Series) -> list[str]:
+        return self.holdings.months(series)
+
+    def _files(self, table: Any, month: str) -> tuple[int, int]:
+        actions = pa.table(guarded(table.table_uri, lambda: table.get_add_actions(flatten=True)))
+        mine = actions.filter(pc.equal(actions["partition.month"], month))
+        return mine.num_rows, int(pc.sum(mine["num_records"]).as_py() or 0)
+
+    def compact(self, series: Series, month: str, dry_run: bool = False) -> FolderResult:
+        """OPTIMIZE the month's partition (its small files rewritten into few large ones, one
+        transaction); after the series' last month, VACUUM the files no version within
+        ``retention_hours`` still needs, so readers of recent versions keep working."""
+        table = load(self.location.series_uri(series), self.location.options)
+        if table is None:
+            return FolderResult(series, month, 0, 0, 0)
+        before, rows = self._files(table, month)
+        if dry_run or before <= 1:
+            return FolderResult(series, month, before, min(before, 1), rows)
+        from deltalake import CommitProperties
+
+        props = CommitProperties(custom_metadata={"marketpipe.operation": "compact"})
+        metrics = guarded(
+            table.table_uri,
+            lambda: table.optimize.compact(
+                partition_filters=[("month", "=", month)], commit_properties=props
+            ),
+        )
+        after = before - int(metrics["numFilesRemoved"]) + int(metrics["numFilesAdded"])
+        if month == self.months(series)[-1]:
+            self.vacuum(table)
+        return FolderResult(series, month, before, after, rows)
+
+    def vacuum(self, table: Any) -> list[str]:
+        """Delete the files no version newer than ``retention_hours`` refers to."""
+        from deltalake.exceptions import DeltaError
+
+        try:
+            return list(
+                table.vacuum(
+                    retention_hours=self.retention_hours,
+                    dry_run=False,
+                    enforce_retention_duration=True,
+                )
+            )
+        except DeltaError as exc:
+            if "retention" in str(exc).lower():
+                raise InvalidInputError(
+                    f"sink delta: retention_hours={self.retention_hours} is shorter than the "
+                    f"table's own retention ({str(exc).splitlines()[0][:160]})"
+                ) from None
+            raise StorageError(f"delta table {table.table_uri}: vacuum failed: {exc}") from None
+
+
+def with_partition_columns(table: pa.Table, days: tuple[dt.date, ...], day: np.ndarray) -> pa.Table:
+    """``table`` with ``day`` (date) and ``month`` (``YYYY-MM``) added, timestamps in the
+    microseconds Delta stores (a bar time finer than that is refused, never rounded)."""
+    ordinals = np.array([d.toordinal() - _EPOCH for d in days], dtype=np.int32)
+    month_names = sorted({month_key(d) for d in days})
+    month_pos = np.array([month_names.index(month_key(d)) for d in days], dtype=np.int32)
+    n = table.num_rows
+    day_values = pa.array(ordinals[day] if n else np.zeros(0, np.int32), pa.int32()).cast(
+        pa.date32()
+    )
+    months = pa.DictionaryArray.from_arrays(
+        pa.array(month_pos[day] if n else np.zeros(0, np.int32), pa.int32()),
+        pa.array(month_names or [""], pa.string()),
+    ).cast(pa.string())
+    try:
+        stamps = table["timestamp"].cast(pa.timestamp("us", tz="UTC"), safe=True)
+    except pa.ArrowInvalid:
+        raise StorageError(
+            "a bar time finer than a microsecond cannot be stored in Delta"
+        ) from None
+    out = table.set_column(table.schema.get_field_index("timestamp"), "timestamp", stamps)
+    return out.append_column("day", day_values).append_column("month", months)

@@ -1,0 +1,96 @@
+"""Where a dataset's Delta tables are, how they are reached, and what their failures say.
+
+One Delta table per series, at ``<root>/<provider>/<feed>/<adjustment>/<timeframe>`` (each part
+percent-encoded), partitioned by ``month``. Not the Parquet sink's ``provider=...`` folders:
+readers that take hive keys from a file's whole path (polars) would find keys the table's schema
+does not have.
+and one coverage table for the dataset, ``_marketpipe/coverage``, which says which (symbol, day)
+partitions were committed, with their bar counts and completeness (see :mod:`.coverage`).
+
+A dataset in object storage (``s3://bucket/prefix``) is reached by delta-rs itself: credentials
+come from the standard ``AWS_*`` variables, which delta-rs reads; only the endpoint, region and
+time limits are passed, so no secret is ever held in our options. Commits on S3 are safe between
+machines by delta-rs's conditional writes (put-if-absent of the next log entry), without a lock.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from marketpipe.errors import StorageError
+from marketpipe.ingestion.domain.values import Series
+from marketpipe.storage.layout import META_DIR, encode_component
+
+COVERAGE = f"{META_DIR}/coverage"
+
+
+def table_path(series: Series) -> str:
+    """The series' table, relative to the dataset root."""
+    parts = (series.provider, series.feed, series.adjustment, series.timeframe.value)
+    return "/".join(encode_component(p) for p in parts)
+
+
+_T = TypeVar("_T")
+
+
+class Location:
+    """The dataset's root for delta-rs: a local folder or an ``s3://`` URL."""
+
+    def __init__(self, where: Path | str, environ: dict[str, str] | None = None) -> None:
+        self.remote = isinstance(where, str)
+        self.url = str(where).rstrip("/") if self.remote else str(Path(where).resolve())
+        env = os.environ if environ is None else environ
+        self.options: dict[str, str] | None = None
+        if self.remote:
+            options = {"timeout": "60s", "connect_timeout": "10s"}
+            endpoint = env.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3")
+            if endpoint:
+                options["AWS_ENDPOINT_URL"] = endpoint
+                if endpoint.startswith("http://"):
+                    options["AWS_ALLOW_HTTP"] = "true"
+            if not (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")):
+                options["AWS_REGION"] = "us-east-1"
+            self.options = options
+
+    def uri(self, rel: str) -> str:
+        return f"{self.url}/{rel}"
+
+    def series_uri(self, series: Series) -> str:
+        return self.uri(table_path(series))
+
+    def coverage_uri(self) -> str:
+        return self.uri(COVERAGE)
+
+
+def one_line(where: str, exc: BaseException) -> StorageError:
+    """delta-rs's error (often many lines, with a preview of the data) as one line."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return StorageError(f"delta table {where} failed: {first[:300]}")
+
+
+def guarded(where: str, action: Callable[[], _T]) -> _T:
+    """Run ``action``; a failure of delta-rs or its object store becomes one StorageError."""
+    from deltalake.exceptions import DeltaError
+
+    try:
+        return action()
+    except (DeltaError, OSError, RuntimeError, ValueError) as exc:
+        raise one_line(where, exc) from None
+
+
+def load(uri: str, options: dict[str, str] | None) -> Any:
+    """The table at ``uri`` (``None``: there is none yet)."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    def open_table() -> Any:
+        try:
+            return DeltaTable(uri, storage_options=options)
+        except TableNotFoundError:
+            return None
+
+    return guarded(uri, open_table)
