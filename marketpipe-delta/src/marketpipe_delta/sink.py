@@ -220,18 +220,20 @@ class DeltaSink:
         if table is None:
             return FolderResult(series, month, 0, 0, 0)
         before, rows = self._files(table, month)
-        if dry_run or before <= 1:
+        if dry_run:
             return FolderResult(series, month, before, min(before, 1), rows)
-        from deltalake import CommitProperties
+        after = before
+        if before > 1:
+            from deltalake import CommitProperties
 
-        props = CommitProperties(custom_metadata={"marketpipe.operation": "compact"})
-        metrics = guarded(
-            table.table_uri,
-            lambda: table.optimize.compact(
-                partition_filters=[("month", "=", month)], commit_properties=props
-            ),
-        )
-        after = before - int(metrics["numFilesRemoved"]) + int(metrics["numFilesAdded"])
+            props = CommitProperties(custom_metadata={"marketpipe.operation": "compact"})
+            metrics = guarded(
+                table.table_uri,
+                lambda: table.optimize.compact(
+                    partition_filters=[("month", "=", month)], commit_properties=props
+                ),
+            )
+            after = before - int(metrics["numFilesRemoved"]) + int(metrics["numFilesAdded"])
         if month == self.months(series)[-1]:
             self.vacuum(table)
         return FolderResult(series, month, before, after, rows)
