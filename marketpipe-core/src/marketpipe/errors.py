@@ -78,3 +78,9 @@ class DataUnavailableError(ProviderError):
 class StorageError(MarketPipeError):
     """The dataset cannot take a commit as it is (a file in it that cannot be read): the unit's
     partitions fail with this message, which names the file and what to do."""
+
+
+class StoreFailedError(StorageError):
+    """The storage itself failed (an object store that stopped answering through every retry,
+    refused our credentials, or lost its bucket): the job stops at once rather than let every
+    later unit wait as long, and the same command resumes once the store is back."""

@@ -37,7 +37,7 @@ from marketpipe.storage.partition_index import index_covered
 
 from marketpipe_delta import predicate
 from marketpipe_delta.coverage import PARTITION_BY, CoverageHoldings, rows_for
-from marketpipe_delta.tables import Location, guarded, load
+from marketpipe_delta.tables import Location, guarded, load, one_line
 
 #: How often a commit is tried again when another writer's transaction touched the same rows.
 CONFLICT_TRIES = 8
@@ -84,7 +84,7 @@ class DeltaSink:
     ) -> None:
         """Replace the rows matching ``where`` by ``data`` in one transaction."""
         from deltalake import CommitProperties, write_deltalake
-        from deltalake.exceptions import CommitFailedError
+        from deltalake.exceptions import CommitFailedError, DeltaError
 
         for attempt in range(CONFLICT_TRIES):
             try:
@@ -105,15 +105,8 @@ class DeltaSink:
                         f"delta table {uri}: another writer kept changing the same rows: {exc}"
                     ) from None
                 time.sleep(0.05 * 2**attempt)
-            except Exception as exc:
-                from marketpipe_delta.tables import one_line
-
-                if isinstance(exc, OSError | RuntimeError) or type(exc).__module__ in (
-                    "_internal",
-                    "deltalake.exceptions",
-                ):
-                    raise one_line(uri, exc) from None
-                raise
+            except (DeltaError, OSError, RuntimeError) as exc:
+                raise one_line(uri, exc) from None
 
     def commit(self, request: CommitRequest) -> dict[tuple[str, dt.date], str]:
         table = conform(request.table)

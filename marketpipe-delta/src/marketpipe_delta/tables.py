@@ -16,15 +16,18 @@ machines by delta-rs's conditional writes (put-if-absent of the next log entry),
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from marketpipe.errors import StorageError
+from marketpipe.errors import StoreFailedError
 from marketpipe.ingestion.domain.values import Series
 from marketpipe.storage.layout import META_DIR, encode_component
+from marketpipe.storage.retry import StoreRetry
 
 COVERAGE = f"{META_DIR}/coverage"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def table_path(series: Series) -> str:
@@ -45,7 +48,7 @@ class Location:
         env = os.environ if environ is None else environ
         self.options: dict[str, str] | None = None
         if self.remote:
-            options = {"timeout": "60s", "connect_timeout": "10s"}
+            options = StoreRetry.shared(dict(env)).storage_options()
             endpoint = env.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3")
             if endpoint:
                 options["AWS_ENDPOINT_URL"] = endpoint
@@ -65,11 +68,20 @@ class Location:
         return self.uri(COVERAGE)
 
 
-def one_line(where: str, exc: BaseException) -> StorageError:
-    """delta-rs's error (often many lines, with a preview of the data) as one line."""
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    return StorageError(f"delta table {where} failed: {first[:300]}")
+def one_line(where: str, exc: BaseException) -> StoreFailedError:
+    """delta-rs's error as one line: its chain of causes (printed one per line, with colour
+    codes) joined, any preview of the data it refused left out, at most 300 characters."""
+    causes = []
+    for line in _ANSI.sub("", str(exc)).splitlines():
+        text = line.strip().lstrip("↳").strip()
+        if text.startswith(("Preview", "+", "|")):
+            break
+        if text:
+            causes.append(text)
+    said = ": ".join(causes) or type(exc).__name__
+    if len(said) > 300:
+        said = said[:299] + "…"
+    return StoreFailedError(f"delta table {where} failed: {said}")
 
 
 def guarded(where: str, action: Callable[[], _T]) -> _T:

@@ -9,8 +9,10 @@ all, in its own way:
   uploaded under its final key and a rewrite replaces the object in one PUT. There is no rename
   and no ``flock``: a folder lock is a lease object (``_marketpipe/locks/<digest>.lease``) created
   with a conditional write (``If-None-Match: *``), taken over with another (``If-Match`` its
-  ETag) only once it has expired, renewed while held, and deleted when done. So two writers on
-  two machines commit into one month folder one at a time, as two processes do on one disk.
+  ETag) only once it has expired, renewed while held (each renewal conditional on the last
+  one's ETag, so a lease another writer took over is never overwritten), and deleted when done
+  if it is still ours. So two writers on two machines commit into one month folder one at a
+  time, as two processes do on one disk.
 
 Object stores are reached with obstore (Rust's ``object_store``), not pyarrow's file systems:
 pyarrow cannot make a conditional write, and without one two machines cannot agree on who holds
@@ -21,10 +23,10 @@ never stored or printed.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import os
 import socket
 import threading
@@ -35,14 +37,16 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 from urllib.parse import urlsplit
 
-from marketpipe.errors import InvalidInputError, StorageError
+from marketpipe.errors import InvalidInputError, StorageError, StoreFailedError
 from marketpipe.storage.atomic import (
     folder_lock,
     fsync_dir,
     prepare_atomic,
     write_atomic,
 )
+from marketpipe.storage.retry import StoreRetry
 
+log = logging.getLogger(__name__)
 Writer = Callable[[BinaryIO], None]
 #: ``name -> (size, version stamp)``: the stamp changes whenever the file's content does (the
 #: modification time on disk, a number from the ETag in an object store).
@@ -233,9 +237,9 @@ def _stamp(meta: Any) -> tuple[int, int]:
     return int(meta["size"]), int(digest[:15], 16)
 
 
-def _as_storage_error(url: str, exc: Exception) -> StorageError:
+def _as_storage_error(url: str, exc: Exception) -> StoreFailedError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return StorageError(f"object store {url} failed: {text[:300]}")
+    return StoreFailedError(f"object store {url} failed: {text[:300]}")
 
 
 class ObjectStore:
@@ -255,7 +259,8 @@ class ObjectStore:
             raise InvalidInputError(f"not an object store URL: {url!r} (use s3://bucket/prefix)")
         self.url = f"s3://{parts.netloc}/{parts.path.strip('/')}".rstrip("/")
         endpoint = env.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3")
-        options: dict[str, Any] = {"timeout": "60s", "connect_timeout": "10s"}
+        retry = StoreRetry.shared(env)
+        options: dict[str, Any] = retry.client_options()
         if endpoint and endpoint.startswith("http://"):
             options["allow_http"] = True
         config: dict[str, Any] = {}
@@ -269,11 +274,7 @@ class ObjectStore:
             prefix=parts.path.strip("/") or None,
             config=config,  # type: ignore[arg-type]
             client_options=options,  # type: ignore[arg-type]
-            retry_config={
-                "max_retries": 4,
-                "backoff": {"init_backoff": dt.timedelta(milliseconds=200), "base": 2.0},
-                "retry_timeout": dt.timedelta(seconds=60),
-            },
+            retry_config=retry.obstore(),  # type: ignore[arg-type]
         )
         self._lease_seconds = lease_seconds()
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -363,22 +364,23 @@ class ObjectStore:
             thread_lock = self._threads.setdefault(folder, threading.Lock())
         with thread_lock:
             key = f"_marketpipe/locks/{hashlib.sha1(folder.encode()).hexdigest()[:20]}.lease"
-            self._acquire(key, folder)
+            held = _Held(self._acquire(key, folder))
             stop = threading.Event()
-            renewer = threading.Thread(target=self._renew, args=(key, stop), daemon=True)
+            renewer = threading.Thread(target=self._renew, args=(key, held, stop), daemon=True)
             renewer.start()
             try:
                 yield
             finally:
                 stop.set()
                 renewer.join()
-                self._release(key)
+                self._release(key, held)
 
     def _lease(self) -> bytes:
         expires = time.time() + self._lease_seconds
         return json.dumps({"owner": self._owner, "expires": expires}).encode()
 
-    def _acquire(self, key: str, folder: str) -> None:
+    def _acquire(self, key: str, folder: str) -> str:
+        """Take the lease; returns its ETag (what renewing and releasing it are conditional on)."""
         import obstore
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
@@ -386,15 +388,14 @@ class ObjectStore:
         pause = 0.05
         while True:
             try:
-                obstore.put(self._store, key, self._lease(), mode="create")
-                return
+                return str(obstore.put(self._store, key, self._lease(), mode="create")["e_tag"])
             except (AlreadyExistsError, PreconditionError):
                 pass
             except Exception as exc:
                 raise _as_storage_error(self.url, exc) from None
             try:
-                held = self._call(obstore.get, key)
-                meta, body = held.meta, bytes(held.bytes())
+                current = self._call(obstore.get, key)
+                meta, body = current.meta, bytes(current.bytes())
             except FileNotFoundError:
                 continue  # released meanwhile: try again at once
             try:
@@ -403,8 +404,10 @@ class ObjectStore:
                 expires = 0.0  # a damaged lease holds nothing
             if expires < time.time():
                 try:
-                    obstore.put(self._store, key, self._lease(), mode={"e_tag": meta["e_tag"]})
-                    return
+                    taken = obstore.put(
+                        self._store, key, self._lease(), mode={"e_tag": meta["e_tag"]}
+                    )
+                    return str(taken["e_tag"])
                 except (AlreadyExistsError, PreconditionError):
                     continue
                 except Exception as exc:
@@ -417,18 +420,42 @@ class ObjectStore:
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
 
-    def _renew(self, key: str, stop: threading.Event) -> None:
+    def _renew(self, key: str, held: _Held, stop: threading.Event) -> None:
+        """Extend the lease while it is ours: each renewal is conditional on the ETag of the
+        last, so a lease another writer took after ours expired (this process stalled for
+        longer than the lease) is never overwritten."""
         import obstore
+        from obstore.exceptions import PreconditionError
 
         while not stop.wait(self._lease_seconds / 3):
-            with contextlib.suppress(Exception):
-                obstore.put(self._store, key, self._lease())
+            try:
+                renewed = obstore.put(self._store, key, self._lease(), mode={"e_tag": held.e_tag})
+                held.e_tag = str(renewed["e_tag"])
+            except PreconditionError:
+                held.lost = True
+                log.warning("%s/%s: the lease was taken over; no longer renewing", self.url, key)
+                return
+            except Exception:
+                continue  # the store did not answer: the next renewal tries again
 
-    def _release(self, key: str) -> None:
+    def _release(self, key: str, held: _Held) -> None:
+        """Delete the lease if it is still the one we hold (another's is left alone)."""
         import obstore
 
+        if held.lost:
+            return
         with contextlib.suppress(Exception):
-            obstore.delete(self._store, key)
+            current = obstore.head(self._store, key)
+            if str(current["e_tag"]) == held.e_tag:
+                obstore.delete(self._store, key)
+
+
+class _Held:
+    """A lease this process holds: its current ETag, and whether another writer took it."""
+
+    def __init__(self, e_tag: str) -> None:
+        self.e_tag = e_tag
+        self.lost = False
 
 
 def open_store(root: Path | str, durable: bool = True) -> Store:

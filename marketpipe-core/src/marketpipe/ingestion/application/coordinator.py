@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from marketpipe import clock, metrics
 from marketpipe.calendar import SessionWindow, TradingCalendar, nyse_calendar
-from marketpipe.errors import StorageError, SymbolError, UserError
+from marketpipe.errors import StorageError, StoreFailedError, SymbolError, UserError
 from marketpipe.ingestion.application.planning import WorkUnit, plan_units
 from marketpipe.ingestion.domain.job import IngestionJob, ProcessingState
 from marketpipe.ingestion.domain.partition import IngestionPartition
@@ -322,6 +322,10 @@ class IngestionCoordinatorService:
             self._fail(job, unit, f"could not write: {_describe(exc)}", failures)
             return
         except StorageError as exc:
+            if isinstance(exc, StoreFailedError):
+                # The store did not answer through every retry: the next unit would only wait
+                # as long again. Stop; the same command resumes once it is back.
+                self._abort = _short(str(exc))
             self._fail(job, unit, str(exc), failures)
             return
         self._kept.extend(kept)

@@ -1,0 +1,170 @@
+"""Object storage failing under a job, for both sinks: the endpoint gone mid-job (connections
+refused, open ones cut) ends the job FAILED in one line with only whole units visible, and the
+same command resumes once it is back; ``503 SlowDown`` answers are retried by the shared policy.
+A relay on 127.0.0.1 stands between the CLI and moto's server, which keeps its objects."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pytest
+from cli_helpers import mp
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
+from marketpipe.schema import BAR_COLUMNS, BAR_SCHEMA
+from s3_server import SECRET, FaultyEndpoint, S3Server, faulty_endpoint, s3_server
+
+MP = str(Path(sys.executable).with_name("mp"))
+SYMBOLS = ",".join(f"K{i:02d}" for i in range(12))
+JOB = ["ingest", "--provider", "fake", "--symbols", SYMBOLS, "--start", "2024-01-02",
+       "--end", "2024-03-28", "--batch-size", "4000", "--json"]  # fmt: skip
+BARS = 12 * 60 * 390
+
+
+@pytest.fixture
+def s3() -> Iterator[S3Server]:
+    with s3_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> pa.Table:
+    root = tmp_path_factory.mktemp("reference") / "data"
+    mp(*JOB, "--data-dir", str(root), env={"MARKETPIPE_FSYNC": "0"}, check=True)
+    return canonical(
+        ds.dataset(root / "provider=fake/feed=sim/adjustment=raw/timeframe=1m").to_table()
+    )
+
+
+def canonical(table: pa.Table) -> pa.Table:
+    table = table.select(list(BAR_COLUMNS)).cast(BAR_SCHEMA).replace_schema_metadata(None)
+    return table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")]).combine_chunks()
+
+
+def stored(s3: S3Server, sink: str, url: str) -> pa.Table:
+    """What a reader of the bucket sees, read past the relay."""
+    if sink == "delta":
+        options = {**s3.env(), "AWS_ALLOW_HTTP": "true"}
+        try:
+            table = DeltaTable(f"{url}/fake/sim/raw/1m", storage_options=options)
+        except TableNotFoundError:
+            return BAR_SCHEMA.empty_table()
+        return canonical(table.to_pyarrow_table())
+    fs = pafs.S3FileSystem(access_key=s3.env()["AWS_ACCESS_KEY_ID"], secret_key=SECRET,
+                           endpoint_override=s3.endpoint, scheme="http", region="us-east-1")  # fmt: skip
+    where = f"{url.removeprefix('s3://')}/provider=fake/feed=sim/adjustment=raw/timeframe=1m"
+    if fs.get_file_info(where).type == pafs.FileType.NotFound:
+        return BAR_SCHEMA.empty_table()
+    return canonical(ds.dataset(where, filesystem=fs, format="parquet").to_table())
+
+
+def only_whole_units(rows: pa.Table, reference: pa.Table) -> None:
+    """Every stored row is the reference's, none twice, and every (symbol, day) is whole."""
+    keys = pc.binary_join_element_wise(
+        rows["symbol"], pc.cast(rows["timestamp"].cast(pa.int64()), pa.string()), "|"
+    )
+    assert pc.count_distinct(keys).as_py() == rows.num_rows, "a row is stored twice"
+    ref_keys = pc.binary_join_element_wise(
+        reference["symbol"], pc.cast(reference["timestamp"].cast(pa.int64()), pa.string()), "|"
+    )
+    assert pc.all(pc.is_in(keys, value_set=ref_keys)).as_py() in (True, None)
+    days = pc.cast(pc.local_timestamp(rows["timestamp"].cast(
+        pa.timestamp("ns", tz="America/New_York"))), pa.date32())  # fmt: skip
+    per_day = (
+        pa.table({"s": rows["symbol"], "d": days}).group_by(["s", "d"]).aggregate([("s", "count")])
+    )
+    assert set(per_day["s_count"].to_pylist()) <= {390}, "a partial day is visible"
+
+
+def ours(stderr: str) -> list[str]:
+    """stderr without the panic notice delta-rs's Rust runtime prints when an upload is cut
+    (apache/arrow-rs-object-store#810, a worker thread's, which the process survives)."""
+    lines = []
+    panic = False
+    for line in stderr.strip().splitlines():
+        if line.startswith("thread '") and "panicked at" in line:
+            panic = True
+        elif panic and (line.startswith(("stack backtrace:", "note:", " ")) or not line.strip()):
+            continue
+        else:
+            panic = False
+        if not panic:
+            lines.append(line)
+    return lines
+
+
+def run(
+    relay: FaultyEndpoint, state: Path, sink: str, url: str, retry_seconds: str = "5"
+) -> subprocess.Popen[str]:
+    """The job through the relay; the store is given up on after ``retry_seconds``."""
+    env = {**os.environ, **relay.env(), "MARKETPIPE_STATE_DIR": str(state),
+           "MARKETPIPE_FSYNC": "0", "MARKETPIPE_STORE_RETRY_SECONDS": retry_seconds}  # fmt: skip
+    return subprocess.Popen(
+        [MP, *JOB, "--data-dir", url, "--sink", sink],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("sink", ["parquet", "delta"])
+def test_a_store_gone_mid_job_fails_it_in_one_line_and_the_same_command_resumes(
+    s3: S3Server, reference: pa.Table, tmp_path: Path, sink: str
+) -> None:
+    url = f"s3://{s3.bucket('bars')}/team"
+    with faulty_endpoint(s3) as relay:
+        proc = run(relay, tmp_path / "state", sink, url)
+        deadline = time.monotonic() + 120
+        while relay.relayed < 80:  # well into the job: units are being committed
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        relay.down()
+        gone = time.monotonic()
+        out, err = proc.communicate(timeout=300)
+        assert time.monotonic() - gone < 120  # bounded by the retry policy, not hung
+        summary = json.loads(out)
+        assert summary["state"] == "FAILED"
+        assert 0 < summary["partitions_completed"] < 12 * 60
+        assert "Traceback" not in err, err
+        assert len(ours(err)) == 1, err
+        assert "failed" in err and ("s3://bars/team" in err) and SECRET not in err
+        # A reader sees only whole units, each once: those the job recorded, maybe one more
+        # whose commit was cut after its bars were in.
+        visible = stored(s3, sink, url)
+        assert visible.num_rows >= summary["bars"] > 0
+        only_whole_units(visible, reference)
+
+        relay.up()
+        again = run(relay, tmp_path / "state", sink, url)
+        out, err = again.communicate(timeout=600)
+        assert again.returncode == 0, err
+        summary = json.loads(out)
+        assert (summary["state"], summary["resumed"]) == ("COMPLETED", True)
+    assert stored(s3, sink, url).equals(reference)
+
+
+@pytest.mark.parametrize("sink", ["parquet", "delta"])
+def test_slow_down_answers_are_retried_by_the_shared_policy(
+    s3: S3Server, reference: pa.Table, tmp_path: Path, sink: str
+) -> None:
+    url = f"s3://{s3.bucket('bars')}/team"
+    with faulty_endpoint(s3) as relay:
+        relay.slow_down(4)  # the first request is retried four times: the policy allows five
+        proc = run(relay, tmp_path / "state", sink, url, retry_seconds="120")
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["state"] == "COMPLETED"
+        assert relay.throttled == 4  # every 503 was answered, and retried past
+    assert stored(s3, sink, url).equals(reference)
