@@ -187,7 +187,7 @@ def compact(args: argparse.Namespace) -> dict[str, float]:
     before = len(list(folder.glob("*.parquet")))
     size_before = sum(p.stat().st_size for p in folder.glob("*.parquet"))
     started = time.perf_counter()
-    result = compact_folder(root, sink.catalog, series, folder.name.split("=")[1], durable=False)
+    result = compact_folder(sink.store, sink.catalog, series, folder.name.split("=")[1])
     seconds = time.perf_counter() - started
     after = list(folder.glob("*.parquet"))
     return {

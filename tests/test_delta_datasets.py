@@ -21,8 +21,8 @@ import pytest
 from cli_helpers import mp, mp_json
 from deltalake import DeltaTable
 from marketpipe.schema import BAR_COLUMNS, BAR_SCHEMA
+from marketpipe.testing_s3 import SECRET, S3Server, s3_server
 from marketpipe_alpaca.testing import FakeAlpacaServer
-from s3_server import SECRET, S3Server, s3_server
 
 MP = str(Path(sys.executable).with_name("mp"))
 TABLE = "fake/sim/raw/1m"

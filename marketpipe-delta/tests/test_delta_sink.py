@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -16,6 +17,7 @@ from marketpipe.kits.bars import kit_bars
 from marketpipe.storage.base import CommitRequest
 from marketpipe.testing import check_sink
 from marketpipe_delta import build
+from marketpipe_delta.coverage import CoverageHoldings
 from marketpipe_delta.sink import DeltaSink
 from marketpipe_delta.tables import table_path
 
@@ -158,6 +160,42 @@ def test_compact_rewrites_a_month_into_one_file_and_vacuum_keeps_recent_versions
     # to it reads it whole.
     assert DeltaTable(uri, version=version).to_pyarrow_table().num_rows == 8 * 390
     assert "compact" in [h.get("marketpipe.operation") for h in DeltaTable(uri).history()]
+    # The coverage table's month is compacted too, and the catalog still agrees with it.
+    coverage = DeltaTable(str(tmp_path / "_marketpipe" / "coverage"))
+    assert len(coverage.file_uris()) == 1
+    fresh = build(tmp_path / "copy", {})
+    shutil.copytree(tmp_path / "_marketpipe" / "coverage", tmp_path / "copy/_marketpipe/coverage")
+    keys = [(s, d) for s in ("AAA", "BBB", "CCC", "DDD") for d in (D1, D2)]
+    fresh.catalog.sync(SERIES)
+    assert {(p.symbol, p.day) for p in fresh.catalog.lookup(SERIES, keys)} == set(keys)
+    fresh.close()
+    sink.close()
+
+
+def test_the_catalog_follows_each_commit_without_reading_the_coverage_table_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = build(tmp_path, {})
+    reads: list[str] = []
+    real = CoverageHoldings.footer
+
+    def counted(self: CoverageHoldings, series: Series, month: str, name: str) -> Any:
+        reads.append(name)
+        return real(self, series, month, name)
+
+    monkeypatch.setattr(CoverageHoldings, "footer", counted)
+    sink.commit(request(kit_bars(["AAA", "BBB"], [D1, D3]), {("AAA", D1), ("BBB", D1),
+                ("AAA", D3), ("BBB", D3)}, "j1"))  # fmt: skip
+    sink.commit(request(kit_bars(["AAA"], [D1]), {("AAA", D1)}, "j2"))  # takes AAA D1 from j1
+    sink.commit(request(kit_bars(["BBB"], [D3]), {("BBB", D3)}, "j2"))
+    assert reads == []
+    sink.catalog.sync(SERIES)  # the stamps it kept are the table's: nothing to read again
+    assert reads == []
+    held = {(p.symbol, p.day): p.path for p in sink.catalog.lookup(SERIES, [("AAA", D1)])}
+    assert held == {("AAA", D1): f"{table_path(SERIES)}/month=2024-03"}
+    files = {(f.month, f.name): f.size for f in sink.catalog.files(SERIES)}
+    assert files == {("2024-03", "job=j1"): 1, ("2024-03", "job=j2"): 1,
+                     ("2024-04", "job=j1"): 1, ("2024-04", "job=j2"): 1}  # fmt: skip
     sink.close()
 
 

@@ -25,17 +25,17 @@ from marketpipe.ingestion.domain.values import Series, Session, Symbol, Timefram
 from marketpipe.ingestion.infrastructure import registry
 from marketpipe.ingestion.infrastructure.event_bus import EventBus
 from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
-from marketpipe.location import local_only
 from marketpipe.pipeline import (
     IngestRequest,
     last_completed_session,
     open_dataset,
     run_ingest,
 )
-from marketpipe.sinks import DEFAULT_SINK, choose_sink, open_catalog, open_sink, recorded_sink
+from marketpipe.sinks import choose_sink, open_catalog, open_sink, recorded_sink
 from marketpipe.status import SeriesStatus, series_status
 from marketpipe.storage.base import CompactingSink, DeletingSink, FolderResult, Sink
 from marketpipe.storage.layout import DERIVED_SUFFIX
+from marketpipe.storage.parquet_sink import ParquetSink
 from marketpipe.storage.verify import VerifyReport, verify_dataset
 
 
@@ -351,21 +351,25 @@ def run_compact(
 
 
 def run_verify(data_dir: Path) -> tuple[VerifyReport, list[str]]:
-    """Check the dataset under ``data_dir``; the catalog is synced with the files afterwards, so
-    the next update fetches again what went missing."""
-    local_only(data_dir, "mp verify")
-    sink = recorded_sink(data_dir) or DEFAULT_SINK
-    if sink != DEFAULT_SINK:
+    """Check the dataset under ``data_dir`` (its files may be in object storage); the catalog is
+    synced with the files afterwards, so the next update fetches again what went missing."""
+    if not data_dir.is_dir():
+        raise InvalidInputError(f"no dataset at {data_dir}")
+    sink = open_sink(data_dir, writing=False)
+    if not isinstance(sink, ParquetSink):
+        sink.close()
         raise InvalidInputError(
-            f"mp verify checks Parquet datasets; this one is written by the {sink} sink"
+            "mp verify checks Parquet datasets; this one is written by the "
+            f"{recorded_sink(data_dir)} sink"
         )
     store = SqliteJobStore.for_data_dir(data_dir)
-    catalog = open_catalog(data_dir)
     try:
         notes = open_dataset(data_dir, store)
-        report = verify_dataset(data_dir, catalog, store.completed_paths(), store.completed_at)
+        report = verify_dataset(
+            sink.store, sink.catalog, store.completed_paths(), store.completed_at
+        )
         store.mark_missing(report.lost)  # reported once; the job store stops counting them
         return report, notes
     finally:
-        catalog.close()
+        sink.close()
         store.close()

@@ -77,10 +77,3 @@ def dataset_root(root: Path) -> Path | str:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InvalidInputError(f"{marker} cannot be read: {exc}") from None
     return str(url)
-
-
-def local_only(root: Path, command: str) -> None:
-    """Refuse ``command`` for a dataset in object storage, which it does not work on yet."""
-    where = dataset_root(root)
-    if isinstance(where, str):
-        raise InvalidInputError(f"{command} works on local datasets; {where} is in object storage")

@@ -30,11 +30,9 @@ from marketpipe.dataset import Selection
 from marketpipe.errors import InvalidInputError
 from marketpipe.ingestion.domain.values import Series, Timeframe
 from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
-from marketpipe.location import local_only
 from marketpipe.pipeline import open_dataset
 from marketpipe.schema import BAR_SCHEMA, conform
 from marketpipe.sinks import open_sink
-from marketpipe.storage.atomic import folder_lock
 from marketpipe.storage.base import CommitRequest
 from marketpipe.storage.compact import (
     ROWS_PER_FILE,
@@ -43,7 +41,7 @@ from marketpipe.storage.compact import (
     owners,
     plan_groups,
 )
-from marketpipe.storage.layout import DERIVED_SUFFIX, month_folder
+from marketpipe.storage.layout import DERIVED_SUFFIX, month_prefix
 from marketpipe.storage.parquet_sink import ParquetSink
 
 TARGETS = (Timeframe.M5, Timeframe.M15, Timeframe.M30, Timeframe.H1, Timeframe.D1)
@@ -149,7 +147,6 @@ def run_resample(
     if target not in TARGETS:
         allowed = ", ".join(t.value for t in TARGETS)
         raise InvalidInputError(f"cannot resample to {target.value}: use {allowed}")
-    local_only(data_dir, "mp resample")
     sink = open_sink(data_dir, sink_name, sink_options)
     if not isinstance(sink, ParquetSink):
         sink.close()
@@ -183,9 +180,7 @@ def run_resample(
                     todo.setdefault(f"{iso:%Y-%m}", set()).add((symbol, iso.isoformat()))
             bars_in = bars_out = 0
             for step, (month, keys) in enumerate(sorted(todo.items()), start=1):
-                n_in, n_out = _resample_month(
-                    data_dir, sink, source, derived, month, keys, calendar
-                )
+                n_in, n_out = _resample_month(sink, source, derived, month, keys, calendar)
                 bars_in += n_in
                 bars_out += n_out
                 if on_progress is not None:
@@ -199,7 +194,6 @@ def run_resample(
 
 
 def _resample_month(
-    root: Path,
     sink: ParquetSink,
     source: Series,
     derived: Series,
@@ -207,13 +201,13 @@ def _resample_month(
     keys: set[tuple[str, str]],
     calendar: TradingCalendar,
 ) -> tuple[int, int]:
-    folder = month_folder(root, source, month)
-    with folder_lock(folder):  # the minutes as one consistent state of the folder
-        footers = bar_footers(folder)
+    folder = month_prefix(source, month)
+    with sink.store.lock(folder):  # the minutes as one consistent state of the folder
+        footers = bar_footers(sink.store, folder)
         owner = {k: n for k, n in owners(footers).items() if k in keys}
         entries = {k: footers[n].entries[k] for k, n in owner.items()}
         groups = plan_groups(entries, ROWS_PER_FILE)
-        minutes = [gather_rows(folder, footers, owner, set(g)) for g in groups]
+        minutes = [gather_rows(sink.store, folder, footers, owner, set(g)) for g in groups]
     bars_in = bars_out = 0
     for group, table in zip(groups, minutes, strict=True):
         chosen = set(group)

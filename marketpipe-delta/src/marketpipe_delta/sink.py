@@ -31,12 +31,18 @@ from marketpipe.ingestion.domain.values import Series
 from marketpipe.schema import BAR_COLUMNS, BAR_SCHEMA, conform
 from marketpipe.storage.base import CommitRequest, FolderResult
 from marketpipe.storage.catalog import Catalog
-from marketpipe.storage.footer import Entry
+from marketpipe.storage.footer import Entry, Footer
 from marketpipe.storage.layout import month_key
 from marketpipe.storage.partition_index import index_covered
 
 from marketpipe_delta import predicate
-from marketpipe_delta.coverage import PARTITION_BY, CoverageHoldings, rows_for
+from marketpipe_delta.coverage import (
+    GROUP_PREFIX,
+    PARTITION_BY,
+    CoverageHoldings,
+    rows_for,
+    series_filter,
+)
 from marketpipe_delta.tables import Location, guarded, load, one_line
 
 #: How often a commit is tried again when another writer's transaction touched the same rows.
@@ -62,6 +68,7 @@ class DeltaSink:
         self.compression = compression
         self.holdings = CoverageHoldings(self.location)
         self.catalog = Catalog(self.root, self.holdings)
+        self._tables: dict[str, Any] = {}
 
     def close(self) -> None:
         self.catalog.close()
@@ -87,9 +94,10 @@ class DeltaSink:
         from deltalake.exceptions import CommitFailedError, DeltaError
 
         for attempt in range(CONFLICT_TRIES):
+            target = self._tables.get(uri) or load(uri, self.location.options)
             try:
                 write_deltalake(
-                    uri,
+                    target if target is not None else uri,
                     data,
                     mode="overwrite",
                     predicate=where,
@@ -98,6 +106,8 @@ class DeltaSink:
                     writer_properties=self._properties(),
                     commit_properties=CommitProperties(custom_metadata=dict(metadata)),
                 )
+                if target is not None:
+                    self._tables[uri] = target  # kept: the next write reads only newer log entries
                 return
             except CommitFailedError as exc:
                 if attempt + 1 == CONFLICT_TRIES:
@@ -142,8 +152,9 @@ class DeltaSink:
             {**job, "marketpipe.operation": "commit"},
         )
         fetched_at = clock.now().isoformat(timespec="seconds")
+        committed_ns = time.time_ns()
         coverage = rows_for(
-            series, entries, request.session, request.job_id, fetched_at, time.time_ns()
+            series, entries, request.session, request.job_id, fetched_at, committed_ns
         )
         self._overwrite(
             self.location.coverage_uri(),
@@ -152,9 +163,41 @@ class DeltaSink:
             PARTITION_BY,
             {**job, "marketpipe.operation": "coverage"},
         )
-        months = sorted({month_key(d) for _, d in entries})
-        self.catalog.sync(series, months)
+        footer = Footer(
+            {(s, d.isoformat()): e for (s, d), e in entries.items()},
+            request.session,
+            request.job_id,
+            fetched_at,
+        )
+        for month in sorted({month_key(d) for _, d in entries}):
+            self._record(series, month, footer, committed_ns)
         return {key: self.holdings.where(series, month_key(key[1]), "") for key in entries}
+
+    def _record(self, series: Series, month: str, footer: Footer, committed_ns: int) -> None:
+        """Tell the catalog what the commit did to one month, as the coverage table now says,
+        without reading it back: the month's partitions join this job's group and leave any
+        other group that held them. (A group whose stamp comes out other than the table's is
+        read again at the next sync.)"""
+        mine = {k: e for k, e in footer.entries.items() if k[1][:7] == month}
+        name = f"{GROUP_PREFIX}{footer.job_id}"
+        groups = {
+            f.name: (f.size, f.mtime_ns) for f in self.catalog.files(series) if f.month == month
+        }
+        written: dict[str, Footer | None] = {}
+        stats: dict[str, tuple[int, int]] = {}
+        for other, (_, stamp) in groups.items():
+            if other == name:
+                continue
+            held = self.catalog.footer(series, month, other)
+            if held.entries.keys() & mine.keys():
+                rest = held.without(mine)
+                written[other] = rest if rest.entries else None
+                stats[other] = (len(rest.entries), stamp)
+        before = self.catalog.footer(series, month, name).entries if name in groups else {}
+        merged = {**before, **mine}
+        written[name] = Footer(merged, footer.session, footer.job_id, footer.fetched_at)
+        stats[name] = (len(merged), committed_ns)
+        self.catalog.record(series, month, written, stats)
 
     def delete(self, series: Series, keys: set[tuple[str, dt.date]]) -> int:
         """Remove the rows of ``keys`` (symbol, day): one transaction on the bars table, then one
@@ -206,30 +249,39 @@ class DeltaSink:
         return mine.num_rows, int(pc.sum(mine["num_records"]).as_py() or 0)
 
     def compact(self, series: Series, month: str, dry_run: bool = False) -> FolderResult:
-        """OPTIMIZE the month's partition (its small files rewritten into few large ones, one
-        transaction); after the series' last month, VACUUM the files no version within
-        ``retention_hours`` still needs, so readers of recent versions keep working."""
+        """OPTIMIZE the month's partition of the bars table and of the coverage table (small
+        files rewritten into few large ones, one transaction each); after the series' last
+        month, VACUUM both: the files no version within ``retention_hours`` still needs go, so
+        readers of recent versions keep working."""
         table = load(self.location.series_uri(series), self.location.options)
         if table is None:
             return FolderResult(series, month, 0, 0, 0)
         before, rows = self._files(table, month)
         if dry_run:
             return FolderResult(series, month, before, min(before, 1), rows)
-        after = before
-        if before > 1:
-            from deltalake import CommitProperties
-
-            props = CommitProperties(custom_metadata={"marketpipe.operation": "compact"})
-            metrics = guarded(
-                table.table_uri,
-                lambda: table.optimize.compact(
-                    partition_filters=[("month", "=", month)], commit_properties=props
-                ),
-            )
-            after = before - int(metrics["numFilesRemoved"]) + int(metrics["numFilesAdded"])
+        after = before - self._optimize(table, [("month", "=", month)], before)
+        coverage = load(self.location.coverage_uri(), self.location.options)
+        if coverage is not None:
+            self._optimize(coverage, [*series_filter(series), ("month", "=", month)])
         if month == self.months(series)[-1]:
             self.vacuum(table)
+            if coverage is not None:
+                self.vacuum(coverage)
         return FolderResult(series, month, before, after, rows)
+
+    def _optimize(self, table: Any, where: list[tuple[str, str, str]], files: int = 2) -> int:
+        """OPTIMIZE (bin-packing compaction) the partition ``where``; returns how many fewer
+        files it has."""
+        if files <= 1:
+            return 0
+        from deltalake import CommitProperties
+
+        props = CommitProperties(custom_metadata={"marketpipe.operation": "compact"})
+        metrics = guarded(
+            table.table_uri,
+            lambda: table.optimize.compact(partition_filters=where, commit_properties=props),
+        )
+        return int(metrics["numFilesRemoved"]) - int(metrics["numFilesAdded"])
 
     def vacuum(self, table: Any) -> list[str]:
         """Delete the files no version newer than ``retention_hours`` refers to."""

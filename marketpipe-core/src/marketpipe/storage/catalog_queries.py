@@ -18,6 +18,7 @@ import attrs
 import numpy as np
 
 from marketpipe.ingestion.domain.values import Series, Session
+from marketpipe.storage.footer import Entry, Footer
 from marketpipe.storage.holdings import Holdings
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -258,3 +259,28 @@ class CatalogQueries:
             (series_id or -1, month, name),
         )
         return {(str(s), dt.date.fromordinal(d).isoformat()): int(b) for s, d, b in rows}
+
+    @locked
+    def footer(self, series: Series, month: str, name: str) -> Footer:
+        """What the catalog holds for one group (a file): its partitions, job and fetched-at."""
+        series_id = self._series_id(series)
+        head = self._conn.execute(
+            "SELECT id, job_id, fetched_at FROM files WHERE series_id=? AND month=? AND name=?",
+            (series_id or -1, month, name),
+        ).fetchone()
+        if head is None:
+            return Footer({})
+        rows = self._conn.execute(
+            "SELECT s.symbol, p.day, p.bars, p.complete, p.rejected, p.session FROM parts p "
+            "JOIN symbols s ON s.id=p.symbol_id WHERE p.file_id=?",
+            (head[0],),
+        ).fetchall()
+        session = next(
+            (s for s, rank in SESSION_RANK.items() if rows and rank == rows[0][5]),
+            Session.REGULAR,
+        )
+        entries = {
+            (str(sym), dt.date.fromordinal(day).isoformat()): Entry(int(b), bool(c), int(r))
+            for sym, day, b, c, r, _ in rows
+        }
+        return Footer(entries, session, str(head[1] or ""), str(head[2] or ""))

@@ -18,8 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-from pathlib import Path
 
 import attrs
 import pyarrow as pa
@@ -29,12 +27,12 @@ import pyarrow.parquet as pq
 from marketpipe.errors import StorageError
 from marketpipe.ingestion.domain.values import Series, Session
 from marketpipe.schema import SCHEMA_VERSION
-from marketpipe.storage.atomic import folder_lock, fsync_dir, prepare_atomic
 from marketpipe.storage.base import FolderResult
-from marketpipe.storage.catalog import Catalog, listing
+from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.footer import Entry, Footer, read_footer, row_keys, unreadable
-from marketpipe.storage.layout import month_folder
+from marketpipe.storage.layout import month_prefix
 from marketpipe.storage.parquet_files import write_bars
+from marketpipe.storage.stores import Prepared, Store
 
 ROWS_PER_FILE = 2_000_000
 
@@ -59,22 +57,22 @@ def plan_groups(entries: dict[Key, Entry], rows_per_file: int) -> list[list[str]
 
 
 def compact_folder(
-    root: Path,
+    store: Store,
     catalog: Catalog,
     series: Series,
     month: str,
-    durable: bool = True,
     rows_per_file: int = ROWS_PER_FILE,
     dry_run: bool = False,
     compression: str = "zstd",
 ) -> FolderResult:
-    folder = month_folder(root, series, month)
-    with folder_lock(folder):
+    """Compact one month folder of ``store`` (a local folder or an object store)."""
+    folder = month_prefix(series, month)
+    with store.lock(folder):
         catalog.sync_folder(series, month)
         blocked = catalog.unreadable(series, month)
         if blocked:
             raise StorageError(blocked[0][1])
-        footers = bar_footers(folder)  # a Parquet file MarketPipe did not write stays as is
+        footers = bar_footers(store, folder)  # a Parquet file MarketPipe did not write stays
         owner = owners(footers)
         merged = {k: footers[n].entries[k] for k, n in owner.items()}
         duplicates = sum(len(f.entries) for f in footers.values()) - len(owner)
@@ -86,34 +84,30 @@ def compact_folder(
         if dry_run:
             return result
         newest = max(f.fetched_at for f in footers.values())
-        prepared: list[tuple[Path, Path, Footer]] = []
+        prepared: list[tuple[Prepared, Footer]] = []
         try:
             for group in groups:
                 chosen = set(group)
                 entries = {k: e for k, e in merged.items() if k[0] in chosen}
-                table = gather_rows(folder, footers, owner, chosen)
+                table = gather_rows(store, folder, footers, owner, chosen)
                 footer = Footer(entries, _session(footers), "compact", newest)
                 digest = hashlib.sha1(json.dumps(sorted(entries)).encode()).hexdigest()[:12]
-                final = folder / f"part-compact-{digest}.parquet"
                 meta = _metadata(series, footer, footers)
-                tmp = prepare_atomic(
-                    final, write_bars(table.replace_schema_metadata(meta), compression), durable
+                pending = store.prepare(
+                    f"{folder}/part-compact-{digest}.parquet",
+                    write_bars(table.replace_schema_metadata(meta), compression),
                 )
-                prepared.append((tmp, final, footer))
+                prepared.append((pending, footer))
         except BaseException:
-            for tmp, _, _ in prepared:
-                tmp.unlink(missing_ok=True)
+            for pending, _ in prepared:
+                store.discard(pending)
             raise
-        for tmp, final, _ in prepared:
-            os.replace(tmp, final)
-        outputs = {final.name for _, final, _ in prepared}
-        for name in footers:
-            if name not in outputs:
-                (folder / name).unlink(missing_ok=True)
-        if durable:
-            fsync_dir(folder)
+        for pending, _ in prepared:
+            store.publish(pending)
+        outputs = {pending.rel.rsplit("/", 1)[-1] for pending, _ in prepared}
+        store.remove([f"{folder}/{name}" for name in footers if name not in outputs])
         changes: dict[str, Footer | None] = {n: None for n in footers if n not in outputs}
-        changes.update({final.name: footer for _, final, footer in prepared})
+        changes.update({pending.rel.rsplit("/", 1)[-1]: footer for pending, footer in prepared})
         catalog.record(series, month, changes)
         return result
 
@@ -128,12 +122,12 @@ def owners(footers: dict[str, Footer]) -> dict[Key, str]:
     return owner
 
 
-def bar_footers(folder: Path) -> dict[str, Footer]:
+def bar_footers(store: Store, folder: str) -> dict[str, Footer]:
     """The footers of the folder's bar files (a Parquet file MarketPipe did not write is not
     one)."""
     footers = {}
-    for name in sorted(listing(folder)):
-        footer = read_footer(folder / name)
+    for name in sorted(store.listing(folder)):
+        footer = read_footer(store, f"{folder}/{name}")
         if footer.entries or footer.job_id:
             footers[name] = footer
     return footers
@@ -146,7 +140,11 @@ def _session(footers: dict[str, Footer]) -> Session:
 
 
 def gather_rows(
-    folder: Path, footers: dict[str, Footer], owner: dict[Key, str], symbols: set[str]
+    store: Store,
+    folder: str,
+    footers: dict[str, Footer],
+    owner: dict[Key, str],
+    symbols: set[str],
 ) -> pa.Table:
     """The rows of ``symbols`` that each partition's owning file holds, sorted."""
     parts = []
@@ -155,16 +153,21 @@ def gather_rows(
         owned = sorted(f"{s}|{d}" for (s, d), n in owner.items() if n == name and s in symbols)
         if not owned:
             continue
-        path = folder / name
+        rel = f"{folder}/{name}"
         try:
-            table = pq.read_table(path, filters=pc.is_in(pc.field("symbol"), value_set=wanted))
+            with store.open(rel) as source:
+                table = pq.read_table(
+                    source, filters=pc.is_in(pc.field("symbol"), value_set=wanted)
+                )
         except (OSError, pa.ArrowException) as exc:
-            raise unreadable(path, exc) from None
+            raise unreadable(f"{store.url}/{rel}", exc) from None
         keep = pc.is_in(row_keys(table), value_set=pa.array(owned, pa.string()))
         parts.append(table.filter(keep).replace_schema_metadata(None))
     table = pa.concat_tables(parts) if parts else None
     if table is None:
-        raise StorageError(f"compaction of {folder} found no rows for {sorted(symbols)[:3]}")
+        raise StorageError(
+            f"compaction of {store.url}/{folder} found no rows for {sorted(symbols)[:3]}"
+        )
     return table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
 
 

@@ -79,16 +79,11 @@ class ParquetSink:
         return self.holdings.months(series)
 
     def compact(self, series: Series, month: str, dry_run: bool = False) -> FolderResult:
-        if not isinstance(self.store, LocalStore):
-            raise InvalidInputError(
-                f"mp compact works on local Parquet datasets; {self.store.url} is in object storage"
-            )
         return compact_folder(
-            self.root,
+            self.store,
             self.catalog,
             series,
             month,
-            durable=self.durable,
             dry_run=dry_run,
             compression=self.compression,
         )

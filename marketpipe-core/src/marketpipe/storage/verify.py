@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 import attrs
 import pyarrow as pa
@@ -29,9 +28,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from marketpipe.errors import StorageError
-from marketpipe.storage.catalog import Catalog, listing
+from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.footer import count_rows, read_footer
-from marketpipe.storage.layout import month_folder, month_folders, series_of_path, stored_series
+from marketpipe.storage.holdings import FileHoldings
+from marketpipe.storage.layout import month_prefix, series_of_path
+from marketpipe.storage.stores import Store
 
 
 @attrs.frozen
@@ -75,40 +76,40 @@ def _duplicates_in(table: pa.Table) -> int:
 
 
 def verify_dataset(
-    root: Path,
+    store: Store,
     catalog: Catalog,
     job_paths: Iterable[str],
     completed_at: Callable[[str], list[tuple[str, str, dt.date, int]]],
 ) -> VerifyReport:
-    """Check everything under ``root``; then sync the catalog with the files. ``job_paths`` are
-    the files the job store records completed partitions in, ``completed_at(path)`` those
-    partitions (the caller marks ``report.lost`` missing in the job store)."""
+    """Check every bar file in ``store`` (a local folder or an object store); then sync the
+    catalog with the files. ``job_paths`` are the files the job store records completed
+    partitions in, ``completed_at(path)`` those partitions (the caller marks ``report.lost``
+    missing in the job store)."""
+    holdings = FileHoldings(store)
     problems: list[Problem] = []
     files = partitions = bars = 0
-    every = sorted(set(stored_series(root)) | set(catalog.series()))
+    every = sorted(set(holdings.series()) | set(catalog.series()))
     for series in every:
         if not catalog.files(series):
             catalog.sync(series)  # a series never indexed (a new catalog) is indexed, not stale
         known = {(f.month, f.name): f for f in catalog.files(series)}
-        folders = month_folders(root, series)
-        for month in sorted(set(folders) | {m for m, _ in known}):
-            folder = month_folder(root, series, month)
-            on_disk = listing(folder)
-            rel_folder = folder.relative_to(root).as_posix()
+        for month in sorted(set(holdings.months(series)) | {m for m, _ in known}):
+            folder = month_prefix(series, month)
+            on_disk = store.listing(folder)
             for m, name in known:
                 if m == month and name not in on_disk:
                     held = catalog.entries(series, month, name)
                     problems.append(
                         Problem(
                             "missing-file",
-                            f"{rel_folder}/{name}",
+                            f"{folder}/{name}",
                             f"gone; the catalog listed {len(held)} partitions "
                             f"({sum(held.values()):,} bars) in it",
                         )
                     )
             owners: dict[tuple[str, str], list[str]] = {}
             for name, stat in sorted(on_disk.items()):
-                rel = f"{rel_folder}/{name}"
+                rel = f"{folder}/{name}"
                 indexed = known.get((month, name))
                 if indexed is None or (indexed.size, indexed.mtime_ns) != stat:
                     problems.append(
@@ -119,7 +120,7 @@ def verify_dataset(
                         )
                     )
                 files += 1
-                found = _check_file(folder / name, rel, problems)
+                found = _check_file(store, rel, problems)
                 for key, n in found.items():
                     owners.setdefault(key, []).append(name)
                     partitions += 1
@@ -129,14 +130,18 @@ def verify_dataset(
                     problems.append(
                         Problem(
                             "duplicate",
-                            rel_folder,
+                            folder,
                             f"{symbol} {day} has rows in {len(names)} files: {_sample(names)}",
                         )
                     )
     catalog.sync_all()
     lost: list[tuple[str, str, dt.date]] = []
+    listed: dict[str, set[str]] = {}
     for path in sorted(job_paths):
-        if (root / path).is_file():
+        folder, _, name = path.rpartition("/")
+        if folder not in listed:
+            listed[folder] = set(store.listing(folder))
+        if name in listed[folder]:
             continue
         of_path = series_of_path(path)
         recorded = completed_at(path)
@@ -164,11 +169,12 @@ def verify_dataset(
     return VerifyReport(len(every), files, partitions, bars, tuple(problems), tuple(lost))
 
 
-def _check_file(path: Path, rel: str, problems: list[Problem]) -> dict[tuple[str, str], int]:
+def _check_file(store: Store, rel: str, problems: list[Problem]) -> dict[tuple[str, str], int]:
     """Rows per partition of one file, after checking them against its footer."""
     try:
-        footer = read_footer(path)
-        table = pq.read_table(path, columns=["symbol", "timestamp"])
+        footer = read_footer(store, rel)
+        with store.open(rel) as source:
+            table = pq.read_table(source, columns=["symbol", "timestamp"])
     except StorageError as exc:
         problems.append(Problem("unreadable", rel, str(exc)))
         return {}

@@ -1,5 +1,7 @@
-"""A real S3-compatible server on 127.0.0.1 for the tests: moto's standalone server, started and
-stopped by the test that needs it."""
+"""A real S3-compatible server on 127.0.0.1 for tests and benches of datasets in object storage:
+moto's standalone server (``pip install "moto[server]"``), started and stopped by whoever needs
+it, and a relay in front of it that can go down, come back and answer ``503 SlowDown``, counting
+the requests and bytes that pass."""
 
 from __future__ import annotations
 
@@ -98,6 +100,10 @@ class FaultyEndpoint:
         self.throttle = 0
         self.throttled = 0
         self.relayed = 0
+        #: Requests relayed, by method; bytes sent up (request bodies) and down (answers).
+        self.methods: dict[str, int] = {}
+        self.bytes_up = 0
+        self.bytes_down = 0
         self._lock = threading.Lock()
         self._server: http.server.ThreadingHTTPServer | None = None
         self._sockets: set[socket.socket] = set()
@@ -139,6 +145,8 @@ class FaultyEndpoint:
                         relay.throttled += 1
                     else:
                         relay.relayed += 1
+                        relay.methods[self.command] = relay.methods.get(self.command, 0) + 1
+                        relay.bytes_up += len(body)
                 if throttled:
                     self.send_response(503, "Slow Down")
                     self.send_header("Content-Type", "application/xml")
@@ -148,13 +156,15 @@ class FaultyEndpoint:
                         self.wfile.write(SLOW_DOWN)
                     return
                 upstream = http.client.HTTPConnection(
-                    relay.target.hostname, relay.target.port, timeout=60
+                    relay.target.hostname or "127.0.0.1", relay.target.port, timeout=60
                 )
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
                     upstream.request(self.command, self.path, body=body, headers=headers)
                     answer = upstream.getresponse()
                     data = answer.read()
+                    with relay._lock:
+                        relay.bytes_down += len(data)
                     self.send_response(answer.status, answer.reason)
                     for key, value in answer.getheaders():
                         if key.lower() not in _HOP and key.lower() != "content-length":
