@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
 import time
@@ -104,11 +106,17 @@ def ours(stderr: str) -> list[str]:
 
 
 def run(
-    relay: FaultyEndpoint, state: Path, sink: str, url: str, retry_seconds: str = "5"
+    relay: FaultyEndpoint,
+    state: Path,
+    sink: str,
+    url: str,
+    retry_seconds: str = "5",
+    lease_seconds: str = "60",
 ) -> subprocess.Popen[str]:
     """The job through the relay; the store is given up on after ``retry_seconds``."""
     env = {**os.environ, **relay.env(), "MARKETPIPE_STATE_DIR": str(state),
-           "MARKETPIPE_FSYNC": "0", "MARKETPIPE_STORE_RETRY_SECONDS": retry_seconds}  # fmt: skip
+           "MARKETPIPE_FSYNC": "0", "MARKETPIPE_STORE_RETRY_SECONDS": retry_seconds,
+           "MARKETPIPE_LEASE_SECONDS": lease_seconds}  # fmt: skip
     return subprocess.Popen(
         [MP, *JOB, "--data-dir", url, "--sink", sink],
         env=env,
@@ -167,4 +175,32 @@ def test_slow_down_answers_are_retried_by_the_shared_policy(
         assert proc.returncode == 0, err
         assert json.loads(out)["state"] == "COMPLETED"
         assert relay.throttled == 4  # every 503 was answered, and retried past
+    assert stored(s3, sink, url).equals(reference)
+
+
+@pytest.mark.parametrize("sink", ["parquet", "delta"])
+def test_sigkill_at_random_moments_on_s3_then_the_same_command_gives_the_same_dataset(
+    s3: S3Server, reference: pa.Table, tmp_path: Path, sink: str
+) -> None:
+    """A writer killed mid-commit leaves its lease behind (Parquet): the next run takes it over
+    once it expires, here after 2 s."""
+    url = f"s3://{s3.bucket('bars')}/team"
+    rng = random.Random(20261129)
+    with faulty_endpoint(s3) as relay:
+        for mark in rng.sample(range(10, 80), 4):
+            proc = run(relay, tmp_path / "state", sink, url, lease_seconds="2")
+            deadline = time.monotonic() + 120
+            while relay.relayed < mark:  # kill once the job has made ``mark`` more requests
+                assert proc.poll() is None, "the job ended before its kill"
+                assert time.monotonic() < deadline
+                time.sleep(0.002)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            relay.relayed = 0
+            only_whole_units(stored(s3, sink, url), reference)
+        final = run(relay, tmp_path / "state", sink, url, lease_seconds="2")
+        out, err = final.communicate(timeout=600)
+        assert final.returncode == 0, err
+        summary = json.loads(out)
+        assert (summary["state"], summary["resumed"]) == ("COMPLETED", True)
     assert stored(s3, sink, url).equals(reference)
