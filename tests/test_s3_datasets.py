@@ -225,3 +225,20 @@ def test_two_writers_on_one_s3_dataset(s3: S3Server, tmp_path: Path) -> None:
         check=True,
     )
     assert rows.equals(local_rows(local))
+
+
+def test_only_the_first_of_two_writers_records_the_dataset_s_sink(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marketpipe.storage.stores import ObjectStore
+
+    url = f"s3://{s3.bucket('first')}/d"
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+    store = ObjectStore(url)
+    assert store.create("_marketpipe/dataset.json", b'{"sink": "delta"}') is True
+    assert store.create("_marketpipe/dataset.json", b'{"sink": "parquet"}') is False
+    out = mp(*INGEST, "--start", "2024-01-29", "--end", "2024-01-29", "--data-dir", url,
+             env=env_of(s3, tmp_path / "state"))  # fmt: skip
+    assert out.returncode == 0, out.stderr  # the recorded sink (delta) is used unasked
+    assert b'"delta"' in (store.get("_marketpipe/dataset.json") or b"")

@@ -13,7 +13,6 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO
 
 import attrs
 
@@ -68,12 +67,17 @@ def recorded_sink(root: Path) -> str | None:
 
 
 def record_sink(root: Path, name: str) -> None:
+    """Record ``name`` as the dataset's sink, unless another writer recorded one first (then
+    it must be the same one)."""
     body = json.dumps({"sink": name}, indent=2).encode() + b"\n"
-
-    def write(fh: BinaryIO) -> None:
-        fh.write(body)
-
-    open_store(dataset_root(root)).write(f"{META_DIR}/{MANIFEST}", write)
+    if open_store(dataset_root(root)).create(f"{META_DIR}/{MANIFEST}", body):
+        return
+    recorded = recorded_sink(root)
+    if recorded != name:
+        raise InvalidInputError(
+            f"the dataset in {dataset_root(root)} is written by the {recorded} sink, not {name}; "
+            "use another --data-dir for a dataset in another format"
+        )
 
 
 def get_sink_spec(name: str) -> SinkSpec:

@@ -99,6 +99,11 @@ class Store(Protocol):
         """Write ``rel`` so that it appears whole or not at all; returns its (size, stamp)."""
         ...
 
+    def create(self, rel: str, body: bytes) -> bool:
+        """Write ``rel`` only if it does not exist yet, atomically (``False``: it did): of two
+        writers creating one name, exactly one succeeds."""
+        ...
+
     def prepare(self, rel: str, write: Writer) -> Prepared: ...
 
     def publish(self, prepared: Prepared) -> None: ...
@@ -163,6 +168,27 @@ class LocalStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, write, self.durable)
         return self.stat(rel)
+
+    def create(self, rel: str, body: bytes) -> bool:
+        path = self.path(rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+        # A temp name of its own: two writers racing must not share (and overwrite) one.
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(body)
+            fh.flush()
+            if self.durable:
+                os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)  # fails if the name exists: a rename would overwrite it
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+        if self.durable:
+            fsync_dir(path.parent)
+        return True
 
     def prepare(self, rel: str, write: Writer) -> Prepared:
         return _LocalPrepared(rel, prepare_atomic(self.path(rel), write, self.durable))
@@ -334,6 +360,18 @@ class ObjectStore:
         write(buffer)
         self._put(rel, buffer.getvalue())
         return self.stat(rel)
+
+    def create(self, rel: str, body: bytes) -> bool:
+        import obstore
+        from obstore.exceptions import AlreadyExistsError, PreconditionError
+
+        try:
+            obstore.put(self._store, rel, body, mode="create")
+        except (AlreadyExistsError, PreconditionError):
+            return False
+        except Exception as exc:
+            raise _as_storage_error(self.url, exc) from None
+        return True
 
     def prepare(self, rel: str, write: Writer) -> Prepared:
         buffer = io.BytesIO()
