@@ -34,23 +34,34 @@ def symbols(n: int) -> str:
 
 
 def child(args: argparse.Namespace) -> None:
+    """Run one job in this process and print its figures as one JSON line (``--data-dir`` may
+    be an ``s3://`` URL, ``--sink`` any installed sink: bench_sinks.py runs it so)."""
     from marketpipe.ingestion import Session, Symbol, Timeframe, TimeRange
+    from marketpipe.location import local_root
     from marketpipe.pipeline import IngestRequest, run_ingest
 
+    root = local_root(args.data_dir)
     request = IngestRequest(
         provider="fake",
         symbols=Symbol.parse_list(symbols(args.symbols)),
         time_range=TimeRange(args.start, args.end),
         timeframe=Timeframe.M1,
         session=Session.REGULAR,
-        data_dir=Path(args.data_dir),
+        data_dir=root,
         max_concurrency=args.concurrency,
         batch_size=args.batch_size,
+        sink=args.sink,
     )
     started = time.perf_counter()
     summary = asyncio.run(run_ingest(request))
     elapsed = time.perf_counter() - started
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    units = 0
+    for log in (root / "_marketpipe" / "events").glob("*.jsonl"):
+        for line in log.read_text().splitlines():
+            event = json.loads(line)
+            if event["event"] == "IngestionJobPlanned":
+                units = event["units"]
     print(
         json.dumps(
             {
@@ -59,6 +70,7 @@ def child(args: argparse.Namespace) -> None:
                 "seconds": elapsed,
                 "job_seconds": summary.elapsed_seconds,
                 "peak_rss_mib": peak_kib / 1024,
+                "units": units,
             }
         )
     )
@@ -110,6 +122,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=100_000, help="bars per unit of work")
     parser.add_argument("--data-dir")
+    parser.add_argument("--sink")
     parser.add_argument("--child", action="store_true")
     args = parser.parse_args()
     if args.child:

@@ -3,7 +3,7 @@ Delta on local disk, Parquet in S3 and Delta in S3 (moto's server on 127.0.0.1).
 
     python bench/bench_sinks.py [--symbols 100] [--start 2023-01-01] [--end 2023-12-31]
 
-Each job runs in a fresh child process, so its peak RSS is its own. The S3 jobs go through a
+Each job runs in a fresh child process (bench_ingest.py's), so its peak RSS is its own. The S3 jobs go through a
 counting relay (:class:`marketpipe.testing_s3.FaultyEndpoint`), which gives the requests per unit
 and bytes per request a real bucket would see. Needs ``moto[server]``, ``obstore`` and
 ``marketpipe-delta``. Not a test: figures go into the README.
@@ -12,63 +12,19 @@ and bytes per request a real bucket would see. Needs ``moto[server]``, ``obstore
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-
-def symbols(n: int) -> str:
-    return ",".join(f"S{i:03d}" for i in range(n))
-
-
-def child(args: argparse.Namespace) -> None:
-    from marketpipe.ingestion import Session, Symbol, Timeframe, TimeRange
-    from marketpipe.location import local_root
-    from marketpipe.pipeline import IngestRequest, run_ingest
-
-    request = IngestRequest(
-        provider="fake",
-        symbols=Symbol.parse_list(symbols(args.symbols)),
-        time_range=TimeRange(args.start, args.end),
-        timeframe=Timeframe.M1,
-        session=Session.REGULAR,
-        data_dir=local_root(args.data_dir),
-        max_concurrency=args.concurrency,
-        batch_size=args.batch_size,
-        sink=args.sink,
-    )
-    started = time.perf_counter()
-    summary = asyncio.run(run_ingest(request))
-    elapsed = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    units = 0
-    for log in (local_root(args.data_dir) / "_marketpipe" / "events").glob("*.jsonl"):
-        for line in log.read_text().splitlines():
-            event = json.loads(line)
-            if event["event"] == "IngestionJobPlanned":
-                units = event["units"]
-    print(
-        json.dumps(
-            {
-                "state": summary.state.value,
-                "bars": summary.bars,
-                "seconds": elapsed,
-                "peak_rss_mib": peak_kib / 1024,
-                "units": units,
-            }
-        )
-    )
+INGEST = Path(__file__).with_name("bench_ingest.py")  # its --child runs one job and reports it
 
 
 def run_job(args: argparse.Namespace, sink: str, where: str, env: dict[str, str]) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--symbols", str(args.symbols), "--start",
+    cmd = [sys.executable, str(INGEST), "--child", "--symbols", str(args.symbols), "--start",
            args.start, "--end", args.end, "--data-dir", where, "--concurrency",
            str(args.concurrency), "--batch-size", str(args.batch_size), "--sink", sink]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env})
@@ -87,13 +43,7 @@ def main() -> None:
     parser.add_argument("--end", default="2023-12-31")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=100_000, help="bars per unit of work")
-    parser.add_argument("--data-dir")
-    parser.add_argument("--sink")
-    parser.add_argument("--child", action="store_true")
     args = parser.parse_args()
-    if args.child:
-        child(args)
-        return
 
     from marketpipe.testing_s3 import faulty_endpoint, s3_server
 

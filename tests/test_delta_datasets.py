@@ -4,7 +4,6 @@ row for row with the Parquet sink's dataset; SIGKILLed and resumed; two writers 
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -227,56 +226,3 @@ def test_alpaca_bars_into_delta_on_s3_equal_the_parquet_sink_on_disk(
     want = parquet_rows(tmp_path / "local", series)
     assert want.num_rows > 0
     assert delta_rows(f"{url}/alpaca/iex/raw/1m", reader_options(s3)).equals(want)
-
-
-def test_two_writers_on_one_delta_table_in_s3(s3: S3Server, tmp_path: Path) -> None:
-    """Two machines ingest overlapping symbols at once: the Delta log orders their
-    transactions, and no row is stored twice."""
-    url = f"s3://{s3.bucket('shared')}/d"
-    days = ["--start", "2024-01-02", "--end", "2024-02-29"]
-    procs = [
-        subprocess.Popen(
-            [
-                MP,
-                "ingest",
-                "--provider",
-                "fake",
-                "--symbols",
-                symbols,
-                *days,
-                "--sink",
-                "delta",
-                "--batch-size",
-                "2000",
-                "--data-dir",
-                url,
-                "--json",
-            ],
-            env={**os.environ, **env_of(s3, tmp_path / f"state-{n}")},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n, symbols in enumerate(("AAPL,MSFT", "MSFT,SPY"))
-    ]
-    for proc in procs:
-        out, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err
-        assert json.loads(out)["state"] == "COMPLETED"
-    local = tmp_path / "local"
-    mp(*INGEST, *days, "--data-dir", str(local), env=QUIET, check=True)
-    assert delta_rows(f"{url}/{TABLE}", reader_options(s3)).equals(parquet_rows(local))
-
-
-def test_the_delta_sink_on_s3_passes_the_sink_kit(s3: S3Server, tmp_path: Path) -> None:
-    url = f"s3://{s3.bucket('kit')}/dataset"
-    code = f"from marketpipe.testing import check_sink\nprint(check_sink('delta', {url!r}))\n"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, **env_of(s3, tmp_path / "state")},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "SinkReport(sink='delta', commits=5, crashes=5)" in out.stdout

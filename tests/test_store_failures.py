@@ -43,9 +43,11 @@ def s3() -> Iterator[S3Server]:
 def reference(tmp_path_factory: pytest.TempPathFactory) -> pa.Table:
     root = tmp_path_factory.mktemp("reference") / "data"
     mp(*JOB, "--data-dir", str(root), env={"MARKETPIPE_FSYNC": "0"}, check=True)
-    return canonical(
+    rows = canonical(
         ds.dataset(root / "provider=fake/feed=sim/adjustment=raw/timeframe=1m").to_table()
     )
+    assert rows.num_rows == BARS
+    return rows
 
 
 def canonical(table: pa.Table) -> pa.Table:
@@ -203,4 +205,29 @@ def test_sigkill_at_random_moments_on_s3_then_the_same_command_gives_the_same_da
         assert final.returncode == 0, err
         summary = json.loads(out)
         assert (summary["state"], summary["resumed"]) == ("COMPLETED", True)
+    assert stored(s3, sink, url).equals(reference)
+
+
+@pytest.mark.parametrize("sink", ["parquet", "delta"])
+def test_two_writers_on_one_dataset_in_s3(
+    s3: S3Server, reference: pa.Table, tmp_path: Path, sink: str
+) -> None:
+    """Two machines (state folders) ingest overlapping symbols at once: Parquet commits into
+    a month one writer at a time (the lease), Delta orders the transactions in its log; either
+    way no row is stored twice."""
+    url = f"s3://{s3.bucket('shared')}/d"
+    symbols = SYMBOLS.split(",")
+    procs = []
+    for n, mine in enumerate((symbols[:8], symbols[4:])):
+        job = [*JOB[:4], ",".join(mine), *JOB[5:9], "--batch-size", "2000", "--json"]
+        env = {**os.environ, **s3.env(), "MARKETPIPE_STATE_DIR": str(tmp_path / f"state-{n}"),
+               "MARKETPIPE_FSYNC": "0"}  # fmt: skip
+        procs.append(
+            subprocess.Popen([MP, *job, "--data-dir", url, "--sink", sink], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )  # fmt: skip
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["state"] == "COMPLETED"
     assert stored(s3, sink, url).equals(reference)

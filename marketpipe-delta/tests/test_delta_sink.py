@@ -14,6 +14,7 @@ from deltalake import DeltaTable
 from marketpipe.errors import InvalidInputError, StorageError
 from marketpipe.ingestion.domain.values import Series, Timeframe
 from marketpipe.kits.bars import kit_bars
+from marketpipe.kits.sink import commit_request
 from marketpipe.storage.base import CommitRequest
 from marketpipe.testing import check_sink
 from marketpipe_delta import build
@@ -28,18 +29,7 @@ D1, D2, D3 = dt.date(2024, 3, 27), dt.date(2024, 3, 28), dt.date(2024, 4, 1)
 def request(
     table: pa.Table, keys: set[tuple[str, dt.date]], job: str, partial: bool = False
 ) -> CommitRequest:
-    coverage: dict[str, tuple[dt.date, ...]] = {}
-    for symbol, day in sorted(keys):
-        coverage[symbol] = (*coverage.get(symbol, ()), day)
-    return CommitRequest(
-        table=table,
-        coverage=coverage,
-        provider=SERIES.provider,
-        feed=SERIES.feed,
-        timeframe=SERIES.timeframe,
-        job_id=job,
-        partial=coverage if partial else {},
-    )
+    return commit_request(table, keys, SERIES, job, keys if partial else None)
 
 
 def keyed(table: pa.Table) -> pa.Table:

@@ -48,13 +48,15 @@ class SinkReport:
     crashes: int
 
 
-def _request(
+def commit_request(
     table: pa.Table,
     keys: set[Key],
     series: Series = SERIES,
     job: str = "kit-1",
     partial: set[Key] | None = None,
 ) -> CommitRequest:
+    """A commit of ``table`` covering ``keys`` (symbol, day) of ``series``; ``partial`` are the
+    covered days not yet final. For sink authors' own tests, as the kit builds its commits."""
     coverage: dict[str, tuple[dt.date, ...]] = {}
     for symbol, day in sorted(keys):
         coverage[symbol] = (*coverage.get(symbol, ()), day)
@@ -154,21 +156,21 @@ def check_sink(
     commits = 0
     built = build()
     try:
-        paths = built.commit(_request(first, keys))
+        paths = built.commit(commit_request(first, keys))
         commits += 1
         if set(paths) != keys or not all(isinstance(p, str) and p for p in paths.values()):
             raise AssertionError("commit must return a location for each covered partition")
         _same(built.read(SERIES), first, "after the first commit")
         _check_catalog(built, keys, first, set(), "after the first commit")
 
-        built.commit(_request(first, keys, job="kit-2"))
+        built.commit(commit_request(first, keys, job="kit-2"))
         commits += 1
         _same(built.read(SERIES), first, "after committing the same unit again")
 
         # (AAA, day 2) gets other rows; (BBB, day 3) is covered with no rows: both replaced.
         replaced = {("AAA", DAYS[1]), ("BBB", DAYS[2])}
         other = kit_bars(["AAA"], [DAYS[1]], base=200.0, every=2)
-        built.commit(_request(other, replaced, job="kit-3"))
+        built.commit(commit_request(other, replaced, job="kit-3"))
         commits += 1
         now = pa.concat_tables([_without(first, replaced), other])
         _same(built.read(SERIES), now, "after a commit covering two partitions")
@@ -176,21 +178,21 @@ def check_sink(
 
         partial = {("BBB", DAYS[0])}
         fresh = kit_bars(["BBB"], [DAYS[0]], base=300.0)
-        built.commit(_request(fresh, partial, job="kit-4", partial=partial))
+        built.commit(commit_request(fresh, partial, job="kit-4", partial=partial))
         commits += 1
         now = pa.concat_tables([_without(now, partial), fresh])
         _same(built.read(SERIES), now, "after a partial day")
         _check_catalog(built, keys, now, partial, "after a partial day")
 
         split = kit_bars(SYMBOLS, DAYS, base=50.0, every=5)
-        built.commit(_request(split, keys, series=OTHER, job="kit-5"))
+        built.commit(commit_request(split, keys, series=OTHER, job="kit-5"))
         commits += 1
         _same(built.read(SERIES), now, "after a commit to another series")
         _same(built.read(OTHER), split, "the other series")
 
         stray = kit_bars(["AAA"], [DAYS[0], DAYS[1]], base=500.0)
         try:
-            built.commit(_request(stray, {("AAA", DAYS[0])}, job="kit-6"))
+            built.commit(commit_request(stray, {("AAA", DAYS[0])}, job="kit-6"))
         except Exception:
             pass
         else:
@@ -222,7 +224,7 @@ def _writer(
     ready.set()
     n = 0
     while True:
-        child.commit(_request(versions[n % 2], covered, job=f"kit-crash-{n % 2}"))
+        child.commit(commit_request(versions[n % 2], covered, job=f"kit-crash-{n % 2}"))
         n += 1
 
 
@@ -248,7 +250,7 @@ def _crashes(
     started = time.perf_counter()
     try:
         for n, version in enumerate(versions):
-            built.commit(_request(version, covered, job=f"kit-crash-{n}"))
+            built.commit(commit_request(version, covered, job=f"kit-crash-{n}"))
     finally:
         built.close()
     took = (time.perf_counter() - started) / 2
@@ -280,7 +282,9 @@ def _crashes(
             if pc.any(unknown).as_py():
                 raise AssertionError(f"crash {crash + 1}: the sink holds rows no commit wrote")
             _same(_without(held, covered), rest, f"crash {crash + 1}: partitions not covered")
-            sink_after.commit(_request(versions[crash % 2], covered, job=f"kit-crash-{crash % 2}"))
+            sink_after.commit(
+                commit_request(versions[crash % 2], covered, job=f"kit-crash-{crash % 2}")
+            )
             _same(
                 sink_after.read(SERIES),
                 pa.concat_tables([rest, versions[crash % 2]]),
