@@ -8,9 +8,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 from marketpipe.errors import InvalidInputError, StorageError
 from marketpipe.ingestion.domain.values import Series, Timeframe
 from marketpipe.kits.bars import kit_bars
@@ -112,9 +113,12 @@ def test_bars_committed_without_their_coverage_are_fetched_again_never_doubled(
     )
     sink.catalog.sync(SERIES)
     assert not sink.catalog.stored_mask(SERIES, ["AAA"], [D1]).any()
+    report = sink.verify([], lambda path: [])
+    assert [p.kind for p in report.problems] == ["unknown-file"]  # said, not hidden
     sink.commit(request(bars, {("AAA", D1)}, "again"))
     assert sink.read(SERIES).equals(bars.replace_schema_metadata(None))
     assert sink.catalog.stored_mask(SERIES, ["AAA"], [D1]).all()
+    assert sink.verify([], lambda path: []).ok
     sink.close()
 
 
@@ -215,4 +219,30 @@ def test_a_bar_time_finer_than_a_microsecond_is_refused_not_rounded(tmp_path: Pa
     with pytest.raises(StorageError, match="finer than a microsecond"):
         sink.commit(request(odd, {("AAA", D1)}, "j1"))
     assert sink.read(SERIES).num_rows == 0
+    sink.close()
+
+
+def test_verify_finds_what_disagrees_between_a_table_and_its_coverage(tmp_path: Path) -> None:
+    sink = build(tmp_path, {})
+    keys = {(s, d) for s in ("AAA", "BBB") for d in (D1, D2)}
+    sink.commit(request(kit_bars(["AAA", "BBB"], [D1, D2]), keys, "j1"))
+    path = f"{table_path(SERIES)}/month=2024-03"
+    clean = sink.verify([path], lambda p: [("j1", s, d, 390) for s, d in sorted(keys)])
+    assert clean.ok and (clean.series, clean.partitions, clean.bars) == (1, 4, 4 * 390)
+
+    # One AAA D1 row again, outside any commit: a duplicate, and a count that disagrees.
+    from marketpipe_delta.sink import with_partition_columns
+
+    extra = kit_bars(["AAA"], [D1]).slice(0, 1)
+    write_deltalake(
+        str(tmp_path / table_path(SERIES)),
+        with_partition_columns(extra, (D1,), np.zeros(1, dtype=np.int64)),
+        mode="append",
+    )
+    # And a partition the job store counts that the coverage table does not list.
+    report = sink.verify([path], lambda p: [("j1", "AAA", D1, 390), ("j0", "ZZZ", D1, 390)])
+    kinds = sorted(p.kind for p in report.problems)
+    assert kinds == ["duplicate", "footer", "job-store"], report.problems
+    assert "AAA 2024-03-27 (390 in the coverage table, 391 rows)" in str(report.problems)
+    assert report.lost == (("j0", "ZZZ", D1),)
     sink.close()

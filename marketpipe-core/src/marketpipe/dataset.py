@@ -31,12 +31,17 @@ from marketpipe.pipeline import (
     open_dataset,
     run_ingest,
 )
-from marketpipe.sinks import choose_sink, open_catalog, open_sink, recorded_sink
+from marketpipe.sinks import choose_sink, open_catalog, open_sink
 from marketpipe.status import SeriesStatus, series_status
-from marketpipe.storage.base import CompactingSink, DeletingSink, FolderResult, Sink
+from marketpipe.storage.base import (
+    CompactingSink,
+    DeletingSink,
+    FolderResult,
+    Sink,
+    VerifyingSink,
+)
 from marketpipe.storage.layout import DERIVED_SUFFIX
-from marketpipe.storage.parquet_sink import ParquetSink
-from marketpipe.storage.verify import VerifyReport, verify_dataset
+from marketpipe.storage.verify import VerifyReport
 
 
 @attrs.frozen(kw_only=True)
@@ -356,18 +361,12 @@ def run_verify(data_dir: Path) -> tuple[VerifyReport, list[str]]:
     if not data_dir.is_dir():
         raise InvalidInputError(f"no dataset at {data_dir}")
     sink = open_sink(data_dir, writing=False)
-    if not isinstance(sink, ParquetSink):
-        sink.close()
-        raise InvalidInputError(
-            "mp verify checks Parquet datasets; this one is written by the "
-            f"{recorded_sink(data_dir)} sink"
-        )
+    _capable(sink, VerifyingSink, "verify what it stored")
+    assert isinstance(sink, VerifyingSink)
     store = SqliteJobStore.for_data_dir(data_dir)
     try:
         notes = open_dataset(data_dir, store)
-        report = verify_dataset(
-            sink.store, sink.catalog, store.completed_paths(), store.completed_at
-        )
+        report = sink.verify(store.completed_paths(), store.completed_at)
         store.mark_missing(report.lost)  # reported once; the job store stops counting them
         return report, notes
     finally:

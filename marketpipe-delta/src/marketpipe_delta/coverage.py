@@ -97,7 +97,7 @@ class CoverageHoldings:
         )
         return sorted({values["month"] for values in found})
 
-    def _month(self, series: Series, month: str) -> pa.Table:
+    def month_rows(self, series: Series, month: str) -> pa.Table:
         """The coverage rows of one month of ``series`` at the loaded version."""
         table = self._table
         if table is None:
@@ -116,7 +116,7 @@ class CoverageHoldings:
         return self._rows[key]
 
     def listing(self, series: Series, month: str) -> Listing:
-        rows = self._month(series, month)
+        rows = self.month_rows(series, month)
         if not rows.num_rows:
             return {}
         grouped = rows.group_by("job_id").aggregate([("job_id", "count"), ("committed_ns", "max")])
@@ -131,7 +131,7 @@ class CoverageHoldings:
         }
 
     def footer(self, series: Series, month: str, name: str) -> Footer:
-        rows = self._month(series, month)
+        rows = self.month_rows(series, month)
         job = name.removeprefix(GROUP_PREFIX)
         mine = rows.filter(pc.equal(rows["job_id"], job))
         try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.footer import Entry, Footer
 from marketpipe.storage.layout import month_key
 from marketpipe.storage.partition_index import index_covered
+from marketpipe.storage.verify import VerifyReport
 
 from marketpipe_delta import predicate
 from marketpipe_delta.coverage import (
@@ -232,6 +233,16 @@ class DeltaSink:
         rows = guarded(table.table_uri, lambda: table.to_pyarrow_table(columns=list(BAR_COLUMNS)))
         rows = rows.cast(BAR_SCHEMA)
         return rows.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
+
+    def verify(
+        self,
+        job_paths: Iterable[str],
+        completed_at: Callable[[str], list[tuple[str, str, dt.date, int]]],
+    ) -> VerifyReport:
+        """Each series table against the coverage table (see :mod:`.verify`)."""
+        from marketpipe_delta.verify import verify_delta
+
+        return verify_delta(self, job_paths, completed_at)
 
     def history(self, series: Series) -> list[dict[str, Any]]:
         """The series table's commits, newest first (each carries ``marketpipe.job_id``)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
@@ -13,6 +13,7 @@ from marketpipe.ingestion.domain.values import RAW, Series, Session, Timeframe
 
 if TYPE_CHECKING:
     from marketpipe.storage.catalog import Catalog
+    from marketpipe.storage.verify import VerifyReport
 
 
 @attrs.frozen(kw_only=True)
@@ -95,3 +96,18 @@ class CompactingSink(Sink, Protocol):
         ...
 
     def compact(self, series: Series, month: str, dry_run: bool = False) -> FolderResult: ...
+
+
+#: ``completed_at(path)``: the (job id, symbol, day, bars) the job store counts complete there.
+CompletedAt = Callable[[str], list[tuple[str, str, dt.date, int]]]
+
+
+@runtime_checkable
+class VerifyingSink(Sink, Protocol):
+    """A sink that can check what it stored against the catalog and the job store
+    (``mp verify``)."""
+
+    def verify(self, job_paths: Iterable[str], completed_at: CompletedAt) -> VerifyReport:
+        """Check every series; ``job_paths`` are the paths the job store records completed
+        partitions at (as ``commit`` returned them). The catalog is synced afterwards."""
+        ...

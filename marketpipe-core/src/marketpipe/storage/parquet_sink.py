@@ -20,7 +20,7 @@ import datetime as dt
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from marketpipe.hookspecs import hookimpl
 from marketpipe.ingestion.domain.values import Series
 from marketpipe.schema import BAR_SCHEMA, SCHEMA_VERSION, conform
 from marketpipe.specs import Setting, SinkSpec
-from marketpipe.storage.base import CommitRequest, FolderResult
+from marketpipe.storage.base import CommitRequest, CompletedAt, FolderResult
 from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.compact import compact_folder
 from marketpipe.storage.footer import Entry, Footer, count_rows, parse_footer, row_keys, unreadable
@@ -44,6 +44,7 @@ from marketpipe.storage.layout import month_key, month_prefix
 from marketpipe.storage.parquet_files import COMPRESSIONS, is_sorted, write_bars
 from marketpipe.storage.partition_index import index_covered
 from marketpipe.storage.stores import LocalStore, ObjectStore, Prepared, Store
+from marketpipe.storage.verify import VerifyReport, verify_dataset
 
 FSYNC_ENV = "MARKETPIPE_FSYNC"
 
@@ -87,6 +88,9 @@ class ParquetSink:
             dry_run=dry_run,
             compression=self.compression,
         )
+
+    def verify(self, job_paths: Iterable[str], completed_at: CompletedAt) -> VerifyReport:
+        return verify_dataset(self.store, self.catalog, job_paths, completed_at)
 
     def read(self, series: Series) -> pa.Table:
         tables = []
