@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -197,3 +198,46 @@ def test_only_the_first_of_two_writers_records_the_dataset_s_sink(
              env=env_of(s3, tmp_path / "state"))  # fmt: skip
     assert out.returncode == 0, out.stderr  # the recorded sink (delta) is used unasked
     assert b'"delta"' in (store.get("_marketpipe/dataset.json") or b"")
+
+
+def test_a_writer_whose_lease_was_taken_over_changes_nothing_more(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that stalled past its lease finds, at its next renewal, that another writer
+    holds it: its next write or delete in that folder is refused, and the other's lease stays."""
+    import obstore
+    from marketpipe.errors import StoreFailedError
+    from marketpipe.storage.stores import ObjectStore
+
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MARKETPIPE_LEASE_SECONDS", "1")  # renewed every third of a second
+    url = f"s3://{s3.bucket('leases')}/d"
+    mine, theirs = ObjectStore(url), ObjectStore(url)
+    folder = "provider=fake/feed=sim/adjustment=raw/timeframe=1m/month=2024-01"
+    with mine.lock(folder):
+        mine.write(f"{folder}/part-a.parquet", lambda fh: fh.write(b"a"))
+        (lease,) = [k for k in obstore.list(theirs._store, "_marketpipe/locks").collect()]
+        obstore.put(theirs._store, lease["path"], b'{"owner": "theirs", "expires": 9e9}')
+        deadline = time.monotonic() + 10
+        while not mine._held[folder].lost:  # the next renewal finds the ETag changed
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with pytest.raises(StoreFailedError, match="taken over by another writer"):
+            mine.write(f"{folder}/part-b.parquet", lambda fh: fh.write(b"b"))
+        with pytest.raises(StoreFailedError, match="taken over by another writer"):
+            mine.remove([f"{folder}/part-a.parquet"])
+    assert set(mine.listing(folder)) == {"part-a.parquet"}
+    assert b"theirs" in (theirs.get(lease["path"]) or b"")  # released only while ours
+
+
+def test_a_lease_time_out_of_range_is_one_line(s3: S3Server, tmp_path: Path) -> None:
+    url = f"s3://{s3.bucket('bars')}/x"
+    for bad in ("0.5", "nan", "a minute"):
+        env = env_of(s3, tmp_path / "state", MARKETPIPE_LEASE_SECONDS=bad)
+        out = mp(*INGEST, "--start", "2024-01-29", "--end", "2024-01-29", "--data-dir", url,
+                 env=env)  # fmt: skip
+        assert out.returncode == 2, out
+        assert out.stderr.strip().splitlines() == [
+            f"Error: MARKETPIPE_LEASE_SECONDS must be 1 to 3600 seconds, got {bad!r}"
+        ]

@@ -59,11 +59,14 @@ LOCK_WAIT_SECONDS = 600.0
 
 
 def lease_seconds() -> float:
+    raw = os.environ.get(LEASE_ENV, "").strip()
     try:
-        value = float(os.environ.get(LEASE_ENV, LEASE_SECONDS))
+        value = float(raw) if raw else LEASE_SECONDS
     except ValueError:
-        value = LEASE_SECONDS
-    return value if 1.0 <= value <= 3600.0 else LEASE_SECONDS
+        value = float("nan")
+    if not 1.0 <= value <= 3600.0:  # NaN fails this too
+        raise InvalidInputError(f"{LEASE_ENV} must be 1 to 3600 seconds, got {raw!r}")
+    return value
 
 
 def is_bar_file(name: str) -> bool:
@@ -306,6 +309,8 @@ class ObjectStore:
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._threads: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        #: The leases this store holds, by folder.
+        self._held: dict[str, _Held] = {}
 
     def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         from obstore.exceptions import NotFoundError
@@ -350,9 +355,22 @@ class ObjectStore:
         except FileNotFoundError:
             return None
 
+    def _still_held(self, rels: list[str]) -> None:
+        """Refuse to change a folder whose lease another writer took over while we held it
+        (this process stalled past the lease): its commit stops where a crash would have, and
+        the unit is committed again by a resume, never over the other writer's files."""
+        for rel in rels:
+            held = self._held.get(rel.rsplit("/", 1)[0])
+            if held is not None and held.lost:
+                raise StoreFailedError(
+                    f"object store {self.url}: the lease on {rel.rsplit('/', 1)[0]} was taken "
+                    "over by another writer while this one stalled; resume to commit again"
+                )
+
     def _put(self, rel: str, body: bytes, mode: Any = None) -> None:
         import obstore
 
+        self._still_held([rel])
         self._call(obstore.put, rel, body, mode=mode)
 
     def write(self, rel: str, write: Writer) -> tuple[int, int]:
@@ -389,6 +407,7 @@ class ObjectStore:
         import obstore
 
         if rels:
+            self._still_held(rels)
             self._call(obstore.delete, rels)
 
     def stat(self, rel: str) -> tuple[int, int]:
@@ -403,6 +422,7 @@ class ObjectStore:
         with thread_lock:
             key = f"_marketpipe/locks/{hashlib.sha1(folder.encode()).hexdigest()[:20]}.lease"
             held = _Held(self._acquire(key, folder))
+            self._held[folder] = held
             stop = threading.Event()
             renewer = threading.Thread(target=self._renew, args=(key, held, stop), daemon=True)
             renewer.start()
@@ -411,6 +431,7 @@ class ObjectStore:
             finally:
                 stop.set()
                 renewer.join()
+                self._held.pop(folder, None)
                 self._release(key, held)
 
     def _lease(self) -> bytes:
