@@ -19,26 +19,25 @@ import attrs
 import numpy as np
 import pyarrow as pa
 
-from marketpipe import clock, metrics
+from marketpipe import metrics
 from marketpipe.calendar import SessionWindow, TradingCalendar, nyse_calendar
 from marketpipe.errors import StorageError, StoreFailedError, SymbolError, UserError
 from marketpipe.ingestion.application.planning import WorkUnit, plan_units
+from marketpipe.ingestion.application.unit_commit import UnitCommitter, UnitContext
 from marketpipe.ingestion.domain.job import IngestionJob, ProcessingState
 from marketpipe.ingestion.domain.partition import IngestionPartition
 from marketpipe.ingestion.domain.ports import IMarketDataProvider
 from marketpipe.ingestion.domain.request import FetchRequest
 from marketpipe.ingestion.domain.values import IngestionJobId, Series, Symbol
 from marketpipe.ingestion.infrastructure.event_bus import EventBus
-from marketpipe.ingestion.infrastructure.job_store import PartitionOutcome, SqliteJobStore
+from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
 from marketpipe.schema import conform, empty_bars
 from marketpipe.secrets import Secret, scrub
 from marketpipe.specs import ProviderSpec
-from marketpipe.storage.base import CommitRequest, Sink
+from marketpipe.storage.base import Sink
 from marketpipe.storage.layout import month_key
-from marketpipe.storage.partition_index import index_rows
-from marketpipe.storage.quarantine import write_quarantine
 from marketpipe.storage.sweep import sweep_temp_files
-from marketpipe.validation.base import REJECTED_SCHEMA, ValidationContext, Validator
+from marketpipe.validation.base import Validator
 
 
 @attrs.frozen
@@ -127,7 +126,6 @@ class IngestionCoordinatorService:
         self._provider = provider
         self._spec = provider_spec
         self._sink = sink
-        self._validators = list(validators)
         self._bus = event_bus
         self._root = Path(data_root)
         self._calendar = calendar or nyse_calendar()
@@ -135,8 +133,15 @@ class IngestionCoordinatorService:
         self._notes: list[str] = []
         self._cancel = cancel or CancelToken()
         self._stopped = asyncio.Event()
-        self._replace_empty = replace_empty
         self._secrets = tuple(secrets)
+        self._committer = UnitCommitter(
+            sink=sink,
+            validators=validators,
+            spec=provider_spec,
+            calendar=self._calendar,
+            root=self._root,
+            replace_empty=replace_empty,
+        )
 
     async def execute_job(self, job_id: IngestionJobId) -> JobSummary:
         """Run every partition of the job not yet committed; the job ends COMPLETED, FAILED, or
@@ -312,9 +317,10 @@ class IngestionCoordinatorService:
         self._take_notes(job)
         try:
             commit_started = time.perf_counter()
-            outcomes, rejected, kept = await asyncio.to_thread(
-                self._validate_and_commit, job, unit, table
+            committed = await asyncio.to_thread(
+                self._committer.commit, UnitContext.of(job, self._series(job)), unit, table
             )
+            outcomes, rejected, kept = committed.outcomes, committed.rejected, committed.kept
             metrics.COMMIT_SECONDS.labels(cfg.provider).observe(
                 time.perf_counter() - commit_started
             )
@@ -367,18 +373,6 @@ class IngestionCoordinatorService:
             job.mark_partition_failed(Symbol(symbol), day, error)
         self._publish(job)
 
-    def _kept_when_empty(
-        self, job: IngestionJob, unit: WorkUnit, bars: dict[tuple[str, dt.date], int]
-    ) -> dict[tuple[str, dt.date], str]:
-        """Partitions the provider now sends no bars for but the dataset holds: their stored
-        rows are kept (a re-fetch never wipes data silently) and a note says so, unless the
-        user asked to replace empty days (``--replace-empty``)."""
-        empty = {key for key in unit.keys if not bars.get(key)}
-        if not empty or self._replace_empty:
-            return {}
-        held = self._sink.catalog.lookup(self._series(job), empty)
-        return {(p.symbol, p.day): p.path for p in held if p.bars}
-
     def _note_kept(self, job: IngestionJob, held: list[tuple[str, dt.date]]) -> None:
         sample = ", ".join(f"{s} {d}" for s, d in sorted(held)[:3])
         more = f" and {len(held) - 3} more" if len(held) > 3 else ""
@@ -393,73 +387,3 @@ class IngestionCoordinatorService:
         if not batches:
             return empty_bars()
         return pa.concat_tables([conform(b, strict=False) for b in batches])
-
-    def _validate_and_commit(
-        self, job: IngestionJob, unit: WorkUnit, table: pa.Table
-    ) -> tuple[list[PartitionOutcome], int, list[tuple[str, dt.date]]]:
-        cfg = job.configuration
-        context = ValidationContext(
-            symbols=frozenset(s.value for s in unit.symbols),
-            windows=unit.windows,
-            timeframe=cfg.timeframe,
-            allow_null_prices=self._spec.null_price_bars,
-        )
-        rejected_parts = []
-        for validator in self._validators:
-            result = validator.validate(table, context)
-            table = result.valid
-            if result.rejected.num_rows:
-                rejected_parts.append(result.rejected.cast(REJECTED_SCHEMA))
-        rejected = (
-            pa.concat_tables(rejected_parts) if rejected_parts else REJECTED_SCHEMA.empty_table()
-        )
-        quarantined = write_quarantine(self._root, job.job_id.value, rejected)
-        symbols = [s.value for s in unit.symbols]
-        days = [w.day for w in unit.windows]
-        bars = index_rows(table, symbols, days).counts()
-        rejected_counts = index_rows(rejected, symbols, days).counts()
-        kept = self._kept_when_empty(job, unit, bars)
-        coverage: dict[str, tuple[dt.date, ...]] = {}
-        for symbol, day in unit.keys:
-            if (symbol, day) not in kept:
-                coverage.setdefault(symbol, ())
-                coverage[symbol] += (day,)
-        paths = dict(kept)
-        if coverage:
-            fetched = clock.now()
-            delay = self._spec.data_delay
-            partial: dict[str, tuple[dt.date, ...]] = {}
-            for window in unit.windows:
-                if not self._calendar.is_complete(window, fetched, delay):
-                    for symbol in coverage:
-                        if window.day in coverage[symbol]:
-                            partial[symbol] = (*partial.get(symbol, ()), window.day)
-            series = self._series(job)
-            paths.update(
-                self._sink.commit(
-                    CommitRequest(
-                        table=table,
-                        coverage=coverage,
-                        provider=cfg.provider,
-                        feed=cfg.feed,
-                        timeframe=cfg.timeframe,
-                        job_id=job.job_id.value,
-                        adjustment=series.adjustment,
-                        session=cfg.session,
-                        partial=partial,
-                        rejected=rejected_counts,
-                    )
-                )
-            )
-        outcomes = [
-            PartitionOutcome(
-                symbol=symbol,
-                day=day,
-                bars=bars.get((symbol, day), 0),
-                rejected=rejected_counts.get((symbol, day), 0),
-                path=paths[(symbol, day)],
-                quarantine=quarantined.get((symbol, day.isoformat())),
-            )
-            for symbol, day in unit.keys
-        ]
-        return outcomes, rejected.num_rows, sorted(kept)
