@@ -56,6 +56,7 @@ def integration(session: nox.Session) -> None:
         "matplotlib",
         "obstore",
         "moto[server]",
+        "dask[distributed]",
     )
     session.run("pytest", "tests", "marketpipe-core/tests", *session.posargs)
 

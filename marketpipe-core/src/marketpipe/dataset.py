@@ -72,6 +72,9 @@ class UpdateRequest:
     max_concurrency: int = 2
     sink: str | None = None
     sink_options: Mapping[str, str] = attrs.field(factory=dict)
+    #: Where units run (see :mod:`marketpipe.executors`).
+    executor: str | None = None
+    scheduler: str | None = None
 
 
 @attrs.frozen
@@ -187,6 +190,8 @@ async def run_update(
                     symbol_starts={s: d for s, d in starts.items() if d > first},
                     sink=request.sink,
                     sink_options=request.sink_options,
+                    executor=request.executor,
+                    scheduler=request.scheduler,
                 ),
                 bus,
                 cancel,

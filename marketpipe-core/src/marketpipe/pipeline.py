@@ -14,6 +14,7 @@ import attrs
 from marketpipe import clock
 from marketpipe.calendar import nyse_calendar
 from marketpipe.errors import InvalidInputError, JobConflictError, UserError
+from marketpipe.executors import ExecutorChoice, choose_executor
 from marketpipe.ingestion.application.commands import CreateIngestionJobCommand
 from marketpipe.ingestion.application.coordinator import (
     CancelToken,
@@ -21,6 +22,7 @@ from marketpipe.ingestion.application.coordinator import (
     JobSummary,
 )
 from marketpipe.ingestion.application.job_service import IngestionJobService
+from marketpipe.ingestion.application.remote_unit import WorkerSetup
 from marketpipe.ingestion.domain.job import IngestionConfiguration, IngestionJob, ProcessingState
 from marketpipe.ingestion.domain.ports import IMarketDataProvider
 from marketpipe.ingestion.domain.values import (
@@ -36,6 +38,7 @@ from marketpipe.ingestion.infrastructure.event_bus import EventBus
 from marketpipe.ingestion.infrastructure.event_log import EventLog
 from marketpipe.ingestion.infrastructure.job_locks import HeldLock, JobLocks
 from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
+from marketpipe.location import dataset_root
 from marketpipe.metrics import MetricsSubscriber
 from marketpipe.plugins import get_plugin_host
 from marketpipe.secrets import Secret
@@ -76,6 +79,9 @@ class IngestRequest:
     #: The sink asked for (``None``: the dataset's own, else the configured one, else parquet).
     sink: str | None = None
     sink_options: Mapping[str, str] = attrs.field(factory=dict)
+    #: Where units run (see :mod:`marketpipe.executors`): ``None`` as configured, else local.
+    executor: str | None = None
+    scheduler: str | None = None
 
 
 @attrs.frozen
@@ -178,6 +184,7 @@ async def run_ingest(
 ) -> JobSummary:
     """Create and run a job for ``request``, or resume the unfinished job that asked the same."""
     chosen = choose_sink(request.data_dir, request.sink, request.sink_options)
+    executor = choose_executor(request.executor, request.scheduler)
     prepared = prepare_provider(request.provider, request.overrides)
     try:
         request = await asyncio.to_thread(_resolve, request, prepared.provider)
@@ -245,6 +252,7 @@ async def run_ingest(
             cancel,
             replace_empty=request.replace_empty,
             sink=chosen,
+            executor=executor,
         )
         return attrs.evolve(summary, resumed=resumed, notes=(*notes, *summary.notes))
     finally:
@@ -262,8 +270,11 @@ async def resume_ingest(
     cancel: CancelToken | None = None,
     sink: str | None = None,
     sink_options: Mapping[str, str] | None = None,
+    executor: str | None = None,
+    scheduler: str | None = None,
 ) -> JobSummary:
     """Resume job ``job_id``: its stored settings, plus secrets from the environment or config."""
+    running = choose_executor(executor, scheduler)
     store = SqliteJobStore.for_data_dir(data_dir)
     locks = JobLocks(data_dir)
     held: HeldLock | None = None
@@ -286,7 +297,14 @@ async def resume_ingest(
             held = locks.hold(job_id.value)
         chosen = choose_sink(data_dir, sink, sink_options)
         summary = await execute(
-            store, job_id, prepared, data_dir, bus or EventBus(), cancel, sink=chosen
+            store,
+            job_id,
+            prepared,
+            data_dir,
+            bus or EventBus(),
+            cancel,
+            sink=chosen,
+            executor=running,
         )
         return attrs.evolve(summary, resumed=True, notes=(*notes, *summary.notes))
     finally:
@@ -327,6 +345,7 @@ async def execute(
     cancel: CancelToken | None = None,
     replace_empty: bool = False,
     sink: ChosenSink | None = None,
+    executor: ExecutorChoice | None = None,
 ) -> JobSummary:
     host = get_plugin_host()
     chosen = sink or choose_sink(data_dir)
@@ -336,20 +355,36 @@ async def execute(
     log = EventLog(data_dir, job_id)
     log.subscribe(bus)
     MetricsSubscriber(prepared.spec.name).subscribe(bus)
-    coordinator = IngestionCoordinatorService(
-        job_store=store,
-        provider=prepared.provider,
-        provider_spec=prepared.spec,
-        sink=built,
-        validators=[spec.factory() for spec in host.validators().values()],
-        event_bus=bus,
-        data_root=data_dir,
-        cancel=cancel,
+    setup = WorkerSetup(
+        provider=prepared.spec.name,
+        provider_settings=dict(prepared.public_settings),
+        sink=chosen.spec.name,
+        sink_settings=chosen.settings.public(),
+        dataset=dataset_root(data_dir),
         replace_empty=replace_empty,
-        secrets=prepared.secrets,
     )
     try:
-        return await coordinator.execute_job(job_id)
+        async with contextlib.AsyncExitStack() as stack:
+            remote = None
+            if executor is not None and executor.remote:
+                from marketpipe.ingestion.infrastructure.dask_units import DaskUnits
+
+                remote = await stack.enter_async_context(DaskUnits(executor))
+            coordinator = IngestionCoordinatorService(
+                job_store=store,
+                provider=prepared.provider,
+                provider_spec=prepared.spec,
+                sink=built,
+                validators=[spec.factory() for spec in host.validators().values()],
+                event_bus=bus,
+                data_root=data_dir,
+                cancel=cancel,
+                replace_empty=replace_empty,
+                secrets=prepared.secrets,
+                remote=remote,
+                setup=setup,
+            )
+            return await coordinator.execute_job(job_id)
     finally:
         log.close()
         built.close()

@@ -281,3 +281,36 @@ def user_errors(func: F) -> F:
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+@attrs.frozen
+class ExecutorArgs:
+    """``--executor`` and ``--scheduler`` (``None`` when not given: as configured, else local)."""
+
+    kind: str | None = None
+    scheduler: str | None = None
+
+
+def executor_options(func: F) -> F:
+    """``--executor local|dask`` and ``--scheduler ADDRESS``, handed to the command as
+    ``executor`` (:class:`ExecutorArgs`)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        kwargs["executor"] = ExecutorArgs(kwargs.pop("executor_kind"), kwargs.pop("scheduler"))
+        return func(*args, **kwargs)
+
+    decorated: Any = click.option(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="Dask scheduler to run units on (else $MARKETPIPE_DASK_SCHEDULER)",
+    )(wrapper)
+    decorated = click.option(
+        "--executor",
+        "executor_kind",
+        type=click.Choice(["local", "dask"]),
+        default=None,
+        help="where units run: here, or on Dask workers (else $MARKETPIPE_EXECUTOR; local)",
+    )(decorated)
+    return decorated  # type: ignore[no-any-return]

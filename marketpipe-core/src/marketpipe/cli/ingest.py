@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from marketpipe.cli.common import (
+    ExecutorArgs,
     SinkArgs,
     batch_size_option,
     complete_feed,
@@ -26,6 +27,7 @@ from marketpipe.cli.common import (
     console,
     data_dir_option,
     emit_json,
+    executor_options,
     json_option,
     sink_options,
     user_errors,
@@ -177,6 +179,7 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
 @json_option
 @user_errors
 @sink_options
+@executor_options
 def ingest(
     provider: str,
     symbols: str | None,
@@ -196,6 +199,7 @@ def ingest(
     metrics_port: int | None,
     as_json: bool,
     sink: SinkArgs,
+    executor: ExecutorArgs,
 ) -> None:
     """Ingest bars for SYMBOLS from START to END into the dataset under the data dir."""
     overrides = parse_overrides(options)
@@ -236,6 +240,8 @@ def ingest(
         refresh=refresh,
         sink=sink.name,
         sink_options=sink.options,
+        executor=executor.kind,
+        scheduler=executor.scheduler,
     )
     run_job(lambda bus, cancel: run_ingest(request, bus, cancel), data_dir, as_json, metrics_port)
 

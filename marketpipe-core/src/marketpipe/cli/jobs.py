@@ -11,10 +11,12 @@ from rich.text import Text
 
 from marketpipe.cli.common import (
     Column,
+    ExecutorArgs,
     SinkArgs,
     console,
     data_dir_option,
     emit_json,
+    executor_options,
     fitted_table,
     json_option,
     sink_options,
@@ -288,6 +290,7 @@ def show_job(
 @json_option
 @user_errors
 @sink_options
+@executor_options
 def resume_job(
     job_id: str,
     data_dir: Path,
@@ -295,6 +298,7 @@ def resume_job(
     metrics_port: int | None,
     as_json: bool,
     sink: SinkArgs,
+    executor: ExecutorArgs,
 ) -> None:
     """Finish an unfinished job: only partitions not committed are fetched again."""
     from marketpipe.cli.ingest import run_job
@@ -309,7 +313,15 @@ def resume_job(
     overrides = parse_overrides(options)
     run_job(
         lambda bus, cancel: resume_ingest(
-            data_dir, key, overrides, bus, cancel, sink.name, sink.options
+            data_dir,
+            key,
+            overrides,
+            bus,
+            cancel,
+            sink.name,
+            sink.options,
+            executor.kind,
+            executor.scheduler,
         ),
         data_dir,
         as_json,

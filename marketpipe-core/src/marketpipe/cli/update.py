@@ -11,12 +11,14 @@ from rich.text import Text
 
 from marketpipe.cli.common import (
     Column,
+    ExecutorArgs,
     SinkArgs,
     batch_size_option,
     concurrency_option,
     console,
     data_dir_option,
     emit_json,
+    executor_options,
     fitted_table,
     json_option,
     selection_options,
@@ -105,8 +107,10 @@ def print_update(result: UpdateResult) -> None:
 @user_errors
 @selection_options()
 @sink_options
+@executor_options
 def update(
     sink: SinkArgs,
+    executor: ExecutorArgs,
     selection: Selection,
     data_dir: Path,
     options: tuple[str, ...],
@@ -127,6 +131,8 @@ def update(
         batch_size=batch_size,
         sink=sink.name,
         sink_options=sink.options,
+        executor=executor.kind,
+        scheduler=executor.scheduler,
     )
     result = run_with_progress(lambda bus, cancel: run_update(request, bus, cancel), as_json)
     if as_json:

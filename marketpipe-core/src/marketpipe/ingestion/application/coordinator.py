@@ -23,7 +23,17 @@ from marketpipe import metrics
 from marketpipe.calendar import SessionWindow, TradingCalendar, nyse_calendar
 from marketpipe.errors import StorageError, StoreFailedError, SymbolError, UserError
 from marketpipe.ingestion.application.planning import WorkUnit, plan_units
-from marketpipe.ingestion.application.unit_commit import UnitCommitter, UnitContext
+from marketpipe.ingestion.application.remote_unit import (
+    RemoteFetchError,
+    RemoteUnits,
+    UnitTask,
+    WorkerSetup,
+)
+from marketpipe.ingestion.application.unit_commit import (
+    UnitCommitted,
+    UnitCommitter,
+    UnitContext,
+)
 from marketpipe.ingestion.domain.job import IngestionJob, ProcessingState
 from marketpipe.ingestion.domain.partition import IngestionPartition
 from marketpipe.ingestion.domain.ports import IMarketDataProvider
@@ -121,7 +131,11 @@ class IngestionCoordinatorService:
         cancel: CancelToken | None = None,
         replace_empty: bool = False,
         secrets: Sequence[Secret] = (),
+        remote: RemoteUnits | None = None,
+        setup: WorkerSetup | None = None,
     ) -> None:
+        """``remote`` (with the workers' ``setup``) runs each unit's fetch and commit elsewhere
+        (a Dask cluster); this coordinator records what it reports."""
         self._store = job_store
         self._provider = provider
         self._spec = provider_spec
@@ -134,6 +148,8 @@ class IngestionCoordinatorService:
         self._cancel = cancel or CancelToken()
         self._stopped = asyncio.Event()
         self._secrets = tuple(secrets)
+        self._remote = remote
+        self._setup = setup
         self._committer = UnitCommitter(
             sink=sink,
             validators=validators,
@@ -172,7 +188,9 @@ class IngestionCoordinatorService:
         self._notes = []
         self._kept: list[tuple[str, dt.date]] = []
         counts = {"bars": 0, "rejected": 0, "completed": 0}
-        semaphore = asyncio.Semaphore(cfg.max_concurrency)
+        # Units in flight: the job's concurrency, or as many as the cluster's workers take.
+        slots = max(cfg.max_concurrency, self._remote.slots if self._remote else 0)
+        semaphore = asyncio.Semaphore(slots)
 
         async def run(unit: WorkUnit) -> None:
             async with semaphore:
@@ -295,6 +313,9 @@ class IngestionCoordinatorService:
             session=cfg.session,
             settings=cfg.settings,
         )
+        if self._remote is not None and self._setup is not None:
+            await self._run_remote(job, unit, failures, counts)
+            return
         try:
             batches = await self._fetch(request)
             if batches is None:
@@ -302,17 +323,7 @@ class IngestionCoordinatorService:
             table = await asyncio.to_thread(self._assemble, batches)
         except Exception as exc:  # the provider's failure is the partitions' failure, recorded
             self._take_notes(job)
-            if isinstance(exc, SymbolError) and len(unit.symbols) > 1:
-                # Isolate the culprit: one bad symbol must not fail its unit's neighbours.
-                for symbol in unit.symbols:
-                    await self._run_unit(
-                        job, WorkUnit((symbol,), unit.windows), failures, counts, announce=False
-                    )
-                return
-            if isinstance(exc, UserError):
-                # Wrong credentials or a refused plan will not get better: stop asking.
-                self._abort = _short(scrub(_describe(exc), self._secrets))
-            self._fail(job, unit, _describe(exc), failures)
+            await self._fetch_failed(job, unit, exc, failures, counts)
             return
         self._take_notes(job)
         try:
@@ -320,20 +331,78 @@ class IngestionCoordinatorService:
             committed = await asyncio.to_thread(
                 self._committer.commit, UnitContext.of(job, self._series(job)), unit, table
             )
-            outcomes, rejected, kept = committed.outcomes, committed.rejected, committed.kept
             metrics.COMMIT_SECONDS.labels(cfg.provider).observe(
                 time.perf_counter() - commit_started
             )
-        except OSError as exc:
-            self._fail(job, unit, f"could not write: {_describe(exc)}", failures)
+        except (OSError, StorageError) as exc:
+            self._commit_failed(job, unit, exc, failures)
             return
-        except StorageError as exc:
-            if isinstance(exc, StoreFailedError):
-                # The store did not answer through every retry: the next unit would only wait
-                # as long again. Stop; the same command resumes once it is back.
-                self._abort = _short(str(exc))
+        self._record(job, committed, counts)
+
+    async def _run_remote(
+        self,
+        job: IngestionJob,
+        unit: WorkUnit,
+        failures: list[PartitionFailure],
+        counts: dict[str, int],
+    ) -> None:
+        """The unit fetched and committed by a worker; recorded here once it reports."""
+        assert self._remote is not None and self._setup is not None
+        task = UnitTask(self._setup, UnitContext.of(job, self._series(job)), unit)
+        try:
+            done = await self._remote.run(task)
+        except RemoteFetchError as exc:
+            await self._fetch_failed(job, unit, exc.original, failures, counts)
+            return
+        except (OSError, StorageError) as exc:
+            self._commit_failed(job, unit, exc, failures)
+            return
+        except Exception as exc:  # the worker could not run it (a plugin missing there...)
+            self._fail(job, unit, f"on the worker: {_describe(exc)}", failures)
+            return
+        for note in done.notes:
+            self._note(job, note)
+        self._record(job, done.committed, counts)
+
+    async def _fetch_failed(
+        self,
+        job: IngestionJob,
+        unit: WorkUnit,
+        exc: BaseException,
+        failures: list[PartitionFailure],
+        counts: dict[str, int],
+    ) -> None:
+        if isinstance(exc, SymbolError) and len(unit.symbols) > 1:
+            # Isolate the culprit: one bad symbol must not fail its unit's neighbours.
+            for symbol in unit.symbols:
+                await self._run_unit(
+                    job, WorkUnit((symbol,), unit.windows), failures, counts, announce=False
+                )
+            return
+        if isinstance(exc, UserError):
+            # Wrong credentials or a refused plan will not get better: stop asking.
+            self._abort = _short(scrub(_describe(exc), self._secrets))
+        self._fail(job, unit, _describe(exc), failures)
+
+    def _commit_failed(
+        self,
+        job: IngestionJob,
+        unit: WorkUnit,
+        exc: BaseException,
+        failures: list[PartitionFailure],
+    ) -> None:
+        if isinstance(exc, StoreFailedError):
+            # The store did not answer through every retry: the next unit would only wait as
+            # long again. Stop; the same command resumes once it is back.
+            self._abort = _short(str(exc))
+        if isinstance(exc, StorageError):
             self._fail(job, unit, str(exc), failures)
-            return
+        else:
+            self._fail(job, unit, f"could not write: {_describe(exc)}", failures)
+
+    def _record(self, job: IngestionJob, committed: UnitCommitted, counts: dict[str, int]) -> None:
+        """The unit's partitions complete in the job store, then in the job and its events."""
+        outcomes, rejected, kept = committed.outcomes, committed.rejected, committed.kept
         self._kept.extend(kept)
         self._store.mark_completed(job.job_id, outcomes)
         counts["rejected"] += rejected

@@ -1,0 +1,165 @@
+"""A unit of work as a task for another process (a Dask worker): fetch, validate, quarantine
+and commit there; the client records the result.
+
+The task carries names and public settings only: a worker builds the provider and the sink from
+its own plugins, and resolves their secret settings (API keys, credentials) from its own
+environment and config file, as the client did. Secrets never travel in a task. Each worker
+keeps, per job, one provider (its requests run on one event loop of their own) and one sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+import attrs
+import pyarrow as pa
+
+from marketpipe.calendar import nyse_calendar
+from marketpipe.ingestion.application.planning import WorkUnit
+from marketpipe.ingestion.application.unit_commit import UnitCommitted, UnitCommitter, UnitContext
+from marketpipe.ingestion.domain.ports import IMarketDataProvider
+from marketpipe.ingestion.domain.request import FetchRequest
+from marketpipe.schema import conform, empty_bars
+from marketpipe.storage.base import Sink
+
+
+@attrs.frozen
+class WorkerSetup:
+    """What a worker needs to set a job up: names and public settings, never a secret."""
+
+    provider: str
+    #: The job's public provider settings (secret ones the worker resolves itself).
+    provider_settings: Mapping[str, str]
+    sink: str
+    sink_settings: Mapping[str, str]
+    #: Where the dataset is: a folder every worker reaches, or an ``s3://`` URL.
+    dataset: Path | str
+    replace_empty: bool = False
+
+
+@attrs.frozen
+class UnitTask:
+    setup: WorkerSetup
+    context: UnitContext
+    unit: WorkUnit
+
+
+class RemoteUnits(Protocol):
+    """Runs units elsewhere (:class:`marketpipe.ingestion.infrastructure.dask_units.DaskUnits`)."""
+
+    #: How many units it runs at once (the workers' threads).
+    slots: int
+
+    async def run(self, task: UnitTask) -> UnitDone: ...
+
+
+@attrs.frozen
+class UnitDone:
+    committed: UnitCommitted
+    #: What the provider reported while fetching (truncated files, sequence gaps...).
+    notes: list[str]
+
+
+class RemoteFetchError(Exception):
+    """The provider failed to fetch the unit on the worker; ``original`` is its error, handled by
+    the client as a local fetch failure is (a symbol's error isolated, a user error stops)."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+    def __reduce__(self) -> tuple[type, tuple[BaseException]]:
+        return (type(self), (self.original,))
+
+
+class _WorkerJob:
+    """One job's provider, event loop and sink in this worker process."""
+
+    def __init__(self, setup: WorkerSetup) -> None:
+        from marketpipe.location import local_root
+        from marketpipe.pipeline import prepare_provider
+        from marketpipe.plugins import get_plugin_host
+        from marketpipe.settings import resolve_settings
+        from marketpipe.sinks import get_sink_spec
+
+        prepared = prepare_provider(setup.provider, setup.provider_settings)
+        self.provider: IMarketDataProvider = prepared.provider
+        self.spec = prepared.spec
+        sink_spec = get_sink_spec(setup.sink)
+        settings = resolve_settings(sink_spec, setup.sink_settings)
+        self.sink: Sink = sink_spec.factory(setup.dataset, settings.values)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.committer = UnitCommitter(
+            sink=self.sink,
+            validators=[v.factory() for v in get_plugin_host().validators().values()],
+            spec=prepared.spec,
+            calendar=nyse_calendar(),
+            root=local_root(setup.dataset),
+            replace_empty=setup.replace_empty,
+        )
+
+    def fetch(self, request: FetchRequest) -> list[pa.RecordBatch]:
+        future = asyncio.run_coroutine_threadsafe(self.provider.fetch_async(request), self.loop)
+        return future.result()
+
+    def close(self) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self.provider.aclose(), self.loop).result(timeout=30)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=30)
+            self.provider.close()
+            self.sink.close()
+
+
+_JOBS: dict[str, _WorkerJob] = {}
+_GUARD = threading.Lock()
+_UNITS_RUN = [0]
+
+
+def run_unit(task: UnitTask) -> UnitDone:
+    """Fetch and commit one unit in this process (a Dask worker's task)."""
+    with _GUARD:
+        job = _JOBS.get(task.context.job_id)
+        if job is None:
+            job = _JOBS[task.context.job_id] = _WorkerJob(task.setup)
+    request = FetchRequest(
+        symbols=task.unit.symbols,
+        windows=task.unit.windows,
+        timeframe=task.context.timeframe,
+        session=task.context.session,
+        settings=dict(task.setup.provider_settings),
+    )
+    try:
+        batches = job.fetch(request)
+        table = (
+            pa.concat_tables([conform(b, strict=False) for b in batches])
+            if batches
+            else empty_bars()
+        )
+    except Exception as exc:
+        raise RemoteFetchError(exc) from None
+    notes = job.provider.take_notes()
+    committed = job.committer.commit(task.context, task.unit, table)
+    with _GUARD:
+        _UNITS_RUN[0] += 1
+    return UnitDone(committed, notes)
+
+
+def close_job(job_id: str) -> None:
+    """Release what this worker holds for ``job_id`` (the client calls it on every worker)."""
+    with _GUARD:
+        job = _JOBS.pop(job_id, None)
+    if job is not None:
+        job.close()
+
+
+def units_run() -> int:
+    """How many units this process committed (for tests and diagnostics)."""
+    return _UNITS_RUN[0]

@@ -1,0 +1,112 @@
+"""Units on a real Dask cluster: a scheduler and worker processes on 127.0.0.1
+(``distributed.LocalCluster(processes=True)``), the CLI run as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+from cli_helpers import mp, mp_json
+from distributed import Client, LocalCluster
+from marketpipe.errors import InvalidInputError
+from marketpipe.executors import ExecutorChoice
+from marketpipe.ingestion.application.remote_unit import units_run
+from marketpipe.ingestion.infrastructure.dask_units import DaskUnits
+
+JOB = ("ingest", "--provider", "fake", "--symbols", "AAPL,MSFT,SPY,QQQ", "--start",
+       "2024-01-02", "--end", "2024-02-29", "--batch-size", "4000")  # fmt: skip
+QUIET = {"MARKETPIPE_FSYNC": "0"}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Client]:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as local,
+        Client(local) as client,
+    ):
+        yield client
+
+
+def rows(root: Path) -> list[tuple]:
+    return duckdb.sql(
+        f"SELECT symbol, timestamp, open, high, low, close, volume, trade_count, vwap FROM "
+        f"read_parquet('{root}/**/*.parquet') ORDER BY symbol, timestamp"
+    ).fetchall()
+
+
+def planned_units(root: Path) -> int:
+    for log in (root / "_marketpipe" / "events").glob("*.jsonl"):
+        for line in log.read_text().splitlines():
+            event = json.loads(line)
+            if event["event"] == "IngestionJobPlanned":
+                return int(event["units"])
+    raise AssertionError("no job was planned")
+
+
+def test_a_job_on_the_cluster_equals_the_local_run_and_its_units_ran_on_workers(
+    cluster: Client, tmp_path: Path
+) -> None:
+    before = sum(cluster.run(units_run).values())
+    remote = tmp_path / "remote"
+    address = cluster.scheduler.address
+    out = mp_json(*JOB, "--data-dir", str(remote), "--scheduler", address, env=QUIET)
+    assert out["state"] == "COMPLETED"  # type: ignore[index]
+    ran = cluster.run(units_run)
+    assert sum(ran.values()) - before == planned_units(remote) > 1
+    assert len([n for n in ran.values() if n]) == 2  # both workers took units
+    local = tmp_path / "local"
+    mp(*JOB, "--data-dir", str(local), env=QUIET, check=True)
+    assert rows(remote) == rows(local)
+    assert len(rows(local)) == 4 * 41 * 390
+    # The job store (the client's) agrees with the files the workers wrote.
+    status = mp_json("status", "--data-dir", str(remote), env=QUIET)
+    assert sum(s["bars"] for s in status["series"][0]["symbols"]) == 4 * 41 * 390  # type: ignore[index]
+    assert mp_json("verify", "--data-dir", str(remote), env=QUIET)["ok"] is True  # type: ignore[index]
+
+
+def test_update_takes_the_scheduler_from_the_environment(cluster: Client, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    first = (*JOB[:5], "--start", "2024-01-29", "--end", "2024-02-02")
+    mp(*first, "--data-dir", str(root), env=QUIET, check=True)
+    before = sum(cluster.run(units_run).values())
+    env = {**QUIET, "MARKETPIPE_NOW": "2024-02-07T12:00:00Z",
+           "MARKETPIPE_DASK_SCHEDULER": cluster.scheduler.address}  # fmt: skip
+    update = mp_json("update", "--data-dir", str(root), env=env)
+    job = update["series"][0]["job"]  # type: ignore[index]
+    assert (job["partitions_stored"], job["partitions_completed"]) == (20, 8)
+    assert sum(cluster.run(units_run).values()) > before
+
+
+def test_dask_without_a_scheduler_starts_a_local_cluster(tmp_path: Path) -> None:
+    job = (*JOB[:5], "--start", "2024-01-02", "--end", "2024-01-05")
+    out = mp_json(*job, "--data-dir", str(tmp_path / "d"), "--executor", "dask", env=QUIET)
+    assert (out["state"], out["bars"]) == ("COMPLETED", 4 * 4 * 390)  # type: ignore[index]
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nobody listens once closed
+    out = mp(*JOB, "--data-dir", str(tmp_path / "d"), "--scheduler", f"tcp://127.0.0.1:{port}",
+             env=QUIET, timeout=120)  # fmt: skip
+    assert out.returncode == 2, out
+    assert out.stderr.strip().splitlines() == [
+        f"Error: cannot reach the Dask scheduler at tcp://127.0.0.1:{port}: "
+        + out.stderr.split(f"{port}: ", 1)[1].strip()
+    ]
+    assert "Timed out" in out.stderr or "refused" in out.stderr
+
+
+def test_without_dask_installed_dask_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
+    units = DaskUnits(ExecutorChoice("dask", "tcp://127.0.0.1:8786"))
+    with pytest.raises(InvalidInputError, match=r'pip install "marketpipe-core\[dask\]"'):
+        asyncio.run(units.__aenter__())
