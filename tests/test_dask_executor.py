@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
+import sqlite3
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +27,7 @@ from marketpipe.ingestion.infrastructure.dask_units import DaskUnits
 JOB = ("ingest", "--provider", "fake", "--symbols", "AAPL,MSFT,SPY,QQQ", "--start",
        "2024-01-02", "--end", "2024-02-29", "--batch-size", "4000")  # fmt: skip
 QUIET = {"MARKETPIPE_FSYNC": "0"}
+MP = str(Path(sys.executable).with_name("mp"))
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +116,120 @@ def test_without_dask_installed_dask_is_one_clear_line(monkeypatch: pytest.Monke
     units = DaskUnits(ExecutorChoice("dask", "tcp://127.0.0.1:8786"))
     with pytest.raises(InvalidInputError, match=r'pip install "marketpipe-core\[dask\]"'):
         asyncio.run(units.__aenter__())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_cluster(port: int) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+    """``dask scheduler`` and ``dask worker`` processes, as a user runs them."""
+    dask = str(Path(sys.executable).with_name("dask"))
+    scheduler = subprocess.Popen(
+        [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    workers = subprocess.Popen(
+        [dask, "worker", f"tcp://127.0.0.1:{port}", "--nworkers", "2", "--nthreads", "1",
+         "--no-dashboard"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    with Client(f"tcp://127.0.0.1:{port}", timeout=60) as client:
+        client.wait_for_workers(2, timeout=60)
+    return scheduler, workers
+
+
+def completed(root: Path) -> int:
+    try:
+        db = sqlite3.connect(f"file:{root / '_marketpipe' / 'jobs.sqlite'}?mode=ro", uri=True)
+        try:
+            query = "SELECT count(*) FROM partitions WHERE state = 'COMPLETED'"
+            return int(db.execute(query).fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
+def test_the_scheduler_lost_mid_job_fails_it_in_one_line_and_resume_finishes(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    scheduler, workers = start_cluster(port)
+    address = f"tcp://127.0.0.1:{port}"
+    root = tmp_path / "data"
+    long_job = (*JOB[:4], ",".join(f"K{i:02d}" for i in range(16)), *JOB[5:])
+    try:
+        proc = subprocess.Popen(
+            [MP, *long_job, "--data-dir", str(root), "--scheduler", address, "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **QUIET},
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while completed(root) < 40:  # well into the job
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        scheduler.kill()
+        scheduler.wait()
+        out, err = proc.communicate(timeout=120)
+        summary = json.loads(out)
+        assert summary["state"] == "FAILED", summary
+        assert proc.returncode == 2  # stopped by its environment, as a store gone is
+        assert len(err.strip().splitlines()) == 1, err
+        line = err.strip()
+        assert f"lost the Dask scheduler at {address}" in line, err
+    finally:
+        scheduler.kill()
+        workers.kill()
+        workers.wait()
+    scheduler, workers = start_cluster(port)
+    try:
+        resumed = mp_json("jobs", "resume", summary["job_id"], "--data-dir", str(root),
+                          "--scheduler", address, env=QUIET)  # fmt: skip
+        assert resumed["state"] == "COMPLETED"  # type: ignore[index]
+    finally:
+        scheduler.kill()
+        workers.kill()
+        workers.wait()
+    local = tmp_path / "local"
+    mp(*long_job, "--data-dir", str(local), env=QUIET, check=True)
+    assert rows(root) == rows(local)
+
+
+def test_a_worker_killed_mid_job_has_its_unit_run_elsewhere_and_nothing_doubles(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    scheduler, workers = start_cluster(port)
+    address = f"tcp://127.0.0.1:{port}"
+    root = tmp_path / "data"
+    long_job = (*JOB[:4], ",".join(f"K{i:02d}" for i in range(16)), *JOB[5:])
+    try:
+        with Client(address, timeout=60) as client:
+            pids = client.run(os.getpid)
+            proc = subprocess.Popen(
+                [MP, *long_job, "--data-dir", str(root), "--scheduler", address, "--json"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env={**os.environ, **QUIET},
+            )  # fmt: skip
+            deadline = time.monotonic() + 120
+            while completed(root) < 40:  # well into the job: both workers busy with units
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            victim = sorted(pids.values())[0]
+            os.kill(victim, signal.SIGKILL)
+            out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["state"] == "COMPLETED"
+    finally:
+        scheduler.kill()
+        workers.kill()
+        workers.wait()
+    local = tmp_path / "local"
+    mp(*long_job, "--data-dir", str(local), env=QUIET, check=True)
+    assert rows(root) == rows(local)  # the killed worker's unit ran again; no row twice
+    assert mp_json("verify", "--data-dir", str(root), env=QUIET)["ok"] is True  # type: ignore[index]

@@ -24,6 +24,7 @@ from marketpipe.calendar import SessionWindow, TradingCalendar, nyse_calendar
 from marketpipe.errors import StorageError, StoreFailedError, SymbolError, UserError
 from marketpipe.ingestion.application.planning import WorkUnit, plan_units
 from marketpipe.ingestion.application.remote_unit import (
+    ClusterLostError,
     RemoteFetchError,
     RemoteUnits,
     UnitTask,
@@ -353,6 +354,10 @@ class IngestionCoordinatorService:
             done = await self._remote.run(task)
         except RemoteFetchError as exc:
             await self._fetch_failed(job, unit, exc.original, failures, counts)
+            return
+        except ClusterLostError as exc:
+            self._abort = _short(str(exc))  # every later unit would find it gone too
+            self._fail(job, unit, str(exc), failures)
             return
         except (OSError, StorageError) as exc:
             self._commit_failed(job, unit, exc, failures)

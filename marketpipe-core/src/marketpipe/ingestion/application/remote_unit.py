@@ -76,6 +76,11 @@ class RemoteFetchError(Exception):
         return (type(self), (self.original,))
 
 
+class ClusterLostError(Exception):
+    """The cluster can no longer run units (its scheduler is gone): the job stops at once, and
+    the same command (or ``mp jobs resume``) finishes it once a cluster is back."""
+
+
 class _WorkerJob:
     """One job's provider, event loop and sink in this worker process."""
 

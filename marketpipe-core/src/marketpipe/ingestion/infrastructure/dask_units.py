@@ -9,17 +9,27 @@ few numbers a partition) comes back.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import uuid
 from typing import Any
 
 from marketpipe.errors import InvalidInputError
 from marketpipe.executors import ExecutorChoice
-from marketpipe.ingestion.application.remote_unit import UnitDone, UnitTask, close_job, run_unit
+from marketpipe.ingestion.application.remote_unit import (
+    ClusterLostError,
+    UnitDone,
+    UnitTask,
+    close_job,
+    run_unit,
+)
 
 #: How long to try to reach the scheduler before saying it cannot be reached.
 CONNECT_SECONDS = 10
+#: How often a unit in flight checks that the client still has its scheduler.
+WATCH_SECONDS = 1.0
 
 
 class DaskUnits:
@@ -40,6 +50,11 @@ class DaskUnits:
                 '--executor dask needs Dask: pip install "marketpipe-core[dask]"'
             ) from None
         where = self.choice.scheduler
+        # distributed logs the loss of its scheduler at ERROR (its loggers have their own
+        # levels); the job says it in its own one line.
+        for name in list(logging.root.manager.loggerDict):
+            if name == "distributed" or name.startswith("distributed."):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
         try:
             if where is None:
                 self._cluster = await LocalCluster(  # type: ignore[no-untyped-call]
@@ -66,11 +81,34 @@ class DaskUnits:
     async def run(self, task: UnitTask) -> UnitDone:
         """Run one unit on a worker; its errors come back as raised there."""
         self._jobs.add(task.context.job_id)
-        future = self._client.submit(
-            run_unit, task, pure=False, key=f"unit-{task.context.job_id}-{uuid.uuid4().hex}"
-        )
-        done: UnitDone = await future
-        return done
+        try:
+            future = self._client.submit(
+                run_unit, task, pure=False, key=f"unit-{task.context.job_id}-{uuid.uuid4().hex}"
+            )
+        except Exception as exc:  # the client closed: the scheduler was lost before
+            raise self._lost(exc) from None
+        waiting = asyncio.ensure_future(future.result())
+        try:
+            while True:
+                # A future of a client whose scheduler is gone never resolves: watch the client.
+                done, _ = await asyncio.wait({waiting}, timeout=WATCH_SECONDS)
+                if done:
+                    result: UnitDone = waiting.result()
+                    return result
+                if self._client.status in ("closing", "closed"):
+                    raise self._lost(None)
+        except asyncio.CancelledError:
+            task_now = asyncio.current_task()
+            if task_now is not None and task_now.cancelling():
+                raise  # this job is being stopped: not the cluster's doing
+            raise self._lost(None) from None
+        finally:
+            waiting.cancel()
+
+    def _lost(self, exc: BaseException | None) -> ClusterLostError:
+        where = self.choice.scheduler or "the local cluster"
+        why = f": {str(exc).splitlines()[0][:200]}" if exc is not None and str(exc) else ""
+        return ClusterLostError(f"lost the Dask scheduler at {where}{why}; resume to finish")
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._shutdown()
