@@ -23,6 +23,7 @@ from marketpipe.errors import InvalidInputError
 from marketpipe.executors import ExecutorChoice
 from marketpipe.ingestion.application.remote_unit import units_run
 from marketpipe.ingestion.infrastructure.dask_units import DaskUnits
+from marketpipe_alpaca.testing import FakeAlpacaServer
 
 JOB = ("ingest", "--provider", "fake", "--symbols", "AAPL,MSFT,SPY,QQQ", "--start",
        "2024-01-02", "--end", "2024-02-29", "--batch-size", "4000")  # fmt: skip
@@ -233,3 +234,26 @@ def test_a_worker_killed_mid_job_has_its_unit_run_elsewhere_and_nothing_doubles(
     mp(*long_job, "--data-dir", str(local), env=QUIET, check=True)
     assert rows(root) == rows(local)  # the killed worker's unit ran again; no row twice
     assert mp_json("verify", "--data-dir", str(root), env=QUIET)["ok"] is True  # type: ignore[index]
+
+
+def test_workers_share_the_providers_rate_limit_and_draw_no_429(tmp_path: Path) -> None:
+    """The local Alpaca server allows 8 requests in 2 s; each of the 2 workers paces its
+    requests at half of that, so together they never go over."""
+    key, secret = "PKDASKPACING0001", "SKDASKPACING0002"
+    with (
+        FakeAlpacaServer(key, secret, rate_limit=8, window_seconds=2.0) as server,
+        LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None,
+                     env={"APCA_API_KEY_ID": key, "APCA_API_SECRET_KEY": secret}) as cluster,
+    ):  # fmt: skip
+        env = {**QUIET, "APCA_API_KEY_ID": key, "APCA_API_SECRET_KEY": secret,
+               "MARKETPIPE_ALPACA_BASE_URL": server.url, "MARKETPIPE_ALPACA_RATE_LIMIT": "8",
+               "MARKETPIPE_ALPACA_RATE_LIMIT_WINDOW": "2"}  # fmt: skip
+        out = mp_json("ingest", "--provider", "alpaca", "--symbols", "AAPL,MSFT,SPY,QQQ",
+                      "--start", "2024-01-02", "--end", "2024-06-28", "--timeframe", "1h",
+                      "--batch-size", "100", "--data-dir", str(tmp_path),
+                      "--scheduler", cluster.scheduler_address, env=env)  # fmt: skip
+        assert out["state"] == "COMPLETED"  # type: ignore[index]
+        with Client(cluster) as client:
+            assert sum(client.run(units_run).values()) >= 20  # the workers made the requests
+    assert server.stats["requests"] >= 20
+    assert server.stats["429_limit"] == 0

@@ -41,6 +41,8 @@ class DaskUnits:
         self._cluster: Any = None
         self._jobs: set[str] = set()
         self.slots = 1
+        #: Worker processes (each paces its provider's requests on its own).
+        self.workers = 1
 
     async def __aenter__(self) -> DaskUnits:
         try:
@@ -74,7 +76,15 @@ class DaskUnits:
             raise InvalidInputError(
                 f"cannot reach the Dask scheduler at {where}: {reason[:200]}"
             ) from None
+        try:
+            await self._client.wait_for_workers(1, timeout=CONNECT_SECONDS)
+        except (OSError, TimeoutError):
+            await self._shutdown()
+            raise InvalidInputError(
+                f"the Dask scheduler at {where} has no workers: start some with dask worker {where}"
+            ) from None
         workers = self._client.scheduler_info().get("workers", {})
+        self.workers = max(1, len(workers))
         self.slots = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
         return self
 
