@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import signal
@@ -257,3 +258,27 @@ def test_workers_share_the_providers_rate_limit_and_draw_no_429(tmp_path: Path) 
             assert sum(client.run(units_run).values()) >= 20  # the workers made the requests
     assert server.stats["requests"] >= 20
     assert server.stats["429_limit"] == 0
+
+
+def test_an_iex_multi_day_job_on_the_cluster_equals_the_local_run(
+    cluster: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IEX captures decoded on the workers (the capture folder is shared, as a cluster's
+    storage would be) give the rows a local run gives."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "marketpipe-iex" / "tests"))
+    from iex_days import write_days
+
+    days = [dt.date(2024, 3, 4), dt.date(2024, 3, 5), dt.date(2024, 3, 6), dt.date(2024, 3, 7)]
+    write_days(tmp_path / "caps", days)
+    job = ("ingest", "--provider", "iex", "--source", str(tmp_path / "caps"), "--all-symbols",
+           "-o", f"cache_dir={tmp_path / 'cache'}", "--batch-size", "1000")  # fmt: skip
+    before = sum(cluster.run(units_run).values())
+    remote = tmp_path / "remote"
+    out = mp_json(*job, "--data-dir", str(remote), "--scheduler", cluster.scheduler.address,
+                  env=QUIET)  # fmt: skip
+    assert out["state"] == "COMPLETED"  # type: ignore[index]
+    assert sum(cluster.run(units_run).values()) - before == planned_units(remote) > 1
+    local = tmp_path / "local"
+    mp(*job, "--data-dir", str(local), env=QUIET, check=True)
+    assert rows(remote) == rows(local)
+    assert len(rows(local)) > 0
