@@ -227,6 +227,6 @@ def test_two_writers_on_one_dataset_in_s3(
         )  # fmt: skip
     for proc in procs:
         out, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err
+        assert proc.returncode == 0, err + out[-3000:]
         assert json.loads(out)["state"] == "COMPLETED"
     assert stored(s3, sink, url).equals(reference)

@@ -17,6 +17,7 @@ in the coverage table (:mod:`.coverage`), which the catalog reads.
 from __future__ import annotations
 
 import datetime as dt
+import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -46,8 +47,10 @@ from marketpipe_delta.coverage import (
 )
 from marketpipe_delta.tables import Location, guarded, load, one_line
 
-#: How often a commit is tried again when another writer's transaction touched the same rows.
-CONFLICT_TRIES = 8
+#: How often a commit is tried again when another writer's transaction touched the same rows,
+#: after a random pause of up to 0.05 s doubling to 2 s (random, so two writers that collided
+#: do not collide again in step): at most about a minute in all.
+CONFLICT_TRIES = 30
 _EPOCH = dt.date(1970, 1, 1).toordinal()
 COMPRESSIONS = ("zstd", "snappy", "lz4", "gzip", "none")
 
@@ -115,7 +118,7 @@ class DeltaSink:
                     raise StorageError(
                         f"delta table {uri}: another writer kept changing the same rows: {exc}"
                     ) from None
-                time.sleep(0.05 * 2**attempt)
+                time.sleep(random.uniform(0.0, min(2.0, 0.05 * 2**attempt)))
             except (DeltaError, OSError, RuntimeError) as exc:
                 raise one_line(uri, exc) from None
 
