@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from marketpipe.errors import StorageError
 from marketpipe.ingestion.domain.values import Series, Timeframe
-from marketpipe.storage.verify import Problem, VerifyReport
+from marketpipe.storage.verify import Problem, VerifyReport, job_store_losses
 
 from marketpipe_delta.tables import guarded, load, table_path
 
@@ -101,28 +101,10 @@ def verify_delta(
     catalog.sync_all()
     lost: list[tuple[str, str, dt.date]] = []
     for path in job_paths:
-        of_path = series_of_table(path)
-        recorded = completed_at(path)
-        kept = (
-            {
-                (p.symbol, p.day)
-                for p in catalog.lookup(of_path, [(s, d) for _, s, d, _ in recorded])
-            }
-            if of_path is not None
-            else set()
+        why = "the coverage table no longer lists"
+        lost.extend(
+            job_store_losses(catalog, path, series_of_table(path), completed_at, why, problems)
         )
-        gone = [(j, s, d, n) for j, s, d, n in recorded if (s, d) not in kept]
-        if gone:
-            jobs = sorted({j for j, _, _, _ in gone})
-            problems.append(
-                Problem(
-                    "job-store",
-                    path,
-                    f"the coverage table no longer lists the {len(gone)} partitions "
-                    f"({sum(n for *_, n in gone):,} bars) job {_sample(jobs, 2)} counts here",
-                )
-            )
-            lost.extend((j, s, d) for j, s, d, _ in gone)
     return VerifyReport(len(every), files, partitions, bars, tuple(problems), tuple(lost))
 
 

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from marketpipe.errors import StorageError
+from marketpipe.ingestion.domain.values import Series
 from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.footer import count_rows, read_footer
 from marketpipe.storage.holdings import FileHoldings
@@ -143,30 +144,44 @@ def verify_dataset(
             listed[folder] = set(store.listing(folder))
         if name in listed[folder]:
             continue
-        of_path = series_of_path(path)
-        recorded = completed_at(path)
-        kept = (
-            {
-                (p.symbol, p.day)
-                for p in catalog.lookup(of_path, [(s, d) for _, s, d, _ in recorded])
-            }
-            if of_path is not None
-            else set()
-        )
-        # Partitions re-ingested since (their rows live in a newer file) are history, not loss.
-        gone = [(j, s, d, n) for j, s, d, n in recorded if (s, d) not in kept]
-        if gone:
-            jobs = sorted({j for j, _, _, _ in gone})
-            problems.append(
-                Problem(
-                    "job-store",
-                    path,
-                    f"gone, and no file holds the {len(gone)} partitions "
-                    f"({sum(n for *_, n in gone):,} bars) job {_sample(jobs, 2)} counts in it",
-                )
+        lost.extend(
+            job_store_losses(
+                catalog, path, series_of_path(path), completed_at, "gone, and no file holds",
+                problems,
             )
-            lost.extend((j, s, d) for j, s, d, _ in gone)
+        )  # fmt: skip
     return VerifyReport(len(every), files, partitions, bars, tuple(problems), tuple(lost))
+
+
+def job_store_losses(
+    catalog: Catalog,
+    path: str,
+    series: Series | None,
+    completed_at: Callable[[str], list[tuple[str, str, dt.date, int]]],
+    why: str,
+    problems: list[Problem],
+) -> list[tuple[str, str, dt.date]]:
+    """The partitions the job store counts complete at ``path`` that the catalog no longer
+    holds (one ``job-store`` problem says ``why``); partitions re-ingested since (their rows
+    live elsewhere now) are history, not loss."""
+    recorded = completed_at(path)
+    kept = (
+        {(p.symbol, p.day) for p in catalog.lookup(series, [(s, d) for _, s, d, _ in recorded])}
+        if series is not None
+        else set()
+    )
+    gone = [(j, s, d, n) for j, s, d, n in recorded if (s, d) not in kept]
+    if gone:
+        jobs = sorted({j for j, _, _, _ in gone})
+        problems.append(
+            Problem(
+                "job-store",
+                path,
+                f"{why} the {len(gone)} partitions ({sum(n for *_, n in gone):,} bars) job "
+                f"{_sample(jobs, 2)} counts in it",
+            )
+        )
+    return [(j, s, d) for j, s, d, _ in gone]
 
 
 def _check_file(store: Store, rel: str, problems: list[Problem]) -> dict[tuple[str, str], int]:
