@@ -114,6 +114,9 @@ class DeltaSink:
                     self._tables[uri] = target  # kept: the next write reads only newer log entries
                 return
             except CommitFailedError as exc:
+                # Try again from the table as it is now: a kept snapshot from before the other
+                # writer's commits would conflict with every one of them again.
+                self._tables.pop(uri, None)
                 if attempt + 1 == CONFLICT_TRIES:
                     raise StorageError(
                         f"delta table {uri}: another writer kept changing the same rows: {exc}"
