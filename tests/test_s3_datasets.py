@@ -186,7 +186,7 @@ def test_each_sink_on_s3_passes_the_sink_kit(s3: S3Server, tmp_path: Path, sink:
 def test_only_the_first_of_two_writers_records_the_dataset_s_sink(
     s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from marketpipe.storage.stores import ObjectStore
+    from marketpipe.storage.object_store import ObjectStore
 
     url = f"s3://{s3.bucket('first')}/d"
     for key, value in s3.env().items():
@@ -207,7 +207,7 @@ def test_a_writer_whose_lease_was_taken_over_changes_nothing_more(
     holds it: its next write or delete in that folder is refused, and the other's lease stays."""
     import obstore
     from marketpipe.errors import StoreFailedError
-    from marketpipe.storage.stores import ObjectStore
+    from marketpipe.storage.object_store import ObjectStore
 
     for key, value in s3.env().items():
         monkeypatch.setenv(key, value)

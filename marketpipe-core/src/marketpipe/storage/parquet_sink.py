@@ -41,9 +41,10 @@ from marketpipe.storage.compact import compact_folder
 from marketpipe.storage.footer import Entry, Footer, count_rows, parse_footer, row_keys, unreadable
 from marketpipe.storage.holdings import FileHoldings
 from marketpipe.storage.layout import month_key, month_prefix
+from marketpipe.storage.object_store import ObjectStore
 from marketpipe.storage.parquet_files import COMPRESSIONS, is_sorted, write_bars
 from marketpipe.storage.partition_index import index_covered
-from marketpipe.storage.stores import LocalStore, ObjectStore, Prepared, Store
+from marketpipe.storage.stores import LocalStore, Prepared, Store
 from marketpipe.storage.verify import VerifyReport, verify_dataset
 
 FSYNC_ENV = "MARKETPIPE_FSYNC"
