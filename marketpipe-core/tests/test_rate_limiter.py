@@ -4,6 +4,7 @@ import time
 
 import pytest
 from marketpipe.ingestion.connectors import RateLimiter
+from marketpipe.ingestion.connectors.rate_limiter import shared_windows
 
 
 def at_most_n_per_window(times: list[float], n: int, window: float) -> bool:
@@ -78,3 +79,71 @@ def test_an_answered_request_counts_from_its_answer() -> None:
     first.done()
     wait = limiter._reserve().wait
     assert 13.0 - 3.0 <= wait <= 13.25 - 3.0
+
+
+class ThreadWindow:
+    """A shared window within one process: what a cluster's semaphore is across processes."""
+
+    def __init__(self, leases: int) -> None:
+        self.leases = threading.BoundedSemaphore(leases)
+        self.taken = 0
+
+    def take(self) -> None:
+        self.leases.acquire()
+        self.taken += 1
+
+    async def async_take(self) -> None:
+        await asyncio.to_thread(self.take)
+
+    def give_back(self, after_seconds: float) -> None:
+        threading.Timer(after_seconds, self.leases.release).start()
+
+
+def test_limiters_made_in_shared_windows_hold_one_limit_together() -> None:
+    windows: dict[tuple[int, float], ThreadWindow] = {}
+
+    def factory(n: int, window: float) -> ThreadWindow:
+        return windows.setdefault((n, window), ThreadWindow(n))
+
+    with shared_windows(factory):
+        first, second = RateLimiter(3, 0.3), RateLimiter(3, 0.3)  # two workers' providers
+    alone = RateLimiter(3, 0.3)
+    sent: list[float] = []
+
+    def send(limiter: RateLimiter) -> None:
+        for _ in range(4):
+            slot = limiter.acquire_slot()
+            sent.append(time.monotonic())
+            slot.done()
+
+    threads = [threading.Thread(target=send, args=(lim,)) for lim in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(sent) == 8
+    # Each alone allows 3 in 0.3 s; together they kept 3 in 0.3 s, not 6.
+    assert at_most_n_per_window(sent, 3, 0.3)
+    assert windows[(3, 0.3)].taken == 8
+    assert alone._shared is None  # made outside the block: paces itself only
+
+
+def test_async_requests_take_the_shared_window_too() -> None:
+    window = ThreadWindow(2)
+    with shared_windows(lambda n, w: window):
+        limiter = RateLimiter(2, 0.2)
+
+    async def main() -> list[float]:
+        sent: list[float] = []
+
+        async def one() -> None:
+            slot = await limiter.async_acquire_slot()
+            sent.append(time.monotonic())
+            slot.done()
+
+        await asyncio.gather(*(one() for _ in range(6)))
+        return sent
+
+    sent = asyncio.run(main())
+    assert window.taken == 6
+    assert at_most_n_per_window(sent, 2, 0.2)

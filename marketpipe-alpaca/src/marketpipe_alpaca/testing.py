@@ -152,6 +152,8 @@ class FakeAlpacaServer:
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._arrivals: deque[float] = deque()
+        #: When each request arrived (``time.monotonic``), in order, to measure pacing.
+        self.arrival_times: list[float] = []
         self._cache: OrderedDict[tuple[Any, ...], tuple[pa.Array, pa.Array]] = OrderedDict()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
@@ -182,10 +184,11 @@ class FakeAlpacaServer:
 
     def _over_limit(self) -> float | None:
         """Seconds until a slot frees when over the limit, else None (and count this request)."""
-        if self.rate_limit is None:
-            return None
         with self._lock:
             now = time.monotonic()
+            self.arrival_times.append(now)
+            if self.rate_limit is None:
+                return None
             while self._arrivals and self._arrivals[0] <= now - self.window_seconds:
                 self._arrivals.popleft()
             if len(self._arrivals) >= self.rate_limit:

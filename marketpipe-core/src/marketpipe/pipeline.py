@@ -363,9 +363,6 @@ async def execute(
                 from marketpipe.ingestion.infrastructure.dask_units import DaskUnits
 
                 remote = await stack.enter_async_context(DaskUnits(executor))
-                provider_settings = share_rate_limit(
-                    prepared.spec, provider_settings, remote.workers
-                )
             setup = WorkerSetup(
                 provider=prepared.spec.name,
                 provider_settings=provider_settings,
@@ -373,6 +370,7 @@ async def execute(
                 sink_settings=chosen.settings.public(),
                 dataset=dataset_root(data_dir),
                 replace_empty=replace_empty,
+                rate_windows=remote.rate_windows(prepared.spec.name) if remote else None,
             )
             coordinator = IngestionCoordinatorService(
                 job_store=store,
@@ -392,18 +390,6 @@ async def execute(
     finally:
         log.close()
         built.close()
-
-
-def share_rate_limit(spec: ProviderSpec, settings: dict[str, str], workers: int) -> dict[str, str]:
-    """A provider's ``rate_limit`` setting split evenly among ``workers`` processes, each of
-    which paces its own requests: together they stay under the provider's limit."""
-    if "rate_limit" not in {s.name for s in spec.settings} or not settings.get("rate_limit"):
-        return settings
-    try:
-        limit = int(settings["rate_limit"])
-    except ValueError:
-        return settings  # the provider refuses it with its own message
-    return {**settings, "rate_limit": str(max(1, limit // max(1, workers)))}
 
 
 def _claim_series(data_dir: Path, spec: ProviderSpec, cfg: IngestionConfiguration) -> None:

@@ -10,6 +10,7 @@ keeps, per job, one provider (its requests run on one event loop of their own) a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ import pyarrow as pa
 from marketpipe.calendar import nyse_calendar
 from marketpipe.ingestion.application.planning import WorkUnit
 from marketpipe.ingestion.application.unit_commit import UnitCommitted, UnitCommitter, UnitContext
+from marketpipe.ingestion.connectors.rate_limiter import WindowFactory, shared_windows
 from marketpipe.ingestion.domain.ports import IMarketDataProvider
 from marketpipe.ingestion.domain.request import FetchRequest
 from marketpipe.schema import conform, empty_bars
@@ -39,6 +41,8 @@ class WorkerSetup:
     #: Where the dataset is: a folder every worker reaches, or an ``s3://`` URL.
     dataset: Path | str
     replace_empty: bool = False
+    #: Holds the provider's rate limits across the workers (``None``: each worker alone).
+    rate_windows: WindowFactory | None = None
 
 
 @attrs.frozen
@@ -91,7 +95,10 @@ class _WorkerJob:
         from marketpipe.settings import resolve_settings
         from marketpipe.sinks import get_sink_spec
 
-        prepared = prepare_provider(setup.provider, setup.provider_settings)
+        with contextlib.ExitStack() as sharing:
+            if setup.rate_windows is not None:
+                sharing.enter_context(shared_windows(setup.rate_windows))
+            prepared = prepare_provider(setup.provider, setup.provider_settings)
         self.provider: IMarketDataProvider = prepared.provider
         self.spec = prepared.spec
         sink_spec = get_sink_spec(setup.sink)

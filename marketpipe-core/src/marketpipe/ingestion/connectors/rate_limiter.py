@@ -1,17 +1,50 @@
-"""``RateLimiter``: at most N requests in any window, shared by every thread and task of a job."""
+"""``RateLimiter``: at most N requests in any window, shared by every thread and task of a job,
+and by every process of a job on a cluster (:func:`shared_windows`)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from typing import Protocol
 
 import attrs
 
 from marketpipe import metrics
+
+
+class SharedWindow(Protocol):
+    """One limit held by every process of a job: a lease taken before each request and given
+    back a window after its answer, so at most ``requests_per_window`` leases, and requests, are
+    out in any window across all of them (a Dask semaphore on the scheduler)."""
+
+    def take(self) -> None: ...
+
+    async def async_take(self) -> None: ...
+
+    def give_back(self, after_seconds: float) -> None: ...
+
+
+#: Builds the shared window of a limit: ``(requests_per_window, window_seconds)``.
+WindowFactory = Callable[[int, float], SharedWindow]
+_SHARING: ContextVar[WindowFactory | None] = ContextVar("marketpipe_rate_sharing", default=None)
+
+
+@contextlib.contextmanager
+def shared_windows(factory: WindowFactory) -> Iterator[None]:
+    """Every :class:`RateLimiter` made inside this block (a provider being built on a cluster's
+    worker) also holds its limit in the window ``factory`` gives, shared with the other
+    workers: the provider's code does not change for it."""
+    token = _SHARING.set(factory)
+    try:
+        yield
+    finally:
+        _SHARING.reset(token)
 
 
 @attrs.define
@@ -59,6 +92,8 @@ class RateLimiter:
         self._blocked_until = 0.0
         self.waited_seconds = 0.0
         self.waits = 0
+        sharing = _SHARING.get()
+        self._shared = sharing(requests_per_window, window_seconds) if sharing else None
 
     def _reserve(self) -> Slot:
         with self._lock:
@@ -77,6 +112,8 @@ class RateLimiter:
             return Slot(ticket, wait, self)
 
     def _settle(self, ticket: int) -> None:
+        if self._shared is not None:
+            self._shared.give_back(self.window_seconds + self._margin)
         with self._lock:
             now = self._clock()
             for entry in self._sent:
@@ -84,11 +121,25 @@ class RateLimiter:
                     entry[1] = max(entry[1], now)
                     return
 
+    def _waited_shared(self, slot: Slot, started: float) -> Slot:
+        waited = time.monotonic() - started
+        if waited > 0.001:
+            with self._lock:
+                self.waits += slot.wait <= 0
+                self.waited_seconds += waited
+            metrics.RATE_LIMITER_WAIT.observe(waited)
+            slot.wait += waited
+        return slot
+
     def acquire_slot(self) -> Slot:
         """Wait (blocking) for a send slot; call ``done()`` on it when the answer arrives."""
         slot = self._reserve()
         if slot.wait > 0:
             time.sleep(slot.wait)
+        if self._shared is not None:
+            started = time.monotonic()
+            self._shared.take()
+            return self._waited_shared(slot, started)
         return slot
 
     async def async_acquire_slot(self) -> Slot:
@@ -96,6 +147,10 @@ class RateLimiter:
         slot = self._reserve()
         if slot.wait > 0:
             await asyncio.sleep(slot.wait)
+        if self._shared is not None:
+            started = time.monotonic()
+            await self._shared.async_take()
+            return self._waited_shared(slot, started)
         return slot
 
     def acquire(self) -> float:

@@ -25,6 +25,8 @@ from marketpipe.ingestion.application.remote_unit import (
     close_job,
     run_unit,
 )
+from marketpipe.ingestion.connectors.rate_limiter import WindowFactory
+from marketpipe.ingestion.infrastructure.dask_windows import DaskWindows
 
 #: How long to try to reach the scheduler before saying it cannot be reached.
 CONNECT_SECONDS = 10
@@ -41,8 +43,6 @@ class DaskUnits:
         self._cluster: Any = None
         self._jobs: set[str] = set()
         self.slots = 1
-        #: Worker processes (each paces its provider's requests on its own).
-        self.workers = 1
 
     async def __aenter__(self) -> DaskUnits:
         try:
@@ -84,9 +84,13 @@ class DaskUnits:
                 f"the Dask scheduler at {where} has no workers: start some with dask worker {where}"
             ) from None
         workers = self._client.scheduler_info().get("workers", {})
-        self.workers = max(1, len(workers))
         self.slots = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
         return self
+
+    @staticmethod
+    def rate_windows(provider: str) -> WindowFactory:
+        """Holds ``provider``'s rate limits on the scheduler for all workers together."""
+        return DaskWindows(provider)
 
     async def run(self, task: UnitTask) -> UnitDone:
         """Run one unit on a worker; its errors come back as raised there."""

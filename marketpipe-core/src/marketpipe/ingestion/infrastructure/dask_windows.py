@@ -1,0 +1,80 @@
+"""A provider's rate limit held across a Dask cluster's workers: a ``distributed.Semaphore`` on
+the scheduler with one lease per request in the window.
+
+A request takes a lease before it is sent and gives it back a window after its answer, so at
+most ``requests_per_window`` requests of all workers together are in any window, whichever
+worker sends them and however many workers join or leave (a static split of the limit among
+the workers counted at the start cannot do that: see ``bench/bench_dask.py``). Waiting for a
+lease is one round trip to the scheduler, woken by the release it waits for, not polling.
+
+Leases of a worker that dies expire after ``distributed.scheduler.locks.lease-timeout``
+(30 s by default), the only moment the limit can be overrun: by at most what that worker
+had sent in its last window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import threading
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class DaskWindows:
+    """Picklable: travels to the workers in a task and builds each limit's window there."""
+
+    #: Names the scheduler's semaphore: jobs of one provider on one cluster share its limit.
+    provider: str
+
+    def __call__(self, requests_per_window: int, window_seconds: float) -> DaskWindow:
+        provider = re.sub(r"[^A-Za-z0-9_.-]", "_", self.provider)
+        name = f"marketpipe-rate-{provider}-{requests_per_window}-per-{window_seconds:g}s"
+        from distributed import get_worker
+
+        # One semaphore client a limit and scheduler in this worker, kept for its next jobs.
+        key = (name, str(get_worker().scheduler.address))
+        with _GUARD:
+            window = _WINDOWS.get(key)
+            if window is None:
+                window = _WINDOWS[key] = DaskWindow(name, requests_per_window)
+            return window
+
+
+_WINDOWS: dict[tuple[str, str], DaskWindow] = {}
+_GUARD = threading.Lock()
+
+
+class DaskWindow:
+    """One limit's leases, taken and given back on the worker's own event loop (made in a
+    task, where the worker is known)."""
+
+    def __init__(self, name: str, leases: int) -> None:
+        from distributed import Semaphore, get_worker
+
+        loop: Any = get_worker().loop  # tornado's IOLoop over the worker's asyncio loop
+        self._loop: asyncio.AbstractEventLoop = loop.asyncio_loop
+        self._semaphore: Any = Semaphore(max_leases=leases, name=name)  # type: ignore[no-untyped-call]
+
+    async def _acquire(self) -> None:
+        await self._semaphore.acquire()
+
+    async def _release(self) -> None:
+        with contextlib.suppress(Exception):  # the scheduler gone: the lease went with it
+            await self._semaphore.release()
+
+    def take(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._acquire(), self._loop).result()
+
+    async def async_take(self) -> None:
+        # Cancelled half-way, a lease the scheduler granted is not refreshed and expires.
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._acquire(), self._loop))
+
+    def give_back(self, after_seconds: float) -> None:
+        def later() -> None:
+            self._loop.call_later(after_seconds, lambda: self._loop.create_task(self._release()))
+
+        self._loop.call_soon_threadsafe(later)
