@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import httpx
 import pytest
 from cli_helpers import mp, mp_json
 from distributed import Client, LocalCluster
@@ -238,34 +240,157 @@ def test_a_worker_killed_mid_job_has_its_unit_run_elsewhere_and_nothing_doubles(
     assert mp_json("verify", "--data-dir", str(root), env=QUIET)["ok"] is True  # type: ignore[index]
 
 
+PACED_KEY, PACED_SECRET = "PKDASKPACING0001", "SKDASKPACING0002"
+PACED_JOB = ("ingest", "--provider", "alpaca", "--symbols", "AAPL,MSFT,SPY,QQQ", "--start",
+             "2023-07-03", "--end", "2024-06-28", "--timeframe", "1h", "--batch-size", "100")  # fmt: skip
+
+
+def paced_env(server: FakeAlpacaServer) -> dict[str, str]:
+    """The local Alpaca server's address and its limit, 8 requests in 4 s."""
+    return {**QUIET, "APCA_API_KEY_ID": PACED_KEY, "APCA_API_SECRET_KEY": PACED_SECRET,
+            "MARKETPIPE_ALPACA_BASE_URL": server.url, "MARKETPIPE_ALPACA_RATE_LIMIT": "8",
+            "MARKETPIPE_ALPACA_RATE_LIMIT_WINDOW": "4"}  # fmt: skip
+
+
+def paced_cluster() -> LocalCluster:
+    return LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None,
+                        env={"APCA_API_KEY_ID": PACED_KEY, "APCA_API_SECRET_KEY": PACED_SECRET})  # fmt: skip
+
+
+def scrape(port: int, name: str) -> float | None:
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return None
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else None
+
+
 def test_workers_hold_one_rate_limit_together_at_its_pace_with_no_429(tmp_path: Path) -> None:
     """The local Alpaca server allows 8 requests in 4 s. Both workers take a lease on the
     scheduler for each request: together they never go over, and a request goes out as soon
     as the window allows it: the 8th request before it arrived at most 10 % more than a
-    window earlier."""
-    key, secret = "PKDASKPACING0001", "SKDASKPACING0002"
+    window earlier. The requests the workers made show in the client's metrics."""
+    port = free_port()
+    requests = 'marketpipe_requests_total{provider="alpaca",status="200"}'
+    waits = "marketpipe_rate_limiter_wait_seconds_count"
     with (
-        FakeAlpacaServer(key, secret, rate_limit=8, window_seconds=4.0) as server,
-        LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None,
-                     env={"APCA_API_KEY_ID": key, "APCA_API_SECRET_KEY": secret}) as cluster,
-    ):  # fmt: skip
-        env = {**QUIET, "APCA_API_KEY_ID": key, "APCA_API_SECRET_KEY": secret,
-               "MARKETPIPE_ALPACA_BASE_URL": server.url, "MARKETPIPE_ALPACA_RATE_LIMIT": "8",
-               "MARKETPIPE_ALPACA_RATE_LIMIT_WINDOW": "4"}  # fmt: skip
-        out = mp_json("ingest", "--provider", "alpaca", "--symbols", "AAPL,MSFT,SPY,QQQ",
-                      "--start", "2023-07-03", "--end", "2024-06-28", "--timeframe", "1h",
-                      "--batch-size", "100", "--data-dir", str(tmp_path),
-                      "--scheduler", cluster.scheduler_address, env=env)  # fmt: skip
-        assert out["state"] == "COMPLETED"  # type: ignore[index]
+        FakeAlpacaServer(PACED_KEY, PACED_SECRET, rate_limit=8, window_seconds=4.0) as server,
+        paced_cluster() as cluster,
+    ):
+        proc = subprocess.Popen(
+            [MP, *PACED_JOB, "--data-dir", str(tmp_path), "--scheduler",
+             cluster.scheduler_address, "--metrics-port", str(port), "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **paced_env(server)},
+        )  # fmt: skip
+        seen: list[tuple[float, float]] = []
+        while proc.poll() is None:
+            scraped = (scrape(port, requests), scrape(port, waits))
+            if scraped[0] is not None and scraped[1] is not None:
+                seen.append((scraped[0], server.stats["requests"]))
+                assert scraped[1] >= 0
+            time.sleep(0.2)
+        out, err = proc.communicate()
+        assert json.loads(out)["state"] == "COMPLETED", err
         with Client(cluster) as client:
             per_worker = client.run(units_run)
     assert len(per_worker) == 2 and min(per_worker.values()) > 0, per_worker  # both sent
     assert server.stats["429_limit"] == 0
     times = server.arrival_times
-    tenth_before = [later - earlier for earlier, later in zip(times, times[8:], strict=False)]
-    assert len(tenth_before) >= 25, len(times)
-    assert min(tenth_before) > 4.0
-    assert statistics.median(tenth_before) <= 4.4, tenth_before
+    eighth_before = [later - earlier for earlier, later in zip(times, times[8:], strict=False)]
+    assert len(eighth_before) >= 25, len(times)
+    assert min(eighth_before) > 4.0
+    assert statistics.median(eighth_before) <= 4.4, eighth_before
+    # The client's /metrics counted the workers' requests while the job ran: never more than
+    # the server had seen, and all but the last units' by the end.
+    assert len(seen) >= 10 and seen[-1][0] > seen[0][0]
+    assert all(counted <= answered for counted, answered in seen)
+    assert seen[-1][0] >= 0.7 * server.stats["requests"], seen[-3:]
+
+
+def test_ctrl_c_stops_the_workers_fetches_and_resume_finishes(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    with (
+        FakeAlpacaServer(PACED_KEY, PACED_SECRET, rate_limit=8, window_seconds=4.0) as server,
+        paced_cluster() as cluster,
+    ):
+        proc = subprocess.Popen(
+            [MP, *PACED_JOB, "--data-dir", str(root), "--scheduler", cluster.scheduler_address,
+             "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **paced_env(server)},
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while completed(root) < 8:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        ended = time.monotonic()
+        assert proc.returncode == 130, err
+        assert "Resume with: mp jobs resume" in err
+        job_id = json.loads(out)["job_id"]
+        assert mp_json("jobs", "list", "--data-dir", str(root))[0]["state"] == "CANCELLED"  # type: ignore[index]
+        # The workers dropped the job's fetches: no request of it reaches the server once the
+        # client has gone (a fetch waiting for its lease would have had it within a window).
+        sent = len(server.arrival_times)
+        time.sleep(5.0)
+        assert len([t for t in server.arrival_times if t > ended]) == 0, sent
+        resumed = mp("jobs", "resume", job_id, "--data-dir", str(root), "--scheduler",
+                     cluster.scheduler_address, "--json", env=paced_env(server))  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["state"] == "COMPLETED" and summary["partitions_skipped"] > 0
+    with FakeAlpacaServer(PACED_KEY, PACED_SECRET) as reference:
+        local = tmp_path / "local"
+        env = {**paced_env(reference), "MARKETPIPE_ALPACA_RATE_LIMIT": "10000"}
+        mp(*PACED_JOB, "--data-dir", str(local), env=env, check=True)
+    assert rows(root) == rows(local)
+    assert mp_json("verify", "--data-dir", str(root), env=QUIET)["ok"] is True  # type: ignore[index]
+
+
+def test_a_worker_without_the_provider_fails_the_units_with_that_message(tmp_path: Path) -> None:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      env={"MARKETPIPE_DISABLE_PLUGINS": "fake"}) as cluster:  # fmt: skip
+        out = mp(*JOB, "--data-dir", str(tmp_path), "--scheduler", cluster.scheduler_address,
+                 "--json", env=QUIET)  # fmt: skip
+    summary = json.loads(out.stdout)
+    assert summary["state"] == "FAILED"
+    assert summary["partitions_completed"] == 0
+    assert out.returncode == 1, out.stderr
+    error = summary["failures"][0]["error"]
+    assert error.startswith(f"the worker on {socket.gethostname()} cannot run this job: "
+                            "unknown provider 'fake'; installed providers: "), error  # fmt: skip
+    assert error.endswith("every worker needs the client's plugins installed"), error
+    assert list(tmp_path.rglob("*.parquet")) == []
+
+
+def test_the_client_killed_mid_job_then_the_same_command_resumes_it(
+    cluster: Client, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    long_job = (*JOB[:4], ",".join(f"K{i:02d}" for i in range(16)), *JOB[5:])
+    command = [MP, *long_job, "--data-dir", str(root), "--scheduler", cluster.scheduler.address,
+               "--json"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **QUIET})  # fmt: skip
+    deadline = time.monotonic() + 120
+    while completed(root) < 40:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    again = mp(*command[1:], env=QUIET)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert summary["state"] == "COMPLETED" and summary["partitions_skipped"] >= 40
+    assert [j["state"] for j in mp_json("jobs", "list", "--data-dir", str(root))] == ["COMPLETED"]  # type: ignore[union-attr]
+    local = tmp_path / "local"
+    mp(*long_job, "--data-dir", str(local), env=QUIET, check=True)
+    assert rows(root) == rows(local)
 
 
 def test_an_iex_multi_day_job_on_the_cluster_equals_the_local_run(

@@ -27,8 +27,10 @@ from marketpipe.ingestion.application.remote_unit import (
     ClusterLostError,
     RemoteFetchError,
     RemoteUnits,
+    UnitStopped,
     UnitTask,
     WorkerSetup,
+    WorkerSetupError,
 )
 from marketpipe.ingestion.application.unit_commit import (
     UnitCommitted,
@@ -350,9 +352,20 @@ class IngestionCoordinatorService:
         """The unit fetched and committed by a worker; recorded here once it reports."""
         assert self._remote is not None and self._setup is not None
         task = UnitTask(self._setup, UnitContext.of(job, self._series(job)), unit)
+        running = asyncio.ensure_future(self._remote.run(task))
+        stopping = asyncio.ensure_future(self._stopped.wait())
         try:
-            done = await self._remote.run(task)
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not running.done():  # Ctrl-C: the workers drop the job's fetches, commits finish
+            await self._remote.stop(job.job_id.value)
+        try:
+            done = await running
+        except UnitStopped:
+            return  # stopped while fetching: left PENDING for a resume
         except RemoteFetchError as exc:
+            metrics.add_counted(exc.counted)
             await self._fetch_failed(job, unit, exc.original, failures, counts)
             return
         except ClusterLostError as exc:
@@ -362,9 +375,14 @@ class IngestionCoordinatorService:
         except (OSError, StorageError) as exc:
             self._commit_failed(job, unit, exc, failures)
             return
-        except Exception as exc:  # the worker could not run it (a plugin missing there...)
+        except WorkerSetupError as exc:
+            self._fail(job, unit, str(exc), failures)
+            return
+        except Exception as exc:  # the worker could not run it
             self._fail(job, unit, f"on the worker: {_describe(exc)}", failures)
             return
+        metrics.add_counted(done.counted)
+        metrics.COMMIT_SECONDS.labels(job.configuration.provider).observe(done.commit_seconds)
         for note in done.notes:
             self._note(job, note)
         self._record(job, done.committed, counts)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +21,7 @@ from typing import Protocol
 import attrs
 import pyarrow as pa
 
+from marketpipe import metrics
 from marketpipe.calendar import nyse_calendar
 from marketpipe.ingestion.application.planning import WorkUnit
 from marketpipe.ingestion.application.unit_commit import UnitCommitted, UnitCommitter, UnitContext
@@ -60,24 +63,47 @@ class RemoteUnits(Protocol):
 
     async def run(self, task: UnitTask) -> UnitDone: ...
 
+    async def stop(self, job_id: str) -> None:
+        """The job is stopping: its units still fetching end with :class:`UnitStopped`."""
+
+
+class StopFlag(Protocol):
+    """Whether the client stopped the job, asked from the worker."""
+
+    def is_set(self) -> bool: ...
+
 
 @attrs.frozen
 class UnitDone:
     committed: UnitCommitted
     #: What the provider reported while fetching (truncated files, sequence gaps...).
     notes: list[str]
+    #: What this worker's connectors counted since its last report, for the client's metrics.
+    counted: metrics.Counted = attrs.field(factory=metrics.Counted)
+    commit_seconds: float = 0.0
+
+
+class UnitStopped(Exception):
+    """The job was stopped while the unit was fetched: nothing of it was committed, it stays
+    pending for a resume."""
 
 
 class RemoteFetchError(Exception):
     """The provider failed to fetch the unit on the worker; ``original`` is its error, handled by
     the client as a local fetch failure is (a symbol's error isolated, a user error stops)."""
 
-    def __init__(self, original: BaseException) -> None:
+    def __init__(self, original: BaseException, counted: metrics.Counted | None = None) -> None:
         super().__init__(str(original))
         self.original = original
+        self.counted = counted or metrics.Counted()
 
-    def __reduce__(self) -> tuple[type, tuple[BaseException]]:
-        return (type(self), (self.original,))
+    def __reduce__(self) -> tuple[type, tuple[BaseException, metrics.Counted]]:
+        return (type(self), (self.original, self.counted))
+
+
+class WorkerSetupError(Exception):
+    """This worker cannot set the job up (the provider or sink plugin is not installed there,
+    or a secret is not set there): the unit fails with this message."""
 
 
 class ClusterLostError(Exception):
@@ -116,9 +142,18 @@ class _WorkerJob:
             replace_empty=setup.replace_empty,
         )
 
-    def fetch(self, request: FetchRequest) -> list[pa.RecordBatch]:
+    def fetch(self, request: FetchRequest, stopped: StopFlag | None) -> list[pa.RecordBatch]:
+        """The provider's answer, or :class:`UnitStopped` as soon as the job is stopped."""
+        if stopped is not None and stopped.is_set():
+            raise UnitStopped()
         future = asyncio.run_coroutine_threadsafe(self.provider.fetch_async(request), self.loop)
-        return future.result()
+        while True:
+            try:
+                return future.result(timeout=STOP_POLL_SECONDS)
+            except TimeoutError:
+                if stopped is not None and stopped.is_set():
+                    future.cancel()
+                    raise UnitStopped() from None
 
     def close(self) -> None:
         try:
@@ -135,12 +170,29 @@ _GUARD = threading.Lock()
 _UNITS_RUN = [0]
 
 
-def run_unit(task: UnitTask) -> UnitDone:
+def _set_up(setup: WorkerSetup) -> _WorkerJob:
+    from marketpipe.errors import UserError
+
+    try:
+        return _WorkerJob(setup)
+    except UserError as exc:  # a plugin, a setting or a secret missing there
+        raise WorkerSetupError(
+            f"the worker on {socket.gethostname()} cannot run this job: {exc}; every worker "
+            f"needs the client's plugins installed"
+        ) from None
+
+
+#: How often a unit being fetched looks whether its job was stopped.
+STOP_POLL_SECONDS = 0.5
+
+
+def run_unit(task: UnitTask, stopped: StopFlag | None = None) -> UnitDone:
     """Fetch and commit one unit in this process (a Dask worker's task)."""
     with _GUARD:
         job = _JOBS.get(task.context.job_id)
         if job is None:
-            job = _JOBS[task.context.job_id] = _WorkerJob(task.setup)
+            metrics.count_for_client()
+            job = _JOBS[task.context.job_id] = _set_up(task.setup)
     request = FetchRequest(
         symbols=task.unit.symbols,
         windows=task.unit.windows,
@@ -149,19 +201,23 @@ def run_unit(task: UnitTask) -> UnitDone:
         settings=dict(task.setup.provider_settings),
     )
     try:
-        batches = job.fetch(request)
+        batches = job.fetch(request, stopped)
         table = (
             pa.concat_tables([conform(b, strict=False) for b in batches])
             if batches
             else empty_bars()
         )
+    except UnitStopped:
+        raise
     except Exception as exc:
-        raise RemoteFetchError(exc) from None
+        raise RemoteFetchError(exc, metrics.take_counted()) from None
     notes = job.provider.take_notes()
+    started = time.perf_counter()
     committed = job.committer.commit(task.context, task.unit, table)
+    seconds = time.perf_counter() - started
     with _GUARD:
         _UNITS_RUN[0] += 1
-    return UnitDone(committed, notes)
+    return UnitDone(committed, notes, metrics.take_counted(), seconds)
 
 
 def close_job(job_id: str) -> None:

@@ -108,7 +108,7 @@ class RateLimiter:
             if wait > 0:
                 self.waits += 1
                 self.waited_seconds += wait
-                metrics.RATE_LIMITER_WAIT.observe(wait)
+                metrics.observe_wait(wait)
             return Slot(ticket, wait, self)
 
     def _settle(self, ticket: int) -> None:
@@ -127,7 +127,7 @@ class RateLimiter:
             with self._lock:
                 self.waits += slot.wait <= 0
                 self.waited_seconds += waited
-            metrics.RATE_LIMITER_WAIT.observe(waited)
+            metrics.observe_wait(waited)
             slot.wait += waited
         return slot
 

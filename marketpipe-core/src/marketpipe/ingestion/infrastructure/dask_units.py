@@ -26,7 +26,7 @@ from marketpipe.ingestion.application.remote_unit import (
     run_unit,
 )
 from marketpipe.ingestion.connectors.rate_limiter import WindowFactory
-from marketpipe.ingestion.infrastructure.dask_windows import DaskWindows
+from marketpipe.ingestion.infrastructure.dask_coordination import DaskStopFlag, DaskWindows
 
 #: How long to try to reach the scheduler before saying it cannot be reached.
 CONNECT_SECONDS = 10
@@ -42,6 +42,7 @@ class DaskUnits:
         self._client: Any = None
         self._cluster: Any = None
         self._jobs: set[str] = set()
+        self._stopped: set[str] = set()
         self.slots = 1
 
     async def __aenter__(self) -> DaskUnits:
@@ -94,10 +95,17 @@ class DaskUnits:
 
     async def run(self, task: UnitTask) -> UnitDone:
         """Run one unit on a worker; its errors come back as raised there."""
-        self._jobs.add(task.context.job_id)
+        from distributed import Event
+
+        job_id = task.context.job_id
+        flag = DaskStopFlag(job_id)
         try:
+            if job_id not in self._jobs:
+                self._jobs.add(job_id)
+                # A resumed job's flag may still be set from the run Ctrl-C stopped.
+                await Event(flag.name, client=self._client).clear()  # type: ignore[no-untyped-call]
             future = self._client.submit(
-                run_unit, task, pure=False, key=f"unit-{task.context.job_id}-{uuid.uuid4().hex}"
+                run_unit, task, flag, pure=False, key=f"unit-{job_id}-{uuid.uuid4().hex}"
             )
         except Exception as exc:  # the client closed: the scheduler was lost before
             raise self._lost(exc) from None
@@ -118,6 +126,17 @@ class DaskUnits:
             raise self._lost(None) from None
         finally:
             waiting.cancel()
+
+    async def stop(self, job_id: str) -> None:
+        """Tell the workers to drop the job's fetches (its units end with ``UnitStopped``)."""
+        from distributed import Event
+
+        if job_id in self._stopped:
+            return
+        self._stopped.add(job_id)
+        with contextlib.suppress(Exception):  # no scheduler: its units end as it went
+            stop = Event(DaskStopFlag(job_id).name, client=self._client)  # type: ignore[no-untyped-call]
+            await stop.set()  # type: ignore[no-untyped-call]
 
     def _lost(self, exc: BaseException | None) -> ClusterLostError:
         where = self.choice.scheduler or "the local cluster"

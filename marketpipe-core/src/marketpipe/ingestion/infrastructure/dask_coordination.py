@@ -1,5 +1,8 @@
-"""A provider's rate limit held across a Dask cluster's workers: a ``distributed.Semaphore`` on
-the scheduler with one lease per request in the window.
+"""What a job's workers share through the Dask scheduler: the provider's rate limit and the
+job's stop flag.
+
+The rate limit is a ``distributed.Semaphore`` on the scheduler with one lease per request in
+the window.
 
 A request takes a lease before it is sent and gives it back a window after its answer, so at
 most ``requests_per_window`` requests of all workers together are in any window, whichever
@@ -78,3 +81,23 @@ class DaskWindow:
             self._loop.call_later(after_seconds, lambda: self._loop.create_task(self._release()))
 
         self._loop.call_soon_threadsafe(later)
+
+
+@attrs.frozen
+class DaskStopFlag:
+    """Set by the client when the job is stopped (Ctrl-C); a worker fetching one of the job's
+    units looks at it while it waits (a ``distributed.Event`` on the scheduler)."""
+
+    job_id: str
+
+    @property
+    def name(self) -> str:
+        return f"marketpipe-stop-{self.job_id}"
+
+    def is_set(self) -> bool:
+        from distributed import Event
+
+        try:
+            return bool(Event(self.name).is_set())  # type: ignore[no-untyped-call]
+        except Exception:  # no scheduler to ask: the unit goes on, the client decides
+            return False
