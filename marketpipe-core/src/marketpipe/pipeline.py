@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
 
 from marketpipe import clock
-from marketpipe.calendar import nyse_calendar
+from marketpipe.calendar import SessionWindow, nyse_calendar
 from marketpipe.errors import InvalidInputError, JobConflictError, UserError
 from marketpipe.executors import ExecutorChoice, choose_executor
 from marketpipe.ingestion.application.commands import CreateIngestionJobCommand
@@ -22,7 +22,7 @@ from marketpipe.ingestion.application.coordinator import (
     JobSummary,
 )
 from marketpipe.ingestion.application.job_service import IngestionJobService
-from marketpipe.ingestion.application.remote_unit import WorkerSetup
+from marketpipe.ingestion.application.remote_unit import RemoteUnits, WorkerSetup
 from marketpipe.ingestion.domain.job import IngestionConfiguration, IngestionJob, ProcessingState
 from marketpipe.ingestion.domain.ports import IMarketDataProvider
 from marketpipe.ingestion.domain.values import (
@@ -41,7 +41,7 @@ from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
 from marketpipe.location import dataset_root
 from marketpipe.metrics import MetricsSubscriber
 from marketpipe.plugins import get_plugin_host
-from marketpipe.secrets import Secret
+from marketpipe.secrets import Secret, scrub
 from marketpipe.sinks import ChosenSink, choose_sink, open_catalog, record_sink
 from marketpipe.specs import ProviderSpec, normalise_name
 from marketpipe.storage.atomic import file_lock
@@ -153,8 +153,13 @@ def _check_no_running_overlap(
             )
 
 
-def _resolve(request: IngestRequest, provider: IMarketDataProvider) -> IngestRequest:
-    """The request with its days and symbols made explicit (asking the provider where needed)."""
+def _resolve(
+    request: IngestRequest,
+    provider: IMarketDataProvider,
+    list_symbols: Callable[[Sequence[SessionWindow]], list[str]] | None = None,
+) -> IngestRequest:
+    """The request with its days and symbols made explicit (asking the provider where needed,
+    or ``list_symbols``: the cluster's workers)."""
     time_range = request.time_range
     if time_range is None:
         days = provider.available_days()
@@ -170,7 +175,7 @@ def _resolve(request: IngestRequest, provider: IMarketDataProvider) -> IngestReq
             raise InvalidInputError(
                 f"no trading sessions between {time_range.start} and {time_range.end}"
             )
-        found = sorted(set(provider.list_symbols(windows)))
+        found = sorted(set((list_symbols or provider.list_symbols)(windows)))
         symbols = tuple(Symbol(s) for s in found)
         if not symbols:
             raise InvalidInputError(f"the provider has no symbols on {time_range}")
@@ -185,9 +190,30 @@ async def run_ingest(
     """Create and run a job for ``request``, or resume the unfinished job that asked the same."""
     chosen = choose_sink(request.data_dir, request.sink, request.sink_options)
     executor = choose_executor(request.executor, request.scheduler)
+    async with contextlib.AsyncExitStack() as cluster:
+        remote = None
+        if executor.remote:
+            from marketpipe.ingestion.infrastructure.dask_units import DaskUnits
+
+            remote = await cluster.enter_async_context(DaskUnits(executor))
+        return await _run_ingest(request, bus, cancel, chosen, executor, remote)
+
+
+async def _run_ingest(
+    request: IngestRequest,
+    bus: EventBus | None,
+    cancel: CancelToken | None,
+    chosen: ChosenSink,
+    executor: ExecutorChoice,
+    remote: RemoteUnits | None,
+) -> JobSummary:
     prepared = prepare_provider(request.provider, request.overrides)
+    listed_notes: list[str] = []
     try:
-        request = await asyncio.to_thread(_resolve, request, prepared.provider)
+        lister = None
+        if remote is not None:
+            lister = _cluster_lister(remote, prepared, listed_notes, asyncio.get_running_loop())
+        request = await asyncio.to_thread(_resolve, request, prepared.provider, lister)
     except BaseException:
         prepared.provider.close()
         raise
@@ -253,13 +279,33 @@ async def run_ingest(
             replace_empty=request.replace_empty,
             sink=chosen,
             executor=executor,
+            remote=remote,
         )
+        notes = [*notes, *(n for n in listed_notes if n not in summary.notes)]
         return attrs.evolve(summary, resumed=resumed, notes=(*notes, *summary.notes))
     finally:
         if held is not None:
             held.release()
         prepared.provider.close()
         store.close()
+
+
+def _cluster_lister(
+    remote: RemoteUnits,
+    prepared: PreparedProvider,
+    notes: list[str],
+    loop: asyncio.AbstractEventLoop,
+) -> Callable[[Sequence[SessionWindow]], list[str]]:
+    """``--all-symbols`` listed by the cluster's workers (a day a task): for IEX, listing is
+    decoding every day, which must not happen in this one process."""
+
+    def list_symbols(windows: Sequence[SessionWindow]) -> list[str]:
+        listing = remote.list_symbols(prepared.spec.name, prepared.public_settings, windows)
+        listed = asyncio.run_coroutine_threadsafe(listing, loop).result()
+        notes.extend(scrub(n, prepared.secrets) for n in listed.notes)
+        return listed.symbols
+
+    return list_symbols
 
 
 async def resume_ingest(
@@ -346,6 +392,7 @@ async def execute(
     replace_empty: bool = False,
     sink: ChosenSink | None = None,
     executor: ExecutorChoice | None = None,
+    remote: RemoteUnits | None = None,
 ) -> JobSummary:
     host = get_plugin_host()
     chosen = sink or choose_sink(data_dir)
@@ -357,9 +404,8 @@ async def execute(
     MetricsSubscriber(prepared.spec.name).subscribe(bus)
     try:
         async with contextlib.AsyncExitStack() as stack:
-            remote = None
             provider_settings = dict(prepared.public_settings)
-            if executor is not None and executor.remote:
+            if remote is None and executor is not None and executor.remote:
                 from marketpipe.ingestion.infrastructure.dask_units import DaskUnits
 
                 remote = await stack.enter_async_context(DaskUnits(executor))

@@ -14,7 +14,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -22,7 +22,7 @@ import attrs
 import pyarrow as pa
 
 from marketpipe import metrics
-from marketpipe.calendar import nyse_calendar
+from marketpipe.calendar import SessionWindow, nyse_calendar
 from marketpipe.ingestion.application.planning import WorkUnit
 from marketpipe.ingestion.application.unit_commit import UnitCommitted, UnitCommitter, UnitContext
 from marketpipe.ingestion.connectors.rate_limiter import WindowFactory, shared_windows
@@ -55,6 +55,22 @@ class UnitTask:
     unit: WorkUnit
 
 
+@attrs.frozen
+class ListTask:
+    """List the symbols a provider has on some days (``--all-symbols``), on a worker: for IEX
+    that is decoding each day, the work the cluster is for."""
+
+    provider: str
+    provider_settings: Mapping[str, str]
+    windows: tuple[SessionWindow, ...]
+
+
+@attrs.frozen
+class Listed:
+    symbols: list[str]
+    notes: list[str]
+
+
 class RemoteUnits(Protocol):
     """Runs units elsewhere (:class:`marketpipe.ingestion.infrastructure.dask_units.DaskUnits`)."""
 
@@ -63,8 +79,16 @@ class RemoteUnits(Protocol):
 
     async def run(self, task: UnitTask) -> UnitDone: ...
 
+    async def list_symbols(
+        self, provider: str, settings: Mapping[str, str], windows: Sequence[SessionWindow]
+    ) -> Listed:
+        """The symbols of ``windows``, listed a day a task across the workers."""
+
     async def stop(self, job_id: str) -> None:
         """The job is stopping: its units still fetching end with :class:`UnitStopped`."""
+
+    def rate_windows(self, provider: str) -> WindowFactory | None:
+        """What holds ``provider``'s rate limits across the workers."""
 
 
 class StopFlag(Protocol):
@@ -168,6 +192,7 @@ class _WorkerJob:
 _JOBS: dict[str, _WorkerJob] = {}
 _GUARD = threading.Lock()
 _UNITS_RUN = [0]
+_DAYS_LISTED = [0]
 
 
 def _set_up(setup: WorkerSetup) -> _WorkerJob:
@@ -220,6 +245,27 @@ def run_unit(task: UnitTask, stopped: StopFlag | None = None) -> UnitDone:
     return UnitDone(committed, notes, metrics.take_counted(), seconds)
 
 
+def list_symbols(task: ListTask) -> Listed:
+    """A worker's task: the provider's symbols on ``task.windows``."""
+    from marketpipe.errors import UserError
+    from marketpipe.pipeline import prepare_provider
+
+    try:
+        prepared = prepare_provider(task.provider, task.provider_settings)
+    except UserError as exc:
+        raise WorkerSetupError(
+            f"the worker on {socket.gethostname()} cannot list symbols: {exc}; every worker "
+            f"needs the client's plugins installed"
+        ) from None
+    try:
+        symbols = prepared.provider.list_symbols(task.windows)
+        with _GUARD:
+            _DAYS_LISTED[0] += len(task.windows)
+        return Listed(symbols, prepared.provider.take_notes())
+    finally:
+        prepared.provider.close()
+
+
 def close_job(job_id: str) -> None:
     """Release what this worker holds for ``job_id`` (the client calls it on every worker)."""
     with _GUARD:
@@ -231,3 +277,8 @@ def close_job(job_id: str) -> None:
 def units_run() -> int:
     """How many units this process committed (for tests and diagnostics)."""
     return _UNITS_RUN[0]
+
+
+def days_listed() -> int:
+    """How many days' symbols this process listed (for tests and diagnostics)."""
+    return _DAYS_LISTED[0]

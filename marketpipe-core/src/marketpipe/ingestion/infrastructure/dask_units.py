@@ -14,15 +14,21 @@ import contextlib
 import logging
 import os
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from marketpipe import progress
+from marketpipe.calendar import SessionWindow
 from marketpipe.errors import InvalidInputError
 from marketpipe.executors import ExecutorChoice
 from marketpipe.ingestion.application.remote_unit import (
     ClusterLostError,
+    Listed,
+    ListTask,
     UnitDone,
     UnitTask,
     close_job,
+    list_symbols,
     run_unit,
 )
 from marketpipe.ingestion.connectors.rate_limiter import WindowFactory
@@ -84,6 +90,9 @@ class DaskUnits:
             raise InvalidInputError(
                 f"the Dask scheduler at {where} has no workers: start some with dask worker {where}"
             ) from None
+        from marketpipe.ingestion.infrastructure.dask_worker_plugin import LargeAllocations
+
+        await self._client.register_plugin(LargeAllocations())
         workers = self._client.scheduler_info().get("workers", {})
         self.slots = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
         return self
@@ -109,14 +118,52 @@ class DaskUnits:
             )
         except Exception as exc:  # the client closed: the scheduler was lost before
             raise self._lost(exc) from None
+        result: UnitDone = await self._outcome(future)
+        return result
+
+    async def list_symbols(
+        self, provider: str, settings: Mapping[str, str], windows: Sequence[SessionWindow]
+    ) -> Listed:
+        """The symbols of ``windows``: one task a day, spread over the workers."""
+        try:
+            futures = [
+                self._client.submit(
+                    list_symbols, ListTask(provider, dict(settings), (w,)), pure=False
+                )
+                for w in windows
+            ]
+        except Exception as exc:
+            raise self._lost(exc) from None
+        task = progress.task("list symbols (days)", len(futures), unit="days")
+        symbols: set[str] = set()
+        notes: list[str] = []
+        done = 0
+
+        async def one(future: Any) -> None:
+            nonlocal done
+            listed: Listed = await self._outcome(future)
+            symbols.update(listed.symbols)
+            notes.extend(n for n in listed.notes if n not in notes)
+            done += 1
+            task.update(done)
+
+        try:
+            await asyncio.gather(*(one(f) for f in futures))
+        finally:
+            task.close()
+            for future in futures:
+                future.cancel()
+        return Listed(sorted(symbols), notes)
+
+    async def _outcome(self, future: Any) -> Any:
+        """The task's result (its error raised here), or :class:`ClusterLostError`."""
         waiting = asyncio.ensure_future(future.result())
         try:
             while True:
                 # A future of a client whose scheduler is gone never resolves: watch the client.
                 done, _ = await asyncio.wait({waiting}, timeout=WATCH_SECONDS)
                 if done:
-                    result: UnitDone = waiting.result()
-                    return result
+                    return waiting.result()
                 if self._client.status in ("closing", "closed"):
                     raise self._lost(None)
         except asyncio.CancelledError:

@@ -1,0 +1,213 @@
+"""Dask scale-out benchmark: IEX decode of capture-days in-process, on 1 and on 2 Dask workers,
+and Dask's overhead per unit; all in the same run.
+
+    python bench/bench_dask.py [--days 8] [--copies 50] [--repeat 2] [--workers 1,2]
+
+Needs ``marketpipe-core[dask]`` and ``marketpipe-iex``. Builds ``--days`` capture-days the way
+``bench_iex.py`` builds its capture (IEX's real sample day, its packets repeated ``--copies``
+times, about 500 MB uncompressed each, gzipped with ``gzip -6`` as IEX ships them); each day's
+times are moved to its own trading day, and each copy a few minutes later than the one before,
+so a capture stays within its day. Then, alternating, the median of ``--repeat`` runs of
+``mp ingest --provider iex --source DIR --all-symbols`` as a subprocess:
+
+- in-process (``--executor local``, the baseline);
+- on a cluster of N worker processes of one thread each (``dask scheduler`` and ``dask worker``
+  subprocesses on 127.0.0.1, started before the timing), for each N of ``--workers``.
+
+Every run decodes (a fresh decode cache and a fresh dataset). Prints days per minute and the
+speed-up over in-process. Then Dask's overhead per unit: a Fake job of many small units
+(``--overhead-units`` symbols x 1 day, one unit each, 390 bars) in-process and on 1 worker; the
+difference divided by the units (it includes connecting to the scheduler once). Not a test: figures go into the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from bench_iex import DEFAULT_SAMPLE, _fields, _shift
+
+MP = str(Path(sys.executable).with_name("mp"))
+DASK = str(Path(sys.executable).with_name("dask"))
+SAMPLE_DAY = dt.date(2018, 1, 27)  # the day of IEX's sample capture
+DAYS = [dt.date(2024, 3, d) for d in (4, 5, 6, 7, 8, 11, 12, 13, 14, 15, 18, 19)]
+ENV = {**os.environ, "MARKETPIPE_FSYNC": "0"}
+
+
+def build_day(raw: bytes, day: dt.date, copies: int, out: Path) -> int:
+    """One capture-day of ``copies`` copies of the sample, moved to ``day``."""
+    header, body, send_at, seq_at, ts_at, _span, messages = _fields(raw)
+    base = (day - SAMPLE_DAY).days * 86_400 * 10**9
+    step = 5 * 60 * 10**9  # each copy five minutes after the one before
+    plain = out.with_suffix("")
+    with open(plain, "wb") as fh:
+        fh.write(header)
+        for k in range(copies):
+            buf = np.frombuffer(body, dtype=np.uint8).copy()
+            _shift(buf, send_at, base + k * step)
+            _shift(buf, ts_at, base + k * step)
+            if k:
+                _shift(buf, seq_at, k * messages)
+            fh.write(buf.tobytes())
+    size = plain.stat().st_size
+    subprocess.run(["gzip", "-6", "-f", str(plain)], check=True)
+    return size
+
+
+def sample_symbols(sample: Path) -> list[str]:
+    """The symbols that trade in the sample (named on the command line: ``--all-symbols`` would
+    list them by decoding every day in the client while planning)."""
+    from marketpipe_iex.bars import BarBuilder
+    from marketpipe_iex.decode import CaptureDecoder
+
+    builder = BarBuilder()
+    for batch in CaptureDecoder(str(sample)).trades():
+        builder.add(batch)
+    names = builder.finish().to_table().column("symbol").unique().to_pylist()
+    return sorted(n for n in names if n.replace(".", "").isalnum())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Cluster:
+    """``dask scheduler`` and ``dask worker --nworkers N --nthreads 1`` on 127.0.0.1."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.address = f"tcp://127.0.0.1:{free_port()}"
+        port = self.address.rsplit(":", 1)[1]
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        self.procs = [
+            subprocess.Popen(
+                [DASK, "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"],
+                **quiet,
+            ),
+            subprocess.Popen(
+                [DASK, "worker", self.address, "--nworkers", str(workers), "--nthreads", "1",
+                 "--no-dashboard"],
+                env=ENV, **quiet,
+            ),
+        ]  # fmt: skip
+        from distributed import Client
+
+        with Client(self.address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=60)
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
+def ingest(args: list[str], root: Path, scheduler: str | None) -> tuple[float, dict]:
+    if root.exists():
+        shutil.rmtree(root)
+    where = ["--scheduler", scheduler] if scheduler else ["--executor", "local"]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [MP, *args, "--data-dir", str(root / "data"), *where, "--json"],
+        capture_output=True, text=True, env=ENV,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"mp failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    summary = json.loads(done.stdout)
+    if summary["state"] != "COMPLETED":
+        sys.exit(f"the job ended {summary['state']}: {summary.get('error')}")
+    return seconds, summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE)
+    parser.add_argument("--days", type=int, default=8)
+    parser.add_argument("--copies", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--overhead-units", type=int, default=300)
+    args = parser.parse_args()
+    if not args.sample.exists():
+        sys.exit(f"the IEX sample capture is not at {args.sample}; pass --sample PATH")
+    counts = [int(n) for n in args.workers.split(",")]
+    with tempfile.TemporaryDirectory(prefix="bench-dask-") as tmp_name:
+        tmp = Path(tmp_name)
+        caps = tmp / "caps"
+        caps.mkdir()
+        raw = gzip.decompress(args.sample.read_bytes())
+        built = time.perf_counter()
+        sizes = [
+            build_day(raw, day, args.copies, caps / f"day{i}.pcap.gz")
+            for i, day in enumerate(DAYS[: args.days])
+        ]
+        gz = sum(p.stat().st_size for p in caps.iterdir())
+        print(
+            f"{args.days} capture-days of {statistics.mean(sizes) / 1e6:,.0f} MB uncompressed "
+            f"({gz / args.days / 1e6:,.0f} MB gzipped) each, built in "
+            f"{time.perf_counter() - built:.0f} s"
+        )
+        symbols = ",".join(sample_symbols(args.sample))
+        iex = ["ingest", "--provider", "iex", "--source", str(caps), "--symbols", symbols,
+               "-o", f"cache_dir={tmp / 'run' / 'cache'}"]  # fmt: skip
+        clusters = {n: Cluster(n) for n in counts}
+        try:
+            runs: dict[str, list[float]] = {"in-process": []}
+            bars = 0
+            for _ in range(args.repeat):
+                seconds, summary = ingest(iex, tmp / "run", None)
+                runs["in-process"].append(seconds)
+                bars = summary["bars"]
+                for n, cluster in clusters.items():
+                    seconds, summary = ingest(iex, tmp / "run", cluster.address)
+                    runs.setdefault(f"{n} worker{'s' if n > 1 else ''}", []).append(seconds)
+                    if summary["bars"] != bars:
+                        sys.exit(f"{n} workers stored {summary['bars']} bars, not {bars}")
+            base = statistics.median(runs["in-process"])
+            print(
+                f"IEX decode, {args.days} days, {bars:,} bars each run (medians of {args.repeat})"
+            )
+            print(f"{'where':<12} {'seconds':>8} {'days/min':>9} {'speed-up':>9}  runs")
+            for name, values in runs.items():
+                med = statistics.median(values)
+                print(
+                    f"{name:<12} {med:8.1f} {args.days / med * 60:9.1f} {base / med:8.2f}x  "
+                    f"{[round(v, 1) for v in values]}"
+                )
+            one = clusters[min(counts)]
+            names = ",".join(f"S{i:03d}" for i in range(args.overhead_units))
+            fake = ["ingest", "--provider", "fake", "--symbols", names, "--start", "2024-01-02",
+                    "--end", "2024-01-02", "--batch-size", "390"]  # fmt: skip
+            local_runs, dask_runs, units = [], [], 0
+            for _ in range(args.repeat):
+                seconds, summary = ingest(fake, tmp / "fake", None)
+                local_runs.append(seconds)
+                units = summary["partitions"]
+                seconds, summary = ingest(fake, tmp / "fake", one.address)
+                dask_runs.append(seconds)
+            lo, da = statistics.median(local_runs), statistics.median(dask_runs)
+            print(
+                f"Dask overhead: a Fake job of {units} units of 390 bars took {lo:.2f} s in-process, "
+                f"{da:.2f} s on {one.workers} worker: {(da - lo) / units * 1000:.1f} ms a unit"
+            )
+        finally:
+            for cluster in clusters.values():
+                cluster.close()
+
+
+if __name__ == "__main__":
+    main()
