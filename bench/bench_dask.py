@@ -27,6 +27,7 @@ import datetime as dt
 import gzip
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -108,6 +109,13 @@ class Cluster:
 
         with Client(self.address, timeout=60) as client:
             client.wait_for_workers(workers, timeout=60)
+            self.pids = list(client.run(os.getpid).values())
+
+    def cpu_seconds(self) -> float:
+        """CPU time the worker processes used so far (user + system, all threads)."""
+        import psutil
+
+        return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in self.pids)
 
     def close(self) -> None:
         for proc in reversed(self.procs):
@@ -115,10 +123,17 @@ class Cluster:
             proc.wait(timeout=60)
 
 
-def ingest(args: list[str], root: Path, scheduler: str | None) -> tuple[float, dict]:
+def children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def ingest(args: list[str], root: Path, cluster: Cluster | None) -> tuple[float, dict, float]:
+    """Seconds, the summary, and the CPU seconds the client and the workers used."""
     if root.exists():
         shutil.rmtree(root)
-    where = ["--scheduler", scheduler] if scheduler else ["--executor", "local"]
+    where = ["--scheduler", cluster.address] if cluster else ["--executor", "local"]
+    cpu = children_cpu() + (cluster.cpu_seconds() if cluster else 0.0)
     started = time.perf_counter()
     done = subprocess.run(
         [MP, *args, "--data-dir", str(root / "data"), *where, "--json"],
@@ -130,7 +145,8 @@ def ingest(args: list[str], root: Path, scheduler: str | None) -> tuple[float, d
     summary = json.loads(done.stdout)
     if summary["state"] != "COMPLETED":
         sys.exit(f"the job ended {summary['state']}: {summary.get('error')}")
-    return seconds, summary
+    cpu = children_cpu() + (cluster.cpu_seconds() if cluster else 0.0) - cpu
+    return seconds, summary, cpu
 
 
 def main() -> None:
@@ -167,37 +183,44 @@ def main() -> None:
         clusters = {n: Cluster(n) for n in counts}
         try:
             runs: dict[str, list[float]] = {"in-process": []}
+            cpus: dict[str, list[float]] = {"in-process": []}
             bars = 0
             for _ in range(args.repeat):
-                seconds, summary = ingest(iex, tmp / "run", None)
+                seconds, summary, cpu = ingest(iex, tmp / "run", None)
                 runs["in-process"].append(seconds)
+                cpus["in-process"].append(cpu)
                 bars = summary["bars"]
                 for n, cluster in clusters.items():
-                    seconds, summary = ingest(iex, tmp / "run", cluster.address)
-                    runs.setdefault(f"{n} worker{'s' if n > 1 else ''}", []).append(seconds)
+                    seconds, summary, cpu = ingest(iex, tmp / "run", cluster)
+                    name = f"{n} worker{'s' if n > 1 else ''}"
+                    runs.setdefault(name, []).append(seconds)
+                    cpus.setdefault(name, []).append(cpu)
                     if summary["bars"] != bars:
                         sys.exit(f"{n} workers stored {summary['bars']} bars, not {bars}")
             base = statistics.median(runs["in-process"])
             print(
                 f"IEX decode, {args.days} days, {bars:,} bars each run (medians of {args.repeat})"
             )
-            print(f"{'where':<12} {'seconds':>8} {'days/min':>9} {'speed-up':>9}  runs")
+            head = f"{'where':<12} {'seconds':>8} {'days/min':>9} {'speed-up':>9} {'CPU s/day':>10}"
+            print(f"{head}  runs")
             for name, values in runs.items():
                 med = statistics.median(values)
+                cpu_day = statistics.median(cpus[name]) / args.days
                 print(
-                    f"{name:<12} {med:8.1f} {args.days / med * 60:9.1f} {base / med:8.2f}x  "
-                    f"{[round(v, 1) for v in values]}"
+                    f"{name:<12} {med:8.1f} {args.days / med * 60:9.1f} {base / med:8.2f}x "
+                    f"{cpu_day:10.2f}  {[round(v, 1) for v in values]}"
                 )
+            print(f"(machine: {os.cpu_count()} cores; CPU s/day counts the client and the workers)")
             one = clusters[min(counts)]
             names = ",".join(f"S{i:03d}" for i in range(args.overhead_units))
             fake = ["ingest", "--provider", "fake", "--symbols", names, "--start", "2024-01-02",
                     "--end", "2024-01-02", "--batch-size", "390"]  # fmt: skip
             local_runs, dask_runs, units = [], [], 0
             for _ in range(args.repeat):
-                seconds, summary = ingest(fake, tmp / "fake", None)
+                seconds, summary, _ = ingest(fake, tmp / "fake", None)
                 local_runs.append(seconds)
                 units = summary["partitions"]
-                seconds, summary = ingest(fake, tmp / "fake", one.address)
+                seconds, summary, _ = ingest(fake, tmp / "fake", one)
                 dask_runs.append(seconds)
             lo, da = statistics.median(local_runs), statistics.median(dask_runs)
             print(
