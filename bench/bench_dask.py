@@ -17,7 +17,10 @@ so a capture stays within its day. Then, alternating, the median of ``--repeat``
 Every run decodes (a fresh decode cache and a fresh dataset). Prints days per minute and the
 speed-up over in-process. Then Dask's overhead per unit: a Fake job of many small units
 (``--overhead-units`` symbols x 1 day, one unit each, 390 bars) in-process and on 1 worker; the
-difference divided by the units (it includes connecting to the scheduler once). Not a test: figures go into the README.
+difference divided by the units (it includes connecting to the scheduler once). And the
+pacing of one rate limit by 2 workers with uneven work (3/4 and 1/4 of 120 requests to the
+local Alpaca server at 20 requests in 5 s): each pacing half the limit on its own (a static
+split), against the shared window on the scheduler (``--pacing-only`` runs just this). Not a test: figures go into the README.
 """
 
 from __future__ import annotations
@@ -123,6 +126,64 @@ class Cluster:
             proc.wait(timeout=60)
 
 
+def paced_requests(url: str, count: int, limit: int, window: float, shared: object | None) -> int:
+    """A worker's task: ``count`` requests to the local Alpaca server through a RateLimiter of
+    ``limit`` per ``window``, held across the workers when ``shared`` (a ``DaskWindows``)."""
+    import contextlib
+
+    import httpx
+    from marketpipe.ingestion.connectors.rate_limiter import RateLimiter, shared_windows
+
+    with contextlib.ExitStack() as stack:
+        if shared is not None:
+            stack.enter_context(shared_windows(shared))  # type: ignore[arg-type]
+        limiter = RateLimiter(limit, window)
+    headers = {"APCA-API-KEY-ID": "PKBENCH", "APCA-API-SECRET-KEY": "SKBENCH"}
+    query = "symbols=AAPL&timeframe=1Hour&start=2024-01-02T00:00:00Z&end=2024-01-03T00:00:00Z"
+    limited = 0
+    with httpx.Client(headers=headers, timeout=30) as client:
+        for _ in range(count):
+            slot = limiter.acquire_slot()
+            try:
+                limited += client.get(f"{url}/v2/stocks/bars?{query}").status_code == 429
+            finally:
+                slot.done()
+    return limited
+
+
+def pacing(cluster: Cluster, limit: int, window: float, requests: int) -> None:
+    """Two workers with uneven work (3/4 and 1/4 of the requests) under one limit: a static
+    split (each worker paces half the limit on its own) against the shared window."""
+    from distributed import Client
+    from marketpipe.ingestion.infrastructure.dask_coordination import DaskWindows
+    from marketpipe_alpaca.testing import FakeAlpacaServer
+
+    print(f"Pacing: {requests} requests, the local Alpaca server at {limit} in {window:g} s")
+    print("(pace: the requests after the first window's allowance, over the whole run)")
+    print(f"{'limiter':<14} {'seconds':>8} {'req/s':>7} {'of limit':>9} {'429s':>5}")
+    with Client(cluster.address, timeout=60) as client:
+        workers = sorted(client.scheduler_info()["workers"])[:2]
+        shares = [requests * 3 // 4, requests - requests * 3 // 4]
+        for name in ("static split", "shared window"):
+            with FakeAlpacaServer("PKBENCH", "SKBENCH", rate_limit=limit,
+                                  window_seconds=window) as server:  # fmt: skip
+                if name == "static split":
+                    per, shared = limit // 2, None
+                else:
+                    per, shared = limit, DaskWindows(f"bench-{time.time_ns()}")
+                futures = [
+                    client.submit(paced_requests, server.url, n, per, window, shared,
+                                  workers=[w], pure=False)
+                    for w, n in zip(workers, shares, strict=True)
+                ]  # fmt: skip
+                limited = sum(client.gather(futures))
+                times = server.arrival_times
+            took = times[-1] - times[0]
+            # The window's first `limit` requests may go at once; the pace is what follows.
+            rate = (len(times) - limit) / took
+            print(f"{name:<14} {took:8.1f} {rate:7.2f} {rate / (limit / window):8.0%} {limited:5d}")
+
+
 def children_cpu() -> float:
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     return used.ru_utime + used.ru_stime
@@ -157,10 +218,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--overhead-units", type=int, default=300)
+    parser.add_argument("--pacing-only", action="store_true")
     args = parser.parse_args()
     if not args.sample.exists():
         sys.exit(f"the IEX sample capture is not at {args.sample}; pass --sample PATH")
     counts = [int(n) for n in args.workers.split(",")]
+    if args.pacing_only:
+        cluster = Cluster(2)
+        try:
+            pacing(cluster, 20, 5.0, 120)
+        finally:
+            cluster.close()
+        return
     with tempfile.TemporaryDirectory(prefix="bench-dask-") as tmp_name:
         tmp = Path(tmp_name)
         caps = tmp / "caps"
@@ -211,6 +280,8 @@ def main() -> None:
                     f"{cpu_day:10.2f}  {[round(v, 1) for v in values]}"
                 )
             print(f"(machine: {os.cpu_count()} cores; CPU s/day counts the client and the workers)")
+            if 2 in clusters:
+                pacing(clusters[2], 20, 5.0, 120)
             one = clusters[min(counts)]
             names = ",".join(f"S{i:03d}" for i in range(args.overhead_units))
             fake = ["ingest", "--provider", "fake", "--symbols", names, "--start", "2024-01-02",
