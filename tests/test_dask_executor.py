@@ -158,6 +158,15 @@ def completed(root: Path) -> int:
         return 0
 
 
+def wait_until_completed(proc: subprocess.Popen[str], root: Path, partitions: int) -> None:
+    """Until the running job has committed ``partitions`` partitions (it must not finish)."""
+    deadline = time.monotonic() + 120
+    while completed(root) < partitions:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+
 def test_the_scheduler_lost_mid_job_fails_it_in_one_line_and_resume_finishes(
     tmp_path: Path,
 ) -> None:
@@ -172,11 +181,7 @@ def test_the_scheduler_lost_mid_job_fails_it_in_one_line_and_resume_finishes(
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, **QUIET},
         )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while completed(root) < 40:  # well into the job
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until_completed(proc, root, 40)  # well into the job
         scheduler.kill()
         scheduler.wait()
         out, err = proc.communicate(timeout=120)
@@ -220,11 +225,7 @@ def test_a_worker_killed_mid_job_has_its_unit_run_elsewhere_and_nothing_doubles(
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 env={**os.environ, **QUIET},
             )  # fmt: skip
-            deadline = time.monotonic() + 120
-            while completed(root) < 40:  # well into the job: both workers busy with units
-                assert proc.poll() is None, proc.communicate()
-                assert time.monotonic() < deadline
-                time.sleep(0.005)
+            wait_until_completed(proc, root, 40)  # well into the job: both workers busy with units
             victim = sorted(pids.values())[0]
             os.kill(victim, signal.SIGKILL)
             out, err = proc.communicate(timeout=300)
@@ -321,11 +322,7 @@ def test_ctrl_c_stops_the_workers_fetches_and_resume_finishes(tmp_path: Path) ->
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, **paced_env(server)},
         )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while completed(root) < 8:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until_completed(proc, root, 8)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
         ended = time.monotonic()
@@ -376,11 +373,7 @@ def test_the_client_killed_mid_job_then_the_same_command_resumes_it(
                "--json"]  # fmt: skip
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **QUIET})  # fmt: skip
-    deadline = time.monotonic() + 120
-    while completed(root) < 40:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    wait_until_completed(proc, root, 40)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     again = mp(*command[1:], env=QUIET)

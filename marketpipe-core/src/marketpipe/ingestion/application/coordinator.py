@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import attrs
 import numpy as np
@@ -108,6 +109,9 @@ class CancelToken:
         if self._set:
             callback()
         return lambda: self._callbacks.remove(callback)
+
+
+T = TypeVar("T")
 
 
 def _describe(exc: BaseException) -> str:
@@ -275,17 +279,22 @@ class IngestionCoordinatorService:
             found = {(s, d) for s, d in found if d >= job.symbol_starts.get(s, d)}
         return found
 
+    async def _until_stopped(self, work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """``work`` running until it ends or the job is stopped, whichever comes first."""
+        running = asyncio.ensure_future(work)
+        stopping = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        return running
+
     async def _fetch(self, request: FetchRequest) -> list[pa.RecordBatch] | None:
         """The provider's answer for one unit, or ``None`` when the job was stopped meanwhile.
 
         Retrying is the provider's business (its connector's policy, one layer); the coordinator
         never asks again, so a server that is down sees each request's attempts once."""
-        fetching = asyncio.ensure_future(self._provider.fetch_async(request))
-        stopping = asyncio.ensure_future(self._stopped.wait())
-        try:
-            await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
+        fetching = await self._until_stopped(self._provider.fetch_async(request))
         if not fetching.done():
             fetching.cancel()
             await asyncio.gather(fetching, return_exceptions=True)
@@ -352,12 +361,7 @@ class IngestionCoordinatorService:
         """The unit fetched and committed by a worker; recorded here once it reports."""
         assert self._remote is not None and self._setup is not None
         task = UnitTask(self._setup, UnitContext.of(job, self._series(job)), unit)
-        running = asyncio.ensure_future(self._remote.run(task))
-        stopping = asyncio.ensure_future(self._stopped.wait())
-        try:
-            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
+        running = await self._until_stopped(self._remote.run(task))
         if not running.done():  # Ctrl-C: the workers drop the job's fetches, commits finish
             await self._remote.stop(job.job_id.value)
         try:
