@@ -18,11 +18,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cloudpickle
 import duckdb
 import httpx
 import pytest
 from cli_helpers import mp, mp_json
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, Variable
 from marketpipe.errors import InvalidInputError
 from marketpipe.executors import ExecutorChoice
 from marketpipe.ingestion.application.remote_unit import days_listed, units_run
@@ -308,6 +309,43 @@ def test_workers_hold_one_rate_limit_together_at_its_pace_with_no_429(tmp_path: 
     assert len(seen) >= 10 and seen[-1][0] > seen[0][0]
     assert all(counted <= answered for counted, answered in seen)
     assert seen[-1][0] >= 0.7 * server.stats["requests"], seen[-3:]
+
+
+def _penalize(name: str, seconds: float) -> None:
+    from marketpipe.ingestion.connectors.rate_limiter import RateLimiter, shared_windows
+    from marketpipe.ingestion.infrastructure.dask_coordination import DaskWindows
+
+    with shared_windows(DaskWindows(name)):
+        limiter = RateLimiter(5, 1.0)
+    limiter.penalize(seconds)  # a 429 with Retry-After on this worker
+
+
+def _one_request_wait(name: str) -> float:
+    from marketpipe.ingestion.connectors.rate_limiter import RateLimiter, shared_windows
+    from marketpipe.ingestion.infrastructure.dask_coordination import DaskWindows
+
+    with shared_windows(DaskWindows(name)):
+        limiter = RateLimiter(5, 1.0)
+    started = time.monotonic()
+    limiter.acquire_slot().done()
+    return time.monotonic() - started
+
+
+def test_a_retry_after_on_one_worker_holds_back_the_others(cluster: Client) -> None:
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        first, second = sorted(cluster.scheduler_info()["workers"])[:2]
+        name = f"test-{time.time_ns()}"
+        calm = cluster.submit(_one_request_wait, f"{name}-calm", workers=[second], pure=False)
+        assert calm.result() < 0.5  # a request waits for nothing by itself
+        cluster.submit(_penalize, name, 3.0, workers=[first], pure=False).result()
+        # The pause reaches the scheduler (waited for, not slept on) ...
+        Variable(f"marketpipe-rate-{name}-5-per-1s-pause", client=cluster).get(timeout=10)
+        # ... and the other worker's next request waits for its end.
+        waited = cluster.submit(_one_request_wait, name, workers=[second], pure=False).result()
+        assert 2.0 <= waited <= 4.0, waited
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
 def test_ctrl_c_stops_the_workers_fetches_and_resume_finishes(tmp_path: Path) -> None:

@@ -87,6 +87,7 @@ class ThreadWindow:
     def __init__(self, leases: int) -> None:
         self.leases = threading.BoundedSemaphore(leases)
         self.taken = 0
+        self.penalties: list[float] = []
 
     def take(self) -> None:
         self.leases.acquire()
@@ -97,6 +98,9 @@ class ThreadWindow:
 
     def give_back(self, after_seconds: float) -> None:
         threading.Timer(after_seconds, self.leases.release).start()
+
+    def penalize(self, seconds: float) -> None:
+        self.penalties.append(seconds)
 
 
 def test_limiters_made_in_shared_windows_hold_one_limit_together() -> None:
@@ -147,3 +151,12 @@ def test_async_requests_take_the_shared_window_too() -> None:
     sent = asyncio.run(main())
     assert window.taken == 6
     assert at_most_n_per_window(sent, 2, 0.2)
+
+
+def test_a_penalty_is_passed_to_the_shared_window() -> None:
+    window = ThreadWindow(2)
+    with shared_windows(lambda n, w: window):
+        limiter = RateLimiter(2, 0.2)
+    limiter.penalize(3.0)
+    assert window.penalties == [3.0]
+    assert limiter._reserve().wait == pytest.approx(3.0, abs=0.1)  # and this process waits

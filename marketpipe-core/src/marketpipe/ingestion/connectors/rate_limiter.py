@@ -29,6 +29,9 @@ class SharedWindow(Protocol):
 
     def give_back(self, after_seconds: float) -> None: ...
 
+    def penalize(self, seconds: float) -> None:
+        """The server said to wait ``seconds``: every process holds back that long."""
+
 
 #: Builds the shared window of a limit: ``(requests_per_window, window_seconds)``.
 WindowFactory = Callable[[int, float], SharedWindow]
@@ -162,6 +165,9 @@ class RateLimiter:
         return (await self.async_acquire_slot()).wait
 
     def penalize(self, seconds: float) -> None:
-        """Send nothing for ``seconds`` (the server asked us to back off)."""
+        """Send nothing for ``seconds`` (the server asked us to back off), nor do the other
+        processes sharing this limit."""
         with self._lock:
             self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+        if self._shared is not None:
+            self._shared.penalize(seconds)

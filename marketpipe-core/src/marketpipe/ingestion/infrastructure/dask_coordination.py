@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import re
 import threading
+import time
 from typing import Any
 
 import attrs
@@ -51,19 +52,54 @@ _WINDOWS: dict[tuple[str, str], DaskWindow] = {}
 _GUARD = threading.Lock()
 
 
+#: How often a worker sending requests looks whether another one was told to back off.
+PAUSE_CHECK_SECONDS = 0.5
+
+
 class DaskWindow:
     """One limit's leases, taken and given back on the worker's own event loop (made in a
-    task, where the worker is known)."""
+    task, where the worker is known).
+
+    A server's ``Retry-After`` holds back every worker, not only the one it answered: the
+    pause's end (wall-clock time) is a ``distributed.Variable`` that workers sending requests
+    read at most every :data:`PAUSE_CHECK_SECONDS`.
+    """
 
     def __init__(self, name: str, leases: int) -> None:
-        from distributed import Semaphore, get_worker
+        from distributed import Semaphore, Variable, get_worker
 
         loop: Any = get_worker().loop  # tornado's IOLoop over the worker's asyncio loop
         self._loop: asyncio.AbstractEventLoop = loop.asyncio_loop
         self._semaphore: Any = Semaphore(max_leases=leases, name=name)  # type: ignore[no-untyped-call]
+        self._pause: Any = Variable(f"{name}-pause")  # type: ignore[no-untyped-call]
+        self._paused_until = 0.0  # time.time()
+        self._checked = -PAUSE_CHECK_SECONDS
 
     async def _acquire(self) -> None:
+        now = time.monotonic()
+        if now - self._checked >= PAUSE_CHECK_SECONDS:
+            self._checked = now
+            with contextlib.suppress(Exception):  # never set yet, or no scheduler to ask
+                until = float(await self._pause.get(timeout=0))
+                self._paused_until = max(self._paused_until, until)
+        wait = self._paused_until - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
         await self._semaphore.acquire()
+
+    async def _publish_pause(self, until: float) -> None:
+        with contextlib.suppress(Exception):
+            await self._pause.set(until)
+
+    def penalize(self, seconds: float) -> None:
+        until = time.time() + seconds
+
+        def publish() -> None:
+            if until > self._paused_until:
+                self._paused_until = until
+                self._loop.create_task(self._publish_pause(until))
+
+        self._loop.call_soon_threadsafe(publish)
 
     async def _release(self) -> None:
         with contextlib.suppress(Exception):  # the scheduler gone: the lease went with it
