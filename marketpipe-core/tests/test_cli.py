@@ -172,3 +172,25 @@ def test_ingest_then_jobs_list_and_show(minutes: Path, tmp_path: Path) -> None:
 def test_jobs_commands_explain_an_empty_data_dir(tmp_path: Path) -> None:
     out = mp("jobs", "list", "--data-dir", str(tmp_path / "empty"))
     assert out.returncode == 2 and "no jobs in" in out.stderr
+
+
+def test_the_job_progress_line_fits_80_columns_for_a_large_job() -> None:
+    import io
+
+    from marketpipe.cli.progress import ProgressDisplay
+    from marketpipe.ingestion.infrastructure.event_bus import EventBus
+    from rich.console import Console
+    from rich.progress import Progress
+
+    columns = ProgressDisplay(EventBus(), enabled=False).progress.columns
+    out = io.StringIO()
+    progress = Progress(*columns, console=Console(width=80, file=out), auto_refresh=False)
+    progress.add_task("ingest", total=67_890, completed=12_345, bars=123_456_789, failed=3)
+    progress.add_task("ingest", total=122, completed=100, bars=47_580, failed=0)
+    progress.start()
+    progress.refresh()
+    progress.stop()
+    lines = [line for line in out.getvalue().splitlines() if line.strip()]
+    assert len(lines) == 2, lines  # one line a task: nothing wrapped
+    assert "12,345/67,890 · 123,456,789 bars · 3 failed" in lines[0]
+    assert "100/122 · 47,580 bars" in lines[1] and "failed" not in lines[1]

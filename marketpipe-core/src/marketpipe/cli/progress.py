@@ -40,9 +40,11 @@ class _DetailColumn(ProgressColumn):
         if task.fields.get("unit") == "bytes":
             return Text.assemble(self._size.render(task), " ", self._speed.render(task))
         total = "?" if task.total is None else f"{int(task.total):,}"
+        # Short enough for 80 columns: partitions done/planned, bars, failures if any.
+        failed = task.fields.get("failed", 0)
         return Text(
-            f"{int(task.completed):,}/{total} partitions · {task.fields.get('bars', 0):,} bars · "
-            f"{task.fields.get('failed', 0)} failed"
+            f"{int(task.completed):,}/{total} · {task.fields.get('bars', 0):,} bars"
+            + (f" · {failed:,} failed" if failed else "")
         )
 
 
@@ -53,7 +55,7 @@ class ProgressDisplay:
     def __init__(self, bus: EventBus, enabled: bool = True) -> None:
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=12),
             _DetailColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),

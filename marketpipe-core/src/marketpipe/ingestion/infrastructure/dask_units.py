@@ -151,8 +151,10 @@ class DaskUnits:
             await asyncio.gather(*(one(f) for f in futures))
         finally:
             task.close()
-            for future in futures:
-                future.cancel()
+            pending = [f for f in futures if not f.done()]
+            if pending:  # one day failed: the others are not needed any more
+                with contextlib.suppress(Exception):
+                    await self._client.cancel(pending)
         return Listed(sorted(symbols), notes)
 
     async def _outcome(self, future: Any) -> Any:
