@@ -70,3 +70,24 @@ def test_composite_and_generated_ids_live_side_by_side_in_one_store(tmp_path: Pa
         generated.job_id.value,
     }
     store.close()
+
+
+def test_jobs_made_in_one_second_are_listed_newest_first(tmp_path: Path) -> None:
+    store = SqliteJobStore.for_data_dir(tmp_path)
+    config = IngestionConfiguration(provider="fake")
+    second = dt.datetime(2024, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
+    # Made in the order their ids sort in: newest first is the other way round.
+    made = [
+        IngestionJob(f"{s}_2024-01-02", config, [s], TimeRange(DAY, DAY), created_at=second)
+        for s in ("AAA", "MMM", "ZZZ")
+    ]
+    for job in made:
+        store.save(job)
+    made[0].start()
+    store.save(made[0])  # saved again later: still the oldest
+    assert [j.job_id.value for j in store.list_jobs()] == [
+        "ZZZ_2024-01-02",
+        "MMM_2024-01-02",
+        "AAA_2024-01-02",
+    ]
+    store.close()

@@ -222,7 +222,11 @@ class SqliteJobStore:
         raise InvalidInputError(f"job id prefix {key} is ambiguous: it matches {shown}")
 
     def list_jobs(self) -> list[IngestionJob]:
-        rows = self._conn.execute(f"{_SELECT_JOB} ORDER BY created_at DESC, id").fetchall()
+        # Newest first; jobs made within one second (created_at is kept to the second) in the
+        # order they were made.
+        rows = self._conn.execute(
+            f"{_SELECT_JOB} ORDER BY j.created_at DESC, j.rowid DESC"
+        ).fetchall()
         return [self._row_to_job(r) for r in rows]
 
     def totals(self, job_id: IngestionJobId) -> dict[str, int]:
