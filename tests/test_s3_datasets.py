@@ -241,3 +241,27 @@ def test_a_lease_time_out_of_range_is_one_line(s3: S3Server, tmp_path: Path) -> 
         assert out.stderr.strip().splitlines() == [
             f"Error: MARKETPIPE_LEASE_SECONDS must be 1 to 3600 seconds, got {bad!r}"
         ]
+
+
+def test_rejected_rows_go_to_the_bucket_beside_the_bars(s3: S3Server, tmp_path: Path) -> None:
+    """Quarantine is part of the dataset: in the bucket, where every machine (and every Dask
+    worker) that fetched rows puts its rejects, not in one machine's state folder."""
+    bucket = s3.bucket("rejects")
+    url = f"s3://{bucket}/team/minute"
+    env = env_of(s3, tmp_path / "state")
+    out = mp_json(*INGEST, "--start", "2024-01-29", "--end", "2024-01-30", "-o",
+                  "bad_row_rate=0.01", "--data-dir", url, env=env)  # fmt: skip
+    assert out["rejected_rows"] > 0  # type: ignore[index]
+    shown = mp_json("jobs", "show", out["job_id"], "--partitions", "--data-dir", url, env=env)  # type: ignore[index]
+    assert shown["quarantine_dir"] == f"{url}/_marketpipe/quarantine/job={out['job_id']}"  # type: ignore[index]
+    fs = s3_fs(s3)
+    quarantined = [p for p in shown["partitions_detail"] if p["quarantine"]]  # type: ignore[index]
+    assert sum(p["rejected"] for p in quarantined) == out["rejected_rows"]  # type: ignore[index]
+    read = 0
+    for partition in quarantined:
+        with fs.open_input_stream(f"{bucket}/team/minute/{partition['quarantine']}") as fh:
+            text = fh.read().decode()
+        assert text.splitlines()[0].startswith('"symbol"') and "reason" in text.splitlines()[0]
+        read += len(text.splitlines()) - 1
+    assert read == out["rejected_rows"]  # type: ignore[index]
+    assert not list((tmp_path / "state").rglob("*.csv"))  # nothing left on this machine

@@ -1,12 +1,12 @@
-"""Where a dataset's local state lives: its job store, catalog, event logs, locks and quarantine.
+"""Where a dataset's local state lives: its job store, catalog, event logs and locks.
 
 A dataset on local disk keeps them in its own ``_marketpipe/`` folder. A dataset in object
 storage (``--data-dir s3://bucket/prefix``) keeps them in a local state folder of this machine,
 ``$MARKETPIPE_STATE_DIR`` (else ``$XDG_STATE_HOME/marketpipe``, else
 ``~/.local/state/marketpipe``) ``/datasets/<bucket>-<digest of the URL>``: the job store is this
 machine's record of its jobs, and the catalog is rebuilt from the objects' footers. What every
-machine must agree on lives in the bucket: the bar files and ``_marketpipe/dataset.json`` (the
-sink). So a second machine runs ``mp update`` on the same URL: its catalog is built from the
+machine must agree on lives in the bucket: the bar files, ``_marketpipe/dataset.json`` (the
+sink) and the quarantine of rejected rows. So a second machine runs ``mp update`` on the same URL: its catalog is built from the
 bucket, and the lease objects keep two writers from committing into one month at once.
 """
 

@@ -27,6 +27,7 @@ from marketpipe.ingestion.domain.job import IngestionJob, ProcessingState
 from marketpipe.ingestion.infrastructure.event_log import event_log_path
 from marketpipe.ingestion.infrastructure.job_locks import JobLocks
 from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
+from marketpipe.location import dataset_root
 from marketpipe.storage.layout import META_DIR
 
 
@@ -212,7 +213,12 @@ def show_job(
     ]
     data["partitions_detail"] = partitions
     data["symbols_detail"] = _by_symbol(partitions)
-    data["quarantine_dir"] = str(data_dir / META_DIR / "quarantine" / f"job={job.job_id}")
+    dataset = dataset_root(data_dir)  # the bucket's URL for a dataset in object storage
+    data["quarantine_dir"] = (
+        f"{str(dataset).rstrip('/')}/{META_DIR}/quarantine/job={job.job_id}"
+        if isinstance(dataset, str)
+        else str(dataset / META_DIR / "quarantine" / f"job={job.job_id}")
+    )
     data["event_log"] = str(event_log_path(data_dir, job.job_id))
     if as_json:
         emit_json(data)

@@ -145,12 +145,13 @@ def series_of_path(rel: str) -> Series | None:
 
 
 def quarantine_file(root: Path, job_id: str, symbol: str, day: str) -> Path:
-    path = (
-        root
-        / META_DIR
-        / "quarantine"
-        / f"job={job_id}"
-        / f"symbol={_bounded(encode_component(symbol))}"
-        / f"{_bounded(encode_component(day))}.csv"
+    return inside(root, root / quarantine_rel(job_id, symbol, day))
+
+
+def quarantine_rel(job_id: str, symbol: str, day: str) -> str:
+    """The quarantine file of a partition, relative to the dataset's root (a folder or a
+    bucket prefix); symbol and day are encoded, so neither can leave the job's folder."""
+    return (
+        f"{META_DIR}/quarantine/job={job_id}"
+        f"/symbol={_bounded(encode_component(symbol))}/{_bounded(encode_component(day))}.csv"
     )
-    return inside(root, path)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from marketpipe.storage.atomic import write_atomic
-from marketpipe.storage.layout import quarantine_file
+from marketpipe.storage.layout import quarantine_rel
+from marketpipe.storage.stores import Store
 
 _NY = pa.timestamp("ns", tz="America/New_York")
 
@@ -31,8 +30,9 @@ def defuse_formulas(table: pa.Table) -> pa.Table:
     return table
 
 
-def write_quarantine(root: Path, job_id: str, rejected: pa.Table) -> dict[tuple[str, str], str]:
-    """Write ``rejected`` under the job's quarantine folder; return (symbol, day) -> relative path.
+def write_quarantine(store: Store, job_id: str, rejected: pa.Table) -> dict[tuple[str, str], str]:
+    """Write ``rejected`` under the job's quarantine folder in the dataset's ``store`` (beside
+    the bar files: a folder, or the bucket); return (symbol, day) -> relative path.
 
     A row with no timestamp goes to day ``unknown``. Files are replaced, so a re-run of the same
     job leaves one file per partition.
@@ -48,13 +48,12 @@ def write_quarantine(root: Path, job_id: str, rejected: pa.Table) -> dict[tuple[
         groups[key].append(i)
     out: dict[tuple[str, str], str] = {}
     for (symbol, day), indices in groups.items():
-        path = quarantine_file(root, job_id, symbol, day)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        rel = quarantine_rel(job_id, symbol, day)
         part = defuse_formulas(rejected.take(pa.array(indices)))
 
         def write(fh: BinaryIO, part: pa.Table = part) -> None:
             pacsv.write_csv(part, fh)
 
-        write_atomic(path, write, durable=False)
-        out[(symbol, day)] = path.relative_to(root).as_posix()
+        store.write(rel, write)
+        out[(symbol, day)] = rel
     return out

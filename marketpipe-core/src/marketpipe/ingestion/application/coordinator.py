@@ -45,6 +45,7 @@ from marketpipe.ingestion.domain.request import FetchRequest
 from marketpipe.ingestion.domain.values import IngestionJobId, Series, Symbol
 from marketpipe.ingestion.infrastructure.event_bus import EventBus
 from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
+from marketpipe.location import dataset_root
 from marketpipe.schema import conform, empty_bars
 from marketpipe.secrets import Secret, scrub
 from marketpipe.specs import ProviderSpec
@@ -162,7 +163,7 @@ class IngestionCoordinatorService:
             validators=validators,
             spec=provider_spec,
             calendar=self._calendar,
-            root=self._root,
+            dataset=dataset_root(self._root),
             replace_empty=replace_empty,
         )
 

@@ -139,7 +139,6 @@ class _WorkerJob:
     """One job's provider, event loop and sink in this worker process."""
 
     def __init__(self, setup: WorkerSetup) -> None:
-        from marketpipe.location import local_root
         from marketpipe.pipeline import prepare_provider
         from marketpipe.plugins import get_plugin_host
         from marketpipe.settings import resolve_settings
@@ -162,7 +161,7 @@ class _WorkerJob:
             validators=[v.factory() for v in get_plugin_host().validators().values()],
             spec=prepared.spec,
             calendar=nyse_calendar(),
-            root=local_root(setup.dataset),
+            dataset=setup.dataset,
             replace_empty=setup.replace_empty,
         )
 

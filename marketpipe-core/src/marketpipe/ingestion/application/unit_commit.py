@@ -23,6 +23,7 @@ from marketpipe.specs import ProviderSpec
 from marketpipe.storage.base import CommitRequest, Sink
 from marketpipe.storage.partition_index import index_rows
 from marketpipe.storage.quarantine import write_quarantine
+from marketpipe.storage.stores import Store, open_store
 from marketpipe.validation.base import REJECTED_SCHEMA, ValidationContext, Validator
 
 
@@ -51,8 +52,8 @@ class UnitCommitted:
 
 
 class UnitCommitter:
-    """Validates and commits units into ``sink``; rejected rows go to quarantine under
-    ``root``."""
+    """Validates and commits units into ``sink``; rejected rows go to quarantine in the
+    ``dataset`` (its folder, or its bucket)."""
 
     def __init__(
         self,
@@ -61,14 +62,15 @@ class UnitCommitter:
         validators: Sequence[Validator],
         spec: ProviderSpec,
         calendar: TradingCalendar,
-        root: Path,
+        dataset: Path | str,
         replace_empty: bool = False,
     ) -> None:
         self._sink = sink
         self._validators = list(validators)
         self._spec = spec
         self._calendar = calendar
-        self._root = Path(root)
+        self._dataset = dataset
+        self._quarantine: Store | None = None
         self._replace_empty = replace_empty
 
     def commit(self, job: UnitContext, unit: WorkUnit, table: pa.Table) -> UnitCommitted:
@@ -87,7 +89,11 @@ class UnitCommitter:
         rejected = (
             pa.concat_tables(rejected_parts) if rejected_parts else REJECTED_SCHEMA.empty_table()
         )
-        quarantined = write_quarantine(self._root, job.job_id, rejected)
+        quarantined = {}
+        if rejected.num_rows:
+            if self._quarantine is None:  # rejected rows are rare: the store when they come
+                self._quarantine = open_store(self._dataset, durable=False)
+            quarantined = write_quarantine(self._quarantine, job.job_id, rejected)
         symbols = [s.value for s in unit.symbols]
         days = [w.day for w in unit.windows]
         bars = index_rows(table, symbols, days).counts()
