@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -35,3 +37,28 @@ def mp(
 
 def mp_json(*args: str, **kw: object) -> object:
     return json.loads(mp(*args, "--json", check=True, **kw).stdout)  # type: ignore[arg-type]
+
+
+def completed(root: Path) -> int:
+    """Partitions the job store of the dataset at ``root`` counts complete (0 before it exists)."""
+    try:
+        db = sqlite3.connect(f"file:{root / '_marketpipe' / 'jobs.sqlite'}?mode=ro", uri=True)
+        try:
+            query = "SELECT count(*) FROM partitions WHERE state = 'COMPLETED'"
+            return int(db.execute(query).fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
+def wait_for_progress(proc: subprocess.Popen[str], root: Path, partitions: int) -> None:
+    """Until the running job has committed ``partitions`` partitions (it must not finish)."""
+    deadline = time.monotonic() + 120
+    while completed(root) < partitions:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"the job finished before it could be interrupted: {proc.communicate()}"
+            )
+        assert time.monotonic() < deadline
+        time.sleep(0.005)

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
 import re
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -22,7 +22,7 @@ import cloudpickle
 import duckdb
 import httpx
 import pytest
-from cli_helpers import mp, mp_json
+from cli_helpers import mp, mp_json, wait_for_progress
 from distributed import Client, LocalCluster, Variable
 from marketpipe.errors import InvalidInputError
 from marketpipe.executors import ExecutorChoice
@@ -130,8 +130,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_cluster(port: int) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
-    """``dask scheduler`` and ``dask worker`` processes, as a user runs them."""
+@contextlib.contextmanager
+def dask_processes(port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """``dask scheduler`` and ``dask worker`` processes, as a user runs them; yields the
+    scheduler's process (to kill) and stops both on exit."""
     dask = str(Path(sys.executable).with_name("dask"))
     scheduler = subprocess.Popen(
         [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
@@ -142,47 +144,38 @@ def start_cluster(port: int) -> tuple[subprocess.Popen[bytes], subprocess.Popen[
          "--no-dashboard"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    with Client(f"tcp://127.0.0.1:{port}", timeout=60) as client:
-        client.wait_for_workers(2, timeout=60)
-    return scheduler, workers
-
-
-def completed(root: Path) -> int:
     try:
-        db = sqlite3.connect(f"file:{root / '_marketpipe' / 'jobs.sqlite'}?mode=ro", uri=True)
-        try:
-            query = "SELECT count(*) FROM partitions WHERE state = 'COMPLETED'"
-            return int(db.execute(query).fetchone()[0])
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0
+        with Client(f"tcp://127.0.0.1:{port}", timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield scheduler
+    finally:
+        scheduler.kill()
+        workers.kill()
+        workers.wait()
 
 
-def wait_until_completed(proc: subprocess.Popen[str], root: Path, partitions: int) -> None:
-    """Until the running job has committed ``partitions`` partitions (it must not finish)."""
-    deadline = time.monotonic() + 120
-    while completed(root) < partitions:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+#: 16 symbols over two months: long enough to be interrupted well into it.
+LONG_JOB = (*JOB[:4], ",".join(f"K{i:02d}" for i in range(16)), *JOB[5:])
+
+
+def start_job(root: Path, *args: str, job: tuple[str, ...] = LONG_JOB,
+              env: dict[str, str] = QUIET) -> subprocess.Popen[str]:  # fmt: skip
+    """``mp`` running ``job`` into ``root`` with ``--json``, as a user starts it."""
+    return subprocess.Popen(
+        [MP, *job, "--data-dir", str(root), *args, "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
+    )  # fmt: skip
 
 
 def test_the_scheduler_lost_mid_job_fails_it_in_one_line_and_resume_finishes(
     tmp_path: Path,
 ) -> None:
     port = free_port()
-    scheduler, workers = start_cluster(port)
     address = f"tcp://127.0.0.1:{port}"
     root = tmp_path / "data"
-    long_job = (*JOB[:4], ",".join(f"K{i:02d}" for i in range(16)), *JOB[5:])
-    try:
-        proc = subprocess.Popen(
-            [MP, *long_job, "--data-dir", str(root), "--scheduler", address, "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, **QUIET},
-        )  # fmt: skip
-        wait_until_completed(proc, root, 40)  # well into the job
+    with dask_processes(port) as scheduler:
+        proc = start_job(root, "--scheduler", address)
+        wait_for_progress(proc, root, 40)  # well into the job
         scheduler.kill()
         scheduler.wait()
         out, err = proc.communicate(timeout=120)
@@ -192,21 +185,12 @@ def test_the_scheduler_lost_mid_job_fails_it_in_one_line_and_resume_finishes(
         assert len(err.strip().splitlines()) == 1, err
         line = err.strip()
         assert f"lost the Dask scheduler at {address}" in line, err
-    finally:
-        scheduler.kill()
-        workers.kill()
-        workers.wait()
-    scheduler, workers = start_cluster(port)
-    try:
+    with dask_processes(port):
         resumed = mp_json("jobs", "resume", summary["job_id"], "--data-dir", str(root),
                           "--scheduler", address, env=QUIET)  # fmt: skip
         assert resumed["state"] == "COMPLETED"  # type: ignore[index]
-    finally:
-        scheduler.kill()
-        workers.kill()
-        workers.wait()
     local = tmp_path / "local"
-    mp(*long_job, "--data-dir", str(local), env=QUIET, check=True)
+    mp(*LONG_JOB, "--data-dir", str(local), env=QUIET, check=True)
     assert rows(root) == rows(local)
 
 
@@ -214,30 +198,19 @@ def test_a_worker_killed_mid_job_has_its_unit_run_elsewhere_and_nothing_doubles(
     tmp_path: Path,
 ) -> None:
     port = free_port()
-    scheduler, workers = start_cluster(port)
     address = f"tcp://127.0.0.1:{port}"
     root = tmp_path / "data"
-    long_job = (*JOB[:4], ",".join(f"K{i:02d}" for i in range(16)), *JOB[5:])
-    try:
-        with Client(address, timeout=60) as client:
-            pids = client.run(os.getpid)
-            proc = subprocess.Popen(
-                [MP, *long_job, "--data-dir", str(root), "--scheduler", address, "--json"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                env={**os.environ, **QUIET},
-            )  # fmt: skip
-            wait_until_completed(proc, root, 40)  # well into the job: both workers busy with units
-            victim = sorted(pids.values())[0]
-            os.kill(victim, signal.SIGKILL)
-            out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
-        assert json.loads(out)["state"] == "COMPLETED"
-    finally:
-        scheduler.kill()
-        workers.kill()
-        workers.wait()
+    with dask_processes(port), Client(address, timeout=60) as client:
+        pids = client.run(os.getpid)
+        proc = start_job(root, "--scheduler", address)
+        wait_for_progress(proc, root, 40)  # well into the job: both workers busy with units
+        victim = sorted(pids.values())[0]
+        os.kill(victim, signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["state"] == "COMPLETED"
     local = tmp_path / "local"
-    mp(*long_job, "--data-dir", str(local), env=QUIET, check=True)
+    mp(*LONG_JOB, "--data-dir", str(local), env=QUIET, check=True)
     assert rows(root) == rows(local)  # the killed worker's unit ran again; no row twice
     assert mp_json("verify", "--data-dir", str(root), env=QUIET)["ok"] is True  # type: ignore[index]
 
@@ -280,12 +253,8 @@ def test_workers_hold_one_rate_limit_together_at_its_pace_with_no_429(tmp_path: 
         FakeAlpacaServer(PACED_KEY, PACED_SECRET, rate_limit=8, window_seconds=4.0) as server,
         paced_cluster() as cluster,
     ):
-        proc = subprocess.Popen(
-            [MP, *PACED_JOB, "--data-dir", str(tmp_path), "--scheduler",
-             cluster.scheduler_address, "--metrics-port", str(port), "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, **paced_env(server)},
-        )  # fmt: skip
+        proc = start_job(tmp_path, "--scheduler", cluster.scheduler_address, "--metrics-port",
+                         str(port), job=PACED_JOB, env=paced_env(server))  # fmt: skip
         seen: list[tuple[float, float]] = []
         while proc.poll() is None:
             scraped = (scrape(port, requests), scrape(port, waits))
@@ -354,13 +323,9 @@ def test_ctrl_c_stops_the_workers_fetches_and_resume_finishes(tmp_path: Path) ->
         FakeAlpacaServer(PACED_KEY, PACED_SECRET, rate_limit=8, window_seconds=4.0) as server,
         paced_cluster() as cluster,
     ):
-        proc = subprocess.Popen(
-            [MP, *PACED_JOB, "--data-dir", str(root), "--scheduler", cluster.scheduler_address,
-             "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, **paced_env(server)},
-        )  # fmt: skip
-        wait_until_completed(proc, root, 8)
+        proc = start_job(root, "--scheduler", cluster.scheduler_address, job=PACED_JOB,
+                         env=paced_env(server))  # fmt: skip
+        wait_for_progress(proc, root, 8)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
         ended = time.monotonic()
@@ -406,21 +371,18 @@ def test_the_client_killed_mid_job_then_the_same_command_resumes_it(
     cluster: Client, tmp_path: Path
 ) -> None:
     root = tmp_path / "data"
-    long_job = (*JOB[:4], ",".join(f"K{i:02d}" for i in range(16)), *JOB[5:])
-    command = [MP, *long_job, "--data-dir", str(root), "--scheduler", cluster.scheduler.address,
-               "--json"]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **QUIET})  # fmt: skip
-    wait_until_completed(proc, root, 40)
+    where = ("--scheduler", cluster.scheduler.address)
+    proc = start_job(root, *where)
+    wait_for_progress(proc, root, 40)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
-    again = mp(*command[1:], env=QUIET)
+    again = mp(*LONG_JOB, "--data-dir", str(root), *where, "--json", env=QUIET)  # the same command
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
     assert summary["state"] == "COMPLETED" and summary["partitions_skipped"] >= 40
     assert [j["state"] for j in mp_json("jobs", "list", "--data-dir", str(root))] == ["COMPLETED"]  # type: ignore[union-attr]
     local = tmp_path / "local"
-    mp(*long_job, "--data-dir", str(local), env=QUIET, check=True)
+    mp(*LONG_JOB, "--data-dir", str(local), env=QUIET, check=True)
     assert rows(root) == rows(local)
 
 

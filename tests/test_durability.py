@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from cli_helpers import mp, mp_json
+from cli_helpers import mp, mp_json, wait_for_progress
 
 MP = str(Path(sys.executable).with_name("mp"))
 SYMBOLS = ",".join(f"K{i:02d}" for i in range(24))
@@ -81,30 +81,6 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tupl
     elapsed = time.monotonic() - started
     assert json.loads(out.stdout)["state"] == "COMPLETED"
     return root, rows(root), elapsed
-
-
-def completed(root: Path) -> int:
-    try:
-        db = sqlite3.connect(f"file:{root / '_marketpipe' / 'jobs.sqlite'}?mode=ro", uri=True)
-        try:
-            return int(
-                db.execute("SELECT count(*) FROM partitions WHERE state = 'COMPLETED'").fetchone()[
-                    0
-                ]
-            )
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0
-
-
-def wait_for_progress(proc: subprocess.Popen[str], root: Path, partitions: int) -> None:
-    """Until the running job has committed ``partitions`` partitions (it must not finish)."""
-    deadline = time.monotonic() + 120
-    while completed(root) < partitions:
-        assert proc.poll() is None, "the job finished before it could be interrupted"
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
 
 
 def test_sigkill_at_random_moments_then_resume_gives_the_same_dataset(

@@ -5,19 +5,9 @@ The Parquet sink and the catalog work on paths relative to the dataset root thro
 all, in its own way:
 
 - :class:`LocalStore`: temp file, fsync, rename, fsync the folder; a folder lock is ``flock``.
-- :class:`~marketpipe.storage.object_store.ObjectStore`: an object appears atomically when its upload completes, so a file is
-  uploaded under its final key and a rewrite replaces the object in one PUT. There is no rename
-  and no ``flock``: a folder lock is a lease object (``_marketpipe/locks/<digest>.lease``) created
-  with a conditional write (``If-None-Match: *``), taken over with another (``If-Match`` its
-  ETag) only once it has expired, renewed while held (each renewal conditional on the last
-  one's ETag, so a lease another writer took over is never overwritten), and deleted when done
-  if it is still ours. So two writers on two machines commit into one month folder one at a
-  time, as two processes do on one disk.
-
-Object stores are reached with obstore (Rust's ``object_store``), not pyarrow's file systems:
-pyarrow cannot make a conditional write, and without one two machines cannot agree on who holds
-a lease. Credentials, region and endpoint come from the standard ``AWS_*`` variables; they are
-never stored or printed.
+- :class:`~marketpipe.storage.object_store.ObjectStore`: an object appears whole when its upload
+  completes, so a file is uploaded under its final key; a folder lock is a lease object (its
+  module says how leases are taken, renewed and released).
 """
 
 from __future__ import annotations
