@@ -39,6 +39,14 @@ def empty_bars() -> pa.Table:
     return BAR_SCHEMA.empty_table()
 
 
+def assemble_bars(batches: list[pa.RecordBatch]) -> pa.Table:
+    """A provider's batches for one unit as one table in the canonical schema, nulls allowed
+    (the validators reject the rows that must not have them)."""
+    if not batches:
+        return empty_bars()
+    return pa.concat_tables([conform(b, strict=False) for b in batches])
+
+
 def conform(data: pa.Table | pa.RecordBatch, strict: bool = True) -> pa.Table:
     """Return ``data`` as a table in the canonical schema.
 

@@ -46,7 +46,7 @@ from marketpipe.ingestion.domain.values import IngestionJobId, Series, Symbol
 from marketpipe.ingestion.infrastructure.event_bus import EventBus
 from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
 from marketpipe.location import dataset_root
-from marketpipe.schema import conform, empty_bars
+from marketpipe.schema import assemble_bars
 from marketpipe.secrets import Secret, scrub
 from marketpipe.specs import ProviderSpec
 from marketpipe.storage.base import Sink
@@ -333,7 +333,7 @@ class IngestionCoordinatorService:
             batches = await self._fetch(request)
             if batches is None:
                 return  # stopped while fetching: left PENDING for a resume
-            table = await asyncio.to_thread(self._assemble, batches)
+            table = await asyncio.to_thread(assemble_bars, batches)
         except Exception as exc:  # the provider's failure is the partitions' failure, recorded
             self._take_notes(job)
             await self._fetch_failed(job, unit, exc, failures, counts)
@@ -478,9 +478,3 @@ class IngestionCoordinatorService:
             f"the provider sent no bars for {len(held)} partitions the dataset holds "
             f"({sample}{more}): their stored rows were kept (--replace-empty clears them)",
         )
-
-    @staticmethod
-    def _assemble(batches: list[pa.RecordBatch]) -> pa.Table:
-        if not batches:
-            return empty_bars()
-        return pa.concat_tables([conform(b, strict=False) for b in batches])

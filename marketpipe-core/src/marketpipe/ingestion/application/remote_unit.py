@@ -14,9 +14,9 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import pyarrow as pa
@@ -28,8 +28,11 @@ from marketpipe.ingestion.application.unit_commit import UnitCommitted, UnitComm
 from marketpipe.ingestion.connectors.rate_limiter import WindowFactory, shared_windows
 from marketpipe.ingestion.domain.ports import IMarketDataProvider
 from marketpipe.ingestion.domain.request import FetchRequest
-from marketpipe.schema import conform, empty_bars
+from marketpipe.schema import assemble_bars
 from marketpipe.storage.base import Sink
+
+if TYPE_CHECKING:
+    from marketpipe.pipeline import PreparedProvider
 
 
 @attrs.frozen
@@ -63,6 +66,8 @@ class ListTask:
     provider: str
     provider_settings: Mapping[str, str]
     windows: tuple[SessionWindow, ...]
+    #: Holds the provider's rate limits across the workers, as for units.
+    rate_windows: WindowFactory | None = None
 
 
 @attrs.frozen
@@ -139,15 +144,11 @@ class _WorkerJob:
     """One job's provider, event loop and sink in this worker process."""
 
     def __init__(self, setup: WorkerSetup) -> None:
-        from marketpipe.pipeline import prepare_provider
         from marketpipe.plugins import get_plugin_host
         from marketpipe.settings import resolve_settings
         from marketpipe.sinks import get_sink_spec
 
-        with contextlib.ExitStack() as sharing:
-            if setup.rate_windows is not None:
-                sharing.enter_context(shared_windows(setup.rate_windows))
-            prepared = prepare_provider(setup.provider, setup.provider_settings)
+        prepared = _prepare_provider(setup.provider, setup.provider_settings, setup.rate_windows)
         self.provider: IMarketDataProvider = prepared.provider
         self.spec = prepared.spec
         sink_spec = get_sink_spec(setup.sink)
@@ -194,16 +195,36 @@ _UNITS_RUN = [0]
 _DAYS_LISTED = [0]
 
 
-def _set_up(setup: WorkerSetup) -> _WorkerJob:
+def _prepare_provider(
+    name: str, settings: Mapping[str, str], rate_windows: WindowFactory | None
+) -> PreparedProvider:
+    """The provider built from this worker's plugins, its rate limits held across the
+    workers."""
+    from marketpipe.pipeline import prepare_provider
+
+    with contextlib.ExitStack() as sharing:
+        if rate_windows is not None:
+            sharing.enter_context(shared_windows(rate_windows))
+        return prepare_provider(name, settings)
+
+
+@contextlib.contextmanager
+def _set_up_here(what: str) -> Iterator[None]:
+    """A plugin, a setting or a secret missing on this worker: :class:`WorkerSetupError`."""
     from marketpipe.errors import UserError
 
     try:
-        return _WorkerJob(setup)
-    except UserError as exc:  # a plugin, a setting or a secret missing there
+        yield
+    except UserError as exc:
         raise WorkerSetupError(
-            f"the worker on {socket.gethostname()} cannot run this job: {exc}; every worker "
-            f"needs the client's plugins installed"
+            f"the worker on {socket.gethostname()} cannot {what}: {exc}; every worker needs "
+            f"the client's plugins installed"
         ) from None
+
+
+def _set_up(setup: WorkerSetup) -> _WorkerJob:
+    with _set_up_here("run this job"):
+        return _WorkerJob(setup)
 
 
 #: How often a unit being fetched looks whether its job was stopped.
@@ -225,12 +246,7 @@ def run_unit(task: UnitTask, stopped: StopFlag | None = None) -> UnitDone:
         settings=dict(task.setup.provider_settings),
     )
     try:
-        batches = job.fetch(request, stopped)
-        table = (
-            pa.concat_tables([conform(b, strict=False) for b in batches])
-            if batches
-            else empty_bars()
-        )
+        table = assemble_bars(job.fetch(request, stopped))
     except UnitStopped:
         raise
     except Exception as exc:
@@ -246,16 +262,8 @@ def run_unit(task: UnitTask, stopped: StopFlag | None = None) -> UnitDone:
 
 def list_symbols(task: ListTask) -> Listed:
     """A worker's task: the provider's symbols on ``task.windows``."""
-    from marketpipe.errors import UserError
-    from marketpipe.pipeline import prepare_provider
-
-    try:
-        prepared = prepare_provider(task.provider, task.provider_settings)
-    except UserError as exc:
-        raise WorkerSetupError(
-            f"the worker on {socket.gethostname()} cannot list symbols: {exc}; every worker "
-            f"needs the client's plugins installed"
-        ) from None
+    with _set_up_here("list symbols"):
+        prepared = _prepare_provider(task.provider, task.provider_settings, task.rate_windows)
     try:
         symbols = prepared.provider.list_symbols(task.windows)
         with _GUARD:

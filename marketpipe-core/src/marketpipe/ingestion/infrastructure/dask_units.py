@@ -47,7 +47,8 @@ class DaskUnits:
         self.choice = choice
         self._client: Any = None
         self._cluster: Any = None
-        self._jobs: set[str] = set()
+        #: Per job, the clearing of its stop flag, which every unit waits for before it starts.
+        self._jobs: dict[str, asyncio.Future[Any]] = {}
         self._stopped: set[str] = set()
         self.slots = 1
 
@@ -109,10 +110,13 @@ class DaskUnits:
         job_id = task.context.job_id
         flag = DaskStopFlag(job_id)
         try:
-            if job_id not in self._jobs:
-                self._jobs.add(job_id)
-                # A resumed job's flag may still be set from the run Ctrl-C stopped.
-                await Event(flag.name, client=self._client).clear()  # type: ignore[no-untyped-call]
+            cleared = self._jobs.get(job_id)
+            if cleared is None:
+                # A resumed job's flag may still be set from the run Ctrl-C stopped: cleared
+                # once, before any of the job's units (all of them wait for it) can see it.
+                stop = Event(flag.name, client=self._client)  # type: ignore[no-untyped-call]
+                cleared = self._jobs[job_id] = asyncio.ensure_future(stop.clear())  # type: ignore[no-untyped-call]
+            await cleared
             future = self._client.submit(
                 run_unit, task, flag, pure=False, key=f"unit-{job_id}-{uuid.uuid4().hex}"
             )
@@ -128,7 +132,9 @@ class DaskUnits:
         try:
             futures = [
                 self._client.submit(
-                    list_symbols, ListTask(provider, dict(settings), (w,)), pure=False
+                    list_symbols,
+                    ListTask(provider, dict(settings), (w,), self.rate_windows(provider)),
+                    pure=False,
                 )
                 for w in windows
             ]
