@@ -15,7 +15,15 @@ nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).parent
 PACKAGES = sorted(p.name for p in ROOT.glob("marketpipe-*") if (p / "pyproject.toml").is_file())
-TEST_DEPS = ["pytest>=8", "pytest-httpx>=0.30", "hypothesis>=6.100", "duckdb>=1.0"]
+TEST_DEPS = [
+    "pytest>=8",
+    "pytest-httpx>=0.30",
+    "hypothesis>=6.100",
+    "duckdb>=1.0",
+    "pytest-xdist>=3.5",
+]
+#: Independent tests run on every core (each test keeps its own folders, ports and processes).
+PARALLEL = ["-n", "auto"]
 
 
 def local_requirements(package: str) -> list[str]:
@@ -41,7 +49,7 @@ def local_requirements(package: str) -> list[str]:
 def tests(session: nox.Session, package: str) -> None:
     """One distribution's tests with only it (and what it depends on) installed."""
     session.install(*local_requirements(package), *TEST_DEPS)
-    session.run("pytest", f"{package}/tests", *session.posargs)
+    session.run("pytest", f"{package}/tests", *PARALLEL, *session.posargs)
 
 
 @nox.session
@@ -58,14 +66,16 @@ def integration(session: nox.Session) -> None:
         "moto[server]",
         "dask[distributed]",
     )
-    session.run("pytest", "tests", "marketpipe-core/tests", *session.posargs)
+    session.run("pytest", "tests", "marketpipe-core/tests", *PARALLEL, *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install("ruff", "import-linter>=2.1", "./marketpipe-core")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    # The stages' order (pyproject's [tool.importlinter]); test_architecture.py checks cycles.
+    session.run("lint-imports")
 
 
 @nox.session

@@ -37,9 +37,9 @@ PER_FILE = 256
 
 def planning(args: argparse.Namespace) -> dict[str, float]:
     import numpy as np
-    from marketpipe.calendar import nyse_calendar
     from marketpipe.ingestion import Timeframe, TimeRange
-    from marketpipe.ingestion.domain.values import Series
+    from marketpipe.model.calendar import nyse_calendar
+    from marketpipe.model.values import Series
     from marketpipe.storage.catalog import Catalog
 
     series = Series("fake", "sim", "raw", Timeframe.M1)
@@ -111,10 +111,10 @@ def _fill(catalog: object, series: object, symbols: list[str], days: list[dt.dat
 
 
 def status(args: argparse.Namespace) -> dict[str, float]:
-    from marketpipe.calendar import nyse_calendar
+    from marketpipe.dataset.status import series_status, status_dict
     from marketpipe.ingestion import Timeframe, TimeRange
-    from marketpipe.ingestion.domain.values import Series
-    from marketpipe.status import series_status, status_dict
+    from marketpipe.model.calendar import nyse_calendar
+    from marketpipe.model.values import Series
     from marketpipe.storage.catalog import Catalog
 
     series = Series("fake", "sim", "raw", Timeframe.M1)
@@ -139,11 +139,11 @@ def status(args: argparse.Namespace) -> dict[str, float]:
 def compact(args: argparse.Namespace) -> dict[str, float]:
     import numpy as np
     import pyarrow as pa
-    from marketpipe.calendar import nyse_calendar
     from marketpipe.ingestion import Session, Timeframe, TimeRange
-    from marketpipe.ingestion.domain.values import Series
-    from marketpipe.schema import BAR_SCHEMA
-    from marketpipe.storage.base import CommitRequest
+    from marketpipe.model.calendar import nyse_calendar
+    from marketpipe.model.schema import BAR_SCHEMA
+    from marketpipe.model.values import Series
+    from marketpipe.plugins.sink import CommitRequest
     from marketpipe.storage.compact import compact_folder
     from marketpipe.storage.parquet_sink import ParquetSink
 
@@ -204,10 +204,10 @@ def compact(args: argparse.Namespace) -> dict[str, float]:
 
 def commits(args: argparse.Namespace) -> dict[str, float]:
     import pyarrow.parquet as pq
-    from marketpipe.calendar import nyse_calendar
     from marketpipe.ingestion import Session, Timeframe, TimeRange
-    from marketpipe.schema import empty_bars
-    from marketpipe.storage.base import CommitRequest
+    from marketpipe.model.calendar import nyse_calendar
+    from marketpipe.model.schema import empty_bars
+    from marketpipe.plugins.sink import CommitRequest
     from marketpipe.storage.parquet_sink import ParquetSink
 
     root = Path(args.dir)

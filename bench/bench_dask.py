@@ -132,7 +132,7 @@ def paced_requests(url: str, count: int, limit: int, window: float, shared: obje
     import contextlib
 
     import httpx
-    from marketpipe.ingestion.connectors.rate_limiter import RateLimiter, shared_windows
+    from marketpipe.fetch.rate_limiter import RateLimiter, shared_windows
 
     with contextlib.ExitStack() as stack:
         if shared is not None:
@@ -155,7 +155,7 @@ def pacing(cluster: Cluster, limit: int, window: float, requests: int) -> None:
     """Two workers with uneven work (3/4 and 1/4 of the requests) under one limit: a static
     split (each worker paces half the limit on its own) against the shared window."""
     from distributed import Client
-    from marketpipe.ingestion.infrastructure.dask_coordination import DaskWindows
+    from marketpipe.run.dask.coordination import DaskWindows
     from marketpipe_alpaca.testing import FakeAlpacaServer
 
     print(f"Pacing: {requests} requests, the local Alpaca server at {limit} in {window:g} s")

@@ -37,8 +37,8 @@ def child(args: argparse.Namespace) -> None:
     """Run one job in this process and print its figures as one JSON line (``--data-dir`` may
     be an ``s3://`` URL, ``--sink`` any installed sink: bench_sinks.py runs it so)."""
     from marketpipe.ingestion import Session, Symbol, Timeframe, TimeRange
-    from marketpipe.location import local_root
-    from marketpipe.pipeline import IngestRequest, run_ingest
+    from marketpipe.run.pipeline import IngestRequest, run_ingest
+    from marketpipe.storage.location import local_root
 
     root = local_root(args.data_dir)
     request = IngestRequest(

@@ -4,7 +4,7 @@ Delta on local disk, Parquet in S3 and Delta in S3 (moto's server on 127.0.0.1).
     python bench/bench_sinks.py [--symbols 100] [--start 2023-01-01] [--end 2023-12-31]
 
 Each job runs in a fresh child process (bench_ingest.py's), so its peak RSS is its own. The S3 jobs go through a
-counting relay (:class:`marketpipe.testing_s3.FaultyEndpoint`), which gives the requests per unit
+counting relay (:class:`marketpipe.testing.s3.FaultyEndpoint`), which gives the requests per unit
 and bytes per request a real bucket would see. Needs ``moto[server]``, ``obstore`` and
 ``marketpipe-delta``. Not a test: figures go into the README.
 """
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100_000, help="bars per unit of work")
     args = parser.parse_args()
 
-    from marketpipe.testing_s3 import faulty_endpoint, s3_server
+    from marketpipe.testing.s3 import faulty_endpoint, s3_server
 
     work = Path(tempfile.mkdtemp(prefix="mp-bench-sinks-"))
     quiet = {"MARKETPIPE_FSYNC": "1"}

@@ -11,12 +11,12 @@ import os
 import re
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cloudpickle
 import duckdb
@@ -24,10 +24,10 @@ import httpx
 import pytest
 from cli_helpers import mp, mp_json, wait_for_progress
 from distributed import Client, LocalCluster, Variable
-from marketpipe.errors import InvalidInputError
-from marketpipe.executors import ExecutorChoice
-from marketpipe.ingestion.application.remote_unit import days_listed, units_run
-from marketpipe.ingestion.infrastructure.dask_units import DaskUnits
+from marketpipe.model.errors import InvalidInputError
+from marketpipe.run.dask.client import DaskUnits
+from marketpipe.run.dask.tasks import days_listed, units_run
+from marketpipe.run.executors import ExecutorChoice
 from marketpipe_alpaca.testing import FakeAlpacaServer
 
 JOB = ("ingest", "--provider", "fake", "--symbols", "AAPL,MSFT,SPY,QQQ", "--start",
@@ -45,6 +45,16 @@ def cluster() -> Iterator[Client]:
         Client(local) as client,
     ):
         yield client
+
+
+@contextlib.contextmanager
+def _by_value() -> Iterator[None]:
+    """Functions of this module travel to the workers by value (the workers cannot import it)."""
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        yield
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
 def rows(root: Path) -> list[tuple]:
@@ -255,13 +265,13 @@ def test_workers_hold_one_rate_limit_together_at_its_pace_with_no_429(tmp_path: 
     ):
         proc = start_job(tmp_path, "--scheduler", cluster.scheduler_address, "--metrics-port",
                          str(port), job=PACED_JOB, env=paced_env(server))  # fmt: skip
-        seen: list[tuple[float, float]] = []
+        seen: list[tuple[float, float, float]] = []
         while proc.poll() is None:
             scraped = (scrape(port, requests), scrape(port, waits))
             if scraped[0] is not None and scraped[1] is not None:
-                seen.append((scraped[0], server.stats["requests"]))
-                assert scraped[1] >= 0
-            time.sleep(0.2)
+                seen.append((scraped[0], server.stats["requests"], scraped[1]))
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.2)  # the next scrape, or the job's end
         out, err = proc.communicate()
         assert json.loads(out)["state"] == "COMPLETED", err
         with Client(cluster) as client:
@@ -271,18 +281,20 @@ def test_workers_hold_one_rate_limit_together_at_its_pace_with_no_429(tmp_path: 
     times = server.arrival_times
     eighth_before = [later - earlier for earlier, later in zip(times, times[8:], strict=False)]
     assert len(eighth_before) >= 25, len(times)
-    assert min(eighth_before) > 4.0
-    assert statistics.median(eighth_before) <= 4.4, eighth_before
+    assert min(eighth_before) > 4.0  # never 9 requests in one window (bench_dask.py measures
+    # how close to the limit the workers keep: a speed figure, not a test's)
     # The client's /metrics counted the workers' requests while the job ran: never more than
-    # the server had seen, and all but the last units' by the end.
+    # the server had seen, and all but the last units' by the end; and the workers' waits for
+    # the shared window (requests queued behind 8 a window must wait) reached it too.
     assert len(seen) >= 10 and seen[-1][0] > seen[0][0]
-    assert all(counted <= answered for counted, answered in seen)
+    assert all(counted <= answered for counted, answered, _ in seen)
     assert seen[-1][0] >= 0.7 * server.stats["requests"], seen[-3:]
+    assert [w for _, _, w in seen] == sorted(w for _, _, w in seen) and seen[-1][2] > 0
 
 
 def _penalize(name: str, seconds: float) -> None:
-    from marketpipe.ingestion.connectors.rate_limiter import RateLimiter, shared_windows
-    from marketpipe.ingestion.infrastructure.dask_coordination import DaskWindows
+    from marketpipe.fetch.rate_limiter import RateLimiter, shared_windows
+    from marketpipe.run.dask.coordination import DaskWindows
 
     with shared_windows(DaskWindows(name)):
         limiter = RateLimiter(5, 1.0)
@@ -290,8 +302,8 @@ def _penalize(name: str, seconds: float) -> None:
 
 
 def _one_request_wait(name: str) -> float:
-    from marketpipe.ingestion.connectors.rate_limiter import RateLimiter, shared_windows
-    from marketpipe.ingestion.infrastructure.dask_coordination import DaskWindows
+    from marketpipe.fetch.rate_limiter import RateLimiter, shared_windows
+    from marketpipe.run.dask.coordination import DaskWindows
 
     with shared_windows(DaskWindows(name)):
         limiter = RateLimiter(5, 1.0)
@@ -301,8 +313,7 @@ def _one_request_wait(name: str) -> float:
 
 
 def test_a_retry_after_on_one_worker_holds_back_the_others(cluster: Client) -> None:
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    try:
+    with _by_value():
         first, second = sorted(cluster.scheduler_info()["workers"])[:2]
         name = f"test-{time.time_ns()}"
         calm = cluster.submit(_one_request_wait, f"{name}-calm", workers=[second], pure=False)
@@ -312,9 +323,11 @@ def test_a_retry_after_on_one_worker_holds_back_the_others(cluster: Client) -> N
         Variable(f"marketpipe-rate-{name}-5-per-1s-pause", client=cluster).get(timeout=10)
         # ... and the other worker's next request waits for its end.
         waited = cluster.submit(_one_request_wait, name, workers=[second], pure=False).result()
-        assert 2.0 <= waited <= 4.0, waited
-    finally:
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        assert waited >= 2.0, waited  # alone it waits for nothing (above)
+
+
+def _tasks_executing(dask_worker: Any) -> int:
+    return int(dask_worker.state.executing_count)
 
 
 def test_ctrl_c_stops_the_workers_fetches_and_resume_finishes(tmp_path: Path) -> None:
@@ -333,11 +346,14 @@ def test_ctrl_c_stops_the_workers_fetches_and_resume_finishes(tmp_path: Path) ->
         assert "Resume with: mp jobs resume" in err
         job_id = json.loads(out)["job_id"]
         assert mp_json("jobs", "list", "--data-dir", str(root))[0]["state"] == "CANCELLED"  # type: ignore[index]
-        # The workers dropped the job's fetches: no request of it reaches the server once the
-        # client has gone (a fetch waiting for its lease would have had it within a window).
-        sent = len(server.arrival_times)
-        time.sleep(5.0)
-        assert len([t for t in server.arrival_times if t > ended]) == 0, sent
+        # The workers dropped the job's fetches: once no task runs on any worker (waited for),
+        # no request of the job reached the server after the client had gone.
+        with Client(cluster) as client, _by_value():
+            deadline = time.monotonic() + 60
+            while sum(client.run(_tasks_executing).values()) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert sum(client.run(_tasks_executing).values()) == 0
+        assert [t for t in server.arrival_times if t > ended] == []
         resumed = mp("jobs", "resume", job_id, "--data-dir", str(root), "--scheduler",
                      cluster.scheduler_address, "--json", env=paced_env(server))  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
@@ -413,3 +429,55 @@ def test_an_iex_multi_day_job_on_the_cluster_equals_the_local_run(
     mp(*job("local-cache"), "--data-dir", str(local), env=QUIET, check=True)
     assert rows(remote) == rows(local)
     assert {r[0] for r in rows(local)} == {"AAPL", "MSFT", "ZVZZT"}
+
+
+def _watch_sqlite_opens() -> None:
+    """In a worker: record every SQLite database and every file under a ``_marketpipe``
+    folder this process opens from now on (a Python audit hook: it sees every ``open`` and
+    ``sqlite3.connect``, whoever makes it)."""
+    import sys as worker_sys
+
+    if getattr(worker_sys, "_marketpipe_opened", None) is not None:
+        return
+    opened: list[str] = []
+    worker_sys._marketpipe_opened = opened  # type: ignore[attr-defined]
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "sqlite3.connect" or (
+            event == "open" and isinstance(args[0], str | bytes | os.PathLike)
+        ):
+            name = os.fsdecode(args[0]) if event == "open" else str(args[0])
+            if event == "sqlite3.connect" or ".sqlite" in name:
+                opened.append(f"{event} {name}")
+
+    worker_sys.addaudithook(hook)
+
+
+def _sqlite_opened() -> list[str]:
+    import sys as worker_sys
+
+    return list(getattr(worker_sys, "_marketpipe_opened", []))
+
+
+def test_workers_never_open_the_catalog_or_the_job_store(cluster: Client, tmp_path: Path) -> None:
+    """The client alone keeps the books: workers write bar files and report them; no worker
+    process opens a SQLite file of the dataset (SQLite over a shared folder, written by many
+    machines, is what SQLite's documentation warns against)."""
+    with _by_value():
+        cluster.run(_watch_sqlite_opens)
+    root = tmp_path / "data"
+    before = sum(cluster.run(units_run).values())
+    # Two jobs: the second replaces rows the first committed, which needs to know which files
+    # hold them (the catalog's question, answered on the worker from the files themselves).
+    first = (*JOB[:5], "--start", "2024-01-02", "--end", "2024-01-12", "--batch-size", "2000")
+    mp(*first, "--data-dir", str(root), "--scheduler", cluster.scheduler.address, env=QUIET,
+       check=True)  # fmt: skip
+    out = mp_json(*first, "--refresh", "--data-dir", str(root), "--scheduler",
+                  cluster.scheduler.address, env=QUIET)  # fmt: skip
+    assert out["state"] == "COMPLETED"  # type: ignore[index]
+    assert sum(cluster.run(units_run).values()) - before > 2
+    opened = [o for found in cluster.run(_sqlite_opened).values() for o in found]
+    assert [o for o in opened if str(root) in o] == []
+    # The client's books agree with the files the workers wrote.
+    assert mp_json("verify", "--data-dir", str(root), env=QUIET)["ok"] is True  # type: ignore[index]
+    assert len(rows(root)) == 4 * 9 * 390

@@ -133,8 +133,8 @@ def test_delete_removes_exactly_the_selection_and_update_restores_the_same_rows(
 
 
 def _save_job(root: Path, job_id: str) -> None:
-    from marketpipe.ingestion.domain.job import IngestionConfiguration, IngestionJob
-    from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
+    from marketpipe.jobs.job import IngestionConfiguration, IngestionJob
+    from marketpipe.jobs.store import SqliteJobStore
 
     store = SqliteJobStore.for_data_dir(root)
     store.save(IngestionJob(job_id, IngestionConfiguration(provider="fake"), ["AAPL"], _range()))
@@ -142,7 +142,7 @@ def _save_job(root: Path, job_id: str) -> None:
 
 
 def _range():  # type: ignore[no-untyped-def]
-    from marketpipe.ingestion.domain.values import TimeRange
+    from marketpipe.model.values import TimeRange
 
     return TimeRange("2024-03-04", "2024-03-04")
 

@@ -20,8 +20,8 @@ import pyarrow.fs as pafs
 import pytest
 from cli_helpers import mp, mp_json
 from deltalake import DeltaTable
-from marketpipe.schema import BAR_COLUMNS, BAR_SCHEMA
-from marketpipe.testing_s3 import SECRET, S3Server, s3_server
+from marketpipe.model.schema import BAR_COLUMNS, BAR_SCHEMA
+from marketpipe.testing.s3 import SECRET, S3Server, s3_server
 from marketpipe_alpaca.testing import FakeAlpacaServer
 
 MP = str(Path(sys.executable).with_name("mp"))

@@ -84,8 +84,8 @@ _FULL_DISK = textwrap.dedent(
     from pathlib import Path
     import pyarrow as pa
     from marketpipe.storage.parquet_sink import ParquetSink
-    from marketpipe.storage.base import CommitRequest
-    from marketpipe.ingestion.domain.values import Timeframe
+    from marketpipe.plugins.sink import CommitRequest
+    from marketpipe.model.values import Timeframe
     table = pa.ipc.open_file(sys.argv[2]).read_all()
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), int(sys.argv[3])))

@@ -18,7 +18,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 from cli_helpers import mp, mp_json
-from marketpipe.testing_s3 import SECRET, S3Server, s3_server
+from marketpipe.testing.s3 import SECRET, S3Server, s3_server
 
 SERIES = "provider=fake/feed=sim/adjustment=raw/timeframe=1m"
 INGEST = ("ingest", "--provider", "fake", "--symbols", "AAPL,MSFT,SPY")
@@ -206,7 +206,7 @@ def test_a_writer_whose_lease_was_taken_over_changes_nothing_more(
     """A writer that stalled past its lease finds, at its next renewal, that another writer
     holds it: its next write or delete in that folder is refused, and the other's lease stays."""
     import obstore
-    from marketpipe.errors import StoreFailedError
+    from marketpipe.model.errors import StoreFailedError
     from marketpipe.storage.object_store import ObjectStore
 
     for key, value in s3.env().items():

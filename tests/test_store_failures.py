@@ -23,8 +23,8 @@ import pytest
 from cli_helpers import mp
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
-from marketpipe.schema import BAR_COLUMNS, BAR_SCHEMA
-from marketpipe.testing_s3 import SECRET, FaultyEndpoint, S3Server, faulty_endpoint, s3_server
+from marketpipe.model.schema import BAR_COLUMNS, BAR_SCHEMA
+from marketpipe.testing.s3 import SECRET, FaultyEndpoint, S3Server, faulty_endpoint, s3_server
 
 MP = str(Path(sys.executable).with_name("mp"))
 SYMBOLS = ",".join(f"K{i:02d}" for i in range(12))

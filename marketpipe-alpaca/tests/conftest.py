@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 from alpaca_helpers import BASE, KEY, SECRET
-from marketpipe.ingestion.connectors import ClientConfig, RateLimiter
-from marketpipe.ingestion.connectors import base_client as base_client_module
+from marketpipe.fetch import ClientConfig, RateLimiter
+from marketpipe.fetch import client as base_client_module
 from marketpipe_alpaca.client import AlpacaClient
 
 

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from marketpipe.fetch import client as base_client_module
 from marketpipe.ingestion import DomainEvent, Session, Symbol, Timeframe, TimeRange
-from marketpipe.ingestion.connectors import base_client as base_client_module
-from marketpipe.ingestion.infrastructure.event_bus import EventBus
-from marketpipe.pipeline import IngestRequest, run_ingest
-from marketpipe.plugins import reset_plugins
+from marketpipe.jobs.event_bus import EventBus
+from marketpipe.run.pipeline import IngestRequest, run_ingest
 from marketpipe.testing import check_provider
 from marketpipe_alpaca.testing import FakeAlpacaServer
 
@@ -59,10 +58,8 @@ def server() -> Iterator[FakeAlpacaServer]:
 
 
 @pytest.fixture(autouse=True)
-def fresh_plugins() -> Iterator[None]:
-    reset_plugins()
-    yield
-    reset_plugins()
+def _isolated(fresh_plugins: None) -> None:
+    """Each test loads the installed plugins afresh (MarketPipe's pytest plugin)."""
 
 
 def test_passes_the_conformance_kit(server: FakeAlpacaServer) -> None:

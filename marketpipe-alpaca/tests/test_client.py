@@ -12,8 +12,7 @@ import time
 import httpx
 import pytest
 from alpaca_helpers import BASE, KEY, SECRET, bar, page
-from marketpipe.ingestion import Timeframe
-from marketpipe.ingestion.connectors import (
+from marketpipe.fetch import (
     AuthenticationError,
     EntitlementError,
     InvalidRequestError,
@@ -24,7 +23,8 @@ from marketpipe.ingestion.connectors import (
     retry_after,
     should_retry,
 )
-from marketpipe.schema import BAR_SCHEMA
+from marketpipe.ingestion import Timeframe
+from marketpipe.model.schema import BAR_SCHEMA
 from marketpipe_alpaca.client import AlpacaClient
 from pytest_httpx import HTTPXMock
 
@@ -291,7 +291,7 @@ def test_x_ratelimit_reset_is_honoured(
 
 
 def test_total_retry_time_is_bounded(httpx_mock: HTTPXMock, sleeps: list[float]) -> None:
-    from marketpipe.ingestion.connectors import ClientConfig, RateLimiter
+    from marketpipe.fetch import ClientConfig, RateLimiter
 
     config = ClientConfig(
         base_url=BASE, api_key=KEY, api_secret=SECRET, max_attempts=10, max_total_seconds=5.0

@@ -10,17 +10,15 @@ from pathlib import Path
 
 import pytest
 from core_helpers import StepProvider
-from marketpipe.ingestion.domain.request import FetchRequest
-from marketpipe.ingestion.infrastructure import registry
-from marketpipe.plugins import reset_plugins
-from marketpipe.specs import Setting
+from marketpipe.model.request import FetchRequest
+from marketpipe.plugins import registry
+from marketpipe.plugins.specs import Setting
 
 
 @pytest.fixture(autouse=True)
-def fresh_plugins() -> Iterator[None]:
-    reset_plugins()
-    yield
-    reset_plugins()
+def _isolated(fresh_plugins: None) -> None:
+    """Every core test starts from the installed plugins and leaves none of its own behind
+    (``fresh_plugins`` is MarketPipe's pytest plugin's)."""
 
 
 @pytest.fixture

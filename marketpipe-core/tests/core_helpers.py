@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from marketpipe.calendar import SessionWindow
-from marketpipe.errors import SymbolError
-from marketpipe.ingestion.domain.ports import IMarketDataProvider
-from marketpipe.ingestion.domain.request import FetchRequest
-from marketpipe.schema import bars_batch
+from marketpipe.model.calendar import SessionWindow
+from marketpipe.model.errors import SymbolError
+from marketpipe.model.request import FetchRequest
+from marketpipe.model.schema import bars_batch
+from marketpipe.plugins.provider import IMarketDataProvider
 
 MINUTE = 60 * 1_000_000_000
 

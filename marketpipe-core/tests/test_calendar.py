@@ -1,7 +1,7 @@
 import datetime as dt
 
-from marketpipe.calendar import nyse_calendar
 from marketpipe.ingestion import Session, TimeRange
+from marketpipe.model.calendar import nyse_calendar
 
 
 def test_holidays_and_weekends_are_not_sessions() -> None:

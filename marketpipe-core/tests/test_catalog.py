@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from core_helpers import simple_bars
-from marketpipe.calendar import nyse_calendar
 from marketpipe.ingestion import Session, Timeframe
-from marketpipe.ingestion.domain.values import Series
-from marketpipe.storage.base import CommitRequest
+from marketpipe.model.calendar import nyse_calendar
+from marketpipe.model.values import Series
+from marketpipe.plugins.sink import CommitRequest
 from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.parquet_sink import ParquetSink
 

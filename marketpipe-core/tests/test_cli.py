@@ -10,10 +10,10 @@ from core_helpers import write_plugin
 
 PROVIDER = """
 import numpy as np
-from marketpipe.hookspecs import hookimpl
+from marketpipe.plugins.hookspecs import hookimpl
 from marketpipe.ingestion import IMarketDataProvider
-from marketpipe.schema import bars_batch
-from marketpipe.specs import ProviderSpec, Setting
+from marketpipe.model.schema import bars_batch
+from marketpipe.plugins.specs import ProviderSpec, Setting
 
 class Minutes(IMarketDataProvider):
     feed = "demo"
@@ -178,7 +178,7 @@ def test_the_job_progress_line_fits_80_columns_for_a_large_job() -> None:
     import io
 
     from marketpipe.cli.progress import ProgressDisplay
-    from marketpipe.ingestion.infrastructure.event_bus import EventBus
+    from marketpipe.jobs.event_bus import EventBus
     from rich.console import Console
     from rich.progress import Progress
 

@@ -7,7 +7,6 @@ import duckdb
 import numpy as np
 import pytest
 from core_helpers import StepProvider
-from marketpipe.errors import InvalidInputError
 from marketpipe.ingestion import (
     CreateIngestionJobCommand,
     DomainEvent,
@@ -24,12 +23,14 @@ from marketpipe.ingestion import (
     Timeframe,
     TimeRange,
 )
-from marketpipe.ingestion.domain.events import IngestionProviderNote
 from marketpipe.ingestion.infrastructure import register, unregister
-from marketpipe.ingestion.infrastructure.event_bus import EventBus
-from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
-from marketpipe.pipeline import IngestRequest, execute, prepare_provider, run_ingest
-from marketpipe.specs import ProviderSpec
+from marketpipe.jobs.event_bus import EventBus
+from marketpipe.jobs.events import IngestionProviderNote
+from marketpipe.jobs.store import SqliteJobStore
+from marketpipe.model.errors import InvalidInputError
+from marketpipe.plugins.registry import prepare_provider
+from marketpipe.plugins.specs import ProviderSpec
+from marketpipe.run.pipeline import IngestRequest, execute, run_ingest
 
 JAN = TimeRange("2024-01-29", "2024-02-02")  # 5 sessions across a month boundary
 
@@ -113,7 +114,7 @@ def test_failed_partitions_are_reported_and_resume_fetches_only_them(
     prepared = prepare_provider("step", {})
     job = asyncio.run(IngestionJobService(store).start_job(StartJobCommand(summary.job_id)))
     assert job.state is ProcessingState.IN_PROGRESS
-    resumed = asyncio.run(execute(store, summary.job_id, prepared, data_dir, EventBus()))
+    resumed = asyncio.run(execute(store, job, prepared, data_dir, EventBus()))
     assert resumed.state is ProcessingState.COMPLETED
     assert resumed.partitions_skipped == 5 and resumed.partitions_completed == 5
     assert {s.value for u in step_provider for s in u.symbols} == {"MSFT"}
@@ -198,7 +199,7 @@ def test_seed_per_bar_api_returns_objects(step_provider) -> None:
 def test_a_provider_user_error_fails_its_unit_without_retrying_each_symbol(
     data_dir: Path,
 ) -> None:
-    from marketpipe.errors import ProviderNotConfiguredError
+    from marketpipe.model.errors import ProviderNotConfiguredError
 
     class Refused(StepProvider):
         def fetch(self, request):
@@ -255,9 +256,9 @@ def test_a_refetch_with_no_bars_keeps_the_stored_rows_and_says_so(
 
 
 def test_provider_messages_are_scrubbed_of_secrets_and_url_credentials(data_dir: Path) -> None:
-    from marketpipe.errors import ProviderError
-    from marketpipe.secrets import Secret
-    from marketpipe.specs import Setting
+    from marketpipe.model.errors import ProviderError
+    from marketpipe.model.secrets import Secret
+    from marketpipe.plugins.specs import Setting
 
     class Leaky(StepProvider):
         def fetch(self, request):
@@ -298,7 +299,7 @@ def test_provider_messages_are_scrubbed_of_secrets_and_url_credentials(data_dir:
 
 
 def test_urls_with_credentials_are_stored_without_them(step_provider, data_dir: Path) -> None:
-    from marketpipe.secrets import scrub
+    from marketpipe.model.secrets import scrub
 
     assert scrub("see http://u:p@h.test/x and ftp://user@h") == (
         "see http://**********@h.test/x and ftp://**********@h"

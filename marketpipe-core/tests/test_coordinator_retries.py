@@ -15,16 +15,16 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from marketpipe.ingestion import ProcessingState, Symbol, TimeRange
-from marketpipe.ingestion.application.coordinator import CancelToken
 from marketpipe.ingestion.connectors import BaseApiClient, ClientConfig, RateLimiter
-from marketpipe.ingestion.domain.ports import IMarketDataProvider
-from marketpipe.ingestion.domain.request import FetchRequest
-from marketpipe.ingestion.infrastructure import registry
-from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
-from marketpipe.pipeline import IngestRequest, run_ingest
-from marketpipe.schema import bars_batch
-from marketpipe.specs import ProviderSpec, Setting
-from marketpipe.testing_http import Answer, ScriptedServer
+from marketpipe.jobs.store import SqliteJobStore
+from marketpipe.model.request import FetchRequest
+from marketpipe.model.schema import bars_batch
+from marketpipe.plugins import registry
+from marketpipe.plugins.provider import IMarketDataProvider
+from marketpipe.plugins.specs import ProviderSpec, Setting
+from marketpipe.run.coordinator import CancelToken
+from marketpipe.run.pipeline import IngestRequest, run_ingest
+from marketpipe.testing.http import Answer, ScriptedServer
 
 DAY = TimeRange.single_day("2024-01-29")
 

@@ -21,7 +21,7 @@ from marketpipe.ingestion.connectors import (
     ResponseTooLargeError,
     require_json_object,
 )
-from marketpipe.testing_http import Answer, ScriptedServer, gzip_bomb
+from marketpipe.testing.http import Answer, ScriptedServer, gzip_bomb
 
 
 class JsonBars(BaseApiClient):

@@ -1,5 +1,4 @@
 import pytest
-from marketpipe.errors import InvalidStateTransition
 from marketpipe.ingestion import (
     IngestionConfiguration,
     IngestionJob,
@@ -9,6 +8,7 @@ from marketpipe.ingestion import (
     Symbol,
     TimeRange,
 )
+from marketpipe.model.errors import InvalidStateTransition
 
 
 def make_job() -> IngestionJob:

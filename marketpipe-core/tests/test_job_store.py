@@ -2,7 +2,6 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from marketpipe.errors import JobNotFoundError
 from marketpipe.ingestion import (
     IngestionConfiguration,
     IngestionJob,
@@ -11,7 +10,8 @@ from marketpipe.ingestion import (
     Symbol,
     TimeRange,
 )
-from marketpipe.ingestion.infrastructure.job_store import PartitionOutcome, SqliteJobStore
+from marketpipe.jobs.store import PartitionOutcome, SqliteJobStore
+from marketpipe.model.errors import JobNotFoundError
 
 DAY = dt.date(2024, 1, 2)
 

@@ -8,13 +8,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from marketpipe.specs import SinkSpec, ValidatorSpec
-from marketpipe.storage.base import CommitRequest
+from marketpipe.plugins.sink import CommitRequest
+from marketpipe.plugins.specs import SinkSpec, ValidatorSpec
+from marketpipe.plugins.validator import ValidationContext, ValidationResult
 from marketpipe.storage.parquet_files import write_bars
 from marketpipe.storage.parquet_sink import ParquetSink
 from marketpipe.testing import check_sink, check_validator
-from marketpipe.validation.base import ValidationContext, ValidationResult
-from marketpipe.validation.ohlcv import OhlcvValidator
+from marketpipe.validate.ohlcv import OhlcvValidator
 
 
 def test_parquet_sink_passes_its_kit(tmp_path: Path) -> None:

@@ -9,12 +9,12 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from core_helpers import simple_bars
-from marketpipe.calendar import nyse_calendar
 from marketpipe.ingestion import OHLCVBar, Session, Timeframe
-from marketpipe.ingestion.infrastructure.parquet_storage import ParquetDataStorage
-from marketpipe.schema import BAR_SCHEMA
-from marketpipe.storage import atomic
-from marketpipe.storage.base import CommitRequest
+from marketpipe.model import files as atomic
+from marketpipe.model.calendar import nyse_calendar
+from marketpipe.model.schema import BAR_SCHEMA
+from marketpipe.plugins.sink import CommitRequest
+from marketpipe.storage.bar_storage import ParquetDataStorage
 from marketpipe.storage.footer import Entry, read_footer
 from marketpipe.storage.layout import encode_component, quarantine_file
 from marketpipe.storage.parquet_sink import ParquetSink

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 from core_helpers import write_plugin
-from marketpipe import hookspecs
-from marketpipe.errors import PluginConflictError
-from marketpipe.plugins import ALLOW_ENV, BLOCK_ENV, get_plugin_host, hook_names
-from marketpipe.specs import ProviderSpec
+from marketpipe.model.errors import PluginConflictError
+from marketpipe.plugins import hookspecs
+from marketpipe.plugins.host import ALLOW_ENV, BLOCK_ENV, get_plugin_host, hook_names
+from marketpipe.plugins.specs import ProviderSpec
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs" / "plugins.md"
 
 PROVIDER_PLUGIN = """
-from marketpipe.hookspecs import hookimpl
-from marketpipe.specs import ProviderSpec
+from marketpipe.plugins.hookspecs import hookimpl
+from marketpipe.plugins.specs import ProviderSpec
 
 @hookimpl
 def marketpipe_providers():
@@ -69,7 +69,7 @@ def test_hook_marketpipe_sinks(tmp_path: Path) -> None:
 def test_builtins_are_ordinary_plugins_with_their_hooks() -> None:
     records = {r.name: r for r in get_plugin_host().records()}
     assert records["marketpipe.storage.parquet_sink"].hooks == ("marketpipe_sinks",)
-    assert records["marketpipe.validation.ohlcv"].hooks == ("marketpipe_validators",)
+    assert records["marketpipe.validate.ohlcv"].hooks == ("marketpipe_validators",)
     assert all(
         r.builtin and r.error is None for r in records.values() if r.name.startswith("marketpipe.")
     )
@@ -91,7 +91,7 @@ def test_a_hook_that_raises_is_reported_not_fatal(site: Path) -> None:
         "tp-raises",
         "tp_raises",
         """
-from marketpipe.hookspecs import hookimpl
+from marketpipe.plugins.hookspecs import hookimpl
 
 @hookimpl
 def marketpipe_providers():
@@ -114,7 +114,7 @@ def test_two_plugins_claiming_one_name_is_an_error_naming_both(site: Path) -> No
 def test_allowlist_and_blocklist(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_plugin(site, "tp-one", "tp_one", PROVIDER_PLUGIN.format(name="one"))
     write_plugin(site, "tp-two", "tp_two", PROVIDER_PLUGIN.format(name="two"))
-    from marketpipe.plugins import reset_plugins
+    from marketpipe.plugins.host import reset_plugins
 
     monkeypatch.setenv(ALLOW_ENV, "tp_one")
     assert sorted(get_plugin_host().providers()) == ["one"]  # only the allowed entry point
@@ -128,7 +128,7 @@ def test_allowlist_and_blocklist(site: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_plugin_manager_is_built_on_demand_not_at_import() -> None:
-    code = "import marketpipe.plugins as p, marketpipe.ingestion; print(p.get_plugin_host.cache_info().currsize)"
+    code = "import marketpipe.plugins.host as p, marketpipe.ingestion; print(p.get_plugin_host.cache_info().currsize)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"
 
@@ -192,7 +192,7 @@ def test_trace_plugins_prints_every_hook_call(site: Path) -> None:
         env={**os.environ, "MARKETPIPE_TRACE_PLUGINS": "1"},
     )
     assert "marketpipe_providers" in out.stderr
-    assert "marketpipe.ingestion.infrastructure.registry" in out.stderr or "finish" in out.stderr
+    assert "marketpipe.plugins.registry" in out.stderr or "finish" in out.stderr
     quiet = subprocess.run(
         [sys.executable, "-m", "marketpipe.cli", "providers", "--json"],
         capture_output=True,

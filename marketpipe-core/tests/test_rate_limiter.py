@@ -3,8 +3,8 @@ import threading
 import time
 
 import pytest
+from marketpipe.fetch.rate_limiter import shared_windows
 from marketpipe.ingestion.connectors import RateLimiter
-from marketpipe.ingestion.connectors.rate_limiter import shared_windows
 
 
 def at_most_n_per_window(times: list[float], n: int, window: float) -> bool:

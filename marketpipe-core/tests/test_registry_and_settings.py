@@ -2,7 +2,6 @@ from pathlib import Path
 
 import pytest
 from core_helpers import StepProvider
-from marketpipe.errors import InvalidInputError, ProviderNotConfiguredError, UnknownProviderError
 from marketpipe.ingestion.infrastructure import (
     build_provider,
     get,
@@ -12,9 +11,14 @@ from marketpipe.ingestion.infrastructure import (
     register,
     unregister,
 )
-from marketpipe.secrets import Secret
-from marketpipe.settings import ConfigFile, parse_overrides, resolve_settings
-from marketpipe.specs import ProviderSpec, Setting
+from marketpipe.model.errors import (
+    InvalidInputError,
+    ProviderNotConfiguredError,
+    UnknownProviderError,
+)
+from marketpipe.model.secrets import Secret
+from marketpipe.plugins.settings import ConfigFile, parse_overrides, resolve_settings
+from marketpipe.plugins.specs import ProviderSpec, Setting
 from marketpipe.testing import check_provider
 
 KEYED = ProviderSpec(
@@ -155,7 +159,7 @@ def test_conformance_kit_passes_a_good_provider(step_provider: type) -> None:
 
 def test_conformance_kit_catches_a_provider_that_ignores_the_range() -> None:
     import numpy as np
-    from marketpipe.schema import bars_batch
+    from marketpipe.model.schema import bars_batch
 
     class Sloppy(StepProvider):
         def fetch(self, request):

@@ -6,10 +6,10 @@ import datetime as dt
 
 import pyarrow as pa
 import pytest
-from marketpipe.calendar import nyse_calendar
+from marketpipe.dataset.resample import aggregate
 from marketpipe.ingestion import Timeframe
-from marketpipe.resample import aggregate
-from marketpipe.schema import BAR_SCHEMA
+from marketpipe.model.calendar import nyse_calendar
+from marketpipe.model.schema import BAR_SCHEMA
 
 UTC = dt.UTC
 

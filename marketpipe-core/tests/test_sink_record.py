@@ -6,8 +6,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from marketpipe.errors import InvalidInputError
-from marketpipe.sinks import record_sink, recorded_sink
+from marketpipe.model.errors import InvalidInputError
+from marketpipe.storage.sinks import record_sink, recorded_sink
 from marketpipe.storage.stores import LocalStore
 
 

@@ -6,11 +6,11 @@ import pytest
 from core_helpers import MINUTE, simple_bars
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from marketpipe.calendar import nyse_calendar
 from marketpipe.ingestion import Session, Timeframe
-from marketpipe.schema import BAR_SCHEMA
-from marketpipe.validation.base import ValidationContext
-from marketpipe.validation.ohlcv import OhlcvValidator
+from marketpipe.model.calendar import nyse_calendar
+from marketpipe.model.schema import BAR_SCHEMA
+from marketpipe.plugins.validator import ValidationContext
+from marketpipe.validate.ohlcv import OhlcvValidator
 
 WINDOW = nyse_calendar().window(dt.date(2024, 1, 2), Session.REGULAR)
 

@@ -3,8 +3,8 @@ import datetime as dt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from marketpipe.errors import InvalidInputError
 from marketpipe.ingestion import IngestionJobId, Session, Symbol, Timeframe, TimeRange
+from marketpipe.model.errors import InvalidInputError
 
 
 @pytest.mark.parametrize(

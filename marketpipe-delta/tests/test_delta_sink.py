@@ -14,12 +14,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
-from marketpipe.errors import InvalidInputError, StorageError
-from marketpipe.ingestion.domain.values import Series, Timeframe
-from marketpipe.kits.bars import kit_bars
-from marketpipe.kits.sink import commit_request
-from marketpipe.storage.base import CommitRequest
+from marketpipe.model.errors import InvalidInputError, StorageError
+from marketpipe.model.values import Series, Timeframe
+from marketpipe.plugins.sink import CommitRequest
 from marketpipe.testing import check_sink
+from marketpipe.testing.kits.bars import kit_bars
+from marketpipe.testing.kits.sink import commit_request
 from marketpipe_delta import build
 from marketpipe_delta.coverage import CoverageHoldings
 from marketpipe_delta.sink import DeltaSink
@@ -253,8 +253,8 @@ def test_verify_finds_what_disagrees_between_a_table_and_its_coverage(tmp_path: 
 WRITER = """
 import datetime as dt, sys
 from pathlib import Path
-from marketpipe.kits.bars import kit_bars
-from marketpipe.kits.sink import commit_request
+from marketpipe.testing.kits.bars import kit_bars
+from marketpipe.testing.kits.sink import commit_request
 from marketpipe_delta import build
 
 root, n = Path(sys.argv[1]), int(sys.argv[2])

@@ -3,14 +3,14 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 import pytest
-from marketpipe.calendar import nyse_calendar
-from marketpipe.errors import InvalidInputError
 from marketpipe.ingestion import FetchRequest, Session, Symbol, Timeframe, TimeRange
 from marketpipe.ingestion.infrastructure import get
-from marketpipe.schema import BAR_SCHEMA
+from marketpipe.model.calendar import nyse_calendar
+from marketpipe.model.errors import InvalidInputError
+from marketpipe.model.schema import BAR_SCHEMA
+from marketpipe.plugins.validator import ValidationContext
 from marketpipe.testing import check_provider
-from marketpipe.validation.base import ValidationContext
-from marketpipe.validation.ohlcv import OhlcvValidator
+from marketpipe.validate.ohlcv import OhlcvValidator
 from marketpipe_fake import FakeProvider
 
 CAL = nyse_calendar()

@@ -11,8 +11,8 @@ from collections import defaultdict
 import pyarrow as pa
 import pytest
 from iex_encoder import ns, pcapng, segments_of, trade, trade_break
-from marketpipe.calendar import nyse_calendar
-from marketpipe.ingestion.domain.values import Session, Timeframe, TimeRange
+from marketpipe.model.calendar import nyse_calendar
+from marketpipe.model.values import Session, Timeframe, TimeRange
 from marketpipe_iex.bars import BarBuilder
 from marketpipe_iex.decode import CaptureDecoder
 

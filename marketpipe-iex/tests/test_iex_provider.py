@@ -10,12 +10,12 @@ import pyarrow as pa
 import pytest
 from iex_days import SYMBOLS, write_day, write_days
 from iex_encoder import gzipped, ns, pcapng, segments_of, trade
-from marketpipe.calendar import nyse_calendar
-from marketpipe.errors import DataUnavailableError, InvalidInputError
-from marketpipe.ingestion.connectors import ClientConfig, MalformedResponseError
-from marketpipe.ingestion.connectors import download as download_module
-from marketpipe.ingestion.domain.request import FetchRequest
-from marketpipe.ingestion.domain.values import Session, Symbol, Timeframe, TimeRange
+from marketpipe.fetch import ClientConfig, MalformedResponseError
+from marketpipe.fetch import client as client_module
+from marketpipe.model.calendar import nyse_calendar
+from marketpipe.model.errors import DataUnavailableError, InvalidInputError
+from marketpipe.model.request import FetchRequest
+from marketpipe.model.values import Session, Symbol, Timeframe, TimeRange
 from marketpipe.testing import check_provider
 from marketpipe_iex import IexHistProvider
 from marketpipe_iex.hist.index import HistIndexClient, parse_index, pick
@@ -27,7 +27,7 @@ DAYS = [dt.date(2024, 3, 4) + dt.timedelta(days=i) for i in range(5)]
 
 @pytest.fixture(autouse=True)
 def no_waits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(download_module.time, "sleep", lambda _: None)
+    monkeypatch.setattr(client_module.time, "sleep", lambda _: None)
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +223,7 @@ def test_index_client_asks_for_the_day(httpx_mock: HTTPXMock) -> None:
 def test_index_server_errors_are_retried(
     httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from marketpipe.ingestion.connectors import base_client
+    from marketpipe.fetch import client as base_client
 
     monkeypatch.setattr(base_client.time, "sleep", lambda _: None)
     url = "https://iextrading.com/api/1.0/hist?date=20240102"
@@ -267,7 +267,7 @@ def test_a_job_reads_each_days_capture_once(
 ) -> None:
     import asyncio
 
-    from marketpipe.pipeline import IngestRequest, run_ingest
+    from marketpipe.run.pipeline import IngestRequest, run_ingest
 
     decoded: list[str] = []
     original = IexHistProvider._decode
@@ -327,9 +327,9 @@ def test_the_cache_file_name_is_built_from_checked_parts_never_the_link() -> Non
 
 
 def test_a_download_stops_as_soon_as_it_passes_the_promised_size(tmp_path: Path) -> None:
-    from marketpipe.ingestion.connectors.base_client import HttpClient
-    from marketpipe.ingestion.connectors.download import download_file
-    from marketpipe.testing_http import Answer, ScriptedServer
+    from marketpipe.fetch.client import HttpClient
+    from marketpipe.fetch.download import download_file
+    from marketpipe.testing.http import Answer, ScriptedServer
 
     body = b"x" * (8 << 20)
     with ScriptedServer([Answer(body=body, headers={"Content-Type": "application/gzip"})]) as s:

@@ -6,8 +6,8 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from marketpipe.hookspecs import hookimpl
-from marketpipe.specs import ProviderSpec, Setting
+from marketpipe.plugins.hookspecs import hookimpl
+from marketpipe.plugins.specs import ProviderSpec, Setting
 
 from marketpipe_alpaca.client import PRODUCTION_URL, AlpacaClient
 from marketpipe_alpaca.provider import AlpacaMarketDataAdapter

@@ -19,7 +19,7 @@ import attrs
 import httpx
 import pyarrow as pa
 import pyarrow.json as pajson
-from marketpipe.ingestion.connectors import (
+from marketpipe.fetch import (
     AuthenticationError,
     BaseApiClient,
     ClientConfig,
@@ -31,9 +31,9 @@ from marketpipe.ingestion.connectors import (
     RateLimiter,
     require_json_object,
 )
-from marketpipe.ingestion.connectors.base_client import error_message
-from marketpipe.ingestion.domain.values import Timeframe
-from marketpipe.schema import BAR_SCHEMA, repeat_string
+from marketpipe.fetch.client import error_message
+from marketpipe.model.schema import BAR_SCHEMA, repeat_string
+from marketpipe.model.values import Timeframe
 
 PRODUCTION_URL = "https://data.alpaca.markets"
 SANDBOX_URL = "https://data.sandbox.alpaca.markets"

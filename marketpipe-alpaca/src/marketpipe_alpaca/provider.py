@@ -7,14 +7,14 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
-from marketpipe.calendar import SessionWindow, in_sessions
-from marketpipe.errors import InvalidInputError
-from marketpipe.ingestion.connectors import ClientConfig, RateLimiter
-from marketpipe.ingestion.domain.ports import IMarketDataProvider
-from marketpipe.ingestion.domain.request import FetchRequest
-from marketpipe.ingestion.domain.values import Session, Timeframe
-from marketpipe.secrets import Secret
-from marketpipe.settings import parse_number
+from marketpipe.fetch import ClientConfig, RateLimiter
+from marketpipe.model.calendar import SessionWindow, in_sessions
+from marketpipe.model.errors import InvalidInputError
+from marketpipe.model.request import FetchRequest
+from marketpipe.model.secrets import Secret
+from marketpipe.model.values import Session, Timeframe
+from marketpipe.plugins.provider import IMarketDataProvider
+from marketpipe.plugins.settings import parse_number
 
 from marketpipe_alpaca.client import PAGE_LIMIT, PRODUCTION_URL, AlpacaClient
 

@@ -27,8 +27,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from marketpipe.calendar import NEW_YORK, ny_midnight_ns, nyse_calendar
-from marketpipe.ingestion.domain.values import TimeRange
+from marketpipe.model.calendar import NEW_YORK, ny_midnight_ns, nyse_calendar
+from marketpipe.model.values import TimeRange
 
 FAULTS = ("429", "500", "503", "reset", "truncated", "slow")
 _TIMEFRAMES = {"1Min": 1, "5Min": 5, "15Min": 15, "30Min": 30, "1Hour": 60, "1Day": 1440}

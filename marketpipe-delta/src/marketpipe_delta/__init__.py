@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from marketpipe.errors import InvalidInputError
-from marketpipe.hookspecs import hookimpl
-from marketpipe.specs import Setting, SinkSpec
+from marketpipe.model.errors import InvalidInputError
+from marketpipe.plugins.hookspecs import hookimpl
+from marketpipe.plugins.specs import Setting, SinkSpec
 
 from marketpipe_delta.sink import COMPRESSIONS, DeltaSink
 
@@ -25,7 +25,7 @@ def build(root: Path | str, settings: Mapping[str, Any]) -> DeltaSink:
     if not raw.isdigit():
         raise InvalidInputError(f"sink delta: retention_hours must be whole hours, got {raw!r}")
     if isinstance(root, str):
-        from marketpipe.location import normalise_url, state_root
+        from marketpipe.storage.location import normalise_url, state_root
 
         url = normalise_url(root)
         return DeltaSink(state_root(url), url, int(raw), compression)

@@ -21,10 +21,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from marketpipe.errors import StorageError
-from marketpipe.ingestion.domain.values import Series, Session, Timeframe
+from marketpipe.model.errors import StorageError
+from marketpipe.model.values import Series, Session, Timeframe
 from marketpipe.storage.footer import Entry, Footer
-from marketpipe.storage.stores import Listing
+from marketpipe.storage.store import Listing
 
 from marketpipe_delta.tables import Location, guarded, load, table_path
 

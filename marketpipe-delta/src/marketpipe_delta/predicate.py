@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 
-from marketpipe.ingestion.domain.values import Series
+from marketpipe.model.values import Series
 from marketpipe.storage.layout import month_key
 
 

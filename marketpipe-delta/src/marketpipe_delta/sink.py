@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from marketpipe import clock
-from marketpipe.errors import InvalidInputError, StorageError
-from marketpipe.ingestion.domain.values import Series
-from marketpipe.schema import BAR_COLUMNS, BAR_SCHEMA, conform
-from marketpipe.storage.base import CommitRequest, FolderResult
+from marketpipe.model import clock
+from marketpipe.model.errors import InvalidInputError, StorageError
+from marketpipe.model.schema import BAR_COLUMNS, BAR_SCHEMA, conform
+from marketpipe.model.values import Series
+from marketpipe.plugins.sink import CommitRequest, FolderResult
 from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.footer import Entry, Footer
 from marketpipe.storage.layout import month_key

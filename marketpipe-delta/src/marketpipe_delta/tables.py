@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from marketpipe.errors import StoreFailedError
-from marketpipe.ingestion.domain.values import Series
+from marketpipe.model.errors import StoreFailedError
+from marketpipe.model.values import Series
 from marketpipe.storage.layout import META_DIR, encode_component
 from marketpipe.storage.retry import StoreRetry
 

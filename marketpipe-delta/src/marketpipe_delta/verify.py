@@ -24,8 +24,8 @@ from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from marketpipe.errors import StorageError
-from marketpipe.ingestion.domain.values import Series, Timeframe
+from marketpipe.model.errors import StorageError
+from marketpipe.model.values import Series, Timeframe
 from marketpipe.storage.verify import Problem, VerifyReport, job_store_losses
 
 from marketpipe_delta.tables import guarded, load, table_path

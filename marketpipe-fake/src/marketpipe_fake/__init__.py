@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from marketpipe.hookspecs import hookimpl
-from marketpipe.specs import ProviderSpec, Setting
+from marketpipe.plugins.hookspecs import hookimpl
+from marketpipe.plugins.specs import ProviderSpec, Setting
 
 from marketpipe_fake.provider import FakeProvider
 

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
-from marketpipe.calendar import SessionWindow, ny_midnight_ns
-from marketpipe.errors import InvalidInputError
-from marketpipe.ingestion.domain.ports import IMarketDataProvider
-from marketpipe.ingestion.domain.request import FetchRequest
-from marketpipe.ingestion.domain.values import Timeframe
-from marketpipe.schema import bars_batch
-from marketpipe.settings import parse_number
+from marketpipe.model.calendar import SessionWindow, ny_midnight_ns
+from marketpipe.model.errors import InvalidInputError
+from marketpipe.model.request import FetchRequest
+from marketpipe.model.schema import bars_batch
+from marketpipe.model.values import Timeframe
+from marketpipe.plugins.provider import IMarketDataProvider
+from marketpipe.plugins.settings import parse_number
 
 _MINUTE = 60 * 1_000_000_000
 _FIRST_MINUTE = 4 * 60  # 04:00 New York

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from marketpipe.hookspecs import hookimpl
-from marketpipe.specs import ProviderSpec, Setting
+from marketpipe.plugins.hookspecs import hookimpl
+from marketpipe.plugins.specs import ProviderSpec, Setting
 
 from marketpipe_iex.hist.index import PRODUCTION_URL
 from marketpipe_iex.provider import IexHistProvider

@@ -21,9 +21,9 @@ from typing import BinaryIO
 import attrs
 import numpy as np
 import pyarrow as pa
-from marketpipe.calendar import SessionWindow, ny_midnight_ns
-from marketpipe.ingestion.domain.values import Timeframe
-from marketpipe.schema import BAR_SCHEMA
+from marketpipe.model.calendar import SessionWindow, ny_midnight_ns
+from marketpipe.model.schema import BAR_SCHEMA
+from marketpipe.model.values import Timeframe
 
 from marketpipe_iex.decode.trades import FLAG_EXTENDED, FLAG_ODD_LOT, TradeBatch, symbol_names
 

@@ -16,7 +16,7 @@ from typing import BinaryIO
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from marketpipe.storage.atomic import write_atomic
+from marketpipe.model.files import write_atomic
 
 from marketpipe_iex.bars import PARTIAL, MinuteBars
 

@@ -17,16 +17,15 @@ from pathlib import Path
 import attrs
 import numpy as np
 import pyarrow as pa
-from marketpipe import progress
-from marketpipe.calendar import SessionWindow, nyse_calendar
-from marketpipe.errors import DataUnavailableError, InvalidInputError
-from marketpipe.ingestion.connectors import ClientConfig
-from marketpipe.ingestion.connectors.download import download_file
-from marketpipe.ingestion.domain.ports import IMarketDataProvider
-from marketpipe.ingestion.domain.request import FetchRequest
-from marketpipe.ingestion.domain.values import Session, Symbol, TimeRange
-from marketpipe.settings import parse_number
-from marketpipe.storage.atomic import file_lock
+from marketpipe.fetch import ClientConfig, progress
+from marketpipe.fetch.download import download_file
+from marketpipe.model.calendar import SessionWindow, nyse_calendar
+from marketpipe.model.errors import DataUnavailableError, InvalidInputError
+from marketpipe.model.files import file_lock
+from marketpipe.model.request import FetchRequest
+from marketpipe.model.values import Session, Symbol, TimeRange
+from marketpipe.plugins.provider import IMarketDataProvider
+from marketpipe.plugins.settings import parse_number
 
 from marketpipe_iex import day_cache
 from marketpipe_iex.bars import BarBuilder, MinuteBars

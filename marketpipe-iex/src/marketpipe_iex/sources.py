@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import attrs
-from marketpipe.errors import InvalidInputError
+from marketpipe.model.errors import InvalidInputError
 
 from marketpipe_iex.decode import CaptureFormatError, probe
 

@@ -10,15 +10,15 @@ from rich.padding import Padding
 from rich.text import Text
 
 from marketpipe.cli.common import Column, console, emit_json, fitted_table, json_option, user_errors
-from marketpipe.plugins import get_plugin_host
-from marketpipe.settings import (
+from marketpipe.plugins.host import get_plugin_host
+from marketpipe.plugins.settings import (
     ConfigFile,
     ResolvedSettings,
     config_path,
     describe_missing,
     resolve_settings,
 )
-from marketpipe.specs import ProviderSpec, SinkSpec
+from marketpipe.plugins.specs import ProviderSpec, SinkSpec
 
 
 def settings_rows(
@@ -113,7 +113,7 @@ def providers(as_json: bool) -> None:
 @user_errors
 def sinks(as_json: bool) -> None:
     """List installed storage sinks and their settings."""
-    from marketpipe.sinks import DEFAULT_SINK, SINK_ENV
+    from marketpipe.storage.sinks import DEFAULT_SINK, SINK_ENV
 
     host = get_plugin_host()
     config = ConfigFile.load(config_path())

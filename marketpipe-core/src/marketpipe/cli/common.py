@@ -19,7 +19,7 @@ from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from marketpipe.errors import PluginConflictError, StorageError, UserError
+from marketpipe.model.errors import PluginConflictError, StorageError, UserError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,8 +30,8 @@ err_console = Console(stderr=True)
 
 
 def _data_dir(_ctx: Any, _param: Any, value: str) -> Path:
-    """A folder, or ``s3://bucket/prefix`` (its local state folder: see marketpipe.location)."""
-    from marketpipe.location import local_root
+    """A folder, or ``s3://bucket/prefix`` (its local state folder: see marketpipe.storage.location)."""
+    from marketpipe.storage.location import local_root
 
     try:
         return local_root(value)
@@ -109,13 +109,13 @@ def _matching(values: list[str], incomplete: str) -> list[CompletionItem]:
 
 def complete_provider(_ctx: Any, _param: Any, incomplete: str) -> list[CompletionItem]:
     """Shell completion (``_MP_COMPLETE``): the installed providers."""
-    from marketpipe.plugins import get_plugin_host
+    from marketpipe.plugins.host import get_plugin_host
 
     return _matching(sorted(get_plugin_host().providers()), incomplete)
 
 
 def complete_timeframe(_ctx: Any, _param: Any, incomplete: str) -> list[CompletionItem]:
-    from marketpipe.ingestion.domain.values import Timeframe
+    from marketpipe.model.values import Timeframe
 
     return _matching([t.value for t in Timeframe], incomplete)
 
@@ -134,14 +134,14 @@ def complete_feed(_ctx: Any, _param: Any, incomplete: str) -> list[CompletionIte
 
 def selection_options(*, timeframe: bool = True, symbols: bool = True) -> Callable[[F], F]:
     """``--provider``, ``--feed`` (and ``--timeframe``, ``--symbols``), handed to the command
-    as one ``selection`` (:class:`marketpipe.dataset.Selection`). Put it below ``user_errors``,
+    as one ``selection`` (:class:`marketpipe.dataset.operations.Selection`). Put it below ``user_errors``,
     so a bad value is one line."""
 
     def decorate(func: F) -> F:
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from marketpipe.dataset import Selection
-            from marketpipe.ingestion.domain.values import Symbol, Timeframe
+            from marketpipe.dataset.operations import Selection
+            from marketpipe.model.values import Symbol, Timeframe
 
             chosen_tf = kwargs.pop("timeframe", None)
             chosen_symbols = kwargs.pop("symbols", None)
@@ -187,7 +187,7 @@ def selection_options(*, timeframe: bool = True, symbols: bool = True) -> Callab
 
 def complete_sink(_ctx: Any, _param: Any, incomplete: str) -> list[CompletionItem]:
     """Shell completion (``_MP_COMPLETE``): the installed sinks."""
-    from marketpipe.plugins import get_plugin_host
+    from marketpipe.plugins.host import get_plugin_host
 
     return _matching(sorted(get_plugin_host().sinks()), incomplete)
 
@@ -207,7 +207,7 @@ def sink_options(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from marketpipe.settings import parse_overrides
+        from marketpipe.plugins.settings import parse_overrides
 
         name = kwargs.pop("sink_name")
         pairs = kwargs.pop("sink_pairs")

@@ -20,7 +20,7 @@ from marketpipe.cli.common import (
     sink_options,
     user_errors,
 )
-from marketpipe.dataset import Selection, run_compact
+from marketpipe.dataset.operations import Selection, run_compact
 
 
 @click.command()

@@ -22,9 +22,9 @@ from marketpipe.cli.common import (
     sink_options,
     user_errors,
 )
-from marketpipe.dataset import Selection, SeriesDeletion, plan_delete, run_delete
-from marketpipe.errors import InvalidInputError
-from marketpipe.ingestion.domain.values import Symbol, Timeframe, TimeRange
+from marketpipe.dataset.operations import Selection, SeriesDeletion, plan_delete, run_delete
+from marketpipe.model.errors import InvalidInputError
+from marketpipe.model.values import Symbol, Timeframe, TimeRange
 
 
 def _plan_dict(plan: list[SeriesDeletion]) -> list[dict[str, object]]:

@@ -33,15 +33,15 @@ from marketpipe.cli.common import (
     user_errors,
 )
 from marketpipe.cli.progress import ProgressDisplay
-from marketpipe.errors import InvalidInputError
-from marketpipe.ingestion.application.coordinator import CancelToken, JobSummary
-from marketpipe.ingestion.domain.events import IngestionJobPlanned
-from marketpipe.ingestion.domain.job import ProcessingState
-from marketpipe.ingestion.domain.values import Session, Symbol, Timeframe, TimeRange
-from marketpipe.ingestion.infrastructure.event_bus import EventBus
-from marketpipe.location import dataset_root
-from marketpipe.pipeline import IngestRequest, last_completed_session, run_ingest
-from marketpipe.settings import parse_overrides
+from marketpipe.jobs.event_bus import EventBus
+from marketpipe.jobs.events import IngestionJobPlanned
+from marketpipe.jobs.job import ProcessingState
+from marketpipe.model.errors import InvalidInputError
+from marketpipe.model.values import Session, Symbol, Timeframe, TimeRange
+from marketpipe.plugins.settings import parse_overrides
+from marketpipe.run.coordinator import CancelToken, JobSummary
+from marketpipe.run.pipeline import IngestRequest, last_completed_session, run_ingest
+from marketpipe.storage.location import dataset_root
 
 T = TypeVar("T")
 
@@ -309,7 +309,7 @@ def run_with_progress(
 
     bus.subscribe(IngestionJobPlanned, announce)
     if metrics_port is not None:
-        from marketpipe.metrics import serve
+        from marketpipe.run.metrics import serve
 
         try:
             serve(metrics_port)

@@ -22,13 +22,13 @@ from marketpipe.cli.common import (
     sink_options,
     user_errors,
 )
-from marketpipe.errors import JobNotFoundError
-from marketpipe.ingestion.domain.job import IngestionJob, ProcessingState
-from marketpipe.ingestion.infrastructure.event_log import event_log_path
-from marketpipe.ingestion.infrastructure.job_locks import JobLocks
-from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
-from marketpipe.location import dataset_root
+from marketpipe.jobs.event_log import event_log_path
+from marketpipe.jobs.job import IngestionJob, ProcessingState
+from marketpipe.jobs.locks import JobLocks
+from marketpipe.jobs.store import SqliteJobStore
+from marketpipe.model.errors import JobNotFoundError
 from marketpipe.storage.layout import META_DIR
+from marketpipe.storage.location import dataset_root
 
 
 def _store(data_dir: Path) -> SqliteJobStore:
@@ -308,8 +308,8 @@ def resume_job(
 ) -> None:
     """Finish an unfinished job: only partitions not committed are fetched again."""
     from marketpipe.cli.ingest import run_job
-    from marketpipe.pipeline import resume_ingest
-    from marketpipe.settings import parse_overrides
+    from marketpipe.plugins.settings import parse_overrides
+    from marketpipe.run.pipeline import resume_ingest
 
     store = _store(data_dir)
     try:
@@ -342,7 +342,7 @@ def resume_job(
 @user_errors
 def cancel_job_command(job_id: str, data_dir: Path, as_json: bool) -> None:
     """Mark a job that is no longer running CANCELLED (stop a running one with Ctrl-C)."""
-    from marketpipe.pipeline import cancel_job
+    from marketpipe.run.pipeline import cancel_job
 
     store = _store(data_dir)
     try:

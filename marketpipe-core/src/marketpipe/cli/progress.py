@@ -18,14 +18,14 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from marketpipe import progress as provider_progress
 from marketpipe.cli.common import err_console
-from marketpipe.ingestion.domain.events import (
+from marketpipe.fetch import progress as provider_progress
+from marketpipe.jobs.event_bus import EventBus
+from marketpipe.jobs.events import (
     IngestionBatchProcessed,
     IngestionJobPlanned,
     IngestionPartitionFailed,
 )
-from marketpipe.ingestion.infrastructure.event_bus import EventBus
 
 
 class _DetailColumn(ProgressColumn):
@@ -50,7 +50,7 @@ class _DetailColumn(ProgressColumn):
 
 class ProgressDisplay:
     """Partitions done out of planned, bars so far; a subscriber of the event bus. Also the
-    :mod:`marketpipe.progress` reporter while it is entered."""
+    :mod:`marketpipe.fetch.progress` reporter while it is entered."""
 
     def __init__(self, bus: EventBus, enabled: bool = True) -> None:
         self.progress = Progress(

@@ -18,9 +18,9 @@ from marketpipe.cli.common import (
     sink_options,
     user_errors,
 )
-from marketpipe.dataset import Selection
-from marketpipe.ingestion.domain.values import Timeframe
-from marketpipe.resample import run_resample
+from marketpipe.dataset.operations import Selection
+from marketpipe.dataset.resample import run_resample
+from marketpipe.model.values import Timeframe
 
 
 @click.command()

@@ -19,8 +19,8 @@ from marketpipe.cli.common import (
     selection_options,
     user_errors,
 )
-from marketpipe.dataset import Selection, run_status
-from marketpipe.status import SeriesStatus, status_dict
+from marketpipe.dataset.operations import Selection, run_status
+from marketpipe.dataset.status import SeriesStatus, status_dict
 
 
 def _span(first: dt.date, last: dt.date) -> str:

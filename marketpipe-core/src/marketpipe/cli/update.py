@@ -26,10 +26,10 @@ from marketpipe.cli.common import (
     user_errors,
 )
 from marketpipe.cli.ingest import run_with_progress, summary_dict
-from marketpipe.dataset import Selection, UpdateRequest, UpdateResult, run_update
-from marketpipe.ingestion.domain.job import ProcessingState
-from marketpipe.location import dataset_root
-from marketpipe.settings import parse_overrides
+from marketpipe.dataset.operations import Selection, UpdateRequest, UpdateResult, run_update
+from marketpipe.jobs.job import ProcessingState
+from marketpipe.plugins.settings import parse_overrides
+from marketpipe.storage.location import dataset_root
 
 
 def _state(update_state: ProcessingState | None, error: str | None) -> str:

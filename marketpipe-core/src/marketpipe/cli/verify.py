@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from marketpipe.cli.common import console, data_dir_option, emit_json, json_option, user_errors
-from marketpipe.dataset import run_verify
+from marketpipe.dataset.operations import run_verify
 from marketpipe.storage.verify import problem_counts
 
 

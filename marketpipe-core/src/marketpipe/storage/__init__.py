@@ -1,0 +1,2 @@
+"""Where committed bars live: sinks (Parquet built in), stores (local folder, object storage),
+the layout, the catalog, compaction, verification and quarantine."""

@@ -22,11 +22,11 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
-from marketpipe.errors import InvalidInputError, StorageError
-from marketpipe.ingestion.domain.values import Series, Timeframe
-from marketpipe.sqlite import connect, immediate
+from marketpipe.model.errors import InvalidInputError, StorageError
+from marketpipe.model.values import Series, Timeframe
 from marketpipe.storage.catalog_queries import (
     SESSION_RANK,
     CatalogQueries,
@@ -35,6 +35,7 @@ from marketpipe.storage.catalog_queries import (
 from marketpipe.storage.footer import Footer
 from marketpipe.storage.holdings import FileHoldings, Holdings
 from marketpipe.storage.layout import META_DIR
+from marketpipe.storage.sqlite import connect, immediate
 from marketpipe.storage.stores import LocalStore
 
 _VERSION = 1
@@ -60,6 +61,24 @@ CREATE INDEX IF NOT EXISTS parts_by_file ON parts (file_id);
 """
 
 
+_IN_MEMORY: ContextVar[bool] = ContextVar("marketpipe_catalog_in_memory", default=False)
+
+
+@contextmanager
+def in_memory() -> Iterator[None]:
+    """Catalogs made inside this block live in this process's memory, never in the dataset.
+
+    A Dask worker builds its sink in one: it commits bar files and asks which files hold the
+    covered rows, which its own catalog answers from the files (each folder is synced from the
+    store before it is used, so other writers' files are seen); the client alone keeps the
+    dataset's catalog file, synced from the files the workers report."""
+    token = _IN_MEMORY.set(True)
+    try:
+        yield
+    finally:
+        _IN_MEMORY.reset(token)
+
+
 def listing(folder: Path) -> dict[str, tuple[int, int]]:
     """``name -> (size, mtime_ns)`` of the bar files in ``folder`` (temp files start with a dot)."""
     return LocalStore(folder.parent).listing(folder.name)
@@ -76,24 +95,28 @@ class Catalog(CatalogQueries):
         self.holdings: Holdings = (
             holdings if holdings is not None else FileHoldings(LocalStore(self.root))
         )
+        self.path: Path | None = None
+        self._symbol_ids: dict[str, int] = {}
+        self._lock = threading.RLock()
+        if _IN_MEMORY.get():
+            self._conn = self._open(":memory:")
+            return
         self.path = self.root / META_DIR / "catalog.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = self._open()
+            self._conn = self._open(self.path)
         except sqlite3.DatabaseError:
             # A damaged catalog is only an index of the files: set it aside and rebuild.
             for suffix in ("", "-wal", "-shm"):
                 damaged = self.path.with_name(self.path.name + suffix)
                 if damaged.exists():
                     os.replace(damaged, damaged.with_name(damaged.name + ".damaged"))
-            self._conn = self._open()
-        self._symbol_ids: dict[str, int] = {}
-        self._lock = threading.RLock()
+            self._conn = self._open(self.path)
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self, path: Path | str) -> sqlite3.Connection:
         # The files are the truth and the catalog is rebuilt from them, so a lost last
         # transaction after a power cut costs a footer read, not data: NORMAL is enough.
-        conn = connect(self.path, synchronous="NORMAL", timeout=60.0)
+        conn = connect(path, synchronous="NORMAL", timeout=60.0)
         try:
             if conn.execute("PRAGMA user_version").fetchone()[0] != _VERSION:
                 # Another version's index: it is rebuilt from the files, so start afresh.

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import attrs
 import numpy as np
 
-from marketpipe.ingestion.domain.values import Series, Session
+from marketpipe.model.values import Series, Session
 from marketpipe.storage.footer import Entry, Footer
 from marketpipe.storage.holdings import Holdings
 

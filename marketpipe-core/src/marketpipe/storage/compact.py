@@ -24,15 +24,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from marketpipe.errors import StorageError
-from marketpipe.ingestion.domain.values import Series, Session
-from marketpipe.schema import SCHEMA_VERSION
-from marketpipe.storage.base import FolderResult
+from marketpipe.model.errors import StorageError
+from marketpipe.model.schema import SCHEMA_VERSION
+from marketpipe.model.values import Series, Session
+from marketpipe.plugins.sink import FolderResult
 from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.footer import Entry, Footer, read_footer, row_keys, unreadable
 from marketpipe.storage.layout import month_prefix
 from marketpipe.storage.parquet_files import write_bars
-from marketpipe.storage.stores import Prepared, Store
+from marketpipe.storage.store import Prepared, Store
 
 ROWS_PER_FILE = 2_000_000
 

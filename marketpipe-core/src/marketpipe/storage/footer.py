@@ -20,12 +20,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from marketpipe.calendar import NEW_YORK
-from marketpipe.errors import StorageError
-from marketpipe.ingestion.domain.values import Session
+from marketpipe.model.calendar import NEW_YORK
+from marketpipe.model.errors import StorageError
+from marketpipe.model.values import Session
 
 if TYPE_CHECKING:
-    from marketpipe.storage.stores import Store
+    from marketpipe.storage.store import Store
 
 COVERAGE_KEY = b"marketpipe.coverage"
 BARS_KEY = b"marketpipe.bars"

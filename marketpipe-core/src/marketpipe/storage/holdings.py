@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 from typing import Protocol
 
-from marketpipe.ingestion.domain.values import Series
+from marketpipe.model.values import Series
 from marketpipe.storage.footer import Footer, read_footer
 from marketpipe.storage.layout import month_of, month_prefix, series_in, series_prefix
-from marketpipe.storage.stores import Listing, Store
+from marketpipe.storage.store import Listing, Store
 
 
 class Holdings(Protocol):
@@ -38,7 +38,7 @@ class Holdings(Protocol):
         ...
 
     def footer(self, series: Series, month: str, name: str) -> Footer:
-        """The partitions a group holds; a :class:`~marketpipe.errors.StorageError` when it
+        """The partitions a group holds; a :class:`~marketpipe.model.errors.StorageError` when it
         cannot be read."""
         ...
 

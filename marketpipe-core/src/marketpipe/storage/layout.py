@@ -2,7 +2,7 @@
 
     <root>/provider=<p>/feed=<f>/adjustment=<a>/timeframe=<tf>/month=<YYYY-MM>/part-<job>-<hash>.parquet
 
-The first four keys name the series (see :class:`~marketpipe.ingestion.domain.values.Series`).
+The first four keys name the series (see :class:`~marketpipe.model.values.Series`).
 Every ``*.parquet`` under the root is a bar file with these five hive keys; nothing else is named
 ``*.parquet``. Bookkeeping (job store, quarantine) lives under ``<root>/_marketpipe/``, which dataset
 readers skip because of the leading underscore. A month folder holds a few files of many symbols
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from marketpipe.ingestion.domain.values import Series, Timeframe
+from marketpipe.model.values import Series, Timeframe
 
 META_DIR = "_marketpipe"
 #: The feed suffix of series derived by ``mp resample`` (``feed=sim-from-1m``): their own

@@ -31,9 +31,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from marketpipe.errors import InvalidInputError, StorageError, StoreFailedError
+from marketpipe.model.errors import InvalidInputError, StorageError, StoreFailedError
 from marketpipe.storage.retry import StoreRetry
-from marketpipe.storage.stores import Listing, Prepared, Writer, is_bar_file
+from marketpipe.storage.store import Listing, Prepared, Writer, is_bar_file
 
 log = logging.getLogger(__name__)
 

@@ -29,13 +29,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from marketpipe import clock
-from marketpipe.errors import InvalidInputError, StorageError
-from marketpipe.hookspecs import hookimpl
-from marketpipe.ingestion.domain.values import Series
-from marketpipe.schema import BAR_SCHEMA, SCHEMA_VERSION, conform
-from marketpipe.specs import Setting, SinkSpec
-from marketpipe.storage.base import CommitRequest, CompletedAt, FolderResult
+from marketpipe.model import clock
+from marketpipe.model.errors import InvalidInputError, StorageError
+from marketpipe.model.schema import BAR_SCHEMA, SCHEMA_VERSION, conform
+from marketpipe.model.values import Series
+from marketpipe.plugins.hookspecs import hookimpl
+from marketpipe.plugins.sink import CommitRequest, CompletedAt, FolderResult
+from marketpipe.plugins.specs import Setting, SinkSpec
 from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.compact import compact_folder
 from marketpipe.storage.footer import Entry, Footer, count_rows, parse_footer, row_keys, unreadable
@@ -44,7 +44,8 @@ from marketpipe.storage.layout import month_key, month_prefix
 from marketpipe.storage.object_store import ObjectStore
 from marketpipe.storage.parquet_files import COMPRESSIONS, is_sorted, write_bars
 from marketpipe.storage.partition_index import index_covered
-from marketpipe.storage.stores import LocalStore, Prepared, Store
+from marketpipe.storage.store import Prepared, Store
+from marketpipe.storage.stores import LocalStore
 from marketpipe.storage.verify import VerifyReport, verify_dataset
 
 FSYNC_ENV = "MARKETPIPE_FSYNC"
@@ -113,7 +114,8 @@ class ParquetSink:
 
     def commit(self, request: CommitRequest) -> dict[tuple[str, dt.date], str]:
         table = conform(request.table)
-        index = index_covered(table, request.coverage)
+        # Indexed before the cast to strings: the committer's symbol codes are reused.
+        index = index_covered(request.table, request.coverage)
         bars = index.counts()
         partial = {(s, d) for s, ds in request.partial.items() for d in ds}
         months: dict[str, dict[tuple[str, str], Entry]] = {}
@@ -275,7 +277,7 @@ def build(root: Path | str, settings: Mapping[str, Any]) -> ParquetSink:
             f"got {compression!r}"
         )
     if isinstance(root, str) and "://" in root:
-        from marketpipe.location import state_root
+        from marketpipe.storage.location import state_root
 
         return ParquetSink(state_root(root), compression=compression, store=ObjectStore(root))
     return ParquetSink(Path(root), compression=compression)

@@ -14,7 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from marketpipe.calendar import ny_midnight_ns
+from marketpipe.model.calendar import ny_midnight_ns
+from marketpipe.model.schema import symbol_codes
 
 
 @attrs.frozen
@@ -57,7 +58,7 @@ def index_rows(table: pa.Table, symbols: Sequence[str], days: Sequence[dt.date])
     day = np.searchsorted(midnights, ts, side="right") - 1
     clipped = np.clip(day, 0, None)
     known = (day >= 0) & (ts < next_midnights[clipped])
-    encoded = pc.dictionary_encode(table["symbol"]).combine_chunks()
+    encoded = symbol_codes(table["symbol"])
     dictionary = encoded.dictionary.to_pylist()
     position = {s: i for i, s in enumerate(symbol_list)}
     lookup = np.array([position.get(s, -1) for s in dictionary] + [-1], dtype=np.int64)

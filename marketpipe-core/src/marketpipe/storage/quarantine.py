@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from marketpipe.storage.layout import quarantine_rel
-from marketpipe.storage.stores import Store
+from marketpipe.storage.store import Store
 
 _NY = pa.timestamp("ns", tz="America/New_York")
 

@@ -4,7 +4,7 @@ Requests to an object store are made in Rust, by ``object_store`` (through obsto
 Parquet sink, through delta-rs for the Delta sink), which retries by itself: 5xx answers
 (``503 SlowDown`` among them), 429 and broken connections, with capped exponential backoff. This
 module gives both the same numbers, taken from the HTTP connectors' defaults
-(:class:`~marketpipe.ingestion.connectors.config.ClientConfig`): six tries, backoff from 0.5 s
+(:class:`~marketpipe.fetch.config.ClientConfig`): six tries, backoff from 0.5 s
 doubling to at most 30 s, 30 s per read, 10 s to connect. ``MARKETPIPE_STORE_RETRY_SECONDS``
 bounds the time one request may spend retrying (default 300 s, the connectors' bound).
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from marketpipe.errors import InvalidInputError
+from marketpipe.model.errors import InvalidInputError
 
 RETRY_SECONDS_ENV = "MARKETPIPE_STORE_RETRY_SECONDS"
 
@@ -34,7 +34,7 @@ class StoreRetry:
     @classmethod
     def shared(cls, environ: dict[str, str] | None = None) -> StoreRetry:
         # Imported here: the connectors package imports storage (its Parquet adapter).
-        from marketpipe.ingestion.connectors.config import ClientConfig
+        from marketpipe.fetch.config import ClientConfig
 
         http = ClientConfig(base_url="http://storage.invalid")
         env = os.environ if environ is None else environ

@@ -15,72 +15,16 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any
 
-from marketpipe.storage.atomic import (
+from marketpipe.model.files import (
     folder_lock,
     fsync_dir,
     prepare_atomic,
     write_atomic,
 )
-
-Writer = Callable[[BinaryIO], None]
-#: ``name -> (size, version stamp)``: the stamp changes whenever the file's content does (the
-#: modification time on disk, a number from the ETag in an object store).
-Listing = dict[str, tuple[int, int]]
-
-
-def is_bar_file(name: str) -> bool:
-    return name.endswith(".parquet") and not name.startswith(".")
-
-
-class Prepared(Protocol):
-    """A file written but not yet visible (see :meth:`Store.prepare`)."""
-
-    rel: str
-
-
-class Store(Protocol):
-    """A dataset root's files, by posix path relative to it."""
-
-    url: str
-
-    def listing(self, folder: str) -> Listing: ...
-
-    def children(self, folder: str) -> list[str]:
-        """Names of the folders directly under ``folder``."""
-        ...
-
-    def open(self, rel: str) -> Any:
-        """A seekable binary file for pyarrow to read (close it when done)."""
-        ...
-
-    def get(self, rel: str) -> bytes | None:
-        """A small file's bytes (``None``: no such file)."""
-        ...
-
-    def write(self, rel: str, write: Writer) -> tuple[int, int]:
-        """Write ``rel`` so that it appears whole or not at all; returns its (size, stamp)."""
-        ...
-
-    def create(self, rel: str, body: bytes) -> bool:
-        """Write ``rel`` only if it does not exist yet, atomically (``False``: it did): of two
-        writers creating one name, exactly one succeeds."""
-        ...
-
-    def prepare(self, rel: str, write: Writer) -> Prepared: ...
-
-    def publish(self, prepared: Prepared) -> None: ...
-
-    def discard(self, prepared: Prepared) -> None: ...
-
-    def remove(self, rels: list[str]) -> None: ...
-
-    def stat(self, rel: str) -> tuple[int, int]: ...
-
-    def lock(self, folder: str) -> contextlib.AbstractContextManager[None]: ...
+from marketpipe.storage.store import Listing, Prepared, Store, Writer, is_bar_file
 
 
 class _LocalPrepared:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from marketpipe.ingestion.domain.values import IngestionJobId, Series
-from marketpipe.storage.atomic import folder_lock
+from marketpipe.model.files import folder_lock
+from marketpipe.model.values import IngestionJobId, Series
 from marketpipe.storage.layout import META_DIR, month_folder, month_key
 
 

@@ -5,7 +5,7 @@ Each file moves with one ``rename`` (atomic on one file system) to the series it
 (Alpaca's ``adjustment`` setting, ``raw`` for everything else); the job store's paths follow;
 only then does ``_marketpipe/layout`` record layout 2. A crash at any point leaves every file
 either moved or not, and the next run (which finds no marker) carries on from there: the upgrade
-is resumable, and says once what it did. See :func:`marketpipe.pipeline.open_dataset`.
+is resumable, and says once what it did. See :func:`marketpipe.run.pipeline.open_dataset`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from marketpipe.ingestion.domain.values import RAW
-from marketpipe.storage.atomic import fsync_dir
+from marketpipe.model.files import fsync_dir
+from marketpipe.model.values import RAW
 from marketpipe.storage.footer import JOB_KEY
 from marketpipe.storage.layout import META_DIR, encode_component, inside
 

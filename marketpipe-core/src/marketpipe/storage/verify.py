@@ -27,13 +27,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from marketpipe.errors import StorageError
-from marketpipe.ingestion.domain.values import Series
+from marketpipe.model.errors import StorageError
+from marketpipe.model.values import Series
 from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.footer import count_rows, read_footer
 from marketpipe.storage.holdings import FileHoldings
 from marketpipe.storage.layout import month_prefix, series_of_path
-from marketpipe.storage.stores import Store
+from marketpipe.storage.store import Store
 
 
 @attrs.frozen

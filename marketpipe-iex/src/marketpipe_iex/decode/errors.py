@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marketpipe.errors import UserError
+from marketpipe.model.errors import UserError
 
 
 class CaptureFormatError(UserError):

@@ -13,8 +13,8 @@ import re
 from typing import Any
 
 import attrs
-from marketpipe.ingestion.connectors import MalformedResponseError
-from marketpipe.ingestion.connectors.base_client import HttpClient
+from marketpipe.fetch import MalformedResponseError
+from marketpipe.fetch.client import HttpClient
 
 PRODUCTION_URL = "https://iextrading.com/api/1.0"
 FEEDS = ("TOPS", "DEEP", "DPLS")

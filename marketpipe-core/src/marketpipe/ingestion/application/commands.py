@@ -1,32 +1,11 @@
-"""Commands accepted by the application services."""
+"""The seed's import path of :mod:`marketpipe.run.commands`."""
 
-from __future__ import annotations
+from marketpipe.run.commands import (
+    CreateIngestionJobCommand,
+    StartJobCommand,
+)
 
-import datetime as dt
-from collections.abc import Mapping
-
-import attrs
-
-from marketpipe.ingestion.domain.job import IngestionConfiguration
-from marketpipe.ingestion.domain.values import IngestionJobId, Symbol, TimeRange
-
-
-def _symbols(value: object) -> tuple[Symbol, ...]:
-    items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
-    return tuple(dict.fromkeys(Symbol(v) for v in items))
-
-
-@attrs.frozen
-class CreateIngestionJobCommand:
-    symbols: tuple[Symbol, ...] = attrs.field(converter=_symbols)
-    time_range: TimeRange
-    configuration: IngestionConfiguration
-    #: Symbols that start later than ``time_range.start`` (``mp update``).
-    symbol_starts: Mapping[str, dt.date] = attrs.field(factory=dict)
-    #: Fetch also what the dataset already holds complete.
-    refresh: bool = False
-
-
-@attrs.frozen
-class StartJobCommand:
-    job_id: IngestionJobId
+__all__ = [
+    "CreateIngestionJobCommand",
+    "StartJobCommand",
+]

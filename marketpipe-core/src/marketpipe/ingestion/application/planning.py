@@ -1,73 +1,11 @@
-"""Partitions (symbol x session day) grouped into units of work a provider fetches in one call."""
+"""The seed's import path of :mod:`marketpipe.run.planning`."""
 
-from __future__ import annotations
+from marketpipe.run.planning import (
+    WorkUnit,
+    plan_units,
+)
 
-import datetime as dt
-from collections import defaultdict
-from collections.abc import Iterable
-
-import attrs
-
-from marketpipe.calendar import SessionWindow
-from marketpipe.ingestion.domain.values import Symbol, Timeframe
-from marketpipe.specs import ProviderSpec
-from marketpipe.storage.layout import month_key
-
-
-@attrs.frozen
-class WorkUnit:
-    """Symbols x days fetched, validated and committed together."""
-
-    symbols: tuple[Symbol, ...]
-    windows: tuple[SessionWindow, ...]
-
-    @property
-    def keys(self) -> list[tuple[str, dt.date]]:
-        return [(s.value, w.day) for s in self.symbols for w in self.windows]
-
-
-def _chunks(items: list[SessionWindow], size: int | None) -> Iterable[list[SessionWindow]]:
-    if not size:
-        yield items
-        return
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def plan_units(
-    symbols: Iterable[Symbol],
-    windows: Iterable[SessionWindow],
-    pending: set[tuple[str, dt.date]],
-    spec: ProviderSpec,
-    timeframe: Timeframe,
-    batch_size: int,
-) -> list[WorkUnit]:
-    """Units covering every pending partition, each within one month (one file per unit).
-
-    A unit holds at most about ``batch_size`` bars, so memory stays flat however large the job;
-    the provider's ``max_symbols_per_unit`` and ``max_days_per_unit`` are respected.
-    """
-    by_month: dict[str, list[SessionWindow]] = defaultdict(list)
-    for window in sorted(windows, key=lambda w: w.day):
-        by_month[month_key(window.day)].append(window)
-    symbol_list = sorted(symbols)  # providers then tend to yield rows in file order already
-    units: list[WorkUnit] = []
-    for month in sorted(by_month):
-        for days in _chunks(by_month[month], spec.max_days_per_unit):
-            # Symbols needing the same days of this chunk travel together.
-            groups: dict[tuple[dt.date, ...], list[Symbol]] = defaultdict(list)
-            for symbol in symbol_list:
-                need = tuple(w.day for w in days if (symbol.value, w.day) in pending)
-                if need:
-                    groups[need].append(symbol)
-            for need, members in groups.items():
-                unit_windows = tuple(w for w in days if w.day in need)
-                bars_per_symbol = sum(
-                    max(1, -(-w.minutes // timeframe.minutes)) for w in unit_windows
-                )
-                per_unit = max(1, batch_size // bars_per_symbol)
-                if spec.max_symbols_per_unit:
-                    per_unit = min(per_unit, spec.max_symbols_per_unit)
-                for i in range(0, len(members), per_unit):
-                    units.append(WorkUnit(tuple(members[i : i + per_unit]), unit_windows))
-    return units
+__all__ = [
+    "WorkUnit",
+    "plan_units",
+]

@@ -1,28 +1,39 @@
-"""Toolkit for HTTP providers: client, configuration, auth, rate limiting, retries, errors.
+"""The seed's import path of the HTTP toolkit (:mod:`marketpipe.fetch`), and of ``AlpacaClient``
+when the ``marketpipe-alpaca`` distribution is installed. Providers import :mod:`marketpipe.fetch`,
+never this module, so importing ``AlpacaClient`` here makes no cycle."""
 
-``AlpacaClient`` lives in the ``marketpipe-alpaca`` distribution; importing it from here works when
-that is installed.
-"""
-
-from __future__ import annotations
-
-from typing import Any
-
-from marketpipe.ingestion.connectors.base_client import BaseApiClient
-from marketpipe.ingestion.connectors.config import ClientConfig, HeaderTokenAuth
-from marketpipe.ingestion.connectors.errors import (
+from marketpipe.fetch import (
     AuthenticationError,
+    BaseApiClient,
+    ClientConfig,
     ConnectorError,
     EntitlementError,
+    HeaderTokenAuth,
     InvalidRequestError,
     MalformedResponseError,
     ProviderUnavailableError,
     RateLimitedError,
+    RateLimiter,
     ResponseTooLargeError,
+    backoff,
+    require_json_object,
+    retry_after,
+    should_retry,
 )
-from marketpipe.ingestion.connectors.rate_limiter import RateLimiter
-from marketpipe.ingestion.connectors.retry import backoff, retry_after, should_retry
-from marketpipe.ingestion.connectors.shape import require_json_object
+
+try:
+    from marketpipe_alpaca.client import AlpacaClient
+except ImportError:  # marketpipe-alpaca is not installed: using the name says what to install
+
+    class AlpacaClient:  # type: ignore[no-redef]
+        """Stands for ``marketpipe_alpaca.client.AlpacaClient``, which is not installed."""
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise ImportError(
+                "AlpacaClient is in the marketpipe-alpaca distribution: "
+                "pip install marketpipe-alpaca"
+            )
+
 
 __all__ = [
     "AlpacaClient",
@@ -43,15 +54,3 @@ __all__ = [
     "retry_after",
     "should_retry",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "AlpacaClient":
-        try:
-            from marketpipe_alpaca.client import AlpacaClient
-        except ImportError as exc:
-            raise ImportError(
-                "AlpacaClient is in the marketpipe-alpaca distribution: pip install marketpipe-alpaca"
-            ) from exc
-        return AlpacaClient
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

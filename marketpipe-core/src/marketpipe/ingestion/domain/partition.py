@@ -1,23 +1,9 @@
-"""``IngestionPartition``: the checkpoint unit, one symbol on one trading day."""
+"""The seed's import path of :mod:`marketpipe.model.partition`."""
 
-from __future__ import annotations
+from marketpipe.model.partition import (
+    IngestionPartition,
+)
 
-import datetime as dt
-
-import attrs
-
-from marketpipe.ingestion.domain.values import Symbol
-
-
-@attrs.frozen
-class IngestionPartition:
-    """One symbol's bars for one New York trading day, and the committed file that holds them.
-
-    Files hold many partitions (one file per partition would be far too small to write or query
-    fast); ``path`` is relative to the data root.
-    """
-
-    symbol: Symbol
-    trading_date: dt.date
-    path: str = ""
-    bars_count: int = 0
+__all__ = [
+    "IngestionPartition",
+]

@@ -1,9 +1,8 @@
-"""Infrastructure: provider registry, event bus, job store and Parquet storage."""
+"""The seed's import path of the provider registry, event bus, job store and bar storage."""
 
-from marketpipe.ingestion.infrastructure.event_bus import EventBus
-from marketpipe.ingestion.infrastructure.job_store import SqliteJobStore
-from marketpipe.ingestion.infrastructure.parquet_storage import ParquetDataStorage
-from marketpipe.ingestion.infrastructure.registry import (
+from marketpipe.jobs.event_bus import EventBus
+from marketpipe.jobs.store import SqliteJobStore
+from marketpipe.plugins.registry import (
     build_provider,
     configure,
     get,
@@ -13,6 +12,7 @@ from marketpipe.ingestion.infrastructure.registry import (
     register,
     unregister,
 )
+from marketpipe.storage.bar_storage import ParquetDataStorage
 
 __all__ = [
     "EventBus",

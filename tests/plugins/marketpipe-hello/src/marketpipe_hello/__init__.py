@@ -1,10 +1,7 @@
 """A third-party provider in one module: hourly bars of a constant price, keyed by a secret."""
 
 import numpy as np
-from marketpipe.hookspecs import hookimpl
-from marketpipe.ingestion import IMarketDataProvider
-from marketpipe.schema import bars_batch
-from marketpipe.specs import ProviderSpec, Setting
+from marketpipe.plugins import IMarketDataProvider, ProviderSpec, Setting, bars_batch, hookimpl
 
 HOUR = 3600 * 10**9
 
@@ -13,7 +10,7 @@ class HelloProvider(IMarketDataProvider):
     feed = "hello"
 
     def __init__(self, api_token, price="42"):
-        self.api_token = api_token  # a marketpipe.secrets.Secret
+        self.api_token = api_token  # a marketpipe.model.secrets.Secret
         self.price = float(price)
 
     def fetch(self, request):

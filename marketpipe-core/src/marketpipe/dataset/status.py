@@ -1,0 +1,157 @@
+"""``mp status``: what the dataset holds, per series and symbol, and where the holes are.
+
+Everything comes from the catalog (synced with the files first) and the exchange calendar:
+first and last day, sessions stored, bars, the sessions missing between the first and last day
+(as ranges), the days stored partial, days with suspiciously few bars for their session (below
+the provider's ``thin_day_fraction``), and the rows the validators quarantined. Vectorised per
+series, so a catalog of half a million partitions is summarised in a second or two.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import attrs
+import numpy as np
+
+from marketpipe.model.calendar import TradingCalendar
+from marketpipe.model.errors import UserError
+from marketpipe.model.values import Series, Timeframe
+from marketpipe.plugins import registry
+from marketpipe.storage.catalog import Catalog
+
+_EXTENDED_MINUTES = 16 * 60
+
+
+@attrs.frozen
+class SymbolStatus:
+    symbol: str
+    first_day: dt.date
+    last_day: dt.date
+    sessions: int
+    bars: int
+    missing: tuple[tuple[dt.date, dt.date], ...]
+    partial: tuple[dt.date, ...]
+    thin: tuple[dt.date, ...]
+    quarantined: int
+    #: Sessions from the first day to the last, stored or not.
+    sessions_between: int = 0
+
+    @property
+    def missing_sessions(self) -> int:
+        return self.sessions_between - self.sessions
+
+
+@attrs.frozen
+class SeriesStatus:
+    series: Series
+    symbols: tuple[SymbolStatus, ...]
+
+    @property
+    def bars(self) -> int:
+        return sum(s.bars for s in self.symbols)
+
+
+def _ranges(ordinals: np.ndarray, positions: np.ndarray) -> tuple[tuple[dt.date, dt.date], ...]:
+    """Runs of consecutive sessions (by their position in the calendar) as (first, last) days."""
+    if not len(positions):
+        return ()
+    breaks = np.flatnonzero(np.diff(positions) != 1)
+    starts = np.concatenate(([0], breaks + 1))
+    ends = np.concatenate((breaks, [len(positions) - 1]))
+    return tuple(
+        (
+            dt.date.fromordinal(int(ordinals[positions[a]])),
+            dt.date.fromordinal(int(ordinals[positions[b]])),
+        )
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    )
+
+
+def _days(ordinals: np.ndarray) -> tuple[dt.date, ...]:
+    return tuple(dt.date.fromordinal(int(d)) for d in ordinals)
+
+
+def _thin_fraction(provider: str) -> float:
+    try:
+        return registry.get(provider).thin_day_fraction
+    except UserError:
+        return 0.5  # a provider no longer installed: the default
+
+
+def series_status(
+    catalog: Catalog, series: Series, calendar: TradingCalendar, symbols: Iterable[str] = ()
+) -> SeriesStatus:
+    names, cols = catalog.partitions(series)
+    wanted = set(symbols)
+    sessions, regular_minutes = calendar.arrays.ordinals, calendar.arrays.regular_minutes
+    threshold = _thin_fraction(series.provider)
+    out: list[SymbolStatus] = []
+    bounds = np.searchsorted(cols["symbol"], np.arange(len(names) + 1))
+    for index, name in enumerate(names):
+        if wanted and name not in wanted:
+            continue
+        lo, hi = int(bounds[index]), int(bounds[index + 1])
+        if lo == hi:
+            continue
+        days = cols["day"][lo:hi]
+        bars = cols["bars"][lo:hi]
+        first, last = int(days[0]), int(days[-1])
+        a, b = np.searchsorted(sessions, [first, last + 1])
+        span = np.arange(a, b)
+        held = np.isin(sessions[span], days)
+        missing = span[~held]
+        # Thin: fewer bars than the share of the session's bars the provider makes likely.
+        pos = np.clip(np.searchsorted(sessions, days), 0, len(sessions) - 1)
+        minutes = np.where(cols["session"][lo:hi] == 1, _EXTENDED_MINUTES, regular_minutes[pos])
+        expected = np.maximum(1, -(-minutes // series.timeframe.minutes))
+        if series.timeframe is Timeframe.D1:
+            expected = np.ones_like(expected)
+        complete = cols["complete"][lo:hi] == 1
+        thin = days[complete & (bars < threshold * expected)]
+        out.append(
+            SymbolStatus(
+                symbol=name,
+                first_day=dt.date.fromordinal(first),
+                last_day=dt.date.fromordinal(last),
+                sessions=int(held.sum()),
+                bars=int(bars.sum()),
+                missing=_ranges(sessions, missing),
+                partial=_days(days[~complete]),
+                thin=_days(thin),
+                quarantined=int(cols["rejected"][lo:hi].sum()),
+                sessions_between=len(span),
+            )
+        )
+    return SeriesStatus(series, tuple(out))
+
+
+def status_dict(statuses: Iterable[SeriesStatus]) -> dict[str, object]:
+    return {
+        "series": [
+            {
+                "provider": s.series.provider,
+                "feed": s.series.feed,
+                "adjustment": s.series.adjustment,
+                "timeframe": s.series.timeframe.value,
+                "bars": s.bars,
+                "symbols": [
+                    {
+                        "symbol": y.symbol,
+                        "first_day": y.first_day.isoformat(),
+                        "last_day": y.last_day.isoformat(),
+                        "sessions": y.sessions,
+                        "bars": y.bars,
+                        "missing": [[a.isoformat(), b.isoformat()] for a, b in y.missing],
+                        "missing_sessions": y.missing_sessions,
+                        "partial": [d.isoformat() for d in y.partial],
+                        "thin": [d.isoformat() for d in y.thin],
+                        "quarantined": y.quarantined,
+                    }
+                    for y in s.symbols
+                ],
+            }
+            for s in statuses
+        ]
+    }

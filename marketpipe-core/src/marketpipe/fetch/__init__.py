@@ -1,0 +1,37 @@
+"""The HTTP toolkit every provider builds on: client, configuration, auth, one retry policy,
+rate limiter, downloads, typed errors and shape checks."""
+
+from marketpipe.fetch.client import BaseApiClient
+from marketpipe.fetch.config import ClientConfig, HeaderTokenAuth
+from marketpipe.fetch.errors import (
+    AuthenticationError,
+    ConnectorError,
+    EntitlementError,
+    InvalidRequestError,
+    MalformedResponseError,
+    ProviderUnavailableError,
+    RateLimitedError,
+    ResponseTooLargeError,
+)
+from marketpipe.fetch.rate_limiter import RateLimiter
+from marketpipe.fetch.retry import backoff, retry_after, should_retry
+from marketpipe.fetch.shape import require_json_object
+
+__all__ = [
+    "AuthenticationError",
+    "BaseApiClient",
+    "ClientConfig",
+    "ConnectorError",
+    "EntitlementError",
+    "HeaderTokenAuth",
+    "InvalidRequestError",
+    "MalformedResponseError",
+    "ProviderUnavailableError",
+    "RateLimitedError",
+    "RateLimiter",
+    "ResponseTooLargeError",
+    "backoff",
+    "require_json_object",
+    "retry_after",
+    "should_retry",
+]

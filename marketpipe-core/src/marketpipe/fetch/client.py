@@ -1,0 +1,500 @@
+"""``BaseApiClient``: httpx, sync and async, with retries around the whole request.
+
+One attempt is: wait for the rate limiter, send, read the body, decode it. Any of these may fail
+and be retried: 429 and 5xx answers, connect and read timeouts, resets, truncated or undecodable
+bodies. Client errors (400, 401, 403, 404, 422) are never retried. Waits are capped exponential
+backoff with full jitter, or what the server asked for, whichever is longer; attempts and total
+time are bounded. Subclasses say what to request and how to decode it.
+
+Nothing a server sends is trusted: an attempt has a deadline from connect to the last body byte
+(``ClientConfig.deadline``, within the request's ``max_total_seconds``), a body is read as a
+stream and refused past ``max_body_bytes`` decompressed bytes (a gzip bomb is caught while it
+inflates), a wait the server asks for that is longer than the time left fails the request at
+once, and a chain of pages is bounded (``max_pages``, the bars the request can hold, and at
+most two empty pages in a row that still point to a next one).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import attrs
+import httpx
+import pyarrow as pa
+
+from marketpipe.fetch import metrics
+from marketpipe.fetch.config import ClientConfig
+from marketpipe.fetch.errors import (
+    ConnectorError,
+    InvalidRequestError,
+    MalformedResponseError,
+    ProviderUnavailableError,
+    RateLimitedError,
+    ResponseTooLargeError,
+)
+from marketpipe.fetch.rate_limiter import RateLimiter
+from marketpipe.fetch.retry import backoff, retry_after, should_retry
+
+log = logging.getLogger("marketpipe.connectors")
+
+T = TypeVar("T")
+Decoder = Callable[[bytes], T]
+
+
+class _DeadlinePassed(Exception):
+    """An attempt ran past its deadline (a server trickling its answer)."""
+
+    def __init__(self, error: ConnectorError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 7200:
+        return f"{seconds / 3600:,.1f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:,.1f} min"
+    return f"{seconds:,.1f} s"
+
+
+def _buffered(response: httpx.Response, body: bytes) -> httpx.Response:
+    """A read, decoded copy of a streamed answer, for error messages."""
+    headers = {
+        k: v
+        for k, v in response.headers.items()
+        if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    }
+    return httpx.Response(
+        response.status_code, headers=headers, content=body, request=response.request
+    )
+
+
+@attrs.frozen
+class Retry:
+    """One failed attempt that may be retried: why, and how long the server asked us to wait.
+    An attempt given to :meth:`HttpClient.retrying` returns it instead of a result."""
+
+    error: ConnectorError
+    wait: float | None = None
+
+
+class HttpClient:
+    """An HTTP API reached through httpx, sync and async: timeouts, shared rate limiter, retries
+    around send+read+decode (``request``), and the error each failed answer stands for."""
+
+    provider_name = "api"
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        auth: httpx.Auth | None = None,
+        rate_limiter: RateLimiter | None = None,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.auth = auth
+        self.rate_limiter = rate_limiter or RateLimiter(10_000, 60.0)
+        self._transport = transport
+        self._async_transport = async_transport
+        self._client: httpx.Client | None = None
+        self._async_client: httpx.AsyncClient | None = None
+        self.requests = 0
+        self.retries = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.config.base_url!r})"
+
+    def classify_error(self, response: httpx.Response) -> ConnectorError:
+        """The error an unsuccessful answer stands for; subclasses recognise their API's cases."""
+        text = error_message(response)
+        if response.status_code == 429:
+            return RateLimitedError(
+                f"{self.provider_name} kept answering 429 (rate limited): "
+                f"{text}; lower the rate_limit setting or retry later"
+            )
+        if response.status_code >= 500:
+            return ProviderUnavailableError(
+                f"{self.provider_name} answered HTTP {response.status_code}: {text}; "
+                "it may be down, retry later"
+            )
+        return InvalidRequestError(
+            f"{self.provider_name} refused the request (HTTP {response.status_code}): {text}"
+        )
+
+    # -- clients ------------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        return {"Accept-Encoding": "gzip", "User-Agent": self.config.user_agent}
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(
+                base_url=self.config.base_url,
+                auth=self.auth,
+                headers=self._headers(),
+                timeout=self.config.httpx_timeout(),
+                transport=self._transport,
+            )
+        return self._client
+
+    @property
+    def async_client(self) -> httpx.AsyncClient:
+        if self._async_client is None:
+            self._async_client = httpx.AsyncClient(
+                base_url=self.config.base_url,
+                auth=self.auth,
+                headers=self._headers(),
+                timeout=self.config.httpx_timeout(),
+                transport=self._async_transport,
+                limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+            )
+        return self._async_client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        if self._async_client is not None:
+            await self._async_client.aclose()
+            self._async_client = None
+
+    # -- one request, retried -----------------------------------------------------------------
+
+    def _attempt_outcome(
+        self, response: httpx.Response | None, body: bytes, exc: Exception | None
+    ) -> bytes | Retry:
+        """The body of a successful answer, or why this attempt failed (raising if it is final)."""
+        status = str(response.status_code) if response is not None else type(exc).__name__
+        metrics.REQUESTS.labels(self.provider_name, status).inc()
+        if response is not None:
+            metrics.BYTES_DOWNLOADED.labels(self.provider_name).inc(response.num_bytes_downloaded)
+            if response.status_code == 429:
+                metrics.RATE_LIMITED.labels(self.provider_name).inc()
+        if exc is not None:
+            if isinstance(exc, _DeadlinePassed):
+                return Retry(exc.error)
+            kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
+            return Retry(
+                ProviderUnavailableError(
+                    f"{self.provider_name} {kind} ({type(exc).__name__}); check the network or "
+                    "base_url, or retry later"
+                )
+            )
+        assert response is not None
+        if response.status_code == 200:
+            return body
+        answer = _buffered(response, body)
+        error = self.classify_error(answer)
+        if not self.should_retry(response.status_code, body):
+            raise error
+        return Retry(error, retry_after(response.headers))
+
+    @staticmethod
+    def _decoded(decode: Decoder[T], body: bytes) -> T | Retry:
+        try:
+            return decode(body)
+        except ResponseTooLargeError:
+            raise
+        except MalformedResponseError as malformed:
+            return Retry(malformed)
+
+    def _time_left(self, started: float) -> float:
+        return self.config.max_total_seconds - (time.monotonic() - started)
+
+    def _attempt_deadline(self, started: float) -> float:
+        """When this attempt must have its last byte: its own deadline, within the request's."""
+        return time.monotonic() + max(0.0, min(self.config.deadline, self._time_left(started)))
+
+    def _next_wait(self, attempt: int, outcome: Retry, started: float) -> float:
+        """Seconds to wait before the next attempt; raises the last error when retries are spent
+        or the server asks for a wait longer than the time left."""
+        left = self._time_left(started)
+        if outcome.wait is not None and outcome.wait > left:
+            raise type(outcome.error)(
+                f"{outcome.error}; the server asked to wait {_duration(outcome.wait)}, more than "
+                f"the {_duration(max(0.0, left))} left for this request"
+            )
+        if outcome.wait and isinstance(outcome.error, RateLimitedError):
+            self.rate_limiter.penalize(outcome.wait)
+        wait = self._backoff(attempt)
+        if outcome.wait is not None:
+            wait = max(wait, outcome.wait)
+        if attempt + 1 >= self.config.max_attempts or wait > left:
+            raise outcome.error
+        self.retries += 1
+        metrics.RETRIES.labels(self.provider_name).inc()
+        log.warning("%s; retry %d in %.1fs", outcome.error, attempt + 1, wait)
+        return wait
+
+    def _too_large(self, size: int | str) -> ResponseTooLargeError:
+        return ResponseTooLargeError(
+            f"{self.provider_name} sent a body of more than {self.config.max_body_bytes:,} "
+            f"bytes ({size}); refused rather than held in memory (max_body_bytes)"
+        )
+
+    def _append(self, body: bytearray, chunk: bytes) -> None:
+        """Add a decompressed chunk, refusing the body once it passes the cap."""
+        body += chunk
+        if len(body) > self.config.max_body_bytes:
+            raise self._too_large(f"{len(body):,} so far")
+
+    def _check_length(self, response: httpx.Response) -> None:
+        length = response.headers.get("content-length", "")
+        encoded = response.headers.get("content-encoding", "identity") != "identity"
+        if length.isdigit() and int(length) > self.config.max_body_bytes and not encoded:
+            raise self._too_large(f"Content-Length {int(length):,}")
+
+    def _slow(self, deadline_seconds: float) -> _DeadlinePassed:
+        return _DeadlinePassed(
+            ProviderUnavailableError(
+                f"{self.provider_name} did not finish its answer within "
+                f"{_duration(deadline_seconds)} (deadline); it may be overloaded, retry later"
+            )
+        )
+
+    def _get(
+        self, path: str, params: dict[str, str], deadline: float
+    ) -> tuple[httpx.Response, bytes]:
+        """One GET, its body read as a stream: capped in size, bounded by ``deadline``."""
+        allowed = deadline - time.monotonic()
+        timeout = self.config.httpx_timeout(allowed)
+        with self.client.stream("GET", path, params=params, timeout=timeout) as response:
+            self._check_length(response)
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                self._append(body, chunk)
+                if time.monotonic() > deadline:
+                    raise self._slow(allowed)
+            return response, bytes(body)
+
+    async def _async_get(
+        self, path: str, params: dict[str, str], deadline: float
+    ) -> tuple[httpx.Response, bytes]:
+        allowed = deadline - time.monotonic()
+        timeout = self.config.httpx_timeout(allowed)
+        try:
+            async with asyncio.timeout(allowed):
+                async with self.async_client.stream(
+                    "GET", path, params=params, timeout=timeout
+                ) as response:
+                    self._check_length(response)
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        self._append(body, chunk)
+                    return response, bytes(body)
+        except TimeoutError:
+            raise self._slow(allowed) from None
+
+    def retrying(self, attempt: Callable[[float], T | Retry]) -> T:
+        """The one retry policy around ``attempt(deadline)`` (a request, a download): its
+        result, or, after each :class:`Retry`, the policy's wait (backoff with full jitter, or
+        what the server asked, whichever is longer) and another attempt, until the attempts or
+        the request's total time are spent (then the last error is raised). ``deadline`` is
+        when the attempt must have its last byte (``time.monotonic()`` seconds)."""
+        started = time.monotonic()
+        for n in range(self.config.max_attempts):
+            outcome = attempt(self._attempt_deadline(started))
+            if not isinstance(outcome, Retry):
+                return outcome
+            time.sleep(self._next_wait(n, outcome, started))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def async_retrying(self, attempt: Callable[[float], Awaitable[T | Retry]]) -> T:
+        """:meth:`retrying` on the event loop."""
+        started = time.monotonic()
+        for n in range(self.config.max_attempts):
+            outcome = await attempt(self._attempt_deadline(started))
+            if not isinstance(outcome, Retry):
+                return outcome
+            await asyncio.sleep(self._next_wait(n, outcome, started))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def request(self, path: str, params: dict[str, str], decode: Decoder[T]) -> T:
+        def attempt(deadline: float) -> T | Retry:
+            slot = self.rate_limiter.acquire_slot()
+            self.requests += 1
+            response: httpx.Response | None = None
+            body = b""
+            failure: Exception | None = None
+            try:
+                response, body = self._get(path, params, deadline)
+            except (httpx.TransportError, _DeadlinePassed) as exc:  # timeouts, resets, trickles
+                failure = exc
+            finally:
+                slot.done()
+            got = self._attempt_outcome(response, body, failure)
+            return got if isinstance(got, Retry) else self._decoded(decode, got)
+
+        return self.retrying(attempt)
+
+    async def async_request(self, path: str, params: dict[str, str], decode: Decoder[T]) -> T:
+        async def attempt(deadline: float) -> T | Retry:
+            slot = await self.rate_limiter.async_acquire_slot()
+            self.requests += 1
+            response: httpx.Response | None = None
+            body = b""
+            failure: Exception | None = None
+            try:
+                response, body = await self._async_get(path, params, deadline)
+            except (httpx.TransportError, _DeadlinePassed) as exc:
+                failure = exc
+            finally:
+                slot.done()
+            got = self._attempt_outcome(response, body, failure)
+            # Decoding is CPU work that releases the GIL: off the event loop, other requests
+            # keep flowing meanwhile.
+            if isinstance(got, Retry):
+                return got
+            return await asyncio.to_thread(self._decoded, decode, got)
+
+        return await self.async_retrying(attempt)
+
+    # -- policy -------------------------------------------------------------------------------
+
+    def should_retry(self, status: int, body: bytes = b"") -> bool:
+        return should_retry(status, body)
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff(attempt, self.config.backoff_base, self.config.backoff_cap)
+
+
+class BaseApiClient(HttpClient, abc.ABC):
+    """A paginated HTTP API. Subclasses implement ``endpoint``, ``build_request_params`` and
+    ``parse_response``; ``fetch_batch`` and ``async_fetch_batch`` follow the pages."""
+
+    # -- what subclasses provide --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def endpoint(self, symbol: Any) -> str:
+        """Path of the request for ``symbol`` (or several)."""
+
+    @abc.abstractmethod
+    def build_request_params(
+        self, symbol: Any, start_ts: Any, end_ts: Any, cursor: str | None, **options: Any
+    ) -> dict[str, str]:
+        """Query parameters of one page."""
+
+    @abc.abstractmethod
+    def parse_response(self, raw_json: bytes, **context: Any) -> tuple[pa.Table, str | None]:
+        """Decode one page: its bars (canonical table) and the next page's cursor, or ``None``."""
+
+    def max_bars(self, symbol: Any, start_ts: Any, end_ts: Any, **options: Any) -> int | None:
+        """The most bars the request can hold (every bar of the range, every symbol), if the
+        subclass can tell: a chain of pages bringing more is malformed."""
+        return None
+
+    def fetch_batch(self, symbol: Any, start_ts: Any, end_ts: Any, **options: Any) -> pa.Table:
+        """Every page for ``symbol`` (or several) from ``start_ts`` to ``end_ts``, as one table.
+
+        ``options`` reach ``build_request_params`` (a timeframe, say)."""
+        pager = _Pager(self, symbol, start_ts, end_ts, options)
+        while not pager.done:
+            pager.add(self.request(self.endpoint(symbol), pager.params(), pager.decode))
+        return pager.table()
+
+    async def async_fetch_batch(
+        self, symbol: Any, start_ts: Any, end_ts: Any, **options: Any
+    ) -> pa.Table:
+        """The async twin of :meth:`fetch_batch`."""
+        pager = _Pager(self, symbol, start_ts, end_ts, options)
+        while not pager.done:
+            page = await self.async_request(self.endpoint(symbol), pager.params(), pager.decode)
+            pager.add(page)
+        return pager.table()
+
+
+class _Pager:
+    """Follows cursors until the last page. A cursor that repeats, more bars than the request
+    can hold (``BaseApiClient.max_bars``), more than ``ClientConfig.max_pages`` pages, or empty
+    pages that keep pointing to another one are a malformed answer: the chain ends instead of
+    looping."""
+
+    EMPTY_PAGES_IN_A_ROW = 2
+
+    def __init__(
+        self,
+        client: BaseApiClient,
+        symbol: Any,
+        start_ts: Any,
+        end_ts: Any,
+        options: dict[str, Any],
+    ) -> None:
+        self.client, self.symbol, self.start_ts, self.end_ts = client, symbol, start_ts, end_ts
+        self.options = options
+        self.cursor: str | None = None
+        self.seen: set[str] = set()
+        self.tables: list[pa.Table] = []
+        self.done = False
+        self.pages = 0
+        self.rows = 0
+        self.empty_in_a_row = 0
+        self.max_pages = client.config.max_pages
+        self.max_rows = client.max_bars(symbol, start_ts, end_ts, **options)
+
+    def params(self) -> dict[str, str]:
+        return self.client.build_request_params(
+            self.symbol, self.start_ts, self.end_ts, self.cursor, **self.options
+        )
+
+    def decode(self, raw: bytes) -> tuple[pa.Table, str | None]:
+        return self.client.parse_response(raw, symbols=self.symbol)
+
+    def _malformed(self, why: str) -> MalformedResponseError:
+        return MalformedResponseError(
+            f"{self.client.provider_name} {why}; stopping rather than looping"
+        )
+
+    def add(self, page: tuple[pa.Table, str | None]) -> None:
+        table, cursor = page
+        self.pages += 1
+        if table.num_rows:
+            self.tables.append(table)
+            self.empty_in_a_row = 0
+        elif cursor:
+            self.empty_in_a_row += 1
+            if self.empty_in_a_row > self.EMPTY_PAGES_IN_A_ROW:
+                raise self._malformed(
+                    f"sent {self.empty_in_a_row} empty pages in a row, each pointing to another"
+                )
+        if cursor and cursor in self.seen:
+            raise self._malformed("returned the same page cursor twice")
+        self.rows += table.num_rows
+        if self.max_rows is not None and self.rows > self.max_rows:
+            raise self._malformed(
+                f"sent more bars ({self.rows:,} by page {self.pages:,}) than the request can "
+                f"hold ({self.max_rows:,})"
+            )
+        if cursor and self.pages >= self.max_pages:
+            raise self._malformed(f"kept paging past {self.max_pages:,} pages (max_pages)")
+        if cursor:
+            self.seen.add(cursor)
+        self.cursor = cursor
+        self.done = not cursor
+
+    def table(self) -> pa.Table:
+        from marketpipe.model.schema import BAR_SCHEMA
+
+        # Empty pages are left out above: whatever schema an empty shape decoded to, it never
+        # meets a full page's.
+        return pa.concat_tables(self.tables) if self.tables else BAR_SCHEMA.empty_table()
+
+
+def error_message(response: httpx.Response) -> str:
+    """The API's message from a JSON error body, else the start of the text body."""
+    try:
+        data = response.json()
+    except ValueError:
+        text = response.text.strip().splitlines()
+        return text[0][:200] if text else "(empty body)"
+    if isinstance(data, dict) and data.get("message"):
+        return str(data["message"])[:200]
+    return str(data)[:200]

@@ -1,0 +1,108 @@
+"""Client configuration and header authentication for HTTP connectors."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+
+import attrs
+import httpx
+
+from marketpipe.model.secrets import Secret
+
+
+def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"{attribute.name} must be a positive finite number, got {value!r}")
+
+
+def _count(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be a whole number of at least 1, got {value!r}")
+
+
+def _secret(value: Secret | str | None) -> Secret | None:
+    if value is None or isinstance(value, Secret):
+        return value
+    return Secret(value)
+
+
+@attrs.frozen(kw_only=True)
+class ClientConfig:
+    """How to reach an API. Every bound is explicit: a stalled, slow or hostile server never
+    hangs a job or fills its memory.
+
+    :param timeout: seconds a single read (or write) may wait.
+    :param connect_timeout: seconds to connect.
+    :param deadline: seconds one attempt may take from connect to the last body byte (a server
+        trickling its answer a byte at a time is cut off here).
+    :param max_attempts: tries per request, the first included.
+    :param max_total_seconds: a request, retries and waits included, gives up within this; a
+        server asking for a longer wait fails it at once.
+    :param max_body_bytes: the largest body accepted, counted after decompression.
+    :param max_pages: the most pages one paginated request may take.
+    """
+
+    base_url: str
+    api_key: Secret | None = attrs.field(default=None, converter=_secret)
+    api_secret: Secret | None = attrs.field(default=None, converter=_secret)
+    timeout: float = attrs.field(default=30.0, validator=_positive)
+    connect_timeout: float = attrs.field(default=10.0, validator=_positive)
+    deadline: float = attrs.field(default=120.0, validator=_positive)
+    max_attempts: int = attrs.field(default=6, validator=_count)
+    max_total_seconds: float = attrs.field(default=300.0, validator=_positive)
+    backoff_base: float = attrs.field(default=0.5, validator=_positive)
+    backoff_cap: float = attrs.field(default=30.0, validator=_positive)
+    max_body_bytes: int = attrs.field(default=64 * 2**20, validator=_count)
+    max_pages: int = attrs.field(default=10_000, validator=_count)
+    user_agent: str = "marketpipe"
+
+    def httpx_timeout(self, within: float | None = None) -> httpx.Timeout:
+        """httpx's timeouts, none longer than ``within`` seconds when given."""
+        cap = float("inf") if within is None else max(0.001, within)
+        return httpx.Timeout(min(self.timeout, cap), connect=min(self.connect_timeout, cap))
+
+
+class HeaderTokenAuth(httpx.Auth):
+    """Sends a key and a secret in two headers (``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY``).
+
+    The values stay wrapped in :class:`~marketpipe.model.secrets.Secret` until the request is sent.
+    """
+
+    def __init__(
+        self,
+        key_header: str,
+        secret_header: str,
+        key: Secret | str | None = None,
+        secret: Secret | str | None = None,
+    ) -> None:
+        self.key_header = key_header
+        self.secret_header = secret_header
+        self._key = _secret(key)
+        self._secret = _secret(secret)
+
+    @property
+    def complete(self) -> bool:
+        return self._key is not None and self._secret is not None
+
+    def filled(
+        self, key: Secret | str | None = None, secret: Secret | str | None = None
+    ) -> HeaderTokenAuth:
+        """The same headers, with a missing key or secret taken from ``key`` and ``secret``
+        (``HeaderTokenAuth("APCA-API-KEY-ID", "APCA-API-SECRET-KEY")`` names headers only)."""
+        return HeaderTokenAuth(
+            self.key_header,
+            self.secret_header,
+            self._key if self._key is not None else key,
+            self._secret if self._secret is not None else secret,
+        )
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._key is not None:
+            request.headers[self.key_header] = self._key.get_secret_value()
+        if self._secret is not None:
+            request.headers[self.secret_header] = self._secret.get_secret_value()
+        yield request
+
+    def __repr__(self) -> str:
+        return f"HeaderTokenAuth({self.key_header!r}, {self.secret_header!r}, <redacted>)"

@@ -1,0 +1,61 @@
+"""The job's events as JSON lines: ``<data>/_marketpipe/events/job=<id>.jsonl`` (appended on
+every run of the job, so a resumed job's log tells its whole story)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+
+from marketpipe.jobs.event_bus import EventBus
+from marketpipe.jobs.events import DomainEvent, IngestionJobStarted
+from marketpipe.model.values import IngestionJobId, Symbol
+from marketpipe.storage.layout import META_DIR
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Symbol | IngestionJobId):
+        return value.value
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def event_record(event: DomainEvent) -> dict[str, Any]:
+    data = attrs.asdict(event, recurse=True, value_serializer=lambda _i, _a, v: _plain(v))
+    return {"event": event.name, **data}
+
+
+def event_log_path(data_dir: Path, job_id: IngestionJobId | str) -> Path:
+    return data_dir / META_DIR / "events" / f"job={job_id}.jsonl"
+
+
+class EventLog:
+    """A subscriber that appends every event of one job to its JSON-lines file."""
+
+    def __init__(self, data_dir: Path, job_id: IngestionJobId) -> None:
+        self.path = event_log_path(data_dir, job_id)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[str] | None = self.path.open("a", encoding="utf-8", buffering=1)
+
+    def subscribe(self, bus: EventBus) -> None:
+        bus.subscribe(DomainEvent, self.write)
+
+    def write(self, event: DomainEvent) -> None:
+        # One start line per unit (IngestionUnitStarted), not one per partition: a 9.7M-bar job
+        # has 25,000 partitions. Subscribers of the bus still get every partition's start.
+        if isinstance(event, IngestionJobStarted) and event.symbol is not None:
+            return
+        if self._file is not None:
+            self._file.write(json.dumps(event_record(event)) + "\n")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

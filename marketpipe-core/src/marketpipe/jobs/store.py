@@ -1,0 +1,390 @@
+"""SQLite job store under the data dir: jobs, their partitions, states and errors.
+
+A partition is recorded complete only after its file is committed, and all partitions of a unit
+are recorded in one transaction. Secrets are never stored: the configuration's ``settings`` holds
+only non-secret values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from marketpipe.jobs.job import IngestionConfiguration, IngestionJob, ProcessingState
+from marketpipe.model.errors import InvalidInputError, JobNotFoundError
+from marketpipe.model.values import IngestionJobId, Symbol, TimeRange
+from marketpipe.storage.sqlite import connect, immediate
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    symbols TEXT NOT NULL,
+    start_day TEXT NOT NULL,
+    end_day TEXT NOT NULL,
+    configuration TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    completed_at TEXT,
+    error TEXT,
+    scope TEXT
+);
+CREATE TABLE IF NOT EXISTS partitions (
+    job_id TEXT NOT NULL REFERENCES jobs(id),
+    symbol TEXT NOT NULL,
+    day TEXT NOT NULL,
+    state TEXT NOT NULL,
+    bars INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    path TEXT,
+    quarantine TEXT,
+    error TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (job_id, symbol, day)
+);
+"""
+
+_SELECT_JOB = """SELECT j.id, j.provider, j.symbols, j.start_day, j.end_day, j.configuration,
+    j.state, j.created_at, j.started_at, j.completed_at, j.error, j.scope, (SELECT COALESCE(SUM(p.bars), 0) FROM partitions p
+    WHERE p.job_id = j.id AND p.state = 'COMPLETED') FROM jobs j"""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+def _parse_dt(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+@attrs.frozen
+class PartitionRecord:
+    symbol: str
+    day: dt.date
+    state: str
+    bars: int
+    rejected: int
+    path: str | None
+    quarantine: str | None
+    error: str | None
+
+
+@attrs.frozen
+class PartitionOutcome:
+    """What happened to one partition of a committed unit."""
+
+    symbol: str
+    day: dt.date
+    bars: int
+    rejected: int
+    path: str
+    quarantine: str | None = None
+
+
+class SqliteJobStore:
+    """Jobs and partitions in ``<data>/_marketpipe/jobs.sqlite`` (WAL, safe for several processes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = connect(path, synchronous="FULL", timeout=30.0)
+        self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(jobs)")}
+        if "scope" not in columns:  # a store written before jobs had a scope
+            self._conn.execute("ALTER TABLE jobs ADD COLUMN scope TEXT")
+
+    @classmethod
+    def for_data_dir(cls, data_dir: Path) -> SqliteJobStore:
+        return cls(data_dir / "_marketpipe" / "jobs.sqlite")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate(self._conn)
+
+    # jobs ------------------------------------------------------------------------------------
+
+    def save(self, job: IngestionJob) -> None:
+        cfg = job.configuration
+        configuration = json.dumps(
+            {
+                "provider": cfg.provider,
+                "batch_size": cfg.batch_size,
+                "max_retries": cfg.max_retries,
+                "max_concurrency": cfg.max_concurrency,
+                "timeframe": cfg.timeframe.value,
+                "session": cfg.session.value,
+                "feed": cfg.feed,
+                "settings": dict(cfg.settings),
+            }
+        )
+        with self._tx() as db:
+            db.execute(
+                """INSERT INTO jobs (id, provider, symbols, start_day, end_day, configuration,
+                       state, created_at, started_at, completed_at, error, scope)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(id) DO UPDATE SET state=excluded.state,
+                       started_at=excluded.started_at, completed_at=excluded.completed_at,
+                       error=excluded.error, configuration=excluded.configuration""",
+                (
+                    job.job_id.value,
+                    cfg.provider,
+                    json.dumps([s.value for s in job.symbols]),
+                    job.time_range.start.isoformat(),
+                    job.time_range.end.isoformat(),
+                    configuration,
+                    job.state.value,
+                    _iso(job.created_at),
+                    _iso(job.started_at),
+                    _iso(job.completed_at),
+                    job.error_message,
+                    json.dumps(
+                        {
+                            "starts": {s: d.isoformat() for s, d in job.symbol_starts.items()},
+                            "refresh": job.refresh,
+                        }
+                    ),
+                ),
+            )
+
+    def _row_to_job(self, row: sqlite3.Row | tuple[Any, ...]) -> IngestionJob:
+        (
+            job_id,
+            _provider,
+            symbols,
+            start,
+            end,
+            configuration,
+            state,
+            created,
+            started,
+            completed,
+            error,
+            scope,
+            bars,
+        ) = row
+        cfg = json.loads(configuration)
+        extent = json.loads(scope) if scope else {}
+        return IngestionJob(
+            job_id=IngestionJobId(job_id),
+            symbols=tuple(Symbol(s) for s in json.loads(symbols)),
+            time_range=TimeRange(start, end),
+            configuration=IngestionConfiguration(**cfg),
+            state=ProcessingState(state),
+            created_at=_parse_dt(created) or dt.datetime.now(dt.UTC),
+            started_at=_parse_dt(started),
+            completed_at=_parse_dt(completed),
+            error_message=error,
+            bars_processed=bars,
+            symbol_starts={
+                s: dt.date.fromisoformat(d) for s, d in extent.get("starts", {}).items()
+            },
+            refresh=bool(extent.get("refresh", False)),
+        )
+
+    def get(self, job_id: IngestionJobId | str) -> IngestionJob:
+        key = job_id.value if isinstance(job_id, IngestionJobId) else IngestionJobId(job_id).value
+        row = self._conn.execute(f"{_SELECT_JOB} WHERE id = ?", (key,)).fetchone()
+        if row is None:
+            raise JobNotFoundError(f"no job {key} in {self.path.parent.parent}; see `mp jobs list`")
+        return self._row_to_job(row)
+
+    def resolve(self, text: str) -> IngestionJobId:
+        """The job whose id is ``text``, or starts with it (as git takes a commit prefix)."""
+        key = text.strip()
+        if not key:
+            raise InvalidInputError("give a job id (see `mp jobs list`)")
+        rows = self._conn.execute(
+            "SELECT id FROM jobs WHERE id = ? OR substr(id, 1, ?) = ? ORDER BY id LIMIT 11",
+            (key, len(key), key),
+        ).fetchall()
+        ids = [str(r[0]) for r in rows]
+        if key in ids:
+            return IngestionJobId(key)
+        if len(ids) == 1:
+            return IngestionJobId(ids[0])
+        if not ids:
+            raise JobNotFoundError(f"no job {key} in {self.path.parent.parent}; see `mp jobs list`")
+        shown = ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "")
+        raise InvalidInputError(f"job id prefix {key} is ambiguous: it matches {shown}")
+
+    def list_jobs(self) -> list[IngestionJob]:
+        # Newest first; jobs made within one second (created_at is kept to the second) in the
+        # order they were made.
+        rows = self._conn.execute(
+            f"{_SELECT_JOB} ORDER BY j.created_at DESC, j.rowid DESC"
+        ).fetchall()
+        return [self._row_to_job(r) for r in rows]
+
+    def totals(self, job_id: IngestionJobId) -> dict[str, int]:
+        """Partition counts by state, and bars and rejected rows over the job."""
+        rows = self._conn.execute(
+            "SELECT state, COUNT(*), SUM(bars), SUM(rejected) FROM partitions WHERE job_id = ? "
+            "GROUP BY state",
+            (job_id.value,),
+        ).fetchall()
+        out = {"partitions": 0, "bars": 0, "rejected": 0}
+        for state, count, bars, rejected in rows:
+            out[state.lower()] = count
+            out["partitions"] += count
+            out["bars"] += bars or 0
+            out["rejected"] += rejected or 0
+        return out
+
+    # partitions ------------------------------------------------------------------------------
+
+    def plan_partitions(self, job_id: IngestionJobId, keys: Iterable[tuple[str, dt.date]]) -> None:
+        """Record the planned partitions as PENDING, keeping those already recorded."""
+        now = _now()
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO partitions (job_id, symbol, day, state, updated_at) "
+                "VALUES (?, ?, ?, 'PENDING', ?)",
+                [(job_id.value, s, d.isoformat(), now) for s, d in keys],
+            )
+
+    def completed_keys(self, job_id: IngestionJobId) -> set[tuple[str, dt.date]]:
+        rows = self._conn.execute(
+            "SELECT symbol, day FROM partitions WHERE job_id = ? AND state = 'COMPLETED'",
+            (job_id.value,),
+        ).fetchall()
+        return {(s, dt.date.fromisoformat(d)) for s, d in rows}
+
+    def mark_completed(self, job_id: IngestionJobId, outcomes: Iterable[PartitionOutcome]) -> None:
+        """Record a committed unit: all its partitions in one transaction."""
+        now = _now()
+        outcomes = list(outcomes)
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO partitions (job_id, symbol, day, state, bars, rejected, path, "
+                "quarantine, error, updated_at) VALUES (?, ?, ?, 'COMPLETED', ?, ?, ?, ?, NULL, ?) "
+                "ON CONFLICT(job_id, symbol, day) DO UPDATE SET state='COMPLETED', "
+                "bars=excluded.bars, rejected=excluded.rejected, path=excluded.path, "
+                "quarantine=excluded.quarantine, error=NULL, updated_at=excluded.updated_at",
+                [
+                    (
+                        job_id.value,
+                        o.symbol,
+                        o.day.isoformat(),
+                        o.bars,
+                        o.rejected,
+                        o.path,
+                        o.quarantine,
+                        now,
+                    )
+                    for o in outcomes
+                ],
+            )
+
+    def mark_stored(self, job_id: IngestionJobId, keys: Iterable[tuple[str, dt.date]]) -> None:
+        """Record partitions the dataset already held complete: the job skipped them."""
+        now = _now()
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE partitions SET state='STORED', error=NULL, updated_at=? "
+                "WHERE job_id=? AND symbol=? AND day=? AND state != 'COMPLETED'",
+                [(now, job_id.value, s, d.isoformat()) for s, d in keys],
+            )
+
+    def rewrite_paths(self, rewrite: Callable[[str, str, str], str | None]) -> int:
+        """Change recorded file paths: ``rewrite(provider, job id, path)`` gives the new path, or
+        ``None`` to keep it (a dataset whose layout was upgraded)."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT p.job_id, j.provider, p.path FROM partitions p JOIN jobs j "
+            "ON j.id = p.job_id WHERE p.path IS NOT NULL"
+        ).fetchall()
+        updates = [
+            (new, job_id, path)
+            for job_id, provider, path in rows
+            if (new := rewrite(provider, job_id, path)) is not None
+        ]
+        with self._tx() as db:
+            db.executemany("UPDATE partitions SET path=? WHERE job_id=? AND path=?", updates)
+        return len(updates)
+
+    def completed_paths(self) -> list[str]:
+        """The files the store records COMPLETED partitions in."""
+        return [
+            str(p)
+            for (p,) in self._conn.execute(
+                "SELECT DISTINCT path FROM partitions WHERE state='COMPLETED' AND path IS NOT NULL"
+            )
+        ]
+
+    def completed_at(self, path: str) -> list[tuple[str, str, dt.date, int]]:
+        """``(job id, symbol, day, bars)`` of the completed partitions recorded in ``path``."""
+        rows = self._conn.execute(
+            "SELECT job_id, symbol, day, bars FROM partitions WHERE state='COMPLETED' AND path=?",
+            (path,),
+        )
+        return [(j, s, dt.date.fromisoformat(d), int(b)) for j, s, d, b in rows]
+
+    def mark_missing(self, partitions: Iterable[tuple[str, str, dt.date]]) -> None:
+        """``(job id, symbol, day)`` completed partitions no file holds any more: no longer
+        counted as held (``mp verify`` found them)."""
+        now = _now()
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE partitions SET state='MISSING', updated_at=? "
+                "WHERE state='COMPLETED' AND job_id=? AND symbol=? AND day=?",
+                [(now, j, s, d.isoformat()) for j, s, d in partitions],
+            )
+
+    def mark_deleted(self, prefix: str, keys: Iterable[tuple[str, dt.date]]) -> None:
+        """Completed partitions under ``prefix`` (a series folder) that ``mp delete`` removed."""
+        now = _now()
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE partitions SET state='DELETED', updated_at=? WHERE state='COMPLETED' "
+                "AND symbol=? AND day=? AND substr(path, 1, ?) = ?",
+                [(now, s, d.isoformat(), len(prefix), prefix) for s, d in keys],
+            )
+
+    def first_days(self, job_ids: Iterable[str]) -> dict[str, dt.date]:
+        """``symbol -> first day`` those jobs committed or found stored (``mp update`` fetches
+        each symbol from there, also when its files went missing)."""
+        out: dict[str, dt.date] = {}
+        for job_id in job_ids:
+            for symbol, day in self._conn.execute(
+                "SELECT symbol, MIN(day) FROM partitions WHERE job_id=? "
+                "AND state IN ('COMPLETED', 'STORED', 'MISSING') GROUP BY symbol",
+                (job_id,),
+            ):
+                first = dt.date.fromisoformat(day)
+                out[symbol] = min(first, out.get(symbol, first))
+        return out
+
+    def mark_failed(
+        self, job_id: IngestionJobId, keys: Iterable[tuple[str, dt.date]], error: str
+    ) -> None:
+        now = _now()
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE partitions SET state='FAILED', error=?, updated_at=? "
+                "WHERE job_id=? AND symbol=? AND day=?",
+                [(error, now, job_id.value, s, d.isoformat()) for s, d in keys],
+            )
+
+    def partitions(self, job_id: IngestionJobId) -> list[PartitionRecord]:
+        rows = self._conn.execute(
+            "SELECT symbol, day, state, bars, rejected, path, quarantine, error FROM partitions "
+            "WHERE job_id = ? ORDER BY day, symbol",
+            (job_id.value,),
+        ).fetchall()
+        return [
+            PartitionRecord(s, dt.date.fromisoformat(d), st, b, r, p, q, e)
+            for s, d, st, b, r, p, q, e in rows
+        ]

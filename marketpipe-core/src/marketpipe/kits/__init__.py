@@ -1,1 +1,0 @@
-"""Conformance kits for plugin authors, re-exported by :mod:`marketpipe.testing`."""

@@ -1,0 +1,222 @@
+"""Value objects: symbols, time ranges, timeframes and trading sessions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+
+from marketpipe.model.errors import InvalidInputError
+
+_SYMBOL_RE = re.compile(r"[A-Z0-9.\-+=^#]{1,12}")
+_HAS_ALNUM = re.compile(r"[A-Z0-9]")
+SYMBOL_RULE = "1 to 12 characters: letters, digits and . - + = ^ # (at least one letter or digit)"
+
+
+def _to_symbol_text(value: Any) -> str:
+    if isinstance(value, Symbol):
+        return value.value
+    if not isinstance(value, str):
+        raise InvalidInputError(f"invalid symbol {value!r}: expected text, {SYMBOL_RULE}")
+    text = value.strip().upper()
+    if not _SYMBOL_RE.fullmatch(text) or not _HAS_ALNUM.search(text):
+        raise InvalidInputError(f"invalid symbol {value!r}: use {SYMBOL_RULE}")
+    return text
+
+
+@attrs.frozen(order=True)
+class Symbol:
+    """A ticker, upper-cased and validated (``BRK.B``, ``BF-B``, ``MDGN+``).
+
+    The allowed characters cannot form a path separator, NUL or a control character, so a symbol can
+    never lead a file outside the data root.
+    """
+
+    value: str = attrs.field(converter=_to_symbol_text)
+
+    @classmethod
+    def parse_list(cls, text: str) -> tuple[Symbol, ...]:
+        """Parse ``"AAPL, msft"`` into unique symbols, keeping the order given."""
+        parts = [p for p in (s.strip() for s in text.split(",")) if p]
+        if not parts:
+            raise InvalidInputError("no symbols given: pass --symbols AAPL,MSFT")
+        return tuple(dict.fromkeys(cls(p) for p in parts))
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _to_date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        raise InvalidInputError(f"expected a calendar day, got a datetime {value!r}")
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            raise InvalidInputError(f"invalid date {value!r}: use YYYY-MM-DD") from None
+    raise InvalidInputError(f"invalid date {value!r}: use YYYY-MM-DD")
+
+
+@attrs.frozen
+class TimeRange:
+    """Inclusive range of New York calendar days, ``start`` to ``end``."""
+
+    start: dt.date = attrs.field(converter=_to_date)
+    end: dt.date = attrs.field(converter=_to_date)
+
+    def __attrs_post_init__(self) -> None:
+        if self.end < self.start:
+            raise InvalidInputError(
+                f"end date {self.end} is before start date {self.start}: swap them"
+            )
+
+    @classmethod
+    def single_day(cls, day: dt.date | str) -> TimeRange:
+        return cls(day, day)
+
+    def days(self) -> Iterator[dt.date]:
+        """Every calendar day of the range (sessions come from the calendar)."""
+        day = self.start
+        while day <= self.end:
+            yield day
+            day += dt.timedelta(days=1)
+
+    def __str__(self) -> str:
+        return f"{self.start}..{self.end}"
+
+
+class Timeframe(enum.Enum):
+    """Bar length. Values are what the CLI accepts (``--timeframe 5m``)."""
+
+    M1 = "1m"
+    M5 = "5m"
+    M15 = "15m"
+    M30 = "30m"
+    H1 = "1h"
+    D1 = "1d"
+
+    @property
+    def minutes(self) -> int:
+        return {"1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "1d": 1440}[self.value]
+
+    @property
+    def nanos(self) -> int:
+        return self.minutes * 60 * 1_000_000_000
+
+    @classmethod
+    def parse(cls, text: str | Timeframe) -> Timeframe:
+        if isinstance(text, Timeframe):
+            return text
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            allowed = ", ".join(t.value for t in cls)
+            raise InvalidInputError(f"invalid timeframe {text!r}: use one of {allowed}") from None
+
+
+class Session(enum.Enum):
+    """Which hours of a trading day: the exchange's regular session or 04:00-20:00 New York."""
+
+    REGULAR = "regular"
+    EXTENDED = "extended"
+
+    @classmethod
+    def parse(cls, text: str | Session) -> Session:
+        if isinstance(text, Session):
+            return text
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            raise InvalidInputError(f"invalid session {text!r}: use regular or extended") from None
+
+
+_JOB_ID_RE = re.compile(r"[0-9a-f]{12}")
+_COMPOSITE_RE = re.compile(r"(?P<symbol>[^_\s]+)_(?P<day>\d{4}-\d{2}-\d{2})")
+JOB_ID_RULE = "12 hex digits (a generated id) or SYMBOL_YYYY-MM-DD (the design's composite key)"
+
+
+def _to_job_id(value: Any) -> str:
+    if isinstance(value, IngestionJobId):
+        return value.value
+    text = str(value).strip()
+    if _JOB_ID_RE.fullmatch(text.lower()):
+        return text.lower()
+    match = _COMPOSITE_RE.fullmatch(text)
+    if match is not None:
+        try:
+            symbol = Symbol(match["symbol"])
+            day = dt.date.fromisoformat(match["day"])
+        except (InvalidInputError, ValueError):
+            pass
+        else:
+            return f"{symbol.value}_{day.isoformat()}"
+    raise InvalidInputError(f"invalid job id {value!r}: job ids are {JOB_ID_RULE}")
+
+
+@attrs.frozen
+class IngestionJobId:
+    """Identity of an ingestion job: an opaque generated id (12 hex digits, short enough to
+    type), or the design's composite key ``<SYMBOL>_<YYYY-MM-DD>`` (``AAPL_2024-01-02``), whose
+    ``symbol`` and ``day`` are then known. Both are safe in a file name: a symbol cannot hold a
+    path separator."""
+
+    value: str = attrs.field(converter=_to_job_id)
+
+    @classmethod
+    def generate(cls) -> IngestionJobId:
+        return cls(uuid.uuid4().hex[:12])
+
+    @classmethod
+    def for_symbol_day(cls, symbol: Symbol | str, day: dt.date | str) -> IngestionJobId:
+        """The composite id of one symbol's day."""
+        return cls(f"{Symbol(symbol).value}_{_to_date(day).isoformat()}")
+
+    @property
+    def is_composite(self) -> bool:
+        return "_" in self.value
+
+    @property
+    def symbol(self) -> Symbol | None:
+        """The symbol of a composite id; ``None`` for a generated one."""
+        return Symbol(self.value.rsplit("_", 1)[0]) if self.is_composite else None
+
+    @property
+    def day(self) -> dt.date | None:
+        """The day of a composite id; ``None`` for a generated one."""
+        return dt.date.fromisoformat(self.value.rsplit("_", 1)[1]) if self.is_composite else None
+
+    def __str__(self) -> str:
+        return self.value
+
+
+RAW = "raw"
+
+
+def _timeframe(value: str | Timeframe) -> Timeframe:
+    return Timeframe.parse(value)
+
+
+@attrs.frozen(order=True)
+class Series:
+    """Where bars of one kind live: (provider, feed, adjustment, timeframe).
+
+    Settings that change the bars are part of a series, so two series never replace each other's
+    rows: Alpaca's split-adjusted bars are not its raw bars. Providers whose bars are never
+    adjusted write ``raw``.
+    """
+
+    provider: str
+    feed: str
+    adjustment: str
+    # Series sort by timeframe length (an enum has no order of its own).
+    timeframe: Timeframe = attrs.field(converter=_timeframe, order=lambda tf: tf.minutes)
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.feed}/{self.adjustment}/{self.timeframe.value}"

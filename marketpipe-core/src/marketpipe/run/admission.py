@@ -1,0 +1,145 @@
+"""Admission: which job a request runs, decided once, under the claims lock.
+
+One look at the job store (jobs listed once) answers both questions an ingest asks before it
+starts: is there an unfinished job that asked the same (resume it), and does another running job
+work on overlapping partitions (refuse, naming it). A new job is made here, checked against its
+provider's spec (resolved once, by the caller), and saved; the job object admitted is the one the
+coordinator runs, never loaded again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+
+import attrs
+
+from marketpipe.jobs.job import IngestionConfiguration, IngestionJob, ProcessingState
+from marketpipe.jobs.locks import HeldLock, JobLocks
+from marketpipe.jobs.store import SqliteJobStore
+from marketpipe.model.errors import InvalidInputError, JobConflictError
+from marketpipe.model.values import IngestionJobId, Symbol, TimeRange
+from marketpipe.plugins.specs import ProviderSpec
+
+
+@attrs.frozen
+class Work:
+    """What a job is asked to do (two requests asking the same resume one job)."""
+
+    symbols: tuple[Symbol, ...]
+    time_range: TimeRange
+    configuration: IngestionConfiguration
+    symbol_starts: Mapping[str, dt.date] = attrs.field(factory=dict)
+    refresh: bool = False
+
+
+@attrs.frozen
+class Admitted:
+    job: IngestionJob
+    #: The job is an unfinished one that asked the same, resumed.
+    resumed: bool
+    #: This process's claim on the job: release it when the job stops running.
+    held: HeldLock | None
+
+
+def new_job(spec: ProviderSpec, work: Work) -> IngestionJob:
+    """A PENDING job for ``work``, after checking that the provider can serve it."""
+    cfg = work.configuration
+    if cfg.timeframe not in spec.timeframes:
+        offered = ", ".join(sorted(t.value for t in spec.timeframes))
+        raise InvalidInputError(
+            f"provider {spec.name} has no {cfg.timeframe.value} bars; it offers {offered}"
+        )
+    if cfg.session not in spec.sessions:
+        raise InvalidInputError(
+            f"provider {spec.name} does not offer the {cfg.session.value} session"
+        )
+    if not work.symbols:
+        raise InvalidInputError("no symbols given: pass --symbols AAPL,MSFT")
+    return IngestionJob(
+        job_id=IngestionJobId.generate(),
+        symbols=work.symbols,
+        time_range=work.time_range,
+        configuration=cfg,
+        symbol_starts=work.symbol_starts,
+        refresh=work.refresh,
+    )
+
+
+def _same_work(job: IngestionJob, work: Work) -> bool:
+    mine, other = work.configuration, job.configuration
+    return (
+        job.symbols == work.symbols
+        and job.time_range == work.time_range
+        and dict(job.symbol_starts) == dict(work.symbol_starts)
+        and job.refresh == work.refresh
+        and (other.provider, other.feed, other.timeframe, other.session)
+        == (mine.provider, mine.feed, mine.timeframe, mine.session)
+        and dict(other.settings) == dict(mine.settings)
+    )
+
+
+def _overlaps(job: IngestionJob, other: IngestionJob) -> bool:
+    a, b = job.configuration, other.configuration
+    return (
+        (a.provider, a.feed, a.timeframe) == (b.provider, b.feed, b.timeframe)
+        and bool(set(job.symbols) & set(other.symbols))
+        and job.time_range.start <= other.time_range.end
+        and other.time_range.start <= job.time_range.end
+    )
+
+
+def check_no_running_overlap(
+    job: IngestionJob, jobs: Iterable[IngestionJob], locks: JobLocks
+) -> None:
+    """Two writers must not work on the same partitions: refuse, naming the running job."""
+    for other in jobs:
+        if other.job_id == job.job_id or other.state.is_terminal:
+            continue
+        if _overlaps(job, other) and locks.is_running(other.job_id.value):
+            raise JobConflictError(
+                f"job {other.job_id} (process {locks.pid(other.job_id.value)}) is ingesting "
+                f"overlapping partitions ({other.configuration.provider} "
+                f"{other.configuration.timeframe.value} {other.time_range}); wait for it to "
+                "finish, or ingest other symbols or dates"
+            )
+
+
+def admit(
+    store: SqliteJobStore,
+    locks: JobLocks,
+    spec: ProviderSpec,
+    work: Work,
+    claim_series: Callable[[], None],
+) -> Admitted:
+    """Resume the unfinished job that asked the same as ``work``, or create one (after
+    ``claim_series``); either way refused while a running job overlaps it."""
+    with locks.claims():
+        jobs = store.list_jobs()
+        same = [j for j in jobs if j.state is not ProcessingState.COMPLETED and _same_work(j, work)]
+        if same:
+            job = same[0]
+            if locks.is_running(job.job_id.value):
+                raise JobConflictError(
+                    f"job {job.job_id} with the same request is running in process "
+                    f"{locks.pid(job.job_id.value)}; wait for it or cancel it"
+                )
+        else:
+            job = new_job(spec, work)
+        check_no_running_overlap(job, jobs, locks)
+        if not same:
+            claim_series()
+            store.save(job)
+        return Admitted(job, bool(same), locks.hold(job.job_id.value))
+
+
+def admit_resume(store: SqliteJobStore, locks: JobLocks, job: IngestionJob) -> HeldLock | None:
+    """Claim ``job`` (loaded by the caller) for a resume, refused while it or an overlapping
+    job runs."""
+    with locks.claims():
+        if locks.is_running(job.job_id.value):
+            raise JobConflictError(
+                f"job {job.job_id} is running in process {locks.pid(job.job_id.value)}"
+            )
+        check_no_running_overlap(job, store.list_jobs(), locks)
+        return locks.hold(job.job_id.value)

@@ -1,0 +1,488 @@
+"""``IngestionCoordinatorService``: plan, fetch, validate, commit, checkpoint, publish.
+
+For each unit of work, in this order: the provider fetches it; the validators split its rows into
+valid and rejected; rejected rows go to quarantine; the sink commits the valid rows atomically;
+the job store records all the unit's partitions complete in one transaction; then the events are
+published. A crash between any two steps leaves old or replayable state, never a checkpoint ahead
+of its data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import numpy as np
+import pyarrow as pa
+
+from marketpipe.fetch import metrics
+from marketpipe.jobs.event_bus import EventBus
+from marketpipe.jobs.job import IngestionJob, ProcessingState
+from marketpipe.jobs.store import SqliteJobStore
+from marketpipe.model.calendar import SessionWindow, TradingCalendar, nyse_calendar
+from marketpipe.model.errors import StorageError, StoreFailedError, SymbolError, UserError
+from marketpipe.model.partition import IngestionPartition
+from marketpipe.model.request import FetchRequest
+from marketpipe.model.schema import assemble_bars
+from marketpipe.model.secrets import Secret, scrub
+from marketpipe.model.values import IngestionJobId, Series, Symbol
+from marketpipe.plugins.provider import IMarketDataProvider
+from marketpipe.plugins.sink import Sink
+from marketpipe.plugins.specs import ProviderSpec
+from marketpipe.plugins.validator import Validator
+from marketpipe.run.dask.tasks import (
+    ClusterLostError,
+    RemoteFetchError,
+    RemoteUnits,
+    UnitStopped,
+    UnitTask,
+    WorkerSetup,
+    WorkerSetupError,
+)
+from marketpipe.run.planning import WorkUnit, plan_units
+from marketpipe.run.unit_commit import (
+    UnitCommitted,
+    UnitCommitter,
+    UnitContext,
+)
+from marketpipe.storage.layout import month_key
+from marketpipe.storage.location import dataset_root
+from marketpipe.storage.sweep import sweep_temp_files
+
+
+@attrs.frozen
+class PartitionFailure:
+    symbol: str
+    day: dt.date
+    error: str
+
+
+@attrs.frozen
+class JobSummary:
+    job_id: IngestionJobId
+    state: ProcessingState
+    partitions_total: int
+    partitions_completed: int
+    partitions_skipped: int
+    bars: int
+    rejected: int
+    elapsed_seconds: float
+    failures: tuple[PartitionFailure, ...] = ()
+    #: Set when the provider refused in a way retrying cannot fix (credentials, plan, request).
+    aborted: str | None = None
+    #: The job had been started before: this run picked up what was not committed.
+    resumed: bool = False
+    #: What the provider reported about its source (truncated files, sequence gaps...).
+    notes: tuple[str, ...] = ()
+    #: Partitions the dataset already held complete: not fetched.
+    partitions_stored: int = 0
+
+    @property
+    def bars_per_second(self) -> float:
+        return self.bars / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
+
+
+class CancelToken:
+    """Set it (from a signal handler, say) to stop the job: no unit is launched after it, fetches
+    in flight (a request, a wait the server asked for, a retry's backoff) are abandoned and
+    their partitions left for a resume; commits in flight finish."""
+
+    def __init__(self) -> None:
+        self._set = False
+        self._callbacks: list[Callable[[], None]] = []
+
+    def set(self) -> None:
+        self._set = True
+        for callback in list(self._callbacks):
+            callback()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def on_set(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` when the token is set (at once if it is); returns an undo."""
+        self._callbacks.append(callback)
+        if self._set:
+            callback()
+        return lambda: self._callbacks.remove(callback)
+
+
+T = TypeVar("T")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _short(text: str, limit: int = 2000) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class IngestionCoordinatorService:
+    def __init__(
+        self,
+        *,
+        job_store: SqliteJobStore,
+        provider: IMarketDataProvider,
+        provider_spec: ProviderSpec,
+        sink: Sink,
+        validators: Sequence[Validator],
+        event_bus: EventBus,
+        data_root: Path,
+        calendar: TradingCalendar | None = None,
+        cancel: CancelToken | None = None,
+        replace_empty: bool = False,
+        secrets: Sequence[Secret] = (),
+        remote: RemoteUnits | None = None,
+        setup: WorkerSetup | None = None,
+    ) -> None:
+        """``remote`` (with the workers' ``setup``) runs each unit's fetch and commit elsewhere
+        (a Dask cluster); this coordinator records what it reports."""
+        self._store = job_store
+        self._provider = provider
+        self._spec = provider_spec
+        self._sink = sink
+        self._bus = event_bus
+        self._root = Path(data_root)
+        self._calendar = calendar or nyse_calendar()
+        self._abort: str | None = None
+        self._notes: list[str] = []
+        self._cancel = cancel or CancelToken()
+        self._stopped = asyncio.Event()
+        self._secrets = tuple(secrets)
+        self._remote = remote
+        self._setup = setup
+        self._committer = UnitCommitter(
+            sink=sink,
+            validators=validators,
+            spec=provider_spec,
+            calendar=self._calendar,
+            dataset=dataset_root(self._root),
+            replace_empty=replace_empty,
+        )
+
+    async def execute_job(self, job: IngestionJob | IngestionJobId) -> JobSummary:
+        """Run every partition of the job not yet committed; the job ends COMPLETED, FAILED, or
+        CANCELLED when the cancel token was set (in-flight units still commit). Given a job id,
+        the job is loaded from the store; given the job (as admission made or loaded it), it is
+        not loaded again."""
+        started = time.perf_counter()
+        if isinstance(job, IngestionJobId):
+            job = self._store.get(job)
+        job_id = job.job_id
+        if job.state is ProcessingState.PENDING:
+            job.start()
+        else:
+            job.resume()  # after a failure, a cancellation, a crash; refused once COMPLETED
+        self._store.save(job)
+        self._publish(job)
+        cfg = job.configuration
+        windows = self._calendar.windows(job.time_range, cfg.session)
+        keys = job.partition_keys([w.day for w in windows])
+        self._store.plan_partitions(job_id, keys)
+        done = self._store.completed_keys(job_id)
+        stored: set[tuple[str, dt.date]] = set()
+        if not job.refresh:
+            stored = await asyncio.to_thread(self._stored, job, windows)
+            stored -= done
+            self._store.mark_stored(job_id, stored)
+        pending = set(keys) - done - stored
+        units = plan_units(job.symbols, windows, pending, self._spec, cfg.timeframe, cfg.batch_size)
+        job.plan(len(keys), len(pending), len(units), len(stored))
+        self._publish(job)
+        failures: list[PartitionFailure] = []
+        self._notes = []
+        self._kept: list[tuple[str, dt.date]] = []
+        counts = {"bars": 0, "rejected": 0, "completed": 0}
+        # Units in flight: the job's concurrency, or as many as the cluster's workers take.
+        slots = max(cfg.max_concurrency, self._remote.slots if self._remote else 0)
+        semaphore = asyncio.Semaphore(slots)
+
+        async def run(unit: WorkUnit) -> None:
+            async with semaphore:
+                await self._run_unit(job, unit, failures, counts)
+
+        self._abort = None
+        loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        stopped = self._stopped
+
+        def stop() -> None:
+            loop.call_soon_threadsafe(stopped.set)
+
+        undo = self._cancel.on_set(stop)
+        await asyncio.to_thread(
+            sweep_temp_files, self._root, self._series(job), job.job_id, [w.day for w in windows]
+        )
+        try:
+            await asyncio.gather(*(run(u) for u in units))
+        finally:
+            undo()
+            await self._provider.aclose()
+
+        if self._kept:
+            self._note_kept(job, self._kept)
+        remaining = len(pending) - counts["completed"] - len(failures)
+        if self._cancel.is_set() and remaining > 0:
+            job.cancel(partitions_remaining=remaining)
+        elif failures:
+            reason = (
+                f"{len(failures)} of {len(keys)} partitions failed; first: "
+                f"{failures[0].symbol} {failures[0].day}: {failures[0].error}"
+            )
+            job.fail(reason, partitions_failed=len(failures))
+        else:
+            totals = self._store.totals(job_id)
+            job.complete(
+                total_bars=totals["bars"],
+                rejected_rows=totals["rejected"],
+                partitions_processed=counts["completed"],
+            )
+        self._store.save(job)  # the checkpoint first, then the events that describe it
+        self._publish(job)
+        return JobSummary(
+            job_id=job_id,
+            state=job.state,
+            partitions_total=len(keys),
+            partitions_completed=counts["completed"],
+            partitions_skipped=len(done & set(keys)),
+            bars=counts["bars"],
+            rejected=counts["rejected"],
+            elapsed_seconds=time.perf_counter() - started,
+            failures=tuple(failures),
+            aborted=self._abort,
+            notes=tuple(self._notes),
+            partitions_stored=len(stored),
+        )
+
+    def _series(self, job: IngestionJob) -> Series:
+        cfg = job.configuration
+        return self._spec.series(cfg.feed, cfg.timeframe, cfg.settings)
+
+    def _stored(
+        self, job: IngestionJob, windows: Sequence[SessionWindow]
+    ) -> set[tuple[str, dt.date]]:
+        """The job's partitions the series holds complete (asked of the catalog, synced with
+        the month folders first)."""
+        series = self._series(job)
+        catalog = self._sink.catalog
+        catalog.sync(series, sorted({month_key(w.day) for w in windows}))
+        symbols = [s.value for s in job.symbols]
+        days = [w.day for w in windows]
+        mask = catalog.stored_mask(
+            series, symbols, days, job.configuration.session, other_than_job=job.job_id.value
+        )
+        rows, cols = np.nonzero(mask)
+        found = {(symbols[r], days[c]) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)}
+        if job.symbol_starts:
+            found = {(s, d) for s, d in found if d >= job.symbol_starts.get(s, d)}
+        return found
+
+    async def _until_stopped(self, work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """``work`` running until it ends or the job is stopped, whichever comes first."""
+        running = asyncio.ensure_future(work)
+        stopping = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        return running
+
+    async def _fetch(self, request: FetchRequest) -> list[pa.RecordBatch] | None:
+        """The provider's answer for one unit, or ``None`` when the job was stopped meanwhile.
+
+        Retrying is the provider's business (its connector's policy, one layer); the coordinator
+        never asks again, so a server that is down sees each request's attempts once."""
+        fetching = await self._until_stopped(self._provider.fetch_async(request))
+        if not fetching.done():
+            fetching.cancel()
+            await asyncio.gather(fetching, return_exceptions=True)
+            return None
+        return fetching.result()
+
+    async def _run_unit(
+        self,
+        job: IngestionJob,
+        unit: WorkUnit,
+        failures: list[PartitionFailure],
+        counts: dict[str, int],
+        announce: bool = True,
+    ) -> None:
+        cfg = job.configuration
+        if announce:
+            job.begin_unit(unit.symbols, tuple(w.day for w in unit.windows))
+        self._publish(job)
+        if self._cancel.is_set():
+            return  # left PENDING for a resume
+        if self._abort is not None:
+            self._fail(job, unit, f"not attempted: {self._abort}", failures)
+            return
+        request = FetchRequest(
+            symbols=unit.symbols,
+            windows=unit.windows,
+            timeframe=cfg.timeframe,
+            session=cfg.session,
+            settings=cfg.settings,
+        )
+        if self._remote is not None and self._setup is not None:
+            await self._run_remote(job, unit, failures, counts)
+            return
+        try:
+            batches = await self._fetch(request)
+            if batches is None:
+                return  # stopped while fetching: left PENDING for a resume
+            table = await asyncio.to_thread(assemble_bars, batches)
+        except Exception as exc:  # the provider's failure is the partitions' failure, recorded
+            self._take_notes(job)
+            await self._fetch_failed(job, unit, exc, failures, counts)
+            return
+        self._take_notes(job)
+        try:
+            commit_started = time.perf_counter()
+            committed = await asyncio.to_thread(
+                self._committer.commit, UnitContext.of(job, self._series(job)), unit, table
+            )
+            metrics.COMMIT_SECONDS.labels(cfg.provider).observe(
+                time.perf_counter() - commit_started
+            )
+        except (OSError, StorageError) as exc:
+            self._commit_failed(job, unit, exc, failures)
+            return
+        self._record(job, committed, counts)
+
+    async def _run_remote(
+        self,
+        job: IngestionJob,
+        unit: WorkUnit,
+        failures: list[PartitionFailure],
+        counts: dict[str, int],
+    ) -> None:
+        """The unit fetched and committed by a worker; recorded here once it reports."""
+        assert self._remote is not None and self._setup is not None
+        task = UnitTask(self._setup, UnitContext.of(job, self._series(job)), unit)
+        running = await self._until_stopped(self._remote.run(task))
+        if not running.done():  # Ctrl-C: the workers drop the job's fetches, commits finish
+            await self._remote.stop(job.job_id.value)
+        try:
+            done = await running
+        except UnitStopped:
+            return  # stopped while fetching: left PENDING for a resume
+        except RemoteFetchError as exc:
+            metrics.add_counted(exc.counted)
+            await self._fetch_failed(job, unit, exc.original, failures, counts)
+            return
+        except ClusterLostError as exc:
+            self._abort = _short(str(exc))  # every later unit would find it gone too
+            self._fail(job, unit, str(exc), failures)
+            return
+        except (OSError, StorageError) as exc:
+            self._commit_failed(job, unit, exc, failures)
+            return
+        except WorkerSetupError as exc:
+            self._fail(job, unit, str(exc), failures)
+            return
+        except Exception as exc:  # the worker could not run it
+            self._fail(job, unit, f"on the worker: {_describe(exc)}", failures)
+            return
+        metrics.add_counted(done.counted)
+        metrics.COMMIT_SECONDS.labels(job.configuration.provider).observe(done.commit_seconds)
+        for note in done.notes:
+            self._note(job, note)
+        # The worker wrote the files; the catalog (kept here alone) learns them from the files
+        # before the job store records the unit, so it is never behind a checkpoint.
+        months = sorted({month_key(w.day) for w in unit.windows})
+        await asyncio.to_thread(self._sink.catalog.sync, self._series(job), months)
+        self._record(job, done.committed, counts)
+
+    async def _fetch_failed(
+        self,
+        job: IngestionJob,
+        unit: WorkUnit,
+        exc: BaseException,
+        failures: list[PartitionFailure],
+        counts: dict[str, int],
+    ) -> None:
+        if isinstance(exc, SymbolError) and len(unit.symbols) > 1:
+            # Isolate the culprit: one bad symbol must not fail its unit's neighbours.
+            for symbol in unit.symbols:
+                await self._run_unit(
+                    job, WorkUnit((symbol,), unit.windows), failures, counts, announce=False
+                )
+            return
+        if isinstance(exc, UserError):
+            # Wrong credentials or a refused plan will not get better: stop asking.
+            self._abort = _short(scrub(_describe(exc), self._secrets))
+        self._fail(job, unit, _describe(exc), failures)
+
+    def _commit_failed(
+        self,
+        job: IngestionJob,
+        unit: WorkUnit,
+        exc: BaseException,
+        failures: list[PartitionFailure],
+    ) -> None:
+        if isinstance(exc, StoreFailedError):
+            # The store did not answer through every retry: the next unit would only wait as
+            # long again. Stop; the same command resumes once it is back.
+            self._abort = _short(str(exc))
+        if isinstance(exc, StorageError):
+            self._fail(job, unit, str(exc), failures)
+        else:
+            self._fail(job, unit, f"could not write: {_describe(exc)}", failures)
+
+    def _record(self, job: IngestionJob, committed: UnitCommitted, counts: dict[str, int]) -> None:
+        """The unit's partitions complete in the job store, then in the job and its events."""
+        outcomes, rejected, kept = committed.outcomes, committed.rejected, committed.kept
+        self._kept.extend(kept)
+        self._store.mark_completed(job.job_id, outcomes)
+        counts["rejected"] += rejected
+        for outcome in outcomes:
+            partition = IngestionPartition(
+                Symbol(outcome.symbol), outcome.day, outcome.path, outcome.bars
+            )
+            job.mark_symbol_processed(partition.symbol, outcome.bars, partition, outcome.rejected)
+            counts["bars"] += outcome.bars
+            counts["completed"] += 1
+        self._publish(job)
+
+    def _publish(self, job: IngestionJob) -> None:
+        """Publish what the job recorded, in order (the job is the one source of events)."""
+        for event in job.pull_domain_events():
+            self._bus.publish(event)
+
+    def _take_notes(self, job: IngestionJob) -> None:
+        for note in self._provider.take_notes():
+            self._note(job, note)
+
+    def _note(self, job: IngestionJob, note: str) -> None:
+        note = _short(scrub(note, self._secrets))
+        if note not in self._notes:
+            self._notes.append(note)
+            job.note(note)
+            self._publish(job)
+
+    def _fail(
+        self, job: IngestionJob, unit: WorkUnit, error: str, failures: list[PartitionFailure]
+    ) -> None:
+        error = _short(scrub(error, self._secrets))  # provider text, stored and shown
+        keys = unit.keys
+        self._store.mark_failed(job.job_id, keys, error)
+        for symbol, day in keys:
+            failures.append(PartitionFailure(symbol, day, error))
+            job.mark_partition_failed(Symbol(symbol), day, error)
+        self._publish(job)
+
+    def _note_kept(self, job: IngestionJob, held: list[tuple[str, dt.date]]) -> None:
+        sample = ", ".join(f"{s} {d}" for s, d in sorted(held)[:3])
+        more = f" and {len(held) - 3} more" if len(held) > 3 else ""
+        self._note(
+            job,
+            f"the provider sent no bars for {len(held)} partitions the dataset holds "
+            f"({sample}{more}): their stored rows were kept (--replace-empty clears them)",
+        )

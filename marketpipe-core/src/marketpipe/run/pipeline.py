@@ -1,0 +1,391 @@
+"""The composition root: wire a provider, the plugins' validators and sink, the job store and the
+event bus into a running ingest. The CLI, the tests and the benchmarks all come through here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import attrs
+
+from marketpipe.jobs.event_bus import EventBus
+from marketpipe.jobs.event_log import EventLog
+from marketpipe.jobs.job import IngestionConfiguration, IngestionJob, ProcessingState
+from marketpipe.jobs.locks import HeldLock, JobLocks
+from marketpipe.jobs.store import SqliteJobStore
+from marketpipe.model import clock
+from marketpipe.model.calendar import SessionWindow, nyse_calendar
+from marketpipe.model.errors import InvalidInputError, JobConflictError, UserError
+from marketpipe.model.files import file_lock
+from marketpipe.model.secrets import scrub
+from marketpipe.model.values import (
+    RAW,
+    IngestionJobId,
+    Session,
+    Symbol,
+    Timeframe,
+    TimeRange,
+)
+from marketpipe.plugins import registry
+from marketpipe.plugins.host import get_plugin_host
+from marketpipe.plugins.provider import IMarketDataProvider
+from marketpipe.plugins.registry import PreparedProvider, prepare_provider
+from marketpipe.plugins.specs import ProviderSpec
+from marketpipe.run.admission import Work, admit, admit_resume
+from marketpipe.run.coordinator import (
+    CancelToken,
+    IngestionCoordinatorService,
+    JobSummary,
+)
+from marketpipe.run.dask.tasks import RemoteUnits, WorkerSetup
+from marketpipe.run.executors import ExecutorChoice, choose_executor
+from marketpipe.run.metrics import MetricsSubscriber
+from marketpipe.storage.location import dataset_root
+from marketpipe.storage.sinks import ChosenSink, choose_sink, open_catalog, record_sink
+from marketpipe.storage.upgrade import (
+    is_current,
+    mark_current,
+    move_layout1_files,
+    new_path,
+    upgrade_lock,
+)
+
+
+@attrs.frozen(kw_only=True)
+class IngestRequest:
+    """What to ingest. ``all_symbols`` asks the provider for every symbol it has on those days
+    (``symbols`` is then ignored); ``time_range=None`` takes the days the provider's local data
+    covers (``--source``)."""
+
+    provider: str
+    symbols: tuple[Symbol, ...]
+    time_range: TimeRange | None
+    data_dir: Path
+    timeframe: Timeframe = Timeframe.M1
+    session: Session = Session.REGULAR
+    overrides: Mapping[str, str] = attrs.field(factory=dict)
+    batch_size: int = 100_000
+    max_concurrency: int = 2
+    all_symbols: bool = False
+    #: A partition the provider now sends no bars for replaces the stored rows (else they stay).
+    replace_empty: bool = False
+    #: Fetch every partition asked, also those the dataset already holds complete.
+    refresh: bool = False
+    #: Symbols that start later than ``time_range.start`` (``mp update``).
+    symbol_starts: Mapping[str, dt.date] = attrs.field(factory=dict)
+    #: The sink asked for (``None``: the dataset's own, else the configured one, else parquet).
+    sink: str | None = None
+    sink_options: Mapping[str, str] = attrs.field(factory=dict)
+    #: Where units run (see :mod:`marketpipe.run.executors`): ``None`` as configured, else local.
+    executor: str | None = None
+    scheduler: str | None = None
+
+
+def _resolve(
+    request: IngestRequest,
+    provider: IMarketDataProvider,
+    list_symbols: Callable[[Sequence[SessionWindow]], list[str]] | None = None,
+) -> IngestRequest:
+    """The request with its days and symbols made explicit (asking the provider where needed,
+    or ``list_symbols``: the cluster's workers)."""
+    time_range = request.time_range
+    if time_range is None:
+        days = provider.available_days()
+        if not days:
+            raise InvalidInputError("give the days to ingest: --start YYYY-MM-DD --end YYYY-MM-DD")
+        time_range = TimeRange(min(days), max(days))
+    calendar = nyse_calendar()
+    calendar.sessions(time_range)  # dates outside the calendar fail here, early
+    symbols = request.symbols
+    if request.all_symbols:
+        windows = calendar.windows(time_range, request.session)
+        if not windows:
+            raise InvalidInputError(
+                f"no trading sessions between {time_range.start} and {time_range.end}"
+            )
+        found = sorted(set((list_symbols or provider.list_symbols)(windows)))
+        symbols = tuple(Symbol(s) for s in found)
+        if not symbols:
+            raise InvalidInputError(f"the provider has no symbols on {time_range}")
+    elif not symbols:
+        raise InvalidInputError("no symbols given: pass --symbols AAPL,MSFT or --all-symbols")
+    return attrs.evolve(request, symbols=symbols, time_range=time_range, all_symbols=False)
+
+
+async def run_ingest(
+    request: IngestRequest, bus: EventBus | None = None, cancel: CancelToken | None = None
+) -> JobSummary:
+    """Create and run a job for ``request``, or resume the unfinished job that asked the same."""
+    chosen = choose_sink(request.data_dir, request.sink, request.sink_options)
+    executor = choose_executor(request.executor, request.scheduler)
+    async with contextlib.AsyncExitStack() as cluster:
+        remote = None
+        if executor.remote:
+            from marketpipe.run.dask.client import DaskUnits
+
+            remote = await cluster.enter_async_context(DaskUnits(executor))
+        return await _run_ingest(request, bus, cancel, chosen, executor, remote)
+
+
+async def _run_ingest(
+    request: IngestRequest,
+    bus: EventBus | None,
+    cancel: CancelToken | None,
+    chosen: ChosenSink,
+    executor: ExecutorChoice,
+    remote: RemoteUnits | None,
+) -> JobSummary:
+    prepared = prepare_provider(request.provider, request.overrides)
+    listed_notes: list[str] = []
+    try:
+        lister = None
+        if remote is not None:
+            lister = _cluster_lister(remote, prepared, listed_notes, asyncio.get_running_loop())
+        request = await asyncio.to_thread(_resolve, request, prepared.provider, lister)
+    except BaseException:
+        prepared.provider.close()
+        raise
+    assert request.time_range is not None
+    store = SqliteJobStore.for_data_dir(request.data_dir)
+    locks = JobLocks(request.data_dir)
+    held: HeldLock | None = None
+    try:
+        notes = await asyncio.to_thread(open_dataset, request.data_dir, store)
+        configuration = IngestionConfiguration(
+            provider=prepared.spec.name,
+            batch_size=request.batch_size,
+            max_concurrency=request.max_concurrency,
+            timeframe=request.timeframe,
+            session=request.session,
+            feed=prepared.provider.feed,
+            settings=prepared.public_settings,
+        )
+        work = Work(
+            request.symbols,
+            request.time_range,
+            configuration,
+            symbol_starts=request.symbol_starts,
+            refresh=request.refresh,
+        )
+        admitted = admit(
+            store,
+            locks,
+            prepared.spec,
+            work,
+            lambda: _claim_series(request.data_dir, prepared.spec, configuration),
+        )
+        held = admitted.held
+        job, resumed = admitted.job, admitted.resumed
+        # The coordinator starts (or resumes) the job itself, so the job's own events reach
+        # the bus.
+        summary = await execute(
+            store,
+            job,
+            prepared,
+            request.data_dir,
+            bus or EventBus(),
+            cancel,
+            replace_empty=request.replace_empty,
+            sink=chosen,
+            executor=executor,
+            remote=remote,
+        )
+        notes = [*notes, *(n for n in listed_notes if n not in summary.notes)]
+        return attrs.evolve(summary, resumed=resumed, notes=(*notes, *summary.notes))
+    finally:
+        if held is not None:
+            held.release()
+        prepared.provider.close()
+        store.close()
+
+
+def _cluster_lister(
+    remote: RemoteUnits,
+    prepared: PreparedProvider,
+    notes: list[str],
+    loop: asyncio.AbstractEventLoop,
+) -> Callable[[Sequence[SessionWindow]], list[str]]:
+    """``--all-symbols`` listed by the cluster's workers (a day a task): for IEX, listing is
+    decoding every day, which must not happen in this one process."""
+
+    def list_symbols(windows: Sequence[SessionWindow]) -> list[str]:
+        listing = remote.list_symbols(prepared.spec.name, prepared.public_settings, windows)
+        listed = asyncio.run_coroutine_threadsafe(listing, loop).result()
+        notes.extend(scrub(n, prepared.secrets) for n in listed.notes)
+        return listed.symbols
+
+    return list_symbols
+
+
+async def resume_ingest(
+    data_dir: Path,
+    job_id: IngestionJobId,
+    overrides: Mapping[str, str] | None = None,
+    bus: EventBus | None = None,
+    cancel: CancelToken | None = None,
+    sink: str | None = None,
+    sink_options: Mapping[str, str] | None = None,
+    executor: str | None = None,
+    scheduler: str | None = None,
+) -> JobSummary:
+    """Resume job ``job_id``: its stored settings, plus secrets from the environment or config."""
+    running = choose_executor(executor, scheduler)
+    store = SqliteJobStore.for_data_dir(data_dir)
+    locks = JobLocks(data_dir)
+    held: HeldLock | None = None
+    prepared: PreparedProvider | None = None
+    try:
+        job = store.get(job_id)
+        if job.state is ProcessingState.COMPLETED:
+            raise JobConflictError(f"job {job_id} is already COMPLETED: nothing to resume")
+        notes = await asyncio.to_thread(open_dataset, data_dir, store)
+        settings = {**job.configuration.settings, **(overrides or {})}
+        prepared = prepare_provider(job.configuration.provider, settings)
+        held = admit_resume(store, locks, job)
+        chosen = choose_sink(data_dir, sink, sink_options)
+        summary = await execute(
+            store,
+            job,
+            prepared,
+            data_dir,
+            bus or EventBus(),
+            cancel,
+            sink=chosen,
+            executor=running,
+        )
+        return attrs.evolve(summary, resumed=True, notes=(*notes, *summary.notes))
+    finally:
+        if held is not None:
+            held.release()
+        if prepared is not None:
+            prepared.provider.close()
+        store.close()
+
+
+def cancel_job(data_dir: Path, job_id: IngestionJobId) -> IngestionJob:
+    """Mark a job that is not running CANCELLED (a running one is stopped with Ctrl-C/SIGTERM)."""
+    store = SqliteJobStore.for_data_dir(data_dir)
+    locks = JobLocks(data_dir)
+    try:
+        with locks.claims():
+            if locks.is_running(job_id.value):
+                raise JobConflictError(
+                    f"job {job_id} is running in process {locks.pid(job_id.value)}: press Ctrl-C "
+                    f"there, or kill -TERM {locks.pid(job_id.value)}"
+                )
+            job = store.get(job_id)
+            if job.state.is_terminal:
+                raise JobConflictError(f"job {job_id} is already {job.state.value}")
+            job.cancel()
+            store.save(job)
+            return job
+    finally:
+        store.close()
+
+
+async def execute(
+    store: SqliteJobStore,
+    job: IngestionJob,
+    prepared: PreparedProvider,
+    data_dir: Path,
+    bus: EventBus,
+    cancel: CancelToken | None = None,
+    replace_empty: bool = False,
+    sink: ChosenSink | None = None,
+    executor: ExecutorChoice | None = None,
+    remote: RemoteUnits | None = None,
+) -> JobSummary:
+    host = get_plugin_host()
+    chosen = sink or choose_sink(data_dir)
+    built = chosen.build(data_dir)
+    if chosen.new:
+        record_sink(data_dir, chosen.spec.name)
+    log = EventLog(data_dir, job.job_id)
+    log.subscribe(bus)
+    MetricsSubscriber(prepared.spec.name).subscribe(bus)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            provider_settings = dict(prepared.public_settings)
+            if remote is None and executor is not None and executor.remote:
+                from marketpipe.run.dask.client import DaskUnits
+
+                remote = await stack.enter_async_context(DaskUnits(executor))
+            setup = WorkerSetup(
+                provider=prepared.spec.name,
+                provider_settings=provider_settings,
+                sink=chosen.spec.name,
+                sink_settings=chosen.settings.public(),
+                dataset=dataset_root(data_dir),
+                replace_empty=replace_empty,
+                rate_windows=remote.rate_windows(prepared.spec.name) if remote else None,
+            )
+            coordinator = IngestionCoordinatorService(
+                job_store=store,
+                provider=prepared.provider,
+                provider_spec=prepared.spec,
+                sink=built,
+                validators=[spec.factory() for spec in host.validators().values()],
+                event_bus=bus,
+                data_root=data_dir,
+                cancel=cancel,
+                replace_empty=replace_empty,
+                secrets=prepared.secrets,
+                remote=remote,
+                setup=setup,
+            )
+            return await coordinator.execute_job(job)
+    finally:
+        log.close()
+        built.close()
+
+
+def _claim_series(data_dir: Path, spec: ProviderSpec, cfg: IngestionConfiguration) -> None:
+    """Refuse settings that would mix other bars into a stored series (``series_settings``)."""
+    shaping = spec.shaping(cfg.settings)
+    if not shaping:
+        return
+    catalog = open_catalog(data_dir)
+    try:
+        catalog.claim(spec.series(cfg.feed, cfg.timeframe, cfg.settings), shaping)
+    finally:
+        catalog.close()
+
+
+def open_dataset(data_dir: Path, store: SqliteJobStore) -> list[str]:
+    """Bring a dataset written by an earlier release to the current layout, once; returns what
+    it did, to be said once (nothing when the dataset is current)."""
+    if is_current(data_dir):
+        return []
+    adjustments: dict[tuple[str, str], str] = {}
+
+    def adjustment_of(provider: str, job_id: str) -> str:
+        key = (provider, job_id)
+        if key not in adjustments:
+            adjustments[key] = RAW
+            with contextlib.suppress(UserError, ValueError):
+                job = store.get(job_id)
+                adjustments[key] = registry.get(provider).adjustment(job.configuration.settings)
+        return adjustments[key]
+
+    with file_lock(upgrade_lock(data_dir)):
+        if is_current(data_dir):
+            return []
+        moved = move_layout1_files(data_dir, adjustment_of)
+        store.rewrite_paths(lambda p, j, path: new_path(path, adjustment_of(p, j)))
+        mark_current(data_dir)
+    if not moved:
+        return []
+    return [
+        f"upgraded the dataset in {data_dir} to the series layout (an adjustment= folder after "
+        f"feed=): {moved} files moved; readers of the old paths should read the new ones"
+    ]
+
+
+def last_completed_session(provider: str, session: Session = Session.REGULAR) -> dt.date:
+    """The last session whose bars the provider serves final, by the calendar, the provider's
+    delay and the clock (``MARKETPIPE_NOW`` pins it)."""
+    spec = registry.get(provider)
+    return nyse_calendar().last_completed(session, clock.now(), spec.data_delay)

@@ -1,0 +1,125 @@
+"""Conformance kits for plugin authors: call :func:`check_provider`, :func:`check_sink`
+(:mod:`marketpipe.testing.kits.sink`) or :func:`check_validator` (:mod:`marketpipe.testing.kits.validator`)
+from your tests.
+
+It fetches real requests through your provider and checks what every provider must do: batches in
+the canonical schema, only the requested symbols, only bars inside the requested sessions and
+aligned to the timeframe, OHLCV invariants, no duplicates, identical output on repeat when the spec
+claims determinism, and the seed's per-bar API. A failure raises ``AssertionError`` saying what
+was wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import attrs
+import pyarrow as pa
+
+from marketpipe.model.calendar import nyse_calendar
+from marketpipe.model.request import FetchRequest
+from marketpipe.model.schema import BAR_SCHEMA, LOOSE_BAR_SCHEMA, conform
+from marketpipe.model.values import Session, Symbol, Timeframe, TimeRange
+from marketpipe.plugins import registry
+from marketpipe.plugins.settings import ConfigFile, resolve_settings
+from marketpipe.plugins.specs import ProviderSpec
+from marketpipe.plugins.validator import ValidationContext
+from marketpipe.testing.kits.sink import SinkReport, check_sink
+from marketpipe.testing.kits.validator import ValidatorReport, check_validator
+from marketpipe.validate.ohlcv import OhlcvValidator
+
+__all__ = [
+    "ConformanceReport",
+    "SinkReport",
+    "ValidatorReport",
+    "check_provider",
+    "check_sink",
+    "check_validator",
+]
+
+
+@attrs.frozen
+class ConformanceReport:
+    provider: str
+    requests: int
+    bars: int
+
+
+def _fetch(spec: ProviderSpec, settings: Mapping[str, str], request: FetchRequest) -> pa.Table:
+    resolved = resolve_settings(spec, settings, environ={}, config=ConfigFile(None, {}))
+    provider = spec.factory(resolved.values)
+    try:
+        batches = list(provider.fetch(request))
+    finally:
+        provider.close()
+    for batch in batches:
+        assert isinstance(batch, pa.RecordBatch), (
+            f"{spec.name}: fetch must yield pyarrow.RecordBatch, got {type(batch).__name__}"
+        )
+        got = [(f.name, f.type) for f in batch.schema]
+        assert got == [(f.name, f.type) for f in BAR_SCHEMA], (
+            f"{spec.name}: batch schema differs from BAR_SCHEMA:\n{batch.schema}"
+        )
+    tables = [conform(b, strict=False) for b in batches]
+    return pa.concat_tables(tables) if tables else LOOSE_BAR_SCHEMA.empty_table()
+
+
+def check_provider(
+    provider: str | ProviderSpec,
+    *,
+    symbols: Iterable[str] = ("AAPL", "MSFT"),
+    start: str = "2024-03-04",
+    end: str = "2024-03-08",
+    timeframes: Iterable[str] | None = None,
+    sessions: Iterable[str] | None = None,
+    settings: Mapping[str, str] | None = None,
+    expect_bars: bool = True,
+) -> ConformanceReport:
+    """Run every conformance check against ``provider`` (a name or a spec)."""
+    spec = provider if isinstance(provider, ProviderSpec) else registry.get(provider)
+    settings = dict(settings or {})
+    wanted = tuple(Symbol(s) for s in symbols)
+    calendar = nyse_calendar()
+    tfs = (
+        [Timeframe.parse(t) for t in timeframes]
+        if timeframes
+        else sorted(spec.timeframes, key=lambda t: t.minutes)
+    )
+    sess = (
+        [Session.parse(s) for s in sessions]
+        if sessions
+        else sorted(spec.sessions, key=lambda s: s.value)
+    )
+    requests = bars = 0
+    for session in sess:
+        windows = tuple(calendar.windows(TimeRange(start, end), session))
+        for timeframe in tfs:
+            request = FetchRequest(
+                symbols=wanted, windows=windows, timeframe=timeframe, session=session
+            )
+            table = _fetch(spec, settings, request)
+            requests += 1
+            bars += table.num_rows
+            where = f"{spec.name} {timeframe.value} {session.value}"
+            if expect_bars:
+                assert table.num_rows > 0, f"{where}: no bars for {start}..{end}"
+            context = ValidationContext(
+                symbols=frozenset(s.value for s in wanted),
+                windows=windows,
+                timeframe=timeframe,
+                allow_null_prices=spec.null_price_bars,
+            )
+            rejected = OhlcvValidator().validate(table, context).rejected
+            if rejected.num_rows:
+                sample = rejected.slice(0, 3).select(["symbol", "timestamp", "reason"]).to_pylist()
+                raise AssertionError(f"{where}: {rejected.num_rows} invalid bars, e.g. {sample}")
+            if spec.deterministic:
+                again = _fetch(spec, settings, request)
+                assert again.equals(table), f"{where}: claims determinism but a repeat differs"
+        # Symbols respected: asking for one symbol yields only that symbol.
+        single = FetchRequest(
+            symbols=wanted[:1], windows=windows, timeframe=tfs[0], session=session
+        )
+        got = set(_fetch(spec, settings, single)["symbol"].unique().to_pylist())
+        assert got <= {wanted[0].value}, f"{spec.name}: asked for {wanted[0]}, got {sorted(got)}"
+    return ConformanceReport(spec.name, requests, bars)

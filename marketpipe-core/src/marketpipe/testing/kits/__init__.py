@@ -1,0 +1,1 @@
+"""The conformance kits behind :mod:`marketpipe.testing`."""

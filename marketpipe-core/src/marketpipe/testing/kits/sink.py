@@ -1,0 +1,307 @@
+"""Conformance kit for sink authors: ``check_sink(name_or_spec, empty_root)``.
+
+It drives the sink as the pipeline does and reads back through its ``read``: a commit holds
+exactly its rows and its catalog says so; committing again changes nothing; a commit replaces
+exactly the (symbol, day) partitions it covers, a covered partition with no rows included, and
+nothing else; partial days are recorded as such; two series never touch; rows outside the
+coverage are refused; a new sink object on the same root sees the same dataset. Last, a writer
+process is killed (SIGKILL) at random moments of its commits: the dataset must stay readable,
+hold only rows of the committed versions, and equal the last version exactly once that commit
+is made again (what a resumed job does). A failure raises ``AssertionError`` saying what was
+wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import random
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from marketpipe.model.schema import BAR_SCHEMA
+from marketpipe.model.values import Series, Timeframe
+from marketpipe.plugins.settings import ConfigFile, resolve_settings
+from marketpipe.plugins.sink import CommitRequest, Sink
+from marketpipe.plugins.specs import SinkSpec
+from marketpipe.storage.catalog_queries import StoredPartition
+from marketpipe.testing.kits.bars import kit_bars
+
+SERIES = Series("kit", "sim", "raw", Timeframe.M1)
+OTHER = Series("kit", "sim", "split", Timeframe.M1)
+DAYS = (dt.date(2024, 3, 27), dt.date(2024, 3, 28), dt.date(2024, 4, 1))
+SYMBOLS = ("AAA", "BBB")
+
+Key = tuple[str, dt.date]
+
+
+@attrs.frozen
+class SinkReport:
+    sink: str
+    commits: int
+    crashes: int
+
+
+def commit_request(
+    table: pa.Table,
+    keys: set[Key],
+    series: Series = SERIES,
+    job: str = "kit-1",
+    partial: set[Key] | None = None,
+) -> CommitRequest:
+    """A commit of ``table`` covering ``keys`` (symbol, day) of ``series``; ``partial`` are the
+    covered days not yet final. For sink authors' own tests, as the kit builds its commits."""
+    coverage: dict[str, tuple[dt.date, ...]] = {}
+    for symbol, day in sorted(keys):
+        coverage[symbol] = (*coverage.get(symbol, ()), day)
+    part: dict[str, tuple[dt.date, ...]] = {}
+    for symbol, day in sorted(partial or ()):
+        part[symbol] = (*part.get(symbol, ()), day)
+    return CommitRequest(
+        table=table,
+        coverage=coverage,
+        provider=series.provider,
+        feed=series.feed,
+        adjustment=series.adjustment,
+        timeframe=series.timeframe,
+        job_id=job,
+        partial=part,
+    )
+
+
+def _canonical(table: pa.Table) -> pa.Table:
+    table = table.select(BAR_SCHEMA.names).cast(BAR_SCHEMA).replace_schema_metadata(None)
+    return table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")]).combine_chunks()
+
+
+def _without(table: pa.Table, keys: set[Key]) -> pa.Table:
+    """``table`` minus the rows of ``keys``."""
+    if not keys or table.num_rows == 0:
+        return table
+    day = pc.strftime(
+        pc.cast(table["timestamp"], pa.timestamp("ns", tz="America/New_York")), format="%Y-%m-%d"
+    )
+    row_key = pc.binary_join_element_wise(table["symbol"], day, "|")
+    drop = pa.array(sorted(f"{s}|{d.isoformat()}" for s, d in keys), pa.string())
+    return table.filter(pc.invert(pc.is_in(row_key, value_set=drop)))
+
+
+def _same(got: pa.Table, want: pa.Table, where: str) -> None:
+    got, want = _canonical(got), _canonical(want)
+    if not got.equals(want):
+        raise AssertionError(
+            f"{where}: the sink holds {got.num_rows} rows, expected {want.num_rows}"
+            + (" (the same count, other values)" if got.num_rows == want.num_rows else "")
+        )
+
+
+def _counts(table: pa.Table) -> dict[Key, int]:
+    day = pc.strftime(
+        pc.cast(table["timestamp"], pa.timestamp("ns", tz="America/New_York")), format="%Y-%m-%d"
+    )
+    grouped = pa.table({"symbol": table["symbol"], "day": day}).group_by(["symbol", "day"])
+    out = grouped.aggregate([([], "count_all")]).to_pylist()
+    return {(r["symbol"], dt.date.fromisoformat(r["day"])): r["count_all"] for r in out}
+
+
+def _check_catalog(
+    sink: Sink, keys: set[Key], table: pa.Table, partial: set[Key], where: str
+) -> None:
+    counts = _counts(table)
+    found: dict[Key, StoredPartition] = {}
+    for stored in sink.catalog.lookup(SERIES, keys):
+        if (stored.symbol, stored.day) in found:
+            raise AssertionError(f"{where}: the catalog lists {stored.symbol} {stored.day} twice")
+        found[(stored.symbol, stored.day)] = stored
+    for key in sorted(keys):
+        want = counts.get(key, 0)
+        part = found.get(key)
+        if part is None:
+            if want:
+                raise AssertionError(f"{where}: the catalog does not list {key[0]} {key[1]}")
+            continue
+        if part.bars != want:
+            raise AssertionError(
+                f"{where}: the catalog says {part.bars} bars for {key[0]} {key[1]}, "
+                f"the sink holds {want}"
+            )
+        if part.complete == (key in partial):
+            state = "complete" if part.complete else "partial"
+            raise AssertionError(f"{where}: the catalog calls {key[0]} {key[1]} {state}")
+
+
+def check_sink(
+    sink: str | SinkSpec,
+    root: Path | str,
+    *,
+    settings: Mapping[str, str] | None = None,
+    crashes: int = 5,
+) -> SinkReport:
+    """Run every conformance check against ``sink`` (a name or a spec) on the empty dataset
+    location ``root``."""
+    spec = _spec(sink)
+    values = resolve_settings(spec, settings, environ={}, config=ConfigFile(None, {})).values
+
+    def build() -> Sink:
+        return spec.factory(root, values)
+
+    keys = {(s, d) for s in SYMBOLS for d in DAYS}
+    first = kit_bars(SYMBOLS, DAYS)
+    commits = 0
+    built = build()
+    try:
+        paths = built.commit(commit_request(first, keys))
+        commits += 1
+        if set(paths) != keys or not all(isinstance(p, str) and p for p in paths.values()):
+            raise AssertionError("commit must return a location for each covered partition")
+        _same(built.read(SERIES), first, "after the first commit")
+        _check_catalog(built, keys, first, set(), "after the first commit")
+
+        built.commit(commit_request(first, keys, job="kit-2"))
+        commits += 1
+        _same(built.read(SERIES), first, "after committing the same unit again")
+
+        # (AAA, day 2) gets other rows; (BBB, day 3) is covered with no rows: both replaced.
+        replaced = {("AAA", DAYS[1]), ("BBB", DAYS[2])}
+        other = kit_bars(["AAA"], [DAYS[1]], base=200.0, every=2)
+        built.commit(commit_request(other, replaced, job="kit-3"))
+        commits += 1
+        now = pa.concat_tables([_without(first, replaced), other])
+        _same(built.read(SERIES), now, "after a commit covering two partitions")
+        _check_catalog(built, keys, now, set(), "after a commit covering two partitions")
+
+        partial = {("BBB", DAYS[0])}
+        fresh = kit_bars(["BBB"], [DAYS[0]], base=300.0)
+        built.commit(commit_request(fresh, partial, job="kit-4", partial=partial))
+        commits += 1
+        now = pa.concat_tables([_without(now, partial), fresh])
+        _same(built.read(SERIES), now, "after a partial day")
+        _check_catalog(built, keys, now, partial, "after a partial day")
+
+        split = kit_bars(SYMBOLS, DAYS, base=50.0, every=5)
+        built.commit(commit_request(split, keys, series=OTHER, job="kit-5"))
+        commits += 1
+        _same(built.read(SERIES), now, "after a commit to another series")
+        _same(built.read(OTHER), split, "the other series")
+
+        stray = kit_bars(["AAA"], [DAYS[0], DAYS[1]], base=500.0)
+        try:
+            built.commit(commit_request(stray, {("AAA", DAYS[0])}, job="kit-6"))
+        except Exception:
+            pass
+        else:
+            raise AssertionError("a commit with rows outside its coverage must be refused")
+        _same(built.read(SERIES), now, "after a refused commit")
+    finally:
+        built.close()
+    again = build()
+    try:
+        _same(again.read(SERIES), now, "read by a new sink object on the same root")
+        _check_catalog(again, keys, now, partial, "a new sink object's catalog")
+    finally:
+        again.close()
+    _crashes(sink, root, values, now, crashes)
+    return SinkReport(spec.name, commits, crashes)
+
+
+def _writer(
+    sink: str | SinkSpec,
+    root: Path | str,
+    settings: Mapping[str, Any],
+    versions: list[pa.Table],
+    covered: set[Key],
+    ready: Any,
+) -> None:
+    """The killed writer: commit the two versions in turn until killed."""
+    spec = _spec(sink)
+    child = spec.factory(root, settings)
+    ready.set()
+    n = 0
+    while True:
+        child.commit(commit_request(versions[n % 2], covered, job=f"kit-crash-{n % 2}"))
+        n += 1
+
+
+def _crashes(
+    sink: str | SinkSpec,
+    root: Path | str,
+    settings: Mapping[str, Any],
+    now: pa.Table,
+    crashes: int,
+) -> None:
+    """SIGKILL a writer alternating two versions of some partitions, at random moments. A sink
+    given by name is run in a fresh interpreter (spawn: safe for sinks whose libraries start
+    threads, such as Rust runtimes); a spec object in a forked child."""
+    spec = _spec(sink)
+
+    def build() -> Sink:
+        return spec.factory(root, settings)
+
+    covered = {(s, d) for s in SYMBOLS for d in DAYS[:2]}
+    rest = _without(now, covered)
+    versions = [kit_bars(SYMBOLS, DAYS[:2], base=700.0), kit_bars(SYMBOLS, DAYS[:2], 900.0, 3)]
+    built = build()
+    started = time.perf_counter()
+    try:
+        for n, version in enumerate(versions):
+            built.commit(commit_request(version, covered, job=f"kit-crash-{n}"))
+    finally:
+        built.close()
+    took = (time.perf_counter() - started) / 2
+    rng = random.Random(7)
+    allowed = pa.concat_tables([rest, *versions])
+    context: Any = multiprocessing.get_context("spawn" if isinstance(sink, str) else "fork")
+    for crash in range(crashes):
+        ready = context.Event()
+        proc = context.Process(
+            target=_writer, args=(sink, root, dict(settings), versions, covered, ready)
+        )
+        proc.start()
+        if not ready.wait(timeout=300):
+            proc.kill()
+            raise AssertionError(f"crash {crash + 1}: the writer did not start")
+        time.sleep(rng.uniform(0, took * 3))
+        proc.kill()
+        proc.join()
+        sink_after = build()
+        try:
+            try:
+                held = _canonical(sink_after.read(SERIES))
+            except Exception as exc:
+                raise AssertionError(
+                    f"crash {crash + 1}: the dataset cannot be read: {exc}"
+                ) from exc
+            keyed = _row_keys(held)
+            unknown = pc.invert(pc.is_in(keyed, value_set=_row_keys(_canonical(allowed))))
+            if pc.any(unknown).as_py():
+                raise AssertionError(f"crash {crash + 1}: the sink holds rows no commit wrote")
+            _same(_without(held, covered), rest, f"crash {crash + 1}: partitions not covered")
+            sink_after.commit(
+                commit_request(versions[crash % 2], covered, job=f"kit-crash-{crash % 2}")
+            )
+            _same(
+                sink_after.read(SERIES),
+                pa.concat_tables([rest, versions[crash % 2]]),
+                f"crash {crash + 1}: after committing the unit again",
+            )
+        finally:
+            sink_after.close()
+
+
+def _spec(sink: str | SinkSpec) -> SinkSpec:
+    if isinstance(sink, SinkSpec):
+        return sink
+    from marketpipe.storage.sinks import get_sink_spec
+
+    return get_sink_spec(sink)
+
+
+def _row_keys(table: pa.Table) -> pa.Array:
+    parts = [pc.cast(table[c], pa.string()) for c in ("symbol", "timestamp", "close", "volume")]
+    return pc.binary_join_element_wise(*parts, "|")

@@ -1,0 +1,1 @@
+"""Built-in validators (OHLCV sanity), registered as an ordinary plugin."""

@@ -1,0 +1,136 @@
+"""The built-in bar validator, columnar: one pass of vectorised checks, a reason per rejected row.
+
+Checks, first failure wins: symbol requested; timestamp inside a requested session (the bar
+``[t, t + timeframe)`` overlaps the day's window); aligned to the timeframe in New York time; all
+four prices present, finite and positive, or all four null where the provider documents such bars
+(and then with volume and trades);
+low <= open, close <= high; volume present and >= 0; trade count >= 0; vwap finite and positive;
+timestamps unique and increasing per symbol.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from marketpipe.model.calendar import in_sessions
+from marketpipe.model.schema import symbol_codes
+from marketpipe.plugins.hookspecs import hookimpl
+from marketpipe.plugins.specs import ValidatorSpec
+from marketpipe.plugins.validator import ValidationContext, ValidationResult
+
+REASONS = (
+    "",
+    "symbol not requested",
+    "missing timestamp",
+    "timestamp outside the requested sessions",
+    "timestamp not aligned to the timeframe",
+    "missing price",
+    "price not finite and positive",
+    "OHLC inconsistent (need low <= open, close <= high)",
+    "volume missing or negative",
+    "trade_count negative",
+    "vwap not finite and positive",
+    "duplicate or out-of-order timestamp",
+    "null prices without trades (a null-price bar needs volume and trades)",
+)
+_CODE = {reason: code for code, reason in enumerate(REASONS)}
+
+
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _nulls(column: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(pc.is_null(column).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+class OhlcvValidator:
+    """Rejects bars that break OHLCV invariants or fall outside what was requested."""
+
+    def validate(self, table: pa.Table, context: ValidationContext) -> ValidationResult:
+        n = table.num_rows
+        if n == 0:
+            return ValidationResult.all_valid(table)
+        codes = np.zeros(n, dtype=np.int8)
+
+        def flag(mask: Any, reason: str) -> None:
+            codes[(codes == 0) & mask] = _CODE[reason]
+
+        symbols = table["symbol"]
+        wanted = pc.is_in(symbols, value_set=pa.array(sorted(context.symbols), pa.string()))
+        flag(~np.asarray(pc.fill_null(wanted, False).to_numpy(zero_copy_only=False)), REASONS[1])
+
+        ts_col = table["timestamp"]
+        ts_null = _nulls(ts_col)
+        flag(ts_null, REASONS[2])
+        ts = np.asarray(pc.fill_null(ts_col.cast(pa.int64()), 0).to_numpy(zero_copy_only=False))
+        tf = context.timeframe.nanos
+        flag(~in_sessions(ts, context.windows, tf), REASONS[3])
+
+        local = pc.local_timestamp(
+            pc.fill_null(ts_col, 0).cast(pa.timestamp("ns", tz="America/New_York"))
+        ).cast(pa.int64())
+        flag(np.asarray(local.to_numpy(zero_copy_only=False)) % tf != 0, REASONS[4])
+
+        prices = [table[c] for c in ("open", "high", "low", "close")]
+        nulls = np.stack([_nulls(c) for c in prices])
+        any_null, all_null = nulls.any(axis=0), nulls.all(axis=0)
+        flag(any_null & ~(all_null & context.allow_null_prices), REASONS[5])
+        o, h, lo, c = (_floats(col) for col in prices)
+        with np.errstate(invalid="ignore"):
+            bad_value = ~(np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c))
+            bad_value |= (o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0)
+            flag(~any_null & bad_value, REASONS[6])
+            inconsistent = (lo > np.minimum(o, c)) | (h < np.maximum(o, c)) | (lo > h)
+            flag(~any_null & inconsistent, REASONS[7])
+
+        volume = table["volume"]
+        vol = np.asarray(pc.fill_null(volume, -1).to_numpy(zero_copy_only=False))
+        flag(vol < 0, REASONS[8])
+        trades = np.asarray(pc.fill_null(table["trade_count"], 0).to_numpy(zero_copy_only=False))
+        flag(trades < 0, REASONS[9])
+        # A bar with null prices stands for trades that set no price: it must have some.
+        no_count = _nulls(table["trade_count"])
+        flag(all_null & ((vol <= 0) | (~no_count & (trades <= 0))), REASONS[12])
+        vwap_col = table["vwap"]
+        vwap = _floats(vwap_col)
+        with np.errstate(invalid="ignore"):
+            flag(~_nulls(vwap_col) & ~(np.isfinite(vwap) & (vwap > 0)), REASONS[10])
+
+        # Unique and increasing per symbol, among rows still standing: compare each with the
+        # previous one of its symbol (a row rejected above must not make its successor look bad).
+        sym_codes = np.asarray(symbol_codes(symbols).indices.to_numpy(zero_copy_only=False))
+        alive = np.flatnonzero(codes == 0)
+        by_symbol = alive[np.argsort(sym_codes[alive], kind="stable")]
+        s_sorted, t_sorted = sym_codes[by_symbol], ts[by_symbol]
+        repeat = (s_sorted[1:] == s_sorted[:-1]) & (t_sorted[1:] <= t_sorted[:-1])
+        out_of_order = np.zeros(n, dtype=bool)
+        out_of_order[by_symbol[1:][repeat]] = True
+        flag(out_of_order, REASONS[11])
+
+        bad = codes != 0
+        if not bad.any():
+            return ValidationResult.all_valid(table)
+        rejected = table.filter(pa.array(bad))
+        reason = pa.DictionaryArray.from_arrays(
+            pa.array(codes[bad], pa.int8()), pa.array(REASONS, pa.string())
+        ).cast(pa.string())
+        return ValidationResult(
+            table.filter(pa.array(~bad)), rejected.append_column("reason", reason)
+        )
+
+
+@hookimpl
+def marketpipe_validators() -> list[ValidatorSpec]:
+    return [
+        ValidatorSpec(
+            name="ohlcv",
+            factory=OhlcvValidator,
+            description="OHLC invariants, positive finite prices, volume, alignment, session, "
+            "uniqueness and order",
+        )
+    ]
