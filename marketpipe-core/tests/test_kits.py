@@ -8,8 +8,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from marketpipe.model.errors import InvalidInputError, StorageError
 from marketpipe.plugins.sink import CommitRequest
-from marketpipe.plugins.specs import SinkSpec, ValidatorSpec
+from marketpipe.plugins.specs import Setting, SinkSpec, ValidatorSpec
 from marketpipe.plugins.validator import ValidationContext, ValidationResult
 from marketpipe.storage.parquet_files import write_bars
 from marketpipe.storage.parquet_sink import ParquetSink
@@ -124,3 +125,33 @@ def test_kit_catches_a_validator_that_rejects_clean_bars() -> None:
     with pytest.raises(AssertionError, match="rejected 1560 clean bars"):
         check_validator(spec)
     assert check_validator(spec, expect_clean_valid=False).rejected == 1560
+
+
+class Unlisted:
+    """Writes and reads, but cannot say what it holds: core could keep no catalog of it."""
+
+    def commit(self, request: CommitRequest) -> dict[Any, str]:
+        return {}
+
+    def read(self, series: Any) -> pa.Table:
+        return pa.table({})
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_sink_that_cannot_list_what_it_holds_is_refused_by_name(tmp_path: Path) -> None:
+    spec = SinkSpec(name="unlisted", factory=lambda root, s: Unlisted(), description="x")
+    with pytest.raises(StorageError, match=r"sink unlisted has no series, held: a sink writes"):
+        check_sink(spec, tmp_path / "data", crashes=0)
+
+
+def test_a_sink_missing_a_required_setting_is_named(tmp_path: Path) -> None:
+    spec = SinkSpec(
+        name="keyed",
+        factory=lambda root, s: ParquetSink(Path(root)),
+        description="x",
+        settings=(Setting("token", "a token", secret=True, required=True),),
+    )
+    with pytest.raises(InvalidInputError, match="sink keyed is not configured: missing token"):
+        check_sink(spec, tmp_path / "data", crashes=0)

@@ -16,12 +16,12 @@ commit time) changes whenever a commit adds to it or takes from it.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from marketpipe.model.errors import StorageError
+from marketpipe.model.partition import PartitionKey
 from marketpipe.model.values import Series, Session, Timeframe
 from marketpipe.storage.footer import Entry, Footer
 from marketpipe.storage.store import Listing
@@ -168,7 +168,7 @@ class CoverageHoldings:
 
 def rows_for(
     series: Series,
-    entries: dict[tuple[str, dt.date], Entry],
+    entries: dict[PartitionKey, Entry],
     session: Session,
     job_id: str,
     fetched_at: str,

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from marketpipe.model import clock
 from marketpipe.model.errors import InvalidInputError, StorageError
+from marketpipe.model.partition import PartitionKey
 from marketpipe.model.schema import BAR_COLUMNS, BAR_SCHEMA, conform
 from marketpipe.model.values import Series
 from marketpipe.plugins.sink import CommitRequest, FolderResult
@@ -125,7 +126,7 @@ class DeltaSink:
             except (DeltaError, OSError, RuntimeError) as exc:
                 raise one_line(uri, exc) from None
 
-    def commit(self, request: CommitRequest) -> dict[tuple[str, dt.date], str]:
+    def commit(self, request: CommitRequest) -> dict[PartitionKey, str]:
         table = conform(request.table)
         index = index_covered(table, request.coverage)
         bars = index.counts()
@@ -206,7 +207,7 @@ class DeltaSink:
         stats[name] = (len(merged), committed_ns)
         self.catalog.record(series, month, written, stats)
 
-    def delete(self, series: Series, keys: set[tuple[str, dt.date]]) -> int:
+    def delete(self, series: Series, keys: set[PartitionKey]) -> int:
         """Remove the rows of ``keys`` (symbol, day): one transaction on the bars table, then one
         on the coverage table; returns how many rows went."""
         if not keys:

@@ -25,6 +25,7 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pyarrow.compute as pc
 from marketpipe.model.errors import StorageError
+from marketpipe.model.partition import PartitionKey
 from marketpipe.model.values import Series, Timeframe
 from marketpipe.storage.verify import Problem, VerifyReport, job_store_losses
 
@@ -108,7 +109,7 @@ def verify_delta(
     return VerifyReport(len(every), files, partitions, bars, tuple(problems), tuple(lost))
 
 
-def _coverage(sink: DeltaSink, series: Series, month: str) -> dict[tuple[str, dt.date], int]:
+def _coverage(sink: DeltaSink, series: Series, month: str) -> dict[PartitionKey, int]:
     rows = sink.holdings.month_rows(series, month)
     return dict(
         zip(
@@ -130,11 +131,11 @@ def _held(table: object, where: str, month: str) -> pa.Table:
 
 def _compare(
     where: str,
-    covered: dict[tuple[str, dt.date], int],
+    covered: dict[PartitionKey, int],
     held: pa.Table,
     problems: list[Problem],
 ) -> None:
-    counts: dict[tuple[str, dt.date], int] = {}
+    counts: dict[PartitionKey, int] = {}
     if held.num_rows:
         grouped = held.group_by(["symbol", "day"]).aggregate([("timestamp", "count")])
         counts = dict(

@@ -125,6 +125,7 @@ def sinks(as_json: bool) -> None:
                 "name": name,
                 "default": name == DEFAULT_SINK,
                 "distribution": spec.distribution,
+                "version": spec.version,
                 "description": spec.description,
                 "missing": describe_missing(spec, resolved.missing) if resolved.missing else None,
                 "settings": [
@@ -139,7 +140,8 @@ def sinks(as_json: bool) -> None:
     for row in rows:
         default = " [dim](default)[/]" if row["default"] else ""
         console.print(
-            f"[bold]{escape(row['name'])}[/] ({escape(row['distribution'] or '?')}){default}"
+            f"[bold]{escape(row['name'])}[/] ({escape(row['distribution'] or '?')} "
+            f"{escape(row['version'] or '?')}){default}"
         )
         detail = [Text(row["description"])]
         if row["missing"]:

@@ -40,7 +40,7 @@ from marketpipe.run.pipeline import (
     run_ingest,
 )
 from marketpipe.storage.layout import DERIVED_SUFFIX
-from marketpipe.storage.sinks import choose_sink, open_catalog, open_sink
+from marketpipe.storage.sinks import choose_sink, open_catalog, open_sink, recorded_sink
 from marketpipe.storage.verify import VerifyReport
 
 
@@ -295,10 +295,11 @@ def plan_delete(
         store.close()
 
 
-def _capable(sink: Sink, kind: type, what: str) -> None:
+def _capable(sink: Sink, kind: type, what: str, data_dir: Path) -> None:
     if not isinstance(sink, kind):
         sink.close()
-        raise InvalidInputError(f"the dataset's sink ({type(sink).__name__}) cannot {what}")
+        name = recorded_sink(data_dir) or type(sink).__name__
+        raise InvalidInputError(f"the dataset's sink ({name}) cannot {what}")
 
 
 def run_delete(
@@ -310,7 +311,7 @@ def run_delete(
     """Remove the planned partitions (rows and catalog entries); returns the rows removed. The
     job store marks their records DELETED, so ``mp verify`` and ``mp update`` leave them be."""
     sink = open_sink(data_dir, sink_name, sink_options)
-    _capable(sink, DeletingSink, "delete rows")
+    _capable(sink, DeletingSink, "delete rows", data_dir)
     assert isinstance(sink, DeletingSink)
     store = SqliteJobStore.for_data_dir(data_dir)
     try:
@@ -338,7 +339,7 @@ def run_compact(
     if not data_dir.is_dir():
         raise InvalidInputError(f"no dataset at {data_dir}")
     sink = open_sink(data_dir, sink_name, sink_options)
-    _capable(sink, CompactingSink, "compact")
+    _capable(sink, CompactingSink, "compact", data_dir)
     assert isinstance(sink, CompactingSink)
     store = SqliteJobStore.for_data_dir(data_dir)
     try:
@@ -366,7 +367,7 @@ def run_verify(data_dir: Path) -> tuple[VerifyReport, list[str]]:
     if not data_dir.is_dir():
         raise InvalidInputError(f"no dataset at {data_dir}")
     sink = open_sink(data_dir, writing=False)
-    _capable(sink, VerifyingSink, "verify what it stored")
+    _capable(sink, VerifyingSink, "verify what it stored", data_dir)
     assert isinstance(sink, VerifyingSink)
     store = SqliteJobStore.for_data_dir(data_dir)
     try:

@@ -22,7 +22,7 @@ from marketpipe.jobs.events import (
     IngestionUnitStarted,
 )
 from marketpipe.model.errors import InvalidInputError, InvalidStateTransition
-from marketpipe.model.partition import IngestionPartition
+from marketpipe.model.partition import IngestionPartition, PartitionKey
 from marketpipe.model.values import (
     IngestionJobId,
     Session,
@@ -185,9 +185,9 @@ class IngestionJob:
             )
         )
 
-    def partition_keys(self, days: list[dt.date]) -> list[tuple[str, dt.date]]:
+    def partition_keys(self, days: list[dt.date]) -> list[PartitionKey]:
         """The job's (symbol, day) partitions among ``days`` (its session days)."""
-        keys: list[tuple[str, dt.date]] = []
+        keys: list[PartitionKey] = []
         for symbol in self.symbols:
             first = self.symbol_starts.get(symbol.value)
             keys.extend((symbol.value, d) for d in days if first is None or d >= first)

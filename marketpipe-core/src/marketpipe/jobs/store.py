@@ -19,6 +19,7 @@ import attrs
 
 from marketpipe.jobs.job import IngestionConfiguration, IngestionJob, ProcessingState
 from marketpipe.model.errors import InvalidInputError, JobNotFoundError
+from marketpipe.model.partition import PartitionKey
 from marketpipe.model.values import IngestionJobId, Symbol, TimeRange
 from marketpipe.storage.sqlite import connect, immediate
 
@@ -246,7 +247,7 @@ class SqliteJobStore:
 
     # partitions ------------------------------------------------------------------------------
 
-    def plan_partitions(self, job_id: IngestionJobId, keys: Iterable[tuple[str, dt.date]]) -> None:
+    def plan_partitions(self, job_id: IngestionJobId, keys: Iterable[PartitionKey]) -> None:
         """Record the planned partitions as PENDING, keeping those already recorded."""
         now = _now()
         with self._tx() as db:
@@ -256,7 +257,7 @@ class SqliteJobStore:
                 [(job_id.value, s, d.isoformat(), now) for s, d in keys],
             )
 
-    def completed_keys(self, job_id: IngestionJobId) -> set[tuple[str, dt.date]]:
+    def completed_keys(self, job_id: IngestionJobId) -> set[PartitionKey]:
         rows = self._conn.execute(
             "SELECT symbol, day FROM partitions WHERE job_id = ? AND state = 'COMPLETED'",
             (job_id.value,),
@@ -289,7 +290,7 @@ class SqliteJobStore:
                 ],
             )
 
-    def mark_stored(self, job_id: IngestionJobId, keys: Iterable[tuple[str, dt.date]]) -> None:
+    def mark_stored(self, job_id: IngestionJobId, keys: Iterable[PartitionKey]) -> None:
         """Record partitions the dataset already held complete: the job skipped them."""
         now = _now()
         with self._tx() as db:
@@ -343,7 +344,7 @@ class SqliteJobStore:
                 [(now, j, s, d.isoformat()) for j, s, d in partitions],
             )
 
-    def mark_deleted(self, prefix: str, keys: Iterable[tuple[str, dt.date]]) -> None:
+    def mark_deleted(self, prefix: str, keys: Iterable[PartitionKey]) -> None:
         """Completed partitions under ``prefix`` (a series folder) that ``mp delete`` removed."""
         now = _now()
         with self._tx() as db:
@@ -367,9 +368,7 @@ class SqliteJobStore:
                 out[symbol] = min(first, out.get(symbol, first))
         return out
 
-    def mark_failed(
-        self, job_id: IngestionJobId, keys: Iterable[tuple[str, dt.date]], error: str
-    ) -> None:
+    def mark_failed(self, job_id: IngestionJobId, keys: Iterable[PartitionKey], error: str) -> None:
         now = _now()
         with self._tx() as db:
             db.executemany(

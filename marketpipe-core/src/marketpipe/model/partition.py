@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TypeAlias
 
 import attrs
 
@@ -21,3 +22,8 @@ class IngestionPartition:
     trading_date: dt.date
     path: str = ""
     bars_count: int = 0
+
+
+#: A partition's identity wherever one is named (planning, the job store, the catalog, the
+#: sinks, the kits): ``(symbol, day)``, one symbol on one New York trading day.
+PartitionKey: TypeAlias = tuple[str, dt.date]

@@ -152,7 +152,7 @@ class PluginHost:
                 if spec.distribution is None:
                     dist = record.distribution if record else plugin_name
                     spec = attrs.evolve(spec, distribution=dist)
-                if isinstance(spec, ProviderSpec) and spec.version is None and record:
+                if isinstance(spec, ProviderSpec | SinkSpec) and spec.version is None and record:
                     spec = attrs.evolve(spec, version=record.version)
                 if spec.name in found:
                     first = found[spec.name].distribution

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import attrs
 import pyarrow as pa
 
+from marketpipe.model.partition import PartitionKey
 from marketpipe.model.values import RAW, Series, Session, Timeframe
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ class CommitRequest:
     session: Session = Session.REGULAR
     partial: Mapping[str, tuple[dt.date, ...]] = attrs.field(factory=dict)
     #: Rows of each (symbol, day) the validators rejected (recorded with the partition).
-    rejected: Mapping[tuple[str, dt.date], int] = attrs.field(factory=dict)
+    rejected: Mapping[PartitionKey, int] = attrs.field(factory=dict)
     #: More ``marketpipe.*`` footer keys (a derived series' provenance).
     extra_metadata: Mapping[str, str] = attrs.field(factory=dict)
 
@@ -51,7 +52,7 @@ class Sink(Protocol):
     #: What the dataset holds, kept in step with the sink's commits.
     catalog: Catalog
 
-    def commit(self, request: CommitRequest) -> dict[tuple[str, dt.date], str]:
+    def commit(self, request: CommitRequest) -> dict[PartitionKey, str]:
         """Commit atomically; return each covered partition's file, relative to the data root."""
         ...
 
@@ -62,11 +63,52 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+@attrs.frozen
+class Held:
+    """One (symbol, day) partition a sink holds, as a :class:`ListingSink` lists it."""
+
+    symbol: str
+    day: dt.date
+    bars: int
+    #: Where its rows are, relative to the dataset root: what ``commit`` returned for it.
+    where: str
+    #: ``False`` for a day that was not final when fetched (``CommitRequest.partial``).
+    complete: bool = True
+    rejected: int = 0
+    job_id: str = ""
+    fetched_at: str = ""
+
+
+class ListingSink(Protocol):
+    """The least a sink does: write (replacing what a commit covers), read, and list what it
+    holds. Core keeps the catalog of such a sink itself (built from :meth:`held`), so a new
+    sink needs nothing else; :class:`Sink` is what core makes of it."""
+
+    def commit(self, request: CommitRequest) -> Mapping[PartitionKey, str]:
+        """Commit atomically, replacing exactly the covered partitions (also those with no
+        rows); refuse rows outside the coverage; return where each covered partition is."""
+        ...
+
+    def read(self, series: Series) -> pa.Table:
+        """Every stored row of ``series`` (the canonical columns)."""
+        ...
+
+    def series(self) -> Iterable[Series]:
+        """The series the sink holds anything of."""
+        ...
+
+    def held(self, series: Series) -> Iterable[Held]:
+        """Every partition of ``series`` the sink holds, with its bar count."""
+        ...
+
+    def close(self) -> None: ...
+
+
 @runtime_checkable
 class DeletingSink(Sink, Protocol):
     """A sink that can remove stored partitions (``mp delete``)."""
 
-    def delete(self, series: Series, keys: set[tuple[str, dt.date]]) -> int:
+    def delete(self, series: Series, keys: set[PartitionKey]) -> int:
         """Remove the rows of ``keys`` (symbol, day); returns how many rows went."""
         ...
 

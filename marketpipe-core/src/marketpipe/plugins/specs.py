@@ -14,7 +14,7 @@ from marketpipe.model.values import RAW, Series, Session, Timeframe
 
 if TYPE_CHECKING:
     from marketpipe.plugins.provider import IMarketDataProvider
-    from marketpipe.plugins.sink import Sink
+    from marketpipe.plugins.sink import ListingSink, Sink
     from marketpipe.plugins.validator import Validator
 
 _NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,39}")
@@ -159,11 +159,15 @@ class SinkSpec:
         :class:`marketpipe.model.errors.InvalidInputError`. ``settings`` are its resolved settings
         (``--sink-option KEY=VALUE``, ``MARKETPIPE_SINK_<SINK>_<KEY>``, ``[sinks.<name>]`` in the
         config file, or the default; secrets as :class:`~marketpipe.model.secrets.Secret`).
+        The sink is a :class:`~marketpipe.plugins.sink.ListingSink` (it writes, reads and lists
+        what it holds; core keeps its catalog), or a full
+        :class:`~marketpipe.plugins.sink.Sink` that keeps a catalog of its own.
     :param settings: the settings it takes, declared like a provider's.
     """
 
     name: str = attrs.field(converter=normalise_name)
-    factory: Callable[[Path | str, Mapping[str, Any]], Sink]
+    factory: Callable[[Path | str, Mapping[str, Any]], Sink | ListingSink]
     description: str
     settings: tuple[Setting, ...] = attrs.field(default=(), converter=_settings)
     distribution: str | None = attrs.field(default=None, eq=False)
+    version: str | None = attrs.field(default=None, eq=False)

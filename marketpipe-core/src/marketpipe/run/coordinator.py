@@ -26,7 +26,7 @@ from marketpipe.jobs.job import IngestionJob, ProcessingState
 from marketpipe.jobs.store import SqliteJobStore
 from marketpipe.model.calendar import SessionWindow, TradingCalendar, nyse_calendar
 from marketpipe.model.errors import StorageError, StoreFailedError, SymbolError, UserError
-from marketpipe.model.partition import IngestionPartition
+from marketpipe.model.partition import IngestionPartition, PartitionKey
 from marketpipe.model.request import FetchRequest
 from marketpipe.model.schema import assemble_bars
 from marketpipe.model.secrets import Secret, scrub
@@ -187,7 +187,7 @@ class IngestionCoordinatorService:
         keys = job.partition_keys([w.day for w in windows])
         self._store.plan_partitions(job_id, keys)
         done = self._store.completed_keys(job_id)
-        stored: set[tuple[str, dt.date]] = set()
+        stored: set[PartitionKey] = set()
         if not job.refresh:
             stored = await asyncio.to_thread(self._stored, job, windows)
             stored -= done
@@ -198,7 +198,7 @@ class IngestionCoordinatorService:
         self._publish(job)
         failures: list[PartitionFailure] = []
         self._notes = []
-        self._kept: list[tuple[str, dt.date]] = []
+        self._kept: list[PartitionKey] = []
         counts = {"bars": 0, "rejected": 0, "completed": 0}
         # Units in flight: the job's concurrency, or as many as the cluster's workers take.
         slots = max(cfg.max_concurrency, self._remote.slots if self._remote else 0)
@@ -265,9 +265,7 @@ class IngestionCoordinatorService:
         cfg = job.configuration
         return self._spec.series(cfg.feed, cfg.timeframe, cfg.settings)
 
-    def _stored(
-        self, job: IngestionJob, windows: Sequence[SessionWindow]
-    ) -> set[tuple[str, dt.date]]:
+    def _stored(self, job: IngestionJob, windows: Sequence[SessionWindow]) -> set[PartitionKey]:
         """The job's partitions the series holds complete (asked of the catalog, synced with
         the month folders first)."""
         series = self._series(job)
@@ -478,7 +476,7 @@ class IngestionCoordinatorService:
             job.mark_partition_failed(Symbol(symbol), day, error)
         self._publish(job)
 
-    def _note_kept(self, job: IngestionJob, held: list[tuple[str, dt.date]]) -> None:
+    def _note_kept(self, job: IngestionJob, held: list[PartitionKey]) -> None:
         sample = ", ".join(f"{s} {d}" for s, d in sorted(held)[:3])
         more = f" and {len(held) - 3} more" if len(held) > 3 else ""
         self._note(

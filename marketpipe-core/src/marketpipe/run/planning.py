@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import attrs
 
 from marketpipe.model.calendar import SessionWindow
+from marketpipe.model.partition import PartitionKey
 from marketpipe.model.values import Symbol, Timeframe
 from marketpipe.plugins.specs import ProviderSpec
 from marketpipe.storage.layout import month_key
@@ -22,7 +23,7 @@ class WorkUnit:
     windows: tuple[SessionWindow, ...]
 
     @property
-    def keys(self) -> list[tuple[str, dt.date]]:
+    def keys(self) -> list[PartitionKey]:
         return [(s.value, w.day) for s in self.symbols for w in self.windows]
 
 
@@ -37,7 +38,7 @@ def _chunks(items: list[SessionWindow], size: int | None) -> Iterable[list[Sessi
 def plan_units(
     symbols: Iterable[Symbol],
     windows: Iterable[SessionWindow],
-    pending: set[tuple[str, dt.date]],
+    pending: set[PartitionKey],
     spec: ProviderSpec,
     timeframe: Timeframe,
     batch_size: int,

@@ -17,6 +17,7 @@ from marketpipe.jobs.job import IngestionJob
 from marketpipe.jobs.store import PartitionOutcome
 from marketpipe.model import clock
 from marketpipe.model.calendar import TradingCalendar
+from marketpipe.model.partition import PartitionKey
 from marketpipe.model.schema import encode_symbols
 from marketpipe.model.values import Series, Session, Timeframe
 from marketpipe.plugins.sink import CommitRequest, Sink
@@ -51,7 +52,7 @@ class UnitCommitted:
     #: Rows the validators rejected (in quarantine).
     rejected: int
     #: Partitions the provider sent no bars for whose stored rows were kept.
-    kept: list[tuple[str, dt.date]]
+    kept: list[PartitionKey]
 
 
 class UnitCommitter:
@@ -148,8 +149,8 @@ class UnitCommitter:
         return UnitCommitted(outcomes, rejected.num_rows, sorted(kept))
 
     def _kept_when_empty(
-        self, job: UnitContext, unit: WorkUnit, bars: dict[tuple[str, dt.date], int]
-    ) -> dict[tuple[str, dt.date], str]:
+        self, job: UnitContext, unit: WorkUnit, bars: dict[PartitionKey, int]
+    ) -> dict[PartitionKey, str]:
         """Partitions the provider now sends no bars for but the dataset holds: their stored
         rows are kept (a re-fetch never wipes data silently) and a note says so, unless the
         user asked to replace empty days (``--replace-empty``)."""

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import attrs
 import numpy as np
 
+from marketpipe.model.partition import PartitionKey
 from marketpipe.model.values import Series, Session
 from marketpipe.storage.footer import Entry, Footer
 from marketpipe.storage.holdings import Holdings
@@ -81,12 +82,12 @@ class CatalogQueries:
         )
         return [(str(n), str(e)) for n, e in rows]
 
-    def files_holding(self, series: Series, keys: Iterable[tuple[str, dt.date]]) -> set[str]:
+    def files_holding(self, series: Series, keys: Iterable[PartitionKey]) -> set[str]:
         """Names (relative to the data root) of the files that hold any of ``keys``."""
         return {p.path for p in self.lookup(series, keys)}
 
     @locked
-    def lookup(self, series: Series, keys: Iterable[tuple[str, dt.date]]) -> list[StoredPartition]:
+    def lookup(self, series: Series, keys: Iterable[PartitionKey]) -> list[StoredPartition]:
         """The stored partitions among ``keys`` (complete or not), with their files."""
         series_id = self._series_id(series)
         keys = list(keys)

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from marketpipe.model import clock
 from marketpipe.model.errors import InvalidInputError, StorageError
+from marketpipe.model.partition import PartitionKey
 from marketpipe.model.schema import BAR_SCHEMA, SCHEMA_VERSION, conform
 from marketpipe.model.values import Series
 from marketpipe.plugins.hookspecs import hookimpl
@@ -112,7 +113,7 @@ class ParquetSink:
         except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
             raise unreadable(f"{self.store.url}/{rel}", exc) from None
 
-    def commit(self, request: CommitRequest) -> dict[tuple[str, dt.date], str]:
+    def commit(self, request: CommitRequest) -> dict[PartitionKey, str]:
         table = conform(request.table)
         # Indexed before the cast to strings: the committer's symbol codes are reused.
         index = index_covered(request.table, request.coverage)
@@ -128,7 +129,7 @@ class ParquetSink:
                 )
         month_of_day = np.array([month_key(d) for d in index.days])
         fetched_at = clock.now().isoformat(timespec="seconds")
-        result: dict[tuple[str, dt.date], str] = {}
+        result: dict[PartitionKey, str] = {}
         for month, entries in sorted(months.items()):
             rows = (
                 table.filter(pa.array(month_of_day[index.day] == month))
@@ -196,7 +197,7 @@ class ParquetSink:
         )
         return rel
 
-    def delete(self, series: Series, keys: set[tuple[str, dt.date]]) -> int:
+    def delete(self, series: Series, keys: set[PartitionKey]) -> int:
         """Remove the rows of ``keys`` (symbol, day) from the series, atomically per month
         folder; returns how many rows went."""
         by_month: dict[str, set[tuple[str, str]]] = {}

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from marketpipe.model.calendar import ny_midnight_ns
+from marketpipe.model.partition import PartitionKey
 from marketpipe.model.schema import symbol_codes
 
 
@@ -29,7 +30,7 @@ class PartitionIndex:
     day: np.ndarray
     known: np.ndarray
 
-    def counts(self) -> dict[tuple[str, dt.date], int]:
+    def counts(self) -> dict[PartitionKey, int]:
         """Rows per known (symbol, day)."""
         width = len(self.days)
         flat = self.symbol[self.known] * width + self.day[self.known]

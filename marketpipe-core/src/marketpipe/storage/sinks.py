@@ -29,6 +29,7 @@ from marketpipe.plugins.sink import Sink
 from marketpipe.plugins.specs import SinkSpec
 from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.layout import META_DIR
+from marketpipe.storage.listed import build_sink
 from marketpipe.storage.location import dataset_root
 from marketpipe.storage.stores import open_store
 
@@ -46,7 +47,7 @@ class ChosenSink:
 
     def build(self, root: Path) -> Sink:
         """The sink of the dataset whose local root is ``root`` (its files may be remote)."""
-        return self.spec.factory(dataset_root(root), self.settings.values)
+        return build_sink(self.spec, dataset_root(root), self.settings.values)
 
 
 def recorded_sink(root: Path) -> str | None:

@@ -12,16 +12,18 @@ was wrong.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import attrs
 import pyarrow as pa
 
 from marketpipe.model.calendar import nyse_calendar
+from marketpipe.model.errors import ProviderNotConfiguredError
 from marketpipe.model.request import FetchRequest
 from marketpipe.model.schema import BAR_SCHEMA, LOOSE_BAR_SCHEMA, conform
 from marketpipe.model.values import Session, Symbol, Timeframe, TimeRange
 from marketpipe.plugins import registry
-from marketpipe.plugins.settings import ConfigFile, resolve_settings
+from marketpipe.plugins.settings import describe_missing, resolve_settings
 from marketpipe.plugins.specs import ProviderSpec
 from marketpipe.plugins.validator import ValidationContext
 from marketpipe.testing.kits.sink import SinkReport, check_sink
@@ -45,9 +47,8 @@ class ConformanceReport:
     bars: int
 
 
-def _fetch(spec: ProviderSpec, settings: Mapping[str, str], request: FetchRequest) -> pa.Table:
-    resolved = resolve_settings(spec, settings, environ={}, config=ConfigFile(None, {}))
-    provider = spec.factory(resolved.values)
+def _fetch(spec: ProviderSpec, values: Mapping[str, Any], request: FetchRequest) -> pa.Table:
+    provider = spec.factory(values)
     try:
         batches = list(provider.fetch(request))
     finally:
@@ -75,9 +76,20 @@ def check_provider(
     settings: Mapping[str, str] | None = None,
     expect_bars: bool = True,
 ) -> ConformanceReport:
-    """Run every conformance check against ``provider`` (a name or a spec)."""
+    """Run every conformance check against ``provider`` (a name or a spec).
+
+    Its settings are resolved as ``mp`` resolves them: ``settings`` (like ``-o KEY=VALUE``),
+    then ``MARKETPIPE_<PROVIDER>_<KEY>``, then the config file, then the defaults; a required
+    one missing everywhere is a :class:`~marketpipe.model.errors.ProviderNotConfiguredError`
+    naming it. ``expect_bars=False`` accepts a provider that has no bars for the days asked
+    (a skeleton, or a test server with nothing for them); every other check still runs."""
     spec = provider if isinstance(provider, ProviderSpec) else registry.get(provider)
-    settings = dict(settings or {})
+    resolved = resolve_settings(spec, settings)
+    if resolved.missing:
+        raise ProviderNotConfiguredError(
+            f"provider {spec.name} is not configured: {describe_missing(spec, resolved.missing)}"
+        )
+    settings = resolved.values
     wanted = tuple(Symbol(s) for s in symbols)
     calendar = nyse_calendar()
     tfs = (

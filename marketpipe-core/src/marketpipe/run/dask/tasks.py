@@ -147,6 +147,7 @@ class _WorkerJob:
     def __init__(self, setup: WorkerSetup) -> None:
         from marketpipe.plugins.host import get_plugin_host
         from marketpipe.plugins.settings import resolve_settings
+        from marketpipe.storage.listed import build_sink
         from marketpipe.storage.sinks import get_sink_spec
 
         prepared = _prepare_provider(setup.provider, setup.provider_settings, setup.rate_windows)
@@ -157,7 +158,7 @@ class _WorkerJob:
         # The client alone keeps the dataset's catalog and job store: this sink's catalog lives
         # in this process's memory, read from the files (see storage.catalog.in_memory).
         with in_memory():
-            self.sink: Sink = sink_spec.factory(setup.dataset, settings.values)
+            self.sink: Sink = build_sink(sink_spec, setup.dataset, settings.values)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

@@ -25,20 +25,21 @@ import attrs
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from marketpipe.model.errors import InvalidInputError
+from marketpipe.model.partition import PartitionKey
 from marketpipe.model.schema import BAR_SCHEMA
 from marketpipe.model.values import Series, Timeframe
-from marketpipe.plugins.settings import ConfigFile, resolve_settings
+from marketpipe.plugins.settings import describe_missing, resolve_settings
 from marketpipe.plugins.sink import CommitRequest, Sink
 from marketpipe.plugins.specs import SinkSpec
 from marketpipe.storage.catalog_queries import StoredPartition
+from marketpipe.storage.listed import build_sink
 from marketpipe.testing.kits.bars import kit_bars
 
 SERIES = Series("kit", "sim", "raw", Timeframe.M1)
 OTHER = Series("kit", "sim", "split", Timeframe.M1)
 DAYS = (dt.date(2024, 3, 27), dt.date(2024, 3, 28), dt.date(2024, 4, 1))
 SYMBOLS = ("AAA", "BBB")
-
-Key = tuple[str, dt.date]
 
 
 @attrs.frozen
@@ -50,10 +51,10 @@ class SinkReport:
 
 def commit_request(
     table: pa.Table,
-    keys: set[Key],
+    keys: set[PartitionKey],
     series: Series = SERIES,
     job: str = "kit-1",
-    partial: set[Key] | None = None,
+    partial: set[PartitionKey] | None = None,
 ) -> CommitRequest:
     """A commit of ``table`` covering ``keys`` (symbol, day) of ``series``; ``partial`` are the
     covered days not yet final. For sink authors' own tests, as the kit builds its commits."""
@@ -80,7 +81,7 @@ def _canonical(table: pa.Table) -> pa.Table:
     return table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")]).combine_chunks()
 
 
-def _without(table: pa.Table, keys: set[Key]) -> pa.Table:
+def _without(table: pa.Table, keys: set[PartitionKey]) -> pa.Table:
     """``table`` minus the rows of ``keys``."""
     if not keys or table.num_rows == 0:
         return table
@@ -101,7 +102,7 @@ def _same(got: pa.Table, want: pa.Table, where: str) -> None:
         )
 
 
-def _counts(table: pa.Table) -> dict[Key, int]:
+def _counts(table: pa.Table) -> dict[PartitionKey, int]:
     day = pc.strftime(
         pc.cast(table["timestamp"], pa.timestamp("ns", tz="America/New_York")), format="%Y-%m-%d"
     )
@@ -111,10 +112,10 @@ def _counts(table: pa.Table) -> dict[Key, int]:
 
 
 def _check_catalog(
-    sink: Sink, keys: set[Key], table: pa.Table, partial: set[Key], where: str
+    sink: Sink, keys: set[PartitionKey], table: pa.Table, partial: set[PartitionKey], where: str
 ) -> None:
     counts = _counts(table)
-    found: dict[Key, StoredPartition] = {}
+    found: dict[PartitionKey, StoredPartition] = {}
     for stored in sink.catalog.lookup(SERIES, keys):
         if (stored.symbol, stored.day) in found:
             raise AssertionError(f"{where}: the catalog lists {stored.symbol} {stored.day} twice")
@@ -144,12 +145,21 @@ def check_sink(
     crashes: int = 5,
 ) -> SinkReport:
     """Run every conformance check against ``sink`` (a name or a spec) on the empty dataset
-    location ``root``."""
+    location ``root`` (a folder, or an ``s3://`` URL for a sink that writes there).
+
+    ``settings`` are the sink's settings, resolved as ``mp`` resolves them (then
+    ``MARKETPIPE_SINK_<SINK>_<KEY>``, the config file, the defaults); ``crashes`` is how many
+    times a writer is killed at a random moment of its commits (each is checked)."""
     spec = _spec(sink)
-    values = resolve_settings(spec, settings, environ={}, config=ConfigFile(None, {})).values
+    resolved = resolve_settings(spec, settings)
+    if resolved.missing:
+        raise InvalidInputError(
+            f"sink {spec.name} is not configured: {describe_missing(spec, resolved.missing)}"
+        )
+    values = resolved.values
 
     def build() -> Sink:
-        return spec.factory(root, values)
+        return build_sink(spec, root, values)
 
     keys = {(s, d) for s in SYMBOLS for d in DAYS}
     first = kit_bars(SYMBOLS, DAYS)
@@ -215,12 +225,12 @@ def _writer(
     root: Path | str,
     settings: Mapping[str, Any],
     versions: list[pa.Table],
-    covered: set[Key],
+    covered: set[PartitionKey],
     ready: Any,
 ) -> None:
     """The killed writer: commit the two versions in turn until killed."""
     spec = _spec(sink)
-    child = spec.factory(root, settings)
+    child = build_sink(spec, root, settings)
     ready.set()
     n = 0
     while True:
@@ -241,7 +251,7 @@ def _crashes(
     spec = _spec(sink)
 
     def build() -> Sink:
-        return spec.factory(root, settings)
+        return build_sink(spec, root, settings)
 
     covered = {(s, d) for s in SYMBOLS for d in DAYS[:2]}
     rest = _without(now, covered)
