@@ -9,28 +9,17 @@ coordinator runs, never loaded again.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 
 import attrs
 
-from marketpipe.jobs.job import IngestionConfiguration, IngestionJob, ProcessingState
+from marketpipe.jobs.job import IngestionJob, ProcessingState
 from marketpipe.jobs.locks import HeldLock, JobLocks
 from marketpipe.jobs.store import SqliteJobStore
 from marketpipe.model.errors import InvalidInputError, JobConflictError
-from marketpipe.model.values import IngestionJobId, Symbol, TimeRange
+from marketpipe.model.values import IngestionJobId
 from marketpipe.plugins.specs import ProviderSpec
-
-
-@attrs.frozen
-class Work:
-    """What a job is asked to do (two requests asking the same resume one job)."""
-
-    symbols: tuple[Symbol, ...]
-    time_range: TimeRange
-    configuration: IngestionConfiguration
-    symbol_starts: Mapping[str, dt.date] = attrs.field(factory=dict)
-    refresh: bool = False
+from marketpipe.run.commands import CreateIngestionJobCommand
 
 
 @attrs.frozen
@@ -42,7 +31,7 @@ class Admitted:
     held: HeldLock | None
 
 
-def new_job(spec: ProviderSpec, work: Work) -> IngestionJob:
+def new_job(spec: ProviderSpec, work: CreateIngestionJobCommand) -> IngestionJob:
     """A PENDING job for ``work``, after checking that the provider can serve it."""
     cfg = work.configuration
     if cfg.timeframe not in spec.timeframes:
@@ -66,7 +55,7 @@ def new_job(spec: ProviderSpec, work: Work) -> IngestionJob:
     )
 
 
-def _same_work(job: IngestionJob, work: Work) -> bool:
+def _same_work(job: IngestionJob, work: CreateIngestionJobCommand) -> bool:
     mine, other = work.configuration, job.configuration
     return (
         job.symbols == work.symbols
@@ -109,7 +98,7 @@ def admit(
     store: SqliteJobStore,
     locks: JobLocks,
     spec: ProviderSpec,
-    work: Work,
+    work: CreateIngestionJobCommand,
     claim_series: Callable[[], None],
 ) -> Admitted:
     """Resume the unfinished job that asked the same as ``work``, or create one (after

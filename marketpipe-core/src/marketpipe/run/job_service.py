@@ -7,7 +7,7 @@ from marketpipe.jobs.job import IngestionJob
 from marketpipe.jobs.store import SqliteJobStore
 from marketpipe.model.values import IngestionJobId
 from marketpipe.plugins import registry
-from marketpipe.run.admission import Work, new_job
+from marketpipe.run.admission import new_job
 from marketpipe.run.commands import CreateIngestionJobCommand, StartJobCommand
 
 
@@ -17,17 +17,7 @@ class IngestionJobService:
 
     async def create_job(self, command: CreateIngestionJobCommand) -> IngestionJobId:
         """Record a new PENDING job after checking that its provider can serve it."""
-        spec = registry.get(command.configuration.provider)
-        job = new_job(
-            spec,
-            Work(
-                command.symbols,
-                command.time_range,
-                command.configuration,
-                symbol_starts=command.symbol_starts,
-                refresh=command.refresh,
-            ),
-        )
+        job = new_job(registry.get(command.configuration.provider), command)
         self._store.save(job)
         return job.job_id
 

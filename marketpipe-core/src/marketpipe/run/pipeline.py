@@ -34,7 +34,8 @@ from marketpipe.plugins.host import get_plugin_host
 from marketpipe.plugins.provider import IMarketDataProvider
 from marketpipe.plugins.registry import PreparedProvider, prepare_provider
 from marketpipe.plugins.specs import ProviderSpec
-from marketpipe.run.admission import Work, admit, admit_resume
+from marketpipe.run.admission import admit, admit_resume
+from marketpipe.run.commands import CreateIngestionJobCommand
 from marketpipe.run.coordinator import (
     CancelToken,
     IngestionCoordinatorService,
@@ -163,7 +164,7 @@ async def _run_ingest(
             feed=prepared.provider.feed,
             settings=prepared.public_settings,
         )
-        work = Work(
+        work = CreateIngestionJobCommand(
             request.symbols,
             request.time_range,
             configuration,
