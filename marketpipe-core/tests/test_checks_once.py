@@ -1,6 +1,7 @@
 """One ``mp ingest`` asks each question once: the job store lists its jobs once and never
 loads the job it just admitted, the provider spec is resolved once, the overlap check runs once,
-the config file is parsed once, and each unit's symbol column is dictionary-encoded once. A spy
+the config file is parsed once, the dataset's sink is chosen once, and each unit's symbol column
+is dictionary-encoded once. A spy
 on each counts the calls; a second call fails the test."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from marketpipe.model.values import Symbol, TimeRange
 from marketpipe.plugins import registry, settings
 from marketpipe.run import admission
 from marketpipe.run.pipeline import IngestRequest, run_ingest
+from marketpipe.storage import sinks
 
 
 def spy(monkeypatch: pytest.MonkeyPatch, calls: Counter[str], owner: Any, name: str) -> None:
@@ -43,6 +45,7 @@ def calls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Counter[str]:
         (admission, "check_no_running_overlap"),
         (settings, "_parse"),
         (pc, "dictionary_encode"),
+        (sinks, "recorded_sink"),
     ):
         spy(monkeypatch, counter, owner, name)
     return counter
@@ -73,6 +76,7 @@ def test_one_ingest_asks_each_question_once(
         check_no_running_overlap=1,
         _parse=1,
         dictionary_encode=units,
+        recorded_sink=1,  # the dataset's sink is chosen once
     )
 
 

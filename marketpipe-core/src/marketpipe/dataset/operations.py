@@ -134,9 +134,10 @@ async def run_update(
     """Bring every selected stored series up to the last completed session."""
     bus = bus or EventBus()
     cancel = cancel or CancelToken()
-    choose_sink(request.data_dir, request.sink, request.sink_options)  # a wrong one fails first
+    # A wrong sink fails first; its catalog says what each series holds.
+    sink = choose_sink(request.data_dir, request.sink, request.sink_options).build(request.data_dir)
+    catalog = sink.catalog
     store = SqliteJobStore.for_data_dir(request.data_dir)
-    catalog = open_catalog(request.data_dir)
     try:
         notes = await asyncio.to_thread(open_dataset, request.data_dir, store)
         every = await asyncio.to_thread(catalog.sync_all)
@@ -155,7 +156,7 @@ async def run_update(
             if starts:
                 plan.append((series, starts, jobs[0] if jobs else None))
     finally:
-        catalog.close()
+        sink.close()
         store.close()
     if not plan:
         chosen = request.selection.provider or request.selection.feed

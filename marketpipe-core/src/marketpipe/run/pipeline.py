@@ -45,7 +45,7 @@ from marketpipe.run.dask.tasks import RemoteUnits, WorkerSetup
 from marketpipe.run.executors import ExecutorChoice, choose_executor
 from marketpipe.run.metrics import MetricsSubscriber
 from marketpipe.storage.location import dataset_root
-from marketpipe.storage.sinks import ChosenSink, choose_sink, open_catalog, record_sink
+from marketpipe.storage.sinks import ChosenSink, choose_sink, record_sink
 from marketpipe.storage.upgrade import (
     is_current,
     mark_current,
@@ -176,7 +176,7 @@ async def _run_ingest(
             locks,
             prepared.spec,
             work,
-            lambda: _claim_series(request.data_dir, prepared.spec, configuration),
+            lambda: _claim_series(chosen, request.data_dir, prepared.spec, configuration),
         )
         held = admitted.held
         job, resumed = admitted.job, admitted.resumed
@@ -343,16 +343,18 @@ async def execute(
         built.close()
 
 
-def _claim_series(data_dir: Path, spec: ProviderSpec, cfg: IngestionConfiguration) -> None:
+def _claim_series(
+    chosen: ChosenSink, data_dir: Path, spec: ProviderSpec, cfg: IngestionConfiguration
+) -> None:
     """Refuse settings that would mix other bars into a stored series (``series_settings``)."""
     shaping = spec.shaping(cfg.settings)
     if not shaping:
         return
-    catalog = open_catalog(data_dir)
+    sink = chosen.build(data_dir)
     try:
-        catalog.claim(spec.series(cfg.feed, cfg.timeframe, cfg.settings), shaping)
+        sink.catalog.claim(spec.series(cfg.feed, cfg.timeframe, cfg.settings), shaping)
     finally:
-        catalog.close()
+        sink.close()
 
 
 def open_dataset(data_dir: Path, store: SqliteJobStore) -> list[str]:
