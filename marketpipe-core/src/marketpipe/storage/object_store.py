@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from marketpipe.model.errors import InvalidInputError, StorageError, StoreFailedError
 from marketpipe.storage.retry import StoreRetry
-from marketpipe.storage.store import Listing, Prepared, Writer, is_bar_file
+from marketpipe.storage.store import BAR_SUFFIX, Listing, Prepared, Writer, is_bar_file
 
 log = logging.getLogger(__name__)
 
@@ -150,14 +150,14 @@ class ObjectStore:
         except Exception as exc:
             raise _as_storage_error(self.url, exc) from None
 
-    def listing(self, folder: str) -> Listing:
+    def listing(self, folder: str, suffix: str = BAR_SUFFIX) -> Listing:
         import obstore
 
         found = self._call(obstore.list_with_delimiter, folder.strip("/") or None)
         out: Listing = {}
         for meta in found["objects"]:
             name = str(meta["path"]).rsplit("/", 1)[-1]
-            if is_bar_file(name):
+            if is_bar_file(name, suffix):
                 out[name] = _stamp(meta)
         return out
 

@@ -16,8 +16,12 @@ Writer = Callable[[BinaryIO], None]
 Listing = dict[str, tuple[int, int]]
 
 
-def is_bar_file(name: str) -> bool:
-    return name.endswith(".parquet") and not name.startswith(".")
+BAR_SUFFIX = ".parquet"
+
+
+def is_bar_file(name: str, suffix: str = BAR_SUFFIX) -> bool:
+    """A committed file (temp files start with a dot) of the kind ``suffix`` names."""
+    return name.endswith(suffix) and not name.startswith(".")
 
 
 class Prepared(Protocol):
@@ -31,7 +35,10 @@ class Store(Protocol):
 
     url: str
 
-    def listing(self, folder: str) -> Listing: ...
+    def listing(self, folder: str, suffix: str = BAR_SUFFIX) -> Listing:
+        """``name -> (size, stamp)`` of the committed files in ``folder`` whose names end with
+        ``suffix`` (bar files by default)."""
+        ...
 
     def children(self, folder: str) -> list[str]:
         """Names of the folders directly under ``folder``."""

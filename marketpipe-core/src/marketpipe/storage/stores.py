@@ -24,7 +24,7 @@ from marketpipe.model.files import (
     prepare_atomic,
     write_atomic,
 )
-from marketpipe.storage.store import Listing, Prepared, Store, Writer, is_bar_file
+from marketpipe.storage.store import BAR_SUFFIX, Listing, Prepared, Store, Writer, is_bar_file
 
 
 class _LocalPrepared:
@@ -46,14 +46,14 @@ class LocalStore:
 
         return inside(self.root, self.root / rel)
 
-    def listing(self, folder: str) -> Listing:
+    def listing(self, folder: str, suffix: str = BAR_SUFFIX) -> Listing:
         out: Listing = {}
         try:
             entries = list(os.scandir(self.path(folder)))
         except FileNotFoundError:
             return out
         for entry in entries:
-            if is_bar_file(entry.name) and entry.is_file():
+            if is_bar_file(entry.name, suffix) and entry.is_file():
                 st = entry.stat(follow_symlinks=False)
                 out[entry.name] = (st.st_size, st.st_mtime_ns)
         return out
