@@ -163,3 +163,8 @@ def test_records_that_make_no_sense_are_set_aside_with_the_reason() -> None:
 def test_an_unknown_adjustment_is_a_user_error() -> None:
     with pytest.raises(InvalidInputError, match="unknown adjustment 'splits': use one of raw"):
         factors(actions_table([]), "splits", lambda s, d: None)
+
+
+def test_no_actions_check_to_nothing() -> None:
+    valid, rejected = check_actions(actions_table([]))
+    assert (valid.num_rows, rejected.num_rows) == (0, 0)

@@ -119,3 +119,45 @@ def test_bad_settings_are_user_errors() -> None:
             FakeProvider(bad_row_rate=rate)
     with pytest.raises(InvalidInputError, match="between 0 and 1"):
         FakeProvider(bad_row_rate="2")
+
+
+def test_the_fake_market_reports_its_actions_and_its_raw_bars_obey_the_splits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MARKETPIPE_NOW", "2024-12-31T23:00:00Z")
+    provider = FakeProvider()
+    actions = provider.fetch_actions(["MSFT", "NEWCO"], dt.date(2024, 1, 1), dt.date(2024, 12, 31))
+    rows = [(a["symbol"], a["kind"], a["ex_date"], a["new_rate"], a["new_symbol"])
+            for a in actions.to_pylist()]  # fmt: skip
+    assert rows == [
+        ("OLDCO", "name_change", dt.date(2024, 6, 20), None, "NEWCO"),
+        ("MSFT", "forward_split", dt.date(2024, 9, 3), 2.0, None),
+    ]
+    # Announced ten days before the ex-date: asked earlier, the split is not known yet.
+    monkeypatch.setenv("MARKETPIPE_NOW", "2024-08-20T23:00:00Z")
+    later = provider.fetch_actions(["MSFT"], dt.date(2024, 1, 1), dt.date(2024, 12, 31))
+    assert later.num_rows == 0
+    # The split's ratio shows in the raw bars: the walk's level, scaled by 2 before the ex-date.
+    daily = FetchRequest(
+        symbols=(Symbol("MSFT"),), windows=tuple(nyse_calendar().windows(
+            TimeRange("2024-08-01", "2024-09-30"), Session.REGULAR)),
+        timeframe=Timeframe.D1, session=Session.REGULAR,
+    )  # fmt: skip
+    table = pa.Table.from_batches(list(provider.fetch(daily)))
+    days = [t.date() for t in table["timestamp"].to_pylist()]
+    close = table["close"].to_pylist()
+    before = [c for d, c in zip(days, close, strict=True) if d < dt.date(2024, 9, 3)]
+    after = [c for d, c in zip(days, close, strict=True) if d >= dt.date(2024, 9, 3)]
+    assert 1.6 < (sum(before) / len(before)) / (sum(after) / len(after)) < 2.4
+    # A renamed company trades under one name at a time.
+    both = FetchRequest(
+        symbols=(Symbol("OLDCO"), Symbol("NEWCO")), windows=tuple(nyse_calendar().windows(
+            TimeRange("2024-06-17", "2024-06-21"), Session.REGULAR)),
+        timeframe=Timeframe.D1, session=Session.REGULAR,
+    )  # fmt: skip
+    named = pa.Table.from_batches(list(provider.fetch(both)))
+    assert [(s, t.date().isoformat()) for s, t in zip(
+        named["symbol"].to_pylist(), named["timestamp"].to_pylist(), strict=True)] == [
+        ("OLDCO", "2024-06-17"), ("OLDCO", "2024-06-18"),
+        ("NEWCO", "2024-06-20"), ("NEWCO", "2024-06-21"),
+    ]  # fmt: skip

@@ -1,10 +1,50 @@
-"""MarketPipe: historical market bars from pluggable providers into a validated Parquet dataset."""
+"""MarketPipe: historical market bars from pluggable providers into a validated Parquet dataset.
 
-from importlib.metadata import PackageNotFoundError, version
+``marketpipe.read(...)`` reads a dataset's bars, adjusted at read time and as of any day
+(:func:`marketpipe.dataset.read.read`)."""
 
-try:
-    __version__ = version("marketpipe-core")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+from __future__ import annotations
 
-__all__ = ["__version__"]
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from marketpipe.model.version import __version__
+
+
+def read(
+    data_dir: Path | str,
+    *,
+    provider: str,
+    symbols: Sequence[str],
+    start: dt.date | str,
+    end: dt.date | str,
+    timeframe: str = "1m",
+    feed: str | None = None,
+    adjustment: str = "raw",
+    as_of: dt.date | str | None = None,
+) -> pa.Table:
+    """Bars of ``symbols`` from ``start`` to ``end`` (inclusive New York days): columns
+    ``symbol``, ``timestamp`` (UTC), ``open``, ``high``, ``low``, ``close``, ``volume``,
+    ``trade_count``, ``vwap``, sorted by symbol then time. ``adjustment`` is ``raw``, ``split``,
+    ``dividend`` or ``all``, derived from the stored raw bars and the dataset's ledger of
+    corporate actions; ``as_of`` uses only what the ledger knew that day; renames resolve, so
+    a company's bars come under the name asked for."""
+    from marketpipe.dataset.read import read as read_dataset
+
+    return read_dataset(
+        data_dir,
+        provider=provider,
+        symbols=symbols,
+        start=start,
+        end=end,
+        timeframe=timeframe,
+        feed=feed,
+        adjustment=adjustment,
+        as_of=as_of,
+    ).table
+
+
+__all__ = ["__version__", "read"]

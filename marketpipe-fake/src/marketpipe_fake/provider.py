@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
+from marketpipe.model import clock
+from marketpipe.model.actions import actions_table
 from marketpipe.model.calendar import SessionWindow, ny_midnight_ns
 from marketpipe.model.errors import InvalidInputError
 from marketpipe.model.request import FetchRequest
@@ -14,6 +17,15 @@ from marketpipe.model.schema import bars_batch
 from marketpipe.model.values import Timeframe
 from marketpipe.plugins.provider import IMarketDataProvider
 from marketpipe.plugins.settings import parse_number
+
+from marketpipe_fake.actions import (
+    RENAMED,
+    actions,
+    base_price,
+    company,
+    rename_day,
+    split_scale,
+)
 
 _MINUTE = 60 * 1_000_000_000
 _FIRST_MINUTE = 4 * 60  # 04:00 New York
@@ -49,12 +61,26 @@ class FakeProvider(IMarketDataProvider):
 
     def fetch(self, request: FetchRequest) -> Iterator[pa.RecordBatch]:
         for symbol in request.symbols:
-            if not request.windows:
+            windows = _listed(self.seed, symbol.value, request.windows)
+            if not windows:
                 continue
-            columns = self._symbol(symbol.value, request.windows, request.timeframe)
+            columns = self._symbol(symbol.value, windows, request.timeframe)
             if self.bad_row_rate > 0:
                 columns = self._corrupt(symbol.value, request, columns)
             yield bars_batch(symbol.value, *columns)
+
+    def fetch_actions(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pa.Table:
+        """The market's actions of ``symbols`` (as the old or the new name) with an ex-date in
+        ``start``..``end``, as known now (processed by today, ``MARKETPIPE_NOW`` pins it)."""
+        today = clock.now().date()
+        fetched_at = clock.now()
+        rows = []
+        for symbol in dict.fromkeys(symbols):
+            for action in actions(self.seed, symbol, range(start.year, end.year + 1)):
+                if start <= action.ex_date <= end and action.process_date <= today:
+                    rows.append({**action.record(), "provider": "fake", "fetched_at": fetched_at})
+        unique = {row["id"]: row for row in rows}  # a rename is both names'
+        return actions_table(sorted(unique.values(), key=lambda r: (r["ex_date"], r["id"])))
 
     def _symbol(
         self, symbol: str, windows: tuple[SessionWindow, ...], timeframe: Timeframe
@@ -64,20 +90,14 @@ class FakeProvider(IMarketDataProvider):
         normals = np.empty((days, 4, _MINUTES))
         uniforms = np.empty((days, 2, _MINUTES))
         opening = np.empty(days)
+        name = company(symbol)  # a renamed company keeps its walk
         for i, window in enumerate(windows):
             # Each (seed, symbol, day) has its own stream: a day's bars never depend on the range.
-            rng = _rng(self.seed, symbol, window.day.isoformat())
+            rng = _rng(self.seed, name, window.day.isoformat())
             normals[i] = rng.standard_normal((4, _MINUTES))
             uniforms[i] = rng.random((2, _MINUTES))
             opening[i] = rng.standard_normal()
-        base = (
-            10.0
-            + (
-                int.from_bytes(hashlib.blake2b(symbol.encode(), digest_size=4).digest(), "little")
-                % 49_000
-            )
-            / 100.0
-        )
+        base = base_price(name)
         midnight = np.array([ny_midnight_ns(w.day) for w in windows], dtype=np.int64)[:, None]
         starts = np.array([w.start_ns for w in windows], dtype=np.int64)[:, None]
         ends = np.array([w.end_ns for w in windows], dtype=np.int64)[:, None]
@@ -103,6 +123,13 @@ class FakeProvider(IMarketDataProvider):
         trade_count = np.maximum(1, volume // (40 + (uniforms[:, 0] * 120).astype(np.int64)))
         vwap = np.clip(np.round(low + (high - low) * uniforms[:, 1], 4), low, high)
         ts = midnight + (_FIRST_MINUTE + np.arange(first, last, dtype=np.int64)) * _MINUTE
+        # Raw prices obey the splits: before a 2-for-1 split a share costs twice as much.
+        scale = np.array(split_scale(self.seed, symbol, [w.day for w in windows]))[:, None]
+        if np.any(scale != 1.0):
+            open_, high, low, close = (np.round(a * scale, 2) for a in (open_, high, low, close))
+            volume = np.maximum(1, np.round(volume / scale)).astype(np.int64)
+            trade_count = np.minimum(trade_count, volume)
+            vwap = np.clip(np.round(vwap * scale, 4), low, high)
         keep = (ts >= starts) & (ts < ends)
         cols = [a[keep] for a in (ts, open_, high, low, close, volume, trade_count, vwap)]
         if timeframe is Timeframe.M1:
@@ -123,6 +150,19 @@ class FakeProvider(IMarketDataProvider):
         dup = bad[(kinds == 3) & (bad > 0)]
         ts[dup] = ts[dup - 1]  # duplicate of the previous bar's timestamp
         return [ts, o, h, lo, c, v, n, w]
+
+
+def _listed(
+    seed: str, symbol: str, windows: tuple[SessionWindow, ...]
+) -> tuple[SessionWindow, ...]:
+    """The windows on which ``symbol`` trades under that name (a renamed company's old name
+    before the rename day, its new one from that day)."""
+    if symbol not in RENAMED:
+        return windows
+    day = rename_day(seed)
+    if symbol == RENAMED[0]:
+        return tuple(w for w in windows if w.day < day)
+    return tuple(w for w in windows if w.day >= day)
 
 
 def _aggregate(

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import click
 
-from marketpipe import __version__
+from marketpipe.cli.actions import actions
 from marketpipe.cli.catalog import plugins, providers, sinks
 from marketpipe.cli.compact import compact
 from marketpipe.cli.delete import delete
 from marketpipe.cli.ingest import ingest
 from marketpipe.cli.jobs import jobs
+from marketpipe.cli.read import read_command
 from marketpipe.cli.resample import resample
 from marketpipe.cli.status import status
 from marketpipe.cli.update import update
 from marketpipe.cli.verify import verify
+from marketpipe.model.version import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,6 +35,8 @@ cli.add_command(resample)
 cli.add_command(status)
 cli.add_command(update)
 cli.add_command(verify)
+cli.add_command(read_command)
+cli.add_command(actions)
 
 
 def main() -> None:

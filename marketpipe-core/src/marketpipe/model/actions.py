@@ -139,7 +139,7 @@ def check_actions(table: pa.Table) -> tuple[pa.Table, pa.Table]:
         elif kind == NAME_CHANGE and not row["new_symbol"]:
             reason = "a name change without a new symbol"
         reasons.append(reason)
-    bad = pa.array([r is not None for r in reasons])
+    bad = pa.array([r is not None for r in reasons], pa.bool_())
     rejected = table.filter(bad).append_column(
         "reason", pa.array([r for r in reasons if r is not None], pa.string())
     )

@@ -22,8 +22,8 @@ from typing import TypeVar
 import attrs
 import pluggy
 
-from marketpipe import __version__
 from marketpipe.model.errors import PluginConflictError
+from marketpipe.model.version import __version__
 from marketpipe.plugins import hookspecs
 from marketpipe.plugins.specs import ProviderSpec, SinkSpec, ValidatorSpec
 

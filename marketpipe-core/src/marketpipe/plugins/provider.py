@@ -53,6 +53,16 @@ class IMarketDataProvider(abc.ABC):
         given with ``--source``), so ``--start`` and ``--end`` may be left out; else ``None``."""
         return None
 
+    def fetch_actions(
+        self, symbols: Sequence[str], start: dt.date, end: dt.date
+    ) -> pa.Table | None:
+        """The corporate actions of ``symbols`` (as the old or the new name of a rename) with an
+        ex-date (or, for kinds without one, an effective date) in ``start``..``end``, in
+        :data:`marketpipe.model.actions.ACTION_SCHEMA`; a kind the provider does not know is
+        kept with kind ``unknown``. ``None`` (the default): the provider reports no actions,
+        and its raw bars are adjusted with what the dataset's ledger holds."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
         """Release connections; called once the job is done with the provider."""
 

@@ -34,6 +34,7 @@ from marketpipe.plugins.host import get_plugin_host
 from marketpipe.plugins.provider import IMarketDataProvider
 from marketpipe.plugins.registry import PreparedProvider, prepare_provider
 from marketpipe.plugins.specs import ProviderSpec
+from marketpipe.run.actions import record_actions
 from marketpipe.run.admission import admit, admit_resume
 from marketpipe.run.commands import CreateIngestionJobCommand
 from marketpipe.run.coordinator import (
@@ -337,7 +338,21 @@ async def execute(
                 remote=remote,
                 setup=setup,
             )
-            return await coordinator.execute_job(job)
+            summary = await coordinator.execute_job(job)
+            if summary.state is not ProcessingState.CANCELLED:
+                cfg = job.configuration
+                notes = await asyncio.to_thread(
+                    record_actions,
+                    prepared.provider,
+                    data_dir,
+                    built.catalog,
+                    prepared.spec.series(cfg.feed, cfg.timeframe, cfg.settings),
+                    [s.value for s in job.symbols],
+                    job.time_range.start,
+                    prepared.secrets,
+                )
+                summary = attrs.evolve(summary, notes=(*summary.notes, *notes))
+            return summary
     finally:
         log.close()
         built.close()

@@ -1,0 +1,85 @@
+"""``mp read``: a dataset's bars, adjusted at read time and as of any day, as CSV, Parquet or
+JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from marketpipe.cli.common import data_dir_option, err_console, user_errors
+
+
+@click.command("read")
+@click.option("--provider", required=True, help="the provider whose bars to read")
+@click.option("--symbols", required=True, help="e.g. AAPL,MSFT (a renamed company by any name)")
+@click.option("--start", required=True, help="first day, YYYY-MM-DD")
+@click.option("--end", required=True, help="last day, YYYY-MM-DD")
+@click.option("--timeframe", default="1m", show_default=True, help="1m ... 1d")
+@click.option("--feed", default=None, help="the feed, when the dataset holds several")
+@click.option("--adjustment", default="raw", show_default=True, help="raw, split, dividend or all")
+@click.option("--as-of", "as_of", default=None, help="with the actions known on this day")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "parquet", "json"]), default="csv",
+    show_default=True,
+)  # fmt: skip
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="write here instead of stdout (parquet needs a file)")  # fmt: skip
+@data_dir_option
+@user_errors
+def read_command(
+    provider: str,
+    symbols: str,
+    start: str,
+    end: str,
+    timeframe: str,
+    feed: str | None,
+    adjustment: str,
+    as_of: str | None,
+    fmt: str,
+    output: Path | None,
+    data_dir: Path,
+) -> None:
+    """Write the bars of SYMBOLS from START to END, adjusted as asked (CSV on stdout)."""
+    import pyarrow.csv as csv
+    import pyarrow.parquet as pq
+
+    from marketpipe.dataset.read import read
+    from marketpipe.model.errors import InvalidInputError
+    from marketpipe.model.values import Symbol
+
+    if fmt == "parquet" and output is None:
+        raise InvalidInputError("--format parquet needs a file: -o FILE")
+    result = read(
+        data_dir,
+        provider=provider,
+        symbols=[s.value for s in Symbol.parse_list(symbols)],
+        start=start,
+        end=end,
+        timeframe=timeframe,
+        feed=feed,
+        adjustment=adjustment,
+        as_of=as_of,
+    )
+    table = result.table
+    if fmt == "parquet":
+        assert output is not None
+        pq.write_table(table, output)
+    else:
+        buffer = io.BytesIO()
+        if fmt == "csv":
+            csv.write_csv(table, buffer)
+        else:
+            rows = table.to_pylist()
+            for row in rows:
+                row["timestamp"] = row["timestamp"].isoformat()
+            buffer.write(json.dumps({"bars": rows, "notes": list(result.notes)}).encode() + b"\n")
+        if output is None:
+            sys.stdout.buffer.write(buffer.getvalue())
+        else:
+            output.write_bytes(buffer.getvalue())
+    for note in result.notes:
+        err_console.print(f"Note: {note}", soft_wrap=True, style="yellow", markup=False)

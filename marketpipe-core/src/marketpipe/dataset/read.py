@@ -1,0 +1,238 @@
+"""One way to read a dataset: ``marketpipe.read(...)`` and ``mp read``.
+
+Bars come from the stored **raw** series of the provider, adjusted at read time with the ledger
+(:mod:`marketpipe.dataset.adjust`), whichever provider filled it; renames resolve through the
+ledger, so a company's history reads as one series under the name asked for. Where only a
+provider-adjusted series is stored, that series is returned for its own adjustment (and
+``as_of`` is refused: such a series is as the provider adjusted it when it was fetched).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import attrs
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from marketpipe.dataset.adjust import (
+    ADJUSTMENTS,
+    apply,
+    closes_before,
+    factors,
+    kinds_for,
+    session_days,
+)
+from marketpipe.model.actions import NAME_CHANGE
+from marketpipe.model.calendar import in_sessions, ny_midnight_ns, nyse_calendar
+from marketpipe.model.errors import InvalidInputError
+from marketpipe.model.schema import BAR_SCHEMA
+from marketpipe.model.values import RAW, Series, Session, Timeframe, TimeRange
+from marketpipe.plugins.sink import Sink
+from marketpipe.storage.ledger import Ledger
+from marketpipe.storage.location import dataset_root, local_root
+from marketpipe.storage.sinks import choose_sink
+from marketpipe.storage.stores import open_store
+
+_EPOCH = dt.date(1970, 1, 1)
+
+
+@attrs.frozen
+class ReadResult:
+    table: pa.Table
+    #: What the reader should know: actions not applied, recorded-only actions, renames.
+    notes: tuple[str, ...] = ()
+
+
+def _date(value: dt.date | str | None, what: str) -> dt.date | None:
+    if value is None or isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidInputError(f"{what} must be a date (YYYY-MM-DD), got {value!r}") from None
+
+
+def _series(sink: Sink, provider: str, feed: str | None, timeframe: Timeframe) -> list[Series]:
+    stored = [
+        s
+        for s in sink.catalog.sync_all()
+        if s.provider == provider and s.timeframe is timeframe and (feed is None or s.feed == feed)
+    ]
+    if not stored:
+        what = f"provider {provider}" + (f" feed {feed}" if feed else "")
+        raise InvalidInputError(f"the dataset holds no {timeframe.value} bars of {what}")
+    feeds = sorted({s.feed for s in stored})
+    if len(feeds) > 1:
+        raise InvalidInputError(
+            f"the dataset holds {provider} {timeframe.value} bars of feeds {', '.join(feeds)}: "
+            "choose one with feed="
+        )
+    return stored
+
+
+def _renames(ledger_actions: pa.Table) -> dict[str, list[tuple[str, dt.date]]]:
+    """``new symbol -> [(old symbol, day the new name starts)]``."""
+    out: dict[str, list[tuple[str, dt.date]]] = {}
+    renames = ledger_actions.filter(pc.equal(ledger_actions["kind"], NAME_CHANGE))
+    for row in renames.to_pylist():
+        day = row["ex_date"] or row["process_date"]
+        out.setdefault(row["new_symbol"], []).append((row["symbol"], day))
+    return out
+
+
+def _names(symbol: str, renames: dict[str, list[tuple[str, dt.date]]]) -> list[tuple[str, dt.date]]:
+    """The names ``symbol``'s company traded under, each with the first day of the next name:
+    ``[(OLDCO, rename day), ...]``, older first (renames of renames followed)."""
+    chain: list[tuple[str, dt.date]] = []
+    seen = {symbol}
+    current = symbol
+    while current in renames:
+        old, day = max(renames[current], key=lambda r: r[1])
+        if old in seen:
+            break
+        chain.append((old, day))
+        seen.add(old)
+        current = old
+    return chain[::-1]
+
+
+def _slice(table: pa.Table, start: dt.date, end: dt.date) -> pa.Table:
+    lo = pa.scalar(ny_midnight_ns(start), pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
+    hi = pa.scalar(ny_midnight_ns(end + dt.timedelta(days=1)), pa.int64()).cast(
+        pa.timestamp("ns", tz="UTC")
+    )
+    ts = table["timestamp"]
+    return table.filter(pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi)))
+
+
+def _symbols(table: pa.Table, symbols: Iterable[str]) -> pa.Table:
+    wanted = pa.array(sorted(set(symbols)), pa.string())
+    return table.filter(pc.is_in(table["symbol"], value_set=wanted))
+
+
+def _regular(timeframe: Timeframe) -> Callable[[pa.Table], pa.Array]:
+    calendar = nyse_calendar()
+
+    def regular(table: pa.Table) -> pa.Array:
+        if timeframe is Timeframe.D1 or table.num_rows == 0:
+            return pa.array(np.ones(table.num_rows, dtype=bool))
+        days = session_days(table["timestamp"])
+        first, last = _EPOCH + dt.timedelta(int(days.min())), _EPOCH + dt.timedelta(int(days.max()))
+        windows = calendar.windows(TimeRange(first, last), Session.REGULAR)
+        ts = table["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False)
+        return pa.array(in_sessions(np.asarray(ts), windows, timeframe.nanos))
+
+    return regular
+
+
+def read(
+    data_dir: Path | str,
+    *,
+    provider: str,
+    symbols: Sequence[str],
+    start: dt.date | str,
+    end: dt.date | str,
+    timeframe: str = "1m",
+    feed: str | None = None,
+    adjustment: str = "raw",
+    as_of: dt.date | str | None = None,
+) -> ReadResult:
+    """Bars of ``symbols`` from ``start`` to ``end`` (New York days, inclusive), adjusted as
+    asked, with what the ledger knew on ``as_of`` (default: everything it knows now)."""
+    first, last = _date(start, "start"), _date(end, "end")
+    known = _date(as_of, "as_of")
+    assert first is not None and last is not None
+    if last < first:
+        raise InvalidInputError(f"end {last} is before start {first}")
+    tf = Timeframe.parse(timeframe)
+    kinds_for(adjustment)  # an unknown adjustment fails first
+    root = local_root(data_dir)
+    if not root.is_dir():
+        raise InvalidInputError(f"no dataset at {data_dir}")
+    sink = choose_sink(root).build(root)
+    try:
+        stored = _series(sink, provider, feed, tf)
+        by_adjustment = {s.adjustment: s for s in stored}
+        ledger = Ledger(open_store(dataset_root(root)))
+        everything = ledger.actions(as_of=known)
+        renames = _renames(everything)
+        names = {s: _names(s, renames) for s in symbols}
+        all_names = {n for s in symbols for n, _ in names[s]} | set(symbols)
+        if RAW not in by_adjustment:
+            if adjustment not in by_adjustment:
+                held = ", ".join(sorted(by_adjustment))
+                raise InvalidInputError(
+                    f"the dataset holds no raw {provider} bars to adjust, and no {adjustment} "
+                    f"series (it holds: {held})"
+                )
+            if known is not None:
+                raise InvalidInputError(
+                    f"as_of needs raw bars: the dataset holds {provider} bars only as the "
+                    f"provider adjusted them ({adjustment})"
+                )
+            table = _symbols(sink.read(by_adjustment[adjustment]), all_names)
+            return ReadResult(_finish(_relabel(table, names), first, last))
+        raw = _symbols(sink.read(by_adjustment[RAW]), all_names)
+        actions = ledger.actions(as_of=known, symbols=all_names)
+        found, notes = factors(_deduplicated(actions), adjustment, closes_before(raw, _regular(tf)))
+        adjusted = apply(raw, found)
+        table = _relabel(adjusted, names)
+        notes += [
+            f"{new}: bars before {day} are {old}'s (renamed)"
+            for new, chain in names.items()
+            for old, day in chain
+        ]
+        return ReadResult(_finish(table, first, last), tuple(dict.fromkeys(notes)))
+    finally:
+        sink.close()
+
+
+def _deduplicated(actions: pa.Table) -> pa.Table:
+    """One record per (kind, symbol, ex-date) when several providers reported one action."""
+    if actions.num_rows == 0:
+        return actions
+    seen: set[tuple[object, ...]] = set()
+    keep = []
+    for i, row in enumerate(actions.select(["kind", "symbol", "ex_date"]).to_pylist()):
+        key = (row["kind"], row["symbol"], row["ex_date"])
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return actions.take(pa.array(keep, pa.int64()))
+
+
+def _relabel(table: pa.Table, names: dict[str, list[tuple[str, dt.date]]]) -> pa.Table:
+    """Bars of a company's old names, before each rename, labelled with the name asked for."""
+    if not any(names.values()):
+        return table
+    days = session_days(table["timestamp"])
+    symbol = table["symbol"].to_numpy(zero_copy_only=False).astype(object)
+    keep = np.ones(table.num_rows, dtype=bool)
+    asked = set(names)
+    owned = np.isin(symbol, list(asked))
+    for new, chain in names.items():
+        since = _EPOCH
+        for old, day in chain:
+            rows = (symbol == old) & ~owned
+            mine = rows & (days >= (since - _EPOCH).days) & (days < (day - _EPOCH).days)
+            symbol[mine] = new
+            keep &= ~(rows & ~mine)
+            since = day
+    out = table.set_column(
+        table.schema.get_field_index("symbol"), "symbol", pa.array(symbol.tolist(), pa.string())
+    )
+    return out.filter(pa.array(keep))
+
+
+def _finish(table: pa.Table, first: dt.date, last: dt.date) -> pa.Table:
+    table = _slice(table.select(BAR_SCHEMA.names).cast(BAR_SCHEMA), first, last)
+    return table.sort_by(
+        [("symbol", "ascending"), ("timestamp", "ascending")]
+    ).replace_schema_metadata(None)
+
+
+__all__ = ["ADJUSTMENTS", "ReadResult", "read"]

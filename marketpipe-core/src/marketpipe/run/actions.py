@@ -1,0 +1,84 @@
+"""After a job's bars: the corporate actions of the symbols it touched, into the dataset's ledger.
+
+``mp ingest`` and ``mp update`` ask the provider for the actions of every symbol of the job, from
+the series' first stored day (or the job's start, if earlier) to today, and keep them in the
+ledger (:mod:`marketpipe.storage.ledger`). A provider that reports no actions (IEX HIST) is not
+asked. A failure to fetch them is a note: the bars are committed either way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from marketpipe.model import clock
+from marketpipe.model.errors import StorageError, UserError
+from marketpipe.model.secrets import Secret, scrub
+from marketpipe.model.values import Series
+from marketpipe.plugins.provider import IMarketDataProvider
+from marketpipe.storage.catalog import Catalog
+from marketpipe.storage.ledger import Ledger
+from marketpipe.storage.location import dataset_root
+from marketpipe.storage.stores import open_store
+
+
+def describe(row: dict[str, object]) -> str:
+    """One line for an action: ``NVDA forward split 10-for-1, ex 2024-07-15``."""
+    kind = str(row["kind"])
+    what = kind.replace("_", " ")
+    if kind in ("forward_split", "reverse_split"):
+        what += f" {row['new_rate']:g}-for-{row['old_rate']:g}"
+    elif row.get("rate") is not None:
+        what += f" {row['rate']:g}"
+    if row.get("new_symbol"):
+        what += f" to {row['new_symbol']}"
+    return f"{row['symbol']} {what}, ex {row['ex_date'] or row['process_date']}"
+
+
+def _summary(new: pa.Table, changed: pa.Table, rejected: pa.Table) -> list[str]:
+    notes = []
+    if new.num_rows or changed.num_rows:
+        lines = [describe(r) for r in new.to_pylist()] + [
+            f"{describe(r)} (corrected)" for r in changed.to_pylist()
+        ]
+        shown = "; ".join(lines[:5]) + (f"; and {len(lines) - 5} more" if len(lines) > 5 else "")
+        notes.append(
+            f"corporate actions: {new.num_rows} new and {changed.num_rows} corrected in the "
+            f"ledger: {shown} (mp actions lists them)"
+        )
+    if rejected.num_rows:
+        notes.append(
+            f"corporate actions: {rejected.num_rows} records that make no sense were set aside, "
+            f"first: {rejected['reason'][0].as_py()} (mp actions --rejected)"
+        )
+    return notes
+
+
+def record_actions(
+    provider: IMarketDataProvider,
+    data_dir: Path,
+    catalog: Catalog,
+    series: Series,
+    symbols: Sequence[str],
+    start: dt.date,
+    secrets: Sequence[Secret] = (),
+) -> list[str]:
+    """Fetch and keep the actions of ``symbols``; returns the notes to show."""
+    spans = catalog.spans(series)
+    firsts = [spans[s][0] for s in symbols if s in spans]
+    since = min([start, *firsts])
+    today = clock.now().date()
+    try:
+        table = provider.fetch_actions(list(symbols), since, today)
+    except (UserError, OSError) as exc:
+        return [scrub(f"corporate actions were not fetched: {exc}", secrets)]
+    if table is None:
+        return []
+    try:
+        added = Ledger(open_store(dataset_root(data_dir))).add(table)
+    except (StorageError, OSError) as exc:
+        return [f"corporate actions were not kept: {exc}"]
+    return _summary(added.new, added.changed, added.rejected)
