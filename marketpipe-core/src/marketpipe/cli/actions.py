@@ -95,4 +95,5 @@ def actions(
                            Text(row["ex_date"] or row["process_date"]), Text(what),
                            Text(row["new_symbol"] or ""), Text(row["provider"])])  # fmt: skip
     console.print(fitted_table(columns, table_rows))
-    console.print(f"{len(rows)} actions" + (" set aside" if rejected else ""))
+    noun = "action" if len(rows) == 1 else "actions"
+    console.print(f"{len(rows)} {noun}" + (" set aside" if rejected else ""))
