@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from cli_helpers import HERE, mp, mp_json
+from marketpipe_alpaca.fake_market import FakeMarket
 from marketpipe_alpaca.testing import FakeAlpacaServer
 
 KEY, SECRET = "PKINCREMENTAL0001", "SKINCREMENTAL0002"
@@ -162,6 +163,13 @@ def test_raw_and_split_bars_of_the_same_days_are_two_series_side_by_side(
     server: FakeAlpacaServer, tmp_path: Path
 ) -> None:
     root = tmp_path / "data"
+    # AAPL splits 2-for-1 after the days fetched: split-adjusted prices are half the raw ones.
+    server.market = FakeMarket(
+        [
+            {"type": "forward_splits", "id": "s1", "symbol": "AAPL", "old_rate": 1,
+             "new_rate": 2, "ex_date": "2024-03-11", "process_date": "2024-03-01"}
+        ]
+    )  # fmt: skip
     env = alpaca_env(server)
     raw = run(*alpaca(root, "AAPL", "2024-03-04", "2024-03-05"), env=env)
     split = run(
@@ -175,7 +183,7 @@ def test_raw_and_split_bars_of_the_same_days_are_two_series_side_by_side(
     ).fetchall()
     (_, n_raw, close_raw), (_, n_split, close_split) = per_series
     assert [p[0] for p in per_series] == ["raw", "split"] and n_raw == n_split > 700
-    assert close_split == pytest.approx(close_raw / 2, rel=1e-3)
+    assert close_split == pytest.approx(close_raw / 2, rel=1e-6)
     # Re-ingesting raw leaves the split series alone.
     split_rows = rows(root, "adjustment = 'split'")
     run(*alpaca(root, "AAPL", "2024-03-04", "2024-03-05", "--refresh"), env=env)

@@ -35,9 +35,15 @@ from marketpipe.fetch.client import error_message
 from marketpipe.model.schema import BAR_SCHEMA, repeat_string
 from marketpipe.model.values import Timeframe
 
+from marketpipe_alpaca.actions import PAGE_LIMIT as ACTION_PAGE_LIMIT
+from marketpipe_alpaca.actions import PATH as ACTION_PATH
+from marketpipe_alpaca.actions import parse_page
+
 PRODUCTION_URL = "https://data.alpaca.markets"
 SANDBOX_URL = "https://data.sandbox.alpaca.markets"
 PAGE_LIMIT = 10_000
+#: Symbols per corporate-actions query (keeps the URL a sane length).
+ACTION_SYMBOLS = 100
 TIMEFRAMES = {
     Timeframe.M1: "1Min",
     Timeframe.M5: "5Min",
@@ -261,6 +267,43 @@ class AlpacaClient(BaseApiClient):
                 return _LOOSE.empty_table(), token or None
         reason = str(exc).splitlines()[0][:120]
         raise MalformedResponseError(f"alpaca sent a body that does not decode ({reason})")
+
+    def fetch_actions(
+        self, symbols: Sequence[str], start: dt.date, end: dt.date
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Every corporate action of ``symbols`` from ``start`` to ``end`` (inclusive), page
+        after page, through the same rate limiter and retries as bars: ``(rows, unknown type
+        keys)``. A token that repeats, or more than ``max_pages`` pages, is a malformed answer."""
+        rows: list[dict[str, Any]] = []
+        unknown: list[str] = []
+        for at in range(0, len(symbols), ACTION_SYMBOLS):
+            chunk = symbols[at : at + ACTION_SYMBOLS]
+            params = {
+                "symbols": ",".join(chunk),
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "limit": str(ACTION_PAGE_LIMIT),
+                "sort": "asc",
+            }
+            seen: set[str] = set()
+            for _ in range(self.config.max_pages):
+                page, kinds, token = self.request(ACTION_PATH, params, parse_page)
+                rows += page
+                unknown += kinds
+                if token is None:
+                    break
+                if token in seen:
+                    raise MalformedResponseError(
+                        "alpaca returned the same corporate-actions page token twice; "
+                        "stopping rather than looping"
+                    )
+                seen.add(token)
+                params["page_token"] = token
+            else:
+                raise MalformedResponseError(
+                    f"alpaca kept paging corporate actions past {self.config.max_pages:,} pages"
+                )
+        return rows, sorted(set(unknown))
 
     def classify_error(self, response: httpx.Response) -> ConnectorError:
         message = error_message(response)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 from marketpipe.fetch import ClientConfig, RateLimiter
+from marketpipe.model import clock
+from marketpipe.model.actions import actions_table
 from marketpipe.model.calendar import SessionWindow, in_sessions
 from marketpipe.model.errors import InvalidInputError
 from marketpipe.model.request import FetchRequest
@@ -135,6 +138,22 @@ class AlpacaMarketDataAdapter(IMarketDataProvider):
             )
             batches.extend(self._keep_sessions(table, request).to_batches())
         return batches
+
+    def fetch_actions(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pa.Table:
+        """Alpaca's corporate actions of ``symbols``, every type (an unknown one kept as kind
+        ``unknown`` and logged), in the canonical schema."""
+        rows, unknown = self.client.fetch_actions(list(symbols), start, end)
+        if unknown:
+            log.warning(
+                "alpaca: corporate-action types MarketPipe does not know, kept as 'unknown' "
+                "and never applied: %s",
+                ", ".join(unknown),
+            )
+        fetched = clock.now()
+        for row in rows:
+            row["provider"] = "alpaca"
+            row["fetched_at"] = fetched
+        return actions_table(rows)
 
     def close(self) -> None:
         self.client.close()

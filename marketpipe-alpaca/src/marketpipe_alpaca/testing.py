@@ -1,11 +1,14 @@
-"""``FakeAlpacaServer``: a real HTTP server on 127.0.0.1 that behaves like Alpaca's bars endpoints.
+"""``FakeAlpacaServer``: a real HTTP server on 127.0.0.1 that behaves like Alpaca's bars and
+corporate-actions endpoints.
 
 For tests and benchmarks (yours too): auth headers, the single- and multi-symbol endpoints,
 ``limit`` counted across symbols, ``page_token`` pagination, results sorted by symbol then time,
 minutes without trades missing, ``feed=sip`` refused for the last 15 minutes, a requests-per-window
 limit answered with 429, and injectable faults (429, 500, 503, connection resets, truncated bodies,
 slow answers). Bars are deterministic: the same request always gets the same bars, whatever
-the faults (``seed`` drives only which requests fail).
+the faults (``seed`` drives only which requests fail). Corporate actions given to the server
+shape its bars, its ``adjustment`` parameter and ``/v1/corporate-actions``, as of its ``today``
+(:mod:`marketpipe_alpaca.fake_market`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import random
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -29,6 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from marketpipe.model.calendar import NEW_YORK, ny_midnight_ns, nyse_calendar
 from marketpipe.model.values import TimeRange
+
+from marketpipe_alpaca.actions import TYPES
+from marketpipe_alpaca.fake_market import FakeMarket
 
 FAULTS = ("429", "500", "503", "reset", "truncated", "slow")
 _TIMEFRAMES = {"1Min": 1, "5Min": 5, "15Min": 15, "30Min": 30, "1Hour": 60, "1Day": 1440}
@@ -45,6 +51,9 @@ _ALLOWED = {
     "currency",
     "symbols",
 }
+_ACTION_PARAMS = {"symbols", "cusips", "types", "start", "end", "ids", "limit", "page_token",
+                  "sort"}  # fmt: skip
+_ADJUSTMENTS = {"raw", "split", "dividend", "spin-off", "all"}
 _MINUTE = 60 * 1_000_000_000
 _FIRST = 4 * 60  # 04:00 New York
 _COUNT = 16 * 60  # to 20:00
@@ -142,6 +151,8 @@ class FakeAlpacaServer:
         sip_delay_minutes: float = 15.0,
         seed: int = 0,
         port: int = 0,
+        actions: Sequence[Mapping[str, Any]] = (),
+        today: dt.date | None = None,
     ) -> None:
         self.key_id, self.secret_key = key_id, secret_key
         self.rate_limit, self.window_seconds = rate_limit, window_seconds
@@ -149,6 +160,11 @@ class FakeAlpacaServer:
         self.slow_seconds, self.seed = slow_seconds, seed
         self.sip_delay = dt.timedelta(minutes=sip_delay_minutes)
         self.stats: Counter[str] = Counter()
+        #: The market's corporate actions (Alpaca-shaped records, each with its ``type`` key).
+        self.market = FakeMarket(actions)
+        #: The server's current day: actions processed after it are unknown, and it has no bars
+        #: after it. ``None``: every action is known and every day has bars.
+        self.today = today
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._arrivals: deque[float] = deque()
@@ -210,9 +226,11 @@ class FakeAlpacaServer:
         end: dt.datetime,
         adjustment: str = "raw",
     ) -> tuple[pa.Array, pa.Array]:
-        """(symbol per bar, JSON per bar), sorted by symbol then time, cached per query. Any
-        adjustment but ``raw`` answers as if every symbol had split 2:1 after the data."""
-        key = (tuple(symbols), timeframe, start, end, adjustment)
+        """(symbol per bar, JSON per bar), sorted by symbol then time, cached per query."""
+        kinds = set(adjustment.split(","))
+        if "all" in kinds:
+            kinds = {"split", "dividend"}
+        key = (tuple(symbols), timeframe, start, end, frozenset(kinds), self.today)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
@@ -220,21 +238,19 @@ class FakeAlpacaServer:
         minutes = _TIMEFRAMES[timeframe]
         first = start.astimezone(NEW_YORK).date()
         last = end.astimezone(NEW_YORK).date()
-        days = nyse_calendar().sessions(TimeRange(first, last))
+        if self.today is not None:
+            last = min(last, self.today)
+        days = nyse_calendar().sessions(TimeRange(first, last)) if first <= last else []
         lo, hi = int(start.timestamp()) * 10**9, int(end.timestamp()) * 10**9
         names: list[pa.Array] = []
         encoded: list[pa.Array] = []
         for symbol in sorted(set(symbols)):
-            per_day = [day_bars(symbol, d, minutes) for d in days]
-            if not per_day:
+            table = self._symbol_bars(symbol, days, minutes, kinds)
+            if table is None:
                 continue
-            cols = {k: np.concatenate([p[k] for p in per_day]) for k in per_day[0]}
-            keep = (cols["t"] >= lo) & (cols["t"] <= hi)
-            if adjustment != "raw":
-                for price in ("o", "h", "l", "c", "vw"):
-                    cols[price] = np.round(cols[price] / 2, 4)
-                cols["v"] = cols["v"] * 2
-            table = pa.table({k: v[keep] for k, v in cols.items()})
+            table = table.filter(
+                pc.and_(pc.greater_equal(table["t"], lo), pc.less_equal(table["t"], hi))
+            )
             table = table.set_column(
                 0, "t", pa.array(table["t"]).cast(pa.timestamp("ns", tz="UTC"))
             )
@@ -250,6 +266,44 @@ class FakeAlpacaServer:
             while len(self._cache) > 64:
                 self._cache.popitem(last=False)
         return result
+
+    def _symbol_bars(
+        self, symbol: str, days: list[dt.date], minutes: int, kinds: set[str]
+    ) -> pa.Table | None:
+        """A symbol's bars on ``days``: its company's walk, scaled by the splits after each day
+        (raw), then adjusted for the actions known by ``today`` that ``kinds`` asks for."""
+        market = self.market
+        days = [d for d in days if market.trades_on(symbol, d, self.today)]
+        if not days:
+            return None
+        company = market.company(symbol)
+        per_day = [day_bars(company, d, minutes) for d in days]
+        counts = np.array([len(p["t"]) for p in per_day])
+        cols = {k: np.concatenate([p[k] for p in per_day]) for k in per_day[0]}
+        price = np.repeat(market.raw_scale(company, days), counts)
+        volume = np.ones(len(price))
+        if market.rows and kinds - {"raw", "spin-off"}:
+
+            def close_before(ex: dt.date) -> float | None:
+                previous = nyse_calendar().sessions(TimeRange(ex - dt.timedelta(days=10), ex))
+                before = [d for d in previous if d < ex]
+                if not before:
+                    return None
+                daily = day_bars(company, before[-1], 1440)
+                if not len(daily["c"]):
+                    return None
+                scale = market.raw_scale(company, [before[-1]])[0]
+                return float(daily["c"][-1] * scale)
+
+            adj_price, adj_volume = market.factors(company, days, kinds, self.today, close_before)
+            price = price * np.repeat(adj_price, counts)
+            volume = np.repeat(adj_volume, counts)
+        for name in ("o", "h", "l", "c", "vw"):
+            cols[name] = cols[name] * price
+        # Raw volume is whole shares; an adjusted one is derived from it, as prices are.
+        raw_volume = np.rint(cols["v"] / np.repeat(market.raw_scale(company, days), counts))
+        cols["v"] = np.rint(raw_volume * volume).astype(np.int64)
+        return pa.table(cols)
 
     def answer(
         self, path: str, query: dict[str, list[str]], headers: dict[str, str]
@@ -269,6 +323,8 @@ class FakeAlpacaServer:
             or headers.get("apca-api-secret-key") != self.secret_key
         ):
             return error(403, "forbidden")
+        if path.rstrip("/") == "/v1/corporate-actions":
+            return self._corporate_actions(query, error)
         parts = path.strip("/").split("/")
         if parts[:2] != ["v2", "stocks"] or parts[-1] != "bars" or len(parts) not in (3, 4):
             return error(404, "Not Found")
@@ -278,6 +334,9 @@ class FakeAlpacaServer:
         unexpected = sorted(set(params) - allowed)
         if unexpected:
             return error(400, f"unexpected parameter(s): {', '.join(unexpected)}", 40010000)
+        adjustment = params.get("adjustment", "raw").split(",")
+        if not all(a in _ADJUSTMENTS for a in adjustment) or len(set(adjustment)) < len(adjustment):
+            return error(400, "invalid adjustment", 40010000)
         if params.get("timeframe") not in _TIMEFRAMES:
             return error(422, "invalid timeframe", 42210000)
         try:
@@ -299,9 +358,7 @@ class FakeAlpacaServer:
         )
         if not symbols:
             return error(422, "missing symbols", 42210000)
-        names, bars = self._rows(
-            symbols, params["timeframe"], start, end, params.get("adjustment", "raw")
-        )
+        names, bars = self._rows(symbols, params["timeframe"], start, end, ",".join(adjustment))
         offset = 0
         if params.get("page_token"):
             try:
@@ -335,6 +392,59 @@ class FakeAlpacaServer:
             body = f'{{"bars":{{{",".join(groups)}}},"next_page_token":{token}}}'
         return 200, {"Content-Type": "application/json"}, body.encode()
 
+    def _corporate_actions(
+        self, query: dict[str, list[str]], error: Any
+    ) -> tuple[int, dict[str, str], bytes]:
+        """``/v1/corporate-actions``: the records processed by ``today``, filtered by symbols,
+        types and the day range (on the ex-date, else the effective or process date), in
+        process-date order, ``limit`` a page, grouped by type."""
+        params = {k: v[-1] for k, v in query.items()}
+        unexpected = sorted(set(params) - _ACTION_PARAMS)
+        if unexpected:
+            return error(400, f"unexpected parameter(s): {', '.join(unexpected)}", 40010000)  # type: ignore[no-any-return]
+        today = self.today or dt.datetime.now(dt.UTC).date()
+        try:
+            start = dt.date.fromisoformat(params.get("start") or today.isoformat())
+            end = dt.date.fromisoformat(params.get("end") or today.isoformat())
+            limit = int(params.get("limit", "100"))
+            offset = (
+                int(base64.b64decode(params["page_token"]).decode())
+                if params.get("page_token")
+                else 0
+            )
+        except ValueError:
+            return error(422, "invalid start, end, limit or page_token", 42210000)  # type: ignore[no-any-return]
+        if not 1 <= limit <= 1000:
+            return error(422, "invalid limit", 42210000)  # type: ignore[no-any-return]
+        symbols = {s for s in params.get("symbols", "").split(",") if s}
+        types = {t for t in params.get("types", "").split(",") if t}
+        kinds = {TYPES.get(t, t) for t in types}
+        rows = []
+        for row, record in zip(self.market.rows, self.market.records, strict=True):
+            names = {row["symbol"], row["new_symbol"]}
+            if row["process_date"] is None or row["process_date"] > today:
+                continue
+            if symbols and not names & symbols:
+                continue
+            if types and row["kind"] not in kinds and record["type"] not in types:
+                continue
+            if row["ex_date"] is None or not start <= row["ex_date"] <= end:
+                continue
+            rows.append((row["process_date"], record))
+        rows.sort(key=lambda r: r[0], reverse=params.get("sort") == "desc")
+        page = rows[offset : offset + limit]
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for _, record in page:
+            body = {k: v for k, v in record.items() if k != "type"}
+            grouped.setdefault(str(record["type"]), []).append(body)
+        token = (
+            base64.b64encode(str(offset + limit).encode()).decode()
+            if offset + limit < len(rows)
+            else None
+        )
+        body_json = json.dumps({"corporate_actions": grouped, "next_page_token": token})
+        return 200, {"Content-Type": "application/json"}, body_json.encode()
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
@@ -350,7 +460,11 @@ class FakeAlpacaServer:
                         200, {"Content-Type": "application/json"}, json.dumps(server.stats).encode()
                     )
                     return
-                server.stats["requests"] += 1
+                # "requests" counts bar requests; corporate actions are counted on their own.
+                if self.path.startswith("/v1/corporate-actions"):
+                    server.stats["action_requests"] += 1
+                else:
+                    server.stats["requests"] += 1
                 wait = server._over_limit()
                 if wait is not None:
                     server.stats["429_limit"] += 1

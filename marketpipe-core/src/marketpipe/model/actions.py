@@ -85,9 +85,15 @@ ACTION_SCHEMA = pa.schema(
     ],
     metadata={b"marketpipe.actions_schema_version": b"1"},
 )
-REJECTED_ACTION_SCHEMA = ACTION_SCHEMA.append(pa.field("reason", pa.string(), nullable=False))
+#: Records set aside keep whatever they had, nulls included, and the reason.
+REJECTED_ACTION_SCHEMA = pa.schema(
+    [field.with_nullable(True) for field in ACTION_SCHEMA],
+    metadata=ACTION_SCHEMA.metadata,
+).append(pa.field("reason", pa.string(), nullable=False))
+_LOOSE = pa.schema([field.with_nullable(True) for field in ACTION_SCHEMA])
 
 ACTION_COLUMNS = tuple(ACTION_SCHEMA.names)
+_REQUIRED = tuple(f.name for f in ACTION_SCHEMA if not f.nullable and f.name != "record")
 
 
 def actions_table(records: Iterable[Mapping[str, Any]]) -> pa.Table:
@@ -107,8 +113,9 @@ def check_actions(table: pa.Table) -> tuple[pa.Table, pa.Table]:
     """``(valid, rejected)``: records that make no sense are set aside with the reason, never
     applied: an unknown kind name, a split without an ex-date or with a ratio that is not
     positive and finite, a dividend without an ex-date or whose rate is not positive, a
-    duplicate id (in one provider) with other values."""
-    table = table.select(list(ACTION_COLUMNS)).cast(ACTION_SCHEMA)
+    duplicate id (in one provider) with other values, a record without a provider, id, kind,
+    symbol, process date or fetch time."""
+    table = table.select(list(ACTION_COLUMNS)).cast(_LOOSE)
     reasons: list[str | None] = []
     seen: dict[tuple[str, str], tuple[Any, ...]] = {}
     twice: set[tuple[str, str]] = set()
@@ -122,7 +129,10 @@ def check_actions(table: pa.Table) -> tuple[pa.Table, pa.Table]:
     for row in rows:
         kind = row["kind"]
         reason = None
-        if (row["provider"], row["id"]) in twice:
+        missing = [c for c in _REQUIRED if row[c] is None or row[c] == ""]
+        if missing:
+            reason = f"a record without {' or '.join(missing)}"
+        elif (row["provider"], row["id"]) in twice:
             reason = "the same id twice with other values"
         elif kind not in KINDS:
             reason = f"unknown kind {kind!r}"
@@ -143,4 +153,5 @@ def check_actions(table: pa.Table) -> tuple[pa.Table, pa.Table]:
     rejected = table.filter(bad).append_column(
         "reason", pa.array([r for r in reasons if r is not None], pa.string())
     )
-    return table.filter(pc.invert(bad)), rejected.cast(REJECTED_ACTION_SCHEMA)
+    valid = table.filter(pc.invert(bad)).cast(ACTION_SCHEMA)
+    return valid, rejected.cast(REJECTED_ACTION_SCHEMA)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from marketpipe.model import clock
-from marketpipe.model.errors import StorageError, UserError
+from marketpipe.model.errors import MarketPipeError, StorageError
 from marketpipe.model.secrets import Secret, scrub
 from marketpipe.model.values import Series
 from marketpipe.plugins.provider import IMarketDataProvider
@@ -49,6 +49,12 @@ def _summary(new: pa.Table, changed: pa.Table, rejected: pa.Table) -> list[str]:
             f"corporate actions: {new.num_rows} new and {changed.num_rows} corrected in the "
             f"ledger: {shown} (mp actions lists them)"
         )
+    unknown = [r["symbol"] for r in new.to_pylist() if r["kind"] == "unknown"]
+    if unknown:
+        notes.append(
+            f"corporate actions: {len(unknown)} of a kind MarketPipe does not know (of "
+            f"{', '.join(sorted(set(unknown))[:5])}) kept in the ledger, never applied"
+        )
     if rejected.num_rows:
         notes.append(
             f"corporate actions: {rejected.num_rows} records that make no sense were set aside, "
@@ -73,7 +79,7 @@ def record_actions(
     today = clock.now().date()
     try:
         table = provider.fetch_actions(list(symbols), since, today)
-    except (UserError, OSError) as exc:
+    except (MarketPipeError, OSError) as exc:  # keys, plan, outage: the bars stand either way
         return [scrub(f"corporate actions were not fetched: {exc}", secrets)]
     if table is None:
         return []

@@ -339,7 +339,12 @@ async def execute(
                 setup=setup,
             )
             summary = await coordinator.execute_job(job)
-            if summary.state is not ProcessingState.CANCELLED:
+            # The actions are asked for once the bars are in; not when the provider refused
+            # the job (keys, plan) or failed every partition: asking again would fail as well.
+            gave_up = summary.aborted is not None or (
+                summary.failures and not summary.partitions_completed
+            )
+            if summary.state is not ProcessingState.CANCELLED and not gave_up:
                 cfg = job.configuration
                 notes = await asyncio.to_thread(
                     record_actions,

@@ -1,0 +1,135 @@
+"""The local Alpaca server's market: corporate actions, and the bars they shape.
+
+A test gives :class:`~marketpipe_alpaca.testing.FakeAlpacaServer` records shaped as Alpaca sends
+them, each with its ``type`` key (``{"type": "forward_splits", "id": ..., "symbol": "NVDA",
+"old_rate": 1, "new_rate": 10, "ex_date": "2024-07-15", "process_date": "2024-07-05"}``), and
+moves the server's ``today`` forward. Then, as on Alpaca:
+
+- raw bars obey every split (before a 10-for-1 split a share costs ten times as much; volume the
+  other way), known or not: they are what traded;
+- ``/v1/corporate-actions`` answers the records processed by ``today``;
+- bars with ``adjustment=split|dividend|all`` are adjusted for the actions known by ``today``:
+  before an ex-date, a split multiplies prices by ``old/new`` and volume by ``new/old``, a stock
+  dividend by ``1/(1+rate)`` and ``1+rate``, a cash dividend prices by ``1 - rate/C`` with ``C``
+  the raw close of the session before the ex-date;
+- a renamed company trades under its old name before the rename day and its new one from then
+  on; asking for the new name returns the old name's bars too, labelled with the new name, once
+  the rename is known (Alpaca's ``asof`` mapping).
+
+This arithmetic is written here on its own, per session day, so tests compare MarketPipe's
+adjustments (:mod:`marketpipe.dataset.adjust`) with an independent computation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from marketpipe_alpaca.actions import parse_record
+
+_SPLIT_KINDS = {"forward_split", "reverse_split", "stock_dividend"}
+
+
+class FakeMarket:
+    """Corporate actions (Alpaca-shaped records with a ``type`` key) and what they do to bars."""
+
+    def __init__(self, records: Sequence[Mapping[str, Any]] = ()) -> None:
+        self.records = [dict(r) for r in records]
+        self.rows = []
+        for record in self.records:
+            body = {k: v for k, v in record.items() if k != "type"}
+            row = parse_record(str(record["type"]), body)
+            row["type"] = record["type"]
+            self.rows.append(row)
+
+    def known(self, today: dt.date | None) -> list[dict[str, Any]]:
+        """The rows processed by ``today`` (all of them when there is no today)."""
+        return [
+            r
+            for r in self.rows
+            if today is None or (r["process_date"] is not None and r["process_date"] <= today)
+        ]
+
+    def _renames(self, today: dt.date | None = None) -> list[dict[str, Any]]:
+        return [r for r in self.known(today) if r["kind"] == "name_change"]
+
+    def company(self, symbol: str) -> str:
+        """The company's first name (its bars' random walk keeps it through renames)."""
+        seen = {symbol}
+        while True:
+            old = [r["symbol"] for r in self._renames() if r["new_symbol"] == symbol]
+            if not old or old[0] in seen:
+                return symbol
+            symbol = old[0]
+            seen.add(symbol)
+
+    def names(self, company: str) -> set[str]:
+        out = {company}
+        for _ in range(len(self.rows) + 1):
+            more = {r["new_symbol"] for r in self._renames() if r["symbol"] in out}
+            if more <= out:
+                break
+            out |= more
+        return out
+
+    def trades_on(self, symbol: str, day: dt.date, today: dt.date | None) -> bool:
+        """Whether bars asked for under ``symbol`` exist on ``day``: not after the symbol was
+        renamed away; under a new name before its rename only once the rename is known."""
+        for r in self._renames():
+            if r["symbol"] == symbol and day >= r["ex_date"]:
+                return False
+            if r["new_symbol"] == symbol and day < r["ex_date"]:
+                known = today is None or r["process_date"] <= today
+                if not known:
+                    return False
+        return True
+
+    def _actions(self, company: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        names = self.names(company)
+        return [r for r in rows if r["symbol"] in names and r["ex_date"] is not None]
+
+    def raw_scale(self, company: str, days: Sequence[dt.date]) -> np.ndarray:
+        """Each day's raw price multiplier: the ratio of every split after it (volume divides)."""
+        scale = np.ones(len(days))
+        for r in self._actions(company, self.rows):
+            ratio = _split_ratio(r)
+            if ratio is not None:
+                scale *= np.where([d < r["ex_date"] for d in days], ratio, 1.0)
+        return scale
+
+    def factors(
+        self,
+        company: str,
+        days: Sequence[dt.date],
+        kinds: set[str],
+        today: dt.date | None,
+        close_before: Any,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per day: (price factor, volume factor) of the actions of ``kinds`` known by
+        ``today``. ``close_before(ex_date)`` is the raw close of the session before."""
+        price = np.ones(len(days))
+        volume = np.ones(len(days))
+        for r in self._actions(company, self.known(today)):
+            before = np.array([d < r["ex_date"] for d in days], dtype=bool)
+            if r["kind"] in _SPLIT_KINDS and "split" in kinds:
+                ratio = _split_ratio(r)
+                assert ratio is not None
+                price = np.where(before, price / ratio, price)
+                volume = np.where(before, volume * ratio, volume)
+            elif r["kind"] == "cash_dividend" and "dividend" in kinds:
+                close = close_before(r["ex_date"])
+                if close:
+                    price = np.where(before, price * (1 - r["rate"] / close), price)
+        return price, volume
+
+
+def _split_ratio(row: Mapping[str, Any]) -> float | None:
+    """How many shares one becomes (``new/old``; ``1+rate`` for a stock dividend)."""
+    if row["kind"] in ("forward_split", "reverse_split"):
+        return float(row["new_rate"]) / float(row["old_rate"])
+    if row["kind"] == "stock_dividend":
+        return 1.0 + float(row["rate"])
+    return None
