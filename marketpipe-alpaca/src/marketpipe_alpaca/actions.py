@@ -131,7 +131,8 @@ def _first(record: Mapping[str, Any], keys: Iterable[str]) -> Any:
 def parse_record(type_key: str, record: Mapping[str, Any]) -> dict[str, Any]:
     """One Alpaca record as a canonical row (without ``provider`` and ``fetched_at``)."""
     fields = _FIELDS.get(type_key, _UNKNOWN_FIELDS)
-    row: dict[str, Any] = {"kind": TYPES.get(type_key, "unknown")}
+    row: dict[str, Any] = dict.fromkeys(_UNKNOWN_FIELDS)
+    row["kind"] = TYPES.get(type_key, "unknown")
     for name, keys in fields.items():
         value = _first(record, keys)
         if name in _TEXT:

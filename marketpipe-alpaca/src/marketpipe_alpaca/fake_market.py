@@ -8,7 +8,8 @@ moves the server's ``today`` forward. Then, as on Alpaca:
 - raw bars obey every split (before a 10-for-1 split a share costs ten times as much; volume the
   other way), known or not: they are what traded;
 - ``/v1/corporate-actions`` answers the records processed by ``today``;
-- bars with ``adjustment=split|dividend|all`` are adjusted for the actions known by ``today``:
+- bars with ``adjustment=split|dividend|all`` are adjusted for the actions known and in effect
+  (processed, and their ex-date come) by ``today``:
   before an ex-date, a split multiplies prices by ``old/new`` and volume by ``new/old``, a stock
   dividend by ``1/(1+rate)`` and ``1+rate``, a cash dividend prices by ``1 - rate/C`` with ``C``
   the raw close of the session before the ex-date;
@@ -113,6 +114,8 @@ class FakeMarket:
         price = np.ones(len(days))
         volume = np.ones(len(days))
         for r in self._actions(company, self.known(today)):
+            if today is not None and r["ex_date"] > today:
+                continue  # announced, not yet in effect: nobody adjusts for it yet
             before = np.array([d < r["ex_date"] for d in days], dtype=bool)
             if r["kind"] in _SPLIT_KINDS and "split" in kinds:
                 ratio = _split_ratio(r)

@@ -19,7 +19,7 @@ from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from marketpipe.model.errors import PluginConflictError, StorageError, UserError
+from marketpipe.model.errors import PluginConflictError, ProviderError, StorageError, UserError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -268,6 +268,9 @@ def user_errors(func: F) -> F:
             # StorageError: a damaged or foreign file in the dataset, named with what to do.
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
+        except ProviderError as exc:  # a provider that did not deliver, outside a job
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
         except sqlite3.Error as exc:  # a corrupt, truncated or locked-out job store or catalog
             click.echo(
                 f"Error: the job store cannot be used ({exc}); check the data dir's "

@@ -67,12 +67,17 @@ def print_status(statuses: list[SeriesStatus]) -> None:
         console.print(table)
         for s in symbols:
             lines = []
+            earlier = [n for n in s.names if n != s.symbol]
+            if earlier:
+                lines.append(f"formerly {escape(', '.join(earlier))}")
             if s.missing:
                 lines.append("missing " + _listing([_span(a, b) for a, b in s.missing]))
             if s.partial:
                 lines.append("partial " + _listing([d.isoformat() for d in s.partial]))
             if s.thin:
                 lines.append("thin " + _listing([d.isoformat() for d in s.thin]))
+            if s.stale:
+                lines.append(f"[red]stale[/]: {escape(s.stale)}; mp update restates it")
             if lines:
                 console.print(f"  {escape(s.symbol)}: " + "; ".join(lines), soft_wrap=False)
         console.print()

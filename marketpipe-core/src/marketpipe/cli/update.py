@@ -53,6 +53,8 @@ def update_dict(result: UpdateResult, data_dir: Path) -> dict[str, object]:
                 "state": _state(u.summary.state if u.summary else None, u.error),
                 "error": u.error,
                 "job": summary_dict(u.summary, data_dir) if u.summary else None,
+                "restated": list(u.restated),
+                "restatement": (summary_dict(u.restatement, data_dir) if u.restatement else None),
             }
             for u in result.series
         ],
@@ -89,11 +91,14 @@ def print_update(result: UpdateResult) -> None:
     for u in result.series:
         if u.error:
             console.print(f"[red]{escape(str(u.series))}[/]: {escape(u.error)}", soft_wrap=True)
-        elif u.summary is not None:
-            for note in u.summary.notes:
+        for s in u.summaries:
+            for note in s.notes:
                 console.print(f"[yellow]Note:[/] {escape(note)}", soft_wrap=True)
-            if u.summary.failures or u.summary.aborted:
-                console.print(f"Details: mp jobs show {u.summary.job_id}")
+        for line in u.restated:
+            console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
+        for s in u.summaries:
+            if s.failures or s.aborted:
+                console.print(f"Details: mp jobs show {s.job_id}")
     for note in result.notes:
         console.print(f"[yellow]Note:[/] {escape(note)}", soft_wrap=True)
 
@@ -139,10 +144,10 @@ def update(
         emit_json(update_dict(result, data_dir))
     else:
         print_update(result)
-    states = [u.summary.state if u.summary else None for u in result.series]
+    states = [s.state for u in result.series for s in u.summaries]
     if any(s is ProcessingState.CANCELLED for s in states):
         click.echo("Cancelled. Run mp update again to carry on.", err=True)
         sys.exit(130)
-    if any(u.error or (u.summary and u.summary.aborted) for u in result.series):
+    if any(u.error or any(s.aborted for s in u.summaries) for u in result.series):
         sys.exit(2)
-    sys.exit(0 if all(s in (None, ProcessingState.COMPLETED) for s in states) else 1)
+    sys.exit(0 if all(s is ProcessingState.COMPLETED for s in states) else 1)

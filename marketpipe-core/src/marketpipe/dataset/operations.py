@@ -17,13 +17,15 @@ from pathlib import Path
 import attrs
 import numpy as np
 
+from marketpipe.dataset.renames import renames, successors
+from marketpipe.dataset.stale import find_stale, stale_symbols
 from marketpipe.dataset.status import SeriesStatus, series_status
 from marketpipe.jobs.event_bus import EventBus
-from marketpipe.jobs.job import IngestionJob
+from marketpipe.jobs.job import IngestionJob, ProcessingState
 from marketpipe.jobs.store import SqliteJobStore
 from marketpipe.model.calendar import nyse_calendar
 from marketpipe.model.errors import InvalidInputError, UserError
-from marketpipe.model.values import Series, Session, Symbol, Timeframe, TimeRange
+from marketpipe.model.values import RAW, Series, Session, Symbol, Timeframe, TimeRange
 from marketpipe.plugins import registry
 from marketpipe.plugins.sink import (
     CompactingSink,
@@ -40,8 +42,11 @@ from marketpipe.run.pipeline import (
     run_ingest,
 )
 from marketpipe.storage.layout import DERIVED_SUFFIX
+from marketpipe.storage.ledger import Ledger, latest_versions
+from marketpipe.storage.location import dataset_root
 from marketpipe.storage.sinks import choose_sink, open_catalog, open_sink, recorded_sink
-from marketpipe.storage.verify import VerifyReport
+from marketpipe.storage.stores import open_store
+from marketpipe.storage.verify import Problem, VerifyReport
 
 
 @attrs.frozen(kw_only=True)
@@ -87,6 +92,14 @@ class SeriesUpdate:
     through: dt.date | None
     summary: JobSummary | None = None
     error: str | None = None
+    #: The job that re-fetched the symbols the ledger had overtaken (a provider-adjusted
+    #: series after a split, say), and one line a symbol saying why.
+    restatement: JobSummary | None = None
+    restated: tuple[str, ...] = ()
+
+    @property
+    def summaries(self) -> tuple[JobSummary, ...]:
+        return tuple(s for s in (self.summary, self.restatement) if s is not None)
 
 
 @attrs.frozen
@@ -141,6 +154,7 @@ async def run_update(
     try:
         notes = await asyncio.to_thread(open_dataset, request.data_dir, store)
         every = await asyncio.to_thread(catalog.sync_all)
+        renamed = successors(renames(await asyncio.to_thread(_ledger(request.data_dir).actions)))
         plan: list[tuple[Series, dict[str, dt.date], IngestionJob | None]] = []
         wanted = {s.value for s in request.selection.symbols}
         for series in every:
@@ -173,9 +187,15 @@ async def run_update(
         session = job.configuration.session if job is not None else Session.REGULAR
         try:
             end = last_completed_session(series.provider, session)
-            first = min(starts.values())
-            if first > end:
-                results.append(SeriesUpdate(series, len(starts), end))
+            starts, ends, moved = _follow_renames(starts, end, renamed)
+            notes += [n for n in moved if n not in notes]
+            first = min(starts.values(), default=end + dt.timedelta(days=1))
+            if first > end:  # nothing new to fetch; the ledger may still have moved on
+                results.append(
+                    await _restate(
+                        SeriesUpdate(series, len(starts), end), starts, job, request, bus, cancel
+                    )
+                )
                 continue
             summary = await run_ingest(
                 IngestRequest(
@@ -189,6 +209,7 @@ async def run_update(
                     batch_size=request.batch_size,
                     max_concurrency=request.max_concurrency,
                     symbol_starts={s: d for s, d in starts.items() if d > first},
+                    symbol_ends=ends,
                     sink=request.sink,
                     sink_options=request.sink_options,
                     executor=request.executor,
@@ -197,11 +218,96 @@ async def run_update(
                 bus,
                 cancel,
             )
+            done = SeriesUpdate(series, len(starts), end, summary)
+            if summary.aborted is None and summary.state is not ProcessingState.CANCELLED:
+                done = await _restate(done, starts, job, request, bus, cancel)
         except UserError as exc:
             results.append(SeriesUpdate(series, len(starts), None, error=str(exc)))
             continue
-        results.append(SeriesUpdate(series, len(starts), end, summary))
+        results.append(done)
     return UpdateResult(tuple(results), tuple(notes))
+
+
+def _ledger(data_dir: Path) -> Ledger:
+    return Ledger(open_store(dataset_root(data_dir)))
+
+
+def _follow_renames(
+    starts: Mapping[str, dt.date],
+    end: dt.date,
+    renamed: Mapping[str, tuple[str, dt.date]],
+) -> tuple[dict[str, dt.date], dict[str, dt.date], list[str]]:
+    """``(starts, ends, notes)``: a stored symbol the ledger says was renamed is fetched up to
+    the day before the rename, and its company goes on under the new name from that day."""
+    out, ends, notes = dict(starts), {}, []
+    for old, first in starts.items():
+        if old not in renamed or renamed[old][1] > end:
+            continue
+        new, day = renamed[old]
+        last = day - dt.timedelta(days=1)
+        if first > last:
+            del out[old]
+        else:
+            ends[old] = last
+        if new not in out:
+            out[new] = day
+            notes.append(f"{old} was renamed {new} on {day}: its series goes on under {new}")
+    return out, ends, notes
+
+
+async def _restate(
+    done: SeriesUpdate,
+    starts: Mapping[str, dt.date],
+    job: IngestionJob | None,
+    request: UpdateRequest,
+    bus: EventBus,
+    cancel: CancelToken,
+) -> SeriesUpdate:
+    """Re-fetch, whole, each symbol of a provider-adjusted series whose stored bars the ledger
+    has overtaken (:mod:`marketpipe.dataset.stale`); each month is replaced in one commit."""
+    series = done.series
+    if series.adjustment == RAW:
+        return done
+    stale = await asyncio.to_thread(find_stale, request.data_dir, series, set(starts))
+    if not stale:
+        return done
+    catalog = open_catalog(request.data_dir)
+    try:
+        spans = catalog.spans(series)
+    finally:
+        catalog.close()
+    firsts = {s.symbol: spans[s.symbol][0] for s in stale if s.symbol in spans}
+    if not firsts:
+        return done
+    first, last = min(firsts.values()), max(spans[s][1] for s in firsts)
+    summary = await run_ingest(
+        IngestRequest(
+            provider=series.provider,
+            symbols=tuple(Symbol(s) for s in sorted(firsts)),
+            time_range=TimeRange(first, last),
+            data_dir=request.data_dir,
+            timeframe=series.timeframe,
+            session=job.configuration.session if job is not None else Session.REGULAR,
+            overrides=_overrides(series, job, request),
+            batch_size=request.batch_size,
+            max_concurrency=request.max_concurrency,
+            refresh=True,
+            symbol_starts={s: d for s, d in firsts.items() if d > first},
+            sink=request.sink,
+            sink_options=request.sink_options,
+            executor=request.executor,
+            scheduler=request.scheduler,
+        ),
+        bus,
+        cancel,
+    )
+    verb = "restated" if summary.state is ProcessingState.COMPLETED else "NOT restated"
+    lines = tuple(
+        s.line(series).replace(" series: ", f" series {verb}: ", 1)
+        for s in stale
+        if s.symbol in firsts
+    )
+    return attrs.evolve(done, restatement=summary, restated=lines)
 
 
 def run_status(
@@ -217,11 +323,20 @@ def run_status(
         notes = open_dataset(data_dir, store)
         calendar = nyse_calendar()
         symbols = [s.value for s in selection.symbols]
-        statuses = [
-            series_status(catalog, series, calendar, symbols)
-            for series in catalog.sync_all()
-            if selection.takes(series)
-        ]
+        ledger = _ledger(data_dir)
+        versions = ledger.versions()
+        current = {
+            old: new for old, (new, _) in successors(renames(latest_versions(versions))).items()
+        }
+        statuses = []
+        for series in catalog.sync_all():
+            if not selection.takes(series):
+                continue
+            stale = {
+                s.symbol: f"{'; '.join(s.reasons)} ({s.days} days)"
+                for s in stale_symbols(catalog, ledger, series, versions=versions)
+            }
+            statuses.append(series_status(catalog, series, calendar, symbols, current, stale))
         statuses = [s for s in statuses if s.symbols]
         for status in statuses:
             damaged = [f for f in catalog.files(status.series) if f.error]
@@ -375,6 +490,18 @@ def run_verify(data_dir: Path) -> tuple[VerifyReport, list[str]]:
         notes = open_dataset(data_dir, store)
         report = sink.verify(store.completed_paths(), store.completed_at)
         store.mark_missing(report.lost)  # reported once; the job store stops counting them
+        stale = [
+            Problem(
+                "stale-adjusted",
+                str(series),
+                f"{s.line(series)}: the ledger knows actions these bars were fetched without; "
+                "mp update restates them",
+            )
+            for series in sink.catalog.series()
+            for s in find_stale(data_dir, series)
+        ]
+        if stale:
+            report = attrs.evolve(report, problems=(*report.problems, *stale))
         return report, notes
     finally:
         sink.close()

@@ -26,7 +26,8 @@ from marketpipe.dataset.adjust import (
     kinds_for,
     session_days,
 )
-from marketpipe.model.actions import NAME_CHANGE
+from marketpipe.dataset.renames import earlier_names, renames
+from marketpipe.model import clock
 from marketpipe.model.calendar import in_sessions, ny_midnight_ns, nyse_calendar
 from marketpipe.model.errors import InvalidInputError
 from marketpipe.model.schema import BAR_SCHEMA
@@ -72,32 +73,6 @@ def _series(sink: Sink, provider: str, feed: str | None, timeframe: Timeframe) -
             "choose one with feed="
         )
     return stored
-
-
-def _renames(ledger_actions: pa.Table) -> dict[str, list[tuple[str, dt.date]]]:
-    """``new symbol -> [(old symbol, day the new name starts)]``."""
-    out: dict[str, list[tuple[str, dt.date]]] = {}
-    renames = ledger_actions.filter(pc.equal(ledger_actions["kind"], NAME_CHANGE))
-    for row in renames.to_pylist():
-        day = row["ex_date"] or row["process_date"]
-        out.setdefault(row["new_symbol"], []).append((row["symbol"], day))
-    return out
-
-
-def _names(symbol: str, renames: dict[str, list[tuple[str, dt.date]]]) -> list[tuple[str, dt.date]]:
-    """The names ``symbol``'s company traded under, each with the first day of the next name:
-    ``[(OLDCO, rename day), ...]``, older first (renames of renames followed)."""
-    chain: list[tuple[str, dt.date]] = []
-    seen = {symbol}
-    current = symbol
-    while current in renames:
-        old, day = max(renames[current], key=lambda r: r[1])
-        if old in seen:
-            break
-        chain.append((old, day))
-        seen.add(old)
-        current = old
-    return chain[::-1]
 
 
 def _slice(table: pa.Table, start: dt.date, end: dt.date) -> pa.Table:
@@ -159,8 +134,8 @@ def read(
         by_adjustment = {s.adjustment: s for s in stored}
         ledger = Ledger(open_store(dataset_root(root)))
         everything = ledger.actions(as_of=known)
-        renames = _renames(everything)
-        names = {s: _names(s, renames) for s in symbols}
+        links = renames(everything)
+        names = {s: earlier_names(s, links) for s in symbols}
         all_names = {n for s in symbols for n, _ in names[s]} | set(symbols)
         if RAW not in by_adjustment:
             if adjustment not in by_adjustment:
@@ -178,6 +153,10 @@ def read(
             return ReadResult(_finish(_relabel(table, names), first, last))
         raw = _symbols(sink.read(by_adjustment[RAW]), all_names)
         actions = ledger.actions(as_of=known, symbols=all_names)
+        # An action applies from its ex-date: one announced but not yet in effect on the day
+        # read as of (today, by default) changes nothing yet.
+        in_effect = pa.scalar(known or clock.now().date(), pa.date32())
+        actions = actions.filter(pc.less_equal(actions["ex_date"], in_effect))
         found, notes = factors(_deduplicated(actions), adjustment, closes_before(raw, _regular(tf)))
         adjusted = apply(raw, found)
         table = _relabel(adjusted, names)

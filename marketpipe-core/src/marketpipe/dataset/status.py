@@ -10,7 +10,7 @@ series, so a catalog of half a million partitions is summarised in a second or t
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import attrs
 import numpy as np
@@ -37,6 +37,11 @@ class SymbolStatus:
     quarantined: int
     #: Sessions from the first day to the last, stored or not.
     sessions_between: int = 0
+    #: The company's names in this series, older first, when it was renamed (else empty).
+    names: tuple[str, ...] = ()
+    #: Why the stored bars are older than the ledger (a provider-adjusted series whose
+    #: provider has since applied a split, say); ``mp update`` restates them.
+    stale: str | None = None
 
     @property
     def missing_sessions(self) -> int:
@@ -80,11 +85,44 @@ def _thin_fraction(provider: str) -> float:
         return 0.5  # a provider no longer installed: the default
 
 
+def _by_company(
+    names: list[str], cols: dict[str, np.ndarray], current: Mapping[str, str]
+) -> tuple[list[str], dict[str, np.ndarray], dict[str, tuple[str, ...]]]:
+    """The partitions of a company's names under its current name, ordered again; and the
+    names each company had (older first)."""
+    company = [current.get(n, n) for n in names]
+    merged = sorted(set(company))
+    code = {c: i for i, c in enumerate(merged)}
+    remap = np.array([code[c] for c in company], dtype=np.int64)
+    symbol = remap[cols["symbol"]] if len(cols["symbol"]) else cols["symbol"]
+    order = np.lexsort((cols["day"], symbol))
+    out = {k: v[order] for k, v in cols.items()}
+    out["symbol"] = symbol[order]
+    aliases: dict[str, list[str]] = {}
+    for name, c in zip(names, company, strict=True):
+        if name != c:
+            aliases.setdefault(c, []).append(name)
+    return merged, out, {c: (*olds, c) for c, olds in aliases.items()}
+
+
 def series_status(
-    catalog: Catalog, series: Series, calendar: TradingCalendar, symbols: Iterable[str] = ()
+    catalog: Catalog,
+    series: Series,
+    calendar: TradingCalendar,
+    symbols: Iterable[str] = (),
+    current: Mapping[str, str] | None = None,
+    stale: Mapping[str, str] | None = None,
 ) -> SeriesStatus:
+    """``current`` maps a company's old names to its current one (one line a company);
+    ``stale`` says which symbols' stored bars the ledger has overtaken, and why."""
     names, cols = catalog.partitions(series)
+    aliases: dict[str, tuple[str, ...]] = {}
+    if current and any(n in current for n in names):
+        names, cols, aliases = _by_company(names, cols, current)
     wanted = set(symbols)
+    if wanted:
+        wanted |= {c for c, olds in aliases.items() if wanted & set(olds)}
+    stale = stale or {}
     sessions, regular_minutes = calendar.arrays.ordinals, calendar.arrays.regular_minutes
     threshold = _thin_fraction(series.provider)
     out: list[SymbolStatus] = []
@@ -122,6 +160,8 @@ def series_status(
                 thin=_days(thin),
                 quarantined=int(cols["rejected"][lo:hi].sum()),
                 sessions_between=len(span),
+                names=aliases.get(name, ()),
+                stale="; ".join(stale[n] for n in aliases.get(name, (name,)) if n in stale) or None,
             )
         )
     return SeriesStatus(series, tuple(out))
@@ -148,6 +188,8 @@ def status_dict(statuses: Iterable[SeriesStatus]) -> dict[str, object]:
                         "partial": [d.isoformat() for d in y.partial],
                         "thin": [d.isoformat() for d in y.thin],
                         "quarantined": y.quarantined,
+                        "names": list(y.names) or [y.symbol],
+                        "stale": y.stale,
                     }
                     for y in s.symbols
                 ],

@@ -133,6 +133,8 @@ class IngestionJob:
     #: Symbols that start later than ``time_range.start`` (``mp update`` fetches each symbol
     #: from its first stored day).
     symbol_starts: Mapping[str, dt.date] = attrs.field(factory=dict, kw_only=True)
+    #: Symbols that end earlier than ``time_range.end`` (a name that was renamed away).
+    symbol_ends: Mapping[str, dt.date] = attrs.field(factory=dict, kw_only=True)
     #: Fetch every partition asked, also those the dataset already holds complete.
     refresh: bool = attrs.field(default=False, kw_only=True)
     _events: list[DomainEvent] = attrs.field(factory=list, init=False, repr=False, eq=False)
@@ -189,8 +191,9 @@ class IngestionJob:
         """The job's (symbol, day) partitions among ``days`` (its session days)."""
         keys: list[PartitionKey] = []
         for symbol in self.symbols:
-            first = self.symbol_starts.get(symbol.value)
-            keys.extend((symbol.value, d) for d in days if first is None or d >= first)
+            first = self.symbol_starts.get(symbol.value, dt.date.min)
+            last = self.symbol_ends.get(symbol.value, dt.date.max)
+            keys.extend((symbol.value, d) for d in days if first <= d <= last)
         return keys
 
     def plan(

@@ -155,6 +155,7 @@ class SqliteJobStore:
                     json.dumps(
                         {
                             "starts": {s: d.isoformat() for s, d in job.symbol_starts.items()},
+                            "ends": {s: d.isoformat() for s, d in job.symbol_ends.items()},
                             "refresh": job.refresh,
                         }
                     ),
@@ -193,6 +194,7 @@ class SqliteJobStore:
             symbol_starts={
                 s: dt.date.fromisoformat(d) for s, d in extent.get("starts", {}).items()
             },
+            symbol_ends={s: dt.date.fromisoformat(d) for s, d in extent.get("ends", {}).items()},
             refresh=bool(extent.get("refresh", False)),
         )
 

@@ -155,3 +155,16 @@ def check_actions(table: pa.Table) -> tuple[pa.Table, pa.Table]:
     )
     valid = table.filter(pc.invert(bad)).cast(ACTION_SCHEMA)
     return valid, rejected.cast(REJECTED_ACTION_SCHEMA)
+
+
+def describe(row: dict[str, object]) -> str:
+    """One line for an action: ``NVDA forward split 10-for-1, ex 2024-07-15``."""
+    kind = str(row["kind"])
+    what = kind.replace("_", " ")
+    if kind in ("forward_split", "reverse_split"):
+        what += f" {row['new_rate']:g}-for-{row['old_rate']:g}"
+    elif row.get("rate") is not None:
+        what += f" {row['rate']:g}"
+    if row.get("new_symbol"):
+        what += f" to {row['new_symbol']}"
+    return f"{row['symbol']} {what}, ex {row['ex_date'] or row['process_date']}"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from marketpipe.model import clock
+from marketpipe.model.actions import describe
 from marketpipe.model.errors import MarketPipeError, StorageError
 from marketpipe.model.secrets import Secret, scrub
 from marketpipe.model.values import Series
@@ -23,19 +24,6 @@ from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.ledger import Ledger
 from marketpipe.storage.location import dataset_root
 from marketpipe.storage.stores import open_store
-
-
-def describe(row: dict[str, object]) -> str:
-    """One line for an action: ``NVDA forward split 10-for-1, ex 2024-07-15``."""
-    kind = str(row["kind"])
-    what = kind.replace("_", " ")
-    if kind in ("forward_split", "reverse_split"):
-        what += f" {row['new_rate']:g}-for-{row['old_rate']:g}"
-    elif row.get("rate") is not None:
-        what += f" {row['rate']:g}"
-    if row.get("new_symbol"):
-        what += f" to {row['new_symbol']}"
-    return f"{row['symbol']} {what}, ex {row['ex_date'] or row['process_date']}"
 
 
 def _summary(new: pa.Table, changed: pa.Table, rejected: pa.Table) -> list[str]:

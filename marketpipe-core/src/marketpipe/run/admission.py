@@ -51,6 +51,7 @@ def new_job(spec: ProviderSpec, work: CreateIngestionJobCommand) -> IngestionJob
         time_range=work.time_range,
         configuration=cfg,
         symbol_starts=work.symbol_starts,
+        symbol_ends=work.symbol_ends,
         refresh=work.refresh,
     )
 
@@ -61,6 +62,7 @@ def _same_work(job: IngestionJob, work: CreateIngestionJobCommand) -> bool:
         job.symbols == work.symbols
         and job.time_range == work.time_range
         and dict(job.symbol_starts) == dict(work.symbol_starts)
+        and dict(job.symbol_ends) == dict(work.symbol_ends)
         and job.refresh == work.refresh
         and (other.provider, other.feed, other.timeframe, other.session)
         == (mine.provider, mine.feed, mine.timeframe, mine.session)

@@ -23,6 +23,8 @@ class CreateIngestionJobCommand:
     configuration: IngestionConfiguration
     #: Symbols that start later than ``time_range.start`` (``mp update``).
     symbol_starts: Mapping[str, dt.date] = attrs.field(factory=dict)
+    #: Symbols that end earlier than ``time_range.end`` (renamed away).
+    symbol_ends: Mapping[str, dt.date] = attrs.field(factory=dict)
     #: Fetch also what the dataset already holds complete.
     refresh: bool = False
 

@@ -278,8 +278,12 @@ class IngestionCoordinatorService:
         )
         rows, cols = np.nonzero(mask)
         found = {(symbols[r], days[c]) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)}
-        if job.symbol_starts:
-            found = {(s, d) for s, d in found if d >= job.symbol_starts.get(s, d)}
+        if job.symbol_starts or job.symbol_ends:
+            found = {
+                (s, d)
+                for s, d in found
+                if job.symbol_starts.get(s, d) <= d <= job.symbol_ends.get(s, d)
+            }
         return found
 
     async def _until_stopped(self, work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:

@@ -78,6 +78,8 @@ class IngestRequest:
     refresh: bool = False
     #: Symbols that start later than ``time_range.start`` (``mp update``).
     symbol_starts: Mapping[str, dt.date] = attrs.field(factory=dict)
+    #: Symbols that end earlier than ``time_range.end`` (renamed away, ``mp update``).
+    symbol_ends: Mapping[str, dt.date] = attrs.field(factory=dict)
     #: The sink asked for (``None``: the dataset's own, else the configured one, else parquet).
     sink: str | None = None
     sink_options: Mapping[str, str] = attrs.field(factory=dict)
@@ -170,6 +172,7 @@ async def _run_ingest(
             request.time_range,
             configuration,
             symbol_starts=request.symbol_starts,
+            symbol_ends=request.symbol_ends,
             refresh=request.refresh,
         )
         admitted = admit(

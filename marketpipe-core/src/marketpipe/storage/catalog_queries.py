@@ -217,13 +217,22 @@ class CatalogQueries:
         return [names[i] for i in ordered], columns
 
     @locked
-    def partition_times(self, series: Series) -> dict[tuple[str, int], str]:
-        """``(symbol, day ordinal) -> fetched-at`` of every stored partition (its newest file)."""
+    def partition_times(
+        self, series: Series, symbols: Iterable[str] | None = None
+    ) -> dict[tuple[str, int], str]:
+        """``(symbol, day ordinal) -> fetched-at`` of every stored partition (its newest file),
+        or of those of ``symbols``."""
+        where, args = "p.series_id=?", [self._series_id(series) or -1]
+        if symbols is not None:
+            wanted = set(symbols)
+            ids = [i for s, i in self._ids(wanted, create=False).items() if s in wanted]
+            where += f" AND p.symbol_id IN ({','.join('?' * len(ids))})" if ids else " AND 0"
+            args += ids
         rows = self._conn.execute(
             "SELECT s.symbol, p.day, MAX(f.fetched_at) FROM parts p JOIN files f "
-            "ON f.id=p.file_id JOIN symbols s ON s.id=p.symbol_id WHERE p.series_id=? "
-            "GROUP BY p.symbol_id, p.day",
-            (self._series_id(series) or -1,),
+            "ON f.id=p.file_id JOIN symbols s ON s.id=p.symbol_id WHERE "
+            f"{where} GROUP BY p.symbol_id, p.day",
+            args,
         )
         return {(str(s), int(d)): str(t or "") for s, d, t in rows}
 

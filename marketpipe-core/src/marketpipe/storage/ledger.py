@@ -115,7 +115,7 @@ class Ledger:
             )
         if provider is not None:
             table = table.filter(pc.equal(table["provider"], provider))
-        latest = _latest(table)
+        latest = latest_versions(table)
         if symbols is not None:
             wanted = pa.array(sorted(set(symbols)), pa.string())
             latest = latest.filter(
@@ -137,17 +137,17 @@ class Ledger:
             self._write(REJECTED, rejected)
         current = {
             (r["provider"], r["id"]): tuple(r[c] for c in _VALUES)
-            for r in _latest(self.versions()).to_pylist()
+            for r in latest_versions(self.versions()).to_pylist()
         }
         new_rows, changed_rows = [], []
-        for i, row in enumerate(_latest(valid).to_pylist()):
+        for i, row in enumerate(latest_versions(valid).to_pylist()):
             key = (row["provider"], row["id"])
             values = tuple(row[c] for c in _VALUES)
             if key not in current:
                 new_rows.append(i)
             elif current[key] != values:
                 changed_rows.append(i)
-        latest = _latest(valid)
+        latest = latest_versions(valid)
         new = latest.take(pa.array(new_rows, pa.int64()))
         changed = latest.take(pa.array(changed_rows, pa.int64()))
         if new.num_rows or changed.num_rows:
@@ -161,7 +161,7 @@ class Ledger:
             raise StorageError(f"{self.store.url}/{name} exists already")  # a uuid: never
 
 
-def _latest(table: pa.Table) -> pa.Table:
+def latest_versions(table: pa.Table) -> pa.Table:
     """The newest version (by fetched_at, then by order) of each (provider, id)."""
     if table.num_rows == 0:
         return table

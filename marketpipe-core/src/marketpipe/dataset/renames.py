@@ -1,0 +1,58 @@
+"""Renames from the ledger: which names a company traded under, and since when.
+
+A ``name_change`` action (``symbol`` the old name, ``new_symbol`` the new one, ``ex_date`` the
+first day under the new name) links two names of one company. Readers follow the links back
+(``read(symbols=["NEWCO"])`` takes OLDCO's bars before the rename); ``mp update`` follows them
+forward (a stored OLDCO series goes on under NEWCO); ``mp status`` shows one line a company.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from marketpipe.model.actions import NAME_CHANGE
+
+#: ``new name -> [(old name, first day of the new name)]``.
+Renames = dict[str, list[tuple[str, dt.date]]]
+
+
+def renames(actions: pa.Table) -> Renames:
+    """The ledger's renames (``actions`` in the canonical schema), by new name."""
+    out: Renames = {}
+    found = actions.filter(pc.equal(actions["kind"], NAME_CHANGE))
+    for row in found.select(["symbol", "new_symbol", "ex_date", "process_date"]).to_pylist():
+        day = row["ex_date"] or row["process_date"]
+        out.setdefault(row["new_symbol"], []).append((row["symbol"], day))
+    return out
+
+
+def earlier_names(symbol: str, known: Renames) -> list[tuple[str, dt.date]]:
+    """The names ``symbol``'s company traded under before, each with the first day of the
+    next name: ``[(OLDCO, rename day), ...]``, older first (renames of renames followed)."""
+    chain: list[tuple[str, dt.date]] = []
+    seen = {symbol}
+    current = symbol
+    while current in known:
+        old, day = max(known[current], key=lambda r: r[1])
+        if old in seen:
+            break
+        chain.append((old, day))
+        seen.add(old)
+        current = old
+    return chain[::-1]
+
+
+def successors(known: Renames) -> dict[str, tuple[str, dt.date]]:
+    """``old name -> (the company's latest name, the day the old name ended)``."""
+    step = {old: (new, day) for new, olds in known.items() for old, day in olds}
+    out: dict[str, tuple[str, dt.date]] = {}
+    for old, (new, day) in step.items():
+        seen = {old, new}
+        while new in step and step[new][0] not in seen:
+            new = step[new][0]
+            seen.add(new)
+        out[old] = (new, day)
+    return out

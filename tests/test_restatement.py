@@ -1,0 +1,217 @@
+"""Correct over time, against the local Alpaca server whose day moves forward.
+
+Daily bars of NVDA, AAPL and OLDCO are ingested raw and split-adjusted at the end of June; then a
+10-for-1 NVDA split (ex 2024-07-15), an AAPL dividend (ex 2024-08-09) and OLDCO's rename to
+NEWCO (2024-07-22) become known. ``mp verify`` and ``mp status`` see that the stored split series
+is older than the ledger; ``mp update`` restates it and goes on with OLDCO as NEWCO; afterwards
+the stored split series equals the server's, and every ``marketpipe.read`` adjustment equals the
+server's own computation (:mod:`marketpipe_alpaca.fake_market`) within 1e-6 relative in price
+and one share in volume.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import marketpipe
+import pyarrow as pa
+import pytest
+from cli_helpers import mp
+from marketpipe_alpaca.testing import FakeAlpacaServer
+
+KEY, SECRET = "restate-key", "restate-secret"
+ACTIONS = [
+    # Known from the start: a dividend in February.
+    {"type": "cash_dividends", "id": "div-aapl-feb", "symbol": "AAPL", "rate": 0.24,
+     "special": False, "foreign": False, "ex_date": "2024-02-09", "process_date": "2024-02-01"},
+    # Learnt after the first ingest.
+    {"type": "forward_splits", "id": "split-nvda", "symbol": "NVDA", "cusip": "67066G104",
+     "old_rate": 1, "new_rate": 10, "ex_date": "2024-07-15", "process_date": "2024-07-05"},
+    {"type": "cash_dividends", "id": "div-aapl-aug", "symbol": "AAPL", "rate": 0.25,
+     "special": False, "foreign": False, "ex_date": "2024-08-09", "process_date": "2024-08-01"},
+    {"type": "name_changes", "id": "rename-oldco", "old_symbol": "OLDCO", "new_symbol": "NEWCO",
+     "process_date": "2024-07-22"},
+]  # fmt: skip
+FIRST_DAY, SECOND_DAY = dt.date(2024, 6, 28), dt.date(2024, 8, 30)
+ADJUSTMENTS = ("raw", "split", "dividend", "all")
+
+
+@pytest.fixture
+def server() -> Iterator[FakeAlpacaServer]:
+    with FakeAlpacaServer(KEY, SECRET, actions=ACTIONS, today=FIRST_DAY) as s:
+        yield s
+
+
+def env_at(server: FakeAlpacaServer, day: dt.date) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APCA_", "MARKETPIPE_"))}
+    env.update(
+        APCA_API_KEY_ID=KEY,
+        APCA_API_SECRET_KEY=SECRET,
+        MARKETPIPE_ALPACA_BASE_URL=server.url,
+        MARKETPIPE_FSYNC="0",
+        MARKETPIPE_NOW=f"{day + dt.timedelta(days=1)}T02:00:00Z",
+    )
+    return env
+
+
+def served(
+    server: FakeAlpacaServer, symbols: str, adjustment: str, end: dt.date, start: str = "2024-01-01"
+) -> dict[tuple[str, dt.date], tuple[float, ...]]:
+    """What the server itself answers: ``(symbol, day) -> (o, h, l, c, vw, v)``."""
+    answer = httpx.get(
+        f"{server.url}/v2/stocks/bars",
+        params={
+            "symbols": symbols,
+            "timeframe": "1Day",
+            "start": start,
+            "end": f"{end}T23:59:59Z",
+            "adjustment": adjustment,
+            "feed": "iex",
+            "limit": "10000",
+        },
+        headers={"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET},
+        timeout=30,
+    ).json()
+    assert answer["next_page_token"] is None
+    out = {}
+    for symbol, bars in answer["bars"].items():
+        for b in bars:
+            day = dt.date.fromisoformat(b["t"][:10])
+            out[(symbol, day)] = (b["o"], b["h"], b["l"], b["c"], b["vw"], b["v"])
+    return out
+
+
+def as_read(table: pa.Table) -> dict[tuple[str, dt.date], tuple[float, ...]]:
+    out = {}
+    for row in table.to_pylist():
+        # Daily bars are stamped at New York midnight: 04:00 or 05:00 UTC the same day.
+        day = row["timestamp"].date()
+        out[(row["symbol"], day)] = tuple(
+            row[k] for k in ("open", "high", "low", "close", "vwap", "volume")
+        )
+    return out
+
+
+def assert_same(ours: dict, theirs: dict) -> None:
+    assert ours.keys() == theirs.keys()
+    for key, want in theirs.items():
+        got = ours[key]
+        assert got[:5] == pytest.approx(want[:5], rel=1e-6), key
+        assert abs(got[5] - want[5]) <= 1, key
+
+
+def mp_ok(*args: str, env: dict[str, str]) -> dict:
+    out = mp(*args, "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def test_split_dividend_and_rename_learnt_later_restate_and_read_like_the_server(
+    server: FakeAlpacaServer, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    first = env_at(server, FIRST_DAY)
+    job = ("ingest", "--provider", "alpaca", "--symbols", "NVDA,AAPL,OLDCO", "--timeframe",
+           "1d", "--start", "2024-01-02", "--end", str(FIRST_DAY), "--data-dir", str(root))  # fmt: skip
+    mp_ok(*job, env=first)
+    mp_ok(*job, "-o", "adjustment=split", env=first)
+    split_before = as_read(
+        marketpipe.read(
+            root,
+            provider="alpaca",
+            symbols=["NVDA"],
+            start="2024-01-02",
+            end=str(FIRST_DAY),
+            timeframe="1d",
+            adjustment="split",
+        )
+    )
+    assert mp("verify", "--data-dir", str(root), env=first).returncode == 0
+
+    # Two months later: the split, a dividend and the rename are known to the server.
+    server.today = SECOND_DAY
+    later = env_at(server, SECOND_DAY)
+    filled = mp_ok("actions", "--fetch", "--provider", "alpaca", "--symbols", "NVDA,AAPL,OLDCO",
+                   "--start", "2024-01-01", "--data-dir", str(root), env=later)  # fmt: skip
+    assert filled["fetched"]["new"] == 3
+    verify = mp("verify", "--data-dir", str(root), "--json", env=later)
+    assert verify.returncode == 1, verify.stdout
+    problems = json.loads(verify.stdout)["problems"]
+    assert [(p["kind"], p["path"]) for p in problems] == [("stale-adjusted", "alpaca/iex/split/1d")]
+    assert problems[0]["detail"].startswith(
+        "NVDA split series: forward split 10-for-1, ex 2024-07-15, 124 days"
+    )
+    status = mp_ok("status", "--data-dir", str(root), env=later)
+    split_series = next(s for s in status["series"] if s["adjustment"] == "split")
+    marks = {y["symbol"]: y["stale"] for y in split_series["symbols"]}
+    assert marks["AAPL"] is None and marks["NEWCO"] is None  # OLDCO, renamed since
+    assert marks["NVDA"].startswith("forward split 10-for-1, ex 2024-07-15")
+
+    update = mp("update", "--data-dir", str(root), env=later)
+    assert update.returncode == 0, update.stderr
+    text = " ".join(update.stdout.split())
+    assert "NVDA split series restated: forward split 10-for-1, ex 2024-07-15, 124 days" in text
+    assert "OLDCO was renamed NEWCO on 2024-07-22" in text
+    assert "AAPL split series restated" not in text  # a dividend: not what a split series is
+    assert mp("verify", "--data-dir", str(root), env=later).returncode == 0
+
+    # The stored split series is the server's, whole; the days before the split changed.
+    stored = as_read(
+        marketpipe.read(
+            root,
+            provider="alpaca",
+            symbols=["NVDA", "AAPL", "NEWCO"],
+            start="2024-01-02",
+            end=str(SECOND_DAY),
+            timeframe="1d",
+            adjustment="split",
+        )
+    )
+    assert_same(stored, served(server, "NVDA,AAPL,NEWCO", "split", SECOND_DAY))
+    jan = ("NVDA", dt.date(2024, 1, 2))
+    assert stored[jan][3] == pytest.approx(split_before[jan][3] / 10, rel=1e-9)
+
+    # Every adjustment read from the raw bars and the ledger equals the server's own.
+    for adjustment in ADJUSTMENTS:
+        ours = marketpipe.read(
+            root, provider="alpaca", symbols=["NVDA", "AAPL", "NEWCO"], start="2024-01-02",
+            end=str(SECOND_DAY), timeframe="1d", adjustment=adjustment, feed="iex",
+        )  # fmt: skip
+        assert_same(as_read(ours), served(server, "NVDA,AAPL,NEWCO", adjustment, SECOND_DAY))
+
+    # One line for the renamed company, under its name now.
+    status = mp_ok("status", "--data-dir", str(root), env=later)
+    raw = next(s for s in status["series"] if s["adjustment"] == "raw")
+    lines = {y["symbol"]: y for y in raw["symbols"]}
+    assert sorted(lines) == ["AAPL", "NEWCO", "NVDA"]
+    assert lines["NEWCO"]["names"] == ["OLDCO", "NEWCO"]
+    assert lines["NEWCO"]["first_day"] == "2024-01-02"
+    assert lines["NEWCO"]["last_day"] == str(SECOND_DAY)
+    assert lines["NEWCO"]["missing_sessions"] == 0
+
+
+def test_as_of_before_a_split_reads_the_series_as_it_was_seen_then(
+    server: FakeAlpacaServer, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    server.today = SECOND_DAY
+    later = env_at(server, SECOND_DAY)
+    mp_ok("ingest", "--provider", "alpaca", "--symbols", "NVDA", "--timeframe", "1d",
+          "--start", "2024-06-03", "--end", str(SECOND_DAY), "--data-dir", str(root), env=later)  # fmt: skip
+    kw = dict(provider="alpaca", symbols=["NVDA"], start="2024-06-03", end="2024-07-12",
+              timeframe="1d", adjustment="split")  # fmt: skip
+    then = as_read(marketpipe.read(root, as_of="2024-07-12", **kw))  # type: ignore[arg-type]
+    now = as_read(marketpipe.read(root, **kw))  # type: ignore[arg-type]
+    raw = as_read(marketpipe.read(root, **{**kw, "adjustment": "raw"}))  # type: ignore[arg-type]
+    # Announced on 07-05 but not yet effective on 07-12: nobody adjusted for it then.
+    assert then == raw
+    assert now[("NVDA", dt.date(2024, 7, 12))][3] == pytest.approx(
+        raw[("NVDA", dt.date(2024, 7, 12))][3] / 10, rel=1e-12
+    )
+    server.today = dt.date(2024, 7, 12)
+    assert_same(then, served(server, "NVDA", "split", dt.date(2024, 7, 12), "2024-06-03"))
