@@ -22,6 +22,7 @@ import marketpipe
 import pyarrow as pa
 import pytest
 from cli_helpers import mp
+from marketpipe.testing.s3 import s3_server
 from marketpipe_alpaca.testing import FakeAlpacaServer
 
 KEY, SECRET = "restate-key", "restate-secret"
@@ -111,14 +112,32 @@ def mp_ok(*args: str, env: dict[str, str]) -> dict:
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
+@pytest.fixture(params=["local", "s3", "delta"])
+def place(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, list[str], dict[str, str]]]:
+    """Where the dataset lives: ``(data dir, extra ingest options, extra environment)``; the
+    environment is this process's too, for ``marketpipe.read``."""
+    if request.param == "local":
+        yield str(tmp_path / "data"), [], {}
+    elif request.param == "delta":
+        yield str(tmp_path / "data"), ["--sink", "delta"], {}
+    else:
+        with s3_server() as s3:
+            env = {**s3.env(), "MARKETPIPE_STATE_DIR": str(tmp_path / "state")}
+            for key, value in env.items():
+                monkeypatch.setenv(key, value)
+            yield f"s3://{s3.bucket('history')}/daily", [], env
+
+
 def test_split_dividend_and_rename_learnt_later_restate_and_read_like_the_server(
-    server: FakeAlpacaServer, tmp_path: Path
+    server: FakeAlpacaServer, place: tuple[str, list[str], dict[str, str]]
 ) -> None:
-    root = tmp_path / "data"
-    first = env_at(server, FIRST_DAY)
+    root, options, extra = place
+    first = {**env_at(server, FIRST_DAY), **extra}
     job = ("ingest", "--provider", "alpaca", "--symbols", "NVDA,AAPL,OLDCO", "--timeframe",
-           "1d", "--start", "2024-01-02", "--end", str(FIRST_DAY), "--data-dir", str(root))  # fmt: skip
-    mp_ok(*job, env=first)
+           "1d", "--start", "2024-01-02", "--end", str(FIRST_DAY), "--data-dir", root)  # fmt: skip
+    mp_ok(*job, *options, env=first)
     mp_ok(*job, "-o", "adjustment=split", env=first)
     split_before = as_read(
         marketpipe.read(
@@ -131,34 +150,34 @@ def test_split_dividend_and_rename_learnt_later_restate_and_read_like_the_server
             adjustment="split",
         )
     )
-    assert mp("verify", "--data-dir", str(root), env=first).returncode == 0
+    assert mp("verify", "--data-dir", root, env=first).returncode == 0
 
     # Two months later: the split, a dividend and the rename are known to the server.
     server.today = SECOND_DAY
-    later = env_at(server, SECOND_DAY)
+    later = {**env_at(server, SECOND_DAY), **extra}
     filled = mp_ok("actions", "--fetch", "--provider", "alpaca", "--symbols", "NVDA,AAPL,OLDCO",
-                   "--start", "2024-01-01", "--data-dir", str(root), env=later)  # fmt: skip
+                   "--start", "2024-01-01", "--data-dir", root, env=later)  # fmt: skip
     assert filled["fetched"]["new"] == 3
-    verify = mp("verify", "--data-dir", str(root), "--json", env=later)
+    verify = mp("verify", "--data-dir", root, "--json", env=later)
     assert verify.returncode == 1, verify.stdout
     problems = json.loads(verify.stdout)["problems"]
     assert [(p["kind"], p["path"]) for p in problems] == [("stale-adjusted", "alpaca/iex/split/1d")]
     assert problems[0]["detail"].startswith(
         "NVDA split series: forward split 10-for-1, ex 2024-07-15, 124 days"
     )
-    status = mp_ok("status", "--data-dir", str(root), env=later)
+    status = mp_ok("status", "--data-dir", root, env=later)
     split_series = next(s for s in status["series"] if s["adjustment"] == "split")
     marks = {y["symbol"]: y["stale"] for y in split_series["symbols"]}
     assert marks["AAPL"] is None and marks["NEWCO"] is None  # OLDCO, renamed since
     assert marks["NVDA"].startswith("forward split 10-for-1, ex 2024-07-15")
 
-    update = mp("update", "--data-dir", str(root), env=later)
+    update = mp("update", "--data-dir", root, env=later)
     assert update.returncode == 0, update.stderr
     text = " ".join(update.stdout.split())
     assert "NVDA split series restated: forward split 10-for-1, ex 2024-07-15, 124 days" in text
     assert "OLDCO was renamed NEWCO on 2024-07-22" in text
     assert "AAPL split series restated" not in text  # a dividend: not what a split series is
-    assert mp("verify", "--data-dir", str(root), env=later).returncode == 0
+    assert mp("verify", "--data-dir", root, env=later).returncode == 0
 
     # The stored split series is the server's, whole; the days before the split changed.
     stored = as_read(
@@ -185,7 +204,7 @@ def test_split_dividend_and_rename_learnt_later_restate_and_read_like_the_server
         assert_same(as_read(ours), served(server, "NVDA,AAPL,NEWCO", adjustment, SECOND_DAY))
 
     # One line for the renamed company, under its name now.
-    status = mp_ok("status", "--data-dir", str(root), env=later)
+    status = mp_ok("status", "--data-dir", root, env=later)
     raw = next(s for s in status["series"] if s["adjustment"] == "raw")
     lines = {y["symbol"]: y for y in raw["symbols"]}
     assert sorted(lines) == ["AAPL", "NEWCO", "NVDA"]

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from marketpipe.model import clock
+from marketpipe.model.calendar import day_bounds
 from marketpipe.model.errors import InvalidInputError, StorageError
 from marketpipe.model.partition import PartitionKey
 from marketpipe.model.schema import BAR_COLUMNS, BAR_SCHEMA, conform
@@ -35,6 +36,7 @@ from marketpipe.plugins.sink import CommitRequest, FolderResult
 from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.footer import Entry, Footer
 from marketpipe.storage.layout import month_key
+from marketpipe.storage.parquet_files import ROW_GROUP_ROWS
 from marketpipe.storage.partition_index import index_covered
 from marketpipe.storage.verify import VerifyReport
 
@@ -84,7 +86,12 @@ class DeltaSink:
         from deltalake import WriterProperties
 
         codec = "UNCOMPRESSED" if self.compression == "none" else self.compression.upper()
-        return WriterProperties(compression=codec)  # type: ignore[arg-type]
+        # Row groups as the Parquet sink writes them: a reader of a few symbols skips the
+        # others on their statistics.
+        return WriterProperties(
+            compression=codec,  # type: ignore[arg-type]
+            max_row_group_size=ROW_GROUP_ROWS,
+        )
 
     def _overwrite(
         self,
@@ -240,6 +247,31 @@ class DeltaSink:
         rows = guarded(table.table_uri, lambda: table.to_pyarrow_table(columns=list(BAR_COLUMNS)))
         rows = rows.cast(BAR_SCHEMA)
         return rows.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
+
+    def read_range(
+        self, series: Series, symbols: Iterable[str], start: dt.date, end: dt.date
+    ) -> pa.Table:
+        """The stored rows of ``symbols`` from ``start`` to ``end`` (New York days, inclusive),
+        unordered: only the month partitions of those days are scanned, with the symbol and
+        time filter pushed down to the Parquet files."""
+        table = load(self.location.series_uri(series), self.location.options)
+        if table is None:
+            return BAR_SCHEMA.empty_table()
+        months = [m for m in self.months(series) if month_key(start) <= m <= month_key(end)]
+        if not months:
+            return BAR_SCHEMA.empty_table()
+        lo, hi = day_bounds(start, end)
+        where = (
+            pc.field("month").isin(months)
+            & pc.field("symbol").isin(sorted(set(symbols)))
+            & (pc.field("timestamp") >= lo)
+            & (pc.field("timestamp") < hi)
+        )
+        rows = guarded(
+            table.table_uri,
+            lambda: table.to_pyarrow_table(columns=list(BAR_COLUMNS), filters=where),
+        )
+        return rows.cast(BAR_SCHEMA)
 
     def verify(
         self,

@@ -38,7 +38,9 @@ from marketpipe.model.actions import (
     SPLIT_KINDS,
     STOCK_DIVIDEND,
 )
+from marketpipe.model.calendar import ny_midnight_ns
 from marketpipe.model.errors import InvalidInputError
+from marketpipe.model.schema import symbol_codes
 
 ADJUSTMENTS = ("raw", "split", "dividend", "all")
 _EPOCH = dt.date(1970, 1, 1)
@@ -130,37 +132,35 @@ def session_days(timestamps: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 def apply(bars: pa.Table, found: list[Factor]) -> pa.Table:
     """``bars`` (canonical columns) with each symbol's factors applied to the bars before each
-    ex-date: one vectorised pass, a suffix product of the factors a symbol."""
+    ex-date (stamped before the New York midnight opening it): one vectorised pass, a suffix
+    product of the factors a symbol."""
     if not found or bars.num_rows == 0:
         return bars
     by_symbol: dict[str, list[Factor]] = {}
     for factor in found:
         by_symbol.setdefault(factor.symbol, []).append(factor)
-    days = session_days(bars["timestamp"])
-    symbols = bars["symbol"].to_numpy(zero_copy_only=False)
+    ts = _nanos(bars)
+    codes, code = _codes(bars)
     price_factor = np.ones(bars.num_rows)
     volume_factor = np.ones(bars.num_rows)
     for symbol, items in by_symbol.items():
-        rows = np.flatnonzero(symbols == symbol)
-        if not len(rows):
+        if symbol not in code:
             continue
+        rows = np.flatnonzero(codes == code[symbol])
         items = sorted(items, key=lambda f: f.ex_date)
-        ex = np.array([(f.ex_date - _EPOCH).days for f in items], dtype=np.int64)
+        ex = np.array([ny_midnight_ns(f.ex_date) for f in items], dtype=np.int64)
         # suffix products: a bar before the i-th ex-date takes every factor from i on
         price = np.append(np.cumprod([f.price for f in items][::-1])[::-1], 1.0)
         volume = np.append(np.cumprod([f.volume for f in items][::-1])[::-1], 1.0)
-        first_after = np.searchsorted(ex, days[rows], side="right")
+        first_after = np.searchsorted(ex, ts[rows], side="right")
         price_factor[rows] = price[first_after]
         volume_factor[rows] = volume[first_after]
-
-    def scaled(name: str) -> pa.Array:
-        values = bars[name].to_numpy(zero_copy_only=False).astype(np.float64)
-        return pa.array(values * price_factor, pa.float64(), mask=pc.is_null(bars[name]).to_numpy())
-
+    prices = pa.array(price_factor)
     out = bars
     for name in ("open", "high", "low", "close", "vwap"):
         i = out.schema.get_field_index(name)
-        out = out.set_column(i, out.schema.field(i), scaled(name))
+        column = pc.multiply(bars[name].cast(pa.float64()), prices)
+        out = out.set_column(i, out.schema.field(i), column)
     volume = bars["volume"].to_numpy(zero_copy_only=False).astype(np.float64)
     i = out.schema.get_field_index("volume")
     out = out.set_column(
@@ -169,30 +169,64 @@ def apply(bars: pa.Table, found: list[Factor]) -> pa.Table:
     return out
 
 
+def _nanos(table: pa.Table) -> np.ndarray:
+    stamps = table["timestamp"].cast(pa.int64())
+    if isinstance(stamps, pa.ChunkedArray):
+        stamps = stamps.combine_chunks()
+    return np.asarray(stamps.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _codes(table: pa.Table) -> tuple[np.ndarray, dict[str, int]]:
+    """The symbol column as integer codes, and each symbol's code."""
+    encoded = symbol_codes(table["symbol"])
+    codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return codes, {name: i for i, name in enumerate(encoded.dictionary.to_pylist())}
+
+
+#: Where the close before an ex-date is looked for first (a long weekend and a missing
+#: session fit); only when it holds no regular bar is the whole history searched.
+LOOKBACK = dt.timedelta(days=10)
+
+
 def closes_before(bars: pa.Table, regular: Callable[[pa.Table], pa.Array]) -> CloseBefore:
     """A :data:`CloseBefore` answered from ``bars`` (raw, canonical): the close of the last
     regular-session bar of the last session before the ex-date that holds any. ``regular``
-    says which rows are in the regular session."""
+    says which rows are in the regular session; it is asked only about the few rows before
+    each ex-date, so a read without cash dividends never pays for it."""
     if bars.num_rows == 0:
         return lambda symbol, ex: None
-    kept = bars.filter(regular(bars))
-    days = session_days(kept["timestamp"])
-    symbols = kept["symbol"].to_numpy(zero_copy_only=False)
-    ts = kept["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False)
-    close = kept["close"].to_numpy(zero_copy_only=False)
     cache: dict[tuple[str, dt.date], float | None] = {}
+    columns: list[tuple[np.ndarray, dict[str, int], np.ndarray]] = []
+
+    def last_regular(rows: np.ndarray) -> float | None:
+        if not len(rows):
+            return None
+        chosen = bars.take(pa.array(rows))
+        kept = np.asarray(regular(chosen).to_numpy(zero_copy_only=False), dtype=bool)
+        if not kept.any():
+            return None
+        ts = _nanos(chosen)[kept]
+        close = chosen["close"].to_numpy(zero_copy_only=False)[kept]
+        value = float(close[np.argmax(ts)])
+        return value if math.isfinite(value) else None
 
     def close_before(symbol: str, ex: dt.date) -> float | None:
         key = (symbol, ex)
-        if key not in cache:
-            before = np.flatnonzero((symbols == symbol) & (days < (ex - _EPOCH).days))
-            if not len(before):
-                cache[key] = None
-            else:
-                last = before[np.argmax(ts[before])]
-                value = float(close[last])
-                cache[key] = value if math.isfinite(value) else None
-        return cache[key]
+        if key in cache:
+            return cache[key]
+        if not columns:
+            columns.append((*_codes(bars), _nanos(bars)))
+        codes, code, ts = columns[0]
+        if symbol not in code:
+            cache[key] = None
+            return None
+        mine = (codes == code[symbol]) & (ts < ny_midnight_ns(ex))
+        near = mine & (ts >= ny_midnight_ns(ex - LOOKBACK))
+        value = last_regular(np.flatnonzero(near))
+        if value is None:
+            value = last_regular(np.flatnonzero(mine))
+        cache[key] = value
+        return value
 
     return close_before
 

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from marketpipe.dataset.adjust import (
     ADJUSTMENTS,
+    LOOKBACK,
     apply,
     closes_before,
     factors,
@@ -28,9 +29,10 @@ from marketpipe.dataset.adjust import (
 )
 from marketpipe.dataset.renames import earlier_names, renames
 from marketpipe.model import clock
-from marketpipe.model.calendar import in_sessions, ny_midnight_ns, nyse_calendar
+from marketpipe.model.actions import CASH_DIVIDEND
+from marketpipe.model.calendar import day_bounds, in_sessions, nyse_calendar
 from marketpipe.model.errors import InvalidInputError
-from marketpipe.model.schema import BAR_SCHEMA
+from marketpipe.model.schema import BAR_SCHEMA, symbol_codes
 from marketpipe.model.values import RAW, Series, Session, Timeframe, TimeRange
 from marketpipe.plugins.sink import Sink
 from marketpipe.storage.ledger import Ledger
@@ -58,11 +60,19 @@ def _date(value: dt.date | str | None, what: str) -> dt.date | None:
 
 
 def _series(sink: Sink, provider: str, feed: str | None, timeframe: Timeframe) -> list[Series]:
-    stored = [
-        s
-        for s in sink.catalog.sync_all()
-        if s.provider == provider and s.timeframe is timeframe and (feed is None or s.feed == feed)
-    ]
+    """The stored series of the selection: as the catalog knows them, or, when it knows none
+    (a dataset copied without its catalog), after syncing it with the files."""
+
+    def matching(every: Iterable[Series]) -> list[Series]:
+        return [
+            s
+            for s in every
+            if s.provider == provider
+            and s.timeframe is timeframe
+            and (feed is None or s.feed == feed)
+        ]
+
+    stored = matching(sink.catalog.series()) or matching(sink.catalog.sync_all())
     if not stored:
         what = f"provider {provider}" + (f" feed {feed}" if feed else "")
         raise InvalidInputError(f"the dataset holds no {timeframe.value} bars of {what}")
@@ -76,10 +86,7 @@ def _series(sink: Sink, provider: str, feed: str | None, timeframe: Timeframe) -
 
 
 def _slice(table: pa.Table, start: dt.date, end: dt.date) -> pa.Table:
-    lo = pa.scalar(ny_midnight_ns(start), pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
-    hi = pa.scalar(ny_midnight_ns(end + dt.timedelta(days=1)), pa.int64()).cast(
-        pa.timestamp("ns", tz="UTC")
-    )
+    lo, hi = day_bounds(start, end)
     ts = table["timestamp"]
     return table.filter(pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi)))
 
@@ -87,6 +94,31 @@ def _slice(table: pa.Table, start: dt.date, end: dt.date) -> pa.Table:
 def _symbols(table: pa.Table, symbols: Iterable[str]) -> pa.Table:
     wanted = pa.array(sorted(set(symbols)), pa.string())
     return table.filter(pc.is_in(table["symbol"], value_set=wanted))
+
+
+def _merged(ranges: Iterable[tuple[dt.date, dt.date]]) -> list[tuple[dt.date, dt.date]]:
+    out: list[tuple[dt.date, dt.date]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + dt.timedelta(days=1):
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _load(
+    sink: Sink, series: Series, symbols: set[str], ranges: list[tuple[dt.date, dt.date]]
+) -> pa.Table:
+    """The stored rows of ``symbols`` on the days of ``ranges``: through the sink's
+    ``read_range`` when it has one (only those months are read), else its whole series,
+    filtered."""
+    ranges = _merged(ranges)
+    read_range = getattr(sink, "read_range", None)
+    if read_range is not None:
+        tables = [read_range(series, symbols, lo, hi) for lo, hi in ranges]
+        return pa.concat_tables(tables) if tables else BAR_SCHEMA.empty_table()
+    every = _symbols(sink.read(series), symbols)
+    return pa.concat_tables([_slice(every, lo, hi) for lo, hi in ranges])
 
 
 def _regular(timeframe: Timeframe) -> Callable[[pa.Table], pa.Array]:
@@ -149,17 +181,32 @@ def read(
                     f"as_of needs raw bars: the dataset holds {provider} bars only as the "
                     f"provider adjusted them ({adjustment})"
                 )
-            table = _symbols(sink.read(by_adjustment[adjustment]), all_names)
+            table = _load(sink, by_adjustment[adjustment], all_names, [(first, last)])
             return ReadResult(_finish(_relabel(table, names), first, last))
-        raw = _symbols(sink.read(by_adjustment[RAW]), all_names)
         actions = ledger.actions(as_of=known, symbols=all_names)
         # An action applies from its ex-date: one announced but not yet in effect on the day
-        # read as of (today, by default) changes nothing yet.
+        # read as of (today, by default) changes nothing yet; one on or before the first day
+        # read changes none of its bars.
         in_effect = pa.scalar(known or clock.now().date(), pa.date32())
-        actions = actions.filter(pc.less_equal(actions["ex_date"], in_effect))
-        found, notes = factors(_deduplicated(actions), adjustment, closes_before(raw, _regular(tf)))
-        adjusted = apply(raw, found)
-        table = _relabel(adjusted, names)
+        actions = actions.filter(
+            pc.and_(
+                pc.less_equal(actions["ex_date"], in_effect),
+                pc.greater(actions["ex_date"], pa.scalar(first, pa.date32())),
+            )
+        )
+        actions = _deduplicated(actions)
+        # A cash dividend is measured against the close of the session before its ex-date:
+        # those days are read too (a few days a dividend, never the whole history).
+        ranges = [(first, last)]
+        if adjustment in ("dividend", "all"):
+            dividends = actions.filter(pc.equal(actions["kind"], CASH_DIVIDEND))
+            ranges += [(ex - LOOKBACK, ex) for ex in dividends["ex_date"].to_pylist()]
+        # Old names' bars take the name asked for first, and so do their actions: a split
+        # after a rename adjusts the company's bars from before it too.
+        raw = _relabel(_load(sink, by_adjustment[RAW], all_names, ranges), names)
+        actions = _as_asked(actions, names)
+        found, notes = factors(actions, adjustment, closes_before(raw, _regular(tf)))
+        table = apply(_slice(raw, first, last), found)
         notes += [
             f"{new}: bars before {day} are {old}'s (renamed)"
             for new, chain in names.items()
@@ -184,27 +231,49 @@ def _deduplicated(actions: pa.Table) -> pa.Table:
     return actions.take(pa.array(keep, pa.int64()))
 
 
+def _as_asked(actions: pa.Table, names: dict[str, list[tuple[str, dt.date]]]) -> pa.Table:
+    """``actions`` with a company's old names replaced by the name asked for (unless the old
+    name is asked for itself)."""
+    mapping = {old: new for new, chain in names.items() for old, _ in chain if old not in names}
+    if not mapping or actions.num_rows == 0:
+        return actions
+    symbols = [mapping.get(s, s) for s in actions["symbol"].to_pylist()]  # a few actions
+    i = actions.schema.get_field_index("symbol")
+    return actions.set_column(i, actions.schema.field(i), pa.array(symbols, pa.string()))
+
+
 def _relabel(table: pa.Table, names: dict[str, list[tuple[str, dt.date]]]) -> pa.Table:
-    """Bars of a company's old names, before each rename, labelled with the name asked for."""
-    if not any(names.values()):
+    """Bars of a company's old names, before each rename, labelled with the name asked for
+    (on the symbol column's dictionary codes: no Python object a bar)."""
+    if not any(names.values()) or table.num_rows == 0:
         return table
+    encoded = symbol_codes(table["symbol"])
+    labels = encoded.dictionary.to_pylist()
+    codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    code = {name: i for i, name in enumerate(labels)}
+    for new in names:
+        if new not in code:
+            code[new] = len(labels)
+            labels.append(new)
     days = session_days(table["timestamp"])
-    symbol = table["symbol"].to_numpy(zero_copy_only=False).astype(object)
+    out = codes.copy()
     keep = np.ones(table.num_rows, dtype=bool)
-    asked = set(names)
-    owned = np.isin(symbol, list(asked))
     for new, chain in names.items():
         since = _EPOCH
         for old, day in chain:
-            rows = (symbol == old) & ~owned
+            if old in names or old not in code:  # asked for itself, or nothing stored
+                since = day
+                continue
+            rows = codes == code[old]
             mine = rows & (days >= (since - _EPOCH).days) & (days < (day - _EPOCH).days)
-            symbol[mine] = new
+            out[mine] = code[new]
             keep &= ~(rows & ~mine)
             since = day
-    out = table.set_column(
-        table.schema.get_field_index("symbol"), "symbol", pa.array(symbol.tolist(), pa.string())
-    )
-    return out.filter(pa.array(keep))
+    symbol = pa.DictionaryArray.from_arrays(
+        pa.array(out, pa.int32()), pa.array(labels, pa.string())
+    ).cast(pa.string())
+    i = table.schema.get_field_index("symbol")
+    return table.set_column(i, table.schema.field(i), symbol).filter(pa.array(keep))
 
 
 def _finish(table: pa.Table, first: dt.date, last: dt.date) -> pa.Table:

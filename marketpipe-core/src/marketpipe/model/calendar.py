@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import attrs
 import numpy as np
+import pyarrow as pa
 
 from marketpipe.model.errors import InvalidInputError
 from marketpipe.model.values import Session, TimeRange
@@ -75,6 +76,15 @@ def in_sessions(
 
 def ny_midnight_ns(day: dt.date) -> int:
     return _utc_ns(dt.datetime(day.year, day.month, day.day, tzinfo=NEW_YORK))
+
+
+def day_bounds(start: dt.date, end: dt.date) -> tuple[pa.Scalar, pa.Scalar]:
+    """``[start, end]`` in New York days as UTC timestamps: ``start``'s midnight (included) to
+    the midnight after ``end`` (excluded)."""
+    kind = pa.timestamp("ns", tz="UTC")
+    lo = pa.scalar(ny_midnight_ns(start), pa.int64()).cast(kind)
+    hi = pa.scalar(ny_midnight_ns(end + dt.timedelta(days=1)), pa.int64()).cast(kind)
+    return lo, hi
 
 
 @attrs.frozen(eq=False)

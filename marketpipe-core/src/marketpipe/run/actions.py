@@ -8,8 +8,9 @@ asked. A failure to fetch them is a note: the bars are committed either way.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -51,8 +52,20 @@ def _summary(new: pa.Table, changed: pa.Table, rejected: pa.Table) -> list[str]:
     return notes
 
 
-def record_actions(
-    provider: IMarketDataProvider,
+#: ``fetch(symbols, start, end)``: the provider's actions (``None``: it reports none), asked
+#: here or, for a job on a cluster, on a worker under the cluster's shared rate limit.
+FetchActions = Callable[[list[str], dt.date, dt.date], Awaitable[pa.Table | None]]
+
+
+def fetch_here(provider: IMarketDataProvider) -> FetchActions:
+    """:data:`FetchActions` through ``provider`` in this process (off the event loop)."""
+    return lambda symbols, start, end: asyncio.to_thread(
+        provider.fetch_actions, symbols, start, end
+    )
+
+
+async def record_actions(
+    fetch: FetchActions,
     data_dir: Path,
     catalog: Catalog,
     series: Series,
@@ -61,18 +74,19 @@ def record_actions(
     secrets: Sequence[Secret] = (),
 ) -> list[str]:
     """Fetch and keep the actions of ``symbols``; returns the notes to show."""
-    spans = catalog.spans(series)
+    spans = await asyncio.to_thread(catalog.spans, series)
     firsts = [spans[s][0] for s in symbols if s in spans]
     since = min([start, *firsts])
     today = clock.now().date()
     try:
-        table = provider.fetch_actions(list(symbols), since, today)
+        table = await fetch(list(symbols), since, today)
     except (MarketPipeError, OSError) as exc:  # keys, plan, outage: the bars stand either way
         return [scrub(f"corporate actions were not fetched: {exc}", secrets)]
     if table is None:
         return []
     try:
-        added = Ledger(open_store(dataset_root(data_dir))).add(table)
+        ledger = Ledger(open_store(dataset_root(data_dir)))
+        added = await asyncio.to_thread(ledger.add, table)
     except (StorageError, OSError) as exc:
         return [f"corporate actions were not kept: {exc}"]
     return _summary(added.new, added.changed, added.rejected)

@@ -34,7 +34,7 @@ from marketpipe.plugins.host import get_plugin_host
 from marketpipe.plugins.provider import IMarketDataProvider
 from marketpipe.plugins.registry import PreparedProvider, prepare_provider
 from marketpipe.plugins.specs import ProviderSpec
-from marketpipe.run.actions import record_actions
+from marketpipe.run.actions import fetch_here, record_actions
 from marketpipe.run.admission import admit, admit_resume
 from marketpipe.run.commands import CreateIngestionJobCommand
 from marketpipe.run.coordinator import (
@@ -349,9 +349,13 @@ async def execute(
             )
             if summary.state is not ProcessingState.CANCELLED and not gave_up:
                 cfg = job.configuration
-                notes = await asyncio.to_thread(
-                    record_actions,
-                    prepared.provider,
+                fetch = (
+                    remote.actions_fetcher(prepared.spec.name, provider_settings)
+                    if remote is not None
+                    else fetch_here(prepared.provider)
+                )
+                notes = await record_actions(
+                    fetch,
                     data_dir,
                     built.catalog,
                     prepared.spec.series(cfg.feed, cfg.timeframe, cfg.settings),

@@ -82,6 +82,25 @@ class CatalogQueries:
         )
         return [(str(n), str(e)) for n, e in rows]
 
+    @locked
+    def files_of(
+        self, series: Series, symbols: Iterable[str], start: dt.date, end: dt.date
+    ) -> list[str]:
+        """Names (relative to the data root) of the files holding any day of ``symbols`` from
+        ``start`` to ``end``, in order."""
+        wanted = set(symbols)
+        ids = [i for s, i in self._ids(wanted, create=False).items() if s in wanted]
+        series_id = self._series_id(series)
+        if series_id is None or not ids:
+            return []
+        rows = self._conn.execute(
+            "SELECT DISTINCT f.month, f.name FROM parts p JOIN files f ON f.id=p.file_id "
+            f"WHERE p.series_id=? AND p.day BETWEEN ? AND ? AND p.symbol_id IN "
+            f"({','.join('?' * len(ids))}) ORDER BY f.month, f.name",
+            (series_id, start.toordinal(), end.toordinal(), *ids),
+        ).fetchall()
+        return [self.holdings.where(series, month, name) for month, name in rows]
+
     def files_holding(self, series: Series, keys: Iterable[PartitionKey]) -> set[str]:
         """Names (relative to the data root) of the files that hold any of ``keys``."""
         return {p.path for p in self.lookup(series, keys)}

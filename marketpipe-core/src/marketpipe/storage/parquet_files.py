@@ -24,17 +24,22 @@ def is_sorted(table: pa.Table) -> bool:
 
 
 COMPRESSIONS = ("zstd", "snappy", "lz4", "gzip", "brotli", "none")
+ROW_GROUP_ROWS = 16 * 1024
 
 
 def write_bars(table: pa.Table, compression: str = "zstd") -> Callable[[BinaryIO], None]:
     def write(fh: BinaryIO) -> None:
         # Dictionary-encode only the symbol: price columns rarely repeat enough to pay for it,
-        # and skipping them makes writing about 30% faster for the same file size.
+        # and skipping them makes writing about 30% faster for the same file size. Row groups
+        # of 16k rows (about two symbol-months of minute bars; rows are sorted by symbol) let
+        # a reader of a few symbols skip the others on their statistics: one symbol's year
+        # from a 100-symbol dataset reads 3.6x faster than with 128k-row groups, for files
+        # about 4% larger (bench/bench_read.py).
         pq.write_table(
             table,
             fh,
             compression=compression,
-            row_group_size=128 * 1024,
+            row_group_size=ROW_GROUP_ROWS,
             use_dictionary=["symbol"],
         )
 

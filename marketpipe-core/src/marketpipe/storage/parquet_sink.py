@@ -21,15 +21,18 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from marketpipe.model import clock
+from marketpipe.model.calendar import day_bounds
 from marketpipe.model.errors import InvalidInputError, StorageError
 from marketpipe.model.partition import PartitionKey
 from marketpipe.model.schema import BAR_SCHEMA, SCHEMA_VERSION, conform
@@ -106,10 +109,47 @@ class ParquetSink:
         table = pa.concat_tables(tables).replace_schema_metadata(None)
         return table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
 
-    def _read(self, rel: str) -> pa.Table:
+    def read_range(
+        self, series: Series, symbols: Iterable[str], start: dt.date, end: dt.date
+    ) -> pa.Table:
+        """The stored rows of ``symbols`` from ``start`` to ``end`` (New York days, inclusive),
+        in the canonical columns, unordered: only the files the catalog says hold them are
+        read, and row groups whose symbol or time statistics fall outside are not decoded."""
+        wanted = sorted(set(symbols))
+        first, last = month_key(start), month_key(end)
+        lo, hi = day_bounds(start, end)
+        # The range beside isin lets row groups be skipped on their symbol statistics.
+        where = (
+            (pc.field("symbol") >= wanted[0])
+            & (pc.field("symbol") <= wanted[-1])
+            & pc.field("symbol").isin(wanted)
+            & (pc.field("timestamp") >= lo)
+            & (pc.field("timestamp") < hi)
+        )
+        # The catalog, synced with those month folders, names the files that hold the
+        # symbols on those days: the others are not opened.
+        self.catalog.sync(series, [m for m in self.months(series) if first <= m <= last])
+        rels = self.catalog.files_of(series, wanted, start, end)
+        if not rels:
+            return BAR_SCHEMA.empty_table()
+        if isinstance(self.store, LocalStore):
+            # One dataset over the files: pyarrow prunes row groups and decodes on its threads.
+            paths = {str(self.store.path(rel)): rel for rel in rels}
+            try:
+                found = ds.dataset(list(paths), schema=BAR_SCHEMA, format="parquet")
+                table = found.to_table(filter=where)
+            except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
+                raise unreadable(f"{self.store.url}/{rels[0]}'s month folders", exc) from None
+        else:  # objects: fetched side by side, each filtered as it is decoded
+            with ThreadPoolExecutor(max_workers=min(8, len(rels))) as pool:
+                parts = list(pool.map(lambda rel: self._read(rel, where).cast(BAR_SCHEMA), rels))
+            table = pa.concat_tables(parts)
+        return table.replace_schema_metadata(None)
+
+    def _read(self, rel: str, where: pc.Expression | None = None) -> pa.Table:
         try:
             with self.store.open(rel) as src:
-                return pq.read_table(src)
+                return pq.read_table(src, filters=where)
         except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
             raise unreadable(f"{self.store.url}/{rel}", exc) from None
 

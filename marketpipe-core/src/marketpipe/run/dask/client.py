@@ -11,24 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pyarrow as pa
+
 from marketpipe.fetch import progress
 from marketpipe.fetch.rate_limiter import WindowFactory
 from marketpipe.model.calendar import SessionWindow
 from marketpipe.model.errors import InvalidInputError
+from marketpipe.run.actions import FetchActions
 from marketpipe.run.dask.coordination import DaskStopFlag, DaskWindows
 from marketpipe.run.dask.tasks import (
+    ActionsTask,
     ClusterLostError,
     Listed,
     ListTask,
     UnitDone,
     UnitTask,
     close_job,
+    fetch_actions,
     list_symbols,
     run_unit,
 )
@@ -124,6 +130,23 @@ class DaskUnits:
             raise self._lost(exc) from None
         result: UnitDone = await self._outcome(future)
         return result
+
+    def actions_fetcher(self, provider: str, settings: Mapping[str, str]) -> FetchActions:
+        """Corporate actions fetched on a worker, under the cluster's shared rate limit: a
+        request from here would take no lease and could push the workers over it."""
+
+        async def fetch(symbols: list[str], start: dt.date, end: dt.date) -> pa.Table | None:
+            task = ActionsTask(
+                provider, dict(settings), tuple(symbols), start, end, self.rate_windows(provider)
+            )
+            try:
+                future = self._client.submit(fetch_actions, task, pure=False)
+            except Exception as exc:
+                raise self._lost(exc) from None
+            result: pa.Table | None = await self._outcome(future)
+            return result
+
+        return fetch
 
     async def list_symbols(
         self, provider: str, settings: Mapping[str, str], windows: Sequence[SessionWindow]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import socket
 import threading
 import time
@@ -31,6 +32,7 @@ from marketpipe.model.schema import assemble_bars
 from marketpipe.plugins.provider import IMarketDataProvider
 from marketpipe.plugins.registry import PreparedProvider, prepare_provider
 from marketpipe.plugins.sink import Sink
+from marketpipe.run.actions import FetchActions
 from marketpipe.run.planning import WorkUnit
 from marketpipe.run.unit_commit import UnitCommitted, UnitCommitter, UnitContext
 from marketpipe.storage.catalog import in_memory
@@ -72,6 +74,19 @@ class ListTask:
 
 
 @attrs.frozen
+class ActionsTask:
+    """Fetch corporate actions on a worker, under the provider's rate limits held across the
+    workers (the client keeps them in the ledger)."""
+
+    provider: str
+    provider_settings: Mapping[str, str]
+    symbols: tuple[str, ...]
+    start: dt.date
+    end: dt.date
+    rate_windows: WindowFactory | None = None
+
+
+@attrs.frozen
 class Listed:
     symbols: list[str]
     notes: list[str]
@@ -89,6 +104,9 @@ class RemoteUnits(Protocol):
         self, provider: str, settings: Mapping[str, str], windows: Sequence[SessionWindow]
     ) -> Listed:
         """The symbols of ``windows``, listed a day a task across the workers."""
+
+    def actions_fetcher(self, provider: str, settings: Mapping[str, str]) -> FetchActions:
+        """Fetches ``provider``'s corporate actions on a worker."""
 
     async def stop(self, job_id: str) -> None:
         """The job is stopping: its units still fetching end with :class:`UnitStopped`."""
@@ -272,6 +290,16 @@ def list_symbols(task: ListTask) -> Listed:
         with _GUARD:
             _DAYS_LISTED[0] += len(task.windows)
         return Listed(symbols, prepared.provider.take_notes())
+    finally:
+        prepared.provider.close()
+
+
+def fetch_actions(task: ActionsTask) -> pa.Table | None:
+    """A worker's task: the provider's corporate actions of ``task.symbols``."""
+    with _set_up_here("fetch corporate actions"):
+        prepared = _prepare_provider(task.provider, task.provider_settings, task.rate_windows)
+    try:
+        return prepared.provider.fetch_actions(list(task.symbols), task.start, task.end)
     finally:
         prepared.provider.close()
 
