@@ -18,6 +18,7 @@ from marketpipe.ingestion import DomainEvent, Session, Symbol, Timeframe, TimeRa
 from marketpipe.jobs.event_bus import EventBus
 from marketpipe.run.pipeline import IngestRequest, run_ingest
 from marketpipe.testing import check_provider
+from marketpipe_alpaca.fake_market import FakeMarket
 from marketpipe_alpaca.testing import FakeAlpacaServer
 
 KEY, SECRET = "PKLEAKCHECK7Q2W9", "SKLEAKCHECK3Z8X1V"
@@ -63,9 +64,20 @@ def _isolated(fresh_plugins: None) -> None:
 
 
 def test_passes_the_conformance_kit(server: FakeAlpacaServer) -> None:
+    server.market = FakeMarket(
+        [
+            {"type": "forward_splits", "id": "s", "symbol": "AAPL", "old_rate": 1,
+             "new_rate": 4, "ex_date": "2024-03-06", "process_date": "2024-03-01"},
+            {"type": "name_changes", "id": "n", "old_symbol": "MDGN+", "new_symbol": "MDGN",
+             "process_date": "2024-03-07"},
+            {"type": "cash_dividends", "id": "d", "symbol": "MSFT", "rate": 0.5,
+             "ex_date": "2024-03-05", "process_date": "2024-03-01"},
+        ]
+    )  # fmt: skip
     settings = {"api_key_id": KEY, "api_secret_key": SECRET, "base_url": server.url}
     report = check_provider("alpaca", settings=settings, symbols=("AAPL", "BRK.B", "MDGN+"))
     assert report.requests == 12 and report.bars > 0
+    assert report.actions == 2  # MSFT's dividend was not asked for
 
 
 def test_ingest_with_20_percent_faults_equals_the_fault_free_run(tmp_path: Path) -> None:

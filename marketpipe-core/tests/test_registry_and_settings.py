@@ -1,3 +1,4 @@
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,37 @@ def test_conformance_kit_catches_a_provider_that_ignores_the_range() -> None:
             check_provider("sloppy", timeframes=["1m"], sessions=["regular"])
     finally:
         unregister("sloppy")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"provider": "other"}, "provider must be 'wrongacts', got \\['other'\\]"),
+        ({"symbol": "TSLA"}, "got actions of \\['TSLA'\\]"),
+        ({"ex_date": dt.date(2023, 1, 3)}, "asked for 2024-03-04..2024-03-08"),
+        ({"new_rate": 0.0}, "records the ledger refuses"),
+    ],
+)
+def test_conformance_kit_checks_the_corporate_actions_a_provider_reports(
+    step_provider: type, change: dict, message: str
+) -> None:
+    from marketpipe.model.actions import actions_table
+
+    good = {"provider": "wrongacts", "id": "a1", "kind": "forward_split", "symbol": "AAPL",
+            "ex_date": dt.date(2024, 3, 6), "process_date": dt.date(2024, 3, 1),
+            "old_rate": 1.0, "new_rate": 2.0, "record": "{}",
+            "fetched_at": dt.datetime(2024, 3, 9, tzinfo=dt.UTC)}  # fmt: skip
+
+    class Reporting(StepProvider):
+        def fetch_actions(self, symbols, start, end):
+            return actions_table([{**good, **change}])
+
+    register(ProviderSpec(name="wrongacts", factory=lambda s: Reporting(), description="x"))
+    try:
+        with pytest.raises(AssertionError, match=message):
+            check_provider("wrongacts", timeframes=["1m"], sessions=["regular"])
+        change.clear()
+        report = check_provider("wrongacts", timeframes=["1m"], sessions=["regular"])
+        assert report.actions == 1
+    finally:
+        unregister("wrongacts")

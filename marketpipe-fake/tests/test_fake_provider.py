@@ -34,7 +34,13 @@ def fetch(
 
 
 def test_passes_the_conformance_kit_for_every_timeframe_and_session() -> None:
-    report = check_provider("fake", symbols=("AAPL", "BRK.B", "MDGN+"))
+    report = check_provider(
+        "fake",
+        symbols=("AAPL", "BRK.B", "MDGN+", "MSFT", "OLDCO"),
+        actions_start="2015-01-01",
+        actions_end="2024-12-31",
+    )
+    assert report.actions is not None and report.actions > 20
     assert report.requests == 12  # 6 timeframes x 2 sessions
     assert get("fake").distribution == "marketpipe-fake"
 

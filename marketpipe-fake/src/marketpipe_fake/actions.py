@@ -16,6 +16,7 @@ last split); dividends are too small beside the random walk to be drawn into the
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -155,17 +156,23 @@ def split_scale(seed: str, symbol: str, days: list[dt.date]) -> list[float]:
     """Each day's raw price scale: the product of ``new/old`` of every split whose ex-date is
     after the day (before a 2-for-1 split a share costs twice what it costs after), so the
     prices of the market's last year are the walk's own."""
-    splits = [
-        a
-        for a in actions(seed, symbol, SPLIT_YEARS)
-        if a.kind in ("forward_split", "reverse_split")
-    ]
+    splits = _splits(seed, symbol)
     out = []
     for day in days:
         scale = 1.0
-        for a in splits:
-            if a.ex_date > day:
-                assert a.old_rate is not None and a.new_rate is not None
-                scale *= a.new_rate / a.old_rate
+        for ex, ratio in splits:
+            if ex > day:
+                scale *= ratio
         out.append(scale)
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _splits(seed: str, symbol: str) -> tuple[tuple[dt.date, float], ...]:
+    """``(ex-date, new/old)`` of every split of ``symbol``'s company, worked out once."""
+    found = []
+    for a in actions(seed, symbol, SPLIT_YEARS):
+        if a.kind in ("forward_split", "reverse_split"):
+            assert a.old_rate is not None and a.new_rate is not None
+            found.append((a.ex_date, a.new_rate / a.old_rate))
+    return tuple(found)

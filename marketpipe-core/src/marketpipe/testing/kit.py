@@ -5,18 +5,23 @@ from your tests.
 It fetches real requests through your provider and checks what every provider must do: batches in
 the canonical schema, only the requested symbols, only bars inside the requested sessions and
 aligned to the timeframe, OHLCV invariants, no duplicates, identical output on repeat when the spec
-claims determinism, and the seed's per-bar API. A failure raises ``AssertionError`` saying what
-was wrong.
+claims determinism, and the seed's per-bar API. A provider that reports corporate actions
+(``fetch_actions``) has them checked too: the canonical schema, its own name in ``provider``, only
+the symbols and days asked, kinds MarketPipe knows (or ``unknown``), records the ledger would
+keep, one record an id, the same records on repeat. A failure raises ``AssertionError`` saying
+what was wrong.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 import pyarrow as pa
 
+from marketpipe.model.actions import ACTION_COLUMNS, check_actions
 from marketpipe.model.calendar import nyse_calendar
 from marketpipe.model.errors import ProviderNotConfiguredError
 from marketpipe.model.request import FetchRequest
@@ -45,6 +50,57 @@ class ConformanceReport:
     provider: str
     requests: int
     bars: int
+    #: Corporate actions reported for the symbols and days asked (``None``: the provider
+    #: reports none).
+    actions: int | None = None
+
+
+def _actions(spec: ProviderSpec, values: Mapping[str, Any], symbols: list[str],
+             start: dt.date, end: dt.date) -> pa.Table | None:  # fmt: skip
+    provider = spec.factory(values)
+    try:
+        return provider.fetch_actions(symbols, start, end)
+    finally:
+        provider.close()
+
+
+def _check_actions(
+    spec: ProviderSpec, values: Mapping[str, Any], symbols: list[str], start: dt.date,
+    end: dt.date,
+) -> int | None:  # fmt: skip
+    """The corporate-action checks; returns how many actions the provider reported."""
+    table = _actions(spec, values, symbols, start, end)
+    if table is None:
+        return None
+    where = f"{spec.name} fetch_actions"
+    assert isinstance(table, pa.Table), f"{where} must return a pyarrow.Table or None"
+    missing = [name for name in ACTION_COLUMNS if name not in table.column_names]
+    assert not missing, f"{where}: columns missing from the action schema: {missing}"
+    table = table.select(list(ACTION_COLUMNS))
+    valid, rejected = check_actions(table)
+    if rejected.num_rows:
+        sample = rejected.slice(0, 3).select(["id", "kind", "reason"]).to_pylist()
+        raise AssertionError(f"{where}: {rejected.num_rows} records the ledger refuses: {sample}")
+    rows = valid.to_pylist()
+    others = sorted({str(r["provider"]) for r in rows} - {spec.name})
+    assert not others, f"{where}: provider must be {spec.name!r}, got {others}"
+    asked = set(symbols)
+    stray = sorted({r["symbol"] for r in rows if r["symbol"] not in asked
+                    and r["new_symbol"] not in asked})  # fmt: skip
+    assert not stray, f"{where}: asked for {sorted(asked)}, got actions of {stray}"
+    outside = [(r["id"], r["ex_date"]) for r in rows
+               if r["ex_date"] is not None and not start <= r["ex_date"] <= end]  # fmt: skip
+    assert not outside, f"{where}: asked for {start}..{end}, got {outside[:3]}"
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)), f"{where}: an id appears more than once"
+    again = _actions(spec, values, symbols, start, end)
+    assert again is not None
+    same = [c for c in ACTION_COLUMNS if c != "fetched_at"]
+    key = [("id", "ascending")]
+    assert again.select(same).sort_by(key).equals(table.select(same).sort_by(key)), (
+        f"{where}: a repeat returned other records"
+    )
+    return len(rows)
 
 
 def _fetch(spec: ProviderSpec, values: Mapping[str, Any], request: FetchRequest) -> pa.Table:
@@ -75,6 +131,8 @@ def check_provider(
     sessions: Iterable[str] | None = None,
     settings: Mapping[str, str] | None = None,
     expect_bars: bool = True,
+    actions_start: str | None = None,
+    actions_end: str | None = None,
 ) -> ConformanceReport:
     """Run every conformance check against ``provider`` (a name or a spec).
 
@@ -82,7 +140,9 @@ def check_provider(
     then ``MARKETPIPE_<PROVIDER>_<KEY>``, then the config file, then the defaults; a required
     one missing everywhere is a :class:`~marketpipe.model.errors.ProviderNotConfiguredError`
     naming it. ``expect_bars=False`` accepts a provider that has no bars for the days asked
-    (a skeleton, or a test server with nothing for them); every other check still runs."""
+    (a skeleton, or a test server with nothing for them); every other check still runs.
+    Corporate actions are asked for ``actions_start``..``actions_end`` (default: the days of
+    the bars); widen it to a year to see some."""
     spec = provider if isinstance(provider, ProviderSpec) else registry.get(provider)
     resolved = resolve_settings(spec, settings)
     if resolved.missing:
@@ -134,4 +194,11 @@ def check_provider(
         )
         got = set(_fetch(spec, settings, single)["symbol"].unique().to_pylist())
         assert got <= {wanted[0].value}, f"{spec.name}: asked for {wanted[0]}, got {sorted(got)}"
-    return ConformanceReport(spec.name, requests, bars)
+    actions = _check_actions(
+        spec,
+        settings,
+        [s.value for s in wanted],
+        dt.date.fromisoformat(actions_start or start),
+        dt.date.fromisoformat(actions_end or end),
+    )
+    return ConformanceReport(spec.name, requests, bars, actions)
