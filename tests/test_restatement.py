@@ -234,3 +234,31 @@ def test_as_of_before_a_split_reads_the_series_as_it_was_seen_then(
     )
     server.today = dt.date(2024, 7, 12)
     assert_same(then, served(server, "NVDA", "split", dt.date(2024, 7, 12), "2024-06-03"))
+
+
+def test_a_dividend_at_or_above_the_close_before_it_is_set_aside_never_applied(
+    tmp_path: Path,
+) -> None:
+    absurd = {"type": "cash_dividends", "id": "div-absurd", "symbol": "NVDA", "rate": 5000.0,
+              "special": True, "foreign": False, "ex_date": "2024-03-12",
+              "process_date": "2024-03-01"}  # fmt: skip
+    with FakeAlpacaServer(KEY, SECRET, actions=[*ACTIONS, absurd], today=FIRST_DAY) as server:
+        root = tmp_path / "data"
+        env = env_at(server, FIRST_DAY)
+        job = ("ingest", "--provider", "alpaca", "--symbols", "NVDA", "--timeframe", "1d",
+               "--start", "2024-03-01", "--end", "2024-03-29", "--data-dir", str(root))  # fmt: skip
+        out = mp_ok(*job, env=env)
+        assert any("1 records that make no sense were set aside" in n for n in out["notes"])
+        mp_ok(*job, "--refresh", env=env)  # asked again: set aside once, not twice
+        rejected = mp_ok("actions", "--rejected", "--data-dir", str(root), env=env)["actions"]
+        assert [a["id"] for a in rejected] == ["div-absurd"]
+        reason = rejected[0]["reason"]
+        assert reason.startswith("a dividend of 5000 at or above the close before its ex-date (")
+        assert float(reason.split("(")[1].rstrip(")")) < 5000
+        kept = mp_ok("actions", "--data-dir", str(root), env=env)["actions"]
+        assert "div-absurd" not in [a["id"] for a in kept]
+        read = marketpipe.read(root, provider="alpaca", symbols=["NVDA"], start="2024-03-01",
+                               end="2024-03-29", timeframe="1d", adjustment="dividend")  # fmt: skip
+        raw = marketpipe.read(root, provider="alpaca", symbols=["NVDA"], start="2024-03-01",
+                              end="2024-03-29", timeframe="1d")  # fmt: skip
+        assert read.equals(raw)  # nothing applied

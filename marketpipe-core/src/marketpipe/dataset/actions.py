@@ -11,9 +11,12 @@ import pyarrow as pa
 
 from marketpipe.model import clock
 from marketpipe.model.errors import InvalidInputError
+from marketpipe.model.values import RAW
 from marketpipe.plugins.registry import prepare_provider
+from marketpipe.run.actions import refuse_by_prices
 from marketpipe.storage.ledger import Ledger
 from marketpipe.storage.location import dataset_root, local_root
+from marketpipe.storage.sinks import choose_sink, open_sink
 from marketpipe.storage.stores import open_store
 
 COLUMNS = ("provider", "id", "kind", "symbol", "new_symbol", "ex_date", "process_date",
@@ -69,8 +72,18 @@ def fetch_actions(
         prepared.provider.close()
     if table is None:
         raise InvalidInputError(f"provider {prepared.spec.name} reports no corporate actions")
-    local_root(data_dir).mkdir(parents=True, exist_ok=True)
-    added = _ledger(data_dir, must_exist=False).add(table)
+    root = local_root(data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    refused: dict[tuple[str, str], str] = {}
+    if choose_sink(root).new is False:  # bars stored: dividends are checked against them
+        sink = open_sink(root, writing=False)
+        try:
+            for series in sink.catalog.series():
+                if series.provider == prepared.spec.name and series.adjustment == RAW:
+                    refused.update(refuse_by_prices(table, sink, series))
+        finally:
+            sink.close()
+    added = _ledger(data_dir, must_exist=False).add(table, refused)
     return {
         "new": added.new.num_rows,
         "corrected": added.changed.num_rows,

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from marketpipe.model import clock
-from marketpipe.model.actions import describe
+from marketpipe.model.actions import CASH_DIVIDEND, describe
+from marketpipe.model.calendar import in_sessions, nyse_calendar
 from marketpipe.model.errors import MarketPipeError, StorageError
 from marketpipe.model.secrets import Secret, scrub
-from marketpipe.model.values import Series
+from marketpipe.model.values import RAW, Series, Session, Timeframe, TimeRange
 from marketpipe.plugins.provider import IMarketDataProvider
-from marketpipe.storage.catalog import Catalog
+from marketpipe.plugins.sink import Sink
 from marketpipe.storage.ledger import Ledger
 from marketpipe.storage.location import dataset_root
 from marketpipe.storage.stores import open_store
@@ -64,17 +68,61 @@ def fetch_here(provider: IMarketDataProvider) -> FetchActions:
     )
 
 
+#: How far before a cash dividend's ex-date the close it is checked against is looked for.
+_LOOKBACK = dt.timedelta(days=10)
+
+
+def _close_before(sink: Sink, series: Series, symbol: str, ex: dt.date) -> float | None:
+    """The raw close of the last regular-session bar stored in the ten days before ``ex``."""
+    read_range = getattr(sink, "read_range", None)
+    if read_range is None:
+        return None
+    bars = read_range(series, [symbol], ex - _LOOKBACK, ex - dt.timedelta(days=1))
+    if bars.num_rows == 0:
+        return None
+    ts = np.asarray(bars["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False))
+    if series.timeframe is not Timeframe.D1:
+        windows = nyse_calendar().windows(
+            TimeRange(ex - _LOOKBACK, ex - dt.timedelta(days=1)), Session.REGULAR
+        )
+        regular = in_sessions(ts, windows, series.timeframe.nanos)
+        if not regular.any():
+            return None
+        bars, ts = bars.filter(pa.array(regular)), ts[regular]
+    close = float(bars["close"][int(np.argmax(ts))].as_py())
+    return close if math.isfinite(close) else None
+
+
+def refuse_by_prices(table: pa.Table, sink: Sink, series: Series) -> dict[tuple[str, str], str]:
+    """``(provider, id) -> reason`` of the cash dividends at or above the raw close before
+    their ex-date (stored in ``series``, when it is raw): such a record would make the
+    adjustment factor zero or negative."""
+    if series.adjustment != RAW or table.num_rows == 0:
+        return {}
+    refused = {}
+    for row in table.filter(pc.equal(table["kind"], CASH_DIVIDEND)).to_pylist():  # a few
+        if row["ex_date"] is None or row["rate"] is None:
+            continue  # the ledger's own check sets these aside
+        close = _close_before(sink, series, row["symbol"], row["ex_date"])
+        if close is not None and row["rate"] >= close:
+            refused[(row["provider"], row["id"])] = (
+                f"a dividend of {row['rate']:g} at or above the close before its ex-date "
+                f"({close:g})"
+            )
+    return refused
+
+
 async def record_actions(
     fetch: FetchActions,
     data_dir: Path,
-    catalog: Catalog,
+    sink: Sink,
     series: Series,
     symbols: Sequence[str],
     start: dt.date,
     secrets: Sequence[Secret] = (),
 ) -> list[str]:
     """Fetch and keep the actions of ``symbols``; returns the notes to show."""
-    spans = await asyncio.to_thread(catalog.spans, series)
+    spans = await asyncio.to_thread(sink.catalog.spans, series)
     firsts = [spans[s][0] for s in symbols if s in spans]
     since = min([start, *firsts])
     today = clock.now().date()
@@ -85,8 +133,9 @@ async def record_actions(
     if table is None:
         return []
     try:
+        refused = await asyncio.to_thread(refuse_by_prices, table, sink, series)
         ledger = Ledger(open_store(dataset_root(data_dir)))
-        added = await asyncio.to_thread(ledger.add, table)
+        added = await asyncio.to_thread(ledger.add, table, refused)
     except (StorageError, OSError) as exc:
         return [f"corporate actions were not kept: {exc}"]
     return _summary(added.new, added.changed, added.rejected)

@@ -357,7 +357,7 @@ async def execute(
                 notes = await record_actions(
                     fetch,
                     data_dir,
-                    built.catalog,
+                    built,
                     prepared.spec.series(cfg.feed, cfg.timeframe, cfg.settings),
                     [s.value for s in job.symbols],
                     job.time_range.start,

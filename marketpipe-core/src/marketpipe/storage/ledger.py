@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import attrs
 import pyarrow as pa
@@ -128,11 +128,24 @@ class Ledger:
             [("ex_date", "ascending"), ("symbol", "ascending"), ("id", "ascending")]
         )
 
-    def add(self, table: pa.Table) -> Added:
-        """Keep ``table``'s records: those that make no sense are set aside with the reason;
-        of the rest, those new to the ledger or with other values than its latest version are
-        written, in one new file. Returns what changed."""
+    def add(self, table: pa.Table, refused: Mapping[tuple[str, str], str] | None = None) -> Added:
+        """Keep ``table``'s records: those that make no sense (by themselves, or by
+        ``refused``: ``(provider, id) -> reason``, what the caller found against the bars) are
+        set aside with the reason, once; of the rest, those new to the ledger or with other
+        values than its latest version are written, in one new file. Returns what changed."""
         valid, rejected = check_actions(table)
+        if refused and valid.num_rows:
+            reasons = [
+                refused.get((p, i))
+                for p, i in zip(valid["provider"].to_pylist(), valid["id"].to_pylist(), strict=True)
+            ]
+            out = pa.array([r is not None for r in reasons])
+            also = valid.filter(out).append_column(
+                "reason", pa.array([r for r in reasons if r is not None], pa.string())
+            )
+            rejected = pa.concat_tables([rejected, also.cast(REJECTED_ACTION_SCHEMA)])
+            valid = valid.filter(pc.invert(out))
+        rejected = self._not_yet_rejected(rejected)
         if rejected.num_rows:
             self._write(REJECTED, rejected)
         current = {
@@ -153,6 +166,16 @@ class Ledger:
         if new.num_rows or changed.num_rows:
             self._write(FOLDER, pa.concat_tables([new, changed]))
         return Added(new, changed, rejected)
+
+    def _not_yet_rejected(self, rejected: pa.Table) -> pa.Table:
+        """The records of ``rejected`` not set aside before with the same values and reason
+        (each update asks again for the same history)."""
+        if rejected.num_rows == 0:
+            return rejected
+        columns = [*_VALUES, "reason"]
+        before = {tuple(r[c] for c in columns) for r in self.rejected().to_pylist()}
+        keep = [tuple(r[c] for c in columns) not in before for r in rejected.to_pylist()]
+        return rejected.filter(pa.array(keep, pa.bool_()))
 
     def _write(self, folder: str, table: pa.Table) -> None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
