@@ -105,6 +105,32 @@ def test_an_identical_rerun_makes_no_requests_and_a_longer_range_fetches_only_ne
     assert dict(states) == {"STORED": 10, "COMPLETED": 4}
 
 
+def test_update_takes_today_s_settings_and_keeps_only_what_defines_the_series(
+    tmp_path: Path,
+) -> None:
+    """Ingest against one server, split-adjusted; the environment then points elsewhere (a
+    new base URL, another rate limit): update calls the new address, for the same series."""
+    root = tmp_path / "data"
+    with FakeAlpacaServer(KEY, SECRET) as old:
+        env = alpaca_env(old, now=AFTER_TUESDAY)
+        run(*alpaca(root, "AAPL", "2024-03-04", "2024-03-06", "-o", "adjustment=split",
+                    "-o", "rate_limit=50"), env=env)  # fmt: skip
+        asked_before = old.stats["requests"]
+    with FakeAlpacaServer(KEY, SECRET) as new:
+        later = alpaca_env(new, now="2024-03-12T02:00:00Z")
+        later["MARKETPIPE_ALPACA_RATE_LIMIT"] = "300"
+        update = mp_json("update", "--data-dir", str(root), env=later)
+        assert new.stats["requests"] > 0  # today's address, not the first job's
+    assert old.stats["requests"] == asked_before
+    (series,) = update["series"]  # type: ignore[index]
+    assert (series["adjustment"], series["state"]) == ("split", "COMPLETED")
+    assert series["job"]["partitions_completed"] == 3  # Mar 7, 8 and 11
+    job = mp_json("jobs", "show", series["job"]["job_id"], "--data-dir", str(root))
+    settings = job["settings"]  # type: ignore[index]
+    assert settings["base_url"] == new.url and settings["rate_limit"] == "300"
+    assert settings["adjustment"] == "split"
+
+
 def test_update_with_a_pinned_clock_fills_exactly_the_missing_sessions_then_does_nothing(
     server: FakeAlpacaServer, tmp_path: Path
 ) -> None:

@@ -129,11 +129,19 @@ def _series_jobs(store: SqliteJobStore, series: Series) -> list[IngestionJob]:
     return found
 
 
+#: Settings that define where a series' bars come from, besides the spec's series settings:
+#: carried over from the job that fetched it. Every other setting (a base URL, a rate limit,
+#: keys) is resolved as of now: ``-o``, then the environment, the config file, the defaults.
+_CARRIED = frozenset({"feed", "source"})
+
+
 def _overrides(series: Series, job: IngestionJob | None, request: UpdateRequest) -> dict[str, str]:
     spec = registry.get(series.provider)
-    overrides = dict(job.configuration.settings) if job is not None else {}
+    carried = _CARRIED | set(spec.series_settings)
+    before = job.configuration.settings if job is not None else {}
+    overrides = {k: v for k, v in before.items() if k in carried}
     names = {s.name for s in spec.settings}
-    if "feed" in names and job is None:
+    if "feed" in names:
         overrides["feed"] = series.feed
     if "adjustment" in spec.series_settings:
         overrides["adjustment"] = series.adjustment
