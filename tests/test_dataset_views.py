@@ -95,7 +95,7 @@ def rows(root: Path) -> list[tuple]:
     ).fetchall()
 
 
-def test_delete_removes_exactly_the_selection_and_update_restores_the_same_rows(
+def test_delete_removes_exactly_the_selection_update_leaves_it_deleted_and_ingest_restores(
     tmp_path: Path,
 ) -> None:
     root = tmp_path / "data"
@@ -125,11 +125,47 @@ def test_delete_removes_exactly_the_selection_and_update_restores_the_same_rows(
     assert status["series"][0]["symbols"][0]["missing"] == [["2024-03-05", "2024-03-07"]]  # type: ignore[index]
     assert mp("verify", "--data-dir", str(root)).returncode == 0  # deleted on purpose: whole
 
-    update = mp_json(
-        "update", "--data-dir", str(root), env={"MARKETPIPE_NOW": "2024-03-15T21:00:00Z"}
+    # Deleted on purpose: update (and its resume, and verify) leave it deleted...
+    now = {"MARKETPIPE_NOW": "2024-03-15T21:00:00Z"}
+    update = mp_json("update", "--data-dir", str(root), env=now)
+    job = update["series"][0]["job"]  # type: ignore[index]
+    assert job["partitions_completed"] == 0 and job["partitions"] == 2 * 11 - 3
+    assert rows(root) == left
+    assert mp("verify", "--data-dir", str(root)).returncode == 0
+    assert (
+        mp_json("update", "--data-dir", str(root), env=now)["series"][0]["job"][  # type: ignore[index]
+            "partitions_completed"
+        ]
+        == 0
     )
-    assert update["series"][0]["job"]["partitions_completed"] == 3  # type: ignore[index]
+    # ...until the user asks for those days again.
+    again = ingest(root, "AAPL", "2024-03-05", "2024-03-07")
+    assert again["partitions_completed"] == 3
     assert rows(root) == before
+
+
+def test_deleted_data_stays_deleted_through_updates_of_several_jobs(tmp_path: Path) -> None:
+    """The issue's case: ingest Q1 and Q2 (two jobs), update, delete Q1's first two weeks and
+    all of Q2, update again: nothing deleted comes back."""
+    root = tmp_path / "data"
+    ingest(root, "AAPL,MSFT", "2024-01-02", "2024-03-28")
+    ingest(root, "AAPL,MSFT", "2024-04-01", "2024-06-28")
+    now = {"MARKETPIPE_NOW": "2024-07-03T21:00:00Z"}
+    mp_json("update", "--data-dir", str(root), env=now)
+    select = ["--provider", "fake", "--symbols", "AAPL,MSFT", "--yes", "--data-dir", str(root)]
+    mp_json("delete", *select, "--start", "2024-01-02", "--end", "2024-01-12")
+    mp_json("delete", *select, "--start", "2024-04-01", "--end", "2024-07-03")
+    left = rows(root)
+    update = mp_json("update", "--data-dir", str(root), env=now)
+    assert update["series"][0]["job"]["partitions_completed"] == 0  # type: ignore[index]
+    assert rows(root) == left
+    days = {str(r[1].astimezone(ZoneInfo("America/New_York")).date()) for r in left}
+    assert min(days) == "2024-01-16" and max(days) == "2024-03-28"
+    # Later days still come: the next update fetches the sessions after the last one.
+    later = mp_json(
+        "update", "--data-dir", str(root), env={"MARKETPIPE_NOW": "2024-07-09T21:00:00Z"}
+    )
+    assert later["series"][0]["job"]["partitions_completed"] == 2 * 3  # Jul 5, 8, 9  # type: ignore[index]
 
 
 def _save_job(root: Path, job_id: str) -> None:
@@ -432,3 +468,36 @@ def test_a_damaged_file_stops_compact_delete_and_resample_with_one_line(tmp_path
     assert any("zz-damaged.parquet" in n and "mp verify" in n for n in status["notes"])  # type: ignore[index]
     (folder / "zz-damaged.parquet").unlink()
     assert digest(root) == before
+
+
+def test_a_delete_killed_before_the_rows_went_is_finished_by_running_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deletion is recorded before the rows go: a delete that dies in between leaves a
+    dataset that update does not fill back, and the same delete run again removes the rows."""
+    from marketpipe.dataset.operations import Selection, plan_delete, run_delete
+    from marketpipe.model.values import Symbol
+    from marketpipe.storage.parquet_sink import ParquetSink
+
+    root = tmp_path / "data"
+    ingest(root, "AAPL,MSFT", "2024-03-04", "2024-03-08")
+    before = rows(root)
+    selection = Selection(provider="fake", symbols=(Symbol("MSFT"),))
+    plan = plan_delete(root, selection, None, None)
+
+    def killed(self, series, keys):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # the process dies here, after the record
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ParquetSink, "delete", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_delete(root, plan)
+    assert rows(root) == before  # nothing removed yet
+    now = {"MARKETPIPE_NOW": "2024-03-08T21:00:00Z"}
+    update = mp_json("update", "--data-dir", str(root), env=now)
+    assert update["series"][0]["job"]["partitions_completed"] == 0  # type: ignore[index]
+    again = mp_json("delete", "--provider", "fake", "--symbols", "MSFT", "--yes",
+                    "--data-dir", str(root))  # fmt: skip
+    assert again["bars"] == 5 * 390  # type: ignore[index]
+    assert {r[0] for r in rows(root)} == {"AAPL"}
+    assert mp("verify", "--data-dir", str(root)).returncode == 0

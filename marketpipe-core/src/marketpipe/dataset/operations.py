@@ -218,6 +218,7 @@ async def run_update(
                     max_concurrency=request.max_concurrency,
                     symbol_starts={s: d for s, d in starts.items() if d > first},
                     symbol_ends=ends,
+                    keep_deleted=True,
                     sink=request.sink,
                     sink_options=request.sink_options,
                     executor=request.executor,
@@ -300,6 +301,7 @@ async def _restate(
             batch_size=request.batch_size,
             max_concurrency=request.max_concurrency,
             refresh=True,
+            keep_deleted=True,
             symbol_starts={s: d for s, d in firsts.items() if d > first},
             sink=request.sink,
             sink_options=request.sink_options,
@@ -433,7 +435,9 @@ def run_delete(
     sink_options: Mapping[str, str] | None = None,
 ) -> int:
     """Remove the planned partitions (rows and catalog entries); returns the rows removed. The
-    job store marks their records DELETED, so ``mp verify`` and ``mp update`` leave them be."""
+    job store records the deletion first (and marks the jobs' records DELETED), so ``mp
+    verify``, ``mp update`` and its restatements leave them be, until an explicit ``mp ingest``
+    of those days."""
     sink = open_sink(data_dir, sink_name, sink_options)
     _capable(sink, DeletingSink, "delete rows", data_dir)
     assert isinstance(sink, DeletingSink)
@@ -442,8 +446,12 @@ def run_delete(
         removed = 0
         for item in plan:
             keys = {(s, d) for s, d, _ in item.partitions}
+            # Recorded first: killed between the two, the job store already says deleted, and
+            # running the same delete again removes the rows the catalog still finds.
+            store.mark_deleted(
+                str(item.series), sink.catalog.holdings.prefix(item.series) + "/", keys
+            )
             removed += sink.delete(item.series, keys)
-            store.mark_deleted(sink.catalog.holdings.prefix(item.series) + "/", keys)
         return removed
     finally:
         sink.close()

@@ -137,6 +137,9 @@ class IngestionJob:
     symbol_ends: Mapping[str, dt.date] = attrs.field(factory=dict, kw_only=True)
     #: Fetch every partition asked, also those the dataset already holds complete.
     refresh: bool = attrs.field(default=False, kw_only=True)
+    #: Leave alone the partitions ``mp delete`` removed (``mp update``); an explicit ingest
+    #: fetches them and forgets they were deleted.
+    keep_deleted: bool = attrs.field(default=False, kw_only=True)
     _events: list[DomainEvent] = attrs.field(factory=list, init=False, repr=False, eq=False)
 
     # -- events ---------------------------------------------------------------------------------

@@ -51,6 +51,15 @@ CREATE TABLE IF NOT EXISTS partitions (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (job_id, symbol, day)
 );
+-- What mp delete removed, per series: mp update never fetches it again; an explicit mp ingest
+-- of those days forgets it.
+CREATE TABLE IF NOT EXISTS deletions (
+    series TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    day TEXT NOT NULL,
+    deleted_at TEXT NOT NULL,
+    PRIMARY KEY (series, symbol, day)
+);
 """
 
 _SELECT_JOB = """SELECT j.id, j.provider, j.symbols, j.start_day, j.end_day, j.configuration,
@@ -157,6 +166,7 @@ class SqliteJobStore:
                             "starts": {s: d.isoformat() for s, d in job.symbol_starts.items()},
                             "ends": {s: d.isoformat() for s, d in job.symbol_ends.items()},
                             "refresh": job.refresh,
+                            "keep_deleted": job.keep_deleted,
                         }
                     ),
                 ),
@@ -196,6 +206,7 @@ class SqliteJobStore:
             },
             symbol_ends={s: dt.date.fromisoformat(d) for s, d in extent.get("ends", {}).items()},
             refresh=bool(extent.get("refresh", False)),
+            keep_deleted=bool(extent.get("keep_deleted", False)),
         )
 
     def get(self, job_id: IngestionJobId | str) -> IngestionJob:
@@ -346,14 +357,41 @@ class SqliteJobStore:
                 [(now, j, s, d.isoformat()) for j, s, d in partitions],
             )
 
-    def mark_deleted(self, prefix: str, keys: Iterable[PartitionKey]) -> None:
-        """Completed partitions under ``prefix`` (a series folder) that ``mp delete`` removed."""
+    def mark_deleted(self, series: str, prefix: str, keys: Iterable[PartitionKey]) -> None:
+        """``mp delete`` removes ``keys`` of ``series`` (its folder ``prefix``): recorded before
+        the rows go, so a delete interrupted after it is finished by running it again, and
+        every later ``mp update`` leaves those partitions alone. The jobs' partitions there
+        (completed, or found missing) are marked DELETED."""
         now = _now()
+        keys = list(keys)
         with self._tx() as db:
             db.executemany(
-                "UPDATE partitions SET state='DELETED', updated_at=? WHERE state='COMPLETED' "
-                "AND symbol=? AND day=? AND substr(path, 1, ?) = ?",
+                "INSERT OR REPLACE INTO deletions (series, symbol, day, deleted_at) "
+                "VALUES (?, ?, ?, ?)",
+                [(series, s, d.isoformat(), now) for s, d in keys],
+            )
+            db.executemany(
+                "UPDATE partitions SET state='DELETED', updated_at=? WHERE state IN "
+                "('COMPLETED', 'MISSING') AND symbol=? AND day=? AND substr(path, 1, ?) = ?",
                 [(now, s, d.isoformat(), len(prefix), prefix) for s, d in keys],
+            )
+
+    def deleted(self, series: str, symbols: Iterable[str]) -> set[PartitionKey]:
+        """The partitions of ``symbols`` in ``series`` that ``mp delete`` removed."""
+        out: set[PartitionKey] = set()
+        for symbol in set(symbols):
+            for (day,) in self._conn.execute(
+                "SELECT day FROM deletions WHERE series=? AND symbol=?", (series, symbol)
+            ):
+                out.add((symbol, dt.date.fromisoformat(day)))
+        return out
+
+    def forget_deletions(self, series: str, keys: Iterable[PartitionKey]) -> None:
+        """An explicit ingest of deleted partitions: they belong to the dataset again."""
+        with self._tx() as db:
+            db.executemany(
+                "DELETE FROM deletions WHERE series=? AND symbol=? AND day=?",
+                [(series, s, d.isoformat()) for s, d in keys],
             )
 
     def first_days(self, job_ids: Iterable[str]) -> dict[str, dt.date]:

@@ -53,6 +53,7 @@ def new_job(spec: ProviderSpec, work: CreateIngestionJobCommand) -> IngestionJob
         symbol_starts=work.symbol_starts,
         symbol_ends=work.symbol_ends,
         refresh=work.refresh,
+        keep_deleted=work.keep_deleted,
     )
 
 
@@ -64,6 +65,7 @@ def _same_work(job: IngestionJob, work: CreateIngestionJobCommand) -> bool:
         and dict(job.symbol_starts) == dict(work.symbol_starts)
         and dict(job.symbol_ends) == dict(work.symbol_ends)
         and job.refresh == work.refresh
+        and job.keep_deleted == work.keep_deleted
         and (other.provider, other.feed, other.timeframe, other.session)
         == (mine.provider, mine.feed, mine.timeframe, mine.session)
         and dict(other.settings) == dict(mine.settings)

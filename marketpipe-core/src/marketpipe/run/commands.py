@@ -27,6 +27,8 @@ class CreateIngestionJobCommand:
     symbol_ends: Mapping[str, dt.date] = attrs.field(factory=dict)
     #: Fetch also what the dataset already holds complete.
     refresh: bool = False
+    #: Leave alone what ``mp delete`` removed (``mp update``).
+    keep_deleted: bool = False
 
 
 @attrs.frozen

@@ -185,6 +185,12 @@ class IngestionCoordinatorService:
         cfg = job.configuration
         windows = self._calendar.windows(job.time_range, cfg.session)
         keys = job.partition_keys([w.day for w in windows])
+        series_key = str(self._series(job))
+        if job.keep_deleted:
+            gone = self._store.deleted(series_key, (s.value for s in job.symbols))
+            keys = [k for k in keys if k not in gone]
+        else:
+            self._store.forget_deletions(series_key, keys)
         self._store.plan_partitions(job_id, keys)
         done = self._store.completed_keys(job_id)
         stored: set[PartitionKey] = set()

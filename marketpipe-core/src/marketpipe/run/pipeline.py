@@ -76,6 +76,8 @@ class IngestRequest:
     replace_empty: bool = False
     #: Fetch every partition asked, also those the dataset already holds complete.
     refresh: bool = False
+    #: Leave alone the partitions ``mp delete`` removed (``mp update``).
+    keep_deleted: bool = False
     #: Symbols that start later than ``time_range.start`` (``mp update``).
     symbol_starts: Mapping[str, dt.date] = attrs.field(factory=dict)
     #: Symbols that end earlier than ``time_range.end`` (renamed away, ``mp update``).
@@ -174,6 +176,7 @@ async def _run_ingest(
             symbol_starts=request.symbol_starts,
             symbol_ends=request.symbol_ends,
             refresh=request.refresh,
+            keep_deleted=request.keep_deleted,
         )
         admitted = admit(
             store,
