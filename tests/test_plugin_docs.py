@@ -101,8 +101,10 @@ def test_the_kit_takes_settings_as_mp_does_and_names_a_missing_one(
     given = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                            text=True, timeout=300)  # fmt: skip
     assert given.returncode == 0, given.stderr
-    # 2 symbols x 5 days, in each of the 2 sessions the spec offers
-    assert "ConformanceReport(provider='polygon', requests=2, bars=20)" in given.stdout
+    # 2 symbols x 5 days, in each of the 2 sessions the spec offers; no corporate actions
+    assert (
+        "ConformanceReport(provider='polygon', requests=2, bars=20, actions=None)" in given.stdout
+    )
 
 
 def test_the_csv_sink_from_the_page_serves_mp(installed: dict[str, str], tmp_path: Path) -> None:
