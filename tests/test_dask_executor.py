@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,6 +126,58 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path: Path) -> None:
         + out.stderr.split(f"{port}: ", 1)[1].strip()
     ]
     assert "Timed out" in out.stderr or "refused" in out.stderr
+
+
+def test_a_port_that_speaks_http_instead_of_dask_is_one_line_not_a_hang(tmp_path: Path) -> None:
+    """It accepts the connection and never completes Dask's handshake: bounded all the same."""
+    with FakeAlpacaServer(PACED_KEY, PACED_SECRET) as http:
+        port = http.url.rsplit(":", 1)[1]
+        started = time.monotonic()
+        out = mp(*JOB, "--data-dir", str(tmp_path / "d"), "--scheduler",
+                 f"tcp://127.0.0.1:{port}", env=QUIET, timeout=120)  # fmt: skip
+        took = time.monotonic() - started
+    assert out.returncode == 2, out
+    assert out.stderr.strip().splitlines() == [
+        f"Error: cannot reach the Dask scheduler at tcp://127.0.0.1:{port}: nothing there "
+        "answered as a Dask scheduler within 10 s (is it the scheduler's port?)"
+    ]
+    assert took < 60  # it used to wait forever
+
+
+def test_sigterm_while_waiting_for_a_scheduler_stops_at_once(tmp_path: Path) -> None:
+    """What cron's timeout and systemd send: the wait for a scheduler that never answers
+    ends within 2 seconds, with nothing written."""
+    connected = threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        held: list[socket.socket] = []
+
+        def accept() -> None:
+            with contextlib.suppress(OSError):
+                conn, _ = listener.accept()
+                held.append(conn)  # accepted, never answered
+                connected.set()
+
+        threading.Thread(target=accept, daemon=True).start()
+        proc = subprocess.Popen(
+            [MP, *JOB, "--data-dir", str(tmp_path / "d"), "--scheduler", f"tcp://127.0.0.1:{port}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **QUIET},
+        )  # fmt: skip
+        assert connected.wait(60), "mp never tried the scheduler"
+        stopped = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - stopped
+        for conn in held:
+            conn.close()
+    assert proc.returncode == 130, err
+    assert took < 2.0, took
+    assert "Interrupted before the job started; nothing was written." in err
+    assert "Traceback" not in err and "Warning" not in err
+    assert not (tmp_path / "d" / "provider=fake").exists()
 
 
 def test_without_dask_installed_dask_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:

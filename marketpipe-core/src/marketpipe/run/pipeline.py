@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import attrs
 
@@ -90,6 +91,34 @@ class IngestRequest:
     scheduler: str | None = None
 
 
+async def _connected(
+    stack: contextlib.AsyncExitStack[bool | None],
+    units: contextlib.AbstractAsyncContextManager[_U],
+    cancel: CancelToken | None,
+) -> _U:
+    """``units`` entered on ``stack`` (its cluster reached), unless the job is stopped first
+    (SIGTERM, Ctrl-C): then nothing has started, and the wait ends at once."""
+    stopped = asyncio.Event()
+    undo = cancel.on_set(stopped.set) if cancel is not None else (lambda: None)
+    entering = asyncio.ensure_future(stack.enter_async_context(units))
+    waiting = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({entering, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        undo()
+        waiting.cancel()
+    if not entering.done():
+        entering.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await entering
+        raise KeyboardInterrupt  # stopped before anything ran: nothing was written
+    result: _U = entering.result()
+    return result
+
+
+_U = TypeVar("_U")
+
+
 def _resolve(
     request: IngestRequest,
     provider: IMarketDataProvider,
@@ -132,7 +161,7 @@ async def run_ingest(
         if executor.remote:
             from marketpipe.run.dask.client import DaskUnits
 
-            remote = await cluster.enter_async_context(DaskUnits(executor))
+            remote = await _connected(cluster, DaskUnits(executor), cancel)
         return await _run_ingest(request, bus, cancel, chosen, executor, remote)
 
 
@@ -320,7 +349,7 @@ async def execute(
             if remote is None and executor is not None and executor.remote:
                 from marketpipe.run.dask.client import DaskUnits
 
-                remote = await stack.enter_async_context(DaskUnits(executor))
+                remote = await _connected(stack, DaskUnits(executor), cancel)
             setup = WorkerSetup(
                 provider=prepared.spec.name,
                 provider_settings=provider_settings,

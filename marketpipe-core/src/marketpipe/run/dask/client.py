@@ -46,6 +46,11 @@ CONNECT_SECONDS = 10
 WATCH_SECONDS = 1.0
 
 
+async def _started(client: Any) -> Any:
+    """``await client``, as a coroutine ``asyncio.wait_for`` can bound."""
+    return await client
+
+
 class DaskUnits:
     """Runs units on the cluster of ``choice`` (use ``async with``)."""
 
@@ -81,10 +86,23 @@ class DaskUnits:
                     asynchronous=True,
                 )
                 where = self._cluster.scheduler_address
-            self._client = await Client(  # type: ignore[no-untyped-call]
-                where, asynchronous=True, timeout=CONNECT_SECONDS
-            )
-        except (OSError, TimeoutError) as exc:
+            # Bounded here as well: a port that accepts the connection but speaks another
+            # protocol (HTTP, say) never finishes Dask's handshake, and the client's own
+            # timeout does not cover that wait.
+            client = Client(where, asynchronous=True, timeout=CONNECT_SECONDS)  # type: ignore[no-untyped-call]
+            try:
+                self._client = await asyncio.wait_for(_started(client), CONNECT_SECONDS + 2)
+            except BaseException:  # timed out, or the job was stopped while connecting
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(client.close(), 5)  # type: ignore[no-untyped-call]
+                raise
+        except TimeoutError:
+            await self._shutdown()
+            raise InvalidInputError(
+                f"cannot reach the Dask scheduler at {where}: nothing there answered as a Dask "
+                f"scheduler within {CONNECT_SECONDS} s (is it the scheduler's port?)"
+            ) from None
+        except OSError as exc:
             await self._shutdown()
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InvalidInputError(
