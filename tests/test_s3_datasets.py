@@ -265,3 +265,19 @@ def test_rejected_rows_go_to_the_bucket_beside_the_bars(s3: S3Server, tmp_path: 
         read += len(text.splitlines()) - 1
     assert read == out["rejected_rows"]  # type: ignore[index]
     assert not list((tmp_path / "state").rglob("*.csv"))  # nothing left on this machine
+
+
+def test_a_missing_bucket_is_named_in_one_plain_line(s3: S3Server, tmp_path: Path) -> None:
+    env = env_of(s3, tmp_path / "state")
+    url = "s3://no-such-bucket/bars"
+    for command in (
+        [*INGEST, "--start", "2024-03-04", "--end", "2024-03-04", "--data-dir", url],
+        ["status", "--data-dir", url],
+    ):
+        out = mp(*command, env=env)
+        assert out.returncode == 2, out
+        errors = [line for line in out.stderr.splitlines() if line.strip()]
+        assert errors == [
+            f"Error: object store {url}: the bucket no-such-bucket does not exist (create it, "
+            "or check the URL and AWS_ENDPOINT_URL)"
+        ]

@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -95,7 +96,21 @@ def _stamp(meta: Any) -> tuple[int, int]:
 
 
 def _as_storage_error(url: str, exc: Exception) -> StoreFailedError:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """One plain line: a missing bucket is named as such; an S3 error body (XML) is reduced
+    to its code and message."""
+    full = str(exc)
+    code = re.search(r"<Code>([^<]{1,64})</Code>", full)
+    said = re.search(r"<Message>([^<]{1,200})</Message>", full)
+    if code is not None and code.group(1) == "NoSuchBucket":
+        bucket = urlsplit(url).netloc
+        return StoreFailedError(
+            f"object store {url}: the bucket {bucket} does not exist (create it, or check the "
+            "URL and AWS_ENDPOINT_URL)"
+        )
+    text = full.strip().splitlines()[0] if full.strip() else type(exc).__name__
+    text = text.split(": <?xml", 1)[0]
+    if code is not None:
+        text += f" ({code.group(1)}" + (f": {said.group(1)})" if said else ")")
     return StoreFailedError(f"object store {url} failed: {text[:300]}")
 
 
