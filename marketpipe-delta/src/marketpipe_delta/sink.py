@@ -36,7 +36,6 @@ from marketpipe.plugins.sink import CommitRequest, FolderResult
 from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.footer import Entry, Footer
 from marketpipe.storage.layout import month_key
-from marketpipe.storage.parquet_files import ROW_GROUP_ROWS
 from marketpipe.storage.partition_index import index_covered
 from marketpipe.storage.verify import VerifyReport
 
@@ -86,12 +85,7 @@ class DeltaSink:
         from deltalake import WriterProperties
 
         codec = "UNCOMPRESSED" if self.compression == "none" else self.compression.upper()
-        # Row groups as the Parquet sink writes them: a reader of a few symbols skips the
-        # others on their statistics.
-        return WriterProperties(
-            compression=codec,  # type: ignore[arg-type]
-            max_row_group_size=ROW_GROUP_ROWS,
-        )
+        return WriterProperties(compression=codec)  # type: ignore[arg-type]
 
     def _overwrite(
         self,

@@ -74,16 +74,17 @@ def fetch_actions(
         raise InvalidInputError(f"provider {prepared.spec.name} reports no corporate actions")
     root = local_root(data_dir)
     root.mkdir(parents=True, exist_ok=True)
+    ledger = _ledger(data_dir, must_exist=False)
     refused: dict[tuple[str, str], str] = {}
     if choose_sink(root).new is False:  # bars stored: dividends are checked against them
         sink = open_sink(root, writing=False)
         try:
             for series in sink.catalog.series():
                 if series.provider == prepared.spec.name and series.adjustment == RAW:
-                    refused.update(refuse_by_prices(table, sink, series))
+                    refused.update(refuse_by_prices(table, sink, series, ledger))
         finally:
             sink.close()
-    added = _ledger(data_dir, must_exist=False).add(table, refused)
+    added = ledger.add(table, refused)
     return {
         "new": added.new.num_rows,
         "corrected": added.changed.num_rows,

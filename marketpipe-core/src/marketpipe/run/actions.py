@@ -93,16 +93,32 @@ def _close_before(sink: Sink, series: Series, symbol: str, ex: dt.date) -> float
     return close if math.isfinite(close) else None
 
 
-def refuse_by_prices(table: pa.Table, sink: Sink, series: Series) -> dict[tuple[str, str], str]:
+def refuse_by_prices(
+    table: pa.Table, sink: Sink, series: Series, ledger: Ledger | None = None
+) -> dict[tuple[str, str], str]:
     """``(provider, id) -> reason`` of the cash dividends at or above the raw close before
     their ex-date (stored in ``series``, when it is raw): such a record would make the
-    adjustment factor zero or negative."""
+    adjustment factor zero or negative. Those ``ledger`` holds already, with the same date
+    and rate, were checked when they came: not read again."""
     if series.adjustment != RAW or table.num_rows == 0:
         return {}
+    dividends = table.filter(pc.equal(table["kind"], CASH_DIVIDEND))
+    if dividends.num_rows == 0:
+        return {}
+    held: set[tuple[object, ...]] = set()
+    if ledger is not None:
+        known = ledger.actions()
+        known = known.filter(pc.equal(known["kind"], CASH_DIVIDEND))
+        held = {
+            (r["provider"], r["id"], r["ex_date"], r["rate"])
+            for r in known.select(["provider", "id", "ex_date", "rate"]).to_pylist()
+        }
     refused = {}
-    for row in table.filter(pc.equal(table["kind"], CASH_DIVIDEND)).to_pylist():  # a few
+    for row in dividends.to_pylist():  # actions are few
         if row["ex_date"] is None or row["rate"] is None:
             continue  # the ledger's own check sets these aside
+        if (row["provider"], row["id"], row["ex_date"], row["rate"]) in held:
+            continue
         close = _close_before(sink, series, row["symbol"], row["ex_date"])
         if close is not None and row["rate"] >= close:
             refused[(row["provider"], row["id"])] = (
@@ -133,8 +149,8 @@ async def record_actions(
     if table is None:
         return []
     try:
-        refused = await asyncio.to_thread(refuse_by_prices, table, sink, series)
         ledger = Ledger(open_store(dataset_root(data_dir)))
+        refused = await asyncio.to_thread(refuse_by_prices, table, sink, series, ledger)
         added = await asyncio.to_thread(ledger.add, table, refused)
     except (StorageError, OSError) as exc:
         return [f"corporate actions were not kept: {exc}"]

@@ -31,7 +31,7 @@ from marketpipe.plugins.sink import FolderResult
 from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.footer import Entry, Footer, read_footer, row_keys, unreadable
 from marketpipe.storage.layout import month_prefix
-from marketpipe.storage.parquet_files import write_bars
+from marketpipe.storage.parquet_files import row_group_rows, write_bars
 from marketpipe.storage.store import Prepared, Store
 
 ROWS_PER_FILE = 2_000_000
@@ -95,7 +95,9 @@ def compact_folder(
                 meta = _metadata(series, footer, footers)
                 pending = store.prepare(
                     f"{folder}/part-compact-{digest}.parquet",
-                    write_bars(table.replace_schema_metadata(meta), compression),
+                    write_bars(
+                        table.replace_schema_metadata(meta), compression, row_group_rows(store)
+                    ),
                 )
                 prepared.append((pending, footer))
         except BaseException:

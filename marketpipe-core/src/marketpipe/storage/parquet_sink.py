@@ -46,7 +46,7 @@ from marketpipe.storage.footer import Entry, Footer, count_rows, parse_footer, r
 from marketpipe.storage.holdings import FileHoldings
 from marketpipe.storage.layout import month_key, month_prefix
 from marketpipe.storage.object_store import ObjectStore
-from marketpipe.storage.parquet_files import COMPRESSIONS, is_sorted, write_bars
+from marketpipe.storage.parquet_files import COMPRESSIONS, is_sorted, row_group_rows, write_bars
 from marketpipe.storage.partition_index import index_covered
 from marketpipe.storage.store import Prepared, Store
 from marketpipe.storage.stores import LocalStore
@@ -199,7 +199,9 @@ class ParquetSink:
 
     def _write(self, rel: str, table: pa.Table, metadata: Mapping[bytes, bytes]) -> tuple[int, int]:
         table = table.replace_schema_metadata(dict(metadata))
-        return self.store.write(rel, write_bars(table, self.compression))
+        return self.store.write(
+            rel, write_bars(table, self.compression, row_group_rows(self.store))
+        )
 
     def _prepare_rest(self, other: str, overlap: set[str]) -> tuple[Prepared, Footer]:
         """``other``'s rows outside ``overlap``, written but not yet visible, to replace it."""
@@ -215,7 +217,8 @@ class ParquetSink:
         rest_footer = footer.without(tuple(k.split("|", 1)) for k in overlap)  # type: ignore[misc]
         meta.update(rest_footer.metadata())
         rest = old_table.filter(keep).replace_schema_metadata(meta)
-        return self.store.prepare(other, write_bars(rest, self.compression)), rest_footer
+        writer = write_bars(rest, self.compression, row_group_rows(self.store))
+        return self.store.prepare(other, writer), rest_footer
 
     def _commit_month(
         self, series: Series, month: str, table: pa.Table, footer: Footer, request: CommitRequest
