@@ -174,7 +174,9 @@ def test_each_sink_on_s3_passes_the_sink_kit(s3: S3Server, tmp_path: Path, sink:
     code = f"from marketpipe.testing import check_sink\nprint(check_sink({sink!r}, {url!r}))\n"
     out = subprocess.run(
         [sys.executable, "-c", code],
-        env={**os.environ, **env_of(s3, tmp_path / "state")},
+        # A writer killed holding a month's lease blocks the next commit until the lease
+        # expires: 2 s here, not the default 60 s for each of the 5 crashes.
+        env={**os.environ, **env_of(s3, tmp_path / "state"), "MARKETPIPE_LEASE_SECONDS": "2"},
         capture_output=True,
         text=True,
         timeout=600,
