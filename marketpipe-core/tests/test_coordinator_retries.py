@@ -22,7 +22,7 @@ from marketpipe.model.schema import bars_batch
 from marketpipe.plugins import registry
 from marketpipe.plugins.provider import IMarketDataProvider
 from marketpipe.plugins.specs import ProviderSpec, Setting
-from marketpipe.run.coordinator import CancelToken
+from marketpipe.run.outcome import CancelToken
 from marketpipe.run.pipeline import IngestRequest, run_ingest
 from marketpipe.testing.http import Answer, ScriptedServer
 

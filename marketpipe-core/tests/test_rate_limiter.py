@@ -102,6 +102,12 @@ class ThreadWindow:
     def penalize(self, seconds: float) -> None:
         self.penalties.append(seconds)
 
+    def learn(self, requests_per_window: int) -> None:
+        self.learning = (requests_per_window, time.time())
+
+    def learned(self) -> tuple[int, float] | None:
+        return getattr(self, "learning", None)
+
 
 def test_limiters_made_in_shared_windows_hold_one_limit_together() -> None:
     windows: dict[tuple[int, float], ThreadWindow] = {}
@@ -160,3 +166,63 @@ def test_a_penalty_is_passed_to_the_shared_window() -> None:
     limiter.penalize(3.0)
     assert window.penalties == [3.0]
     assert limiter._reserve().wait == pytest.approx(3.0, abs=0.1)  # and this process waits
+
+
+def test_a_bare_429_teaches_the_limit_the_server_showed_once_a_burst() -> None:
+    now = [0.0]
+    limiter = RateLimiter(1000, 10.0, clock=lambda: now[0])
+    accepted = [limiter._reserve() for _ in range(5)]
+    burst = [limiter._reserve() for _ in range(3)]  # in flight when the first 429 comes back
+    now[0] = 1.0
+    for slot in accepted:
+        slot.done()
+    assert burst[0].done(rejected=True) == 5  # the server took 5 in this window
+    assert burst[1].done(rejected=True) is None and burst[2].done(rejected=True) is None
+    assert limiter.limit == 5 and limiter.slowdowns == 1 and limiter.bare_rejections == 3
+    # The rejected ones go again only when the window has room: after the first accepted
+    # one's answer leaves it.
+    assert 10.0 <= limiter._reserve().wait <= 10.25
+    # A hinted 429 teaches nothing (the server said when to come back).
+    hinted = limiter._reserve()
+    assert hinted.done(rejected=True, hinted=True) is None and limiter.limit == 5
+
+
+def test_a_lowered_limit_rises_slowly_and_backs_off_a_raise_that_met_a_429() -> None:
+    now = [0.0]
+    limiter = RateLimiter(100, 10.0, clock=lambda: now[0])
+    sent = [limiter._reserve() for _ in range(20)]
+    for slot in sent:
+        slot.done()
+    assert limiter._reserve().done(rejected=True) == 20
+    now[0] = 19.0
+    limiter._reserve().done()
+    assert limiter.limit == 20  # not before two quiet windows
+    now[0] = 21.0
+    probe = limiter._reserve()
+    assert limiter.limit == 22  # a tenth more
+    # Too far: down to what the server took in the window (one request, at 19), and the next
+    # raise waits twice as long (four windows).
+    assert probe.done(rejected=True) == 1
+    now[0] = 21.0 + 39.0
+    limiter._reserve().done()
+    assert limiter.limit == 1
+    now[0] = 21.0 + 41.0
+    limiter._reserve().done()
+    assert limiter.limit == 2
+
+
+def test_a_limit_learned_by_one_process_is_taken_up_by_the_others() -> None:
+    windows: dict[tuple[int, float], ThreadWindow] = {}
+
+    def factory(n: int, window: float) -> ThreadWindow:
+        return windows.setdefault((n, window), ThreadWindow(n))
+
+    with shared_windows(factory):
+        first, second = RateLimiter(50, 30.0), RateLimiter(50, 30.0)
+    for _ in range(4):
+        first.acquire_slot().done()
+    assert first.acquire_slot().done(rejected=True) == 4
+    second.acquire_slot().done()
+    assert second.limit == 4  # its next request took up what the first learned
+    second.acquire_slot().done()
+    assert second.limit == 4  # once: it is not lowered again by the same learning

@@ -23,13 +23,15 @@ adjustments (:mod:`marketpipe.dataset.adjust`) with an independent computation.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from marketpipe_alpaca.actions import parse_record
+from marketpipe_alpaca.actions import TYPES, parse_record
 
 _SPLIT_KINDS = {"forward_split", "reverse_split", "stock_dividend"}
 
@@ -136,3 +138,68 @@ def _split_ratio(row: Mapping[str, Any]) -> float | None:
     if row["kind"] == "stock_dividend":
         return 1.0 + float(row["rate"])
     return None
+
+
+_ACTION_PARAMS = {
+    "symbols",
+    "cusips",
+    "types",
+    "start",
+    "end",
+    "ids",
+    "limit",
+    "page_token",
+    "sort",
+}
+
+
+def corporate_actions(
+    market: FakeMarket, query: dict[str, list[str]], today: dt.date | None, error: Any
+) -> tuple[int, dict[str, str], bytes]:
+    """``/v1/corporate-actions``: the records processed by ``today``, filtered by symbols,
+    types and the day range (on the ex-date, else the effective or process date), in
+    process-date order, ``limit`` a page, grouped by type."""
+    params = {k: v[-1] for k, v in query.items()}
+    unexpected = sorted(set(params) - _ACTION_PARAMS)
+    if unexpected:
+        return error(400, f"unexpected parameter(s): {', '.join(unexpected)}", 40010000)  # type: ignore[no-any-return]
+    today = today or dt.datetime.now(dt.UTC).date()
+    try:
+        start = dt.date.fromisoformat(params.get("start") or today.isoformat())
+        end = dt.date.fromisoformat(params.get("end") or today.isoformat())
+        limit = int(params.get("limit", "100"))
+        offset = (
+            int(base64.b64decode(params["page_token"]).decode()) if params.get("page_token") else 0
+        )
+    except ValueError:
+        return error(422, "invalid start, end, limit or page_token", 42210000)  # type: ignore[no-any-return]
+    if not 1 <= limit <= 1000:
+        return error(422, "invalid limit", 42210000)  # type: ignore[no-any-return]
+    symbols = {s for s in params.get("symbols", "").split(",") if s}
+    types = {t for t in params.get("types", "").split(",") if t}
+    kinds = {TYPES.get(t, t) for t in types}
+    rows = []
+    for row, record in zip(market.rows, market.records, strict=True):
+        names = {row["symbol"], row["new_symbol"]}
+        if row["process_date"] is None or row["process_date"] > today:
+            continue
+        if symbols and not names & symbols:
+            continue
+        if types and row["kind"] not in kinds and record["type"] not in types:
+            continue
+        if row["ex_date"] is None or not start <= row["ex_date"] <= end:
+            continue
+        rows.append((row["process_date"], record))
+    rows.sort(key=lambda r: r[0], reverse=params.get("sort") == "desc")
+    page = rows[offset : offset + limit]
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for _, record in page:
+        body = {k: v for k, v in record.items() if k != "type"}
+        grouped.setdefault(str(record["type"]), []).append(body)
+    token = (
+        base64.b64encode(str(offset + limit).encode()).decode()
+        if offset + limit < len(rows)
+        else None
+    )
+    body_json = json.dumps({"corporate_actions": grouped, "next_page_token": token})
+    return 200, {"Content-Type": "application/json"}, body_json.encode()

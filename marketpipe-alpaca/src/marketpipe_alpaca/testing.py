@@ -4,7 +4,8 @@ corporate-actions endpoints.
 For tests and benchmarks (yours too): auth headers, the single- and multi-symbol endpoints,
 ``limit`` counted across symbols, ``page_token`` pagination, results sorted by symbol then time,
 minutes without trades missing, ``feed=sip`` refused for the last 15 minutes, a requests-per-window
-limit answered with 429, and injectable faults (429, 500, 503, connection resets, truncated bodies,
+limit answered with 429 (with ``X-RateLimit-*`` hints, or bare: ``hints=False``), an outage
+(``down``: every connection dropped), and injectable faults (429, 500, 503, connection resets, truncated bodies,
 slow answers). Bars are deterministic: the same request always gets the same bars, whatever
 the faults (``seed`` drives only which requests fail). Corporate actions given to the server
 shape its bars, its ``adjustment`` parameter and ``/v1/corporate-actions``, as of its ``today``
@@ -33,8 +34,7 @@ import pyarrow.compute as pc
 from marketpipe.model.calendar import NEW_YORK, ny_midnight_ns, nyse_calendar
 from marketpipe.model.values import TimeRange
 
-from marketpipe_alpaca.actions import TYPES
-from marketpipe_alpaca.fake_market import FakeMarket
+from marketpipe_alpaca.fake_market import FakeMarket, corporate_actions
 
 FAULTS = ("429", "500", "503", "reset", "truncated", "slow")
 _TIMEFRAMES = {"1Min": 1, "5Min": 5, "15Min": 15, "30Min": 30, "1Hour": 60, "1Day": 1440}
@@ -51,8 +51,6 @@ _ALLOWED = {
     "currency",
     "symbols",
 }
-_ACTION_PARAMS = {"symbols", "cusips", "types", "start", "end", "ids", "limit", "page_token",
-                  "sort"}  # fmt: skip
 _ADJUSTMENTS = {"raw", "split", "dividend", "spin-off", "all"}
 _MINUTE = 60 * 1_000_000_000
 _FIRST = 4 * 60  # 04:00 New York
@@ -145,6 +143,7 @@ class FakeAlpacaServer:
         *,
         rate_limit: int | None = None,
         window_seconds: float = 60.0,
+        hints: bool = True,
         fault_rate: float = 0.0,
         faults: Iterable[str] = FAULTS,
         slow_seconds: float = 0.3,
@@ -156,6 +155,11 @@ class FakeAlpacaServer:
     ) -> None:
         self.key_id, self.secret_key = key_id, secret_key
         self.rate_limit, self.window_seconds = rate_limit, window_seconds
+        #: Whether a 429 over the limit says when to come back (``X-RateLimit-*``); without,
+        #: it is a bare 429, as a gateway or a key shared with others answers.
+        self.hints = hints
+        #: While set, every request's connection is dropped unanswered (an outage).
+        self.down = False
         self.fault_rate, self.faults = fault_rate, tuple(faults)
         self.slow_seconds, self.seed = slow_seconds, seed
         self.sip_delay = dt.timedelta(minutes=sip_delay_minutes)
@@ -324,7 +328,7 @@ class FakeAlpacaServer:
         ):
             return error(403, "forbidden")
         if path.rstrip("/") == "/v1/corporate-actions":
-            return self._corporate_actions(query, error)
+            return corporate_actions(self.market, query, self.today, error)
         parts = path.strip("/").split("/")
         if parts[:2] != ["v2", "stocks"] or parts[-1] != "bars" or len(parts) not in (3, 4):
             return error(404, "Not Found")
@@ -392,59 +396,6 @@ class FakeAlpacaServer:
             body = f'{{"bars":{{{",".join(groups)}}},"next_page_token":{token}}}'
         return 200, {"Content-Type": "application/json"}, body.encode()
 
-    def _corporate_actions(
-        self, query: dict[str, list[str]], error: Any
-    ) -> tuple[int, dict[str, str], bytes]:
-        """``/v1/corporate-actions``: the records processed by ``today``, filtered by symbols,
-        types and the day range (on the ex-date, else the effective or process date), in
-        process-date order, ``limit`` a page, grouped by type."""
-        params = {k: v[-1] for k, v in query.items()}
-        unexpected = sorted(set(params) - _ACTION_PARAMS)
-        if unexpected:
-            return error(400, f"unexpected parameter(s): {', '.join(unexpected)}", 40010000)  # type: ignore[no-any-return]
-        today = self.today or dt.datetime.now(dt.UTC).date()
-        try:
-            start = dt.date.fromisoformat(params.get("start") or today.isoformat())
-            end = dt.date.fromisoformat(params.get("end") or today.isoformat())
-            limit = int(params.get("limit", "100"))
-            offset = (
-                int(base64.b64decode(params["page_token"]).decode())
-                if params.get("page_token")
-                else 0
-            )
-        except ValueError:
-            return error(422, "invalid start, end, limit or page_token", 42210000)  # type: ignore[no-any-return]
-        if not 1 <= limit <= 1000:
-            return error(422, "invalid limit", 42210000)  # type: ignore[no-any-return]
-        symbols = {s for s in params.get("symbols", "").split(",") if s}
-        types = {t for t in params.get("types", "").split(",") if t}
-        kinds = {TYPES.get(t, t) for t in types}
-        rows = []
-        for row, record in zip(self.market.rows, self.market.records, strict=True):
-            names = {row["symbol"], row["new_symbol"]}
-            if row["process_date"] is None or row["process_date"] > today:
-                continue
-            if symbols and not names & symbols:
-                continue
-            if types and row["kind"] not in kinds and record["type"] not in types:
-                continue
-            if row["ex_date"] is None or not start <= row["ex_date"] <= end:
-                continue
-            rows.append((row["process_date"], record))
-        rows.sort(key=lambda r: r[0], reverse=params.get("sort") == "desc")
-        page = rows[offset : offset + limit]
-        grouped: dict[str, list[dict[str, Any]]] = {}
-        for _, record in page:
-            body = {k: v for k, v in record.items() if k != "type"}
-            grouped.setdefault(str(record["type"]), []).append(body)
-        token = (
-            base64.b64encode(str(offset + limit).encode()).decode()
-            if offset + limit < len(rows)
-            else None
-        )
-        body_json = json.dumps({"corporate_actions": grouped, "next_page_token": token})
-        return 200, {"Content-Type": "application/json"}, body_json.encode()
-
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
@@ -465,7 +416,16 @@ class FakeAlpacaServer:
                     server.stats["action_requests"] += 1
                 else:
                     server.stats["requests"] += 1
+                if server.down:
+                    server.stats["refused_down"] += 1
+                    self.close_connection = True
+                    self.connection.close()
+                    return
                 wait = server._over_limit()
+                if wait is not None and not server.hints:
+                    server.stats["429_limit"] += 1
+                    self._send(429, {"Content-Type": "text/plain"}, b"too many requests")
+                    return
                 if wait is not None:
                     server.stats["429_limit"] += 1
                     body = b'{"code":42910000,"message":"too many requests"}'
@@ -536,6 +496,7 @@ def main() -> None:
     parser.add_argument("--rate-limit", type=int, default=None)
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--bare-429", action="store_true", help="429s over the limit say nothing")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     server = FakeAlpacaServer(
@@ -545,6 +506,7 @@ def main() -> None:
         window_seconds=args.window,
         fault_rate=args.fault_rate,
         port=args.port,
+        hints=not args.bare_429,
     )
     print(server.url, flush=True)
     server._server.serve_forever()

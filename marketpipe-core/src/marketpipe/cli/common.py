@@ -19,7 +19,14 @@ from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from marketpipe.model.errors import PluginConflictError, ProviderError, StorageError, UserError
+from marketpipe.model.errors import (
+    PluginConflictError,
+    ProviderError,
+    StorageError,
+    TemporaryError,
+    UserError,
+)
+from marketpipe.run.outcome import EXIT_TEMPFAIL
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,6 +78,15 @@ def concurrency_option(func: F) -> F:
         default=2,
         show_default=True,
         help="units in flight at once",
+    )(func)
+
+
+def deadline_option(func: F) -> F:
+    return click.option(
+        "--deadline",
+        default=None,
+        metavar="DURATION",
+        help="end the run by then (90m, 6h; else $MARKETPIPE_DEADLINE; 12h)",
     )(func)
 
 
@@ -264,6 +280,9 @@ def user_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except TemporaryError as exc:  # a provider or store out of reach: try again later
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(EXIT_TEMPFAIL)
         except (UserError, PluginConflictError, StorageError) as exc:
             # StorageError: a damaged or foreign file in the dataset, named with what to do.
             click.echo(f"Error: {exc}", err=True)

@@ -26,6 +26,7 @@ from marketpipe.cli.common import (
     concurrency_option,
     console,
     data_dir_option,
+    deadline_option,
     emit_json,
     executor_options,
     json_option,
@@ -39,7 +40,7 @@ from marketpipe.jobs.job import ProcessingState
 from marketpipe.model.errors import InvalidInputError
 from marketpipe.model.values import Session, Symbol, Timeframe, TimeRange
 from marketpipe.plugins.settings import parse_overrides
-from marketpipe.run.coordinator import CancelToken, JobSummary
+from marketpipe.run.outcome import CancelToken, JobSummary
 from marketpipe.run.pipeline import IngestRequest, last_completed_session, run_ingest
 from marketpipe.storage.location import dataset_root
 
@@ -62,6 +63,8 @@ def summary_dict(summary: JobSummary, data_dir: Path) -> dict[str, object]:
         "bars_per_second": round(summary.bars_per_second),
         "data_dir": str(dataset_root(data_dir)),
         "error": summary.aborted,
+        "deadline_passed": summary.deadline_passed,
+        "exit_code": summary.exit_code,
         "notes": list(summary.notes),
         "failures": [
             {"symbol": f.symbol, "day": f.day.isoformat(), "error": f.error}
@@ -103,10 +106,26 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
         console.print(
             f"[red]{len(where)} partitions failed[/] ({sample}): {escape(error)}", soft_wrap=True
         )
+    if summary.deadline_passed:
+        console.print(f"[red]{escape(deadline_line(summary))}[/]", soft_wrap=True)
     for note in summary.notes:
         console.print(f"[yellow]Note:[/] {escape(note)}", soft_wrap=True)
     if summary.failures:
         console.print(f"Details: mp jobs show {summary.job_id}")
+
+
+def deadline_line(summary: JobSummary) -> str:
+    left = (
+        summary.partitions_total
+        - summary.partitions_completed
+        - summary.partitions_skipped
+        - summary.partitions_stored
+        - len(summary.failures)
+    )
+    return (
+        f"The deadline passed with {left:,} partitions not fetched; the next run (mp update, "
+        f"or mp jobs resume {summary.job_id}) fetches them"
+    )
 
 
 @click.command()
@@ -159,6 +178,7 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
 )
 @batch_size_option
 @concurrency_option
+@deadline_option
 @click.option(
     "--replace-empty",
     is_flag=True,
@@ -194,6 +214,7 @@ def ingest(
     feed: str | None,
     batch_size: int,
     concurrency: int,
+    deadline: str | None,
     replace_empty: bool,
     refresh: bool,
     metrics_port: int | None,
@@ -242,6 +263,7 @@ def ingest(
         sink_options=sink.options,
         executor=executor.kind,
         scheduler=executor.scheduler,
+        deadline=deadline,
     )
     run_job(lambda bus, cancel: run_ingest(request, bus, cancel), data_dir, as_json, metrics_port)
 
@@ -263,17 +285,16 @@ def run_job(
             f"Cancelled. Resume with: mp jobs resume {summary.job_id} --data-dir {data_dir}",
             err=True,
         )
-        sys.exit(130)
-    if summary.aborted:
+    elif summary.aborted:
         click.echo(f"Error: {summary.aborted}", err=True)
-        sys.exit(2)
-    sys.exit(0 if summary.state is ProcessingState.COMPLETED else 1)
+    sys.exit(summary.exit_code)
 
 
 def run_with_progress(
     start: Callable[[EventBus, CancelToken], Coroutine[Any, Any, T]],
     as_json: bool,
     metrics_port: int | None = None,
+    quiet: bool = False,
 ) -> T:
     """Run jobs with one progress display and signal handling; returns what ``start`` returns.
 
@@ -286,7 +307,7 @@ def run_with_progress(
 
     def announce(event: IngestionJobPlanned) -> None:
         done = event.partitions_total - event.partitions_pending - event.partitions_stored
-        if done:
+        if done and not quiet:
             click.echo(
                 f"Resuming job {event.job_id}: {done:,} of {event.partitions_total:,} partitions "
                 "already committed",
@@ -316,7 +337,7 @@ def run_with_progress(
         except OSError as exc:
             raise InvalidInputError(f"cannot serve metrics on port {metrics_port}: {exc}") from None
     try:
-        with ProgressDisplay(bus, enabled=not as_json):
+        with ProgressDisplay(bus, enabled=not (as_json or quiet)):
             return asyncio.run(main())
     except KeyboardInterrupt:  # before the job's own handler was in place: nothing was running
         click.echo("Interrupted before the job started; nothing was written.", err=True)

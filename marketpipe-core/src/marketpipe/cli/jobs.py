@@ -15,6 +15,7 @@ from marketpipe.cli.common import (
     SinkArgs,
     console,
     data_dir_option,
+    deadline_option,
     emit_json,
     executor_options,
     fitted_table,
@@ -293,6 +294,7 @@ def show_job(
 @click.option(
     "--metrics-port", type=click.IntRange(1, 65535), default=None, help="serve Prometheus /metrics"
 )
+@deadline_option
 @json_option
 @user_errors
 @sink_options
@@ -302,6 +304,7 @@ def resume_job(
     data_dir: Path,
     options: tuple[str, ...],
     metrics_port: int | None,
+    deadline: str | None,
     as_json: bool,
     sink: SinkArgs,
     executor: ExecutorArgs,
@@ -328,6 +331,7 @@ def resume_job(
             sink.options,
             executor.kind,
             executor.scheduler,
+            deadline,
         ),
         data_dir,
         as_json,

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from marketpipe.fetch import metrics
 from marketpipe.fetch.config import ClientConfig
+from marketpipe.fetch.deadline import job_seconds_left
 from marketpipe.fetch.errors import (
     ConnectorError,
     InvalidRequestError,
@@ -37,7 +38,7 @@ from marketpipe.fetch.errors import (
     RateLimitedError,
     ResponseTooLargeError,
 )
-from marketpipe.fetch.rate_limiter import RateLimiter
+from marketpipe.fetch.rate_limiter import RateLimiter, Slot
 from marketpipe.fetch.retry import backoff, retry_after, should_retry
 
 log = logging.getLogger("marketpipe.connectors")
@@ -72,6 +73,54 @@ def _buffered(response: httpx.Response, body: bytes) -> httpx.Response:
     return httpx.Response(
         response.status_code, headers=headers, content=body, request=response.request
     )
+
+
+def settle(slot: Slot, response: httpx.Response | None, client: HttpClient) -> None:
+    """Tell the rate limiter how ``slot``'s request was answered (a 429 with or without a hint
+    of when to come back, see :class:`RateLimiter`); say so when it slowed down."""
+    if response is None or response.status_code != 429:
+        slot.done()
+        return
+    lowered = slot.done(rejected=True, hinted=retry_after(response.headers) is not None)
+    if lowered is not None:
+        limiter = client.rate_limiter
+        log.warning(
+            "%s answered 429 without saying when to retry: the job now sends at most %d "
+            "requests per %gs (configured %d), raising it again slowly",
+            client.provider_name,
+            lowered,
+            limiter.window_seconds,
+            limiter.requests_per_window,
+        )
+
+
+@attrs.define
+class _Budget:
+    """One request's time: ``total`` seconds for its attempts and waits, restarted after each
+    429 inside a job (whose deadline then bounds it); never past the job's deadline."""
+
+    total: float
+    started: float = attrs.field(factory=time.monotonic)
+    failures: int = 0
+
+    @property
+    def in_job(self) -> bool:
+        return job_seconds_left() is not None
+
+    def left(self) -> float:
+        own = self.total - (time.monotonic() - self.started)
+        job = job_seconds_left()
+        return own if job is None else min(own, job)
+
+    def rate_left(self) -> float:
+        job = job_seconds_left()
+        return self.left() if job is None else job
+
+    def failed(self, rate_limited: bool, wait: float) -> None:
+        if not rate_limited:
+            self.failures += 1
+        elif self.in_job:
+            self.started = time.monotonic() + wait
 
 
 @attrs.frozen
@@ -207,32 +256,50 @@ class HttpClient:
         except MalformedResponseError as malformed:
             return Retry(malformed)
 
-    def _time_left(self, started: float) -> float:
-        return self.config.max_total_seconds - (time.monotonic() - started)
+    def _attempt_deadline(self, budget: _Budget) -> float:
+        """When this attempt must have its last byte: its own deadline, within the request's
+        and the job's."""
+        return time.monotonic() + max(0.0, min(self.config.deadline, budget.left()))
 
-    def _attempt_deadline(self, started: float) -> float:
-        """When this attempt must have its last byte: its own deadline, within the request's."""
-        return time.monotonic() + max(0.0, min(self.config.deadline, self._time_left(started)))
-
-    def _next_wait(self, attempt: int, outcome: Retry, started: float) -> float:
+    def _next_wait(self, outcome: Retry, budget: _Budget) -> float:
         """Seconds to wait before the next attempt; raises the last error when retries are spent
-        or the server asks for a wait longer than the time left."""
-        left = self._time_left(started)
+        or the server asks for a wait longer than the time left.
+
+        A 429 is not a failed attempt: the server is up, and the rate limiter has learned to
+        send slower (or the server said when to come back), so rate-limited requests are
+        retried until the job's deadline (outside a job, the request's ``max_total_seconds``)."""
+        rate_limited = isinstance(outcome.error, RateLimitedError)
+        left = budget.rate_left() if rate_limited else budget.left()
+        until = "the job's deadline" if rate_limited and budget.in_job else "this request"
         if outcome.wait is not None and outcome.wait > left:
             raise type(outcome.error)(
                 f"{outcome.error}; the server asked to wait {_duration(outcome.wait)}, more than "
-                f"the {_duration(max(0.0, left))} left for this request"
+                f"the {_duration(max(0.0, left))} left for {until}"
             )
-        if outcome.wait and isinstance(outcome.error, RateLimitedError):
+        if outcome.wait and rate_limited:
             self.rate_limiter.penalize(outcome.wait)
-        wait = self._backoff(attempt)
+        wait = self._backoff(0 if rate_limited else budget.failures)
         if outcome.wait is not None:
             wait = max(wait, outcome.wait)
-        if attempt + 1 >= self.config.max_attempts or wait > left:
+        if wait > left:
+            if rate_limited:
+                raise type(outcome.error)(
+                    f"{outcome.error}; still rate limited when the time for {until} ran out"
+                )
             raise outcome.error
+        if not rate_limited and budget.failures + 1 >= self.config.max_attempts:
+            raise outcome.error
+        budget.failed(rate_limited, wait)
         self.retries += 1
         metrics.RETRIES.labels(self.provider_name).inc()
-        log.warning("%s; retry %d in %.1fs", outcome.error, attempt + 1, wait)
+        # A 429 is the limiter's business (it says when it slows down); other failures are news.
+        log.log(
+            logging.DEBUG if rate_limited else logging.WARNING,
+            "%s; retry %d in %.1fs",
+            outcome.error,
+            self.retries,
+            wait,
+        )
         return wait
 
     def _too_large(self, size: int | str) -> ResponseTooLargeError:
@@ -298,25 +365,24 @@ class HttpClient:
         """The one retry policy around ``attempt(deadline)`` (a request, a download): its
         result, or, after each :class:`Retry`, the policy's wait (backoff with full jitter, or
         what the server asked, whichever is longer) and another attempt, until the attempts or
-        the request's total time are spent (then the last error is raised). ``deadline`` is
+        the request's total time are spent (then the last error is raised; 429s are retried
+        until the job's deadline, see :meth:`_next_wait`). ``deadline`` is
         when the attempt must have its last byte (``time.monotonic()`` seconds)."""
-        started = time.monotonic()
-        for n in range(self.config.max_attempts):
-            outcome = attempt(self._attempt_deadline(started))
+        budget = _Budget(self.config.max_total_seconds)
+        while True:
+            outcome = attempt(self._attempt_deadline(budget))
             if not isinstance(outcome, Retry):
                 return outcome
-            time.sleep(self._next_wait(n, outcome, started))
-        raise AssertionError("unreachable")  # pragma: no cover
+            time.sleep(self._next_wait(outcome, budget))
 
     async def async_retrying(self, attempt: Callable[[float], Awaitable[T | Retry]]) -> T:
         """:meth:`retrying` on the event loop."""
-        started = time.monotonic()
-        for n in range(self.config.max_attempts):
-            outcome = await attempt(self._attempt_deadline(started))
+        budget = _Budget(self.config.max_total_seconds)
+        while True:
+            outcome = await attempt(self._attempt_deadline(budget))
             if not isinstance(outcome, Retry):
                 return outcome
-            await asyncio.sleep(self._next_wait(n, outcome, started))
-        raise AssertionError("unreachable")  # pragma: no cover
+            await asyncio.sleep(self._next_wait(outcome, budget))
 
     def request(self, path: str, params: dict[str, str], decode: Decoder[T]) -> T:
         def attempt(deadline: float) -> T | Retry:
@@ -330,7 +396,7 @@ class HttpClient:
             except (httpx.TransportError, _DeadlinePassed) as exc:  # timeouts, resets, trickles
                 failure = exc
             finally:
-                slot.done()
+                settle(slot, response, self)
             got = self._attempt_outcome(response, body, failure)
             return got if isinstance(got, Retry) else self._decoded(decode, got)
 
@@ -348,7 +414,7 @@ class HttpClient:
             except (httpx.TransportError, _DeadlinePassed) as exc:
                 failure = exc
             finally:
-                slot.done()
+                settle(slot, response, self)
             got = self._attempt_outcome(response, body, failure)
             # Decoding is CPU work that releases the GIL: off the event loop, other requests
             # keep flowing meanwhile.

@@ -9,14 +9,17 @@ the client's one policy (:meth:`HttpClient.retrying`: attempts, backoff, total t
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from marketpipe.fetch.client import HttpClient, Retry
+from marketpipe.fetch.client import HttpClient, Retry, settle
+from marketpipe.fetch.deadline import job_seconds_left
 from marketpipe.fetch.errors import (
     MalformedResponseError,
     ProviderUnavailableError,
@@ -37,19 +40,24 @@ def download_file(
     target: Path,
     expected_size: int | None = None,
     on_progress: Callable[[int, int | None], None] | None = None,
+    max_seconds: float = 3600.0,
 ) -> Path:
     """Fetch ``url`` to ``target`` unless it is already there complete; return ``target``.
 
-    ``on_progress(bytes_so_far, total)`` follows the download, resumed bytes included.
+    ``on_progress(bytes_so_far, total)`` follows the download, resumed bytes included. The
+    download ends within ``max_seconds`` (and the job's deadline): a server that trickles a
+    large file fails it there with the part kept, so the next run resumes it.
     """
     if target.exists() and (expected_size is None or target.stat().st_size == expected_size):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(target)
+    job_left = job_seconds_left()
+    until = time.monotonic() + min(max_seconds, math.inf if job_left is None else job_left)
 
     def attempt(_deadline: float) -> Path | Retry:
         try:
-            got = _attempt(client, url, part, expected_size, on_progress)
+            got = _attempt(client, url, part, expected_size, on_progress, until)
         except httpx.TransportError as exc:  # reset, timeout, truncated body: resume from here
             return Retry(
                 ProviderUnavailableError(
@@ -88,6 +96,7 @@ def _attempt(
     part: Path,
     expected_size: int | None,
     on_progress: Callable[[int, int | None], None] | None,
+    until: float,
 ) -> int | Retry | None:
     """One request; appends to ``part``. Returns the file's full size when the server told it,
     or why the attempt may be retried."""
@@ -101,8 +110,11 @@ def _attempt(
     if have:
         headers["Range"] = f"bytes={have}-"
     slot = client.rate_limiter.acquire_slot()
+    response_seen: httpx.Response | None = None
     try:
-        with client.client.stream("GET", url, headers=headers) as response:
+        timeout = client.config.httpx_timeout(until - time.monotonic())
+        with client.client.stream("GET", url, headers=headers, timeout=timeout) as response:
+            response_seen = response
             if response.status_code == 416 and have:  # nothing after what we have
                 return have
             if response.status_code not in (200, 206):
@@ -136,6 +148,12 @@ def _attempt(
                         break
                     if on_progress is not None:
                         on_progress(have, total)
+                    if time.monotonic() > until:
+                        raise ProviderUnavailableError(
+                            f"{client.provider_name} download of {part.name[:-5]} did not "
+                            f"finish in time ({have:,} bytes so far, kept); the next run "
+                            "resumes it"
+                        )
             if limit is not None and have > limit:
                 part.unlink()
                 raise MalformedResponseError(
@@ -144,4 +162,4 @@ def _attempt(
                 )
             return total
     finally:
-        slot.done()
+        settle(slot, response_seen, client)

@@ -6,7 +6,7 @@ asking the provider and the CLI shows one line. The others are raised only after
 
 from __future__ import annotations
 
-from marketpipe.model.errors import ProviderError, UserError
+from marketpipe.model.errors import ProviderError, TemporaryError, UserError
 
 
 class ConnectorError(ProviderError):
@@ -25,11 +25,11 @@ class InvalidRequestError(ConnectorError, UserError):
     """The provider refused a parameter (400/404/422)."""
 
 
-class RateLimitedError(ConnectorError):
+class RateLimitedError(ConnectorError, TemporaryError):
     """Still rate limited (429) after every retry."""
 
 
-class ProviderUnavailableError(ConnectorError):
+class ProviderUnavailableError(ConnectorError, TemporaryError):
     """Server errors, timeouts or dropped connections outlasted the retries."""
 
 

@@ -23,6 +23,10 @@ RATE_LIMITER_WAIT = Histogram(
     "Time requests waited for the rate limiter",
     buckets=(0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60),
 )
+SLOWDOWNS = Counter(
+    "marketpipe_rate_limit_lowered",
+    "Times a 429 without a hint lowered the rate limit (once a burst)",
+)
 BYTES_DOWNLOADED = Counter(
     "marketpipe_bytes_downloaded", "Response bytes received from providers", ["provider"]
 )
@@ -69,6 +73,10 @@ def count_for_client() -> None:
     with _GUARD:
         if _WAITS is None:
             _WAITS = []
+
+
+def observe_slowdown() -> None:
+    SLOWDOWNS.inc()
 
 
 def observe_wait(seconds: float) -> None:

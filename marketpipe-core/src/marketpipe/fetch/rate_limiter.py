@@ -1,11 +1,13 @@
 """``RateLimiter``: at most N requests in any window, shared by every thread and task of a job,
-and by every process of a job on a cluster (:func:`shared_windows`)."""
+and by every process of a job on a cluster (:func:`shared_windows`). A server that answers 429
+without saying when to come back teaches it a lower limit (:meth:`RateLimiter.slow_down`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
+import math
 import threading
 import time
 from collections import deque
@@ -31,6 +33,14 @@ class SharedWindow(Protocol):
 
     def penalize(self, seconds: float) -> None:
         """The server said to wait ``seconds``: every process holds back that long."""
+
+    def learn(self, requests_per_window: int) -> None:
+        """A process learned the server accepts only ``requests_per_window``: every process
+        takes up its share of it when it next sends."""
+
+    def learned(self) -> tuple[int, float] | None:
+        """This process's share of the last limit a process learned, and when it was learned
+        (``time.time()``); each learning is taken up once, the limiter raises it by itself."""
 
 
 #: Builds the shared window of a limit: ``(requests_per_window, window_seconds)``.
@@ -58,10 +68,12 @@ class Slot:
     wait: float
     _limiter: RateLimiter
 
-    def done(self) -> None:
+    def done(self, rejected: bool = False, hinted: bool = False) -> int | None:
         """The answer arrived: from now on the window counts this request from this moment,
-        which is never earlier than when the server saw it."""
-        self._limiter._settle(self.ticket)
+        which is never earlier than when the server saw it. ``rejected``: it was a 429, which
+        the server did not count; without a hint (``hinted``) it teaches a lower limit, which
+        is returned when this answer lowered it."""
+        return self._limiter._settle(self.ticket, rejected, hinted)
 
 
 class RateLimiter:
@@ -74,6 +86,15 @@ class RateLimiter:
     earlier than its arrival at the server, so a request held up on the way cannot make the next
     window's requests arrive too early; a small margin absorbs the rest of the network's jitter.
     ``penalize`` holds everyone back after the server said to wait (``Retry-After``).
+
+    A 429 that says nothing (a gateway, a key shared with others) means the server's limit is
+    below ours. The limiter then takes the requests the server accepted in the last window as
+    the limit (one fewer on each later burst of 429s) and holds every request until the window
+    has room, so the rejected ones are sent again only when they can pass. It raises the limit
+    again by a tenth at a time, after two quiet windows, and waits twice as long before the
+    next raise each time a raise meets a 429: a server that never changes costs a rejected
+    request every few windows at most. The 429s of one burst (requests already sent when the
+    first came back) teach once.
     """
 
     def __init__(
@@ -84,28 +105,59 @@ class RateLimiter:
     ) -> None:
         if requests_per_window < 1 or window_seconds <= 0:
             raise ValueError("a rate limit needs at least one request per positive window")
+        #: The limit configured; ``limit`` is the one in force (lower after bare 429s).
         self.requests_per_window = requests_per_window
+        self.limit = requests_per_window
         self.window_seconds = window_seconds
         self._margin = max(0.2, window_seconds * 0.02)
         self._clock = clock
         self._lock = threading.Lock()
-        self._sent: deque[list[float]] = deque()  # [ticket, counted-from time], in send order
+        # [ticket, counted-from time, answered], in send order
+        self._sent: deque[list[float]] = deque()
         self._tickets = itertools.count()
+        self._issued = 0
         self._last = 0.0
         self._blocked_until = 0.0
         self.waited_seconds = 0.0
         self.waits = 0
+        #: 429s without a hint that lowered the limit (one a burst), and all the bare 429s.
+        self.slowdowns = 0
+        self.bare_rejections = 0
+        self._burst_end = 0  # tickets below it were sent before the last lowering
+        self._raise_at = math.inf
+        self._quiet_windows = 2
+        self._raised_at = -math.inf
+        self._learned_at = 0.0  # when the last learning taken up from the shared window was
         sharing = _SHARING.get()
         self._shared = sharing(requests_per_window, window_seconds) if sharing else None
+
+    def _adopt_learned(self, now: float) -> None:
+        """Take up a lower limit another process of the job learned (under the lock)."""
+        learned = self._shared.learned() if self._shared is not None else None
+        if learned is None or learned[1] <= self._learned_at:
+            return
+        self._learned_at = learned[1]
+        if learned[0] < self.limit:
+            self.limit = learned[0]
+            self._burst_end = self._issued
+            self._raise_at = now + self._quiet_windows * self.window_seconds
 
     def _reserve(self) -> Slot:
         with self._lock:
             now = self._clock()
+            self._adopt_learned(now)
+            if now >= self._raise_at and self.limit < self.requests_per_window:
+                self.limit = min(self.requests_per_window, self.limit + max(1, self.limit // 10))
+                self._raised_at = now
+                self._raise_at = now + self._quiet_windows * self.window_seconds
             at = max(now, self._blocked_until, self._last)
-            if len(self._sent) >= self.requests_per_window:
+            while len(self._sent) > self.limit:
+                self._sent.popleft()
+            if len(self._sent) >= self.limit:
                 at = max(at, self._sent.popleft()[1] + self.window_seconds + self._margin)
             ticket = next(self._tickets)
-            self._sent.append([ticket, at])
+            self._issued = ticket + 1
+            self._sent.append([ticket, at, False])
             self._last = at
             wait = at - now
             if wait > 0:
@@ -114,15 +166,43 @@ class RateLimiter:
                 metrics.observe_wait(wait)
             return Slot(ticket, wait, self)
 
-    def _settle(self, ticket: int) -> None:
+    def _settle(self, ticket: int, rejected: bool = False, hinted: bool = False) -> int | None:
         if self._shared is not None:
             self._shared.give_back(self.window_seconds + self._margin)
+        learned = None
         with self._lock:
             now = self._clock()
             for entry in self._sent:
                 if entry[0] == ticket:
-                    entry[1] = max(entry[1], now)
-                    return
+                    if rejected:  # the server did not count it
+                        self._sent.remove(entry)
+                    else:
+                        entry[1], entry[2] = max(entry[1], now), True
+                    break
+            if rejected and not hinted:
+                self.bare_rejections += 1
+                learned = self._lower(ticket, now)
+        if learned is not None and self._shared is not None:
+            self._shared.learn(learned)
+        return learned
+
+    def _lower(self, ticket: int, now: float) -> int | None:
+        """A bare 429 for ``ticket``: the limit the server showed, unless this 429 belongs to
+        a burst already taught (under the lock)."""
+        if ticket < self._burst_end:
+            return None
+        since = now - self.window_seconds
+        accepted = sum(1 for entry in self._sent if entry[2] and entry[1] > since)
+        if now - self._raised_at < self.window_seconds * self._quiet_windows:
+            self._quiet_windows = min(64, self._quiet_windows * 2)  # a raise went too far
+        self.limit = max(1, min(accepted, self.limit - 1))
+        self.slowdowns += 1
+        metrics.observe_slowdown()
+        self._burst_end = self._issued
+        self._raise_at = now + self._quiet_windows * self.window_seconds
+        # Nothing leaves before the pace the new limit sets (a full window at one request).
+        self._blocked_until = max(self._blocked_until, now + self.window_seconds / self.limit)
+        return self.limit
 
     def _waited_shared(self, slot: Slot, started: float) -> Slot:
         waited = time.monotonic() - started

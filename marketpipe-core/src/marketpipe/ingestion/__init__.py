@@ -20,8 +20,9 @@ from marketpipe.model.request import FetchRequest
 from marketpipe.model.values import IngestionJobId, Session, Symbol, Timeframe, TimeRange
 from marketpipe.plugins.provider import IMarketDataProvider
 from marketpipe.run.commands import CreateIngestionJobCommand, StartJobCommand
-from marketpipe.run.coordinator import IngestionCoordinatorService, JobSummary
+from marketpipe.run.coordinator import IngestionCoordinatorService
 from marketpipe.run.job_service import IngestionJobService
+from marketpipe.run.outcome import JobSummary
 
 __all__ = [
     "CreateIngestionJobCommand",

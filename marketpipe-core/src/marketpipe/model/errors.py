@@ -60,6 +60,11 @@ class ProviderError(MarketPipeError):
     """A provider failed to deliver data for a unit of work; the partitions record the reason."""
 
 
+class TemporaryError(MarketPipeError):
+    """The provider or the store could not be reached, or kept rate-limiting, past every retry:
+    nothing to fix, the same command later should work (exit code 75, EX_TEMPFAIL)."""
+
+
 class SymbolError(ProviderError):
     """A failure about particular symbols (the provider refused them or cannot read them), not
     about the request as a whole: a unit of several symbols is then tried symbol by symbol, so
@@ -84,3 +89,8 @@ class StoreFailedError(StorageError):
     """The storage itself failed (an object store that stopped answering through every retry,
     refused our credentials, or lost its bucket): the job stops at once rather than let every
     later unit wait as long, and the same command resumes once the store is back."""
+
+
+class StoreUnavailableError(StoreFailedError, TemporaryError):
+    """The store stopped answering (not a missing bucket or refused credentials, which need a
+    person): the same command later should work."""

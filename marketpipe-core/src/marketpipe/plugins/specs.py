@@ -129,6 +129,14 @@ class ProviderSpec:
         """The series that bars fetched with these settings belong to."""
         return Series(self.name, feed, self.adjustment(settings), timeframe)
 
+    def defining(self, settings: Mapping[str, Any]) -> dict[str, str]:
+        """The settings of a job that say which series its bars are (the feed, the series
+        settings, a file ``source``): a later update or resume carries them over. Every other
+        setting (a base URL, a rate limit, keys) resolves as of then: ``-o``, the environment,
+        the config file, the defaults."""
+        carried = {"feed", "source", *self.series_settings}
+        return {k: str(v) for k, v in settings.items() if k in carried}
+
     def shaping(self, settings: Mapping[str, Any]) -> dict[str, str]:
         """The series settings other than ``adjustment``, as stored with the series."""
         return {

@@ -10,22 +10,27 @@ of its data.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import attrs
 import numpy as np
 import pyarrow as pa
 
 from marketpipe.fetch import metrics
+from marketpipe.fetch.deadline import job_deadline
 from marketpipe.jobs.event_bus import EventBus
 from marketpipe.jobs.job import IngestionJob, ProcessingState
 from marketpipe.jobs.store import SqliteJobStore
 from marketpipe.model.calendar import SessionWindow, TradingCalendar, nyse_calendar
-from marketpipe.model.errors import StorageError, StoreFailedError, SymbolError, UserError
+from marketpipe.model.errors import (
+    StorageError,
+    StoreFailedError,
+    SymbolError,
+    TemporaryError,
+    UserError,
+)
 from marketpipe.model.partition import IngestionPartition, PartitionKey
 from marketpipe.model.request import FetchRequest
 from marketpipe.model.schema import assemble_bars
@@ -44,6 +49,7 @@ from marketpipe.run.dask.tasks import (
     WorkerSetup,
     WorkerSetupError,
 )
+from marketpipe.run.outcome import CancelToken, JobSummary, PartitionFailure
 from marketpipe.run.planning import WorkUnit, plan_units
 from marketpipe.run.unit_commit import (
     UnitCommitted,
@@ -54,70 +60,18 @@ from marketpipe.storage.layout import month_key
 from marketpipe.storage.location import dataset_root
 from marketpipe.storage.sweep import sweep_temp_files
 
-
-@attrs.frozen
-class PartitionFailure:
-    symbol: str
-    day: dt.date
-    error: str
-
-
-@attrs.frozen
-class JobSummary:
-    job_id: IngestionJobId
-    state: ProcessingState
-    partitions_total: int
-    partitions_completed: int
-    partitions_skipped: int
-    bars: int
-    rejected: int
-    elapsed_seconds: float
-    failures: tuple[PartitionFailure, ...] = ()
-    #: Set when the provider refused in a way retrying cannot fix (credentials, plan, request).
-    aborted: str | None = None
-    #: The job had been started before: this run picked up what was not committed.
-    resumed: bool = False
-    #: What the provider reported about its source (truncated files, sequence gaps...).
-    notes: tuple[str, ...] = ()
-    #: Partitions the dataset already held complete: not fetched.
-    partitions_stored: int = 0
-
-    @property
-    def bars_per_second(self) -> float:
-        return self.bars / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
-
-
-class CancelToken:
-    """Set it (from a signal handler, say) to stop the job: no unit is launched after it, fetches
-    in flight (a request, a wait the server asked for, a retry's backoff) are abandoned and
-    their partitions left for a resume; commits in flight finish."""
-
-    def __init__(self) -> None:
-        self._set = False
-        self._callbacks: list[Callable[[], None]] = []
-
-    def set(self) -> None:
-        self._set = True
-        for callback in list(self._callbacks):
-            callback()
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def on_set(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback`` when the token is set (at once if it is); returns an undo."""
-        self._callbacks.append(callback)
-        if self._set:
-            callback()
-        return lambda: self._callbacks.remove(callback)
-
-
 T = TypeVar("T")
 
 
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 def _short(text: str, limit: int = 2000) -> str:
@@ -141,9 +95,12 @@ class IngestionCoordinatorService:
         secrets: Sequence[Secret] = (),
         remote: RemoteUnits | None = None,
         setup: WorkerSetup | None = None,
+        deadline_seconds: float | None = None,
     ) -> None:
         """``remote`` (with the workers' ``setup``) runs each unit's fetch and commit elsewhere
-        (a Dask cluster); this coordinator records what it reports."""
+        (a Dask cluster); this coordinator records what it reports. ``deadline_seconds``
+        bounds a run of a job: then no unit starts, fetches in flight are dropped (their
+        partitions wait for the next run) and the job ends FAILED."""
         self._store = job_store
         self._provider = provider
         self._spec = provider_spec
@@ -152,6 +109,10 @@ class IngestionCoordinatorService:
         self._root = Path(data_root)
         self._calendar = calendar or nyse_calendar()
         self._abort: str | None = None
+        self._abort_temporary = False
+        self._deadline_seconds = deadline_seconds
+        self._deadline_passed = False
+        self._started_at = time.time()
         self._notes: list[str] = []
         self._cancel = cancel or CancelToken()
         self._stopped = asyncio.Event()
@@ -214,7 +175,7 @@ class IngestionCoordinatorService:
             async with semaphore:
                 await self._run_unit(job, unit, failures, counts)
 
-        self._abort = None
+        self._abort, self._abort_temporary, self._deadline_passed = None, False, False
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         stopped = self._stopped
@@ -222,14 +183,24 @@ class IngestionCoordinatorService:
         def stop() -> None:
             loop.call_soon_threadsafe(stopped.set)
 
+        def deadline_passed() -> None:
+            self._deadline_passed = True
+            stopped.set()
+
         undo = self._cancel.on_set(stop)
         await asyncio.to_thread(
             sweep_temp_files, self._root, self._series(job), job.job_id, [w.day for w in windows]
         )
+        seconds = self._deadline_seconds
+        self._started_at = time.time()
+        timer = loop.call_later(seconds, deadline_passed) if seconds is not None else None
         try:
-            await asyncio.gather(*(run(u) for u in units))
+            with job_deadline(time.time() + seconds if seconds is not None else None):
+                await asyncio.gather(*(run(u) for u in units))
         finally:
             undo()
+            if timer is not None:
+                timer.cancel()
             await self._provider.aclose()
 
         if self._kept:
@@ -237,6 +208,14 @@ class IngestionCoordinatorService:
         remaining = len(pending) - counts["completed"] - len(failures)
         if self._cancel.is_set() and remaining > 0:
             job.cancel(partitions_remaining=remaining)
+        elif self._deadline_passed and remaining > 0:
+            assert seconds is not None
+            job.fail(
+                f"the job's deadline ({_duration(seconds)}) passed with {remaining} of "
+                f"{len(keys)} partitions not fetched; the next run (or mp jobs resume) "
+                "fetches them",
+                partitions_failed=len(failures),
+            )
         elif failures:
             reason = (
                 f"{len(failures)} of {len(keys)} partitions failed; first: "
@@ -265,6 +244,8 @@ class IngestionCoordinatorService:
             aborted=self._abort,
             notes=tuple(self._notes),
             partitions_stored=len(stored),
+            aborted_temporary=self._abort_temporary,
+            deadline_passed=self._deadline_passed and remaining > 0,
         )
 
     def _series(self, job: IngestionJob) -> Series:
@@ -326,7 +307,7 @@ class IngestionCoordinatorService:
         if announce:
             job.begin_unit(unit.symbols, tuple(w.day for w in unit.windows))
         self._publish(job)
-        if self._cancel.is_set():
+        if self._cancel.is_set() or self._deadline_passed:
             return  # left PENDING for a resume
         if self._abort is not None:
             self._fail(job, unit, f"not attempted: {self._abort}", failures)
@@ -373,7 +354,8 @@ class IngestionCoordinatorService:
     ) -> None:
         """The unit fetched and committed by a worker; recorded here once it reports."""
         assert self._remote is not None and self._setup is not None
-        task = UnitTask(self._setup, UnitContext.of(job, self._series(job)), unit)
+        deadline = self._started_at + self._deadline_seconds if self._deadline_seconds else None
+        task = UnitTask(self._setup, UnitContext.of(job, self._series(job)), unit, deadline)
         running = await self._until_stopped(self._remote.run(task))
         if not running.done():  # Ctrl-C: the workers drop the job's fetches, commits finish
             await self._remote.stop(job.job_id.value)
@@ -387,7 +369,8 @@ class IngestionCoordinatorService:
             return
         except ClusterLostError as exc:
             self._abort = _short(str(exc))  # every later unit would find it gone too
-            self._fail(job, unit, str(exc), failures)
+            self._abort_temporary = True
+            self._fail(job, unit, str(exc), failures, temporary=True)
             return
         except (OSError, StorageError) as exc:
             self._commit_failed(job, unit, exc, failures)
@@ -426,7 +409,7 @@ class IngestionCoordinatorService:
         if isinstance(exc, UserError):
             # Wrong credentials or a refused plan will not get better: stop asking.
             self._abort = _short(scrub(_describe(exc), self._secrets))
-        self._fail(job, unit, _describe(exc), failures)
+        self._fail(job, unit, _describe(exc), failures, isinstance(exc, TemporaryError))
 
     def _commit_failed(
         self,
@@ -435,12 +418,14 @@ class IngestionCoordinatorService:
         exc: BaseException,
         failures: list[PartitionFailure],
     ) -> None:
+        temporary = isinstance(exc, TemporaryError)
         if isinstance(exc, StoreFailedError):
             # The store did not answer through every retry: the next unit would only wait as
             # long again. Stop; the same command resumes once it is back.
             self._abort = _short(str(exc))
+            self._abort_temporary = temporary
         if isinstance(exc, StorageError):
-            self._fail(job, unit, str(exc), failures)
+            self._fail(job, unit, str(exc), failures, temporary)
         else:
             self._fail(job, unit, f"could not write: {_describe(exc)}", failures)
 
@@ -476,13 +461,18 @@ class IngestionCoordinatorService:
             self._publish(job)
 
     def _fail(
-        self, job: IngestionJob, unit: WorkUnit, error: str, failures: list[PartitionFailure]
+        self,
+        job: IngestionJob,
+        unit: WorkUnit,
+        error: str,
+        failures: list[PartitionFailure],
+        temporary: bool = False,
     ) -> None:
         error = _short(scrub(error, self._secrets))  # provider text, stored and shown
         keys = unit.keys
         self._store.mark_failed(job.job_id, keys, error)
         for symbol, day in keys:
-            failures.append(PartitionFailure(symbol, day, error))
+            failures.append(PartitionFailure(symbol, day, error, temporary))
             job.mark_partition_failed(Symbol(symbol), day, error)
         self._publish(job)
 

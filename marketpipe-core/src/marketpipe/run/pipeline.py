@@ -38,14 +38,12 @@ from marketpipe.plugins.specs import ProviderSpec
 from marketpipe.run.actions import fetch_here, record_actions
 from marketpipe.run.admission import admit, admit_resume
 from marketpipe.run.commands import CreateIngestionJobCommand
-from marketpipe.run.coordinator import (
-    CancelToken,
-    IngestionCoordinatorService,
-    JobSummary,
-)
+from marketpipe.run.coordinator import IngestionCoordinatorService
 from marketpipe.run.dask.tasks import RemoteUnits, WorkerSetup
+from marketpipe.run.deadline import choose_deadline
 from marketpipe.run.executors import ExecutorChoice, choose_executor
 from marketpipe.run.metrics import MetricsSubscriber
+from marketpipe.run.outcome import CancelToken, JobSummary
 from marketpipe.storage.location import dataset_root
 from marketpipe.storage.sinks import ChosenSink, choose_sink, record_sink
 from marketpipe.storage.upgrade import (
@@ -89,6 +87,8 @@ class IngestRequest:
     #: Where units run (see :mod:`marketpipe.run.executors`): ``None`` as configured, else local.
     executor: str | None = None
     scheduler: str | None = None
+    #: The run's overall bound (``6h``; ``None``: as configured, see :mod:`run.deadline`).
+    deadline: str | None = None
 
 
 async def _connected(
@@ -156,6 +156,7 @@ async def run_ingest(
     """Create and run a job for ``request``, or resume the unfinished job that asked the same."""
     chosen = choose_sink(request.data_dir, request.sink, request.sink_options)
     executor = choose_executor(request.executor, request.scheduler)
+    choose_deadline(request.deadline)  # a wrong value fails before anything starts
     async with contextlib.AsyncExitStack() as cluster:
         remote = None
         if executor.remote:
@@ -229,6 +230,7 @@ async def _run_ingest(
             sink=chosen,
             executor=executor,
             remote=remote,
+            deadline=request.deadline,
         )
         notes = [*notes, *(n for n in listed_notes if n not in summary.notes)]
         return attrs.evolve(summary, resumed=resumed, notes=(*notes, *summary.notes))
@@ -267,9 +269,12 @@ async def resume_ingest(
     sink_options: Mapping[str, str] | None = None,
     executor: str | None = None,
     scheduler: str | None = None,
+    deadline: str | None = None,
 ) -> JobSummary:
-    """Resume job ``job_id``: its stored settings, plus secrets from the environment or config."""
+    """Resume job ``job_id``: the settings that define its series as stored with it, every
+    other one (a base URL, keys) as of now (``overrides``, the environment, the config)."""
     running = choose_executor(executor, scheduler)
+    choose_deadline(deadline)
     store = SqliteJobStore.for_data_dir(data_dir)
     locks = JobLocks(data_dir)
     held: HeldLock | None = None
@@ -279,7 +284,8 @@ async def resume_ingest(
         if job.state is ProcessingState.COMPLETED:
             raise JobConflictError(f"job {job_id} is already COMPLETED: nothing to resume")
         notes = await asyncio.to_thread(open_dataset, data_dir, store)
-        settings = {**job.configuration.settings, **(overrides or {})}
+        spec = registry.get(job.configuration.provider)
+        settings = {**spec.defining(job.configuration.settings), **(overrides or {})}
         prepared = prepare_provider(job.configuration.provider, settings)
         held = admit_resume(store, locks, job)
         chosen = choose_sink(data_dir, sink, sink_options)
@@ -292,6 +298,7 @@ async def resume_ingest(
             cancel,
             sink=chosen,
             executor=running,
+            deadline=deadline,
         )
         return attrs.evolve(summary, resumed=True, notes=(*notes, *summary.notes))
     finally:
@@ -334,8 +341,10 @@ async def execute(
     sink: ChosenSink | None = None,
     executor: ExecutorChoice | None = None,
     remote: RemoteUnits | None = None,
+    deadline: str | None = None,
 ) -> JobSummary:
     host = get_plugin_host()
+    seconds = choose_deadline(deadline)
     chosen = sink or choose_sink(data_dir)
     built = chosen.build(data_dir)
     if chosen.new:
@@ -372,12 +381,15 @@ async def execute(
                 secrets=prepared.secrets,
                 remote=remote,
                 setup=setup,
+                deadline_seconds=seconds,
             )
             summary = await coordinator.execute_job(job)
             # The actions are asked for once the bars are in; not when the provider refused
             # the job (keys, plan) or failed every partition: asking again would fail as well.
-            gave_up = summary.aborted is not None or (
-                summary.failures and not summary.partitions_completed
+            gave_up = (
+                summary.aborted is not None
+                or summary.deadline_passed
+                or (summary.failures and not summary.partitions_completed)
             )
             if summary.state is not ProcessingState.CANCELLED and not gave_up:
                 cfg = job.configuration

@@ -32,7 +32,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from marketpipe.model.errors import InvalidInputError, StorageError, StoreFailedError
+from marketpipe.model.errors import (
+    InvalidInputError,
+    StorageError,
+    StoreFailedError,
+    StoreUnavailableError,
+)
 from marketpipe.storage.retry import StoreRetry
 from marketpipe.storage.store import BAR_SUFFIX, Listing, Prepared, Writer, is_bar_file
 
@@ -111,7 +116,15 @@ def _as_storage_error(url: str, exc: Exception) -> StoreFailedError:
     text = text.split(": <?xml", 1)[0]
     if code is not None:
         text += f" ({code.group(1)}" + (f": {said.group(1)})" if said else ")")
-    return StoreFailedError(f"object store {url} failed: {text[:300]}")
+        if code.group(1) in _NEEDS_A_PERSON:
+            return StoreFailedError(f"object store {url} failed: {text[:300]}")
+    return StoreUnavailableError(f"object store {url} failed: {text[:300]}")
+
+
+#: S3 error codes no retry fixes (exit code 2); any other failure is temporary (75).
+_NEEDS_A_PERSON = frozenset(
+    {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
+)
 
 
 class ObjectStore:
@@ -205,7 +218,7 @@ class ObjectStore:
         for rel in rels:
             held = self._held.get(rel.rsplit("/", 1)[0])
             if held is not None and held.lost:
-                raise StoreFailedError(
+                raise StoreUnavailableError(
                     f"object store {self.url}: the lease on {rel.rsplit('/', 1)[0]} was taken "
                     "over by another writer while this one stalled; resume to commit again"
                 )

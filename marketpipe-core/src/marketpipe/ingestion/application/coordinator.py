@@ -1,12 +1,7 @@
 """The seed's import path of :mod:`marketpipe.run.coordinator`."""
 
-from marketpipe.run.coordinator import (
-    CancelToken,
-    IngestionCoordinatorService,
-    JobSummary,
-    PartitionFailure,
-    T,
-)
+from marketpipe.run.coordinator import IngestionCoordinatorService, T
+from marketpipe.run.outcome import CancelToken, JobSummary, PartitionFailure
 
 __all__ = [
     "CancelToken",

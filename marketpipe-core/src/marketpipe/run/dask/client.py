@@ -62,6 +62,7 @@ class DaskUnits:
         self._jobs: dict[str, asyncio.Future[Any]] = {}
         self._stopped: set[str] = set()
         self.slots = 1
+        self.workers = 1
 
     async def __aenter__(self) -> DaskUnits:
         try:
@@ -119,13 +120,13 @@ class DaskUnits:
 
         await self._client.register_plugin(LargeAllocations())
         workers = self._client.scheduler_info().get("workers", {})
+        self.workers = max(1, len(workers))
         self.slots = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
         return self
 
-    @staticmethod
-    def rate_windows(provider: str) -> WindowFactory:
+    def rate_windows(self, provider: str) -> WindowFactory:
         """Holds ``provider``'s rate limits on the scheduler for all workers together."""
-        return DaskWindows(provider)
+        return DaskWindows(provider, self.workers)
 
     async def run(self, task: UnitTask) -> UnitDone:
         """Run one unit on a worker; its errors come back as raised there."""

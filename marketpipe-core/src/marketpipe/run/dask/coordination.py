@@ -33,6 +33,8 @@ class DaskWindows:
 
     #: Names the scheduler's semaphore: jobs of one provider on one cluster share its limit.
     provider: str
+    #: The workers the job started with: each sends its share of a limit learned from 429s.
+    workers: int = 1
 
     def __call__(self, requests_per_window: int, window_seconds: float) -> DaskWindow:
         provider = re.sub(r"[^A-Za-z0-9_.-]", "_", self.provider)
@@ -45,6 +47,7 @@ class DaskWindows:
             window = _WINDOWS.get(key)
             if window is None:
                 window = _WINDOWS[key] = DaskWindow(name, requests_per_window)
+            window.workers = self.workers
             return window
 
 
@@ -62,7 +65,10 @@ class DaskWindow:
 
     A server's ``Retry-After`` holds back every worker, not only the one it answered: the
     pause's end (wall-clock time) is a ``distributed.Variable`` that workers sending requests
-    read at most every :data:`PAUSE_CHECK_SECONDS`.
+    read at most every :data:`PAUSE_CHECK_SECONDS`. A limit learned from 429s without a hint
+    travels the same way (another ``Variable``): each worker then sends at most its share of
+    it (the learned limit split over the workers sending), and the semaphore still caps them
+    all at the configured limit.
     """
 
     def __init__(self, name: str, leases: int) -> None:
@@ -72,7 +78,10 @@ class DaskWindow:
         self._loop: asyncio.AbstractEventLoop = loop.asyncio_loop
         self._semaphore: Any = Semaphore(max_leases=leases, name=name)  # type: ignore[no-untyped-call]
         self._pause: Any = Variable(f"{name}-pause")  # type: ignore[no-untyped-call]
+        self._learned_var: Any = Variable(f"{name}-learned")  # type: ignore[no-untyped-call]
         self._paused_until = 0.0  # time.time()
+        self._learned: tuple[int, float] | None = None  # (limit, when: time.time())
+        self.workers = 1
         self._checked = -PAUSE_CHECK_SECONDS
 
     async def _acquire(self) -> None:
@@ -82,6 +91,10 @@ class DaskWindow:
             with contextlib.suppress(Exception):  # never set yet, or no scheduler to ask
                 until = float(await self._pause.get(timeout=0))
                 self._paused_until = max(self._paused_until, until)
+            with contextlib.suppress(Exception):
+                limit, when = str(await self._learned_var.get(timeout=0)).split("@")
+                if self._learned is None or float(when) > self._learned[1]:
+                    self._learned = (int(limit), float(when))
         wait = self._paused_until - time.time()
         if wait > 0:
             await asyncio.sleep(wait)
@@ -100,6 +113,27 @@ class DaskWindow:
                 self._loop.create_task(self._publish_pause(until))
 
         self._loop.call_soon_threadsafe(publish)
+
+    def learn(self, requests_per_window: int) -> None:
+        when = time.time()  # this worker too takes up its share at its next request
+
+        def publish() -> None:
+            self._learned = (requests_per_window, when)
+            self._loop.create_task(self._publish_learned(f"{requests_per_window}@{when}"))
+
+        self._loop.call_soon_threadsafe(publish)
+
+    async def _publish_learned(self, value: str) -> None:
+        with contextlib.suppress(Exception):
+            await self._learned_var.set(value)
+
+    def learned(self) -> tuple[int, float] | None:
+        """This worker's share of the last limit a worker learned (within ten minutes: a
+        learning of an earlier job has had time to be raised again)."""
+        learned = self._learned
+        if learned is None or time.time() - learned[1] > 600:
+            return None
+        return max(1, learned[0] // self.workers), learned[1]
 
     async def _release(self) -> None:
         with contextlib.suppress(Exception):  # the scheduler gone: the lease went with it

@@ -25,6 +25,7 @@ import attrs
 import pyarrow as pa
 
 from marketpipe.fetch import metrics
+from marketpipe.fetch.deadline import job_deadline
 from marketpipe.fetch.rate_limiter import WindowFactory, shared_windows
 from marketpipe.model.calendar import SessionWindow, nyse_calendar
 from marketpipe.model.request import FetchRequest
@@ -59,6 +60,8 @@ class UnitTask:
     setup: WorkerSetup
     context: UnitContext
     unit: WorkUnit
+    #: The job's deadline (``time.time()`` seconds), which the worker's connectors keep to.
+    deadline: float | None = None
 
 
 @attrs.frozen
@@ -189,11 +192,18 @@ class _WorkerJob:
             replace_empty=setup.replace_empty,
         )
 
-    def fetch(self, request: FetchRequest, stopped: StopFlag | None) -> list[pa.RecordBatch]:
+    def fetch(
+        self, request: FetchRequest, stopped: StopFlag | None, deadline: float | None = None
+    ) -> list[pa.RecordBatch]:
         """The provider's answer, or :class:`UnitStopped` as soon as the job is stopped."""
         if stopped is not None and stopped.is_set():
             raise UnitStopped()
-        future = asyncio.run_coroutine_threadsafe(self.provider.fetch_async(request), self.loop)
+
+        async def within_deadline() -> list[pa.RecordBatch]:
+            with job_deadline(deadline):
+                return await self.provider.fetch_async(request)
+
+        future = asyncio.run_coroutine_threadsafe(within_deadline(), self.loop)
         while True:
             try:
                 return future.result(timeout=STOP_POLL_SECONDS)
@@ -267,7 +277,7 @@ def run_unit(task: UnitTask, stopped: StopFlag | None = None) -> UnitDone:
         settings=dict(task.setup.provider_settings),
     )
     try:
-        table = assemble_bars(job.fetch(request, stopped))
+        table = assemble_bars(job.fetch(request, stopped, task.deadline))
     except UnitStopped:
         raise
     except Exception as exc:

@@ -1,0 +1,311 @@
+"""``mp update``: bring every stored series up to the last completed session.
+
+The catalog says which series and symbols the dataset holds; each series is brought up to the
+last completed session from each symbol's first stored day, in one job fetching exactly the
+partitions that are missing or were partial (never those ``mp delete`` removed). A symbol the
+ledger says was renamed goes on under its new name; a provider-adjusted series whose stored
+bars a later corporate action overtook is re-fetched whole (restated). The whole update ends
+by its deadline (:mod:`marketpipe.run.deadline`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from marketpipe.dataset.operations import Selection, dataset_ledger
+from marketpipe.dataset.renames import renames, successors
+from marketpipe.dataset.stale import find_stale
+from marketpipe.jobs.event_bus import EventBus
+from marketpipe.jobs.job import IngestionJob, ProcessingState
+from marketpipe.jobs.store import SqliteJobStore
+from marketpipe.model.errors import InvalidInputError, UserError
+from marketpipe.model.values import RAW, Series, Session, Symbol, TimeRange
+from marketpipe.plugins import registry
+from marketpipe.run.deadline import choose_deadline
+from marketpipe.run.outcome import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_STOPPED,
+    EXIT_TEMPFAIL,
+    EXIT_USER,
+    CancelToken,
+    JobSummary,
+    exit_code,
+)
+from marketpipe.run.pipeline import (
+    IngestRequest,
+    last_completed_session,
+    open_dataset,
+    run_ingest,
+)
+from marketpipe.storage.layout import DERIVED_SUFFIX
+from marketpipe.storage.sinks import choose_sink, open_catalog
+
+
+@attrs.frozen(kw_only=True)
+class UpdateRequest:
+    """Which stored series to bring up to date (an empty selection: all)."""
+
+    data_dir: Path
+    selection: Selection = attrs.field(factory=Selection)
+    overrides: Mapping[str, str] = attrs.field(factory=dict)
+    batch_size: int = 100_000
+    max_concurrency: int = 2
+    sink: str | None = None
+    sink_options: Mapping[str, str] = attrs.field(factory=dict)
+    #: Where units run (see :mod:`marketpipe.run.executors`).
+    executor: str | None = None
+    scheduler: str | None = None
+    #: The whole update's bound, every series' jobs included (see :mod:`run.deadline`).
+    deadline: str | None = None
+
+
+@attrs.frozen
+class SeriesUpdate:
+    """One series' update: the job that ran (``None`` when nothing could be due yet) or the
+    error that stopped it before it started."""
+
+    series: Series
+    symbols: int
+    through: dt.date | None
+    summary: JobSummary | None = None
+    error: str | None = None
+    #: The job that re-fetched the symbols the ledger had overtaken (a provider-adjusted
+    #: series after a split, say), and one line a symbol saying why.
+    restatement: JobSummary | None = None
+    restated: tuple[str, ...] = ()
+    #: The update's deadline passed before this series' turn: the next run fetches it.
+    deadline_passed: bool = False
+
+    @property
+    def summaries(self) -> tuple[JobSummary, ...]:
+        return tuple(s for s in (self.summary, self.restatement) if s is not None)
+
+
+@attrs.frozen
+class UpdateResult:
+    series: tuple[SeriesUpdate, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        """0 all current; 1 partitions failed; 2 a person must fix something; 75 the provider
+        unreachable or rate-limited past the deadline; 130 stopped."""
+        codes = [exit_code(u.summaries) for u in self.series if u.summaries]
+        codes += [EXIT_USER for u in self.series if u.error]
+        codes += [EXIT_TEMPFAIL for u in self.series if u.deadline_passed]
+        for code in (EXIT_STOPPED, EXIT_USER, EXIT_FAILED, EXIT_TEMPFAIL):
+            if code in codes:
+                return code
+        return EXIT_OK
+
+
+def _series_jobs(store: SqliteJobStore, series: Series) -> list[IngestionJob]:
+    """The jobs that wrote ``series``, newest first: the newest one's settings (a base URL, a
+    source) are reused."""
+    found = []
+    for job in store.list_jobs():
+        cfg = job.configuration
+        if (cfg.provider, cfg.feed, cfg.timeframe) != (
+            series.provider,
+            series.feed,
+            series.timeframe,
+        ):
+            continue
+        try:
+            spec = registry.get(cfg.provider)
+            if spec.series(cfg.feed, cfg.timeframe, cfg.settings) == series:
+                found.append(job)
+        except UserError:
+            break
+    return found
+
+
+def _job_request(
+    series: Series,
+    job: IngestionJob | None,
+    request: UpdateRequest,
+    firsts: Mapping[str, dt.date],
+    last: dt.date,
+    until: float,
+    **extra: object,
+) -> IngestRequest:
+    """The job that fetches ``firsts`` (each symbol from its own first day) through ``last``
+    in ``series``, with the series' settings carried over and the time left to ``until``."""
+    first = min(firsts.values())
+    return IngestRequest(
+        provider=series.provider,
+        symbols=tuple(Symbol(s) for s in sorted(firsts)),
+        time_range=TimeRange(first, last),
+        data_dir=request.data_dir,
+        timeframe=series.timeframe,
+        session=job.configuration.session if job is not None else Session.REGULAR,
+        overrides=_overrides(series, job, request),
+        batch_size=request.batch_size,
+        max_concurrency=request.max_concurrency,
+        symbol_starts={s: d for s, d in firsts.items() if d > first},
+        keep_deleted=True,
+        sink=request.sink,
+        sink_options=request.sink_options,
+        executor=request.executor,
+        scheduler=request.scheduler,
+        deadline=f"{max(1.0, until - time.monotonic()):.0f}s",
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def _overrides(series: Series, job: IngestionJob | None, request: UpdateRequest) -> dict[str, str]:
+    spec = registry.get(series.provider)
+    overrides = spec.defining(job.configuration.settings) if job is not None else {}
+    names = {s.name for s in spec.settings}
+    if "feed" in names:
+        overrides["feed"] = series.feed
+    if "adjustment" in spec.series_settings:
+        overrides["adjustment"] = series.adjustment
+    overrides.update(request.overrides)
+    return overrides
+
+
+async def run_update(
+    request: UpdateRequest, bus: EventBus | None = None, cancel: CancelToken | None = None
+) -> UpdateResult:
+    """Bring every selected stored series up to the last completed session."""
+    bus = bus or EventBus()
+    cancel = cancel or CancelToken()
+    until = time.monotonic() + choose_deadline(request.deadline)
+    # A wrong sink fails first; its catalog says what each series holds.
+    sink = choose_sink(request.data_dir, request.sink, request.sink_options).build(request.data_dir)
+    catalog = sink.catalog
+    store = SqliteJobStore.for_data_dir(request.data_dir)
+    try:
+        notes = await asyncio.to_thread(open_dataset, request.data_dir, store)
+        every = await asyncio.to_thread(catalog.sync_all)
+        renamed = successors(
+            renames(await asyncio.to_thread(dataset_ledger(request.data_dir).actions))
+        )
+        plan: list[tuple[Series, dict[str, dt.date], IngestionJob | None]] = []
+        wanted = {s.value for s in request.selection.symbols}
+        for series in every:
+            if not request.selection.takes(series) or series.feed.endswith(DERIVED_SUFFIX):
+                continue  # derived series are kept current by mp resample, not a provider
+            jobs = _series_jobs(store, series)
+            # From each symbol's first stored day; the job store remembers symbols whose files
+            # all went missing (mp verify found them), so those come back too.
+            firsts = store.first_days(j.job_id.value for j in jobs)
+            for symbol, (first, _) in catalog.spans(series).items():
+                firsts[symbol] = min(first, firsts.get(symbol, first))
+            starts = {s: d for s, d in firsts.items() if not wanted or s in wanted}
+            if starts:
+                plan.append((series, starts, jobs[0] if jobs else None))
+    finally:
+        sink.close()
+        store.close()
+    if not plan:
+        chosen = request.selection.provider or request.selection.feed
+        what = "the selected series" if chosen else "any series"
+        raise InvalidInputError(
+            f"the dataset in {request.data_dir} holds no bars of {what}"
+            + (f" for {', '.join(sorted(wanted))}" if wanted else "")
+            + ": ingest them first (mp ingest), then update"
+        )
+    results: list[SeriesUpdate] = []
+    for series, starts, job in plan:
+        if cancel.is_set():
+            break
+        if time.monotonic() >= until:
+            results.append(SeriesUpdate(series, len(starts), None, deadline_passed=True))
+            continue
+        session = job.configuration.session if job is not None else Session.REGULAR
+        try:
+            end = last_completed_session(series.provider, session)
+            starts, ends, moved = _follow_renames(starts, end, renamed)
+            notes += [n for n in moved if n not in notes]
+            first = min(starts.values(), default=end + dt.timedelta(days=1))
+            if first > end:  # nothing new to fetch; the ledger may still have moved on
+                done = SeriesUpdate(series, len(starts), end)
+                results.append(await _restate(done, starts, job, request, until, bus, cancel))
+                continue
+            summary = await run_ingest(
+                _job_request(series, job, request, starts, end, until, symbol_ends=ends),
+                bus,
+                cancel,
+            )
+            done = SeriesUpdate(series, len(starts), end, summary)
+            if not (
+                summary.aborted
+                or summary.deadline_passed
+                or summary.state is ProcessingState.CANCELLED
+            ):
+                done = await _restate(done, starts, job, request, until, bus, cancel)
+        except UserError as exc:
+            results.append(SeriesUpdate(series, len(starts), None, error=str(exc)))
+            continue
+        results.append(done)
+    return UpdateResult(tuple(results), tuple(notes))
+
+
+def _follow_renames(
+    starts: Mapping[str, dt.date],
+    end: dt.date,
+    renamed: Mapping[str, tuple[str, dt.date]],
+) -> tuple[dict[str, dt.date], dict[str, dt.date], list[str]]:
+    """``(starts, ends, notes)``: a stored symbol the ledger says was renamed is fetched up to
+    the day before the rename, and its company goes on under the new name from that day."""
+    out, ends, notes = dict(starts), {}, []
+    for old, first in starts.items():
+        if old not in renamed or renamed[old][1] > end:
+            continue
+        new, day = renamed[old]
+        last = day - dt.timedelta(days=1)
+        if first > last:
+            del out[old]
+        else:
+            ends[old] = last
+        if new not in out:
+            out[new] = day
+            notes.append(f"{old} was renamed {new} on {day}: its series goes on under {new}")
+    return out, ends, notes
+
+
+async def _restate(
+    done: SeriesUpdate,
+    starts: Mapping[str, dt.date],
+    job: IngestionJob | None,
+    request: UpdateRequest,
+    until: float,
+    bus: EventBus,
+    cancel: CancelToken,
+) -> SeriesUpdate:
+    """Re-fetch, whole, each symbol of a provider-adjusted series whose stored bars the ledger
+    has overtaken (:mod:`marketpipe.dataset.stale`); each month is replaced in one commit."""
+    series = done.series
+    if series.adjustment == RAW:
+        return done
+    stale = await asyncio.to_thread(find_stale, request.data_dir, series, set(starts))
+    if not stale:
+        return done
+    catalog = open_catalog(request.data_dir)
+    try:
+        spans = catalog.spans(series)
+    finally:
+        catalog.close()
+    firsts = {s.symbol: spans[s.symbol][0] for s in stale if s.symbol in spans}
+    if not firsts:
+        return done
+    last = max(spans[s][1] for s in firsts)
+    summary = await run_ingest(
+        _job_request(series, job, request, firsts, last, until, refresh=True), bus, cancel
+    )
+    verb = "restated" if summary.state is ProcessingState.COMPLETED else "NOT restated"
+    lines = tuple(
+        s.line(series).replace(" series: ", f" series {verb}: ", 1)
+        for s in stale
+        if s.symbol in firsts
+    )
+    return attrs.evolve(done, restatement=summary, restated=lines)
