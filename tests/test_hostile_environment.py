@@ -76,6 +76,13 @@ def test_a_readable_parquet_file_marketpipe_did_not_write_is_left_alone(data_dir
     pq.write_table(pa.table({"x": [1, 2, 3]}), foreign)
     assert ingest(data_dir, "2024-03-05", "2024-03-05", "--refresh").returncode == 0
     assert pq.read_table(foreign).num_rows == 3
+    # verify says so once, as a note, and is whole; it does not count the file.
+    out = mp("verify", "--data-dir", str(data_dir), "--json")
+    assert out.returncode == 0, out.stdout
+    report = json.loads(out.stdout)
+    assert report["problems"] == [] and report["bars"] == 2 * 5 * 390
+    (note,) = [n for n in report["notes"] if "notes.parquet" in n]
+    assert "a Parquet file MarketPipe did not write" in note and "Arrow" not in note
 
 
 _FULL_DISK = textwrap.dedent(
@@ -236,6 +243,37 @@ def test_a_read_only_data_dir_is_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2, out.stderr
     assert "Permission denied" in one_line_error(out)
     assert list(data_dir.iterdir()) == []
+
+
+def test_a_read_only_dataset_can_be_inspected(data_dir: Path) -> None:
+    assert ingest(data_dir, "2024-03-04", "2024-03-05").returncode == 0
+    exe = Path(sys.executable).with_name("mp")
+    subprocess.run(["chmod", "-R", "a-w", str(data_dir)], check=True)
+    try:
+        outputs = {
+            name: subprocess.run(
+                [str(exe), *command, "--data-dir", str(data_dir), "--json"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                preexec_fn=_without_root_override if os.geteuid() == 0 else None,
+            )
+            for name, command in {
+                "status": ["status"],
+                "jobs": ["jobs", "list"],
+                "verify": ["verify"],
+            }.items()
+        }
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(data_dir)], check=True)
+    for name, out in outputs.items():
+        assert out.returncode == 0, (name, out.stderr)
+    status = json.loads(outputs["status"].stdout)
+    assert sum(s["bars"] for s in status["series"]) == 2 * 2 * 390
+    assert [j["state"] for j in json.loads(outputs["jobs"].stdout)] == ["COMPLETED"]
+    verified = json.loads(outputs["verify"].stdout)
+    assert verified["ok"] is True and verified["bars"] == 2 * 2 * 390
+    assert any("read-only" in note for note in verified["notes"])
 
 
 def test_a_full_disk_for_the_job_store_is_one_line(data_dir: Path) -> None:

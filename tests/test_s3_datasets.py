@@ -283,3 +283,29 @@ def test_a_missing_bucket_is_named_in_one_plain_line(s3: S3Server, tmp_path: Pat
             f"Error: object store {url}: the bucket no-such-bucket does not exist (create it, "
             "or check the URL and AWS_ENDPOINT_URL)"
         ]
+
+
+def test_verify_after_another_machine_compacted_reports_nothing_false(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    url = f"s3://{s3.bucket('bars')}/shared"
+    here, there = env_of(s3, tmp_path / "state-here"), env_of(s3, tmp_path / "state-there")
+    for day in ("2024-01-29", "2024-01-30", "2024-01-31"):
+        mp(*INGEST, "--start", day, "--end", day, "--data-dir", url, env=here, check=True)
+    assert mp_json("verify", "--data-dir", url, env=here)["ok"] is True  # type: ignore[index]
+    # Another machine (its own state folder, so its own catalog) compacts the month.
+    folders = mp_json("compact", "--data-dir", url, env=there)["folders"]  # type: ignore[index]
+    assert (folders[0]["files_before"], folders[0]["files_after"]) == (3, 1)
+    verified = mp_json("verify", "--data-dir", url, env=here)
+    assert verified["problems"] == [] and verified["ok"] is True, verified  # type: ignore[index]
+    assert verified["partitions"] == 9 and verified["bars"] == 9 * 390  # type: ignore[index]
+    # A file really lost is still reported, once, with what only it held.
+    fs = s3_fs(s3)
+    files = fs.get_file_info(pafs.FileSelector("bars/shared/provider=fake", recursive=True))
+    (only,) = [f.path for f in files if f.path.endswith(".parquet")]
+    fs.delete_file(only)
+    out = mp("verify", "--data-dir", url, "--json", env=here)
+    assert out.returncode == 1
+    problems = json.loads(out.stdout)["problems"]
+    assert {p["kind"] for p in problems} == {"missing-file", "job-store"}, problems
+    assert "9 partitions (3,510 bars) no other file holds" in str(problems)

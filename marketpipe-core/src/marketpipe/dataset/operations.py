@@ -244,7 +244,13 @@ def run_verify(data_dir: Path) -> tuple[VerifyReport, list[str]]:
     try:
         notes = open_dataset(data_dir, store)
         report = sink.verify(store.completed_paths(), store.completed_at)
-        store.mark_missing(report.lost)  # reported once; the job store stops counting them
+        if store.read_only:
+            notes.append(
+                "the dataset is read-only here: checked as it is, nothing was updated "
+                "(the catalog was read from the files into memory)"
+            )
+        else:
+            store.mark_missing(report.lost)  # reported once; the job store stops counting them
         stale = [
             Problem(
                 "stale-adjusted",
@@ -257,7 +263,7 @@ def run_verify(data_dir: Path) -> tuple[VerifyReport, list[str]]:
         ]
         if stale:
             report = attrs.evolve(report, problems=(*report.problems, *stale))
-        return report, notes
+        return report, [*notes, *report.notes]
     finally:
         sink.close()
         store.close()

@@ -60,6 +60,10 @@ def shared_windows(factory: WindowFactory) -> Iterator[None]:
         _SHARING.reset(token)
 
 
+#: Requests accepted in the window that make a first bare 429 a limit rather than a blip.
+_EVIDENCE = 10
+
+
 @attrs.define
 class Slot:
     """One request's place in the window: when it may be sent, and a way to say it was answered."""
@@ -87,9 +91,11 @@ class RateLimiter:
     window's requests arrive too early; a small margin absorbs the rest of the network's jitter.
     ``penalize`` holds everyone back after the server said to wait (``Retry-After``).
 
-    A 429 that says nothing (a gateway, a key shared with others) means the server's limit is
-    below ours. The limiter then takes the requests the server accepted in the last window as
-    the limit (one fewer on each later burst of 429s) and holds every request until the window
+    A 429 that says nothing (a gateway, a key shared with others) may mean the server's limit
+    is below ours. When fewer than ten requests were accepted in the window, the first such
+    burst holds everyone back a tenth of the window (at most 5 s): it may be a blip. After more,
+    or at a second burst within the window, it is a limit: the limiter then takes the requests
+    the server accepted in the last window as the limit (one fewer on each later burst) and holds every request until the window
     has room, so the rejected ones are sent again only when they can pass. It raises the limit
     again by a tenth at a time, after two quiet windows, and waits twice as long before the
     next raise each time a raise meets a 429: a server that never changes costs a rejected
@@ -128,6 +134,7 @@ class RateLimiter:
         self._quiet_windows = 2
         self._raised_at = -math.inf
         self._learned_at = 0.0  # when the last learning taken up from the shared window was
+        self._strike: float | None = None  # when a first bare 429 was met at the full limit
         sharing = _SHARING.get()
         self._shared = sharing(requests_per_window, window_seconds) if sharing else None
 
@@ -191,14 +198,25 @@ class RateLimiter:
         a burst already taught (under the lock)."""
         if ticket < self._burst_end:
             return None
+        self._burst_end = self._issued
         since = now - self.window_seconds
         accepted = sum(1 for entry in self._sent if entry[2] and entry[1] > since)
+        if (
+            self.limit == self.requests_per_window
+            and accepted < _EVIDENCE
+            and (self._strike is None or now - self._strike > self.window_seconds)
+        ):
+            # A first 429 after only a few requests may be a blip (a gateway's hiccup): hold
+            # everyone back a moment; a second burst of them within the window is a limit.
+            self._strike = now
+            pause = min(self.window_seconds / 10, 5.0)
+            self._blocked_until = max(self._blocked_until, now + pause)
+            return None
         if now - self._raised_at < self.window_seconds * self._quiet_windows:
             self._quiet_windows = min(64, self._quiet_windows * 2)  # a raise went too far
         self.limit = max(1, min(accepted, self.limit - 1))
         self.slowdowns += 1
         metrics.observe_slowdown()
-        self._burst_end = self._issued
         self._raise_at = now + self._quiet_windows * self.window_seconds
         # Nothing leaves before the pace the new limit sets (a full window at one request).
         self._blocked_until = max(self._blocked_until, now + self.window_seconds / self.limit)

@@ -190,6 +190,13 @@ class IngestionJob:
             )
         )
 
+    def symbol_span(self, symbol: Symbol) -> tuple[dt.date, dt.date]:
+        """The first and last day the job asks of ``symbol``."""
+        return (
+            max(self.time_range.start, self.symbol_starts.get(symbol.value, dt.date.min)),
+            min(self.time_range.end, self.symbol_ends.get(symbol.value, dt.date.max)),
+        )
+
     def partition_keys(self, days: list[dt.date]) -> list[PartitionKey]:
         """The job's (symbol, day) partitions among ``days`` (its session days)."""
         keys: list[PartitionKey] = []

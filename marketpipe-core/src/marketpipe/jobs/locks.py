@@ -58,7 +58,10 @@ class JobLocks:
     def is_running(self, job_id: str) -> bool:
         if not self._path(job_id).exists():
             return False
-        held = self.hold(job_id)
+        try:
+            held = self.hold(job_id)
+        except OSError:  # a read-only dataset: no process here can be writing it
+            return False
         if held is None:
             return True
         held.release()

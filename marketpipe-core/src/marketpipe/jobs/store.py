@@ -21,7 +21,7 @@ from marketpipe.jobs.job import IngestionConfiguration, IngestionJob, Processing
 from marketpipe.model.errors import InvalidInputError, JobNotFoundError
 from marketpipe.model.partition import PartitionKey
 from marketpipe.model.values import IngestionJobId, Symbol, TimeRange
-from marketpipe.storage.sqlite import connect, immediate
+from marketpipe.storage.sqlite import connect, connect_read_only, immediate, writable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -108,6 +108,16 @@ class SqliteJobStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        #: On a read-only medium the store is read as it is (a missing one reads as empty);
+        #: reading commands work, and nothing is written.
+        self.read_only = not writable(path.parent)
+        if self.read_only:
+            self._conn = (
+                connect_read_only(path) if path.exists() else sqlite3.connect(":memory:")
+            )
+            if not path.exists():
+                self._conn.executescript(_SCHEMA)
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = connect(path, synchronous="FULL", timeout=30.0)
         self._conn.executescript(_SCHEMA)

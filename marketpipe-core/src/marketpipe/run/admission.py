@@ -82,6 +82,38 @@ def _overlaps(job: IngestionJob, other: IngestionJob) -> bool:
     )
 
 
+def _supersedes(job: IngestionJob, other: IngestionJob) -> bool:
+    """``job`` asks for every partition ``other`` asked for (same series, each symbol's days
+    within ``job``'s for it): running ``job`` finishes ``other``'s work."""
+    a, b = job.configuration, other.configuration
+    if (a.provider, a.feed, a.timeframe, a.session) != (b.provider, b.feed, b.timeframe, b.session):
+        return False
+    if dict(a.settings) != dict(b.settings) or not set(other.symbols) <= set(job.symbols):
+        return False
+    for symbol in other.symbols:
+        first, last = other.symbol_span(symbol)
+        mine_first, mine_last = job.symbol_span(symbol)
+        if not (mine_first <= first and last <= mine_last):
+            return False
+    return True
+
+
+def close_superseded(
+    job: IngestionJob, jobs: Iterable[IngestionJob], locks: JobLocks, store: SqliteJobStore
+) -> None:
+    """Unfinished jobs no process runs (killed, say) whose every partition ``job`` asks for
+    again end CANCELLED, saying so: a nightly update that follows a killed night leaves no job
+    IN_PROGRESS behind it. (What they committed stays; ``job`` skips it.)"""
+    for other in jobs:
+        if other.job_id == job.job_id or other.state.is_terminal:
+            continue
+        if _supersedes(job, other) and not locks.is_running(other.job_id.value):
+            other.cancel()
+            other.error_message = f"superseded by job {job.job_id}, which asks for all of it"
+            other.pull_domain_events()  # its events were logged by the run that stopped
+            store.save(other)
+
+
 def check_no_running_overlap(
     job: IngestionJob, jobs: Iterable[IngestionJob], locks: JobLocks
 ) -> None:
@@ -123,6 +155,7 @@ def admit(
         if not same:
             claim_series()
             store.save(job)
+            close_superseded(job, jobs, locks, store)
         return Admitted(job, bool(same), locks.hold(job.job_id.value))
 
 

@@ -15,6 +15,7 @@ Days are stored as ordinals and symbols as small integers, so the question plann
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -35,7 +36,7 @@ from marketpipe.storage.catalog_queries import (
 from marketpipe.storage.footer import Footer
 from marketpipe.storage.holdings import FileHoldings, Holdings
 from marketpipe.storage.layout import META_DIR
-from marketpipe.storage.sqlite import connect, immediate
+from marketpipe.storage.sqlite import connect, immediate, writable
 from marketpipe.storage.stores import LocalStore
 
 _VERSION = 1
@@ -98,7 +99,10 @@ class Catalog(CatalogQueries):
         self.path: Path | None = None
         self._symbol_ids: dict[str, int] = {}
         self._lock = threading.RLock()
-        if _IN_MEMORY.get():
+        # A read-only dataset (a read-only mount, a folder without write permission) is
+        # indexed in memory from its files, as a cluster's worker does.
+        self.read_only = not _IN_MEMORY.get() and not writable(self.root / META_DIR)
+        if _IN_MEMORY.get() or self.read_only:
             self._conn = self._open(":memory:")
             return
         self.path = self.root / META_DIR / "catalog.sqlite"
@@ -230,7 +234,8 @@ class Catalog(CatalogQueries):
                 if month in known:
                     self.sync_folder(series, month)  # the month is gone: forget its files
                 continue
-            with self.holdings.lock(series, month):
+            # Nobody commits into a read-only dataset: no lock to take (nor could it be).
+            with contextlib.nullcontext() if self.read_only else self.holdings.lock(series, month):
                 self.sync_folder(series, month)
 
     @locked

@@ -4,10 +4,29 @@ takes the lock when it starts, so two writers never deadlock upgrading a read lo
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def writable(folder: Path) -> bool:
+    """Whether this process may write in ``folder`` (or, when it does not exist yet, in its
+    nearest existing parent): false on a read-only mount or a folder without write permission,
+    where reading commands still work and nothing is written."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return os.access(candidate, os.W_OK)
+    return True
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """``path`` opened for reading on a medium nobody writes (``immutable``: no lock, no WAL
+    index to create, which a read-only folder could not hold)."""
+    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?immutable=1"
+    return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
 
 
 def connect(path: Path | str, synchronous: str, timeout: float) -> sqlite3.Connection:

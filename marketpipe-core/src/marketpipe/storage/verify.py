@@ -1,10 +1,12 @@
 """``mp verify``: check the catalog and the job store against the files, which are the truth.
 
-Found problems, by kind:
+The catalog is a cache of the files' footers and may be behind them (another machine compacted
+or wrote the dataset, with its own state folder): verify reads every file, then judges what it
+found, so only real differences are reported. Found problems, by kind:
 
-- ``missing-file``: the catalog lists a file that is gone (its partitions are fetched again by
-  the next ``mp update`` or ``mp ingest``, since the catalog is synced afterwards);
-- ``unknown-file``: a bar file the catalog did not know, or that changed since it was indexed;
+- ``missing-file``: a file the catalog listed is gone, and partitions it held are in no file
+  now (they are fetched again by the next ``mp update`` or ``mp ingest``); a file whose
+  partitions another file holds now (compacted, re-committed elsewhere) is no problem;
 - ``unreadable``: a file that cannot be read as Parquet (it blocks commits into its folder);
 - ``footer``: a file's footer disagrees with its rows (bar counts, or rows of partitions the
   footer does not list);
@@ -52,6 +54,8 @@ class VerifyReport:
     problems: tuple[Problem, ...]
     #: ``(job id, symbol, day)`` the job store counts complete that no file holds.
     lost: tuple[tuple[str, str, dt.date], ...] = ()
+    #: Not problems: what verify found and left alone (a Parquet file MarketPipe did not write).
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -88,44 +92,28 @@ def verify_dataset(
     missing in the job store)."""
     holdings = FileHoldings(store)
     problems: list[Problem] = []
+    notes: list[str] = []
     files = partitions = bars = 0
     every = sorted(set(holdings.series()) | set(catalog.series()))
     for series in every:
-        if not catalog.files(series):
-            catalog.sync(series)  # a series never indexed (a new catalog) is indexed, not stale
-        known = {(f.month, f.name): f for f in catalog.files(series)}
+        known = {(f.month, f.name) for f in catalog.files(series)}
         for month in sorted(set(holdings.months(series)) | {m for m, _ in known}):
             folder = month_prefix(series, month)
             on_disk = store.listing(folder)
-            for m, name in known:
-                if m == month and name not in on_disk:
-                    held = catalog.entries(series, month, name)
-                    problems.append(
-                        Problem(
-                            "missing-file",
-                            f"{folder}/{name}",
-                            f"gone; the catalog listed {len(held)} partitions "
-                            f"({sum(held.values()):,} bars) in it",
-                        )
-                    )
             owners: dict[tuple[str, str], list[str]] = {}
-            for name, stat in sorted(on_disk.items()):
+            for name in sorted(on_disk):
                 rel = f"{folder}/{name}"
-                indexed = known.get((month, name))
-                if indexed is None or (indexed.size, indexed.mtime_ns) != stat:
-                    problems.append(
-                        Problem(
-                            "unknown-file",
-                            rel,
-                            "not in the catalog" if indexed is None else "changed since indexed",
-                        )
-                    )
+                found = _check_file(store, rel, problems, notes)
+                if found is None:
+                    continue
                 files += 1
-                found = _check_file(store, rel, problems)
                 for key, n in found.items():
                     owners.setdefault(key, []).append(name)
                     partitions += 1
                     bars += n
+            for m, name in sorted(known):
+                if m == month and name not in on_disk:
+                    _gone(catalog, series, month, name, owners, problems)
             for (symbol, day), names in sorted(owners.items()):
                 if len(names) > 1:
                     problems.append(
@@ -150,7 +138,34 @@ def verify_dataset(
                 problems,
             )
         )  # fmt: skip
-    return VerifyReport(len(every), files, partitions, bars, tuple(problems), tuple(lost))
+    return VerifyReport(
+        len(every), files, partitions, bars, tuple(problems), tuple(lost), tuple(notes)
+    )
+
+
+def _gone(
+    catalog: Catalog,
+    series: Series,
+    month: str,
+    name: str,
+    owners: dict[tuple[str, str], list[str]],
+    problems: list[Problem],
+) -> None:
+    """A file the catalog listed and that is gone: a problem only for the partitions it held
+    that no file holds now."""
+    held = catalog.entries(series, month, name)
+    now = {(str(s), str(d)) for s, d in owners}
+    lost = {key: n for key, n in held.items() if (str(key[0]), str(key[1])) not in now}
+    folder = month_prefix(series, month)
+    if lost:
+        problems.append(
+            Problem(
+                "missing-file",
+                f"{folder}/{name}",
+                f"gone, with {len(lost)} partitions ({sum(lost.values()):,} bars) no other "
+                "file holds",
+            )
+        )
 
 
 def job_store_losses(
@@ -184,21 +199,33 @@ def job_store_losses(
     return [(j, s, d) for j, s, d, _ in gone]
 
 
-def _check_file(store: Store, rel: str, problems: list[Problem]) -> dict[tuple[str, str], int]:
-    """Rows per partition of one file, after checking them against its footer."""
+def _check_file(
+    store: Store, rel: str, problems: list[Problem], notes: list[str]
+) -> dict[tuple[str, str], int] | None:
+    """Rows per partition of one file, after checking them against its footer; ``None`` for a
+    readable Parquet file MarketPipe did not write (left alone, as commits leave it, with a
+    note) or one that cannot be read (a problem)."""
     try:
         footer = read_footer(store, rel)
+    except StorageError as exc:
+        problems.append(Problem("unreadable", rel, str(exc).strip().splitlines()[0]))
+        return None
+    if not footer.entries and not footer.job_id:
+        notes.append(
+            f"left alone: {rel} is a Parquet file MarketPipe did not write (not read, not "
+            "counted; move it out of the dataset if it should not be there)"
+        )
+        return None
+    try:
         with store.open(rel) as source:
             table = pq.read_table(source, columns=["symbol", "timestamp"])
     except StorageError as exc:
-        problems.append(Problem("unreadable", rel, str(exc)))
-        return {}
+        problems.append(Problem("unreadable", rel, str(exc).strip().splitlines()[0]))
+        return None
     except (OSError, KeyError, pa.ArrowException) as exc:
-        problems.append(Problem("unreadable", rel, f"{type(exc).__name__}: {exc}"))
-        return {}
+        problems.append(Problem("unreadable", rel, f"{type(exc).__name__}: {_first_line(exc)}"))
+        return None
     counts = count_rows(table) if table.num_rows else {}
-    if not footer.entries and not footer.job_id:
-        return {}  # a Parquet file MarketPipe did not write: left alone by commits too
     outside = sorted(f"{s} {d}" for s, d in counts if (s, d) not in footer.entries)
     if outside:
         problems.append(
@@ -219,6 +246,11 @@ def _check_file(store: Store, rel: str, problems: list[Problem]) -> dict[tuple[s
             Problem("duplicate", rel, f"{dupes:,} rows repeat a (symbol, timestamp) in the file")
         )
     return {k: n for k, n in counts.items() if n}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def problem_counts(report: VerifyReport) -> dict[str, int]:
