@@ -112,9 +112,7 @@ class SqliteJobStore:
         #: reading commands work, and nothing is written.
         self.read_only = not writable(path.parent)
         if self.read_only:
-            self._conn = (
-                connect_read_only(path) if path.exists() else sqlite3.connect(":memory:")
-            )
+            self._conn = connect_read_only(path) if path.exists() else sqlite3.connect(":memory:")
             if not path.exists():
                 self._conn.executescript(_SCHEMA)
             return
