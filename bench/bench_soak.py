@@ -1,7 +1,7 @@
 """Soak: many simulated nights of ``mp update`` against the local Alpaca server, with everything
 that goes wrong in a year of nights, then the dataset compared with a clean run's.
 
-    python bench/bench_soak.py [--nights 60] [--symbols 6] [--seed 7]
+    python bench/bench_soak.py [--nights 60] [--symbols 10] [--seed 7]
 
 Night 0 ingests the first session of 2024. Each later night moves ``MARKETPIPE_NOW`` to the
 evening of the next session and runs ``mp update --quiet`` as cron would, while the server
@@ -124,6 +124,7 @@ def run_soak(
             what = trouble.get(night, "")
             server.down = what == "down"
             command = [MP, "update", "--quiet", "--data-dir", str(root), "--deadline", "120s"]
+            command += ["--batch-size", "400"]  # a unit a symbol-day: many requests a night
             env = env_for(server, days[night])
             night_started = time.monotonic()
             if what == "kill":
@@ -202,7 +203,7 @@ def run_soak(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nights", type=int, default=60)
-    parser.add_argument("--symbols", type=int, default=6)
+    parser.add_argument("--symbols", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

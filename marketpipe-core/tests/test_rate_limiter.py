@@ -234,3 +234,16 @@ def test_a_limit_learned_by_one_process_is_taken_up_by_the_others() -> None:
     assert second.limit == 4  # its next request took up what the first learned
     second.acquire_slot().done()
     assert second.limit == 4  # once: it is not lowered again by the same learning
+
+
+def test_two_accounts_of_one_provider_hold_separate_limits_on_a_cluster() -> None:
+    from marketpipe.model.secrets import Secret
+    from marketpipe.run.dask.coordination import DaskWindows, account_tag
+
+    mine = (Secret("PKACCOUNTONE"), Secret("SKSECRETONE"))
+    theirs = (Secret("PKACCOUNTTWO"), Secret("SKSECRETTWO"))
+    assert account_tag(mine) == account_tag(mine) != account_tag(theirs)
+    assert len(account_tag(mine)) == 12 and "ONE" not in account_tag(mine)
+    windows = DaskWindows("alpaca", 2)
+    assert windows.of_account(mine) != windows.of_account(theirs)
+    assert "SKSECRETONE" not in repr(windows.of_account(mine))

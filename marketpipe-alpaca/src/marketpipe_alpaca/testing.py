@@ -133,6 +133,12 @@ def _encode_bars(table: pa.Table) -> pa.Array:
     return pc.binary_join_element_wise(*pieces, "").combine_chunks()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer (killed, timed out) is part of the tests."""
+        return
+
+
 class FakeAlpacaServer:
     """Start with ``with FakeAlpacaServer() as server:``; point clients at ``server.url``."""
 
@@ -175,7 +181,7 @@ class FakeAlpacaServer:
         #: When each request arrived (``time.monotonic``), in order, to measure pacing.
         self.arrival_times: list[float] = []
         self._cache: OrderedDict[tuple[Any, ...], tuple[pa.Array, pa.Array]] = OrderedDict()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self._server = _QuietServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -14,7 +14,7 @@ import attrs
 import numpy as np
 
 from marketpipe.dataset.renames import renames, successors
-from marketpipe.dataset.stale import find_stale, stale_symbols
+from marketpipe.dataset.stale import stale_symbols
 from marketpipe.dataset.status import SeriesStatus, series_status
 from marketpipe.jobs.store import SqliteJobStore
 from marketpipe.model.calendar import nyse_calendar
@@ -251,6 +251,8 @@ def run_verify(data_dir: Path) -> tuple[VerifyReport, list[str]]:
             )
         else:
             store.mark_missing(report.lost)  # reported once; the job store stops counting them
+        ledger = dataset_ledger(data_dir)
+        versions = ledger.versions()  # read once, for every series
         stale = [
             Problem(
                 "stale-adjusted",
@@ -258,8 +260,8 @@ def run_verify(data_dir: Path) -> tuple[VerifyReport, list[str]]:
                 f"{s.line(series)}: the ledger knows actions these bars were fetched without; "
                 "mp update restates them",
             )
-            for series in sink.catalog.series()
-            for s in find_stale(data_dir, series)
+            for series in (sink.catalog.series() if versions.num_rows else [])
+            for s in stale_symbols(sink.catalog, ledger, series, versions=versions)
         ]
         if stale:
             report = attrs.evolve(report, problems=(*report.problems, *stale))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import re
 import threading
 import time
@@ -26,19 +27,32 @@ from typing import Any
 
 import attrs
 
+from marketpipe.model.secrets import Secret
+
 
 @attrs.frozen
 class DaskWindows:
     """Picklable: travels to the workers in a task and builds each limit's window there."""
 
-    #: Names the scheduler's semaphore: jobs of one provider on one cluster share its limit.
+    #: Names the scheduler's semaphore: jobs of one provider and account on one cluster share
+    #: its limit.
     provider: str
     #: The workers the job started with: each sends its share of a limit learned from 429s.
     workers: int = 1
+    #: Which account the limit is of (:func:`account_tag`): two accounts' jobs do not share.
+    account: str = ""
+
+    def of_account(self, secrets: tuple[Secret, ...]) -> DaskWindows:
+        """These windows, held apart for the account whose secret settings are ``secrets``
+        (resolved on the worker, which holds them)."""
+        return attrs.evolve(self, account=account_tag(secrets))
 
     def __call__(self, requests_per_window: int, window_seconds: float) -> DaskWindow:
         provider = re.sub(r"[^A-Za-z0-9_.-]", "_", self.provider)
-        name = f"marketpipe-rate-{provider}-{requests_per_window}-per-{window_seconds:g}s"
+        account = f"-{self.account}" if self.account else ""
+        name = (
+            f"marketpipe-rate-{provider}{account}-{requests_per_window}-per-{window_seconds:g}s"
+        )
         from distributed import get_worker
 
         # One semaphore client a limit and scheduler in this worker, kept for its next jobs.
@@ -49,6 +63,17 @@ class DaskWindows:
                 window = _WINDOWS[key] = DaskWindow(name, requests_per_window)
             window.workers = self.workers
             return window
+
+
+def account_tag(secrets: tuple[Secret, ...]) -> str:
+    """A short salted digest of an account's secret settings, to name its limit on the
+    scheduler: equal for equal keys, telling nothing of them (48 bits of SHA-256)."""
+    if not secrets:
+        return ""
+    digest = hashlib.sha256(b"marketpipe-rate-limit\0")
+    for secret in secrets:
+        digest.update(secret.get_secret_value().encode() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 _WINDOWS: dict[tuple[str, str], DaskWindow] = {}

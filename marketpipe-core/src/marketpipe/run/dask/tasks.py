@@ -31,9 +31,10 @@ from marketpipe.model.calendar import SessionWindow, nyse_calendar
 from marketpipe.model.request import FetchRequest
 from marketpipe.model.schema import assemble_bars
 from marketpipe.plugins.provider import IMarketDataProvider
-from marketpipe.plugins.registry import PreparedProvider, prepare_provider
+from marketpipe.plugins.registry import PreparedProvider, configure, prepare_provider
 from marketpipe.plugins.sink import Sink
 from marketpipe.run.actions import FetchActions
+from marketpipe.run.dask.coordination import DaskWindows
 from marketpipe.run.planning import WorkUnit
 from marketpipe.run.unit_commit import UnitCommitted, UnitCommitter, UnitContext
 from marketpipe.storage.catalog import in_memory
@@ -234,6 +235,9 @@ def _prepare_provider(
     """The provider built from this worker's plugins, its rate limits held across the
     workers."""
     with contextlib.ExitStack() as sharing:
+        if isinstance(rate_windows, DaskWindows):  # one limit per account, not per provider
+            _, resolved = configure(name, settings)
+            rate_windows = rate_windows.of_account(resolved.secrets())
         if rate_windows is not None:
             sharing.enter_context(shared_windows(rate_windows))
         return prepare_provider(name, settings)
