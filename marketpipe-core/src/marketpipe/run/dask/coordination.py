@@ -50,9 +50,7 @@ class DaskWindows:
     def __call__(self, requests_per_window: int, window_seconds: float) -> DaskWindow:
         provider = re.sub(r"[^A-Za-z0-9_.-]", "_", self.provider)
         account = f"-{self.account}" if self.account else ""
-        name = (
-            f"marketpipe-rate-{provider}{account}-{requests_per_window}-per-{window_seconds:g}s"
-        )
+        name = f"marketpipe-rate-{provider}{account}-{requests_per_window}-per-{window_seconds:g}s"
         from distributed import get_worker
 
         # One semaphore client a limit and scheduler in this worker, kept for its next jobs.
