@@ -1,4 +1,5 @@
-"""The local Alpaca server's market: corporate actions, and the bars they shape.
+"""The local Alpaca server's market: its deterministic bars (:func:`day_bars`), corporate actions,
+and the bars they shape.
 
 A test gives :class:`~marketpipe_alpaca.testing.FakeAlpacaServer` records shaped as Alpaca sends
 them, each with its ``type`` key (``{"type": "forward_splits", "id": ..., "symbol": "NVDA",
@@ -25,11 +26,15 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from marketpipe.model.calendar import ny_midnight_ns
 
 from marketpipe_alpaca.actions import TYPES, parse_record
 
@@ -203,3 +208,74 @@ def corporate_actions(
     )
     body_json = json.dumps({"corporate_actions": grouped, "next_page_token": token})
     return 200, {"Content-Type": "application/json"}, body_json.encode()
+
+
+_MINUTE = 60 * 1_000_000_000
+_FIRST = 4 * 60  # 04:00 New York
+_COUNT = 16 * 60  # to 20:00
+
+
+def day_bars(symbol: str, day: dt.date, minutes: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """One symbol-day of bars at ``minutes`` resolution; minutes without trades have no bar."""
+    digest = hashlib.blake2b(f"{seed}|{symbol}|{day}".encode(), digest_size=8).digest()
+    rng = np.random.default_rng(int.from_bytes(digest, "little"))
+    base = (
+        20
+        + int.from_bytes(hashlib.blake2b(symbol.encode(), digest_size=2).digest(), "little") % 400
+    )
+    steps = rng.normal(0, 0.0008, _COUNT)
+    close = np.round(base * np.exp(np.cumsum(steps)), 2)
+    open_ = np.concatenate(([round(float(base), 2)], close[:-1]))
+    high = np.round(np.maximum(open_, close) + np.abs(rng.normal(0, 0.02, _COUNT)), 2)
+    low = np.round(np.minimum(open_, close) - np.abs(rng.normal(0, 0.02, _COUNT)), 2)
+    volume = rng.integers(100, 5000, _COUNT)
+    trades = np.maximum(1, volume // 100)
+    vwap = np.round((high + low + close) / 3, 4)
+    minute = np.arange(_COUNT)
+    regular = (minute >= 330) & (minute < 720)
+    traded = rng.random(_COUNT) < np.where(regular, 0.97, 0.3)
+    if minutes == 1440:
+        traded &= regular
+    midnight = ny_midnight_ns(day)
+    ts = midnight + (_FIRST + minute) * _MINUTE
+    cols = {
+        "t": ts,
+        "o": open_,
+        "h": high,
+        "l": low,
+        "c": close,
+        "v": volume,
+        "n": trades,
+        "vw": vwap,
+    }
+    cols = {k: v[traded] for k, v in cols.items()}
+    if minutes == 1 or not len(cols["t"]):
+        return cols
+    span = minutes * _MINUTE
+    bucket = midnight + (cols["t"] - midnight) // span * span
+    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
+    ends = np.concatenate((starts[1:], [len(bucket)])) - 1
+    vol = np.add.reduceat(cols["v"], starts)
+    return {
+        "t": bucket[starts],
+        "o": cols["o"][starts],
+        "h": np.maximum.reduceat(cols["h"], starts),
+        "l": np.minimum.reduceat(cols["l"], starts),
+        "c": cols["c"][ends],
+        "v": vol,
+        "n": np.add.reduceat(cols["n"], starts),
+        "vw": np.round(np.add.reduceat(cols["vw"] * cols["v"], starts) / vol, 4),
+    }
+
+
+def encode_bars(table: pa.Table) -> pa.Array:
+    """One JSON object string per bar, built in Arrow."""
+    if table.num_rows == 0:
+        return pa.array([], pa.string())
+    stamps = pc.strftime(table["t"].cast(pa.timestamp("s", tz="UTC")), format="%Y-%m-%dT%H:%M:%SZ")
+    parts: list[Any] = ['{"t":"', stamps, '"']
+    for key in ("o", "h", "l", "c", "v", "n", "vw"):
+        parts += [f',"{key}":', pc.cast(table[key], pa.string())]
+    parts.append("}")
+    pieces = [p if not isinstance(p, str) else pa.scalar(p) for p in parts]
+    return pc.binary_join_element_wise(*pieces, "").combine_chunks()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import gzip
-import hashlib
 import json
 import random
 import threading
@@ -31,10 +30,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from marketpipe.model.calendar import NEW_YORK, ny_midnight_ns, nyse_calendar
+from marketpipe.model.calendar import NEW_YORK, nyse_calendar
 from marketpipe.model.values import TimeRange
 
-from marketpipe_alpaca.fake_market import FakeMarket, corporate_actions
+from marketpipe_alpaca.fake_market import FakeMarket, corporate_actions, day_bars, encode_bars
 
 FAULTS = ("429", "500", "503", "reset", "truncated", "slow")
 _TIMEFRAMES = {"1Min": 1, "5Min": 5, "15Min": 15, "30Min": 30, "1Hour": 60, "1Day": 1440}
@@ -52,9 +51,6 @@ _ALLOWED = {
     "symbols",
 }
 _ADJUSTMENTS = {"raw", "split", "dividend", "spin-off", "all"}
-_MINUTE = 60 * 1_000_000_000
-_FIRST = 4 * 60  # 04:00 New York
-_COUNT = 16 * 60  # to 20:00
 
 
 def _parse_time(text: str) -> dt.datetime:
@@ -65,72 +61,6 @@ def _parse_time(text: str) -> dt.datetime:
     if moment.tzinfo is None:
         raise ValueError(text)
     return moment
-
-
-def day_bars(symbol: str, day: dt.date, minutes: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """One symbol-day of bars at ``minutes`` resolution; minutes without trades have no bar."""
-    digest = hashlib.blake2b(f"{seed}|{symbol}|{day}".encode(), digest_size=8).digest()
-    rng = np.random.default_rng(int.from_bytes(digest, "little"))
-    base = (
-        20
-        + int.from_bytes(hashlib.blake2b(symbol.encode(), digest_size=2).digest(), "little") % 400
-    )
-    steps = rng.normal(0, 0.0008, _COUNT)
-    close = np.round(base * np.exp(np.cumsum(steps)), 2)
-    open_ = np.concatenate(([round(float(base), 2)], close[:-1]))
-    high = np.round(np.maximum(open_, close) + np.abs(rng.normal(0, 0.02, _COUNT)), 2)
-    low = np.round(np.minimum(open_, close) - np.abs(rng.normal(0, 0.02, _COUNT)), 2)
-    volume = rng.integers(100, 5000, _COUNT)
-    trades = np.maximum(1, volume // 100)
-    vwap = np.round((high + low + close) / 3, 4)
-    minute = np.arange(_COUNT)
-    regular = (minute >= 330) & (minute < 720)
-    traded = rng.random(_COUNT) < np.where(regular, 0.97, 0.3)
-    if minutes == 1440:
-        traded &= regular
-    midnight = ny_midnight_ns(day)
-    ts = midnight + (_FIRST + minute) * _MINUTE
-    cols = {
-        "t": ts,
-        "o": open_,
-        "h": high,
-        "l": low,
-        "c": close,
-        "v": volume,
-        "n": trades,
-        "vw": vwap,
-    }
-    cols = {k: v[traded] for k, v in cols.items()}
-    if minutes == 1 or not len(cols["t"]):
-        return cols
-    span = minutes * _MINUTE
-    bucket = midnight + (cols["t"] - midnight) // span * span
-    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
-    ends = np.concatenate((starts[1:], [len(bucket)])) - 1
-    vol = np.add.reduceat(cols["v"], starts)
-    return {
-        "t": bucket[starts],
-        "o": cols["o"][starts],
-        "h": np.maximum.reduceat(cols["h"], starts),
-        "l": np.minimum.reduceat(cols["l"], starts),
-        "c": cols["c"][ends],
-        "v": vol,
-        "n": np.add.reduceat(cols["n"], starts),
-        "vw": np.round(np.add.reduceat(cols["vw"] * cols["v"], starts) / vol, 4),
-    }
-
-
-def _encode_bars(table: pa.Table) -> pa.Array:
-    """One JSON object string per bar, built in Arrow."""
-    if table.num_rows == 0:
-        return pa.array([], pa.string())
-    stamps = pc.strftime(table["t"].cast(pa.timestamp("s", tz="UTC")), format="%Y-%m-%dT%H:%M:%SZ")
-    parts: list[Any] = ['{"t":"', stamps, '"']
-    for key in ("o", "h", "l", "c", "v", "n", "vw"):
-        parts += [f',"{key}":', pc.cast(table[key], pa.string())]
-    parts.append("}")
-    pieces = [p if not isinstance(p, str) else pa.scalar(p) for p in parts]
-    return pc.binary_join_element_wise(*pieces, "").combine_chunks()
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -264,7 +194,7 @@ class FakeAlpacaServer:
             table = table.set_column(
                 0, "t", pa.array(table["t"]).cast(pa.timestamp("ns", tz="UTC"))
             )
-            encoded.append(_encode_bars(table))
+            encoded.append(encode_bars(table))
             names.append(pa.array([symbol] * table.num_rows, pa.string()))
         result = (
             (pa.concat_arrays(names), pa.concat_arrays(encoded))

@@ -1,7 +1,6 @@
 """The HTTP toolkit every provider builds on: client, configuration, auth, one retry policy,
 rate limiter, downloads, typed errors and shape checks."""
 
-from marketpipe.fetch.client import BaseApiClient
 from marketpipe.fetch.config import ClientConfig, HeaderTokenAuth
 from marketpipe.fetch.errors import (
     AuthenticationError,
@@ -13,6 +12,7 @@ from marketpipe.fetch.errors import (
     RateLimitedError,
     ResponseTooLargeError,
 )
+from marketpipe.fetch.paginated import BaseApiClient
 from marketpipe.fetch.rate_limiter import RateLimiter
 from marketpipe.fetch.retry import backoff, retry_after, should_retry
 from marketpipe.fetch.shape import require_json_object

@@ -1,13 +1,13 @@
-"""The seed's import path of :mod:`marketpipe.fetch.client`."""
+"""The seed's import path of :mod:`marketpipe.fetch.client` (and its paginated client)."""
 
 from marketpipe.fetch.client import (
-    BaseApiClient,
     Decoder,
     HttpClient,
     T,
     error_message,
     log,
 )
+from marketpipe.fetch.paginated import BaseApiClient
 
 __all__ = [
     "BaseApiClient",
