@@ -262,3 +262,76 @@ def test_a_dividend_at_or_above_the_close_before_it_is_set_aside_never_applied(
         raw = marketpipe.read(root, provider="alpaca", symbols=["NVDA"], start="2024-03-01",
                               end="2024-03-29", timeframe="1d")  # fmt: skip
         assert read.equals(raw)  # nothing applied
+
+
+SPLIT_AFTER_WEEKEND = {"type": "forward_splits", "id": "split-nvda", "symbol": "NVDA",
+                       "old_rate": 1, "new_rate": 10, "ex_date": "2024-07-15",
+                       "process_date": "2024-07-05"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "fetched_at",
+    [
+        "2024-07-15T01:00:00Z",  # 21:00 New York the evening before: the ex-date in UTC
+        "2024-07-15T12:00:00Z",  # 08:00 New York on the ex-date, before the split trades
+    ],
+)
+def test_a_split_fetched_the_same_day_is_restated(tmp_path: Path, fetched_at: str) -> None:
+    """Instants, not calendar days of two zones: bars fetched before the split traded are
+    stale, and the next update restates them to what the provider then serves."""
+    with FakeAlpacaServer(
+        KEY, SECRET, actions=[SPLIT_AFTER_WEEKEND], today=dt.date(2024, 7, 14)
+    ) as server:
+        root = str(tmp_path / "data")
+        env = {**env_at(server, dt.date(2024, 7, 14)), "MARKETPIPE_NOW": fetched_at}
+        mp_ok("ingest", "--provider", "alpaca", "--symbols", "NVDA", "--timeframe", "1d",
+              "--start", "2024-07-01", "--end", "2024-07-12", "--data-dir", root,
+              "-o", "adjustment=split", env=env)  # fmt: skip
+        verify = mp("verify", "--data-dir", root, "--json", env=env)
+        assert verify.returncode == 1, verify.stdout
+        [problem] = json.loads(verify.stdout)["problems"]
+        assert problem["detail"].startswith("NVDA split series: forward split 10-for-1")
+
+        server.today = dt.date(2024, 7, 16)
+        later = env_at(server, dt.date(2024, 7, 16))
+        update = mp("update", "--data-dir", root, env=later)
+        assert update.returncode == 0, update.stderr
+        assert "NVDA split series restated" in " ".join(update.stdout.split())
+        assert mp("verify", "--data-dir", root, env=later).returncode == 0
+        stored = as_read(marketpipe.read(root, provider="alpaca", symbols=["NVDA"],
+                                         start="2024-07-01", end="2024-07-16", timeframe="1d",
+                                         adjustment="split"))  # fmt: skip
+        assert_same(stored, served(server, "NVDA", "split", dt.date(2024, 7, 16), "2024-07-01"))
+
+
+def test_a_split_after_a_rename_restates_the_old_names_bars(tmp_path: Path) -> None:
+    """NEWCO (formerly OLDCO) splits 2-for-1: OLDCO's stored split-adjusted bars are stale,
+    verify says so, and update restates them to the server's."""
+    actions = [
+        {"type": "name_changes", "id": "rename-oldco", "old_symbol": "OLDCO",
+         "new_symbol": "NEWCO", "process_date": "2024-07-22"},
+        {"type": "forward_splits", "id": "split-newco", "symbol": "NEWCO", "old_rate": 1,
+         "new_rate": 2, "ex_date": "2024-08-15", "process_date": "2024-08-08"},
+    ]  # fmt: skip
+    with FakeAlpacaServer(KEY, SECRET, actions=actions, today=FIRST_DAY) as server:
+        root = str(tmp_path / "data")
+        mp_ok("ingest", "--provider", "alpaca", "--symbols", "OLDCO", "--timeframe", "1d",
+              "--start", "2024-06-03", "--end", str(FIRST_DAY), "--data-dir", root,
+              "-o", "adjustment=split", env=env_at(server, FIRST_DAY))  # fmt: skip
+        server.today = SECOND_DAY
+        later = env_at(server, SECOND_DAY)
+        mp_ok("actions", "--fetch", "--provider", "alpaca", "--symbols", "OLDCO,NEWCO",
+              "--start", "2024-06-01", "--data-dir", root, env=later)  # fmt: skip
+        verify = mp("verify", "--data-dir", root, "--json", env=later)
+        assert verify.returncode == 1, verify.stdout
+        assert "OLDCO split series: forward split 2-for-1" in verify.stdout
+        update = mp("update", "--data-dir", root, env=later)
+        assert update.returncode == 0, update.stderr
+        assert "OLDCO split series restated" in " ".join(update.stdout.split())
+        assert mp("verify", "--data-dir", root, env=later).returncode == 0
+        stored = as_read(marketpipe.read(root, provider="alpaca", symbols=["OLDCO"],
+                                         start="2024-06-03", end=str(FIRST_DAY), timeframe="1d",
+                                         adjustment="split"))  # fmt: skip
+        want = served(server, "OLDCO", "split", FIRST_DAY, "2024-06-03")
+        assert want and all(key[0] == "OLDCO" for key in want)
+        assert_same(stored, want)

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import attrs
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from marketpipe.model.actions import DIVIDEND_KINDS, SPIN_OFF, SPLIT_KINDS, describe
+from marketpipe.model.actions import DIVIDEND_KINDS, NAME_CHANGE, SPIN_OFF, SPLIT_KINDS, describe
+from marketpipe.model.calendar import NEW_YORK
 from marketpipe.model.values import RAW, Series
 from marketpipe.storage.catalog_queries import CatalogQueries
 from marketpipe.storage.ledger import Ledger
@@ -71,19 +73,69 @@ def _phrase(row: dict[str, object]) -> str:
     return text.split(" ", 1)[1] if " " in text else text  # without the symbol
 
 
-def _known_days(versions: pa.Table) -> dict[tuple[str, str], tuple[dict[str, object], dt.date]]:
-    """``(provider, id) -> (latest version, the day the provider's bars reflect it)``: when it
-    took effect, or when a correction of it reached the ledger, whichever is later."""
-    out: dict[tuple[str, str], tuple[dict[str, object], dt.date]] = {}
+#: When, on the day an action takes effect, the provider's bars reflect it: the regular open.
+EFFECT_TIME = dt.time(9, 30)
+
+
+def effect_instant(day: dt.date) -> dt.datetime:
+    """The instant (UTC) an action whose effective day is ``day`` is in the provider's bars."""
+    return dt.datetime.combine(day, EFFECT_TIME, tzinfo=NEW_YORK).astimezone(dt.UTC)
+
+
+def _known_instants(
+    versions: pa.Table,
+) -> dict[tuple[str, str], tuple[dict[str, object], dt.datetime]]:
+    """``(provider, id) -> (latest version, the instant the provider's bars reflect it)``: when
+    it took effect, or when a correction of it reached the ledger, whichever is later."""
+    out: dict[tuple[str, str], tuple[dict[str, object], dt.datetime]] = {}
     for row in versions.to_pylist():  # ordered oldest first; actions are few
         key = (str(row["provider"]), str(row["id"]))
-        effect = max(d for d in (row["process_date"], row["ex_date"]) if d is not None)
+        days = [d for d in (row["process_date"], row["ex_date"]) if isinstance(d, dt.date)]
+        effect = effect_instant(max(days))
         if key in out:  # a correction: known from when it was fetched
-            fetched = row["fetched_at"].date()
-            out[key] = (row, max(effect, fetched))
+            fetched = row["fetched_at"]
+            assert isinstance(fetched, dt.datetime)
+            out[key] = (row, max(effect, _aware(fetched)))
         else:
             out[key] = (row, effect)
     return out
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+def _fetched(text: str) -> dt.datetime:
+    """A catalog's fetched-at (ISO-8601 with its zone; an old one without is UTC)."""
+    if not text:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+    try:
+        return _aware(dt.datetime.fromisoformat(text))
+    except ValueError:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def companies(versions: pa.Table) -> dict[str, frozenset[str]]:
+    """``name -> every name of its company`` from the ledger's renames (names never renamed
+    are absent)."""
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent.setdefault(name, name) != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    renamed = versions.filter(pc.equal(versions["kind"], NAME_CHANGE))
+    for old, new in zip(
+        renamed["symbol"].to_pylist(), renamed["new_symbol"].to_pylist(), strict=True
+    ):
+        if old and new:
+            parent[root(old)] = root(new)
+    groups: dict[str, set[str]] = defaultdict(set)
+    for name in list(parent):
+        groups[root(name)].add(name)
+    return {name: frozenset(group) for group in groups.values() for name in group}
 
 
 def stale_symbols(
@@ -100,19 +152,25 @@ def stale_symbols(
     if not kinds:
         return []
     versions = ledger.versions() if versions is None else versions
-    actions: dict[str, list[tuple[dict[str, object], dt.date]]] = defaultdict(list)
-    for row, known in _known_days(versions).values():
+    names = companies(versions)
+    if symbols is not None:
+        symbols = set().union(*(names.get(s, {s}) for s in symbols)) if symbols else set()
+    actions: dict[str, list[tuple[dict[str, object], dt.datetime]]] = defaultdict(list)
+    for row, known in _known_instants(versions).values():
         if row["provider"] != series.provider or row["kind"] not in kinds:
             continue
-        if row["ex_date"] is None or (symbols is not None and row["symbol"] not in symbols):
+        if row["ex_date"] is None:
             continue
-        actions[str(row["symbol"])].append((row, known))
+        # The action's company: every name it traded under is restated.
+        for name in names.get(str(row["symbol"]), {str(row["symbol"])}):
+            if symbols is None or name in symbols:
+                actions[name].append((row, known))
     if not actions:
         return []
     times = catalog.partition_times(series, symbols=set(actions))
     found: dict[str, tuple[set[int], dict[str, None]]] = {}
     for (symbol, day), fetched_at in times.items():
-        fetched = dt.date.fromisoformat(fetched_at[:10]) if fetched_at else dt.date.min
+        fetched = _fetched(fetched_at)
         for row, known in actions.get(symbol, ()):
             ex = row["ex_date"]
             assert isinstance(ex, dt.date)
