@@ -168,3 +168,22 @@ def test_an_unknown_adjustment_is_a_user_error() -> None:
 def test_no_actions_check_to_nothing() -> None:
     valid, rejected = check_actions(actions_table([]))
     assert (valid.num_rows, rejected.num_rows) == (0, 0)
+
+
+def test_an_implausible_ratio_already_in_a_ledger_is_not_applied_at_read_time() -> None:
+    """A record kept before the plausibility check existed: the read refuses it with a note."""
+    split = action("forward_split", D(2024, 3, 6), old_rate=1.0, new_rate=1e20)
+    assert check_actions(actions_table([split]))[1].num_rows == 1  # the ledger sets it aside
+    found, notes = factors(actions_table([split]), "split", lambda s, d: None)
+    assert found == [] and notes == [
+        "XYZ: 1e+20-for-1 split ex 2024-03-06 not applied: an implausible ratio"
+    ]
+
+
+def test_volumes_that_would_overflow_an_int64_are_refused_not_wrapped() -> None:
+    splits = [action("forward_split", D(2024, 3, 6), old_rate=1.0, new_rate=1e4),
+              action("forward_split", D(2024, 3, 7), old_rate=1.0, new_rate=1e4),
+              action("forward_split", D(2024, 3, 8), old_rate=1.0, new_rate=1e4)]  # fmt: skip
+    bars = daily("XYZ", [(D(2024, 3, 4), 100.0, 10**8)])
+    with pytest.raises(InvalidInputError, match="past what an int64 holds"):
+        adjusted(bars, splits, "split")

@@ -37,6 +37,7 @@ from marketpipe.model.actions import (
     REVERSE_SPLIT,
     SPLIT_KINDS,
     STOCK_DIVIDEND,
+    plausible_ratio,
 )
 from marketpipe.model.calendar import ny_midnight_ns
 from marketpipe.model.errors import InvalidInputError
@@ -117,6 +118,9 @@ def factors(
                 + ("unknown (no close before it is stored)" if math.isnan(price) else f"{price:g}")
             )
             continue
+        if kind != CASH_DIVIDEND and not plausible_ratio(volume):
+            notes.append(f"{symbol}: {what} ex {ex} not applied: an implausible ratio")
+            continue
         out.append(Factor(symbol, ex, price, volume, f"{what}, ex {ex}"))
     return out, notes
 
@@ -161,12 +165,18 @@ def apply(bars: pa.Table, found: list[Factor]) -> pa.Table:
         i = out.schema.get_field_index(name)
         column = pc.multiply(bars[name].cast(pa.float64()), prices)
         out = out.set_column(i, out.schema.field(i), column)
-    volume = bars["volume"].to_numpy(zero_copy_only=False).astype(np.float64)
+    volume = np.rint(bars["volume"].to_numpy(zero_copy_only=False) * volume_factor)
+    if len(volume) and not (np.abs(volume) < _INT64_LIMIT).all():
+        raise InvalidInputError(
+            "the ledger's splits multiply a volume past what an int64 holds: check them with "
+            "mp actions, and set the wrong record aside"
+        )
     i = out.schema.get_field_index("volume")
-    out = out.set_column(
-        i, out.schema.field(i), pa.array(np.rint(volume * volume_factor).astype(np.int64))
-    )
-    return out
+    return out.set_column(i, out.schema.field(i), pa.array(volume.astype(np.int64)))
+
+
+#: Volumes at or beyond this do not fit an int64 (2**63); the float product is checked first.
+_INT64_LIMIT = float(2**63)
 
 
 def _nanos(table: pa.Table) -> np.ndarray:

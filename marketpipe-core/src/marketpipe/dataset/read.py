@@ -218,15 +218,17 @@ def read(
 
 
 def _deduplicated(actions: pa.Table) -> pa.Table:
-    """One record per (kind, symbol, ex-date) when several providers reported one action."""
+    """When several providers reported one action (kind, symbol, ex-date), the records of the
+    first provider only. Records of one provider with different ids are different actions (a
+    regular and a special dividend on one ex-date) and are never merged."""
     if actions.num_rows == 0:
         return actions
-    seen: set[tuple[object, ...]] = set()
+    first: dict[tuple[object, ...], object] = {}
     keep = []
-    for i, row in enumerate(actions.select(["kind", "symbol", "ex_date"]).to_pylist()):
+    columns = ["provider", "kind", "symbol", "ex_date"]
+    for i, row in enumerate(actions.select(columns).to_pylist()):
         key = (row["kind"], row["symbol"], row["ex_date"])
-        if key not in seen:
-            seen.add(key)
+        if first.setdefault(key, row["provider"]) == row["provider"]:
             keep.append(i)
     return actions.take(pa.array(keep, pa.int64()))
 

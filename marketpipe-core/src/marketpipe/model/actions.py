@@ -109,10 +109,23 @@ def _positive(value: Any) -> bool:
     return value is not None and math.isfinite(value) and value > 0
 
 
+#: The share ratios a split or stock dividend can plausibly have (``new_rate / old_rate``;
+#: ``1 + rate``): from a 1-for-100,000 reverse split to a 10,000-for-1 split. Beyond them a
+#: record is a typo or a unit mistake (a ratio of 1e20 would make prices 1e-20 and overflow
+#: volumes): set aside, never applied.
+PLAUSIBLE_RATIO = (1e-5, 1e4)
+
+
+def plausible_ratio(ratio: float) -> bool:
+    """Whether ``ratio`` (shares after per share before) is a split anyone has made."""
+    low, high = PLAUSIBLE_RATIO
+    return math.isfinite(ratio) and low <= ratio <= high
+
+
 def check_actions(table: pa.Table) -> tuple[pa.Table, pa.Table]:
     """``(valid, rejected)``: records that make no sense are set aside with the reason, never
     applied: an unknown kind name, a split without an ex-date or with a ratio that is not
-    positive and finite, a dividend without an ex-date or whose rate is not positive, a
+    positive and finite or not plausible (:data:`PLAUSIBLE_RATIO`), a dividend without an ex-date or whose rate is not positive, a
     duplicate id (in one provider) with other values, a record without a provider, id, kind,
     symbol, process date or fetch time."""
     table = table.select(list(ACTION_COLUMNS)).cast(_LOOSE)
@@ -141,11 +154,18 @@ def check_actions(table: pa.Table) -> tuple[pa.Table, pa.Table]:
                 reason = "a split without an ex-date"
             elif not (_positive(row["old_rate"]) and _positive(row["new_rate"])):
                 reason = "a split ratio that is not positive and finite"
+            elif not plausible_ratio(row["new_rate"] / row["old_rate"]):
+                reason = (
+                    f"an implausible split ratio {row['new_rate']:g}-for-{row['old_rate']:g} "
+                    f"(outside {PLAUSIBLE_RATIO[0]:g} to {PLAUSIBLE_RATIO[1]:g})"
+                )
         elif kind in (CASH_DIVIDEND, STOCK_DIVIDEND):
             if row["ex_date"] is None:
                 reason = "a dividend without an ex-date"
             elif not _positive(row["rate"]):
                 reason = "a dividend rate that is not positive and finite"
+            elif kind == STOCK_DIVIDEND and not plausible_ratio(1 + row["rate"]):
+                reason = f"an implausible stock dividend of {row['rate']:g} shares a share"
         elif kind == NAME_CHANGE and not row["new_symbol"]:
             reason = "a name change without a new symbol"
         reasons.append(reason)

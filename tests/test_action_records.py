@@ -1,0 +1,84 @@
+"""Corporate-action records that once read wrong: two dividends of one company on one ex-date,
+and a split ratio no company ever made. Against the local Alpaca server, through the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import marketpipe
+import pyarrow.compute as pc
+import pytest
+from cli_helpers import mp
+from marketpipe_alpaca.testing import FakeAlpacaServer
+from test_restatement import KEY, SECRET, as_read, assert_same, served
+
+TODAY = dt.date(2024, 8, 30)
+
+
+def env_for(server: FakeAlpacaServer) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APCA_", "MARKETPIPE_"))}
+    env.update(
+        APCA_API_KEY_ID=KEY,
+        APCA_API_SECRET_KEY=SECRET,
+        MARKETPIPE_ALPACA_BASE_URL=server.url,
+        MARKETPIPE_FSYNC="0",
+        MARKETPIPE_NOW=f"{TODAY + dt.timedelta(days=1)}T02:00:00Z",
+    )
+    return env
+
+
+def ingest(server: FakeAlpacaServer, root: Path, symbol: str) -> dict:
+    out = mp("ingest", "--provider", "alpaca", "--symbols", symbol, "--timeframe", "1d",
+             "--start", "2024-03-01", "--end", str(TODAY), "--data-dir", str(root), "--json",
+             env=env_for(server))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def test_a_regular_and_a_special_dividend_on_one_ex_date_both_apply(tmp_path: Path) -> None:
+    dividends = [
+        {"type": "cash_dividends", "id": "div-regular", "symbol": "MSFT", "rate": 0.75,
+         "special": False, "foreign": False, "ex_date": "2024-05-15", "process_date": "2024-05-01"},
+        {"type": "cash_dividends", "id": "div-special", "symbol": "MSFT", "rate": 3.0,
+         "special": True, "foreign": False, "ex_date": "2024-05-15", "process_date": "2024-05-01"},
+    ]  # fmt: skip
+    with FakeAlpacaServer(KEY, SECRET, actions=dividends, today=TODAY) as server:
+        root = tmp_path / "data"
+        ingest(server, root, "MSFT")
+        ours = marketpipe.read(root, provider="alpaca", symbols=["MSFT"], start="2024-03-01",
+                               end=str(TODAY), timeframe="1d", adjustment="dividend")  # fmt: skip
+        want = served(server, "MSFT", "dividend", TODAY, "2024-03-01")
+        assert_same(as_read(ours), want)
+        raw = as_read(marketpipe.read(root, provider="alpaca", symbols=["MSFT"],
+                                      start="2024-03-01", end=str(TODAY), timeframe="1d"))  # fmt: skip
+        before = ("MSFT", dt.date(2024, 5, 14))
+        close = raw[before][3]
+        expected = close * (1 - 0.75 / close) * (1 - 3.0 / close)
+        assert as_read(ours)[before][3] == pytest.approx(expected, rel=1e-9)
+
+
+def test_an_absurd_split_ratio_is_set_aside_and_never_applied(tmp_path: Path) -> None:
+    absurd = {"type": "forward_splits", "id": "split-absurd", "symbol": "NVDA", "old_rate": 1,
+              "new_rate": 1e20, "ex_date": "2024-06-10", "process_date": "2024-06-01"}  # fmt: skip
+    with FakeAlpacaServer(KEY, SECRET, actions=[absurd], today=TODAY) as server:
+        root = tmp_path / "data"
+        out = ingest(server, root, "NVDA")
+        assert any("implausible split ratio 1e+20-for-1" in n for n in out["notes"]), out["notes"]
+        listed = mp("actions", "--rejected", "--data-dir", str(root), "--json")
+        assert listed.returncode == 0, listed.stderr
+        [record] = json.loads(listed.stdout)["actions"]
+        assert record["id"] == "split-absurd"
+        read = mp("read", "--provider", "alpaca", "--symbols", "NVDA", "--start", "2024-03-01",
+                  "--end", str(TODAY), "--timeframe", "1d", "--adjustment", "split",
+                  "--data-dir", str(root), "--format", "csv")  # fmt: skip
+        assert read.returncode == 0, read.stderr
+        assert "-9223372036854775808" not in read.stdout
+        kw = dict(provider="alpaca", symbols=["NVDA"], start="2024-03-01", end=str(TODAY),
+                  timeframe="1d")  # fmt: skip
+        split = marketpipe.read(root, adjustment="split", **kw)  # type: ignore[arg-type]
+        raw = marketpipe.read(root, **kw)  # type: ignore[arg-type]
+        assert split.equals(raw)
+        assert pc.min(split["volume"]).as_py() >= 0
