@@ -88,6 +88,7 @@ class FakeAlpacaServer:
         port: int = 0,
         actions: Sequence[Mapping[str, Any]] = (),
         today: dt.date | None = None,
+        echo_headers: bool = False,
     ) -> None:
         self.key_id, self.secret_key = key_id, secret_key
         self.rate_limit, self.window_seconds = rate_limit, window_seconds
@@ -97,6 +98,9 @@ class FakeAlpacaServer:
         #: While set, every request's connection is dropped unanswered (an outage).
         self.down = False
         self.fault_rate, self.faults = fault_rate, tuple(faults)
+        #: A 500 or 503 fault's body echoes the request's headers, keys included (as some
+        #: gateways and debug pages do).
+        self.echo_headers = echo_headers
         self.slow_seconds, self.seed = slow_seconds, seed
         self.sip_delay = dt.timedelta(minutes=sip_delay_minutes)
         self.stats: Counter[str] = Counter()
@@ -382,7 +386,10 @@ class FakeAlpacaServer:
                     self._send(429, {"Content-Type": "text/plain"}, b"too many requests")
                     return
                 if fault in ("500", "503"):
-                    self._send(int(fault), {"Content-Type": "text/plain"}, b"upstream error")
+                    body = b"upstream error"
+                    if server.echo_headers:
+                        body += b": " + json.dumps(dict(self.headers.items())).encode()
+                    self._send(int(fault), {"Content-Type": "text/plain"}, body)
                     return
                 if fault == "reset":
                     self.close_connection = True

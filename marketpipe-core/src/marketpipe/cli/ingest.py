@@ -34,6 +34,7 @@ from marketpipe.cli.common import (
     user_errors,
 )
 from marketpipe.cli.progress import ProgressDisplay
+from marketpipe.cli.signals import install_stop_handlers
 from marketpipe.jobs.event_bus import EventBus
 from marketpipe.jobs.events import IngestionJobPlanned
 from marketpipe.jobs.job import ProcessingState
@@ -342,3 +343,5 @@ def run_with_progress(
     except KeyboardInterrupt:  # before the job's own handler was in place: nothing was running
         click.echo("Interrupted before the job started; nothing was written.", err=True)
         sys.exit(130)
+    finally:
+        install_stop_handlers()  # the closed loop left SIGTERM at its default (a bare 143)

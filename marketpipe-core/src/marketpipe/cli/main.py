@@ -1,43 +1,97 @@
-"""``mp``: the MarketPipe command line."""
+"""``mp``: the MarketPipe command line.
+
+A command's module is imported when that command runs (click's lazy group pattern), so
+``mp --version`` or ``mp status`` never pay for pandas, Dask or the ingest pipeline. Signals are
+handled from the first instruction: Ctrl-C or SIGTERM while the modules load, or after a job
+has finished, is exit 130 with one line, never a traceback or a bare 143.
+"""
 
 from __future__ import annotations
 
+import importlib
+import logging
+import sys
+from typing import Any
+
 import click
 
-from marketpipe.cli.actions import actions
-from marketpipe.cli.catalog import plugins, providers, sinks
-from marketpipe.cli.compact import compact
-from marketpipe.cli.delete import delete
-from marketpipe.cli.ingest import ingest
-from marketpipe.cli.jobs import jobs
-from marketpipe.cli.read import read_command
-from marketpipe.cli.resample import resample
-from marketpipe.cli.status import status
-from marketpipe.cli.update import update
-from marketpipe.cli.verify import verify
-from marketpipe.model.version import __version__
+from marketpipe.cli.signals import install_stop_handlers
+from marketpipe.model.secrets import scrubbing_handler
+
+#: ``command name -> "module:attribute"``, each module under ``marketpipe.cli``.
+COMMANDS = {
+    "actions": "actions:actions",
+    "compact": "compact:compact",
+    "delete": "delete:delete",
+    "ingest": "ingest:ingest",
+    "jobs": "jobs:jobs",
+    "plugins": "catalog:plugins",
+    "providers": "catalog:providers",
+    "read": "read:read_command",
+    "resample": "resample:resample",
+    "sinks": "catalog:sinks",
+    "status": "status:status",
+    "update": "update:update",
+    "verify": "verify:verify",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="mp")
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, name = COMMANDS[cmd_name].split(":")
+        command = getattr(importlib.import_module(f"marketpipe.cli.{module}"), name)
+        assert isinstance(command, click.Command)
+        return command
+
+
+def _version() -> str:
+    from marketpipe.model.version import __version__
+
+    return __version__
+
+
+def _print_version(ctx: click.Context, _param: Any, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"mp, version {_version()}")
+        ctx.exit()
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and exit.",
+)
 def cli() -> None:
     """MarketPipe: historical market bars into a validated, partitioned Parquet dataset."""
 
 
-cli.add_command(providers)
-cli.add_command(plugins)
-cli.add_command(sinks)
-cli.add_command(ingest)
-cli.add_command(jobs)
-cli.add_command(delete)
-cli.add_command(compact)
-cli.add_command(resample)
-cli.add_command(status)
-cli.add_command(update)
-cli.add_command(verify)
-cli.add_command(read_command)
-cli.add_command(actions)
-
-
 def main() -> None:
-    cli()
+    install_stop_handlers()
+    try:
+        # Every log line MarketPipe prints is scrubbed of the secrets this process holds.
+        logger = logging.getLogger("marketpipe")
+        if not any(isinstance(h, logging.StreamHandler) for h in logger.handlers):
+            logger.addHandler(scrubbing_handler(sys.stderr))
+            logger.propagate = False
+        # Not click's standalone mode: it turns Ctrl-C into "Aborted!" and exit 1.
+        code = cli.main(standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
