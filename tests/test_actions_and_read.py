@@ -32,7 +32,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert not any("split" in n for n in first["notes"])  # type: ignore[index]
     update = mp_json("update", "--data-dir", str(root),
                      env={**QUIET, "MARKETPIPE_NOW": "2024-09-30T23:00:00Z"})  # fmt: skip
-    notes = [n for s in update["series"] for n in s["job"]["notes"]]  # type: ignore[index]
+    notes = update["notes"]  # type: ignore[index]  # the ledger is refreshed before planning
     assert any("MSFT forward split 2-for-1, ex 2024-09-03" in n for n in notes), notes
     return root
 

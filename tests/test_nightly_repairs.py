@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from marketpipe_alpaca.testing import FakeAlpacaServer
-from test_unattended import KEY, MP, SECRET, alpaca_env, ingest, mp
+from test_unattended import KEY, MP, SECRET, alpaca_env, ingest, mp, rows
 
 
 def test_retry_lines_never_show_the_secrets_a_server_echoes(tmp_path: Path) -> None:
@@ -56,3 +56,70 @@ def test_a_signal_while_the_command_loads_is_exit_130_in_one_line(
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_symbol_whose_whole_job_failed_is_caught_up_by_the_next_update(
+    tmp_path: Path,
+) -> None:
+    """The provider down for the first ingest of MSFT (AAPL stored before): status names what
+    was asked and not stored, and the next update fetches it, equal to a clean run."""
+    root, clean = tmp_path / "data", tmp_path / "clean"
+    with FakeAlpacaServer(KEY, SECRET) as server:
+        env = alpaca_env(server)
+        assert mp(*ingest(root, "AAPL", "2024-03-01", "2024-03-15"), env=env).returncode == 0
+        server.down = True
+        failed = mp(*ingest(root, "MSFT", "2024-03-04", "2024-03-15"), env=env)
+        assert failed.returncode == 75, failed.stderr
+        status = mp("status", "--data-dir", str(root), "--json", env=env)
+        [series] = json.loads(status.stdout)["series"]
+        [unstored] = series["unstored"]
+        assert unstored["symbol"] == "MSFT" and unstored["days"] == 10
+        assert (unstored["first_day"], unstored["last_day"]) == ("2024-03-04", "2024-03-15")
+        shown = mp("status", "--data-dir", str(root), env=env)
+        assert "MSFT" in shown.stdout and "not stored" in shown.stdout
+        server.down = False
+        night = mp("update", "--data-dir", str(root), "--quiet", env=env)
+        assert night.returncode == 0, night.stderr
+        assert mp(*ingest(clean, "AAPL", "2024-03-01", "2024-03-28"), env=env).returncode == 0
+        assert mp(*ingest(clean, "MSFT", "2024-03-04", "2024-03-28"), env=env).returncode == 0
+        status = mp("status", "--data-dir", str(root), "--json", env=env)
+        assert json.loads(status.stdout)["series"][0]["unstored"] == []
+    assert rows(root) == rows(clean)
+
+
+def test_a_first_ingest_that_failed_whole_is_caught_up_too(tmp_path: Path) -> None:
+    """No bar stored at all: the series exists only in the job store, and update finds it."""
+    root, clean = tmp_path / "data", tmp_path / "clean"
+    with FakeAlpacaServer(KEY, SECRET) as server:
+        env = alpaca_env(server)
+        server.down = True
+        assert mp(*ingest(root, "MSFT", "2024-03-25", "2024-03-28"), env=env).returncode == 75
+        server.down = False
+        night = mp("update", "--data-dir", str(root), "--json", env=env)
+        assert night.returncode == 0, night.stderr
+        assert mp(*ingest(clean, "MSFT", "2024-03-25", "2024-03-28"), env=env).returncode == 0
+        bars = sum(s["job"]["bars"] for s in json.loads(night.stdout)["series"])
+    assert bars == len(rows(clean)) > 1000
+    assert rows(root) == rows(clean)
+
+
+def test_an_identical_rerun_costs_the_provider_nothing(tmp_path: Path) -> None:
+    """A re-run of done work asks for no bars and no corporate actions; a run that fetched new
+    bars asks for the actions once a session; mp update always asks."""
+    root = tmp_path / "data"
+    with FakeAlpacaServer(KEY, SECRET) as server:
+        env = alpaca_env(server)
+        job = ingest(root, "AAPL,MSFT", "2024-03-04", "2024-03-08")
+        assert mp(*job, env=env).returncode == 0
+        assert server.stats["action_requests"] == 1
+        bars = server.stats["requests"]
+        assert mp(*job, env=env).returncode == 0
+        assert (server.stats["requests"], server.stats["action_requests"]) == (bars, 1)
+        more = ingest(root, "AAPL,MSFT", "2024-03-11", "2024-03-12")
+        assert mp(*more, env=env).returncode == 0  # new bars, the same session: asked already
+        assert server.stats["requests"] > bars and server.stats["action_requests"] == 1
+        earlier = ingest(root, "AAPL", "2024-02-26", "2024-02-27")
+        assert mp(*earlier, env=env).returncode == 0  # earlier days: their actions are asked
+        assert server.stats["action_requests"] == 2
+        assert mp("update", "--data-dir", str(root), env=env).returncode == 0
+        assert server.stats["action_requests"] == 3

@@ -335,3 +335,50 @@ def test_a_split_after_a_rename_restates_the_old_names_bars(tmp_path: Path) -> N
         want = served(server, "OLDCO", "split", FIRST_DAY, "2024-06-03")
         assert want and all(key[0] == "OLDCO" for key in want)
         assert_same(stored, want)
+
+
+def test_an_update_learns_a_rename_before_it_plans(tmp_path: Path) -> None:
+    """OLDCO stored to June 28; by September 30 the provider knows OLDCO became NEWCO on
+    August 1: one update stores NEWCO from August 1, never OLDCO's empty days after it."""
+    rename = [{"type": "name_changes", "id": "rename-oldco", "old_symbol": "OLDCO",
+               "new_symbol": "NEWCO", "process_date": "2024-08-01"}]  # fmt: skip
+    end = dt.date(2024, 9, 30)
+    with FakeAlpacaServer(KEY, SECRET, actions=rename, today=FIRST_DAY) as server:
+        root = str(tmp_path / "data")
+        mp_ok("ingest", "--provider", "alpaca", "--symbols", "OLDCO", "--timeframe", "1d",
+              "--start", "2024-01-02", "--end", str(FIRST_DAY), "--data-dir", root,
+              env=env_at(server, FIRST_DAY))  # fmt: skip
+        server.today = end
+        later = env_at(server, end)
+        update = mp_ok("update", "--data-dir", root, env=later)
+        assert any("OLDCO was renamed NEWCO on 2024-08-01" in n for n in update["notes"])
+        read = marketpipe.read(root, provider="alpaca", symbols=["NEWCO"], start="2024-01-02",
+                               end=str(end), timeframe="1d")  # fmt: skip
+        assert_same(as_read(read), served(server, "NEWCO", "raw", end, "2024-01-02"))
+        assert read.num_rows == 188
+        status = mp_ok("status", "--data-dir", root, env=later)
+        [line] = status["series"][0]["symbols"]
+        assert line["symbol"] == "NEWCO" and line["thin"] == [] and line["missing_sessions"] == 0
+        assert mp("verify", "--data-dir", root, env=later).returncode == 0
+
+
+def test_an_old_names_empty_days_after_its_rename_are_no_obstacle(tmp_path: Path) -> None:
+    """An ingest of OLDCO through September stores August and September empty (the rename
+    was learnt after the bars): the next update fills them under NEWCO, and status counts
+    none of the old name's empty days as thin."""
+    rename = [{"type": "name_changes", "id": "rename-oldco", "old_symbol": "OLDCO",
+               "new_symbol": "NEWCO", "process_date": "2024-08-01"}]  # fmt: skip
+    end = dt.date(2024, 9, 30)
+    with FakeAlpacaServer(KEY, SECRET, actions=rename, today=end) as server:
+        root = str(tmp_path / "data")
+        env = env_at(server, end)
+        mp_ok("ingest", "--provider", "alpaca", "--symbols", "OLDCO", "--timeframe", "1d",
+              "--start", "2024-01-02", "--end", str(end), "--data-dir", root, env=env)  # fmt: skip
+        mp_ok("update", "--data-dir", root, env=env)
+        status = mp_ok("status", "--data-dir", root, env=env)
+        [line] = status["series"][0]["symbols"]
+        assert line["symbol"] == "NEWCO" and line["names"] == ["OLDCO", "NEWCO"]
+        assert line["thin"] == [] and line["missing_sessions"] == 0
+        read = marketpipe.read(root, provider="alpaca", symbols=["NEWCO"], start="2024-01-02",
+                               end=str(end), timeframe="1d")  # fmt: skip
+        assert read.num_rows == 188

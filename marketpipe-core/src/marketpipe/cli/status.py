@@ -35,6 +35,11 @@ def _listing(items: list[str], limit: int = 6) -> str:
 def print_status(statuses: list[SeriesStatus]) -> None:
     for status in statuses:
         symbols = status.symbols
+        if not symbols:  # asked for, nothing stored yet
+            console.print(Text.assemble((str(status.series), "bold"), "  nothing stored yet"))
+            _print_unstored(status)
+            console.print()
+            continue
         first = min(s.first_day for s in symbols)
         last = max(s.last_day for s in symbols)
         console.print(
@@ -80,7 +85,19 @@ def print_status(statuses: list[SeriesStatus]) -> None:
                 lines.append(f"[red]stale[/]: {escape(s.stale)}; mp update restates it")
             if lines:
                 console.print(f"  {escape(s.symbol)}: " + "; ".join(lines), soft_wrap=False)
+        _print_unstored(status)
         console.print()
+
+
+def _print_unstored(status: SeriesStatus) -> None:
+    """What jobs were asked for and never stored: mp update fetches it."""
+    for u in status.unstored:
+        days = f"{u.days} day{'s' if u.days != 1 else ''}"
+        console.print(
+            f"  [red]not stored[/]: {escape(u.symbol)} {days} {_span(u.first_day, u.last_day)}"
+            f" (job {u.job_id[:12]}); mp update fetches them",
+            soft_wrap=False,
+        )
 
 
 @click.command()

@@ -9,12 +9,14 @@ from typing import Any
 
 import pyarrow as pa
 
+from marketpipe.jobs.store import SqliteJobStore
 from marketpipe.model import clock
 from marketpipe.model.errors import InvalidInputError
 from marketpipe.model.values import RAW
-from marketpipe.plugins.registry import prepare_provider
+from marketpipe.plugins.registry import PreparedProvider, prepare_provider
 from marketpipe.run.actions import refuse_by_prices
-from marketpipe.storage.ledger import Ledger
+from marketpipe.run.pipeline import last_completed_session
+from marketpipe.storage.ledger import Added, Ledger
 from marketpipe.storage.location import dataset_root, local_root
 from marketpipe.storage.sinks import choose_sink, open_sink
 from marketpipe.storage.stores import open_store
@@ -67,11 +69,31 @@ def fetch_actions(
         raise InvalidInputError("give the symbols whose actions to fetch: --symbols A,B")
     prepared = prepare_provider(provider, overrides or {})
     try:
-        table = prepared.provider.fetch_actions(list(symbols), start, end or clock.now().date())
+        added = refresh_ledger(data_dir, prepared, symbols, start, end)
     finally:
         prepared.provider.close()
-    if table is None:
+    if added is None:
         raise InvalidInputError(f"provider {prepared.spec.name} reports no corporate actions")
+    return {
+        "new": added.new.num_rows,
+        "corrected": added.changed.num_rows,
+        "rejected": added.rejected.num_rows,
+    }
+
+
+def refresh_ledger(
+    data_dir: Path | str,
+    prepared: PreparedProvider,
+    symbols: Sequence[str],
+    start: dt.date,
+    end: dt.date | None = None,
+) -> Added | None:
+    """Ask ``prepared``'s provider for the actions of ``symbols`` from ``start`` to ``end``
+    (today) and keep them in the dataset's ledger; the job store remembers the refresh (a job
+    then does not ask again this session). ``None``: the provider reports no actions."""
+    table = prepared.provider.fetch_actions(list(symbols), start, end or clock.now().date())
+    if table is None:
+        return None
     root = local_root(data_dir)
     root.mkdir(parents=True, exist_ok=True)
     ledger = _ledger(data_dir, must_exist=False)
@@ -85,8 +107,10 @@ def fetch_actions(
         finally:
             sink.close()
     added = ledger.add(table, refused)
-    return {
-        "new": added.new.num_rows,
-        "corrected": added.changed.num_rows,
-        "rejected": added.rejected.num_rows,
-    }
+    store = SqliteJobStore.for_data_dir(root)
+    try:
+        session = last_completed_session(prepared.spec.name)
+        store.mark_refreshed(prepared.spec.name, symbols, session, start)
+    finally:
+        store.close()
+    return added

@@ -16,6 +16,7 @@ import numpy as np
 from marketpipe.dataset.renames import renames, successors
 from marketpipe.dataset.stale import stale_symbols
 from marketpipe.dataset.status import SeriesStatus, series_status
+from marketpipe.dataset.unstored import jobs_by_series, unstored
 from marketpipe.jobs.store import SqliteJobStore
 from marketpipe.model.calendar import nyse_calendar
 from marketpipe.model.errors import InvalidInputError
@@ -74,19 +75,25 @@ def run_status(
         symbols = [s.value for s in selection.symbols]
         ledger = dataset_ledger(data_dir)
         versions = ledger.versions()
-        current = {
-            old: new for old, (new, _) in successors(renames(latest_versions(versions))).items()
-        }
+        followed = successors(renames(latest_versions(versions)))
+        current = {old: new for old, (new, _) in followed.items()}
+        ended = {old: day for old, (_, day) in followed.items()}
         statuses = []
-        for series in catalog.sync_all():
+        stored = catalog.sync_all()
+        by_series = jobs_by_series(store)
+        for series in [*stored, *(s for s in by_series if s not in stored)]:
             if not selection.takes(series):
                 continue
             stale = {
                 s.symbol: f"{'; '.join(s.reasons)} ({s.days} days)"
                 for s in stale_symbols(catalog, ledger, series, versions=versions)
             }
-            statuses.append(series_status(catalog, series, calendar, symbols, current, stale))
-        statuses = [s for s in statuses if s.symbols]
+            status = series_status(catalog, series, calendar, symbols, current, stale, ended)
+            missed = unstored(store, catalog, series, by_series.get(series, []))
+            if symbols:
+                missed = tuple(u for u in missed if u.symbol in symbols)
+            statuses.append(attrs.evolve(status, unstored=missed))
+        statuses = [s for s in statuses if s.symbols or s.unstored]
         for status in statuses:
             damaged = [f for f in catalog.files(status.series) if f.error]
             if damaged:

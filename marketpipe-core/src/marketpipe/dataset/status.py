@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 import attrs
 import numpy as np
 
+from marketpipe.dataset.unstored import Unstored
 from marketpipe.model.calendar import TradingCalendar
 from marketpipe.model.errors import UserError
 from marketpipe.model.values import Series, Timeframe
@@ -52,6 +53,8 @@ class SymbolStatus:
 class SeriesStatus:
     series: Series
     symbols: tuple[SymbolStatus, ...]
+    #: Partitions jobs were asked for and never stored (``mp update`` fetches them).
+    unstored: tuple[Unstored, ...] = ()
 
     @property
     def bars(self) -> int:
@@ -86,10 +89,21 @@ def _thin_fraction(provider: str) -> float:
 
 
 def _by_company(
-    names: list[str], cols: dict[str, np.ndarray], current: Mapping[str, str]
+    names: list[str],
+    cols: dict[str, np.ndarray],
+    current: Mapping[str, str],
+    ended: Mapping[str, dt.date],
 ) -> tuple[list[str], dict[str, np.ndarray], dict[str, tuple[str, ...]]]:
     """The partitions of a company's names under its current name, ordered again; and the
-    names each company had (older first)."""
+    names each company had (older first). An old name's empty partitions from its rename day
+    on (fetched before the rename was known) are no days of the company."""
+    if len(cols["symbol"]) and ended:
+        last = np.array(
+            [ended[n].toordinal() if n in ended else np.iinfo(np.int64).max for n in names],
+            dtype=np.int64,
+        )
+        keep = ~((cols["day"] >= last[cols["symbol"]]) & (cols["bars"] == 0))
+        cols = {k: v[keep] for k, v in cols.items()}
     company = [current.get(n, n) for n in names]
     merged = sorted(set(company))
     code = {c: i for i, c in enumerate(merged)}
@@ -112,13 +126,15 @@ def series_status(
     symbols: Iterable[str] = (),
     current: Mapping[str, str] | None = None,
     stale: Mapping[str, str] | None = None,
+    ended: Mapping[str, dt.date] | None = None,
 ) -> SeriesStatus:
-    """``current`` maps a company's old names to its current one (one line a company);
-    ``stale`` says which symbols' stored bars the ledger has overtaken, and why."""
+    """``current`` maps a company's old names to its current one (one line a company), and
+    ``ended`` to the day each old name ended; ``stale`` says which symbols' stored bars the
+    ledger has overtaken, and why."""
     names, cols = catalog.partitions(series)
     aliases: dict[str, tuple[str, ...]] = {}
     if current and any(n in current for n in names):
-        names, cols, aliases = _by_company(names, cols, current)
+        names, cols, aliases = _by_company(names, cols, current, ended or {})
     wanted = set(symbols)
     if wanted:
         wanted |= {c for c, olds in aliases.items() if wanted & set(olds)}
@@ -176,6 +192,7 @@ def status_dict(statuses: Iterable[SeriesStatus]) -> dict[str, object]:
                 "adjustment": s.series.adjustment,
                 "timeframe": s.series.timeframe.value,
                 "bars": s.bars,
+                "unstored": [u.as_dict() for u in s.unstored],
                 "symbols": [
                     {
                         "symbol": y.symbol,

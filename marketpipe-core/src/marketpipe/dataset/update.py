@@ -18,15 +18,20 @@ from pathlib import Path
 
 import attrs
 
+from marketpipe.dataset.actions import refresh_ledger
 from marketpipe.dataset.operations import Selection, dataset_ledger
 from marketpipe.dataset.renames import renames, successors
 from marketpipe.dataset.stale import find_stale
+from marketpipe.dataset.unstored import jobs_by_series
 from marketpipe.jobs.event_bus import EventBus
 from marketpipe.jobs.job import IngestionJob, ProcessingState
 from marketpipe.jobs.store import SqliteJobStore
-from marketpipe.model.errors import InvalidInputError, UserError
+from marketpipe.model.errors import InvalidInputError, MarketPipeError, UserError
+from marketpipe.model.secrets import scrub
 from marketpipe.model.values import RAW, Series, Session, Symbol, TimeRange
 from marketpipe.plugins import registry
+from marketpipe.plugins.registry import prepare_provider
+from marketpipe.run.actions import summarize_actions
 from marketpipe.run.deadline import choose_deadline
 from marketpipe.run.outcome import (
     EXIT_FAILED,
@@ -106,27 +111,6 @@ class UpdateResult:
         return EXIT_OK
 
 
-def _series_jobs(store: SqliteJobStore, series: Series) -> list[IngestionJob]:
-    """The jobs that wrote ``series``, newest first: the newest one's settings (a base URL, a
-    source) are reused."""
-    found = []
-    for job in store.list_jobs():
-        cfg = job.configuration
-        if (cfg.provider, cfg.feed, cfg.timeframe) != (
-            series.provider,
-            series.feed,
-            series.timeframe,
-        ):
-            continue
-        try:
-            spec = registry.get(cfg.provider)
-            if spec.series(cfg.feed, cfg.timeframe, cfg.settings) == series:
-                found.append(job)
-        except UserError:
-            break
-    return found
-
-
 def _job_request(
     series: Series,
     job: IngestionJob | None,
@@ -185,19 +169,24 @@ async def run_update(
     store = SqliteJobStore.for_data_dir(request.data_dir)
     try:
         notes = await asyncio.to_thread(open_dataset, request.data_dir, store)
-        every = await asyncio.to_thread(catalog.sync_all)
-        renamed = successors(
-            renames(await asyncio.to_thread(dataset_ledger(request.data_dir).actions))
-        )
+        stored = await asyncio.to_thread(catalog.sync_all)
+        by_series = jobs_by_series(store)
+        # A series whose every partition failed (the provider down for the first ingest) has
+        # no bars yet: what its jobs asked for is part of the plan all the same.
+        every = [*stored, *(s for s in by_series if s not in stored)]
         plan: list[tuple[Series, dict[str, dt.date], IngestionJob | None]] = []
         wanted = {s.value for s in request.selection.symbols}
         for series in every:
             if not request.selection.takes(series) or series.feed.endswith(DERIVED_SUFFIX):
                 continue  # derived series are kept current by mp resample, not a provider
-            jobs = _series_jobs(store, series)
-            # From each symbol's first stored day; the job store remembers symbols whose files
-            # all went missing (mp verify found them), so those come back too.
-            firsts = store.first_days(j.job_id.value for j in jobs)
+            jobs = by_series.get(series, [])
+            ids = [j.job_id.value for j in jobs]
+            # From each symbol's first day stored, or asked and never stored (a failed job);
+            # the job store remembers symbols whose files all went missing (mp verify found
+            # them), so those come back too.
+            firsts = store.first_days(ids)
+            for symbol, day, _, _ in store.unstored(ids):
+                firsts[symbol] = min(day, firsts.get(symbol, day))
             for symbol, (first, _) in catalog.spans(series).items():
                 firsts[symbol] = min(first, firsts.get(symbol, first))
             starts = {s: d for s, d in firsts.items() if not wanted or s in wanted}
@@ -214,6 +203,11 @@ async def run_update(
             + (f" for {', '.join(sorted(wanted))}" if wanted else "")
             + ": ingest them first (mp ingest), then update"
         )
+    # The ledger first: a rename or a split the provider knows now shapes what is fetched
+    # (never an old name's empty days after its rename), and the jobs need not ask again.
+    refreshed: set[tuple[str, str]] = set()
+    notes += await asyncio.to_thread(_refresh, request, plan, refreshed)
+    renamed = successors(renames(await asyncio.to_thread(dataset_ledger(request.data_dir).actions)))
     results: list[SeriesUpdate] = []
     for series, starts, job in plan:
         if cancel.is_set():
@@ -226,13 +220,21 @@ async def run_update(
             end = last_completed_session(series.provider, session)
             starts, ends, moved = _follow_renames(starts, end, renamed)
             notes += [n for n in moved if n not in notes]
+            # The company's new names: their actions too (a split after the rename).
+            later = {s: d for s, d in starts.items() if (series.provider, s) not in refreshed}
+            if later:
+                notes += await asyncio.to_thread(
+                    _refresh, request, [(series, later, job)], refreshed
+                )
             first = min(starts.values(), default=end + dt.timedelta(days=1))
             if first > end:  # nothing new to fetch; the ledger may still have moved on
                 done = SeriesUpdate(series, len(starts), end)
                 results.append(await _restate(done, starts, job, request, until, bus, cancel))
                 continue
             summary = await run_ingest(
-                _job_request(series, job, request, starts, end, until, symbol_ends=ends),
+                _job_request(
+                    series, job, request, starts, end, until, symbol_ends=ends, actions=False
+                ),
                 bus,
                 cancel,
             )
@@ -248,6 +250,43 @@ async def run_update(
             continue
         results.append(done)
     return UpdateResult(tuple(results), tuple(notes))
+
+
+def _refresh(
+    request: UpdateRequest,
+    plan: list[tuple[Series, dict[str, dt.date], IngestionJob | None]],
+    refreshed: set[tuple[str, str]],
+) -> list[str]:
+    """Ask each provider of ``plan`` for the actions of its symbols (from each series' first
+    day to today) and keep them in the ledger; returns notes (a provider out of reach is a
+    note: the bars are fetched either way). ``refreshed`` gathers ``(provider, symbol)``."""
+    groups: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, dt.date]] = {}
+    for series, starts, job in plan:
+        key = (series.provider, tuple(sorted(_overrides(series, job, request).items())))
+        group = groups.setdefault(key, {})
+        for symbol, day in starts.items():
+            group[symbol] = min(day, group.get(symbol, day))
+    notes: list[str] = []
+    for (provider, overrides), group in groups.items():
+        starts = {s: d for s, d in group.items() if (provider, s) not in refreshed}
+        if not starts:
+            continue
+        try:
+            prepared = prepare_provider(provider, dict(overrides))
+        except UserError:
+            continue  # the series' own job says why, once
+        try:
+            added = refresh_ledger(request.data_dir, prepared, sorted(starts), min(starts.values()))
+            if added is not None:
+                notes += summarize_actions(added.new, added.changed, added.rejected)
+        except (MarketPipeError, OSError) as exc:
+            notes.append(
+                scrub(f"corporate actions of {provider} were not fetched: {exc}", prepared.secrets)
+            )
+        finally:
+            prepared.provider.close()
+        refreshed.update((provider, s) for s in starts)
+    return notes
 
 
 def _follow_renames(
@@ -300,7 +339,9 @@ async def _restate(
         return done
     last = max(spans[s][1] for s in firsts)
     summary = await run_ingest(
-        _job_request(series, job, request, firsts, last, until, refresh=True), bus, cancel
+        _job_request(series, job, request, firsts, last, until, refresh=True, actions=False),
+        bus,
+        cancel,
     )
     verb = "restated" if summary.state is ProcessingState.COMPLETED else "NOT restated"
     lines = tuple(

@@ -60,6 +60,16 @@ CREATE TABLE IF NOT EXISTS deletions (
     deleted_at TEXT NOT NULL,
     PRIMARY KEY (series, symbol, day)
 );
+-- When each symbol's corporate actions were last asked of a provider (the last completed
+-- session then) and from which day: a job asks again only after a later session has
+-- completed, or for earlier days.
+CREATE TABLE IF NOT EXISTS action_refreshes (
+    provider TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    session TEXT NOT NULL,
+    since TEXT NOT NULL,
+    PRIMARY KEY (provider, symbol)
+);
 """
 
 _SELECT_JOB = """SELECT j.id, j.provider, j.symbols, j.start_day, j.end_day, j.configuration,
@@ -415,6 +425,47 @@ class SqliteJobStore:
                 first = dt.date.fromisoformat(day)
                 out[symbol] = min(first, out.get(symbol, first))
         return out
+
+    def unstored(self, job_ids: Iterable[str]) -> list[tuple[str, dt.date, str, str | None]]:
+        """``(symbol, day, job id, error)`` of the partitions those jobs were asked for and
+        never stored (failed, pending, interrupted), unless the job was cancelled: what was
+        asked belongs to the dataset's plan until it is stored (``mp update``, ``mp status``)."""
+        out = []
+        for job_id in job_ids:
+            out += [
+                (symbol, dt.date.fromisoformat(day), job_id, error)
+                for symbol, day, error in self._conn.execute(
+                    "SELECT p.symbol, p.day, p.error FROM partitions p JOIN jobs j "
+                    "ON j.id = p.job_id WHERE p.job_id=? AND j.state != 'CANCELLED' "
+                    "AND p.state IN ('PENDING', 'IN_PROGRESS', 'FAILED')",
+                    (job_id,),
+                )
+            ]
+        return out
+
+    def refreshed(
+        self, provider: str, symbols: Iterable[str], session: dt.date, since: dt.date
+    ) -> set[str]:
+        """Those of ``symbols`` whose actions from ``since`` on were asked of ``provider``
+        after ``session`` had completed."""
+        wanted = set(symbols)
+        rows = self._conn.execute(
+            "SELECT symbol FROM action_refreshes WHERE provider=? AND session>=? AND since<=?",
+            (provider, session.isoformat(), since.isoformat()),
+        )
+        return {s for (s,) in rows if s in wanted}
+
+    def mark_refreshed(
+        self, provider: str, symbols: Iterable[str], session: dt.date, since: dt.date
+    ) -> None:
+        if self.read_only:
+            return
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO action_refreshes (provider, symbol, session, since) "
+                "VALUES (?, ?, ?, ?)",
+                [(provider, s, session.isoformat(), since.isoformat()) for s in set(symbols)],
+            )
 
     def mark_failed(self, job_id: IngestionJobId, keys: Iterable[PartitionKey], error: str) -> None:
         now = _now()

@@ -1,9 +1,12 @@
 """After a job's bars: the corporate actions of the symbols it touched, into the dataset's ledger.
 
-``mp ingest`` and ``mp update`` ask the provider for the actions of every symbol of the job, from
-the series' first stored day (or the job's start, if earlier) to today, and keep them in the
-ledger (:mod:`marketpipe.storage.ledger`). A provider that reports no actions (IEX HIST) is not
-asked. A failure to fetch them is a note: the bars are committed either way.
+``mp ingest`` asks the provider for the actions of the symbols of a job that fetched new bars,
+from the series' first stored day (or the job's start, if earlier) to today, and keeps them in
+the ledger (:mod:`marketpipe.storage.ledger`): at most once per completed session a symbol (the
+job store remembers when), never from a run that fetched nothing, so a re-run of done work costs
+the provider nothing. ``mp update`` and ``mp actions --fetch`` always ask. A provider that
+reports no actions (IEX HIST) is not asked. A failure to fetch them is a note: the bars are
+committed either way.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from marketpipe.storage.location import dataset_root
 from marketpipe.storage.stores import open_store
 
 
-def _summary(new: pa.Table, changed: pa.Table, rejected: pa.Table) -> list[str]:
+def summarize_actions(new: pa.Table, changed: pa.Table, rejected: pa.Table) -> list[str]:
     notes = []
     if new.num_rows or changed.num_rows:
         lines = [describe(r) for r in new.to_pylist()] + [
@@ -136,8 +139,9 @@ async def record_actions(
     symbols: Sequence[str],
     start: dt.date,
     secrets: Sequence[Secret] = (),
-) -> list[str]:
-    """Fetch and keep the actions of ``symbols``; returns the notes to show."""
+) -> tuple[list[str], bool]:
+    """Fetch and keep the actions of ``symbols``; returns the notes to show, and whether the
+    ledger now holds what the provider said."""
     spans = await asyncio.to_thread(sink.catalog.spans, series)
     firsts = [spans[s][0] for s in symbols if s in spans]
     since = min([start, *firsts])
@@ -145,13 +149,13 @@ async def record_actions(
     try:
         table = await fetch(list(symbols), since, today)
     except (MarketPipeError, OSError) as exc:  # keys, plan, outage: the bars stand either way
-        return [scrub(f"corporate actions were not fetched: {exc}", secrets)]
+        return [scrub(f"corporate actions were not fetched: {exc}", secrets)], False
     if table is None:
-        return []
+        return [], True
     try:
         ledger = Ledger(open_store(dataset_root(data_dir)))
         refused = await asyncio.to_thread(refuse_by_prices, table, sink, series, ledger)
         added = await asyncio.to_thread(ledger.add, table, refused)
     except (StorageError, OSError) as exc:
-        return [f"corporate actions were not kept: {exc}"]
-    return _summary(added.new, added.changed, added.rejected)
+        return [f"corporate actions were not kept: {exc}"], False
+    return summarize_actions(added.new, added.changed, added.rejected), True

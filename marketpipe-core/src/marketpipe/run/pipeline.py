@@ -89,6 +89,9 @@ class IngestRequest:
     scheduler: str | None = None
     #: The run's overall bound (``6h``; ``None``: as configured, see :mod:`run.deadline`).
     deadline: str | None = None
+    #: Keep the corporate actions of the symbols after the bars (``mp update`` refreshes the
+    #: ledger before it plans, and says ``False``).
+    actions: bool = True
 
 
 async def _connected(
@@ -231,6 +234,7 @@ async def _run_ingest(
             executor=executor,
             remote=remote,
             deadline=request.deadline,
+            actions=request.actions,
         )
         notes = [*notes, *(n for n in listed_notes if n not in summary.notes)]
         return attrs.evolve(summary, resumed=resumed, notes=(*notes, *summary.notes))
@@ -342,7 +346,10 @@ async def execute(
     executor: ExecutorChoice | None = None,
     remote: RemoteUnits | None = None,
     deadline: str | None = None,
+    actions: bool = True,
 ) -> JobSummary:
+    """Run ``job``; then, unless ``actions`` is false (``mp update`` refreshed the ledger
+    first), keep the corporate actions of its symbols (:mod:`marketpipe.run.actions`)."""
     host = get_plugin_host()
     seconds = choose_deadline(deadline)
     chosen = sink or choose_sink(data_dir)
@@ -385,28 +392,50 @@ async def execute(
             )
             summary = await coordinator.execute_job(job)
             # The actions are asked for once the bars are in; not when the provider refused
-            # the job (keys, plan) or failed every partition: asking again would fail as well.
+            # the job (keys, plan) or failed every partition (asking again would fail as
+            # well), not when it fetched nothing new, and a symbol at most once a session.
             gave_up = (
                 summary.aborted is not None
                 or summary.deadline_passed
                 or (summary.failures and not summary.partitions_completed)
             )
-            if summary.state is not ProcessingState.CANCELLED and not gave_up:
+            symbols = [s.value for s in job.symbols]
+            if actions and summary.partitions_completed:
+                session = last_completed_session(prepared.spec.name)
+                done = await asyncio.to_thread(
+                    store.refreshed, prepared.spec.name, symbols, session, job.time_range.start
+                )
+                symbols = [s for s in symbols if s not in done]
+            if (
+                actions
+                and symbols
+                and summary.partitions_completed
+                and summary.state is not ProcessingState.CANCELLED
+                and not gave_up
+            ):
                 cfg = job.configuration
                 fetch = (
                     remote.actions_fetcher(prepared.spec.name, provider_settings)
                     if remote is not None
                     else fetch_here(prepared.provider)
                 )
-                notes = await record_actions(
+                notes, kept = await record_actions(
                     fetch,
                     data_dir,
                     built,
                     prepared.spec.series(cfg.feed, cfg.timeframe, cfg.settings),
-                    [s.value for s in job.symbols],
+                    symbols,
                     job.time_range.start,
                     prepared.secrets,
                 )
+                if kept:
+                    await asyncio.to_thread(
+                        store.mark_refreshed,
+                        prepared.spec.name,
+                        symbols,
+                        session,
+                        job.time_range.start,
+                    )
                 summary = attrs.evolve(summary, notes=(*summary.notes, *notes))
             return summary
     finally:
