@@ -8,7 +8,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from marketpipe.model.version import __version__
 
 if TYPE_CHECKING:  # pyarrow loads with the first read, not with ``import marketpipe``
     import pyarrow as pa
@@ -45,14 +47,6 @@ def read(
         adjustment=adjustment,
         as_of=as_of,
     ).table
-
-
-def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        from marketpipe.model.version import __version__
-
-        return __version__
-    raise AttributeError(f"module 'marketpipe' has no attribute {name!r}")
 
 
 __all__ = ["__version__", "read"]

@@ -11,9 +11,12 @@ by its deadline (:mod:`marketpipe.run.deadline`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import functools
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import attrs
@@ -97,12 +100,15 @@ class SeriesUpdate:
 class UpdateResult:
     series: tuple[SeriesUpdate, ...]
     notes: tuple[str, ...] = ()
+    #: Stopped (SIGTERM, Ctrl-C) before every series had its turn.
+    stopped: bool = False
 
     @property
     def exit_code(self) -> int:
         """0 all current; 1 partitions failed; 2 a person must fix something; 75 the provider
         unreachable or rate-limited past the deadline; 130 stopped."""
         codes = [exit_code(u.summaries) for u in self.series if u.summaries]
+        codes += [EXIT_STOPPED] if self.stopped else []
         codes += [EXIT_USER for u in self.series if u.error]
         codes += [EXIT_TEMPFAIL for u in self.series if u.deadline_passed]
         for code in (EXIT_STOPPED, EXIT_USER, EXIT_FAILED, EXIT_TEMPFAIL):
@@ -206,7 +212,7 @@ async def run_update(
     # The ledger first: a rename or a split the provider knows now shapes what is fetched
     # (never an old name's empty days after its rename), and the jobs need not ask again.
     refreshed: set[tuple[str, str]] = set()
-    notes += await asyncio.to_thread(_refresh, request, plan, refreshed)
+    notes += await _abandonable(lambda: _refresh(request, plan, refreshed), cancel, until)
     renamed = successors(renames(await asyncio.to_thread(dataset_ledger(request.data_dir).actions)))
     results: list[SeriesUpdate] = []
     for series, starts, job in plan:
@@ -223,9 +229,8 @@ async def run_update(
             # The company's new names: their actions too (a split after the rename).
             later = {s: d for s, d in starts.items() if (series.provider, s) not in refreshed}
             if later:
-                notes += await asyncio.to_thread(
-                    _refresh, request, [(series, later, job)], refreshed
-                )
+                work = functools.partial(_refresh, request, [(series, later, job)], refreshed)
+                notes += await _abandonable(work, cancel, until)
             first = min(starts.values(), default=end + dt.timedelta(days=1))
             if first > end:  # nothing new to fetch; the ledger may still have moved on
                 done = SeriesUpdate(series, len(starts), end)
@@ -249,7 +254,52 @@ async def run_update(
             results.append(SeriesUpdate(series, len(starts), None, error=str(exc)))
             continue
         results.append(done)
-    return UpdateResult(tuple(results), tuple(notes))
+    return UpdateResult(tuple(results), tuple(notes), stopped=cancel.is_set())
+
+
+async def _abandonable(
+    work: Callable[[], list[str]], cancel: CancelToken, until: float
+) -> list[str]:
+    """``work()`` on a daemon thread, given up when the update is stopped (SIGTERM, Ctrl-C)
+    or its deadline passes: a provider holding a request for minutes never holds the
+    process. An abandoned ledger write leaves at most a temporary file (its commit is
+    atomic), swept by the next run."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[list[str]] = loop.create_future()
+
+    def settle(result: list[str] | None, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result or [])
+
+    def run() -> None:
+        try:
+            result, error = work(), None
+        except BaseException as exc:  # handed to the waiting coroutine
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="marketpipe-ledger-refresh", daemon=True).start()
+    stopped = asyncio.Event()
+    undo = cancel.on_set(stopped.set)
+    waiting = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait(
+            {done, waiting},
+            timeout=max(0.0, until - time.monotonic()),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        undo()
+        waiting.cancel()
+    if done.done():
+        return done.result()
+    done.cancel()
+    return ["corporate actions were not refreshed: the update was stopped first"]
 
 
 def _refresh(
