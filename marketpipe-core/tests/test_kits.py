@@ -1,15 +1,20 @@
 """The sink and validator conformance kits pass the built-ins and catch broken plugins."""
 
+import datetime as dt
 import time
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import pytest
 from marketpipe.model.errors import InvalidInputError, StorageError
-from marketpipe.plugins.sink import CommitRequest
+from marketpipe.model.schema import BAR_SCHEMA
+from marketpipe.model.values import Series, Timeframe
+from marketpipe.plugins.sink import CommitRequest, Held
 from marketpipe.plugins.specs import Setting, SinkSpec, ValidatorSpec
 from marketpipe.plugins.validator import ValidationContext, ValidationResult
 from marketpipe.storage.parquet_files import write_bars
@@ -155,3 +160,84 @@ def test_a_sink_missing_a_required_setting_is_named(tmp_path: Path) -> None:
     )
     with pytest.raises(InvalidInputError, match="sink keyed is not configured: missing token"):
         check_sink(spec, tmp_path / "data", crashes=0)
+
+
+class InPlaceCsv:
+    """The CSV sink of docs/plugins.md, but writing straight into its final file, row by row:
+    a writer killed mid-commit leaves part of a version that reads as whole."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root) / "csv"
+
+    def _folder(self, series: Any) -> Path:
+        parts = (series.provider, series.feed, series.adjustment, series.timeframe.value)
+        return self.root.joinpath(*(urllib.parse.quote(p, safe="") for p in parts))
+
+    def commit(self, request: CommitRequest) -> dict:
+        table = (
+            request.table.cast(BAR_SCHEMA) if request.table.num_rows else BAR_SCHEMA.empty_table()
+        )
+        local = pc.cast(table["timestamp"], pa.timestamp("ns", tz="America/New_York"))
+        keys = pc.binary_join_element_wise(table["symbol"], pc.strftime(local, "%Y-%m-%d"), "|")
+        covered = {f"{s}|{d.isoformat()}" for s, ds in request.coverage.items() for d in ds}
+        if len(table) and not pc.all(pc.is_in(keys, value_set=pa.array(sorted(covered)))).as_py():
+            raise ValueError("rows outside the commit's coverage")
+        paths = {}
+        partial = {(s, d) for s, ds in request.partial.items() for d in ds}
+        for symbol, days in request.coverage.items():
+            for day in days:
+                rows = table.filter(pc.equal(keys, f"{symbol}|{day.isoformat()}"))
+                where = self._folder(request.series) / symbol
+                final, other = where / f"{day}.csv", where / f"{day}.partial.csv"
+                if (symbol, day) in partial:
+                    final, other = other, final
+                other.unlink(missing_ok=True)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                buffer = pa.BufferOutputStream()
+                pa_csv.write_csv(rows, buffer)
+                with open(final, "w") as fh:  # no temp file, no rename: torn on a kill
+                    for line in buffer.getvalue().to_pybytes().decode().splitlines(True):
+                        fh.write(line)
+                        fh.flush()
+                paths[(symbol, day)] = str(final.relative_to(self.root.parent))
+        return paths
+
+    def _files(self, series: Any) -> list[Path]:
+        folder = self._folder(series)
+        return sorted(folder.glob("*/*.csv")) if folder.is_dir() else []
+
+    def read(self, series: Any) -> pa.Table:
+        options = pa_csv.ConvertOptions(column_types=BAR_SCHEMA)
+        files = [f for f in self._files(series) if f.stat().st_size]  # a kill before the header
+        tables = [pa_csv.read_csv(f, convert_options=options) for f in files]
+        return pa.concat_tables(tables) if tables else BAR_SCHEMA.empty_table()
+
+    def series(self) -> list[Series]:
+        found = []
+        for path in self.root.glob("*/*/*/*"):
+            names = [urllib.parse.unquote(p.name) for p in (*reversed(path.parents[:3]), path)]
+            found.append(Series(names[0], names[1], names[2], Timeframe.parse(names[3])))
+        return found
+
+    def held(self, series: Any) -> Any:
+        for f in self._files(series):
+            yield Held(
+                symbol=urllib.parse.unquote(f.parent.name),
+                day=dt.date.fromisoformat(f.name.split(".")[0]),
+                bars=max(0, sum(1 for _ in f.open()) - 1),
+                where=str(f.relative_to(self.root.parent)),
+                complete=not f.name.endswith(".partial.csv"),
+            )
+
+    def close(self) -> None:
+        pass
+
+
+def test_kit_catches_a_sink_that_writes_a_partition_in_place(tmp_path: Path) -> None:
+    spec = SinkSpec(
+        name="in-place-csv",
+        factory=lambda root, settings: InPlaceCsv(Path(root)),
+        description="writes its final files row by row, on purpose",
+    )
+    with pytest.raises(AssertionError, match=r"crash \d+: .* part of a version"):
+        check_sink(spec, tmp_path / "data", crashes=10)

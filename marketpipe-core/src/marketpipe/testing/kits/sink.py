@@ -6,8 +6,9 @@ exactly the (symbol, day) partitions it covers, a covered partition with no rows
 nothing else; partial days are recorded as such; two series never touch; rows outside the
 coverage are refused; a new sink object on the same root sees the same dataset. Last, a writer
 process is killed (SIGKILL) at random moments of its commits: the dataset must stay readable,
-hold only rows of the committed versions, and equal the last version exactly once that commit
-is made again (what a resumed job does). A failure raises ``AssertionError`` saying what was
+every partition must read as exactly one committed version of it, old or new, never part of
+one (a sink that writes into its final file row by row fails here), and the dataset must equal the last version exactly once that commit is
+made again (what a resumed job does). A failure raises ``AssertionError`` saying what was
 wrong.
 """
 
@@ -292,6 +293,7 @@ def _crashes(
             if pc.any(unknown).as_py():
                 raise AssertionError(f"crash {crash + 1}: the sink holds rows no commit wrote")
             _same(_without(held, covered), rest, f"crash {crash + 1}: partitions not covered")
+            _whole_versions(held, versions, covered, f"crash {crash + 1}")
             sink_after.commit(
                 commit_request(versions[crash % 2], covered, job=f"kit-crash-{crash % 2}")
             )
@@ -302,6 +304,30 @@ def _crashes(
             )
         finally:
             sink_after.close()
+
+
+def _partition(table: pa.Table, key: PartitionKey) -> pa.Table:
+    """The rows of one (symbol, day) partition, canonical."""
+    day = pc.strftime(
+        pc.cast(table["timestamp"], pa.timestamp("ns", tz="America/New_York")), format="%Y-%m-%d"
+    )
+    mine = pc.and_(pc.equal(table["symbol"], key[0]), pc.equal(day, key[1].isoformat()))
+    return _canonical(table.filter(mine))
+
+
+def _whole_versions(
+    held: pa.Table, versions: list[pa.Table], covered: set[PartitionKey], where: str
+) -> None:
+    """Each covered partition holds one committed version of itself, whole: old or new."""
+    for key in sorted(covered):
+        got = _partition(held, key)
+        wanted = [_partition(v, key) for v in versions]
+        if not any(got.equals(w) for w in wanted):
+            sizes = " or ".join(str(w.num_rows) for w in wanted)
+            raise AssertionError(
+                f"{where}: {key[0]} {key[1]} holds {got.num_rows} rows, part of a version "
+                f"({sizes} rows committed): a commit must replace a partition whole or not at all"
+            )
 
 
 def _spec(sink: str | SinkSpec) -> SinkSpec:
