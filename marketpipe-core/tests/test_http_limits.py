@@ -233,3 +233,26 @@ def test_config_refuses_bounds_that_are_not_bounds() -> None:
     ):
         with pytest.raises(ValueError, match="must be"):
             ClientConfig(base_url="http://127.0.0.1:1", **bad)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_waiting_for_a_rate_limit_slot_is_not_the_requests_own_time(mode: str) -> None:
+    """A slow gateway's pace (1 request a second) queues requests for longer than a request may
+    take (0.6 s): each still gets its whole deadline once its slot comes."""
+    with ScriptedServer([Answer(body=page(1))]) as server:
+        c = JsonBars(
+            ClientConfig(base_url=server.url, max_attempts=1, deadline=0.6, max_total_seconds=0.6),
+            None,
+            RateLimiter(1, 1.0),
+        )
+        if mode == "sync":
+            tables = [c.fetch_batch("X", 0, 1) for _ in range(3)]
+        else:
+
+            async def three() -> list[pa.Table]:
+                return list(
+                    await asyncio.gather(*(c.async_fetch_batch("X", 0, 1) for _ in range(3)))
+                )
+
+            tables = asyncio.run(three())
+        assert [t.num_rows for t in tables] == [1, 1, 1]

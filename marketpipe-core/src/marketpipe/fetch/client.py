@@ -366,7 +366,9 @@ class HttpClient:
         the request's total time are spent (then the last error is raised; 429s are retried
         until the job's deadline, see :meth:`_next_wait`). ``deadline`` is
         when the attempt must have its last byte (``time.monotonic()`` seconds)."""
-        budget = _Budget(self.config.max_total_seconds)
+        return self._retrying(attempt, _Budget(self.config.max_total_seconds))
+
+    def _retrying(self, attempt: Callable[[float], T | Retry], budget: _Budget) -> T:
         while True:
             outcome = attempt(self._attempt_deadline(budget))
             if not isinstance(outcome, Retry):
@@ -375,16 +377,31 @@ class HttpClient:
 
     async def async_retrying(self, attempt: Callable[[float], Awaitable[T | Retry]]) -> T:
         """:meth:`retrying` on the event loop."""
-        budget = _Budget(self.config.max_total_seconds)
+        return await self._async_retrying(attempt, _Budget(self.config.max_total_seconds))
+
+    async def _async_retrying(
+        self, attempt: Callable[[float], Awaitable[T | Retry]], budget: _Budget
+    ) -> T:
         while True:
             outcome = await attempt(self._attempt_deadline(budget))
             if not isinstance(outcome, Retry):
                 return outcome
             await asyncio.sleep(self._next_wait(outcome, budget))
 
+    def _after_slot(self, budget: _Budget, asked: float) -> float:
+        """The attempt's deadline once the rate limiter granted its slot (asked for at
+        ``asked``): the wait for a slot is the job's (its deadline bounds it), never the
+        request's own time limit."""
+        budget.started += time.monotonic() - asked
+        return self._attempt_deadline(budget)
+
     def request(self, path: str, params: dict[str, str], decode: Decoder[T]) -> T:
-        def attempt(deadline: float) -> T | Retry:
+        budget = _Budget(self.config.max_total_seconds)
+
+        def attempt(_deadline: float) -> T | Retry:
+            asked = time.monotonic()
             slot = self.rate_limiter.acquire_slot()
+            deadline = self._after_slot(budget, asked)
             self.requests += 1
             response: httpx.Response | None = None
             body = b""
@@ -398,11 +415,15 @@ class HttpClient:
             got = self._attempt_outcome(response, body, failure)
             return got if isinstance(got, Retry) else self._decoded(decode, got)
 
-        return self.retrying(attempt)
+        return self._retrying(attempt, budget)
 
     async def async_request(self, path: str, params: dict[str, str], decode: Decoder[T]) -> T:
-        async def attempt(deadline: float) -> T | Retry:
+        budget = _Budget(self.config.max_total_seconds)
+
+        async def attempt(_deadline: float) -> T | Retry:
+            asked = time.monotonic()
             slot = await self.rate_limiter.async_acquire_slot()
+            deadline = self._after_slot(budget, asked)
             self.requests += 1
             response: httpx.Response | None = None
             body = b""
@@ -420,7 +441,7 @@ class HttpClient:
                 return got
             return await asyncio.to_thread(self._decoded, decode, got)
 
-        return await self.async_retrying(attempt)
+        return await self._async_retrying(attempt, budget)
 
     # -- policy -------------------------------------------------------------------------------
 
