@@ -219,7 +219,7 @@ def test_overlapping_runs_are_refused_and_separate_ones_run_side_by_side(tmp_pat
     )
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
-    assert overlapping.returncode == 2
+    assert overlapping.returncode == 75  # try again later: nothing for a person to fix
     assert "is ingesting overlapping partitions" in overlapping.stderr
     assert separate.returncode == 0, separate.stderr
     counts = dict(

@@ -123,3 +123,34 @@ def test_an_identical_rerun_costs_the_provider_nothing(tmp_path: Path) -> None:
         assert server.stats["action_requests"] == 2
         assert mp("update", "--data-dir", str(root), env=env).returncode == 0
         assert server.stats["action_requests"] == 3
+
+
+def test_a_second_overlapping_update_is_try_again_later(tmp_path: Path) -> None:
+    """Cron starts tonight's update while last night's still runs: exit 75 (EX_TEMPFAIL), one
+    line naming the running job, nothing for a person to fix."""
+    root = tmp_path / "data"
+    with FakeAlpacaServer(KEY, SECRET) as server:
+        env = alpaca_env(server)
+        symbols = "AAPL,MSFT,NVDA,AMZN"
+        assert mp(*ingest(root, symbols, "2024-03-01", "2024-03-08"), env=env).returncode == 0
+        server.fault_rate, server.faults, server.slow_seconds = 1.0, ("slow",), 4.0
+        before = server.stats["requests"]
+        first = subprocess.Popen(
+            [MP, "update", "--data-dir", str(root), "--quiet"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while server.stats["requests"] == before:  # the first night's job is fetching bars
+                assert time.monotonic() < deadline and first.poll() is None
+                time.sleep(0.02)
+            second = mp("update", "--data-dir", str(root), "--quiet", env=env)
+            assert second.returncode == 75, second.stderr
+            [line] = second.stderr.strip().splitlines()
+            assert "is running in process" in line
+        finally:
+            first.send_signal(signal.SIGTERM)
+            first.communicate(timeout=60)

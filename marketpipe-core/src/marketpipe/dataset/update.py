@@ -29,7 +29,12 @@ from marketpipe.dataset.unstored import jobs_by_series
 from marketpipe.jobs.event_bus import EventBus
 from marketpipe.jobs.job import IngestionJob, ProcessingState
 from marketpipe.jobs.store import SqliteJobStore
-from marketpipe.model.errors import InvalidInputError, MarketPipeError, UserError
+from marketpipe.model.errors import (
+    InvalidInputError,
+    JobRunningError,
+    MarketPipeError,
+    UserError,
+)
 from marketpipe.model.secrets import scrub
 from marketpipe.model.values import RAW, Series, Session, Symbol, TimeRange
 from marketpipe.plugins import registry
@@ -90,6 +95,9 @@ class SeriesUpdate:
     restated: tuple[str, ...] = ()
     #: The update's deadline passed before this series' turn: the next run fetches it.
     deadline_passed: bool = False
+    #: ``error`` is for later, not for a person (another process is running an overlapping
+    #: job): exit 75.
+    temporary: bool = False
 
     @property
     def summaries(self) -> tuple[JobSummary, ...]:
@@ -109,7 +117,7 @@ class UpdateResult:
         unreachable or rate-limited past the deadline; 130 stopped."""
         codes = [exit_code(u.summaries) for u in self.series if u.summaries]
         codes += [EXIT_STOPPED] if self.stopped else []
-        codes += [EXIT_USER for u in self.series if u.error]
+        codes += [EXIT_TEMPFAIL if u.temporary else EXIT_USER for u in self.series if u.error]
         codes += [EXIT_TEMPFAIL for u in self.series if u.deadline_passed]
         for code in (EXIT_STOPPED, EXIT_USER, EXIT_FAILED, EXIT_TEMPFAIL):
             if code in codes:
@@ -252,6 +260,9 @@ async def run_update(
                 done = await _restate(done, starts, job, request, until, bus, cancel)
         except UserError as exc:
             results.append(SeriesUpdate(series, len(starts), None, error=str(exc)))
+            continue
+        except JobRunningError as exc:  # another night's update still running: try later
+            results.append(SeriesUpdate(series, len(starts), None, error=str(exc), temporary=True))
             continue
         results.append(done)
     return UpdateResult(tuple(results), tuple(notes), stopped=cancel.is_set())

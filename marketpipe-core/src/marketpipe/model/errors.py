@@ -72,7 +72,14 @@ class SymbolError(ProviderError):
 
 
 class JobConflictError(UserError):
-    """Another running job is ingesting overlapping partitions, or this job is already running."""
+    """What was asked of a job does not fit its state (resume a completed job, cancel a
+    cancelled one)."""
+
+
+class JobRunningError(TemporaryError):
+    """Another process is running this job, or one with overlapping partitions: nothing to
+    fix, the same command after it has finished works (exit 75: a second overlapping
+    ``mp update`` from cron waits for the next night)."""
 
 
 class DataUnavailableError(ProviderError):

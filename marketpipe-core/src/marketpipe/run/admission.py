@@ -16,7 +16,7 @@ import attrs
 from marketpipe.jobs.job import IngestionJob, ProcessingState
 from marketpipe.jobs.locks import HeldLock, JobLocks
 from marketpipe.jobs.store import SqliteJobStore
-from marketpipe.model.errors import InvalidInputError, JobConflictError
+from marketpipe.model.errors import InvalidInputError, JobRunningError
 from marketpipe.model.values import IngestionJobId
 from marketpipe.plugins.specs import ProviderSpec
 from marketpipe.run.commands import CreateIngestionJobCommand
@@ -122,7 +122,7 @@ def check_no_running_overlap(
         if other.job_id == job.job_id or other.state.is_terminal:
             continue
         if _overlaps(job, other) and locks.is_running(other.job_id.value):
-            raise JobConflictError(
+            raise JobRunningError(
                 f"job {other.job_id} (process {locks.pid(other.job_id.value)}) is ingesting "
                 f"overlapping partitions ({other.configuration.provider} "
                 f"{other.configuration.timeframe.value} {other.time_range}); wait for it to "
@@ -145,7 +145,7 @@ def admit(
         if same:
             job = same[0]
             if locks.is_running(job.job_id.value):
-                raise JobConflictError(
+                raise JobRunningError(
                     f"job {job.job_id} with the same request is running in process "
                     f"{locks.pid(job.job_id.value)}; wait for it or cancel it"
                 )
@@ -164,7 +164,7 @@ def admit_resume(store: SqliteJobStore, locks: JobLocks, job: IngestionJob) -> H
     job runs."""
     with locks.claims():
         if locks.is_running(job.job_id.value):
-            raise JobConflictError(
+            raise JobRunningError(
                 f"job {job.job_id} is running in process {locks.pid(job.job_id.value)}"
             )
         check_no_running_overlap(job, store.list_jobs(), locks)

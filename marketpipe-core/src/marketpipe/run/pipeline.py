@@ -19,7 +19,11 @@ from marketpipe.jobs.locks import HeldLock, JobLocks
 from marketpipe.jobs.store import SqliteJobStore
 from marketpipe.model import clock
 from marketpipe.model.calendar import SessionWindow, nyse_calendar
-from marketpipe.model.errors import InvalidInputError, JobConflictError, UserError
+from marketpipe.model.errors import (
+    InvalidInputError,
+    JobConflictError,
+    UserError,
+)
 from marketpipe.model.files import file_lock
 from marketpipe.model.secrets import scrub
 from marketpipe.model.values import (
