@@ -5,6 +5,7 @@ user runs it, against the local Alpaca server."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -154,3 +155,27 @@ def test_a_second_overlapping_update_is_try_again_later(tmp_path: Path) -> None:
         finally:
             first.send_signal(signal.SIGTERM)
             first.communicate(timeout=60)
+
+
+def test_a_base_url_with_an_impossible_port_is_one_configuration_error(tmp_path: Path) -> None:
+    with FakeAlpacaServer(KEY, SECRET) as server:
+        env = alpaca_env(server, MARKETPIPE_ALPACA_BASE_URL="http://127.0.0.1:99422")
+        out = mp(*ingest(tmp_path / "data", "AAPL", "2024-03-01", "2024-03-08"), env=env)
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.strip().splitlines() == [
+            "Error: base_url 'http://127.0.0.1:99422' is not a usable URL: "
+            "Port out of range 0-65535"
+        ]
+        assert server.stats["requests"] == 0
+
+
+def test_an_unknown_key_in_the_config_file_is_named_with_the_close_match(tmp_path: Path) -> None:
+    config = tmp_path / "marketpipe.toml"
+    config.write_text('deadlne = "6h"\n')
+    env = {**os.environ, "MARKETPIPE_CONFIG": str(config), "MARKETPIPE_FSYNC": "0"}
+    job = ["ingest", "--provider", "fake", "--symbols", "AAPL", "--start", "2024-03-01",
+           "--end", "2024-03-01", "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    out = mp(*job, env=env)
+    assert out.returncode == 2, out.stderr
+    [line] = out.stderr.strip().splitlines()
+    assert "unknown key 'deadlne'; did you mean 'deadline'?" in line

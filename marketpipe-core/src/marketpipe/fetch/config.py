@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import urllib.parse
 from collections.abc import Generator
 
 import attrs
 import httpx
 
+from marketpipe.model.errors import InvalidInputError
 from marketpipe.model.secrets import Secret
 
 
@@ -19,6 +21,20 @@ def _positive(instance: object, attribute: attrs.Attribute[float], value: float)
 def _count(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{attribute.name} must be a whole number of at least 1, got {value!r}")
+
+
+def _url(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    """An http(s) URL with a host and a port that exists: a typo is one configuration error
+    when the provider is built, never a failure of every request."""
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018 - raises for a port outside 0..65535
+    except ValueError as exc:
+        raise InvalidInputError(f"{attribute.name} {value!r} is not a usable URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInputError(
+            f"{attribute.name} {value!r} is not a usable URL: use http(s)://host[:port][/path]"
+        )
 
 
 def _secret(value: Secret | str | None) -> Secret | None:
@@ -43,7 +59,7 @@ class ClientConfig:
     :param max_pages: the most pages one paginated request may take.
     """
 
-    base_url: str
+    base_url: str = attrs.field(validator=_url)
     api_key: Secret | None = attrs.field(default=None, converter=_secret)
     api_secret: Secret | None = attrs.field(default=None, converter=_secret)
     timeout: float = attrs.field(default=30.0, validator=_positive)

@@ -16,6 +16,7 @@ The config file is TOML, read from ``./marketpipe.toml`` or else the per-user co
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import tomllib
@@ -45,6 +46,11 @@ def config_path(cwd: Path | None = None, environ: Mapping[str, str] | None = Non
     return user if user.is_file() else None
 
 
+#: What a config file may hold at its top level: each is read by one stage (the sink chosen,
+#: where units run, the run's deadline) or is a table of plugin settings.
+TOP_LEVEL_KEYS = ("deadline", "executor", "providers", "scheduler", "sink", "sinks")
+
+
 @attrs.frozen
 class ConfigFile:
     path: Path | None
@@ -68,6 +74,14 @@ class ConfigFile:
             raise InvalidInputError(
                 f"config file {path} cannot be read: {exc.strerror or exc}"
             ) from None
+        unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], TOP_LEVEL_KEYS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise InvalidInputError(
+                f"config file {path}: unknown key {unknown[0]!r}; {hint}"
+                f"its keys: {', '.join(TOP_LEVEL_KEYS)}"
+            )
         for kind in ("providers", "sinks"):
             _check_sections(path, data, kind)
         sink = data.get("sink")

@@ -405,7 +405,9 @@ async def execute(
             )
             symbols = [s.value for s in job.symbols]
             if actions and summary.partitions_completed:
-                session = last_completed_session(prepared.spec.name)
+                session = nyse_calendar().last_completed(
+                    Session.REGULAR, clock.now(), prepared.spec.data_delay
+                )
                 done = await asyncio.to_thread(
                     store.refreshed, prepared.spec.name, symbols, session, job.time_range.start
                 )
