@@ -250,15 +250,26 @@ def test_persistent_server_errors_end_as_provider_unavailable(
     assert len(httpx_mock.get_requests()) == 4 and len(sleeps) == 3
 
 
-def test_persistent_429_ends_as_rate_limited(client: AlpacaClient, httpx_mock: HTTPXMock) -> None:
+def test_persistent_429_ends_as_rate_limited(httpx_mock: HTTPXMock, sleeps: list[float]) -> None:
+    """429s are retried until the request's total time (outside a job) is spent: 2 s here,
+    not the default 300 s a test would wait out in real time."""
+    from marketpipe.fetch import ClientConfig, RateLimiter
+
+    config = ClientConfig(
+        base_url=BASE, api_key=KEY, api_secret=SECRET, max_attempts=4, max_total_seconds=2.0
+    )
+    client = AlpacaClient(config, rate_limiter=RateLimiter(10_000, 60.0))
     httpx_mock.add_response(
         url=SINGLE,
         status_code=429,
         json={"code": 42910000, "message": "too many requests"},
         is_reusable=True,
     )
+    started = time.monotonic()
     with pytest.raises(RateLimitedError, match="rate_limit"):
         fetch(client)
+    assert time.monotonic() - started < 30
+    assert len(httpx_mock.get_requests()) > 4  # a 429 is not a failed attempt
 
 
 def test_retry_after_seconds_and_http_date_are_honoured(
