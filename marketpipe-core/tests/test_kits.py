@@ -1,6 +1,8 @@
 """The sink and validator conformance kits pass the built-ins and catch broken plugins."""
 
 import datetime as dt
+import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Mapping
@@ -83,7 +85,11 @@ def spec_of(cls: type[ParquetSink]) -> SinkSpec:
 
 
 def test_kit_catches_a_sink_that_duplicates_rows(tmp_path: Path) -> None:
-    with pytest.raises(AssertionError, match="after committing the same unit again"):
+    # Its reads take each partition from the newest file, so the catalog's two holders of one
+    # partition are what gives it away.
+    with pytest.raises(
+        AssertionError, match="after a commit covering two partitions: the catalog lists .* twice"
+    ):
         check_sink(spec_of(NoReplace), tmp_path)
 
 
@@ -241,3 +247,17 @@ def test_kit_catches_a_sink_that_writes_a_partition_in_place(tmp_path: Path) -> 
     )
     with pytest.raises(AssertionError, match=r"crash \d+: .* part of a version"):
         check_sink(spec, tmp_path / "data", crashes=10)
+
+
+def test_a_script_may_call_the_sink_kit_at_its_top_level(tmp_path: Path) -> None:
+    """No ``if __name__ == "__main__":`` guard: the killed writers never import the script."""
+    script = tmp_path / "kit.py"
+    script.write_text(
+        "from marketpipe.testing import check_sink\n"
+        f"print(check_sink('parquet', {str(tmp_path / 'data')!r}, crashes=2).crashes)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "2"

@@ -1,7 +1,8 @@
 """The HTTP toolkit every provider builds on: client, configuration, auth, one retry policy,
 rate limiter, downloads, typed errors and shape checks."""
 
-from marketpipe.fetch.config import ClientConfig, HeaderTokenAuth
+from marketpipe.fetch.client import HttpClient, Retry
+from marketpipe.fetch.config import ApiKeyAuth, ClientConfig, HeaderTokenAuth
 from marketpipe.fetch.errors import (
     AuthenticationError,
     ConnectorError,
@@ -18,18 +19,21 @@ from marketpipe.fetch.retry import backoff, retry_after, should_retry
 from marketpipe.fetch.shape import require_json_object
 
 __all__ = [
+    "ApiKeyAuth",
     "AuthenticationError",
     "BaseApiClient",
     "ClientConfig",
     "ConnectorError",
     "EntitlementError",
     "HeaderTokenAuth",
+    "HttpClient",
     "InvalidRequestError",
     "MalformedResponseError",
     "ProviderUnavailableError",
     "RateLimitedError",
     "RateLimiter",
     "ResponseTooLargeError",
+    "Retry",
     "backoff",
     "require_json_object",
     "retry_after",

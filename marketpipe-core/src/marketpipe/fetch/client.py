@@ -29,7 +29,9 @@ from marketpipe.fetch import metrics
 from marketpipe.fetch.config import ClientConfig
 from marketpipe.fetch.deadline import job_seconds_left
 from marketpipe.fetch.errors import (
+    AuthenticationError,
     ConnectorError,
+    EntitlementError,
     InvalidRequestError,
     MalformedResponseError,
     ProviderUnavailableError,
@@ -160,6 +162,16 @@ class HttpClient:
     def classify_error(self, response: httpx.Response) -> ConnectorError:
         """The error an unsuccessful answer stands for; subclasses recognise their API's cases."""
         text = error_message(response)
+        if response.status_code == 401:
+            return AuthenticationError(
+                f"{self.provider_name} refused the credentials (HTTP 401): {text}; check the "
+                "provider's key settings (mp providers lists them)"
+            )
+        if response.status_code == 403:
+            return EntitlementError(
+                f"{self.provider_name} refused access (HTTP 403): {text}; check the keys and "
+                "what your plan includes"
+            )
         if response.status_code == 429:
             return RateLimitedError(
                 f"{self.provider_name} kept answering 429 (rate limited): "

@@ -122,3 +122,35 @@ class HeaderTokenAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return f"HeaderTokenAuth({self.key_header!r}, {self.secret_header!r}, <redacted>)"
+
+
+class ApiKeyAuth(httpx.Auth):
+    """Sends one API key: as a bearer token (``Authorization: Bearer <key>``, the default), in
+    a header of the API's own (``header="X-API-Key"``), or as a query parameter
+    (``query="apiKey"``). The key stays wrapped in a :class:`Secret` until the request is sent;
+    MarketPipe scrubs it from every message, a URL carrying it included."""
+
+    def __init__(
+        self, key: Secret | str, *, header: str | None = None, query: str | None = None
+    ) -> None:
+        if header and query:
+            raise ValueError("ApiKeyAuth sends the key in a header or a query parameter, not both")
+        self._key = _secret(key)
+        self.header, self.query = header, query
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        assert self._key is not None
+        value = self._key.get_secret_value()
+        if self.query:
+            request.url = request.url.copy_merge_params({self.query: value})
+        elif self.header:
+            request.headers[self.header] = value
+        else:
+            request.headers["Authorization"] = f"Bearer {value}"
+        yield request
+
+    def __repr__(self) -> str:
+        where = (
+            f"query={self.query!r}" if self.query else f"header={self.header or 'Authorization'!r}"
+        )
+        return f"ApiKeyAuth(<redacted>, {where})"

@@ -101,6 +101,38 @@ class CatalogQueries:
         ).fetchall()
         return [self.holdings.where(series, month, name) for month, name in rows]
 
+    @locked
+    def shadowed(
+        self, series: Series, start: dt.date | None = None, end: dt.date | None = None
+    ) -> dict[str, set[tuple[str, int]]]:
+        """``file -> {(symbol, day ordinal)}`` that a newer file holds too: a commit cut short
+        between its new file and the clean-up of the old ones (or a compaction cut short) leaves
+        two holders until the unit is committed again. Readers skip the older holders' rows, so
+        each partition reads as one committed version, the newest (by the file's modification
+        time, then its name)."""
+        series_id = self._series_id(series)
+        if series_id is None:
+            return {}
+        lo = start.toordinal() if start else 0
+        hi = end.toordinal() if end else 2**62
+        rows = self._conn.execute(
+            "SELECT s.symbol, p.day, f.month, f.name, f.mtime_ns FROM parts p "
+            "JOIN files f ON f.id=p.file_id JOIN symbols s ON s.id=p.symbol_id "
+            "WHERE p.series_id=? AND p.day BETWEEN ? AND ? AND (p.symbol_id, p.day) IN ("
+            "SELECT symbol_id, day FROM parts WHERE series_id=? AND day BETWEEN ? AND ? "
+            "GROUP BY symbol_id, day HAVING COUNT(*) > 1)",
+            (series_id, lo, hi, series_id, lo, hi),
+        ).fetchall()
+        holders: dict[tuple[str, int], list[tuple[int, str]]] = {}
+        for symbol, day, month, name, mtime in rows:
+            rel = self.holdings.where(series, month, name)
+            holders.setdefault((str(symbol), int(day)), []).append((int(mtime), rel))
+        out: dict[str, set[tuple[str, int]]] = {}
+        for key, files in holders.items():
+            for _, rel in sorted(files)[:-1]:
+                out.setdefault(rel, set()).add(key)
+        return out
+
     def files_holding(self, series: Series, keys: Iterable[PartitionKey]) -> set[str]:
         """Names (relative to the data root) of the files that hold any of ``keys``."""
         return {p.path for p in self.lookup(series, keys)}

@@ -10,7 +10,10 @@ during a commit, across threads and processes.
 
 If a crash lands between the new file and the clean-up, both files hold the covered rows until
 the unit is committed again (the job store has not recorded it, so a resume does exactly that; the
-catalog learns of both files from the folder and lists both as holders). A crash before the
+catalog learns of both files from the folder and lists both as holders). Meanwhile MarketPipe's
+readers (``read``, ``read_range``, so ``marketpipe.read`` and ``mp read``) take such a partition
+from the newer file only: one committed version, never both; a raw glob over the files sees both
+until then, and ``mp verify`` reports the duplicate. A crash before the
 catalog is updated leaves it behind the files, never ahead: the next sync reads what changed.
 """
 
@@ -57,6 +60,20 @@ FSYNC_ENV = "MARKETPIPE_FSYNC"
 Coverage = dict[str, set[str]]  # symbol -> ISO days
 
 
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+
+
+def drop_partitions(table: pa.Table, keys: set[tuple[str, int]]) -> pa.Table:
+    """``table`` without the rows of ``keys`` (symbol, New York day as an ordinal)."""
+    if not keys or table.num_rows == 0:
+        return table
+    local = pc.local_timestamp(table["timestamp"].cast(pa.timestamp("ns", tz="America/New_York")))
+    days = pc.cast(pc.cast(local, pa.date32()), pa.int32())
+    row = pc.binary_join_element_wise(table["symbol"], pc.cast(days, pa.string()), "|")
+    drop = pa.array(sorted(f"{s}|{d - _EPOCH_ORDINAL}" for s, d in keys), pa.string())
+    return table.filter(pc.invert(pc.is_in(row, value_set=drop)))
+
+
 def _keys(coverage: Coverage) -> set[str]:
     return {f"{s}|{d}" for s, days in coverage.items() for d in days}
 
@@ -99,11 +116,18 @@ class ParquetSink:
         return verify_dataset(self.store, self.catalog, job_paths, completed_at)
 
     def read(self, series: Series) -> pa.Table:
+        """Every stored row of ``series``; a partition two files hold (a commit cut short)
+        reads from the newer one only (:meth:`CatalogQueries.shadowed`)."""
+        months = self.months(series)
+        self.catalog.sync(series, months)
+        shadowed = self.catalog.shadowed(series)
         tables = []
-        for month in self.months(series):
+        for month in months:
             folder = month_prefix(series, month)
             for name in sorted(self.store.listing(folder)):
-                tables.append(self._read(f"{folder}/{name}").cast(BAR_SCHEMA))
+                rel = f"{folder}/{name}"
+                table = self._read(rel).cast(BAR_SCHEMA)
+                tables.append(drop_partitions(table, shadowed.get(rel, set())))
         if not tables:
             return BAR_SCHEMA.empty_table()
         table = pa.concat_tables(tables).replace_schema_metadata(None)
@@ -132,6 +156,13 @@ class ParquetSink:
         rels = self.catalog.files_of(series, wanted, start, end)
         if not rels:
             return BAR_SCHEMA.empty_table()
+        shadowed = self.catalog.shadowed(series, start, end)
+        if shadowed:  # a commit cut short: those files are read alone, without the old rows
+            parts = [
+                drop_partitions(self._read(rel, where).cast(BAR_SCHEMA), shadowed.get(rel, set()))
+                for rel in rels
+            ]
+            return pa.concat_tables(parts).replace_schema_metadata(None)
         if isinstance(self.store, LocalStore):
             # One dataset over the files: pyarrow prunes row groups and decodes on its threads.
             paths = {str(self.store.path(rel)): rel for rel in rels}

@@ -15,8 +15,12 @@ wrong.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import multiprocessing
 import random
+import select
+import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -232,11 +236,88 @@ def _writer(
     """The killed writer: commit the two versions in turn until killed."""
     spec = _spec(sink)
     child = build_sink(spec, root, settings)
-    ready.set()
+    ready()
     n = 0
     while True:
         child.commit(commit_request(versions[n % 2], covered, job=f"kit-crash-{n % 2}"))
         n += 1
+
+
+def _crash_versions() -> tuple[set[PartitionKey], list[pa.Table]]:
+    covered = {(s, d) for s in SYMBOLS for d in DAYS[:2]}
+    versions = [kit_bars(SYMBOLS, DAYS[:2], base=700.0), kit_bars(SYMBOLS, DAYS[:2], 900.0, 3)]
+    return covered, versions
+
+
+def writer_main() -> None:
+    """``python -m marketpipe.testing.kits.sink_writer SINK ROOT SETTINGS_JSON``: the killed
+    writer of a sink given by name, in its own interpreter; says ``ready`` on stdout."""
+    name, root, settings = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    covered, versions = _crash_versions()
+
+    def ready() -> None:
+        print("ready", flush=True)
+
+    _writer(name, root, settings, versions, covered, ready)
+
+
+#: How long a writer may take to start (import the sink, build it) before the kit gives up.
+WRITER_START_SECONDS = 300.0
+
+
+def _kill_spawned(
+    sink: str, root: Path | str, settings: Mapping[str, Any], after: float, crash: int
+) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "marketpipe.testing.kits.sink_writer",
+        sink,
+        str(root),
+        json.dumps(dict(settings), default=str),
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        readable, _, _ = select.select([proc.stdout], [], [], WRITER_START_SECONDS)
+        line = proc.stdout.readline() if readable else b""
+        if line.strip() != b"ready":
+            proc.kill()
+            _, err = proc.communicate()
+            last = (err.decode(errors="replace").strip().splitlines() or ["(no output)"])[-1]
+            raise AssertionError(f"crash {crash + 1}: the writer did not start: {last}")
+        time.sleep(after)
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def _kill_forked(
+    sink: SinkSpec,
+    root: Path | str,
+    settings: Mapping[str, Any],
+    versions: list[pa.Table],
+    covered: set[PartitionKey],
+    after: float,
+    crash: int,
+) -> None:
+    context: Any = multiprocessing.get_context("fork")
+    ready = context.Event()
+    proc = context.Process(
+        target=_writer, args=(sink, root, dict(settings), versions, covered, ready.set)
+    )
+    proc.start()
+    try:
+        deadline = time.monotonic() + WRITER_START_SECONDS
+        while not ready.wait(timeout=0.1):
+            if not proc.is_alive() or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"crash {crash + 1}: the writer did not start (exit code {proc.exitcode})"
+                )
+        time.sleep(after)
+    finally:
+        proc.kill()
+        proc.join()
 
 
 def _crashes(
@@ -247,16 +328,16 @@ def _crashes(
     crashes: int,
 ) -> None:
     """SIGKILL a writer alternating two versions of some partitions, at random moments. A sink
-    given by name is run in a fresh interpreter (spawn: safe for sinks whose libraries start
-    threads, such as Rust runtimes); a spec object in a forked child."""
+    given by name is run in a fresh interpreter (``python -m``: safe for sinks whose libraries
+    start threads, such as Rust runtimes, and it never imports the calling script again, so a
+    script may call the kit at its top level); a spec object in a forked child."""
     spec = _spec(sink)
 
     def build() -> Sink:
         return build_sink(spec, root, settings)
 
-    covered = {(s, d) for s in SYMBOLS for d in DAYS[:2]}
+    covered, versions = _crash_versions()
     rest = _without(now, covered)
-    versions = [kit_bars(SYMBOLS, DAYS[:2], base=700.0), kit_bars(SYMBOLS, DAYS[:2], 900.0, 3)]
     built = build()
     started = time.perf_counter()
     try:
@@ -267,19 +348,11 @@ def _crashes(
     took = (time.perf_counter() - started) / 2
     rng = random.Random(7)
     allowed = pa.concat_tables([rest, *versions])
-    context: Any = multiprocessing.get_context("spawn" if isinstance(sink, str) else "fork")
     for crash in range(crashes):
-        ready = context.Event()
-        proc = context.Process(
-            target=_writer, args=(sink, root, dict(settings), versions, covered, ready)
-        )
-        proc.start()
-        if not ready.wait(timeout=300):
-            proc.kill()
-            raise AssertionError(f"crash {crash + 1}: the writer did not start")
-        time.sleep(rng.uniform(0, took * 3))
-        proc.kill()
-        proc.join()
+        if isinstance(sink, str):
+            _kill_spawned(sink, root, settings, rng.uniform(0, took * 3), crash)
+        else:
+            _kill_forked(sink, root, settings, versions, covered, rng.uniform(0, took * 3), crash)
         sink_after = build()
         try:
             try:
