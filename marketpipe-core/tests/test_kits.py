@@ -88,7 +88,7 @@ def test_kit_catches_a_sink_that_duplicates_rows(tmp_path: Path) -> None:
     # Its reads take each partition from the newest file, so the catalog's two holders of one
     # partition are what gives it away.
     with pytest.raises(
-        AssertionError, match="after a commit covering two partitions: the catalog lists .* twice"
+        AssertionError, match=r"after a commit covering two partitions: the catalog lists .* twice"
     ):
         check_sink(spec_of(NoReplace), tmp_path)
 
