@@ -12,6 +12,10 @@ import marketpipe
 import pyarrow.compute as pc
 import pytest
 from cli_helpers import mp
+from marketpipe.model.actions import actions_table
+from marketpipe.storage.ledger import Ledger
+from marketpipe.storage.location import dataset_root
+from marketpipe.storage.stores import open_store
 from marketpipe_alpaca.testing import FakeAlpacaServer
 from test_restatement import KEY, SECRET, as_read, assert_same, served
 
@@ -82,3 +86,28 @@ def test_an_absurd_split_ratio_is_set_aside_and_never_applied(tmp_path: Path) ->
         raw = marketpipe.read(root, **kw)  # type: ignore[arg-type]
         assert split.equals(raw)
         assert pc.min(split["volume"]).as_py() >= 0
+
+
+def test_a_split_without_an_ex_date_shows_none_and_read_names_the_timeframes_held(
+    tmp_path: Path,
+) -> None:
+    with FakeAlpacaServer(KEY, SECRET, today=TODAY) as server:
+        root = tmp_path / "data"
+        ingest(server, root, "NVDA")
+    undated = {"provider": "alpaca", "id": "split-undated", "kind": "forward_split",
+               "symbol": "NVDA", "old_rate": 1.0, "new_rate": 4.0, "ex_date": None,
+               "process_date": dt.date(2024, 6, 1), "record": "{}",
+               "fetched_at": dt.datetime(2024, 6, 1, tzinfo=dt.UTC)}  # fmt: skip
+    added = Ledger(open_store(dataset_root(root))).add(actions_table([undated]))
+    assert added.rejected.num_rows == 1
+    listed = mp("actions", "--rejected", "--data-dir", str(root))
+    assert listed.returncode == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if "NVDA" in line)
+    assert "none" in row.split() and "2024-06-01" not in row
+    read = mp("read", "--provider", "alpaca", "--symbols", "NVDA", "--start", "2024-03-01",
+              "--end", "2024-03-08", "--data-dir", str(root))  # fmt: skip
+    assert read.returncode == 2
+    assert read.stderr.strip() == (
+        "Error: the dataset holds no 1m bars of provider alpaca: it holds 1d "
+        "(timeframe=, --timeframe)"
+    )

@@ -9,8 +9,10 @@ import time
 import tracemalloc
 from typing import Any
 
+import httpx
 import pyarrow as pa
 import pytest
+from marketpipe.fetch import ApiKeyAuth, AuthenticationError
 from marketpipe.ingestion.connectors import (
     BaseApiClient,
     ClientConfig,
@@ -21,6 +23,7 @@ from marketpipe.ingestion.connectors import (
     ResponseTooLargeError,
     require_json_object,
 )
+from marketpipe.model.secrets import scrub
 from marketpipe.testing.http import Answer, ScriptedServer, gzip_bomb
 
 
@@ -256,3 +259,31 @@ def test_waiting_for_a_rate_limit_slot_is_not_the_requests_own_time(mode: str) -
 
             tables = asyncio.run(three())
         assert [t.num_rows for t in tables] == [1, 1, 1]
+
+
+def test_a_401_is_an_authentication_error_without_a_classify_error_of_ones_own() -> None:
+    with ScriptedServer([Answer(status=401, body=b'{"message": "bad key"}')]) as server:
+        with pytest.raises(AuthenticationError, match=r"refused the credentials \(HTTP 401\)"):
+            client(server).fetch_batch("X", 0, 1)
+        assert len(server.requests) == 1  # never retried
+
+
+def test_one_api_key_as_bearer_header_or_query_parameter() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={})
+
+    transport = httpx.MockTransport(answer)
+    for auth in (ApiKeyAuth("k3y-v4lue"), ApiKeyAuth("k3y-v4lue", header="X-API-Key"),
+                 ApiKeyAuth("k3y-v4lue", query="apiKey")):  # fmt: skip
+        with httpx.Client(transport=transport, auth=auth) as c:
+            c.get("https://api.example.test/v2/aggs", params={"limit": "5"})
+        assert "k3y-v4lue" not in repr(auth)
+    bearer, header, query = seen
+    assert bearer.headers["Authorization"] == "Bearer k3y-v4lue"
+    assert header.headers["X-API-Key"] == "k3y-v4lue" and "Authorization" not in header.headers
+    assert dict(query.url.params) == {"limit": "5", "apiKey": "k3y-v4lue"}
+    # A message that quotes the URL is scrubbed like every other.
+    assert "k3y-v4lue" not in scrub(f"GET {query.url} failed")

@@ -17,6 +17,7 @@ from marketpipe.cli.common import (
     json_option,
     user_errors,
 )
+from marketpipe.model.actions import DIVIDEND_KINDS, SPLIT_KINDS
 
 
 def _day(value: str | None, what: str) -> dt.date | None:
@@ -28,6 +29,9 @@ def _day(value: str | None, what: str) -> dt.date | None:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise InvalidInputError(f"{what} must be a date (YYYY-MM-DD), got {value!r}") from None
+
+
+_DATED = SPLIT_KINDS | DIVIDEND_KINDS | {"forward_split", "reverse_split"}
 
 
 @click.command()
@@ -91,8 +95,10 @@ def actions(
             what = f"{row['new_rate']:g}-for-{row['old_rate']:g}"
         else:
             what = f"{row['rate']:g}" if row["rate"] is not None else ""
-        table_rows.append([Text(row["symbol"]), Text(row["kind"]),
-                           Text(row["ex_date"] or row["process_date"]), Text(what),
+        # A split or dividend without an ex-date has none to show (a record set aside for
+        # it); kinds without one (a rename) carry their effective day.
+        ex = row["ex_date"] or ("none" if row["kind"] in _DATED else row["process_date"])
+        table_rows.append([Text(row["symbol"]), Text(row["kind"]), Text(str(ex)), Text(what),
                            Text(row["new_symbol"] or ""), Text(row["provider"])])  # fmt: skip
     console.print(fitted_table(columns, table_rows))
     noun = "action" if len(rows) == 1 else "actions"

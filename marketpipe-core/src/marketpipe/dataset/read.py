@@ -72,10 +72,24 @@ def _series(sink: Sink, provider: str, feed: str | None, timeframe: Timeframe) -
             and (feed is None or s.feed == feed)
         ]
 
-    stored = matching(sink.catalog.series()) or matching(sink.catalog.sync_all())
+    every = sink.catalog.series()
+    stored = matching(every)
+    if not stored:
+        every = sink.catalog.sync_all()
+        stored = matching(every)
     if not stored:
         what = f"provider {provider}" + (f" feed {feed}" if feed else "")
-        raise InvalidInputError(f"the dataset holds no {timeframe.value} bars of {what}")
+        held = sorted(
+            {s.timeframe for s in every if s.provider == provider}, key=lambda t: t.minutes
+        )
+        hint = (
+            f": it holds {', '.join(t.value for t in held)} (timeframe=, --timeframe)"
+            if held
+            else f": it holds bars of {', '.join(sorted({s.provider for s in every}))}"
+            if every
+            else ""
+        )
+        raise InvalidInputError(f"the dataset holds no {timeframe.value} bars of {what}{hint}")
     feeds = sorted({s.feed for s in stored})
     if len(feeds) > 1:
         raise InvalidInputError(
