@@ -220,21 +220,36 @@ def closes_before(bars: pa.Table, regular: Callable[[pa.Table], pa.Array]) -> Cl
         value = float(close[np.argmax(ts)])
         return value if math.isfinite(value) else None
 
-    def close_before(symbol: str, ex: dt.date) -> float | None:
-        key = (symbol, ex)
-        if key in cache:
-            return cache[key]
+    by_symbol: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def rows_of(symbol: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The symbol's rows ordered by time, and their times: found in one pass over the
+        table a symbol, not one a dividend."""
         if not columns:
             columns.append((*_codes(bars), _nanos(bars)))
         codes, code, ts = columns[0]
         if symbol not in code:
+            return None
+        if symbol not in by_symbol:
+            rows = np.flatnonzero(codes == code[symbol])
+            order = np.argsort(ts[rows], kind="stable")
+            by_symbol[symbol] = (rows[order], ts[rows][order])
+        return by_symbol[symbol]
+
+    def close_before(symbol: str, ex: dt.date) -> float | None:
+        key = (symbol, ex)
+        if key in cache:
+            return cache[key]
+        found = rows_of(symbol)
+        if found is None:
             cache[key] = None
             return None
-        mine = (codes == code[symbol]) & (ts < ny_midnight_ns(ex))
-        near = mine & (ts >= ny_midnight_ns(ex - LOOKBACK))
-        value = last_regular(np.flatnonzero(near))
+        rows, times = found
+        before = int(np.searchsorted(times, ny_midnight_ns(ex), side="left"))
+        near = int(np.searchsorted(times, ny_midnight_ns(ex - LOOKBACK), side="left"))
+        value = last_regular(rows[near:before])
         if value is None:
-            value = last_regular(np.flatnonzero(mine))
+            value = last_regular(rows[:before])
         cache[key] = value
         return value
 
