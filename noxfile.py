@@ -1,5 +1,8 @@
 """Sessions: ``tests`` per distribution (installed alone), ``integration`` (everything installed),
-``lint`` and ``typecheck``. Distributions are the ``marketpipe-*`` folders, found, never listed."""
+``lint`` and ``typecheck``. Distributions are the ``marketpipe-*`` folders, found, never listed.
+
+Each test runs once: a distribution's own tests in its session, the cross-package tests in
+``integration``. Every session ends with its slowest tests (``--durations``)."""
 
 from __future__ import annotations
 
@@ -22,8 +25,9 @@ TEST_DEPS = [
     "duckdb>=1.0",
     "pytest-xdist>=3.5",
 ]
-#: Independent tests run on every core (each test keeps its own folders, ports and processes).
-PARALLEL = ["-n", "auto"]
+#: Independent tests run on every core (each test keeps its own folders, ports and processes),
+#: and the slowest are named at the end of each session.
+PARALLEL = ["-n", "auto", "--durations=10", "--durations-min=5"]
 
 
 def local_requirements(package: str) -> list[str]:
@@ -54,7 +58,8 @@ def tests(session: nox.Session, package: str) -> None:
 
 @nox.session
 def integration(session: nox.Session) -> None:
-    """Everything installed: the cross-package tests, then the core tests again beside plugins."""
+    """Everything installed: the cross-package tests (the CLI as a user runs it, every plugin
+    beside the others, local S3 and Dask servers)."""
     session.install(
         *[f"./{p}" for p in PACKAGES],
         *TEST_DEPS,
@@ -66,7 +71,7 @@ def integration(session: nox.Session) -> None:
         "moto[server]",
         "dask[distributed]",
     )
-    session.run("pytest", "tests", "marketpipe-core/tests", *PARALLEL, *session.posargs)
+    session.run("pytest", "tests", *PARALLEL, *session.posargs)
 
 
 @nox.session

@@ -91,3 +91,36 @@ def test_jobs_made_in_one_second_are_listed_newest_first(tmp_path: Path) -> None
         "AAA_2024-01-02",
     ]
     store.close()
+
+
+def test_a_full_disk_under_the_event_log_is_one_warning_not_one_traceback_an_event(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import errno
+    import logging
+
+    from marketpipe.jobs.event_bus import EventBus
+    from marketpipe.jobs.event_log import EventLog
+    from marketpipe.jobs.events import IngestionJobStarted
+    from marketpipe.model.values import IngestionJobId
+
+    class Full:
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    job = IngestionJobId("0123456789ab")
+    bus = EventBus()
+    log = EventLog(tmp_path, job)
+    log.subscribe(bus)
+    log._file = Full()  # type: ignore[assignment]
+    with caplog.at_level(logging.WARNING, logger="marketpipe"):
+        for _ in range(230):
+            bus.publish(IngestionJobStarted(job))
+    log.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the job's event log {log.path} cannot be written (No space left on device): "
+        "the job goes on without it"
+    ]

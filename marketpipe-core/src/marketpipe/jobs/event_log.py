@@ -3,9 +3,11 @@ every run of the job, so a resumed job's log tells its whole story)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import json
+import logging
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,6 +38,9 @@ def event_log_path(data_dir: Path, job_id: IngestionJobId | str) -> Path:
     return data_dir / META_DIR / "events" / f"job={job_id}.jsonl"
 
 
+log = logging.getLogger(__name__)
+
+
 class EventLog:
     """A subscriber that appends every event of one job to its JSON-lines file."""
 
@@ -52,10 +57,23 @@ class EventLog:
         # has 25,000 partitions. Subscribers of the bus still get every partition's start.
         if isinstance(event, IngestionJobStarted) and event.symbol is not None:
             return
-        if self._file is not None:
+        if self._file is None:
+            return
+        try:
             self._file.write(json.dumps(event_record(event)) + "\n")
+        except OSError as exc:  # a full disk: said once, the job goes on (its store decides)
+            log.warning(
+                "the job's event log %s cannot be written (%s): the job goes on without it",
+                self.path,
+                exc.strerror or exc,
+            )
+            self._drop()
+
+    def _drop(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError):
+                file.close()
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._drop()
