@@ -118,7 +118,7 @@ def test_a_full_disk_under_the_event_log_is_one_warning_not_one_traceback_an_eve
     log._file = Full()  # type: ignore[assignment]
     with caplog.at_level(logging.WARNING, logger="marketpipe"):
         for _ in range(230):
-            bus.publish(IngestionJobStarted(job))
+            bus.publish(IngestionJobStarted(job_id=job))
     log.close()
     assert [r.getMessage() for r in caplog.records] == [
         f"the job's event log {log.path} cannot be written (No space left on device): "
