@@ -88,7 +88,9 @@ def test_bare_429s_teach_the_job_the_servers_pace_with_few_rejections(tmp_path: 
         assert summary["partitions_completed"] == 12 * 61  # every session of the quarter
         assert summary["bars"] == len(rows(root))
         assert server.stats["requests"] > 60  # enough windows for the pace to matter
-        assert 1 <= server.stats["429_limit"] <= 15
+        # Three bursts in a row at one count to learn it (random faults never teach), then a
+        # burst now and then where a raise probes upward: a few dozen of 1,000+ requests.
+        assert 1 <= server.stats["429_limit"] <= 40
         assert "answered 429 without saying when to retry" in out.stderr
 
 

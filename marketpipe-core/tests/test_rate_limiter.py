@@ -1,6 +1,8 @@
 import asyncio
+import random
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from marketpipe.fetch.rate_limiter import shared_windows
@@ -168,7 +170,7 @@ def test_a_penalty_is_passed_to_the_shared_window() -> None:
     assert limiter._reserve().wait == pytest.approx(3.0, abs=0.1)  # and this process waits
 
 
-def test_a_bare_429_teaches_the_limit_the_server_showed_once_a_burst() -> None:
+def test_bare_429s_at_one_count_teach_the_limit_the_server_showed_once_a_burst() -> None:
     now = [0.0]
     limiter = RateLimiter(1000, 10.0, clock=lambda: now[0])
     accepted = [limiter._reserve() for _ in range(5)]
@@ -176,14 +178,17 @@ def test_a_bare_429_teaches_the_limit_the_server_showed_once_a_burst() -> None:
     now[0] = 1.0
     for slot in accepted:
         slot.done()
-    # The first burst may be a blip: everyone waits a tenth of the window, nothing is learned.
+    # The first burst may be a blip: nothing is learned, nobody else waits.
     assert [slot.done(rejected=True) for slot in burst] == [None, None, None]
     assert limiter.limit == 1000
-    retried = [limiter._reserve() for _ in range(3)]
-    assert retried[0].wait == pytest.approx(1.0)
+    retried = limiter._reserve()
+    assert retried.wait == 0.0
+    now[0] = 1.5
+    assert retried.done(rejected=True) is None  # the same count twice: not yet
+    third = [limiter._reserve() for _ in range(2)]
     now[0] = 2.5
-    assert retried[0].done(rejected=True) == 5  # a second burst: the server took 5
-    assert retried[1].done(rejected=True) is None and retried[2].done(rejected=True) is None
+    assert third[0].done(rejected=True) == 5  # a third time at 5: the server takes 5
+    assert third[1].done(rejected=True) is None  # the same burst teaches once
     assert limiter.limit == 5 and limiter.slowdowns == 1 and limiter.bare_rejections == 6
     # The rejected ones go again only when the window has room: after the first accepted
     # one's answer leaves it.
@@ -193,29 +198,69 @@ def test_a_bare_429_teaches_the_limit_the_server_showed_once_a_burst() -> None:
     assert hinted.done(rejected=True, hinted=True) is None and limiter.limit == 5
 
 
-def test_a_lowered_limit_rises_slowly_and_backs_off_a_raise_that_met_a_429() -> None:
+def simulate(
+    limiter: RateLimiter,
+    now: list[float],
+    requests: int,
+    server_limit: Callable[[float], int | None],
+    fault: Callable[[], bool] = lambda: False,
+) -> tuple[int, list[int]]:
+    """Send ``requests`` one after another through ``limiter`` (its clock ``now``) to a server
+    that accepts ``server_limit(t)`` requests in any window (``None``: no limit) and answers a
+    bare 429 when over it, or when ``fault()``. Returns (429s met, the limit after each send)."""
+    accepted: list[float] = []
+    rejected = 0
+    limits = []
+    sent = 0
+    while sent < requests:
+        slot = limiter._reserve()
+        now[0] += max(0.0, slot.wait) + 0.01  # the answer takes 10 ms
+        t = now[0]
+        limit = server_limit(t)
+        recent = [a for a in accepted if a > t - limiter.window_seconds]
+        if (limit is not None and len(recent) >= limit) or fault():
+            rejected += 1
+            slot.done(rejected=True)
+        else:
+            accepted.append(t)
+            slot.done()
+            sent += 1
+        limits.append(limiter.limit)
+    return rejected, limits
+
+
+def test_a_server_limit_is_learned_with_few_rejections() -> None:
     now = [0.0]
     limiter = RateLimiter(100, 10.0, clock=lambda: now[0])
-    sent = [limiter._reserve() for _ in range(20)]
-    for slot in sent:
-        slot.done()
-    # After 20 accepted requests a bare 429 is a limit at once, not a blip.
-    assert limiter._reserve().done(rejected=True) == 20
-    now[0] = 19.0
-    limiter._reserve().done()
-    assert limiter.limit == 20  # not before two quiet windows
-    now[0] = 21.0
-    probe = limiter._reserve()
-    assert limiter.limit == 22  # a tenth more
-    # Too far: down to what the server took in the window (one request, at 19), and the next
-    # raise waits twice as long (four windows).
-    assert probe.done(rejected=True) == 1
-    now[0] = 21.0 + 39.0
-    limiter._reserve().done()
-    assert limiter.limit == 1
-    now[0] = 21.0 + 41.0
-    limiter._reserve().done()
-    assert limiter.limit == 2
+    rejected, limits = simulate(limiter, now, 300, lambda t: 20)
+    assert 15 <= limits[-1] <= 30 and limiter.slowdowns >= 1
+    assert rejected <= 25  # a burst to learn it, then one now and then at each probe upward
+    assert now[0] <= 300 / 20 * 10 * 1.6  # near the server's own pace (150 s)
+
+
+def test_random_429s_never_collapse_the_pace() -> None:
+    """No limit at all, a tenth of the answers bare 429s at random: the pace stays near the
+    configured one (the last turn's limiter sank to 1 a minute)."""
+    now = [0.0]
+    rng = random.Random(11)
+    limiter = RateLimiter(60, 10.0, clock=lambda: now[0])
+    rejected, limits = simulate(limiter, now, 600, lambda t: None, lambda: rng.random() < 0.1)
+    assert rejected > 50  # the faults were met
+    assert min(limits[-100:]) >= 30
+    assert now[0] <= 600 / 60 * 10 * 2.5  # ideal 100 s
+
+
+def test_a_server_that_raises_its_limit_is_followed_upward() -> None:
+    now = [0.0]
+    limiter = RateLimiter(100, 10.0, clock=lambda: now[0])
+    simulate(limiter, now, 200, lambda t: 8)
+    assert limiter.limit <= 10
+    raised = now[0]
+    simulate(limiter, now, 1000, lambda t: 8 if t < raised else 40)
+    assert 30 <= limiter.limit <= 50
+    # Probing costs at most one burst of rejections in every few windows.
+    rejected, limits = simulate(limiter, now, 400, lambda t: 40)
+    assert rejected <= 20 and min(limits) >= 26
 
 
 def test_a_limit_learned_by_one_process_is_taken_up_by_the_others() -> None:
@@ -228,6 +273,7 @@ def test_a_limit_learned_by_one_process_is_taken_up_by_the_others() -> None:
         first, second = RateLimiter(50, 5.0), RateLimiter(50, 5.0)
     for _ in range(4):
         first.acquire_slot().done()
+    assert first.acquire_slot().done(rejected=True) is None
     assert first.acquire_slot().done(rejected=True) is None
     assert first.acquire_slot().done(rejected=True) == 4
     second.acquire_slot().done()

@@ -60,8 +60,15 @@ def shared_windows(factory: WindowFactory) -> Iterator[None]:
         _SHARING.reset(token)
 
 
-#: Requests accepted in the window that make a first bare 429 a limit rather than a blip.
-_EVIDENCE = 10
+#: Bare 429s teach a limit only when they recur at one count: a burst is evidence when it is
+#: the third in a row (no request accepted between them) at the same count of requests the
+#: server accepted in the window, within one window; random faults almost never do.
+_STREAK = 3
+#: A raise multiplies the limit by this (at least one more request), after ``_quiet_windows``
+#: windows without a bare 429; a raise that meets one waits twice as long next time, up to
+#: this many windows: a server that raised its limit is found within minutes.
+_RAISE = 1.5
+_MOST_QUIET_WINDOWS = 8
 
 
 @attrs.define
@@ -92,15 +99,18 @@ class RateLimiter:
     ``penalize`` holds everyone back after the server said to wait (``Retry-After``).
 
     A 429 that says nothing (a gateway, a key shared with others) may mean the server's limit
-    is below ours. When fewer than ten requests were accepted in the window, the first such
-    burst holds everyone back a tenth of the window (at most 5 s): it may be a blip. After more,
-    or at a second burst within the window, it is a limit: the limiter then takes the requests
-    the server accepted in the last window as the limit (one fewer on each later burst) and holds every request until the window
-    has room, so the rejected ones are sent again only when they can pass. It raises the limit
-    again by a tenth at a time, after two quiet windows, and waits twice as long before the
-    next raise each time a raise meets a 429: a server that never changes costs a rejected
-    request every few windows at most. The 429s of one burst (requests already sent when the
-    first came back) teach once.
+    is below ours, or nothing at all (a gateway's hiccup, a fault). The limiter lowers the pace
+    only on sustained evidence: three bursts of bare 429s in a row within one window, nothing
+    accepted between them, each at the same count of requests the server accepted in the
+    window, below the limiter's own limit. Then it takes that count as the limit and holds every request until
+    the window has room, so the rejected ones are sent
+    again only when they can pass. Any other burst is taken as a blip: nothing is learned and
+    only the rejected request waits (its retry's backoff); random faults, which meet the server
+    at random counts, mostly below what it let through before, never collapse the pace. After a quiet window it raises the limit by half
+    (at least one); a raise that meets a steady 429 doubles the quiet spell before the next
+    (up to eight windows), so the limiter keeps probing upward and finds a server that raised
+    its limit. The 429s of one burst (requests already sent when the first came back) teach
+    once.
     """
 
     def __init__(
@@ -131,10 +141,13 @@ class RateLimiter:
         self.bare_rejections = 0
         self._burst_end = 0  # tickets below it were sent before the last lowering
         self._raise_at = math.inf
-        self._quiet_windows = 2
+        self._quiet_windows = 1
         self._raised_at = -math.inf
         self._learned_at = 0.0  # when the last learning taken up from the shared window was
-        self._strike: float | None = None  # when a first bare 429 was met at the full limit
+        #: Requests accepted so far, and the current streak of bursts of bare 429s with none
+        #: accepted between them: ``(length, accepted then, count in the window, first at)``.
+        self._accepted = 0
+        self._streak = (0, -1, -1, 0.0)
         sharing = _SHARING.get()
         self._shared = sharing(requests_per_window, window_seconds) if sharing else None
 
@@ -154,7 +167,8 @@ class RateLimiter:
             now = self._clock()
             self._adopt_learned(now)
             if now >= self._raise_at and self.limit < self.requests_per_window:
-                self.limit = min(self.requests_per_window, self.limit + max(1, self.limit // 10))
+                raised = max(self.limit + 1, int(self.limit * _RAISE))
+                self.limit = min(self.requests_per_window, raised)
                 self._raised_at = now
                 self._raise_at = now + self._quiet_windows * self.window_seconds
             at = max(now, self._blocked_until, self._last)
@@ -185,6 +199,7 @@ class RateLimiter:
                         self._sent.remove(entry)
                     else:
                         entry[1], entry[2] = max(entry[1], now), True
+                        self._accepted += 1
                     break
             if rejected and not hinted:
                 self.bare_rejections += 1
@@ -201,19 +216,23 @@ class RateLimiter:
         self._burst_end = self._issued
         since = now - self.window_seconds
         accepted = sum(1 for entry in self._sent if entry[2] and entry[1] > since)
-        if (
-            self.limit == self.requests_per_window
-            and accepted < _EVIDENCE
-            and (self._strike is None or now - self._strike > self.window_seconds)
-        ):
-            # A first 429 after only a few requests may be a blip (a gateway's hiccup): hold
-            # everyone back a moment; a second burst of them within the window is a limit.
-            self._strike = now
-            pause = min(self.window_seconds / 10, 5.0)
-            self._blocked_until = max(self._blocked_until, now + pause)
+        length, seen, count, first = self._streak
+        if seen == self._accepted and count == accepted and now - first <= self.window_seconds:
+            self._streak = (length + 1, seen, count, first)
+        else:
+            self._streak = (1, self._accepted, accepted, now)
+        # A server's limit shows as 429 after 429 at one count below our own limit, nothing
+        # accepted in between. Random faults come between accepted answers.
+        steady = self._streak[0] >= _STREAK
+        limited = accepted < self.limit
+        if not (steady and limited):
+            # Once is no limit: a gateway's hiccup, a fault. Nothing is learned, nobody else
+            # waits (the rejected request waits its own backoff); the same count met again
+            # is a limit.
             return None
         if now - self._raised_at < self.window_seconds * self._quiet_windows:
-            self._quiet_windows = min(64, self._quiet_windows * 2)  # a raise went too far
+            # a raise went too far
+            self._quiet_windows = min(_MOST_QUIET_WINDOWS, self._quiet_windows * 2)
         self.limit = max(1, min(accepted, self.limit - 1))
         self.slowdowns += 1
         metrics.observe_slowdown()

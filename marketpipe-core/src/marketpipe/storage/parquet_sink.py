@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from marketpipe.model import clock
@@ -164,6 +163,10 @@ class ParquetSink:
             ]
             return pa.concat_tables(parts).replace_schema_metadata(None)
         if isinstance(self.store, LocalStore):
+            # pyarrow.dataset imports pandas (0.9 s): loaded by the reads that need it only,
+            # never by mp status, mp jobs or an ingest that replaces nothing.
+            import pyarrow.dataset as ds
+
             # One dataset over the files: pyarrow prunes row groups and decodes on its threads.
             paths = {str(self.store.path(rel)): rel for rel in rels}
             try:
