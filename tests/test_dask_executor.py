@@ -24,7 +24,7 @@ import duckdb
 import httpx
 import pytest
 from cli_helpers import mp, mp_json, wait_for_progress
-from distributed import Client, LocalCluster, Variable
+from distributed import Client, LocalCluster
 from marketpipe.model.errors import InvalidInputError
 from marketpipe.run.dask.client import DaskUnits
 from marketpipe.run.dask.tasks import days_listed, units_run
@@ -375,10 +375,17 @@ def test_a_retry_after_on_one_worker_holds_back_the_others(cluster: Client) -> N
         assert calm.result() < 0.5  # a request waits for nothing by itself
         cluster.submit(_penalize, name, 3.0, workers=[first], pure=False).result()
         # The pause reaches the scheduler (waited for, not slept on) ...
-        Variable(f"marketpipe-rate-{name}-5-per-1s-pause", client=cluster).get(timeout=10)
+        key = ["marketpipe", f"marketpipe-rate-{name}-5-per-1s", "pause"]
+        deadline = time.monotonic() + 10
+        while cluster.get_metadata(key, default=None) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         # ... and the other worker's next request waits for its end.
         waited = cluster.submit(_one_request_wait, name, workers=[second], pure=False).result()
         assert waited >= 2.0, waited  # alone it waits for nothing (above)
+    # Workers that looked for a pause nobody had set left nothing in the scheduler's log.
+    logged = [message for _, message in cluster.get_scheduler_logs(n=10_000)]
+    assert not [m for m in logged if "TimeoutError" in m or "variable_get" in m]
 
 
 def _tasks_executing(dask_worker: Any) -> int:

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from typing import Any
+
 import attrs
 
 from marketpipe.dataset.actions import refresh_ledger
@@ -299,8 +301,9 @@ async def _abandonable(
     undo = cancel.on_set(stopped.set)
     waiting = asyncio.ensure_future(stopped.wait())
     try:
+        pending: set[asyncio.Future[Any]] = {done, waiting}
         await asyncio.wait(
-            {done, waiting},
+            pending,
             timeout=max(0.0, until - time.monotonic()),
             return_when=asyncio.FIRST_COMPLETED,
         )

@@ -87,21 +87,23 @@ class DaskWindow:
     task, where the worker is known).
 
     A server's ``Retry-After`` holds back every worker, not only the one it answered: the
-    pause's end (wall-clock time) is a ``distributed.Variable`` that workers sending requests
-    read at most every :data:`PAUSE_CHECK_SECONDS`. A limit learned from 429s without a hint
-    travels the same way (another ``Variable``): each worker then sends at most its share of
-    it (the learned limit split over the workers sending), and the semaphore still caps them
-    all at the configured limit.
+    pause's end (wall-clock time) is kept in the scheduler's metadata, which workers sending
+    requests read at most every :data:`PAUSE_CHECK_SECONDS`. A limit learned from 429s without a
+    hint travels the same way: each worker then sends at most its share of it (the learned
+    limit split over the workers sending), and the semaphore still caps them all at the
+    configured limit. (Metadata, not ``distributed.Variable``: reading a Variable nobody has
+    set is a TimeoutError the scheduler logs with its traceback, a hundred a normal run.)
     """
 
     def __init__(self, name: str, leases: int) -> None:
-        from distributed import Semaphore, Variable, get_worker
+        from distributed import Semaphore, get_client, get_worker
 
         loop: Any = get_worker().loop  # tornado's IOLoop over the worker's asyncio loop
         self._loop: asyncio.AbstractEventLoop = loop.asyncio_loop
         self._semaphore: Any = Semaphore(max_leases=leases, name=name)  # type: ignore[no-untyped-call]
-        self._pause: Any = Variable(f"{name}-pause")  # type: ignore[no-untyped-call]
-        self._learned_var: Any = Variable(f"{name}-learned")  # type: ignore[no-untyped-call]
+        self._scheduler: Any = get_client().scheduler
+        self._pause_key = ["marketpipe", name, "pause"]
+        self._learned_key = ["marketpipe", name, "learned"]
         self._paused_until = 0.0  # time.time()
         self._learned: tuple[int, float] | None = None  # (limit, when: time.time())
         self.workers = 1
@@ -111,13 +113,16 @@ class DaskWindow:
         now = time.monotonic()
         if now - self._checked >= PAUSE_CHECK_SECONDS:
             self._checked = now
-            with contextlib.suppress(Exception):  # never set yet, or no scheduler to ask
-                until = float(await self._pause.get(timeout=0))
-                self._paused_until = max(self._paused_until, until)
+            with contextlib.suppress(Exception):  # no scheduler to ask
+                until = await self._scheduler.get_metadata(keys=self._pause_key, default=None)
+                if until is not None:
+                    self._paused_until = max(self._paused_until, float(until))
             with contextlib.suppress(Exception):
-                limit, when = str(await self._learned_var.get(timeout=0)).split("@")
-                if self._learned is None or float(when) > self._learned[1]:
-                    self._learned = (int(limit), float(when))
+                learned = await self._scheduler.get_metadata(keys=self._learned_key, default=None)
+                if learned is not None:
+                    limit, when = str(learned).split("@")
+                    if self._learned is None or float(when) > self._learned[1]:
+                        self._learned = (int(limit), float(when))
         wait = self._paused_until - time.time()
         if wait > 0:
             await asyncio.sleep(wait)
@@ -125,7 +130,7 @@ class DaskWindow:
 
     async def _publish_pause(self, until: float) -> None:
         with contextlib.suppress(Exception):
-            await self._pause.set(until)
+            await self._scheduler.set_metadata(keys=self._pause_key, value=until)
 
     def penalize(self, seconds: float) -> None:
         until = time.time() + seconds
@@ -148,7 +153,7 @@ class DaskWindow:
 
     async def _publish_learned(self, value: str) -> None:
         with contextlib.suppress(Exception):
-            await self._learned_var.set(value)
+            await self._scheduler.set_metadata(keys=self._learned_key, value=value)
 
     def learned(self) -> tuple[int, float] | None:
         """This worker's share of the last limit a worker learned (within ten minutes: a
