@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-
 from typing import Any
 
 import attrs
