@@ -382,3 +382,30 @@ def test_an_old_names_empty_days_after_its_rename_are_no_obstacle(tmp_path: Path
         read = marketpipe.read(root, provider="alpaca", symbols=["NEWCO"], start="2024-01-02",
                                end=str(end), timeframe="1d")  # fmt: skip
         assert read.num_rows == 188
+
+
+def test_a_read_of_a_name_never_depends_on_what_else_is_asked(tmp_path: Path) -> None:
+    """NEWCO (formerly OLDCO) stored under its new name only: NEWCO reads the same alone or
+    beside OLDCO, OLDCO reads its own days (as the provider serves them), and an unknown
+    symbol is an empty table with a warning."""
+    rename = [{"type": "name_changes", "id": "rename-oldco", "old_symbol": "OLDCO",
+               "new_symbol": "NEWCO", "process_date": "2024-08-01"}]  # fmt: skip
+    end = dt.date(2024, 9, 30)
+    with FakeAlpacaServer(KEY, SECRET, actions=rename, today=end) as server:
+        root = str(tmp_path / "data")
+        mp_ok("ingest", "--provider", "alpaca", "--symbols", "NEWCO", "--timeframe", "1d",
+              "--start", "2024-06-03", "--end", str(end), "--data-dir", root,
+              env=env_at(server, end))  # fmt: skip
+        kw = dict(provider="alpaca", start="2024-06-03", end=str(end), timeframe="1d")
+        alone = as_read(marketpipe.read(root, symbols=["NEWCO"], **kw))  # type: ignore[arg-type]
+        both = as_read(marketpipe.read(root, symbols=["NEWCO", "OLDCO"], **kw))  # type: ignore[arg-type]
+        assert {k: v for k, v in both.items() if k[0] == "NEWCO"} == alone
+        assert_same(alone, served(server, "NEWCO", "raw", end, "2024-06-03"))
+        old = {k: v for k, v in both.items() if k[0] == "OLDCO"}
+        want = served(server, "OLDCO", "raw", end, "2024-06-03")
+        assert len(want) == 41
+        assert_same(old, want)
+        assert as_read(marketpipe.read(root, symbols=["OLDCO"], **kw)) == old  # type: ignore[arg-type]
+        with pytest.warns(UserWarning, match="NOPE: no bars stored for these days"):
+            nothing = marketpipe.read(root, symbols=["NOPE"], **kw)  # type: ignore[arg-type]
+        assert nothing.num_rows == 0

@@ -27,10 +27,13 @@ from marketpipe.model.schema import BAR_COLUMNS, BAR_SCHEMA
 from marketpipe.testing.s3 import SECRET, FaultyEndpoint, S3Server, faulty_endpoint, s3_server
 
 MP = str(Path(sys.executable).with_name("mp"))
-SYMBOLS = ",".join(f"K{i:02d}" for i in range(12))
+# Six symbols over 31 sessions in units of about 2,000 bars: some 70 units, each a commit of
+# several requests to the store, so a failure or a kill lands well inside the job.
+SYMBOLS = ",".join(f"K{i:02d}" for i in range(6))
 JOB = ["ingest", "--provider", "fake", "--symbols", SYMBOLS, "--start", "2024-01-02",
-       "--end", "2024-03-28", "--batch-size", "4000", "--json"]  # fmt: skip
-BARS = 12 * 61 * 390  # 61 sessions from 2024-01-02 to 2024-03-28
+       "--end", "2024-02-14", "--batch-size", "2000", "--json"]  # fmt: skip
+PARTITIONS = 6 * 31  # 31 sessions from 2024-01-02 to 2024-02-14
+BARS = PARTITIONS * 390
 
 
 @pytest.fixture
@@ -145,7 +148,7 @@ def test_a_store_gone_mid_job_fails_it_in_one_line_and_the_same_command_resumes(
         assert time.monotonic() - gone < 120  # bounded by the retry policy, not hung
         summary = json.loads(out)
         assert summary["state"] == "FAILED"
-        assert 0 < summary["partitions_completed"] < 12 * 61
+        assert 0 < summary["partitions_completed"] < PARTITIONS
         assert "Traceback" not in err, err
         assert len(ours(err)) == 1, err
         assert "failed" in err and ("s3://bars/team" in err) and SECRET not in err

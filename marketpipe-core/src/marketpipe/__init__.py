@@ -33,10 +33,13 @@ def read(
     ``trade_count``, ``vwap``, sorted by symbol then time. ``adjustment`` is ``raw``, ``split``,
     ``dividend`` or ``all``, derived from the stored raw bars and the dataset's ledger of
     corporate actions; ``as_of`` uses only what the ledger knew that day; renames resolve, so
-    a company's bars come under the name asked for."""
+    a company's bars come under the name asked for. A symbol with no bar in the range is
+    warned about (``UserWarning``)."""
+    import warnings
+
     from marketpipe.dataset.read import read as read_dataset
 
-    return read_dataset(
+    result = read_dataset(
         data_dir,
         provider=provider,
         symbols=symbols,
@@ -46,7 +49,11 @@ def read(
         feed=feed,
         adjustment=adjustment,
         as_of=as_of,
-    ).table
+    )
+    for note in result.notes:
+        if note.endswith(": no bars stored for these days"):  # a typo, or an old name
+            warnings.warn(note, stacklevel=2)
+    return result.table
 
 
 __all__ = ["__version__", "read"]

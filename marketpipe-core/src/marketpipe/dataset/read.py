@@ -27,7 +27,7 @@ from marketpipe.dataset.adjust import (
     kinds_for,
     session_days,
 )
-from marketpipe.dataset.renames import earlier_names, renames
+from marketpipe.dataset.renames import Renames, earlier_names, renames, successors
 from marketpipe.model import clock
 from marketpipe.model.actions import CASH_DIVIDEND
 from marketpipe.model.calendar import day_bounds, in_sessions, nyse_calendar
@@ -181,8 +181,8 @@ def read(
         ledger = Ledger(open_store(dataset_root(root)))
         everything = ledger.actions(as_of=known)
         links = renames(everything)
-        names = {s: earlier_names(s, links) for s in symbols}
-        all_names = {n for s in symbols for n, _ in names[s]} | set(symbols)
+        plans = {s: _sources(s, links) for s in dict.fromkeys(symbols)}
+        all_names = {n for plan in plans.values() for n, _, _, _ in plan}
         if RAW not in by_adjustment:
             if adjustment not in by_adjustment:
                 held = ", ".join(sorted(by_adjustment))
@@ -196,7 +196,8 @@ def read(
                     f"provider adjusted them ({adjustment})"
                 )
             table = _load(sink, by_adjustment[adjustment], all_names, [(first, last)])
-            return ReadResult(_finish(_relabel(table, names), first, last))
+            table = _finish(_assemble(table, plans), first, last)
+            return ReadResult(table, tuple(_missing(table, plans)))
         actions = ledger.actions(as_of=known, symbols=all_names)
         # An action applies from its ex-date: one announced but not yet in effect on the day
         # read as of (today, by default) changes nothing yet; one on or before the first day
@@ -215,18 +216,19 @@ def read(
         if adjustment in ("dividend", "all"):
             dividends = actions.filter(pc.equal(actions["kind"], CASH_DIVIDEND))
             ranges += [(ex - LOOKBACK, ex) for ex in dividends["ex_date"].to_pylist()]
-        # Old names' bars take the name asked for first, and so do their actions: a split
-        # after a rename adjusts the company's bars from before it too.
-        raw = _relabel(_load(sink, by_adjustment[RAW], all_names, ranges), names)
-        actions = _as_asked(actions, names)
+        # Each name asked gets its company's bars of its days, whatever else is asked, and
+        # the company's actions: a split after a rename adjusts the bars from before it too.
+        raw = _assemble(_load(sink, by_adjustment[RAW], all_names, ranges), plans)
+        actions = _as_asked(actions, plans)
         found, notes = factors(actions, adjustment, closes_before(raw, _regular(tf)))
-        table = apply(_slice(raw, first, last), found)
+        table = _finish(apply(_slice(raw, first, last), found), first, last)
         notes += [
-            f"{new}: bars before {day} are {old}'s (renamed)"
-            for new, chain in names.items()
-            for old, day in chain
+            f"{asked}: bars before {day} are {old}'s (renamed)"
+            for asked in plans
+            for old, day in earlier_names(asked, links)
         ]
-        return ReadResult(_finish(table, first, last), tuple(dict.fromkeys(notes)))
+        notes += _missing(table, plans)
+        return ReadResult(table, tuple(dict.fromkeys(notes)))
     finally:
         sink.close()
 
@@ -247,49 +249,101 @@ def _deduplicated(actions: pa.Table) -> pa.Table:
     return actions.take(pa.array(keep, pa.int64()))
 
 
-def _as_asked(actions: pa.Table, names: dict[str, list[tuple[str, dt.date]]]) -> pa.Table:
-    """``actions`` with a company's old names replaced by the name asked for (unless the old
-    name is asked for itself)."""
-    mapping = {old: new for new, chain in names.items() for old, _ in chain if old not in names}
-    if not mapping or actions.num_rows == 0:
-        return actions
-    symbols = [mapping.get(s, s) for s in actions["symbol"].to_pylist()]  # a few actions
-    i = actions.schema.get_field_index("symbol")
-    return actions.set_column(i, actions.schema.field(i), pa.array(symbols, pa.string()))
+#: ``asked name -> [(stored name, first day, day after the last, rank)]``: where a name's bars
+#: are, day by day; on a day several sources hold, the lowest rank wins.
+Sources = list[tuple[str, dt.date, dt.date, int]]
+_ALWAYS = (dt.date.min, dt.date.max)
 
 
-def _relabel(table: pa.Table, names: dict[str, list[tuple[str, dt.date]]]) -> pa.Table:
-    """Bars of a company's old names, before each rename, labelled with the name asked for
-    (on the symbol column's dictionary codes: no Python object a bar)."""
-    if not any(names.values()) or table.num_rows == 0:
-        return table
+def _sources(asked: str, links: Renames) -> Sources:
+    """Where ``asked``'s bars are stored. Its own name, every day; before each rename of its
+    company, the name it had then (ranked first on those days: a provider serves a renamed
+    company's early days under either name); and, if ``asked`` was itself renamed away, the
+    later names' bars of the days it traded under ``asked`` (ranked after its own)."""
+    out: Sources = [(asked, *_ALWAYS, 1)]
+    since = dt.date.min
+    for old, day in earlier_names(asked, links):
+        out.append((old, since, day, 0))
+        since = day
+    forward = successors(links)
+    if asked in forward:
+        _, ended = forward[asked]
+        step = {old: new for new, olds in links.items() for old, _ in olds}
+        later, seen = asked, {asked}
+        while later in step and step[later] not in seen:
+            later = step[later]
+            seen.add(later)
+            out.append((later, dt.date.min, ended, 2))
+    return out
+
+
+def _assemble(table: pa.Table, plans: dict[str, Sources]) -> pa.Table:
+    """The rows of each name asked, from its sources, labelled with it (on the symbol
+    column's dictionary codes: no Python object a bar). A name's rows never depend on what
+    else is asked; a stored row may appear under two names asked (OLDCO and NEWCO both)."""
+    if table.num_rows == 0 or all(len(plan) == 1 for plan in plans.values()):
+        return table  # no renames: each name its own rows
     encoded = symbol_codes(table["symbol"])
-    labels = encoded.dictionary.to_pylist()
     codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    code = {name: i for i, name in enumerate(labels)}
-    for new in names:
-        if new not in code:
-            code[new] = len(labels)
-            labels.append(new)
+    code = {name: i for i, name in enumerate(encoded.dictionary.to_pylist())}
     days = session_days(table["timestamp"])
-    out = codes.copy()
-    keep = np.ones(table.num_rows, dtype=bool)
-    for new, chain in names.items():
-        since = _EPOCH
-        for old, day in chain:
-            if old in names or old not in code:  # asked for itself, or nothing stored
-                since = day
+    take: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    names = list(plans)
+    for index, asked in enumerate(names):
+        rows_parts, rank_parts = [], []
+        for source, lo, hi, rank in plans[asked]:
+            if source not in code:
                 continue
-            rows = codes == code[old]
-            mine = rows & (days >= (since - _EPOCH).days) & (days < (day - _EPOCH).days)
-            out[mine] = code[new]
-            keep &= ~(rows & ~mine)
-            since = day
+            mine = codes == code[source]
+            if lo > dt.date.min:
+                mine &= days >= (lo - _EPOCH).days
+            if hi < dt.date.max:
+                mine &= days < (hi - _EPOCH).days
+            rows = np.flatnonzero(mine)
+            rows_parts.append(rows)
+            rank_parts.append(np.full(len(rows), rank, dtype=np.int64))
+        if not rows_parts:
+            continue
+        rows = np.concatenate(rows_parts)
+        ranks = np.concatenate(rank_parts)
+        # On each day, the rows of the best-ranked source holding any.
+        row_days = days[rows]
+        order = np.lexsort((ranks, row_days))
+        unique_days, first = np.unique(row_days[order], return_index=True)
+        best = ranks[order][first]
+        keep = ranks == best[np.searchsorted(unique_days, row_days)]
+        take.append(rows[keep])
+        labels.append(np.full(int(keep.sum()), index, dtype=np.int32))
+    if not take:
+        return table.slice(0, 0)
     symbol = pa.DictionaryArray.from_arrays(
-        pa.array(out, pa.int32()), pa.array(labels, pa.string())
+        pa.array(np.concatenate(labels), pa.int32()), pa.array(names, pa.string())
     ).cast(pa.string())
-    i = table.schema.get_field_index("symbol")
-    return table.set_column(i, table.schema.field(i), symbol).filter(pa.array(keep))
+    out = table.take(pa.array(np.concatenate(take)))
+    i = out.schema.get_field_index("symbol")
+    return out.set_column(i, out.schema.field(i), symbol)
+
+
+def _as_asked(actions: pa.Table, plans: dict[str, Sources]) -> pa.Table:
+    """The actions of each name asked: those of every name of its company, labelled with it."""
+    if actions.num_rows == 0 or all(len(plan) == 1 for plan in plans.values()):
+        return actions
+    parts = []
+    for asked, plan in plans.items():
+        company = pa.array(sorted({source for source, _, _, _ in plan}), pa.string())
+        mine = actions.filter(pc.is_in(actions["symbol"], value_set=company))
+        i = mine.schema.get_field_index("symbol")
+        label = pa.array([asked] * mine.num_rows, pa.string())
+        parts.append(mine.set_column(i, mine.schema.field(i), label))
+    return pa.concat_tables(parts)
+
+
+def _missing(table: pa.Table, plans: dict[str, Sources]) -> list[str]:
+    """A note for each name asked with no bar in the range read (an unknown symbol, a typo,
+    an old name outside its days)."""
+    held = set(pc.unique(table["symbol"]).to_pylist()) if table.num_rows else set()
+    return [f"{asked}: no bars stored for these days" for asked in plans if asked not in held]
 
 
 def _finish(table: pa.Table, first: dt.date, last: dt.date) -> pa.Table:

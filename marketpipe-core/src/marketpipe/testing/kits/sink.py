@@ -252,7 +252,8 @@ def _crash_versions() -> tuple[set[PartitionKey], list[pa.Table]]:
 def writer_main() -> None:
     """``python -m marketpipe.testing.kits.sink_writer SINK ROOT SETTINGS_JSON``: the killed
     writer of a sink given by name, in its own interpreter; says ``ready`` on stdout."""
-    name, root, settings = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    name, where, settings = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    root: Path | str = where if "://" in where else Path(where)  # as the kit was given it
     covered, versions = _crash_versions()
 
     def ready() -> None:
