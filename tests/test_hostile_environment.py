@@ -353,3 +353,41 @@ def test_quarantine_cells_cannot_run_as_spreadsheet_formulas(tmp_path: Path) -> 
     ]
     assert out["n"].to_pylist() == table["n"].to_pylist()
     assert json.dumps(out["reason"].to_pylist()) == json.dumps(["ok"] * 7)
+
+
+def test_a_disk_that_fills_mid_job_names_it_and_the_same_command_resumes(tmp_path: Path) -> None:
+    """A real full disk (a 3 MB tmpfs): no traceback, a line naming the data dir, exit 2;
+    once there is room, the same command resumes the job and verify agrees."""
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(small)],
+                             capture_output=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        data = small / "data"
+        job = [str(Path(sys.executable).with_name("mp")), "ingest", "--provider", "fake",
+               "--symbols", "K1,K2,K3,K4,K5,K6,K7,K8", "--start", "2023-01-03",
+               "--end", "2024-03-28", "--data-dir", str(data)]  # fmt: skip
+        env = {**os.environ, "MARKETPIPE_FSYNC": "0"}
+        full = subprocess.run(job, capture_output=True, text=True, timeout=300, env=env)
+        assert full.returncode == 2, full.stderr
+        assert "Traceback" not in full.stderr
+        lines = [
+            line
+            for line in full.stderr.splitlines()
+            if line.strip() and not line.startswith("ingest ")  # the progress line
+        ]
+        assert len(lines) <= 2, full.stderr  # the event log's one warning, then the error
+        assert lines[-1].startswith(f"Error: the disk of {data} is full"), lines
+        subprocess.run(["mount", "-o", "remount,size=200m", str(small)], check=True)
+        again = subprocess.run([*job, "--json"], capture_output=True, text=True, timeout=300,
+                               env=env)  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        summary = json.loads(again.stdout)
+        assert (summary["state"], summary["resumed"]) == ("COMPLETED", True)
+        verify = subprocess.run([job[0], "verify", "--data-dir", str(data)], capture_output=True,
+                                text=True, timeout=120)  # fmt: skip
+        assert verify.returncode == 0, verify.stdout
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)

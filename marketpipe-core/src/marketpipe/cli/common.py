@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import sqlite3
@@ -273,6 +274,13 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+def _where() -> str:
+    """The data dir of the command running (for a message about its disk)."""
+    context = click.get_current_context(silent=True)
+    data_dir = context.params.get("data_dir") if context is not None else None
+    return str(data_dir) if data_dir is not None else "the data dir"
+
+
 def user_errors(func: F) -> F:
     """Turn a user's mistake into one line on stderr and exit code 2; our bugs keep tracebacks."""
 
@@ -291,6 +299,13 @@ def user_errors(func: F) -> F:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
         except sqlite3.Error as exc:  # a corrupt, truncated or locked-out job store or catalog
+            if "full" in str(exc):
+                click.echo(
+                    f"Error: the disk of {_where()} is full ({exc}): free some space, then "
+                    "run the same command; the job resumes where it stopped",
+                    err=True,
+                )
+                sys.exit(2)
             click.echo(
                 f"Error: the job store cannot be used ({exc}); check the data dir's "
                 "_marketpipe/jobs.sqlite and catalog.sqlite, or use another --data-dir",
@@ -299,6 +314,13 @@ def user_errors(func: F) -> F:
             sys.exit(2)
         except OSError as exc:  # the environment: a data dir that is a file, read-only, full
             where = f" {exc.filename}" if exc.filename else ""
+            if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                click.echo(
+                    f"Error: no room to write{where} ({exc.strerror}): free some space, then "
+                    "run the same command; the job resumes where it stopped",
+                    err=True,
+                )
+                sys.exit(2)
             click.echo(f"Error: cannot use{where}: {exc.strerror or exc}", err=True)
             sys.exit(2)
 
