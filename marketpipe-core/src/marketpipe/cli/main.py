@@ -36,6 +36,33 @@ COMMANDS = {
 }
 
 
+class _PandasOutOfReach:
+    """A finder that makes ``import pandas`` fail, for a moment (see :func:`_settle_pyarrow`)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError("not while mp starts", name=name)
+        return None
+
+
+def _settle_pyarrow() -> None:
+    """pyarrow imports pandas (0.9 s) the first time it builds a table, only to ask whether an
+    object is a DataFrame; mp never hands it one. Its check is settled here with pandas out of
+    reach, so commands start without pandas. Whatever needs pandas later (``to_pandas``, a
+    plugin's DataFrame, exchange_calendars) imports it as usual: pyarrow imports it again
+    where it must."""
+    if "pandas" in sys.modules:
+        return
+    hidden = _PandasOutOfReach()
+    sys.meta_path.insert(0, hidden)
+    try:
+        import pyarrow as pa
+
+        pa.table({"settled": [0]})
+    finally:
+        sys.meta_path.remove(hidden)
+
+
 class LazyGroup(click.Group):
     """A group whose commands are imported on first use."""
 
@@ -45,6 +72,8 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in COMMANDS:
             return super().get_command(ctx, cmd_name)
+        if not ctx.resilient_parsing:
+            _settle_pyarrow()
         module, name = COMMANDS[cmd_name].split(":")
         command = getattr(importlib.import_module(f"marketpipe.cli.{module}"), name)
         assert isinstance(command, click.Command)
