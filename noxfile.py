@@ -6,11 +6,17 @@ Each test runs once: a distribution's own tests in its session, the cross-packag
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
 
 import nox
+
+# Installs write bytecode: the tests run ``mp`` as a user runs it, hundreds of times, and where
+# PYTHONDONTWRITEBYTECODE is set (CI images often set it) every run would compile every module
+# it imports again (0.5 s each).
+os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 
 nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["lint", "typecheck", "tests", "integration"]
