@@ -372,8 +372,13 @@ def test_an_old_names_empty_days_after_its_rename_are_no_obstacle(tmp_path: Path
     with FakeAlpacaServer(KEY, SECRET, actions=rename, today=end) as server:
         root = str(tmp_path / "data")
         env = env_at(server, end)
-        mp_ok("ingest", "--provider", "alpaca", "--symbols", "OLDCO", "--timeframe", "1d",
-              "--start", "2024-01-02", "--end", str(end), "--data-dir", root, env=env)  # fmt: skip
+        first = mp_ok("ingest", "--provider", "alpaca", "--symbols", "OLDCO", "--timeframe",
+                      "1d", "--start", "2024-01-02", "--end", str(end), "--data-dir", root,
+                      env=env)  # fmt: skip
+        assert any(
+            n.startswith("OLDCO was renamed NEWCO on 2024-08-01: its days from then on are NEWCO's")
+            for n in first["notes"]
+        ), first["notes"]
         mp_ok("update", "--data-dir", root, env=env)
         status = mp_ok("status", "--data-dir", root, env=env)
         [line] = status["series"][0]["symbols"]

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from marketpipe.model import clock
-from marketpipe.model.actions import CASH_DIVIDEND, describe
+from marketpipe.model.actions import CASH_DIVIDEND, NAME_CHANGE, describe
 from marketpipe.model.calendar import in_sessions, nyse_calendar
 from marketpipe.model.errors import MarketPipeError, StorageError
 from marketpipe.model.secrets import Secret, scrub
@@ -159,3 +159,26 @@ async def record_actions(
     except (StorageError, OSError) as exc:
         return [f"corporate actions were not kept: {exc}"], False
     return summarize_actions(added.new, added.changed, added.rejected), True
+
+
+def renamed_away(
+    data_dir: Path, symbols: Sequence[str], end: dt.date, secrets: Sequence[Secret] = ()
+) -> list[str]:
+    """A note for each of ``symbols`` the ledger says was renamed on or before ``end``: its
+    days from the rename on trade under the new name, and an ingest of the old one stores
+    them empty."""
+    try:
+        known = Ledger(open_store(dataset_root(data_dir))).actions(symbols=symbols)
+    except (StorageError, OSError):
+        return []
+    known = known.filter(pc.equal(known["kind"], NAME_CHANGE))
+    notes = []
+    for row in known.select(["symbol", "new_symbol", "ex_date", "process_date"]).to_pylist():
+        day = row["ex_date"] or row["process_date"]
+        if row["symbol"] in symbols and day is not None and day <= end:
+            notes.append(
+                f"{row['symbol']} was renamed {row['new_symbol']} on {day}: its days from then "
+                f"on are {row['new_symbol']}'s (mp ingest --symbols {row['new_symbol']}; "
+                f"marketpipe.read of either name follows the rename)"
+            )
+    return [scrub(n, secrets) for n in notes]

@@ -39,7 +39,7 @@ from marketpipe.plugins.host import get_plugin_host
 from marketpipe.plugins.provider import IMarketDataProvider
 from marketpipe.plugins.registry import PreparedProvider, prepare_provider
 from marketpipe.plugins.specs import ProviderSpec
-from marketpipe.run.actions import fetch_here, record_actions
+from marketpipe.run.actions import fetch_here, record_actions, renamed_away
 from marketpipe.run.admission import admit, admit_resume
 from marketpipe.run.commands import CreateIngestionJobCommand
 from marketpipe.run.coordinator import IngestionCoordinatorService
@@ -443,6 +443,15 @@ async def execute(
                         job.time_range.start,
                     )
                 summary = attrs.evolve(summary, notes=(*summary.notes, *notes))
+            if actions and job.time_range is not None:
+                moved = await asyncio.to_thread(
+                    renamed_away,
+                    data_dir,
+                    [s.value for s in job.symbols],
+                    job.time_range.end,
+                    prepared.secrets,
+                )
+                summary = attrs.evolve(summary, notes=(*summary.notes, *moved))
             return summary
     finally:
         log.close()
