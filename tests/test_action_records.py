@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 
 import marketpipe
@@ -17,27 +16,15 @@ from marketpipe.storage.ledger import Ledger
 from marketpipe.storage.location import dataset_root
 from marketpipe.storage.stores import open_store
 from marketpipe_alpaca.testing import FakeAlpacaServer
-from test_restatement import KEY, SECRET, as_read, assert_same, served
+from test_restatement import KEY, SECRET, as_read, assert_same, env_at, served
 
 TODAY = dt.date(2024, 8, 30)
-
-
-def env_for(server: FakeAlpacaServer) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("APCA_", "MARKETPIPE_"))}
-    env.update(
-        APCA_API_KEY_ID=KEY,
-        APCA_API_SECRET_KEY=SECRET,
-        MARKETPIPE_ALPACA_BASE_URL=server.url,
-        MARKETPIPE_FSYNC="0",
-        MARKETPIPE_NOW=f"{TODAY + dt.timedelta(days=1)}T02:00:00Z",
-    )
-    return env
 
 
 def ingest(server: FakeAlpacaServer, root: Path, symbol: str) -> dict:
     out = mp("ingest", "--provider", "alpaca", "--symbols", symbol, "--timeframe", "1d",
              "--start", "2024-03-01", "--end", str(TODAY), "--data-dir", str(root), "--json",
-             env=env_for(server))  # fmt: skip
+             env=env_at(server, TODAY))  # fmt: skip
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
