@@ -21,6 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from marketpipe.jobs.job import IngestionJob, ProcessingState
+from marketpipe.jobs.store import SqliteJobStore
 from marketpipe.model import clock
 from marketpipe.model.actions import CASH_DIVIDEND, NAME_CHANGE, describe
 from marketpipe.model.calendar import in_sessions, nyse_calendar
@@ -28,7 +30,9 @@ from marketpipe.model.errors import MarketPipeError, StorageError
 from marketpipe.model.secrets import Secret, scrub
 from marketpipe.model.values import RAW, Series, Session, Timeframe, TimeRange
 from marketpipe.plugins.provider import IMarketDataProvider
+from marketpipe.plugins.registry import PreparedProvider
 from marketpipe.plugins.sink import Sink
+from marketpipe.run.outcome import JobSummary
 from marketpipe.storage.ledger import Ledger
 from marketpipe.storage.location import dataset_root
 from marketpipe.storage.stores import open_store
@@ -182,3 +186,49 @@ def renamed_away(
                 f"marketpipe.read of either name follows the rename)"
             )
     return [scrub(n, secrets) for n in notes]
+
+
+async def keep_actions(
+    summary: JobSummary,
+    job: IngestionJob,
+    store: SqliteJobStore,
+    prepared: PreparedProvider,
+    fetch: FetchActions,
+    sink: Sink,
+    series: Series,
+    data_dir: Path,
+) -> list[str]:
+    """After a job's bars: keep the corporate actions of its symbols, and say which of them
+    the ledger knows were renamed away; returns the notes. The actions are asked for once the
+    bars are in; not when the provider refused the job (keys, plan) or failed every partition
+    (asking again would fail as well), not when the job fetched nothing new, and a symbol at
+    most once a completed session (the job store remembers, :meth:`SqliteJobStore.refreshed`)."""
+    notes: list[str] = []
+    gave_up = (
+        summary.aborted is not None
+        or summary.deadline_passed
+        or (summary.failures and not summary.partitions_completed)
+    )
+    names = [s.value for s in job.symbols]
+    if (
+        summary.partitions_completed
+        and summary.state is not ProcessingState.CANCELLED
+        and not gave_up
+    ):
+        name, since = prepared.spec.name, job.time_range.start
+        session = nyse_calendar().last_completed(
+            Session.REGULAR, clock.now(), prepared.spec.data_delay
+        )
+        done = await asyncio.to_thread(store.refreshed, name, names, session, since)
+        symbols = [s for s in names if s not in done]
+        if symbols:
+            fetched, kept = await record_actions(
+                fetch, data_dir, sink, series, symbols, since, prepared.secrets
+            )
+            notes += fetched
+            if kept:
+                await asyncio.to_thread(store.mark_refreshed, name, symbols, session, since)
+    notes += await asyncio.to_thread(
+        renamed_away, data_dir, names, job.time_range.end, prepared.secrets
+    )
+    return notes

@@ -19,11 +19,7 @@ from marketpipe.jobs.locks import HeldLock, JobLocks
 from marketpipe.jobs.store import SqliteJobStore
 from marketpipe.model import clock
 from marketpipe.model.calendar import SessionWindow, nyse_calendar
-from marketpipe.model.errors import (
-    InvalidInputError,
-    JobConflictError,
-    UserError,
-)
+from marketpipe.model.errors import InvalidInputError, JobConflictError, UserError
 from marketpipe.model.files import file_lock
 from marketpipe.model.secrets import scrub
 from marketpipe.model.values import (
@@ -39,7 +35,7 @@ from marketpipe.plugins.host import get_plugin_host
 from marketpipe.plugins.provider import IMarketDataProvider
 from marketpipe.plugins.registry import PreparedProvider, prepare_provider
 from marketpipe.plugins.specs import ProviderSpec
-from marketpipe.run.actions import fetch_here, record_actions, renamed_away
+from marketpipe.run.actions import fetch_here, keep_actions
 from marketpipe.run.admission import admit, admit_resume
 from marketpipe.run.commands import CreateIngestionJobCommand
 from marketpipe.run.coordinator import IngestionCoordinatorService
@@ -395,63 +391,24 @@ async def execute(
                 deadline_seconds=seconds,
             )
             summary = await coordinator.execute_job(job)
-            # The actions are asked for once the bars are in; not when the provider refused
-            # the job (keys, plan) or failed every partition (asking again would fail as
-            # well), not when it fetched nothing new, and a symbol at most once a session.
-            gave_up = (
-                summary.aborted is not None
-                or summary.deadline_passed
-                or (summary.failures and not summary.partitions_completed)
-            )
-            symbols = [s.value for s in job.symbols]
-            if actions and summary.partitions_completed:
-                session = nyse_calendar().last_completed(
-                    Session.REGULAR, clock.now(), prepared.spec.data_delay
-                )
-                done = await asyncio.to_thread(
-                    store.refreshed, prepared.spec.name, symbols, session, job.time_range.start
-                )
-                symbols = [s for s in symbols if s not in done]
-            if (
-                actions
-                and symbols
-                and summary.partitions_completed
-                and summary.state is not ProcessingState.CANCELLED
-                and not gave_up
-            ):
+            if actions:
                 cfg = job.configuration
                 fetch = (
                     remote.actions_fetcher(prepared.spec.name, provider_settings)
                     if remote is not None
                     else fetch_here(prepared.provider)
                 )
-                notes, kept = await record_actions(
+                notes = await keep_actions(
+                    summary,
+                    job,
+                    store,
+                    prepared,
                     fetch,
-                    data_dir,
                     built,
                     prepared.spec.series(cfg.feed, cfg.timeframe, cfg.settings),
-                    symbols,
-                    job.time_range.start,
-                    prepared.secrets,
-                )
-                if kept:
-                    await asyncio.to_thread(
-                        store.mark_refreshed,
-                        prepared.spec.name,
-                        symbols,
-                        session,
-                        job.time_range.start,
-                    )
-                summary = attrs.evolve(summary, notes=(*summary.notes, *notes))
-            if actions and job.time_range is not None:
-                moved = await asyncio.to_thread(
-                    renamed_away,
                     data_dir,
-                    [s.value for s in job.symbols],
-                    job.time_range.end,
-                    prepared.secrets,
                 )
-                summary = attrs.evolve(summary, notes=(*summary.notes, *moved))
+                summary = attrs.evolve(summary, notes=(*summary.notes, *notes))
             return summary
     finally:
         log.close()
