@@ -103,7 +103,11 @@ class CatalogQueries:
 
     @locked
     def shadowed(
-        self, series: Series, start: dt.date | None = None, end: dt.date | None = None
+        self,
+        series: Series,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        symbols: Iterable[str] | None = None,
     ) -> dict[str, set[tuple[str, int]]]:
         """``file -> {(symbol, day ordinal)}`` that a newer file holds too: a commit cut short
         between its new file and the clean-up of the old ones (or a compaction cut short) leaves
@@ -115,13 +119,20 @@ class CatalogQueries:
             return {}
         lo = start.toordinal() if start else 0
         hi = end.toordinal() if end else 2**62
+        only, ids = "", []
+        if symbols is not None:  # only the symbols read: a read never scans the whole series
+            wanted = set(symbols)
+            ids = [i for s, i in self._ids(wanted, create=False).items() if s in wanted]
+            if not ids:
+                return {}
+            only = f" AND symbol_id IN ({','.join('?' * len(ids))})"
         rows = self._conn.execute(
             "SELECT s.symbol, p.day, f.month, f.name, f.mtime_ns FROM parts p "
             "JOIN files f ON f.id=p.file_id JOIN symbols s ON s.id=p.symbol_id "
             "WHERE p.series_id=? AND p.day BETWEEN ? AND ? AND (p.symbol_id, p.day) IN ("
-            "SELECT symbol_id, day FROM parts WHERE series_id=? AND day BETWEEN ? AND ? "
+            f"SELECT symbol_id, day FROM parts WHERE series_id=? AND day BETWEEN ? AND ?{only} "
             "GROUP BY symbol_id, day HAVING COUNT(*) > 1)",
-            (series_id, lo, hi, series_id, lo, hi),
+            (series_id, lo, hi, series_id, lo, hi, *ids),
         ).fetchall()
         holders: dict[tuple[str, int], list[tuple[int, str]]] = {}
         for symbol, day, month, name, mtime in rows:

@@ -155,7 +155,7 @@ class ParquetSink:
         rels = self.catalog.files_of(series, wanted, start, end)
         if not rels:
             return BAR_SCHEMA.empty_table()
-        shadowed = self.catalog.shadowed(series, start, end)
+        shadowed = self.catalog.shadowed(series, start, end, wanted)
         if shadowed:  # a commit cut short: those files are read alone, without the old rows
             parts = [
                 drop_partitions(self._read(rel, where).cast(BAR_SCHEMA), shadowed.get(rel, set()))
