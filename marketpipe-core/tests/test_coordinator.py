@@ -336,3 +336,54 @@ def test_an_absurd_symbol_from_the_provider_is_a_rejected_row_not_a_file_name_er
     assert summary.bars == 0 and summary.rejected == 390
     (quarantined,) = list((data_dir / "_marketpipe" / "quarantine").rglob("*.csv"))
     assert all(len(part) <= 130 for part in quarantined.parts)
+
+
+def test_a_job_store_that_fails_under_one_unit_ends_the_job_after_every_commit_in_flight(
+    step_provider, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk found by the job store while another unit still commits: the job ends (and
+    the sink is closed) only once that commit is over. Closing the catalog's connection under a
+    commit killed the process with SIGSEGV one run in twelve."""
+    import sqlite3
+    import threading
+
+    from marketpipe.storage.parquet_sink import ParquetSink
+
+    failed, closed = threading.Event(), threading.Event()
+    in_commit: list[int] = []
+    at_close: list[int] = []
+    commit, close = ParquetSink.commit, ParquetSink.close
+
+    def slow_january(self: ParquetSink, req: object) -> object:
+        in_commit.append(1)
+        try:
+            days = [d for days in req.coverage.values() for d in days]  # type: ignore[attr-defined]
+            if days and days[0].month == 1:
+                assert failed.wait(10)  # February's unit fails first
+                closed.wait(0.5)  # a sink closed meanwhile would be seen here
+            return commit(self, req)  # type: ignore[arg-type]
+        finally:
+            in_commit.pop()
+
+    def closing(self: ParquetSink) -> None:
+        at_close.append(len(in_commit))
+        closed.set()
+        close(self)
+
+    def full(self: SqliteJobStore, job_id: object, outcomes: list) -> None:
+        if any(o.day.month == 2 for o in outcomes):
+            failed.set()
+            raise sqlite3.OperationalError("database or disk is full")
+        mark_completed(self, job_id, outcomes)
+
+    mark_completed = SqliteJobStore.mark_completed
+    monkeypatch.setattr(ParquetSink, "commit", slow_january)
+    monkeypatch.setattr(ParquetSink, "close", closing)
+    monkeypatch.setattr(SqliteJobStore, "mark_completed", full)
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        asyncio.run(run_ingest(request(data_dir, max_concurrency=2)))
+    assert at_close and at_close[-1] == 0  # no commit was running when the sink closed
+    store = SqliteJobStore.for_data_dir(data_dir)
+    (job,) = store.list_jobs()
+    assert job.state is ProcessingState.FAILED
+    assert "disk is full" in (job.error_message or "")

@@ -10,6 +10,8 @@ of its data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -171,9 +173,17 @@ class IngestionCoordinatorService:
         slots = max(cfg.max_concurrency, self._remote.slots if self._remote else 0)
         semaphore = asyncio.Semaphore(slots)
 
+        escaped: list[Exception] = []
+
         async def run(unit: WorkUnit) -> None:
             async with semaphore:
-                await self._run_unit(job, unit, failures, counts)
+                if escaped:
+                    return  # left PENDING for a resume
+                try:
+                    await self._run_unit(job, unit, failures, counts)
+                except Exception as exc:  # the job store or the disk gave out under a unit
+                    escaped.append(exc)
+                    self._stopped.set()  # units in flight stop fetching; commits finish
 
         self._abort, self._abort_temporary, self._deadline_passed = None, False, False
         loop = asyncio.get_running_loop()
@@ -203,6 +213,13 @@ class IngestionCoordinatorService:
                 timer.cancel()
             await self._provider.aclose()
 
+        if escaped:
+            # Every unit has ended (no thread still writes through the sink, which the caller
+            # closes next); the job is marked FAILED if the store still takes a write.
+            job.fail(f"stopped: {_describe(escaped[0])}", partitions_failed=len(failures))
+            with contextlib.suppress(sqlite3.Error, OSError):
+                self._store.save(job)
+            raise escaped[0]
         if self._kept:
             self._note_kept(job, self._kept)
         remaining = len(pending) - counts["completed"] - len(failures)

@@ -137,7 +137,10 @@ class Catalog(CatalogQueries):
         return conn
 
     def close(self) -> None:
-        self._conn.close()
+        # Under the lock: closing a connection another thread is inside crashes the process
+        # (SIGSEGV in sqlite3); a thread that comes later gets ProgrammingError instead.
+        with self._lock:
+            self._conn.close()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
