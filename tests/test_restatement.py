@@ -14,6 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from marketpipe.testing.s3 import s3_server
 from marketpipe_alpaca.testing import FakeAlpacaServer
 
 KEY, SECRET = "restate-key", "restate-secret"
+MP = str(Path(sys.executable).with_name("mp"))
 ACTIONS = [
     # Known from the start: a dividend in February.
     {"type": "cash_dividends", "id": "div-aapl-feb", "symbol": "AAPL", "rate": 0.24,
@@ -414,3 +418,51 @@ def test_a_read_of_a_name_never_depends_on_what_else_is_asked(tmp_path: Path) ->
         with pytest.warns(UserWarning, match="NOPE: no bars stored for these days"):
             nothing = marketpipe.read(root, symbols=["NOPE"], **kw)  # type: ignore[arg-type]
         assert nothing.num_rows == 0
+
+
+def test_a_restatement_is_read_whole_or_not_at_all(tmp_path: Path) -> None:
+    """While mp update restates a split series unit by unit, marketpipe.read gives the old
+    bars of every month (caught with two of its units fetched and the third held by the
+    server); once it ends, the new bars of every month. Never a mix."""
+    with FakeAlpacaServer(
+        KEY, SECRET, actions=[SPLIT_AFTER_WEEKEND], today=dt.date(2024, 7, 12)
+    ) as server:
+        root = tmp_path / "data"
+        mp_ok("ingest", "--provider", "alpaca", "--symbols", "NVDA", "--timeframe", "1d",
+              "--start", "2024-01-02", "--end", "2024-07-12", "--data-dir", str(root),
+              "-o", "adjustment=split", env=env_at(server, dt.date(2024, 7, 12)))  # fmt: skip
+        stored = {p.name for p in root.rglob("part-*")}
+
+        def closes() -> dict[str, float]:
+            table = marketpipe.read(str(root), provider="alpaca", symbols=["NVDA"],
+                                    start="2024-01-02", end="2024-07-12", timeframe="1d",
+                                    adjustment="split")  # fmt: skip
+            return {str(k[1]): v[3] for k, v in as_read(table).items()}
+
+        before = closes()
+        assert len({day[:7] for day in before}) == 7  # January to July
+        server.today = dt.date(2024, 7, 16)
+        server.hold_bars(after=2)
+        update = subprocess.Popen(
+            [MP, "update", "--data-dir", str(root), "--batch-size", "20"],
+            env=env_at(server, dt.date(2024, 7, 16)), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            # Two units are written (staged or committed) once two new files are in the folders.
+            deadline = time.monotonic() + 60
+            while len({p.name for p in root.rglob("part-*")} - stored) < 2:
+                assert update.poll() is None and time.monotonic() < deadline, update.stderr
+                time.sleep(0.05)
+            assert closes() == before  # the old bars of every month, none restated yet
+        finally:
+            server.release()
+        out, err = update.communicate(timeout=120)
+        assert update.returncode == 0, err
+        assert "NVDA split series restated" in " ".join(out.split())
+        after = closes()
+        want = served(server, "NVDA", "split", dt.date(2024, 7, 12), "2024-01-02")
+        assert after == pytest.approx({str(d): v[3] for (_, d), v in want.items()}, rel=1e-6)
+        assert all(after[d] == pytest.approx(before[d] / 10) for d in before)
+        assert mp("verify", "--data-dir", str(root), env=env_at(server, dt.date(2024, 7, 16))
+                  ).returncode == 0  # fmt: skip

@@ -172,3 +172,54 @@ def test_seed_storage_api_stores_a_partition_from_objects_or_arrow(tmp_path: Pat
     assert again.bars_count == 10
     assert query(tmp_path, "SELECT symbol, count(*) FROM BARS GROUP BY ALL") == [("MDGN+", 10)]
     assert sorted(os.listdir(tmp_path)) == ["_marketpipe", "provider=manual"]  # + the catalog
+
+
+def test_a_staged_job_is_read_whole_or_not_at_all_also_after_a_crash_mid_publish(
+    tmp_path: Path,
+) -> None:
+    """A refresh stages its months; readers (and a *.parquet glob) see the old rows until the
+    job publishes, also while a publish cut short has renamed one month of two; publishing
+    again finishes it: every month new, the old files gone, nothing staged left."""
+    from marketpipe.model.values import Series
+    from marketpipe.storage.layout import STAGING
+
+    feb, mar = [dt.date(2024, 2, 28)], [D1, D2]
+    sink = ParquetSink(tmp_path)
+    commit(sink, ["AAPL", "MSFT"], feb + mar, job="old")
+    series = Series("fake", "sim", "raw", Timeframe.M1)
+
+    def opens() -> set[float]:
+        table = sink.read_range(series, ["AAPL", "MSFT"], feb[0], D2)
+        return set(table["open"].to_pylist()) - set(
+            bars(["AAPL", "MSFT"], feb + mar)["open"].to_pylist()
+        )
+
+    def staged(symbol: str, days: list[dt.date]) -> None:
+        sink.stage(CommitRequest(table=bars([symbol], days, bump=1000.0),
+                                 coverage={symbol: tuple(days)}, provider="fake", feed="sim",
+                                 timeframe=Timeframe.M1, job_id="new"))  # fmt: skip
+
+    staged("AAPL", feb)
+    staged("AAPL", mar)
+    assert opens() == set()  # nothing new is read
+    assert query(tmp_path, "SELECT count(*) FROM BARS") == [(2 * 3 * 390,)]  # nor globbed
+    # A publish cut short: the marker written, February renamed, March not yet.
+    (tmp_path / STAGING).mkdir(parents=True)
+    (tmp_path / STAGING / "new.staged").write_text("new")
+    [february] = (tmp_path).rglob("month=2024-02/*.staged")
+    february.rename(february.with_name(february.name.removesuffix(".staged")))
+    reader = ParquetSink(tmp_path)  # another process: it learns from the files alone
+    assert reader.read_range(series, ["AAPL"], feb[0], D2).num_rows == 3 * 390
+    assert opens() == set()
+    assert sink.publish(series, "new") == 1
+    table = reader.read_range(series, ["AAPL", "MSFT"], feb[0], D2)
+    new = table.filter(pa.compute.greater_equal(table["open"], 1000.0))
+    assert set(new["symbol"].to_pylist()) == {"AAPL"} and new.num_rows == 3 * 390
+    assert table.num_rows == 6 * 390  # MSFT's old rows stay, AAPL's old rows are gone
+    assert query(tmp_path, "SELECT count(*), count(DISTINCT (symbol, timestamp)) FROM BARS") == [
+        (6 * 390, 6 * 390)
+    ]
+    assert not list(tmp_path.rglob("*.staged"))
+    assert sink.publish(series, "new") == 0  # idempotent
+    reader.close()
+    sink.close()

@@ -118,6 +118,28 @@ class FakeAlpacaServer:
         self._server = _QuietServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self._held_after: int | None = None
+        self._bars_answered = 0
+        self._released = threading.Event()
+
+    def hold_bars(self, after: int) -> None:
+        """Answer ``after`` more bar requests, then hold the next ones until :meth:`release`
+        (a test looks at a job caught in the middle)."""
+        with self._lock:
+            self._held_after, self._bars_answered = after, 0
+            self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def _wait_if_held(self) -> None:
+        with self._lock:
+            if self._held_after is None:
+                return
+            self._bars_answered += 1
+            held = self._bars_answered > self._held_after
+        if held:
+            self._released.wait(120)
 
     @property
     def url(self) -> str:
@@ -398,6 +420,8 @@ class FakeAlpacaServer:
                 if fault == "slow":
                     time.sleep(server.slow_seconds)
                 url = urlsplit(self.path)
+                if url.path == "/v2/stocks/bars":
+                    server._wait_if_held()
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 status, extra, body = server.answer(url.path, parse_qs(url.query), headers)
                 server.stats[f"status_{status}"] += 1

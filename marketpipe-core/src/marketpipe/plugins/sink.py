@@ -145,6 +145,24 @@ CompletedAt = Callable[[str], list[tuple[str, str, dt.date, int]]]
 
 
 @runtime_checkable
+class StagingSink(Sink, Protocol):
+    """A sink that can hold a job's commits out of every reader's sight and publish them
+    together: a refresh (a restatement by ``mp update``) is then seen whole or not at all."""
+
+    def stage(self, request: CommitRequest) -> dict[PartitionKey, str]:
+        """Write the request's rows where no reader sees them yet; return where each covered
+        partition will be once published."""
+        ...
+
+    def publish(self, series: Series, job_id: str) -> int:
+        """Make every staged commit of ``job_id`` in ``series`` visible at once, replacing what
+        they cover (a reader sees the old rows or the new, never a mix); drop what other jobs
+        staged and never published. Idempotent: run again after a crash, it finishes the work.
+        Returns the number of files published."""
+        ...
+
+
+@runtime_checkable
 class VerifyingSink(Sink, Protocol):
     """A sink that can check what it stored against the catalog and the job store
     (``mp verify``)."""

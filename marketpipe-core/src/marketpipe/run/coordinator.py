@@ -39,7 +39,7 @@ from marketpipe.model.schema import assemble_bars
 from marketpipe.model.secrets import Secret, scrub
 from marketpipe.model.values import IngestionJobId, Series, Symbol
 from marketpipe.plugins.provider import IMarketDataProvider
-from marketpipe.plugins.sink import Sink
+from marketpipe.plugins.sink import Sink, StagingSink
 from marketpipe.plugins.specs import ProviderSpec
 from marketpipe.plugins.validator import Validator
 from marketpipe.run.dask.tasks import (
@@ -223,6 +223,15 @@ class IngestionCoordinatorService:
         if self._kept:
             self._note_kept(job, self._kept)
         remaining = len(pending) - counts["completed"] - len(failures)
+        unpublished = None
+        if job.refresh and remaining == 0 and not failures and isinstance(self._sink, StagingSink):
+            # A refresh's commits were staged: all of them become visible now, together.
+            try:
+                await asyncio.to_thread(self._sink.publish, self._series(job), job_id.value)
+            except (OSError, StorageError) as exc:
+                unpublished = _describe(exc)
+                self._abort = f"the refreshed partitions are stored but not yet shown: {exc}"
+                self._abort_temporary = isinstance(exc, TemporaryError)
         if self._cancel.is_set() and remaining > 0:
             job.cancel(partitions_remaining=remaining)
         elif self._deadline_passed and remaining > 0:
@@ -232,6 +241,11 @@ class IngestionCoordinatorService:
                 f"{len(keys)} partitions not fetched; the next run (or mp jobs resume) "
                 "fetches them",
                 partitions_failed=len(failures),
+            )
+        elif unpublished is not None:
+            job.fail(
+                f"the refreshed partitions are stored but not yet shown: {unpublished}; the "
+                "same command (or mp jobs resume) shows them once that is put right"
             )
         elif failures:
             reason = (

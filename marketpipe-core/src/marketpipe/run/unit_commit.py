@@ -20,7 +20,7 @@ from marketpipe.model.calendar import TradingCalendar
 from marketpipe.model.partition import PartitionKey
 from marketpipe.model.schema import encode_symbols
 from marketpipe.model.values import Series, Session, Timeframe
-from marketpipe.plugins.sink import CommitRequest, Sink
+from marketpipe.plugins.sink import CommitRequest, Sink, StagingSink
 from marketpipe.plugins.specs import ProviderSpec
 from marketpipe.plugins.validator import REJECTED_SCHEMA, ValidationContext, Validator
 from marketpipe.run.planning import WorkUnit
@@ -39,11 +39,13 @@ class UnitContext:
     series: Series
     timeframe: Timeframe
     session: Session
+    #: Staged (a refresh: published whole when the job completes), when the sink can.
+    staged: bool = False
 
     @classmethod
     def of(cls, job: IngestionJob, series: Series) -> UnitContext:
         cfg = job.configuration
-        return cls(job.job_id.value, series, cfg.timeframe, cfg.session)
+        return cls(job.job_id.value, series, cfg.timeframe, cfg.session, job.refresh)
 
 
 @attrs.frozen
@@ -119,8 +121,13 @@ class UnitCommitter:
                     for symbol in coverage:
                         if window.day in coverage[symbol]:
                             partial[symbol] = (*partial.get(symbol, ()), window.day)
+            write = (
+                self._sink.stage
+                if job.staged and isinstance(self._sink, StagingSink)
+                else self._sink.commit
+            )
             paths.update(
-                self._sink.commit(
+                write(
                     CommitRequest(
                         table=table,
                         coverage=coverage,

@@ -59,6 +59,13 @@ CREATE TABLE IF NOT EXISTS parts (
     PRIMARY KEY (series_id, day, symbol_id, file_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS parts_by_file ON parts (file_id);
+CREATE TABLE IF NOT EXISTS staged_parts (
+    series_id INTEGER NOT NULL, day INTEGER NOT NULL, symbol_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL, bars INTEGER NOT NULL, complete INTEGER NOT NULL,
+    session INTEGER NOT NULL, rejected INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (series_id, day, symbol_id, file_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS staged_jobs (job_id TEXT PRIMARY KEY);
 """
 
 
@@ -127,6 +134,7 @@ class Catalog(CatalogQueries):
                 conn.executescript(
                     "DROP TABLE IF EXISTS parts; DROP TABLE IF EXISTS files; "
                     "DROP TABLE IF EXISTS symbols; DROP TABLE IF EXISTS series; "
+                    "DROP TABLE IF EXISTS staged_parts; DROP TABLE IF EXISTS staged_jobs; "
                     f"PRAGMA user_version = {_VERSION};"
                 )
             conn.executescript(_SCHEMA)
@@ -221,8 +229,35 @@ class Catalog(CatalogQueries):
     # keeping up with the files ----------------------------------------------------------------
 
     @locked
+    def sync_staging(self) -> None:
+        """Hide the files of the jobs whose commits are staged (a restatement not yet
+        published: :meth:`Holdings.staged_jobs`), and show, in one transaction, those of the
+        jobs published since. A staged job's files hold their partitions in ``staged_parts``,
+        which no question reads."""
+        listed = getattr(self.holdings, "staged_jobs", None)
+        staged = set(listed()) if listed is not None else set()
+        known = {j for (j,) in self._conn.execute("SELECT job_id FROM staged_jobs")}
+        if staged == known:
+            return
+        with self._tx() as db:
+            for job, into, out_of in [
+                *((j, "staged_parts", "parts") for j in sorted(staged - known)),
+                *((j, "parts", "staged_parts") for j in sorted(known - staged)),
+            ]:
+                files = "SELECT id FROM files WHERE job_id=?"
+                db.execute(
+                    f"INSERT OR REPLACE INTO {into} SELECT * FROM {out_of} "
+                    f"WHERE file_id IN ({files})",
+                    (job,),
+                )
+                db.execute(f"DELETE FROM {out_of} WHERE file_id IN ({files})", (job,))
+            db.execute("DELETE FROM staged_jobs")
+            db.executemany("INSERT INTO staged_jobs VALUES (?)", [(j,) for j in sorted(staged)])
+
+    @locked
     def sync(self, series: Series, months: Iterable[str] | None = None) -> None:
         """Bring the catalog of ``series`` (those months, or all) in line with the files."""
+        self.sync_staging()
         stored = set(self.holdings.months(series))
         known = {
             m
@@ -308,6 +343,7 @@ class Catalog(CatalogQueries):
                 ).fetchone()
                 if row is not None:
                     db.execute("DELETE FROM parts WHERE file_id=?", (row[0],))
+                    db.execute("DELETE FROM staged_parts WHERE file_id=?", (row[0],))
                     db.execute("DELETE FROM files WHERE id=?", (row[0],))
                 if update is None:
                     continue
@@ -331,8 +367,12 @@ class Catalog(CatalogQueries):
                     continue
                 file_id = cursor.lastrowid
                 rank = SESSION_RANK[footer.session]
+                held = db.execute(
+                    "SELECT 1 FROM staged_jobs WHERE job_id=?", (footer.job_id,)
+                ).fetchone()
+                table = "staged_parts" if held else "parts"
                 db.executemany(
-                    "INSERT OR REPLACE INTO parts (series_id, day, symbol_id, file_id, bars, "
+                    f"INSERT OR REPLACE INTO {table} (series_id, day, symbol_id, file_id, bars, "
                     "complete, session, rejected) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (

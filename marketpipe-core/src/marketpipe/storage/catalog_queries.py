@@ -111,9 +111,10 @@ class CatalogQueries:
     ) -> dict[str, set[tuple[str, int]]]:
         """``file -> {(symbol, day ordinal)}`` that a newer file holds too: a commit cut short
         between its new file and the clean-up of the old ones (or a compaction cut short) leaves
-        two holders until the unit is committed again. Readers skip the older holders' rows, so
-        each partition reads as one committed version, the newest (by the file's modification
-        time, then its name)."""
+        two holders until the unit is committed again, and a published restatement holds its
+        partitions beside the old files until they are rewritten. Readers skip the older holders'
+        rows, so each partition reads as one committed version, the newest (fetched last, then
+        recorded last: an object store's version stamps have no order)."""
         series_id = self._series_id(series)
         if series_id is None:
             return {}
@@ -127,20 +128,22 @@ class CatalogQueries:
                 return {}
             only = f" AND symbol_id IN ({','.join('?' * len(ids))})"
         rows = self._conn.execute(
-            "SELECT s.symbol, p.day, f.month, f.name, f.mtime_ns FROM parts p "
+            "SELECT s.symbol, p.day, f.month, f.name, f.fetched_at, f.id FROM parts p "
             "JOIN files f ON f.id=p.file_id JOIN symbols s ON s.id=p.symbol_id "
             "WHERE p.series_id=? AND p.day BETWEEN ? AND ? AND (p.symbol_id, p.day) IN ("
             f"SELECT symbol_id, day FROM parts WHERE series_id=? AND day BETWEEN ? AND ?{only} "
             "GROUP BY symbol_id, day HAVING COUNT(*) > 1)",
             (series_id, lo, hi, series_id, lo, hi, *ids),
         ).fetchall()
-        holders: dict[tuple[str, int], list[tuple[int, str]]] = {}
-        for symbol, day, month, name, mtime in rows:
+        holders: dict[tuple[str, int], list[tuple[str, int, str]]] = {}
+        for symbol, day, month, name, fetched, file_id in rows:
             rel = self.holdings.where(series, month, name)
-            holders.setdefault((str(symbol), int(day)), []).append((int(mtime), rel))
+            holders.setdefault((str(symbol), int(day)), []).append(
+                (fetched or "", int(file_id), rel)
+            )
         out: dict[str, set[tuple[str, int]]] = {}
         for key, files in holders.items():
-            for _, rel in sorted(files)[:-1]:
+            for *_, rel in sorted(files)[:-1]:
                 out.setdefault(rel, set()).add(key)
         return out
 

@@ -15,8 +15,8 @@ from typing import Protocol
 
 from marketpipe.model.values import Series
 from marketpipe.storage.footer import Footer, read_footer
-from marketpipe.storage.layout import month_of, month_prefix, series_in, series_prefix
-from marketpipe.storage.store import Listing, Store
+from marketpipe.storage.layout import STAGING, month_of, month_prefix, series_in, series_prefix
+from marketpipe.storage.store import STAGED, Listing, Store
 
 
 class Holdings(Protocol):
@@ -43,6 +43,9 @@ class Holdings(Protocol):
         ...
 
     def stat(self, series: Series, month: str, name: str) -> tuple[int, int]: ...
+
+    # Optional: ``staged_jobs() -> list[str]``, the jobs whose commits are staged and not yet
+    # published (a sink that stages: :class:`~marketpipe.plugins.sink.StagingSink`).
 
     def lock(self, series: Series, month: str) -> contextlib.AbstractContextManager[None]:
         """Held while a month is synced, so no commit into it is seen half done."""
@@ -79,6 +82,9 @@ class FileHoldings:
 
     def stat(self, series: Series, month: str, name: str) -> tuple[int, int]:
         return self.store.stat(self.where(series, month, name))
+
+    def staged_jobs(self) -> list[str]:
+        return sorted(n.removesuffix(STAGED) for n in self.store.listing(STAGING, suffix=STAGED))
 
     def lock(self, series: Series, month: str) -> contextlib.AbstractContextManager[None]:
         return self.store.lock(month_prefix(series, month))

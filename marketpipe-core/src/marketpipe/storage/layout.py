@@ -21,6 +21,8 @@ from urllib.parse import quote, unquote
 from marketpipe.model.values import Series, Timeframe
 
 META_DIR = "_marketpipe"
+#: Markers of the jobs whose commits are staged, not yet published (``<job id>.staged``).
+STAGING = f"{META_DIR}/staging"
 #: The feed suffix of series derived by ``mp resample`` (``feed=sim-from-1m``): their own
 #: series, never a provider's own bars of that timeframe.
 DERIVED_SUFFIX = "-from-1m"

@@ -259,6 +259,13 @@ class ObjectStore:
     def discard(self, prepared: Prepared) -> None:
         assert isinstance(prepared, _ObjectPrepared)
 
+    def rename(self, rel: str, to: str) -> None:
+        """A copy, then the source's removal: ``to`` appears whole (a copy is one request)."""
+        import obstore
+
+        self._still_held([to])
+        self._call(obstore.rename, rel, to)
+
     def remove(self, rels: list[str]) -> None:
         import obstore
 

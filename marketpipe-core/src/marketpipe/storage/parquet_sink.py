@@ -46,11 +46,11 @@ from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.compact import compact_folder
 from marketpipe.storage.footer import Entry, Footer, count_rows, parse_footer, row_keys, unreadable
 from marketpipe.storage.holdings import FileHoldings
-from marketpipe.storage.layout import month_key, month_prefix
+from marketpipe.storage.layout import STAGING, month_key, month_prefix
 from marketpipe.storage.object_store import ObjectStore
 from marketpipe.storage.parquet_files import COMPRESSIONS, is_sorted, row_group_rows, write_bars
 from marketpipe.storage.partition_index import index_covered
-from marketpipe.storage.store import Prepared, Store
+from marketpipe.storage.store import STAGED, Prepared, Store
 from marketpipe.storage.stores import LocalStore
 from marketpipe.storage.verify import VerifyReport, verify_dataset
 
@@ -188,6 +188,14 @@ class ParquetSink:
             raise unreadable(f"{self.store.url}/{rel}", exc) from None
 
     def commit(self, request: CommitRequest) -> dict[PartitionKey, str]:
+        return self._commit(request, staged=False)
+
+    def stage(self, request: CommitRequest) -> dict[PartitionKey, str]:
+        """Each month's file written whole as ``<name>.staged``, which neither the catalog nor a
+        ``*.parquet`` glob sees, until :meth:`publish`."""
+        return self._commit(request, staged=True)
+
+    def _commit(self, request: CommitRequest, staged: bool) -> dict[PartitionKey, str]:
         table = conform(request.table)
         # Indexed before the cast to strings: the committer's symbol codes are reused.
         index = index_covered(request.table, request.coverage)
@@ -211,7 +219,7 @@ class ParquetSink:
                 else table
             )
             footer = Footer(entries, request.session, request.job_id, fetched_at)
-            rel = self._commit_month(request.series, month, rows, footer, request)
+            rel = self._commit_month(request.series, month, rows, footer, request, staged)
             for symbol, iso in entries:
                 result[(symbol, dt.date.fromisoformat(iso))] = rel
         return result
@@ -255,7 +263,13 @@ class ParquetSink:
         return self.store.prepare(other, writer), rest_footer
 
     def _commit_month(
-        self, series: Series, month: str, table: pa.Table, footer: Footer, request: CommitRequest
+        self,
+        series: Series,
+        month: str,
+        table: pa.Table,
+        footer: Footer,
+        request: CommitRequest,
+        staged: bool = False,
     ) -> str:
         coverage: Coverage = {}
         for symbol, iso in footer.entries:
@@ -266,6 +280,9 @@ class ParquetSink:
         rel = f"{month_prefix(series, month)}/part-{request.job_id}-{digest}.parquet"
         if not is_sorted(table):
             table = table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
+        if staged:
+            self._write(rel + STAGED, table, self._metadata(request, footer))
+            return rel
         self._replace(
             series,
             month,
@@ -273,6 +290,78 @@ class ParquetSink:
             (rel, table, self._metadata(request, footer), footer),
         )
         return rel
+
+    def publish(self, series: Series, job_id: str) -> int:
+        """Show the staged files of ``job_id`` together. A marker (``_marketpipe/staging/<job
+        id>.staged``) first hides the job's files from every catalog that syncs; the files are
+        renamed into place (a ``*.parquet`` glob sees each month switch as it is renamed); the
+        marker's removal then switches the catalog's view in one transaction, so
+        ``marketpipe.read`` sees the old rows or the new, never a mix; last, the older files
+        give up the partitions the published ones hold (readers meanwhile take the newer)."""
+        mine = f"part-{job_id}-"
+        marker = f"{STAGING}/{job_id}{STAGED}"
+        months = self.months(series)
+        staged: dict[str, list[str]] = {}
+        for month in months:
+            folder = month_prefix(series, month)
+            for name in sorted(self.store.listing(folder, suffix=STAGED)):
+                if name.startswith(mine):
+                    staged.setdefault(month, []).append(name)
+                else:  # another job's, never published: a later re-fetch replaced it
+                    self.store.remove([f"{folder}/{name}"])
+        for month in staged:  # a file nobody can read blocks the publish, as it blocks a commit
+            with self.store.lock(month_prefix(series, month)):
+                self.catalog.sync_folder(series, month)
+            blocked = self.catalog.unreadable(series, month)
+            if blocked:
+                raise StorageError(blocked[0][1])
+        if staged:
+            self.store.write(marker, lambda out: None)  # its name says which job
+            self.catalog.sync_staging()
+            for month, names in staged.items():
+                folder = month_prefix(series, month)
+                with self.store.lock(folder):
+                    for name in names:
+                        self.store.rename(f"{folder}/{name}", f"{folder}/{name[: -len(STAGED)]}")
+                self.catalog.sync(series, [month])
+        if staged or self.store.get(marker) is not None:
+            self.store.remove([marker])
+        self.catalog.sync_staging()  # the switch
+        for month in months:
+            self._drop_shadowed(series, month)
+        return sum(len(names) for names in staged.values())
+
+    def _drop_shadowed(self, series: Series, month: str) -> None:
+        """Take out of the month's files the partitions a newer file holds too."""
+        first = dt.date.fromisoformat(f"{month}-01")
+        last = (first + dt.timedelta(days=31)).replace(day=1) - dt.timedelta(days=1)
+        with self.store.lock(month_prefix(series, month)):
+            self.catalog.sync_folder(series, month)
+            shadowed = self.catalog.shadowed(series, first, last)
+            if not shadowed:
+                return
+            changes: dict[str, Footer | None] = {}
+            prepared: list[tuple[Prepared, Footer]] = []
+            try:
+                for rel, keys in sorted(shadowed.items()):
+                    name = rel.rsplit("/", 1)[-1]
+                    held = self.catalog.entries(series, month, name)
+                    gone = {f"{s}|{dt.date.fromordinal(d).isoformat()}" for s, d in keys}
+                    if {f"{s}|{d}" for s, d in held} <= gone:
+                        changes[name] = None
+                        continue
+                    prepared.append(self._prepare_rest(rel, gone))
+            except BaseException:
+                for pending, _ in prepared:
+                    self.store.discard(pending)
+                raise
+            for pending, rest in prepared:
+                self.store.publish(pending)
+                changes[pending.rel.rsplit("/", 1)[-1]] = rest
+            self.store.remove(
+                [f"{month_prefix(series, month)}/{n}" for n, f in changes.items() if f is None]
+            )
+            self.catalog.record(series, month, changes)
 
     def delete(self, series: Series, keys: set[PartitionKey]) -> int:
         """Remove the rows of ``keys`` (symbol, day) from the series, atomically per month

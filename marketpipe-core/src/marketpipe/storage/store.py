@@ -17,6 +17,9 @@ Listing = dict[str, tuple[int, int]]
 
 
 BAR_SUFFIX = ".parquet"
+#: A staged file: written whole, read by nobody until its job publishes it (its name without
+#: this suffix); also a staged job's marker.
+STAGED = ".staged"
 
 
 def is_bar_file(name: str, suffix: str = BAR_SUFFIX) -> bool:
@@ -68,6 +71,9 @@ class Store(Protocol):
     def discard(self, prepared: Prepared) -> None: ...
 
     def remove(self, rels: list[str]) -> None: ...
+    def rename(self, rel: str, to: str) -> None:
+        """Move ``rel`` to ``to`` (replacing it), whole: ``to`` appears complete or not at all."""
+        ...
 
     def stat(self, rel: str) -> tuple[int, int]: ...
 

@@ -114,6 +114,12 @@ class LocalStore:
         assert isinstance(prepared, _LocalPrepared)
         prepared.tmp.unlink(missing_ok=True)
 
+    def rename(self, rel: str, to: str) -> None:
+        final = self.path(to)
+        os.replace(self.path(rel), final)
+        if self.durable:
+            fsync_dir(final.parent)
+
     def remove(self, rels: list[str]) -> None:
         folders = set()
         for rel in rels:

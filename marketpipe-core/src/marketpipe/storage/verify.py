@@ -35,7 +35,7 @@ from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.footer import count_rows, read_footer
 from marketpipe.storage.holdings import FileHoldings
 from marketpipe.storage.layout import month_prefix, series_of_path
-from marketpipe.storage.store import Store
+from marketpipe.storage.store import STAGED, Store
 
 
 @attrs.frozen
@@ -128,8 +128,9 @@ def verify_dataset(
     listed: dict[str, set[str]] = {}
     for path in sorted(job_paths):
         folder, _, name = path.rpartition("/")
-        if folder not in listed:
-            listed[folder] = set(store.listing(folder))
+        if folder not in listed:  # a staged file counts: its job publishes it when it ends
+            staged = store.listing(folder, suffix=STAGED)
+            listed[folder] = {*store.listing(folder), *(n[: -len(STAGED)] for n in staged)}
         if name in listed[folder]:
             continue
         lost.extend(
