@@ -40,7 +40,14 @@ from marketpipe.storage.sqlite import connect, immediate, writable
 from marketpipe.storage.stores import LocalStore
 
 _VERSION = 1
-_SCHEMA = """
+# A file's partitions; a staged job's files keep theirs in ``staged_parts``, read by nobody.
+_PARTS = """
+    series_id INTEGER NOT NULL, day INTEGER NOT NULL, symbol_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL, bars INTEGER NOT NULL, complete INTEGER NOT NULL,
+    session INTEGER NOT NULL, rejected INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (series_id, day, symbol_id, file_id)
+"""
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY, provider TEXT NOT NULL, feed TEXT NOT NULL,
     adjustment TEXT NOT NULL, timeframe TEXT NOT NULL, settings TEXT,
@@ -52,19 +59,9 @@ CREATE TABLE IF NOT EXISTS files (
     size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, job_id TEXT, fetched_at TEXT,
     error TEXT, UNIQUE (series_id, month, name)
 );
-CREATE TABLE IF NOT EXISTS parts (
-    series_id INTEGER NOT NULL, day INTEGER NOT NULL, symbol_id INTEGER NOT NULL,
-    file_id INTEGER NOT NULL, bars INTEGER NOT NULL, complete INTEGER NOT NULL,
-    session INTEGER NOT NULL, rejected INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (series_id, day, symbol_id, file_id)
-) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS parts ({_PARTS}) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS parts_by_file ON parts (file_id);
-CREATE TABLE IF NOT EXISTS staged_parts (
-    series_id INTEGER NOT NULL, day INTEGER NOT NULL, symbol_id INTEGER NOT NULL,
-    file_id INTEGER NOT NULL, bars INTEGER NOT NULL, complete INTEGER NOT NULL,
-    session INTEGER NOT NULL, rejected INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (series_id, day, symbol_id, file_id)
-) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS staged_parts ({_PARTS}) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS staged_jobs (job_id TEXT PRIMARY KEY);
 """
 
