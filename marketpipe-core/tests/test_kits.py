@@ -27,7 +27,7 @@ from marketpipe.validate.ohlcv import OhlcvValidator
 
 def test_parquet_sink_passes_its_kit(tmp_path: Path) -> None:
     report = check_sink("parquet", tmp_path / "data", settings={"compression": "snappy"})
-    assert (report.sink, report.commits, report.crashes) == ("parquet", 5, 5)
+    assert (report.sink, report.commits, report.crashes) == ("parquet", 6, 5)  # one staged
 
 
 def test_ohlcv_validator_passes_its_kit() -> None:
@@ -261,3 +261,26 @@ def test_a_script_may_call_the_sink_kit_at_its_top_level(tmp_path: Path) -> None
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "2"
+
+
+class ShowsStagedAtOnce(ParquetSink):
+    """Stages by committing: a refresh is seen unit by unit."""
+
+    def stage(self, request: CommitRequest) -> dict:
+        return self.commit(request)
+
+
+class NeverPublishes(ParquetSink):
+    """Stages, and publishing does nothing: a refresh is never seen."""
+
+    def publish(self, series: Any, job_id: str) -> int:
+        return 0
+
+
+def test_kit_catches_a_sink_that_shows_a_staged_commit_before_its_publish(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(AssertionError, match="after a staged commit, before its publish"):
+        check_sink(spec_of(ShowsStagedAtOnce), tmp_path / "a", crashes=0)
+    with pytest.raises(AssertionError, match="after publishing a staged commit"):
+        check_sink(spec_of(NeverPublishes), tmp_path / "b", crashes=0)

@@ -35,7 +35,7 @@ from marketpipe.model.partition import PartitionKey
 from marketpipe.model.schema import BAR_SCHEMA
 from marketpipe.model.values import Series, Timeframe
 from marketpipe.plugins.settings import describe_missing, resolve_settings
-from marketpipe.plugins.sink import CommitRequest, Sink
+from marketpipe.plugins.sink import CommitRequest, Sink, StagingSink
 from marketpipe.plugins.specs import SinkSpec
 from marketpipe.storage.catalog_queries import StoredPartition
 from marketpipe.storage.listed import build_sink
@@ -213,6 +213,21 @@ def check_sink(
         else:
             raise AssertionError("a commit with rows outside its coverage must be refused")
         _same(built.read(SERIES), now, "after a refused commit")
+
+        if isinstance(built, StagingSink):  # a refresh is shown whole, only once published
+            restated = kit_bars(["AAA"], DAYS, base=700.0)
+            aaa = {("AAA", d) for d in DAYS}
+            built.stage(commit_request(restated, aaa, job="kit-7"))
+            commits += 1
+            _same(built.read(SERIES), now, "after a staged commit, before its publish")
+            _check_catalog(built, keys, now, partial, "after a staged commit, before its publish")
+            built.publish(SERIES, "kit-7")
+            now = pa.concat_tables([_without(now, aaa), restated])
+            _same(built.read(SERIES), now, "after publishing a staged commit")
+            _check_catalog(built, keys, now, partial, "after publishing a staged commit")
+            if built.publish(SERIES, "kit-7") != 0:
+                raise AssertionError("publishing a job again must publish nothing more")
+            _same(built.read(SERIES), now, "after publishing a job again")
     finally:
         built.close()
     again = build()
