@@ -38,6 +38,7 @@ from marketpipe.fetch.errors import (
     RateLimitedError,
     ResponseTooLargeError,
 )
+from marketpipe.fetch.inflate import encoded_otherwise, inflater
 from marketpipe.fetch.rate_limiter import RateLimiter, Slot
 from marketpipe.fetch.retry import backoff, retry_after, should_retry
 
@@ -347,10 +348,14 @@ class HttpClient:
         with self.client.stream("GET", path, params=params, timeout=timeout) as response:
             self._check_length(response)
             body = bytearray()
-            for chunk in response.iter_bytes():
-                self._append(body, chunk)
+            inflate = inflater(response, self.config.max_body_bytes)
+            chunks = response.iter_bytes() if encoded_otherwise(response) else response.iter_raw()
+            for chunk in chunks:
+                self._append(body, inflate.feed(chunk) if inflate else chunk)
                 if time.monotonic() > deadline:
                     raise self._slow(allowed)
+            if inflate:
+                self._append(body, inflate.end())
             return response, bytes(body)
 
     async def _async_get(
@@ -365,8 +370,16 @@ class HttpClient:
                 ) as response:
                     self._check_length(response)
                     body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        self._append(body, chunk)
+                    inflate = inflater(response, self.config.max_body_bytes)
+                    chunks = (
+                        response.aiter_bytes()
+                        if encoded_otherwise(response)
+                        else response.aiter_raw()
+                    )
+                    async for chunk in chunks:
+                        self._append(body, inflate.feed(chunk) if inflate else chunk)
+                    if inflate:
+                        self._append(body, inflate.end())
                     return response, bytes(body)
         except TimeoutError:
             raise self._slow(allowed) from None
