@@ -420,7 +420,8 @@ def test_a_read_of_a_name_never_depends_on_what_else_is_asked(tmp_path: Path) ->
         assert nothing.num_rows == 0
 
 
-def test_a_restatement_is_read_whole_or_not_at_all(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sink", ["parquet", "delta"])
+def test_a_restatement_is_read_whole_or_not_at_all(tmp_path: Path, sink: str) -> None:
     """While mp update restates a split series unit by unit, marketpipe.read gives the old
     bars of every month (caught with two of its units fetched and the third held by the
     server); once it ends, the new bars of every month. Never a mix."""
@@ -430,8 +431,14 @@ def test_a_restatement_is_read_whole_or_not_at_all(tmp_path: Path) -> None:
         root = tmp_path / "data"
         mp_ok("ingest", "--provider", "alpaca", "--symbols", "NVDA", "--timeframe", "1d",
               "--start", "2024-01-02", "--end", "2024-07-12", "--data-dir", str(root),
-              "-o", "adjustment=split", env=env_at(server, dt.date(2024, 7, 12)))  # fmt: skip
-        stored = {p.name for p in root.rglob("part-*")}
+              "--sink", sink, "-o", "adjustment=split",
+              env=env_at(server, dt.date(2024, 7, 12)))  # fmt: skip
+
+        def processed() -> int:  # partitions recorded done (committed or staged), every job
+            logs = (root / "_marketpipe" / "events").glob("*.jsonl")
+            return sum(log.read_text().count('"IngestionBatchProcessed"') for log in logs)
+
+        stored = processed()
 
         def closes() -> dict[str, float]:
             table = marketpipe.read(str(root), provider="alpaca", symbols=["NVDA"],
@@ -449,9 +456,10 @@ def test_a_restatement_is_read_whole_or_not_at_all(tmp_path: Path) -> None:
             stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
-            # Two units are written (staged or committed) once two new files are in the folders.
+            # Two units of 20 days are done (the server holds the third) once more than 20 of
+            # the update's partitions are recorded processed.
             deadline = time.monotonic() + 60
-            while len({p.name for p in root.rglob("part-*")} - stored) < 2:
+            while processed() - stored <= 20:
                 assert update.poll() is None and time.monotonic() < deadline, update.stderr
                 time.sleep(0.05)
             assert closes() == before  # the old bars of every month, none restated yet

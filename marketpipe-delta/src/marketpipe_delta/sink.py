@@ -12,20 +12,27 @@ overwrite by predicate gives the same table however often it is repeated).
 The bars table has the canonical columns plus ``day`` (the New York session day, a date) and
 ``month`` (``YYYY-MM``, the partition column). After the bars, the commit records its partitions
 in the coverage table (:mod:`.coverage`), which the catalog reads.
+
+A refresh (a restatement) is staged instead: each unit is a Parquet file under
+``_marketpipe/staging/<job>/<series>/``, outside the table, and :meth:`DeltaSink.publish` writes
+them all in one transaction when the job has fetched everything.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from marketpipe.model import clock
 from marketpipe.model.calendar import day_bounds
 from marketpipe.model.errors import InvalidInputError, StorageError
@@ -34,9 +41,11 @@ from marketpipe.model.schema import BAR_COLUMNS, BAR_SCHEMA, conform
 from marketpipe.model.values import Series
 from marketpipe.plugins.sink import CommitRequest, FolderResult
 from marketpipe.storage.catalog import Catalog
-from marketpipe.storage.footer import Entry, Footer
-from marketpipe.storage.layout import month_key
+from marketpipe.storage.footer import FETCHED_KEY, JOB_KEY, Entry, Footer, read_footer
+from marketpipe.storage.layout import STAGING, encode_component, month_key
 from marketpipe.storage.partition_index import index_covered
+from marketpipe.storage.store import Store
+from marketpipe.storage.stores import open_store
 from marketpipe.storage.verify import VerifyReport
 
 from marketpipe_delta import predicate
@@ -47,7 +56,7 @@ from marketpipe_delta.coverage import (
     rows_for,
     series_filter,
 )
-from marketpipe_delta.tables import Location, guarded, load, one_line
+from marketpipe_delta.tables import Location, guarded, load, one_line, table_path
 
 #: How often a commit is tried again when another writer's transaction touched the same rows,
 #: after a random pause of up to 0.05 s doubling to 2 s (random, so two writers that collided
@@ -90,12 +99,13 @@ class DeltaSink:
     def _overwrite(
         self,
         uri: str,
-        data: pa.Table,
+        data: pa.Table | Callable[[], pa.RecordBatchReader],
         where: str,
         partition_by: list[str],
         metadata: Mapping[str, str],
     ) -> None:
-        """Replace the rows matching ``where`` by ``data`` in one transaction."""
+        """Replace the rows matching ``where`` by ``data`` (a table, or a function giving a
+        stream of its batches, asked again for each try) in one transaction."""
         from deltalake import CommitProperties, write_deltalake
         from deltalake.exceptions import CommitFailedError, DeltaError
 
@@ -104,7 +114,7 @@ class DeltaSink:
             try:
                 write_deltalake(
                     target if target is not None else uri,
-                    data,
+                    data if isinstance(data, pa.Table) else data(),
                     mode="overwrite",
                     predicate=where,
                     partition_by=partition_by,
@@ -127,12 +137,98 @@ class DeltaSink:
             except (DeltaError, OSError, RuntimeError) as exc:
                 raise one_line(uri, exc) from None
 
-    def commit(self, request: CommitRequest) -> dict[PartitionKey, str]:
+    def stage(self, request: CommitRequest) -> dict[PartitionKey, str]:
+        """The unit's rows, with their partitions in the file's footer, as one Parquet file
+        under ``_marketpipe/staging/<job>/<series>/``: not part of the series' table (no
+        reader sees them) until :meth:`publish`."""
         table = conform(request.table)
         index = index_covered(table, request.coverage)
-        bars = index.counts()
+        entries = self._entries(request, index.counts())
+        if not entries:
+            return {}
+        series = request.series
+        footer = Footer(
+            {(s, d.isoformat()): e for (s, d), e in entries.items()},
+            request.session,
+            request.job_id,
+            clock.now().isoformat(timespec="seconds"),
+        )
+        rows = with_partition_columns(table, index.days, index.day)
+        meta = {JOB_KEY: footer.job_id.encode(), FETCHED_KEY: footer.fetched_at.encode()}
+        meta.update(footer.metadata())
+        rows = rows.replace_schema_metadata(meta)
+        digest = hashlib.sha1(json.dumps(sorted(footer.entries)).encode()).hexdigest()[:12]
+        folder = self._staging(series, request.job_id)
+        self._store().write(
+            f"{folder}/unit-{digest}.parquet", lambda out: pq.write_table(rows, out)
+        )
+        return {key: self.holdings.where(series, month_key(key[1]), "") for key in entries}
+
+    def publish(self, series: Series, job_id: str) -> int:
+        """The job's staged units in one transaction on the series' table (an overwrite whose
+        predicate names every staged partition): a reader sees the version before, with none
+        of them, or the version after, with all. Then the coverage table and the catalog
+        learn them, and the staged files go. Run again after a crash, it does the same (an
+        overwrite by predicate gives the same table however often it is repeated)."""
+        store = self._store()
+        folder = self._staging(series, job_id)
+        for other in store.children(STAGING):  # a job never published: a re-fetch replaced it
+            if other != job_id:
+                stale = f"{STAGING}/{other}/{table_path(series)}"
+                store.remove([f"{stale}/{n}" for n in store.listing(stale)])
+        names = sorted(store.listing(folder))
+        if not names:
+            return 0
+        rels = [f"{folder}/{name}" for name in names]
+        footers = [read_footer(store, rel) for rel in rels]
+        entries = {k: e for f in footers for k, e in f.entries.items()}
+        coverage: dict[str, list[dt.date]] = {}
+        for symbol, iso in entries:
+            coverage.setdefault(symbol, []).append(dt.date.fromisoformat(iso))
+        where = predicate.partitions(coverage)
+        empty = with_partition_columns(BAR_SCHEMA.empty_table(), (), np.array([], np.int32))
+
+        def staged() -> pa.RecordBatchReader:
+            def batches() -> Iterator[pa.RecordBatch]:
+                for rel in rels:
+                    with store.open(rel) as src:
+                        part = pq.read_table(src).replace_schema_metadata(None)
+                    yield from part.select(empty.column_names).cast(empty.schema).to_batches()
+
+            return pa.RecordBatchReader.from_batches(empty.schema, batches())
+
+        job = {
+            "marketpipe.job_id": job_id,
+            "marketpipe.provider": series.provider,
+            "marketpipe.feed": series.feed,
+            "marketpipe.adjustment": series.adjustment,
+            "marketpipe.timeframe": series.timeframe.value,
+        }
+        self._overwrite(
+            self.location.series_uri(series),
+            staged,
+            where,
+            ["month"],
+            {**job, "marketpipe.operation": "publish"},
+        )
+        last = footers[-1]
+        self._cover(series, {
+            (s, dt.date.fromisoformat(d)): e for (s, d), e in entries.items()
+        }, Footer(entries, last.session, job_id, last.fetched_at), where, job)  # fmt: skip
+        store.remove(rels)
+        return len(rels)
+
+    def _staging(self, series: Series, job_id: str) -> str:
+        return f"{STAGING}/{encode_component(job_id)}/{table_path(series)}"
+
+    def _store(self) -> Store:
+        return open_store(self.location.url if self.location.remote else Path(self.location.url))
+
+    def _entries(
+        self, request: CommitRequest, bars: Mapping[PartitionKey, int]
+    ) -> dict[PartitionKey, Entry]:
         partial = {(s, d) for s, ds in request.partial.items() for d in ds}
-        entries = {
+        return {
             (symbol, day): Entry(
                 bars.get((symbol, day), 0),
                 (symbol, day) not in partial,
@@ -141,6 +237,11 @@ class DeltaSink:
             for symbol, days in request.coverage.items()
             for day in days
         }
+
+    def commit(self, request: CommitRequest) -> dict[PartitionKey, str]:
+        table = conform(request.table)
+        index = index_covered(table, request.coverage)
+        entries = self._entries(request, index.counts())
         if not entries:
             return {}
         series = request.series
@@ -160,10 +261,27 @@ class DeltaSink:
             ["month"],
             {**job, "marketpipe.operation": "commit"},
         )
-        fetched_at = clock.now().isoformat(timespec="seconds")
+        footer = Footer(
+            {(s, d.isoformat()): e for (s, d), e in entries.items()},
+            request.session,
+            request.job_id,
+            clock.now().isoformat(timespec="seconds"),
+        )
+        self._cover(series, entries, footer, where, job)
+        return {key: self.holdings.where(series, month_key(key[1]), "") for key in entries}
+
+    def _cover(
+        self,
+        series: Series,
+        entries: dict[PartitionKey, Entry],
+        footer: Footer,
+        where: str,
+        job: Mapping[str, str],
+    ) -> None:
+        """After the bars: the coverage table's rows of the partitions, then the catalog."""
         committed_ns = time.time_ns()
         coverage = rows_for(
-            series, entries, request.session, request.job_id, fetched_at, committed_ns
+            series, entries, footer.session, footer.job_id, footer.fetched_at, committed_ns
         )
         self._overwrite(
             self.location.coverage_uri(),
@@ -172,15 +290,8 @@ class DeltaSink:
             PARTITION_BY,
             {**job, "marketpipe.operation": "coverage"},
         )
-        footer = Footer(
-            {(s, d.isoformat()): e for (s, d), e in entries.items()},
-            request.session,
-            request.job_id,
-            fetched_at,
-        )
         for month in sorted({month_key(d) for _, d in entries}):
             self._record(series, month, footer, committed_ns)
-        return {key: self.holdings.where(series, month_key(key[1]), "") for key in entries}
 
     def _record(self, series: Series, month: str, footer: Footer, committed_ns: int) -> None:
         """Tell the catalog what the commit did to one month, as the coverage table now says,
