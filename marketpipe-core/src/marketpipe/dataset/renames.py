@@ -9,6 +9,7 @@ forward (a stored OLDCO series goes on under NEWCO); ``mp status`` shows one lin
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -56,3 +57,26 @@ def successors(known: Renames) -> dict[str, tuple[str, dt.date]]:
             seen.add(new)
         out[old] = (new, day)
     return out
+
+
+def companies(versions: pa.Table) -> dict[str, frozenset[str]]:
+    """``name -> every name of its company`` from the ledger's renames (names never renamed
+    are absent)."""
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent.setdefault(name, name) != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    renamed = versions.filter(pc.equal(versions["kind"], NAME_CHANGE))
+    for old, new in zip(
+        renamed["symbol"].to_pylist(), renamed["new_symbol"].to_pylist(), strict=True
+    ):
+        if old and new:
+            parent[root(old)] = root(new)
+    groups: dict[str, set[str]] = defaultdict(set)
+    for name in list(parent):
+        groups[root(name)].add(name)
+    return {name: frozenset(group) for group in groups.values() for name in group}

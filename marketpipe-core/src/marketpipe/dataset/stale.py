@@ -23,9 +23,9 @@ from pathlib import Path
 
 import attrs
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from marketpipe.model.actions import DIVIDEND_KINDS, NAME_CHANGE, SPIN_OFF, SPLIT_KINDS, describe
+from marketpipe.dataset.renames import companies
+from marketpipe.model.actions import DIVIDEND_KINDS, SPIN_OFF, SPLIT_KINDS, describe
 from marketpipe.model.calendar import NEW_YORK
 from marketpipe.model.values import RAW, Series
 from marketpipe.storage.catalog_queries import CatalogQueries
@@ -113,29 +113,6 @@ def _fetched(text: str) -> dt.datetime:
         return _aware(dt.datetime.fromisoformat(text))
     except ValueError:
         return dt.datetime.min.replace(tzinfo=dt.UTC)
-
-
-def companies(versions: pa.Table) -> dict[str, frozenset[str]]:
-    """``name -> every name of its company`` from the ledger's renames (names never renamed
-    are absent)."""
-    parent: dict[str, str] = {}
-
-    def root(name: str) -> str:
-        while parent.setdefault(name, name) != name:
-            parent[name] = parent[parent[name]]
-            name = parent[name]
-        return name
-
-    renamed = versions.filter(pc.equal(versions["kind"], NAME_CHANGE))
-    for old, new in zip(
-        renamed["symbol"].to_pylist(), renamed["new_symbol"].to_pylist(), strict=True
-    ):
-        if old and new:
-            parent[root(old)] = root(new)
-    groups: dict[str, set[str]] = defaultdict(set)
-    for name in list(parent):
-        groups[root(name)].add(name)
-    return {name: frozenset(group) for group in groups.values() for name in group}
 
 
 def stale_symbols(
