@@ -365,10 +365,13 @@ def _crashes(
     rng = random.Random(7)
     allowed = pa.concat_tables([rest, *versions])
     for crash in range(crashes):
+        # Spread over three commits' time, one kill in each slice of it (at a random point of
+        # the slice): every stretch of a commit is hit, not only where random draws cluster.
+        after = took * 3 * (crash + rng.random()) / crashes
         if isinstance(sink, str):
-            _kill_spawned(sink, root, settings, rng.uniform(0, took * 3), crash)
+            _kill_spawned(sink, root, settings, after, crash)
         else:
-            _kill_forked(sink, root, settings, versions, covered, rng.uniform(0, took * 3), crash)
+            _kill_forked(sink, root, settings, versions, covered, after, crash)
         sink_after = build()
         try:
             try:
