@@ -387,3 +387,36 @@ def test_a_job_store_that_fails_under_one_unit_ends_the_job_after_every_commit_i
     (job,) = store.list_jobs()
     assert job.state is ProcessingState.FAILED
     assert "disk is full" in (job.error_message or "")
+
+
+def test_a_refresh_that_fails_shows_none_of_itself_until_its_resume_completes(
+    step_provider, data_dir: Path
+) -> None:
+    """A refresh is staged: while one symbol's partitions fail, the other symbol's refetched
+    partitions are not shown either (each is still read from the first job's file); resumed
+    and completed, every partition is the refresh's."""
+    from marketpipe.storage.parquet_sink import ParquetSink
+
+    days = [dt.date(2024, 1, d) for d in (29, 30, 31)] + [dt.date(2024, 2, d) for d in (1, 2)]
+    keys = [(s, d) for s in ("AAPL", "MSFT") for d in days]
+    first = asyncio.run(run_ingest(request(data_dir), EventBus()))
+    sink = ParquetSink(data_dir)
+    (series,) = sink.catalog.series()
+
+    def jobs_shown() -> set[str]:  # the jobs whose files the catalog reads the partitions from
+        sink.catalog.sync(series)
+        return {p.path.rsplit("/", 1)[-1].split("-")[1] for p in sink.catalog.lookup(series, keys)}
+
+    assert jobs_shown() == {first.job_id.value}
+    failed = asyncio.run(
+        run_ingest(request(data_dir, refresh=True, overrides={"fail_symbol": "MSFT"}), EventBus())
+    )
+    assert failed.state is ProcessingState.FAILED and failed.partitions_completed == 5
+    assert jobs_shown() == {first.job_id.value}  # AAPL's refetched days: staged, not shown
+    store = SqliteJobStore.for_data_dir(data_dir)
+    job = asyncio.run(IngestionJobService(store).start_job(StartJobCommand(failed.job_id)))
+    resumed = asyncio.run(execute(store, job, prepare_provider("step", {}), data_dir, EventBus()))
+    assert resumed.state is ProcessingState.COMPLETED
+    assert jobs_shown() == {failed.job_id.value}  # every partition of both symbols, at once
+    assert not list(data_dir.rglob("*.staged"))
+    sink.close()
