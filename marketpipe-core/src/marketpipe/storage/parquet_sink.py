@@ -327,7 +327,9 @@ class ParquetSink:
         if staged or self.store.get(marker) is not None:
             self.store.remove([marker])
         self.catalog.sync_staging()  # the switch
-        for month in months:
+        for month in sorted(
+            {f.month for f in self.catalog.files(series) if f.name.startswith(mine)}
+        ):
             self._drop_shadowed(series, month)
         return sum(len(names) for names in staged.values())
 
