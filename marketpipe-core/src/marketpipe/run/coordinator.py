@@ -17,7 +17,6 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import pyarrow as pa
 
 from marketpipe.fetch import metrics
@@ -25,7 +24,7 @@ from marketpipe.fetch.deadline import job_deadline
 from marketpipe.jobs.event_bus import EventBus
 from marketpipe.jobs.job import IngestionJob, ProcessingState
 from marketpipe.jobs.store import SqliteJobStore
-from marketpipe.model.calendar import SessionWindow, TradingCalendar, nyse_calendar
+from marketpipe.model.calendar import TradingCalendar, nyse_calendar
 from marketpipe.model.errors import (
     StorageError,
     StoreFailedError,
@@ -52,7 +51,7 @@ from marketpipe.run.dask.tasks import (
     WorkerSetupError,
 )
 from marketpipe.run.outcome import CancelToken, JobSummary, PartitionFailure
-from marketpipe.run.planning import WorkUnit, plan_units
+from marketpipe.run.planning import WorkUnit, plan_units, stored_keys
 from marketpipe.run.unit_commit import (
     UnitCommitted,
     UnitCommitter,
@@ -158,7 +157,9 @@ class IngestionCoordinatorService:
         done = self._store.completed_keys(job_id)
         stored: set[PartitionKey] = set()
         if not job.refresh:
-            stored = await asyncio.to_thread(self._stored, job, windows)
+            stored = await asyncio.to_thread(
+                stored_keys, self._sink.catalog, self._series(job), job, windows
+            )
             stored -= done
             self._store.mark_stored(job_id, stored)
         pending = set(keys) - done - stored
@@ -229,9 +230,8 @@ class IngestionCoordinatorService:
             try:
                 await asyncio.to_thread(self._sink.publish, self._series(job), job_id.value)
             except (OSError, StorageError) as exc:
-                unpublished = _describe(exc)
-                self._abort = f"the refreshed partitions are stored but not yet shown: {exc}"
-                self._abort_temporary = isinstance(exc, TemporaryError)
+                unpublished = f"the refreshed partitions are stored but not yet shown: {exc}"
+                self._abort, self._abort_temporary = unpublished, isinstance(exc, TemporaryError)
         if self._cancel.is_set() and remaining > 0:
             job.cancel(partitions_remaining=remaining)
         elif self._deadline_passed and remaining > 0:
@@ -243,10 +243,7 @@ class IngestionCoordinatorService:
                 partitions_failed=len(failures),
             )
         elif unpublished is not None:
-            job.fail(
-                f"the refreshed partitions are stored but not yet shown: {unpublished}; the "
-                "same command (or mp jobs resume) shows them once that is put right"
-            )
+            job.fail(f"{unpublished}; the same command (or mp jobs resume) shows them")
         elif failures:
             reason = (
                 f"{len(failures)} of {len(keys)} partitions failed; first: "
@@ -282,27 +279,6 @@ class IngestionCoordinatorService:
     def _series(self, job: IngestionJob) -> Series:
         cfg = job.configuration
         return self._spec.series(cfg.feed, cfg.timeframe, cfg.settings)
-
-    def _stored(self, job: IngestionJob, windows: Sequence[SessionWindow]) -> set[PartitionKey]:
-        """The job's partitions the series holds complete (asked of the catalog, synced with
-        the month folders first)."""
-        series = self._series(job)
-        catalog = self._sink.catalog
-        catalog.sync(series, sorted({month_key(w.day) for w in windows}))
-        symbols = [s.value for s in job.symbols]
-        days = [w.day for w in windows]
-        mask = catalog.stored_mask(
-            series, symbols, days, job.configuration.session, other_than_job=job.job_id.value
-        )
-        rows, cols = np.nonzero(mask)
-        found = {(symbols[r], days[c]) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)}
-        if job.symbol_starts or job.symbol_ends:
-            found = {
-                (s, d)
-                for s, d in found
-                if job.symbol_starts.get(s, d) <= d <= job.symbol_ends.get(s, d)
-            }
-        return found
 
     async def _until_stopped(self, work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
         """``work`` running until it ends or the job is stopped, whichever comes first."""

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import attrs
+import numpy as np
 
+from marketpipe.jobs.job import IngestionJob
 from marketpipe.model.calendar import SessionWindow
 from marketpipe.model.partition import PartitionKey
-from marketpipe.model.values import Symbol, Timeframe
+from marketpipe.model.values import Series, Symbol, Timeframe
 from marketpipe.plugins.specs import ProviderSpec
+from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.layout import month_key
 
 
@@ -72,3 +75,25 @@ def plan_units(
                 for i in range(0, len(members), per_unit):
                     units.append(WorkUnit(tuple(members[i : i + per_unit]), unit_windows))
     return units
+
+
+def stored_keys(
+    catalog: Catalog, series: Series, job: IngestionJob, windows: Sequence[SessionWindow]
+) -> set[PartitionKey]:
+    """The job's partitions ``series`` holds complete (asked of the catalog, synced with the
+    month folders first): what a job that is not a refresh leaves alone."""
+    catalog.sync(series, sorted({month_key(w.day) for w in windows}))
+    symbols = [s.value for s in job.symbols]
+    days = [w.day for w in windows]
+    mask = catalog.stored_mask(
+        series, symbols, days, job.configuration.session, other_than_job=job.job_id.value
+    )
+    rows, cols = np.nonzero(mask)
+    found = {(symbols[r], days[c]) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)}
+    if job.symbol_starts or job.symbol_ends:
+        found = {
+            (s, d)
+            for s, d in found
+            if job.symbol_starts.get(s, d) <= d <= job.symbol_ends.get(s, d)
+        }
+    return found
