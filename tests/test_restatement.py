@@ -116,6 +116,14 @@ def mp_ok(*args: str, env: dict[str, str]) -> dict:
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
+def ingest_daily(symbol: str, start: object, end: object, root: object, *more: str,
+                 env: dict[str, str]) -> dict:  # fmt: skip
+    """``mp ingest`` of one symbol's daily Alpaca bars, as a user runs it."""
+    return mp_ok("ingest", "--provider", "alpaca", "--symbols", symbol, "--timeframe", "1d",
+                 "--start", str(start), "--end", str(end), "--data-dir", str(root), *more,
+                 env=env)  # fmt: skip
+
+
 @pytest.fixture(params=["local", "s3", "delta"])
 def place(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -224,8 +232,7 @@ def test_as_of_before_a_split_reads_the_series_as_it_was_seen_then(
     root = tmp_path / "data"
     server.today = SECOND_DAY
     later = env_at(server, SECOND_DAY)
-    mp_ok("ingest", "--provider", "alpaca", "--symbols", "NVDA", "--timeframe", "1d",
-          "--start", "2024-06-03", "--end", str(SECOND_DAY), "--data-dir", str(root), env=later)  # fmt: skip
+    ingest_daily("NVDA", "2024-06-03", SECOND_DAY, root, env=later)
     kw = dict(provider="alpaca", symbols=["NVDA"], start="2024-06-03", end="2024-07-12",
               timeframe="1d", adjustment="split")  # fmt: skip
     then = as_read(marketpipe.read(root, as_of="2024-07-12", **kw))  # type: ignore[arg-type]
@@ -288,9 +295,7 @@ def test_a_split_fetched_the_same_day_is_restated(tmp_path: Path, fetched_at: st
     ) as server:
         root = str(tmp_path / "data")
         env = {**env_at(server, dt.date(2024, 7, 14)), "MARKETPIPE_NOW": fetched_at}
-        mp_ok("ingest", "--provider", "alpaca", "--symbols", "NVDA", "--timeframe", "1d",
-              "--start", "2024-07-01", "--end", "2024-07-12", "--data-dir", root,
-              "-o", "adjustment=split", env=env)  # fmt: skip
+        ingest_daily("NVDA", "2024-07-01", "2024-07-12", root, "-o", "adjustment=split", env=env)
         verify = mp("verify", "--data-dir", root, "--json", env=env)
         assert verify.returncode == 1, verify.stdout
         [problem] = json.loads(verify.stdout)["problems"]
@@ -319,9 +324,8 @@ def test_a_split_after_a_rename_restates_the_old_names_bars(tmp_path: Path) -> N
     ]  # fmt: skip
     with FakeAlpacaServer(KEY, SECRET, actions=actions, today=FIRST_DAY) as server:
         root = str(tmp_path / "data")
-        mp_ok("ingest", "--provider", "alpaca", "--symbols", "OLDCO", "--timeframe", "1d",
-              "--start", "2024-06-03", "--end", str(FIRST_DAY), "--data-dir", root,
-              "-o", "adjustment=split", env=env_at(server, FIRST_DAY))  # fmt: skip
+        ingest_daily("OLDCO", "2024-06-03", FIRST_DAY, root, "-o", "adjustment=split",
+                     env=env_at(server, FIRST_DAY))  # fmt: skip
         server.today = SECOND_DAY
         later = env_at(server, SECOND_DAY)
         mp_ok("actions", "--fetch", "--provider", "alpaca", "--symbols", "OLDCO,NEWCO",
@@ -341,17 +345,19 @@ def test_a_split_after_a_rename_restates_the_old_names_bars(tmp_path: Path) -> N
         assert_same(stored, want)
 
 
+#: OLDCO became NEWCO on August 1; the server's day when the rename tests look.
+RENAME_IN_AUGUST = [{"type": "name_changes", "id": "rename-oldco", "old_symbol": "OLDCO",
+                     "new_symbol": "NEWCO", "process_date": "2024-08-01"}]  # fmt: skip
+RENAMED_BY = dt.date(2024, 9, 30)
+
+
 def test_an_update_learns_a_rename_before_it_plans(tmp_path: Path) -> None:
     """OLDCO stored to June 28; by September 30 the provider knows OLDCO became NEWCO on
     August 1: one update stores NEWCO from August 1, never OLDCO's empty days after it."""
-    rename = [{"type": "name_changes", "id": "rename-oldco", "old_symbol": "OLDCO",
-               "new_symbol": "NEWCO", "process_date": "2024-08-01"}]  # fmt: skip
-    end = dt.date(2024, 9, 30)
-    with FakeAlpacaServer(KEY, SECRET, actions=rename, today=FIRST_DAY) as server:
+    end = RENAMED_BY
+    with FakeAlpacaServer(KEY, SECRET, actions=RENAME_IN_AUGUST, today=FIRST_DAY) as server:
         root = str(tmp_path / "data")
-        mp_ok("ingest", "--provider", "alpaca", "--symbols", "OLDCO", "--timeframe", "1d",
-              "--start", "2024-01-02", "--end", str(FIRST_DAY), "--data-dir", root,
-              env=env_at(server, FIRST_DAY))  # fmt: skip
+        ingest_daily("OLDCO", "2024-01-02", FIRST_DAY, root, env=env_at(server, FIRST_DAY))
         server.today = end
         later = env_at(server, end)
         update = mp_ok("update", "--data-dir", root, env=later)
@@ -370,15 +376,11 @@ def test_an_old_names_empty_days_after_its_rename_are_no_obstacle(tmp_path: Path
     """An ingest of OLDCO through September stores August and September empty (the rename
     was learnt after the bars): the next update fills them under NEWCO, and status counts
     none of the old name's empty days as thin."""
-    rename = [{"type": "name_changes", "id": "rename-oldco", "old_symbol": "OLDCO",
-               "new_symbol": "NEWCO", "process_date": "2024-08-01"}]  # fmt: skip
-    end = dt.date(2024, 9, 30)
-    with FakeAlpacaServer(KEY, SECRET, actions=rename, today=end) as server:
+    end = RENAMED_BY
+    with FakeAlpacaServer(KEY, SECRET, actions=RENAME_IN_AUGUST, today=end) as server:
         root = str(tmp_path / "data")
         env = env_at(server, end)
-        first = mp_ok("ingest", "--provider", "alpaca", "--symbols", "OLDCO", "--timeframe",
-                      "1d", "--start", "2024-01-02", "--end", str(end), "--data-dir", root,
-                      env=env)  # fmt: skip
+        first = ingest_daily("OLDCO", "2024-01-02", end, root, env=env)
         assert any(
             n.startswith("OLDCO was renamed NEWCO on 2024-08-01: its days from then on are NEWCO's")
             for n in first["notes"]
@@ -397,14 +399,10 @@ def test_a_read_of_a_name_never_depends_on_what_else_is_asked(tmp_path: Path) ->
     """NEWCO (formerly OLDCO) stored under its new name only: NEWCO reads the same alone or
     beside OLDCO, OLDCO reads its own days (as the provider serves them), and an unknown
     symbol is an empty table with a warning."""
-    rename = [{"type": "name_changes", "id": "rename-oldco", "old_symbol": "OLDCO",
-               "new_symbol": "NEWCO", "process_date": "2024-08-01"}]  # fmt: skip
-    end = dt.date(2024, 9, 30)
-    with FakeAlpacaServer(KEY, SECRET, actions=rename, today=end) as server:
+    end = RENAMED_BY
+    with FakeAlpacaServer(KEY, SECRET, actions=RENAME_IN_AUGUST, today=end) as server:
         root = str(tmp_path / "data")
-        mp_ok("ingest", "--provider", "alpaca", "--symbols", "NEWCO", "--timeframe", "1d",
-              "--start", "2024-06-03", "--end", str(end), "--data-dir", root,
-              env=env_at(server, end))  # fmt: skip
+        ingest_daily("NEWCO", "2024-06-03", end, root, env=env_at(server, end))
         kw = dict(provider="alpaca", start="2024-06-03", end=str(end), timeframe="1d")
         alone = as_read(marketpipe.read(root, symbols=["NEWCO"], **kw))  # type: ignore[arg-type]
         both = as_read(marketpipe.read(root, symbols=["NEWCO", "OLDCO"], **kw))  # type: ignore[arg-type]
@@ -429,10 +427,8 @@ def test_a_restatement_is_read_whole_or_not_at_all(tmp_path: Path, sink: str) ->
         KEY, SECRET, actions=[SPLIT_AFTER_WEEKEND], today=dt.date(2024, 7, 12)
     ) as server:
         root = tmp_path / "data"
-        mp_ok("ingest", "--provider", "alpaca", "--symbols", "NVDA", "--timeframe", "1d",
-              "--start", "2024-01-02", "--end", "2024-07-12", "--data-dir", str(root),
-              "--sink", sink, "-o", "adjustment=split",
-              env=env_at(server, dt.date(2024, 7, 12)))  # fmt: skip
+        ingest_daily("NVDA", "2024-01-02", "2024-07-12", root, "--sink", sink,
+                     "-o", "adjustment=split", env=env_at(server, dt.date(2024, 7, 12)))  # fmt: skip
 
         def processed() -> int:  # partitions recorded done (committed or staged), every job
             logs = (root / "_marketpipe" / "events").glob("*.jsonl")
