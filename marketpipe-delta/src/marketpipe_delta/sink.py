@@ -197,13 +197,7 @@ class DeltaSink:
 
             return pa.RecordBatchReader.from_batches(empty.schema, batches())
 
-        job = {
-            "marketpipe.job_id": job_id,
-            "marketpipe.provider": series.provider,
-            "marketpipe.feed": series.feed,
-            "marketpipe.adjustment": series.adjustment,
-            "marketpipe.timeframe": series.timeframe.value,
-        }
+        job = _provenance(series, job_id)
         self._overwrite(
             self.location.series_uri(series),
             staged,
@@ -211,10 +205,11 @@ class DeltaSink:
             ["month"],
             {**job, "marketpipe.operation": "publish"},
         )
+        by_day = {(s, dt.date.fromisoformat(d)): e for (s, d), e in entries.items()}
         last = footers[-1]
-        self._cover(series, {
-            (s, dt.date.fromisoformat(d)): e for (s, d), e in entries.items()
-        }, Footer(entries, last.session, job_id, last.fetched_at), where, job)  # fmt: skip
+        self._cover(
+            series, by_day, Footer(entries, last.session, job_id, last.fetched_at), where, job
+        )
         store.remove(rels)
         return len(rels)
 
@@ -247,11 +242,7 @@ class DeltaSink:
         series = request.series
         where = predicate.partitions(request.coverage)
         job = {
-            "marketpipe.job_id": request.job_id,
-            "marketpipe.provider": request.provider,
-            "marketpipe.feed": request.feed,
-            "marketpipe.adjustment": request.adjustment,
-            "marketpipe.timeframe": request.timeframe.value,
+            **_provenance(series, request.job_id),
             **{f"marketpipe.{k}": v for k, v in request.extra_metadata.items()},
         }
         self._overwrite(
@@ -457,6 +448,17 @@ class DeltaSink:
                     f"table's own retention ({str(exc).splitlines()[0][:160]})"
                 ) from None
             raise StorageError(f"delta table {table.table_uri}: vacuum failed: {exc}") from None
+
+
+def _provenance(series: Series, job_id: str) -> dict[str, str]:
+    """The commit metadata every Delta version of the sink carries: which job, which series."""
+    return {
+        "marketpipe.job_id": job_id,
+        "marketpipe.provider": series.provider,
+        "marketpipe.feed": series.feed,
+        "marketpipe.adjustment": series.adjustment,
+        "marketpipe.timeframe": series.timeframe.value,
+    }
 
 
 def with_partition_columns(table: pa.Table, days: tuple[dt.date, ...], day: np.ndarray) -> pa.Table:
