@@ -49,14 +49,16 @@ class Inflate:
             raise httpx.DecodingError(f"the gzip body does not inflate: {exc}") from None
 
 
+def _encoding(response: httpx.Response) -> str:
+    return str(response.headers.get("content-encoding", "")).strip().lower()
+
+
 def inflater(response: httpx.Response, limit: int) -> Inflate | None:
     """An :class:`Inflate` for a gzip answer; ``None`` for one that is not encoded (read raw)
     or is encoded otherwise (left to httpx)."""
-    encoding = response.headers.get("content-encoding", "").strip().lower()
-    return Inflate(limit) if encoding == "gzip" else None
+    return Inflate(limit) if _encoding(response) == "gzip" else None
 
 
 def encoded_otherwise(response: httpx.Response) -> bool:
     """An encoding other than gzip (which :func:`inflater` takes) or none: httpx decodes it."""
-    encoding = response.headers.get("content-encoding", "").strip().lower()
-    return encoding not in ("", "identity", "gzip")
+    return _encoding(response) not in ("", "identity", "gzip")

@@ -255,6 +255,9 @@ class Catalog(CatalogQueries):
     def sync(self, series: Series, months: Iterable[str] | None = None) -> None:
         """Bring the catalog of ``series`` (those months, or all) in line with the files."""
         self.sync_staging()
+        self._sync(series, months)
+
+    def _sync(self, series: Series, months: Iterable[str] | None) -> None:
         stored = set(self.holdings.months(series))
         known = {
             m
@@ -276,8 +279,9 @@ class Catalog(CatalogQueries):
     @locked
     def sync_all(self) -> list[Series]:
         """Sync every series on disk (and forget those whose folders are gone)."""
+        self.sync_staging()  # once, not once a series
         for series in sorted(set(self.holdings.series()) | set(self.series())):
-            self.sync(series)
+            self._sync(series, None)
         return self.series()
 
     @locked
