@@ -194,3 +194,34 @@ def test_extended_bars_hold_the_regular_session_but_not_the_other_way_round(
 def test_the_last_completed_session(now: str, delay: int, expected: dt.date) -> None:
     moment = dt.datetime.fromisoformat(now)
     assert CAL.last_completed(Session.REGULAR, moment, dt.timedelta(minutes=delay)) == expected
+
+
+def test_a_sync_waits_for_a_month_folder_without_holding_the_catalog(tmp_path: Path) -> None:
+    """A commit takes a month folder's lock, then the catalog's; a sync (asked by another unit
+    of the job) must not hold the catalog while it waits for that folder, or the two units
+    wait for each other forever (seen: a whole-market ingest hung with 2 units in flight)."""
+    import threading
+
+    from marketpipe.storage.layout import month_key
+
+    sink = ParquetSink(tmp_path)
+    commit(sink, ["AAPL"], [D1])
+    catalog = sink.catalog
+    month = month_key(D1)
+    real_lock = catalog.holdings.lock
+    waiting = threading.Event()
+
+    def lock(series: Series, folder: str):  # type: ignore[no-untyped-def]
+        waiting.set()
+        return real_lock(series, folder)
+
+    catalog.holdings.lock = lock  # type: ignore[method-assign]
+    with real_lock(SERIES, month):  # a commit in flight holds the folder
+        syncing = threading.Thread(target=catalog.sync, args=(SERIES, [month]))
+        syncing.start()
+        assert waiting.wait(10)
+        free = catalog._lock.acquire(timeout=10)  # what the commit needs next
+        assert free, "the sync holds the catalog while it waits for the folder"
+        catalog._lock.release()
+    syncing.join(10)
+    assert not syncing.is_alive()

@@ -251,7 +251,10 @@ class Catalog(CatalogQueries):
             db.execute("DELETE FROM staged_jobs")
             db.executemany("INSERT INTO staged_jobs VALUES (?)", [(j,) for j in sorted(staged)])
 
-    @locked
+    # Lock order, as a commit takes them: a month folder's lock, then the catalog's. A sync
+    # never waits for a folder while it holds the catalog (a commit holding that folder would
+    # wait for the catalog: a deadlock between two units of one job).
+
     def sync(self, series: Series, months: Iterable[str] | None = None) -> None:
         """Bring the catalog of ``series`` (those months, or all) in line with the files."""
         self.sync_staging()
@@ -259,13 +262,14 @@ class Catalog(CatalogQueries):
 
     def _sync(self, series: Series, months: Iterable[str] | None) -> None:
         stored = set(self.holdings.months(series))
-        known = {
-            m
-            for (m,) in self._conn.execute(
-                "SELECT DISTINCT month FROM files WHERE series_id=?",
-                (self._series_id(series) or -1,),
-            )
-        }
+        with self._lock:
+            known = {
+                m
+                for (m,) in self._conn.execute(
+                    "SELECT DISTINCT month FROM files WHERE series_id=?",
+                    (self._series_id(series) or -1,),
+                )
+            }
         wanted = stored | known if months is None else set(months)
         for month in sorted(wanted):
             if month not in stored:
@@ -276,7 +280,6 @@ class Catalog(CatalogQueries):
             with contextlib.nullcontext() if self.read_only else self.holdings.lock(series, month):
                 self.sync_folder(series, month)
 
-    @locked
     def sync_all(self) -> list[Series]:
         """Sync every series on disk (and forget those whose folders are gone)."""
         self.sync_staging()  # once, not once a series
