@@ -213,6 +213,7 @@ class IngestionCoordinatorService:
             if timer is not None:
                 timer.cancel()
             await self._provider.aclose()
+            self._take_notes(job)  # what the provider sums up as it closes (a file's totals)
 
         if escaped:
             # Every unit has ended (no thread still writes through the sink, which the caller

@@ -1,0 +1,46 @@
+"""MarketPipe's Massive provider: the whole US stock market from Massive's daily flat files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from marketpipe.plugins.hookspecs import hookimpl
+from marketpipe.plugins.specs import ProviderSpec, Setting
+
+from marketpipe_massive.provider import API_URL, FLATFILES_URL, MassiveProvider
+
+__all__ = ["MassiveProvider", "marketpipe_providers"]
+
+
+def _build(settings: Mapping[str, Any]) -> MassiveProvider:
+    return MassiveProvider(**settings)
+
+
+@hookimpl
+def marketpipe_providers() -> list[ProviderSpec]:
+    return [
+        ProviderSpec(
+            name="massive",
+            factory=_build,
+            description="Massive (ex-Polygon.io) flat files: every US stock's 1m or 1d bars a day",
+            settings=(
+                Setting("api_key", "REST API key (reference data, corporate actions)", secret=True),
+                Setting(
+                    "s3_access_key_id",
+                    "flat-file S3 access key id (Massive dashboard; not the REST key)",
+                    secret=True,
+                ),
+                Setting("s3_secret_access_key", "flat-file S3 secret access key", secret=True),
+                Setting("flatfiles_url", "flat-file S3 endpoint", default=FLATFILES_URL),
+                Setting("bucket", "flat-file bucket", default="flatfiles"),
+                Setting("base_url", "REST API base URL", default=API_URL),
+                Setting("timeout", "read timeout per request, seconds", default="60"),
+            ),
+            timeframes=("1m", "1d"),
+            deterministic=True,
+            max_days_per_unit=1,  # one file a day, shared by the day's units
+            # A whole market's thin names trade in few minutes of a session.
+            thin_day_fraction=0.01,
+        )
+    ]

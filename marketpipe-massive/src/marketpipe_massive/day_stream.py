@@ -1,0 +1,133 @@
+"""One day's file read once for every unit that asks for some of its symbols.
+
+A whole-market job asks for a day's symbols in many units (a few hundred symbols each, so that a
+unit's rows stay small), in ticker order, a few at a time. The file is sorted by ticker, so one
+stream serves them all: a unit reads forward until the stream has passed its last symbol, takes
+its rows and leaves the rows read beyond them for the next units. What is kept between units is
+bounded (:data:`HELD_ROWS`); rows of symbols no unit asked for are let go as the stream moves on.
+A unit asking for rows the stream has already let go (a retry) opens the file again.
+
+Which rows a unit gets relies on the file's order (Massive writes it sorted by ticker), and the
+order is checked as it is read. A file found out of order is from then on read to its end before
+a unit is answered (memory then grows with the file; a note says so); if rows arrive for a
+ticker already handed out (its partition may be stored incomplete), the unit that read them
+fails naming those tickers and the command that fetches the day again, never silently.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from marketpipe.model.errors import DataUnavailableError
+
+#: Rows kept for units still to come before the oldest are let go.
+HELD_ROWS = 500_000
+
+
+class DayStream:
+    """``open_batches()`` starts a pass over the file: canonical batches in file order."""
+
+    def __init__(self, open_batches: Callable[[], Iterator[pa.RecordBatch]], label: str) -> None:
+        self._open = open_batches
+        self.label = label
+        self.passes = 0
+        self.notes: list[str] = []
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._batches: Iterator[pa.RecordBatch] | None = None
+        self._held: list[pa.Table] = []
+        self._held_rows = 0
+        self._last: str | None = None  # the greatest ticker read so far
+        self._done = False
+        self._sorted = True
+        self._gone: set[str] = set()  # tickers whose rows were handed out or let go
+        self._answered: set[str] = set()  # tickers handed out (rows or none) since the start
+        self._late: set[str] = set()  # answered tickers whose rows came after
+
+    def take(self, symbols: Sequence[str]) -> pa.Table:
+        """The rows of ``symbols`` (as written in the file)."""
+        wanted = sorted(set(symbols))
+        with self._lock:
+            if self._batches is None or self._gone.intersection(wanted):
+                self._start()
+            high = wanted[-1]
+            while not self._done and (not self._sorted or self._last is None or self._last <= high):
+                self._read()
+            if self._late:
+                late, self._late = sorted(self._late), set()
+                raise DataUnavailableError(
+                    f"massive: {self.label} is not sorted by ticker: rows of "
+                    f"{', '.join(late[:10])} came after their partitions were stored; fetch the "
+                    "day again with mp ingest --refresh"
+                )
+            self._answered.update(wanted)
+            return self._hand_out(wanted)
+
+    def take_all(self) -> pa.Table:
+        """Every row of the file (a small one: it is held whole), left for the units to take."""
+        with self._lock:
+            if self._batches is None or self._gone:
+                self._start()
+            while not self._done:
+                self._read()
+            return pa.concat_tables(self._held) if self._held else pa.table({})
+
+    def _start(self) -> None:
+        self._reset()
+        self.passes += 1
+        self._batches = iter(self._open())
+
+    def _read(self) -> None:
+        assert self._batches is not None
+        batch = next(self._batches, None)
+        if batch is None:
+            self._done = True
+            return
+        tickers = batch.column(0)
+        first = tickers[0].as_py()
+        if self._sorted and (
+            (self._last is not None and first < self._last)
+            or (
+                len(tickers) > 1 and not pc.all(pc.greater_equal(tickers[1:], tickers[:-1])).as_py()
+            )
+        ):
+            self._sorted = False
+            self.notes.append(f"{self.label}: not sorted by ticker; read whole before use")
+        if not self._sorted and self._answered:
+            seen = pc.unique(tickers).to_pylist()
+            self._late.update(t for t in seen if t in self._answered)
+        last = pc.max(tickers).as_py()
+        self._last = last if self._last is None else max(self._last, last)
+        self._held.append(pa.Table.from_batches([batch]))
+        self._held_rows += batch.num_rows
+
+    def _hand_out(self, wanted: list[str]) -> pa.Table:
+        held = pa.concat_tables(self._held) if self._held else None
+        if held is None or held.num_rows == 0:
+            self._gone.update(wanted)
+            return _empty(held)
+        tickers = held.column(0)
+        mine = pc.is_in(tickers, value_set=pa.array(wanted, pa.string()))
+        result = held.filter(mine)
+        rest = held.filter(pc.invert(mine))
+        self._gone.update(wanted)
+        if self._sorted and rest.num_rows > HELD_ROWS:
+            # Let go of the lowest tickers (those no unit in order still wants) down to the cap;
+            # ``rest`` is in file order, which is ticker order here.
+            cut = rest.num_rows - HELD_ROWS
+            self._gone.update(pc.unique(rest.column(0).slice(0, cut)).to_pylist())
+            boundary = rest.column(0)[cut - 1].as_py()
+            keep = pc.greater(rest.column(0), boundary)
+            rest = rest.filter(keep)
+        self._held = [rest] if rest.num_rows else []
+        self._held_rows = rest.num_rows
+        return result
+
+
+def _empty(held: pa.Table | None) -> pa.Table:
+    return held.slice(0, 0) if held is not None else pa.table({})

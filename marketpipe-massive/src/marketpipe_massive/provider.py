@@ -1,0 +1,195 @@
+"""``MassiveProvider``: bars from Massive's daily flat files, a whole market in one pass a day.
+
+A unit asks for some symbols of one day; the day's file (``minute_aggs_v1`` for ``1m``,
+``day_aggs_v1`` for ``1d``) is found in its month's listing, streamed once and shared by every
+unit of that day (see :mod:`marketpipe_massive.day_stream`). ``--all-symbols`` takes a day's
+tickers from its day-aggregates file, a small one, so the minute file is still read once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from marketpipe.model.calendar import SessionWindow, ny_midnight_ns
+from marketpipe.model.errors import InvalidInputError
+from marketpipe.model.request import FetchRequest
+from marketpipe.model.secrets import Secret
+from marketpipe.model.values import Symbol, Timeframe
+from marketpipe.plugins.provider import IMarketDataProvider
+from marketpipe.plugins.settings import parse_number
+
+from marketpipe_massive.aggs import ROUNDING, AggReader
+from marketpipe_massive.day_stream import DayStream
+from marketpipe_massive.flatfiles import FlatFiles
+
+log = logging.getLogger("marketpipe.massive")
+
+FLATFILES_URL = "https://files.massive.com"
+API_URL = "https://api.massive.com"
+DATASETS = {Timeframe.M1: ("minute_aggs_v1", "minute"), Timeframe.D1: ("day_aggs_v1", "day")}
+#: Days whose streams stay open at once: the units in flight span at most two.
+OPEN_DAYS = 3
+
+
+class MassiveProvider(IMarketDataProvider):
+    """Massive (ex-Polygon.io) US stocks, SIP feed, from the flat files."""
+
+    feed = "sip"
+
+    def __init__(
+        self,
+        api_key: Secret | str | None = None,
+        s3_access_key_id: Secret | str | None = None,
+        s3_secret_access_key: Secret | str | None = None,
+        flatfiles_url: str = FLATFILES_URL,
+        bucket: str = "flatfiles",
+        base_url: str = API_URL,
+        timeout: str = "60",
+    ) -> None:
+        self._api_key = api_key
+        self._base_url = base_url.rstrip("/")
+        self._files = FlatFiles(
+            flatfiles_url,
+            bucket.strip() or "flatfiles",
+            s3_access_key_id,
+            s3_secret_access_key,
+            parse_number("massive", "timeout", timeout),
+        )
+        self._lock = threading.Lock()
+        self._streams: OrderedDict[tuple[str, dt.date], DayStream] = OrderedDict()
+        self._notes: list[str] = []
+        #: Per day file: rows handed out whose fractional volume was rounded, largest change.
+        self._rounded: dict[str, tuple[int, float]] = {}
+
+    def __repr__(self) -> str:
+        return f"MassiveProvider({self._files!r})"
+
+    # -- day files -------------------------------------------------------------------------------
+
+    def _stream(self, timeframe: Timeframe, day: dt.date) -> DayStream:
+        dataset, label = DATASETS[timeframe]
+        with self._lock:
+            found = self._streams.get((dataset, day))
+            if found is not None:
+                self._streams.move_to_end((dataset, day))
+                return found
+        file = self._files.day_file(dataset, day, label)
+        name = f"{day} {label} file"
+
+        def open_batches() -> Iterator[pa.RecordBatch]:
+            reader = AggReader(self._files.open(file), name)
+            yield from reader
+            with self._lock:
+                self._notes.extend(reader.notes)
+
+        stream = DayStream(open_batches, name)
+        with self._lock:
+            stream = self._streams.setdefault((dataset, day), stream)
+            while len(self._streams) > OPEN_DAYS:
+                _, old = self._streams.popitem(last=False)
+                self._retire(old)
+        return stream
+
+    def _retire(self, stream: DayStream) -> None:
+        """A day's stream is done with: its notes, the rounding counted in its rows among
+        them. The caller holds the lock."""
+        self._notes.extend(stream.notes)
+        stream.notes.clear()
+        count, largest = self._rounded.pop(stream.label, (0, 0.0))
+        if count:
+            self._notes.append(
+                f"{stream.label}: {count:,} row(s) with fractional volume rounded to whole "
+                f"shares (largest change {largest:.4g})"
+            )
+
+    def _count_rounding(self, label: str, table: pa.Table) -> pa.Table:
+        rounding = table.column(ROUNDING)
+        changed = pc.greater(rounding, 0.0)
+        count = pc.sum(changed).as_py() or 0
+        if count:
+            largest = pc.max(rounding).as_py() or 0.0
+            with self._lock:
+                before, most = self._rounded.get(label, (0, 0.0))
+                self._rounded[label] = (before + count, max(most, largest))
+        return table.drop_columns([ROUNDING])
+
+    # -- the provider port -----------------------------------------------------------------------
+
+    def fetch(self, request: FetchRequest) -> Iterator[pa.RecordBatch]:
+        if request.timeframe not in DATASETS:
+            raise InvalidInputError(
+                f"massive: flat files hold 1m and 1d bars, not {request.timeframe.value}"
+            )
+        wanted = [s.value for s in request.symbols]
+        for window in request.windows:
+            stream = self._stream(request.timeframe, window.day)
+            table = stream.take(wanted)
+            if table.num_rows == 0:
+                continue
+            table = self._count_rounding(stream.label, table)
+            yield from _in_session(table, window, request.timeframe).to_batches()
+            if stream.passes > 1:
+                log.info("%s read %d times (a unit asked again)", stream.label, stream.passes)
+
+    def list_symbols(self, windows: Sequence[SessionWindow]) -> list[str]:
+        """Each day's tickers from its day-aggregates file (a small one): what traded that day."""
+        found: set[str] = set()
+        for window in windows:
+            table = self._stream(Timeframe.D1, window.day).take_all()
+            found.update(pc.unique(table.column(0)).to_pylist() if table.num_rows else [])
+        usable: list[str] = []
+        unusable: list[str] = []
+        for name in sorted(found):
+            try:
+                ok = Symbol(name).value == name
+            except InvalidInputError:
+                ok = False
+            (usable if ok else unusable).append(name)
+        if unusable:
+            with self._lock:
+                self._notes.append(
+                    f"{len(unusable)} ticker(s) left out of --all-symbols, not valid MarketPipe "
+                    f"symbols as written: {', '.join(unusable[:10])}"
+                )
+        return usable
+
+    def take_notes(self) -> list[str]:
+        with self._lock:
+            for stream in self._streams.values():
+                self._notes.extend(stream.notes)
+                stream.notes.clear()
+            notes, self._notes = list(dict.fromkeys(self._notes)), []
+        return notes
+
+    def close(self) -> None:
+        """Retire every day still open: their totals become notes (the job takes them last)."""
+        with self._lock:
+            while self._streams:
+                _, stream = self._streams.popitem(last=False)
+                self._retire(stream)
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+def _in_session(table: pa.Table, window: SessionWindow, timeframe: Timeframe) -> pa.Table:
+    """The rows of the session asked. A minute file holds both extended sessions; a row of the
+    file's day outside the session asked is left out, a row outside the day is kept for the
+    validators to quarantine with a reason."""
+    if timeframe is not Timeframe.M1:
+        return table
+    stamps = table.column(1).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    inside_day = (stamps >= window.midnight_ns) & (
+        stamps < ny_midnight_ns(window.day + dt.timedelta(days=1))
+    )
+    in_session = (stamps >= window.start_ns) & (stamps < window.end_ns)
+    keep = in_session | ~inside_day
+    if keep.all():
+        return table
+    return table.filter(pa.array(keep))

@@ -1,0 +1,162 @@
+"""A deterministic little market, written as Massive writes its flat files.
+
+Each session day every listed ticker gets minute bars (a dense one in both extended sessions, a
+thin one in a few regular minutes) and a day bar that aggregates them. The universe has the
+cases a whole-market dataset must get right: a company renamed mid-range (its rows change ticker
+on the day), one delisted (no row after its last day), one listed later, a ticker with a dot.
+Everything is a function of the day and the ticker, so two runs write identical bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from marketpipe.model.calendar import nyse_calendar
+from marketpipe.model.values import Session
+
+AGG_HEADER = ("ticker", "volume", "open", "close", "high", "low", "window_start", "transactions")
+_NS = 1_000_000_000
+_MINUTE = 60 * _NS
+
+
+@attrs.frozen
+class Listing:
+    """A company as the market saw it: its tickers over time and its listed days."""
+
+    ticker: str
+    first: dt.date | None = None  # listed from (None: before the files start)
+    last: dt.date | None = None  # delisted after this day (None: still listed)
+    renamed_to: str | None = None
+    renamed_on: dt.date | None = None  # first day under the new ticker
+    dense: bool = True  # trades every minute, both extended sessions included
+    price: float = 100.0
+
+    def name_on(self, day: dt.date) -> str | None:
+        """The ticker it trades under on ``day``; ``None`` when it is not listed then."""
+        if (self.first and day < self.first) or (self.last and day > self.last):
+            return None
+        if self.renamed_to and self.renamed_on and day >= self.renamed_on:
+            return self.renamed_to
+        return self.ticker
+
+
+#: The universe of the tests and the docs (days in March 2024).
+UNIVERSE: tuple[Listing, ...] = (
+    Listing("AAPL", price=170.0),
+    Listing("BRK.B", price=400.0, dense=False),
+    Listing("GONE", last=dt.date(2024, 3, 6), price=12.0),
+    Listing("IPO", first=dt.date(2024, 3, 7), price=30.0, dense=False),
+    Listing("MSFT", price=410.0),
+    Listing("OLDCO", renamed_to="NEWCO", renamed_on=dt.date(2024, 3, 8), price=50.0),
+    Listing("ZVZZT", price=10.0, dense=False),
+)
+
+
+def _seed(*parts: object) -> int:
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def minute_bars(day: dt.date, universe: Sequence[Listing] = UNIVERSE) -> pa.Table:
+    """Every listed ticker's minute bars of ``day``, sorted by ticker and minute (the files'
+    order), in the files' columns."""
+    calendar = nyse_calendar()
+    regular = calendar.window(day, Session.REGULAR)
+    extended = calendar.window(day, Session.EXTENDED)
+    listed = sorted((name, item) for item in universe if (name := item.name_on(day)) is not None)
+    parts = []
+    for name, item in listed:
+        rng = np.random.default_rng(_seed(item.ticker, day))
+        if item.dense:
+            starts = np.arange(extended.start_ns, extended.end_ns, _MINUTE, dtype=np.int64)
+        else:
+            every = np.arange(regular.start_ns, regular.end_ns, _MINUTE, dtype=np.int64)
+            starts = np.sort(rng.choice(every, size=min(25, len(every)), replace=False))
+        n = len(starts)
+        close = np.round(item.price * np.exp(np.cumsum(rng.normal(0, 0.0008, n))), 2)
+        open_ = np.round(np.concatenate([[item.price], close[:-1]]), 2)
+        spread = np.round(np.abs(rng.normal(0, 0.02, n)), 2)
+        high = np.maximum(open_, close) + spread
+        low = np.maximum(np.minimum(open_, close) - spread, 0.01)
+        volume = rng.integers(100, 20_000, n)
+        parts.append(
+            pa.table(
+                {
+                    "ticker": pa.array([name] * n, pa.string()),
+                    "volume": pa.array(volume, pa.int64()),
+                    "open": open_,
+                    "close": close,
+                    "high": np.round(high, 2),
+                    "low": np.round(low, 2),
+                    "window_start": pa.array(starts, pa.int64()),
+                    "transactions": pa.array(np.maximum(volume // 150, 1), pa.int64()),
+                }
+            )
+        )
+    if not parts:
+        return pa.table({c: pa.array([], pa.int64()) for c in AGG_HEADER})
+    return pa.concat_tables(parts)
+
+
+def day_bars(minutes: pa.Table, day: dt.date) -> pa.Table:
+    """The day bars of a minute table: one per ticker, stamped at New York midnight."""
+    from marketpipe.model.calendar import ny_midnight_ns
+
+    grouped = minutes.group_by("ticker", use_threads=False).aggregate(
+        [
+            ("volume", "sum"),
+            ("open", "first"),
+            ("close", "last"),
+            ("high", "max"),
+            ("low", "min"),
+            ("transactions", "sum"),
+        ]
+    )
+    n = grouped.num_rows
+    table = pa.table(
+        {
+            "ticker": grouped["ticker"],
+            "volume": grouped["volume_sum"],
+            "open": grouped["open_first"],
+            "close": grouped["close_last"],
+            "high": grouped["high_max"],
+            "low": grouped["low_min"],
+            "window_start": pa.array([ny_midnight_ns(day)] * n, pa.int64()),
+            "transactions": grouped["transactions_sum"],
+        }
+    )
+    return table.sort_by("ticker")
+
+
+def csv_gz(table: pa.Table, *, level: int = 1) -> bytes:
+    """``table`` as a gzipped CSV with a header line, unquoted, as the flat files are."""
+    import gzip
+
+    text = io.BytesIO()
+    text.write((",".join(table.column_names) + "\n").encode())
+    pacsv.write_csv(table, text, pacsv.WriteOptions(include_header=False, quoting_style="none"))
+    return gzip.compress(text.getvalue(), compresslevel=level, mtime=0)
+
+
+def publish_market(
+    server: Any, days: Sequence[dt.date], universe: Sequence[Listing] = UNIVERSE
+) -> dict[dt.date, pa.Table]:
+    """Publish each day's minute and day files on ``server`` (``publish(key, body)``); returns
+    each day's minute table, what an ingest of the day must store."""
+    from marketpipe_massive.flatfiles import day_key
+
+    written = {}
+    for day in days:
+        minutes = minute_bars(day, universe)
+        server.publish(day_key("minute_aggs_v1", day), csv_gz(minutes))
+        server.publish(day_key("day_aggs_v1", day), csv_gz(day_bars(minutes, day)))
+        written[day] = minutes
+    return written
