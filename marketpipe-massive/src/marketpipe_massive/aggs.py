@@ -32,7 +32,7 @@ TYPES = {
     "window_start": pa.int64(),
     "transactions": pa.float64(),
 }
-BLOCK = 8 * 1024 * 1024
+BLOCK = 1024 * 1024  # larger blocks parse no faster and hold more (8 MB: +160 MB RSS)
 #: The volume's change by rounding to whole shares (0 for a whole volume).
 ROUNDING = "volume_rounding"
 SCHEMA = LOOSE_BAR_SCHEMA.append(pa.field(ROUNDING, pa.float64()))

@@ -28,6 +28,8 @@ FORBIDDEN = (
 #: A CSV compresses about 5 to 10 times; past this a file is refused as a decompression bomb.
 MAX_RATIO = 64
 CHUNK = 4 * 1024 * 1024
+#: Inflated bytes made at a time.
+OUT = 4 * 1024 * 1024
 
 
 @attrs.frozen
@@ -195,15 +197,16 @@ class FlatFiles:
 
 class _Inflating(io.RawIOBase):
     """The gunzipped bytes of a chunk stream (every gzip member), refusing a truncated stream
-    and one that inflates past :data:`MAX_RATIO` times its size."""
+    and one that inflates past :data:`MAX_RATIO` times its size. At most :data:`OUT` bytes are
+    inflated at a time, and handed out without copies of what is left."""
 
     def __init__(self, chunks: Iterator[Any], file: DayFile, fail: Any) -> None:
         self._chunks = chunks
         self._file = file
         self._fail = fail
         self._inflate = _ZLIB.decompressobj(16 + _ZLIB.MAX_WBITS)
-        self._pending = b""
-        self._out = b""
+        self._pending = b""  # compressed input not inflated yet
+        self._out = memoryview(b"")
         self._done = False
         self._limit = max(file.size, 1) * MAX_RATIO + CHUNK
         self._total = 0
@@ -239,7 +242,7 @@ class _Inflating(io.RawIOBase):
                 return
             self._in_member = True
             try:
-                out = self._inflate.decompress(data)
+                out = self._inflate.decompress(data, OUT)
             except _ZLIB.error as exc:
                 raise DataUnavailableError(
                     f"massive: {self._file.key} is not a valid gzip file ({exc}); the day is "
@@ -249,18 +252,19 @@ class _Inflating(io.RawIOBase):
                 self._pending = self._inflate.unused_data
                 self._inflate = _ZLIB.decompressobj(16 + _ZLIB.MAX_WBITS)
                 self._in_member = False
+            else:
+                self._pending = self._inflate.unconsumed_tail
             self._total += len(out)
             if self._total > self._limit:
                 raise DataUnavailableError(
                     f"massive: {self._file.key} inflates past {MAX_RATIO} times its size; refused"
                 )
-            self._out = out
+            self._out = memoryview(out)
 
     def readinto(self, buffer: Any) -> int:
         self._fill()
-        if not self._out:
-            return 0
         n = min(len(buffer), len(self._out))
-        buffer[:n] = self._out[:n]
-        self._out = self._out[n:]
+        if n:
+            buffer[:n] = self._out[:n]
+            self._out = self._out[n:]
         return n

@@ -1,0 +1,112 @@
+"""Whole-market minute files to committed Parquet, against ``gzip -dc`` of the same files.
+
+    python bench/bench_flatfiles.py [--tickers 10000] [--days 3] [--dense 0.3]
+
+A synthetic market (``--dense`` of the tickers trade every minute of both extended sessions,
+the rest in 25 regular minutes; about 3M rows a day at the defaults) is written as Massive's
+gzipped minute files and served by ``marketpipe_massive.testing.MassiveServer`` on 127.0.0.1.
+In one run: the baseline (``gzip -dc`` of every file to /dev/null) and
+``mp ingest --provider massive --all-symbols --session extended`` in a child process, whose
+peak RSS is its own. Prints one JSON line. Not a test: figures go into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_MEASURED = """
+import json, resource, subprocess, sys
+code = subprocess.run(sys.argv[1:]).returncode
+use = resource.getrusage(resource.RUSAGE_CHILDREN)
+cpu = round(use.ru_utime + use.ru_stime, 1)
+print(json.dumps({"cpu_s": cpu, "peak_rss_mb": round(use.ru_maxrss / 1024)}), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tickers", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--dense", type=float, default=0.3)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=100_000, help="bars per unit")
+    args = parser.parse_args()
+
+    from marketpipe.model.calendar import nyse_calendar
+    from marketpipe.model.values import TimeRange
+    from marketpipe_massive.flatfiles import day_key
+    from marketpipe_massive.testing import Listing, MassiveServer, csv_gz, day_bars, minute_bars
+
+    days = nyse_calendar().sessions(TimeRange(dt.date(2024, 3, 4), dt.date(2024, 4, 30)))
+    days = days[: args.days]
+    dense = int(args.tickers * args.dense)
+    universe = [
+        Listing(f"T{i:05d}", dense=i < dense, price=5.0 + (i % 400)) for i in range(args.tickers)
+    ]
+    work = Path(tempfile.mkdtemp(prefix="mp-bench-flat-"))
+    rows = 0
+    files = []
+    for day in days:
+        table = minute_bars(day, universe)
+        rows += table.num_rows
+        path = work / f"{day}.csv.gz"
+        path.write_bytes(csv_gz(table, level=6))
+        files.append((day, path))
+        (work / f"{day}.day.csv.gz").write_bytes(csv_gz(day_bars(table, day)))
+    size = sum(p.stat().st_size for _, p in files)
+
+    started = time.perf_counter()
+    for _, path in files:
+        subprocess.run(["gzip", "-dc", str(path)], stdout=subprocess.DEVNULL, check=True)
+    baseline = time.perf_counter() - started
+
+    with MassiveServer() as server:
+        for day, path in files:
+            server.publish(day_key("minute_aggs_v1", day), path.read_bytes())
+            server.publish(day_key("day_aggs_v1", day), (work / f"{day}.day.csv.gz").read_bytes())
+        exe = Path(sys.executable).with_name("mp")
+        started = time.perf_counter()
+        # Through a small wrapper: a child forked from this (large) process would report this
+        # process's memory as its own peak.
+        out = subprocess.run(
+            [sys.executable, "-c", _MEASURED, str(exe), "ingest", "--provider", "massive", "--all-symbols", "--session",
+             "extended", "--start", str(days[0]), "--end", str(days[-1]), "--data-dir",
+             str(work / "data"), "--concurrency", str(args.concurrency), "--batch-size", str(args.batch_size),
+             "--json"],
+            capture_output=True, text=True, env={**os.environ, **server.env()},
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+    if out.returncode != 0:
+        raise SystemExit(out.stderr[-3000:])
+    usage = json.loads(out.stderr.strip().splitlines()[-1])
+    summary = json.loads(out.stdout)
+    assert summary["bars"] == rows, (summary["bars"], rows)
+    print(
+        json.dumps(
+            {
+                "tickers": args.tickers,
+                "days": len(days),
+                "rows": rows,
+                "gz_mb": round(size / 2**20, 1),
+                "gzip_dc_s": round(baseline, 2),
+                "ingest_s": round(seconds, 2),
+                "ratio": round(seconds / baseline, 2),
+                "bars_per_s": round(rows / seconds),
+                "cpu_s": usage["cpu_s"],
+                "peak_rss_mb": usage["peak_rss_mb"],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
