@@ -41,8 +41,12 @@ def mp(
     )
 
 
-def ingest(server: MassiveServer, data: Path, *args: str) -> dict[str, object]:
-    out = mp(server, "ingest", "--provider", "massive", "--data-dir", str(data), "--json", *args)
+def ingest(
+    server: MassiveServer, data: Path, *args: str, env: dict[str, str] | None = None
+) -> dict[str, object]:
+    out = mp(
+        server, "ingest", "--provider", "massive", "--data-dir", str(data), "--json", *args, env=env
+    )
     assert out.stdout, out.stderr
     summary: dict[str, object] = json.loads(out.stdout)
     summary["exit"] = out.returncode

@@ -246,3 +246,51 @@ def test_bad_rows_are_quarantined_with_reasons_and_an_extra_column_is_named(
     # the first of two identical rows is kept, the second quarantined
     assert summary["bars"] == 2 and summary["rejected_rows"] == 3
     assert any("new_column not known to MarketPipe" in n for n in summary["notes"])  # type: ignore[union-attr]
+
+
+def test_a_republished_day_is_fetched_again_whole_by_update(
+    server: MassiveServer, market: dict[dt.date, pa.Table], tmp_path: Path
+) -> None:
+    # the clock pinned: the evening of the 8th, then the next day's update
+    evening = {"MARKETPIPE_NOW": "2024-03-08T23:00:00+00:00"}
+    next_day = {"MARKETPIPE_NOW": "2024-03-09T17:00:00+00:00"}
+    summary = ingest(server, tmp_path, "--all-symbols", "--start", "2024-03-04",
+                     "--end", "2024-03-08", env=evening)  # fmt: skip
+    assert summary["exit"] == 0, summary["stderr"]
+    # Massive replaces 2024-03-06's file: three tickers' closes corrected
+    day = DAYS[2]
+    fixed = market[day]
+    corrected = pc.is_in(fixed["ticker"], pa.array(["AAPL", "BRK.B", "MSFT"]))
+    fixed = fixed.set_column(3, "close", pc.if_else(corrected, pc.add(fixed["close"], 0.01),
+                                                     fixed["close"]))  # fmt: skip
+    fixed = fixed.set_column(4, "high", pc.max_element_wise(fixed["high"], fixed["close"]))
+    server.publish(day_key(MINUTE, day), csv_gz(fixed))
+    before = len(server.requests)
+
+    out = mp(server, "update", "--data-dir", str(tmp_path), "--json", env=next_day)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    (series,) = json.loads(out.stdout)["series"]
+    assert series["republished"] == [
+        "massive/sip/raw/1m: 2024-03-06: source republished: re-fetched, 3 symbol(s) changed "
+        "(AAPL, BRK.B, MSFT)"
+    ]
+    # only that day's file was read again; the others were only listed
+    gets = [r.path for r in server.requests[before:] if not r.is_list]
+    assert gets == [f"/flatfiles/{day_key(MINUTE, day)}"]
+    got = stored(tmp_path)
+    regular = [nyse_calendar().window(d, Session.REGULAR) for d in DAYS]
+    expected_parts = []
+    for window in regular:
+        table = fixed if window.day == day else market[window.day]
+        inside = pc.and_(pc.greater_equal(table["window_start"], window.start_ns),
+                         pc.less(table["window_start"], window.end_ns))  # fmt: skip
+        expected_parts.append(table.filter(inside))
+    assert got.equals(as_files_hold(expected_parts))
+
+    # a second update finds nothing republished and reads nothing
+    again = len(server.requests)
+    out = mp(server, "update", "--data-dir", str(tmp_path), "--json", env=next_day)
+    assert out.returncode == 0 and json.loads(out.stdout)["series"][0]["republished"] == []
+    assert [r for r in server.requests[again:] if not r.is_list] == []

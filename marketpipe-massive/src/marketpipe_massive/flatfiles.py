@@ -41,6 +41,11 @@ class DayFile:
     size: int
     etag: str
 
+    @property
+    def version(self) -> str:
+        """What says the file changed: its ETag and size."""
+        return f"{self.etag.strip(chr(34))} {self.size}"
+
 
 def month_prefix(dataset: str, day: dt.date) -> str:
     return f"{PREFIX}/{dataset}/{day:%Y}/{day:%m}/"

@@ -137,6 +137,24 @@ class MassiveProvider(IMarketDataProvider):
             if stream.passes > 1:
                 log.info("%s read %d times (a unit asked again)", stream.label, stream.passes)
 
+    def source_versions(
+        self, timeframe: Timeframe, days: Sequence[dt.date], *, fresh: bool = False
+    ) -> dict[dt.date, str] | None:
+        """Each day file's ETag and size as its month's listing shows them (one LIST a month;
+        ``fresh``: listed again)."""
+        if timeframe not in DATASETS:
+            return None
+        dataset = DATASETS[timeframe][0]
+        months: dict[tuple[int, int], dt.date] = {}
+        for day in days:
+            months.setdefault((day.year, day.month), day)
+        out: dict[dt.date, str] = {}
+        for first in months.values():
+            listed = self._files.month(dataset, first, fresh=fresh)
+            out.update((d, f.version) for d, f in listed.items())
+        wanted = set(days)
+        return {d: v for d, v in out.items() if d in wanted}
+
     def list_symbols(self, windows: Sequence[SessionWindow]) -> list[str]:
         """Each day's tickers from its day-aggregates file (a small one): what traded that day."""
         found: set[str] = set()

@@ -61,6 +61,8 @@ def update_dict(result: UpdateResult, data_dir: Path) -> dict[str, object]:
                 "job": summary_dict(u.summary, data_dir) if u.summary else None,
                 "restated": list(u.restated),
                 "restatement": (summary_dict(u.restatement, data_dir) if u.restatement else None),
+                "republished": list(u.republished),
+                "refetches": [summary_dict(r, data_dir) for r in u.refetches],
             }
             for u in result.series
         ],
@@ -87,8 +89,8 @@ def print_problems(result: UpdateResult) -> None:
                 f"(job {s.job_id}): {why}",
                 err=True,
             )
-        for line in u.restated:
-            if " NOT restated" in line:
+        for line in (*u.restated, *u.republished):
+            if " NOT restated" in line or " NOT re-fetched" in line:
                 click.echo(line, err=True)
 
 
@@ -125,7 +127,7 @@ def print_update(result: UpdateResult) -> None:
         for s in u.summaries:
             for note in s.notes:
                 console.print(f"[yellow]Note:[/] {escape(note)}", soft_wrap=True)
-        for line in u.restated:
+        for line in (*u.restated, *u.republished):
             console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
         for s in u.summaries:
             if s.deadline_passed:

@@ -120,7 +120,7 @@ def _merged(ranges: Iterable[tuple[dt.date, dt.date]]) -> list[tuple[dt.date, dt
     return out
 
 
-def _load(
+def stored_rows(
     sink: Sink, series: Series, symbols: set[str], ranges: list[tuple[dt.date, dt.date]]
 ) -> pa.Table:
     """The stored rows of ``symbols`` on the days of ``ranges``: through the sink's
@@ -195,7 +195,7 @@ def read(
                     f"as_of needs raw bars: the dataset holds {provider} bars only as the "
                     f"provider adjusted them ({adjustment})"
                 )
-            table = _load(sink, by_adjustment[adjustment], all_names, [(first, last)])
+            table = stored_rows(sink, by_adjustment[adjustment], all_names, [(first, last)])
             table = _finish(_assemble(table, plans), first, last)
             return ReadResult(table, tuple(_missing(table, plans)))
         actions = ledger.actions(as_of=known, symbols=all_names)
@@ -218,7 +218,7 @@ def read(
             ranges += [(ex - LOOKBACK, ex) for ex in dividends["ex_date"].to_pylist()]
         # Each name asked gets its company's bars of its days, whatever else is asked, and
         # the company's actions: a split after a rename adjusts the bars from before it too.
-        raw = _assemble(_load(sink, by_adjustment[RAW], all_names, ranges), plans)
+        raw = _assemble(stored_rows(sink, by_adjustment[RAW], all_names, ranges), plans)
         actions = _as_asked(actions, plans)
         found, notes = factors(actions, adjustment, closes_before(raw, _regular(tf)))
         table = _finish(apply(_slice(raw, first, last), found), first, last)

@@ -24,7 +24,9 @@ import attrs
 
 from marketpipe.dataset.actions import refresh_ledger
 from marketpipe.dataset.operations import Selection, dataset_ledger
+from marketpipe.dataset.read import stored_rows
 from marketpipe.dataset.renames import renames, successors
+from marketpipe.dataset.republished import changed_days, symbols_changed
 from marketpipe.dataset.stale import find_stale
 from marketpipe.dataset.unstored import jobs_by_series
 from marketpipe.jobs.event_bus import EventBus
@@ -94,6 +96,9 @@ class SeriesUpdate:
     #: series after a split, say), and one line a symbol saying why.
     restatement: JobSummary | None = None
     restated: tuple[str, ...] = ()
+    #: The jobs that fetched again the days whose source was republished, and a line a day.
+    refetches: tuple[JobSummary, ...] = ()
+    republished: tuple[str, ...] = ()
     #: The update's deadline passed before this series' turn: the next run fetches it.
     deadline_passed: bool = False
     #: ``error`` is for later, not for a person (another process is running an overlapping
@@ -102,7 +107,7 @@ class SeriesUpdate:
 
     @property
     def summaries(self) -> tuple[JobSummary, ...]:
-        return tuple(s for s in (self.summary, self.restatement) if s is not None)
+        return tuple(s for s in (self.summary, self.restatement, *self.refetches) if s is not None)
 
 
 @attrs.frozen
@@ -243,7 +248,8 @@ async def run_update(
             first = min(starts.values(), default=end + dt.timedelta(days=1))
             if first > end:  # nothing new to fetch; the ledger may still have moved on
                 done = SeriesUpdate(series, len(starts), end)
-                results.append(await _restate(done, starts, job, request, until, bus, cancel))
+                done = await _restate(done, starts, job, request, until, bus, cancel)
+                results.append(await _refetch_republished(done, job, request, until, bus, cancel))
                 continue
             summary = await run_ingest(
                 _job_request(
@@ -259,6 +265,7 @@ async def run_update(
                 or summary.state is ProcessingState.CANCELLED
             ):
                 done = await _restate(done, starts, job, request, until, bus, cancel)
+                done = await _refetch_republished(done, job, request, until, bus, cancel)
         except UserError as exc:
             results.append(SeriesUpdate(series, len(starts), None, error=str(exc)))
             continue
@@ -413,3 +420,69 @@ async def _restate(
         if s.symbol in firsts
     )
     return attrs.evolve(done, restatement=summary, restated=lines)
+
+
+async def _refetch_republished(
+    done: SeriesUpdate,
+    job: IngestionJob | None,
+    request: UpdateRequest,
+    until: float,
+    bus: EventBus,
+    cancel: CancelToken,
+) -> SeriesUpdate:
+    """Fetch again, whole, each stored day whose source the provider has republished since
+    (:mod:`marketpipe.dataset.republished`), and say what changed."""
+    series = done.series
+    sink = choose_sink(request.data_dir, request.sink, request.sink_options).build(request.data_dir)
+    try:
+        recorded = await asyncio.to_thread(sink.catalog.source_versions, series)
+        if not recorded:
+            return done
+        prepared = prepare_provider(series.provider, _overrides(series, job, request))
+        try:
+            current = await asyncio.to_thread(
+                functools.partial(
+                    prepared.provider.source_versions, series.timeframe, sorted(recorded),
+                    fresh=True,
+                )
+            )  # fmt: skip
+        finally:
+            prepared.provider.close()
+        if current is None:
+            return done
+        days, withdrawn = changed_days(recorded, current)
+        lines = [
+            f"{series}: {day}: the source is no longer listed; its stored bars are kept"
+            for day in withdrawn
+        ]
+        refetches = []
+        for day in days:
+            if cancel.is_set() or time.monotonic() >= until:
+                lines.append(f"{series}: {day}: source republished, NOT re-fetched (stopped)")
+                continue
+            symbols = await asyncio.to_thread(sink.catalog.symbols_on, series, day)
+            before = await asyncio.to_thread(stored_rows, sink, series, set(symbols), [(day, day)])
+            summary = await run_ingest(
+                _job_request(
+                    series, job, request, dict.fromkeys(symbols, day), day, until,
+                    refresh=True, actions=False, replace_empty=True,
+                ),
+                bus,
+                cancel,
+            )  # fmt: skip
+            refetches.append(summary)
+            if summary.state is not ProcessingState.COMPLETED:
+                lines.append(f"{series}: {day}: source republished, NOT re-fetched (job "
+                             f"{summary.job_id})")  # fmt: skip
+                continue
+            await asyncio.to_thread(sink.catalog.sync, series)
+            after = await asyncio.to_thread(stored_rows, sink, series, set(symbols), [(day, day)])
+            changed = symbols_changed(before, after)
+            lines.append(
+                f"{series}: {day}: source republished: re-fetched, {len(changed)} symbol(s) "
+                "changed" + (f" ({', '.join(changed[:5])}{', ...' if len(changed) > 5 else ''})"
+                             if changed else "")
+            )  # fmt: skip
+    finally:
+        sink.close()
+    return attrs.evolve(done, refetches=tuple(refetches), republished=tuple(lines))

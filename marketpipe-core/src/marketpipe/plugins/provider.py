@@ -53,6 +53,17 @@ class IMarketDataProvider(abc.ABC):
         given with ``--source``), so ``--start`` and ``--end`` may be left out; else ``None``."""
         return None
 
+    def source_versions(
+        self, timeframe: Timeframe, days: Sequence[dt.date], *, fresh: bool = False
+    ) -> dict[dt.date, str] | None:
+        """The version of each day's source as the provider would read it now (a file's ETag and
+        size), for a source that can be replaced after publication; a day it does not list is
+        left out. The dataset keeps the version each partition was built from, and ``mp update``
+        fetches again, whole, each stored day whose version changed. ``fresh`` asks the source
+        again rather than what this provider already learned. ``None`` (the default): the
+        provider's sources carry no version."""
+        return None
+
     def fetch_actions(
         self, symbols: Sequence[str], start: dt.date, end: dt.date
     ) -> pa.Table | None:

@@ -40,6 +40,9 @@ class CommitRequest:
     rejected: Mapping[PartitionKey, int] = attrs.field(factory=dict)
     #: More ``marketpipe.*`` footer keys (a derived series' provenance).
     extra_metadata: Mapping[str, str] = attrs.field(factory=dict)
+    #: The version of each covered day's source (a republishable file's ETag and size), kept
+    #: with the partitions so ``mp update`` sees a day whose source was replaced; may be empty.
+    sources: Mapping[dt.date, str] = attrs.field(factory=dict)
 
     @property
     def series(self) -> Series:

@@ -335,6 +335,7 @@ class IngestionCoordinatorService:
             if batches is None:
                 return  # stopped while fetching: left PENDING for a resume
             table = await asyncio.to_thread(assemble_bars, batches)
+            sources = self._provider.source_versions(cfg.timeframe, [w.day for w in unit.windows])
         except Exception as exc:  # the provider's failure is the partitions' failure, recorded
             self._take_notes(job)
             await self._fetch_failed(job, unit, exc, failures, counts)
@@ -343,7 +344,11 @@ class IngestionCoordinatorService:
         try:
             commit_started = time.perf_counter()
             committed = await asyncio.to_thread(
-                self._committer.commit, UnitContext.of(job, self._series(job)), unit, table
+                self._committer.commit,
+                UnitContext.of(job, self._series(job)),
+                unit,
+                table,
+                sources,
             )
             metrics.COMMIT_SECONDS.labels(cfg.provider).observe(
                 time.perf_counter() - commit_started

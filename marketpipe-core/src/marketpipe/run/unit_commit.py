@@ -7,7 +7,7 @@ same step runs wherever the unit runs; the coordinator records the outcome.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -79,7 +79,13 @@ class UnitCommitter:
         self._quarantine: Store | None = None
         self._replace_empty = replace_empty
 
-    def commit(self, job: UnitContext, unit: WorkUnit, table: pa.Table) -> UnitCommitted:
+    def commit(
+        self,
+        job: UnitContext,
+        unit: WorkUnit,
+        table: pa.Table,
+        sources: Mapping[dt.date, str] | None = None,
+    ) -> UnitCommitted:
         table = encode_symbols(table)  # once per unit: every step below reads the codes
         context = ValidationContext(
             symbols=frozenset(s.value for s in unit.symbols),
@@ -139,6 +145,7 @@ class UnitCommitter:
                         session=job.session,
                         partial=partial,
                         rejected=rejected_counts,
+                        sources=dict(sources or {}),
                     )
                 )
             )

@@ -39,7 +39,7 @@ from marketpipe.storage.layout import META_DIR
 from marketpipe.storage.sqlite import connect, immediate, writable
 from marketpipe.storage.stores import LocalStore
 
-_VERSION = 1
+_VERSION = 2  # 2: the sources table
 # A file's partitions; a staged job's files keep theirs in ``staged_parts``, read by nobody.
 _PARTS = """
     series_id INTEGER NOT NULL, day INTEGER NOT NULL, symbol_id INTEGER NOT NULL,
@@ -63,6 +63,10 @@ CREATE TABLE IF NOT EXISTS parts ({_PARTS}) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS parts_by_file ON parts (file_id);
 CREATE TABLE IF NOT EXISTS staged_parts ({_PARTS}) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS staged_jobs (job_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS sources (
+    file_id INTEGER NOT NULL, day INTEGER NOT NULL, version TEXT NOT NULL,
+    PRIMARY KEY (file_id, day)
+) WITHOUT ROWID;
 """
 
 
@@ -132,6 +136,7 @@ class Catalog(CatalogQueries):
                     "DROP TABLE IF EXISTS parts; DROP TABLE IF EXISTS files; "
                     "DROP TABLE IF EXISTS symbols; DROP TABLE IF EXISTS series; "
                     "DROP TABLE IF EXISTS staged_parts; DROP TABLE IF EXISTS staged_jobs; "
+                    "DROP TABLE IF EXISTS sources; "
                     f"PRAGMA user_version = {_VERSION};"
                 )
             conn.executescript(_SCHEMA)
@@ -348,6 +353,7 @@ class Catalog(CatalogQueries):
                 if row is not None:
                     db.execute("DELETE FROM parts WHERE file_id=?", (row[0],))
                     db.execute("DELETE FROM staged_parts WHERE file_id=?", (row[0],))
+                    db.execute("DELETE FROM sources WHERE file_id=?", (row[0],))
                     db.execute("DELETE FROM files WHERE id=?", (row[0],))
                 if update is None:
                     continue
@@ -375,6 +381,13 @@ class Catalog(CatalogQueries):
                     "SELECT 1 FROM staged_jobs WHERE job_id=?", (footer.job_id,)
                 ).fetchone()
                 table = "staged_parts" if held else "parts"
+                db.executemany(
+                    "INSERT OR REPLACE INTO sources (file_id, day, version) VALUES (?, ?, ?)",
+                    [
+                        (file_id, dt.date.fromisoformat(day).toordinal(), version)
+                        for day, version in footer.sources.items()
+                    ],
+                )
                 db.executemany(
                     f"INSERT OR REPLACE INTO {table} (series_id, day, symbol_id, file_id, bars, "
                     "complete, session, rejected) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -358,4 +358,35 @@ class CatalogQueries:
             (str(sym), dt.date.fromordinal(day).isoformat()): Entry(int(b), bool(c), int(r))
             for sym, day, b, c, r, _ in rows
         }
-        return Footer(entries, session, str(head[1] or ""), str(head[2] or ""))
+        sources = {
+            dt.date.fromordinal(day).isoformat(): str(version)
+            for day, version in self._conn.execute(
+                "SELECT day, version FROM sources WHERE file_id=?", (head[0],)
+            )
+        }
+        return Footer(entries, session, str(head[1] or ""), str(head[2] or ""), sources)
+
+    @locked
+    def symbols_on(self, series: Series, day: dt.date) -> list[str]:
+        """The symbols with a stored partition (bars or none) of ``series`` on ``day``."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT s.symbol FROM parts p JOIN symbols s ON s.id=p.symbol_id "
+            "WHERE p.series_id=? AND p.day=? ORDER BY s.symbol",
+            (self._series_id(series) or -1, day.toordinal()),
+        )
+        return [str(symbol) for (symbol,) in rows]
+
+    @locked
+    def source_versions(self, series: Series) -> dict[dt.date, set[str]]:
+        """Each stored day's source versions (one per file holding a part of it, usually one
+        in all); a day whose files recorded none is left out."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT s.day, s.version FROM sources s JOIN files f ON f.id=s.file_id "
+            "WHERE f.series_id=? AND EXISTS (SELECT 1 FROM parts p WHERE p.file_id=s.file_id "
+            "AND p.day=s.day)",
+            (self._series_id(series) or -1,),
+        )
+        out: dict[dt.date, set[str]] = {}
+        for day, version in rows:
+            out.setdefault(dt.date.fromordinal(day), set()).add(str(version))
+        return out

@@ -84,13 +84,16 @@ def compact_folder(
         if dry_run:
             return result
         newest = max(f.fetched_at for f in footers.values())
+        sources: dict[str, str] = {}  # each day's source as its newest file recorded it
+        for held in sorted(footers.values(), key=lambda f: f.fetched_at):
+            sources.update(held.sources)
         prepared: list[tuple[Prepared, Footer]] = []
         try:
             for group in groups:
                 chosen = set(group)
                 entries = {k: e for k, e in merged.items() if k[0] in chosen}
                 table = gather_rows(store, folder, footers, owner, chosen)
-                footer = Footer(entries, _session(footers), "compact", newest)
+                footer = Footer(entries, _session(footers), "compact", newest, sources)
                 digest = hashlib.sha1(json.dumps(sorted(entries)).encode()).hexdigest()[:12]
                 meta = _metadata(series, footer, footers)
                 pending = store.prepare(

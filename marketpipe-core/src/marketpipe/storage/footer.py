@@ -34,6 +34,9 @@ REJECTED_KEY = b"marketpipe.rejected"
 SESSION_KEY = b"marketpipe.session"
 JOB_KEY = b"marketpipe.job_id"
 FETCHED_KEY = b"marketpipe.fetched_at"
+#: ``{"YYYY-MM-DD": version}``: the source version each day was built from (a republishable
+#: file's ETag and size, see ``IMarketDataProvider.source_versions``).
+SOURCES_KEY = b"marketpipe.sources"
 _NY = pa.timestamp("ns", tz="America/New_York")
 
 Key = tuple[str, str]  # (symbol, ISO day)
@@ -56,6 +59,8 @@ class Footer:
     session: Session = Session.REGULAR
     job_id: str = ""
     fetched_at: str = ""
+    #: ISO day -> the version of the source it was built from (empty: not recorded).
+    sources: Mapping[str, str] = attrs.field(factory=dict)
 
     def metadata(self) -> dict[bytes, bytes]:
         """The footer keys that describe the entries (merged into a file's metadata)."""
@@ -70,17 +75,25 @@ class Footer:
                 partial.setdefault(symbol, []).append(day)
             if entry.rejected:
                 rejected.setdefault(symbol, {})[day] = entry.rejected
-        return {
+        out = {
             COVERAGE_KEY: json.dumps(coverage).encode(),
             BARS_KEY: json.dumps(bars).encode(),
             PARTIAL_KEY: json.dumps(partial).encode(),
             REJECTED_KEY: json.dumps(rejected).encode(),
             SESSION_KEY: self.session.value.encode(),
         }
+        days = {day for _, day in self.entries}
+        sources = {d: v for d, v in sorted(self.sources.items()) if d in days}
+        if sources:
+            out[SOURCES_KEY] = json.dumps(sources).encode()
+        return out
 
     def without(self, keys: Iterable[Key]) -> Footer:
         gone = set(keys)
-        return attrs.evolve(self, entries={k: e for k, e in self.entries.items() if k not in gone})
+        entries = {k: e for k, e in self.entries.items() if k not in gone}
+        days = {day for _, day in entries}
+        sources = {d: v for d, v in self.sources.items() if d in days}
+        return attrs.evolve(self, entries=entries, sources=sources)
 
 
 def row_keys(table: pa.Table) -> pa.ChunkedArray:
@@ -154,7 +167,12 @@ def parse_footer(meta: Mapping[bytes, bytes], count: Callable[[], dict[Key, int]
         for d, n in days.items()
     }
     entries = {k: Entry(bars.get(k, 0), k not in partial, rejected.get(k, 0)) for k in keys}
-    return Footer(entries, session, job_id, fetched_at)
+    sources = json.loads(meta.get(SOURCES_KEY, b"{}"))
+    if not isinstance(sources, dict):
+        raise ValueError("marketpipe.sources is not an object")
+    return Footer(
+        entries, session, job_id, fetched_at, {str(d): str(v) for d, v in sources.items()}
+    )
 
 
 def read_footer(where: Path | Store, rel: str | None = None) -> Footer:

@@ -218,7 +218,13 @@ class ParquetSink:
                 if len(months) > 1
                 else table
             )
-            footer = Footer(entries, request.session, request.job_id, fetched_at)
+            footer = Footer(
+                entries,
+                request.session,
+                request.job_id,
+                fetched_at,
+                {d.isoformat(): v for d, v in request.sources.items() if month_key(d) == month},
+            )
             rel = self._commit_month(request.series, month, rows, footer, request, staged)
             for symbol, iso in entries:
                 result[(symbol, dt.date.fromisoformat(iso))] = rel

@@ -282,13 +282,15 @@ def run_unit(task: UnitTask, stopped: StopFlag | None = None) -> UnitDone:
     )
     try:
         table = assemble_bars(job.fetch(request, stopped, task.deadline))
+        days = [w.day for w in task.unit.windows]
+        sources = job.provider.source_versions(task.context.timeframe, days)
     except UnitStopped:
         raise
     except Exception as exc:
         raise RemoteFetchError(exc, metrics.take_counted()) from None
     notes = job.provider.take_notes()
     started = time.perf_counter()
-    committed = job.committer.commit(task.context, task.unit, table)
+    committed = job.committer.commit(task.context, task.unit, table, sources)
     seconds = time.perf_counter() - started
     with _GUARD:
         _UNITS_RUN[0] += 1
