@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from marketpipe_massive.testing import MassiveServer, publish_market
+from marketpipe_massive.testing import MassiveServer, publish_market, publish_reference
 
 DAYS = [dt.date(2024, 3, d) for d in (4, 5, 6, 7, 8)]
 
@@ -23,7 +23,8 @@ def server() -> Iterator[MassiveServer]:
 
 @pytest.fixture
 def market(server: MassiveServer) -> dict[dt.date, pa.Table]:
-    """The week's files published; each day's minute table as written."""
+    """The week's files and reference data published; each day's minute table as written."""
+    publish_reference(server)
     return publish_market(server, DAYS)
 
 

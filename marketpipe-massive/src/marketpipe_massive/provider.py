@@ -13,9 +13,12 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from marketpipe.model import clock
+from marketpipe.model.actions import actions_table
 from marketpipe.model.calendar import SessionWindow, ny_midnight_ns
 from marketpipe.model.errors import InvalidInputError
 from marketpipe.model.request import FetchRequest
@@ -24,7 +27,14 @@ from marketpipe.model.values import Symbol, Timeframe
 from marketpipe.plugins.provider import IMarketDataProvider
 from marketpipe.plugins.settings import parse_number
 
+from marketpipe_massive.actions import (
+    dividend_rows,
+    factor_disagreements,
+    rename_rows,
+    split_rows,
+)
 from marketpipe_massive.aggs import ROUNDING, AggReader
+from marketpipe_massive.api import MassiveApi
 from marketpipe_massive.day_stream import DayStream
 from marketpipe_massive.flatfiles import FlatFiles
 
@@ -33,6 +43,8 @@ log = logging.getLogger("marketpipe.massive")
 FLATFILES_URL = "https://files.massive.com"
 API_URL = "https://api.massive.com"
 DATASETS = {Timeframe.M1: ("minute_aggs_v1", "minute"), Timeframe.D1: ("day_aggs_v1", "day")}
+#: Tickers a corporate-actions request names (``ticker.any_of``).
+ACTION_TICKERS = 100
 #: Days whose streams stay open at once: the units in flight span at most two.
 OPEN_DAYS = 3
 
@@ -54,6 +66,8 @@ class MassiveProvider(IMarketDataProvider):
     ) -> None:
         self._api_key = api_key
         self._base_url = base_url.rstrip("/")
+        self._timeout = parse_number("massive", "timeout", timeout)
+        self._api: MassiveApi | None = None
         self._files = FlatFiles(
             flatfiles_url,
             bucket.strip() or "flatfiles",
@@ -155,6 +169,57 @@ class MassiveProvider(IMarketDataProvider):
         wanted = set(days)
         return {d: v for d, v in out.items() if d in wanted}
 
+    # -- REST: corporate actions ---------------------------------------------------------------
+
+    def _rest(self) -> MassiveApi:
+        with self._lock:
+            if self._api is None:
+                self._api = MassiveApi(self._base_url, self._api_key, self._timeout)
+            return self._api
+
+    def fetch_actions(
+        self, symbols: Sequence[str], start: dt.date, end: dt.date
+    ) -> pa.Table | None:
+        """Splits (forward, reverse, stock dividends), cash dividends and ticker changes of
+        ``symbols`` with a date in ``start``..``end``; the splits are asked through today, so
+        Massive's cumulative factors can be checked against their own product."""
+        api = self._rest()
+        rows: list[dict[str, Any]] = []
+        splits: list[dict[str, Any]] = []
+        for at in range(0, len(symbols), ACTION_TICKERS):
+            tickers = ",".join(symbols[at : at + ACTION_TICKERS])
+            splits += api.every(
+                "/stocks/v1/splits",
+                {"ticker.any_of": tickers, "execution_date.gte": start.isoformat(),
+                 "limit": "5000", "sort": "execution_date.asc"},
+            )  # fmt: skip
+            rows += dividend_rows(
+                api.every(
+                    "/stocks/v1/dividends",
+                    {
+                        "ticker.any_of": tickers,
+                        "ex_dividend_date.gte": start.isoformat(),
+                        "ex_dividend_date.lte": end.isoformat(),
+                        "limit": "5000",
+                        "sort": "ex_dividend_date.asc",
+                    },
+                )
+            )
+        for line in factor_disagreements(splits):
+            log.warning("%s", line)
+        rows += [r for r in split_rows(splits) if r["ex_date"] is None or r["ex_date"] <= end]
+        renames: dict[str, dict[str, Any]] = {}
+        for symbol in symbols:
+            for row in rename_rows(api.ticker_events(symbol)):
+                if start <= row["ex_date"] <= end:
+                    renames[row["id"]] = row
+        rows += renames.values()
+        fetched = clock.now()
+        for row in rows:
+            row["provider"] = "massive"
+            row["fetched_at"] = fetched
+        return actions_table(rows)
+
     def list_symbols(self, windows: Sequence[SessionWindow]) -> list[str]:
         """Each day's tickers from its day-aggregates file (a small one): what traded that day."""
         found: set[str] = set()
@@ -188,6 +253,9 @@ class MassiveProvider(IMarketDataProvider):
     def close(self) -> None:
         """Retire every day still open: their totals become notes (the job takes them last)."""
         with self._lock:
+            if self._api is not None:
+                self._api.close()
+                self._api = None
             while self._streams:
                 _, stream = self._streams.popitem(last=False)
                 self._retire(stream)

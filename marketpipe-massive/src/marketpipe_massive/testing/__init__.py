@@ -7,6 +7,7 @@ from marketpipe_massive.testing.market import (
     day_bars,
     minute_bars,
     publish_market,
+    publish_reference,
 )
 from marketpipe_massive.testing.server import (
     ACCESS_KEY_ID,
@@ -28,4 +29,5 @@ __all__ = [
     "massive_server",
     "minute_bars",
     "publish_market",
+    "publish_reference",
 ]

@@ -38,6 +38,17 @@ class Listing:
     renamed_on: dt.date | None = None  # first day under the new ticker
     dense: bool = True  # trades every minute, both extended sessions included
     price: float = 100.0
+    split_on: dt.date | None = None  # a split's execution day: prices divided from then on
+    split_from: int = 1
+    split_to: int = 1
+    dividend_on: dt.date | None = None  # a cash dividend's ex-date
+    dividend: float = 0.0
+
+    def price_on(self, day: dt.date) -> float:
+        """The raw price level of ``day`` (unadjusted, as the flat files are)."""
+        if self.split_on and day >= self.split_on:
+            return self.price * self.split_from / self.split_to
+        return self.price
 
     def name_on(self, day: dt.date) -> str | None:
         """The ticker it trades under on ``day``; ``None`` when it is not listed then."""
@@ -50,11 +61,19 @@ class Listing:
 
 #: The universe of the tests and the docs (days in March 2024).
 UNIVERSE: tuple[Listing, ...] = (
-    Listing("AAPL", price=170.0),
+    Listing("AAPL", price=170.0, dividend_on=dt.date(2024, 3, 5), dividend=0.24),
     Listing("BRK.B", price=400.0, dense=False),
     Listing("GONE", last=dt.date(2024, 3, 6), price=12.0),
     Listing("IPO", first=dt.date(2024, 3, 7), price=30.0, dense=False),
-    Listing("MSFT", price=410.0),
+    Listing(
+        "MSFT",
+        price=410.0,
+        split_on=dt.date(2024, 3, 7),
+        split_from=1,
+        split_to=2,
+        dividend_on=dt.date(2024, 3, 6),
+        dividend=0.75,
+    ),
     Listing("OLDCO", renamed_to="NEWCO", renamed_on=dt.date(2024, 3, 8), price=50.0),
     Listing("ZVZZT", price=10.0, dense=False),
 )
@@ -81,8 +100,9 @@ def minute_bars(day: dt.date, universe: Sequence[Listing] = UNIVERSE) -> pa.Tabl
             every = np.arange(regular.start_ns, regular.end_ns, _MINUTE, dtype=np.int64)
             starts = np.sort(rng.choice(every, size=min(25, len(every)), replace=False))
         n = len(starts)
-        close = np.round(item.price * np.exp(np.cumsum(rng.normal(0, 0.0008, n))), 2)
-        open_ = np.round(np.concatenate([[item.price], close[:-1]]), 2)
+        level = item.price_on(day)
+        close = np.round(level * np.exp(np.cumsum(rng.normal(0, 0.0008, n))), 2)
+        open_ = np.round(np.concatenate([[level], close[:-1]]), 2)
         spread = np.round(np.abs(rng.normal(0, 0.02, n)), 2)
         high = np.maximum(open_, close) + spread
         low = np.maximum(np.minimum(open_, close) - spread, 0.01)
@@ -160,3 +180,72 @@ def publish_market(
         server.publish(day_key("day_aggs_v1", day), csv_gz(day_bars(minutes, day)))
         written[day] = minutes
     return written
+
+
+def publish_reference(server: Any, universe: Sequence[Listing] = UNIVERSE) -> None:
+    """The REST side of ``universe`` on ``server``: its splits, dividends, renames (ticker
+    events) and tickers, listed and delisted."""
+    for item in universe:
+        if item.split_on:
+            kind = "forward_split" if item.split_to > item.split_from else "reverse_split"
+            server.splits.append(
+                {
+                    "id": f"S{_seed(item.ticker, 'split') % 10**8}",
+                    "ticker": item.name_on(item.split_on) or item.ticker,
+                    "execution_date": item.split_on.isoformat(),
+                    "adjustment_type": kind,
+                    "split_from": item.split_from,
+                    "split_to": item.split_to,
+                    "historical_adjustment_factor": item.split_from / item.split_to,
+                }
+            )
+        if item.dividend_on:
+            server.dividends.append(
+                {
+                    "id": f"D{_seed(item.ticker, 'dividend') % 10**8}",
+                    "ticker": item.name_on(item.dividend_on) or item.ticker,
+                    "cash_amount": item.dividend,
+                    "currency": "USD",
+                    "declaration_date": (item.dividend_on - dt.timedelta(days=14)).isoformat(),
+                    "ex_dividend_date": item.dividend_on.isoformat(),
+                    "record_date": item.dividend_on.isoformat(),
+                    "pay_date": (item.dividend_on + dt.timedelta(days=14)).isoformat(),
+                    "frequency": 4,
+                    "distribution_type": "recurring",
+                    "historical_adjustment_factor": 0.998,
+                    "split_adjusted_cash_amount": item.dividend,
+                }
+            )
+        names = [(dt.date(2000, 1, 3), item.ticker)]
+        if item.renamed_to and item.renamed_on:
+            names.append((item.renamed_on, item.renamed_to))
+        events = {
+            "name": f"{item.ticker} Inc.",
+            "events": [
+                {"type": "ticker_change", "date": day.isoformat(), "ticker_change": {"ticker": t}}
+                for day, t in reversed(names)
+            ],
+        }
+        for _, name in names:
+            server.events[name] = events
+        current = names[-1][1]
+        server.tickers.append(
+            {
+                "ticker": current,
+                "name": f"{item.ticker} Inc.",
+                "market": "stocks",
+                "locale": "us",
+                "primary_exchange": "XNAS",
+                "type": "CS",
+                "active": item.last is None,
+                "currency_name": "usd",
+                "cik": f"{_seed(item.ticker, 'cik') % 10**7:010d}",
+                "composite_figi": f"BBG{_seed(item.ticker, 'figi') % 10**9:09d}",
+                "last_updated_utc": "2024-04-01T00:00:00Z",
+                **(
+                    {"delisted_utc": f"{item.last + dt.timedelta(days=1)}T00:00:00Z"}
+                    if item.last
+                    else {}
+                ),
+            }
+        )

@@ -7,6 +7,12 @@ access key (from its SigV4 ``Authorization`` header) must be the server's; the s
 not checked. This is not moto: the tests need what moto cannot do, a per-object ``403`` (a day
 outside the plan), a file republished under a new ETag between two runs, and a count of every
 LIST and GET, and it starts in milliseconds.
+
+The REST endpoints MarketPipe uses are served from :attr:`MassiveServer.splits`,
+:attr:`~MassiveServer.dividends`, :attr:`~MassiveServer.events` and
+:attr:`~MassiveServer.tickers` (``publish_reference`` fills them from a universe): the key
+checked as Massive checks it (``Authorization: Bearer`` or ``apiKey=``), filters by ticker and
+date, pages of ``limit`` results chained by ``next_url`` (which, as Massive's, carries no key).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import contextlib
 import datetime as dt
 import email.utils
 import hashlib
+import json
 import re
 import threading
 import urllib.parse
@@ -59,6 +66,13 @@ class MassiveServer:
         self.objects: dict[str, StoredObject] = {}
         self.forbidden: set[str] = set()
         self.requests: list[Request] = []
+        self.splits: list[dict[str, Any]] = []
+        self.dividends: list[dict[str, Any]] = []
+        #: ticker -> the ticker-events answer's ``results`` (``name``, ``events``).
+        self.events: dict[str, dict[str, Any]] = {}
+        self.tickers: list[dict[str, Any]] = []
+        #: The most results a page holds whatever ``limit`` asks (to make answers page).
+        self.page_limit = 5000
         self._lock = threading.Lock()
         self._clock = dt.datetime(2024, 4, 1, 12, tzinfo=dt.UTC)
         self._server = _Server(("127.0.0.1", port), _handler(self))
@@ -187,6 +201,44 @@ class MassiveServer:
             return self.objects.get(key)
 
 
+_FILTERS = {"gte": lambda a, b: a >= b, "gt": lambda a, b: a > b, "lte": lambda a, b: a <= b,
+            "lt": lambda a, b: a < b}  # fmt: skip
+
+
+def _matches(row: dict[str, Any], query: dict[str, str]) -> bool:
+    for name, value in query.items():
+        field, _, op = name.partition(".")
+        if field not in row or name in ("limit", "cursor", "sort", "order", "apiKey"):
+            continue
+        if op == "any_of":
+            if str(row[field]) not in value.split(","):
+                return False
+        elif op in _FILTERS:
+            if row[field] is None or not _FILTERS[op](str(row[field]), value):
+                return False
+        elif field == "active":
+            if str(row[field]).lower() != value.lower():
+                return False
+        elif str(row[field]) != value:
+            return False
+    return True
+
+
+def _page(
+    rows: list[dict[str, Any]], query: dict[str, str], path: str, base: str, most: int
+) -> dict[str, Any]:
+    limit = max(1, min(int(query.get("limit", "100")), 5000, most))
+    offset = int(query.get("cursor", "0"))
+    found = [r for r in rows if _matches(r, query)]
+    page = found[offset : offset + limit]
+    answer: dict[str, Any] = {"status": "OK", "request_id": "local", "results": page}
+    if offset + limit < len(found):
+        rest = {k: v for k, v in query.items() if k not in ("cursor", "apiKey")}
+        rest["cursor"] = str(offset + limit)
+        answer["next_url"] = f"{base}{path}?{urllib.parse.urlencode(rest)}"
+    return answer
+
+
 def _error(code: str, message: str) -> bytes:
     return (
         f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
@@ -220,12 +272,51 @@ def _handler(server: MassiveServer) -> type[BaseHTTPRequestHandler]:
                 with contextlib.suppress(OSError):
                     self.wfile.write(body)
 
+        def _json(self, status: int, body: dict[str, Any]) -> None:
+            self._send(status, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+        def _rest(self, path: str, query: dict[str, str]) -> None:
+            bearer = self.headers.get("Authorization", "")
+            key = bearer[len("Bearer ") :] if bearer.startswith("Bearer ") else query.get("apiKey")
+            if not key:
+                self._json(401, {"status": "ERROR", "request_id": "local",
+                                 "error": "API Key was not provided"})  # fmt: skip
+                return
+            if key != API_KEY:
+                self._json(401, {"status": "ERROR", "request_id": "local",
+                                 "error": "Unknown API Key"})  # fmt: skip
+                return
+            if path == "/stocks/v1/splits":
+                rows = sorted(server.splits, key=lambda r: (r["execution_date"], r["id"]))
+            elif path == "/stocks/v1/dividends":
+                rows = sorted(server.dividends, key=lambda r: (r["ex_dividend_date"], r["id"]))
+            elif path == "/v3/reference/tickers":
+                rows = sorted(server.tickers, key=lambda r: r["ticker"])
+                query.setdefault("active", "true")
+            elif path.startswith("/vX/reference/tickers/") and path.endswith("/events"):
+                ticker = path[len("/vX/reference/tickers/") : -len("/events")]
+                found = server.events.get(ticker)
+                if found is None:
+                    self._json(404, {"status": "NOT_FOUND", "request_id": "local",
+                                     "message": "Ticker not found."})  # fmt: skip
+                    return
+                self._json(200, {"status": "OK", "request_id": "local", "results": found})
+                return
+            else:
+                self._json(404, {"status": "NOT_FOUND", "request_id": "local",
+                                 "message": "Not found"})  # fmt: skip
+                return
+            self._json(200, _page(rows, query, path, server.url, server.page_limit))
+
         def _s3(self) -> None:
             parts = urllib.parse.urlsplit(self.path)
             query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
             path = urllib.parse.unquote(parts.path)
             with server._lock:
                 server.requests.append(Request(self.command, path, query))
+            if path.startswith(("/stocks/", "/v3/", "/vX/")):
+                self._rest(path, query)
+                return
             found = _CREDENTIAL.search(self.headers.get("Authorization", ""))
             if found is None or found.group(1) != ACCESS_KEY_ID:
                 self._send(403, _error("InvalidAccessKeyId", "The access key is not known."))

@@ -1,0 +1,77 @@
+"""Corporate actions and renames from Massive's REST API, kept in the ledger and applied at read
+time to the raw flat-file bars."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import marketpipe
+import pyarrow as pa
+import pyarrow.compute as pc
+from conftest import ingest, mp
+from marketpipe_massive.testing import API_KEY, MassiveServer
+
+
+def closes(table: pa.Table, symbol: str, day: str) -> list[float]:
+    days = pc.strftime(table["timestamp"], "%F", locale="C")
+    mine = pc.and_(pc.equal(table["symbol"], symbol), pc.equal(days, day))
+    return table.filter(mine)["close"].to_pylist()
+
+
+def test_a_split_read_adjusted_a_rename_read_as_one_series_and_paged_answers(
+    server: MassiveServer, market: dict[dt.date, pa.Table], tmp_path: Path
+) -> None:
+    server.page_limit = 1  # every answer pages: next_url is followed, with the key re-sent
+    summary = ingest(server, tmp_path, "--symbols", "AAPL,MSFT,OLDCO,NEWCO", "--start", "2024-03-04",
+                     "--end", "2024-03-08", "--timeframe", "1d")  # fmt: skip
+    assert summary["exit"] == 0, summary["stderr"]
+    assert API_KEY not in str(summary)
+
+    raw = marketpipe.read(tmp_path, provider="massive", symbols=["MSFT"], start="2024-03-04",
+                          end="2024-03-08", timeframe="1d")  # fmt: skip
+    adjusted = marketpipe.read(tmp_path, provider="massive", symbols=["MSFT"],
+                               start="2024-03-04", end="2024-03-08", timeframe="1d",
+                               adjustment="split")  # fmt: skip
+    # 2-for-1 on 2024-03-07: the days before are halved, the days from it are as stored
+    assert closes(adjusted, "MSFT", "2024-03-05") == [closes(raw, "MSFT", "2024-03-05")[0] / 2]
+    assert closes(adjusted, "MSFT", "2024-03-07") == closes(raw, "MSFT", "2024-03-07")
+
+    # OLDCO became NEWCO on 2024-03-08: asking for NEWCO gives the company's whole week
+    company = marketpipe.read(tmp_path, provider="massive", symbols=["NEWCO"],
+                              start="2024-03-04", end="2024-03-08", timeframe="1d")  # fmt: skip
+    assert company.num_rows == 5
+    assert set(company["symbol"].to_pylist()) == {"NEWCO"}
+
+    # the dividend and the split are in the ledger, as Massive sent them
+    listed = mp(server, "actions", "--data-dir", str(tmp_path), "--symbols", "MSFT", "--json")
+    assert listed.returncode == 0, listed.stderr
+    kinds = sorted(a["kind"] for a in json.loads(listed.stdout)["actions"])
+    assert kinds == ["cash_dividend", "forward_split"]
+    pages = [r for r in server.requests if r.path == "/stocks/v1/dividends"]
+    assert len(pages) == 2 and pages[1].query["cursor"] == "1"  # AAPL's, then MSFT's
+    assert all("apiKey" not in r.query for r in pages)
+
+
+def test_a_factor_that_disagrees_with_the_splits_is_reported(
+    server: MassiveServer, market: dict[dt.date, pa.Table], tmp_path: Path
+) -> None:
+    server.splits[0]["historical_adjustment_factor"] = 0.25  # the 2-for-1 says 0.5
+    summary = ingest(server, tmp_path, "--symbols", "MSFT", "--start", "2024-03-06",
+                     "--end", "2024-03-07", "--timeframe", "1d")  # fmt: skip
+    assert summary["exit"] == 0, summary["stderr"]
+    assert "historical adjustment factor 0.25 differs from the splits' own product 0.5" in str(
+        summary["stderr"]
+    )
+
+
+def test_without_the_rest_key_the_bars_still_land_and_the_actions_are_named_missing(
+    server: MassiveServer, market: dict[dt.date, pa.Table], tmp_path: Path
+) -> None:
+    summary = ingest(server, tmp_path, "--symbols", "MSFT", "--start", "2024-03-06",
+                     "--end", "2024-03-07", "--timeframe", "1d",
+                     env={"MARKETPIPE_MASSIVE_API_KEY": ""})  # fmt: skip
+    assert summary["bars"] == 2
+    notes = " ".join(summary["notes"])  # type: ignore[arg-type]
+    assert "corporate actions" in notes and "MARKETPIPE_MASSIVE_API_KEY" in notes, notes
