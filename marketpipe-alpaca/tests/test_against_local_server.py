@@ -439,3 +439,28 @@ def test_many_symbols_in_a_regular_session_query_day_by_day(tmp_path: Path) -> N
         f"SELECT count(*), count(DISTINCT symbol) FROM read_parquet('{tmp_path}/**/*.parquet')"
     ).fetchall()[0]
     assert count[1] == 40 and json.loads(out.stdout)["bars"] == count[0] > 40 * 5 * 350
+
+
+def test_all_symbols_come_from_the_trading_api_assets_and_mp_symbols_lists_them(
+    server: FakeAlpacaServer, tmp_path: Path
+) -> None:
+    """``--all-symbols`` for a provider that can list its instruments: Alpaca's assets (the
+    trading API's host, its own setting), active ones; the inactive one has no last day, so
+    it is not guessed into the job."""
+    trading = {"MARKETPIPE_ALPACA_TRADING_URL": server.url}
+    out = mp("ingest", "--provider", "alpaca", "--all-symbols", "--timeframe", "1d", "--start",
+             "2024-03-04", "--end", "2024-03-08", "--data-dir", str(tmp_path), "--json",
+             server=server, extra_env=trading)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    stored = sorted({row[0] for row in bars(tmp_path)})
+    assert stored == ["AAPL", "MSFT", "NVDA"]
+    assert KEY not in out.stdout + out.stderr and SECRET not in out.stdout + out.stderr
+
+    listed = mp("symbols", "--provider", "alpaca", "--fetch", "--all", "--data-dir",
+                str(tmp_path), "--json", server=server, extra_env=trading)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["symbol"]: r for r in json.loads(listed.stdout)["symbols"]}
+    assert sorted(rows) == ["AAPL", "GONE", "MSFT", "NVDA"]
+    assert rows["GONE"]["active"] is False and rows["AAPL"]["primary_exchange"] == "NASDAQ"
+    stored_files = " ".join(p.read_bytes().hex() for p in tmp_path.rglob("*.arrow"))
+    assert KEY.encode().hex() not in stored_files

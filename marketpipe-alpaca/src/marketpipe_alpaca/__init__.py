@@ -9,6 +9,7 @@ from typing import Any
 from marketpipe.plugins.hookspecs import hookimpl
 from marketpipe.plugins.specs import ProviderSpec, Setting
 
+from marketpipe_alpaca.assets import TRADING_URL
 from marketpipe_alpaca.client import PRODUCTION_URL, AlpacaClient
 from marketpipe_alpaca.provider import AlpacaMarketDataAdapter
 
@@ -55,6 +56,11 @@ def marketpipe_providers() -> list[ProviderSpec]:
                     "adjustment",
                     "raw, split, dividend, spin-off or all (comma-combinable)",
                     default="raw",
+                ),
+                Setting(
+                    "trading_url",
+                    "trading API base URL, for the list of assets (--all-symbols, mp symbols)",
+                    default=TRADING_URL,
                 ),
                 Setting("rate_limit", "requests per minute (200 on the free plan)", default="200"),
                 Setting("rate_limit_window", "seconds the rate limit counts over", default="60"),

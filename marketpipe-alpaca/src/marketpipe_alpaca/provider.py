@@ -13,12 +13,14 @@ from marketpipe.model import clock
 from marketpipe.model.actions import actions_table
 from marketpipe.model.calendar import SessionWindow, in_sessions
 from marketpipe.model.errors import InvalidInputError
+from marketpipe.model.instruments import instruments_table
 from marketpipe.model.request import FetchRequest
 from marketpipe.model.secrets import Secret
 from marketpipe.model.values import Session, Timeframe
 from marketpipe.plugins.provider import IMarketDataProvider
 from marketpipe.plugins.settings import parse_number
 
+from marketpipe_alpaca.assets import TRADING_URL, TradingClient, asset_row, parse_assets
 from marketpipe_alpaca.client import PAGE_LIMIT, PRODUCTION_URL, AlpacaClient
 
 log = logging.getLogger("marketpipe.alpaca")
@@ -48,6 +50,7 @@ class AlpacaMarketDataAdapter(IMarketDataProvider):
         rate_limit: str = "200",
         rate_limit_window: str = "60",
         timeout: str = "30",
+        trading_url: str = TRADING_URL,
     ) -> None:
         if feed not in FEEDS:
             raise InvalidInputError(f"alpaca: unknown feed {feed!r}; use one of {', '.join(FEEDS)}")
@@ -73,6 +76,13 @@ class AlpacaMarketDataAdapter(IMarketDataProvider):
             ),
             feed=feed,
             adjustment=",".join(parts),
+        )
+        if not trading_url.startswith(("http://", "https://")):
+            raise InvalidInputError("alpaca: trading_url must start with http:// or https://")
+        self.trading = TradingClient(
+            ClientConfig(base_url=trading_url.rstrip("/"), timeout=self.client.config.timeout),
+            auth=self.client.auth,
+            rate_limiter=self.client.rate_limiter,
         )
 
     def __repr__(self) -> str:
@@ -139,6 +149,18 @@ class AlpacaMarketDataAdapter(IMarketDataProvider):
             batches.extend(self._keep_sessions(table, request).to_batches())
         return batches
 
+    def fetch_instruments(self) -> pa.Table:
+        """The trading API's US equity assets, active and inactive (``GET /v2/assets``), under
+        the same keys, limiter and retries as bars. Alpaca gives no listing days."""
+        fetched = clock.now()
+        rows = []
+        for status in ("active", "inactive"):
+            assets = self.trading.request(
+                "/v2/assets", {"status": status, "asset_class": "us_equity"}, parse_assets
+            )
+            rows += [asset_row(a, fetched) for a in assets]
+        return instruments_table(rows)
+
     def fetch_actions(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pa.Table:
         """Alpaca's corporate actions of ``symbols``, every type (an unknown one kept as kind
         ``unknown`` and logged), in the canonical schema."""
@@ -157,6 +179,8 @@ class AlpacaMarketDataAdapter(IMarketDataProvider):
 
     def close(self) -> None:
         self.client.close()
+        self.trading.close()
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        self.trading.close()

@@ -56,4 +56,24 @@ def read(
     return result.table
 
 
-__all__ = ["__version__", "read"]
+def universe(
+    data_dir: Path | str,
+    *,
+    provider: str,
+    as_of: dt.date | str | None = None,
+    traded: bool = False,
+) -> pa.Table:
+    """The symbols ``provider`` listed on ``as_of`` (default: today), under their names of
+    that day, delisted ones included: columns ``symbol`` (that day's name), ``current_symbol``,
+    ``name``, ``type``, ``primary_exchange``, ``active``, ``first_day``, ``last_day``,
+    ``traded`` (bars stored that day; null when the dataset holds none of that day), ``figi``,
+    ``cik``, ``id``. Its ``symbol`` column goes straight into :func:`read`. Needs the
+    provider's instruments in the dataset (``mp symbols --provider P --fetch``) or, for a
+    whole-market dataset, its bars of that day. ``traded=True`` keeps those with bars stored
+    that day: a whole-market dataset's universe, listed and traded."""
+    from marketpipe.dataset.universe import universe as dataset_universe
+
+    return dataset_universe(data_dir, provider=provider, as_of=as_of, traded=traded)
+
+
+__all__ = ["__version__", "read", "universe"]

@@ -12,6 +12,7 @@ from marketpipe.model import clock
 from marketpipe.model.actions import actions_table
 from marketpipe.model.calendar import SessionWindow, ny_midnight_ns
 from marketpipe.model.errors import InvalidInputError
+from marketpipe.model.instruments import instruments_table
 from marketpipe.model.request import FetchRequest
 from marketpipe.model.schema import bars_batch
 from marketpipe.model.values import Timeframe
@@ -26,6 +27,7 @@ from marketpipe_fake.actions import (
     rename_day,
     split_scale,
 )
+from marketpipe_fake.universe import instrument_rows, listed_days, names_on
 
 _MINUTE = 60 * 1_000_000_000
 _FIRST_MINUTE = 4 * 60  # 04:00 New York
@@ -68,6 +70,14 @@ class FakeProvider(IMarketDataProvider):
             if self.bad_row_rate > 0:
                 columns = self._corrupt(symbol.value, request, columns)
             yield bars_batch(symbol.value, *columns)
+
+    def fetch_instruments(self) -> pa.Table:
+        """The Fake market's universe (:mod:`marketpipe_fake.universe`), as known now."""
+        return instruments_table(instrument_rows(self.seed, clock.now()))
+
+    def list_symbols(self, windows: Sequence[SessionWindow]) -> list[str]:
+        """The universe's symbols listed on any of these days, under their names then."""
+        return sorted({name for w in windows for name in names_on(self.seed, w.day)})
 
     def fetch_actions(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pa.Table:
         """The market's actions of ``symbols`` (as the old or the new name) with an ex-date in
@@ -156,7 +166,13 @@ def _listed(
     seed: str, symbol: str, windows: tuple[SessionWindow, ...]
 ) -> tuple[SessionWindow, ...]:
     """The windows on which ``symbol`` trades under that name (a renamed company's old name
-    before the rename day, its new one from that day)."""
+    before the rename day, its new one from that day; a listed symbol of the universe between
+    its first and last day)."""
+    first, last = listed_days(symbol)
+    if first or last:
+        windows = tuple(
+            w for w in windows if (not first or w.day >= first) and (not last or w.day <= last)
+        )
     if symbol not in RENAMED:
         return windows
     day = rename_day(seed)

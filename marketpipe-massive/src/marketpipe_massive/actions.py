@@ -1,4 +1,5 @@
-"""Massive's splits, dividends and ticker changes in MarketPipe's canonical action schema.
+"""Massive's reference data in MarketPipe's canonical schemas: splits, dividends and ticker
+changes as corporate actions, tickers as instruments.
 
 - ``/stocks/v1/splits``: ``forward_split`` and ``reverse_split`` keep ``split_from`` shares
   before and ``split_to`` after (old and new rate); a ``stock_dividend`` of ``split_from`` to
@@ -157,3 +158,42 @@ def factor_disagreements(results: Iterable[Mapping[str, Any]]) -> list[str]:
                     f"product {product:g}; MarketPipe adjusts with its own arithmetic"
                 )
     return lines
+
+
+def instrument_rows(
+    results: Iterable[Mapping[str, Any]], fetched: dt.datetime
+) -> list[dict[str, Any]]:
+    """Tickers of ``/v3/reference/tickers`` as instruments. Massive's list has no listing day
+    (only a ticker's details do); a delisted ticker's last day is the session before its
+    ``delisted_utc``. An instrument is keyed by its composite FIGI, else by its ticker (and
+    delisting, so a ticker used again later is another instrument)."""
+    from marketpipe.model.calendar import nyse_calendar
+
+    calendar = nyse_calendar()
+    rows = []
+    for record in results:
+        ticker = _text(record.get("ticker"))
+        delisted = _day(record.get("delisted_utc"))
+        last = None
+        if delisted is not None:
+            before = [delisted - dt.timedelta(days=n) for n in range(1, 11)]
+            last = next((d for d in before if calendar.is_session(d)), before[0])
+        figi = _text(record.get("composite_figi"))
+        rows.append(
+            {
+                "id": figi or f"ticker:{ticker}" + (f":{delisted}" if delisted else ""),
+                "symbol": ticker,
+                "name": _text(record.get("name")),
+                "type": _text(record.get("type")),
+                "primary_exchange": _text(record.get("primary_exchange")),
+                "active": record.get("active") is True,
+                "first_day": None,
+                "last_day": last,
+                "figi": figi,
+                "cik": _text(record.get("cik")),
+                "provider": "massive",
+                "fetched_at": fetched,
+                "record": json.dumps(record, sort_keys=True),
+            }
+        )
+    return rows

@@ -21,6 +21,7 @@ from marketpipe.model import clock
 from marketpipe.model.actions import actions_table
 from marketpipe.model.calendar import SessionWindow, ny_midnight_ns
 from marketpipe.model.errors import InvalidInputError
+from marketpipe.model.instruments import instruments_table
 from marketpipe.model.request import FetchRequest
 from marketpipe.model.secrets import Secret
 from marketpipe.model.values import Symbol, Timeframe
@@ -30,6 +31,7 @@ from marketpipe.plugins.settings import parse_number
 from marketpipe_massive.actions import (
     dividend_rows,
     factor_disagreements,
+    instrument_rows,
     rename_rows,
     split_rows,
 )
@@ -219,6 +221,20 @@ class MassiveProvider(IMarketDataProvider):
             row["provider"] = "massive"
             row["fetched_at"] = fetched
         return actions_table(rows)
+
+    def fetch_instruments(self) -> pa.Table:
+        """Every US stock ticker Massive lists, active and delisted (``/v3/reference/tickers``
+        with ``active=true`` and ``active=false``)."""
+        api = self._rest()
+        fetched = clock.now()
+        rows = []
+        for active in ("true", "false"):
+            found = api.every(
+                "/v3/reference/tickers",
+                {"market": "stocks", "active": active, "limit": "1000", "sort": "ticker"},
+            )
+            rows += instrument_rows(found, fetched)
+        return instruments_table(rows)
 
     def list_symbols(self, windows: Sequence[SessionWindow]) -> list[str]:
         """Each day's tickers from its day-aggregates file (a small one): what traded that day."""

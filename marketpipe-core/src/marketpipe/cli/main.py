@@ -31,6 +31,7 @@ COMMANDS = {
     "resample": "resample:resample",
     "sinks": "catalog:sinks",
     "status": "status:status",
+    "symbols": "symbols:symbols",
     "update": "update:update",
     "verify": "verify:verify",
 }

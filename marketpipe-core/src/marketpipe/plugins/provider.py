@@ -43,10 +43,37 @@ class IMarketDataProvider(abc.ABC):
         return []
 
     def list_symbols(self, windows: Sequence[SessionWindow]) -> list[str]:
-        """Every symbol the provider has data for on these days (``mp ingest --all-symbols``)."""
-        raise InvalidInputError(
-            f"this provider ({type(self).__name__}) cannot list its symbols; use --symbols"
+        """Every symbol the provider has data for on these days (``mp ingest --all-symbols``).
+
+        The default takes the provider's instruments (:meth:`fetch_instruments`) listed on any
+        of the days, under their names now: those whose listed days (where known) meet the
+        range, active ones and delisted ones whose last day is known."""
+        import pyarrow.compute as pc
+
+        table = self.fetch_instruments()
+        if table is None:
+            raise InvalidInputError(
+                f"this provider ({type(self).__name__}) cannot list its symbols; use --symbols"
+            )
+        first = pa.scalar(min(w.day for w in windows), pa.date32())
+        last = pa.scalar(max(w.day for w in windows), pa.date32())
+        listed = pc.and_(
+            pc.fill_null(pc.less_equal(table["first_day"], last), True),
+            pc.if_else(
+                pc.is_null(table["last_day"]),
+                table["active"],
+                pc.greater_equal(table["last_day"], first),
+            ),
         )
+        names = pc.unique(table.filter(pc.fill_null(listed, False))["symbol"]).to_pylist()
+        usable = []
+        for name in names:
+            try:
+                if Symbol(name).value == name:
+                    usable.append(name)
+            except InvalidInputError:
+                continue  # not a MarketPipe symbol as written (a lower-case class suffix)
+        return sorted(usable)
 
     def available_days(self) -> list[dt.date] | None:
         """The days the provider's data covers when it knows them without asking (local files
@@ -62,6 +89,13 @@ class IMarketDataProvider(abc.ABC):
         fetches again, whole, each stored day whose version changed. ``fresh`` asks the source
         again rather than what this provider already learned. ``None`` (the default): the
         provider's sources carry no version."""
+        return None
+
+    def fetch_instruments(self) -> pa.Table | None:
+        """Every instrument the provider lists, active and delisted, in
+        :data:`marketpipe.model.instruments.INSTRUMENT_SCHEMA` (``mp symbols --fetch``; the
+        dataset keeps them versioned and answers ``marketpipe.universe``). ``None`` (the
+        default): the provider has no list of instruments."""
         return None
 
     def fetch_actions(

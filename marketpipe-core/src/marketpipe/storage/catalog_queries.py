@@ -367,13 +367,15 @@ class CatalogQueries:
         return Footer(entries, session, str(head[1] or ""), str(head[2] or ""), sources)
 
     @locked
-    def symbols_on(self, series: Series, day: dt.date) -> list[str]:
-        """The symbols with a stored partition (bars or none) of ``series`` on ``day``."""
+    def symbols_on(self, series: Series, day: dt.date, *, with_bars: bool = False) -> list[str]:
+        """The symbols with a stored partition of ``series`` on ``day`` (``with_bars``: only
+        those with bars, what traded)."""
         rows = self._conn.execute(
             "SELECT DISTINCT s.symbol FROM parts p JOIN symbols s ON s.id=p.symbol_id "
-            "WHERE p.series_id=? AND p.day=? ORDER BY s.symbol",
+            "WHERE p.series_id=? AND p.day=?" + (" AND p.bars > 0" if with_bars else "")
+            + " ORDER BY s.symbol",
             (self._series_id(series) or -1, day.toordinal()),
-        )
+        )  # fmt: skip
         return [str(symbol) for (symbol,) in rows]
 
     @locked

@@ -13,14 +13,11 @@ on that day. Records that make no sense (:func:`~marketpipe.model.actions.check_
 from __future__ import annotations
 
 import datetime as dt
-import io
-import uuid
 from collections.abc import Iterable, Mapping
 
 import attrs
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.ipc as ipc
 
 from marketpipe.model.actions import (
     ACTION_COLUMNS,
@@ -28,13 +25,21 @@ from marketpipe.model.actions import (
     REJECTED_ACTION_SCHEMA,
     check_actions,
 )
-from marketpipe.model.errors import StorageError
 from marketpipe.storage.layout import META_DIR
+from marketpipe.storage.records import (
+    SUFFIX,
+    end_of,
+    latest_versions,
+    new_and_changed,
+    read_batches,
+    write_batch,
+)
 from marketpipe.storage.store import Store
+
+__all__ = ["FOLDER", "REJECTED", "SUFFIX", "Added", "Ledger", "latest_versions"]
 
 FOLDER = f"{META_DIR}/actions"
 REJECTED = f"{FOLDER}/rejected"
-SUFFIX = ".arrow"
 #: What a version is compared on: a record fetched again with the same values is not new.
 _VALUES = tuple(c for c in ACTION_COLUMNS if c not in ("fetched_at", "record"))
 
@@ -54,18 +59,6 @@ class Added:
         return bool(self.new.num_rows or self.changed.num_rows)
 
 
-def _ipc(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    with ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
-
-
-def _end_of(day: dt.date) -> pa.Scalar:
-    moment = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC)
-    return pa.scalar(moment, pa.timestamp("us", tz="UTC"))
-
-
 class Ledger:
     """The ledger of the dataset whose files are in ``store``."""
 
@@ -73,20 +66,7 @@ class Ledger:
         self.store = store
 
     def _read(self, folder: str, schema: pa.Schema) -> pa.Table:
-        tables = []
-        for name in sorted(self.store.listing(folder, SUFFIX)):
-            where = f"{self.store.url}/{folder}/{name}"
-            body = self.store.get(f"{folder}/{name}")
-            if body is None:
-                continue  # removed since it was listed
-            try:
-                table = ipc.open_file(pa.BufferReader(body)).read_all()
-                tables.append(table.select(schema.names).cast(schema))
-            except (pa.ArrowException, KeyError, ValueError) as exc:
-                raise StorageError(
-                    f"{where} is not a ledger file MarketPipe can read: {exc}"
-                ) from None
-        return pa.concat_tables(tables) if tables else schema.empty_table()
+        return read_batches(self.store, folder, schema, "ledger")
 
     def versions(self) -> pa.Table:
         """Every version of every record, oldest first."""
@@ -109,7 +89,7 @@ class Ledger:
         if as_of is not None:
             table = table.filter(
                 pc.and_(
-                    pc.less(table["fetched_at"], _end_of(as_of)),
+                    pc.less(table["fetched_at"], end_of(as_of)),
                     pc.less_equal(table["process_date"], pa.scalar(as_of, pa.date32())),
                 )
             )
@@ -148,21 +128,7 @@ class Ledger:
         rejected = self._not_yet_rejected(rejected)
         if rejected.num_rows:
             self._write(REJECTED, rejected)
-        current = {
-            (r["provider"], r["id"]): tuple(r[c] for c in _VALUES)
-            for r in latest_versions(self.versions()).to_pylist()
-        }
-        new_rows, changed_rows = [], []
-        for i, row in enumerate(latest_versions(valid).to_pylist()):
-            key = (row["provider"], row["id"])
-            values = tuple(row[c] for c in _VALUES)
-            if key not in current:
-                new_rows.append(i)
-            elif current[key] != values:
-                changed_rows.append(i)
-        latest = latest_versions(valid)
-        new = latest.take(pa.array(new_rows, pa.int64()))
-        changed = latest.take(pa.array(changed_rows, pa.int64()))
+        new, changed = new_and_changed(self.versions(), valid, _VALUES)
         if new.num_rows or changed.num_rows:
             self._write(FOLDER, pa.concat_tables([new, changed]))
         return Added(new, changed, rejected)
@@ -178,21 +144,4 @@ class Ledger:
         return rejected.filter(pa.array(keep, pa.bool_()))
 
     def _write(self, folder: str, table: pa.Table) -> None:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
-        name = f"{folder}/batch-{stamp}-{uuid.uuid4().hex[:12]}{SUFFIX}"
-        if not self.store.create(name, _ipc(table)):
-            raise StorageError(f"{self.store.url}/{name} exists already")  # a uuid: never
-
-
-def latest_versions(table: pa.Table) -> pa.Table:
-    """The newest version (by fetched_at, then by order) of each (provider, id)."""
-    if table.num_rows == 0:
-        return table
-    order = table.append_column("_row", pa.array(range(table.num_rows), pa.int64()))
-    order = order.sort_by([("fetched_at", "ascending"), ("_row", "ascending")])
-    keep: dict[tuple[str, str], int] = {}
-    for i, (provider, ident) in enumerate(
-        zip(order["provider"].to_pylist(), order["id"].to_pylist(), strict=True)
-    ):
-        keep[(provider, ident)] = i
-    return order.take(pa.array(sorted(keep.values()), pa.int64())).drop_columns(["_row"])
+        write_batch(self.store, folder, table)

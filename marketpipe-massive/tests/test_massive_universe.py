@@ -1,0 +1,69 @@
+"""The security master: Massive's tickers, listed and delisted, and the universe of any day."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import marketpipe
+import pyarrow as pa
+from conftest import ingest, mp
+from marketpipe_massive.testing import MassiveServer
+
+
+def test_the_universe_of_a_day_has_the_delisted_and_the_names_of_that_day(
+    server: MassiveServer, market: dict[dt.date, pa.Table], tmp_path: Path
+) -> None:
+    summary = ingest(server, tmp_path, "--all-symbols", "--timeframe", "1d", "--start",
+                     "2024-03-04", "--end", "2024-03-08")  # fmt: skip
+    assert summary["exit"] == 0, summary["stderr"]
+    out = mp(server, "symbols", "--provider", "massive", "--fetch", "--all", "--data-dir",
+             str(tmp_path), "--json")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    listed = {row["symbol"]: row for row in json.loads(out.stdout)["symbols"]}
+    assert sorted(listed) == ["AAPL", "BRK.B", "GONE", "IPO", "MSFT", "NEWCO", "ZVZZT"]
+    assert listed["GONE"]["active"] is False and listed["GONE"]["last_day"] == "2024-03-06"
+
+    def names(day: str, **kw: bool) -> list[str]:
+        table = marketpipe.universe(tmp_path, provider="massive", as_of=day, **kw)
+        return table["symbol"].to_pylist()
+
+    # before the delisting and the rename: GONE is there, and NEWCO is still OLDCO
+    assert names("2024-03-05") == ["AAPL", "BRK.B", "GONE", "IPO", "MSFT", "OLDCO", "ZVZZT"]
+    # Massive's list has no listing day: IPO counts as listed, but it did not trade yet
+    assert names("2024-03-05", traded=True) == ["AAPL", "BRK.B", "GONE", "MSFT", "OLDCO",
+                                                 "ZVZZT"]  # fmt: skip
+    # after: GONE is not, and OLDCO trades as NEWCO from the 8th
+    assert names("2024-03-07", traded=True) == ["AAPL", "BRK.B", "IPO", "MSFT", "OLDCO",
+                                                 "ZVZZT"]  # fmt: skip
+    assert "NEWCO" in names("2024-03-08") and "OLDCO" not in names("2024-03-08")
+
+    # the universe goes straight into read: every one of that day's symbols has its bar
+    day = marketpipe.universe(tmp_path, provider="massive", as_of="2024-03-05", traded=True)
+    bars = marketpipe.read(tmp_path, provider="massive", symbols=day["symbol"].to_pylist(),
+                           start="2024-03-05", end="2024-03-05", timeframe="1d")  # fmt: skip
+    assert sorted(bars["symbol"].to_pylist()) == day["symbol"].to_pylist()
+
+    # the same from the command line, as of a day
+    out = mp(server, "symbols", "--as-of", "2024-03-07", "--data-dir", str(tmp_path), "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)["symbols"]
+    assert "GONE" not in [r["symbol"] for r in rows]
+    assert {r["symbol"]: r["current_symbol"] for r in rows}["OLDCO"] == "NEWCO"
+
+
+def test_a_refetch_keeps_a_delisting_as_a_new_version(
+    server: MassiveServer, market: dict[dt.date, pa.Table], tmp_path: Path
+) -> None:
+    gone = next(t for t in server.tickers if t["ticker"] == "GONE")
+    gone.update(active=True)
+    del gone["delisted_utc"]
+    first = mp(server, "symbols", "--provider", "massive", "--fetch", "--all", "--data-dir",
+               str(tmp_path), "--json")  # fmt: skip
+    assert json.loads(first.stdout)["fetched"]["new"] == 7
+    gone.update(active=False, delisted_utc="2024-03-07T00:00:00Z")
+    second = mp(server, "symbols", "--provider", "massive", "--fetch", "--all", "--data-dir",
+                str(tmp_path), "--json")  # fmt: skip
+    fetched = json.loads(second.stdout)["fetched"]
+    assert (fetched["new"], fetched["changed"]) == (0, 1)
