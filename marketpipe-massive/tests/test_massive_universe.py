@@ -67,3 +67,25 @@ def test_a_refetch_keeps_a_delisting_as_a_new_version(
                 str(tmp_path), "--json")  # fmt: skip
     fetched = json.loads(second.stdout)["fetched"]
     assert (fetched["new"], fetched["changed"]) == (0, 1)
+
+
+def test_the_readme_whole_market_snippet_runs_as_pasted(
+    server: MassiveServer, market: dict[dt.date, pa.Table], tmp_path: Path
+) -> None:
+    import re
+    import subprocess
+    import sys
+
+    readme = Path(__file__).parents[2] / "README.md"
+    section = readme.read_text().split("### The whole market", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    data = tmp_path / "data"
+    assert ingest(server, data, "--all-symbols", "--timeframe", "1d", "--start", "2024-03-04",
+                  "--end", "2024-03-08")["exit"] == 0  # fmt: skip
+    fetched = mp(server, "symbols", "--provider", "massive", "--fetch", "--all", "--data-dir",
+                 str(data))  # fmt: skip
+    assert fetched.returncode == 0, fetched.stderr
+    done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "6 symbols, 6 bars"
