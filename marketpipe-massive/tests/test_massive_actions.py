@@ -75,3 +75,23 @@ def test_without_the_rest_key_the_bars_still_land_and_the_actions_are_named_miss
     assert summary["bars"] == 2
     notes = " ".join(summary["notes"])  # type: ignore[arg-type]
     assert "corporate actions" in notes and "MARKETPIPE_MASSIVE_API_KEY" in notes, notes
+
+
+def test_a_whole_market_learns_renames_from_the_tickers_list_not_a_request_a_symbol(
+    server: MassiveServer, market: dict[dt.date, pa.Table], tmp_path: Path
+) -> None:
+    from marketpipe_massive import provider as provider_module
+
+    # the old name, delisted the day the new one began, under the company's FIGI
+    newco = next(t for t in server.tickers if t["ticker"] == "NEWCO")
+    server.tickers.append({**newco, "ticker": "OLDCO", "active": False,
+                           "delisted_utc": "2024-03-08T00:00:00Z"})  # fmt: skip
+    massive = provider_module.MassiveProvider(**server.settings())
+    symbols = ["OLDCO", *[f"X{i:03d}" for i in range(provider_module.EVENT_SYMBOLS)]]
+    table = massive.fetch_actions(symbols, dt.date(2024, 3, 1), dt.date(2024, 3, 29))
+    renames = table.filter(pc.equal(table["kind"], "name_change")).to_pylist()
+    assert [(r["symbol"], r["new_symbol"], r["ex_date"]) for r in renames] == [
+        ("OLDCO", "NEWCO", dt.date(2024, 3, 8))
+    ]
+    assert not [r for r in server.requests if r.path.endswith("/events")]
+    assert len([r for r in server.requests if r.path == "/v3/reference/tickers"]) == 2

@@ -133,6 +133,39 @@ def rename_rows(history: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     return rows
 
 
+def renames_from_tickers(tickers: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Renames read off the tickers list (active and delisted): tickers that share a composite
+    FIGI are one company's names, each delisted on the day the next began. Two list requests
+    for the whole market, where the ticker events cost one request a symbol."""
+    by_figi: dict[str, list[tuple[dt.date, str]]] = {}
+    for record in tickers:
+        figi, ticker = _text(record.get("composite_figi")), _text(record.get("ticker"))
+        if figi is None or ticker is None:
+            continue
+        ended = _day(record.get("delisted_utc")) or dt.date.max  # the current name last
+        by_figi.setdefault(figi, []).append((ended, ticker))
+    rows = []
+    for figi, names in by_figi.items():
+        names.sort()
+        for (day, old), (_, new) in itertools.pairwise(names):
+            if old == new or day == dt.date.max:
+                continue
+            rows.append(
+                {
+                    "id": f"rename:{old}:{new}:{day}",
+                    "kind": NAME_CHANGE,
+                    "symbol": old,
+                    "new_symbol": new,
+                    "ex_date": day,
+                    "process_date": day,
+                    "record": json.dumps(
+                        {"composite_figi": figi, "from": old, "to": new, "date": str(day)}
+                    ),
+                }
+            )
+    return rows
+
+
 def factor_disagreements(results: Iterable[Mapping[str, Any]]) -> list[str]:
     """Where a split's ``historical_adjustment_factor`` differs (by more than 1e-6 relative)
     from the product of ``split_from / split_to`` over it and the ticker's later splits

@@ -33,6 +33,7 @@ from marketpipe_massive.actions import (
     factor_disagreements,
     instrument_rows,
     rename_rows,
+    renames_from_tickers,
     split_rows,
 )
 from marketpipe_massive.aggs import ROUNDING, AggReader
@@ -47,6 +48,9 @@ API_URL = "https://api.massive.com"
 DATASETS = {Timeframe.M1: ("minute_aggs_v1", "minute"), Timeframe.D1: ("day_aggs_v1", "day")}
 #: Tickers a corporate-actions request names (``ticker.any_of``).
 ACTION_TICKERS = 100
+#: Up to this many symbols, renames come from each one's ticker events (exact days); beyond,
+#: from the tickers list (two paged requests for the whole market).
+EVENT_SYMBOLS = 50
 #: Days whose streams stay open at once: the units in flight span at most two.
 OPEN_DAYS = 3
 
@@ -70,6 +74,7 @@ class MassiveProvider(IMarketDataProvider):
         self._base_url = base_url.rstrip("/")
         self._timeout = parse_number("massive", "timeout", timeout)
         self._api: MassiveApi | None = None
+        self._ticker_list: list[dict[str, Any]] | None = None
         self._files = FlatFiles(
             flatfiles_url,
             bucket.strip() or "flatfiles",
@@ -211,10 +216,15 @@ class MassiveProvider(IMarketDataProvider):
             log.warning("%s", line)
         rows += [r for r in split_rows(splits) if r["ex_date"] is None or r["ex_date"] <= end]
         renames: dict[str, dict[str, Any]] = {}
-        for symbol in symbols:
-            for row in rename_rows(api.ticker_events(symbol)):
-                if start <= row["ex_date"] <= end:
-                    renames[row["id"]] = row
+        if len(symbols) <= EVENT_SYMBOLS:
+            found = [r for symbol in symbols for r in rename_rows(api.ticker_events(symbol))]
+        else:  # a request a symbol would not end: the tickers list tells renames in bulk
+            found = renames_from_tickers(self._tickers())
+        asked = set(symbols)
+        for row in found:
+            mine = row["symbol"] in asked or row["new_symbol"] in asked
+            if mine and start <= row["ex_date"] <= end:
+                renames[row["id"]] = row
         rows += renames.values()
         fetched = clock.now()
         for row in rows:
@@ -222,19 +232,24 @@ class MassiveProvider(IMarketDataProvider):
             row["fetched_at"] = fetched
         return actions_table(rows)
 
-    def fetch_instruments(self) -> pa.Table:
+    def _tickers(self) -> list[dict[str, Any]]:
         """Every US stock ticker Massive lists, active and delisted (``/v3/reference/tickers``
-        with ``active=true`` and ``active=false``)."""
-        api = self._rest()
-        fetched = clock.now()
-        rows = []
-        for active in ("true", "false"):
-            found = api.every(
-                "/v3/reference/tickers",
-                {"market": "stocks", "active": active, "limit": "1000", "sort": "ticker"},
-            )
-            rows += instrument_rows(found, fetched)
-        return instruments_table(rows)
+        with ``active=true`` and ``active=false``), asked once a provider."""
+        if self._ticker_list is None:
+            api = self._rest()
+            self._ticker_list = [
+                row
+                for active in ("true", "false")
+                for row in api.every(
+                    "/v3/reference/tickers",
+                    {"market": "stocks", "active": active, "limit": "1000", "sort": "ticker"},
+                )
+            ]
+        return self._ticker_list
+
+    def fetch_instruments(self) -> pa.Table:
+        """Every US stock ticker Massive lists, active and delisted, as instruments."""
+        return instruments_table(instrument_rows(self._tickers(), clock.now()))
 
     def list_symbols(self, windows: Sequence[SessionWindow]) -> list[str]:
         """Each day's tickers from its day-aggregates file (a small one): what traded that day."""
