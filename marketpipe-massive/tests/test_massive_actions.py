@@ -77,7 +77,7 @@ def test_without_the_rest_key_the_bars_still_land_and_the_actions_are_named_miss
     assert "corporate actions" in notes and "MARKETPIPE_MASSIVE_API_KEY" in notes, notes
 
 
-def test_a_whole_market_learns_renames_from_the_tickers_list_not_a_request_a_symbol(
+def test_a_whole_market_asks_in_bulk_not_a_request_a_symbol(
     server: MassiveServer, market: dict[dt.date, pa.Table], tmp_path: Path
 ) -> None:
     from marketpipe_massive import provider as provider_module
@@ -87,11 +87,18 @@ def test_a_whole_market_learns_renames_from_the_tickers_list_not_a_request_a_sym
     server.tickers.append({**newco, "ticker": "OLDCO", "active": False,
                            "delisted_utc": "2024-03-08T00:00:00Z"})  # fmt: skip
     massive = provider_module.MassiveProvider(**server.settings())
-    symbols = ["OLDCO", *[f"X{i:03d}" for i in range(provider_module.EVENT_SYMBOLS)]]
+    symbols = ["OLDCO", "MSFT", *[f"X{i:03d}" for i in range(provider_module.ACTION_TICKERS)]]
     table = massive.fetch_actions(symbols, dt.date(2024, 3, 1), dt.date(2024, 3, 29))
-    renames = table.filter(pc.equal(table["kind"], "name_change")).to_pylist()
-    assert [(r["symbol"], r["new_symbol"], r["ex_date"]) for r in renames] == [
-        ("OLDCO", "NEWCO", dt.date(2024, 3, 8))
+    found = sorted(
+        (r["kind"], r["symbol"], r["new_symbol"], r["ex_date"]) for r in table.to_pylist()
+    )
+    assert found == [  # AAPL's dividend is the market's, not asked for
+        ("cash_dividend", "MSFT", None, dt.date(2024, 3, 6)),
+        ("forward_split", "MSFT", None, dt.date(2024, 3, 7)),
+        ("name_change", "OLDCO", "NEWCO", dt.date(2024, 3, 8)),
     ]
     assert not [r for r in server.requests if r.path.endswith("/events")]
-    assert len([r for r in server.requests if r.path == "/v3/reference/tickers"]) == 2
+    paths = [r.path for r in server.requests]
+    assert paths.count("/v3/reference/tickers") == 2
+    assert paths.count("/stocks/v1/splits") == paths.count("/stocks/v1/dividends") == 1
+    assert not [r for r in server.requests if "ticker.any_of" in r.query]

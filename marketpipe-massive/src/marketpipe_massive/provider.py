@@ -46,8 +46,9 @@ log = logging.getLogger("marketpipe.massive")
 FLATFILES_URL = "https://files.massive.com"
 API_URL = "https://api.massive.com"
 DATASETS = {Timeframe.M1: ("minute_aggs_v1", "minute"), Timeframe.D1: ("day_aggs_v1", "day")}
-#: Tickers a corporate-actions request names (``ticker.any_of``).
-ACTION_TICKERS = 100
+#: Tickers a corporate-actions request names (``ticker.any_of``); more symbols than this are
+#: asked in bulk (every ticker's actions of the period).
+ACTION_TICKERS = 200
 #: Up to this many symbols, renames come from each one's ticker events (exact days); beyond,
 #: from the tickers list (two paged requests for the whole market).
 EVENT_SYMBOLS = 50
@@ -191,27 +192,26 @@ class MassiveProvider(IMarketDataProvider):
         ``symbols`` with a date in ``start``..``end``; the splits are asked through today, so
         Massive's cumulative factors can be checked against their own product."""
         api = self._rest()
-        rows: list[dict[str, Any]] = []
-        splits: list[dict[str, Any]] = []
-        for at in range(0, len(symbols), ACTION_TICKERS):
-            tickers = ",".join(symbols[at : at + ACTION_TICKERS])
-            splits += api.every(
-                "/stocks/v1/splits",
-                {"ticker.any_of": tickers, "execution_date.gte": start.isoformat(),
-                 "limit": "5000", "sort": "execution_date.asc"},
-            )  # fmt: skip
-            rows += dividend_rows(
-                api.every(
-                    "/stocks/v1/dividends",
-                    {
-                        "ticker.any_of": tickers,
-                        "ex_dividend_date.gte": start.isoformat(),
-                        "ex_dividend_date.lte": end.isoformat(),
-                        "limit": "5000",
-                        "sort": "ex_dividend_date.asc",
-                    },
-                )
-            )
+        # Up to ACTION_TICKERS symbols are named in the query; more are asked in bulk (every
+        # ticker's actions of the period, a few pages) and kept for the symbols asked.
+        bulk = len(symbols) > ACTION_TICKERS
+        named = {} if bulk else {"ticker.any_of": ",".join(symbols)}
+        splits = api.every(
+            "/stocks/v1/splits",
+            {**named, "execution_date.gte": start.isoformat(), "limit": "5000",
+             "sort": "execution_date.asc"},
+        )  # fmt: skip
+        dividends = api.every(
+            "/stocks/v1/dividends",
+            {**named, "ex_dividend_date.gte": start.isoformat(),
+             "ex_dividend_date.lte": end.isoformat(), "limit": "5000",
+             "sort": "ex_dividend_date.asc"},
+        )  # fmt: skip
+        asked = set(symbols)
+        if bulk:
+            splits = [r for r in splits if r.get("ticker") in asked]
+            dividends = [r for r in dividends if r.get("ticker") in asked]
+        rows: list[dict[str, Any]] = dividend_rows(dividends)
         for line in factor_disagreements(splits):
             log.warning("%s", line)
         rows += [r for r in split_rows(splits) if r["ex_date"] is None or r["ex_date"] <= end]
@@ -220,7 +220,6 @@ class MassiveProvider(IMarketDataProvider):
             found = [r for symbol in symbols for r in rename_rows(api.ticker_events(symbol))]
         else:  # a request a symbol would not end: the tickers list tells renames in bulk
             found = renames_from_tickers(self._tickers())
-        asked = set(symbols)
         for row in found:
             mine = row["symbol"] in asked or row["new_symbol"] in asked
             if mine and start <= row["ex_date"] <= end:
