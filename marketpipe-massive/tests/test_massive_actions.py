@@ -10,8 +10,8 @@ from pathlib import Path
 import marketpipe
 import pyarrow as pa
 import pyarrow.compute as pc
-from conftest import ingest, mp
 from marketpipe_massive.testing import API_KEY, MassiveServer
+from massive_helpers import ingest, mp
 
 
 def closes(table: pa.Table, symbol: str, day: str) -> list[float]:

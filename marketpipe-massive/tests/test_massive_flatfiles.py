@@ -10,7 +10,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
-from conftest import DAYS, ingest, mp
 from marketpipe.model.calendar import nyse_calendar
 from marketpipe.model.values import Session
 from marketpipe_massive.flatfiles import day_key
@@ -21,6 +20,7 @@ from marketpipe_massive.testing import (
     day_bars,
     minute_bars,
 )
+from massive_helpers import DAYS, ingest, mp
 
 MINUTE = "minute_aggs_v1"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import marketpipe
 import pyarrow as pa
-from conftest import ingest, mp
 from marketpipe_massive.testing import MassiveServer
+from massive_helpers import ingest, mp
 
 
 def test_the_universe_of_a_day_has_the_delisted_and_the_names_of_that_day(

@@ -23,7 +23,7 @@ from marketpipe.model.calendar import SessionWindow, nyse_calendar
 from marketpipe.model.errors import DataUnavailableError, InvalidInputError
 from marketpipe.model.files import file_lock
 from marketpipe.model.request import FetchRequest
-from marketpipe.model.values import Session, Symbol, TimeRange
+from marketpipe.model.values import Session, TimeRange, usable_symbols
 from marketpipe.plugins.provider import IMarketDataProvider
 from marketpipe.plugins.settings import parse_number
 
@@ -212,12 +212,7 @@ class IexHistProvider(IMarketDataProvider):
                 ) from None
             inside = (bars.minute >= window.start_ns) & (bars.minute < window.end_ns)
             found.update(np.unique(bars.symbol[inside]).tolist())
-        usable, unusable = [], []
-        for name in sorted(found):
-            try:
-                usable.append(Symbol(name).value)
-            except InvalidInputError:
-                unusable.append(name)
+        usable, unusable = usable_symbols(found)
         if unusable:
             with self._lock:
                 self._notes.append(

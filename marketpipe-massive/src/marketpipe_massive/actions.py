@@ -99,6 +99,18 @@ def dividend_rows(results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _rename(old: str, new: str, day: dt.date, record: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f"rename:{old}:{new}:{day}",
+        "kind": NAME_CHANGE,
+        "symbol": old,
+        "new_symbol": new,
+        "ex_date": day,
+        "process_date": day,
+        "record": json.dumps({**record, "from": old, "to": new, "date": str(day)}),
+    }
+
+
 def rename_rows(history: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """A ``name_change`` for each change in a company's ticker history."""
     if not history or not isinstance(history.get("events"), list):
@@ -115,21 +127,8 @@ def rename_rows(history: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     names.sort()
     rows = []
     for (_, old), (day, new) in itertools.pairwise(names):
-        if old == new:
-            continue
-        rows.append(
-            {
-                "id": f"rename:{old}:{new}:{day}",
-                "kind": NAME_CHANGE,
-                "symbol": old,
-                "new_symbol": new,
-                "ex_date": day,
-                "process_date": day,
-                "record": json.dumps(
-                    {"name": history.get("name"), "from": old, "to": new, "date": str(day)}
-                ),
-            }
-        )
+        if old != new:
+            rows.append(_rename(old, new, day, {"name": history.get("name")}))
     return rows
 
 
@@ -148,21 +147,8 @@ def renames_from_tickers(tickers: Iterable[Mapping[str, Any]]) -> list[dict[str,
     for figi, names in by_figi.items():
         names.sort()
         for (day, old), (_, new) in itertools.pairwise(names):
-            if old == new or day == dt.date.max:
-                continue
-            rows.append(
-                {
-                    "id": f"rename:{old}:{new}:{day}",
-                    "kind": NAME_CHANGE,
-                    "symbol": old,
-                    "new_symbol": new,
-                    "ex_date": day,
-                    "process_date": day,
-                    "record": json.dumps(
-                        {"composite_figi": figi, "from": old, "to": new, "date": str(day)}
-                    ),
-                }
-            )
+            if old != new and day != dt.date.max:
+                rows.append(_rename(old, new, day, {"composite_figi": figi}))
     return rows
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 from marketpipe.fetch.errors import AuthenticationError, ProviderUnavailableError
+from marketpipe.fetch.inflate import inflate_module
 from marketpipe.model.errors import DataUnavailableError, InvalidInputError
 from marketpipe.model.secrets import Secret
 
@@ -59,17 +60,7 @@ def _plain(value: Secret | str) -> str:
     return value.get_secret_value() if isinstance(value, Secret) else value
 
 
-def _inflater() -> Any:
-    try:
-        from isal import isal_zlib
-    except ImportError:  # pragma: no cover - isal ships wheels for the usual platforms
-        import zlib
-
-        return zlib
-    return isal_zlib
-
-
-_ZLIB = _inflater()
+_ZLIB = inflate_module()
 
 
 class FlatFiles:

@@ -24,7 +24,7 @@ from marketpipe.model.errors import InvalidInputError
 from marketpipe.model.instruments import instruments_table
 from marketpipe.model.request import FetchRequest
 from marketpipe.model.secrets import Secret
-from marketpipe.model.values import Symbol, Timeframe
+from marketpipe.model.values import Timeframe, usable_symbols
 from marketpipe.plugins.provider import IMarketDataProvider
 from marketpipe.plugins.settings import parse_number
 
@@ -256,14 +256,7 @@ class MassiveProvider(IMarketDataProvider):
         for window in windows:
             table = self._stream(Timeframe.D1, window.day).take_all()
             found.update(pc.unique(table.column(0)).to_pylist() if table.num_rows else [])
-        usable: list[str] = []
-        unusable: list[str] = []
-        for name in sorted(found):
-            try:
-                ok = Symbol(name).value == name
-            except InvalidInputError:
-                ok = False
-            (usable if ok else unusable).append(name)
+        usable, unusable = usable_symbols(found)
         if unusable:
             with self._lock:
                 self._notes.append(

@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 
 
-def _zlib() -> Any:
+def inflate_module() -> Any:
+    """python-isal's ``isal_zlib`` (zlib's interface, ISA-L's speed), else ``zlib``."""
     try:
         from isal import isal_zlib
     except ImportError:  # pragma: no cover - isal has wheels for the usual platforms
@@ -23,7 +24,7 @@ def _zlib() -> Any:
     return isal_zlib
 
 
-_ZLIB = _zlib()
+_ZLIB = inflate_module()
 
 
 class Inflate:

@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -49,6 +49,20 @@ class Symbol:
 
     def __str__(self) -> str:
         return self.value
+
+
+def usable_symbols(names: Iterable[str]) -> tuple[list[str], list[str]]:
+    """``(usable, unusable)``, each sorted: the names that are MarketPipe symbols exactly as
+    written, and the others (a source's lower-case class suffix, a character no symbol takes)."""
+    usable: list[str] = []
+    unusable: list[str] = []
+    for name in sorted(set(names)):
+        try:
+            ok = Symbol(name).value == name
+        except InvalidInputError:
+            ok = False
+        (usable if ok else unusable).append(name)
+    return usable, unusable
 
 
 def _to_date(value: Any) -> dt.date:

@@ -13,7 +13,7 @@ from marketpipe.model.bars import OHLCVBar
 from marketpipe.model.calendar import SessionWindow
 from marketpipe.model.errors import InvalidInputError
 from marketpipe.model.request import FetchRequest
-from marketpipe.model.values import Session, Symbol, Timeframe, TimeRange
+from marketpipe.model.values import Session, Symbol, Timeframe, TimeRange, usable_symbols
 
 
 class IMarketDataProvider(abc.ABC):
@@ -66,14 +66,7 @@ class IMarketDataProvider(abc.ABC):
             ),
         )
         names = pc.unique(table.filter(pc.fill_null(listed, False))["symbol"]).to_pylist()
-        usable = []
-        for name in names:
-            try:
-                if Symbol(name).value == name:
-                    usable.append(name)
-            except InvalidInputError:
-                continue  # not a MarketPipe symbol as written (a lower-case class suffix)
-        return sorted(usable)
+        return usable_symbols(names)[0]  # as written: a lower-case class suffix is left out
 
     def available_days(self) -> list[dt.date] | None:
         """The days the provider's data covers when it knows them without asking (local files
