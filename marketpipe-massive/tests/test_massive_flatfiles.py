@@ -296,3 +296,20 @@ def test_a_republished_day_is_fetched_again_whole_by_update(
     out = mp(server, "update", "--data-dir", str(tmp_path), "--json", env=next_day)
     assert out.returncode == 0 and json.loads(out.stdout)["series"][0]["republished"] == []
     assert [r for r in server.requests[again:] if "/flatfiles/" in r.path and not r.is_list] == []
+
+
+def test_a_whole_market_range_ending_on_a_day_not_yet_published_stores_the_rest(
+    server: MassiveServer, market: dict[dt.date, pa.Table], tmp_path: Path
+) -> None:
+    last = DAYS[-1]
+    server.withdraw(day_key(MINUTE, last))
+    server.withdraw(day_key("day_aggs_v1", last))
+    summary = ingest(server, tmp_path, "--all-symbols", "--start", "2024-03-04",
+                     "--end", "2024-03-08")  # fmt: skip
+    assert summary["exit"] == 1, summary["stderr"]
+    failed = {f["day"] for f in summary["failures"]}  # type: ignore[union-attr]
+    assert failed == {"2024-03-08"}
+    assert any("no day file listed for 1 session(s) (2024-03-08)" in n
+               for n in summary["notes"])  # type: ignore[union-attr]  # fmt: skip
+    stored_days = set(pc.unique(pc.strftime(stored(tmp_path)["timestamp"], "%F")).to_pylist())
+    assert stored_days == {"2024-03-04", "2024-03-05", "2024-03-06", "2024-03-07"}

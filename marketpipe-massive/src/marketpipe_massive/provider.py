@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from marketpipe.model import clock
 from marketpipe.model.actions import actions_table
 from marketpipe.model.calendar import SessionWindow, ny_midnight_ns
-from marketpipe.model.errors import InvalidInputError
+from marketpipe.model.errors import DataUnavailableError, InvalidInputError
 from marketpipe.model.instruments import instruments_table
 from marketpipe.model.request import FetchRequest
 from marketpipe.model.secrets import Secret
@@ -253,9 +253,21 @@ class MassiveProvider(IMarketDataProvider):
     def list_symbols(self, windows: Sequence[SessionWindow]) -> list[str]:
         """Each day's tickers from its day-aggregates file (a small one): what traded that day."""
         found: set[str] = set()
+        missing = []
         for window in windows:
-            table = self._stream(Timeframe.D1, window.day).take_all()
+            try:
+                table = self._stream(Timeframe.D1, window.day).take_all()
+            except DataUnavailableError:
+                missing.append(window.day)  # its partitions fail by name when fetched
+                continue
             found.update(pc.unique(table.column(0)).to_pylist() if table.num_rows else [])
+        if missing:
+            with self._lock:
+                self._notes.append(
+                    f"--all-symbols: no day file listed for {len(missing)} session(s) "
+                    f"({', '.join(map(str, missing[:5]))}{', ...' if len(missing) > 5 else ''}); "
+                    "their symbols are those of the other days"
+                )
         usable, unusable = usable_symbols(found)
         if unusable:
             with self._lock:
