@@ -66,3 +66,22 @@ def test_symbols_of_a_dataset_without_instruments_say_what_to_do(tmp_path: Path)
     assert out.returncode == 2
     assert "no dataset" in out.stderr or "mp symbols --provider fake --fetch" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_status_of_a_large_series_lists_only_the_symbols_with_gaps(tmp_path: Path) -> None:
+    data = str(tmp_path)
+    many = ",".join(f"S{i:03d}" for i in range(45))
+    out = mp("ingest", "--provider", "fake", "--symbols", many, "--timeframe", "1d", "--start",
+             "2024-06-03", "--end", "2024-06-07", "--data-dir", data)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    gap = mp("delete", "--provider", "fake", "--symbols", "S007", "--start", "2024-06-05",
+             "--end", "2024-06-05", "--yes", "--data-dir", data)  # fmt: skip
+    assert gap.returncode == 0, gap.stderr
+    shown = mp("status", "--data-dir", data)
+    assert shown.returncode == 0, shown.stderr
+    rows = [line.split()[0] for line in shown.stdout.splitlines() if line.startswith("S0")]
+    assert rows == ["S007"]  # the one with a missing session; the 44 whole ones are counted
+    text = " ".join(shown.stdout.split())  # as read, whatever the wrapping at 80 columns
+    assert "44 symbol(s) whole" in text and "totals: 1 missing sessions" in text
+    every = mp("status", "--all", "--data-dir", data)
+    assert len([ln for ln in every.stdout.splitlines() if ln.startswith("S0")]) == 45

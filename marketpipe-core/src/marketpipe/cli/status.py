@@ -20,7 +20,7 @@ from marketpipe.cli.common import (
     user_errors,
 )
 from marketpipe.dataset.operations import Selection, run_status
-from marketpipe.dataset.status import SeriesStatus, status_dict
+from marketpipe.dataset.status import SeriesStatus, SymbolStatus, status_dict
 
 
 def _span(first: dt.date, last: dt.date) -> str:
@@ -32,9 +32,19 @@ def _listing(items: list[str], limit: int = 6) -> str:
     return ", ".join(items[:limit]) + more
 
 
-def print_status(statuses: list[SeriesStatus]) -> None:
+#: A series with more symbols (a whole market) shows those with a gap, up to this many, and a
+#: summary line; ``--all`` (or ``--symbols``) shows every one.
+SHOWN = 40
+
+
+def _has_gap(s: SymbolStatus) -> bool:
+    return bool(s.missing_sessions or s.partial or s.thin or s.quarantined or s.stale)
+
+
+def print_status(statuses: list[SeriesStatus], every: bool = False) -> None:
     for status in statuses:
-        symbols = status.symbols
+        symbols = list(status.symbols)
+        everyone = symbols
         if not symbols:  # asked for, nothing stored yet
             console.print(Text.assemble((str(status.series), "bold"), "  nothing stored yet"))
             _print_unstored(status)
@@ -49,6 +59,19 @@ def print_status(statuses: list[SeriesStatus]) -> None:
                 f"{_span(first, last)} · {status.bars:,} bars",
             )
         )
+        hidden = ""
+        if not every and len(symbols) > SHOWN:
+            gaps = [s for s in symbols if _has_gap(s)]
+            symbols = gaps[:SHOWN]
+            whole = len(everyone) - len(gaps)
+            hidden = (
+                f"{whole:,} symbol(s) whole (no missing, partial or thin day) not listed"
+                + (f"; {len(gaps) - SHOWN:,} more with gaps" if len(gaps) > SHOWN else "")
+                + f"; totals: {sum(x.missing_sessions for x in everyone):,} missing sessions, "
+                f"{sum(len(x.partial) for x in everyone):,} partial and "
+                f"{sum(len(x.thin) for x in everyone):,} thin days. Every symbol: mp status --all "
+                "(or --json)"
+            )
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         for name in ("symbol", "first", "last", "sess.", "bars", "miss.", "part.", "thin", "quar."):
             table.add_column(
@@ -69,7 +92,10 @@ def print_status(statuses: list[SeriesStatus]) -> None:
                 f"[yellow]{len(s.thin)}[/]" if s.thin else "0",
                 f"{s.quarantined:,}",
             )
-        console.print(table)
+        if symbols:
+            console.print(table)
+        if hidden:
+            console.print(hidden)
         for s in symbols:
             lines = []
             earlier = [n for n in s.names if n != s.symbol]
@@ -108,12 +134,16 @@ def _print_unstored(status: SeriesStatus) -> None:
     default=None,
     help="also draw the coverage picture (symbols x months) to a .png, .svg or .html file",
 )
+@click.option(
+    "--all", "every", is_flag=True, help="every symbol of a large series, not only those with gaps"
+)
 @data_dir_option
 @json_option
 @user_errors
 @selection_options()
 def status(
     selection: Selection,
+    every: bool,
     plot_to: Path | None,
     data_dir: Path,
     as_json: bool,
@@ -135,6 +165,6 @@ def status(
     if not statuses:
         console.print(f"No bars stored in {escape(str(data_dir))} for that selection.")
         return
-    print_status(statuses)
+    print_status(statuses, every=every or bool(selection.symbols))
     if plot_to is not None:
         console.print(Text(f"Coverage picture: {plot_to}"))
