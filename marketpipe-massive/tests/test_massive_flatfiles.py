@@ -313,3 +313,25 @@ def test_a_whole_market_range_ending_on_a_day_not_yet_published_stores_the_rest(
                for n in summary["notes"])  # type: ignore[union-attr]  # fmt: skip
     stored_days = set(pc.unique(pc.strftime(stored(tmp_path)["timestamp"], "%F")).to_pylist())
     assert stored_days == {"2024-03-04", "2024-03-05", "2024-03-06", "2024-03-07"}
+
+
+def test_files_that_drifted_as_2026_ones_did_load_with_notes(
+    server: MassiveServer, tmp_path: Path
+) -> None:
+    from marketpipe_massive.testing import publish_market
+
+    written = publish_market(server, DAYS[:2], drift_from=DAYS[1])
+    summary = ingest(server, tmp_path, "--symbols", "AAPL", "--start", "2024-03-04",
+                     "--end", "2024-03-05", "--session", "extended")  # fmt: skip
+    assert summary["exit"] == 0, summary["stderr"]
+    notes = " ".join(summary["notes"])  # type: ignore[arg-type]
+    assert "2024-03-05 minute file: column(s) otc not known to MarketPipe" in notes
+    assert "2024-03-05 minute file: 96 row(s) with fractional volume rounded" in notes
+    assert "2024-03-04 minute file" not in notes
+    day = written[DAYS[1]]
+    aapl = day.filter(pc.equal(day["ticker"], "AAPL"))["volume"].to_pylist()
+    got = stored(tmp_path)
+    got = got.filter(pc.greater_equal(got["timestamp"], pa.scalar(1709614800000000000,
+                                                                  pa.timestamp("ns", "UTC"))))  # fmt: skip
+    # to the nearest share, halves to even (unbiased), as numpy's and Python's round do
+    assert got["volume"].to_pylist() == [round(v) for v in aapl]

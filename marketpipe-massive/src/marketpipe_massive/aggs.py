@@ -4,7 +4,8 @@ The CSV is parsed incrementally by pyarrow's streaming reader, a block at a time
 checked against the columns MarketPipe needs (a missing or renamed one refuses the day; an extra
 one is left out and named in a note), and every value is parsed as a number or the day is
 refused. ``volume`` is read as a decimal: 2026 files carry fractional volumes, which are rounded
-to whole shares (MarketPipe's volume is an integer count), never truncated; each row's change
+to the nearest whole share, halves to even (MarketPipe's volume is an integer count), never
+truncated; each row's change
 travels in an extra column, :data:`ROUNDING`, that the provider counts and drops.
 """
 

@@ -106,9 +106,9 @@ class MassiveProvider(IMarketDataProvider):
 
         def open_batches() -> Iterator[pa.RecordBatch]:
             reader = AggReader(self._files.open(file), name)
-            yield from reader
-            with self._lock:
+            with self._lock:  # what the header said, known before any row
                 self._notes.extend(reader.notes)
+            yield from reader
 
         stream = DayStream(open_batches, name)
         with self._lock:

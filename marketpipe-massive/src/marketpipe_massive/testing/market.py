@@ -166,16 +166,34 @@ def csv_gz(table: pa.Table, *, level: int = 1) -> bytes:
     return gzip.compress(text.getvalue(), compresslevel=level, mtime=0)
 
 
+def drifted(minutes: pa.Table) -> pa.Table:
+    """A minute table as 2026 files write it: every tenth volume with half a share more (a
+    decimal volume) and a column MarketPipe does not know (``otc``)."""
+    import pyarrow.compute as pc
+
+    tenth = pa.array(np.arange(minutes.num_rows) % 10 == 0)
+    volume = pc.cast(minutes["volume"], pa.float64())
+    volume = pc.if_else(tenth, pc.add(volume, 0.5), volume)
+    table = minutes.set_column(1, "volume", volume)
+    return table.append_column("otc", pa.array([""] * minutes.num_rows, pa.string()))
+
+
 def publish_market(
-    server: Any, days: Sequence[dt.date], universe: Sequence[Listing] = UNIVERSE
+    server: Any,
+    days: Sequence[dt.date],
+    universe: Sequence[Listing] = UNIVERSE,
+    drift_from: dt.date | None = None,
 ) -> dict[dt.date, pa.Table]:
     """Publish each day's minute and day files on ``server`` (``publish(key, body)``); returns
-    each day's minute table, what an ingest of the day must store."""
+    each day's minute table as written. From ``drift_from`` on, the minute files drift as
+    2026's did (:func:`drifted`)."""
     from marketpipe_massive.flatfiles import day_key
 
     written = {}
     for day in days:
         minutes = minute_bars(day, universe)
+        if drift_from is not None and day >= drift_from:
+            minutes = drifted(minutes)
         server.publish(day_key("minute_aggs_v1", day), csv_gz(minutes))
         server.publish(day_key("day_aggs_v1", day), csv_gz(day_bars(minutes, day)))
         written[day] = minutes
