@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pyarrow as pa
 
 from marketpipe.dataset.actions import refresh_ledger
 from marketpipe.dataset.operations import Selection, dataset_ledger
@@ -60,7 +61,7 @@ from marketpipe.run.pipeline import (
     open_dataset,
     run_ingest,
 )
-from marketpipe.storage.layout import DERIVED_SUFFIX
+from marketpipe.storage.layout import DERIVED_SUFFIX, month_key
 from marketpipe.storage.sinks import choose_sink, open_catalog
 
 
@@ -422,6 +423,29 @@ async def _restate(
     return attrs.evolve(done, restatement=summary, restated=lines)
 
 
+def _day_rows(
+    request: UpdateRequest, series: Series, day: dt.date, symbols: list[str] | None = None
+) -> tuple[list[str], pa.Table]:
+    """The symbols stored on ``day`` (or those given) and their rows, read through a sink
+    opened for this alone (closed before a job writes)."""
+    sink = choose_sink(request.data_dir, request.sink, request.sink_options).build(request.data_dir)
+    try:
+        sink.catalog.sync(series, [month_key(day)])
+        if symbols is None:
+            symbols = sink.catalog.symbols_on(series, day)
+        return symbols, stored_rows(sink, series, set(symbols), [(day, day)])
+    finally:
+        sink.close()
+
+
+def _recorded_versions(request: UpdateRequest, series: Series) -> dict[dt.date, set[str]]:
+    catalog = open_catalog(request.data_dir)
+    try:
+        return catalog.source_versions(series)
+    finally:
+        catalog.close()
+
+
 async def _refetch_republished(
     done: SeriesUpdate,
     job: IngestionJob | None,
@@ -431,58 +455,52 @@ async def _refetch_republished(
     cancel: CancelToken,
 ) -> SeriesUpdate:
     """Fetch again, whole, each stored day whose source the provider has republished since
-    (:mod:`marketpipe.dataset.republished`), and say what changed."""
+    (:mod:`marketpipe.dataset.republished`), and say what changed. A day at a time: its rows
+    read before and after its job, never a sink held open while a job writes."""
     series = done.series
-    sink = choose_sink(request.data_dir, request.sink, request.sink_options).build(request.data_dir)
+    recorded = await asyncio.to_thread(_recorded_versions, request, series)
+    if not recorded:
+        return done
+    prepared = prepare_provider(series.provider, _overrides(series, job, request))
     try:
-        recorded = await asyncio.to_thread(sink.catalog.source_versions, series)
-        if not recorded:
-            return done
-        prepared = prepare_provider(series.provider, _overrides(series, job, request))
-        try:
-            current = await asyncio.to_thread(
-                functools.partial(
-                    prepared.provider.source_versions, series.timeframe, sorted(recorded),
-                    fresh=True,
-                )
-            )  # fmt: skip
-        finally:
-            prepared.provider.close()
-        if current is None:
-            return done
-        days, withdrawn = changed_days(recorded, current)
-        lines = [
-            f"{series}: {day}: the source is no longer listed; its stored bars are kept"
-            for day in withdrawn
-        ]
-        refetches = []
-        for day in days:
-            if cancel.is_set() or time.monotonic() >= until:
-                lines.append(f"{series}: {day}: source republished, NOT re-fetched (stopped)")
-                continue
-            symbols = await asyncio.to_thread(sink.catalog.symbols_on, series, day)
-            before = await asyncio.to_thread(stored_rows, sink, series, set(symbols), [(day, day)])
-            summary = await run_ingest(
-                _job_request(
-                    series, job, request, dict.fromkeys(symbols, day), day, until,
-                    refresh=True, actions=False, replace_empty=True,
-                ),
-                bus,
-                cancel,
-            )  # fmt: skip
-            refetches.append(summary)
-            if summary.state is not ProcessingState.COMPLETED:
-                lines.append(f"{series}: {day}: source republished, NOT re-fetched (job "
-                             f"{summary.job_id})")  # fmt: skip
-                continue
-            await asyncio.to_thread(sink.catalog.sync, series)
-            after = await asyncio.to_thread(stored_rows, sink, series, set(symbols), [(day, day)])
-            changed = symbols_changed(before, after)
-            lines.append(
-                f"{series}: {day}: source republished: re-fetched, {len(changed)} symbol(s) "
-                "changed" + (f" ({', '.join(changed[:5])}{', ...' if len(changed) > 5 else ''})"
-                             if changed else "")
-            )  # fmt: skip
+        current = await asyncio.to_thread(
+            functools.partial(
+                prepared.provider.source_versions, series.timeframe, sorted(recorded), fresh=True
+            )
+        )
     finally:
-        sink.close()
+        prepared.provider.close()
+    if current is None:
+        return done
+    days, withdrawn = changed_days(recorded, current)
+    lines = [
+        f"{series}: {day}: the source is no longer listed; its stored bars are kept"
+        for day in withdrawn
+    ]
+    refetches = []
+    for day in days:
+        if cancel.is_set() or time.monotonic() >= until:
+            lines.append(f"{series}: {day}: source republished, NOT re-fetched (stopped)")
+            continue
+        symbols, before = await asyncio.to_thread(_day_rows, request, series, day)
+        summary = await run_ingest(
+            _job_request(
+                series, job, request, dict.fromkeys(symbols, day), day, until,
+                refresh=True, actions=False, replace_empty=True,
+            ),
+            bus,
+            cancel,
+        )  # fmt: skip
+        refetches.append(summary)
+        if summary.state is not ProcessingState.COMPLETED:
+            lines.append(f"{series}: {day}: source republished, NOT re-fetched (job "
+                         f"{summary.job_id})")  # fmt: skip
+            continue
+        _, after = await asyncio.to_thread(_day_rows, request, series, day, symbols)
+        changed = symbols_changed(before, after)
+        shown = f" ({', '.join(changed[:5])}{', ...' if len(changed) > 5 else ''})"
+        lines.append(
+            f"{series}: {day}: source republished: re-fetched, {len(changed)} symbol(s) "
+            f"changed{shown if changed else ''}"
+        )
     return attrs.evolve(done, refetches=tuple(refetches), republished=tuple(lines))
