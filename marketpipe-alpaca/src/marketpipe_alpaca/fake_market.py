@@ -279,3 +279,45 @@ def encode_bars(table: pa.Table) -> pa.Array:
     parts.append("}")
     pieces = [p if not isinstance(p, str) else pa.scalar(p) for p in parts]
     return pc.binary_join_element_wise(*pieces, "").combine_chunks()
+
+
+def _asset(symbol: str, name: str, status: str) -> dict[str, Any]:
+    """One asset as the trading API's ``/v2/assets`` answers it (its documented fields)."""
+    import uuid
+
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"alpaca-asset:{symbol}")),
+        "class": "us_equity",
+        "exchange": "NASDAQ",
+        "symbol": symbol,
+        "name": name,
+        "status": status,
+        "tradable": status == "active",
+        "marginable": True,
+        "shortable": True,
+        "easy_to_borrow": True,
+        "fractionable": True,
+        "attributes": [],
+    }
+
+
+def default_assets() -> list[dict[str, Any]]:
+    """The local server's assets: three active, one inactive (no day says when it left)."""
+    return [
+        _asset(symbol, name, status)
+        for symbol, name, status in (
+            ("AAPL", "Apple Inc. Common Stock", "active"),
+            ("MSFT", "Microsoft Corporation Common Stock", "active"),
+            ("NVDA", "NVIDIA Corporation Common Stock", "active"),
+            ("GONE", "Gone Corp. Common Stock", "inactive"),
+        )
+    ]
+
+
+def assets_answer(
+    assets: Sequence[Mapping[str, Any]], query: Mapping[str, list[str]]
+) -> list[Mapping[str, Any]]:
+    """``/v2/assets`` filtered by its ``status`` (default active) and ``asset_class``."""
+    status = (query.get("status") or ["active"])[-1]
+    kind = (query.get("asset_class") or ["us_equity"])[-1]
+    return [a for a in assets if a["class"] == kind and status in ("all", a["status"])]

@@ -33,7 +33,14 @@ import pyarrow.compute as pc
 from marketpipe.model.calendar import NEW_YORK, nyse_calendar
 from marketpipe.model.values import TimeRange
 
-from marketpipe_alpaca.fake_market import FakeMarket, corporate_actions, day_bars, encode_bars
+from marketpipe_alpaca.fake_market import (
+    FakeMarket,
+    assets_answer,
+    corporate_actions,
+    day_bars,
+    default_assets,
+    encode_bars,
+)
 
 FAULTS = ("429", "500", "503", "reset", "truncated", "slow")
 _TIMEFRAMES = {"1Min": 1, "5Min": 5, "15Min": 15, "30Min": 30, "1Hour": 60, "1Day": 1440}
@@ -69,26 +76,6 @@ class _QuietServer(ThreadingHTTPServer):
         return
 
 
-def _asset(symbol: str, name: str, status: str) -> dict[str, Any]:
-    """One asset as Alpaca's ``/v2/assets`` answers it (its documented fields)."""
-    import uuid
-
-    return {
-        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"alpaca-asset:{symbol}")),
-        "class": "us_equity",
-        "exchange": "NASDAQ",
-        "symbol": symbol,
-        "name": name,
-        "status": status,
-        "tradable": status == "active",
-        "marginable": True,
-        "shortable": True,
-        "easy_to_borrow": True,
-        "fractionable": True,
-        "attributes": [],
-    }
-
-
 class FakeAlpacaServer:
     """Start with ``with FakeAlpacaServer() as server:``; point clients at ``server.url``."""
 
@@ -112,15 +99,7 @@ class FakeAlpacaServer:
     ) -> None:
         self.key_id, self.secret_key = key_id, secret_key
         #: ``GET /v2/assets`` (the trading API's list of instruments): what it answers.
-        self.assets: list[dict[str, Any]] = [
-            _asset(symbol, name, status)
-            for symbol, name, status in (
-                ("AAPL", "Apple Inc. Common Stock", "active"),
-                ("MSFT", "Microsoft Corporation Common Stock", "active"),
-                ("NVDA", "NVIDIA Corporation Common Stock", "active"),
-                ("GONE", "Gone Corp. Common Stock", "inactive"),
-            )
-        ]
+        self.assets: list[dict[str, Any]] = default_assets()
         self.rate_limit, self.window_seconds = rate_limit, window_seconds
         #: Whether a 429 over the limit says when to come back (``X-RateLimit-*``); without,
         #: it is a bare 429, as a gateway or a key shared with others answers.
@@ -322,13 +301,8 @@ class FakeAlpacaServer:
         if path.rstrip("/") == "/v1/corporate-actions":
             return corporate_actions(self.market, query, self.today, error)
         if path.rstrip("/") == "/v2/assets":  # the trading API's, served on the same port
-            status = (query.get("status") or ["active"])[-1]
-            kind = (query.get("asset_class") or ["us_equity"])[-1]
-            found = [
-                a for a in self.assets
-                if a["class"] == kind and (status == "all" or a["status"] == status)
-            ]  # fmt: skip
-            return 200, {"Content-Type": "application/json"}, json.dumps(found).encode()
+            listed = json.dumps(assets_answer(self.assets, query)).encode()
+            return 200, {"Content-Type": "application/json"}, listed
         parts = path.strip("/").split("/")
         if parts[:2] != ["v2", "stocks"] or parts[-1] != "bars" or len(parts) not in (3, 4):
             return error(404, "Not Found")

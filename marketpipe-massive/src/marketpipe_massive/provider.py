@@ -81,7 +81,7 @@ class MassiveProvider(IMarketDataProvider):
             bucket.strip() or "flatfiles",
             s3_access_key_id,
             s3_secret_access_key,
-            parse_number("massive", "timeout", timeout),
+            self._timeout,
         )
         self._lock = threading.Lock()
         self._streams: OrderedDict[tuple[str, dt.date], DayStream] = OrderedDict()
@@ -154,8 +154,11 @@ class MassiveProvider(IMarketDataProvider):
             table = stream.take(wanted)
             if table.num_rows == 0:
                 continue
-            table = self._count_rounding(stream.label, table)
-            yield from _in_session(table, window, request.timeframe).to_batches()
+            # rounding counted in the rows kept: those of the session asked
+            table = self._count_rounding(
+                stream.label, _in_session(table, window, request.timeframe)
+            )
+            yield from table.to_batches()
             if stream.passes > 1:
                 log.info("%s read %d times (a unit asked again)", stream.label, stream.passes)
 

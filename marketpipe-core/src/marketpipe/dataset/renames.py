@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -80,3 +81,26 @@ def companies(versions: pa.Table) -> dict[str, frozenset[str]]:
     for name in list(parent):
         groups[root(name)].add(name)
     return {name: frozenset(group) for group in groups.values() for name in group}
+
+
+def follow_renames(
+    starts: Mapping[str, dt.date],
+    end: dt.date,
+    renamed: Mapping[str, tuple[str, dt.date]],
+) -> tuple[dict[str, dt.date], dict[str, dt.date], list[str]]:
+    """``(starts, ends, notes)``: a stored symbol the ledger says was renamed is fetched up to
+    the day before the rename, and its company goes on under the new name from that day."""
+    out, ends, notes = dict(starts), {}, []
+    for old, first in starts.items():
+        if old not in renamed or renamed[old][1] > end:
+            continue
+        new, day = renamed[old]
+        last = day - dt.timedelta(days=1)
+        if first > last:
+            del out[old]
+        else:
+            ends[old] = last
+        if new not in out:
+            out[new] = day
+            notes.append(f"{old} was renamed {new} on {day}: its series goes on under {new}")
+    return out, ends, notes

@@ -26,7 +26,7 @@ import pyarrow as pa
 from marketpipe.dataset.actions import refresh_ledger
 from marketpipe.dataset.operations import Selection, dataset_ledger
 from marketpipe.dataset.read import stored_rows
-from marketpipe.dataset.renames import renames, successors
+from marketpipe.dataset.renames import follow_renames, renames, successors
 from marketpipe.dataset.republished import changed_days, symbols_changed
 from marketpipe.dataset.stale import find_stale
 from marketpipe.dataset.unstored import jobs_by_series
@@ -239,7 +239,7 @@ async def run_update(
         session = job.configuration.session if job is not None else Session.REGULAR
         try:
             end = last_completed_session(series.provider, session)
-            starts, ends, moved = _follow_renames(starts, end, renamed)
+            starts, ends, moved = follow_renames(starts, end, renamed)
             notes += [n for n in moved if n not in notes]
             # The company's new names: their actions too (a split after the rename).
             later = {s: d for s, d in starts.items() if (series.provider, s) not in refreshed}
@@ -358,29 +358,6 @@ def _refresh(
             prepared.provider.close()
         refreshed.update((provider, s) for s in starts)
     return notes
-
-
-def _follow_renames(
-    starts: Mapping[str, dt.date],
-    end: dt.date,
-    renamed: Mapping[str, tuple[str, dt.date]],
-) -> tuple[dict[str, dt.date], dict[str, dt.date], list[str]]:
-    """``(starts, ends, notes)``: a stored symbol the ledger says was renamed is fetched up to
-    the day before the rename, and its company goes on under the new name from that day."""
-    out, ends, notes = dict(starts), {}, []
-    for old, first in starts.items():
-        if old not in renamed or renamed[old][1] > end:
-            continue
-        new, day = renamed[old]
-        last = day - dt.timedelta(days=1)
-        if first > last:
-            del out[old]
-        else:
-            ends[old] = last
-        if new not in out:
-            out[new] = day
-            notes.append(f"{old} was renamed {new} on {day}: its series goes on under {new}")
-    return out, ends, notes
 
 
 async def _restate(

@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Sequence
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from marketpipe.model.errors import StorageError
@@ -92,8 +91,7 @@ def new_and_changed(
             new_rows.append(i)
         elif known[key] != tuple(row[c] for c in values):
             changed_rows.append(i)
-    take = pc.take
     return (
-        take(latest, pa.array(new_rows, pa.int64())),
-        take(latest, pa.array(changed_rows, pa.int64())),
+        latest.take(pa.array(new_rows, pa.int64())),
+        latest.take(pa.array(changed_rows, pa.int64())),
     )
