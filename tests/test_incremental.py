@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,12 +98,11 @@ def test_an_identical_rerun_makes_no_requests_and_a_longer_range_fetches_only_ne
     # Each job records what it skipped and what it fetched.
     jobs = mp_json("jobs", "list", "--data-dir", str(root))
     assert [j["state"] for j in jobs] == ["COMPLETED"] * 3  # type: ignore[index]
-    db = sqlite3.connect(root / "_marketpipe" / "jobs.sqlite")
-    states = db.execute(
-        "SELECT state, COUNT(*) FROM partitions WHERE job_id=? GROUP BY state",
-        (longer["job_id"],),
-    ).fetchall()
-    assert dict(states) == {"STORED": 10, "COMPLETED": 4}
+    shown = mp_json("jobs", "show", str(longer["job_id"]), "--data-dir", str(root))
+    assert shown["partitions"] == 14  # type: ignore[index]
+    assert shown["partitions_stored"] == 10 and shown["partitions_completed"] == 4  # type: ignore[index]
+    states = Counter(p["state"] for p in shown["partitions_detail"])  # type: ignore[index]
+    assert states == {"STORED": 10, "COMPLETED": 4}
 
 
 def test_update_takes_today_s_settings_and_keeps_only_what_defines_the_series(

@@ -1,6 +1,7 @@
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pytest
 from marketpipe.ingestion import (
     IngestionConfiguration,
@@ -27,8 +28,8 @@ def test_jobs_and_partitions_round_trip_through_a_real_sqlite_file(tmp_path: Pat
     store.save(job)
     job.start()
     store.save(job)
-    store.plan_partitions(job.job_id, [("AAPL", DAY), ("BF-B", DAY)])
-    store.plan_partitions(job.job_id, [("AAPL", DAY)])  # planning again keeps what exists
+    both = np.ones((2, 1), dtype=bool)
+    store.plan(job.job_id, ["AAPL", "BF-B"], np.array([DAY.toordinal()]), both, ~both)
     store.mark_completed(job.job_id, [PartitionOutcome("AAPL", DAY, 390, 2, "a.parquet")])
     store.mark_failed(job.job_id, [("BF-B", DAY)], "ConnectionError: refused")
     store.close()
@@ -49,6 +50,58 @@ def test_jobs_and_partitions_round_trip_through_a_real_sqlite_file(tmp_path: Pat
         "failed": 1,
     }
     assert [j.job_id for j in reopened.list_jobs()] == [job.job_id]
+
+
+def test_a_plan_is_one_row_a_symbol_and_its_partitions_without_a_row_are_pending(
+    tmp_path: Path,
+) -> None:
+    store = SqliteJobStore.for_data_dir(tmp_path)
+    job = IngestionJob(
+        job_id=IngestionJobId.generate(),
+        symbols=(Symbol("A"), Symbol("B")),
+        time_range=TimeRange(DAY, DAY + dt.timedelta(days=2)),
+        configuration=IngestionConfiguration(provider="fake"),
+    )
+    store.save(job)
+    days = [DAY, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)]
+    ordinals = np.array([d.toordinal() for d in days])
+    asked = np.array([[True, True, True], [False, True, True]])
+    stored = np.array([[True, False, False], [False, False, False]])
+    store.plan(job.job_id, ["A", "B"], ordinals, asked, stored)
+    store.mark_completed(job.job_id, [PartitionOutcome("A", days[1], 10, 0, "x.parquet")])
+    store.mark_failed(job.job_id, [("B", days[1])], "boom")
+
+    assert store._conn.execute("SELECT COUNT(*) FROM plans").fetchone() == (2,)
+    assert store.totals(job.job_id) == {
+        "partitions": 5,
+        "bars": 10,
+        "rejected": 0,
+        "completed": 1,
+        "failed": 1,
+        "stored": 1,
+        "pending": 2,
+    }
+    assert sorted(store.unstored([job.job_id.value])) == [
+        ("A", days[2], job.job_id.value, None),
+        ("B", days[1], job.job_id.value, "boom"),
+        ("B", days[2], job.job_id.value, None),
+    ]
+    assert store.first_days([job.job_id.value]) == {"A": DAY}  # B: nothing held
+    states = [(p.symbol, p.day, p.state) for p in store.partitions(job.job_id)]
+    assert states == [
+        ("A", days[0], "STORED"),
+        ("A", days[1], "COMPLETED"),
+        ("B", days[1], "FAILED"),
+        ("A", days[2], "PENDING"),
+        ("B", days[2], "PENDING"),
+    ]
+    # Planned again (a resume) with the failed partition now stored elsewhere: not failed.
+    now_stored = np.array([[True, False, False], [False, True, False]])
+    store.plan(job.job_id, ["A", "B"], ordinals, asked, now_stored)
+    assert sorted(store.unstored([job.job_id.value])) == [
+        ("A", days[2], job.job_id.value, None),
+        ("B", days[2], job.job_id.value, None),
+    ]
 
 
 def test_unknown_job_is_a_user_error(tmp_path: Path) -> None:

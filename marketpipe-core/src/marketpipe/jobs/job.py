@@ -22,7 +22,7 @@ from marketpipe.jobs.events import (
     IngestionUnitStarted,
 )
 from marketpipe.model.errors import InvalidInputError, InvalidStateTransition
-from marketpipe.model.partition import IngestionPartition, PartitionKey
+from marketpipe.model.partition import IngestionPartition
 from marketpipe.model.values import (
     IngestionJobId,
     Session,
@@ -196,15 +196,6 @@ class IngestionJob:
             max(self.time_range.start, self.symbol_starts.get(symbol.value, dt.date.min)),
             min(self.time_range.end, self.symbol_ends.get(symbol.value, dt.date.max)),
         )
-
-    def partition_keys(self, days: list[dt.date]) -> list[PartitionKey]:
-        """The job's (symbol, day) partitions among ``days`` (its session days)."""
-        keys: list[PartitionKey] = []
-        for symbol in self.symbols:
-            first = self.symbol_starts.get(symbol.value, dt.date.min)
-            last = self.symbol_ends.get(symbol.value, dt.date.max)
-            keys.extend((symbol.value, d) for d in days if first <= d <= last)
-        return keys
 
     def plan(
         self, partitions_total: int, partitions_pending: int, units: int, partitions_stored: int = 0

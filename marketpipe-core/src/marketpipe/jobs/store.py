@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import numpy as np
 
+from marketpipe.jobs import plans
 from marketpipe.jobs.job import IngestionConfiguration, IngestionJob, ProcessingState
 from marketpipe.model.errors import InvalidInputError, JobNotFoundError
 from marketpipe.model.partition import PartitionKey
@@ -124,11 +126,11 @@ class SqliteJobStore:
         if self.read_only:
             self._conn = connect_read_only(path) if path.exists() else sqlite3.connect(":memory:")
             if not path.exists():
-                self._conn.executescript(_SCHEMA)
+                self._conn.executescript(_SCHEMA + plans.SCHEMA)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = connect(path, synchronous="FULL", timeout=30.0)
-        self._conn.executescript(_SCHEMA)
+        self._conn.executescript(_SCHEMA + plans.SCHEMA)
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(jobs)")}
         if "scope" not in columns:  # a store written before jobs had a scope
             self._conn.execute("ALTER TABLE jobs ADD COLUMN scope TEXT")
@@ -274,19 +276,57 @@ class SqliteJobStore:
             out["partitions"] += count
             out["bars"] += bars or 0
             out["rejected"] += rejected or 0
+        planned = self._planned(job_id.value)
+        if planned is not None:  # the plan's partitions without a row: stored, or pending
+            asked, stored = planned
+            if stored:
+                out["stored"] = out.get("stored", 0) + stored
+            pending = asked - stored - out["partitions"]
+            if pending > 0:
+                out["pending"] = out.get("pending", 0) + pending
+            out["partitions"] = asked
         return out
+
+    def _planned(self, job_id: str) -> tuple[int, int] | None:
+        return plans.counts(self._conn, job_id)
 
     # partitions ------------------------------------------------------------------------------
 
-    def plan_partitions(self, job_id: IngestionJobId, keys: Iterable[PartitionKey]) -> None:
-        """Record the planned partitions as PENDING, keeping those already recorded."""
-        now = _now()
+    def plan(
+        self,
+        job_id: IngestionJobId,
+        symbols: list[str],
+        ordinals: np.ndarray,
+        asked: np.ndarray,
+        stored: np.ndarray,
+    ) -> None:
+        """Record the job's plan: ``asked`` (symbols x day ``ordinals``) are its partitions,
+        ``stored`` those it found held complete and skips. A failed partition now stored
+        elsewhere is no longer failed; rows a job planned before plans were kept (one a
+        partition, pending ones included) give way to the plan."""
         with self._tx() as db:
-            db.executemany(
-                "INSERT OR IGNORE INTO partitions (job_id, symbol, day, state, updated_at) "
-                "VALUES (?, ?, ?, 'PENDING', ?)",
-                [(job_id.value, s, d.isoformat(), now) for s, d in keys],
+            plans.write(db, job_id.value, symbols, ordinals, asked, stored)
+            db.execute(
+                "DELETE FROM partitions WHERE job_id=? AND state IN ('PENDING', 'STORED')",
+                (job_id.value,),
             )
+            if stored.any():
+                row = {s: i for i, s in enumerate(symbols)}
+                col = {int(d): j for j, d in enumerate(ordinals.tolist())}
+                failed = db.execute(
+                    "SELECT symbol, day FROM partitions WHERE job_id=? AND state='FAILED'",
+                    (job_id.value,),
+                ).fetchall()
+                now_stored = [
+                    (job_id.value, s, d)
+                    for s, d in failed
+                    if s in row
+                    and (j := col.get(dt.date.fromisoformat(d).toordinal())) is not None
+                    and stored[row[s], j]
+                ]
+                db.executemany(
+                    "DELETE FROM partitions WHERE job_id=? AND symbol=? AND day=?", now_stored
+                )
 
     def completed_keys(self, job_id: IngestionJobId) -> set[PartitionKey]:
         rows = self._conn.execute(
@@ -319,16 +359,6 @@ class SqliteJobStore:
                     )
                     for o in outcomes
                 ],
-            )
-
-    def mark_stored(self, job_id: IngestionJobId, keys: Iterable[PartitionKey]) -> None:
-        """Record partitions the dataset already held complete: the job skipped them."""
-        now = _now()
-        with self._tx() as db:
-            db.executemany(
-                "UPDATE partitions SET state='STORED', error=NULL, updated_at=? "
-                "WHERE job_id=? AND symbol=? AND day=? AND state != 'COMPLETED'",
-                [(now, job_id.value, s, d.isoformat()) for s, d in keys],
             )
 
     def rewrite_paths(self, rewrite: Callable[[str, str, str], str | None]) -> int:
@@ -396,13 +426,14 @@ class SqliteJobStore:
 
     def deleted(self, series: str, symbols: Iterable[str]) -> set[PartitionKey]:
         """The partitions of ``symbols`` in ``series`` that ``mp delete`` removed."""
-        out: set[PartitionKey] = set()
-        for symbol in set(symbols):
-            for (day,) in self._conn.execute(
-                "SELECT day FROM deletions WHERE series=? AND symbol=?", (series, symbol)
-            ):
-                out.add((symbol, dt.date.fromisoformat(day)))
-        return out
+        wanted = set(symbols)
+        return {
+            (symbol, dt.date.fromisoformat(day))
+            for symbol, day in self._conn.execute(
+                "SELECT symbol, day FROM deletions WHERE series=?", (series,)
+            )
+            if symbol in wanted
+        }
 
     def forget_deletions(self, series: str, keys: Iterable[PartitionKey]) -> None:
         """An explicit ingest of deleted partitions: they belong to the dataset again."""
@@ -415,16 +446,19 @@ class SqliteJobStore:
     def first_days(self, job_ids: Iterable[str]) -> dict[str, dt.date]:
         """``symbol -> first day`` those jobs committed or found stored (``mp update`` fetches
         each symbol from there, also when its files went missing)."""
-        out: dict[str, dt.date] = {}
+        out: dict[str, int] = {}
         for job_id in job_ids:
             for symbol, day in self._conn.execute(
                 "SELECT symbol, MIN(day) FROM partitions WHERE job_id=? "
                 "AND state IN ('COMPLETED', 'STORED', 'MISSING') GROUP BY symbol",
                 (job_id,),
             ):
-                first = dt.date.fromisoformat(day)
+                first = dt.date.fromisoformat(day).toordinal()
                 out[symbol] = min(first, out.get(symbol, first))
-        return out
+            for symbol, _, stored in plans.read(self._conn, job_id):
+                if len(stored):
+                    out[symbol] = min(int(stored[0]), out.get(symbol, int(stored[0])))
+        return {s: dt.date.fromordinal(d) for s, d in out.items()}
 
     def unstored(self, job_ids: Iterable[str]) -> list[tuple[str, dt.date, str, str | None]]:
         """``(symbol, day, job id, error)`` of the partitions those jobs were asked for and
@@ -432,15 +466,41 @@ class SqliteJobStore:
         asked belongs to the dataset's plan until it is stored (``mp update``, ``mp status``)."""
         out = []
         for job_id in job_ids:
+            state = self._conn.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if state is None or state[0] == ProcessingState.CANCELLED.value:
+                continue
             out += [
                 (symbol, dt.date.fromisoformat(day), job_id, error)
                 for symbol, day, error in self._conn.execute(
-                    "SELECT p.symbol, p.day, p.error FROM partitions p JOIN jobs j "
-                    "ON j.id = p.job_id WHERE p.job_id=? AND j.state != 'CANCELLED' "
-                    "AND p.state IN ('PENDING', 'IN_PROGRESS', 'FAILED')",
+                    "SELECT symbol, day, error FROM partitions WHERE job_id=? "
+                    "AND state IN ('PENDING', 'IN_PROGRESS', 'FAILED')",
                     (job_id,),
                 )
             ]
+            out += [(s, d, job_id, None) for s, d in self._pending(job_id)]
+        return out
+
+    def _pending(self, job_id: str) -> list[PartitionKey]:
+        """The planned partitions of the job with no row and not found stored: never reached."""
+        planned = self._planned(job_id)
+        if planned is None:
+            return []
+        (recorded,) = self._conn.execute(
+            "SELECT COUNT(*) FROM partitions WHERE job_id=?", (job_id,)
+        ).fetchone()
+        if planned[0] - planned[1] <= recorded:
+            return []  # every partition asked and not stored has a row (the usual case)
+        rows: dict[str, set[int]] = {}
+        for symbol, day in self._conn.execute(
+            "SELECT symbol, day FROM partitions WHERE job_id=?", (job_id,)
+        ):
+            rows.setdefault(symbol, set()).add(dt.date.fromisoformat(day).toordinal())
+        out: list[PartitionKey] = []
+        for symbol, asked, stored in plans.read(self._conn, job_id):
+            seen = rows.get(symbol, set())
+            for day in np.setdiff1d(asked, stored).tolist():
+                if day not in seen:
+                    out.append((symbol, dt.date.fromordinal(day)))
         return out
 
     def refreshed(
@@ -471,18 +531,31 @@ class SqliteJobStore:
         now = _now()
         with self._tx() as db:
             db.executemany(
-                "UPDATE partitions SET state='FAILED', error=?, updated_at=? "
-                "WHERE job_id=? AND symbol=? AND day=?",
-                [(error, now, job_id.value, s, d.isoformat()) for s, d in keys],
+                "INSERT INTO partitions (job_id, symbol, day, state, error, updated_at) "
+                "VALUES (?, ?, ?, 'FAILED', ?, ?) ON CONFLICT(job_id, symbol, day) DO UPDATE "
+                "SET state='FAILED', error=excluded.error, updated_at=excluded.updated_at",
+                [(job_id.value, s, d.isoformat(), error, now) for s, d in keys],
             )
 
     def partitions(self, job_id: IngestionJobId) -> list[PartitionRecord]:
+        """Every partition of the job: those with a row, then the plan's others (found stored,
+        or pending), ordered by day and symbol."""
         rows = self._conn.execute(
             "SELECT symbol, day, state, bars, rejected, path, quarantine, error FROM partitions "
-            "WHERE job_id = ? ORDER BY day, symbol",
+            "WHERE job_id = ?",
             (job_id.value,),
         ).fetchall()
-        return [
+        out = [
             PartitionRecord(s, dt.date.fromisoformat(d), st, b, r, p, q, e)
             for s, d, st, b, r, p, q, e in rows
         ]
+        seen = {(p.symbol, p.day) for p in out}
+        for symbol, asked, stored in plans.read(self._conn, job_id.value):
+            is_stored = set(stored.tolist())
+            for day in asked.tolist():
+                key = (symbol, dt.date.fromordinal(day))
+                if key not in seen:
+                    state = "STORED" if day in is_stored else "PENDING"
+                    out.append(PartitionRecord(symbol, key[1], state, 0, 0, None, None, None))
+        out.sort(key=lambda p: (p.day, p.symbol))
+        return out

@@ -51,7 +51,7 @@ from marketpipe.run.dask.tasks import (
     WorkerSetupError,
 )
 from marketpipe.run.outcome import CancelToken, JobSummary, PartitionFailure
-from marketpipe.run.planning import WorkUnit, plan_units, stored_keys
+from marketpipe.run.planning import WorkUnit, plan_job
 from marketpipe.run.unit_commit import (
     UnitCommitted,
     UnitCommitter,
@@ -146,25 +146,11 @@ class IngestionCoordinatorService:
         self._publish(job)
         cfg = job.configuration
         windows = self._calendar.windows(job.time_range, cfg.session)
-        keys = job.partition_keys([w.day for w in windows])
-        series_key = str(self._series(job))
-        if job.keep_deleted:
-            gone = self._store.deleted(series_key, (s.value for s in job.symbols))
-            keys = [k for k in keys if k not in gone]
-        else:
-            self._store.forget_deletions(series_key, keys)
-        self._store.plan_partitions(job_id, keys)
-        done = self._store.completed_keys(job_id)
-        stored: set[PartitionKey] = set()
-        if not job.refresh:
-            stored = await asyncio.to_thread(
-                stored_keys, self._sink.catalog, self._series(job), job, windows
-            )
-            stored -= done
-            self._store.mark_stored(job_id, stored)
-        pending = set(keys) - done - stored
-        units = plan_units(job.symbols, windows, pending, self._spec, cfg.timeframe, cfg.batch_size)
-        job.plan(len(keys), len(pending), len(units), len(stored))
+        plan = await asyncio.to_thread(
+            plan_job, self._store, self._sink.catalog, self._series(job), job, windows, self._spec
+        )
+        units = plan.units
+        job.plan(plan.total, plan.pending, len(units), plan.stored)
         self._publish(job)
         failures: list[PartitionFailure] = []
         self._notes = []
@@ -224,7 +210,7 @@ class IngestionCoordinatorService:
             raise escaped[0]
         if self._kept:
             self._note_kept(job, self._kept)
-        remaining = len(pending) - counts["completed"] - len(failures)
+        remaining = plan.pending - counts["completed"] - len(failures)
         unpublished = None
         if job.refresh and remaining == 0 and not failures and isinstance(self._sink, StagingSink):
             # A refresh's commits were staged: all of them become visible now, together.
@@ -239,7 +225,7 @@ class IngestionCoordinatorService:
             assert seconds is not None
             job.fail(
                 f"the job's deadline ({_duration(seconds)}) passed with {remaining} of "
-                f"{len(keys)} partitions not fetched; the next run (or mp jobs resume) "
+                f"{plan.total} partitions not fetched; the next run (or mp jobs resume) "
                 "fetches them",
                 partitions_failed=len(failures),
             )
@@ -247,7 +233,7 @@ class IngestionCoordinatorService:
             job.fail(f"{unpublished}; the same command (or mp jobs resume) shows them")
         elif failures:
             reason = (
-                f"{len(failures)} of {len(keys)} partitions failed; first: "
+                f"{len(failures)} of {plan.total} partitions failed; first: "
                 f"{failures[0].symbol} {failures[0].day}: {failures[0].error}"
             )
             job.fail(reason, partitions_failed=len(failures))
@@ -263,16 +249,16 @@ class IngestionCoordinatorService:
         return JobSummary(
             job_id=job_id,
             state=job.state,
-            partitions_total=len(keys),
+            partitions_total=plan.total,
             partitions_completed=counts["completed"],
-            partitions_skipped=len(done & set(keys)),
+            partitions_skipped=plan.done,
             bars=counts["bars"],
             rejected=counts["rejected"],
             elapsed_seconds=time.perf_counter() - started,
             failures=tuple(failures),
             aborted=self._abort,
             notes=tuple(self._notes),
-            partitions_stored=len(stored),
+            partitions_stored=plan.stored,
             aborted_temporary=self._abort_temporary,
             deadline_passed=self._deadline_passed and remaining > 0,
         )

@@ -1,0 +1,127 @@
+"""Planning a job: its partitions as a symbols x days mask, the stored ones skipped, the plan kept
+one row a symbol, and units that cover every pending partition exactly once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+from core_helpers import simple_bars
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from marketpipe.ingestion import (
+    IngestionConfiguration,
+    IngestionJob,
+    IngestionJobId,
+    Session,
+    Symbol,
+    Timeframe,
+    TimeRange,
+)
+from marketpipe.jobs.store import SqliteJobStore
+from marketpipe.model.calendar import nyse_calendar
+from marketpipe.model.values import Series
+from marketpipe.plugins import registry
+from marketpipe.plugins.sink import CommitRequest
+from marketpipe.run.planning import plan_job, plan_units
+from marketpipe.storage.layout import month_key
+from marketpipe.storage.parquet_sink import ParquetSink
+
+CAL = nyse_calendar()
+WINDOWS = CAL.windows(TimeRange(dt.date(2024, 2, 20), dt.date(2024, 3, 12)), Session.REGULAR)
+SERIES = Series("fake", "sim", "raw", Timeframe.M1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    names=st.sets(st.sampled_from([f"S{i:02d}" for i in range(12)]), min_size=1, max_size=8),
+    cells=st.sets(st.tuples(st.integers(0, 11), st.integers(0, len(WINDOWS) - 1))),
+    batch=st.sampled_from([390, 1000, 5000, 100_000]),
+    provider=st.sampled_from(["fake", "alpaca"]),
+)
+def test_units_cover_every_pending_partition_once_within_a_month(
+    names: set[str], cells: set[tuple[int, int]], batch: int, provider: str
+) -> None:
+    symbols = [Symbol(n) for n in sorted(names)]
+    pending = {(f"S{i:02d}", WINDOWS[j].day) for i, j in cells if f"S{i:02d}" in names}
+    spec = registry.get(provider)
+    units = plan_units(symbols, WINDOWS, pending, spec, Timeframe.M1, batch)
+    covered = [key for unit in units for key in unit.keys]
+    assert sorted(covered) == sorted(pending)  # each once, nothing else
+    for unit in units:
+        assert len({month_key(w.day) for w in unit.windows}) == 1
+        assert len(unit.symbols) * len(unit.windows) * 390 <= max(batch, len(unit.windows) * 390)
+        if spec.max_symbols_per_unit:
+            assert len(unit.symbols) <= spec.max_symbols_per_unit
+        if spec.max_days_per_unit:
+            assert len(unit.windows) <= spec.max_days_per_unit
+
+
+def _commit(sink: ParquetSink, symbols: list[str], days: list[dt.date], job: str) -> None:
+    table = pa.Table.from_batches(
+        [simple_bars(s, CAL.window(d, Session.REGULAR)) for s in symbols for d in days]
+    )
+    sink.commit(
+        CommitRequest(
+            table=table,
+            coverage={s: tuple(days) for s in symbols},
+            provider="fake",
+            feed="sim",
+            timeframe=Timeframe.M1,
+            job_id=job,
+        )
+    )
+
+
+def test_a_job_plans_what_is_not_stored_and_keeps_its_plan_one_row_a_symbol(
+    tmp_path: Path,
+) -> None:
+    sink = ParquetSink(tmp_path)
+    days = [w.day for w in WINDOWS]
+    _commit(sink, ["AAA", "BBB"], days[:3], "earlier")
+    # A partition in two files is not counted stored: it is fetched again.
+    held = next(tmp_path.rglob("*.parquet"))
+    shutil.copy(held, held.with_name("part-copy-000000000000.parquet"))
+    sink.catalog.sync(SERIES)
+    store = SqliteJobStore.for_data_dir(tmp_path)
+    job = IngestionJob(
+        job_id=IngestionJobId.generate(),
+        symbols=(Symbol("BBB"), Symbol("AAA"), Symbol("CCC")),
+        time_range=TimeRange(days[0], days[-1]),
+        configuration=IngestionConfiguration(provider="fake", batch_size=100_000),
+        symbol_starts={"CCC": days[5]},
+    )
+    store.save(job)
+    store.mark_deleted(str(SERIES), "provider=fake", [("AAA", days[7])])
+    job.keep_deleted = True  # as an mp update's job: deleted partitions stay deleted
+    plan = plan_job(store, sink.catalog, SERIES, job, WINDOWS, registry.get("fake"))
+
+    n = len(days)
+    asked = 2 * n + (n - 5) - 1  # CCC from its start; AAA's deleted day left alone
+    assert plan.total == asked
+    assert plan.stored == 0  # every stored partition is in two files now
+    assert sorted(k for u in plan.units for k in u.keys) == sorted(
+        [(s, d) for s in ("AAA", "BBB") for d in days if (s, d) != ("AAA", days[7])]
+        + [("CCC", d) for d in days[5:]]
+    )
+    # Once the copy is gone, those six are stored and skipped; the plan says so.
+    held.with_name("part-copy-000000000000.parquet").unlink()
+    plan = plan_job(store, sink.catalog, SERIES, job, WINDOWS, registry.get("fake"))
+    assert (plan.total, plan.stored, plan.pending) == (asked, 6, asked - 6)
+    assert not {("AAA", days[0]), ("BBB", days[2])} & {k for u in plan.units for k in u.keys}
+    assert store.totals(job.job_id) == {
+        "partitions": asked,
+        "bars": 0,
+        "rejected": 0,
+        "stored": 6,
+        "pending": asked - 6,
+    }
+    rows = store._conn.execute("SELECT COUNT(*) FROM plans WHERE job_id=?", (job.job_id.value,))
+    assert rows.fetchone() == (3,)
+    # An explicit ingest of the deleted day takes it back into the dataset.
+    job.keep_deleted = False
+    plan = plan_job(store, sink.catalog, SERIES, job, WINDOWS, registry.get("fake"))
+    assert plan.total == asked + 1
+    assert store.deleted(str(SERIES), ["AAA"]) == set()
