@@ -4,7 +4,8 @@ Everything comes from the catalog (synced with the files first) and the exchange
 first and last day, sessions stored, bars, the sessions missing between the first and last day
 (as ranges), the days stored partial, days with suspiciously few bars for their session (below
 the provider's ``thin_day_fraction``), and the rows the validators quarantined. Vectorised per
-series, so a catalog of half a million partitions is summarised in a second or two.
+series over the catalog's blocks, so twenty years of a whole market (50M partitions) are
+summarised in seconds.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from marketpipe.model.errors import UserError
 from marketpipe.model.values import Series, Timeframe
 from marketpipe.plugins import registry
 from marketpipe.storage.catalog import Catalog
+from marketpipe.storage.catalog_blocks import Held
 
 _EXTENDED_MINUTES = 16 * 60
 
@@ -90,33 +92,29 @@ def _thin_fraction(provider: str) -> float:
 
 def _by_company(
     names: list[str],
-    cols: dict[str, np.ndarray],
+    held: Held,
     current: Mapping[str, str],
     ended: Mapping[str, dt.date],
-) -> tuple[list[str], dict[str, np.ndarray], dict[str, tuple[str, ...]]]:
-    """The partitions of a company's names under its current name, ordered again; and the
-    names each company had (older first). An old name's empty partitions from its rename day
-    on (fetched before the rename was known) are no days of the company."""
-    if len(cols["symbol"]) and ended:
+) -> tuple[list[str], Held, dict[str, tuple[str, ...]]]:
+    """The partitions of a company's names under its current name; and the names each company
+    had (older first). An old name's empty partitions from its rename day on (fetched before
+    the rename was known) are no days of the company."""
+    if len(held) and ended:
         last = np.array(
-            [ended[n].toordinal() if n in ended else np.iinfo(np.int64).max for n in names],
+            [ended[n].toordinal() if n in ended else np.iinfo(np.int32).max for n in names],
             dtype=np.int64,
         )
-        keep = ~((cols["day"] >= last[cols["symbol"]]) & (cols["bars"] == 0))
-        cols = {k: v[keep] for k, v in cols.items()}
+        held = held.keep(~((held.day >= last[held.symbol]) & (held.bars == 0)))
     company = [current.get(n, n) for n in names]
     merged = sorted(set(company))
     code = {c: i for i, c in enumerate(merged)}
-    remap = np.array([code[c] for c in company], dtype=np.int64)
-    symbol = remap[cols["symbol"]] if len(cols["symbol"]) else cols["symbol"]
-    order = np.lexsort((cols["day"], symbol))
-    out = {k: v[order] for k, v in cols.items()}
-    out["symbol"] = symbol[order]
+    remap = np.array([code[c] for c in company], dtype=np.int32)
+    held = held.keep(np.ones(len(held), dtype=bool), remap[held.symbol]).unique(len(merged))
     aliases: dict[str, list[str]] = {}
     for name, c in zip(names, company, strict=True):
         if name != c:
             aliases.setdefault(c, []).append(name)
-    return merged, out, {c: (*olds, c) for c, olds in aliases.items()}
+    return merged, held, {c: (*olds, c) for c, olds in aliases.items()}
 
 
 def series_status(
@@ -130,52 +128,80 @@ def series_status(
 ) -> SeriesStatus:
     """``current`` maps a company's old names to its current one (one line a company), and
     ``ended`` to the day each old name ended; ``stale`` says which symbols' stored bars the
-    ledger has overtaken, and why."""
-    names, cols = catalog.partitions(series)
+    ledger has overtaken, and why.
+
+    Sums per symbol over every partition at once (twenty years of a whole market are 50M);
+    only the symbols with a hole, a partial or a thin day have their days looked at."""
+    names, held = catalog.held(series)
     aliases: dict[str, tuple[str, ...]] = {}
     if current and any(n in current for n in names):
-        names, cols, aliases = _by_company(names, cols, current, ended or {})
+        names, held, aliases = _by_company(names, held, current, ended or {})
     wanted = set(symbols)
     if wanted:
         wanted |= {c for c, olds in aliases.items() if wanted & set(olds)}
     stale = stale or {}
+    if not len(held):
+        return SeriesStatus(series, ())
+    n = len(names)
     sessions, regular_minutes = calendar.arrays.ordinals, calendar.arrays.regular_minutes
-    threshold = _thin_fraction(series.provider)
+    # Each block's place among the sessions (-1: no session), through a table of its days.
+    lo, hi = int(held.block_day.min()), int(held.block_day.max())
+    place = np.full(hi - lo + 1, -1, dtype=np.int64)
+    inside = (sessions >= lo) & (sessions <= hi)
+    place[sessions[inside] - lo] = np.flatnonzero(inside)
+    at = place[held.block_day - lo]
+    symbol = held.symbol.astype(np.intp)  # once: each count below would convert it again
+    day = held.day
+    stored = np.bincount(symbol, minlength=n)
+    off = held.per_entry(at < 0)  # days that are no session (rare): not counted as sessions
+    sessions_held = stored - np.bincount(symbol[off], minlength=n)
+    # Sums in float64 are exact below 2**53 bars: far beyond any series.
+    bars = np.bincount(symbol, weights=held.bars, minlength=n)
+    rejected: np.ndarray = np.zeros(n)
+    if held.rejected.any():
+        rejected = np.bincount(symbol, weights=held.rejected, minlength=n)
+    first = np.full(n, np.iinfo(np.int32).max, dtype=np.int32)
+    last = np.full(n, np.iinfo(np.int32).min, dtype=np.int32)
+    np.minimum.at(first, symbol, day)
+    np.maximum.at(last, symbol, day)
+    start = np.searchsorted(sessions, first)
+    between = np.searchsorted(sessions, last, side="right") - start
+    # Thin: fewer bars than the share of the session's bars the provider makes likely, a
+    # threshold per block (one day, one session).
+    minutes = np.where(
+        held.block_session == 1, _EXTENDED_MINUTES, regular_minutes[np.maximum(at, 0)]
+    )
+    expected = np.maximum(1, -(-minutes // series.timeframe.minutes))
+    if series.timeframe is Timeframe.D1:
+        expected = np.ones_like(expected)
+    complete = held.complete == 1
+    thin = complete & (held.bars < held.per_entry(_thin_fraction(series.provider) * expected))
+    holes = sessions_held < between
+    look = np.flatnonzero(holes[symbol] | ~complete | thin)
+    look = look[np.lexsort((day[look], symbol[look]))]
+    bounds = np.searchsorted(symbol[look], np.arange(n + 1))
     out: list[SymbolStatus] = []
-    bounds = np.searchsorted(cols["symbol"], np.arange(len(names) + 1))
     for index, name in enumerate(names):
-        if wanted and name not in wanted:
+        if (wanted and name not in wanted) or not stored[index]:
             continue
-        lo, hi = int(bounds[index]), int(bounds[index + 1])
-        if lo == hi:
-            continue
-        days = cols["day"][lo:hi]
-        bars = cols["bars"][lo:hi]
-        first, last = int(days[0]), int(days[-1])
-        a, b = np.searchsorted(sessions, [first, last + 1])
-        span = np.arange(a, b)
-        held = np.isin(sessions[span], days)
-        missing = span[~held]
-        # Thin: fewer bars than the share of the session's bars the provider makes likely.
-        pos = np.clip(np.searchsorted(sessions, days), 0, len(sessions) - 1)
-        minutes = np.where(cols["session"][lo:hi] == 1, _EXTENDED_MINUTES, regular_minutes[pos])
-        expected = np.maximum(1, -(-minutes // series.timeframe.minutes))
-        if series.timeframe is Timeframe.D1:
-            expected = np.ones_like(expected)
-        complete = cols["complete"][lo:hi] == 1
-        thin = days[complete & (bars < threshold * expected)]
+        rows = look[bounds[index] : bounds[index + 1]]
+        days = day[rows]
+        missing: tuple[tuple[dt.date, dt.date], ...] = ()
+        if holes[index]:
+            span = np.arange(start[index], start[index] + between[index])
+            missing = _ranges(sessions, span[~np.isin(sessions[span], days)])
         out.append(
             SymbolStatus(
                 symbol=name,
-                first_day=dt.date.fromordinal(first),
-                last_day=dt.date.fromordinal(last),
-                sessions=int(held.sum()),
-                bars=int(bars.sum()),
-                missing=_ranges(sessions, missing),
-                partial=_days(days[~complete]),
-                thin=_days(thin),
-                quarantined=int(cols["rejected"][lo:hi].sum()),
-                sessions_between=len(span),
+                first_day=dt.date.fromordinal(int(first[index])),
+                last_day=dt.date.fromordinal(int(last[index])),
+                sessions=int(sessions_held[index]),
+                bars=int(bars[index]),
+                missing=missing,
+                partial=_days(days[~complete[rows]]),
+                thin=_days(days[thin[rows]]),
+                quarantined=int(rejected[index]),
+                sessions_between=int(between[index]),
                 names=aliases.get(name, ()),
                 stale="; ".join(stale[n] for n in aliases.get(name, (name,)) if n in stale) or None,
             )

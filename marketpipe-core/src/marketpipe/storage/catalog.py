@@ -28,6 +28,7 @@ from pathlib import Path
 
 from marketpipe.model.errors import InvalidInputError, StorageError
 from marketpipe.model.values import Series, Timeframe
+from marketpipe.storage import catalog_blocks as blocks
 from marketpipe.storage.catalog_queries import (
     SESSION_RANK,
     CatalogQueries,
@@ -39,7 +40,7 @@ from marketpipe.storage.layout import META_DIR
 from marketpipe.storage.sqlite import connect, immediate, writable
 from marketpipe.storage.stores import LocalStore
 
-_VERSION = 2  # 2: the sources table
+_VERSION = 3  # 2: the sources table; 3: blocks
 # A file's partitions; a staged job's files keep theirs in ``staged_parts``, read by nobody.
 _PARTS = """
     series_id INTEGER NOT NULL, day INTEGER NOT NULL, symbol_id INTEGER NOT NULL,
@@ -62,6 +63,9 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE TABLE IF NOT EXISTS parts ({_PARTS}) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS parts_by_file ON parts (file_id);
 CREATE TABLE IF NOT EXISTS staged_parts ({_PARTS}) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocks ({blocks.COLUMNS}) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blocks_by_file ON blocks (file_id);
+CREATE TABLE IF NOT EXISTS staged_blocks ({blocks.COLUMNS}) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS staged_jobs (job_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS sources (
     file_id INTEGER NOT NULL, day INTEGER NOT NULL, version TEXT NOT NULL,
@@ -69,6 +73,9 @@ CREATE TABLE IF NOT EXISTS sources (
 ) WITHOUT ROWID;
 """
 
+
+#: What a staged job's files hold, in ``staged_<table>`` until it is published.
+_HIDDEN = ("parts", "blocks")
 
 _IN_MEMORY: ContextVar[bool] = ContextVar("marketpipe_catalog_in_memory", default=False)
 
@@ -136,7 +143,8 @@ class Catalog(CatalogQueries):
                     "DROP TABLE IF EXISTS parts; DROP TABLE IF EXISTS files; "
                     "DROP TABLE IF EXISTS symbols; DROP TABLE IF EXISTS series; "
                     "DROP TABLE IF EXISTS staged_parts; DROP TABLE IF EXISTS staged_jobs; "
-                    "DROP TABLE IF EXISTS sources; "
+                    "DROP TABLE IF EXISTS sources; DROP TABLE IF EXISTS blocks; "
+                    "DROP TABLE IF EXISTS staged_blocks; "
                     f"PRAGMA user_version = {_VERSION};"
                 )
             conn.executescript(_SCHEMA)
@@ -243,8 +251,8 @@ class Catalog(CatalogQueries):
             return
         with self._tx() as db:
             for job, into, out_of in [
-                *((j, "staged_parts", "parts") for j in sorted(staged - known)),
-                *((j, "parts", "staged_parts") for j in sorted(known - staged)),
+                *((j, f"staged_{t}", t) for j in sorted(staged - known) for t in _HIDDEN),
+                *((j, t, f"staged_{t}") for j in sorted(known - staged) for t in _HIDDEN),
             ]:
                 files = "SELECT id FROM files WHERE job_id=?"
                 db.execute(
@@ -353,6 +361,8 @@ class Catalog(CatalogQueries):
                 if row is not None:
                     db.execute("DELETE FROM parts WHERE file_id=?", (row[0],))
                     db.execute("DELETE FROM staged_parts WHERE file_id=?", (row[0],))
+                    db.execute("DELETE FROM blocks WHERE file_id=?", (row[0],))
+                    db.execute("DELETE FROM staged_blocks WHERE file_id=?", (row[0],))
                     db.execute("DELETE FROM sources WHERE file_id=?", (row[0],))
                     db.execute("DELETE FROM files WHERE id=?", (row[0],))
                 if update is None:
@@ -375,7 +385,7 @@ class Catalog(CatalogQueries):
                 )
                 if footer is None:
                     continue
-                file_id = cursor.lastrowid
+                file_id = int(cursor.lastrowid or 0)
                 rank = SESSION_RANK[footer.session]
                 held = db.execute(
                     "SELECT 1 FROM staged_jobs WHERE job_id=?", (footer.job_id,)
@@ -388,20 +398,24 @@ class Catalog(CatalogQueries):
                         for day, version in footer.sources.items()
                     ],
                 )
+                parts = [
+                    (
+                        dt.date.fromisoformat(day).toordinal(),
+                        ids[symbol],
+                        entry.bars,
+                        int(entry.complete),
+                        entry.rejected,
+                    )
+                    for (symbol, day), entry in footer.entries.items()
+                ]
                 db.executemany(
                     f"INSERT OR REPLACE INTO {table} (series_id, day, symbol_id, file_id, bars, "
                     "complete, session, rejected) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            series_id,
-                            dt.date.fromisoformat(day).toordinal(),
-                            ids[symbol],
-                            file_id,
-                            entry.bars,
-                            int(entry.complete),
-                            rank,
-                            entry.rejected,
-                        )
-                        for (symbol, day), entry in footer.entries.items()
-                    ],
+                    [(series_id, d, i, file_id, b, c, rank, r) for d, i, b, c, r in parts],
+                )
+                db.executemany(
+                    f"INSERT INTO {'staged_blocks' if held else 'blocks'} (series_id, day, "
+                    "file_id, session, symbols, bars, complete, rejected) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    blocks.rows(series_id, file_id, rank, parts),
                 )

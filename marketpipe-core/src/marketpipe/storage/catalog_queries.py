@@ -19,6 +19,7 @@ import numpy as np
 
 from marketpipe.model.partition import PartitionKey
 from marketpipe.model.values import Series, Session
+from marketpipe.storage import catalog_blocks as blocks
 from marketpipe.storage.footer import Entry, Footer
 from marketpipe.storage.holdings import Holdings
 
@@ -219,37 +220,58 @@ class CatalogQueries:
         for i, symbol in enumerate(symbols):
             if symbol in ids:
                 symbol_pos[ids[symbol]] = i
-        own = ",".join(
-            str(int(i))
-            for (i,) in self._conn.execute(
-                "SELECT id FROM files WHERE series_id=? AND job_id=?",
-                (series_id, other_than_job or ""),
-            )
-        )
-        # One row per partition held complete in exactly one file (not the asking job's), in
-        # the primary key's order, so the grouping streams; one integer per row.
-        found = np.fromiter(
-            (
-                key
-                for (key,) in self._conn.execute(
-                    "SELECT (day - ?) * ? + symbol_id FROM parts "
-                    "WHERE series_id=? AND day BETWEEN ? AND ? AND symbol_id <= ? "
-                    "GROUP BY day, symbol_id "
-                    "HAVING COUNT(*) = 1 AND MIN(complete AND session >= ?) = 1"
-                    + (f" AND MAX(file_id IN ({own})) = 0" if own else ""),
-                    (lo, max_id + 1, series_id, lo, hi, max_id, SESSION_RANK[session]),
+        own = np.array(
+            [
+                int(i)
+                for (i,) in self._conn.execute(
+                    "SELECT id FROM files WHERE series_id=? AND job_id=?",
+                    (series_id, other_than_job or ""),
                 )
-            ),
+            ],
             dtype=np.int64,
         )
-        if not len(found):
-            return mask
-        sym = found % (max_id + 1)
-        row = symbol_pos[sym]
-        col = day_pos[found // (max_id + 1)]
-        keep = (row >= 0) & (col >= 0)
-        mask[row[keep], col[keep]] = True
-        return mask
+        held = blocks.read(self._conn, "blocks", series_id, lo, hi)
+        ids_held = held.symbol.astype(np.int64)
+        asked = ids_held <= max_id
+        row = np.where(asked, symbol_pos[np.minimum(ids_held, max_id)], -1)
+        col = held.per_entry(day_pos[held.block_day - lo])
+        asked &= (row >= 0) & (col >= 0)
+        cell = (row * len(days) + col)[asked]
+        # Stored: held by exactly one file, complete for the session asked, and not by a file
+        # of ``other_than_job``.
+        fit = held.block_session >= SESSION_RANK[session]
+        if len(own):
+            fit &= ~np.isin(held.block_file, own)
+        good = held.per_entry(fit) & (held.complete == 1)
+        holders = np.bincount(cell, minlength=mask.size)
+        fine = np.bincount(cell[good[asked]], minlength=mask.size)
+        stored: np.ndarray = ((holders == 1) & (fine == 1)).reshape(mask.shape)
+        return stored
+
+    @locked
+    def held(self, series: Series) -> tuple[list[str], blocks.Held]:
+        """Every stored partition of ``series`` as arrays in day order, each (symbol, day)
+        once; ``symbol`` is an index into the returned names (sorted)."""
+        series_id = self._series_id(series)
+        held = blocks.read(self._conn, "blocks", series_id if series_id is not None else -1)
+        if not len(held):
+            return [], held
+        present = np.flatnonzero(np.bincount(held.symbol))
+        names: dict[int, str] = {}
+        for start in range(0, len(present), 500):
+            chunk = present[start : start + 500].tolist()
+            names.update(
+                (int(i), str(s))
+                for i, s in self._conn.execute(
+                    f"SELECT id, symbol FROM symbols WHERE id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+            )
+        ordered = sorted(names, key=names.__getitem__)
+        position = np.full(int(present[-1]) + 1, -1, dtype=np.int32)
+        position[ordered] = np.arange(len(ordered), dtype=np.int32)
+        held.symbol = position[held.symbol]
+        return [names[i] for i in ordered], held.unique(len(ordered))
 
     @locked
     def partitions(self, series: Series) -> tuple[list[str], dict[str, np.ndarray]]:
