@@ -110,6 +110,150 @@ def _fill(catalog: object, series: object, symbols: list[str], days: list[dt.dat
     return n_files
 
 
+def _scale_series() -> object:
+    from marketpipe.ingestion import Timeframe
+    from marketpipe.model.values import Series
+
+    return Series("massive", "sip", "raw", Timeframe.M1)
+
+
+def scale_build(args: argparse.Namespace) -> dict[str, float]:
+    """A whole market's ``years`` (10,000 symbols every session) indexed as a whole-market ingest
+    writes it: each day's symbols in files of 256 (units of 100,000 minute bars). The last
+    year's files exist (empty) on disk, so planning it syncs against real folders; the older
+    years are in the catalog alone (nothing asks their folders)."""
+    import os
+
+    from marketpipe.ingestion import Session, TimeRange
+    from marketpipe.model.calendar import nyse_calendar
+    from marketpipe.storage.catalog import Catalog
+    from marketpipe.storage.footer import Entry, Footer
+
+    series = _scale_series()
+    first = dt.date(args.year - args.years + 1, 1, 1)
+    days = nyse_calendar().sessions(TimeRange(first, dt.date(args.year, 12, 31)))
+    symbols = [f"S{i:05d}" for i in range(args.symbols)]
+    root = Path(args.dir)
+    catalog = Catalog(root)
+    by_month: dict[str, list[dt.date]] = {}
+    for day in days:
+        by_month.setdefault(f"{day:%Y-%m}", []).append(day)
+    started = time.perf_counter()
+    n_files = 0
+    for month, month_days in by_month.items():
+        updates, stats = {}, {}
+        real = month.startswith(str(args.year))
+        for day in month_days:
+            for start in range(0, len(symbols), PER_FILE):
+                name = f"part-bench-{n_files:07d}.parquet"
+                entries = {
+                    (s, day.isoformat()): Entry(390, True)
+                    for s in symbols[start : start + PER_FILE]
+                }
+                updates[name] = Footer(
+                    entries, Session.REGULAR, "bench", "2024-01-01T00:00:00+00:00"
+                )
+                if real:
+                    path = root / catalog.holdings.where(series, month, name)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.touch()
+                    st = os.stat(path)
+                    stats[name] = (st.st_size, st.st_mtime_ns)
+                else:
+                    stats[name] = (1, n_files)
+                n_files += 1
+        catalog._apply(series, month, updates, stats)  # type: ignore[attr-defined]
+    build = time.perf_counter() - started
+    catalog.close()
+    size = sum(p.stat().st_size for p in (root / "_marketpipe").glob("catalog.sqlite*"))
+    partitions = len(days) * len(symbols)
+    return {
+        "partitions": partitions,
+        "files": n_files,
+        "catalog_mb": size / 2**20,
+        "bytes_per_partition": size / partitions,
+        "build_seconds": build,
+    }
+
+
+def scale_plan(args: argparse.Namespace) -> dict[str, float]:
+    """Plan a one-year whole-market job as ``mp ingest`` does (``plan_job``: the catalog synced
+    with the year's folders, the stored mask, the plan written to a real job store, units):
+    the stored year (nothing to fetch) and the next one (everything to fetch)."""
+    from marketpipe.ingestion import (
+        IngestionConfiguration,
+        IngestionJob,
+        IngestionJobId,
+        Session,
+        Symbol,
+        Timeframe,
+        TimeRange,
+    )
+    from marketpipe.jobs.store import SqliteJobStore
+    from marketpipe.model.calendar import nyse_calendar
+    from marketpipe.plugins import registry
+    from marketpipe.run.planning import plan_job
+    from marketpipe.storage.catalog import Catalog
+
+    series = _scale_series()
+    calendar = nyse_calendar()
+    spec = registry.get("massive")
+    root = Path(args.dir)
+    out: dict[str, float] = {}
+    for label, year in (("stored", args.year), ("new", args.year + 1)):
+        for measure in ("time", "memory"):
+            catalog = Catalog(root)
+            store = SqliteJobStore.for_data_dir(root)
+            job = IngestionJob(
+                job_id=IngestionJobId.generate(),
+                symbols=tuple(Symbol(f"S{i:05d}") for i in range(args.symbols)),
+                time_range=TimeRange(dt.date(year, 1, 1), dt.date(year, 12, 31)),
+                configuration=IngestionConfiguration(
+                    provider="massive", timeframe=Timeframe.M1, batch_size=100_000
+                ),
+            )
+            store.save(job)
+            windows = calendar.windows(job.time_range, Session.REGULAR)
+            if measure == "memory":
+                tracemalloc.start()
+            started = time.perf_counter()
+            plan = plan_job(store, catalog, series, job, windows, spec)
+            seconds = time.perf_counter() - started
+            if measure == "memory":
+                out[f"{label}_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
+                tracemalloc.stop()
+            else:
+                out[f"{label}_seconds"] = seconds
+                out[f"{label}_partitions"] = plan.total
+                out[f"{label}_pending"] = plan.pending
+                out[f"{label}_units"] = len(plan.units)
+            store.close()
+            catalog.close()
+    out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["job_store_mb"] = (root / "_marketpipe" / "jobs.sqlite").stat().st_size / 2**20
+    return out
+
+
+def scale_status(args: argparse.Namespace) -> dict[str, float]:
+    """`mp status`'s summary of the whole ``years`` catalog (its JSON document included)."""
+    from marketpipe.dataset.status import series_status, status_dict
+    from marketpipe.model.calendar import nyse_calendar
+    from marketpipe.storage.catalog import Catalog
+
+    catalog = Catalog(Path(args.dir))
+    started = time.perf_counter()
+    result = series_status(catalog, _scale_series(), nyse_calendar())
+    summary = status_dict([result])
+    seconds = time.perf_counter() - started
+    assert len(result.symbols) == args.symbols, len(result.symbols)
+    assert not any(s.missing for s in result.symbols)
+    return {
+        "status_seconds": seconds,
+        "json_symbols": len(summary["series"][0]["symbols"]),  # type: ignore[index]
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def status(args: argparse.Namespace) -> dict[str, float]:
     from marketpipe.dataset.status import series_status, status_dict
     from marketpipe.ingestion import Timeframe, TimeRange
@@ -287,13 +431,46 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=30)
     parser.add_argument("--status-symbols", type=int, default=1_000)
     parser.add_argument("--small-files", type=int, default=200)
-    parser.add_argument("--part", choices=["planning", "status", "compact", "commits"])
+    parser.add_argument("--years", type=int, default=0, help="whole-market scale: 20")
+    parser.add_argument(
+        "--part",
+        choices=[
+            "planning",
+            "status",
+            "compact",
+            "commits",
+            "scale-build",
+            "scale-plan",
+            "scale-status",
+        ],
+    )
     parser.add_argument("--dir")
     args = parser.parse_args()
     if args.part:
-        parts = {"planning": planning, "status": status, "compact": compact, "commits": commits}
+        parts = {
+            "planning": planning,
+            "status": status,
+            "compact": compact,
+            "commits": commits,
+            "scale-build": scale_build,
+            "scale-plan": scale_plan,
+            "scale-status": scale_status,
+        }
         result = parts[args.part](args)
         print(json.dumps(result))
+        return
+    if args.years:
+        # One catalog for the three parts; each part in its own process (its own peak RSS).
+        with tempfile.TemporaryDirectory() as tmp:
+            for part in ("scale-build", "scale-plan", "scale-status"):
+                out = subprocess.run(
+                    [sys.executable, __file__, *sys.argv[1:], "--part", part, "--dir", tmp],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                result = json.loads(out.stdout)
+                print(part, json.dumps({k: round(v, 3) for k, v in result.items()}))
         return
     for part in ("planning", "status", "compact", "commits"):
         with tempfile.TemporaryDirectory() as tmp:
