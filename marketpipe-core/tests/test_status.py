@@ -80,22 +80,43 @@ def test_the_summary_equals_one_partition_at_a_time(tmp_path: Path, seed: int) -
     shutil.copy(held, held.with_name("part-copy-000000000000.parquet"))
     sink.catalog.sync(SERIES)
 
-    names, cols = sink.catalog.partitions(SERIES)  # one row a (symbol, day): the reference
-    expected = _expected(names, cols, registry.get("fake").thin_day_fraction)
-    got = {
-        s.symbol: (
-            s.first_day.toordinal(),
-            s.last_day.toordinal(),
-            s.sessions,
-            s.bars,
-            [d.toordinal() for a, b in s.missing for d in CAL.sessions(TimeRange(a, b))],
-            [d.toordinal() for d in s.partial],
-            [d.toordinal() for d in s.thin],
-            s.sessions_between,
+    def check() -> dict[str, tuple]:
+        names, cols = sink.catalog.partitions(SERIES)  # a row a (symbol, day): the reference
+        expected = _expected(names, cols, registry.get("fake").thin_day_fraction)
+        got = summary()
+        assert got == expected
+        return got
+
+    def summary() -> dict[str, tuple]:
+        return {
+            s.symbol: (
+                s.first_day.toordinal(),
+                s.last_day.toordinal(),
+                s.sessions,
+                s.bars,
+                [d.toordinal() for a, b in s.missing for d in CAL.sessions(TimeRange(a, b))],
+                [d.toordinal() for d in s.partial],
+                [d.toordinal() for d in s.thin],
+                s.sessions_between,
+            )
+            for s in series_status(sink.catalog, SERIES, CAL).symbols
+        }
+
+    got = check()
+    # The months' rollups are kept now; a commit into a month makes its rollup again.
+    day = DAYS[len(DAYS) // 2]
+    sink.commit(
+        CommitRequest(
+            table=pa.Table.from_batches([simple_bars("S9", CAL.window(day, Session.REGULAR))]),
+            coverage={"S9": (day,), "S0": (day,)},
+            provider="fake",
+            feed="sim",
+            timeframe=Timeframe.M1,
+            job_id="later",
         )
-        for s in series_status(sink.catalog, SERIES, CAL).symbols
-    }
-    assert got == expected
+    )
+    assert summary()["S9"][:2] == (day.toordinal(), day.toordinal())
+    check()
     # The data has holes, thin days and a partial one: the test can fail on each.
     assert all(any(v[k] for v in got.values()) for k in (4, 6)), got
     if seed == 1:

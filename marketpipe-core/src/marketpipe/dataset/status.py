@@ -23,6 +23,7 @@ from marketpipe.model.values import Series, Timeframe
 from marketpipe.plugins import registry
 from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.catalog_blocks import Held
+from marketpipe.storage.catalog_rollups import Rollup, ThinOf, highest, lowest
 
 _EXTENDED_MINUTES = 16 * 60
 
@@ -90,31 +91,82 @@ def _thin_fraction(provider: str) -> float:
         return 0.5  # a provider no longer installed: the default
 
 
+def _bits_from(first: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Per entry, the map of its month's days on or after ``day`` (ordinals)."""
+    shift = np.clip(day - first, 0, 32).astype(np.uint64)
+    bits: np.ndarray = ((np.uint64(0xFFFFFFFF) << shift) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    return bits
+
+
 def _by_company(
     names: list[str],
-    held: Held,
+    roll: Rollup,
     current: Mapping[str, str],
     ended: Mapping[str, dt.date],
-) -> tuple[list[str], Held, dict[str, tuple[str, ...]]]:
-    """The partitions of a company's names under its current name; and the names each company
-    had (older first). An old name's empty partitions from its rename day on (fetched before
-    the rename was known) are no days of the company."""
-    if len(held) and ended:
+) -> tuple[list[str], Rollup, dict[str, tuple[str, ...]]]:
+    """The months of a company's names under its current name; and the names each company had
+    (older first). An old name's empty partitions from its rename day on (fetched before the
+    rename was known) are no days of the company."""
+    if len(roll) and ended:
         last = np.array(
             [ended[n].toordinal() if n in ended else np.iinfo(np.int32).max for n in names],
             dtype=np.int64,
         )
-        held = held.keep(~((held.day >= last[held.symbol]) & (held.bars == 0)))
+        drop = roll.empty & _bits_from(roll.first, last[roll.symbol])
+        for name in ("held", "empty", "partial", "thin"):
+            setattr(roll, name, getattr(roll, name) & ~drop)
     company = [current.get(n, n) for n in names]
     merged = sorted(set(company))
     code = {c: i for i, c in enumerate(merged)}
-    remap = np.array([code[c] for c in company], dtype=np.int32)
-    held = held.keep(np.ones(len(held), dtype=bool), remap[held.symbol]).unique(len(merged))
+    roll.symbol = np.array([code[c] for c in company], dtype=np.int32)[roll.symbol]
+    # A company's names in one month: one entry, their days together.
+    order = np.lexsort((roll.first, roll.symbol))
+    roll = roll.take(order)
+    key = roll.symbol.astype(np.int64) << 32 | roll.first
+    group = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+    if len(group) < len(roll):
+        one = roll.take(group)
+        for name in ("held", "empty", "partial", "thin"):
+            setattr(one, name, np.bitwise_or.reduceat(getattr(roll, name), group))
+        one.bars = np.add.reduceat(roll.bars, group)
+        one.rejected = np.add.reduceat(roll.rejected, group)
+        roll = one
     aliases: dict[str, list[str]] = {}
     for name, c in zip(names, company, strict=True):
         if name != c:
             aliases.setdefault(c, []).append(name)
-    return merged, held, {c: (*olds, c) for c, olds in aliases.items()}
+    return merged, roll, {c: (*olds, c) for c, olds in aliases.items()}
+
+
+def _day_list(first: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """The day ordinals the maps hold, entry by entry."""
+    unpacked = np.unpackbits(
+        bits.astype("<u4").view(np.uint8).reshape(-1, 4), axis=1, bitorder="little"
+    )
+    entry, bit = np.nonzero(unpacked)
+    return first[entry] + bit
+
+
+def _thin_of(series: Series, calendar: TradingCalendar) -> tuple[ThinOf, str]:
+    """Which partitions of a block are thin: complete with fewer bars than the share of the
+    session's bars the provider makes likely; and the key of that rule."""
+    fraction = _thin_fraction(series.provider)
+    sessions, regular_minutes = calendar.arrays.ordinals, calendar.arrays.regular_minutes
+
+    def thin_of(held: Held) -> np.ndarray:
+        at = np.searchsorted(sessions, held.block_day)
+        minutes = np.where(
+            held.block_session == 1,
+            _EXTENDED_MINUTES,
+            regular_minutes[np.clip(at, 0, len(sessions) - 1)],
+        )
+        expected = np.maximum(1, -(-minutes // series.timeframe.minutes))
+        if series.timeframe is Timeframe.D1:
+            expected = np.ones_like(expected)
+        thin: np.ndarray = (held.complete == 1) & (held.bars < held.per_entry(fraction * expected))
+        return thin
+
+    return thin_of, repr(fraction)
 
 
 def series_status(
@@ -130,66 +182,66 @@ def series_status(
     ``ended`` to the day each old name ended; ``stale`` says which symbols' stored bars the
     ledger has overtaken, and why.
 
-    Sums per symbol over every partition at once (twenty years of a whole market are 50M);
-    only the symbols with a hole, a partial or a thin day have their days looked at."""
-    names, held = catalog.held(series)
+    Sums the catalog's month rollups per symbol (twenty years of a whole market are 240 months
+    of 10,000 entries, where there are 50M partitions); only the symbols with a hole, a partial
+    or a thin day have their days looked at."""
+    thin_of, thin_key = _thin_of(series, calendar)
+    names, roll = catalog.rollup(series, thin_of, thin_key)
     aliases: dict[str, tuple[str, ...]] = {}
     if current and any(n in current for n in names):
-        names, held, aliases = _by_company(names, held, current, ended or {})
+        names, roll, aliases = _by_company(names, roll, current, ended or {})
     wanted = set(symbols)
     if wanted:
         wanted |= {c for c, olds in aliases.items() if wanted & set(olds)}
     stale = stale or {}
-    if not len(held):
+    roll = roll.take(np.flatnonzero(roll.held))
+    if not len(roll):
         return SeriesStatus(series, ())
     n = len(names)
-    sessions, regular_minutes = calendar.arrays.ordinals, calendar.arrays.regular_minutes
-    # Each block's place among the sessions (-1: no session), through a table of its days.
-    lo, hi = int(held.block_day.min()), int(held.block_day.max())
-    place = np.full(hi - lo + 1, -1, dtype=np.int64)
-    inside = (sessions >= lo) & (sessions <= hi)
-    place[sessions[inside] - lo] = np.flatnonzero(inside)
-    at = place[held.block_day - lo]
-    symbol = held.symbol.astype(np.intp)  # once: each count below would convert it again
-    day = held.day
+    sessions = calendar.arrays.ordinals
+    # Each month's sessions as a map of its days.
+    months, month_of = np.unique(roll.first, return_inverse=True)
+    month_sessions = np.zeros(len(months), dtype=np.uint32)
+    for i, first_day in enumerate(months.tolist()):
+        lo, hi = np.searchsorted(sessions, [first_day, first_day + 32])
+        for day in sessions[lo:hi].tolist():
+            if dt.date.fromordinal(day).month == dt.date.fromordinal(first_day).month:
+                month_sessions[i] |= np.uint32(1 << (day - first_day))
+    symbol = roll.symbol.astype(np.intp)
+    held_sessions = np.bitwise_count(roll.held & month_sessions[month_of.reshape(-1)])
+    sessions_held = np.bincount(symbol, weights=held_sessions, minlength=n).astype(np.int64)
     stored = np.bincount(symbol, minlength=n)
-    off = held.per_entry(at < 0)  # days that are no session (rare): not counted as sessions
-    sessions_held = stored - np.bincount(symbol[off], minlength=n)
     # Sums in float64 are exact below 2**53 bars: far beyond any series.
-    bars = np.bincount(symbol, weights=held.bars, minlength=n)
-    rejected: np.ndarray = np.zeros(n)
-    if held.rejected.any():
-        rejected = np.bincount(symbol, weights=held.rejected, minlength=n)
-    first = np.full(n, np.iinfo(np.int32).max, dtype=np.int32)
-    last = np.full(n, np.iinfo(np.int32).min, dtype=np.int32)
-    np.minimum.at(first, symbol, day)
-    np.maximum.at(last, symbol, day)
+    bars = np.bincount(symbol, weights=roll.bars, minlength=n)
+    rejected = np.bincount(symbol, weights=roll.rejected, minlength=n)
+    first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    last = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(first, symbol, roll.first + lowest(roll.held))
+    np.maximum.at(last, symbol, roll.first + highest(roll.held))
     start = np.searchsorted(sessions, first)
     between = np.searchsorted(sessions, last, side="right") - start
-    # Thin: fewer bars than the share of the session's bars the provider makes likely, a
-    # threshold per block (one day, one session).
-    minutes = np.where(
-        held.block_session == 1, _EXTENDED_MINUTES, regular_minutes[np.maximum(at, 0)]
-    )
-    expected = np.maximum(1, -(-minutes // series.timeframe.minutes))
-    if series.timeframe is Timeframe.D1:
-        expected = np.ones_like(expected)
-    complete = held.complete == 1
-    thin = complete & (held.bars < held.per_entry(_thin_fraction(series.provider) * expected))
     holes = sessions_held < between
-    look = np.flatnonzero(holes[symbol] | ~complete | thin)
-    look = look[np.lexsort((day[look], symbol[look]))]
-    bounds = np.searchsorted(symbol[look], np.arange(n + 1))
+    # The days of the few entries that have something to say, by symbol then day.
+    look = np.flatnonzero(holes[symbol] | (roll.partial != 0) | (roll.thin != 0))
+    look = look[np.lexsort((roll.first[look], symbol[look]))]
+    detail = roll.take(look)
+    bounds = np.searchsorted(detail.symbol, np.arange(n + 1))
     out: list[SymbolStatus] = []
     for index, name in enumerate(names):
         if (wanted and name not in wanted) or not stored[index]:
             continue
-        rows = look[bounds[index] : bounds[index + 1]]
-        days = day[rows]
         missing: tuple[tuple[dt.date, dt.date], ...] = ()
-        if holes[index]:
-            span = np.arange(start[index], start[index] + between[index])
-            missing = _ranges(sessions, span[~np.isin(sessions[span], days)])
+        partial: tuple[dt.date, ...] = ()
+        thin: tuple[dt.date, ...] = ()
+        a, b = int(bounds[index]), int(bounds[index + 1])
+        if a < b:
+            mine = detail.take(np.arange(a, b))
+            if holes[index]:
+                days = _day_list(mine.first, mine.held)
+                span = np.arange(start[index], start[index] + between[index])
+                missing = _ranges(sessions, span[~np.isin(sessions[span], days)])
+            partial = _days(np.sort(_day_list(mine.first, mine.partial)))
+            thin = _days(np.sort(_day_list(mine.first, mine.thin)))
         out.append(
             SymbolStatus(
                 symbol=name,
@@ -198,8 +250,8 @@ def series_status(
                 sessions=int(sessions_held[index]),
                 bars=int(bars[index]),
                 missing=missing,
-                partial=_days(days[~complete[rows]]),
-                thin=_days(days[thin[rows]]),
+                partial=partial,
+                thin=thin,
                 quarantined=int(rejected[index]),
                 sessions_between=int(between[index]),
                 names=aliases.get(name, ()),

@@ -8,8 +8,12 @@ changed, has its footer read again; a file that is gone takes its partitions wit
 missing catalog is rebuilt, and a stale one (a crash between the files and the catalog, a file
 deleted by hand) is put right, by the same code.
 
-Days are stored as ordinals and symbols as small integers, so the question planning asks
-("which of these 2.5M partitions are stored?") is one range scan. The questions themselves are in
+Two views of the same partitions. ``parts`` has a row per (symbol, day, file), keyed symbol
+first: a commit's or a reader's question (these symbols, these days) is a few key lookups, also
+in twenty years of a whole market. ``blocks`` (:mod:`catalog_blocks`) hold a file's partitions
+of one day as arrays, for the questions over whole ranges (planning a year: 2.5M partitions),
+and month ``rollups`` (:mod:`catalog_rollups`), derived from them, answer ``mp status`` and
+``mp update``'s spans. The questions themselves are in
 :mod:`marketpipe.storage.catalog_queries`; this module keeps the index in step with the files.
 """
 
@@ -29,6 +33,7 @@ from pathlib import Path
 from marketpipe.model.errors import InvalidInputError, StorageError
 from marketpipe.model.values import Series, Timeframe
 from marketpipe.storage import catalog_blocks as blocks
+from marketpipe.storage import catalog_rollups as rollups
 from marketpipe.storage.catalog_queries import (
     SESSION_RANK,
     CatalogQueries,
@@ -46,7 +51,7 @@ _PARTS = """
     series_id INTEGER NOT NULL, day INTEGER NOT NULL, symbol_id INTEGER NOT NULL,
     file_id INTEGER NOT NULL, bars INTEGER NOT NULL, complete INTEGER NOT NULL,
     session INTEGER NOT NULL, rejected INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (series_id, day, symbol_id, file_id)
+    PRIMARY KEY (series_id, symbol_id, day, file_id)
 """
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS series (
@@ -66,6 +71,7 @@ CREATE TABLE IF NOT EXISTS staged_parts ({_PARTS}) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blocks ({blocks.COLUMNS}) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS blocks_by_file ON blocks (file_id);
 CREATE TABLE IF NOT EXISTS staged_blocks ({blocks.COLUMNS}) WITHOUT ROWID;
+{rollups.SCHEMA}
 CREATE TABLE IF NOT EXISTS staged_jobs (job_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS sources (
     file_id INTEGER NOT NULL, day INTEGER NOT NULL, version TEXT NOT NULL,
@@ -144,7 +150,7 @@ class Catalog(CatalogQueries):
                     "DROP TABLE IF EXISTS symbols; DROP TABLE IF EXISTS series; "
                     "DROP TABLE IF EXISTS staged_parts; DROP TABLE IF EXISTS staged_jobs; "
                     "DROP TABLE IF EXISTS sources; DROP TABLE IF EXISTS blocks; "
-                    "DROP TABLE IF EXISTS staged_blocks; "
+                    "DROP TABLE IF EXISTS staged_blocks; DROP TABLE IF EXISTS rollups; "
                     f"PRAGMA user_version = {_VERSION};"
                 )
             conn.executescript(_SCHEMA)
@@ -261,6 +267,7 @@ class Catalog(CatalogQueries):
                     (job,),
                 )
                 db.execute(f"DELETE FROM {out_of} WHERE file_id IN ({files})", (job,))
+            db.execute("DELETE FROM rollups")  # files shown or hidden: every month may change
             db.execute("DELETE FROM staged_jobs")
             db.executemany("INSERT INTO staged_jobs VALUES (?)", [(j,) for j in sorted(staged)])
 
@@ -353,6 +360,8 @@ class Catalog(CatalogQueries):
             series_id = self._series_id(series, create=True)
             assert series_id is not None
             ids = self._ids(symbols, create=True)
+            if updates:  # the month's rollup is made again from its blocks when next asked
+                db.execute("DELETE FROM rollups WHERE series_id=? AND month=?", (series_id, month))
             for name, update in updates.items():
                 row = db.execute(
                     "SELECT id FROM files WHERE series_id=? AND month=? AND name=?",

@@ -121,7 +121,7 @@ class Held:
             if b0 == b1:
                 continue  # one block: its symbols are distinct
             a, b = int(ends[b0] - self.counts[b0]), int(ends[b1])
-            if np.bincount(self.symbol[a:b], minlength=symbols).max() < 2:
+            if np.bincount(self.symbol[a:b], minlength=symbols).max(initial=0) < 2:
                 continue
             if keep is None:
                 keep = np.ones(len(self), dtype=bool)

@@ -6,6 +6,7 @@ are its read-only questions, each one query over the tables that module defines.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import sqlite3
@@ -20,6 +21,7 @@ import numpy as np
 from marketpipe.model.partition import PartitionKey
 from marketpipe.model.values import Series, Session
 from marketpipe.storage import catalog_blocks as blocks
+from marketpipe.storage import catalog_rollups as rollups
 from marketpipe.storage.footer import Entry, Footer
 from marketpipe.storage.holdings import Holdings
 
@@ -71,6 +73,27 @@ class CatalogQueries:
 
     def _ids(self, symbols: Iterable[str], create: bool) -> dict[str, int]:
         raise NotImplementedError
+
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError
+
+    def _names(self, ids: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """The names of symbol ``ids`` (ascending, distinct), sorted, and each id's position
+        among them (-1 for the others)."""
+        names: dict[int, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500].tolist()
+            names.update(
+                (int(i), str(s))
+                for i, s in self._conn.execute(
+                    f"SELECT id, symbol FROM symbols WHERE id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+            )
+        ordered = sorted(names, key=names.__getitem__)
+        position = np.full(int(ids[-1]) + 1 if len(ids) else 0, -1, dtype=np.int32)
+        position[ordered] = np.arange(len(ordered), dtype=np.int32)
+        return [names[i] for i in ordered], position
 
     @locked
     def unreadable(self, series: Series, month: str) -> list[tuple[str, str]]:
@@ -131,10 +154,11 @@ class CatalogQueries:
         rows = self._conn.execute(
             "SELECT s.symbol, p.day, f.month, f.name, f.fetched_at, f.id FROM parts p "
             "JOIN files f ON f.id=p.file_id JOIN symbols s ON s.id=p.symbol_id "
-            "WHERE p.series_id=? AND p.day BETWEEN ? AND ? AND (p.symbol_id, p.day) IN ("
+            f"WHERE p.series_id=? AND p.day BETWEEN ? AND ?{only.replace('symbol_id', 'p.symbol_id')} "
+            "AND (p.symbol_id, p.day) IN ("
             f"SELECT symbol_id, day FROM parts WHERE series_id=? AND day BETWEEN ? AND ?{only} "
             "GROUP BY symbol_id, day HAVING COUNT(*) > 1)",
-            (series_id, lo, hi, series_id, lo, hi, *ids),
+            (series_id, lo, hi, *ids, series_id, lo, hi, *ids),
         ).fetchall()
         holders: dict[tuple[str, int], list[tuple[str, int, str]]] = {}
         for symbol, day, month, name, fetched, file_id in rows:
@@ -256,22 +280,34 @@ class CatalogQueries:
         held = blocks.read(self._conn, "blocks", series_id if series_id is not None else -1)
         if not len(held):
             return [], held
-        present = np.flatnonzero(np.bincount(held.symbol))
-        names: dict[int, str] = {}
-        for start in range(0, len(present), 500):
-            chunk = present[start : start + 500].tolist()
-            names.update(
-                (int(i), str(s))
-                for i, s in self._conn.execute(
-                    f"SELECT id, symbol FROM symbols WHERE id IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                )
-            )
-        ordered = sorted(names, key=names.__getitem__)
-        position = np.full(int(present[-1]) + 1, -1, dtype=np.int32)
-        position[ordered] = np.arange(len(ordered), dtype=np.int32)
+        names, position = self._names(np.flatnonzero(np.bincount(held.symbol)))
         held.symbol = position[held.symbol]
-        return [names[i] for i in ordered], held.unique(len(ordered))
+        return names, held.unique(len(names))
+
+    @locked
+    def rollup(
+        self, series: Series, thin_of: rollups.ThinOf | None, thin_key: str | None
+    ) -> tuple[list[str], rollups.Rollup]:
+        """Every month of ``series`` rolled up per symbol (:mod:`catalog_rollups`), months
+        not rolled up yet (or with another ``thin_key``) made and kept; ``symbol`` is an index
+        into the returned names (sorted)."""
+        series_id = self._series_id(series)
+        months = [
+            str(m)
+            for (m,) in self._conn.execute(
+                "SELECT DISTINCT month FROM files WHERE series_id=? ORDER BY month",
+                (series_id if series_id is not None else -1,),
+            )
+        ]
+
+        def keep(make: Callable[[sqlite3.Connection], None]) -> None:
+            with self._tx() as db:
+                make(db)
+
+        roll = rollups.read(self._conn, series_id or -1, months, thin_of, thin_key, keep=keep)
+        names, position = self._names(np.unique(roll.symbol))
+        roll.symbol = position[roll.symbol] if len(roll) else roll.symbol
+        return names, roll
 
     @locked
     def partitions(self, series: Series) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -289,7 +325,7 @@ class CatalogQueries:
         }
         rows = self._conn.execute(
             "SELECT symbol_id, day, MAX(bars), MIN(complete), MAX(session), MAX(rejected) "
-            "FROM parts WHERE series_id=? GROUP BY day, symbol_id",
+            "FROM parts WHERE series_id=? GROUP BY symbol_id, day",
             (series_id or -1,),
         ).fetchall()
         table = np.array(rows, dtype=np.int64).reshape(-1, 6)
@@ -323,17 +359,20 @@ class CatalogQueries:
         )
         return {(str(s), int(d)): str(t or "") for s, d, t in rows}
 
-    @locked
     def spans(self, series: Series) -> dict[str, tuple[dt.date, dt.date]]:
-        """``symbol -> (first day, last day)`` stored."""
-        series_id = self._series_id(series)
-        rows = self._conn.execute(
-            "SELECT s.symbol, MIN(p.day), MAX(p.day) FROM parts p JOIN symbols s "
-            "ON s.id=p.symbol_id WHERE p.series_id=? GROUP BY p.symbol_id",
-            (series_id or -1,),
-        )
+        """``symbol -> (first day, last day)`` stored (from the month rollups: a whole market's
+        twenty years are 240 months, not 50M partitions)."""
+        names, roll = self.rollup(series, None, None)
+        roll = roll.take(np.flatnonzero(roll.held))
+        symbol = roll.symbol.astype(np.intp)
+        first = np.full(len(names), np.iinfo(np.int64).max, dtype=np.int64)
+        last = np.full(len(names), np.iinfo(np.int64).min, dtype=np.int64)
+        np.minimum.at(first, symbol, roll.first + rollups.lowest(roll.held))
+        np.maximum.at(last, symbol, roll.first + rollups.highest(roll.held))
         return {
-            str(sym): (dt.date.fromordinal(lo), dt.date.fromordinal(hi)) for sym, lo, hi in rows
+            name: (dt.date.fromordinal(int(a)), dt.date.fromordinal(int(b)))
+            for name, a, b in zip(names, first.tolist(), last.tolist(), strict=True)
+            if a <= b
         }
 
     @locked
@@ -392,13 +431,11 @@ class CatalogQueries:
     def symbols_on(self, series: Series, day: dt.date, *, with_bars: bool = False) -> list[str]:
         """The symbols with a stored partition of ``series`` on ``day`` (``with_bars``: only
         those with bars, what traded)."""
-        rows = self._conn.execute(
-            "SELECT DISTINCT s.symbol FROM parts p JOIN symbols s ON s.id=p.symbol_id "
-            "WHERE p.series_id=? AND p.day=?" + (" AND p.bars > 0" if with_bars else "")
-            + " ORDER BY s.symbol",
-            (self._series_id(series) or -1, day.toordinal()),
-        )  # fmt: skip
-        return [str(symbol) for (symbol,) in rows]
+        ordinal = day.toordinal()
+        held = blocks.read(self._conn, "blocks", self._series_id(series) or -1, ordinal, ordinal)
+        ids = held.symbol[held.bars > 0] if with_bars else held.symbol
+        names, _ = self._names(np.unique(ids))
+        return names
 
     @locked
     def source_versions(self, series: Series) -> dict[dt.date, set[str]]:
