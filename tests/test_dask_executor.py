@@ -441,7 +441,10 @@ def test_a_worker_without_the_provider_fails_the_units_with_that_message(tmp_pat
     error = summary["failures"][0]["error"]
     assert error.startswith(f"the worker on {socket.gethostname()} cannot run this job: "
                             "unknown provider 'fake'; installed providers: "), error  # fmt: skip
-    assert error.endswith("every worker needs the client's plugins installed"), error
+    assert error.endswith(
+        "every worker needs the client's plugins installed and their secret settings in its "
+        "own environment"
+    ), error
     assert list(tmp_path.rglob("*.parquet")) == []
 
 
@@ -491,6 +494,57 @@ def test_an_iex_multi_day_job_on_the_cluster_equals_the_local_run(
     mp(*job("local-cache"), "--data-dir", str(local), env=QUIET, check=True)
     assert rows(remote) == rows(local)
     assert {r[0] for r in rows(local)} == {"AAPL", "MSFT", "ZVZZT"}
+
+
+def _set_env(values: dict[str, str | None]) -> None:
+    """In a worker: set (or, for ``None``, remove) environment variables."""
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def test_a_whole_market_job_on_the_cluster_reads_each_day_file_once(
+    cluster: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flat-file provider's units of one day go to one worker (the next day's to the other),
+    which reads the day's file once for all of them: each minute file is fetched once, however
+    many units the day has, and the rows equal a local run's."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "marketpipe-massive" / "tests"))
+    from marketpipe_massive.testing import MassiveServer, publish_market, publish_reference
+    from massive_helpers import DAYS, ingest
+    from massive_helpers import mp as massive_mp
+
+    job = ("--all-symbols", "--start", str(DAYS[0]), "--end", str(DAYS[-1]),
+           "--session", "extended", "--batch-size", "2000")  # fmt: skip
+    with MassiveServer() as server:
+        publish_reference(server)
+        publish_market(server, DAYS)
+        # Workers resolve secret settings from their own environment, never from the client.
+        refused = massive_mp(server, "ingest", "--provider", "massive", "--data-dir",
+                             str(tmp_path / "refused"), *job, "--scheduler",
+                             cluster.scheduler.address)  # fmt: skip
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        assert "cannot list symbols" in refused.stderr and "S3_ACCESS_KEY_ID" in refused.stderr
+        cluster.run(_set_env, server.env())
+        try:
+            before = cluster.run(units_run)
+            remote = tmp_path / "remote"
+            out = ingest(server, remote, *job, "--scheduler", cluster.scheduler.address, env=QUIET)
+            assert out["state"] == "COMPLETED", out["stderr"]
+            ran = {w: n - before[w] for w, n in cluster.run(units_run).items()}
+            assert sum(ran.values()) == planned_units(remote) >= 3 * len(DAYS)
+            assert all(ran.values())  # both workers took days
+            minute_files = [k for k in server.gets() if "/minute_aggs_v1/" in k]
+            assert sorted(minute_files) == sorted(set(minute_files)) and len(minute_files) == len(
+                DAYS
+            )
+            local = tmp_path / "local"
+            assert ingest(server, local, *job, env=QUIET)["state"] == "COMPLETED"
+        finally:
+            cluster.run(_set_env, dict.fromkeys(server.env()))
+    assert rows(remote) == rows(local) and rows(local)
 
 
 def _watch_sqlite_opens() -> None:

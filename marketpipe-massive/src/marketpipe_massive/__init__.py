@@ -40,6 +40,7 @@ def marketpipe_providers() -> list[ProviderSpec]:
             timeframes=("1m", "1d"),
             deterministic=True,
             max_days_per_unit=1,  # one file a day, shared by the day's units
+            day_files=True,  # on a cluster, a day's units run on one worker
             # A whole market's thin names trade in few minutes of a session.
             thin_day_fraction=0.01,
         )

@@ -95,6 +95,9 @@ class ProviderSpec:
     :param data_delay: how long after a session ends the provider's bars for it are final (Alpaca
         cannot serve the last 15 minutes of SIP data on its free plan). A day fetched earlier is
         stored as partial and fetched again by the next ingest or ``mp update``.
+    :param day_files: each session day is one source file that every unit of that day reads (a
+        flat-file provider): on a cluster, a day's units go to one worker, which reads the
+        file once for all of them.
     :param thin_day_fraction: ``mp status`` flags a stored day with fewer bars than this share
         of its session's bars as suspiciously thin (a provider that only has bars for minutes
         with trades on a small venue sets it low).
@@ -115,6 +118,7 @@ class ProviderSpec:
     series_settings: tuple[str, ...] = attrs.field(default=(), converter=_names)
     data_delay: dt.timedelta = dt.timedelta(0)
     thin_day_fraction: float = 0.5
+    day_files: bool = False
     distribution: str | None = attrs.field(default=None, eq=False)
     version: str | None = attrs.field(default=None, eq=False)
 

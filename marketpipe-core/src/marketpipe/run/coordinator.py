@@ -355,7 +355,7 @@ class IngestionCoordinatorService:
         assert self._remote is not None and self._setup is not None
         deadline = self._started_at + self._deadline_seconds if self._deadline_seconds else None
         task = UnitTask(self._setup, UnitContext.of(job, self._series(job)), unit, deadline)
-        running = await self._until_stopped(self._remote.run(task))
+        running = await self._until_stopped(self._remote.run(task, self._spec.day_files))
         if not running.done():  # Ctrl-C: the workers drop the job's fetches, commits finish
             await self._remote.stop(job.job_id.value)
         try:

@@ -33,6 +33,7 @@ from marketpipe.run.dask.tasks import (
     ListTask,
     UnitDone,
     UnitTask,
+    WorkerSetupError,
     close_job,
     fetch_actions,
     list_symbols,
@@ -128,8 +129,10 @@ class DaskUnits:
         """Holds ``provider``'s rate limits on the scheduler for all workers together."""
         return DaskWindows(provider, self.workers)
 
-    async def run(self, task: UnitTask) -> UnitDone:
-        """Run one unit on a worker; its errors come back as raised there."""
+    async def run(self, task: UnitTask, by_day: bool = False) -> UnitDone:
+        """Run one unit on a worker; its errors come back as raised there. ``by_day``: the
+        units of one day go to one worker (the next day to the next), which reads the day's
+        file once for all of them; another worker takes them if that one is gone."""
         from distributed import Event
 
         job_id = task.context.job_id
@@ -142,13 +145,24 @@ class DaskUnits:
                 stop = Event(flag.name, client=self._client)  # type: ignore[no-untyped-call]
                 cleared = self._jobs[job_id] = asyncio.ensure_future(stop.clear())  # type: ignore[no-untyped-call]
             await cleared
+            where = self._worker_for(min(w.day for w in task.unit.windows)) if by_day else None
             future = self._client.submit(
-                run_unit, task, flag, pure=False, key=f"unit-{job_id}-{uuid.uuid4().hex}"
+                run_unit,
+                task,
+                flag,
+                pure=False,
+                key=f"unit-{job_id}-{uuid.uuid4().hex}",
+                # A preference: a lost worker's units run elsewhere.
+                **({"workers": where, "allow_other_workers": True} if where else {}),
             )
         except Exception as exc:  # the client closed: the scheduler was lost before
             raise self._lost(exc) from None
         result: UnitDone = await self._outcome(future)
         return result
+
+    def _worker_for(self, day: dt.date) -> list[str] | None:
+        addresses = sorted(self._client.scheduler_info().get("workers", {}))
+        return [addresses[day.toordinal() % len(addresses)]] if addresses else None
 
     def actions_fetcher(self, provider: str, settings: Mapping[str, str]) -> FetchActions:
         """Corporate actions fetched on a worker, under the cluster's shared rate limit: a
@@ -197,6 +211,8 @@ class DaskUnits:
 
         try:
             await asyncio.gather(*(one(f) for f in futures))
+        except WorkerSetupError as exc:  # a worker without the plugin or a secret: one line
+            raise InvalidInputError(str(exc)) from None
         finally:
             task.close()
             pending = [f for f in futures if not f.done()]

@@ -102,7 +102,7 @@ class RemoteUnits(Protocol):
     #: How many units it runs at once (the workers' threads).
     slots: int
 
-    async def run(self, task: UnitTask) -> UnitDone: ...
+    async def run(self, task: UnitTask, by_day: bool = False) -> UnitDone: ...
 
     async def list_symbols(
         self, provider: str, settings: Mapping[str, str], windows: Sequence[SessionWindow]
@@ -253,7 +253,7 @@ def _set_up_here(what: str) -> Iterator[None]:
     except UserError as exc:
         raise WorkerSetupError(
             f"the worker on {socket.gethostname()} cannot {what}: {exc}; every worker needs "
-            f"the client's plugins installed"
+            "the client's plugins installed and their secret settings in its own environment"
         ) from None
 
 
