@@ -205,7 +205,10 @@ def test_a_sync_waits_for_a_month_folder_without_holding_the_catalog(tmp_path: P
     from marketpipe.storage.layout import month_key
 
     sink = ParquetSink(tmp_path)
-    commit(sink, ["AAPL"], [D1])
+    paths = commit(sink, ["AAPL"], [D1])
+    # A file the catalog does not know yet: the sync has to take the folder to read it.
+    held = tmp_path / paths[("AAPL", D1)]
+    shutil.copy(held, held.with_name("part-copy-000000000000.parquet"))
     catalog = sink.catalog
     month = month_key(D1)
     real_lock = catalog.holdings.lock
@@ -225,3 +228,24 @@ def test_a_sync_waits_for_a_month_folder_without_holding_the_catalog(tmp_path: P
         catalog._lock.release()
     syncing.join(10)
     assert not syncing.is_alive()
+
+
+def test_a_folder_in_step_with_the_catalog_is_not_locked_to_be_synced(tmp_path: Path) -> None:
+    """A read of twenty years syncs 240 month folders: one the catalog already knows file for
+    file is listed, not locked."""
+    sink = ParquetSink(tmp_path)
+    paths = commit(sink, ["AAPL"], [D1, D2])
+    taken: list[str] = []
+    real_lock = sink.catalog.holdings.lock
+
+    def lock(series: Series, folder: str):  # type: ignore[no-untyped-def]
+        taken.append(folder)
+        return real_lock(series, folder)
+
+    sink.catalog.holdings.lock = lock  # type: ignore[method-assign]
+    sink.catalog.sync(SERIES, ["2024-03"])
+    assert taken == []
+    (tmp_path / paths[("AAPL", D1)]).unlink()  # behind the catalog's back
+    sink.catalog.sync(SERIES, ["2024-03"])
+    assert taken == ["2024-03"]
+    assert stored(sink.catalog, ["AAPL"], [D1, D2]) == set()
