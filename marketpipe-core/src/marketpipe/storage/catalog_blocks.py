@@ -21,8 +21,11 @@ COLUMNS = """
     series_id INTEGER NOT NULL, day INTEGER NOT NULL, file_id INTEGER NOT NULL,
     session INTEGER NOT NULL, symbols BLOB NOT NULL, bars BLOB NOT NULL,
     complete BLOB NOT NULL, rejected BLOB NOT NULL,
-    PRIMARY KEY (series_id, day, file_id)
+    UNIQUE (series_id, day, file_id)
 """
+# A rowid table, not WITHOUT ROWID: a block of a few hundred symbols is 2 KB, which a rowid
+# table's page holds whole; keyed WITHOUT ROWID, each one spilled into an overflow page of its
+# own (18 bytes a partition instead of 8, measured on twenty years of a whole market).
 
 _I4 = np.dtype("<i4")
 _U1 = np.dtype(np.uint8)
