@@ -9,7 +9,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from core_helpers import simple_bars
-from marketpipe.ingestion import OHLCVBar, Session, Timeframe
+from marketpipe.ingestion import OHLCVBar, Session, Timeframe, TimeRange
 from marketpipe.model import files as atomic
 from marketpipe.model.calendar import nyse_calendar
 from marketpipe.model.schema import BAR_SCHEMA
@@ -223,3 +223,41 @@ def test_a_staged_job_is_read_whole_or_not_at_all_also_after_a_crash_mid_publish
     assert sink.publish(series, "new") == 0  # idempotent
     reader.close()
     sink.close()
+
+
+def test_a_symbol_read_decodes_only_the_row_groups_that_can_hold_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marketpipe.model.calendar import day_bounds
+    from marketpipe.storage import parquet_files
+    from marketpipe.storage.parquet_files import read_symbols, write_bars
+
+    windows = nyse_calendar().windows(
+        TimeRange(dt.date(2024, 3, 4), dt.date(2024, 3, 6)), Session.REGULAR
+    )
+    table = pa.Table.from_batches(
+        [simple_bars(s, w, 30) for s in ("AAA", "BBB", "CCC", "DDD") for w in windows]
+    ).cast(BAR_SCHEMA)  # sorted by symbol
+    per_symbol = table.num_rows // 4
+    path = tmp_path / "bars.parquet"
+    with open(path, "wb") as fh:
+        write_bars(table, rows_per_group=per_symbol)(fh)  # one symbol a row group
+    asked: list[list[int]] = []
+    real = pq.ParquetFile.read_row_groups
+
+    def spy(self: pq.ParquetFile, groups: list[int], *args: object, **kw: object) -> pa.Table:
+        asked.append(list(groups))
+        return real(self, groups, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(parquet_files.pq.ParquetFile, "read_row_groups", spy)
+    lo, hi = day_bounds(dt.date(2024, 3, 5), dt.date(2024, 3, 6))
+    got = read_symbols(str(path), ["BBB", "DDD"], lo, hi)
+    assert asked == [[1, 3]]
+    expected = table.filter(
+        pa.compute.and_(
+            pa.compute.is_in(table["symbol"], pa.array(["BBB", "DDD"])),
+            pa.compute.greater_equal(table["timestamp"], lo),
+        )
+    )
+    assert got.to_pylist() == expected.to_pylist()
+    assert got.num_rows == 2 * 2 * per_symbol // 3  # two symbols, two of the three days

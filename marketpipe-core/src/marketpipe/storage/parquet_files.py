@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from marketpipe.model.schema import BAR_SCHEMA
+
+BAR_NAMES = BAR_SCHEMA.names
 
 
 def is_sorted(table: pa.Table) -> bool:
@@ -56,3 +61,42 @@ def write_bars(
         )
 
     return write
+
+
+def read_symbols(path: str, wanted: list[str], lo: pa.Scalar, hi: pa.Scalar) -> pa.Table:
+    """The rows of ``wanted`` (sorted) stamped in ``[lo, hi)`` from one local bar file: only
+    the row groups whose symbol statistics can hold one of them are decoded.
+
+    Hand-written over ``pyarrow.parquet`` rather than one ``pyarrow.dataset`` over the files:
+    the dataset scanner costs about 2.5 ms a file before any row is decoded, which dominated
+    a symbol's twenty years read from 240 month files (DuckDB: about 1 ms a file); called
+    from a thread pool, this costs about 0.7 ms a file plus the row groups it decodes. A file
+    written with other columns (an older layout) is read through the dataset scanner, which
+    fills what is missing."""
+    file = pq.ParquetFile(path)
+    names = file.schema_arrow.names
+    if sorted(names) != sorted(BAR_NAMES):
+        import pyarrow.dataset as ds
+
+        where = (
+            pc.field("symbol").isin(wanted)
+            & (pc.field("timestamp") >= lo)
+            & (pc.field("timestamp") < hi)
+        )
+        return ds.dataset([path], schema=BAR_SCHEMA, format="parquet").to_table(filter=where)
+    column = names.index("symbol")
+    meta = file.metadata
+    groups = []
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(column).statistics
+        if stats is not None and stats.has_min_max:
+            first = bisect.bisect_left(wanted, stats.min)
+            if first == len(wanted) or wanted[first] > stats.max:
+                continue  # none of the symbols falls inside this group
+        groups.append(i)
+    table = file.read_row_groups(groups)
+    keep = pc.and_(
+        pc.is_in(table["symbol"], value_set=pa.array(wanted, pa.string())),
+        pc.and_(pc.greater_equal(table["timestamp"], lo), pc.less(table["timestamp"], hi)),
+    )
+    return table.filter(keep)

@@ -48,7 +48,13 @@ from marketpipe.storage.footer import Entry, Footer, count_rows, parse_footer, r
 from marketpipe.storage.holdings import FileHoldings
 from marketpipe.storage.layout import STAGING, month_key, month_prefix
 from marketpipe.storage.object_store import ObjectStore
-from marketpipe.storage.parquet_files import COMPRESSIONS, is_sorted, row_group_rows, write_bars
+from marketpipe.storage.parquet_files import (
+    COMPRESSIONS,
+    is_sorted,
+    read_symbols,
+    row_group_rows,
+    write_bars,
+)
 from marketpipe.storage.partition_index import index_covered
 from marketpipe.storage.store import STAGED, Prepared, Store
 from marketpipe.storage.stores import LocalStore
@@ -162,18 +168,17 @@ class ParquetSink:
                 for rel in rels
             ]
             return pa.concat_tables(parts).replace_schema_metadata(None)
-        if isinstance(self.store, LocalStore):
-            # pyarrow.dataset imports pandas (0.9 s): loaded by the reads that need it only,
-            # never by mp status, mp jobs or an ingest that replaces nothing.
-            import pyarrow.dataset as ds
+        local = self.store
+        if isinstance(local, LocalStore):
+            # Side by side, each file's row groups pruned on their symbol statistics.
+            def one(rel: str) -> pa.Table:
+                try:
+                    return read_symbols(str(local.path(rel)), wanted, lo, hi).cast(BAR_SCHEMA)
+                except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
+                    raise unreadable(f"{self.store.url}/{rel}", exc) from None
 
-            # One dataset over the files: pyarrow prunes row groups and decodes on its threads.
-            paths = {str(self.store.path(rel)): rel for rel in rels}
-            try:
-                found = ds.dataset(list(paths), schema=BAR_SCHEMA, format="parquet")
-                table = found.to_table(filter=where)
-            except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
-                raise unreadable(f"{self.store.url}/{rels[0]}'s month folders", exc) from None
+            with ThreadPoolExecutor(max_workers=min(8, len(rels))) as pool:
+                table = pa.concat_tables(list(pool.map(one, rels)))
         else:  # objects: fetched side by side, each filtered as it is decoded
             with ThreadPoolExecutor(max_workers=min(8, len(rels))) as pool:
                 parts = list(pool.map(lambda rel: self._read(rel, where).cast(BAR_SCHEMA), rels))
