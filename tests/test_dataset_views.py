@@ -434,7 +434,9 @@ def test_resample_equals_duckdbs_own_aggregation_and_rebuilds_only_what_changed(
         f"read_parquet('{root}/provider=fake/feed=sim/**/*.parquet') GROUP BY ALL ORDER BY ALL"
     ).fetchall()
     assert [(r[0], r[1].date(), r[6]) for r in derived(root, "1d")] == by_day
-    meta = pq.read_schema(next(root.glob("provider=fake/feed=sim-from-1m/**/*.parquet"))).metadata
+    meta = pq.ParquetFile(
+        next(root.glob("provider=fake/feed=sim-from-1m/**/*.parquet"))
+    ).metadata.metadata
     assert meta[b"marketpipe.derived_from"] == b"fake/sim/raw/1m"
 
     # Nothing changed: nothing rebuilt. One day re-ingested: that day alone.

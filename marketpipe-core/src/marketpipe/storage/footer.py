@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from marketpipe.model.calendar import NEW_YORK
 from marketpipe.model.errors import StorageError
 from marketpipe.model.values import Session
+from marketpipe.storage.parquet_files import file_metadata
 
 if TYPE_CHECKING:
     from marketpipe.storage.store import Store
@@ -197,7 +198,7 @@ def read_footer(where: Path | Store, rel: str | None = None) -> Footer:
 
     try:
         with source() as src:
-            meta = pq.read_schema(src).metadata or {}
+            meta = file_metadata(src)
         return parse_footer(meta, rows)
     except (OSError, ValueError, TypeError, KeyError, AttributeError, pa.ArrowException) as exc:
         raise unreadable(name, exc) from None

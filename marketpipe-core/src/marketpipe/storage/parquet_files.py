@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,6 +45,14 @@ def row_group_rows(store: object) -> int:
 def write_bars(
     table: pa.Table, compression: str = "zstd", rows_per_group: int = ROW_GROUP_ROWS
 ) -> Callable[[BinaryIO], None]:
+    """A writer of ``table``; its schema metadata (the footer) becomes the file's key-value
+    metadata, once: ``pq.write_table`` also embeds it in the serialized Arrow schema
+    (``ARROW:schema``, base64), which for a whole-market month of day bars made a 9 MB footer
+    that took pyarrow 12.6 ms to open (1.1 ms without the copy). Readers get it from
+    :func:`file_metadata`."""
+    metadata = table.schema.metadata
+    plain = table.replace_schema_metadata(None)
+
     def write(fh: BinaryIO) -> None:
         # Dictionary-encode only the symbol: price columns rarely repeat enough to pay for it,
         # and skipping them makes writing about 30% faster for the same file size. Row groups
@@ -52,15 +60,21 @@ def write_bars(
         # a reader of a few symbols skip the others on their statistics: one symbol's year
         # from a 100-symbol dataset reads 3.6x faster than with 128k-row groups, for files
         # about 4% larger (bench/bench_read.py).
-        pq.write_table(
-            table,
-            fh,
-            compression=compression,
-            row_group_size=rows_per_group,
-            use_dictionary=["symbol"],
-        )
+        with pq.ParquetWriter(
+            fh, plain.schema, compression=compression, use_dictionary=["symbol"]
+        ) as writer:
+            writer.write_table(plain, row_group_size=rows_per_group)
+            if metadata:
+                writer.add_key_value_metadata(metadata)
 
     return write
+
+
+def file_metadata(source: Any) -> dict[bytes, bytes]:
+    """A bar file's key-value metadata (its footer keys), whether written by
+    :func:`write_bars` or, before, with the same keys inside ``ARROW:schema`` too."""
+    found = pq.ParquetFile(source).metadata.metadata or {}
+    return {k: v for k, v in found.items() if k != b"ARROW:schema"}
 
 
 def read_symbols(path: str, wanted: list[str], lo: pa.Scalar, hi: pa.Scalar) -> pa.Table:

@@ -50,6 +50,7 @@ from marketpipe.storage.layout import STAGING, month_key, month_prefix
 from marketpipe.storage.object_store import ObjectStore
 from marketpipe.storage.parquet_files import (
     COMPRESSIONS,
+    file_metadata,
     is_sorted,
     read_symbols,
     row_group_rows,
@@ -81,6 +82,17 @@ def drop_partitions(table: pa.Table, keys: set[tuple[str, int]]) -> pa.Table:
 
 def _keys(coverage: Coverage) -> set[str]:
     return {f"{s}|{d}" for s, days in coverage.items() for d in days}
+
+
+_READERS: list[ThreadPoolExecutor] = []
+
+
+def _readers() -> ThreadPoolExecutor:
+    """The threads that read local files, kept between reads: starting eight threads cost a
+    read of 60 files about a tenth of its time."""
+    if not _READERS:
+        _READERS.append(ThreadPoolExecutor(max_workers=8, thread_name_prefix="marketpipe-read"))
+    return _READERS[0]
 
 
 class ParquetSink:
@@ -177,8 +189,7 @@ class ParquetSink:
                 except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
                     raise unreadable(f"{self.store.url}/{rel}", exc) from None
 
-            with ThreadPoolExecutor(max_workers=min(8, len(rels))) as pool:
-                table = pa.concat_tables(list(pool.map(one, rels)))
+            table = pa.concat_tables(list(_readers().map(one, rels)))
         else:  # objects: fetched side by side, each filtered as it is decoded
             with ThreadPoolExecutor(max_workers=min(8, len(rels))) as pool:
                 parts = list(pool.map(lambda rel: self._read(rel, where).cast(BAR_SCHEMA), rels))
@@ -259,7 +270,11 @@ class ParquetSink:
     def _prepare_rest(self, other: str, overlap: set[str]) -> tuple[Prepared, Footer]:
         """``other``'s rows outside ``overlap``, written but not yet visible, to replace it."""
         old_table = self._read(other)
-        meta = dict(old_table.schema.metadata or {})
+        try:
+            with self.store.open(other) as src:
+                meta = file_metadata(src)
+        except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
+            raise unreadable(f"{self.store.url}/{other}", exc) from None
         try:
             footer = parse_footer(meta, lambda: count_rows(old_table))
         except (ValueError, TypeError, KeyError) as exc:

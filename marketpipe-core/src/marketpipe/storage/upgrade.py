@@ -17,12 +17,12 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from marketpipe.model.files import fsync_dir
 from marketpipe.model.values import RAW
 from marketpipe.storage.footer import JOB_KEY
 from marketpipe.storage.layout import META_DIR, encode_component, inside
+from marketpipe.storage.parquet_files import file_metadata
 
 LAYOUT = "2"
 _OLD_FILES = "provider=*/feed=*/timeframe=*/month=*/*.parquet"
@@ -59,7 +59,7 @@ def new_path(rel: str, adjustment: str) -> str | None:
 
 def _job_of(path: Path) -> str:
     try:
-        meta = pq.read_schema(path).metadata or {}
+        meta = file_metadata(path)
     except (OSError, pa.ArrowException):
         return ""
     return str(meta.get(JOB_KEY, b"").decode(errors="replace"))
