@@ -249,3 +249,24 @@ def test_a_folder_in_step_with_the_catalog_is_not_locked_to_be_synced(tmp_path: 
     sink.catalog.sync(SERIES, ["2024-03"])
     assert taken == ["2024-03"]
     assert stored(sink.catalog, ["AAPL"], [D1, D2]) == set()
+
+
+def test_blocks_keep_bar_counts_of_any_size_and_read_back_mixed_widths() -> None:
+    """Bar counts go into a block as 16-bit integers when they all fit, else 32-bit (a day of
+    a liquid symbol's trades does not fit); blocks of both widths read back together."""
+    import sqlite3
+
+    from marketpipe.storage import catalog_blocks as blocks
+
+    db = sqlite3.connect(":memory:")
+    db.execute(f"CREATE TABLE blocks ({blocks.COLUMNS})")
+    small = [(738000, 1, 390, 1, 0), (738000, 2, 12, 0, 3)]
+    large = [(738001, 1, 1_400_000, 1, 0), (738001, 3, 5, 1, 0)]
+    rows = blocks.rows(1, 7, 0, small) + blocks.rows(1, 8, 0, large)
+    assert [len(r[5]) for r in rows] == [4, 8]  # two 16-bit counts; two 32-bit ones
+    db.executemany("INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    held = blocks.read(db, "blocks", 1)
+    assert held.symbol.tolist() == [1, 2, 1, 3]
+    assert held.bars.tolist() == [390, 12, 1_400_000, 5]
+    assert held.complete.tolist() == [1, 0, 1, 1] and held.rejected.tolist() == [0, 3, 0, 0]
+    assert held.day.tolist() == [738000, 738000, 738001, 738001]

@@ -29,6 +29,7 @@ COLUMNS = """
 
 _I4 = np.dtype("<i4")
 _U1 = np.dtype(np.uint8)
+_U2 = np.dtype("<u2")
 
 
 def rows(
@@ -52,12 +53,26 @@ def rows(
                 file_id,
                 session,
                 chunk[:, 1].astype(_I4).tobytes(),
-                np.minimum(chunk[:, 2], 2**31 - 1).astype(_I4).tobytes(),
+                _bars_blob(chunk[:, 2]),
                 b"" if complete.all() else complete.astype(_U1).tobytes(),
                 rejected.astype(_I4).tobytes() if rejected.any() else b"",
             )
         )
     return out
+
+
+def _bars_blob(bars: np.ndarray) -> bytes:
+    """Bar counts as 16-bit integers when they all fit (a day's minute bars always do), else
+    32-bit: a block of 256 symbols is then 1.5 KB, two to a page, where 2 KB took a page of
+    its own (16 bytes a partition, measured)."""
+    if len(bars) and int(bars.max()) < 2**16:
+        return bytes(bars.astype(_U2).tobytes())
+    return bytes(np.minimum(bars, 2**31 - 1).astype(_I4).tobytes())
+
+
+def bars_of(blob: bytes, n: int) -> np.ndarray:
+    """A block's bar counts (``n`` entries) from :func:`_bars_blob`'s bytes."""
+    return np.frombuffer(blob, dtype=_U2 if len(blob) == 2 * n else _I4).astype(np.int32)
 
 
 class Held:
@@ -162,6 +177,18 @@ def _values(
     return out
 
 
+def _bars(found: list[tuple[Any, ...]], counts: np.ndarray) -> np.ndarray:
+    """Every block's bar counts, entry by entry, as 32-bit integers."""
+    widths = {len(r[4]) // max(int(n), 1) for r, n in zip(found, counts.tolist(), strict=True)}
+    if widths <= {2}:
+        return np.frombuffer(b"".join(r[4] for r in found), dtype=_U2).astype(np.int32)
+    if widths <= {4}:
+        return np.frombuffer(b"".join(r[4] for r in found), dtype=_I4)
+    return np.concatenate(
+        [bars_of(r[4], int(n)) for r, n in zip(found, counts.tolist(), strict=True)]
+    )
+
+
 def read(
     conn: sqlite3.Connection, table: str, series_id: int, lo: int = 0, hi: int = 2**62
 ) -> Held:
@@ -175,7 +202,7 @@ def read(
     counts = np.array([len(r[3]) // 4 for r in found], dtype=np.int64)
     return Held(
         symbol=np.frombuffer(b"".join(r[3] for r in found), dtype=_I4),
-        bars=np.frombuffer(b"".join(r[4] for r in found), dtype=_I4),
+        bars=_bars(found, counts),
         complete=_values(found, 5, counts, _U1, 1),
         rejected=_values(found, 6, counts, _I4, 0),
         block_day=np.array([r[0] for r in found], dtype=np.int32),

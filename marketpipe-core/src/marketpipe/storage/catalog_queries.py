@@ -207,7 +207,7 @@ class CatalogQueries:
                 hit = np.flatnonzero(np.isin(held, list(by_day[int(day)])))
                 if not len(hit):
                     continue
-                counts = np.frombuffer(bars, dtype="<i4")[hit]
+                counts = blocks.bars_of(bars, len(held))[hit]
                 flags = np.frombuffer(complete, dtype=np.uint8)[hit] if complete else None
                 for k, i in enumerate(hit.tolist()):
                     whole = 1 if flags is None else int(flags[k])
