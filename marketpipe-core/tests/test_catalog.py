@@ -270,3 +270,23 @@ def test_blocks_keep_bar_counts_of_any_size_and_read_back_mixed_widths() -> None
     assert held.bars.tolist() == [390, 12, 1_400_000, 5]
     assert held.complete.tolist() == [1, 0, 1, 1] and held.rejected.tolist() == [0, 3, 0, 0]
     assert held.day.tolist() == [738000, 738000, 738001, 738001]
+
+
+def test_a_lookup_of_many_keys_reads_the_blocks_and_finds_what_the_probes_find(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marketpipe.storage import catalog_queries
+
+    sink = ParquetSink(tmp_path)
+    commit(sink, ["AAPL", "MSFT"], [D1, D2], partial={"MSFT": (D2,)})
+    commit(sink, ["IBM"], [D2, D3], job="job2")
+    keys = [(s, d) for s in ("AAPL", "MSFT", "IBM", "NONE") for d in (D1, D2, D3)]
+    probed = sorted(sink.catalog.lookup(SERIES, keys), key=lambda p: (p.symbol, p.day))
+    monkeypatch.setattr(catalog_queries, "_PROBES", 0)  # every lookup reads blocks now
+    from_blocks = sorted(sink.catalog.lookup(SERIES, keys), key=lambda p: (p.symbol, p.day))
+    assert from_blocks == probed
+    assert [(p.symbol, p.day, p.complete) for p in probed] == [
+        ("AAPL", D1, True), ("AAPL", D2, True), ("IBM", D2, True), ("IBM", D3, True),
+        ("MSFT", D1, True), ("MSFT", D2, False),
+    ]  # fmt: skip
+    assert {p.bars for p in probed} == {390}

@@ -26,6 +26,8 @@ from marketpipe.storage.footer import Entry, Footer
 from marketpipe.storage.holdings import Holdings
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+#: Up to this many keys, ``lookup`` probes the per-partition rows; beyond, it reads blocks.
+_PROBES = 2_000
 
 
 def locked(method: _F) -> _F:
@@ -184,9 +186,10 @@ class CatalogQueries:
         if series_id is None or not keys:
             return []
         ids = self._ids((s for s, _ in keys), create=False)
-        # From the blocks of the days asked: a commit's unit is a few days, and a whole-market
-        # day's blocks are a few thousand ids to decode, where probing the per-partition rows
-        # of 10,000 keys took 200 ms a commit.
+        if len(keys) <= _PROBES:
+            return self._probe(series, series_id, ids, keys)
+        # Many keys (a whole-market day): from the blocks of the days asked, a few thousand
+        # ids to decode, where probing the per-partition rows of 10,000 keys took 200 ms.
         by_day: dict[int, set[int]] = {}
         for s, d in keys:
             if s in ids:
@@ -237,6 +240,32 @@ class CatalogQueries:
                     self.holdings.where(series, month, name),
                 )
             )
+        return out
+
+    def _probe(
+        self, series: Series, series_id: int, ids: dict[str, int], keys: list[PartitionKey]
+    ) -> list[StoredPartition]:
+        """``lookup`` of a few keys: one primary-key probe each (a day of an Alpaca-like
+        dataset has a block in each of hundreds of files; decoding them all cost 20 ms)."""
+        out: list[StoredPartition] = []
+        for symbol, day in keys:
+            if symbol not in ids:
+                continue
+            for bars, complete, month, name in self._conn.execute(
+                "SELECT p.bars, p.complete, f.month, f.name FROM parts p "
+                "JOIN files f ON f.id=p.file_id "
+                "WHERE p.series_id=? AND p.symbol_id=? AND p.day=?",
+                (series_id, ids[symbol], day.toordinal()),
+            ):
+                out.append(
+                    StoredPartition(
+                        symbol,
+                        day,
+                        int(bars),
+                        bool(complete),
+                        self.holdings.where(series, month, name),
+                    )
+                )
         return out
 
     @locked
