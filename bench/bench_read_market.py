@@ -22,13 +22,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import marketpipe
 import numpy as np
 import pyarrow as pa
+from bench_read import best  # the same best-of-N timing as the one-symbol-year bench
 from marketpipe.ingestion import Session, Timeframe, TimeRange
 from marketpipe.model.calendar import nyse_calendar
 from marketpipe.model.schema import BAR_SCHEMA
@@ -75,17 +75,6 @@ def build(root: Path, symbols: list[str], first: dt.date, last: dt.date) -> int:
             print(f"  {window.day}: {rows:,} rows", file=sys.stderr)
     sink.close()
     return rows
-
-
-def best(repeat: int, run: Callable[[], pa.Table]) -> tuple[float, int]:
-    rows = run().num_rows  # warm-up
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        table = run()
-        times.append(time.perf_counter() - started)
-        assert table.num_rows == rows
-    return min(times), rows
 
 
 def measure(root: Path, symbol: str, first: dt.date, last: dt.date, repeat: int) -> dict:

@@ -3,17 +3,21 @@ dist-info folders (discovered by importlib.metadata like any installed distribut
 
 from __future__ import annotations
 
+import datetime as dt
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from marketpipe.model.calendar import SessionWindow
+from marketpipe.model.calendar import SessionWindow, nyse_calendar
 from marketpipe.model.errors import SymbolError
 from marketpipe.model.request import FetchRequest
 from marketpipe.model.schema import bars_batch
+from marketpipe.model.values import Session, Timeframe
 from marketpipe.plugins.provider import IMarketDataProvider
+from marketpipe.plugins.sink import CommitRequest
 
 MINUTE = 60 * 1_000_000_000
 
@@ -75,3 +79,37 @@ def write_plugin(
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(f"[marketpipe]\n{entry_name or module} = {module}\n")
+
+
+def commit(
+    sink: Any,
+    symbols: list[str],
+    days: list[dt.date],
+    job: str = "job1",
+    partial: dict[str, tuple[dt.date, ...]] | None = None,
+    adjustment: str = "raw",
+    step_minutes: int = 1,
+) -> dict:
+    """Commit a Fake-like series' bars of ``symbols`` x ``days`` (regular session) through
+    ``sink``: what a unit of ``job`` commits."""
+    calendar = nyse_calendar()
+    table = pa.Table.from_batches(
+        [
+            simple_bars(s, calendar.window(d, Session.REGULAR), step_minutes)
+            for s in symbols
+            for d in days
+        ]
+    )
+    result: dict = sink.commit(
+        CommitRequest(
+            table=table,
+            coverage={s: tuple(days) for s in symbols},
+            provider="fake",
+            feed="sim",
+            timeframe=Timeframe.M1,
+            job_id=job,
+            adjustment=adjustment,
+            partial=partial or {},
+        )
+    )
+    return result

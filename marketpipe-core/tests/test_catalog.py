@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from core_helpers import simple_bars
+from core_helpers import commit, simple_bars
 from marketpipe.ingestion import Session, Timeframe
 from marketpipe.model.calendar import nyse_calendar
 from marketpipe.model.values import Series
@@ -21,31 +21,6 @@ from marketpipe.storage.parquet_sink import ParquetSink
 CAL = nyse_calendar()
 D1, D2, D3 = dt.date(2024, 3, 4), dt.date(2024, 3, 5), dt.date(2024, 3, 6)
 SERIES = Series("fake", "sim", "raw", Timeframe.M1)
-
-
-def commit(
-    sink: ParquetSink,
-    symbols: list[str],
-    days: list[dt.date],
-    job: str = "job1",
-    partial: dict[str, tuple[dt.date, ...]] | None = None,
-    adjustment: str = "raw",
-) -> dict:
-    table = pa.Table.from_batches(
-        [simple_bars(s, CAL.window(d, Session.REGULAR)) for s in symbols for d in days]
-    )
-    return sink.commit(
-        CommitRequest(
-            table=table,
-            coverage={s: tuple(days) for s in symbols},
-            provider="fake",
-            feed="sim",
-            timeframe=Timeframe.M1,
-            job_id=job,
-            adjustment=adjustment,
-            partial=partial or {},
-        )
-    )
 
 
 def stored(catalog: Catalog, symbols: list[str], days: list[dt.date], **kw: object) -> set:

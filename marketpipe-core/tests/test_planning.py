@@ -7,8 +7,7 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
-import pyarrow as pa
-from core_helpers import simple_bars
+from core_helpers import commit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from marketpipe.ingestion import (
@@ -24,7 +23,6 @@ from marketpipe.jobs.store import SqliteJobStore
 from marketpipe.model.calendar import nyse_calendar
 from marketpipe.model.values import Series
 from marketpipe.plugins import registry
-from marketpipe.plugins.sink import CommitRequest
 from marketpipe.run.planning import plan_job, plan_units
 from marketpipe.storage.layout import month_key
 from marketpipe.storage.parquet_sink import ParquetSink
@@ -59,28 +57,12 @@ def test_units_cover_every_pending_partition_once_within_a_month(
             assert len(unit.windows) <= spec.max_days_per_unit
 
 
-def _commit(sink: ParquetSink, symbols: list[str], days: list[dt.date], job: str) -> None:
-    table = pa.Table.from_batches(
-        [simple_bars(s, CAL.window(d, Session.REGULAR)) for s in symbols for d in days]
-    )
-    sink.commit(
-        CommitRequest(
-            table=table,
-            coverage={s: tuple(days) for s in symbols},
-            provider="fake",
-            feed="sim",
-            timeframe=Timeframe.M1,
-            job_id=job,
-        )
-    )
-
-
 def test_a_job_plans_what_is_not_stored_and_keeps_its_plan_one_row_a_symbol(
     tmp_path: Path,
 ) -> None:
     sink = ParquetSink(tmp_path)
     days = [w.day for w in WINDOWS]
-    _commit(sink, ["AAA", "BBB"], days[:3], "earlier")
+    commit(sink, ["AAA", "BBB"], days[:3], "earlier")
     # A partition in two files is not counted stored: it is fetched again.
     held = next(tmp_path.rglob("*.parquet"))
     shutil.copy(held, held.with_name("part-copy-000000000000.parquet"))

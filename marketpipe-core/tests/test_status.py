@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from core_helpers import simple_bars
+from core_helpers import commit, simple_bars
 from marketpipe.dataset.status import series_status
 from marketpipe.ingestion import Session, Timeframe, TimeRange
 from marketpipe.model.calendar import nyse_calendar
@@ -60,21 +60,8 @@ def test_the_summary_equals_one_partition_at_a_time(tmp_path: Path, seed: int) -
         start = rnd.randrange(len(DAYS) - 3)
         days = sorted(rnd.sample(DAYS[start : start + 6], rnd.randint(1, 3)))
         step = rnd.choice([1, 1, 60])  # 60: a thin day (7 bars)
-        table = pa.Table.from_batches(
-            [simple_bars(s, CAL.window(d, Session.REGULAR), step) for s in names for d in days]
-        )
         partial = {names[0]: (days[0],)} if rnd.random() < 0.3 else {}
-        sink.commit(
-            CommitRequest(
-                table=table,
-                coverage={s: tuple(days) for s in names},
-                provider="fake",
-                feed="sim",
-                timeframe=Timeframe.M1,
-                job_id=f"job{n}",
-                partial=partial,
-            )
-        )
+        commit(sink, names, days, f"job{n}", partial, step_minutes=step)
     # A commit cut short before its clean-up: one file's partitions held twice.
     held = sorted(tmp_path.rglob("*.parquet"))[0]
     shutil.copy(held, held.with_name("part-copy-000000000000.parquet"))
