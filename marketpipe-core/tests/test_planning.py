@@ -22,7 +22,7 @@ from marketpipe.ingestion import (
 from marketpipe.jobs.store import SqliteJobStore
 from marketpipe.model.calendar import nyse_calendar
 from marketpipe.model.values import Series
-from marketpipe.plugins import registry
+from marketpipe.plugins.specs import ProviderSpec
 from marketpipe.run.planning import plan_job, plan_units
 from marketpipe.storage.layout import month_key
 from marketpipe.storage.parquet_sink import ParquetSink
@@ -32,19 +32,35 @@ WINDOWS = CAL.windows(TimeRange(dt.date(2024, 2, 20), dt.date(2024, 3, 12)), Ses
 SERIES = Series("fake", "sim", "raw", Timeframe.M1)
 
 
+def _spec(symbols_per_unit: int | None = None, days_per_unit: int | None = None) -> ProviderSpec:
+    """A provider's limits on a unit (its fetch is never called: planning only)."""
+    return ProviderSpec(
+        name="planned",
+        factory=lambda settings: None,  # type: ignore[arg-type,return-value]
+        description="limits only",
+        max_symbols_per_unit=symbols_per_unit,
+        max_days_per_unit=days_per_unit,
+    )
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     names=st.sets(st.sampled_from([f"S{i:02d}" for i in range(12)]), min_size=1, max_size=8),
     cells=st.sets(st.tuples(st.integers(0, 11), st.integers(0, len(WINDOWS) - 1))),
     batch=st.sampled_from([390, 1000, 5000, 100_000]),
-    provider=st.sampled_from(["fake", "alpaca"]),
+    symbols_per_unit=st.sampled_from([None, 3]),
+    days_per_unit=st.sampled_from([None, 1, 5]),
 )
 def test_units_cover_every_pending_partition_once_within_a_month(
-    names: set[str], cells: set[tuple[int, int]], batch: int, provider: str
+    names: set[str],
+    cells: set[tuple[int, int]],
+    batch: int,
+    symbols_per_unit: int | None,
+    days_per_unit: int | None,
 ) -> None:
     symbols = [Symbol(n) for n in sorted(names)]
     pending = {(f"S{i:02d}", WINDOWS[j].day) for i, j in cells if f"S{i:02d}" in names}
-    spec = registry.get(provider)
+    spec = _spec(symbols_per_unit, days_per_unit)
     units = plan_units(symbols, WINDOWS, pending, spec, Timeframe.M1, batch)
     covered = [key for unit in units for key in unit.keys]
     assert sorted(covered) == sorted(pending)  # each once, nothing else
@@ -78,7 +94,7 @@ def test_a_job_plans_what_is_not_stored_and_keeps_its_plan_one_row_a_symbol(
     store.save(job)
     store.mark_deleted(str(SERIES), "provider=fake", [("AAA", days[7])])
     job.keep_deleted = True  # as an mp update's job: deleted partitions stay deleted
-    plan = plan_job(store, sink.catalog, SERIES, job, WINDOWS, registry.get("fake"))
+    plan = plan_job(store, sink.catalog, SERIES, job, WINDOWS, _spec())
 
     n = len(days)
     asked = 2 * n + (n - 5) - 1  # CCC from its start; AAA's deleted day left alone
@@ -90,7 +106,7 @@ def test_a_job_plans_what_is_not_stored_and_keeps_its_plan_one_row_a_symbol(
     )
     # Once the copy is gone, those six are stored and skipped; the plan says so.
     held.with_name("part-copy-000000000000.parquet").unlink()
-    plan = plan_job(store, sink.catalog, SERIES, job, WINDOWS, registry.get("fake"))
+    plan = plan_job(store, sink.catalog, SERIES, job, WINDOWS, _spec())
     assert (plan.total, plan.stored, plan.pending) == (asked, 6, asked - 6)
     assert not {("AAA", days[0]), ("BBB", days[2])} & {k for u in plan.units for k in u.keys}
     assert store.totals(job.job_id) == {
@@ -104,6 +120,6 @@ def test_a_job_plans_what_is_not_stored_and_keeps_its_plan_one_row_a_symbol(
     assert rows.fetchone() == (3,)
     # An explicit ingest of the deleted day takes it back into the dataset.
     job.keep_deleted = False
-    plan = plan_job(store, sink.catalog, SERIES, job, WINDOWS, registry.get("fake"))
+    plan = plan_job(store, sink.catalog, SERIES, job, WINDOWS, _spec())
     assert plan.total == asked + 1
     assert store.deleted(str(SERIES), ["AAA"]) == set()
