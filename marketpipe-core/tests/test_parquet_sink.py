@@ -261,3 +261,36 @@ def test_a_symbol_read_decodes_only_the_row_groups_that_can_hold_it(
     )
     assert got.to_pylist() == expected.to_pylist()
     assert got.num_rows == 2 * 2 * per_symbol // 3  # two symbols, two of the three days
+
+
+def test_a_process_forked_after_a_read_reads_too(tmp_path: Path) -> None:
+    """Reads keep their threads; a forked child (a Dask worker, a kit's writer) has none of
+    them and must not wait on them forever."""
+    import multiprocessing
+
+    sink = ParquetSink(tmp_path)
+    day = dt.date(2024, 3, 4)
+    window = nyse_calendar().window(day, Session.REGULAR)
+    sink.commit(
+        CommitRequest(
+            table=pa.Table.from_batches([simple_bars("AAPL", window)]),
+            coverage={"AAPL": (day,)},
+            provider="fake",
+            feed="sim",
+            timeframe=Timeframe.M1,
+            job_id="job1",
+        )
+    )
+    series = sink.catalog.series()[0]
+    assert sink.read_range(series, ["AAPL"], day, day).num_rows == 390  # the pool is started
+
+    def child() -> None:
+        rows = ParquetSink(tmp_path).read_range(series, ["AAPL"], day, day).num_rows
+        os._exit(0 if rows == 390 else 3)
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(60)
+    if proc.is_alive():
+        proc.kill()
+    assert proc.exitcode == 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import bisect
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 import pyarrow as pa
@@ -75,6 +77,22 @@ def file_metadata(source: Any) -> dict[bytes, bytes]:
     :func:`write_bars` or, before, with the same keys inside ``ARROW:schema`` too."""
     found = pq.ParquetFile(source).metadata.metadata or {}
     return {k: v for k, v in found.items() if k != b"ARROW:schema"}
+
+
+_READERS: list[ThreadPoolExecutor] = []
+
+
+def readers() -> ThreadPoolExecutor:
+    """The threads that read local bar files, kept between reads: starting eight threads cost
+    a read of 60 files about a tenth of its time."""
+    if not _READERS:
+        _READERS.append(ThreadPoolExecutor(max_workers=8, thread_name_prefix="marketpipe-read"))
+    return _READERS[0]
+
+
+# A forked child (a Dask worker, the sink kit's writers) has none of its parent's threads: it
+# starts a pool of its own rather than wait forever on one whose threads are gone.
+os.register_at_fork(after_in_child=_READERS.clear)
 
 
 def read_symbols(path: str, wanted: list[str], lo: pa.Scalar, hi: pa.Scalar) -> pa.Table:

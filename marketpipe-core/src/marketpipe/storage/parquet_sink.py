@@ -53,6 +53,7 @@ from marketpipe.storage.parquet_files import (
     file_metadata,
     is_sorted,
     read_symbols,
+    readers,
     row_group_rows,
     write_bars,
 )
@@ -82,17 +83,6 @@ def drop_partitions(table: pa.Table, keys: set[tuple[str, int]]) -> pa.Table:
 
 def _keys(coverage: Coverage) -> set[str]:
     return {f"{s}|{d}" for s, days in coverage.items() for d in days}
-
-
-_READERS: list[ThreadPoolExecutor] = []
-
-
-def _readers() -> ThreadPoolExecutor:
-    """The threads that read local files, kept between reads: starting eight threads cost a
-    read of 60 files about a tenth of its time."""
-    if not _READERS:
-        _READERS.append(ThreadPoolExecutor(max_workers=8, thread_name_prefix="marketpipe-read"))
-    return _READERS[0]
 
 
 class ParquetSink:
@@ -189,7 +179,7 @@ class ParquetSink:
                 except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
                     raise unreadable(f"{self.store.url}/{rel}", exc) from None
 
-            table = pa.concat_tables(list(_readers().map(one, rels)))
+            table = pa.concat_tables(list(readers().map(one, rels)))
         else:  # objects: fetched side by side, each filtered as it is decoded
             with ThreadPoolExecutor(max_workers=min(8, len(rels))) as pool:
                 parts = list(pool.map(lambda rel: self._read(rel, where).cast(BAR_SCHEMA), rels))
