@@ -104,7 +104,7 @@ def ours(stderr: str) -> list[str]:
             panic = True
         elif panic and line.startswith("note:"):
             panic = False
-        elif not panic:
+        elif not panic and line.strip():  # two notices are parted by an empty line
             lines.append(line)
     return lines
 
