@@ -419,6 +419,19 @@ def _one_bar(symbol: str, ts_ns: int, schema: object) -> object:
     return pa.table(row).cast(schema)  # type: ignore[arg-type]
 
 
+def _run_part(part: str, folder: str) -> dict[str, float]:
+    """One part in a child process of its own (its own peak RSS), on ``folder``; printed."""
+    out = subprocess.run(
+        [sys.executable, __file__, *sys.argv[1:], "--part", part, "--dir", folder],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, float] = json.loads(out.stdout)
+    print(part, json.dumps({k: round(v, 3) for k, v in result.items()}))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=10_000)
@@ -459,25 +472,11 @@ def main() -> None:
         # One catalog for the three parts; each part in its own process (its own peak RSS).
         with tempfile.TemporaryDirectory() as tmp:
             for part in ("scale-build", "scale-plan", "scale-status"):
-                out = subprocess.run(
-                    [sys.executable, __file__, *sys.argv[1:], "--part", part, "--dir", tmp],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                result = json.loads(out.stdout)
-                print(part, json.dumps({k: round(v, 3) for k, v in result.items()}))
+                _run_part(part, tmp)
         return
     for part in ("planning", "status", "compact", "commits"):
         with tempfile.TemporaryDirectory() as tmp:
-            out = subprocess.run(
-                [sys.executable, __file__, *sys.argv[1:], "--part", part, "--dir", tmp],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-        result = json.loads(out.stdout)
-        print(part, json.dumps({k: round(v, 3) for k, v in result.items()}))
+            result = _run_part(part, tmp)
         if part == "commits":
             ratio = result["footer_scan_ms"] / result["commit_ms"]
             print(

@@ -10,6 +10,7 @@ found missing, deleted); a planned partition without a row is pending.
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from collections.abc import Iterator, Sequence
 
@@ -68,6 +69,60 @@ def write(
             for i in rows.tolist()
         ],
     )
+
+
+def replace(
+    db: sqlite3.Connection,
+    job_id: str,
+    symbols: Sequence[str],
+    ordinals: np.ndarray,
+    asked: np.ndarray,
+    stored: np.ndarray,
+) -> None:
+    """:func:`write` the plan in the job's transaction ``db``, and put the job's rows in line
+    with it: rows a job planned before plans were kept (PENDING and STORED ones) give way to
+    the plan, and a failed partition now stored elsewhere is no longer failed."""
+    write(db, job_id, symbols, ordinals, asked, stored)
+    db.execute(
+        "DELETE FROM partitions WHERE job_id=? AND state IN ('PENDING', 'STORED')", (job_id,)
+    )
+    if not stored.any():
+        return
+    row = {s: i for i, s in enumerate(symbols)}
+    col = {int(d): j for j, d in enumerate(ordinals.tolist())}
+    failed = db.execute(
+        "SELECT symbol, day FROM partitions WHERE job_id=? AND state='FAILED'", (job_id,)
+    ).fetchall()
+    now_stored = [
+        (job_id, s, d)
+        for s, d in failed
+        if s in row
+        and (j := col.get(dt.date.fromisoformat(d).toordinal())) is not None
+        and stored[row[s], j]
+    ]
+    db.executemany("DELETE FROM partitions WHERE job_id=? AND symbol=? AND day=?", now_stored)
+
+
+def pending(db: sqlite3.Connection, job_id: str) -> list[tuple[str, dt.date]]:
+    """The planned partitions of the job with no row and not found stored: never reached."""
+    planned = counts(db, job_id)
+    if planned is None:
+        return []
+    (recorded,) = db.execute("SELECT COUNT(*) FROM partitions WHERE job_id=?", (job_id,)).fetchone()
+    if planned[0] - planned[1] <= recorded:
+        return []  # every partition asked and not stored has a row (the usual case)
+    rows: dict[str, set[int]] = {}
+    for symbol, day in db.execute("SELECT symbol, day FROM partitions WHERE job_id=?", (job_id,)):
+        rows.setdefault(symbol, set()).add(dt.date.fromisoformat(day).toordinal())
+    out: list[tuple[str, dt.date]] = []
+    for symbol, asked, stored in read(db, job_id):
+        seen = rows.get(symbol, set())
+        out += [
+            (symbol, dt.date.fromordinal(day))
+            for day in np.setdiff1d(asked, stored).tolist()
+            if day not in seen
+        ]
+    return out
 
 
 def read(db: sqlite3.Connection, job_id: str) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:

@@ -19,6 +19,7 @@ import attrs
 import numpy as np
 
 from marketpipe.jobs import plans
+from marketpipe.jobs.dataset_marks import DatasetMarks, stamp
 from marketpipe.jobs.job import IngestionConfiguration, IngestionJob, ProcessingState
 from marketpipe.model.errors import InvalidInputError, JobNotFoundError
 from marketpipe.model.partition import PartitionKey
@@ -79,10 +80,6 @@ _SELECT_JOB = """SELECT j.id, j.provider, j.symbols, j.start_day, j.end_day, j.c
     WHERE p.job_id = j.id AND p.state = 'COMPLETED') FROM jobs j"""
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
 def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value else None
 
@@ -115,7 +112,7 @@ class PartitionOutcome:
     quarantine: str | None = None
 
 
-class SqliteJobStore:
+class SqliteJobStore(DatasetMarks):
     """Jobs and partitions in ``<data>/_marketpipe/jobs.sqlite`` (WAL, safe for several processes)."""
 
     def __init__(self, path: Path) -> None:
@@ -276,7 +273,7 @@ class SqliteJobStore:
             out["partitions"] += count
             out["bars"] += bars or 0
             out["rejected"] += rejected or 0
-        planned = self._planned(job_id.value)
+        planned = plans.counts(self._conn, job_id.value)
         if planned is not None:  # the plan's partitions without a row: stored, or pending
             asked, stored = planned
             if stored:
@@ -286,9 +283,6 @@ class SqliteJobStore:
                 out["pending"] = out.get("pending", 0) + pending
             out["partitions"] = asked
         return out
-
-    def _planned(self, job_id: str) -> tuple[int, int] | None:
-        return plans.counts(self._conn, job_id)
 
     # partitions ------------------------------------------------------------------------------
 
@@ -305,28 +299,7 @@ class SqliteJobStore:
         elsewhere is no longer failed; rows a job planned before plans were kept (one a
         partition, pending ones included) give way to the plan."""
         with self._tx() as db:
-            plans.write(db, job_id.value, symbols, ordinals, asked, stored)
-            db.execute(
-                "DELETE FROM partitions WHERE job_id=? AND state IN ('PENDING', 'STORED')",
-                (job_id.value,),
-            )
-            if stored.any():
-                row = {s: i for i, s in enumerate(symbols)}
-                col = {int(d): j for j, d in enumerate(ordinals.tolist())}
-                failed = db.execute(
-                    "SELECT symbol, day FROM partitions WHERE job_id=? AND state='FAILED'",
-                    (job_id.value,),
-                ).fetchall()
-                now_stored = [
-                    (job_id.value, s, d)
-                    for s, d in failed
-                    if s in row
-                    and (j := col.get(dt.date.fromisoformat(d).toordinal())) is not None
-                    and stored[row[s], j]
-                ]
-                db.executemany(
-                    "DELETE FROM partitions WHERE job_id=? AND symbol=? AND day=?", now_stored
-                )
+            plans.replace(db, job_id.value, symbols, ordinals, asked, stored)
 
     def completed_keys(self, job_id: IngestionJobId) -> set[PartitionKey]:
         rows = self._conn.execute(
@@ -337,7 +310,7 @@ class SqliteJobStore:
 
     def mark_completed(self, job_id: IngestionJobId, outcomes: Iterable[PartitionOutcome]) -> None:
         """Record a committed unit: all its partitions in one transaction."""
-        now = _now()
+        now = stamp()
         outcomes = list(outcomes)
         with self._tx() as db:
             db.executemany(
@@ -397,50 +370,12 @@ class SqliteJobStore:
     def mark_missing(self, partitions: Iterable[tuple[str, str, dt.date]]) -> None:
         """``(job id, symbol, day)`` completed partitions no file holds any more: no longer
         counted as held (``mp verify`` found them)."""
-        now = _now()
+        now = stamp()
         with self._tx() as db:
             db.executemany(
                 "UPDATE partitions SET state='MISSING', updated_at=? "
                 "WHERE state='COMPLETED' AND job_id=? AND symbol=? AND day=?",
                 [(now, j, s, d.isoformat()) for j, s, d in partitions],
-            )
-
-    def mark_deleted(self, series: str, prefix: str, keys: Iterable[PartitionKey]) -> None:
-        """``mp delete`` removes ``keys`` of ``series`` (its folder ``prefix``): recorded before
-        the rows go, so a delete interrupted after it is finished by running it again, and
-        every later ``mp update`` leaves those partitions alone. The jobs' partitions there
-        (completed, or found missing) are marked DELETED."""
-        now = _now()
-        keys = list(keys)
-        with self._tx() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO deletions (series, symbol, day, deleted_at) "
-                "VALUES (?, ?, ?, ?)",
-                [(series, s, d.isoformat(), now) for s, d in keys],
-            )
-            db.executemany(
-                "UPDATE partitions SET state='DELETED', updated_at=? WHERE state IN "
-                "('COMPLETED', 'MISSING') AND symbol=? AND day=? AND substr(path, 1, ?) = ?",
-                [(now, s, d.isoformat(), len(prefix), prefix) for s, d in keys],
-            )
-
-    def deleted(self, series: str, symbols: Iterable[str]) -> set[PartitionKey]:
-        """The partitions of ``symbols`` in ``series`` that ``mp delete`` removed."""
-        wanted = set(symbols)
-        return {
-            (symbol, dt.date.fromisoformat(day))
-            for symbol, day in self._conn.execute(
-                "SELECT symbol, day FROM deletions WHERE series=?", (series,)
-            )
-            if symbol in wanted
-        }
-
-    def forget_deletions(self, series: str, keys: Iterable[PartitionKey]) -> None:
-        """An explicit ingest of deleted partitions: they belong to the dataset again."""
-        with self._tx() as db:
-            db.executemany(
-                "DELETE FROM deletions WHERE series=? AND symbol=? AND day=?",
-                [(series, s, d.isoformat()) for s, d in keys],
             )
 
     def first_days(self, job_ids: Iterable[str]) -> dict[str, dt.date]:
@@ -477,58 +412,11 @@ class SqliteJobStore:
                     (job_id,),
                 )
             ]
-            out += [(s, d, job_id, None) for s, d in self._pending(job_id)]
+            out += [(s, d, job_id, None) for s, d in plans.pending(self._conn, job_id)]
         return out
-
-    def _pending(self, job_id: str) -> list[PartitionKey]:
-        """The planned partitions of the job with no row and not found stored: never reached."""
-        planned = self._planned(job_id)
-        if planned is None:
-            return []
-        (recorded,) = self._conn.execute(
-            "SELECT COUNT(*) FROM partitions WHERE job_id=?", (job_id,)
-        ).fetchone()
-        if planned[0] - planned[1] <= recorded:
-            return []  # every partition asked and not stored has a row (the usual case)
-        rows: dict[str, set[int]] = {}
-        for symbol, day in self._conn.execute(
-            "SELECT symbol, day FROM partitions WHERE job_id=?", (job_id,)
-        ):
-            rows.setdefault(symbol, set()).add(dt.date.fromisoformat(day).toordinal())
-        out: list[PartitionKey] = []
-        for symbol, asked, stored in plans.read(self._conn, job_id):
-            seen = rows.get(symbol, set())
-            for day in np.setdiff1d(asked, stored).tolist():
-                if day not in seen:
-                    out.append((symbol, dt.date.fromordinal(day)))
-        return out
-
-    def refreshed(
-        self, provider: str, symbols: Iterable[str], session: dt.date, since: dt.date
-    ) -> set[str]:
-        """Those of ``symbols`` whose actions from ``since`` on were asked of ``provider``
-        after ``session`` had completed."""
-        wanted = set(symbols)
-        rows = self._conn.execute(
-            "SELECT symbol FROM action_refreshes WHERE provider=? AND session>=? AND since<=?",
-            (provider, session.isoformat(), since.isoformat()),
-        )
-        return {s for (s,) in rows if s in wanted}
-
-    def mark_refreshed(
-        self, provider: str, symbols: Iterable[str], session: dt.date, since: dt.date
-    ) -> None:
-        if self.read_only:
-            return
-        with self._tx() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO action_refreshes (provider, symbol, session, since) "
-                "VALUES (?, ?, ?, ?)",
-                [(provider, s, session.isoformat(), since.isoformat()) for s in set(symbols)],
-            )
 
     def mark_failed(self, job_id: IngestionJobId, keys: Iterable[PartitionKey], error: str) -> None:
-        now = _now()
+        now = stamp()
         with self._tx() as db:
             db.executemany(
                 "INSERT INTO partitions (job_id, symbol, day, state, error, updated_at) "

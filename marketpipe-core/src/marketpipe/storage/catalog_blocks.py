@@ -210,3 +210,30 @@ def read(
         block_session=np.array([r[2] for r in found], dtype=np.uint8),
         counts=counts,
     )
+
+
+def holding(
+    conn: sqlite3.Connection, series_id: int, by_day: dict[int, set[int]]
+) -> list[tuple[int, int, int, int, int]]:
+    """``(day, symbol id, bars, complete, file id)`` of each stored partition among
+    ``by_day`` (day ordinal -> symbol ids), from the blocks of those days."""
+    found: list[tuple[int, int, int, int, int]] = []
+    days = sorted(by_day)
+    for start in range(0, len(days), 500):
+        chunk = days[start : start + 500]
+        for day, file_id, symbols, bars, complete in conn.execute(
+            "SELECT day, file_id, symbols, bars, complete FROM blocks WHERE series_id=? "
+            f"AND day IN ({','.join('?' * len(chunk))})",
+            (series_id, *chunk),
+        ):
+            held = np.frombuffer(symbols, dtype=_I4)
+            hit = np.flatnonzero(np.isin(held, list(by_day[int(day)])))
+            if not len(hit):
+                continue
+            counts = bars_of(bars, len(held))[hit]
+            flags = np.frombuffer(complete, dtype=_U1)[hit] if complete else np.ones(len(hit))
+            found += [
+                (int(day), int(held[i]), int(n), int(f), int(file_id))
+                for i, n, f in zip(hit.tolist(), counts.tolist(), flags.tolist(), strict=True)
+            ]
+    return found

@@ -197,24 +197,7 @@ class CatalogQueries:
         if not by_day:
             return []
         files: dict[int, tuple[str, str]] = {}
-        found: list[tuple[int, int, int, int, int]] = []  # day, symbol id, bars, complete, file
-        days = sorted(by_day)
-        for start in range(0, len(days), 500):
-            chunk = days[start : start + 500]
-            for day, file_id, symbols, bars, complete in self._conn.execute(
-                "SELECT day, file_id, symbols, bars, complete FROM blocks WHERE series_id=? "
-                f"AND day IN ({','.join('?' * len(chunk))})",
-                (series_id, *chunk),
-            ):
-                held = np.frombuffer(symbols, dtype="<i4")
-                hit = np.flatnonzero(np.isin(held, list(by_day[int(day)])))
-                if not len(hit):
-                    continue
-                counts = blocks.bars_of(bars, len(held))[hit]
-                flags = np.frombuffer(complete, dtype=np.uint8)[hit] if complete else None
-                for k, i in enumerate(hit.tolist()):
-                    whole = 1 if flags is None else int(flags[k])
-                    found.append((int(day), int(held[i]), int(counts[k]), whole, int(file_id)))
+        found = blocks.holding(self._conn, series_id, by_day)
         if not found:
             return []
         wanted_files = sorted({f for *_, f in found})
@@ -327,18 +310,6 @@ class CatalogQueries:
         fine = np.bincount(cell[good[asked]], minlength=mask.size)
         stored: np.ndarray = ((holders == 1) & (fine == 1)).reshape(mask.shape)
         return stored
-
-    @locked
-    def held(self, series: Series) -> tuple[list[str], blocks.Held]:
-        """Every stored partition of ``series`` as arrays in day order, each (symbol, day)
-        once; ``symbol`` is an index into the returned names (sorted)."""
-        series_id = self._series_id(series)
-        held = blocks.read(self._conn, "blocks", series_id if series_id is not None else -1)
-        if not len(held):
-            return [], held
-        names, position = self._names(np.flatnonzero(np.bincount(held.symbol)))
-        held.symbol = position[held.symbol]
-        return names, held.unique(len(names))
 
     @locked
     def rollup(
