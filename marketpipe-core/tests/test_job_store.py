@@ -177,3 +177,60 @@ def test_a_full_disk_under_the_event_log_is_one_warning_not_one_traceback_an_eve
         f"the job's event log {log.path} cannot be written (No space left on device): "
         "the job goes on without it"
     ]
+
+
+def test_a_batch_of_events_reaches_the_log_in_one_write_before_publish_returns(
+    tmp_path: Path,
+) -> None:
+    import datetime as dt
+    import json
+
+    from marketpipe.jobs.event_bus import EventBus
+    from marketpipe.jobs.event_log import EventLog
+    from marketpipe.jobs.events import IngestionBatchProcessed, IngestionJobStarted
+    from marketpipe.model.partition import IngestionPartition
+    from marketpipe.model.values import IngestionJobId, Symbol
+
+    job = IngestionJobId("0123456789ab")
+    bus = EventBus()
+    log = EventLog(tmp_path, job)
+    log.subscribe(bus)
+    writes: list[str] = []
+    real = log._file
+    assert real is not None
+
+    class Counting:
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return real.write(text)
+
+        def flush(self) -> None:
+            real.flush()
+
+        def close(self) -> None:
+            real.close()
+
+    log._file = Counting()  # type: ignore[assignment]
+    day = dt.date(2024, 3, 4)
+    events = [
+        IngestionBatchProcessed(
+            job_id=job,
+            symbol=Symbol(f"T{i}"),
+            bars_count=i,
+            partition=IngestionPartition(Symbol(f"T{i}"), day, f"bars/f{i}.parquet", i),
+        )
+        for i in range(500)
+    ]
+    bus.publish_all(events)
+    assert len(writes) == 1
+    lines = [json.loads(x) for x in log.path.read_text().splitlines()]  # on disk already
+    assert [x["symbol"] for x in lines] == [f"T{i}" for i in range(500)]
+    assert lines[7]["partition"] == {
+        "symbol": "T7",
+        "trading_date": "2024-03-04",
+        "path": "bars/f7.parquet",
+        "bars_count": 7,
+    }
+    bus.publish(IngestionJobStarted(job_id=job))  # a lone event is written at once too
+    assert len(writes) == 2 and len(log.path.read_text().splitlines()) == 501
+    log.close()

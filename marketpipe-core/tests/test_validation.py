@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marketpipe.ingestion import Session, Timeframe
 from marketpipe.model.calendar import nyse_calendar
-from marketpipe.model.schema import BAR_SCHEMA
+from marketpipe.model.schema import BAR_SCHEMA, encode_symbols
 from marketpipe.plugins.validator import ValidationContext
 from marketpipe.validate.ohlcv import OhlcvValidator
 
@@ -55,9 +55,14 @@ def test_valid_bars_pass_untouched() -> None:
         ({"vwap": 0.0}, "vwap"),
     ],
 )
-def test_each_broken_rule_rejects_the_row_with_its_reason(change: dict, reason: str) -> None:
+@pytest.mark.parametrize("encoded", [False, True], ids=["strings", "dictionary"])
+def test_each_broken_rule_rejects_the_row_with_its_reason(
+    change: dict, reason: str, encoded: bool
+) -> None:
     table = with_row(good(), 5, **change)
-    result = OhlcvValidator().validate(table, context())
+    # Units reach validation with the symbol dictionary-encoded (encode_symbols); other
+    # callers pass strings.
+    result = OhlcvValidator().validate(encode_symbols(table) if encoded else table, context())
     assert result.valid.num_rows == 389
     assert result.rejected.num_rows == 1
     assert reason in result.rejected["reason"][0].as_py()

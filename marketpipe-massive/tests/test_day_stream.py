@@ -43,6 +43,17 @@ def test_units_in_any_order_share_one_pass() -> None:
     assert len(opened) == 1
 
 
+def test_a_unit_of_scattered_tickers_leaves_those_between_for_the_others() -> None:
+    day, opened = stream()
+    got = day.take(["T001", "T004", "T009"])  # --symbols: not a run of the file's tickers
+    assert symbols(got) == ["T001", "T004", "T009"] and got.num_rows == 9
+    assert got.column(1).to_pylist() == [3, 4, 5, 12, 13, 14, 27, 28, 29]  # file order
+    between = day.take(["T000", "T002", "T003", "T005", "T008"])
+    assert between.num_rows == 15 and between.column(1).to_pylist()[:3] == [0, 1, 2]
+    assert day.take(["T010", "T011"]).num_rows == 6
+    assert len(opened) == 1
+
+
 def test_a_unit_asked_again_reads_the_file_again() -> None:
     day, opened = stream()
     assert day.take(TICKERS[:5]).num_rows == 15

@@ -16,6 +16,7 @@ fails naming those tickers and the command that fetches the day again, never sil
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
@@ -111,10 +112,7 @@ class DayStream:
         if held is None or held.num_rows == 0:
             self._gone.update(wanted)
             return _empty(held)
-        tickers = held.column(0)
-        mine = pc.is_in(tickers, value_set=pa.array(wanted, pa.string()))
-        result = held.filter(mine)
-        rest = held.filter(pc.invert(mine))
+        result, rest = _split(held, wanted, self._sorted)
         self._gone.update(wanted)
         if self._sorted and rest.num_rows > HELD_ROWS:
             # Let go of the lowest tickers (those no unit in order still wants) down to the cap;
@@ -127,6 +125,38 @@ class DayStream:
         self._held = [rest] if rest.num_rows else []
         self._held_rows = rest.num_rows
         return result
+
+
+def _split(held: pa.Table, wanted: list[str], ordered: bool) -> tuple[pa.Table, pa.Table]:
+    """The rows of ``wanted`` (sorted) and the others, each in file order. Rows in ticker
+    order hold the wanted ones between two bounds found by bisection: only those are matched
+    by name (the held rows are up to :data:`HELD_ROWS` beyond a unit's hundred thousand)."""
+    lo, hi = 0, held.num_rows
+    if ordered:
+        tickers = _Tickers(held.column(0))
+        lo = bisect.bisect_left(tickers, wanted[0])
+        hi = bisect.bisect_right(tickers, wanted[-1], lo)
+    region = held.slice(lo, hi - lo)
+    mine = pc.is_in(region.column(0), value_set=pa.array(wanted, pa.string()))
+    if pc.all(mine).as_py() is not False:  # the usual case: a run of the unit's own tickers
+        result, between = region, region.slice(0, 0)
+    else:
+        result, between = region.filter(mine), region.filter(pc.invert(mine))
+    parts = [held.slice(0, lo), between, held.slice(hi)]
+    return result, pa.concat_tables([p for p in parts if p.num_rows] or [between])
+
+
+class _Tickers:
+    """A sorted ticker column as a sequence for :mod:`bisect` (a value read per probe)."""
+
+    def __init__(self, column: pa.ChunkedArray) -> None:
+        self._column = column
+
+    def __len__(self) -> int:
+        return len(self._column)
+
+    def __getitem__(self, i: int) -> str:
+        return self._column[i].as_py()  # type: ignore[no-any-return]
 
 
 def _empty(held: pa.Table | None) -> pa.Table:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import enum
+import functools
 import json
 import logging
 from pathlib import Path
@@ -26,12 +27,22 @@ def _plain(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, enum.Enum):
         return value.value
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if attrs.has(type(value)):
+        return {name: _plain(getattr(value, name)) for name in _names(type(value))}
     return value
 
 
+@functools.cache
+def _names(cls: Any) -> tuple[str, ...]:
+    return tuple(f.name for f in attrs.fields(cls))
+
+
 def event_record(event: DomainEvent) -> dict[str, Any]:
-    data = attrs.asdict(event, recurse=True, value_serializer=lambda _i, _a, v: _plain(v))
-    return {"event": event.name, **data}
+    # By hand rather than attrs.asdict(recurse=True): that took 20 us an event, and a
+    # whole-market day logs 10,000 partitions.
+    return {"event": event.name, **_plain(event)}
 
 
 def event_log_path(data_dir: Path, job_id: IngestionJobId | str) -> Path:
@@ -47,20 +58,30 @@ class EventLog:
     def __init__(self, data_dir: Path, job_id: IngestionJobId) -> None:
         self.path = event_log_path(data_dir, job_id)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] | None = self.path.open("a", encoding="utf-8", buffering=1)
+        self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
+        self._lines: list[str] = []
 
     def subscribe(self, bus: EventBus) -> None:
         bus.subscribe(DomainEvent, self.write)
+        bus.on_flush(self.flush)
 
     def write(self, event: DomainEvent) -> None:
+        """Keeps the event's line for :meth:`flush` (the bus runs it after each publish)."""
         # One start line per unit (IngestionUnitStarted), not one per partition: a 9.7M-bar job
         # has 25,000 partitions. Subscribers of the bus still get every partition's start.
         if isinstance(event, IngestionJobStarted) and event.symbol is not None:
             return
-        if self._file is None:
+        if self._file is not None:
+            self._lines.append(json.dumps(event_record(event)) + "\n")
+
+    def flush(self) -> None:
+        """Writes the lines kept, in one write."""
+        lines, self._lines = self._lines, []
+        if self._file is None or not lines:
             return
         try:
-            self._file.write(json.dumps(event_record(event)) + "\n")
+            self._file.write("".join(lines))
+            self._file.flush()
         except OSError as exc:  # a full disk: said once, the job goes on (its store decides)
             log.warning(
                 "the job's event log %s cannot be written (%s): the job goes on without it",
@@ -76,4 +97,5 @@ class EventLog:
                 file.close()
 
     def close(self) -> None:
+        self.flush()
         self._drop()

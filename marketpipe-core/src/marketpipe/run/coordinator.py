@@ -445,8 +445,7 @@ class IngestionCoordinatorService:
 
     def _publish(self, job: IngestionJob) -> None:
         """Publish what the job recorded, in order (the job is the one source of events)."""
-        for event in job.pull_domain_events():
-            self._bus.publish(event)
+        self._bus.publish_all(job.pull_domain_events())
 
     def _take_notes(self, job: IngestionJob) -> None:
         for note in self._provider.take_notes():

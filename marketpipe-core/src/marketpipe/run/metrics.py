@@ -14,18 +14,24 @@ class MetricsSubscriber:
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
+        # The labelled counters, looked up once: ``labels()`` cost 3 us a call, three calls
+        # a partition.
+        self._bars = BARS_WRITTEN.labels(provider)
+        self._rejected = ROWS_REJECTED.labels(provider)
+        self._completed = PARTITIONS.labels(provider, "COMPLETED")
+        self._failures = PARTITIONS.labels(provider, "FAILED")
 
     def subscribe(self, bus: EventBus) -> None:
         bus.subscribe(IngestionBatchProcessed, self._processed)
         bus.subscribe(IngestionPartitionFailed, self._failed)
 
     def _processed(self, event: IngestionBatchProcessed) -> None:
-        BARS_WRITTEN.labels(self.provider).inc(event.bars_count)
-        ROWS_REJECTED.labels(self.provider).inc(event.rejected_count)
-        PARTITIONS.labels(self.provider, "COMPLETED").inc()
+        self._bars.inc(event.bars_count)
+        self._rejected.inc(event.rejected_count)
+        self._completed.inc()
 
     def _failed(self, event: IngestionPartitionFailed) -> None:
-        PARTITIONS.labels(self.provider, "FAILED").inc()
+        self._failures.inc()
 
 
 def serve(port: int, host: str = "127.0.0.1") -> None:

@@ -38,6 +38,7 @@ REASONS = (
     "null prices without trades (a null-price bar needs volume and trades)",
 )
 _CODE = {reason: code for code, reason in enumerate(REASONS)}
+_HOUR = 3_600_000_000_000
 
 
 def _floats(column: pa.ChunkedArray) -> np.ndarray:
@@ -60,9 +61,15 @@ class OhlcvValidator:
         def flag(mask: Any, reason: str) -> None:
             codes[(codes == 0) & mask] = _CODE[reason]
 
-        symbols = table["symbol"]
-        wanted = pc.is_in(symbols, value_set=pa.array(sorted(context.symbols), pa.string()))
-        flag(~np.asarray(pc.fill_null(wanted, False).to_numpy(zero_copy_only=False)), REASONS[1])
+        # Symbols through their dictionary: a unit's few hundred names are looked up once,
+        # not each of its rows; the codes serve the order check below too.
+        encoded = symbol_codes(table["symbol"])
+        sym_codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False))
+        known = pc.is_in(
+            encoded.dictionary, value_set=pa.array(sorted(context.symbols), pa.string())
+        )
+        wanted = np.append(np.asarray(known.to_numpy(zero_copy_only=False), dtype=bool), False)
+        flag(~wanted[sym_codes], REASONS[1])
 
         ts_col = table["timestamp"]
         ts_null = _nulls(ts_col)
@@ -71,10 +78,15 @@ class OhlcvValidator:
         tf = context.timeframe.nanos
         flag(~in_sessions(ts, context.windows, tf), REASONS[3])
 
-        local = pc.local_timestamp(
-            pc.fill_null(ts_col, 0).cast(pa.timestamp("ns", tz="America/New_York"))
-        ).cast(pa.int64())
-        flag(np.asarray(local.to_numpy(zero_copy_only=False)) % tf != 0, REASONS[4])
+        if _HOUR % tf == 0:
+            # New York's offset from UTC is whole hours: a timeframe dividing an hour is
+            # aligned in New York exactly when it is in UTC (no time zone conversion).
+            flag(ts % tf != 0, REASONS[4])
+        else:
+            local = pc.local_timestamp(
+                pc.fill_null(ts_col, 0).cast(pa.timestamp("ns", tz="America/New_York"))
+            ).cast(pa.int64())
+            flag(np.asarray(local.to_numpy(zero_copy_only=False)) % tf != 0, REASONS[4])
 
         prices = [table[c] for c in ("open", "high", "low", "close")]
         nulls = np.stack([_nulls(c) for c in prices])
@@ -103,7 +115,6 @@ class OhlcvValidator:
 
         # Unique and increasing per symbol, among rows still standing: compare each with the
         # previous one of its symbol (a row rejected above must not make its successor look bad).
-        sym_codes = np.asarray(symbol_codes(symbols).indices.to_numpy(zero_copy_only=False))
         alive = np.flatnonzero(codes == 0)
         by_symbol = alive[np.argsort(sym_codes[alive], kind="stable")]
         s_sorted, t_sorted = sym_codes[by_symbol], ts[by_symbol]
