@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import enum
-import functools
 import json
 import logging
 from pathlib import Path
@@ -34,9 +33,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-@functools.cache
-def _names(cls: Any) -> tuple[str, ...]:
-    return tuple(f.name for f in attrs.fields(cls))
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _names(kind: type) -> tuple[str, ...]:
+    names = _NAMES.get(kind)
+    if names is None:
+        names = _NAMES[kind] = tuple(f.name for f in attrs.fields(kind))
+    return names
 
 
 def event_record(event: DomainEvent) -> dict[str, Any]:
