@@ -42,9 +42,10 @@ def _bounded(component: str, limit: int = 120) -> str:
     return f"{component[: limit - 18]}~{digest}"
 
 
-def inside(root: Path, path: Path) -> Path:
-    """``path`` if it resolves inside ``root``; a ValueError otherwise (our bug, never allowed)."""
-    resolved_root = root.resolve()
+def inside(root: Path, path: Path, resolved_root: Path | None = None) -> Path:
+    """``path`` if it resolves inside ``root`` (``resolved_root``: ``root`` resolved already);
+    a ValueError otherwise (our bug, never allowed)."""
+    resolved_root = resolved_root or root.resolve()
     resolved = path.resolve()
     if resolved != resolved_root and resolved_root not in resolved.parents:
         raise ValueError(f"refusing to write {path}: outside the data root {root}")

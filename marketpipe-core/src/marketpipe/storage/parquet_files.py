@@ -126,7 +126,8 @@ def read_symbols(path: str, wanted: list[str], lo: pa.Scalar, hi: pa.Scalar) -> 
     written with other columns (an older layout) is read through the dataset scanner, which
     fills what is missing."""
     file = pq.ParquetFile(path)
-    names = file.schema_arrow.names
+    meta = file.metadata
+    names = meta.schema.names
     if sorted(names) != sorted(BAR_NAMES):
         import pyarrow.dataset as ds
 
@@ -137,7 +138,6 @@ def read_symbols(path: str, wanted: list[str], lo: pa.Scalar, hi: pa.Scalar) -> 
         )
         return ds.dataset([path], schema=BAR_SCHEMA, format="parquet").to_table(filter=where)
     column = names.index("symbol")
-    meta = file.metadata
     groups = []
     for i in range(meta.num_row_groups):
         stats = meta.row_group(i).column(column).statistics
@@ -146,7 +146,8 @@ def read_symbols(path: str, wanted: list[str], lo: pa.Scalar, hi: pa.Scalar) -> 
             if first == len(wanted) or wanted[first] > stats.max:
                 continue  # none of the symbols falls inside this group
         groups.append(i)
-    table = file.read_row_groups(groups)
+    # One thread a file: the files are read side by side already (:func:`readers`).
+    table = file.read_row_groups(groups, use_threads=False)
     keep = pc.and_(
         pc.is_in(table["symbol"], value_set=pa.array(wanted, pa.string())),
         pc.and_(pc.greater_equal(table["timestamp"], lo), pc.less(table["timestamp"], hi)),

@@ -273,8 +273,7 @@ class ParquetSink:
             pc.is_in(row_keys(old_table), value_set=pa.array(sorted(overlap), pa.string()))
         )
         rest_footer = footer.without(tuple(k.split("|", 1)) for k in overlap)  # type: ignore[misc]
-        meta.update(rest_footer.metadata())
-        rest = old_table.filter(keep).replace_schema_metadata(meta)
+        rest = old_table.filter(keep).replace_schema_metadata(rest_footer.over(meta))
         writer = write_bars(rest, self.compression, row_group_rows(self.store))
         return self.store.prepare(other, writer), rest_footer
 

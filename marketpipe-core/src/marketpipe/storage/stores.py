@@ -40,11 +40,16 @@ class LocalStore:
         self.root = Path(root)
         self.url = str(self.root)
         self.durable = durable
+        self._resolved: Path | None = None
 
     def path(self, rel: str) -> Path:
         from marketpipe.storage.layout import inside
 
-        return inside(self.root, self.root / rel)
+        # The root resolved once: a read of twenty years names 240 month folders, and each
+        # resolve walks the root's components again.
+        if self._resolved is None:
+            self._resolved = self.root.resolve()
+        return inside(self.root, self.root / rel, self._resolved)
 
     def listing(self, folder: str, suffix: str = BAR_SUFFIX) -> Listing:
         out: Listing = {}
