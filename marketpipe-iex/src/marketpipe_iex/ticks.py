@@ -1,0 +1,99 @@
+"""A capture's trade reports as canonical trades (``marketpipe.model.ticks.TRADE_SCHEMA``).
+
+Each trade report (``T``) is a row: IEX's timestamp, price, size, its trade id (unique within
+the day) as ``id``, exchange ``V`` (IEX's code on the consolidated tape, as Alpaca names it),
+no tape (TOPS does not say it) and no second time. Its sale condition flags become
+``conditions``, by name: ``intermarket_sweep`` (0x80), ``extended_hours`` (0x40), ``odd_lot``
+(0x20), ``trade_through_exempt`` (0x10), ``single_price_cross`` (0x08).
+
+A trade break (``B``) is no row: it marks the trade it names ``canceled``, matched as the bars
+match it: the latest earlier trade report of the same symbol and trade id (ids restart after a
+sequence reset). A break naming no earlier trade is counted in :attr:`TradeTable.unmatched`,
+never stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from marketpipe.model.ticks import CANCELED, REGULAR, TRADE_SCHEMA
+
+from marketpipe_iex.decode.trades import BREAK, TRADE_REPORT, TradeBatch, symbol_names
+
+PRICE_SCALE = 10_000
+EXCHANGE = "V"
+FLAGS = (
+    (0x80, "intermarket_sweep"),
+    (0x40, "extended_hours"),
+    (0x20, "odd_lot"),
+    (0x10, "trade_through_exempt"),
+    (0x08, "single_price_cross"),
+)
+#: The conditions of every flag byte, indexed by it.
+_CONDITIONS = pa.array(
+    [[name for bit, name in FLAGS if flags & bit] for flags in range(256)], pa.list_(pa.string())
+)
+
+
+@attrs.frozen
+class TradeTable:
+    """The trades of some batches, and the breaks that named no trade before them."""
+
+    table: pa.Table
+    unmatched: int
+
+
+def trade_table(batches: Iterable[TradeBatch]) -> TradeTable:
+    """The trades of ``batches`` (in stream order) with the breaks among them applied."""
+    records = [b.record for b in batches if len(b)]
+    record = np.concatenate(records) if records else np.zeros(0, dtype=TRADE_REPORT)
+    is_break = record["type"] == BREAK
+    position = np.arange(len(record))
+    trades, breaks = record[~is_break], record[is_break]
+    canceled, unmatched = _broken(trades, position[~is_break], breaks, position[is_break])
+    correction = np.where(canceled, CANCELED, REGULAR)
+    n = len(trades)
+    table = pa.table(
+        {
+            "symbol": pa.array(symbol_names(trades["symbol"]), pa.string()),
+            "timestamp": pa.array(trades["timestamp"], pa.int64()).cast(
+                TRADE_SCHEMA.field("timestamp").type
+            ),
+            "sip_timestamp": pa.nulls(n, TRADE_SCHEMA.field("sip_timestamp").type),
+            "price": pa.array(trades["price"] / PRICE_SCALE, pa.float64()),
+            "size": pa.array(trades["size"].astype(np.float64), pa.float64()),
+            "exchange": pa.array(np.full(n, EXCHANGE), pa.string()),
+            "id": pc.cast(pa.array(trades["trade_id"], pa.int64()), pa.string()),
+            "conditions": _CONDITIONS.take(pa.array(trades["flags"], pa.uint8())),
+            "tape": pa.nulls(n, pa.string()),
+            "correction": pa.array(correction, pa.string()),
+            "sequence": pa.nulls(n, pa.int64()),
+        },
+        schema=TRADE_SCHEMA,
+    )
+    return TradeTable(table, unmatched)
+
+
+def _broken(
+    trades: np.ndarray, at: np.ndarray, breaks: np.ndarray, break_at: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """Which trades a break cancels (the latest earlier one of its symbol and id), and how
+    many breaks named none."""
+    canceled = np.zeros(len(trades), dtype=bool)
+    unmatched = 0
+    for brk, when in zip(breaks, break_at, strict=True):  # breaks are rare: a handful a day
+        same = (
+            (trades["symbol"] == brk["symbol"])
+            & (trades["trade_id"] == brk["trade_id"])
+            & (at < when)
+        )
+        hits = np.flatnonzero(same)
+        if len(hits):
+            canceled[hits[-1]] = True
+        else:
+            unmatched += 1
+    return canceled, unmatched

@@ -1,0 +1,96 @@
+"""A capture's trade reports as canonical trades: every field, and breaks marking trades
+canceled (the same match the bars use)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import random
+
+import pyarrow.compute as pc
+import pytest
+from iex_encoder import ns, pcapng, segments_of, trade, trade_break
+from marketpipe.model.ticks import TRADE_SCHEMA
+from marketpipe_iex.decode import CaptureDecoder
+from marketpipe_iex.ticks import TradeTable, trade_table
+from test_iex_real_captures import SAMPLE
+
+DAY = dt.date(2024, 3, 4)
+
+
+def table_of(messages: list[bytes | None], chunk_size: int = 1 << 20) -> TradeTable:
+    capture = pcapng(segments_of(messages, ns(DAY, "04:00"), per_segment=5))
+    return trade_table(CaptureDecoder(io.BytesIO(capture.data), chunk_size=chunk_size).trades())
+
+
+def test_each_field_of_a_trade_report() -> None:
+    t = ns(DAY, "09:31", 1.5)
+    got = table_of([trade(t, "AAPL", 37, 191.2345, 77, flags=0xA0)])
+    assert got.table.schema == TRADE_SCHEMA and got.unmatched == 0
+    row = got.table.to_pylist()[0]
+    assert row["symbol"] == "AAPL" and row["id"] == "77" and row["exchange"] == "V"
+    assert row["price"] == 191.2345 and row["size"] == 37.0
+    assert got.table["timestamp"].cast("int64").to_pylist() == [t]
+    assert row["conditions"] == ["intermarket_sweep", "odd_lot"]
+    assert row["correction"] == "regular"
+    assert row["tape"] is None and row["sip_timestamp"] is None and row["sequence"] is None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_break_cancels_the_latest_earlier_trade_of_its_symbol_and_id(seed: int) -> None:
+    rng = random.Random(seed)
+    start = ns(DAY, "09:30")
+    stream: list[tuple[str, tuple]] = []
+    for i in range(600):
+        ts = start + i * 10**9
+        if stream and rng.random() < 0.1:
+            _, earlier = rng.choice([s for s in stream if s[0] == "T"])
+            stream.append(("B", (ts, earlier[1], earlier[2], earlier[3], earlier[4])))
+            continue
+        symbol = rng.choice(["AAPL", "MSFT"])
+        stream.append(("T", (ts, symbol, rng.randrange(1, 500), 100 + i / 100, rng.randrange(9))))
+    stream.append(("B", (start + 10**12, "ZVZZT", 1, 1.0, 5)))  # names no trade at all
+    canceled: set[int] = set()
+    for position, (kind, row) in enumerate(stream):
+        if kind == "B":
+            for back in range(position - 1, -1, -1):
+                k, earlier = stream[back]
+                if k == "T" and (earlier[1], earlier[4]) == (row[1], row[4]):
+                    canceled.add(back)
+                    break
+    got = table_of(
+        [(trade if kind == "T" else trade_break)(*row) for kind, row in stream], chunk_size=4096
+    )
+    trades = [(p, row) for p, (kind, row) in enumerate(stream) if kind == "T"]
+    assert got.table.num_rows == len(trades)
+    expected = ["canceled" if p in canceled else "regular" for p, _ in trades]
+    assert canceled and got.table["correction"].to_pylist() == expected
+    assert got.unmatched == 1
+    assert got.table["id"].to_pylist() == [str(row[4]) for _, row in trades]
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="IEX fixture captures not found")
+def test_the_sample_days_trades_are_every_published_one() -> None:
+    decoder = CaptureDecoder(SAMPLE)
+    got = trade_table(decoder.trades())
+    table = got.table
+    assert table.num_rows == 21_672 and got.unmatched == 0
+    assert pc.sum(table["size"]).as_py() == 55_296_562
+    assert pc.count_distinct(table["symbol"]).as_py() == 38
+    first, last = table.slice(0, 1).to_pylist()[0], table.slice(table.num_rows - 1).to_pylist()[0]
+    assert (first["symbol"], first["size"], first["price"], first["id"]) == (
+        "ZXIET",
+        100.0,
+        99.97,
+        "967187",
+    )
+    assert first["conditions"] == ["intermarket_sweep", "extended_hours"]  # flags 0xC0
+    assert table["timestamp"].cast("int64")[0].as_py() == 1517059857193914072
+    assert (last["symbol"], last["size"], last["price"], last["id"]) == (
+        "AVP",
+        100.0,
+        2.38,
+        "29868321",
+    )
+    assert table["timestamp"].cast("int64")[-1].as_py() == 1517073383878035832
+    assert set(table["correction"].to_pylist()) == {"regular"}
