@@ -6,13 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import io
 import random
+import struct
 
 import pyarrow.compute as pc
 import pytest
-from iex_encoder import ns, pcapng, segments_of, trade, trade_break
-from marketpipe.model.ticks import TRADE_SCHEMA
+from iex_encoder import ns, pcapng, quote, segments_of, trade, trade_break
+from marketpipe.model.ticks import QUOTE_SCHEMA, TRADE_SCHEMA
 from marketpipe_iex.decode import CaptureDecoder
-from marketpipe_iex.ticks import TradeTable, trade_table
+from marketpipe_iex.ticks import TradeTable, quote_table, trade_table
 from test_iex_real_captures import SAMPLE
 
 DAY = dt.date(2024, 3, 4)
@@ -94,3 +95,41 @@ def test_the_sample_days_trades_are_every_published_one() -> None:
     )
     assert table["timestamp"].cast("int64")[-1].as_py() == 1517073383878035832
     assert set(table["correction"].to_pylist()) == {"regular"}
+
+
+def test_one_pass_gives_trades_and_quotes_and_a_zero_quote_is_no_quote() -> None:
+    t = ns(DAY, "09:30")
+    messages: list[bytes | None] = [
+        struct.pack("<cBq8sIqqI", b"Q", 0, t, b"AAPL    ", 0, 0, 0, 0),  # before trading
+        quote(t + 1, "AAPL", 190.01, 190.05),
+        trade(t + 2, "AAPL", 10, 190.03, 1),
+        quote(t + 3, "AAPL", 0.0, 190.04),  # no bid left
+    ]
+    capture = pcapng(segments_of(messages, ns(DAY, "04:00"), per_segment=2))
+    decoder = CaptureDecoder(io.BytesIO(capture.data), chunk_size=4096)
+    trades, quotes = [], []
+    for batch, updates in decoder.trades_and_quotes():
+        trades.append(batch)
+        quotes.append(updates)
+    got = quote_table(quotes)
+    assert got.table.schema == QUOTE_SCHEMA and got.zero == 1
+    rows = got.table.to_pylist()
+    assert [(r["bid_price"], r["bid_size"], r["ask_price"], r["ask_size"]) for r in rows] == [
+        (190.01, 100.0, 190.05, 200.0),
+        (None, None, 190.04, 200.0),
+    ]
+    assert got.table["timestamp"].cast("int64").to_pylist() == [t + 1, t + 3]
+    assert trade_table(trades).table["price"].to_pylist() == [190.03]
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="IEX fixture captures not found")
+def test_the_sample_days_quote_updates_and_message_47270() -> None:
+    decoder = CaptureDecoder(SAMPLE)
+    updates = [quotes for _, quotes in decoder.trades_and_quotes()]
+    got = quote_table(updates)
+    assert got.table.num_rows + got.zero == 41_959 == decoder.stats.count("Q")
+    stamps = got.table["timestamp"].cast("int64")
+    (at,) = [i for i, v in enumerate(stamps.to_pylist()) if v == 1517065649985331707]
+    row = got.table.slice(at, 1).to_pylist()[0]
+    assert (row["symbol"], row["bid_size"], row["bid_price"]) == ("AUO", 1280.0, 4.06)
+    assert (row["ask_size"], row["ask_price"], row["conditions"]) == (19232.0, 4.34, [])

@@ -1,4 +1,5 @@
-"""A capture's trade reports as canonical trades (``marketpipe.model.ticks.TRADE_SCHEMA``).
+"""A capture's trade reports and quote updates as canonical trades and quotes
+(``marketpipe.model.ticks``).
 
 Each trade report (``T``) is a row: IEX's timestamp, price, size, its trade id (unique within
 the day) as ``id``, exchange ``V`` (IEX's code on the consolidated tape, as Alpaca names it),
@@ -10,6 +11,13 @@ A trade break (``B``) is no row: it marks the trade it names ``canceled``, match
 match it: the latest earlier trade report of the same symbol and trade id (ids restart after a
 sequence reset). A break naming no earlier trade is counted in :attr:`TradeTable.unmatched`,
 never stored.
+
+A quote update (``Q``) is a row of IEX's own best bid and offer: sizes in shares as IEX sends
+them, prices in dollars, both exchanges ``V``; a side with no price (0) has a null price
+and size. The zero
+quote IEX sends for each symbol before it trades (all four values 0) is no quote: it is left
+out and counted in :attr:`QuoteTable.zero`. The flags become ``conditions``: ``inactive``
+(0x80, halted or paused) and ``extended_hours`` (0x40).
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ import attrs
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from marketpipe.model.ticks import CANCELED, REGULAR, TRADE_SCHEMA
+from marketpipe.model.ticks import CANCELED, QUOTE_SCHEMA, REGULAR, TRADE_SCHEMA
 
+from marketpipe_iex.decode.quotes import QUOTE_UPDATE
 from marketpipe_iex.decode.trades import BREAK, TRADE_REPORT, TradeBatch, symbol_names
 
 PRICE_SCALE = 10_000
@@ -97,3 +106,63 @@ def _broken(
         else:
             unmatched += 1
     return canceled, unmatched
+
+
+QUOTE_FLAGS = ((0x80, "inactive"), (0x40, "extended_hours"))
+_QUOTE_CONDITIONS = pa.array(
+    [[name for bit, name in QUOTE_FLAGS if flags & bit] for flags in range(256)],
+    pa.list_(pa.string()),
+)
+
+
+@attrs.frozen
+class QuoteTable:
+    """The quotes of some updates, and how many zero quotes were left out."""
+
+    table: pa.Table
+    zero: int
+
+
+def quote_table(updates: Iterable[np.ndarray]) -> QuoteTable:
+    """``QUOTE_UPDATE`` records (in stream order) as canonical quotes."""
+    parts = [u for u in updates if len(u)]
+    record = np.concatenate(parts) if parts else np.zeros(0, dtype=QUOTE_UPDATE)
+    zero = (
+        (record["bid_size"] == 0)
+        & (record["bid_price"] == 0)
+        & (record["ask_price"] == 0)
+        & (record["ask_size"] == 0)
+    )
+    record = record[~zero]
+    n = len(record)
+
+    def side(price: str, size: str) -> tuple[pa.Array, pa.Array]:
+        none = record[price] == 0  # no bid (or no offer): neither price nor size
+        return (
+            pa.array(record[price] / PRICE_SCALE, pa.float64(), mask=none),
+            pa.array(record[size].astype(np.float64), pa.float64(), mask=none),
+        )
+
+    bid_price, bid_size = side("bid_price", "bid_size")
+    ask_price, ask_size = side("ask_price", "ask_size")
+
+    venue = pa.array(np.full(n, EXCHANGE), pa.string())
+    table = pa.table(
+        {
+            "symbol": pa.array(symbol_names(record["symbol"]), pa.string()),
+            "timestamp": pa.array(record["timestamp"], pa.int64()).cast(
+                QUOTE_SCHEMA.field("timestamp").type
+            ),
+            "bid_price": bid_price,
+            "bid_size": bid_size,
+            "ask_price": ask_price,
+            "ask_size": ask_size,
+            "bid_exchange": venue,
+            "ask_exchange": venue,
+            "conditions": _QUOTE_CONDITIONS.take(pa.array(record["flags"], pa.uint8())),
+            "tape": pa.nulls(n, pa.string()),
+            "sequence": pa.nulls(n, pa.int64()),
+        },
+        schema=QUOTE_SCHEMA,
+    )
+    return QuoteTable(table, int(np.count_nonzero(zero)))

@@ -13,6 +13,7 @@ import numpy as np
 from marketpipe_iex.decode.containers import Framed, PcapFramer, PcapNgFramer, framer_for
 from marketpipe_iex.decode.errors import CaptureFormatError
 from marketpipe_iex.decode.iextp import PROTOCOLS, SEGMENT_HEADER, Messages, messages, segments
+from marketpipe_iex.decode.quotes import quote_messages
 from marketpipe_iex.decode.stream import CHUNK, CaptureStream
 from marketpipe_iex.decode.trades import (
     TRADE_LENGTHS,
@@ -41,6 +42,7 @@ class DecodeStats:
     trades: int = 0
     breaks: int = 0
     wrong_length_trades: int = 0
+    wrong_length_quotes: int = 0
     cut_segments: int = 0
     gaps: int = 0
     missing_messages: int = 0
@@ -84,6 +86,11 @@ class DecodeStats:
             out.append(
                 f"{self.wrong_length_trades} trade message(s) of an unexpected length skipped "
                 f"(expected {self.trade_layout} bytes)"
+            )
+        if self.wrong_length_quotes:
+            out.append(
+                f"{self.wrong_length_quotes} quote update(s) of an unexpected length skipped "
+                "(expected 42 bytes)"
             )
         if self.cut_segments and not self.truncated:
             out.append(f"{self.cut_segments} segment(s) shorter than their message count")
@@ -219,29 +226,41 @@ class CaptureDecoder:
         self._session = int(session[-1])
 
     def trades(self) -> Iterator[TradeBatch]:
-        stats = self.stats
         for chunk in self.chunks():
-            msgs = chunk.messages
-            if stats.trade_layout is None and len(msgs.offset):
-                kind = chunk.buf[msgs.offset]
-                first = np.flatnonzero((kind == ord("T")) | (kind == ord("B")))
-                if len(first):
-                    found = int(msgs.length[first[0]])
-                    if found not in (38, 42):
-                        raise CaptureFormatError(
-                            f"the first trade report is {found} bytes long; IEX trade reports "
-                            "are 38 bytes (TOPS 1.6, DEEP 1.0) or 42 (TOPS 1.5)"
-                        )
-                    stats.trade_layout = found
-            if stats.trade_layout is None:
-                continue
-            batch, wrong = trade_messages(chunk.buf, msgs, stats.trade_layout, self._symbols)
-            stats.wrong_length_trades += wrong
+            batch = self._trades_of(chunk)
             if len(batch):
-                breaks = int(np.count_nonzero(batch.is_break))
-                stats.breaks += breaks
-                stats.trades += len(batch) - breaks
                 yield batch
+
+    def trades_and_quotes(self) -> Iterator[tuple[TradeBatch, np.ndarray]]:
+        """One pass for both kinds: each chunk's trade reports and breaks, and its quote
+        updates (``QUOTE_UPDATE`` records), in stream order."""
+        for chunk in self.chunks():
+            quotes, wrong = quote_messages(chunk.buf, chunk.messages, self._symbols)
+            self.stats.wrong_length_quotes += wrong
+            yield self._trades_of(chunk), quotes
+
+    def _trades_of(self, chunk: Chunk) -> TradeBatch:
+        stats = self.stats
+        msgs = chunk.messages
+        if stats.trade_layout is None and len(msgs.offset):
+            kind = chunk.buf[msgs.offset]
+            first = np.flatnonzero((kind == ord("T")) | (kind == ord("B")))
+            if len(first):
+                found = int(msgs.length[first[0]])
+                if found not in (38, 42):
+                    raise CaptureFormatError(
+                        f"the first trade report is {found} bytes long; IEX trade reports "
+                        "are 38 bytes (TOPS 1.6, DEEP 1.0) or 42 (TOPS 1.5)"
+                    )
+                stats.trade_layout = found
+        if stats.trade_layout is None:
+            return TradeBatch(np.zeros(0, dtype=TRADE_REPORT))
+        batch, wrong = trade_messages(chunk.buf, msgs, stats.trade_layout, self._symbols)
+        stats.wrong_length_trades += wrong
+        breaks = int(np.count_nonzero(batch.is_break))
+        stats.breaks += breaks
+        stats.trades += len(batch) - breaks
+        return batch
 
 
 def probe(source: str | Path | IO[bytes]) -> DecodeStats:
