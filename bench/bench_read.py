@@ -30,15 +30,19 @@ import pyarrow as pa
 from marketpipe.dataset.actions import list_actions
 
 
-def best(repeat: int, run: Callable[[], pa.Table]) -> tuple[float, int]:
-    rows = run().num_rows  # warm-up
-    times = []
+def best(repeat: int, runs: dict[str, Callable[[], pa.Table]]) -> dict[str, tuple[float, int]]:
+    """Each run's best time of ``repeat`` and its rows, the runs taken in turn (this machine's
+    speed drifts from minute to minute: one after the other, a run could be timed in a slow
+    minute and its baseline in a fast one)."""
+    rows = {name: run().num_rows for name, run in runs.items()}  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeat):
-        started = time.perf_counter()
-        table = run()
-        times.append(time.perf_counter() - started)
-        assert table.num_rows == rows
-    return min(times), rows
+        for name, run in runs.items():
+            started = time.perf_counter()
+            table = run()
+            times[name].append(time.perf_counter() - started)
+            assert table.num_rows == rows[name]
+    return {name: (min(times[name]), rows[name]) for name in runs}
 
 
 def main() -> None:
@@ -103,10 +107,11 @@ def main() -> None:
             fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
             return fetch()
 
-        figures = {}
-        for name, run in (("raw", ours("raw")), ("all", ours("all")), ("duckdb", baseline)):
-            seconds, rows = best(args.repeat, run)
-            figures[name] = {"seconds": round(seconds, 4), "rows": rows}
+        timed = best(args.repeat, {"raw": ours("raw"), "all": ours("all"), "duckdb": baseline})
+        figures = {
+            name: {"seconds": round(seconds, 4), "rows": rows}
+            for name, (seconds, rows) in timed.items()
+        }
         result = {
             "dataset": f"{args.symbols} symbols, {args.year}, 1m bars (Fake provider)",
             "symbol": symbol,

@@ -125,8 +125,8 @@ def measure(root: Path, symbol: str, first: dt.date, last: dt.date, repeat: int)
         fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
         return fetch()
 
-    mine, rows = best(repeat, ours)
-    duck, duck_rows = best(repeat, baseline)
+    timed = best(repeat, {"ours": ours, "duckdb": baseline})
+    (mine, rows), (duck, duck_rows) = timed["ours"], timed["duckdb"]
     assert rows == duck_rows, (rows, duck_rows)
     return {
         "files": len(files),

@@ -18,8 +18,12 @@ from marketpipe.jobs.events import DomainEvent, IngestionJobStarted
 from marketpipe.model.values import IngestionJobId, Symbol
 from marketpipe.storage.layout import META_DIR
 
+_AS_IS = frozenset({int, str, float, bool, type(None)})
+
 
 def _plain(value: Any) -> Any:
+    if type(value) in _AS_IS:  # most fields: a count, a name
+        return value
     if isinstance(value, Symbol | IngestionJobId):
         return value.value
     if isinstance(value, dt.datetime | dt.date):

@@ -175,7 +175,7 @@ class ParquetSink:
             # Side by side, each file's row groups pruned on their symbol statistics.
             def one(rel: str) -> pa.Table:
                 try:
-                    return read_symbols(str(local.path(rel)), wanted, lo, hi).cast(BAR_SCHEMA)
+                    return read_symbols(str(local.file_to_read(rel)), wanted, lo, hi)
                 except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
                     raise unreadable(f"{self.store.url}/{rel}", exc) from None
 
