@@ -210,6 +210,7 @@ def test_a_folder_in_step_with_the_catalog_is_not_locked_to_be_synced(tmp_path: 
     file is listed, not locked."""
     sink = ParquetSink(tmp_path)
     paths = commit(sink, ["AAPL"], [D1, D2])
+    commit(sink, ["AAPL"], [dt.date(2024, 4, 1)])
     taken: list[str] = []
     real_lock = sink.catalog.holdings.lock
 
@@ -218,7 +219,7 @@ def test_a_folder_in_step_with_the_catalog_is_not_locked_to_be_synced(tmp_path: 
         return real_lock(series, folder)
 
     sink.catalog.holdings.lock = lock  # type: ignore[method-assign]
-    sink.catalog.sync(SERIES, ["2024-03"])
+    sink.catalog.sync(SERIES, ["2024-03", "2024-04"])  # what it knows of both, in one query
     assert taken == []
     (tmp_path / paths[("AAPL", D1)]).unlink()  # behind the catalog's back
     sink.catalog.sync(SERIES, ["2024-03"])
@@ -265,3 +266,16 @@ def test_a_lookup_of_many_keys_reads_the_blocks_and_finds_what_the_probes_find(
         ("MSFT", D1, True), ("MSFT", D2, False),
     ]  # fmt: skip
     assert {p.bars for p in probed} == {390}
+
+
+def test_a_file_read_by_its_checked_folder_is_still_only_a_name_in_it(tmp_path: Path) -> None:
+    from marketpipe.storage.stores import LocalStore
+
+    store = LocalStore(tmp_path)
+    folder = "provider=fake/feed=sim/adjustment=raw/timeframe=1m/month=2024-03"
+    assert store.file_to_read(f"{folder}/part-a.parquet") == tmp_path / folder / "part-a.parquet"
+    for bad in (f"{folder}/..", f"{folder}/", "../../etc/..", f"{folder}/."):
+        with pytest.raises(ValueError, match="not a file name"):
+            store.file_to_read(bad)
+    with pytest.raises(ValueError, match="outside the data root"):
+        store.file_to_read("../elsewhere/part-a.parquet")  # the folder itself is checked
