@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from core_helpers import simple_bars
+from core_helpers import commit, simple_bars
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from marketpipe.ingestion import Session, Timeframe
+from marketpipe.ingestion import Session
 from marketpipe.model.calendar import nyse_calendar
-from marketpipe.plugins.sink import CommitRequest
 from marketpipe.storage.footer import (
     BARS_KEY,
     COVERAGE_KEY,
@@ -98,16 +97,7 @@ def test_a_file_of_an_earlier_release_is_read_and_rewritten_in_the_grouped_keys(
 
     # AAPL's day again: the old file is rewritten with MSFT's day alone.
     sink = ParquetSink(tmp_path)
-    sink.commit(
-        CommitRequest(
-            table=pa.Table.from_batches([simple_bars("AAPL", window)]),
-            coverage={"AAPL": (day,)},
-            provider="fake",
-            feed="sim",
-            timeframe=Timeframe.M1,
-            job_id="new",
-        )
-    )
+    commit(sink, ["AAPL"], [day], job="new")
     sink.close()
     files = sorted(folder.glob("*.parquet"))
     assert len(files) == 2

@@ -35,6 +35,22 @@ SEGMENT_HEADER = np.dtype(
 )
 
 
+def selected(
+    buf: np.ndarray, msgs: Messages, is_kind: np.ndarray, length: int, symbols: np.ndarray | None
+) -> tuple[np.ndarray, int]:
+    """Offsets of the messages ``is_kind`` marks that are ``length`` bytes long, of
+    ``symbols`` (symbol keys) only when given, and how many marked had another length. The
+    symbol filter reads the 8 symbol bytes (at offset 10 of every such message) before
+    anything else, so an unrequested symbol costs one comparison."""
+    right = is_kind & (msgs.length == length)
+    wrong = int(np.count_nonzero(is_kind)) - int(np.count_nonzero(right))
+    at = msgs.offset[right]
+    if symbols is not None and len(at):
+        keys = gather(buf, at + 10, np.dtype("<u8"))
+        at = at[np.isin(keys, symbols)]
+    return at, wrong
+
+
 def gather(buf: np.ndarray, at: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Records of ``dtype`` read at byte offsets ``at`` of ``buf``."""
     if not len(at):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from marketpipe_iex.decode.iextp import Messages, gather
+from marketpipe_iex.decode.iextp import Messages, gather, selected
 
 QUOTE = ord("Q")
 QUOTE_LENGTH = 42
@@ -31,11 +31,5 @@ def quote_messages(
     """The quote updates (``QUOTE_UPDATE`` records) of one buffer, in stream order, and how
     many ``Q`` messages had another length (not read). ``symbols`` (symbol keys) keeps only
     those symbols' updates."""
-    is_quote = buf[msgs.offset] == QUOTE
-    right = is_quote & (msgs.length == QUOTE_LENGTH)
-    wrong = int(np.count_nonzero(is_quote)) - int(np.count_nonzero(right))
-    at = msgs.offset[right]
-    if symbols is not None and len(at):
-        keys = gather(buf, at + 10, np.dtype("<u8"))
-        at = at[np.isin(keys, symbols)]
+    at, wrong = selected(buf, msgs, buf[msgs.offset] == QUOTE, QUOTE_LENGTH, symbols)
     return gather(buf, at, QUOTE_UPDATE), wrong

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from marketpipe_iex.decode.iextp import Messages, gather
+from marketpipe_iex.decode.iextp import Messages, gather, selected
 
 TRADE = ord("T")
 BREAK = ord("B")
@@ -58,17 +58,8 @@ class TradeBatch:
 def trade_messages(
     buf: np.ndarray, msgs: Messages, layout: int, symbols: np.ndarray | None
 ) -> tuple[TradeBatch, int]:
-    """Trade reports and breaks of ``layout`` bytes; also how many had another length.
-
-    ``symbols`` (symbol keys) keeps only those symbols' trades: the filter runs on the 8 symbol
-    bytes before anything else is read, so unrequested symbols cost one comparison.
-    """
+    """Trade reports and breaks of ``layout`` bytes (of ``symbols``, symbol keys, when
+    given); also how many had another length."""
     kind = buf[msgs.offset]
-    is_trade = (kind == TRADE) | (kind == BREAK)
-    right = is_trade & (msgs.length == layout)
-    wrong = int(np.count_nonzero(is_trade)) - int(np.count_nonzero(right))
-    at = msgs.offset[right]
-    if symbols is not None and len(at):
-        keys = gather(buf, at + 10, np.dtype("<u8"))
-        at = at[np.isin(keys, symbols)]
+    at, wrong = selected(buf, msgs, (kind == TRADE) | (kind == BREAK), layout, symbols)
     return TradeBatch(gather(buf, at, TRADE_REPORT)), wrong
