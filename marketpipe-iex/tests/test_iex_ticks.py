@@ -8,10 +8,15 @@ import io
 import random
 import struct
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from iex_encoder import ns, pcapng, quote, segments_of, trade, trade_break
+from marketpipe.dataset.trade_bars import TradeRules, bars_from_trades
+from marketpipe.model.calendar import SessionWindow, nyse_calendar
 from marketpipe.model.ticks import QUOTE_SCHEMA, TRADE_SCHEMA
+from marketpipe.model.values import Session
+from marketpipe_iex.bars import BarBuilder
 from marketpipe_iex.decode import CaptureDecoder
 from marketpipe_iex.ticks import TradeTable, quote_table, trade_table
 from test_iex_real_captures import SAMPLE
@@ -133,3 +138,61 @@ def test_the_sample_days_quote_updates_and_message_47270() -> None:
     row = got.table.slice(at, 1).to_pylist()[0]
     assert (row["symbol"], row["bid_size"], row["bid_price"]) == ("AUO", 1280.0, 4.06)
     assert (row["ask_size"], row["ask_price"], row["conditions"]) == (19232.0, 4.34, [])
+
+
+IEX_RULES = TradeRules(
+    never_sets=frozenset({"odd_lot"}), sets_outside_regular=frozenset({"extended_hours"})
+)
+
+
+def same_bars(ours: pa.Table, theirs: pa.Table) -> None:
+    assert ours.num_rows == theirs.num_rows
+    for column in ours.column_names:
+        assert ours[column].to_pylist() == theirs[column].to_pylist(), column
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_bars_built_from_the_stored_trades_are_the_captures_bars(seed: int) -> None:
+    rng = random.Random(seed)
+    start = ns(DAY, "09:00")
+    rows: list[tuple[str, tuple]] = []
+    for i in range(1200):
+        ts = start + i * 3 * 10**9
+        if rows and rng.random() < 0.05:
+            _, earlier = rng.choice([r for r in rows if r[0] == "T"])
+            rows.append(("B", (ts, *earlier[1:5])))
+            continue
+        flags = rng.choice([0, 0, 0, 0x20, 0x40, 0x60, 0x80])
+        price = round(rng.uniform(99, 101), 4)
+        rows.append(("T", (ts, rng.choice(["AAPL", "MSFT", "Z"]), rng.randrange(1, 900), price,
+                           rng.randrange(50), flags)))  # fmt: skip
+    messages: list[bytes | None] = [
+        trade(*r) if kind == "T" else trade_break(*r[:5]) for kind, r in rows
+    ]
+    capture = pcapng(segments_of(messages, ns(DAY, "04:00"), per_segment=7)).data
+    regular = [nyse_calendar().window(DAY, Session.REGULAR)]
+    builder = BarBuilder(regular)
+    for batch in CaptureDecoder(io.BytesIO(capture), chunk_size=4096).trades():
+        builder.add(batch)
+    stored = trade_table(CaptureDecoder(io.BytesIO(capture), chunk_size=4096).trades()).table
+    assert "canceled" in stored["correction"].to_pylist()
+    same_bars(bars_from_trades(stored, IEX_RULES, regular), builder.finish().to_table())
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="IEX fixture captures not found")
+def test_the_sample_days_bars_from_its_trades_are_its_bars() -> None:
+    day = dt.date(2018, 1, 27)  # IEX's test session, on a Saturday: its hours as a weekday's
+    regular = [
+        SessionWindow(
+            day,
+            int(dt.datetime(2018, 1, 27, 14, 30, tzinfo=dt.UTC).timestamp()) * 10**9,
+            int(dt.datetime(2018, 1, 27, 21, 0, tzinfo=dt.UTC).timestamp()) * 10**9,
+        )
+    ]
+    builder = BarBuilder(regular)
+    for batch in CaptureDecoder(SAMPLE).trades():
+        builder.add(batch)
+    stored = trade_table(CaptureDecoder(SAMPLE).trades()).table
+    bars = bars_from_trades(stored, IEX_RULES, regular)
+    assert pc.sum(bars["volume"]).as_py() == 55_296_562
+    same_bars(bars, builder.finish().to_table())
