@@ -26,10 +26,12 @@ class ValidationContext:
 
 @attrs.frozen
 class ValidationResult:
-    """``valid`` rows go on; ``rejected`` rows (canonical columns plus ``reason``) are quarantined."""
+    """``valid`` rows go on; ``rejected`` rows (canonical columns plus ``reason``) are quarantined.
+    ``notes`` say what was kept but is worth knowing (crossed quotes)."""
 
     valid: pa.Table
     rejected: pa.Table
+    notes: tuple[str, ...] = ()
 
     @classmethod
     def all_valid(cls, table: pa.Table) -> ValidationResult:

@@ -1,0 +1,137 @@
+"""Validators of trades and quotes, columnar, a reason per rejected row (first failure wins).
+
+Trades: symbol requested; timestamp present and inside one of the requested New York days;
+price finite and positive; size finite and positive; correction one of the known values;
+timestamps non-decreasing within a symbol in the provider's order (the order of the rows).
+Quotes: the same for the symbol and the timestamp; each side's price finite and positive and its
+size positive, or both null (an empty side); at least one side. A crossed quote (bid above ask)
+is a fact of the feed, not bad data: it is kept and counted in a note.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from marketpipe.model.calendar import ny_midnight_ns
+from marketpipe.model.schema import symbol_codes
+from marketpipe.model.ticks import CORRECTIONS
+from marketpipe.plugins.validator import ValidationContext, ValidationResult
+
+TRADE_REASONS = (
+    "",
+    "symbol not requested",
+    "timestamp missing or outside the requested days",
+    "price not finite and positive",
+    "size not finite and positive",
+    "unknown correction",
+    "timestamp before the symbol's previous trade",
+)
+QUOTE_REASONS = (
+    "",
+    "symbol not requested",
+    "timestamp missing or outside the requested days",
+    "bid not a finite positive price with a positive size",
+    "ask not a finite positive price with a positive size",
+    "no bid and no ask",
+    "timestamp before the symbol's previous quote",
+)
+
+
+class _Codes:
+    """A reason code a row, the first failure kept."""
+
+    def __init__(self, table: pa.Table, reasons: Sequence[str]) -> None:
+        self.table = table
+        self.reasons = reasons
+        self.codes = np.zeros(table.num_rows, dtype=np.int8)
+
+    def flag(self, mask: np.ndarray, reason: int) -> None:
+        self.codes[(self.codes == 0) & mask] = reason
+
+    def result(self, notes: tuple[str, ...] = ()) -> ValidationResult:
+        bad = self.codes != 0
+        reason = pa.DictionaryArray.from_arrays(
+            pa.array(self.codes[bad], pa.int8()), pa.array(self.reasons, pa.string())
+        ).cast(pa.string())
+        rejected = self.table.filter(pa.array(bad)).append_column("reason", reason)
+        return ValidationResult(self.table.filter(pa.array(~bad)), rejected, notes)
+
+
+def _numbers(column: pa.ChunkedArray) -> np.ndarray:
+    """Floats, a null as NaN."""
+    filled = pc.fill_null(column.cast(pa.float64()), float("nan"))
+    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _common(check: _Codes, context: ValidationContext) -> tuple[np.ndarray, np.ndarray]:
+    """Symbol and day checks (reasons 1 and 2); the symbol codes and timestamps."""
+    table = check.table
+    encoded = symbol_codes(table["symbol"])
+    codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False))
+    known = pc.is_in(encoded.dictionary, value_set=pa.array(sorted(context.symbols), pa.string()))
+    wanted = np.append(np.asarray(known.to_numpy(zero_copy_only=False), dtype=bool), False)
+    check.flag(~wanted[codes], 1)
+    stamps = table["timestamp"]
+    missing = np.asarray(pc.is_null(stamps).to_numpy(zero_copy_only=False), dtype=bool)
+    ts = np.asarray(pc.fill_null(stamps.cast(pa.int64()), 0).to_numpy(zero_copy_only=False))
+    inside = np.zeros(len(ts), dtype=bool)
+    for day in sorted({w.day for w in context.windows}):
+        inside |= (ts >= ny_midnight_ns(day)) & (ts < ny_midnight_ns(day + dt.timedelta(days=1)))
+    check.flag(missing | ~inside, 2)
+    return codes, ts
+
+
+def _backwards(check: _Codes, codes: np.ndarray, ts: np.ndarray, reason: int) -> None:
+    """Flags a row stamped before the previous standing row of its symbol (rows in the
+    provider's order), as the bar validator compares each bar with the one before it."""
+    alive = np.flatnonzero(check.codes == 0)
+    by_symbol = alive[np.argsort(codes[alive], kind="stable")]
+    s, t = codes[by_symbol], ts[by_symbol]
+    late = np.zeros(len(codes), dtype=bool)
+    late[by_symbol[1:][(s[1:] == s[:-1]) & (t[1:] < t[:-1])]] = True
+    check.flag(late, reason)
+
+
+class TradeValidator:
+    """Rejects trades a reader would mistake for clean data."""
+
+    def validate(self, table: pa.Table, context: ValidationContext) -> ValidationResult:
+        check = _Codes(table, TRADE_REASONS)
+        codes, ts = _common(check, context)
+        price, size = _numbers(table["price"]), _numbers(table["size"])
+        with np.errstate(invalid="ignore"):
+            check.flag(~(np.isfinite(price) & (price > 0)), 3)
+            check.flag(~(np.isfinite(size) & (size > 0)), 4)
+        known = pc.is_in(table["correction"], value_set=pa.array(CORRECTIONS, pa.string()))
+        check.flag(~np.asarray(known.fill_null(False).to_numpy(zero_copy_only=False)), 5)
+        _backwards(check, codes, ts, 6)
+        return check.result()
+
+
+class QuoteValidator:
+    """Rejects quotes a reader would mistake for clean data; counts the crossed ones kept."""
+
+    def validate(self, table: pa.Table, context: ValidationContext) -> ValidationResult:
+        check = _Codes(table, QUOTE_REASONS)
+        codes, ts = _common(check, context)
+        sides = {}
+        for reason, side in ((3, "bid"), (4, "ask")):
+            price, size = _numbers(table[f"{side}_price"]), _numbers(table[f"{side}_size"])
+            empty = np.isnan(price) & np.isnan(size)
+            with np.errstate(invalid="ignore"):
+                good = np.isfinite(price) & (price > 0) & np.isfinite(size) & (size > 0)
+            check.flag(~(good | empty), reason)
+            sides[side] = (price, empty)
+        check.flag(sides["bid"][1] & sides["ask"][1], 5)
+        _backwards(check, codes, ts, 6)
+        with np.errstate(invalid="ignore"):
+            crossed = int(
+                np.count_nonzero((check.codes == 0) & (sides["bid"][0] > sides["ask"][0]))
+            )
+        notes = (f"{crossed:,} crossed quote(s) (bid above ask) kept",) if crossed else ()
+        return check.result(notes)
