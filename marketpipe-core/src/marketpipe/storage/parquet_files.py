@@ -66,27 +66,43 @@ def write_bars(
         # Through a buffer of Arrow's own: written straight to ``fh`` (a Python file), every
         # page took the GIL back, and the writers of two units in flight waited on each other
         # and on the reader (py-spy, bench_flatfiles); buffered, it takes it once per 4 MB.
-        sink = pa.output_stream(_Unclosed(fh), buffer_size=WRITE_BUFFER)
-        with pq.ParquetWriter(
-            sink, plain.schema, compression=compression, use_dictionary=["symbol"]
-        ) as writer:
-            writer.write_table(plain, row_group_size=rows_per_group)
-            if metadata:
-                writer.add_key_value_metadata(metadata)
-        sink.flush()  # not closed: ``fh`` belongs to the caller
+        target = _Unclosed(fh)
+        sink = pa.output_stream(target, buffer_size=WRITE_BUFFER)
+        try:
+            with pq.ParquetWriter(
+                sink, plain.schema, compression=compression, use_dictionary=["symbol"]
+            ) as writer:
+                writer.write_table(plain, row_group_size=rows_per_group)
+                if metadata:
+                    writer.add_key_value_metadata(metadata)
+            sink.flush()  # not closed: ``fh`` belongs to the caller
+        except BaseException:
+            target.failed = True
+            raise
 
     return write
 
 
 class _Unclosed:
     """``fh`` to an Arrow stream that, once dropped, closes what it wraps: ``fh`` stays open
-    for its owner (:func:`marketpipe.model.files.prepare_atomic` fsyncs it)."""
+    for its owner (:func:`marketpipe.model.files.prepare_atomic` fsyncs it). After a failed
+    write (a full disk) it takes nothing more: the stream, dropped later, would flush what it
+    still holds into a file its owner has closed and print that to stderr."""
 
     closed = False
 
     def __init__(self, fh: BinaryIO) -> None:
-        self.write = fh.write
-        self.flush = fh.flush
+        self._fh = fh
+        self.failed = False
+
+    def write(self, data: Any) -> int:
+        if self.failed:
+            return len(data)
+        return self._fh.write(data)
+
+    def flush(self) -> None:
+        if not self.failed:
+            self._fh.flush()
 
     def close(self) -> None:
         pass
