@@ -335,3 +335,21 @@ def test_files_that_drifted_as_2026_ones_did_load_with_notes(
                                                                   pa.timestamp("ns", "UTC"))))  # fmt: skip
     # to the nearest share, halves to even (unbiased), as numpy's and Python's round do
     assert got["volume"].to_pylist() == [round(v) for v in aapl]
+
+
+def test_a_status_is_read_from_the_error_not_from_digits_anywhere_in_it() -> None:
+    from marketpipe_massive.flatfiles import _status
+
+    class PermissionDeniedError(Exception):
+        pass
+
+    # What obstore said for a 403 that CI once took for a 412: the GET took 412 µs.
+    forbidden = PermissionDeniedError(
+        "Error performing GET http://127.0.0.1:41203/flatfiles/x.csv.gz in 412.946µs - "
+        "Server returned non-2xx status code: 403 Forbidden: <Error>AccessDenied</Error>"
+    )
+    assert _status(forbidden, 403, "PermissionDenied")
+    assert not _status(forbidden, 412, "Precondition")
+    reset = OSError("Error performing GET http://127.0.0.1:40312/x in 403.1ms: connection reset")
+    assert not _status(reset, 403, "PermissionDenied") and not _status(reset, 412, "Precondition")
+    assert _status(OSError("... status code: 412 Precondition Failed ..."), 412, "Precondition")
