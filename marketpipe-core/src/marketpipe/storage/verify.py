@@ -32,7 +32,11 @@ import pyarrow.parquet as pq
 from marketpipe.model.errors import StorageError
 from marketpipe.model.values import Series
 from marketpipe.storage.catalog import Catalog
-from marketpipe.storage.footer import count_rows, read_footer
+from marketpipe.storage.footer import (
+    PARTITION_COUNTS,
+    read_footer_counts,
+    row_counts,
+)
 from marketpipe.storage.holdings import FileHoldings
 from marketpipe.storage.layout import month_prefix, series_of_path
 from marketpipe.storage.store import STAGED, Store
@@ -100,29 +104,24 @@ def verify_dataset(
         for month in sorted(set(holdings.months(series)) | {m for m, _ in known}):
             folder = month_prefix(series, month)
             on_disk = store.listing(folder)
-            owners: dict[tuple[str, str], list[str]] = {}
-            for name in sorted(on_disk):
-                rel = f"{folder}/{name}"
-                found = _check_file(store, rel, problems, notes)
+            held: list[pa.Table] = []  # each file's partitions, with its position in ``names``
+            names = sorted(on_disk)
+            for i, name in enumerate(names):
+                found = _check_file(store, f"{folder}/{name}", problems, notes)
                 if found is None:
                     continue
                 files += 1
-                for key, n in found.items():
-                    owners.setdefault(key, []).append(name)
-                    partitions += 1
-                    bars += n
+                partitions += found.num_rows
+                bars += int(pc.sum(found["bars"]).as_py() or 0)
+                held.append(
+                    found.append_column("file", pa.repeat(pa.scalar(i, pa.int32()), found.num_rows))
+                )
+            owners = pa.concat_tables(held) if held else None
             for m, name in sorted(known):
                 if m == month and name not in on_disk:
                     _gone(catalog, series, month, name, owners, problems)
-            for (symbol, day), names in sorted(owners.items()):
-                if len(names) > 1:
-                    problems.append(
-                        Problem(
-                            "duplicate",
-                            folder,
-                            f"{symbol} {day} has rows in {len(names)} files: {_sample(names)}",
-                        )
-                    )
+            if owners is not None:
+                _held_twice(owners, names, folder, problems)
     catalog.sync_all()
     lost: list[tuple[str, str, dt.date]] = []
     listed: dict[str, set[str]] = {}
@@ -144,18 +143,49 @@ def verify_dataset(
     )
 
 
+def _held_twice(owners: pa.Table, names: list[str], folder: str, problems: list[Problem]) -> None:
+    """A ``duplicate`` problem for each partition with rows in two files of one month."""
+    counted = owners.group_by(["symbol", "day"], use_threads=False).aggregate([("file", "list")])
+    twice = counted.filter(pc.greater(pc.list_value_length(counted["file_list"]), 1))
+    found = sorted(
+        (s, d, sorted(f))
+        for s, d, f in zip(
+            twice["symbol"].to_pylist(),
+            twice["day"].to_pylist(),
+            twice["file_list"].to_pylist(),
+            strict=True,
+        )
+    )
+    for symbol, day, files in found:
+        held = [names[i] for i in files]
+        problems.append(
+            Problem(
+                "duplicate",
+                folder,
+                f"{symbol} {day} has rows in {len(held)} files: {_sample(held)}",
+            )
+        )
+
+
 def _gone(
     catalog: Catalog,
     series: Series,
     month: str,
     name: str,
-    owners: dict[tuple[str, str], list[str]],
+    owners: pa.Table | None,
     problems: list[Problem],
 ) -> None:
     """A file the catalog listed and that is gone: a problem only for the partitions it held
     that no file holds now."""
     held = catalog.entries(series, month, name)
-    now = {(str(s), str(d)) for s, d in owners}
+    now = (
+        set()
+        if owners is None
+        else {
+            (str(s), str(d))
+            for s, d in zip(owners["symbol"].to_pylist(), owners["day"].to_pylist(), strict=True)
+        }
+    )
     lost = {key: n for key, n in held.items() if (str(key[0]), str(key[1])) not in now}
     folder = month_prefix(series, month)
     if lost:
@@ -202,16 +232,17 @@ def job_store_losses(
 
 def _check_file(
     store: Store, rel: str, problems: list[Problem], notes: list[str]
-) -> dict[tuple[str, str], int] | None:
-    """Rows per partition of one file, after checking them against its footer; ``None`` for a
-    readable Parquet file MarketPipe did not write (left alone, as commits leave it, with a
-    note) or one that cannot be read (a problem)."""
+) -> pa.Table | None:
+    """Rows per partition of one file (:data:`PARTITION_COUNTS`, partitions with rows only),
+    after checking them against its footer; ``None`` for a readable Parquet file MarketPipe
+    did not write (left alone, as commits leave it, with a note) or one that cannot be read (a
+    problem). Columns throughout: a whole-market month file lists 210,000 partitions."""
     try:
-        footer = read_footer(store, rel)
+        listed = read_footer_counts(store, rel)
     except StorageError as exc:
         problems.append(Problem("unreadable", rel, str(exc).strip().splitlines()[0]))
         return None
-    if not footer.entries and not footer.job_id:
+    if listed is None:
         notes.append(
             f"left alone: {rel} is a Parquet file MarketPipe did not write (not read, not "
             "counted; move it out of the dataset if it should not be there)"
@@ -226,27 +257,47 @@ def _check_file(
     except (OSError, KeyError, pa.ArrowException) as exc:
         problems.append(Problem("unreadable", rel, f"{type(exc).__name__}: {_first_line(exc)}"))
         return None
-    counts = count_rows(table) if table.num_rows else {}
-    outside = sorted(f"{s} {d}" for s, d in counts if (s, d) not in footer.entries)
-    if outside:
+    counted = row_counts(table) if table.num_rows else PARTITION_COUNTS.empty_table()
+    both = listed.rename_columns(["symbol", "day", "listed"]).join(
+        counted.rename_columns(["symbol", "day", "rows"]), ["symbol", "day"], join_type="full outer"
+    )
+    listed_n, rows_n = both["listed"], pc.fill_null(both["rows"], 0)
+    outside = both.filter(pc.is_null(listed_n))
+    if outside.num_rows:
         problems.append(
             Problem(
-                "footer", rel, f"rows of partitions the footer does not list: {_sample(outside)}"
+                "footer",
+                rel,
+                f"rows of partitions the footer does not list: {_sample(_keys(outside))}",
             )
         )
-    wrong = sorted(
-        f"{s} {d} ({entry.bars:,} in the footer, {counts.get((s, d), 0):,} rows)"
-        for (s, d), entry in footer.entries.items()
-        if entry.bars != counts.get((s, d), 0)
-    )
-    if wrong:
-        problems.append(Problem("footer", rel, f"bar counts disagree: {_sample(wrong)}"))
+    disagree = both.filter(pc.and_(pc.is_valid(listed_n), pc.not_equal(listed_n, rows_n)))
+    if disagree.num_rows:
+        wrong = [
+            f"{key} ({n:,} in the footer, {m or 0:,} rows)"
+            for key, n, m in zip(
+                _keys(disagree, sort=False),
+                disagree["listed"].to_pylist(),
+                disagree["rows"].to_pylist(),
+                strict=True,
+            )
+        ]
+        problems.append(Problem("footer", rel, f"bar counts disagree: {_sample(sorted(wrong))}"))
     dupes = _duplicates_in(table)
     if dupes:
         problems.append(
             Problem("duplicate", rel, f"{dupes:,} rows repeat a (symbol, timestamp) in the file")
         )
-    return {k: n for k, n in counts.items() if n}
+    return counted.filter(pc.greater(counted["bars"], 0))
+
+
+def _keys(table: pa.Table, sort: bool = True) -> list[str]:
+    """``"SYMBOL YYYY-MM-DD"`` of each row of a (symbol, day) table."""
+    keys = [
+        f"{s} {d}"
+        for s, d in zip(table["symbol"].to_pylist(), table["day"].to_pylist(), strict=True)
+    ]
+    return sorted(keys) if sort else keys
 
 
 def _first_line(exc: BaseException) -> str:
