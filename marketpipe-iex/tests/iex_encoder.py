@@ -208,3 +208,18 @@ def pcapng(segments: Iterable[Segment], order: str = "<", vlan: bool = False) ->
 
 def gzipped(data: bytes) -> bytes:
     return gzip.compress(data, compresslevel=6, mtime=0)
+
+
+def broken_by(stream: Sequence[tuple[str, tuple]]) -> set[int]:
+    """Positions in ``stream`` (``("T" | "B", (ts, symbol, size, price, trade_id, ...))``) of
+    the trades its breaks cancel, the plain way: each break cancels the latest earlier trade
+    of its symbol and trade id."""
+    out: set[int] = set()
+    for position, (kind, row) in enumerate(stream):
+        if kind == "B":
+            for back in range(position - 1, -1, -1):
+                k, earlier = stream[back]
+                if k == "T" and (earlier[1], earlier[4]) == (row[1], row[4]):
+                    out.add(back)
+                    break
+    return out

@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import pyarrow as pa
 import pytest
-from iex_encoder import ns, pcapng, segments_of, trade, trade_break
+from iex_encoder import broken_by, ns, pcapng, segments_of, trade, trade_break
 from marketpipe.model.calendar import nyse_calendar
 from marketpipe.model.values import Session, Timeframe, TimeRange
 from marketpipe_iex.bars import BarBuilder
@@ -193,7 +193,7 @@ def test_a_break_cancels_only_the_latest_earlier_trade_of_its_symbol_and_id(seed
     for i in range(1500):
         ts = start + i * 20 * 10**9
         if stream and rng.random() < 0.08:
-            kind, earlier = rng.choice([s for s in stream if s[0] == "T"])
+            _, earlier = rng.choice([s for s in stream if s[0] == "T"])
             stream.append(("B", (ts, earlier[1], earlier[2], earlier[3], earlier[4], 0)))
             continue
         symbol = rng.choice(["AAPL", "MSFT", "ZVZZT"])
@@ -204,14 +204,7 @@ def test_a_break_cancels_only_the_latest_earlier_trade_of_its_symbol_and_id(seed
                 (ts, symbol, rng.randrange(1, 500), rng.randrange(990_000, 1_010_000), trade_id, 0),
             )
         )
-    cancelled: set[int] = set()
-    for position, (kind, row) in enumerate(stream):
-        if kind == "B":
-            for back in range(position - 1, -1, -1):
-                k, t = stream[back]
-                if k == "T" and (t[1], t[4]) == (row[1], row[4]):
-                    cancelled.add(back)
-                    break
+    cancelled = broken_by(stream)
     trades = [row for kind, row in stream if kind == "T"]
     positions = [p for p, (kind, _) in enumerate(stream) if kind == "T"]
     kept = [t for t, p in zip(trades, positions, strict=True) if p not in cancelled]

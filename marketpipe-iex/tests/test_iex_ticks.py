@@ -11,7 +11,7 @@ import struct
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from iex_encoder import ns, pcapng, quote, segments_of, trade, trade_break
+from iex_encoder import broken_by, ns, pcapng, quote, segments_of, trade, trade_break
 from marketpipe.dataset.trade_bars import TradeRules, bars_from_trades
 from marketpipe.model.calendar import SessionWindow, nyse_calendar
 from marketpipe.model.ticks import QUOTE_SCHEMA, TRADE_SCHEMA
@@ -19,7 +19,7 @@ from marketpipe.model.values import Session
 from marketpipe_iex.bars import BarBuilder
 from marketpipe_iex.decode import CaptureDecoder
 from marketpipe_iex.ticks import TradeTable, quote_table, trade_table
-from test_iex_real_captures import SAMPLE
+from test_iex_real_captures import SAMPLE, needs_sample
 
 DAY = dt.date(2024, 3, 4)
 
@@ -56,14 +56,7 @@ def test_a_break_cancels_the_latest_earlier_trade_of_its_symbol_and_id(seed: int
         symbol = rng.choice(["AAPL", "MSFT"])
         stream.append(("T", (ts, symbol, rng.randrange(1, 500), 100 + i / 100, rng.randrange(9))))
     stream.append(("B", (start + 10**12, "ZVZZT", 1, 1.0, 5)))  # names no trade at all
-    canceled: set[int] = set()
-    for position, (kind, row) in enumerate(stream):
-        if kind == "B":
-            for back in range(position - 1, -1, -1):
-                k, earlier = stream[back]
-                if k == "T" and (earlier[1], earlier[4]) == (row[1], row[4]):
-                    canceled.add(back)
-                    break
+    canceled = broken_by(stream)
     got = table_of(
         [(trade if kind == "T" else trade_break)(*row) for kind, row in stream], chunk_size=4096
     )
@@ -75,7 +68,7 @@ def test_a_break_cancels_the_latest_earlier_trade_of_its_symbol_and_id(seed: int
     assert got.table["id"].to_pylist() == [str(row[4]) for _, row in trades]
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="IEX fixture captures not found")
+@needs_sample
 def test_the_sample_days_trades_are_every_published_one() -> None:
     decoder = CaptureDecoder(SAMPLE)
     got = trade_table(decoder.trades())
@@ -127,7 +120,7 @@ def test_one_pass_gives_trades_and_quotes_and_a_zero_quote_is_no_quote() -> None
     assert trade_table(trades).table["price"].to_pylist() == [190.03]
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="IEX fixture captures not found")
+@needs_sample
 def test_the_sample_days_quote_updates_and_message_47270() -> None:
     decoder = CaptureDecoder(SAMPLE)
     updates = [quotes for _, quotes in decoder.trades_and_quotes()]
@@ -179,7 +172,7 @@ def test_bars_built_from_the_stored_trades_are_the_captures_bars(seed: int) -> N
     same_bars(bars_from_trades(stored, IEX_RULES, regular), builder.finish().to_table())
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="IEX fixture captures not found")
+@needs_sample
 def test_the_sample_days_bars_from_its_trades_are_its_bars() -> None:
     day = dt.date(2018, 1, 27)  # IEX's test session, on a Saturday: its hours as a weekday's
     regular = [

@@ -42,10 +42,17 @@ FLAGS = (
     (0x10, "trade_through_exempt"),
     (0x08, "single_price_cross"),
 )
-#: The conditions of every flag byte, indexed by it.
-_CONDITIONS = pa.array(
-    [[name for bit, name in FLAGS if flags & bit] for flags in range(256)], pa.list_(pa.string())
-)
+
+
+def _by_flag_byte(names: tuple[tuple[int, str], ...]) -> pa.Array:
+    """The conditions of every flag byte, indexed by it (a column of flags takes from it)."""
+    return pa.array(
+        [[name for bit, name in names if flags & bit] for flags in range(256)],
+        pa.list_(pa.string()),
+    )
+
+
+_CONDITIONS = _by_flag_byte(FLAGS)
 
 
 @attrs.frozen
@@ -109,10 +116,7 @@ def _broken(
 
 
 QUOTE_FLAGS = ((0x80, "inactive"), (0x40, "extended_hours"))
-_QUOTE_CONDITIONS = pa.array(
-    [[name for bit, name in QUOTE_FLAGS if flags & bit] for flags in range(256)],
-    pa.list_(pa.string()),
-)
+_QUOTE_CONDITIONS = _by_flag_byte(QUOTE_FLAGS)
 
 
 @attrs.frozen

@@ -47,30 +47,6 @@ def count(blob: bytes) -> int:
     return int(np.unpackbits(np.frombuffer(blob, dtype=np.uint8)).sum())
 
 
-def write(
-    db: sqlite3.Connection,
-    job_id: str,
-    symbols: Sequence[str],
-    ordinals: np.ndarray,
-    asked: np.ndarray,
-    stored: np.ndarray,
-) -> None:
-    """Replace the job's plan: ``asked`` and ``stored`` are symbols x ``ordinals`` masks."""
-    db.execute("DELETE FROM plans WHERE job_id=?", (job_id,))
-    if not len(ordinals) or not len(symbols):
-        return
-    first = int(ordinals.min())
-    asked_bits, stored_bits = pack(first, ordinals, asked), pack(first, ordinals, stored)
-    rows = np.flatnonzero(asked.any(axis=1))
-    db.executemany(
-        "INSERT INTO plans (job_id, symbol, first_day, asked, stored) VALUES (?, ?, ?, ?, ?)",
-        [
-            (job_id, symbols[i], first, asked_bits[i].tobytes(), stored_bits[i].tobytes())
-            for i in rows.tolist()
-        ],
-    )
-
-
 def replace(
     db: sqlite3.Connection,
     job_id: str,
@@ -79,10 +55,21 @@ def replace(
     asked: np.ndarray,
     stored: np.ndarray,
 ) -> None:
-    """:func:`write` the plan in the job's transaction ``db``, and put the job's rows in line
-    with it: rows a job planned before plans were kept (PENDING and STORED ones) give way to
-    the plan, and a failed partition now stored elsewhere is no longer failed."""
-    write(db, job_id, symbols, ordinals, asked, stored)
+    """Replace the job's plan in its transaction ``db`` (``asked`` and ``stored`` are symbols x
+    ``ordinals`` masks), and put the job's rows in line with it: rows a job planned before
+    plans were kept (PENDING and STORED ones) give way to the plan, and a failed partition now
+    stored elsewhere is no longer failed."""
+    db.execute("DELETE FROM plans WHERE job_id=?", (job_id,))
+    if len(ordinals) and len(symbols):
+        first = int(ordinals.min())
+        asked_bits, stored_bits = pack(first, ordinals, asked), pack(first, ordinals, stored)
+        db.executemany(
+            "INSERT INTO plans (job_id, symbol, first_day, asked, stored) VALUES (?, ?, ?, ?, ?)",
+            [
+                (job_id, symbols[i], first, asked_bits[i].tobytes(), stored_bits[i].tobytes())
+                for i in np.flatnonzero(asked.any(axis=1)).tolist()
+            ],
+        )
     db.execute(
         "DELETE FROM partitions WHERE job_id=? AND state IN ('PENDING', 'STORED')", (job_id,)
     )

@@ -141,31 +141,6 @@ def _grouped(entries: Mapping[Key, Entry]) -> dict[str, Any]:
     return {"days": days, "groups": out}
 
 
-def _ungrouped(value: bytes) -> dict[Key, int]:
-    """(symbol, ISO day) -> bars from :data:`PARTITIONS_KEY`, its shape checked."""
-    found = json.loads(value)
-    if not isinstance(found, dict):
-        raise ValueError("marketpipe.partitions is not an object")
-    days = [str(d) for d in found.get("days", [])]
-    out: dict[Key, int] = {}
-    for group in found.get("groups", []):
-        held = [days[int(i)] for i in group["days"]]
-        symbols = [str(s) for s in group["symbols"]]
-        bars = group["bars"]
-        each = bars if isinstance(bars, list) else [bars] * len(symbols)
-        if len(each) != len(symbols):
-            raise ValueError("marketpipe.partitions: a group's bars do not match its symbols")
-        for symbol, counts in zip(symbols, each, strict=True):
-            if isinstance(counts, list):
-                if len(counts) != len(held):
-                    raise ValueError("marketpipe.partitions: a symbol's bars do not match its days")
-                out.update(((symbol, day), int(n)) for day, n in zip(held, counts, strict=True))
-            else:
-                n = int(counts)
-                out.update(((symbol, day), n) for day in held)
-    return out
-
-
 #: What a file holds, as columns: one row a partition.
 PARTITION_COUNTS = pa.schema([("symbol", pa.string()), ("day", pa.date32()), ("bars", pa.int64())])
 
@@ -185,7 +160,13 @@ def footer_counts(meta: Mapping[bytes, bytes], count: Callable[[], dict[Key, int
             },
             schema=PARTITION_COUNTS,
         )
-    found = json.loads(meta[PARTITIONS_KEY])
+    return _grouped_counts(meta[PARTITIONS_KEY])
+
+
+def _grouped_counts(value: bytes) -> pa.Table:
+    """:data:`PARTITIONS_KEY`'s partitions as :data:`PARTITION_COUNTS`, its shape checked: the
+    one decoder of the grouped key (``parse_footer`` and ``mp verify`` both read it)."""
+    found = json.loads(value)
     if not isinstance(found, dict):
         raise ValueError("marketpipe.partitions is not an object")
     days = pa.array([str(d) for d in found.get("days", [])], pa.string()).cast(pa.date32())
@@ -281,7 +262,15 @@ def parse_footer(meta: Mapping[bytes, bytes], count: Callable[[], dict[Key, int]
     session = Session.parse(meta.get(SESSION_KEY, b"regular").decode())
     bars: dict[Key, int]
     if PARTITIONS_KEY in meta:
-        bars = _ungrouped(meta[PARTITIONS_KEY])
+        grouped = _grouped_counts(meta[PARTITIONS_KEY])
+        days = grouped["day"].cast(pa.string()).to_pylist()
+        bars = dict(
+            zip(
+                zip(grouped["symbol"].to_pylist(), days, strict=True),
+                grouped["bars"].to_pylist(),
+                strict=True,
+            )
+        )
         keys = list(bars)
     else:  # written before this release
         coverage = json.loads(meta.get(COVERAGE_KEY, b"{}"))

@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from marketpipe.model.calendar import in_sessions
-from marketpipe.model.schema import symbol_codes
 from marketpipe.plugins.hookspecs import hookimpl
 from marketpipe.plugins.specs import ValidatorSpec
 from marketpipe.plugins.validator import ValidationContext, ValidationResult
+from marketpipe.validate.rows import out_of_order, requested
 
 REASONS = (
     "",
@@ -61,15 +61,8 @@ class OhlcvValidator:
         def flag(mask: Any, reason: str) -> None:
             codes[(codes == 0) & mask] = _CODE[reason]
 
-        # Symbols through their dictionary: a unit's few hundred names are looked up once,
-        # not each of its rows; the codes serve the order check below too.
-        encoded = symbol_codes(table["symbol"])
-        sym_codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False))
-        known = pc.is_in(
-            encoded.dictionary, value_set=pa.array(sorted(context.symbols), pa.string())
-        )
-        wanted = np.append(np.asarray(known.to_numpy(zero_copy_only=False), dtype=bool), False)
-        flag(~wanted[sym_codes], REASONS[1])
+        sym_codes, wanted = requested(table["symbol"], context.symbols)
+        flag(~wanted, REASONS[1])
 
         ts_col = table["timestamp"]
         ts_null = _nulls(ts_col)
@@ -113,15 +106,8 @@ class OhlcvValidator:
         with np.errstate(invalid="ignore"):
             flag(~_nulls(vwap_col) & ~(np.isfinite(vwap) & (vwap > 0)), REASONS[10])
 
-        # Unique and increasing per symbol, among rows still standing: compare each with the
-        # previous one of its symbol (a row rejected above must not make its successor look bad).
-        alive = np.flatnonzero(codes == 0)
-        by_symbol = alive[np.argsort(sym_codes[alive], kind="stable")]
-        s_sorted, t_sorted = sym_codes[by_symbol], ts[by_symbol]
-        repeat = (s_sorted[1:] == s_sorted[:-1]) & (t_sorted[1:] <= t_sorted[:-1])
-        out_of_order = np.zeros(n, dtype=bool)
-        out_of_order[by_symbol[1:][repeat]] = True
-        flag(out_of_order, REASONS[11])
+        # Unique and increasing per symbol, among rows still standing.
+        flag(out_of_order(sym_codes, ts, codes == 0, equal_too=True), REASONS[11])
 
         bad = codes != 0
         if not bad.any():

@@ -18,9 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from marketpipe.model.calendar import ny_midnight_ns
-from marketpipe.model.schema import symbol_codes
 from marketpipe.model.ticks import CORRECTIONS
 from marketpipe.plugins.validator import ValidationContext, ValidationResult
+from marketpipe.validate.rows import out_of_order, requested
 
 TRADE_REASONS = (
     "",
@@ -71,11 +71,8 @@ def _numbers(column: pa.ChunkedArray) -> np.ndarray:
 def _common(check: _Codes, context: ValidationContext) -> tuple[np.ndarray, np.ndarray]:
     """Symbol and day checks (reasons 1 and 2); the symbol codes and timestamps."""
     table = check.table
-    encoded = symbol_codes(table["symbol"])
-    codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False))
-    known = pc.is_in(encoded.dictionary, value_set=pa.array(sorted(context.symbols), pa.string()))
-    wanted = np.append(np.asarray(known.to_numpy(zero_copy_only=False), dtype=bool), False)
-    check.flag(~wanted[codes], 1)
+    codes, wanted = requested(table["symbol"], context.symbols)
+    check.flag(~wanted, 1)
     stamps = table["timestamp"]
     missing = np.asarray(pc.is_null(stamps).to_numpy(zero_copy_only=False), dtype=bool)
     ts = np.asarray(pc.fill_null(stamps.cast(pa.int64()), 0).to_numpy(zero_copy_only=False))
@@ -84,17 +81,6 @@ def _common(check: _Codes, context: ValidationContext) -> tuple[np.ndarray, np.n
         inside |= (ts >= ny_midnight_ns(day)) & (ts < ny_midnight_ns(day + dt.timedelta(days=1)))
     check.flag(missing | ~inside, 2)
     return codes, ts
-
-
-def _backwards(check: _Codes, codes: np.ndarray, ts: np.ndarray, reason: int) -> None:
-    """Flags a row stamped before the previous standing row of its symbol (rows in the
-    provider's order), as the bar validator compares each bar with the one before it."""
-    alive = np.flatnonzero(check.codes == 0)
-    by_symbol = alive[np.argsort(codes[alive], kind="stable")]
-    s, t = codes[by_symbol], ts[by_symbol]
-    late = np.zeros(len(codes), dtype=bool)
-    late[by_symbol[1:][(s[1:] == s[:-1]) & (t[1:] < t[:-1])]] = True
-    check.flag(late, reason)
 
 
 class TradeValidator:
@@ -109,7 +95,7 @@ class TradeValidator:
             check.flag(~(np.isfinite(size) & (size > 0)), 4)
         known = pc.is_in(table["correction"], value_set=pa.array(CORRECTIONS, pa.string()))
         check.flag(~np.asarray(known.fill_null(False).to_numpy(zero_copy_only=False)), 5)
-        _backwards(check, codes, ts, 6)
+        check.flag(out_of_order(codes, ts, check.codes == 0, equal_too=False), 6)
         return check.result()
 
 
@@ -128,7 +114,7 @@ class QuoteValidator:
             check.flag(~(good | empty), reason)
             sides[side] = (price, empty)
         check.flag(sides["bid"][1] & sides["ask"][1], 5)
-        _backwards(check, codes, ts, 6)
+        check.flag(out_of_order(codes, ts, check.codes == 0, equal_too=False), 6)
         with np.errstate(invalid="ignore"):
             crossed = int(
                 np.count_nonzero((check.codes == 0) & (sides["bid"][0] > sides["ask"][0]))
