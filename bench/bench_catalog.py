@@ -323,7 +323,7 @@ def compact(args: argparse.Namespace) -> dict[str, float]:
             )
         )
     series = Series("fake", "sim", "raw", Timeframe.M1)
-    folder = next(root.glob("provider=*/*/*/*/month=*"))
+    folder = next(root.glob("bars/provider=*/*/*/*/month=*"))
     before = len(list(folder.glob("*.parquet")))
     size_before = sum(p.stat().st_size for p in folder.glob("*.parquet"))
     started = time.perf_counter()
@@ -371,7 +371,7 @@ def commits(args: argparse.Namespace) -> dict[str, float]:
                 job_id=f"setup{start // PER_FILE:05d}",
             )
         )
-    folder = next(root.glob("provider=*/*/*/*/month=*"))
+    folder = next(root.glob("bars/provider=*/*/*/*/month=*"))
     files = sorted(folder.glob("*.parquet"))
     with_catalog, footer_scan = [], []
     for i in range(args.units):

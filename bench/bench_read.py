@@ -93,7 +93,7 @@ def main() -> None:
                 adjustment=adjustment,
             )  # fmt: skip
 
-        glob = f"{root}/provider=fake/feed=sim/adjustment=raw/timeframe=1m/*/*.parquet"
+        glob = f"{root}/bars/provider=fake/feed=sim/adjustment=raw/timeframe=1m/*/*.parquet"
         con = duckdb.connect()
 
         def baseline() -> pa.Table:

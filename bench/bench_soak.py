@@ -93,7 +93,7 @@ def plan_nights(nights: int, rng: random.Random) -> dict[int, str]:
 def rows(root: Path) -> list[tuple[Any, ...]]:
     return duckdb.sql(
         "SELECT symbol, timestamp, open, high, low, close, volume, trade_count, vwap FROM "
-        f"read_parquet('{root}/provider=*/**/*.parquet') ORDER BY ALL"
+        f"read_parquet('{root}/bars/provider=*/**/*.parquet') ORDER BY ALL"
     ).fetchall()
 
 

@@ -177,7 +177,7 @@ def test_sigterm_while_waiting_for_a_scheduler_stops_at_once(tmp_path: Path) -> 
     assert took < 2.0, took
     assert "Interrupted before the job started; nothing was written." in err
     assert "Traceback" not in err and "Warning" not in err
-    assert not (tmp_path / "d" / "provider=fake").exists()
+    assert not (tmp_path / "d" / "bars/provider=fake").exists()
 
 
 def test_without_dask_installed_dask_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:

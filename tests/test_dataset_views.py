@@ -91,7 +91,7 @@ def test_status_of_a_missing_data_dir_is_one_line(tmp_path: Path) -> None:
 def rows(root: Path) -> list[tuple]:
     return duckdb.sql(
         "SELECT symbol, timestamp, open, high, low, close, volume, trade_count, vwap FROM "
-        f"read_parquet('{root}/provider=*/**/*.parquet') ORDER BY ALL"
+        f"read_parquet('{root}/bars/provider=*/**/*.parquet') ORDER BY ALL"
     ).fetchall()
 
 
@@ -303,7 +303,7 @@ def test_the_picture_groups_symbols_when_there_are_too_many_rows(tmp_path: Path)
 def digest(root: Path) -> tuple:
     return duckdb.sql(
         "SELECT count(*), sum(hash(symbol, timestamp, open, high, low, close, volume, "
-        f"trade_count, vwap)) FROM read_parquet('{root}/provider=*/**/*.parquet')"
+        f"trade_count, vwap)) FROM read_parquet('{root}/bars/provider=*/**/*.parquet')"
     ).fetchall()[0]
 
 
@@ -313,16 +313,16 @@ def test_compact_keeps_the_rows_identical_and_leaves_one_file_a_month(tmp_path: 
         ingest(root, "AAPL,MSFT", f"2024-03-{day}", f"2024-03-{day}")
     ingest(root, "SPY", "2024-02-26", "2024-03-08")
     before = digest(root)
-    assert len(list(root.glob("provider=*/**/month=2024-03/*.parquet"))) == 6
+    assert len(list(root.glob("bars/provider=*/**/month=2024-03/*.parquet"))) == 6
     dry = mp_json("compact", "--data-dir", str(root), "--dry-run")
     assert [f["files_after"] for f in dry["folders"] if f["changed"]] == [1]  # type: ignore[index]
-    assert len(list(root.glob("provider=*/**/month=2024-03/*.parquet"))) == 6
+    assert len(list(root.glob("bars/provider=*/**/month=2024-03/*.parquet"))) == 6
     done = mp_json("compact", "--data-dir", str(root))
     march = [f for f in done["folders"] if f["month"] == "2024-03"]  # type: ignore[index]
     assert march[0]["files_before"] == 6 and march[0]["files_after"] == 1
     assert digest(root) == before
     for month in ("2024-02", "2024-03"):
-        assert len(list(root.glob(f"provider=*/**/month={month}/*.parquet"))) == 1
+        assert len(list(root.glob(f"bars/provider=*/**/month={month}/*.parquet"))) == 1
     assert mp("verify", "--data-dir", str(root)).returncode == 0
     again = mp_json("compact", "--data-dir", str(root))
     assert not any(f["changed"] for f in again["folders"])  # type: ignore[index]
@@ -335,7 +335,7 @@ def test_compact_drops_a_duplicate_left_by_an_interruption(tmp_path: Path) -> No
     root = tmp_path / "data"
     ingest(root, "AAPL", "2024-03-04", "2024-03-05")
     before = digest(root)
-    (only,) = root.glob("provider=*/**/*.parquet")
+    (only,) = root.glob("bars/provider=*/**/*.parquet")
     shutil.copy(only, only.with_name("part-leftover-000000000000.parquet"))
     assert digest(root)[0] == 2 * before[0]
     done = mp_json("compact", "--data-dir", str(root))
@@ -389,7 +389,7 @@ def test_an_ingest_running_beside_a_compaction_waits_and_corrupts_nothing(tmp_pa
 DUCKDB_BARS = """
 WITH m AS (
     SELECT *, timezone('America/New_York', timestamp) AS local
-    FROM read_parquet('{root}/provider=fake/feed=sim/**/*.parquet')
+    FROM read_parquet('{root}/bars/provider=fake/feed=sim/**/*.parquet')
 ), b AS (
     SELECT *, date_trunc('day', local) + INTERVAL 9 HOUR + INTERVAL 30 MINUTE AS opened FROM m
 ), w AS (
@@ -407,7 +407,7 @@ FROM w GROUP BY symbol, bucket ORDER BY symbol, ts
 def derived(root: Path, timeframe: str) -> list[tuple]:
     return duckdb.sql(
         "SELECT symbol, timestamp, open, high, low, close, volume, trade_count, round(vwap, 9) "
-        f"FROM read_parquet('{root}/provider=fake/feed=sim-from-1m/adjustment=raw/"
+        f"FROM read_parquet('{root}/bars/provider=fake/feed=sim-from-1m/adjustment=raw/"
         f"timeframe={timeframe}/*/*.parquet') ORDER BY symbol, timestamp"
     ).fetchall()
 
@@ -431,11 +431,11 @@ def test_resample_equals_duckdbs_own_aggregation_and_rebuilds_only_what_changed(
     assert daily[0]["bars_out"] == 11  # type: ignore[index]
     by_day = duckdb.sql(
         "SELECT symbol, timezone('America/New_York', timestamp)::DATE, sum(volume) FROM "
-        f"read_parquet('{root}/provider=fake/feed=sim/**/*.parquet') GROUP BY ALL ORDER BY ALL"
+        f"read_parquet('{root}/bars/provider=fake/feed=sim/**/*.parquet') GROUP BY ALL ORDER BY ALL"
     ).fetchall()
     assert [(r[0], r[1].date(), r[6]) for r in derived(root, "1d")] == by_day
     meta = pq.ParquetFile(
-        next(root.glob("provider=fake/feed=sim-from-1m/**/*.parquet"))
+        next(root.glob("bars/provider=fake/feed=sim-from-1m/**/*.parquet"))
     ).metadata.metadata
     assert meta[b"marketpipe.derived_from"] == b"fake/sim/raw/1m"
 
@@ -448,14 +448,14 @@ def test_resample_equals_duckdbs_own_aggregation_and_rebuilds_only_what_changed(
     # Derived series are kept current by resample, never fetched by update.
     update = mp_json("update", "--data-dir", str(root), env={"MARKETPIPE_NOW": "2024-12-02T01:00Z"})
     assert [(u["feed"], u["timeframe"]) for u in update["series"]] == [("sim", "1m")]  # type: ignore[index]
-    assert not list(root.glob("provider=fake/feed=sim/*/timeframe=1h"))
+    assert not list(root.glob("bars/provider=fake/feed=sim/*/timeframe=1h"))
 
 
 def test_a_damaged_file_stops_compact_delete_and_resample_with_one_line(tmp_path: Path) -> None:
     root = tmp_path / "data"
     ingest(root, "AAPL", "2024-03-04", "2024-03-05")
     before = digest(root)
-    (folder,) = root.glob("provider=fake/*/*/*/month=2024-03")
+    (folder,) = root.glob("bars/provider=fake/*/*/*/month=2024-03")
     (folder / "zz-damaged.parquet").write_bytes(b"PAR1 not really")
     for args in (
         ["compact"],

@@ -26,7 +26,7 @@ from marketpipe_alpaca.testing import FakeAlpacaServer
 
 MP = str(Path(sys.executable).with_name("mp"))
 TABLE = "fake/sim/raw/1m"
-PARQUET_SERIES = "provider=fake/feed=sim/adjustment=raw/timeframe=1m"
+PARQUET_SERIES = "bars/provider=fake/feed=sim/adjustment=raw/timeframe=1m"
 INGEST = ("ingest", "--provider", "fake", "--symbols", "AAPL,MSFT,SPY")
 DAYS = ("--start", "2024-01-29", "--end", "2024-02-02")
 QUIET = {"MARKETPIPE_FSYNC": "0"}
@@ -226,7 +226,7 @@ def test_alpaca_bars_into_s3_equal_the_same_ingest_on_disk(
         mp(*job, "--data-dir", url, "--sink", sink,
            env={**env, **env_of(s3, tmp_path / "state")}, check=True)  # fmt: skip
         mp(*job, "--data-dir", str(tmp_path / "local"), env={**env, **QUIET}, check=True)
-    series = "provider=alpaca/feed=iex/adjustment=raw/timeframe=1m"
+    series = "bars/provider=alpaca/feed=iex/adjustment=raw/timeframe=1m"
     want = parquet_rows(tmp_path / "local", series)
     assert want.num_rows > 0
     if sink == "delta":

@@ -40,7 +40,7 @@ def one_line_error(out: subprocess.CompletedProcess[str]) -> str:
 def rows(data_dir: Path) -> tuple[int, int]:
     return duckdb.sql(
         f"SELECT count(*), count(DISTINCT (symbol, timestamp)) "
-        f"FROM read_parquet('{data_dir}/provider=*/**/*.parquet', hive_partitioning=true)"
+        f"FROM read_parquet('{data_dir}/bars/provider=*/**/*.parquet', hive_partitioning=true)"
     ).fetchall()[0]  # type: ignore[return-value]
 
 
@@ -56,7 +56,7 @@ def test_a_corrupt_parquet_file_in_a_month_folder_fails_the_job_naming_it(
     data_dir: Path, content: bytes
 ) -> None:
     assert ingest(data_dir).returncode == 0
-    folder = next(data_dir.glob("provider=fake/*/*/*/month=2024-03"))
+    folder = next(data_dir.glob("bars/provider=fake/*/*/*/month=2024-03"))
     intruder = folder / "zz-copied-by-hand.parquet"
     intruder.write_bytes(content)
     out = ingest(data_dir, "2024-03-05", "2024-03-05", "--refresh")
@@ -71,7 +71,7 @@ def test_a_corrupt_parquet_file_in_a_month_folder_fails_the_job_naming_it(
 
 def test_a_readable_parquet_file_marketpipe_did_not_write_is_left_alone(data_dir: Path) -> None:
     assert ingest(data_dir).returncode == 0
-    folder = next(data_dir.glob("provider=fake/*/*/*/month=2024-03"))
+    folder = next(data_dir.glob("bars/provider=fake/*/*/*/month=2024-03"))
     foreign = folder / "notes.parquet"
     pq.write_table(pa.table({"x": [1, 2, 3]}), foreign)
     assert ingest(data_dir, "2024-03-05", "2024-03-05", "--refresh").returncode == 0
@@ -109,7 +109,7 @@ def test_a_full_disk_during_the_clean_up_leaves_the_old_rows_never_both(
 ) -> None:
     assert ingest(data_dir, "2024-03-01", "2024-03-29").returncode == 0  # one big file a month
     before = rows(data_dir)
-    folder = next(data_dir.glob("provider=fake/*/*/*/month=2024-03"))
+    folder = next(data_dir.glob("bars/provider=fake/*/*/*/month=2024-03"))
     (old,) = list(folder.glob("*.parquet"))
     month = pq.read_table(old)
     ts = month["timestamp"]
@@ -292,7 +292,7 @@ def test_a_full_disk_for_the_job_store_is_one_line(data_dir: Path) -> None:
     )
     assert out.returncode == 2, out.stderr
     assert one_line_error(out).startswith("Error: ")
-    assert not list(data_dir.glob("provider=*"))
+    assert not list(data_dir.glob("bars/provider=*"))
 
 
 # -- numbers and text from users ----------------------------------------------------------------
@@ -318,7 +318,7 @@ def test_numbers_are_checked_at_the_edge(data_dir: Path, extra: tuple[str, str])
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr
     assert "Error" in out.stderr
-    assert not (data_dir / "provider=fake").exists()
+    assert not (data_dir / "bars/provider=fake").exists()
 
 
 @pytest.mark.parametrize("name", ["dd[/]x", "[bold red]loud", "a[link=x]b"])

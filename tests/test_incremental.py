@@ -61,7 +61,7 @@ def alpaca(root: Path, symbols: str, start: str, end: str | None, *extra: str) -
 def rows(root: Path, where: str = "true") -> list[tuple]:
     return duckdb.sql(
         "SELECT symbol, timestamp, open, high, low, close, volume, trade_count, vwap FROM "
-        f"read_parquet('{root}/provider=*/**/*.parquet', hive_partitioning=true) WHERE {where} "
+        f"read_parquet('{root}/bars/provider=*/**/*.parquet', hive_partitioning=true) WHERE {where} "
         "ORDER BY ALL"
     ).fetchall()
 
@@ -228,7 +228,7 @@ def test_a_deleted_file_is_found_by_verify_and_restored_by_update(tmp_path: Path
     )
     before = rows(root)
     assert mp("verify", "--data-dir", str(root), env=env).returncode == 0
-    (gone,) = root.glob(f"provider=fake/**/part-{ibm['job_id']}-*.parquet")  # type: ignore[index]
+    (gone,) = root.glob(f"bars/provider=fake/**/part-{ibm['job_id']}-*.parquet")  # type: ignore[index]
     gone.unlink()  # IBM's two partitions
 
     out = mp("verify", "--data-dir", str(root), "--json", env=env)
@@ -252,7 +252,7 @@ def test_verify_reports_duplicates_and_footers_that_disagree_with_rows(tmp_path:
     root = tmp_path / "data"
     base = ["ingest", "--provider", "fake", "--data-dir", str(root)]
     mp_json(*base, "--symbols", "AAPL", "--start", "2024-03-04", "--end", "2024-03-05")
-    (only,) = root.glob("provider=fake/**/part-*.parquet")
+    (only,) = root.glob("bars/provider=fake/**/part-*.parquet")
     shutil.copy(only, only.with_name("part-copy-000000000000.parquet"))
     out = mp("verify", "--data-dir", str(root), "--json")
     assert out.returncode == 1
@@ -279,10 +279,10 @@ def test_a_dataset_written_by_the_previous_release_is_upgraded_once(tmp_path: Pa
     first = mp_json(*job, "--start", "2024-03-01", "--end", "2024-03-08")
     assert any("upgraded the dataset" in n and "3 files moved" in n for n in first["notes"])  # type: ignore[index]
     assert first["partitions_stored"] == 12 and first["partitions_completed"] == 0  # type: ignore[index]
-    assert not list(root.glob("provider=*/feed=*/timeframe=*"))
+    assert not list(root.glob("provider=*"))
     new = duckdb.sql(
         "SELECT symbol, timestamp, close FROM "
-        f"read_parquet('{root}/provider=*/feed=*/adjustment=raw/timeframe=*/*/*.parquet') "
+        f"read_parquet('{root}/bars/provider=*/feed=*/adjustment=raw/timeframe=*/*/*.parquet') "
         "ORDER BY ALL"
     ).fetchall()
     assert new == old

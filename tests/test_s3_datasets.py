@@ -20,7 +20,7 @@ import pytest
 from cli_helpers import mp, mp_json
 from marketpipe.testing.s3 import SECRET, S3Server, s3_server
 
-SERIES = "provider=fake/feed=sim/adjustment=raw/timeframe=1m"
+SERIES = "bars/provider=fake/feed=sim/adjustment=raw/timeframe=1m"
 INGEST = ("ingest", "--provider", "fake", "--symbols", "AAPL,MSFT,SPY")
 
 
@@ -216,7 +216,7 @@ def test_a_writer_whose_lease_was_taken_over_changes_nothing_more(
     monkeypatch.setenv("MARKETPIPE_LEASE_SECONDS", "1")  # renewed every third of a second
     url = f"s3://{s3.bucket('leases')}/d"
     mine, theirs = ObjectStore(url), ObjectStore(url)
-    folder = "provider=fake/feed=sim/adjustment=raw/timeframe=1m/month=2024-01"
+    folder = "bars/provider=fake/feed=sim/adjustment=raw/timeframe=1m/month=2024-01"
     with mine.lock(folder):
         mine.write(f"{folder}/part-a.parquet", lambda fh: fh.write(b"a"))
         (lease,) = [k for k in obstore.list(theirs._store, "_marketpipe/locks").collect()]

@@ -47,7 +47,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> pa.Table:
     root = tmp_path_factory.mktemp("reference") / "data"
     mp(*JOB, "--data-dir", str(root), env={"MARKETPIPE_FSYNC": "0"}, check=True)
     rows = canonical(
-        ds.dataset(root / "provider=fake/feed=sim/adjustment=raw/timeframe=1m").to_table()
+        ds.dataset(root / "bars/provider=fake/feed=sim/adjustment=raw/timeframe=1m").to_table()
     )
     assert rows.num_rows == BARS
     return rows
@@ -69,7 +69,7 @@ def stored(s3: S3Server, sink: str, url: str) -> pa.Table:
         return canonical(table.to_pyarrow_table())
     fs = pafs.S3FileSystem(access_key=s3.env()["AWS_ACCESS_KEY_ID"], secret_key=SECRET,
                            endpoint_override=s3.endpoint, scheme="http", region="us-east-1")  # fmt: skip
-    where = f"{url.removeprefix('s3://')}/provider=fake/feed=sim/adjustment=raw/timeframe=1m"
+    where = f"{url.removeprefix('s3://')}/bars/provider=fake/feed=sim/adjustment=raw/timeframe=1m"
     if fs.get_file_info(where).type == pafs.FileType.NotFound:
         return BAR_SCHEMA.empty_table()
     return canonical(ds.dataset(where, filesystem=fs, format="parquet").to_table())

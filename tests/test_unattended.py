@@ -54,7 +54,7 @@ def ingest(root: Path, symbols: str, start: str, end: str, *extra: str) -> list[
 def rows(root: Path) -> list[tuple]:
     return duckdb.sql(
         "SELECT symbol, timestamp, open, high, low, close, volume FROM "
-        f"read_parquet('{root}/provider=*/**/*.parquet') ORDER BY ALL"
+        f"read_parquet('{root}/bars/provider=*/**/*.parquet') ORDER BY ALL"
     ).fetchall()
 
 

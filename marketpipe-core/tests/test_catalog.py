@@ -46,7 +46,7 @@ def test_another_adjustment_is_another_series(tmp_path: Path) -> None:
     sink = ParquetSink(tmp_path)
     commit(sink, ["AAPL"], [D1])
     commit(sink, ["AAPL"], [D1], job="split", adjustment="split")
-    assert len(list(tmp_path.glob("provider=fake/feed=sim/adjustment=*/**/*.parquet"))) == 2
+    assert len(list(tmp_path.glob("bars/provider=fake/feed=sim/adjustment=*/**/*.parquet"))) == 2
     split = Series("fake", "sim", "split", Timeframe.M1)
     assert sink.catalog.series() == [SERIES, split]
     assert sink.catalog.stored_mask(split, ["AAPL"], [D1]).all()
@@ -272,7 +272,7 @@ def test_a_file_read_by_its_checked_folder_is_still_only_a_name_in_it(tmp_path: 
     from marketpipe.storage.stores import LocalStore
 
     store = LocalStore(tmp_path)
-    folder = "provider=fake/feed=sim/adjustment=raw/timeframe=1m/month=2024-03"
+    folder = "bars/provider=fake/feed=sim/adjustment=raw/timeframe=1m/month=2024-03"
     assert store.file_to_read(f"{folder}/part-a.parquet") == tmp_path / folder / "part-a.parquet"
     for bad in (f"{folder}/..", f"{folder}/", "../../etc/..", f"{folder}/."):
         with pytest.raises(ValueError, match="not a file name"):

@@ -85,7 +85,7 @@ def test_a_file_of_an_earlier_release_is_read_and_rewritten_in_the_grouped_keys(
         b"marketpipe.partial": b"{}",
         b"marketpipe.session": b"regular",
     }
-    folder = tmp_path / "provider=fake/feed=sim/adjustment=raw/timeframe=1m/month=2024-03"
+    folder = tmp_path / "bars/provider=fake/feed=sim/adjustment=raw/timeframe=1m/month=2024-03"
     folder.mkdir(parents=True)
     old = folder / "part-old-000000000000.parquet"
     with open(old, "wb") as fh:

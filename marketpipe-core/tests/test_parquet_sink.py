@@ -55,7 +55,7 @@ def test_commit_writes_hive_partitioned_zstd_files_with_metadata(tmp_path: Path)
     assert set(paths) == {(s, d) for s in ("AAPL", "MSFT") for d in (D1, D2)}
     rel = paths[("AAPL", D1)]
     assert rel.startswith(
-        "provider=fake/feed=sim/adjustment=raw/timeframe=1m/month=2024-03/part-job1-"
+        "bars/provider=fake/feed=sim/adjustment=raw/timeframe=1m/month=2024-03/part-job1-"
     )
     meta = pq.read_metadata(tmp_path / rel)
     assert meta.row_group(0).column(0).compression == "ZSTD"
@@ -119,7 +119,7 @@ def test_a_covered_day_with_no_rows_removes_stale_rows(tmp_path: Path) -> None:
 def test_units_spanning_two_months_land_in_both_month_folders(tmp_path: Path) -> None:
     days = [dt.date(2024, 2, 29), dt.date(2024, 3, 1)]
     paths = commit(ParquetSink(tmp_path), ["AAPL"], days)
-    assert {p.split("/")[4] for p in paths.values()} == {"month=2024-02", "month=2024-03"}
+    assert {p.split("/")[5] for p in paths.values()} == {"month=2024-02", "month=2024-03"}
     assert query(tmp_path, "SELECT count(*) FROM BARS") == [(780,)]
 
 
@@ -171,7 +171,8 @@ def test_seed_storage_api_stores_a_partition_from_objects_or_arrow(tmp_path: Pat
     again = asyncio.run(storage.store_bars(objects, "MDGN+", D1))
     assert again.bars_count == 10
     assert query(tmp_path, "SELECT symbol, count(*) FROM BARS GROUP BY ALL") == [("MDGN+", 10)]
-    assert sorted(os.listdir(tmp_path)) == ["_marketpipe", "provider=manual"]  # + the catalog
+    assert sorted(os.listdir(tmp_path)) == ["_marketpipe", "bars"]  # + the catalog
+    assert os.listdir(tmp_path / "bars") == ["provider=manual"]
 
 
 def test_a_staged_job_is_read_whole_or_not_at_all_also_after_a_crash_mid_publish(

@@ -92,7 +92,7 @@ def test_a_job_plans_what_is_not_stored_and_keeps_its_plan_one_row_a_symbol(
         symbol_starts={"CCC": days[5]},
     )
     store.save(job)
-    store.mark_deleted(str(SERIES), "provider=fake", [("AAA", days[7])])
+    store.mark_deleted(str(SERIES), "bars/provider=fake", [("AAA", days[7])])
     job.keep_deleted = True  # as an mp update's job: deleted partitions stay deleted
     plan = plan_job(store, sink.catalog, SERIES, job, WINDOWS, _spec())
 

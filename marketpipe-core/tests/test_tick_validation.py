@@ -9,7 +9,7 @@ from marketpipe.model.calendar import nyse_calendar
 from marketpipe.model.ticks import QUOTE_SCHEMA, TRADE_SCHEMA
 from marketpipe.model.values import Session, Timeframe
 from marketpipe.plugins.validator import ValidationContext
-from marketpipe.validate.ticks import QuoteValidator, TradeValidator
+from marketpipe.validate.ticks import CROSSED, QuoteValidator, TradeValidator
 
 DAY = dt.date(2024, 3, 4)
 WINDOW = nyse_calendar().window(DAY, Session.REGULAR)
@@ -110,4 +110,4 @@ def test_quotes_each_rule_and_a_crossed_quote_kept_and_counted() -> None:
         "no bid and no ask",
         "timestamp before the symbol's previous quote",
     ]
-    assert result.notes == ("1 crossed quote(s) (bid above ask) kept",)
+    assert result.counted == {CROSSED: 1}

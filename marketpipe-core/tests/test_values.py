@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from marketpipe.ingestion import IngestionJobId, Session, Symbol, Timeframe, TimeRange
 from marketpipe.model.errors import InvalidInputError
+from marketpipe.model.values import Kind, Series
 
 
 @pytest.mark.parametrize(
@@ -51,7 +52,7 @@ def test_time_range_is_inclusive_and_rejects_reversed_or_bad_dates() -> None:
 
 
 def test_timeframes_and_sessions_parse_or_explain() -> None:
-    assert [t.value for t in Timeframe] == ["1m", "5m", "15m", "30m", "1h", "1d"]
+    assert [t.value for t in Timeframe.bars()] == ["1m", "5m", "15m", "30m", "1h", "1d"]
     assert Timeframe.parse("1H") is Timeframe.H1
     assert Timeframe.D1.nanos == 86_400 * 10**9
     with pytest.raises(InvalidInputError, match="1m, 5m"):
@@ -59,6 +60,23 @@ def test_timeframes_and_sessions_parse_or_explain() -> None:
     assert Session.parse("Extended") is Session.EXTENDED
     with pytest.raises(InvalidInputError, match="regular or extended"):
         Session.parse("night")
+
+
+def test_a_tick_kind_is_the_last_key_of_its_series_and_has_no_bar_length() -> None:
+    assert Timeframe.of("trades") is Timeframe.TRADES and Timeframe.of("bars") is Timeframe.M1
+    assert Timeframe.of("bars", "5m") is Timeframe.M5
+    assert Timeframe.TRADES.kind is Kind.TRADES and Timeframe.H1.kind is Kind.BARS
+    assert not Timeframe.QUOTES.is_bar
+    with pytest.raises(ValueError, match="no bar length"):
+        _ = Timeframe.TRADES.minutes
+    with pytest.raises(InvalidInputError, match="--kind trades"):
+        Timeframe.parse("trades", bars_only=True)
+    with pytest.raises(InvalidInputError, match="use one of bars, trades, quotes"):
+        Timeframe.of("ticks")
+    trades = Series("iex", "tops", "raw", Timeframe.TRADES)
+    assert trades.kind is Kind.TRADES and str(trades) == "iex/tops/raw/trades"
+    bars = Series("iex", "tops", "raw", Timeframe.M1)
+    assert sorted([bars, trades]) == [trades, bars]  # ticks sort before the bars above them
 
 
 def test_job_ids_are_generated_and_validated() -> None:

@@ -14,7 +14,7 @@ from marketpipe.storage.parquet_files import write_bars
 from marketpipe.storage.parquet_sink import ParquetSink
 
 DAY, NEXT = dt.date(2024, 3, 4), dt.date(2024, 3, 5)
-FOLDER = "provider=fake/feed=sim/adjustment=raw/timeframe=1m/month=2024-03"
+FOLDER = "bars/provider=fake/feed=sim/adjustment=raw/timeframe=1m/month=2024-03"
 
 
 def bars(symbol: str, day: dt.date) -> pa.Table:

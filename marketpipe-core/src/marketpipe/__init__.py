@@ -1,6 +1,7 @@
-"""MarketPipe: historical market bars from pluggable providers into a validated Parquet dataset.
+"""MarketPipe: historical market bars, trades and quotes from pluggable providers into a
+validated Parquet dataset.
 
-``marketpipe.read(...)`` reads a dataset's bars, adjusted at read time and as of any day
+``marketpipe.read(...)`` reads a dataset's bars (or trades, or quotes), adjusted at read time and as of any day
 (:func:`marketpipe.dataset.read.read`)."""
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ def read(
     symbols: Sequence[str],
     start: dt.date | str,
     end: dt.date | str,
-    timeframe: str = "1m",
+    timeframe: str | None = None,
     feed: str | None = None,
     adjustment: str = "raw",
     as_of: dt.date | str | None = None,
+    kind: str = "bars",
 ) -> pa.Table:
     """Bars of ``symbols`` from ``start`` to ``end`` (inclusive New York days): columns
     ``symbol``, ``timestamp`` (UTC), ``open``, ``high``, ``low``, ``close``, ``volume``,
@@ -34,7 +36,12 @@ def read(
     ``dividend`` or ``all``, derived from the stored raw bars and the dataset's ledger of
     corporate actions; ``as_of`` uses only what the ledger knew that day; renames resolve, so
     a company's bars come under the name asked for. A symbol with no bar in the range is
-    warned about (``UserWarning``)."""
+    warned about (``UserWarning``). ``timeframe``: ``1m`` by default.
+
+    ``kind="trades"`` or ``"quotes"`` reads the ticks beneath the bars (their columns:
+    :mod:`marketpipe.model.ticks`) with the same selection, renames and ``as_of``, in the
+    provider's order within a symbol; ``adjustment`` ``split`` multiplies a price by the
+    factor and a size by its inverse."""
     import warnings
 
     from marketpipe.dataset.read import read as read_dataset
@@ -49,9 +56,10 @@ def read(
         feed=feed,
         adjustment=adjustment,
         as_of=as_of,
+        kind=kind,
     )
     for note in result.notes:
-        if note.endswith(": no bars stored for these days"):  # a typo, or an old name
+        if note.endswith(f": no {kind} stored for these days"):  # a typo, or an old name
             warnings.warn(note, stacklevel=2)
     return result.table
 

@@ -56,7 +56,7 @@ def providers(as_json: bool) -> None:
                 "description": spec.description,
                 "available": not resolved.missing,
                 "missing": describe_missing(spec, resolved.missing) if resolved.missing else None,
-                "timeframes": [t.value for t in sorted(spec.timeframes, key=lambda t: t.minutes)],
+                "timeframes": [t.value for t in sorted(spec.timeframes, key=lambda t: t.order)],
                 "settings": settings_rows(spec, resolved),
             }
         )

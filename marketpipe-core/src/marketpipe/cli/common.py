@@ -134,7 +134,7 @@ def complete_provider(_ctx: Any, _param: Any, incomplete: str) -> list[Completio
 def complete_timeframe(_ctx: Any, _param: Any, incomplete: str) -> list[CompletionItem]:
     from marketpipe.model.values import Timeframe
 
-    return _matching([t.value for t in Timeframe], incomplete)
+    return _matching([t.value for t in Timeframe.bars()], incomplete)
 
 
 def complete_session(_ctx: Any, _param: Any, incomplete: str) -> list[CompletionItem]:

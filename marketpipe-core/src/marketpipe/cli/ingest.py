@@ -48,9 +48,11 @@ from marketpipe.storage.location import dataset_root
 T = TypeVar("T")
 
 
-def summary_dict(summary: JobSummary, data_dir: Path) -> dict[str, object]:
+def summary_dict(summary: JobSummary, data_dir: Path, kind: str = "bars") -> dict[str, object]:
+    """``bars`` counts the rows stored whatever their ``kind`` (a tick job's trades too)."""
     return {
         "job_id": summary.job_id.value,
+        "kind": kind,
         "state": summary.state.value,
         "resumed": summary.resumed,
         "partitions": summary.partitions_total,
@@ -74,7 +76,7 @@ def summary_dict(summary: JobSummary, data_dir: Path) -> dict[str, object]:
     }
 
 
-def print_summary(summary: JobSummary, data_dir: Path) -> None:
+def print_summary(summary: JobSummary, data_dir: Path, kind: str = "bars") -> None:
     ok = summary.state is ProcessingState.COMPLETED
     table = Table(
         title=f"Job {summary.job_id} [{'green' if ok else 'red'}]{summary.state.value}[/]"
@@ -91,10 +93,10 @@ def print_summary(summary: JobSummary, data_dir: Path) -> None:
     if summary.partitions_stored:
         table.add_row("already in the dataset", f"{summary.partitions_stored:,} (not fetched)")
     table.add_row("failed partitions", f"{len(summary.failures):,}")
-    table.add_row("bars", f"{summary.bars:,}")
+    table.add_row(kind, f"{summary.bars:,}")
     table.add_row("rejected rows", f"{summary.rejected:,}")
     table.add_row("elapsed", f"{summary.elapsed_seconds:.2f} s")
-    table.add_row("bars/s", f"{summary.bars_per_second:,.0f}")
+    table.add_row(f"{kind}/s", f"{summary.bars_per_second:,.0f}")
     table.add_row(
         "data dir", Text(str(dataset_root(data_dir)))
     )  # literal: a path may hold [brackets]
@@ -158,9 +160,15 @@ def deadline_line(summary: JobSummary) -> str:
 @click.option(
     "--timeframe",
     shell_complete=complete_timeframe,
-    default="1m",
+    default=None,
+    help="1m (the default), 5m, 15m, 30m, 1h or 1d: bars of that length",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["bars", "trades", "quotes"]),
+    default="bars",
     show_default=True,
-    help="1m, 5m, 15m, 30m, 1h or 1d",
+    help="what to store: bars, or the trades or quotes beneath them (providers that serve ticks)",
 )
 @click.option(
     "--session",
@@ -208,7 +216,8 @@ def ingest(
     start: str | None,
     end: str | None,
     source: str | None,
-    timeframe: str,
+    timeframe: str | None,
+    kind: str,
     session: str,
     data_dir: Path,
     options: tuple[str, ...],
@@ -223,7 +232,10 @@ def ingest(
     sink: SinkArgs,
     executor: ExecutorArgs,
 ) -> None:
-    """Ingest bars for SYMBOLS from START to END into the dataset under the data dir."""
+    """Ingest bars (or trades, or quotes) for SYMBOLS from START to END into the dataset under
+    the data dir."""
+    if kind != "bars" and timeframe is not None:
+        raise InvalidInputError(f"--timeframe is the length of a bar: {kind} have none")
     overrides = parse_overrides(options)
     if feed is not None:
         overrides["feed"] = feed
@@ -252,7 +264,7 @@ def ingest(
         symbols=Symbol.parse_list(symbols) if symbols is not None else (),
         all_symbols=all_symbols,
         time_range=time_range,
-        timeframe=Timeframe.parse(timeframe),
+        timeframe=Timeframe.of(kind, timeframe),
         session=Session.parse(session),
         data_dir=data_dir,
         overrides=overrides,
@@ -266,7 +278,13 @@ def ingest(
         scheduler=executor.scheduler,
         deadline=deadline,
     )
-    run_job(lambda bus, cancel: run_ingest(request, bus, cancel), data_dir, as_json, metrics_port)
+    run_job(
+        lambda bus, cancel: run_ingest(request, bus, cancel),
+        data_dir,
+        as_json,
+        metrics_port,
+        kind=kind,
+    )
 
 
 def run_job(
@@ -274,13 +292,15 @@ def run_job(
     data_dir: Path,
     as_json: bool,
     metrics_port: int | None = None,
+    kind: str = "bars",
 ) -> NoReturn:
-    """Run a job with progress and signal handling, print its summary, exit with its status."""
+    """Run a job with progress and signal handling, print its summary, exit with its status;
+    ``kind`` names its rows (``bars``, ``trades``, ``quotes``)."""
     summary = run_with_progress(start, as_json, metrics_port)
     if as_json:
-        emit_json(summary_dict(summary, data_dir))
+        emit_json(summary_dict(summary, data_dir, kind))
     else:
-        print_summary(summary, data_dir)
+        print_summary(summary, data_dir, kind)
     if summary.state is ProcessingState.CANCELLED:
         click.echo(
             f"Cancelled. Resume with: mp jobs resume {summary.job_id} --data-dir {data_dir}",

@@ -317,6 +317,7 @@ def resume_job(
     store = _store(data_dir)
     try:
         key = store.resolve(job_id)
+        kind = store.get(key).configuration.timeframe.kind.value
     finally:
         store.close()
     overrides = parse_overrides(options)
@@ -336,6 +337,7 @@ def resume_job(
         data_dir,
         as_json,
         metrics_port,
+        kind=kind,
     )
 
 

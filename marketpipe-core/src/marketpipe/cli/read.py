@@ -18,7 +18,11 @@ from marketpipe.cli.common import data_dir_option, err_console, user_errors
 @click.option("--symbols", required=True, help="e.g. AAPL,MSFT (a renamed company by any name)")
 @click.option("--start", required=True, help="first day, YYYY-MM-DD")
 @click.option("--end", required=True, help="last day, YYYY-MM-DD")
-@click.option("--timeframe", default="1m", show_default=True, help="1m ... 1d")
+@click.option("--timeframe", default=None, help="1m (the default) ... 1d: bars of that length")
+@click.option(
+    "--kind", type=click.Choice(["bars", "trades", "quotes"]), default="bars", show_default=True,
+    help="bars, or the trades or quotes beneath them",
+)  # fmt: skip
 @click.option("--feed", default=None, help="the feed, when the dataset holds several")
 @click.option("--adjustment", default="raw", show_default=True, help="raw, split, dividend or all")
 @click.option("--as-of", "as_of", default=None, help="with the actions known on this day")
@@ -35,7 +39,8 @@ def read_command(
     symbols: str,
     start: str,
     end: str,
-    timeframe: str,
+    timeframe: str | None,
+    kind: str,
     feed: str | None,
     adjustment: str,
     as_of: str | None,
@@ -43,12 +48,15 @@ def read_command(
     output: Path | None,
     data_dir: Path,
 ) -> None:
-    """Write the bars of SYMBOLS from START to END, adjusted as asked (CSV on stdout)."""
+    """Write the bars (or trades, or quotes) of SYMBOLS from START to END, adjusted as asked
+    (CSV on stdout; a trade's conditions as one field, space-separated)."""
+    import pyarrow as pa
     import pyarrow.csv as csv
     import pyarrow.parquet as pq
 
     from marketpipe.dataset.read import read
     from marketpipe.model.errors import InvalidInputError
+    from marketpipe.model.schema import flat_lists
     from marketpipe.model.values import Symbol
 
     if fmt == "parquet" and output is None:
@@ -63,6 +71,7 @@ def read_command(
         feed=feed,
         adjustment=adjustment,
         as_of=as_of,
+        kind=kind,
     )
     table = result.table
     if fmt == "parquet":
@@ -71,12 +80,14 @@ def read_command(
     else:
         buffer = io.BytesIO()
         if fmt == "csv":
-            csv.write_csv(table, buffer)
+            csv.write_csv(flat_lists(table), buffer)
         else:
             rows = table.to_pylist()
+            stamps = [f.name for f in table.schema if pa.types.is_timestamp(f.type)]
             for row in rows:
-                row["timestamp"] = row["timestamp"].isoformat()
-            buffer.write(json.dumps({"bars": rows, "notes": list(result.notes)}).encode() + b"\n")
+                for name in stamps:
+                    row[name] = row[name].isoformat() if row[name] is not None else None
+            buffer.write(json.dumps({kind: rows, "notes": list(result.notes)}).encode() + b"\n")
         if output is None:
             sys.stdout.buffer.write(buffer.getvalue())
         else:

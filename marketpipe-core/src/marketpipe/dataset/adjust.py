@@ -135,8 +135,8 @@ def session_days(timestamps: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def apply(bars: pa.Table, found: list[Factor]) -> pa.Table:
-    """``bars`` (canonical columns) with each symbol's factors applied to the bars before each
-    ex-date (stamped before the New York midnight opening it): one vectorised pass, a suffix
+    """``bars`` (canonical columns of bars, trades or quotes) with each symbol's factors
+    applied to the rows before each ex-date (stamped before the New York midnight opening it): one vectorised pass, a suffix
     product of the factors a symbol."""
     if not found or bars.num_rows == 0:
         return bars
@@ -159,12 +159,17 @@ def apply(bars: pa.Table, found: list[Factor]) -> pa.Table:
         first_after = np.searchsorted(ex, ts[rows], side="right")
         price_factor[rows] = price[first_after]
         volume_factor[rows] = volume[first_after]
-    prices = pa.array(price_factor)
+    prices, sizes = pa.array(price_factor), pa.array(volume_factor)
     out = bars
-    for name in ("open", "high", "low", "close", "vwap"):
+    for name in (n for n in _PRICES if n in bars.column_names):
         i = out.schema.get_field_index(name)
         column = pc.multiply(bars[name].cast(pa.float64()), prices)
         out = out.set_column(i, out.schema.field(i), column)
+    for name in (n for n in _SIZES if n in bars.column_names):  # a tick's size: float64
+        i = out.schema.get_field_index(name)
+        out = out.set_column(i, out.schema.field(i), pc.multiply(bars[name], sizes))
+    if "volume" not in bars.column_names:
+        return out
     volume = np.rint(bars["volume"].to_numpy(zero_copy_only=False) * volume_factor)
     if len(volume) and not (np.abs(volume) < _INT64_LIMIT).all():
         raise InvalidInputError(
@@ -173,6 +178,12 @@ def apply(bars: pa.Table, found: list[Factor]) -> pa.Table:
         )
     i = out.schema.get_field_index("volume")
     return out.set_column(i, out.schema.field(i), pa.array(volume.astype(np.int64)))
+
+
+#: The price columns of bars, trades and quotes, multiplied by a factor's price ratio.
+_PRICES = ("open", "high", "low", "close", "vwap", "price", "bid_price", "ask_price")
+#: The size columns of trades and quotes (float64), multiplied by its volume ratio.
+_SIZES = ("size", "bid_size", "ask_size")
 
 
 #: Volumes at or beyond this do not fit an int64 (2**63); the float product is checked first.

@@ -1,6 +1,6 @@
 """One way to read a dataset: ``marketpipe.read(...)`` and ``mp read``.
 
-Bars come from the stored **raw** series of the provider, adjusted at read time with the ledger
+Bars (and trades and quotes: ``kind=``) come from the stored **raw** series of the provider, adjusted at read time with the ledger
 (:mod:`marketpipe.dataset.adjust`), whichever provider filled it; renames resolve through the
 ledger, so a company's history reads as one series under the name asked for. Where only a
 provider-adjusted series is stored, that series is returned for its own adjustment (and
@@ -32,9 +32,10 @@ from marketpipe.model import clock
 from marketpipe.model.actions import CASH_DIVIDEND
 from marketpipe.model.calendar import day_bounds, in_sessions, nyse_calendar
 from marketpipe.model.errors import InvalidInputError
-from marketpipe.model.schema import BAR_SCHEMA, symbol_codes
+from marketpipe.model.schema import schema_of, symbol_codes
 from marketpipe.model.values import RAW, Series, Session, Timeframe, TimeRange
 from marketpipe.plugins.sink import Sink
+from marketpipe.storage.layout import META_DIR
 from marketpipe.storage.ledger import Ledger
 from marketpipe.storage.location import dataset_root, local_root
 from marketpipe.storage.sinks import choose_sink
@@ -80,23 +81,28 @@ def _series(sink: Sink, provider: str, feed: str | None, timeframe: Timeframe) -
     if not stored:
         what = f"provider {provider}" + (f" feed {feed}" if feed else "")
         held = sorted(
-            {s.timeframe for s in every if s.provider == provider}, key=lambda t: t.minutes
+            {s.timeframe for s in every if s.provider == provider}, key=lambda t: t.order
         )
         hint = (
-            f": it holds {', '.join(t.value for t in held)} (timeframe=, --timeframe)"
+            f": it holds {', '.join(t.value for t in held)} (timeframe= or kind=)"
             if held
-            else f": it holds bars of {', '.join(sorted({s.provider for s in every}))}"
+            else f": it holds data of {', '.join(sorted({s.provider for s in every}))}"
             if every
             else ""
         )
-        raise InvalidInputError(f"the dataset holds no {timeframe.value} bars of {what}{hint}")
+        raise InvalidInputError(f"the dataset holds no {_rows(timeframe)} of {what}{hint}")
     feeds = sorted({s.feed for s in stored})
     if len(feeds) > 1:
         raise InvalidInputError(
-            f"the dataset holds {provider} {timeframe.value} bars of feeds {', '.join(feeds)}: "
+            f"the dataset holds {provider} {_rows(timeframe)} of feeds {', '.join(feeds)}: "
             "choose one with feed="
         )
     return stored
+
+
+def _rows(timeframe: Timeframe) -> str:
+    """What a series' rows are called: ``1m bars``, ``trades``."""
+    return f"{timeframe.value} bars" if timeframe.is_bar else timeframe.value
 
 
 def _slice(table: pa.Table, start: dt.date, end: dt.date) -> pa.Table:
@@ -130,7 +136,7 @@ def stored_rows(
     read_range = getattr(sink, "read_range", None)
     if read_range is not None:
         tables = [read_range(series, symbols, lo, hi) for lo, hi in ranges]
-        return pa.concat_tables(tables) if tables else BAR_SCHEMA.empty_table()
+        return pa.concat_tables(tables) if tables else schema_of(series.timeframe).empty_table()
     every = _symbols(sink.read(series), symbols)
     return pa.concat_tables([_slice(every, lo, hi) for lo, hi in ranges])
 
@@ -157,23 +163,34 @@ def read(
     symbols: Sequence[str],
     start: dt.date | str,
     end: dt.date | str,
-    timeframe: str = "1m",
+    timeframe: str | None = None,
     feed: str | None = None,
     adjustment: str = "raw",
     as_of: dt.date | str | None = None,
+    kind: str = "bars",
 ) -> ReadResult:
-    """Bars of ``symbols`` from ``start`` to ``end`` (New York days, inclusive), adjusted as
-    asked, with what the ledger knew on ``as_of`` (default: everything it knows now)."""
+    """Bars (``kind="trades"`` or ``"quotes"``: ticks) of ``symbols`` from ``start`` to
+    ``end`` (New York days, inclusive), adjusted as asked, with what the ledger knew on
+    ``as_of`` (default: everything it knows now). Ticks take the split adjustment: a price by
+    the factor, a size by its inverse."""
     first, last = _date(start, "start"), _date(end, "end")
     known = _date(as_of, "as_of")
     assert first is not None and last is not None
     if last < first:
         raise InvalidInputError(f"end {last} is before start {first}")
-    tf = Timeframe.parse(timeframe)
+    if kind != "bars" and timeframe is not None:
+        raise InvalidInputError(f"timeframe is the length of a bar: {kind} have none")
+    tf = Timeframe.of(kind, timeframe)
     kinds_for(adjustment)  # an unknown adjustment fails first
+    if not tf.is_bar and adjustment not in (RAW, "split"):
+        raise InvalidInputError(
+            f"{tf.value} take adjustment raw or split: a dividend is measured against a "
+            "session's close, which bars have"
+        )
     root = local_root(data_dir)
     if not root.is_dir():
         raise InvalidInputError(f"no dataset at {data_dir}")
+    upgrade(root)
     sink = choose_sink(root).build(root)
     try:
         stored = _series(sink, provider, feed, tf)
@@ -187,17 +204,17 @@ def read(
             if adjustment not in by_adjustment:
                 held = ", ".join(sorted(by_adjustment))
                 raise InvalidInputError(
-                    f"the dataset holds no raw {provider} bars to adjust, and no {adjustment} "
-                    f"series (it holds: {held})"
+                    f"the dataset holds no raw {provider} {_rows(tf)} to adjust, and no "
+                    f"{adjustment} series (it holds: {held})"
                 )
             if known is not None:
                 raise InvalidInputError(
-                    f"as_of needs raw bars: the dataset holds {provider} bars only as the "
-                    f"provider adjusted them ({adjustment})"
+                    f"as_of needs raw data: the dataset holds {provider} {_rows(tf)} only as "
+                    f"the provider adjusted them ({adjustment})"
                 )
             table = stored_rows(sink, by_adjustment[adjustment], all_names, [(first, last)])
-            table = _finish(_assemble(table, plans), first, last)
-            return ReadResult(table, tuple(_missing(table, plans)))
+            table = _finish(_assemble(table, plans), first, last, tf)
+            return ReadResult(table, tuple(_missing(table, plans, tf.kind.value)))
         actions = ledger.actions(as_of=known, symbols=all_names)
         # An action applies from its ex-date: one announced but not yet in effect on the day
         # read as of (today, by default) changes nothing yet; one on or before the first day
@@ -220,17 +237,35 @@ def read(
         # the company's actions: a split after a rename adjusts the bars from before it too.
         raw = _assemble(stored_rows(sink, by_adjustment[RAW], all_names, ranges), plans)
         actions = _as_asked(actions, plans)
+        # Ticks take no dividend (refused above): the close is never asked of them.
         found, notes = factors(actions, adjustment, closes_before(raw, _regular(tf)))
-        table = _finish(apply(_slice(raw, first, last), found), first, last)
+        table = _finish(apply(_slice(raw, first, last), found), first, last, tf)
         notes += [
-            f"{asked}: bars before {day} are {old}'s (renamed)"
+            f"{asked}: {tf.kind.value} before {day} are {old}'s (renamed)"
             for asked in plans
             for old, day in earlier_names(asked, links)
         ]
-        notes += _missing(table, plans)
+        notes += _missing(table, plans, tf.kind.value)
         return ReadResult(table, tuple(dict.fromkeys(notes)))
     finally:
         sink.close()
+
+
+def upgrade(root: Path) -> None:
+    """Bring a dataset written by an earlier release to the current layout before reading it
+    (once; see :mod:`marketpipe.storage.upgrade`)."""
+    from marketpipe.storage.upgrade import is_current
+
+    if is_current(root) or not (root / META_DIR).is_dir():
+        return
+    from marketpipe.jobs.store import SqliteJobStore
+    from marketpipe.run.pipeline import open_dataset
+
+    store = SqliteJobStore.for_data_dir(root)
+    try:
+        open_dataset(root, store)
+    finally:
+        store.close()
 
 
 def _deduplicated(actions: pa.Table) -> pa.Table:
@@ -339,15 +374,16 @@ def _as_asked(actions: pa.Table, plans: dict[str, Sources]) -> pa.Table:
     return pa.concat_tables(parts)
 
 
-def _missing(table: pa.Table, plans: dict[str, Sources]) -> list[str]:
-    """A note for each name asked with no bar in the range read (an unknown symbol, a typo,
+def _missing(table: pa.Table, plans: dict[str, Sources], what: str = "bars") -> list[str]:
+    """A note for each name asked with no row in the range read (an unknown symbol, a typo,
     an old name outside its days)."""
     held = set(pc.unique(table["symbol"]).to_pylist()) if table.num_rows else set()
-    return [f"{asked}: no bars stored for these days" for asked in plans if asked not in held]
+    return [f"{asked}: no {what} stored for these days" for asked in plans if asked not in held]
 
 
-def _finish(table: pa.Table, first: dt.date, last: dt.date) -> pa.Table:
-    table = _slice(table.select(BAR_SCHEMA.names).cast(BAR_SCHEMA), first, last)
+def _finish(table: pa.Table, first: dt.date, last: dt.date, timeframe: Timeframe) -> pa.Table:
+    schema = schema_of(timeframe)
+    table = _slice(table.select(schema.names).cast(schema), first, last)
     return table.sort_by(
         [("symbol", "ascending"), ("timestamp", "ascending")]
     ).replace_schema_metadata(None)

@@ -1,11 +1,16 @@
-"""The one canonical, versioned bar schema every provider yields and every file stores."""
+"""The one canonical, versioned bar schema every provider yields and every file stores, and
+the schema of each kind of data (:func:`schema_of`; the tick schemas are in
+:mod:`marketpipe.model.ticks`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from marketpipe.model.values import Timeframe
 
 SCHEMA_VERSION = "1"
 
@@ -35,37 +40,60 @@ BAR_COLUMNS = tuple(BAR_SCHEMA.names)
 PRICE_COLUMNS = ("open", "high", "low", "close")
 
 
+def schema_of(timeframe: Timeframe | None) -> pa.Schema:
+    """The canonical schema of a series' rows: bars of any length, trades or quotes."""
+    from marketpipe.model.ticks import QUOTE_SCHEMA, TRADE_SCHEMA
+
+    value = timeframe.value if timeframe is not None else "1m"
+    return {"trades": TRADE_SCHEMA, "quotes": QUOTE_SCHEMA}.get(value, BAR_SCHEMA)
+
+
+def loose(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with every field nullable: rows held until validation (see
+    :data:`LOOSE_BAR_SCHEMA`)."""
+    if schema is BAR_SCHEMA:
+        return LOOSE_BAR_SCHEMA
+    return pa.schema([f.with_nullable(True) for f in schema], metadata=schema.metadata)
+
+
 def empty_bars() -> pa.Table:
     """An empty table in the canonical schema."""
     return BAR_SCHEMA.empty_table()
 
 
-def assemble_bars(batches: list[pa.RecordBatch]) -> pa.Table:
-    """A provider's batches for one unit as one table in the canonical schema, nulls allowed
-    (the validators reject the rows that must not have them)."""
+def assemble_bars(
+    batches: list[pa.RecordBatch], timeframe: Timeframe | None = None
+) -> pa.Table:
+    """A provider's batches for one unit as one table in the canonical schema of the series'
+    kind (``timeframe``; bars by default), nulls allowed (the validators reject the rows that
+    must not have them)."""
+    schema = schema_of(timeframe)
     if not batches:
-        return empty_bars()
-    return pa.concat_tables([conform(b, strict=False) for b in batches])
+        return loose(schema).empty_table()
+    return pa.concat_tables([conform(b, strict=False, schema=schema) for b in batches])
 
 
-def conform(data: pa.Table | pa.RecordBatch, strict: bool = True) -> pa.Table:
-    """Return ``data`` as a table in the canonical schema.
+def conform(
+    data: pa.Table | pa.RecordBatch, strict: bool = True, schema: pa.Schema = BAR_SCHEMA
+) -> pa.Table:
+    """Return ``data`` as a table in the canonical ``schema`` (bars by default).
 
     Columns are reordered and safely cast; a missing or extra column is an error, since a provider
     that yields something else has a bug that silent coercion would hide. ``strict=False`` allows
     nulls anywhere (the validator then rejects the rows that must not have them).
     """
-    target = BAR_SCHEMA if strict else LOOSE_BAR_SCHEMA
+    target = schema if strict else loose(schema)
     table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
     names = set(table.column_names)
-    missing = [c for c in BAR_COLUMNS if c not in names]
-    extra = sorted(names - set(BAR_COLUMNS))
+    missing = [c for c in schema.names if c not in names]
+    extra = sorted(names - set(schema.names))
     if missing or extra:
+        what = (schema.metadata or {}).get(b"marketpipe.kind", b"bars").decode()
         raise ValueError(
-            f"bars do not match the canonical schema: missing {missing or 'none'}, "
+            f"{what} do not match the canonical schema: missing {missing or 'none'}, "
             f"unexpected {extra or 'none'}"
         )
-    table = table.select(list(BAR_COLUMNS))
+    table = table.select(list(schema.names))
     if table.schema.equals(target, check_metadata=False):
         return table.replace_schema_metadata(target.metadata)
     return table.cast(target, safe=True)
@@ -135,3 +163,13 @@ def symbol_codes(column: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
             )
         return column.combine_chunks()
     return column
+
+
+def flat_lists(table: pa.Table) -> pa.Table:
+    """List columns (a trade's ``conditions``) as text joined with spaces: for CSV, which
+    holds no lists. Condition codes hold no space."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
+            joined = pc.binary_join(table.column(i).cast(pa.list_(pa.string())), " ")
+            table = table.set_column(i, field.name, joined)
+    return table

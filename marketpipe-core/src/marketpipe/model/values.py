@@ -106,8 +106,33 @@ class TimeRange:
         return f"{self.start}..{self.end}"
 
 
+class Kind(enum.Enum):
+    """A kind of market data: bars, or the trades and quotes beneath them."""
+
+    BARS = "bars"
+    TRADES = "trades"
+    QUOTES = "quotes"
+
+    @classmethod
+    def parse(cls, text: str | Kind) -> Kind:
+        if isinstance(text, Kind):
+            return text
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            allowed = ", ".join(k.value for k in cls)
+            raise InvalidInputError(f"invalid kind {text!r}: use one of {allowed}") from None
+
+
 class Timeframe(enum.Enum):
-    """Bar length. Values are what the CLI accepts (``--timeframe 5m``)."""
+    """What one row of a series is: a bar of a length (values are what ``--timeframe`` takes,
+    ``5m``), or one tick (``trades``, ``quotes``: ``--kind``).
+
+    One key names both, as Databento's ``schema`` names ``ohlcv-1m`` and ``trades`` alike: a
+    series is (provider, feed, adjustment, timeframe), and a tick series is the same machinery
+    with a tick in the last place (see :attr:`kind`). Only bars have a length
+    (:attr:`minutes`).
+    """
 
     M1 = "1m"
     M5 = "5m"
@@ -115,24 +140,67 @@ class Timeframe(enum.Enum):
     M30 = "30m"
     H1 = "1h"
     D1 = "1d"
+    TRADES = "trades"
+    QUOTES = "quotes"
+
+    @property
+    def kind(self) -> Kind:
+        return Kind(self.value) if self.value in _TICKS else Kind.BARS
+
+    @property
+    def is_bar(self) -> bool:
+        return self.value not in _TICKS
 
     @property
     def minutes(self) -> int:
-        return {"1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "1d": 1440}[self.value]
+        if not self.is_bar:
+            raise ValueError(f"{self.value} have no bar length")  # our bug: a tick as a bar
+        return _MINUTES[self.value]
 
     @property
     def nanos(self) -> int:
         return self.minutes * 60 * 1_000_000_000
 
+    @property
+    def order(self) -> int:
+        """Sorts bars by length, after the ticks beneath them."""
+        return _MINUTES.get(self.value, -1 if self is Timeframe.QUOTES else 0)
+
     @classmethod
-    def parse(cls, text: str | Timeframe) -> Timeframe:
+    def bars(cls) -> tuple[Timeframe, ...]:
+        """The bar timeframes, shortest first."""
+        return tuple(t for t in cls if t.is_bar)
+
+    @classmethod
+    def of(cls, kind: Kind | str, timeframe: str | Timeframe | None = None) -> Timeframe:
+        """The series key of ``kind`` (bars: of ``timeframe``, ``1m`` by default)."""
+        kind = Kind.parse(kind)
+        if kind is Kind.BARS:
+            return cls.parse(timeframe or cls.M1, bars_only=True)
+        return cls(kind.value)
+
+    @classmethod
+    def parse(cls, text: str | Timeframe, *, bars_only: bool = False) -> Timeframe:
+        """``bars_only``: refuse ``trades`` and ``quotes`` (what ``--timeframe`` takes)."""
         if isinstance(text, Timeframe):
-            return text
-        try:
-            return cls(text.strip().lower())
-        except ValueError:
-            allowed = ", ".join(t.value for t in cls)
-            raise InvalidInputError(f"invalid timeframe {text!r}: use one of {allowed}") from None
+            value = text
+        else:
+            try:
+                value = cls(text.strip().lower())
+            except ValueError:
+                allowed = ", ".join(t.value for t in cls.bars())
+                raise InvalidInputError(
+                    f"invalid timeframe {text!r}: use one of {allowed}"
+                ) from None
+        if bars_only and not value.is_bar:
+            raise InvalidInputError(
+                f"{value.value} are not a timeframe: ask for them with --kind {value.value}"
+            )
+        return value
+
+
+_TICKS = frozenset({"trades", "quotes"})
+_MINUTES = {"1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "1d": 1440}
 
 
 class Session(enum.Enum):
@@ -219,18 +287,23 @@ def _timeframe(value: str | Timeframe) -> Timeframe:
 
 @attrs.frozen(order=True)
 class Series:
-    """Where bars of one kind live: (provider, feed, adjustment, timeframe).
+    """Where rows of one kind live: (provider, feed, adjustment, timeframe); the timeframe says
+    the kind too (``trades``, ``quotes``: see :class:`Timeframe`).
 
-    Settings that change the bars are part of a series, so two series never replace each other's
-    rows: Alpaca's split-adjusted bars are not its raw bars. Providers whose bars are never
-    adjusted write ``raw``.
+    Settings that change the rows are part of a series, so two series never replace each other's
+    rows: Alpaca's split-adjusted bars are not its raw bars, nor its trades its bars. Providers
+    whose data is never adjusted write ``raw``.
     """
 
     provider: str
     feed: str
     adjustment: str
     # Series sort by timeframe length (an enum has no order of its own).
-    timeframe: Timeframe = attrs.field(converter=_timeframe, order=lambda tf: tf.minutes)
+    timeframe: Timeframe = attrs.field(converter=_timeframe, order=lambda tf: tf.order)
+
+    @property
+    def kind(self) -> Kind:
+        return self.timeframe.kind
 
     def __str__(self) -> str:
         return f"{self.provider}/{self.feed}/{self.adjustment}/{self.timeframe.value}"

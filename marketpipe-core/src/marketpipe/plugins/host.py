@@ -23,9 +23,11 @@ import attrs
 import pluggy
 
 from marketpipe.model.errors import PluginConflictError
+from marketpipe.model.values import Kind
 from marketpipe.model.version import __version__
 from marketpipe.plugins import hookspecs
 from marketpipe.plugins.specs import ProviderSpec, SinkSpec, ValidatorSpec
+from marketpipe.plugins.validator import Validator
 
 ENTRY_POINT_GROUP = "marketpipe"
 ALLOW_ENV = "MARKETPIPE_PLUGINS"
@@ -36,6 +38,7 @@ TRACE_ENV = "MARKETPIPE_TRACE_PLUGINS"
 BUILTIN_PLUGINS = (
     "marketpipe.storage.parquet_sink",
     "marketpipe.validate.ohlcv",
+    "marketpipe.validate.ticks",
     "marketpipe.plugins.registry",
 )
 CORE_DISTRIBUTION = "marketpipe-core"
@@ -169,6 +172,11 @@ class PluginHost:
 
     def validators(self) -> dict[str, ValidatorSpec]:
         return self._collect("marketpipe_validators", ValidatorSpec)
+
+    def validators_for(self, kind: Kind | str) -> list[Validator]:
+        """A new validator of each installed spec that checks ``kind`` (bars, trades, quotes)."""
+        wanted = Kind.parse(kind)
+        return [spec.factory() for spec in self.validators().values() if wanted in spec.kinds]
 
     def sinks(self) -> dict[str, SinkSpec]:
         return self._collect("marketpipe_sinks", SinkSpec)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from marketpipe.model.values import RAW, Series, Session, Timeframe
+from marketpipe.model.values import RAW, Kind, Series, Session, Timeframe
 
 if TYPE_CHECKING:
     from marketpipe.plugins.provider import IMarketDataProvider
@@ -85,6 +85,8 @@ class ProviderSpec:
         checks it).
     :param null_price_bars: the provider documents bars with volume but null prices (a minute whose
         trades set no price); the validator accepts exactly those.
+    :param timeframes: what it serves: bar timeframes, and ``trades`` or ``quotes`` for a
+        provider that serves ticks (every bar timeframe by default, no ticks).
     :param max_symbols_per_unit: at most this many symbols per fetch (``None``: no limit).
     :param max_days_per_unit: at most this many days per fetch (``None``: no limit).
     :param series_settings: the settings whose values change the bars themselves (Alpaca's
@@ -108,7 +110,7 @@ class ProviderSpec:
     description: str
     settings: tuple[Setting, ...] = attrs.field(default=(), converter=_settings)
     timeframes: frozenset[Timeframe] = attrs.field(
-        default=frozenset(Timeframe), converter=_timeframes
+        default=frozenset(Timeframe.bars()), converter=_timeframes
     )
     sessions: frozenset[Session] = attrs.field(default=frozenset(Session), converter=_sessions)
     deterministic: bool = False
@@ -150,13 +152,19 @@ class ProviderSpec:
         }
 
 
+def _kinds(value: Any) -> frozenset[Kind]:
+    return frozenset(Kind.parse(v) for v in value)
+
+
 @attrs.frozen
 class ValidatorSpec:
-    """A bar validator: ``factory()`` returns an object with ``validate(table, context)``."""
+    """A validator: ``factory()`` returns an object with ``validate(table, context)``; it
+    checks the rows of the ``kinds`` it names (bars by default)."""
 
     name: str = attrs.field(converter=normalise_name)
     factory: Callable[[], Validator]
     description: str
+    kinds: frozenset[Kind] = attrs.field(default=frozenset({Kind.BARS}), converter=_kinds)
     distribution: str | None = attrs.field(default=None, eq=False)
 
 

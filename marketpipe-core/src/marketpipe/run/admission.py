@@ -35,10 +35,9 @@ def new_job(spec: ProviderSpec, work: CreateIngestionJobCommand) -> IngestionJob
     """A PENDING job for ``work``, after checking that the provider can serve it."""
     cfg = work.configuration
     if cfg.timeframe not in spec.timeframes:
-        offered = ", ".join(sorted(t.value for t in spec.timeframes))
-        raise InvalidInputError(
-            f"provider {spec.name} has no {cfg.timeframe.value} bars; it offers {offered}"
-        )
+        offered = ", ".join(t.value for t in sorted(spec.timeframes, key=lambda t: t.order))
+        what = f"{cfg.timeframe.value} bars" if cfg.timeframe.is_bar else cfg.timeframe.value
+        raise InvalidInputError(f"provider {spec.name} has no {what}; it offers {offered}")
     if cfg.session not in spec.sessions:
         raise InvalidInputError(
             f"provider {spec.name} does not offer the {cfg.session.value} session"

@@ -155,6 +155,7 @@ class IngestionCoordinatorService:
         failures: list[PartitionFailure] = []
         self._notes = []
         self._kept: list[PartitionKey] = []
+        self._counted: dict[str, int] = {}
         counts = {"bars": 0, "rejected": 0, "completed": 0}
         # Units in flight: the job's concurrency, or as many as the cluster's workers take.
         slots = max(cfg.max_concurrency, self._remote.slots if self._remote else 0)
@@ -210,6 +211,8 @@ class IngestionCoordinatorService:
             raise escaped[0]
         if self._kept:
             self._note_kept(job, self._kept)
+        for what, n in sorted(self._counted.items()):
+            self._note(job, f"{n:,} {what}")
         remaining = plan.pending - counts["completed"] - len(failures)
         unpublished = None
         if job.refresh and remaining == 0 and not failures and isinstance(self._sink, StagingSink):
@@ -320,7 +323,7 @@ class IngestionCoordinatorService:
             batches = await self._fetch(request)
             if batches is None:
                 return  # stopped while fetching: left PENDING for a resume
-            table = await asyncio.to_thread(assemble_bars, batches)
+            table = await asyncio.to_thread(assemble_bars, batches, cfg.timeframe)
             sources = self._provider.source_versions(cfg.timeframe, [w.day for w in unit.windows])
         except Exception as exc:  # the provider's failure is the partitions' failure, recorded
             self._take_notes(job)
@@ -432,6 +435,8 @@ class IngestionCoordinatorService:
         """The unit's partitions complete in the job store, then in the job and its events."""
         outcomes, rejected, kept = committed.outcomes, committed.rejected, committed.kept
         self._kept.extend(kept)
+        for what, n in committed.counted.items():
+            self._counted[what] = self._counted.get(what, 0) + n
         self._store.mark_completed(job.job_id, outcomes)
         counts["rejected"] += rejected
         for outcome in outcomes:

@@ -47,9 +47,12 @@ from marketpipe.run.outcome import CancelToken, JobSummary
 from marketpipe.storage.location import dataset_root
 from marketpipe.storage.sinks import ChosenSink, choose_sink, record_sink
 from marketpipe.storage.upgrade import (
+    in_kind_tree,
     is_current,
     mark_current,
+    move_bars_to_their_tree,
     move_layout1_files,
+    move_objects_to_their_tree,
     new_path,
     upgrade_lock,
 )
@@ -374,13 +377,14 @@ async def execute(
                 dataset=dataset_root(data_dir),
                 replace_empty=replace_empty,
                 rate_windows=remote.rate_windows(prepared.spec.name) if remote else None,
+                kind=job.configuration.timeframe.kind.value,
             )
             coordinator = IngestionCoordinatorService(
                 job_store=store,
                 provider=prepared.provider,
                 provider_spec=prepared.spec,
                 sink=built,
-                validators=[spec.factory() for spec in host.validators().values()],
+                validators=host.validators_for(job.configuration.timeframe.kind),
                 event_bus=bus,
                 data_root=data_dir,
                 cancel=cancel,
@@ -445,17 +449,27 @@ def open_dataset(data_dir: Path, store: SqliteJobStore) -> list[str]:
                 adjustments[key] = registry.get(provider).adjustment(job.configuration.settings)
         return adjustments[key]
 
+    def rewrite(provider: str, job_id: str, path: str) -> str | None:
+        return in_kind_tree(new_path(path, adjustment_of(provider, job_id)) or path)
+
     with file_lock(upgrade_lock(data_dir)):
         if is_current(data_dir):
             return []
-        moved = move_layout1_files(data_dir, adjustment_of)
-        store.rewrite_paths(lambda p, j, path: new_path(path, adjustment_of(p, j)))
+        where = dataset_root(data_dir)
+        if isinstance(where, str):  # in object storage: layout 2 at least
+            from marketpipe.storage.stores import open_store
+
+            moved = move_objects_to_their_tree(open_store(where))
+        else:
+            moved = move_layout1_files(data_dir, adjustment_of)
+            moved = max(moved, move_bars_to_their_tree(data_dir))
+        store.rewrite_paths(rewrite)
         mark_current(data_dir)
     if not moved:
         return []
     return [
-        f"upgraded the dataset in {data_dir} to the series layout (an adjustment= folder after "
-        f"feed=): {moved} files moved; readers of the old paths should read the new ones"
+        f"upgraded the dataset in {where} to the kind layout (bars under bars/, beside trades/ "
+        f"and quotes/): {moved} files moved; readers of the old paths should read bars/"
     ]
 
 

@@ -22,7 +22,7 @@ from marketpipe.model.schema import encode_symbols
 from marketpipe.model.values import Series, Session, Timeframe
 from marketpipe.plugins.sink import CommitRequest, Sink, StagingSink
 from marketpipe.plugins.specs import ProviderSpec
-from marketpipe.plugins.validator import REJECTED_SCHEMA, ValidationContext, Validator
+from marketpipe.plugins.validator import ValidationContext, Validator, rejected_schema
 from marketpipe.run.planning import WorkUnit
 from marketpipe.storage.layout import month_key
 from marketpipe.storage.partition_index import index_rows
@@ -55,6 +55,8 @@ class UnitCommitted:
     rejected: int
     #: Partitions the provider sent no bars for whose stored rows were kept.
     kept: list[PartitionKey]
+    #: Rows kept that are worth a note, by what they are (see ``ValidationResult.counted``).
+    counted: dict[str, int] = attrs.field(factory=dict)
 
 
 class UnitCommitter:
@@ -94,14 +96,16 @@ class UnitCommitter:
             allow_null_prices=self._spec.null_price_bars,
         )
         rejected_parts = []
+        counted: dict[str, int] = {}
+        schema = rejected_schema(job.timeframe)
         for validator in self._validators:
             result = validator.validate(table, context)
             table = result.valid
             if result.rejected.num_rows:
-                rejected_parts.append(result.rejected.cast(REJECTED_SCHEMA))
-        rejected = (
-            pa.concat_tables(rejected_parts) if rejected_parts else REJECTED_SCHEMA.empty_table()
-        )
+                rejected_parts.append(result.rejected.cast(schema))
+            for what, n in result.counted.items():
+                counted[what] = counted.get(what, 0) + n
+        rejected = pa.concat_tables(rejected_parts) if rejected_parts else schema.empty_table()
         quarantined = {}
         if rejected.num_rows:
             if self._quarantine is None:  # rejected rows are rare: the store when they come
@@ -160,7 +164,7 @@ class UnitCommitter:
             )
             for symbol, day in unit.keys
         ]
-        return UnitCommitted(outcomes, rejected.num_rows, sorted(kept))
+        return UnitCommitted(outcomes, rejected.num_rows, sorted(kept), counted)
 
     def _kept_when_empty(
         self, job: UnitContext, unit: WorkUnit, bars: dict[PartitionKey, int]

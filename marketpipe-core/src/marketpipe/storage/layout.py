@@ -1,10 +1,14 @@
-"""Where bars live under the data root.
+"""Where bars, trades and quotes live under the data root: each kind in a hive tree of its own.
 
-    <root>/provider=<p>/feed=<f>/adjustment=<a>/timeframe=<tf>/month=<YYYY-MM>/part-<job>-<hash>.parquet
+    <root>/bars/provider=<p>/feed=<f>/adjustment=<a>/timeframe=<tf>/month=<YYYY-MM>/part-<job>-<hash>.parquet
+    <root>/trades/provider=<p>/feed=<f>/adjustment=<a>/month=<YYYY-MM>/part-<job>-<hash>.parquet
+    <root>/quotes/provider=<p>/feed=<f>/adjustment=<a>/month=<YYYY-MM>/part-<job>-<hash>.parquet
 
-The first four keys name the series (see :class:`~marketpipe.model.values.Series`).
-Every ``*.parquet`` under the root is a bar file with these five hive keys; nothing else is named
-``*.parquet``. Bookkeeping (job store, quarantine) lives under ``<root>/_marketpipe/``, which dataset
+The tree and the keys name the series (see :class:`~marketpipe.model.values.Series`): a reader
+of ``<root>/bars`` reads bars only, whatever else the dataset holds, and every ``*.parquet`` in a
+kind's tree has that kind's schema and these hive keys; nothing else is named ``*.parquet``.
+(Datasets written before ticks kept bars at the root: :mod:`.upgrade` moves them, once.)
+Bookkeeping (job store, quarantine) lives under ``<root>/_marketpipe/``, which dataset
 readers skip because of the leading underscore. A month folder holds a few files of many symbols
 and days each: one file per symbol per day would be far too small to write or query fast.
 Hive values are percent-encoded, and every path is checked to stay inside the root.
@@ -56,14 +60,19 @@ def month_key(day: dt.date) -> str:
     return f"{day.year:04d}-{day.month:02d}"
 
 
+#: The top folder of each kind's tree.
+KIND_TREES = ("bars", "trades", "quotes")
+
+
 def series_prefix(series: Series) -> str:
     """The series' folder relative to the root (posix)."""
-    return (
-        f"provider={encode_component(series.provider)}"
+    prefix = (
+        f"{series.kind.value}"
+        f"/provider={encode_component(series.provider)}"
         f"/feed={encode_component(series.feed)}"
         f"/adjustment={encode_component(series.adjustment)}"
-        f"/timeframe={series.timeframe.value}"
     )
+    return f"{prefix}/timeframe={series.timeframe.value}" if series.timeframe.is_bar else prefix
 
 
 def month_prefix(series: Series, month: str) -> str:
@@ -86,13 +95,23 @@ def month_of(folder_name: str) -> str | None:
 def series_in(children: Callable[[str], list[str]]) -> list[Series]:
     """The series whose folders ``children(folder)`` lists (a store's folders)."""
     found = []
-    for p in children(""):
-        for f in children(p) if _value(p, "provider") is not None else []:
-            for a in children(f"{p}/{f}") if _value(f, "feed") is not None else []:
-                for t in children(f"{p}/{f}/{a}") if _value(a, "adjustment") is not None else []:
-                    series = series_of_path(f"{p}/{f}/{a}/{t}/month=x/f.parquet")
-                    if series is not None:
-                        found.append(series)
+    for kind in (k for k in children("") if k in KIND_TREES):
+        for p in children(kind):
+            if _value(p, "provider") is None:
+                continue
+            for f in children(f"{kind}/{p}"):
+                if _value(f, "feed") is None:
+                    continue
+                for a in children(f"{kind}/{p}/{f}"):
+                    if _value(a, "adjustment") is None:
+                        continue
+                    base = f"{kind}/{p}/{f}/{a}"
+                    leaves = children(base) if kind == "bars" else [""]
+                    for t in leaves:
+                        rel = f"{base}/{t}/month=x/f.parquet" if t else f"{base}/month=x/f.parquet"
+                        series = series_of_path(rel)
+                        if series is not None:
+                            found.append(series)
     return sorted(found)
 
 
@@ -103,18 +122,15 @@ def _value(name: str, key: str) -> str | None:
 
 def stored_series(root: Path) -> list[Series]:
     """The series that have a folder under ``root``."""
-    found = []
-    for folder in sorted(root.glob("provider=*/feed=*/adjustment=*/timeframe=*")):
-        parts = folder.relative_to(root).parts
-        values = [_value(p, k) for p, k in zip(parts, _KEYS, strict=True)]
-        if None in values or not folder.is_dir():
-            continue
-        provider, feed, adjustment, timeframe = (v or "" for v in values)
+
+    def children(rel: str) -> list[str]:
+        folder = root / rel if rel else root
         try:
-            found.append(Series(provider, feed, adjustment, Timeframe.parse(timeframe)))
-        except ValueError:
-            continue  # a folder MarketPipe did not make
-    return found
+            return sorted(p.name for p in folder.iterdir() if p.is_dir())
+        except OSError:
+            return []
+
+    return series_in(children)
 
 
 def month_folders(root: Path, series: Series) -> dict[str, Path]:
@@ -133,16 +149,23 @@ _KEYS = ("provider", "feed", "adjustment", "timeframe")
 
 
 def series_of_path(rel: str) -> Series | None:
-    """The series of a bar file's path relative to the root (``None``: not a bar file's)."""
-    parts = rel.split("/")
-    if len(parts) < 6:
+    """The series of a data file's path relative to the root (``None``: not one's)."""
+    kind, _, rest = rel.partition("/")
+    if kind not in KIND_TREES:
         return None
-    values = [_value(p, k) for p, k in zip(parts[:4], _KEYS, strict=True)]
+    parts = rest.split("/")
+    keys = _KEYS if kind == "bars" else _KEYS[:3]
+    if len(parts) < len(keys) + 2:
+        return None
+    values = [_value(p, k) for p, k in zip(parts[: len(keys)], keys, strict=True)]
     if None in values:
         return None
-    provider, feed, adjustment, timeframe = (v or "" for v in values)
+    provider, feed, adjustment = (v or "" for v in values[:3])
     try:
-        return Series(provider, feed, adjustment, Timeframe.parse(timeframe))
+        timeframe = (
+            Timeframe.parse(values[3] or "", bars_only=True) if kind == "bars" else Timeframe(kind)
+        )
+        return Series(provider, feed, adjustment, timeframe)
     except ValueError:
         return None
 

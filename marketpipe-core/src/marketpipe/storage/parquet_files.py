@@ -25,7 +25,9 @@ def is_sorted(table: pa.Table) -> bool:
     before, after = sym.slice(0, len(sym) - 1), sym.slice(1)
     same = pc.equal(before, after)
     ordered = pc.or_(
-        pc.less(before, after), pc.and_(same, pc.less(ts.slice(0, len(ts) - 1), ts.slice(1)))
+        pc.less(before, after),
+        # Equal stamps are in order: ticks share them, and keep the provider's order.
+        pc.and_(same, pc.less_equal(ts.slice(0, len(ts) - 1), ts.slice(1))),
     )
     return bool(pc.all(ordered).as_py())
 
@@ -131,9 +133,11 @@ def readers() -> ThreadPoolExecutor:
 os.register_at_fork(after_in_child=_READERS.clear)
 
 
-def read_symbols(path: str, wanted: list[str], lo: pa.Scalar, hi: pa.Scalar) -> pa.Table:
+def read_symbols(
+    path: str, wanted: list[str], lo: pa.Scalar, hi: pa.Scalar, schema: pa.Schema = BAR_SCHEMA
+) -> pa.Table:
     """The rows of ``wanted`` (sorted) stamped in ``[lo, hi)`` from one local bar file, in
-    the canonical schema: only the row groups whose symbol statistics can hold one of them are
+    the canonical ``schema`` (bars by default): only the row groups whose symbol statistics can hold one of them are
     decoded.
 
     Hand-written over ``pyarrow.parquet`` rather than one ``pyarrow.dataset`` over the files:
@@ -147,7 +151,8 @@ def read_symbols(path: str, wanted: list[str], lo: pa.Scalar, hi: pa.Scalar) -> 
     file = pq.ParquetFile(path, pre_buffer=False)
     meta = file.metadata
     names = meta.schema.names
-    if sorted(names) != sorted(BAR_NAMES):
+    columns = schema.names
+    if sorted(names) != sorted(columns):
         import pyarrow.dataset as ds
 
         where = (
@@ -155,7 +160,7 @@ def read_symbols(path: str, wanted: list[str], lo: pa.Scalar, hi: pa.Scalar) -> 
             & (pc.field("timestamp") >= lo)
             & (pc.field("timestamp") < hi)
         )
-        return ds.dataset([path], schema=BAR_SCHEMA, format="parquet").to_table(filter=where)
+        return ds.dataset([path], schema=schema, format="parquet").to_table(filter=where)
     column = names.index("symbol")
     groups = []
     for i in range(meta.num_row_groups):
@@ -166,12 +171,12 @@ def read_symbols(path: str, wanted: list[str], lo: pa.Scalar, hi: pa.Scalar) -> 
                 continue  # none of the symbols falls inside this group
         groups.append(i)
     # One thread a file: the files are read side by side already (:func:`readers`).
-    table = file.read_row_groups(groups, columns=BAR_NAMES, use_threads=False)
+    table = file.read_row_groups(groups, columns=columns, use_threads=False)
     keep = pc.and_(
         pc.is_in(table["symbol"], value_set=pa.array(wanted, pa.string())),
         pc.and_(pc.greater_equal(table["timestamp"], lo), pc.less(table["timestamp"], hi)),
     )
     table = table.filter(keep)
-    if not table.schema.equals(BAR_SCHEMA):  # metadata aside; an older file's types
-        table = table.cast(BAR_SCHEMA)
+    if not table.schema.equals(schema):  # metadata aside; an older file's types
+        table = table.cast(schema)
     return table

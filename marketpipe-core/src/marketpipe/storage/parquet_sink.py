@@ -37,7 +37,7 @@ from marketpipe.model import clock
 from marketpipe.model.calendar import day_bounds
 from marketpipe.model.errors import InvalidInputError, StorageError
 from marketpipe.model.partition import PartitionKey
-from marketpipe.model.schema import BAR_SCHEMA, SCHEMA_VERSION, conform
+from marketpipe.model.schema import SCHEMA_VERSION, conform, schema_of
 from marketpipe.model.values import Series
 from marketpipe.plugins.hookspecs import hookimpl
 from marketpipe.plugins.sink import CommitRequest, CompletedAt, FolderResult
@@ -125,6 +125,7 @@ class ParquetSink:
     def read(self, series: Series) -> pa.Table:
         """Every stored row of ``series``; a partition two files hold (a commit cut short)
         reads from the newer one only (:meth:`CatalogQueries.shadowed`)."""
+        schema = schema_of(series.timeframe)
         months = self.months(series)
         self.catalog.sync(series, months)
         shadowed = self.catalog.shadowed(series)
@@ -133,10 +134,10 @@ class ParquetSink:
             folder = month_prefix(series, month)
             for name in sorted(self.store.listing(folder)):
                 rel = f"{folder}/{name}"
-                table = self._read(rel).cast(BAR_SCHEMA)
+                table = self._read(rel).cast(schema)
                 tables.append(drop_partitions(table, shadowed.get(rel, set())))
         if not tables:
-            return BAR_SCHEMA.empty_table()
+            return schema.empty_table()
         table = pa.concat_tables(tables).replace_schema_metadata(None)
         return table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
 
@@ -147,6 +148,7 @@ class ParquetSink:
         in the canonical columns, unordered: only the files the catalog says hold them are
         read, and row groups whose symbol or time statistics fall outside are not decoded."""
         wanted = sorted(set(symbols))
+        schema = schema_of(series.timeframe)
         first, last = month_key(start), month_key(end)
         lo, hi = day_bounds(start, end)
         # The range beside isin lets row groups be skipped on their symbol statistics.
@@ -162,11 +164,11 @@ class ParquetSink:
         self.catalog.sync(series, [m for m in self.months(series) if first <= m <= last])
         rels = self.catalog.files_of(series, wanted, start, end)
         if not rels:
-            return BAR_SCHEMA.empty_table()
+            return schema.empty_table()
         shadowed = self.catalog.shadowed(series, start, end, wanted)
         if shadowed:  # a commit cut short: those files are read alone, without the old rows
             parts = [
-                drop_partitions(self._read(rel, where).cast(BAR_SCHEMA), shadowed.get(rel, set()))
+                drop_partitions(self._read(rel, where).cast(schema), shadowed.get(rel, set()))
                 for rel in rels
             ]
             return pa.concat_tables(parts).replace_schema_metadata(None)
@@ -175,14 +177,14 @@ class ParquetSink:
             # Side by side, each file's row groups pruned on their symbol statistics.
             def one(rel: str) -> pa.Table:
                 try:
-                    return read_symbols(str(local.file_to_read(rel)), wanted, lo, hi)
+                    return read_symbols(str(local.file_to_read(rel)), wanted, lo, hi, schema)
                 except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
                     raise unreadable(f"{self.store.url}/{rel}", exc) from None
 
             table = pa.concat_tables(list(readers().map(one, rels)))
         else:  # objects: fetched side by side, each filtered as it is decoded
             with ThreadPoolExecutor(max_workers=min(8, len(rels))) as pool:
-                parts = list(pool.map(lambda rel: self._read(rel, where).cast(BAR_SCHEMA), rels))
+                parts = list(pool.map(lambda rel: self._read(rel, where).cast(schema), rels))
             table = pa.concat_tables(parts)
         return table.replace_schema_metadata(None)
 
@@ -202,7 +204,7 @@ class ParquetSink:
         return self._commit(request, staged=True)
 
     def _commit(self, request: CommitRequest, staged: bool) -> dict[PartitionKey, str]:
-        table = conform(request.table)
+        table = conform(request.table, schema=schema_of(request.timeframe))
         # Indexed before the cast to strings: the committer's symbol codes are reused.
         index = index_covered(request.table, request.coverage)
         bars = index.counts()
@@ -237,8 +239,9 @@ class ParquetSink:
         return result
 
     def _metadata(self, request: CommitRequest, footer: Footer) -> dict[bytes, bytes]:
+        schema = (schema_of(request.timeframe).metadata or {}).get(b"marketpipe.schema_version")
         meta = {
-            "marketpipe.schema_version": SCHEMA_VERSION,
+            "marketpipe.schema_version": schema.decode() if schema else SCHEMA_VERSION,
             "marketpipe.provider": request.provider,
             "marketpipe.feed": request.feed,
             "marketpipe.adjustment": request.adjustment,

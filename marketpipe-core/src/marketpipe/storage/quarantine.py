@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from marketpipe.model.schema import flat_lists
 from marketpipe.storage.layout import quarantine_rel
 from marketpipe.storage.store import Store
 
@@ -49,7 +50,7 @@ def write_quarantine(store: Store, job_id: str, rejected: pa.Table) -> dict[tupl
     out: dict[tuple[str, str], str] = {}
     for (symbol, day), indices in groups.items():
         rel = quarantine_rel(job_id, symbol, day)
-        part = defuse_formulas(rejected.take(pa.array(indices)))
+        part = defuse_formulas(flat_lists(rejected.take(pa.array(indices))))
 
         def write(fh: BinaryIO, part: pa.Table = part) -> None:
             pacsv.write_csv(part, fh)

@@ -1,11 +1,16 @@
-"""Upgrade a dataset written before series had an ``adjustment`` key, in place, on first use.
+"""Upgrade a dataset written by an earlier release to the current layout, in place, on first use.
 
-Layout 1 was ``provider=/feed=/timeframe=/month=``; layout 2 adds ``adjustment=`` after ``feed``.
-Each file moves with one ``rename`` (atomic on one file system) to the series its job fetched
-(Alpaca's ``adjustment`` setting, ``raw`` for everything else); the job store's paths follow;
-only then does ``_marketpipe/layout`` record layout 2. A crash at any point leaves every file
-either moved or not, and the next run (which finds no marker) carries on from there: the upgrade
-is resumable, and says once what it did. See :func:`marketpipe.run.pipeline.open_dataset`.
+Layout 1 was ``provider=/feed=/timeframe=/month=``; layout 2 added ``adjustment=`` after
+``feed``; layout 3 puts each kind of data in a tree of its own, bars under ``bars/`` (trades and
+quotes beside them), so that a reader of ``bars/`` never meets a tick file.
+
+1 to 2: each file moves with one ``rename`` (atomic on one file system) to the series its job
+fetched (Alpaca's ``adjustment`` setting, ``raw`` for everything else). 2 to 3: each
+``provider=`` folder moves under ``bars/`` with one ``rename`` (in an object store, each file
+with a copy and a delete). The job store's paths follow; only then does ``_marketpipe/layout``
+record layout 3. A crash at any point leaves every file or folder either moved or not, and the
+next run (which finds the old marker, or none) carries on from there: the upgrade is
+resumable, and says once what it did. See :func:`marketpipe.run.pipeline.open_dataset`.
 """
 
 from __future__ import annotations
@@ -23,8 +28,11 @@ from marketpipe.model.values import RAW
 from marketpipe.storage.footer import JOB_KEY
 from marketpipe.storage.layout import META_DIR, encode_component, inside
 from marketpipe.storage.parquet_files import file_metadata
+from marketpipe.storage.store import BAR_SUFFIX, STAGED, Store
 
-LAYOUT = "2"
+LAYOUT = "3"
+#: Where layout 3 keeps the bars that layouts 1 and 2 kept at the root.
+BARS = "bars"
 _OLD_FILES = "provider=*/feed=*/timeframe=*/month=*/*.parquet"
 
 #: ``(provider, job id) -> adjustment`` of the bars that job fetched.
@@ -102,3 +110,52 @@ def mark_current(root: Path) -> None:
     tmp = marker.with_name(f".layout.{os.getpid()}.tmp")
     tmp.write_text(LAYOUT + "\n")
     os.replace(tmp, marker)
+
+
+def in_kind_tree(rel: str) -> str | None:
+    """The layout-3 form of a layout-2 path relative to the root (``None``: not layout 2)."""
+    return f"{BARS}/{rel}" if rel.startswith("provider=") else None
+
+
+def move_bars_to_their_tree(root: Path) -> int:
+    """Move each ``provider=`` folder of the local ``root`` under ``bars/`` (the caller holds
+    :func:`upgrade_lock`); returns how many files moved with them."""
+    count = 0
+    for folder in sorted(root.glob("provider=*")):
+        if not folder.is_dir():
+            continue
+        target = inside(root, root / BARS / folder.name)
+        count += sum(1 for _ in folder.glob("*/*/*/month=*/*.parquet*"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():  # both: another writer made it since; move the files one by one
+            for path in sorted(folder.rglob("*.parquet*")):
+                dest = target / path.relative_to(folder)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, dest)
+            continue
+        os.replace(folder, target)
+        fsync_dir(target.parent)
+    fsync_dir(root)
+    return count
+
+
+def move_objects_to_their_tree(store: Store) -> int:
+    """The same in an object store: every bar file (and staged file) under a ``provider=``
+    prefix is copied under ``bars/`` and removed; returns how many moved."""
+    count = 0
+
+    def walk(folder: str, depth: int) -> None:
+        nonlocal count
+        if depth == 5:  # provider/feed/adjustment/timeframe/month
+            for suffix in (BAR_SUFFIX, STAGED):
+                for name in sorted(store.listing(folder, suffix=suffix)):
+                    store.rename(f"{folder}/{name}", f"{BARS}/{folder}/{name}")
+                    count += 1
+            return
+        for child in store.children(folder):
+            walk(f"{folder}/{child}" if folder else child, depth + 1)
+
+    for top in store.children(""):
+        if top.startswith("provider="):
+            walk(top, 1)
+    return count

@@ -110,7 +110,9 @@ def verify_dataset(
             held: list[pa.Table] = []  # each file's partitions, with its position in ``names``
             names = sorted(on_disk)
             for i, name in enumerate(names):
-                found = _check_file(store, f"{folder}/{name}", problems, notes)
+                found = _check_file(
+                    store, f"{folder}/{name}", problems, notes, series.timeframe.is_bar
+                )
                 if found is None:
                     continue
                 files += 1
@@ -234,10 +236,11 @@ def job_store_losses(
 
 
 def _check_file(
-    store: Store, rel: str, problems: list[Problem], notes: list[str]
+    store: Store, rel: str, problems: list[Problem], notes: list[str], unique: bool = True
 ) -> pa.Table | None:
     """Rows per partition of one file (:data:`PARTITION_COUNTS`, partitions with rows only),
-    after checking them against its footer; ``None`` for a readable Parquet file MarketPipe
+    after checking them against its footer (and, ``unique``, that no two rows share a symbol
+    and a timestamp, as bars never do; ticks do); ``None`` for a readable Parquet file MarketPipe
     did not write (left alone, as commits leave it, with a note) or one that cannot be read (a
     problem). Columns throughout: a whole-market month file lists 210,000 partitions."""
     try:
@@ -286,7 +289,7 @@ def _check_file(
             )
         ]
         problems.append(Problem("footer", rel, f"bar counts disagree: {_sample(sorted(wrong))}"))
-    dupes = _duplicates_in(table)
+    dupes = _duplicates_in(table) if unique else 0
     if dupes:
         problems.append(
             Problem("duplicate", rel, f"{dupes:,} rows repeat a (symbol, timestamp) in the file")

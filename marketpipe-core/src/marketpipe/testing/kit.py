@@ -155,7 +155,7 @@ def check_provider(
     tfs = (
         [Timeframe.parse(t) for t in timeframes]
         if timeframes
-        else sorted(spec.timeframes, key=lambda t: t.minutes)
+        else sorted(spec.timeframes, key=lambda t: t.order)
     )
     sess = (
         [Session.parse(s) for s in sessions]

@@ -19,6 +19,8 @@ import pyarrow.compute as pc
 
 from marketpipe.model.calendar import ny_midnight_ns
 from marketpipe.model.ticks import CORRECTIONS
+from marketpipe.plugins.hookspecs import hookimpl
+from marketpipe.plugins.specs import ValidatorSpec
 from marketpipe.plugins.validator import ValidationContext, ValidationResult
 from marketpipe.validate.rows import out_of_order, requested
 
@@ -42,6 +44,10 @@ QUOTE_REASONS = (
 )
 
 
+#: What a crossed quote is counted as (:attr:`ValidationResult.counted`).
+CROSSED = "crossed quotes (bid above ask), kept"
+
+
 class _Codes:
     """A reason code a row, the first failure kept."""
 
@@ -53,13 +59,13 @@ class _Codes:
     def flag(self, mask: np.ndarray, reason: int) -> None:
         self.codes[(self.codes == 0) & mask] = reason
 
-    def result(self, notes: tuple[str, ...] = ()) -> ValidationResult:
+    def result(self, counted: dict[str, int] | None = None) -> ValidationResult:
         bad = self.codes != 0
         reason = pa.DictionaryArray.from_arrays(
             pa.array(self.codes[bad], pa.int8()), pa.array(self.reasons, pa.string())
         ).cast(pa.string())
         rejected = self.table.filter(pa.array(bad)).append_column("reason", reason)
-        return ValidationResult(self.table.filter(pa.array(~bad)), rejected, notes)
+        return ValidationResult(self.table.filter(pa.array(~bad)), rejected, counted or {})
 
 
 def _numbers(column: pa.ChunkedArray) -> np.ndarray:
@@ -119,5 +125,24 @@ class QuoteValidator:
             crossed = int(
                 np.count_nonzero((check.codes == 0) & (sides["bid"][0] > sides["ask"][0]))
             )
-        notes = (f"{crossed:,} crossed quote(s) (bid above ask) kept",) if crossed else ()
-        return check.result(notes)
+        return check.result({CROSSED: crossed} if crossed else {})
+
+
+@hookimpl
+def marketpipe_validators() -> list[ValidatorSpec]:
+    return [
+        ValidatorSpec(
+            name="trades",
+            factory=TradeValidator,
+            description="trades: requested symbol and day, positive finite price and size, "
+            "known correction, time order",
+            kinds=("trades",),
+        ),
+        ValidatorSpec(
+            name="quotes",
+            factory=QuoteValidator,
+            description="quotes: requested symbol and day, each side a positive price and size "
+            "or empty, time order; crossed quotes kept and counted",
+            kinds=("quotes",),
+        ),
+    ]

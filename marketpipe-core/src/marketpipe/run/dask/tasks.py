@@ -54,6 +54,8 @@ class WorkerSetup:
     replace_empty: bool = False
     #: Holds the provider's rate limits across the workers (``None``: each worker alone).
     rate_windows: WindowFactory | None = None
+    #: What the job stores (``bars``, ``trades``, ``quotes``): which validators check it.
+    kind: str = "bars"
 
 
 @attrs.frozen
@@ -186,7 +188,7 @@ class _WorkerJob:
         self.thread.start()
         self.committer = UnitCommitter(
             sink=self.sink,
-            validators=[v.factory() for v in get_plugin_host().validators().values()],
+            validators=get_plugin_host().validators_for(setup.kind),
             spec=prepared.spec,
             calendar=nyse_calendar(),
             dataset=setup.dataset,
@@ -281,7 +283,7 @@ def run_unit(task: UnitTask, stopped: StopFlag | None = None) -> UnitDone:
         settings=dict(task.setup.provider_settings),
     )
     try:
-        table = assemble_bars(job.fetch(request, stopped, task.deadline))
+        table = assemble_bars(job.fetch(request, stopped, task.deadline), task.context.timeframe)
         days = [w.day for w in task.unit.windows]
         sources = job.provider.source_versions(task.context.timeframe, days)
     except UnitStopped:
