@@ -96,5 +96,5 @@ def test_a_split_without_an_ex_date_shows_none_and_read_names_the_timeframes_hel
     assert read.returncode == 2
     assert read.stderr.strip() == (
         "Error: the dataset holds no 1m bars of provider alpaca: it holds 1d "
-        "(timeframe=, --timeframe)"
+        "(timeframe=, --timeframe; kind=, --kind)"
     )

@@ -4,9 +4,9 @@ import datetime as dt
 
 import pyarrow as pa
 import pytest
-from marketpipe.dataset.trade_bars import TradeRules, bars_from_trades
+from marketpipe.dataset.trade_bars import bars_from_trades
 from marketpipe.model.calendar import nyse_calendar
-from marketpipe.model.ticks import TRADE_SCHEMA
+from marketpipe.model.ticks import TRADE_SCHEMA, TradeRules
 from marketpipe.model.values import Session
 
 DAY = dt.date(2024, 3, 4)

@@ -6,14 +6,17 @@ import datetime as dt
 import random
 from pathlib import Path
 
-from iex_encoder import gzipped, ns, pcapng, quote, segments_of, trade
+from iex_encoder import gzipped, ns, pcapng, quote, segments_of, trade, trade_break
 
 SYMBOLS = ("AAPL", "MSFT", "ZVZZT")
 
 
-def day_messages(day: dt.date, seed: int = 0, trades_per_symbol: int = 400) -> list[bytes | None]:
+def day_messages(
+    day: dt.date, seed: int = 0, trades_per_symbol: int = 400, breaks: int = 0
+) -> list[bytes | None]:
     """Trades from 04:00 to 20:00 New York for each symbol (some odd lots, some extended-hours),
-    a quote now and then, heartbeats."""
+    a quote now and then, heartbeats; with ``breaks``, every ``breaks``-th trade is broken
+    right after it is printed."""
     rng = random.Random(f"{day}-{seed}")
     start, end = ns(day, "04:00"), ns(day, "20:00")
     events = []
@@ -30,6 +33,8 @@ def day_messages(day: dt.date, seed: int = 0, trades_per_symbol: int = 400) -> l
     messages: list[bytes | None] = []
     for i, (ts, symbol, size, price, flags) in enumerate(events):
         messages.append(trade(ts, symbol, size, price, trade_id + i, flags))
+        if breaks and i % breaks == breaks - 1:
+            messages.append(trade_break(ts, symbol, size, price, trade_id + i))
         if i % 7 == 0:
             messages.append(quote(ts, symbol, price - 0.01, price + 0.01))
         if i % 50 == 0:

@@ -220,3 +220,60 @@ def test_user_mistakes_are_one_line(tmp_path: Path, args: list[str], message: st
     assert out.returncode == 2
     assert message in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_trades_and_quotes_live_in_their_own_trees_and_rebuild_the_captures_bars(
+    tmp_path: Path,
+) -> None:
+    caps, data = tmp_path / "caps", tmp_path / "data"
+    write_days(caps, DAYS, breaks=40)
+    base = ("--provider", "iex", "--source", str(caps), "--all-symbols", "--session", "extended",
+            "--data-dir", str(data), "-o", f"cache_dir={tmp_path / 'cache'}", "--json")  # fmt: skip
+    printed = [m for d in DAYS for m in day_messages(d, breaks=40) if m and m[:1] == b"T"]
+    broken = {
+        (d.isoformat(), struct.unpack("<cBq8sIqq", m)[6])
+        for d in DAYS
+        for m in day_messages(d, breaks=40)
+        if m and m[:1] == b"B"
+    }
+    quoted = [m for d in DAYS for m in day_messages(d, breaks=40) if m and m[:1] == b"Q"]
+    for kind, count in (("trades", len(printed)), ("quotes", len(quoted))):
+        out = mp("ingest", *base, "--kind", kind)
+        assert out.returncode == 0, out.stderr
+        summary = json.loads(out.stdout)
+        assert (summary["kind"], summary["state"], summary["bars"]) == (kind, "COMPLETED", count)
+        assert summary["rejected_rows"] == 0
+    bars = json.loads(mp("ingest", *base).stdout)
+    assert sorted(p.name for p in data.iterdir()) == ["_marketpipe", "bars", "quotes", "trades"]
+    # Readers of a kind's tree meet that kind only: the bars' glob holds every bar and no tick.
+    held = duckdb.sql(f"SELECT count(*) FROM read_parquet('{data}/bars/**/*.parquet')")
+    assert held.fetchall() == [(bars["bars"],)]
+    trades = duckdb.sql(
+        f"""SELECT CAST(timestamp AT TIME ZONE 'America/New_York' AS DATE)::VARCHAR, id,
+        correction, size FROM read_parquet('{data}/trades/**/*.parquet', hive_partitioning=true)
+        WHERE provider = 'iex' AND feed = 'tops'"""
+    ).fetchall()
+    assert len(trades) == len(printed) and broken
+    assert {(d, int(i)) for d, i, c, _ in trades if c == "canceled"} == broken
+    assert sum(s for *_, s in trades) == sum(struct.unpack("<cBq8sIqq", m)[4] for m in printed)
+    out = mp("resample", "--from", "trades", "--to", "1m", "--data-dir", str(data), "--json")
+    assert out.returncode == 0, out.stderr
+    (result,) = json.loads(out.stdout)
+    assert result["target"] == "iex/tops-from-trades/raw/1m" and result["bars_out"] == bars["bars"]
+    pair = [
+        duckdb.sql(
+            "SELECT symbol, timestamp, open, high, low, close, volume, trade_count, vwap FROM "
+            f"read_parquet('{data}/bars/provider=iex/feed={feed}/adjustment=raw/timeframe=1m/"
+            "*/*.parquet') ORDER BY symbol, timestamp"
+        ).fetchall()
+        for feed in ("tops", "tops-from-trades")
+    ]
+    assert pair[0] == pair[1]  # a canceled trade counted for neither
+    assert mp("verify", "--data-dir", str(data)).returncode == 0
+    read = mp("read", "--provider", "iex", "--symbols", "AAPL", "--kind", "trades", "--start",
+              "2024-03-04", "--end", "2024-03-04", "--data-dir", str(data), "--format", "json")  # fmt: skip
+    rows = json.loads(read.stdout)["trades"]
+    day_one = [d for d, *_ in trades if d == "2024-03-04"]
+    assert len(rows) == sum(1 for r in rows if r["symbol"] == "AAPL") > 0
+    assert len(rows) < len(day_one) and [r["correction"] for r in rows].count("canceled") > 0
+    assert rows[0]["timestamp"].endswith("+00:00") and "." in rows[0]["timestamp"]

@@ -7,18 +7,19 @@ import datetime as dt
 import io
 import random
 import struct
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from iex_encoder import broken_by, ns, pcapng, quote, segments_of, trade, trade_break
-from marketpipe.dataset.trade_bars import TradeRules, bars_from_trades
+from marketpipe.dataset.trade_bars import bars_from_trades
 from marketpipe.model.calendar import SessionWindow, nyse_calendar
 from marketpipe.model.ticks import QUOTE_SCHEMA, TRADE_SCHEMA
 from marketpipe.model.values import Session
 from marketpipe_iex.bars import BarBuilder
 from marketpipe_iex.decode import CaptureDecoder
-from marketpipe_iex.ticks import TradeTable, quote_table, trade_table
+from marketpipe_iex.ticks import IEX_RULES, TradeTable, quote_table, trade_table
 from test_iex_real_captures import SAMPLE, needs_sample
 
 DAY = dt.date(2024, 3, 4)
@@ -133,11 +134,6 @@ def test_the_sample_days_quote_updates_and_message_47270() -> None:
     assert (row["ask_size"], row["ask_price"], row["conditions"]) == (19232.0, 4.34, [])
 
 
-IEX_RULES = TradeRules(
-    never_sets=frozenset({"odd_lot"}), sets_outside_regular=frozenset({"extended_hours"})
-)
-
-
 def same_bars(ours: pa.Table, theirs: pa.Table) -> None:
     assert ours.num_rows == theirs.num_rows
     for column in ours.column_names:
@@ -189,3 +185,41 @@ def test_the_sample_days_bars_from_its_trades_are_its_bars() -> None:
     bars = bars_from_trades(stored, IEX_RULES, regular)
     assert pc.sum(bars["volume"]).as_py() == 55_296_562
     same_bars(bars, builder.finish().to_table())
+
+
+@needs_sample
+def test_the_provider_serves_the_sample_days_every_trade_and_quote_from_one_decode(
+    tmp_path: Path,
+) -> None:
+    from marketpipe.model.request import FetchRequest
+    from marketpipe.model.values import Symbol, Timeframe
+    from marketpipe_iex.provider import IexHistProvider
+
+    day = dt.date(2018, 1, 27)  # IEX's Saturday test day: no session, so the whole day
+    whole = SessionWindow(day, ns(day, "00:00"), ns(day + dt.timedelta(days=1), "00:00"))
+    provider = IexHistProvider(source=str(SAMPLE), cache_dir=str(tmp_path))
+    decoded = list(CaptureDecoder(SAMPLE).trades_and_quotes())
+    every = quote_table(q for _, q in decoded)
+    names = set(every.table["symbol"].to_pylist())
+    names |= set(trade_table(b for b, _ in decoded).table["symbol"].to_pylist())
+    symbols = tuple(Symbol(s) for s in sorted(names))
+
+    def fetch(kind: Timeframe) -> pa.Table:
+        request = FetchRequest(
+            symbols=symbols, windows=(whole,), timeframe=kind, session=Session.EXTENDED
+        )
+        return pa.Table.from_batches(list(provider.fetch(request)))
+
+    trades = fetch(Timeframe.TRADES)
+    assert trades.num_rows == 21_672 and pc.sum(trades["size"]).as_py() == 55_296_562
+    quotes = fetch(Timeframe.QUOTES)
+    assert quotes.num_rows + every.zero == 41_959 and every.zero > 0  # a zero quote: none
+    assert quotes.equals(every.table)
+    notes = provider.take_notes()
+    assert any(f"{every.zero:,} zero quote(s)" in n for n in notes), notes
+    # One decode wrote both kinds; the bars of the same pass are kept beside them.
+    assert sorted(p.name.split(".", 1)[1] for p in (tmp_path / "bars").glob("*.parquet")) == [
+        "bars.parquet",
+        "quotes.parquet",
+        "trades.parquet",
+    ]

@@ -1,9 +1,11 @@
-"""``IexHistProvider``: bars from IEX HIST captures, downloaded (and cached) or local.
+"""``IexHistProvider``: bars, trades and quotes from IEX HIST captures, downloaded (and
+cached) or local.
 
 Per day, the capture is found (the HIST index, or the ``--source`` files by their content),
 downloaded into the cache if needed, and decoded in one pass into every symbol's minute bars,
 which are kept (see :mod:`marketpipe_iex.day_cache`); each request then takes its symbols,
-session and timeframe from those.
+session and timeframe from those. A request for trades or quotes decodes the day once more if
+only its bars were kept, and keeps its ticks too (:mod:`marketpipe_iex.tick_cache`).
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from marketpipe.model.calendar import SessionWindow, nyse_calendar
 from marketpipe.model.errors import DataUnavailableError, InvalidInputError
 from marketpipe.model.files import file_lock
 from marketpipe.model.request import FetchRequest
-from marketpipe.model.values import Session, TimeRange, usable_symbols
+from marketpipe.model.values import Session, Timeframe, TimeRange, usable_symbols
 from marketpipe.plugins.provider import IMarketDataProvider
 from marketpipe.plugins.settings import parse_number
 
-from marketpipe_iex import day_cache
+from marketpipe_iex import day_cache, tick_cache
 from marketpipe_iex.bars import BarBuilder, MinuteBars
 from marketpipe_iex.decode import CaptureDecoder
 from marketpipe_iex.hist.cache import default_cache_dir
@@ -90,6 +92,8 @@ class IexHistProvider(IMarketDataProvider):
         self._lock = threading.Lock()
         self._day_locks: dict[dt.date, threading.Lock] = {}
         self._recent: dict[dt.date, MinuteBars] = {}
+        self._tick_days: dict[dt.date, tuple[Path, Path]] = {}
+        self._unmatched = 0
         self._notes: list[str] = []
 
     def __repr__(self) -> str:
@@ -146,20 +150,39 @@ class IexHistProvider(IMarketDataProvider):
         with self._lock:
             if day in self._recent:
                 return self._recent[day]
+        return self._decoded(day, ticks=False)
+
+    def day_ticks(self, day: dt.date) -> tuple[Path, Path]:
+        """The files of ``day``'s trades and quotes, decoded (with its bars, in the same pass)
+        if the cache has none yet."""
+        with self._lock:
+            files = self._tick_days.get(day)
+        if files is None:
+            self._decoded(day, ticks=True)
+            with self._lock:
+                files = self._tick_days[day]
+        return files
+
+    def _decoded(self, day: dt.date, ticks: bool) -> MinuteBars:
+        with self._lock:
             day_lock = self._day_locks.setdefault(day, threading.Lock())
         with day_lock:
             with self._lock:
-                if day in self._recent:
+                if day in self._recent and (not ticks or day in self._tick_days):
                     return self._recent[day]
             capture = self._capture(day)
             cached = day_cache.cache_file(self._cache / "bars", capture.path)
+            tick_paths = tick_cache.tick_files(cached)
             with file_lock(cached.with_name(cached.name + ".lock")):
                 loaded = day_cache.load(cached)
-                if loaded is None:
-                    bars, notes = self._decode(capture, day)
+                if loaded is None or (ticks and not tick_paths[0].exists()):
+                    bars, notes = self._decode(capture, day, tick_paths if ticks else None)
                     day_cache.save(cached, bars, notes)
                 else:
                     bars, notes = loaded
+                if tick_paths[0].exists():
+                    with self._lock:
+                        self._tick_days[day] = tick_paths
             with self._lock:
                 for note in notes:
                     self._notes.append(f"{capture.label}: {note}")
@@ -168,16 +191,32 @@ class IexHistProvider(IMarketDataProvider):
                 self._recent[day] = bars
             return bars
 
-    def _decode(self, capture: _Capture, day: dt.date) -> tuple[MinuteBars, list[str]]:
+    def _decode(
+        self, capture: _Capture, day: dt.date, ticks: tuple[Path, Path] | None = None
+    ) -> tuple[MinuteBars, list[str]]:
+        """One pass over the capture: every symbol's minute bars, and with ``ticks`` (the two
+        files' paths) every trade and quote written there as the pass goes."""
         size = capture.path.stat().st_size
         task = progress.task(f"decode {capture.label}", size)
+        writer = tick_cache.TickWriter(*ticks) if ticks is not None else None
         try:
             decoder = CaptureDecoder(capture.path, layout=capture.layout, on_progress=task.update)
             # no regular session (a weekend test day): extended-hours trades set prices
             builder = BarBuilder(nyse_calendar().windows(TimeRange(day, day), Session.REGULAR))
-            for batch in decoder.trades():
-                builder.add(batch)
+            if writer is None:
+                for batch in decoder.trades():
+                    builder.add(batch)
+            else:
+                for batch, quotes in decoder.trades_and_quotes():
+                    builder.add(batch)
+                    writer.add(batch, quotes)
             bars = builder.finish()
+            if writer is not None:
+                writer.finish()
+        except BaseException:
+            if writer is not None:
+                writer.abandon()
+            raise
         finally:
             task.close()
         stats = decoder.stats
@@ -191,14 +230,38 @@ class IexHistProvider(IMarketDataProvider):
             stats.breaks,
             len(bars),
         )
-        return bars, stats.problems()
+        notes = stats.problems()
+        if writer is not None and writer.zero_quotes:
+            notes.append(
+                f"{writer.zero_quotes:,} zero quote(s) (sent before a symbol trades, no bid and "
+                "no offer) are not quotes: left out"
+            )
+        return bars, notes
 
     # -- the provider port ----------------------------------------------------------------------
 
     def fetch(self, request: FetchRequest) -> Iterator[pa.RecordBatch]:
         wanted = [s.value for s in request.symbols]
+        kind = request.timeframe
+        if kind is Timeframe.QUOTES and self._feed != "TOPS":
+            raise InvalidInputError(
+                f"iex: {self._feed} captures carry price levels, not quote updates: quotes come "
+                "from TOPS captures (--feed tops)"
+            )
         for window in request.windows:
-            table = self.day_bars(window.day).select(wanted).to_table(request.timeframe, [window])
+            if kind.is_bar:
+                table = self.day_bars(window.day).select(wanted).to_table(kind, [window])
+            elif kind is Timeframe.TRADES:
+                found = tick_cache.read_trades(
+                    self.day_ticks(window.day)[0], wanted, window.start_ns, window.end_ns
+                )
+                table = found.table
+                if found.unmatched:
+                    with self._lock:
+                        self._unmatched += found.unmatched
+            else:
+                path = self.day_ticks(window.day)[1]
+                table = tick_cache.read_quotes(path, wanted, window.start_ns, window.end_ns)
             yield from table.to_batches()
 
     def list_symbols(self, windows: Sequence[SessionWindow]) -> list[str]:
@@ -225,6 +288,16 @@ class IexHistProvider(IMarketDataProvider):
         with self._lock:
             notes, self._notes = self._notes, []
         return notes
+
+    async def aclose(self) -> None:
+        """The job's totals, said once: breaks that named no trade."""
+        with self._lock:
+            if self._unmatched:
+                self._notes.append(
+                    f"{self._unmatched:,} trade break(s) named no earlier trade of their symbol "
+                    "and id among those stored: no trade canceled for them"
+                )
+                self._unmatched = 0
 
     def close(self) -> None:
         if self._index is not None:

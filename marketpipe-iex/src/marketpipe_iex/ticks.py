@@ -28,7 +28,7 @@ import attrs
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from marketpipe.model.ticks import CANCELED, QUOTE_SCHEMA, REGULAR, TRADE_SCHEMA
+from marketpipe.model.ticks import CANCELED, QUOTE_SCHEMA, REGULAR, TRADE_SCHEMA, TradeRules
 
 from marketpipe_iex.decode.quotes import QUOTE_UPDATE
 from marketpipe_iex.decode.trades import BREAK, TRADE_REPORT, TradeBatch, symbol_names
@@ -54,6 +54,10 @@ def _by_flag_byte(names: tuple[tuple[int, str], ...]) -> pa.Array:
 
 _CONDITIONS = _by_flag_byte(FLAGS)
 
+#: The bars' rules (:mod:`marketpipe_iex.bars`) in the terms of the trades' conditions: an odd
+#: lot never sets a price, an extended-hours print only outside the regular session.
+IEX_RULES = TradeRules(never_sets={"odd_lot"}, sets_outside_regular={"extended_hours"})
+
 
 @attrs.frozen
 class TradeTable:
@@ -69,11 +73,14 @@ def trade_table(batches: Iterable[TradeBatch]) -> TradeTable:
     record = np.concatenate(records) if records else np.zeros(0, dtype=TRADE_REPORT)
     is_break = record["type"] == BREAK
     position = np.arange(len(record))
-    trades, breaks = record[~is_break], record[is_break]
-    canceled, unmatched = _broken(trades, position[~is_break], breaks, position[is_break])
-    correction = np.where(canceled, CANCELED, REGULAR)
+    table = trade_rows(record[~is_break])
+    return cancel(table, position[~is_break], record[is_break], position[is_break])
+
+
+def trade_rows(trades: np.ndarray) -> pa.Table:
+    """Trade reports (``TRADE_REPORT`` records, no breaks) as canonical trades, all regular."""
     n = len(trades)
-    table = pa.table(
+    return pa.table(
         {
             "symbol": pa.array(symbol_names(trades["symbol"]), pa.string()),
             "timestamp": pa.array(trades["timestamp"], pa.int64()).cast(
@@ -86,33 +93,32 @@ def trade_table(batches: Iterable[TradeBatch]) -> TradeTable:
             "id": pc.cast(pa.array(trades["trade_id"], pa.int64()), pa.string()),
             "conditions": _CONDITIONS.take(pa.array(trades["flags"], pa.uint8())),
             "tape": pa.nulls(n, pa.string()),
-            "correction": pa.array(correction, pa.string()),
+            "correction": pa.repeat(pa.scalar(REGULAR), n),
             "sequence": pa.nulls(n, pa.int64()),
         },
         schema=TRADE_SCHEMA,
     )
-    return TradeTable(table, unmatched)
 
 
-def _broken(
-    trades: np.ndarray, at: np.ndarray, breaks: np.ndarray, break_at: np.ndarray
-) -> tuple[np.ndarray, int]:
-    """Which trades a break cancels (the latest earlier one of its symbol and id), and how
-    many breaks named none."""
-    canceled = np.zeros(len(trades), dtype=bool)
+def cancel(table: pa.Table, at: np.ndarray, breaks: np.ndarray, break_at: np.ndarray) -> TradeTable:
+    """``table`` (trade rows at stream positions ``at``) with each break (``TRADE_REPORT``
+    records at ``break_at``) marking the latest earlier trade of its symbol and id canceled."""
+    symbols = np.asarray(table["symbol"].to_numpy(zero_copy_only=False), dtype=str)
+    ids = np.asarray(pc.cast(table["id"], pa.int64()).to_numpy(zero_copy_only=False))
+    canceled = np.zeros(table.num_rows, dtype=bool)
     unmatched = 0
-    for brk, when in zip(breaks, break_at, strict=True):  # breaks are rare: a handful a day
-        same = (
-            (trades["symbol"] == brk["symbol"])
-            & (trades["trade_id"] == brk["trade_id"])
-            & (at < when)
-        )
-        hits = np.flatnonzero(same)
+    names = symbol_names(breaks["symbol"]) if len(breaks) else np.zeros(0, dtype=str)
+    for name, brk, when in zip(names, breaks, break_at, strict=True):  # a handful a day
+        hits = np.flatnonzero((symbols == name) & (ids == brk["trade_id"]) & (at < when))
         if len(hits):
             canceled[hits[-1]] = True
         else:
             unmatched += 1
-    return canceled, unmatched
+    if canceled.any():
+        correction = pa.array(np.where(canceled, CANCELED, REGULAR), pa.string())
+        i = table.schema.get_field_index("correction")
+        table = table.set_column(i, table.schema.field(i), correction)
+    return TradeTable(table, unmatched)
 
 
 QUOTE_FLAGS = ((0x80, "inactive"), (0x40, "extended_hours"))

@@ -296,7 +296,7 @@ def run_job(
 ) -> NoReturn:
     """Run a job with progress and signal handling, print its summary, exit with its status;
     ``kind`` names its rows (``bars``, ``trades``, ``quotes``)."""
-    summary = run_with_progress(start, as_json, metrics_port)
+    summary = run_with_progress(start, as_json, metrics_port, rows=kind)
     if as_json:
         emit_json(summary_dict(summary, data_dir, kind))
     else:
@@ -316,6 +316,7 @@ def run_with_progress(
     as_json: bool,
     metrics_port: int | None = None,
     quiet: bool = False,
+    rows: str = "bars",
 ) -> T:
     """Run jobs with one progress display and signal handling; returns what ``start`` returns.
 
@@ -358,7 +359,7 @@ def run_with_progress(
         except OSError as exc:
             raise InvalidInputError(f"cannot serve metrics on port {metrics_port}: {exc}") from None
     try:
-        with ProgressDisplay(bus, enabled=not (as_json or quiet)):
+        with ProgressDisplay(bus, enabled=not (as_json or quiet), rows=rows):
             return asyncio.run(main())
     except KeyboardInterrupt:  # before the job's own handler was in place: nothing was running
         click.echo("Interrupted before the job started; nothing was written.", err=True)

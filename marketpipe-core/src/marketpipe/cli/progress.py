@@ -43,8 +43,8 @@ class _DetailColumn(ProgressColumn):
         # Short enough for 80 columns: partitions done/planned, bars, failures if any.
         failed = task.fields.get("failed", 0)
         return Text(
-            f"{int(task.completed):,}/{total} · {task.fields.get('bars', 0):,} bars"
-            + (f" · {failed:,} failed" if failed else "")
+            f"{int(task.completed):,}/{total} · {task.fields.get('bars', 0):,} "
+            f"{task.fields.get('rows', 'bars')}" + (f" · {failed:,} failed" if failed else "")
         )
 
 
@@ -52,7 +52,8 @@ class ProgressDisplay:
     """Partitions done out of planned, bars so far; a subscriber of the event bus. Also the
     :mod:`marketpipe.fetch.progress` reporter while it is entered."""
 
-    def __init__(self, bus: EventBus, enabled: bool = True) -> None:
+    def __init__(self, bus: EventBus, enabled: bool = True, rows: str = "bars") -> None:
+        """``rows``: what the job's rows are called (``bars``, ``trades``, ``quotes``)."""
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(bar_width=12),
@@ -63,7 +64,7 @@ class ProgressDisplay:
             disable=not enabled,
             transient=False,
         )
-        self.task_id = self.progress.add_task("ingest", total=None, bars=0, failed=0)
+        self.task_id = self.progress.add_task("ingest", total=None, bars=0, failed=0, rows=rows)
         self._bars = 0
         self._failed = 0
         self._total = 0

@@ -51,6 +51,7 @@ def read_command(
     """Write the bars (or trades, or quotes) of SYMBOLS from START to END, adjusted as asked
     (CSV on stdout; a trade's conditions as one field, space-separated)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as csv
     import pyarrow.parquet as pq
 
@@ -82,11 +83,16 @@ def read_command(
         if fmt == "csv":
             csv.write_csv(flat_lists(table), buffer)
         else:
-            rows = table.to_pylist()
-            stamps = [f.name for f in table.schema if pa.types.is_timestamp(f.type)]
-            for row in rows:
-                for name in stamps:
-                    row[name] = row[name].isoformat() if row[name] is not None else None
+            if kind == "bars":  # minutes: Python's datetimes hold them
+                rows = table.to_pylist()
+                for row in rows:
+                    row["timestamp"] = row["timestamp"].isoformat()
+            else:  # nanoseconds, which Python's datetimes cannot hold: Arrow writes them
+                for i, field in enumerate(table.schema):
+                    if pa.types.is_timestamp(field.type):
+                        text = pc.strftime(table.column(i), format="%Y-%m-%dT%H:%M:%S+00:00")
+                        table = table.set_column(i, field.name, text)
+                rows = table.to_pylist()
             buffer.write(json.dumps({kind: rows, "notes": list(result.notes)}).encode() + b"\n")
         if output is None:
             sys.stdout.buffer.write(buffer.getvalue())

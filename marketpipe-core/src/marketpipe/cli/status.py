@@ -56,7 +56,7 @@ def print_status(statuses: list[SeriesStatus], every: bool = False) -> None:
             Text.assemble(
                 (str(status.series), "bold"),
                 f"  {len(symbols):,} symbol{'s' if len(symbols) != 1 else ''} · "
-                f"{_span(first, last)} · {status.bars:,} bars",
+                f"{_span(first, last)} · {status.bars:,} {status.series.kind.value}",
             )
         )
         hidden = ""
@@ -73,7 +73,8 @@ def print_status(statuses: list[SeriesStatus], every: bool = False) -> None:
                 "(or --json)"
             )
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-        for name in ("symbol", "first", "last", "sess.", "bars", "miss.", "part.", "thin", "quar."):
+        rows = status.series.kind.value
+        for name in ("symbol", "first", "last", "sess.", rows, "miss.", "part.", "thin", "quar."):
             table.add_column(
                 name,
                 justify="left" if name in ("symbol", "first", "last") else "right",

@@ -80,11 +80,9 @@ def _series(sink: Sink, provider: str, feed: str | None, timeframe: Timeframe) -
         stored = matching(every)
     if not stored:
         what = f"provider {provider}" + (f" feed {feed}" if feed else "")
-        held = sorted(
-            {s.timeframe for s in every if s.provider == provider}, key=lambda t: t.order
-        )
+        held = sorted({s.timeframe for s in every if s.provider == provider}, key=lambda t: t.order)
         hint = (
-            f": it holds {', '.join(t.value for t in held)} (timeframe= or kind=)"
+            f": it holds {', '.join(t.value for t in held)} (timeframe=, --timeframe; kind=, --kind)"
             if held
             else f": it holds data of {', '.join(sorted({s.provider for s in every}))}"
             if every

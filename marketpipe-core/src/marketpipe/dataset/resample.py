@@ -12,6 +12,11 @@ agree with providers' own bars.
   03:30, holds 04:00-04:29).
 - Daily bars hold the regular session only (09:30 to the close, early closes too), stamped at
   New York midnight of their day, like the providers' daily bars.
+
+From stored trades (``--from trades``), one-minute bars are built first with the rules of
+:mod:`marketpipe.dataset.trade_bars` and the provider's :class:`TradeRules` (which conditions set
+a price), then any longer timeframe from those minutes as above; they live in their own series
+(``feed=<feed>-from-trades``).
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from marketpipe.dataset.operations import Selection
+from marketpipe.dataset.trade_bars import bars_from_trades
 from marketpipe.jobs.store import SqliteJobStore
 from marketpipe.model.calendar import TradingCalendar, nyse_calendar
 from marketpipe.model.errors import InvalidInputError
 from marketpipe.model.schema import BAR_SCHEMA, conform
-from marketpipe.model.values import Series, Timeframe
+from marketpipe.model.ticks import TradeRules
+from marketpipe.model.values import Series, Session, Timeframe
 from marketpipe.plugins.sink import CommitRequest
 from marketpipe.run.pipeline import open_dataset
 from marketpipe.storage.compact import (
@@ -40,11 +47,13 @@ from marketpipe.storage.compact import (
     owners,
     plan_groups,
 )
-from marketpipe.storage.layout import DERIVED_SUFFIX, month_prefix
+from marketpipe.storage.layout import DERIVED_SUFFIX, FROM_TRADES_SUFFIX, is_derived, month_prefix
 from marketpipe.storage.parquet_sink import ParquetSink
 from marketpipe.storage.sinks import open_sink
 
 TARGETS = (Timeframe.M5, Timeframe.M15, Timeframe.M30, Timeframe.H1, Timeframe.D1)
+#: What bars built from trades may be: minutes too.
+FROM_TRADES = (Timeframe.M1, *TARGETS)
 _NS = 1_000_000_000
 
 
@@ -128,8 +137,19 @@ class ResampleResult:
 
 def derived_series(source: Series, target: Timeframe) -> Series:
     """Where bars derived from ``source`` live: their own series, never the provider's own
-    bars of that timeframe (``feed=<feed>-from-1m``)."""
-    return Series(source.provider, f"{source.feed}{DERIVED_SUFFIX}", source.adjustment, target)
+    bars of that timeframe (``feed=<feed>-from-1m``, ``feed=<feed>-from-trades``)."""
+    suffix = FROM_TRADES_SUFFIX if source.timeframe is Timeframe.TRADES else DERIVED_SUFFIX
+    return Series(source.provider, f"{source.feed}{suffix}", source.adjustment, target)
+
+
+def _rules(provider: str) -> TradeRules:
+    """The provider's trade rules; every trade sets prices if it is not installed here."""
+    from marketpipe.plugins import registry
+
+    try:
+        return registry.get(provider).trade_rules
+    except InvalidInputError:
+        return TradeRules()
 
 
 def run_resample(
@@ -139,13 +159,16 @@ def run_resample(
     on_progress: Callable[[int, int], None] | None = None,
     sink_name: str | None = None,
     sink_options: Mapping[str, str] | None = None,
+    source_kind: Timeframe = Timeframe.M1,
 ) -> list[ResampleResult]:
-    """Derive ``target`` bars from the selected 1-minute series; only partitions whose minutes
-    changed since they were last derived (or never were) are rebuilt."""
+    """Derive ``target`` bars from the selected 1-minute series (``source_kind`` trades: from
+    the stored trades); only partitions whose source rows changed since they were last derived
+    (or never were) are rebuilt."""
     if not data_dir.is_dir():
         raise InvalidInputError(f"no dataset at {data_dir}")
-    if target not in TARGETS:
-        allowed = ", ".join(t.value for t in TARGETS)
+    allowed_targets = FROM_TRADES if source_kind is Timeframe.TRADES else TARGETS
+    if target not in allowed_targets:
+        allowed = ", ".join(t.value for t in allowed_targets)
         raise InvalidInputError(f"cannot resample to {target.value}: use {allowed}")
     sink = open_sink(data_dir, sink_name, sink_options)
     if not isinstance(sink, ParquetSink):
@@ -160,12 +183,11 @@ def run_resample(
         sources = [
             s
             for s in catalog.sync_all()
-            if s.timeframe is Timeframe.M1
-            and not s.feed.endswith(DERIVED_SUFFIX)
-            and selection.takes(s)
+            if s.timeframe is source_kind and not is_derived(s.feed) and selection.takes(s)
         ]
         if not sources:
-            raise InvalidInputError("no 1-minute series stored for that selection to resample")
+            what = "trades" if source_kind is Timeframe.TRADES else "1-minute series"
+            raise InvalidInputError(f"no {what} stored for that selection to resample")
         results = []
         for source in sources:
             derived = derived_series(source, target)
@@ -191,6 +213,12 @@ def run_resample(
     finally:
         sink.close()
         store.close()
+
+
+_HOW = (
+    "open first, high max, low min, close last, volume and trades summed, vwap "
+    "volume-weighted; windows from the regular open; daily bars from the regular session"
+)
 
 
 def _resample_month(
@@ -219,7 +247,14 @@ def _resample_month(
                 coverage[symbol] = (*coverage.get(symbol, ()), day)
                 if not entry.complete:
                     partial[symbol] = (*partial.get(symbol, ()), day)
-        bars = aggregate(table, derived.timeframe, calendar)
+        if source.timeframe is Timeframe.TRADES:
+            days = sorted({dt.date.fromisoformat(iso) for _, iso in entries})
+            regular = [calendar.window(d, Session.REGULAR) for d in days if calendar.is_session(d)]
+            bars = bars_from_trades(table, _rules(source.provider), regular)
+            if derived.timeframe is not Timeframe.M1:
+                bars = aggregate(bars, derived.timeframe, calendar)
+        else:
+            bars = aggregate(table, derived.timeframe, calendar)
         sink.commit(
             CommitRequest(
                 table=bars,
@@ -230,12 +265,7 @@ def _resample_month(
                 timeframe=derived.timeframe,
                 job_id="resample",
                 partial=partial,
-                extra_metadata={
-                    "derived_from": str(source),
-                    "resampled": "open first, high max, low min, close last, volume and "
-                    "trades summed, vwap volume-weighted; windows from the regular open; "
-                    "daily bars from the regular session",
-                },
+                extra_metadata={"derived_from": str(source), "resampled": _HOW},
             )
         )
         bars_in += table.num_rows

@@ -154,6 +154,8 @@ def _thin_of(series: Series, calendar: TradingCalendar) -> tuple[ThinOf, str]:
     sessions, regular_minutes = calendar.arrays.ordinals, calendar.arrays.regular_minutes
 
     def thin_of(held: Held) -> np.ndarray:
+        if not series.timeframe.is_bar:  # ticks: no count a day can be measured against
+            return np.zeros(len(held.complete), dtype=bool)
         at = np.searchsorted(sessions, held.block_day)
         minutes = np.where(
             held.block_session == 1,

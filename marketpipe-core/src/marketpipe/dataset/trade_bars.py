@@ -19,25 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import attrs
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from marketpipe.model.calendar import SessionWindow
 from marketpipe.model.schema import BAR_SCHEMA
-from marketpipe.model.ticks import CANCELED
+from marketpipe.model.ticks import CANCELED, TradeRules
 
 MINUTE = 60_000_000_000
 _TICK = 10_000  # ten-thousandths of a dollar
-
-
-@attrs.frozen
-class TradeRules:
-    """Which trades set a bar's prices, by their conditions."""
-
-    never_sets: frozenset[str] = frozenset()
-    sets_outside_regular: frozenset[str] = frozenset()
 
 
 def _with_condition(conditions: pa.ChunkedArray, codes: frozenset[str]) -> np.ndarray:

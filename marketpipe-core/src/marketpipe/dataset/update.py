@@ -61,7 +61,7 @@ from marketpipe.run.pipeline import (
     open_dataset,
     run_ingest,
 )
-from marketpipe.storage.layout import DERIVED_SUFFIX, month_key
+from marketpipe.storage.layout import is_derived, month_key
 from marketpipe.storage.sinks import choose_sink, open_catalog
 
 
@@ -198,7 +198,7 @@ async def run_update(
         plan: list[tuple[Series, dict[str, dt.date], IngestionJob | None]] = []
         wanted = {s.value for s in request.selection.symbols}
         for series in every:
-            if not request.selection.takes(series) or series.feed.endswith(DERIVED_SUFFIX):
+            if not request.selection.takes(series) or is_derived(series.feed):
                 continue  # derived series are kept current by mp resample, not a provider
             jobs = by_series.get(series, [])
             ids = [j.job_id.value for j in jobs]

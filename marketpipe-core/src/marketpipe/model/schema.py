@@ -61,9 +61,7 @@ def empty_bars() -> pa.Table:
     return BAR_SCHEMA.empty_table()
 
 
-def assemble_bars(
-    batches: list[pa.RecordBatch], timeframe: Timeframe | None = None
-) -> pa.Table:
+def assemble_bars(batches: list[pa.RecordBatch], timeframe: Timeframe | None = None) -> pa.Table:
     """A provider's batches for one unit as one table in the canonical schema of the series'
     kind (``timeframe``; bars by default), nulls allowed (the validators reject the rows that
     must not have them)."""

@@ -28,6 +28,9 @@ are in shares: a provider that sends round lots converts them and says so in a n
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+import attrs
 import pyarrow as pa
 
 TICK_SCHEMA_VERSION = "1"
@@ -72,3 +75,18 @@ QUOTE_SCHEMA = pa.schema(
     ],
     metadata={b"marketpipe.kind": b"quotes", b"marketpipe.schema_version": b"1"},
 )
+
+
+def _codes(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(str(v) for v in value)
+
+
+@attrs.frozen
+class TradeRules:
+    """Which trades set a bar's prices, by their conditions (a provider's spec declares its
+    own; see :mod:`marketpipe.dataset.trade_bars`): a trade with a condition of
+    ``never_sets`` (odd lots) never does, one with a condition of ``sets_outside_regular``
+    (extended-hours prints) only in a minute outside the regular session."""
+
+    never_sets: frozenset[str] = attrs.field(default=frozenset(), converter=_codes)
+    sets_outside_regular: frozenset[str] = attrs.field(default=frozenset(), converter=_codes)

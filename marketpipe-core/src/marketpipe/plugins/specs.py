@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from marketpipe.model.ticks import TradeRules
 from marketpipe.model.values import RAW, Kind, Series, Session, Timeframe
 
 if TYPE_CHECKING:
@@ -100,6 +101,8 @@ class ProviderSpec:
     :param day_files: each session day is one source file that every unit of that day reads (a
         flat-file provider): on a cluster, a day's units go to one worker, which reads the
         file once for all of them.
+    :param trade_rules: which of its trades set a bar's prices, by their conditions (``mp
+        resample --from trades``; by default every trade does).
     :param thin_day_fraction: ``mp status`` flags a stored day with fewer bars than this share
         of its session's bars as suspiciously thin (a provider that only has bars for minutes
         with trades on a small venue sets it low).
@@ -120,6 +123,7 @@ class ProviderSpec:
     series_settings: tuple[str, ...] = attrs.field(default=(), converter=_names)
     data_delay: dt.timedelta = dt.timedelta(0)
     thin_day_fraction: float = 0.5
+    trade_rules: TradeRules = attrs.field(factory=TradeRules)
     day_files: bool = False
     distribution: str | None = attrs.field(default=None, eq=False)
     version: str | None = attrs.field(default=None, eq=False)

@@ -161,9 +161,7 @@ def _units(
             for members in groups:
                 need = sub[members[0]]
                 unit_windows = tuple(windows[c] for c, on in zip(cols, need, strict=True) if on)
-                bars_per_symbol = sum(
-                    max(1, -(-w.minutes // timeframe.minutes)) for w in unit_windows
-                )
+                bars_per_symbol = sum(_rows_per_symbol(w, timeframe) for w in unit_windows)
                 per_unit = max(1, batch_size // bars_per_symbol)
                 if spec.max_symbols_per_unit:
                     per_unit = min(per_unit, spec.max_symbols_per_unit)
@@ -172,6 +170,18 @@ def _units(
                 for i in range(0, len(names), per_unit):
                     units.append(WorkUnit(tuple(names[i : i + per_unit]), unit_windows))
     return units
+
+
+#: Ticks a symbol-minute, as a unit is sized: a liquid symbol trades far more (a million
+#: trades a day), most far fewer; a unit of ``batch_size`` expected rows keeps a few symbols.
+TICKS_PER_MINUTE = 20
+
+
+def _rows_per_symbol(window: SessionWindow, timeframe: Timeframe) -> int:
+    """The rows a symbol's window is expected to hold: its bars, or its ticks (estimated)."""
+    if not timeframe.is_bar:
+        return window.minutes * TICKS_PER_MINUTE
+    return max(1, -(-window.minutes // timeframe.minutes))
 
 
 def _same_days(sub: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:

@@ -30,6 +30,13 @@ STAGING = f"{META_DIR}/staging"
 #: The feed suffix of series derived by ``mp resample`` (``feed=sim-from-1m``): their own
 #: series, never a provider's own bars of that timeframe.
 DERIVED_SUFFIX = "-from-1m"
+#: The same for bars built from stored trades (``mp resample --from trades``).
+FROM_TRADES_SUFFIX = "-from-trades"
+
+
+def is_derived(feed: str) -> bool:
+    """A feed ``mp resample`` wrote (nothing a provider serves)."""
+    return feed.endswith((DERIVED_SUFFIX, FROM_TRADES_SUFFIX))
 
 
 def encode_component(value: str) -> str:
