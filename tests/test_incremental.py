@@ -360,10 +360,12 @@ def test_an_upgrade_interrupted_after_some_files_moved_carries_on(tmp_path: Path
     assert out.returncode == 0, out.stdout
     report = json.loads(out.stdout)
     assert report["partitions"] == 14 and report["bars"] == 14 * 390
-    assert any("2 files moved" in n for n in report["notes"])
+    assert any("3 files moved" in n for n in report["notes"])
     db = sqlite3.connect(root / "_marketpipe" / "jobs.sqlite")
     paths = [p for (p,) in db.execute("SELECT DISTINCT path FROM partitions")]
-    assert paths and all("/adjustment=raw/timeframe=1m/" in p for p in paths)
+    assert paths and all(
+        p.startswith("bars/") and "/adjustment=raw/timeframe=1m/" in p for p in paths
+    )
     assert json.loads(mp("verify", "--data-dir", str(root), "--json").stdout)["notes"] == []
 
 
@@ -374,3 +376,33 @@ def test_update_of_a_dataset_without_bars_is_one_line(tmp_path: Path) -> None:
         f"Error: the dataset in {tmp_path / 'empty'} holds no bars of any series: ingest them "
         "first (mp ingest), then update"
     ]
+
+
+def as_layout_2(root: Path) -> None:
+    """Put a dataset back as the release before ticks wrote it: bars at the root."""
+    for folder in (root / "bars").iterdir():
+        folder.rename(root / folder.name)
+    (root / "bars").rmdir()
+    with sqlite3.connect(root / "_marketpipe" / "jobs.sqlite") as db:
+        db.execute("UPDATE partitions SET path = substr(path, 6) WHERE path LIKE 'bars/%'")
+    (root / "_marketpipe" / "layout").write_text("2\n")
+
+
+def test_bars_at_the_root_move_under_bars_on_first_read_and_read_the_same(tmp_path: Path) -> None:
+    import marketpipe
+
+    root = tmp_path / "data"
+    job = ["ingest", "--provider", "fake", "--symbols", "AAPL,MSFT", "--data-dir", str(root)]
+    mp(*job, "--start", "2024-03-04", "--end", "2024-03-08", check=True)
+    asked = {"provider": "fake", "symbols": ["AAPL", "MSFT"], "start": "2024-03-04"}
+    before = marketpipe.read(root, **asked, end="2024-03-08")
+    as_layout_2(root)
+    assert len(list(root.glob("provider=fake/*/*/*/*/*.parquet"))) == 1
+    after = marketpipe.read(root, **asked, end="2024-03-08")  # the upgrade, then the read
+    assert after.equals(before) and after.num_rows == 2 * 5 * 390
+    assert not list(root.glob("provider=*")) and len(list(root.glob("bars/**/*.parquet"))) == 1
+    db = sqlite3.connect(root / "_marketpipe" / "jobs.sqlite")
+    paths = {p for (p,) in db.execute("SELECT DISTINCT path FROM partitions")}
+    assert paths and all(p.startswith("bars/provider=fake/") for p in paths)
+    report = mp_json("verify", "--data-dir", str(root))
+    assert report["notes"] == [] and report["bars"] == 2 * 5 * 390  # type: ignore[index]

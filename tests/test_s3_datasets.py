@@ -309,3 +309,33 @@ def test_verify_after_another_machine_compacted_reports_nothing_false(
     problems = json.loads(out.stdout)["problems"]
     assert {p["kind"] for p in problems} == {"missing-file", "job-store"}, problems
     assert "9 partitions (3,510 bars) no other file holds" in str(problems)
+
+
+def test_a_bucket_with_bars_at_its_root_moves_them_under_bars_once(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    bucket = s3.bucket("old")
+    url = f"s3://{bucket}/team"
+    env = env_of(s3, tmp_path / "state")
+    days = ("--start", "2024-01-29", "--end", "2024-01-31")
+    mp(*INGEST, *days, "--data-dir", url, env=env, check=True)
+    before = s3_rows(s3, f"{bucket}/team")
+    # As the release before ticks left it: the bars at the prefix's root, layout 2 recorded.
+    fs = s3_fs(s3)
+    for info in fs.get_file_info(pafs.FileSelector(f"{bucket}/team/bars", recursive=True)):
+        if info.type == pafs.FileType.File:
+            fs.move(info.path, info.path.replace("/team/bars/", "/team/", 1))
+    (state,) = (tmp_path / "state").glob("datasets/*")
+    (state / "_marketpipe" / "layout").write_text("2\n")
+    with sqlite3.connect(state / "_marketpipe" / "jobs.sqlite") as db:
+        db.execute("UPDATE partitions SET path = substr(path, 6) WHERE path LIKE 'bars/%'")
+    report = mp_json("verify", "--data-dir", url, env=env)
+    assert any("upgraded" in n and "1 file moved" in n for n in report["notes"]), report  # type: ignore[index]
+    assert s3_rows(s3, f"{bucket}/team").equals(before) and before.num_rows == 3 * 3 * 390
+    left = fs.get_file_info(pafs.FileSelector(f"{bucket}/team", recursive=True))
+    assert not [
+        i.path for i in left if "/team/provider=" in i.path and i.type == pafs.FileType.File
+    ]
+    assert mp_json("verify", "--data-dir", url, env=env)["notes"] == []  # type: ignore[index]

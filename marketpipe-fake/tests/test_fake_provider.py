@@ -41,7 +41,7 @@ def test_passes_the_conformance_kit_for_every_timeframe_and_session() -> None:
         actions_end="2024-12-31",
     )
     assert report.actions is not None and report.actions > 20
-    assert report.requests == 12  # 6 timeframes x 2 sessions
+    assert report.requests == 16  # (6 timeframes, trades, quotes) x 2 sessions
     assert get("fake").distribution == "marketpipe-fake"
 
 

@@ -272,9 +272,11 @@ def test_a_job_reads_each_days_capture_once(
     decoded: list[str] = []
     original = IexHistProvider._decode
 
-    def counting(self: IexHistProvider, capture: object, day: dt.date) -> object:
+    def counting(
+        self: IexHistProvider, capture: object, day: dt.date, ticks: object = None
+    ) -> object:
         decoded.append(str(day))
-        return original(self, capture, day)  # type: ignore[arg-type]
+        return original(self, capture, day, ticks)  # type: ignore[arg-type]
 
     monkeypatch.setattr(IexHistProvider, "_decode", counting)
     summary = asyncio.run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from marketpipe.model.values import Timeframe
 from marketpipe.plugins.hookspecs import hookimpl
 from marketpipe.plugins.specs import ProviderSpec, Setting
 
@@ -16,11 +17,13 @@ def marketpipe_providers() -> list[ProviderSpec]:
         ProviderSpec(
             name="fake",
             factory=lambda settings: FakeProvider(**settings),
-            description="Deterministic random-walk bars for testing and demos (no key, no network)",
+            description="Deterministic random-walk bars, and the trades and quotes beneath them, "
+            "for testing and demos (no key, no network)",
             settings=(
                 Setting("seed", "seed of the simulated market", default="0"),
                 Setting("bad_row_rate", "fraction of rows corrupted on purpose", default="0"),
             ),
+            timeframes=(*Timeframe.bars(), Timeframe.TRADES, Timeframe.QUOTES),
             deterministic=True,
             series_settings=("seed",),  # another seed is another market
         )

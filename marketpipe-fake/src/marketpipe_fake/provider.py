@@ -1,4 +1,5 @@
-"""Vectorised generation of one symbol-day of bars, then aggregation to the timeframe."""
+"""Vectorised generation of one symbol-day of bars, then aggregation to the timeframe; the
+trades and quotes beneath the one-minute bars, whose bars they are exactly."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from marketpipe.model.calendar import SessionWindow, ny_midnight_ns
 from marketpipe.model.errors import InvalidInputError
 from marketpipe.model.instruments import instruments_table
 from marketpipe.model.request import FetchRequest
-from marketpipe.model.schema import bars_batch
+from marketpipe.model.schema import bars_batch, repeat_string
+from marketpipe.model.ticks import QUOTE_SCHEMA, REGULAR, TRADE_SCHEMA
 from marketpipe.model.values import Timeframe
 from marketpipe.plugins.provider import IMarketDataProvider
 from marketpipe.plugins.settings import parse_number
@@ -66,6 +68,14 @@ class FakeProvider(IMarketDataProvider):
             windows = _listed(self.seed, symbol.value, request.windows)
             if not windows:
                 continue
+            if not request.timeframe.is_bar:
+                minutes = self._symbol(symbol.value, windows, Timeframe.M1, with_filler=True)
+                trades = trades_of(symbol.value, minutes)
+                if request.timeframe is Timeframe.TRADES:
+                    yield from trades.to_batches()
+                else:
+                    yield from quotes_of(trades).to_batches()
+                continue
             columns = self._symbol(symbol.value, windows, request.timeframe)
             if self.bad_row_rate > 0:
                 columns = self._corrupt(symbol.value, request, columns)
@@ -93,7 +103,11 @@ class FakeProvider(IMarketDataProvider):
         return actions_table(sorted(unique.values(), key=lambda r: (r["ex_date"], r["id"])))
 
     def _symbol(
-        self, symbol: str, windows: tuple[SessionWindow, ...], timeframe: Timeframe
+        self,
+        symbol: str,
+        windows: tuple[SessionWindow, ...],
+        timeframe: Timeframe,
+        with_filler: bool = False,
     ) -> list[np.ndarray]:
         """All days of one symbol at once: one seeded draw per day, arithmetic on (days, minutes)."""
         days = len(windows)
@@ -131,17 +145,22 @@ class FakeProvider(IMarketDataProvider):
             np.int64
         )
         trade_count = np.maximum(1, volume // (40 + (uniforms[:, 0] * 120).astype(np.int64)))
-        vwap = np.clip(np.round(low + (high - low) * uniforms[:, 1], 4), low, high)
         ts = midnight + (_FIRST_MINUTE + np.arange(first, last, dtype=np.int64)) * _MINUTE
         # Raw prices obey the splits: before a 2-for-1 split a share costs twice as much.
         scale = np.array(split_scale(self.seed, symbol, [w.day for w in windows]))[:, None]
         if np.any(scale != 1.0):
             open_, high, low, close = (np.round(a * scale, 2) for a in (open_, high, low, close))
             volume = np.maximum(1, np.round(volume / scale)).astype(np.int64)
-            trade_count = np.minimum(trade_count, volume)
-            vwap = np.clip(np.round(vwap * scale, 4), low, high)
+        # Every minute is its trades (:func:`trades_of`): at least four, open, high, low and
+        # close among them, the rest at one price in between; the vwap is theirs.
+        trade_count = np.maximum(trade_count, 4)
+        volume = np.maximum(volume, trade_count)
+        filler = np.clip(np.round(low + (high - low) * uniforms[:, 1], 2), low, high)
+        vwap = _vwap(open_, high, low, close, filler, volume, trade_count)
         keep = (ts >= starts) & (ts < ends)
         cols = [a[keep] for a in (ts, open_, high, low, close, volume, trade_count, vwap)]
+        if with_filler:
+            cols.append(filler[keep])
         if timeframe is Timeframe.M1:
             return cols
         return _aggregate(cols, np.broadcast_to(midnight, ts.shape)[keep], timeframe)
@@ -160,6 +179,106 @@ class FakeProvider(IMarketDataProvider):
         dup = bad[(kinds == 3) & (bad > 0)]
         ts[dup] = ts[dup - 1]  # duplicate of the previous bar's timestamp
         return [ts, o, h, lo, c, v, n, w]
+
+
+_TICK = 10_000  # prices in ten-thousandths, as trade_bars sums them
+
+
+def _sizes(volume: np.ndarray, count: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """The size of the trade at ``position`` of a minute of ``count`` trades: the volume shared
+    out evenly, the first ``volume % count`` trades one share more."""
+    sizes: np.ndarray = volume // count + (position < volume % count)
+    return sizes
+
+
+def _vwap(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    filler: np.ndarray,
+    volume: np.ndarray,
+    count: np.ndarray,
+) -> np.ndarray:
+    """The vwap of each minute's trades (:func:`trades_of`) without making them, in the same
+    arithmetic as :func:`marketpipe.dataset.trade_bars.bars_from_trades` (whole ten-thousandths
+    summed, then divided): bars built from the trades equal the bars exactly."""
+    first, second, third = (_sizes(volume, count, np.full_like(count, i)) for i in (0, 1, 2))
+    last = _sizes(volume, count, count - 1)
+    rest = volume - first - second - third - last
+    ticks = [np.rint(p * _TICK) for p in (open_, high, low, filler, close)]
+    pv = (
+        ticks[0] * first.astype(np.float64)
+        + ticks[1] * second.astype(np.float64)
+        + ticks[2] * third.astype(np.float64)
+        + ticks[3] * rest.astype(np.float64)
+        + ticks[4] * last.astype(np.float64)
+    )
+    result: np.ndarray = pv / (volume.astype(np.float64) * _TICK)
+    return result
+
+
+def trades_of(symbol: str, minutes: list[np.ndarray]) -> pa.Table:
+    """The trades of one symbol's one-minute bars (with each minute's filler price): in each
+    minute, evenly spaced, the open first, then the high and the low, the rest at the filler
+    price, the close last; sizes share the volume out (:func:`_sizes`). Their one-minute bars
+    are the bars, exactly; ``id`` and ``sequence`` count from the minute of the day, so a day's
+    trades never depend on the range asked."""
+    ts, open_, high, low, close, volume, count, _, filler = minutes
+    n = int(count.sum())
+    bar = np.repeat(np.arange(len(ts)), count)
+    position = np.arange(n) - np.repeat(np.cumsum(count) - count, count)
+    per = count[bar]
+    price = filler[bar].copy()
+    price[position == 0] = open_[bar][position == 0]
+    price[position == 1] = high[bar][position == 1]
+    price[position == 2] = low[bar][position == 2]
+    price[position == per - 1] = close[bar][position == per - 1]
+    size = _sizes(volume[bar], per, position)
+    stamp = ts[bar] + position * (_MINUTE // per)
+    minute_of_day = (ts[bar] // _MINUTE) % (24 * 60)
+    sequence = minute_of_day * 10_000 + position
+    return pa.table(
+        {
+            "symbol": repeat_string(symbol, n),
+            "timestamp": pa.array(stamp, pa.int64()).cast(TRADE_SCHEMA.field("timestamp").type),
+            "sip_timestamp": pa.nulls(n, TRADE_SCHEMA.field("sip_timestamp").type),
+            "price": pa.array(price, pa.float64()),
+            "size": pa.array(size.astype(np.float64), pa.float64()),
+            "exchange": repeat_string("FAKE", n),
+            "id": pa.array(sequence, pa.int64()).cast(pa.string()),
+            "conditions": pa.ListArray.from_arrays(
+                pa.array(np.zeros(n + 1, dtype=np.int32)), pa.array([], pa.string())
+            ),
+            "tape": pa.nulls(n, pa.string()),
+            "correction": repeat_string(REGULAR, n),
+            "sequence": pa.array(sequence, pa.int64()),
+        },
+        schema=TRADE_SCHEMA,
+    )
+
+
+def quotes_of(trades: pa.Table) -> pa.Table:
+    """A quote at each trade: a cent either side of its price, 100 shares bid, 200 offered."""
+    n = trades.num_rows
+    price = np.asarray(trades["price"].to_numpy(), dtype=np.float64)
+    venue = repeat_string("FAKE", n)
+    return pa.table(
+        {
+            "symbol": trades["symbol"],
+            "timestamp": trades["timestamp"],
+            "bid_price": pa.array(np.round(price - 0.01, 2), pa.float64()),
+            "bid_size": pa.array(np.full(n, 100.0), pa.float64()),
+            "ask_price": pa.array(np.round(price + 0.01, 2), pa.float64()),
+            "ask_size": pa.array(np.full(n, 200.0), pa.float64()),
+            "bid_exchange": venue,
+            "ask_exchange": venue,
+            "conditions": trades["conditions"],
+            "tape": trades["tape"],
+            "sequence": trades["sequence"],
+        },
+        schema=QUOTE_SCHEMA,
+    )
 
 
 def _listed(

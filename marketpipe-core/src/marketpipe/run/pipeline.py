@@ -469,7 +469,8 @@ def open_dataset(data_dir: Path, store: SqliteJobStore) -> list[str]:
         return []
     return [
         f"upgraded the dataset in {where} to the kind layout (bars under bars/, beside trades/ "
-        f"and quotes/): {moved} files moved; readers of the old paths should read bars/"
+        f"and quotes/): {moved} file{'s' if moved != 1 else ''} moved; readers of the old "
+        "paths should read bars/"
     ]
 
 

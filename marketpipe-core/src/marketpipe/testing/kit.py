@@ -5,7 +5,9 @@ from your tests.
 It fetches real requests through your provider and checks what every provider must do: batches in
 the canonical schema, only the requested symbols, only bars inside the requested sessions and
 aligned to the timeframe, OHLCV invariants, no duplicates, identical output on repeat when the spec
-claims determinism, and the seed's per-bar API. A provider that reports corporate actions
+claims determinism, and the seed's per-bar API. A provider that serves trades or quotes (its
+spec's ``timeframes``) has each kind checked the same way, with the tick validators: the tick
+schema, the symbols and sessions asked, positive prices and sizes, time order. A provider that reports corporate actions
 (``fetch_actions``) has them checked too: the canonical schema, its own name in ``provider``, only
 the symbols and days asked, kinds MarketPipe knows (or ``unknown``), records the ledger would
 keep, one record an id, the same records on repeat. A failure raises ``AssertionError`` saying
@@ -22,18 +24,19 @@ import attrs
 import pyarrow as pa
 
 from marketpipe.model.actions import ACTION_COLUMNS, check_actions
-from marketpipe.model.calendar import nyse_calendar
+from marketpipe.model.calendar import in_sessions, nyse_calendar
 from marketpipe.model.errors import ProviderNotConfiguredError
 from marketpipe.model.request import FetchRequest
-from marketpipe.model.schema import BAR_SCHEMA, LOOSE_BAR_SCHEMA, conform
+from marketpipe.model.schema import conform, loose, schema_of
 from marketpipe.model.values import Session, Symbol, Timeframe, TimeRange
 from marketpipe.plugins import registry
 from marketpipe.plugins.settings import describe_missing, resolve_settings
 from marketpipe.plugins.specs import ProviderSpec
-from marketpipe.plugins.validator import ValidationContext
+from marketpipe.plugins.validator import ValidationContext, Validator
 from marketpipe.testing.kits.sink import SinkReport, check_sink
 from marketpipe.testing.kits.validator import ValidatorReport, check_validator
 from marketpipe.validate.ohlcv import OhlcvValidator
+from marketpipe.validate.ticks import QuoteValidator, TradeValidator
 
 __all__ = [
     "ConformanceReport",
@@ -104,6 +107,7 @@ def _check_actions(
 
 
 def _fetch(spec: ProviderSpec, values: Mapping[str, Any], request: FetchRequest) -> pa.Table:
+    schema = schema_of(request.timeframe)
     provider = spec.factory(values)
     try:
         batches = list(provider.fetch(request))
@@ -114,11 +118,12 @@ def _fetch(spec: ProviderSpec, values: Mapping[str, Any], request: FetchRequest)
             f"{spec.name}: fetch must yield pyarrow.RecordBatch, got {type(batch).__name__}"
         )
         got = [(f.name, f.type) for f in batch.schema]
-        assert got == [(f.name, f.type) for f in BAR_SCHEMA], (
-            f"{spec.name}: batch schema differs from BAR_SCHEMA:\n{batch.schema}"
+        assert got == [(f.name, f.type) for f in schema], (
+            f"{spec.name}: batch schema differs from the {request.timeframe.kind.value} "
+            f"schema:\n{batch.schema}"
         )
-    tables = [conform(b, strict=False) for b in batches]
-    return pa.concat_tables(tables) if tables else LOOSE_BAR_SCHEMA.empty_table()
+    tables = [conform(b, strict=False, schema=schema) for b in batches]
+    return pa.concat_tables(tables) if tables else loose(schema).empty_table()
 
 
 def check_provider(
@@ -181,10 +186,22 @@ def check_provider(
                 timeframe=timeframe,
                 allow_null_prices=spec.null_price_bars,
             )
-            rejected = OhlcvValidator().validate(table, context).rejected
+            validator: Validator = (
+                TradeValidator()
+                if timeframe is Timeframe.TRADES
+                else QuoteValidator()
+                if timeframe is Timeframe.QUOTES
+                else OhlcvValidator()
+            )
+            rejected = validator.validate(table, context).rejected
+            what = timeframe.kind.value
             if rejected.num_rows:
                 sample = rejected.slice(0, 3).select(["symbol", "timestamp", "reason"]).to_pylist()
-                raise AssertionError(f"{where}: {rejected.num_rows} invalid bars, e.g. {sample}")
+                raise AssertionError(f"{where}: {rejected.num_rows} invalid {what}, e.g. {sample}")
+            if not timeframe.is_bar and table.num_rows:  # a tick has no length: in a window
+                stamps = table["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False)
+                outside = int((~in_sessions(stamps, windows, 1)).sum())
+                assert not outside, f"{where}: {outside} {what} outside the sessions asked"
             if spec.deterministic:
                 again = _fetch(spec, settings, request)
                 assert again.equals(table), f"{where}: claims determinism but a repeat differs"
