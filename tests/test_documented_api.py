@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import marketpipe
 import pyarrow.dataset as ds
 import pytest
 from cli_helpers import HERE
@@ -115,11 +116,27 @@ def test_the_reading_snippets_run_as_written_on_an_ingested_dataset(tmp_path: Pa
         cwd=tmp_path,
     )
     mp("resample", "--to", "1h", check=True, cwd=tmp_path)  # another series beside it
+    days = ("--start", "2024-03-04", "--end", "2024-03-05")
+    mp("ingest", "--provider", "fake", "--symbols", "AAPL,MSFT", *days, "--kind", "trades",
+       check=True, cwd=tmp_path)  # fmt: skip
     section = README.read_text().split("## Reading the data", 1)[1].split("\n## ", 1)[0]
-    (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
-    probe = block + (
+    bars_block, trades_block = re.findall(r"```python\n(.*?)```", section, re.S)
+    probe = bars_block + (
         "\nassert len(bars) == 4 * 390, len(bars)"  # pyarrow's, the last: one series only
-        "\nassert pd.read_parquet('data', filters=[('timeframe', '=', '1m')]).shape[0] == 1560"
+        "\nassert pd.read_parquet('data/bars', filters=[('timeframe', '=', '1m')]).shape[0] == 1560"
+    )
+    held = marketpipe.read(
+        tmp_path / "data", provider="fake", symbols=["AAPL", "MSFT"], start="2024-03-04",
+        end="2024-03-05", kind="trades",
+    ).num_rows  # fmt: skip
+    probe += (
+        "\n"
+        + trades_block
+        + (
+            f"\nassert len(trades) == {held} > 4 * 390 * 4, len(trades)"  # pyarrow's, the last
+            f"\nassert pd.read_parquet('data/trades').shape[0] == {held}"
+            f"\nassert pl.scan_parquet('data/trades/**/*.parquet').collect().height == {held}"
+        )
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120

@@ -298,8 +298,11 @@ def test_metrics_are_served_while_the_job_runs_and_the_counters_move(tmp_path: P
         match = re.search(r'^marketpipe_bars_written_total\{provider="fake"\} (\S+)$', text, re.M)
         if match:
             seen.append(float(match.group(1)))
-            assert "marketpipe_unit_commit_seconds_bucket" in text
+            if seen[-1] > 0:  # a unit committed: its commit time was observed too
+                assert "marketpipe_unit_commit_seconds_bucket" in text
         time.sleep(0.1)
     proc.communicate(timeout=60)
     assert proc.returncode == 0
-    assert len(seen) >= 2 and seen[-1] > seen[0] > 0  # scraped mid-run, twice, moving
+    # Scraped mid-run, twice after the first commit (a scrape before it reads 0), moving.
+    moving = [v for v in seen if v > 0]
+    assert seen == sorted(seen) and len(moving) >= 2 and moving[-1] > moving[0]

@@ -156,7 +156,7 @@ def test_compact_resample_and_verify_work_on_s3(s3: S3Server, tmp_path: Path) ->
     assert verified["ok"] is True and verified["files"] == 2, verified  # type: ignore[index]
     # A file damaged in the bucket is found by a reader of the bucket, like one on disk.
     fs = s3_fs(s3)
-    files = fs.get_file_info(pafs.FileSelector("bars/x/provider=fake", recursive=True))
+    files = fs.get_file_info(pafs.FileSelector("bars/x/bars/provider=fake", recursive=True))
     damaged = next(
         f.path for f in files if "timeframe=1m" in f.path and f.path.endswith(".parquet")
     )
@@ -301,7 +301,7 @@ def test_verify_after_another_machine_compacted_reports_nothing_false(
     assert verified["partitions"] == 9 and verified["bars"] == 9 * 390  # type: ignore[index]
     # A file really lost is still reported, once, with what only it held.
     fs = s3_fs(s3)
-    files = fs.get_file_info(pafs.FileSelector("bars/shared/provider=fake", recursive=True))
+    files = fs.get_file_info(pafs.FileSelector("bars/shared/bars/provider=fake", recursive=True))
     (only,) = [f.path for f in files if f.path.endswith(".parquet")]
     fs.delete_file(only)
     out = mp("verify", "--data-dir", url, "--json", env=here)
