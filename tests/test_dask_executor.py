@@ -95,6 +95,24 @@ def test_a_job_on_the_cluster_equals_the_local_run_and_its_units_ran_on_workers(
     assert mp_json("verify", "--data-dir", str(remote), env=QUIET)["ok"] is True  # type: ignore[index]
 
 
+def test_trades_on_the_cluster_equal_the_local_run(cluster: Client, tmp_path: Path) -> None:
+    job = (*JOB[:7], "--end", "2024-01-05", "--kind", "trades")
+    remote, local = tmp_path / "remote", tmp_path / "local"
+    address = cluster.scheduler.address
+    out = mp_json(*job, "--data-dir", str(remote), "--scheduler", address, env=QUIET)
+    assert out["state"] == "COMPLETED" and out["kind"] == "trades"  # type: ignore[index]
+    mp(*job, "--data-dir", str(local), env=QUIET, check=True)
+
+    def trades(root: Path) -> list[tuple]:
+        return duckdb.sql(
+            "SELECT symbol, timestamp, price, size, id, sequence FROM "
+            f"read_parquet('{root}/trades/**/*.parquet') ORDER BY symbol, timestamp, sequence"
+        ).fetchall()
+
+    assert trades(remote) == trades(local) and len(trades(local)) == out["bars"]  # type: ignore[index]
+    assert mp_json("verify", "--data-dir", str(remote), env=QUIET)["ok"] is True  # type: ignore[index]
+
+
 def test_update_takes_the_scheduler_from_the_environment(cluster: Client, tmp_path: Path) -> None:
     root = tmp_path / "data"
     first = (*JOB[:5], "--start", "2024-01-29", "--end", "2024-02-02")

@@ -158,15 +158,17 @@ def selection_options(*, timeframe: bool = True, symbols: bool = True) -> Callab
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             from marketpipe.dataset.operations import Selection
-            from marketpipe.model.values import Symbol, Timeframe
+            from marketpipe.model.values import Kind, Symbol, Timeframe
 
             chosen_tf = kwargs.pop("timeframe", None)
+            chosen_kind = kwargs.pop("kind", None)
             chosen_symbols = kwargs.pop("symbols", None)
             kwargs["selection"] = Selection(
                 provider=kwargs.pop("provider"),
                 feed=kwargs.pop("feed"),
                 timeframe=Timeframe.parse(chosen_tf) if chosen_tf else None,
                 symbols=Symbol.parse_list(chosen_symbols) if chosen_symbols else (),
+                kind=Kind.parse(chosen_kind) if chosen_kind else None,
             )
             return func(*args, **kwargs)
 
@@ -188,6 +190,14 @@ def selection_options(*, timeframe: bool = True, symbols: bool = True) -> Callab
                     shell_complete=complete_timeframe,
                     default=None,
                     help="only this timeframe's series (1m ... 1d)",
+                )
+            )
+            options.append(
+                click.option(
+                    "--kind",
+                    type=click.Choice(["bars", "trades", "quotes"]),
+                    default=None,
+                    help="only series of this kind",
                 )
             )
         if symbols:

@@ -24,7 +24,7 @@ from marketpipe.cli.common import (
 )
 from marketpipe.dataset.operations import Selection, SeriesDeletion, plan_delete, run_delete
 from marketpipe.model.errors import InvalidInputError
-from marketpipe.model.values import Symbol, Timeframe, TimeRange
+from marketpipe.model.values import Kind, Symbol, Timeframe, TimeRange
 
 
 def _plan_dict(plan: list[SeriesDeletion]) -> list[dict[str, object]]:
@@ -46,7 +46,7 @@ def _plan_dict(plan: list[SeriesDeletion]) -> list[dict[str, object]]:
 
 @click.command()
 @click.option(
-    "--provider", shell_complete=complete_provider, required=True, help="the provider whose bars go"
+    "--provider", shell_complete=complete_provider, required=True, help="the provider whose data go"
 )
 @click.option("--feed", shell_complete=complete_feed, default=None, help="only this feed's series")
 @click.option("--adjustment", default=None, help="only this adjustment's series (raw, split...)")
@@ -55,6 +55,12 @@ def _plan_dict(plan: list[SeriesDeletion]) -> list[dict[str, object]]:
     shell_complete=complete_timeframe,
     default=None,
     help="only this timeframe's series",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["bars", "trades", "quotes"]),
+    default=None,
+    help="only series of this kind",
 )
 @click.option("--symbols", required=True, help="comma-separated symbols, e.g. AAPL,MSFT")
 @click.option("--start", default=None, help="first day to delete (default: the first stored)")
@@ -71,6 +77,7 @@ def delete(
     feed: str | None,
     adjustment: str | None,
     timeframe: str | None,
+    kind: str | None,
     symbols: str,
     start: str | None,
     end: str | None,
@@ -93,6 +100,7 @@ def delete(
         feed=feed,
         timeframe=Timeframe.parse(timeframe) if timeframe else None,
         symbols=Symbol.parse_list(symbols),
+        kind=Kind.parse(kind) if kind else None,
     )
     plan = [
         d

@@ -58,11 +58,17 @@ def update_dict(result: UpdateResult, data_dir: Path) -> dict[str, object]:
                 "through": u.through.isoformat() if u.through else None,
                 "state": _state(u),
                 "error": u.error,
-                "job": summary_dict(u.summary, data_dir) if u.summary else None,
+                "job": summary_dict(u.summary, data_dir, u.series.kind.value)
+                if u.summary
+                else None,
                 "restated": list(u.restated),
-                "restatement": (summary_dict(u.restatement, data_dir) if u.restatement else None),
+                "restatement": (
+                    summary_dict(u.restatement, data_dir, u.series.kind.value)
+                    if u.restatement
+                    else None
+                ),
                 "republished": list(u.republished),
-                "refetches": [summary_dict(r, data_dir) for r in u.refetches],
+                "refetches": [summary_dict(r, data_dir, u.series.kind.value) for r in u.refetches],
             }
             for u in result.series
         ],

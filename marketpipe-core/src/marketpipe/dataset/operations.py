@@ -20,7 +20,7 @@ from marketpipe.dataset.unstored import jobs_by_series, unstored
 from marketpipe.jobs.store import SqliteJobStore
 from marketpipe.model.calendar import nyse_calendar
 from marketpipe.model.errors import InvalidInputError
-from marketpipe.model.values import Series, Symbol, Timeframe
+from marketpipe.model.values import Kind, Series, Symbol, Timeframe
 from marketpipe.plugins.sink import (
     CompactingSink,
     DeletingSink,
@@ -46,12 +46,15 @@ class Selection:
     feed: str | None = None
     timeframe: Timeframe | None = None
     symbols: tuple[Symbol, ...] = ()
+    #: Only series of this kind (bars, trades, quotes).
+    kind: Kind | None = None
 
     def takes(self, series: Series) -> bool:
         return (
             (self.provider is None or series.provider == self.provider.strip().lower())
             and (self.feed is None or series.feed == self.feed)
             and (self.timeframe is None or series.timeframe is self.timeframe)
+            and (self.kind is None or series.kind is self.kind)
         )
 
 
