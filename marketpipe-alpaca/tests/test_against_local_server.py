@@ -76,7 +76,7 @@ def test_passes_the_conformance_kit(server: FakeAlpacaServer) -> None:
     )  # fmt: skip
     settings = {"api_key_id": KEY, "api_secret_key": SECRET, "base_url": server.url}
     report = check_provider("alpaca", settings=settings, symbols=("AAPL", "BRK.B", "MDGN+"))
-    assert report.requests == 12 and report.bars > 0
+    assert report.requests == 16 and report.bars > 0  # (6 timeframes, trades, quotes) x 2
     assert report.actions == 2  # MSFT's dividend was not asked for
 
 

@@ -1,4 +1,4 @@
-"""MarketPipe's Alpaca provider: Market Data API v2 historical stock bars."""
+"""MarketPipe's Alpaca provider: Market Data API v2 historical stock bars, trades and quotes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from marketpipe.model.values import Timeframe
 from marketpipe.plugins.hookspecs import hookimpl
 from marketpipe.plugins.specs import ProviderSpec, Setting
 
@@ -26,7 +27,8 @@ def marketpipe_providers() -> list[ProviderSpec]:
         ProviderSpec(
             name="alpaca",
             factory=_build,
-            description="Alpaca Market Data API v2 stock bars (free plan: IEX feed, 200 req/min)",
+            description="Alpaca Market Data API v2 stock bars, trades and quotes (free plan: IEX "
+            "feed, 200 req/min)",
             settings=(
                 Setting(
                     "api_key_id",
@@ -65,7 +67,14 @@ def marketpipe_providers() -> list[ProviderSpec]:
                 Setting("rate_limit", "requests per minute (200 on the free plan)", default="200"),
                 Setting("rate_limit_window", "seconds the rate limit counts over", default="60"),
                 Setting("timeout", "read timeout per request, seconds", default="30"),
+                Setting(
+                    "quote_sizes",
+                    "what a quote's sizes count: shares, or lots (round lots of 100, converted "
+                    "to shares)",
+                    default="shares",
+                ),
             ),
+            timeframes=(*Timeframe.bars(), Timeframe.TRADES, Timeframe.QUOTES),
             # Bars exist only for minutes with trades; prices are never null.
             null_price_bars=False,
             max_symbols_per_unit=100,  # keeps the symbols parameter a sane URL length

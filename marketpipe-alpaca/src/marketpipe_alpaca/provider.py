@@ -22,6 +22,7 @@ from marketpipe.plugins.settings import parse_number
 
 from marketpipe_alpaca.assets import TRADING_URL, TradingClient, asset_row, parse_assets
 from marketpipe_alpaca.client import PAGE_LIMIT, PRODUCTION_URL, AlpacaClient
+from marketpipe_alpaca.ticks import QUOTE_SIZES, AlpacaTickClient
 
 log = logging.getLogger("marketpipe.alpaca")
 
@@ -31,7 +32,8 @@ _SECOND = 1_000_000_000
 
 
 class AlpacaMarketDataAdapter(IMarketDataProvider):
-    """Alpaca bars for the pipeline (columnar), and the seed's per-bar ``fetch_bars_for_symbol``.
+    """Alpaca bars, trades and quotes for the pipeline (columnar), and the seed's per-bar
+    ``fetch_bars_for_symbol``.
 
     A unit of several symbols is one multi-symbol query: its pages pack bars of many symbols, so
     it never takes more requests than one query per symbol would. The query spans the unit's first
@@ -51,6 +53,7 @@ class AlpacaMarketDataAdapter(IMarketDataProvider):
         rate_limit_window: str = "60",
         timeout: str = "30",
         trading_url: str = TRADING_URL,
+        quote_sizes: str = "shares",
     ) -> None:
         if feed not in FEEDS:
             raise InvalidInputError(f"alpaca: unknown feed {feed!r}; use one of {', '.join(FEEDS)}")
@@ -62,6 +65,13 @@ class AlpacaMarketDataAdapter(IMarketDataProvider):
             )
         if not base_url.startswith(("http://", "https://")):
             raise InvalidInputError("alpaca: base_url must start with http:// or https://")
+        if quote_sizes not in QUOTE_SIZES:
+            raise InvalidInputError(
+                f"alpaca: quote_sizes is {' or '.join(QUOTE_SIZES)}, not {quote_sizes!r}"
+            )
+        self.quote_sizes = quote_sizes
+        self._ticks: dict[Timeframe, AlpacaTickClient] = {}
+        self._notes: list[str] = []
         self.feed = feed
         limit = int(parse_number("alpaca", "rate_limit", rate_limit, integer=True))
         self.client = AlpacaClient(
@@ -97,10 +107,29 @@ class AlpacaMarketDataAdapter(IMarketDataProvider):
         start = first.midnight_ns + (first.start_ns - first.midnight_ns) // tf * tf
         return start, max(w.end_ns for w in windows) - _SECOND
 
+    def _tick_client(self, kind: Timeframe) -> AlpacaTickClient:
+        """The client of trades or quotes: the bars client's keys, limiter and limits."""
+        if kind not in self._ticks:
+            self._ticks[kind] = AlpacaTickClient(
+                self.client.config,
+                auth=self.client.auth,
+                rate_limiter=self.client.rate_limiter,
+                feed=self.feed,
+                kind=kind,
+                quote_sizes=self.quote_sizes,
+            )
+            if kind is Timeframe.QUOTES and self.quote_sizes == "lots":
+                self._notes.append(
+                    "alpaca quote sizes were sent in round lots: converted to shares (x100)"
+                )
+        return self._ticks[kind]
+
     def _spans(self, request: FetchRequest) -> list[tuple[int, int]]:
         """The queries for a unit: one over all its days, or one per day when that takes fewer
         requests. One span also returns the nights and extended hours in between (dropped for a
         regular session); with many symbols, per-day queries skip them and page less."""
+        if not request.timeframe.is_bar:  # a day at a time: no night, no hours outside asked
+            return [(w.start_ns, w.end_ns) for w in request.windows]
         one = self._bounds(request.windows, request.timeframe)
         if request.session is Session.EXTENDED or request.timeframe is Timeframe.D1:
             return [one]
@@ -122,18 +151,24 @@ class AlpacaMarketDataAdapter(IMarketDataProvider):
         if table.num_rows == 0:
             return table
         ts = np.asarray(table["timestamp"].cast(pa.int64()).fill_null(-1).to_numpy())
-        keep = in_sessions(ts, request.windows, request.timeframe.nanos)
+        length = request.timeframe.nanos if request.timeframe.is_bar else 1  # a tick: a point
+        keep = in_sessions(ts, request.windows, length)
         dropped = int((~keep).sum())
         if dropped:
-            log.debug("alpaca: %d bars outside the requested sessions left out", dropped)
+            log.debug("alpaca: %d rows outside the requested sessions left out", dropped)
             return table.filter(pa.array(keep))
         return table
+
+    def _client_of(self, request: FetchRequest) -> AlpacaClient:
+        kind = request.timeframe
+        return self.client if kind.is_bar else self._tick_client(kind)
 
     def fetch(self, request: FetchRequest) -> Iterator[pa.RecordBatch]:
         if not request.windows:
             return
+        client = self._client_of(request)
         for start, end in self._spans(request):
-            table = self.client.fetch_batch(
+            table = client.fetch_batch(
                 self._query(request), start, end, timeframe=request.timeframe
             )
             yield from self._keep_sessions(table, request).to_batches()
@@ -141,9 +176,10 @@ class AlpacaMarketDataAdapter(IMarketDataProvider):
     async def fetch_async(self, request: FetchRequest) -> list[pa.RecordBatch]:
         if not request.windows:
             return []
+        client = self._client_of(request)
         batches: list[pa.RecordBatch] = []
         for start, end in self._spans(request):
-            table = await self.client.async_fetch_batch(
+            table = await client.async_fetch_batch(
                 self._query(request), start, end, timeframe=request.timeframe
             )
             batches.extend(self._keep_sessions(table, request).to_batches())
@@ -177,10 +213,18 @@ class AlpacaMarketDataAdapter(IMarketDataProvider):
             row["fetched_at"] = fetched
         return actions_table(rows)
 
+    def take_notes(self) -> list[str]:
+        notes, self._notes = self._notes, []
+        return notes
+
     def close(self) -> None:
         self.client.close()
+        for ticks in self._ticks.values():
+            ticks.close()
         self.trading.close()
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        for ticks in self._ticks.values():
+            await ticks.aclose()
         self.trading.close()

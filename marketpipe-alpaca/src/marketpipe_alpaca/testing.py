@@ -1,5 +1,5 @@
-"""``FakeAlpacaServer``: a real HTTP server on 127.0.0.1 that behaves like Alpaca's bars and
-corporate-actions endpoints.
+"""``FakeAlpacaServer``: a real HTTP server on 127.0.0.1 that behaves like Alpaca's bars,
+trades, quotes and corporate-actions endpoints.
 
 For tests and benchmarks (yours too): auth headers, the single- and multi-symbol endpoints,
 ``limit`` counted across symbols, ``page_token`` pagination, results sorted by symbol then time,
@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -58,6 +58,20 @@ _ALLOWED = {
     "symbols",
 }
 _ADJUSTMENTS = {"raw", "split", "dividend", "spin-off", "all"}
+
+
+def _rfc3339_ns(ns: int) -> str:
+    """``2024-03-04T14:30:00.000000789Z``: RFC 3339 with nanoseconds, as Alpaca sends ticks."""
+    seconds, fraction = divmod(ns, 10**9)
+    whole = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{whole}.{fraction:09d}Z"
+
+
+def _ns_of(row: str) -> int:
+    text = row[6 : row.index('"', 6)]
+    whole, fraction = text.rstrip("Z").split(".")
+    moment = dt.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.UTC)
+    return int(moment.timestamp()) * 10**9 + int(fraction)
 
 
 def _parse_time(text: str) -> dt.datetime:
@@ -96,8 +110,19 @@ class FakeAlpacaServer:
         actions: Sequence[Mapping[str, Any]] = (),
         today: dt.date | None = None,
         echo_headers: bool = False,
+        canceled_every: int = 0,
+        corrected_every: int = 0,
+        crossed_every: int = 0,
+        empty_tail: bool = False,
+        page_cap: int | None = None,
     ) -> None:
         self.key_id, self.secret_key = key_id, secret_key
+        #: Trades and quotes (:meth:`tick_rows`): which trades are canceled or corrected,
+        #: which quotes crossed, and whether a full last page points to an empty one.
+        self.canceled_every, self.corrected_every = canceled_every, corrected_every
+        self.crossed_every, self.empty_tail = crossed_every, empty_tail
+        #: At most this many ticks a page, whatever ``limit`` asks (``None``: ``limit``).
+        self.page_cap = page_cap
         #: ``GET /v2/assets`` (the trading API's list of instruments): what it answers.
         self.assets: list[dict[str, Any]] = default_assets()
         self.rate_limit, self.window_seconds = rate_limit, window_seconds
@@ -304,6 +329,8 @@ class FakeAlpacaServer:
             listed = json.dumps(assets_answer(self.assets, query)).encode()
             return 200, {"Content-Type": "application/json"}, listed
         parts = path.strip("/").split("/")
+        if parts[:2] == ["v2", "stocks"] and len(parts) == 3 and parts[2] in ("trades", "quotes"):
+            return self._ticks(parts[2], {k: v[-1] for k, v in query.items()}, error)
         if parts[:2] != ["v2", "stocks"] or parts[-1] != "bars" or len(parts) not in (3, 4):
             return error(404, "Not Found")
         single = len(parts) == 4
@@ -368,6 +395,108 @@ class FakeAlpacaServer:
                     groups.append(f'"{label}":[{chunk[0].as_py()}]')
                     begin = stop
             body = f'{{"bars":{{{",".join(groups)}}},"next_page_token":{token}}}'
+        return 200, {"Content-Type": "application/json"}, body.encode()
+
+    def tick_rows(self, kind: str, symbol: str, day: dt.date) -> list[str]:
+        """One symbol-day's trades (or quotes) as Alpaca's JSON objects, in time order: four a
+        minute of its 1-minute bars (open, high, low, close), sizes sharing the bar's volume,
+        at 0, 15, 30 and 45.000000789 seconds (nanoseconds survive). Every
+        ``canceled_every``-th trade is sent with ``"u":"canceled"``, every
+        ``corrected_every``-th with ``"u":"corrected"`` (0: none). A quote precedes each trade
+        by a nanosecond, a cent either side of its price; every ``crossed_every``-th is
+        crossed."""
+        if not self.market.trades_on(symbol, day, self.today):
+            return []
+        bars = self._symbol_bars(symbol, [day], 1, {"raw"})
+        if bars is None:
+            return []
+        rows: list[str] = []
+        stamps = bars["t"].to_pylist()
+        prices = [bars[c].to_pylist() for c in ("o", "h", "l", "c")]
+        volumes = bars["v"].to_pylist()
+        n = 0
+        for at, volume, *four in zip(stamps, volumes, *prices, strict=True):
+            share, rest = divmod(max(int(volume), 4), 4)
+            for i, price in enumerate(four):
+                n += 1
+                ns = at + (i * 15_000_000_000 if i < 3 else 45_000_000_789)
+                when = _rfc3339_ns(ns - (1 if kind == "quotes" else 0))
+                size = share + (1 if i < rest else 0)
+                price = round(float(price), 2)
+                if kind == "trades":
+                    update = ""
+                    if self.canceled_every and n % self.canceled_every == 0:
+                        update = ',"u":"canceled"'
+                    elif self.corrected_every and n % self.corrected_every == 0:
+                        update = ',"u":"corrected"'
+                    rows.append(
+                        f'{{"t":"{when}","x":"V","p":{price},"s":{size},"c":["@"],'
+                        f'"i":{n},"z":"C"{update}}}'
+                    )
+                else:
+                    bid, ask = round(price - 0.01, 2), round(price + 0.01, 2)
+                    if self.crossed_every and n % self.crossed_every == 0:
+                        bid, ask = ask, bid
+                    rows.append(
+                        f'{{"t":"{when}","bx":"V","bp":{bid},"bs":1,"ax":"V","ap":{ask},'
+                        f'"as":2,"c":["R"],"z":"C"}}'
+                    )
+        return rows
+
+    def _ticks(
+        self,
+        kind: str,
+        params: dict[str, str],
+        error: Callable[..., tuple[int, dict[str, str], bytes]],
+    ) -> tuple[int, dict[str, str], bytes]:
+        """``/v2/stocks/trades`` and ``/v2/stocks/quotes``: multi-symbol, ``limit`` counted
+        across symbols (at most ``page_cap``), ordered by symbol then time, paged; with
+        ``empty_tail`` the last page is an empty one that the last page with rows pointed
+        to."""
+        unexpected = sorted(set(params) - (_ALLOWED - {"timeframe", "adjustment"}))
+        if unexpected:
+            return error(400, f"unexpected parameter(s): {', '.join(unexpected)}", 40010000)
+        try:
+            start = _parse_time(params["start"])
+            end = _parse_time(params.get("end") or dt.datetime.now(dt.UTC).isoformat())
+            limit = int(params.get("limit", "1000"))
+            assert 1 <= limit <= 10_000
+        except (KeyError, ValueError, AssertionError):
+            return error(422, "invalid start, end or limit", 42210000)
+        symbols = sorted({s for s in params.get("symbols", "").split(",") if s})
+        if not symbols:
+            return error(422, "missing symbols", 42210000)
+        lo, hi = int(start.timestamp() * 10**6) * 1000, int(end.timestamp() * 10**6) * 1000
+        first, last = start.astimezone(NEW_YORK).date(), end.astimezone(NEW_YORK).date()
+        days = nyse_calendar().sessions(TimeRange(first, last)) if first <= last else []
+        listed: list[tuple[str, str]] = []
+        for symbol in symbols:
+            for day in days:
+                for row in self.tick_rows(kind, symbol, day):
+                    ns = _ns_of(row)
+                    if lo <= ns <= hi:
+                        listed.append((symbol, row))
+        offset = 0
+        if params.get("page_token"):
+            try:
+                offset = int(base64.b64decode(params["page_token"]).decode().split("|")[1])
+            except (ValueError, IndexError):
+                return error(422, "invalid page_token", 42210000)
+        limit = min(limit, self.page_cap or limit)
+        page = listed[offset : offset + limit]
+        # An empty tail: the last page with rows still points to one, which holds none.
+        more = offset + limit < len(listed) or (self.empty_tail and bool(page))
+        token = (
+            json.dumps(base64.b64encode(f"{kind}|{offset + limit}".encode()).decode())
+            if more
+            else "null"
+        )
+        groups: dict[str, list[str]] = {}
+        for symbol, row in page:
+            groups.setdefault(symbol, []).append(row)
+        inner = ",".join(f'"{s}":[{",".join(rows)}]' for s, rows in groups.items())
+        self.stats[f"{kind}_pages"] += 1
+        body = f'{{"{kind}":{{{inner}}},"next_page_token":{token}}}'
         return 200, {"Content-Type": "application/json"}, body.encode()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:

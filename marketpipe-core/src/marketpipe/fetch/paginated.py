@@ -33,6 +33,12 @@ class BaseApiClient(HttpClient, abc.ABC):
     def parse_response(self, raw_json: bytes, **context: Any) -> tuple[pa.Table, str | None]:
         """Decode one page: its bars (canonical table) and the next page's cursor, or ``None``."""
 
+    def empty_rows(self) -> pa.Table:
+        """What a request with no rows returns: no bars (a client of ticks: no ticks)."""
+        from marketpipe.model.schema import BAR_SCHEMA
+
+        return BAR_SCHEMA.empty_table()
+
     def max_bars(self, symbol: Any, start_ts: Any, end_ts: Any, **options: Any) -> int | None:
         """The most bars the request can hold (every bar of the range, every symbol), if the
         subclass can tell: a chain of pages bringing more is malformed."""
@@ -127,8 +133,6 @@ class _Pager:
         self.done = not cursor
 
     def table(self) -> pa.Table:
-        from marketpipe.model.schema import BAR_SCHEMA
-
         # Empty pages are left out above: whatever schema an empty shape decoded to, it never
         # meets a full page's.
-        return pa.concat_tables(self.tables) if self.tables else BAR_SCHEMA.empty_table()
+        return pa.concat_tables(self.tables) if self.tables else self.client.empty_rows()

@@ -136,8 +136,11 @@ class ProviderSpec:
         return ",".join(sorted(p.strip() for p in value.split(","))) or RAW
 
     def series(self, feed: str, timeframe: Timeframe, settings: Mapping[str, Any]) -> Series:
-        """The series that bars fetched with these settings belong to."""
-        return Series(self.name, feed, self.adjustment(settings), timeframe)
+        """The series that rows fetched with these settings belong to. A provider's
+        ``adjustment`` setting adjusts its bars: its trades and quotes are as printed (``raw``;
+        ``marketpipe.read`` adjusts them)."""
+        adjustment = self.adjustment(settings) if timeframe.is_bar else RAW
+        return Series(self.name, feed, adjustment, timeframe)
 
     def defining(self, settings: Mapping[str, Any]) -> dict[str, str]:
         """The settings of a job that say which series its bars are (the feed, the series
