@@ -107,7 +107,9 @@ def days_of(symbols: list[str], windows: list) -> Iterator[tuple[Any, pa.Table]]
 
 
 def measure(root: Path, symbol: str, first: dt.date, last: dt.date, repeat: int) -> dict:
-    files = sorted(root.glob("bars/provider=massive/feed=sip/adjustment=raw/timeframe=1d/*/*.parquet"))
+    files = sorted(
+        root.glob("bars/provider=massive/feed=sip/adjustment=raw/timeframe=1d/*/*.parquet")
+    )
     glob = f"{root}/bars/provider=massive/feed=sip/adjustment=raw/timeframe=1d/*/*.parquet"
     con = duckdb.connect()
 

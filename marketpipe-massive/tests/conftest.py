@@ -19,4 +19,4 @@ def server() -> Iterator[MassiveServer]:
 def market(server: MassiveServer) -> dict[dt.date, pa.Table]:
     """The week's files and reference data published; each day's minute table as written."""
     publish_reference(server)
-    return publish_market(server, DAYS)
+    return publish_market(server, DAYS, ticks=True)

@@ -23,7 +23,7 @@ def test_the_provider_is_installed_with_its_settings() -> None:
     spec = registry.get("massive")
     secrets = {s.name for s in spec.settings if s.secret}
     assert secrets == {"api_key", "s3_access_key_id", "s3_secret_access_key"}
-    assert {t.value for t in spec.timeframes} == {"1m", "1d"}
+    assert {t.value for t in spec.timeframes} == {"1m", "1d", "trades", "quotes"}
 
 
 def test_keys_never_show_and_flat_files_need_the_s3_keys(server: MassiveServer) -> None:

@@ -23,7 +23,8 @@ def marketpipe_providers() -> list[ProviderSpec]:
         ProviderSpec(
             name="massive",
             factory=_build,
-            description="Massive (ex-Polygon.io) flat files: every US stock's 1m or 1d bars a day",
+            description="Massive (ex-Polygon.io) flat files: every US stock's 1m or 1d bars, "
+            "trades or quotes a day",
             settings=(
                 Setting("api_key", "REST API key (reference data, corporate actions)", secret=True),
                 Setting(
@@ -36,8 +37,14 @@ def marketpipe_providers() -> list[ProviderSpec]:
                 Setting("bucket", "flat-file bucket", default="flatfiles"),
                 Setting("base_url", "REST API base URL", default=API_URL),
                 Setting("timeout", "read timeout per request, seconds", default="60"),
+                Setting(
+                    "quote_sizes",
+                    "what the quotes files' sizes count: lots (round lots of 100, converted to "
+                    "shares) or shares",
+                    default="lots",
+                ),
             ),
-            timeframes=("1m", "1d"),
+            timeframes=("1m", "1d", "trades", "quotes"),
             deterministic=True,
             max_days_per_unit=1,  # one file a day, shared by the day's units
             day_files=True,  # on a cluster, a day's units run on one worker

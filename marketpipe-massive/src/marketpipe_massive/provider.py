@@ -1,8 +1,10 @@
-"""``MassiveProvider``: bars from Massive's daily flat files, a whole market in one pass a day.
+"""``MassiveProvider``: bars, trades and quotes from Massive's daily flat files, a whole market
+in one pass a day.
 
 A unit asks for some symbols of one day; the day's file (``minute_aggs_v1`` for ``1m``,
-``day_aggs_v1`` for ``1d``) is found in its month's listing, streamed once and shared by every
-unit of that day (see :mod:`marketpipe_massive.day_stream`). ``--all-symbols`` takes a day's
+``day_aggs_v1`` for ``1d``, ``trades_v1`` and ``quotes_v1`` for ticks, see
+:mod:`marketpipe_massive.ticks`) is found in its month's listing, streamed once and shared by
+every unit of that day (see :mod:`marketpipe_massive.day_stream`). ``--all-symbols`` takes a day's
 tickers from its day-aggregates file, a small one, so the minute file is still read once.
 """
 
@@ -40,12 +42,18 @@ from marketpipe_massive.aggs import ROUNDING, AggReader
 from marketpipe_massive.api import MassiveApi
 from marketpipe_massive.day_stream import DayStream
 from marketpipe_massive.flatfiles import FlatFiles
+from marketpipe_massive.ticks import QUOTE_SIZES, TickReader
 
 log = logging.getLogger("marketpipe.massive")
 
 FLATFILES_URL = "https://files.massive.com"
 API_URL = "https://api.massive.com"
-DATASETS = {Timeframe.M1: ("minute_aggs_v1", "minute"), Timeframe.D1: ("day_aggs_v1", "day")}
+DATASETS = {
+    Timeframe.M1: ("minute_aggs_v1", "minute"),
+    Timeframe.D1: ("day_aggs_v1", "day"),
+    Timeframe.TRADES: ("trades_v1", "trades"),
+    Timeframe.QUOTES: ("quotes_v1", "quotes"),
+}
 #: Tickers a corporate-actions request names (``ticker.any_of``); more symbols than this are
 #: asked in bulk (every ticker's actions of the period).
 ACTION_TICKERS = 200
@@ -70,7 +78,13 @@ class MassiveProvider(IMarketDataProvider):
         bucket: str = "flatfiles",
         base_url: str = API_URL,
         timeout: str = "60",
+        quote_sizes: str = "lots",
     ) -> None:
+        if quote_sizes not in QUOTE_SIZES:
+            raise InvalidInputError(
+                f"massive: quote_sizes is {' or '.join(QUOTE_SIZES)}, not {quote_sizes!r}"
+            )
+        self._quote_sizes = quote_sizes
         self._api_key = api_key
         self._base_url = base_url.rstrip("/")
         self._timeout = parse_number("massive", "timeout", timeout)
@@ -105,9 +119,17 @@ class MassiveProvider(IMarketDataProvider):
         name = f"{day} {label} file"
 
         def open_batches() -> Iterator[pa.RecordBatch]:
-            reader = AggReader(self._files.open(file), name)
+            reader: AggReader | TickReader = (
+                AggReader(self._files.open(file), name)
+                if timeframe.is_bar
+                else TickReader(self._files.open(file), name, label, self._quote_sizes)
+            )
             with self._lock:  # what the header said, known before any row
                 self._notes.extend(reader.notes)
+                if timeframe is Timeframe.QUOTES and self._quote_sizes == "lots":
+                    self._notes.append(
+                        "massive quote sizes count round lots: converted to shares (x100)"
+                    )
             yield from reader
 
         stream = DayStream(open_batches, name)
@@ -146,7 +168,8 @@ class MassiveProvider(IMarketDataProvider):
     def fetch(self, request: FetchRequest) -> Iterator[pa.RecordBatch]:
         if request.timeframe not in DATASETS:
             raise InvalidInputError(
-                f"massive: flat files hold 1m and 1d bars, not {request.timeframe.value}"
+                f"massive: flat files hold 1m and 1d bars, trades and quotes, not "
+                f"{request.timeframe.value}"
             )
         wanted = [s.value for s in request.symbols]
         for window in request.windows:
@@ -154,10 +177,9 @@ class MassiveProvider(IMarketDataProvider):
             table = stream.take(wanted)
             if table.num_rows == 0:
                 continue
-            # rounding counted in the rows kept: those of the session asked
-            table = self._count_rounding(
-                stream.label, _in_session(table, window, request.timeframe)
-            )
+            table = _in_session(table, window, request.timeframe)
+            if request.timeframe.is_bar:  # rounding counted in the rows kept: the session's
+                table = self._count_rounding(stream.label, table)
             yield from table.to_batches()
             if stream.passes > 1:
                 log.info("%s read %d times (a unit asked again)", stream.label, stream.passes)
@@ -305,8 +327,8 @@ class MassiveProvider(IMarketDataProvider):
 def _in_session(table: pa.Table, window: SessionWindow, timeframe: Timeframe) -> pa.Table:
     """The rows of the session asked. A minute file holds both extended sessions; a row of the
     file's day outside the session asked is left out, a row outside the day is kept for the
-    validators to quarantine with a reason."""
-    if timeframe is not Timeframe.M1:
+    validators to quarantine with a reason. Ticks likewise."""
+    if timeframe is Timeframe.D1:
         return table
     stamps = table.column(1).cast(pa.int64()).to_numpy(zero_copy_only=False)
     inside_day = (stamps >= window.midnight_ns) & (

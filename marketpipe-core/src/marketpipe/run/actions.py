@@ -80,9 +80,10 @@ _LOOKBACK = dt.timedelta(days=10)
 
 
 def _close_before(sink: Sink, series: Series, symbol: str, ex: dt.date) -> float | None:
-    """The raw close of the last regular-session bar stored in the ten days before ``ex``."""
+    """The raw close of the last regular-session bar stored in the ten days before ``ex``
+    (``None`` for a series of ticks: it has no close)."""
     read_range = getattr(sink, "read_range", None)
-    if read_range is None:
+    if read_range is None or not series.timeframe.is_bar:
         return None
     bars = read_range(series, [symbol], ex - _LOOKBACK, ex - dt.timedelta(days=1))
     if bars.num_rows == 0:

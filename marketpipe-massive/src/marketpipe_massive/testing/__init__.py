@@ -8,6 +8,8 @@ from marketpipe_massive.testing.market import (
     minute_bars,
     publish_market,
     publish_reference,
+    quotes_of,
+    trades_of,
 )
 from marketpipe_massive.testing.server import (
     ACCESS_KEY_ID,
@@ -30,4 +32,6 @@ __all__ = [
     "minute_bars",
     "publish_market",
     "publish_reference",
+    "quotes_of",
+    "trades_of",
 ]

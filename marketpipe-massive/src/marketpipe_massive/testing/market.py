@@ -156,13 +156,15 @@ def day_bars(minutes: pa.Table, day: dt.date) -> pa.Table:
     return table.sort_by("ticker")
 
 
-def csv_gz(table: pa.Table, *, level: int = 1) -> bytes:
-    """``table`` as a gzipped CSV with a header line, unquoted, as the flat files are."""
+def csv_gz(table: pa.Table, *, level: int = 1, quoted: bool = False) -> bytes:
+    """``table`` as a gzipped CSV with a header line, unquoted as the aggregate files are
+    (``quoted``: a field quoted where it needs it, as the tick files quote ``"12,37"``)."""
     import gzip
 
     text = io.BytesIO()
     text.write((",".join(table.column_names) + "\n").encode())
-    pacsv.write_csv(table, text, pacsv.WriteOptions(include_header=False, quoting_style="none"))
+    style = "needed" if quoted else "none"
+    pacsv.write_csv(table, text, pacsv.WriteOptions(include_header=False, quoting_style=style))
     return gzip.compress(text.getvalue(), compresslevel=level, mtime=0)
 
 
@@ -178,24 +180,109 @@ def drifted(minutes: pa.Table) -> pa.Table:
     return table.append_column("otc", pa.array([""] * minutes.num_rows, pa.string()))
 
 
+#: Every this many trades one is canceled (correction 1), one corrected (12); every this many
+#: quotes one is crossed.
+CANCELED_EVERY, CORRECTED_EVERY, CROSSED_EVERY = 97, 89, 101
+SIP_DELAY = 150_000  # ns from the venue's print to the tape's
+
+
+def trades_of(minutes: pa.Table, fractional: bool = False) -> pa.Table:
+    """A minute table's trades, in the trades files' columns and order (ticker, then time):
+    four a minute (open, high, low, close) at 0, 15, 30 and 45.000000789 s, sizes sharing the
+    volume; every :data:`CANCELED_EVERY`-th canceled, :data:`CORRECTED_EVERY`-th corrected;
+    every fifth with two conditions, the rest none. ``fractional``: every tenth size half a
+    share more, as 2026 files carry them."""
+    n = minutes.num_rows * 4
+    at = np.repeat(minutes["window_start"].to_numpy(), 4) + np.tile(
+        np.array([0, 15, 30, 45], dtype=np.int64) * 1_000_000_000 + np.array([0, 0, 0, 789]),
+        minutes.num_rows,
+    )
+    four = np.stack([minutes[c].to_numpy() for c in ("open", "high", "low", "close")], axis=1)
+    volume = np.repeat(np.asarray(minutes["volume"].to_numpy(), dtype=np.float64), 4)
+    share = np.floor(volume / 4)
+    size = share + np.tile([0, 0, 0, 1], minutes.num_rows) * (volume - 4 * share)
+    size = np.maximum(size, 1.0)
+    if fractional:
+        size = size + np.where(np.arange(n) % 10 == 0, 0.5, 0.0)
+    number = np.arange(1, n + 1)
+    correction = np.where(
+        number % CANCELED_EVERY == 0, "1", np.where(number % CORRECTED_EVERY == 0, "12", "0")
+    )
+    conditions = np.where(number % 5 == 0, "12,37", "")
+    return pa.table(
+        {
+            "ticker": pa.array(np.repeat(minutes["ticker"].to_numpy(zero_copy_only=False), 4)),
+            "conditions": pa.array(conditions),
+            "correction": pa.array(correction),
+            "exchange": pa.array(np.full(n, "4")),
+            "id": pa.array(number.astype(str)),
+            "participant_timestamp": pa.array(at, pa.int64()),
+            "price": pa.array(four.reshape(-1), pa.float64()),
+            "sequence_number": pa.array(number, pa.int64()),
+            "sip_timestamp": pa.array(at + SIP_DELAY, pa.int64()),
+            "size": pa.array(size, pa.float64()),
+            "tape": pa.array(np.full(n, "3")),
+            "trf_id": pa.array(np.full(n, "")),
+            "trf_timestamp": pa.array(np.full(n, "")),
+        }
+    )
+
+
+def quotes_of(trades: pa.Table) -> pa.Table:
+    """A quote a nanosecond before each trade, a cent either side of its price, 1 round lot
+    bid and 2 offered (Massive's quote sizes count round lots); every
+    :data:`CROSSED_EVERY`-th crossed."""
+    n = trades.num_rows
+    price = trades["price"].to_numpy()
+    crossed = np.arange(1, n + 1) % CROSSED_EVERY == 0
+    bid = np.round(np.where(crossed, price + 0.01, price - 0.01), 2)
+    ask = np.round(np.where(crossed, price - 0.01, price + 0.01), 2)
+    stamp = trades["participant_timestamp"].to_numpy() - 1
+    return pa.table(
+        {
+            "ticker": trades["ticker"],
+            "ask_exchange": pa.array(np.full(n, "12")),
+            "ask_price": ask,
+            "ask_size": pa.array(np.full(n, 2), pa.int64()),
+            "bid_exchange": pa.array(np.full(n, "11")),
+            "bid_price": bid,
+            "bid_size": pa.array(np.full(n, 1), pa.int64()),
+            "conditions": pa.array(np.full(n, "1")),
+            "indicators": pa.array(np.full(n, "")),
+            "participant_timestamp": pa.array(stamp, pa.int64()),
+            "sequence_number": trades["sequence_number"],
+            "sip_timestamp": pa.array(stamp + SIP_DELAY, pa.int64()),
+            "tape": trades["tape"],
+            "trf_timestamp": pa.array(np.full(n, "")),
+        }
+    )
+
+
 def publish_market(
     server: Any,
     days: Sequence[dt.date],
     universe: Sequence[Listing] = UNIVERSE,
     drift_from: dt.date | None = None,
+    ticks: bool = False,
 ) -> dict[dt.date, pa.Table]:
-    """Publish each day's minute and day files on ``server`` (``publish(key, body)``); returns
+    """Publish each day's minute and day files on ``server`` (``publish(key, body)``), and
+    with ``ticks`` its trades and quotes files (:func:`trades_of`, :func:`quotes_of`); returns
     each day's minute table as written. From ``drift_from`` on, the minute files drift as
-    2026's did (:func:`drifted`)."""
+    2026's did (:func:`drifted`), and trade sizes are fractional."""
     from marketpipe_massive.flatfiles import day_key
 
     written = {}
     for day in days:
         minutes = minute_bars(day, universe)
-        if drift_from is not None and day >= drift_from:
+        drifts = drift_from is not None and day >= drift_from
+        if drifts:
             minutes = drifted(minutes)
         server.publish(day_key("minute_aggs_v1", day), csv_gz(minutes))
         server.publish(day_key("day_aggs_v1", day), csv_gz(day_bars(minutes, day)))
+        if ticks:
+            trades = trades_of(minute_bars(day, universe), fractional=drifts)
+            server.publish(day_key("trades_v1", day), csv_gz(trades, quoted=True))
+            server.publish(day_key("quotes_v1", day), csv_gz(quotes_of(trades), quoted=True))
         written[day] = minutes
     return written
 
