@@ -27,7 +27,8 @@ from marketpipe.validate.ohlcv import OhlcvValidator
 
 def test_parquet_sink_passes_its_kit(tmp_path: Path) -> None:
     report = check_sink("parquet", tmp_path / "data", settings={"compression": "snappy"})
-    assert (report.sink, report.commits, report.crashes) == ("parquet", 6, 5)  # one staged
+    # One staged; two of trades and two of quotes.
+    assert (report.sink, report.commits, report.crashes) == ("parquet", 10, 5)
 
 
 def test_ohlcv_validator_passes_its_kit() -> None:
@@ -77,11 +78,53 @@ class TornWrites(ParquetSink):
         return self.store.stat(rel)
 
 
-def spec_of(cls: type[ParquetSink]) -> SinkSpec:
+class ReordersTies(ParquetSink):
+    """Sorts each commit by symbol, time and price: ticks sharing a stamp lose their order."""
+
+    def commit(self, request: CommitRequest) -> dict:
+        import attrs
+
+        if "price" not in request.table.column_names:
+            return super().commit(request)
+        order = [("symbol", "ascending"), ("timestamp", "ascending"), ("price", "ascending")]
+        return super().commit(attrs.evolve(request, table=request.table.sort_by(order)))
+
+
+class KeepsMicroseconds(ParquetSink):
+    """Stores stamps to the microsecond, as Delta Lake does: a tick's nanoseconds are cut."""
+
+    def commit(self, request: CommitRequest) -> dict:
+        import attrs
+
+        table = request.table
+        i = table.schema.get_field_index("timestamp")
+        cut = pc.floor_temporal(table["timestamp"], unit="microsecond")
+        return super().commit(attrs.evolve(request, table=table.set_column(i, "timestamp", cut)))
+
+
+def spec_of(cls: type[ParquetSink], kinds: tuple[str, ...] = ("bars",)) -> SinkSpec:
     def build(root: Path | str, settings: Mapping[str, Any]) -> ParquetSink:
         return cls(Path(root), durable=False)
 
-    return SinkSpec(name="broken", factory=build, description="broken on purpose")
+    return SinkSpec(name="broken", factory=build, description="broken on purpose", kinds=kinds)
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        (ReordersTies, r"after the first commit of trades: .*\(the same count, other values\)"),
+        (
+            KeepsMicroseconds,
+            r"after the first commit of trades: .*\(the same count, other values\)",
+        ),
+    ],
+)
+def test_kit_catches_a_sink_that_changes_ticks(
+    tmp_path: Path, broken: type[ParquetSink], message: str
+) -> None:
+    check_sink(spec_of(broken), tmp_path / "bars-only", crashes=0)  # bars are kept whole
+    with pytest.raises(AssertionError, match=message):
+        check_sink(spec_of(broken, ("bars", "trades", "quotes")), tmp_path / "ticks", crashes=0)
 
 
 def test_kit_catches_a_sink_that_duplicates_rows(tmp_path: Path) -> None:
@@ -101,6 +144,28 @@ def test_kit_catches_a_sink_that_keeps_rows_outside_the_coverage(tmp_path: Path)
 def test_kit_catches_a_sink_whose_files_tear_in_a_crash(tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match=r"crash \d+: the dataset cannot be read"):
         check_sink(spec_of(TornWrites), tmp_path, crashes=8)
+
+
+@pytest.mark.parametrize(("name", "faults"), [("trades", 4), ("quotes", 4)])
+def test_the_tick_validators_pass_their_kit(name: str, faults: int) -> None:
+    report = check_validator(name)
+    assert report.rows == 2 * 2 * 120 and report.rejected == faults  # the crossed quote kept
+
+
+def test_kit_catches_a_quote_validator_that_drops_crossed_quotes_silently() -> None:
+    from marketpipe.validate.ticks import QuoteValidator
+
+    class Drops:
+        def validate(self, table: pa.Table, context: ValidationContext) -> ValidationResult:
+            result = QuoteValidator().validate(table, context)
+            valid = result.valid.filter(
+                pc.less_equal(pc.fill_null(result.valid["bid_price"], 0), result.valid["ask_price"])
+            )
+            return ValidationResult(valid, result.rejected)
+
+    spec = ValidatorSpec(name="drops", factory=Drops, description="drops", kinds=("quotes",))
+    with pytest.raises(AssertionError, match=r"faulty quotes: .* every row must be in exactly one"):
+        check_validator(spec)
 
 
 def test_kit_catches_a_validator_that_loses_rows() -> None:

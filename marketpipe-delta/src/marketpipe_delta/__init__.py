@@ -38,7 +38,8 @@ def marketpipe_sinks() -> list[SinkSpec]:
         SinkSpec(
             name="delta",
             factory=build,
-            description="Delta Lake tables (delta-rs), one per series, a transaction per unit",
+            description="Delta Lake tables (delta-rs), one per series, a transaction per unit; "
+            "bars (Delta keeps microseconds: a tick's nanoseconds would be cut)",
             settings=(
                 Setting("compression", f"codec: {', '.join(COMPRESSIONS)}", default="zstd"),
                 Setting(

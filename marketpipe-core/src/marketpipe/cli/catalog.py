@@ -127,6 +127,7 @@ def sinks(as_json: bool) -> None:
                 "distribution": spec.distribution,
                 "version": spec.version,
                 "description": spec.description,
+                "kinds": sorted(k.value for k in spec.kinds),
                 "missing": describe_missing(spec, resolved.missing) if resolved.missing else None,
                 "settings": [
                     {**row, "value": None if row["secret"] else resolved.values.get(row["name"])}
@@ -143,7 +144,7 @@ def sinks(as_json: bool) -> None:
             f"[bold]{escape(row['name'])}[/] ({escape(row['distribution'] or '?')} "
             f"{escape(row['version'] or '?')}){default}"
         )
-        detail = [Text(row["description"])]
+        detail = [Text(row["description"]), Text("stores: " + ", ".join(row["kinds"]))]
         if row["missing"]:
             detail.append(Text(row["missing"], style="red"))
         for s in row["settings"]:

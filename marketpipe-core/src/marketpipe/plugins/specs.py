@@ -190,11 +190,15 @@ class SinkSpec:
         what it holds; core keeps its catalog), or a full
         :class:`~marketpipe.plugins.sink.Sink` that keeps a catalog of its own.
     :param settings: the settings it takes, declared like a provider's.
+    :param kinds: the kinds of data it stores (bars by default; ``trades`` and ``quotes`` for a
+        sink that keeps their schemas whole, nanoseconds and lists included). A job of another
+        kind is refused before it starts; the sink kit checks each kind named.
     """
 
     name: str = attrs.field(converter=normalise_name)
     factory: Callable[[Path | str, Mapping[str, Any]], Sink | ListingSink]
     description: str
     settings: tuple[Setting, ...] = attrs.field(default=(), converter=_settings)
+    kinds: frozenset[Kind] = attrs.field(default=frozenset({Kind.BARS}), converter=_kinds)
     distribution: str | None = attrs.field(default=None, eq=False)
     version: str | None = attrs.field(default=None, eq=False)

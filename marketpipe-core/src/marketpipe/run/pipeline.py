@@ -356,6 +356,7 @@ async def execute(
     host = get_plugin_host()
     seconds = choose_deadline(deadline)
     chosen = sink or choose_sink(data_dir)
+    stores_kind(chosen, job.configuration.timeframe)
     built = chosen.build(data_dir)
     if chosen.new:
         record_sink(data_dir, chosen.spec.name)
@@ -419,10 +420,23 @@ async def execute(
         built.close()
 
 
+def stores_kind(chosen: ChosenSink, timeframe: Timeframe) -> None:
+    """Refuse, in one line, rows of a kind the sink does not store (ticks in Delta tables)."""
+    kind = timeframe.kind
+    if kind not in chosen.spec.kinds:
+        held = ", ".join(sorted(k.value for k in chosen.spec.kinds))
+        raise InvalidInputError(
+            f"the {chosen.spec.name} sink stores {held}, not {kind.value}: choose a sink that "
+            "does (mp sinks lists them; the parquet sink stores every kind)"
+        )
+
+
 def _claim_series(
     chosen: ChosenSink, data_dir: Path, spec: ProviderSpec, cfg: IngestionConfiguration
 ) -> None:
-    """Refuse settings that would mix other bars into a stored series (``series_settings``)."""
+    """Refuse a kind the sink does not store, and settings that would mix other bars into a
+    stored series (``series_settings``)."""
+    stores_kind(chosen, cfg.timeframe)
     shaping = spec.shaping(cfg.settings)
     if not shaping:
         return

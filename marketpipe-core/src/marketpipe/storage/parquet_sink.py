@@ -476,7 +476,9 @@ def marketpipe_sinks() -> list[SinkSpec]:
         SinkSpec(
             name="parquet",
             factory=build,
-            description="hive-partitioned Parquet, atomic commits, idempotent re-ingest",
+            description="hive-partitioned Parquet, atomic commits, idempotent re-ingest; bars, "
+            "trades and quotes",
+            kinds=("bars", "trades", "quotes"),
             settings=(
                 Setting(
                     "compression",

@@ -8,8 +8,10 @@ coverage are refused; a new sink object on the same root sees the same dataset. 
 process is killed (SIGKILL) at random moments of its commits: the dataset must stay readable,
 every partition must read as exactly one committed version of it, old or new, never part of
 one (a sink that writes into its final file row by row fails here), and the dataset must equal the last version exactly once that commit is
-made again (what a resumed job does). A failure raises ``AssertionError`` saying what was
-wrong.
+made again (what a resumed job does). A sink that stores trades or quotes (its spec's
+``kinds``) has each checked too: kept whole (nanosecond stamps, condition lists, fractional
+sizes, ticks sharing a stamp in their order), a partition replaced alone, the bars untouched.
+A failure raises ``AssertionError`` saying what was wrong.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import pyarrow.compute as pc
 
 from marketpipe.model.errors import InvalidInputError
 from marketpipe.model.partition import PartitionKey
-from marketpipe.model.schema import BAR_SCHEMA
+from marketpipe.model.schema import schema_of
 from marketpipe.model.values import Series, Timeframe
 from marketpipe.plugins.settings import describe_missing, resolve_settings
 from marketpipe.plugins.sink import CommitRequest, Sink, StagingSink
@@ -40,6 +42,7 @@ from marketpipe.plugins.specs import SinkSpec
 from marketpipe.storage.catalog_queries import StoredPartition
 from marketpipe.storage.listed import build_sink
 from marketpipe.testing.kits.bars import kit_bars
+from marketpipe.testing.kits.ticks import kit_ticks
 
 SERIES = Series("kit", "sim", "raw", Timeframe.M1)
 OTHER = Series("kit", "sim", "split", Timeframe.M1)
@@ -81,8 +84,10 @@ def commit_request(
     )
 
 
-def _canonical(table: pa.Table) -> pa.Table:
-    table = table.select(BAR_SCHEMA.names).cast(BAR_SCHEMA).replace_schema_metadata(None)
+def _canonical(table: pa.Table, series: Series = SERIES) -> pa.Table:
+    """Rows by symbol and time; ticks that share a stamp keep their order (a stable sort)."""
+    schema = schema_of(series.timeframe)
+    table = table.select(schema.names).cast(schema).replace_schema_metadata(None)
     return table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")]).combine_chunks()
 
 
@@ -98,8 +103,8 @@ def _without(table: pa.Table, keys: set[PartitionKey]) -> pa.Table:
     return table.filter(pc.invert(pc.is_in(row_key, value_set=drop)))
 
 
-def _same(got: pa.Table, want: pa.Table, where: str) -> None:
-    got, want = _canonical(got), _canonical(want)
+def _same(got: pa.Table, want: pa.Table, where: str, series: Series = SERIES) -> None:
+    got, want = _canonical(got, series), _canonical(want, series)
     if not got.equals(want):
         raise AssertionError(
             f"{where}: the sink holds {got.num_rows} rows, expected {want.num_rows}"
@@ -117,11 +122,16 @@ def _counts(table: pa.Table) -> dict[PartitionKey, int]:
 
 
 def _check_catalog(
-    sink: Sink, keys: set[PartitionKey], table: pa.Table, partial: set[PartitionKey], where: str
+    sink: Sink,
+    keys: set[PartitionKey],
+    table: pa.Table,
+    partial: set[PartitionKey],
+    where: str,
+    series: Series = SERIES,
 ) -> None:
     counts = _counts(table)
     found: dict[PartitionKey, StoredPartition] = {}
-    for stored in sink.catalog.lookup(SERIES, keys):
+    for stored in sink.catalog.lookup(series, keys):
         if (stored.symbol, stored.day) in found:
             raise AssertionError(f"{where}: the catalog lists {stored.symbol} {stored.day} twice")
         found[(stored.symbol, stored.day)] = stored
@@ -228,6 +238,10 @@ def check_sink(
             if built.publish(SERIES, "kit-7") != 0:
                 raise AssertionError("publishing a job again must publish nothing more")
             _same(built.read(SERIES), now, "after publishing a job again")
+        for kind in (Timeframe.TRADES, Timeframe.QUOTES):
+            if kind.kind in spec.kinds:
+                commits += _check_ticks(built, kind, keys)
+                _same(built.read(SERIES), now, f"the bars, after commits of {kind.value}")
     finally:
         built.close()
     again = build()
@@ -238,6 +252,25 @@ def check_sink(
         again.close()
     _crashes(sink, root, values, now, crashes)
     return SinkReport(spec.name, commits, crashes)
+
+
+def _check_ticks(built: Sink, kind: Timeframe, keys: set[PartitionKey]) -> int:
+    """A kind of ticks the sink says it stores: kept whole (nanoseconds, lists, fractional
+    sizes, the order of ticks that share a stamp), a partition replaced alone, its series apart
+    from the bars. Returns the commits made."""
+    series = Series("kit", "sim", "raw", kind)
+    what = kind.value
+    first = kit_ticks(kind, SYMBOLS, DAYS)
+    built.commit(commit_request(first, keys, series=series, job=f"kit-{what}-1"))
+    _same(built.read(series), first, f"after the first commit of {what}", series)
+    _check_catalog(built, keys, first, set(), f"after the first commit of {what}", series)
+    replaced = {("BBB", DAYS[1])}
+    other = kit_ticks(kind, ["BBB"], [DAYS[1]], base=400.0).slice(0, 17)
+    built.commit(commit_request(other, replaced, series=series, job=f"kit-{what}-2"))
+    now = pa.concat_tables([_without(first, replaced), other])
+    _same(built.read(series), now, f"after replacing a partition of {what}", series)
+    _check_catalog(built, keys, now, set(), f"after replacing a partition of {what}", series)
+    return 2
 
 
 def _writer(
