@@ -149,6 +149,7 @@ class FakeAlpacaServer:
         #: When each request arrived (``time.monotonic``), in order, to measure pacing.
         self.arrival_times: list[float] = []
         self._cache: OrderedDict[tuple[Any, ...], tuple[pa.Array, pa.Array]] = OrderedDict()
+        self._ticks_cache: OrderedDict[tuple[Any, ...], list[tuple[str, str]]] = OrderedDict()
         self._server = _QuietServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -467,15 +468,24 @@ class FakeAlpacaServer:
         if not symbols:
             return error(422, "missing symbols", 42210000)
         lo, hi = int(start.timestamp() * 10**6) * 1000, int(end.timestamp() * 10**6) * 1000
-        first, last = start.astimezone(NEW_YORK).date(), end.astimezone(NEW_YORK).date()
-        days = nyse_calendar().sessions(TimeRange(first, last)) if first <= last else []
-        listed: list[tuple[str, str]] = []
-        for symbol in symbols:
-            for day in days:
-                for row in self.tick_rows(kind, symbol, day):
-                    ns = _ns_of(row)
-                    if lo <= ns <= hi:
-                        listed.append((symbol, row))
+        key = ("ticks", kind, tuple(symbols), lo, hi, self.today)
+        with self._lock:
+            cached = self._ticks_cache.get(key)
+        if cached is None:
+            first, last = start.astimezone(NEW_YORK).date(), end.astimezone(NEW_YORK).date()
+            days = nyse_calendar().sessions(TimeRange(first, last)) if first <= last else []
+            cached = [
+                (symbol, row)
+                for symbol in symbols
+                for day in days
+                for row in self.tick_rows(kind, symbol, day)
+                if lo <= _ns_of(row) <= hi
+            ]
+            with self._lock:
+                self._ticks_cache[key] = cached
+                while len(self._ticks_cache) > 64:
+                    self._ticks_cache.popitem(last=False)
+        listed = cached
         offset = 0
         if params.get("page_token"):
             try:

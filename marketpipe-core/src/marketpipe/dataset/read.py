@@ -38,6 +38,7 @@ from marketpipe.plugins.sink import Sink
 from marketpipe.storage.layout import META_DIR
 from marketpipe.storage.ledger import Ledger
 from marketpipe.storage.location import dataset_root, local_root
+from marketpipe.storage.parquet_files import is_sorted
 from marketpipe.storage.sinks import choose_sink
 from marketpipe.storage.stores import open_store
 
@@ -380,11 +381,23 @@ def _missing(table: pa.Table, plans: dict[str, Sources], what: str = "bars") -> 
 
 
 def _finish(table: pa.Table, first: dt.date, last: dt.date, timeframe: Timeframe) -> pa.Table:
+    """The rows of ``first``..``last`` in the canonical columns, by symbol then time (a stable
+    sort: ticks sharing a stamp keep the provider's order). Rows already inside and in order (a
+    symbol's day of a million trades, read straight from its file) are neither filtered nor
+    sorted again: each would copy every column."""
     schema = schema_of(timeframe)
-    table = _slice(table.select(schema.names).cast(schema), first, last)
-    return table.sort_by(
-        [("symbol", "ascending"), ("timestamp", "ascending")]
-    ).replace_schema_metadata(None)
+    table = table.select(schema.names)
+    if not table.schema.equals(schema):
+        table = table.cast(schema)
+    lo, hi = day_bounds(first, last)
+    stamps = table["timestamp"]
+    if table.num_rows and not (
+        pc.min(stamps).as_py() >= lo.as_py() and pc.max(stamps).as_py() < hi.as_py()
+    ):
+        table = _slice(table, first, last)
+    if not is_sorted(table):
+        table = table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
+    return table.replace_schema_metadata(None)
 
 
 __all__ = ["ADJUSTMENTS", "ReadResult", "read"]
