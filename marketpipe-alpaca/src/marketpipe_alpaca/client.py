@@ -110,6 +110,27 @@ def _nanos(moment: dt.datetime | int) -> int:
     return int(moment.timestamp()) * 1_000_000_000
 
 
+def fold_lines(body: bytes) -> bytes:
+    """``body`` on one line: pyarrow's JSON reader takes one document a line, and a line break
+    in JSON is whitespace (strings cannot hold a raw one)."""
+    if b"\n" in body or b"\r" in body:
+        return body.replace(b"\n", b" ").replace(b"\r", b" ")
+    return body
+
+
+def read_page(body: bytes, schema: pa.Schema) -> pa.Table:
+    """One JSON page (on one line: :func:`fold_lines`) read against ``schema`` by pyarrow's
+    JSON reader, fields it does not name ignored; raises pyarrow's errors for a body that does
+    not fit."""
+    return pajson.read_json(
+        io.BytesIO(body),
+        read_options=pajson.ReadOptions(block_size=len(body) + 1, use_threads=False),
+        parse_options=pajson.ParseOptions(
+            explicit_schema=schema, unexpected_field_behavior="ignore"
+        ),
+    )
+
+
 def _columns(symbol: str | pa.Array, bars: pa.StructArray) -> pa.Table:
     n = len(bars)
     sym = repeat_string(symbol, n) if isinstance(symbol, str) else symbol
@@ -189,15 +210,25 @@ class AlpacaClient(BaseApiClient):
     ) -> dict[str, str]:
         params = {
             "timeframe": TIMEFRAMES[Timeframe.parse(timeframe)],
+            "adjustment": self.adjustment,
+            **self.paging(start_ts, end_ts, cursor),
+        }
+        if not isinstance(symbol, str):
+            params["symbols"] = ",".join(symbol)
+        return params
+
+    def paging(
+        self, start_ts: dt.datetime | int, end_ts: dt.datetime | int, cursor: str | None
+    ) -> dict[str, str]:
+        """The parameters every paged query of this client takes: the range, a full page, the
+        feed, oldest first, and the page token."""
+        params = {
             "start": rfc3339(start_ts),
             "end": rfc3339(end_ts),
             "limit": str(PAGE_LIMIT),
             "feed": self.feed,
-            "adjustment": self.adjustment,
             "sort": "asc",
         }
-        if not isinstance(symbol, str):
-            params["symbols"] = ",".join(symbol)
         if cursor:
             params["page_token"] = cursor
         return params
@@ -207,12 +238,7 @@ class AlpacaClient(BaseApiClient):
     ) -> tuple[pa.Table, str | None]:
         """One page to (canonical bars, next page token). Every empty shape is zero bars; a
         requested symbol missing from the answer is zero bars."""
-        # The reader takes one JSON document per line: fold any line breaks (whitespace only,
-        # since JSON strings cannot hold raw ones).
         require_json_object(raw_json, "alpaca")
-        body = raw_json
-        if b"\n" in body or b"\r" in body:
-            body = body.replace(b"\n", b" ").replace(b"\r", b" ")
         multi = symbols is not None and not isinstance(symbols, str)
         names: list[str] = list(symbols) if multi else []  # type: ignore[arg-type]
         schema = (
@@ -225,14 +251,9 @@ class AlpacaClient(BaseApiClient):
             if multi
             else _SINGLE
         )
+        body = fold_lines(raw_json)
         try:
-            page = pajson.read_json(
-                io.BytesIO(body),
-                read_options=pajson.ReadOptions(block_size=len(body) + 1, use_threads=False),
-                parse_options=pajson.ParseOptions(
-                    explicit_schema=schema, unexpected_field_behavior="ignore"
-                ),
-            )
+            page = read_page(body, schema)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             return self._parse_fallback(body, exc)
         if page.num_rows != 1:

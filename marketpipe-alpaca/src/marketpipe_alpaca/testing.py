@@ -74,6 +74,16 @@ def _ns_of(row: str) -> int:
     return int(moment.timestamp()) * 10**9 + int(fraction)
 
 
+def _offset(token: str | None) -> int | None:
+    """The row a page token points to (``None``: not a token this server gave)."""
+    if not token:
+        return 0
+    try:
+        return int(base64.b64decode(token).decode().split("|")[1])
+    except (ValueError, IndexError):
+        return None
+
+
 def _parse_time(text: str) -> dt.datetime:
     if len(text) == 10:
         day = dt.date.fromisoformat(text)
@@ -365,12 +375,9 @@ class FakeAlpacaServer:
         if not symbols:
             return error(422, "missing symbols", 42210000)
         names, bars = self._rows(symbols, params["timeframe"], start, end, ",".join(adjustment))
-        offset = 0
-        if params.get("page_token"):
-            try:
-                offset = int(base64.b64decode(params["page_token"]).decode().split("|")[1])
-            except (ValueError, IndexError):
-                return error(422, "invalid page_token", 42210000)
+        offset = _offset(params.get("page_token"))
+        if offset is None:
+            return error(422, "invalid page_token", 42210000)
         page_names, page_bars = names[offset : offset + limit], bars[offset : offset + limit]
         more = offset + limit < len(bars)
         token = (
@@ -486,12 +493,9 @@ class FakeAlpacaServer:
                 while len(self._ticks_cache) > 64:
                     self._ticks_cache.popitem(last=False)
         listed = cached
-        offset = 0
-        if params.get("page_token"):
-            try:
-                offset = int(base64.b64decode(params["page_token"]).decode().split("|")[1])
-            except (ValueError, IndexError):
-                return error(422, "invalid page_token", 42210000)
+        offset = _offset(params.get("page_token"))
+        if offset is None:
+            return error(422, "invalid page_token", 42210000)
         limit = min(limit, self.page_cap or limit)
         page = listed[offset : offset + limit]
         # An empty tail: the last page with rows still points to one, which holds none.

@@ -17,13 +17,11 @@ shares, or round lots converted to shares (x100) when the ``quote_sizes`` settin
 from __future__ import annotations
 
 import datetime as dt
-import io
 from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pajson
 from marketpipe.fetch import MalformedResponseError, require_json_object
 from marketpipe.model.schema import loose, repeat_string
 from marketpipe.model.ticks import (
@@ -35,7 +33,7 @@ from marketpipe.model.ticks import (
 )
 from marketpipe.model.values import Timeframe
 
-from marketpipe_alpaca.client import PAGE_LIMIT, AlpacaClient, _nanos, rfc3339
+from marketpipe_alpaca.client import AlpacaClient, _nanos, fold_lines, read_page
 
 _STAMP = pa.timestamp("ns", tz="UTC")
 _TRADE = pa.struct(
@@ -112,17 +110,8 @@ class AlpacaTickClient(AlpacaClient):
         timeframe: Timeframe = Timeframe.TRADES,
         **options: Any,
     ) -> dict[str, str]:
-        params = {
-            "symbols": symbol if isinstance(symbol, str) else ",".join(symbol),
-            "start": rfc3339(start_ts),
-            "end": rfc3339(end_ts),
-            "limit": str(PAGE_LIMIT),
-            "feed": self.feed,
-            "sort": "asc",
-        }
-        if cursor:
-            params["page_token"] = cursor
-        return params
+        symbols = symbol if isinstance(symbol, str) else ",".join(symbol)
+        return {"symbols": symbols, **self.paging(start_ts, end_ts, cursor)}
 
     def parse_response(
         self, raw_json: bytes, symbols: str | Sequence[str] | None = None, **context: Any
@@ -130,7 +119,6 @@ class AlpacaTickClient(AlpacaClient):
         """One page to (canonical ticks, next page token); a symbol missing from the answer, or
         an empty answer (``{"trades": {}}`` or ``null``), is zero rows."""
         require_json_object(raw_json, "alpaca")
-        body = raw_json.replace(b"\n", b" ").replace(b"\r", b" ")
         names = [symbols] if isinstance(symbols, str) else list(symbols or [])
         item = _TRADE if self.kind is Timeframe.TRADES else _QUOTE
         key = self.kind.value
@@ -141,13 +129,7 @@ class AlpacaTickClient(AlpacaClient):
             ]
         )
         try:
-            page = pajson.read_json(
-                io.BytesIO(body),
-                read_options=pajson.ReadOptions(block_size=len(body) + 1, use_threads=False),
-                parse_options=pajson.ParseOptions(
-                    explicit_schema=schema, unexpected_field_behavior="ignore"
-                ),
-            )
+            page = read_page(fold_lines(raw_json), schema)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             reason = str(exc).splitlines()[0][:120]
             raise MalformedResponseError(

@@ -22,7 +22,6 @@ from marketpipe.model.errors import DataUnavailableError
 from marketpipe.model.schema import LOOSE_BAR_SCHEMA
 
 NEEDED = ("ticker", "volume", "open", "close", "high", "low", "window_start")
-OPTIONAL = ("transactions",)
 TYPES = {
     "ticker": pa.string(),
     "volume": pa.float64(),
@@ -39,41 +38,52 @@ ROUNDING = "volume_rounding"
 SCHEMA = LOOSE_BAR_SCHEMA.append(pa.field(ROUNDING, pa.float64()))
 
 
+def refused(label: str, exc: Exception) -> DataUnavailableError:
+    """A day file that cannot be read, in one line: the day is refused whole."""
+    text = str(exc).strip().splitlines()[0][:200]
+    return DataUnavailableError(f"massive: {label}: {text}; the day is refused")
+
+
+def open_day_file(
+    stream: io.RawIOBase,
+    label: str,
+    types: dict[str, pa.DataType],
+    needed: tuple[str, ...],
+) -> tuple[pacsv.CSVStreamingReader, list[str], list[str]]:
+    """A day file's streaming CSV reader, a block at a time, every value typed as ``types``
+    says; its header's names; notes. A header without one of ``needed`` refuses the day; a
+    column ``types`` does not name is left out and named in a note."""
+    try:
+        reader = pacsv.open_csv(
+            io.BufferedReader(stream, BLOCK),
+            read_options=pacsv.ReadOptions(block_size=BLOCK, use_threads=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise refused(label, exc) from None
+    names = reader.schema.names
+    missing = [c for c in needed if c not in names]
+    if missing:
+        raise DataUnavailableError(
+            f"massive: {label}: the header lacks {', '.join(missing)} (it has "
+            f"{', '.join(names)[:200]}); the day is refused"
+        )
+    extra = [c for c in names if c not in types]
+    notes = [f"{label}: column(s) {', '.join(extra)} not known to MarketPipe, left out"]
+    return reader, names, notes if extra else []
+
+
 class AggReader:
     """One file's rows as canonical bar batches (``symbol`` is the file's ticker as written),
     with what was noticed on the way in :attr:`notes`."""
 
     def __init__(self, stream: io.RawIOBase, label: str) -> None:
         self.label = label
-        self.notes: list[str] = []
         self.rows = 0
-        try:
-            self._reader = pacsv.open_csv(
-                io.BufferedReader(stream, BLOCK),
-                read_options=pacsv.ReadOptions(block_size=BLOCK, use_threads=True),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=TYPES, strings_can_be_null=False, quoted_strings_can_be_null=False
-                ),
-            )
-        except pa.ArrowInvalid as exc:
-            raise self._refused(exc) from None
-        names = self._reader.schema.names
-        missing = [c for c in NEEDED if c not in names]
-        if missing:
-            raise DataUnavailableError(
-                f"massive: {label}: the header lacks {', '.join(missing)} (it has "
-                f"{', '.join(names)[:200]}); the day is refused"
-            )
-        extra = [c for c in names if c not in NEEDED and c not in OPTIONAL]
-        if extra:
-            self.notes.append(
-                f"{label}: column(s) {', '.join(extra)} not known to MarketPipe, left out"
-            )
+        self._reader, names, self.notes = open_day_file(stream, label, TYPES, NEEDED)
         self._has_count = "transactions" in names
-
-    def _refused(self, exc: Exception) -> DataUnavailableError:
-        text = str(exc).strip().splitlines()[0][:200]
-        return DataUnavailableError(f"massive: {self.label}: {text}; the day is refused")
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         while True:
@@ -82,7 +92,7 @@ class AggReader:
             except StopIteration:
                 break
             except pa.ArrowInvalid as exc:
-                raise self._refused(exc) from None
+                raise refused(self.label, exc) from None
             if batch.num_rows:
                 self.rows += batch.num_rows
                 yield self._canonical(batch)

@@ -27,12 +27,10 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-from marketpipe.model.errors import DataUnavailableError
 from marketpipe.model.schema import loose
 from marketpipe.model.ticks import CANCELED, CORRECTED, QUOTE_SCHEMA, REGULAR, TRADE_SCHEMA
 
-from marketpipe_massive.aggs import BLOCK
+from marketpipe_massive.aggs import open_day_file, refused
 
 _STAMP = pa.timestamp("ns", tz="UTC")
 TRADE_TYPES = {
@@ -91,42 +89,14 @@ class TickReader:
         self, stream: io.RawIOBase, label: str, kind: str, quote_sizes: str = "lots"
     ) -> None:
         self.label, self.kind = label, kind
-        self.notes: list[str] = []
         self.rows = 0
         self._lots = quote_sizes == "lots"
         types, needed = (
             (TRADE_TYPES, TRADE_NEEDED) if kind == "trades" else (QUOTE_TYPES, QUOTE_NEEDED)
         )
         self._schema = loose(TRADE_SCHEMA if kind == "trades" else QUOTE_SCHEMA)
-        try:
-            self._reader = pacsv.open_csv(
-                io.BufferedReader(stream, BLOCK),
-                read_options=pacsv.ReadOptions(block_size=BLOCK, use_threads=True),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=types,
-                    strings_can_be_null=False,
-                    quoted_strings_can_be_null=False,
-                ),
-            )
-        except pa.ArrowInvalid as exc:
-            raise self._refused(exc) from None
-        names = self._reader.schema.names
-        missing = [c for c in needed if c not in names]
-        if missing:
-            raise DataUnavailableError(
-                f"massive: {label}: the header lacks {', '.join(missing)} (it has "
-                f"{', '.join(names)[:200]}); the day is refused"
-            )
-        extra = [c for c in names if c not in types]
-        if extra:
-            self.notes.append(
-                f"{label}: column(s) {', '.join(extra)} not known to MarketPipe, left out"
-            )
+        self._reader, names, self.notes = open_day_file(stream, label, types, needed)
         self._names = set(names)
-
-    def _refused(self, exc: Exception) -> DataUnavailableError:
-        text = str(exc).strip().splitlines()[0][:200]
-        return DataUnavailableError(f"massive: {self.label}: {text}; the day is refused")
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         while True:
@@ -135,7 +105,7 @@ class TickReader:
             except StopIteration:
                 break
             except pa.ArrowInvalid as exc:
-                raise self._refused(exc) from None
+                raise refused(self.label, exc) from None
             if batch.num_rows:
                 self.rows += batch.num_rows
                 yield self._trades(batch) if self.kind == "trades" else self._quotes(batch)
