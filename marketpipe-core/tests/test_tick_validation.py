@@ -111,3 +111,15 @@ def test_quotes_each_rule_and_a_crossed_quote_kept_and_counted() -> None:
         "timestamp before the symbol's previous quote",
     ]
     assert result.counted == {CROSSED: 1}
+
+
+def test_a_trade_sent_twice_is_quarantined_and_ids_restarting_at_another_time_are_kept() -> None:
+    table = trades(4)
+    twice = pa.concat_tables([table.slice(0, 3), table.slice(2, 1), table.slice(3)])
+    result = TradeValidator().validate(twice, CONTEXT)
+    assert result.valid["id"].to_pylist() == ["0", "1", "2", "3"]
+    (reason,) = result.rejected["reason"].to_pylist()
+    assert "the same trade again" in reason and result.rejected["id"][0].as_py() == "2"
+    # Two trades at one stamp with other ids, and an id printed again later: all trades.
+    shared = trades(4, timestamp=(1, T0), id=(3, "0"))
+    assert TradeValidator().validate(shared, CONTEXT).rejected.num_rows == 0

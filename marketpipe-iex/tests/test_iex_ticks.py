@@ -223,3 +223,4 @@ def test_the_provider_serves_the_sample_days_every_trade_and_quote_from_one_deco
         "quotes.parquet",
         "trades.parquet",
     ]
+

@@ -390,11 +390,11 @@ def _finish(table: pa.Table, first: dt.date, last: dt.date, timeframe: Timeframe
     if not table.schema.equals(schema):
         table = table.cast(schema)
     lo, hi = day_bounds(first, last)
-    stamps = table["timestamp"]
-    if table.num_rows and not (
-        pc.min(stamps).as_py() >= lo.as_py() and pc.max(stamps).as_py() < hi.as_py()
-    ):
-        table = _slice(table, first, last)
+    if table.num_rows:
+        # Compared as nanoseconds: a tick's stamp is no Python datetime.
+        bounds = pc.min_max(table["timestamp"].cast(pa.int64()))
+        if not (bounds["min"].as_py() >= lo.value and bounds["max"].as_py() < hi.value):
+            table = _slice(table, first, last)
     if not is_sorted(table):
         table = table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
     return table.replace_schema_metadata(None)

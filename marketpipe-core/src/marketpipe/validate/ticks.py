@@ -2,7 +2,8 @@
 
 Trades: symbol requested; timestamp present and inside one of the requested New York days;
 price finite and positive; size finite and positive; correction one of the known values;
-timestamps non-decreasing within a symbol in the provider's order (the order of the rows).
+timestamps non-decreasing within a symbol in the provider's order (the order of the rows); no
+trade twice (the same symbol, id and timestamp: a message the provider sent again).
 Quotes: the same for the symbol and the timestamp; each side's price finite and positive and its
 size positive, or both null (an empty side); at least one side. A crossed quote (bid above ask)
 is a fact of the feed, not bad data: it is kept and counted in a note.
@@ -32,6 +33,7 @@ TRADE_REASONS = (
     "size not finite and positive",
     "unknown correction",
     "timestamp before the symbol's previous trade",
+    "the same trade again (its symbol, id and timestamp seen before): a message sent twice",
 )
 QUOTE_REASONS = (
     "",
@@ -89,6 +91,42 @@ def _common(check: _Codes, context: ValidationContext) -> tuple[np.ndarray, np.n
     return codes, ts
 
 
+def _repeated(
+    codes: np.ndarray, ids: pa.ChunkedArray, ts: np.ndarray, valid: np.ndarray
+) -> np.ndarray:
+    """Rows whose (symbol, id, timestamp) an earlier valid row has: a provider's message sent
+    twice in a row (a page served again, a packet captured twice); one sent again later is
+    out of order already. Only rows that share a stamp with a neighbour of their symbol are
+    compared, so this costs a pass over the stamps. A trade's id is unique within its
+    symbol's day: a second print with the id at another time (ids restarting after a sequence
+    reset) is another trade, kept."""
+    out = np.zeros(len(ts), dtype=bool)
+    rows = np.flatnonzero(valid)
+    if len(rows) < 2:
+        return out
+    code, stamp = codes[rows], ts[rows]
+    same = (code[1:] == code[:-1]) & (stamp[1:] == stamp[:-1])
+    if not same.any():
+        return out
+    tied = np.zeros(len(rows), dtype=bool)
+    tied[1:] |= same
+    tied[:-1] |= same
+    rows = rows[tied]
+    keyed = pa.table(
+        {
+            "s": pa.array(codes[rows]),
+            "i": ids.combine_chunks().take(pa.array(rows)),
+            "t": pa.array(ts[rows]),
+            "r": pa.array(rows),
+        }
+    )
+    first = keyed.group_by(["s", "i", "t"], use_threads=False).aggregate([("r", "min")])
+    if first.num_rows < keyed.num_rows:
+        out[rows] = True
+        out[np.asarray(first["r_min"].to_numpy())] = False
+    return out
+
+
 class TradeValidator:
     """Rejects trades a reader would mistake for clean data."""
 
@@ -102,6 +140,7 @@ class TradeValidator:
         known = pc.is_in(table["correction"], value_set=pa.array(CORRECTIONS, pa.string()))
         check.flag(~np.asarray(known.fill_null(False).to_numpy(zero_copy_only=False)), 5)
         check.flag(out_of_order(codes, ts, check.codes == 0, equal_too=False), 6)
+        check.flag(_repeated(codes, table["id"], ts, check.codes == 0), 7)
         return check.result()
 
 
