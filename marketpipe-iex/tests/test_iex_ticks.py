@@ -214,7 +214,8 @@ def test_the_provider_serves_the_sample_days_every_trade_and_quote_from_one_deco
     assert trades.num_rows == 21_672 and pc.sum(trades["size"]).as_py() == 55_296_562
     quotes = fetch(Timeframe.QUOTES)
     assert quotes.num_rows + every.zero == 41_959 and every.zero > 0  # a zero quote: none
-    assert quotes.equals(every.table)
+    # The cache keeps runs sorted by symbol, each symbol's quotes in the capture's order.
+    assert quotes.equals(every.table.sort_by("symbol"))
     notes = provider.take_notes()
     assert any(f"{every.zero:,} zero quote(s)" in n for n in notes), notes
     # One decode wrote both kinds; the bars of the same pass are kept beside them.
@@ -224,3 +225,29 @@ def test_the_provider_serves_the_sample_days_every_trade_and_quote_from_one_deco
         "trades.parquet",
     ]
 
+
+def test_the_cache_keeps_runs_sorted_by_symbol_and_a_symbol_reads_in_stream_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+    from marketpipe_iex import tick_cache
+
+    monkeypatch.setattr(tick_cache, "RUN_ROWS", 60)
+    monkeypatch.setattr(tick_cache, "GROUP_ROWS", 16)
+    rng = random.Random(3)
+    at = ns(dt.date(2024, 3, 4), "10:00")
+    names = ["AAPL", "IBM", "MSFT", "ZVZZT"]
+    stream = [trade(at + i, rng.choice(names), 100, 10.0 + i / 100, i + 1) for i in range(400)]
+    capture = pcapng(segments_of(stream, at, per_segment=5)).data
+    trades, quotes = tick_cache.tick_files(tmp_path / "day.bars.parquet")
+    writer = tick_cache.TickWriter(trades, quotes)
+    for batch, updates in CaptureDecoder(io.BytesIO(capture)).trades_and_quotes():
+        writer.add(batch, updates)
+    writer.finish()
+    meta = pq.ParquetFile(trades).metadata
+    spans = [meta.row_group(i).column(0).statistics for i in range(meta.num_row_groups)]
+    assert meta.num_row_groups > 7 and any(s.min == s.max for s in spans)  # narrow groups
+    everything = trade_table(CaptureDecoder(io.BytesIO(capture)).trades()).table
+    got = tick_cache.read_trades(trades, ["IBM"], 0, 2**62).table
+    want = everything.filter(pc.equal(everything["symbol"], "IBM"))
+    assert got["id"].to_pylist() == want["id"].to_pylist() and got.num_rows > 50

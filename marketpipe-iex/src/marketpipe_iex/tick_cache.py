@@ -1,8 +1,10 @@
 """A capture's trades and quotes, decoded once and kept beside its minute bars.
 
 The decode that makes a day's bars for a tick request (``--kind trades`` or ``quotes``) also
-writes every trade and quote of the day to two Parquet files in the cache, chunk by chunk as the
-capture is read: memory holds one chunk, never the day. Trades are kept as reported, with their
+writes every trade and quote of the day to two Parquet files in the cache as the capture is
+read, in runs of :data:`RUN_ROWS` rows each sorted by symbol (stably: a symbol's ticks stay in
+the capture's order): memory holds one run, never the day, and a unit reads the row groups that
+can hold its symbols only (a whole market's day is read by hundreds of units). Trades are kept as reported, with their
 position in the capture's stream (``_at``); the day's breaks (a handful) are kept in the trades
 file's footer and applied when a request reads its symbols, matched as the bars match them: the
 latest earlier trade of the same symbol and trade id. A request reads the rows of its symbols
@@ -35,6 +37,31 @@ _AT = "_at"
 _BREAKS = b"marketpipe_iex.breaks"
 _ZERO = b"marketpipe_iex.zero_quotes"
 _TRADES = TRADE_SCHEMA.append(pa.field(_AT, pa.int64()))
+#: Rows buffered, then sorted by symbol and written, at a time.
+RUN_ROWS = 500_000
+#: Rows a row group: a symbol's share of a run spans one or two.
+GROUP_ROWS = 32_768
+
+
+class _Runs:
+    """One kind's file, written a run at a time, each run sorted by symbol."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self.pending: list[pa.Table] = []
+        self.rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        self.pending.append(table)
+        self.rows += table.num_rows
+        if self.rows >= RUN_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            run = pa.concat_tables(self.pending).sort_by("symbol")  # stable: stream order kept
+            self.writer.write_table(run, row_group_size=GROUP_ROWS)
+        self.pending, self.rows = [], 0
 
 
 def tick_files(bars_file: Path) -> tuple[Path, Path]:
@@ -52,8 +79,8 @@ class TickWriter:
         self._paths = (trades, quotes)
         trades.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = tuple(p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in self._paths)
-        self._trades = pq.ParquetWriter(self._tmp[0], _TRADES, compression="zstd")
-        self._quotes = pq.ParquetWriter(self._tmp[1], QUOTE_SCHEMA, compression="zstd")
+        self._trades = _Runs(self._tmp[0], _TRADES)
+        self._quotes = _Runs(self._tmp[1], QUOTE_SCHEMA)
         self._position = 0
         self._breaks: list[tuple[int, int, int, int]] = []
         self.zero_quotes = 0
@@ -71,27 +98,29 @@ class TickWriter:
         trades = record[~is_break]
         if len(trades):
             rows = trade_rows(trades).append_column(_AT, pa.array(at[~is_break], pa.int64()))
-            self._trades.write_table(rows)
+            self._trades.add(rows)
         if len(quotes):
             found = quote_table([quotes])
             self.zero_quotes += found.zero
             if found.table.num_rows:
-                self._quotes.write_table(found.table)
+                self._quotes.add(found.table)
 
     def finish(self) -> None:
         """Close both files and put them in place (the trades file last)."""
-        self._trades.add_key_value_metadata(
+        self._trades.flush()
+        self._quotes.flush()
+        self._trades.writer.add_key_value_metadata(
             {_BREAKS: json.dumps(self._breaks).encode(), _ZERO: str(self.zero_quotes).encode()}
         )
-        self._trades.close()
-        self._quotes.close()
+        self._trades.writer.close()
+        self._quotes.writer.close()
         os.replace(self._tmp[1], self._paths[1])
         os.replace(self._tmp[0], self._paths[0])
 
     def abandon(self) -> None:
-        for writer in (self._trades, self._quotes):
+        for runs in (self._trades, self._quotes):
             with contextlib.suppress(OSError, pa.ArrowException):
-                writer.close()
+                runs.writer.close()
         for tmp in self._tmp:
             tmp.unlink(missing_ok=True)
 

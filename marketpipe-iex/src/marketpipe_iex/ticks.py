@@ -111,7 +111,7 @@ def cancel(table: pa.Table, at: np.ndarray, breaks: np.ndarray, break_at: np.nda
     for name, brk, when in zip(names, breaks, break_at, strict=True):  # a handful a day
         hits = np.flatnonzero((symbols == name) & (ids == brk["trade_id"]) & (at < when))
         if len(hits):
-            canceled[hits[-1]] = True
+            canceled[hits[np.argmax(at[hits])]] = True  # the latest before it in the stream
         else:
             unmatched += 1
     if canceled.any():
