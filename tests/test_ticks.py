@@ -100,3 +100,18 @@ def test_split_adjusted_trades_and_bars_from_trades_agree_with_the_bars(tmp_path
     assert pair[0] == pair[1]
     hourly = mp_json("resample", "--from", "trades", "--to", "1h", *where, env=QUIET)
     assert hourly[0]["bars_out"] == 2 * 4 * 7  # type: ignore[index]
+
+
+def test_a_sink_that_stores_bars_only_refuses_ticks_in_one_line_before_any_job(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "data"
+    out = mp("ingest", *FAKE, "--start", "2024-03-04", "--end", "2024-03-04", "--kind", "trades",
+             "--sink", "delta", "--data-dir", str(root), env=QUIET)  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "Error: the delta sink stores bars, not trades: choose a sink that does (mp sinks lists "
+        "them; the parquet sink stores every kind)"
+    ]
+    jobs = root / "_marketpipe" / "jobs.sqlite"
+    assert not jobs.exists() or not sqlite3.connect(jobs).execute("SELECT * FROM jobs").fetchall()
