@@ -67,6 +67,14 @@ class TradeTable:
     unmatched: int
 
 
+def symbol_column(keys: np.ndarray) -> pa.Array:
+    """The symbols of IEX's 8-byte keys as strings: each distinct key named once (a chunk holds
+    a few hundred symbols among tens of thousands of rows), then taken."""
+    encoded = pa.array(np.ascontiguousarray(keys, dtype="<u8")).dictionary_encode()
+    names = pa.array(symbol_names(encoded.dictionary.to_numpy()), pa.string())
+    return names.take(encoded.indices)
+
+
 def trade_table(batches: Iterable[TradeBatch]) -> TradeTable:
     """The trades of ``batches`` (in stream order) with the breaks among them applied."""
     records = [b.record for b in batches if len(b)]
@@ -82,7 +90,7 @@ def trade_rows(trades: np.ndarray) -> pa.Table:
     n = len(trades)
     return pa.table(
         {
-            "symbol": pa.array(symbol_names(trades["symbol"]), pa.string()),
+            "symbol": symbol_column(trades["symbol"]),
             "timestamp": pa.array(trades["timestamp"], pa.int64()).cast(
                 TRADE_SCHEMA.field("timestamp").type
             ),
@@ -159,7 +167,7 @@ def quote_table(updates: Iterable[np.ndarray]) -> QuoteTable:
     venue = pa.array(np.full(n, EXCHANGE), pa.string())
     table = pa.table(
         {
-            "symbol": pa.array(symbol_names(record["symbol"]), pa.string()),
+            "symbol": symbol_column(record["symbol"]),
             "timestamp": pa.array(record["timestamp"], pa.int64()).cast(
                 QUOTE_SCHEMA.field("timestamp").type
             ),

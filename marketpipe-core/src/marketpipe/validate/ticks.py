@@ -111,19 +111,15 @@ def _repeated(
     tied = np.zeros(len(rows), dtype=bool)
     tied[1:] |= same
     tied[:-1] |= same
+    run = np.cumsum(np.r_[True, ~same])[tied]  # which run of one symbol's stamp
     rows = rows[tied]
-    keyed = pa.table(
-        {
-            "s": pa.array(codes[rows]),
-            "i": ids.combine_chunks().take(pa.array(rows)),
-            "t": pa.array(ts[rows]),
-            "r": pa.array(rows),
-        }
-    )
-    first = keyed.group_by(["s", "i", "t"], use_threads=False).aggregate([("r", "min")])
-    if first.num_rows < keyed.num_rows:
-        out[rows] = True
-        out[np.asarray(first["r_min"].to_numpy())] = False
+    id_codes = pc.dictionary_encode(ids.combine_chunks().take(pa.array(rows)))
+    key = run * len(id_codes.dictionary) + np.asarray(id_codes.indices.to_numpy(), np.int64)
+    _, first = np.unique(key, return_index=True)  # each (run, id)'s first row
+    if len(first) < len(rows):
+        again = np.ones(len(rows), dtype=bool)
+        again[first] = False
+        out[rows[again]] = True
     return out
 
 
