@@ -17,7 +17,9 @@
 3. ``alpaca``: client CPU a trade, MarketPipe's job (``run_ingest``, trades, extended session)
    against alpaca-py's ``get_stock_trades(...).df`` plus pandas ``to_parquet`` per symbol-day,
    both against the local server in its own process; CPU counted inside each client process
-   around the work only (imports and interpreter start left out of both).
+   around the work only (imports and interpreter start left out of both), for a week and for
+   two weeks: what each trade more costs is the difference over the trades more (a job's fixed
+   costs, its calendar, catalog and corporate actions, left out of it).
 
 Not a test: the figures go into docs/benchmarks.md.
 """
@@ -328,40 +330,45 @@ def alpaca(args: argparse.Namespace) -> None:
     from bench_alpaca import KEY, SECRET, start_server
 
     symbols = [f"S{i:02d}" for i in range(args.symbols)]
-    start, end = "2024-03-04", "2024-03-15" if args.days >= 10 else "2024-03-08"
+    ranges = {"week": ("2024-03-04", "2024-03-08"), "fortnight": ("2024-03-04", "2024-03-15")}
     env = {**os.environ, "APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET,
            "MARKETPIPE_FSYNC": "0"}  # fmt: skip
     server, url = start_server()
+    runs: dict[tuple[str, str], list[dict]] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="bench-ticks-alpaca-") as work:
 
-            def run(code: str, name: str) -> dict:
+            def run(code: str, name: str, span: tuple[str, str]) -> dict:
                 out = subprocess.run(
-                    [sys.executable, "-c", code, url, f"{work}/{name}", start, end, *symbols],
+                    [sys.executable, "-c", code, url, f"{work}/{name}", *span, *symbols],
                     capture_output=True, text=True, env=env,
                 )  # fmt: skip
                 if out.returncode:
                     raise SystemExit(f"{name} failed:\n{out.stderr[-2000:]}")
-                return json.loads(out.stdout.strip().splitlines()[-1])
+                result: dict = json.loads(out.stdout.strip().splitlines()[-1])
+                return result
 
-            run(MARKETPIPE, "warm")  # the server generates and caches its pages once
-            ours, theirs = [], []
+            for span in ranges.values():  # the server generates and caches its pages once
+                run(MARKETPIPE, f"warm{span[1]}", span)
             for i in range(args.repeat):
-                ours.append(run(MARKETPIPE, f"mp{i}"))
-                theirs.append(run(ALPACA_PY, f"py{i}"))
+                for label, span in ranges.items():
+                    for client, code in (("marketpipe", MARKETPIPE), ("alpaca-py", ALPACA_PY)):
+                        got = run(code, f"{client}{label}{i}", span)
+                        runs.setdefault((client, label), []).append(got)
     finally:
         server.terminate()
-    o = min(ours, key=lambda r: r["cpu"])
-    t = min(theirs, key=lambda r: r["cpu"])
-    print(
-        f"MarketPipe: {o['rows']:,} trades, CPU {o['cpu']:.2f} s = "
-        f"{o['cpu'] / o['rows'] * 1e6:.2f} us a trade (wall {o['wall']:.2f} s)"
-    )
-    print(
-        f"alpaca-py + pandas: {t['rows']:,} trades, CPU {t['cpu']:.2f} s = "
-        f"{t['cpu'] / t['rows'] * 1e6:.2f} us a trade (wall {t['wall']:.2f} s)"
-    )
-    print(f"alpaca-py uses {t['cpu'] / o['cpu']:.1f}x MarketPipe's CPU")
+    for client in ("marketpipe", "alpaca-py"):
+        week = min(runs[(client, "week")], key=lambda r: r["cpu"])
+        fortnight = min(runs[(client, "fortnight")], key=lambda r: r["cpu"])
+        marginal = (fortnight["cpu"] - week["cpu"]) / (fortnight["rows"] - week["rows"])
+        print(
+            f"{client:11s} {fortnight['rows']:,} trades: CPU {fortnight['cpu']:.2f} s "
+            f"({fortnight['cpu'] / fortnight['rows'] * 1e6:.2f} us a trade, all in; wall "
+            f"{fortnight['wall']:.2f} s); each trade more: {marginal * 1e6:.2f} us"
+        )
+        runs[(client, "marginal")] = [{"cpu": marginal}]
+    ours, theirs = runs[("marketpipe", "marginal")][0], runs[("alpaca-py", "marginal")][0]
+    print(f"alpaca-py spends {theirs['cpu'] / ours['cpu']:.1f}x MarketPipe's CPU a trade")
 
 
 def main() -> None:

@@ -128,8 +128,15 @@ class AlpacaMarketDataAdapter(IMarketDataProvider):
         """The queries for a unit: one over all its days, or one per day when that takes fewer
         requests. One span also returns the nights and extended hours in between (dropped for a
         regular session); with many symbols, per-day queries skip them and page less."""
-        if not request.timeframe.is_bar:  # a day at a time: no night, no hours outside asked
-            return [(w.start_ns, w.end_ns) for w in request.windows]
+        if not request.timeframe.is_bar:
+            if request.session is Session.EXTENDED:  # nights hold no trade: one query, full pages
+                return [
+                    (
+                        min(w.start_ns for w in request.windows),
+                        max(w.end_ns for w in request.windows),
+                    )
+                ]
+            return [(w.start_ns, w.end_ns) for w in request.windows]  # no extended hours
         one = self._bounds(request.windows, request.timeframe)
         if request.session is Session.EXTENDED or request.timeframe is Timeframe.D1:
             return [one]
