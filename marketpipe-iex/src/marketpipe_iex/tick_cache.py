@@ -3,12 +3,11 @@
 The decode that makes a day's bars for a tick request (``--kind trades`` or ``quotes``) also
 writes every trade and quote of the day to two Parquet files in the cache as the capture is
 read, in runs of :data:`RUN_ROWS` rows each sorted by symbol (stably: a symbol's ticks stay in
-the capture's order): memory holds one run, never the day, and a unit reads the row groups that
-can hold its symbols only (a whole market's day is read by hundreds of units). Trades are kept as reported, with their
-position in the capture's stream (``_at``); the day's breaks (a handful) are kept in the trades
-file's footer and applied when a request reads its symbols, matched as the bars match them: the
-latest earlier trade of the same symbol and trade id. A request reads the rows of its symbols
-only (the files are read with a filter, one row group at a time).
+the capture's order): memory holds one run, never the day, and a unit reads only the row groups
+that can hold its symbols (a whole market's day is read by hundreds of units). Trades are kept
+as reported, with their position in the capture's stream (``_at``); the day's breaks (a
+handful) are kept in the trades file's footer and applied when a request reads its symbols,
+matched as the bars match them: the latest earlier trade of the same symbol and trade id.
 
 Both files are written under temporary names and renamed into place after the whole capture was
 read, the trades file last: a decode cut short leaves no tick file, and the next request decodes
