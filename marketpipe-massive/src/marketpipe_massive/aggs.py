@@ -75,6 +75,19 @@ def open_day_file(
     return reader, names, notes if extra else []
 
 
+def blocks(reader: pacsv.CSVStreamingReader, label: str) -> Iterator[pa.RecordBatch]:
+    """A day file's blocks that hold rows; one that cannot be parsed refuses the day."""
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except pa.ArrowInvalid as exc:
+            raise refused(label, exc) from None
+        if batch.num_rows:
+            yield batch
+
+
 class AggReader:
     """One file's rows as canonical bar batches (``symbol`` is the file's ticker as written),
     with what was noticed on the way in :attr:`notes`."""
@@ -86,16 +99,9 @@ class AggReader:
         self._has_count = "transactions" in names
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        while True:
-            try:
-                batch = self._reader.read_next_batch()
-            except StopIteration:
-                break
-            except pa.ArrowInvalid as exc:
-                raise refused(self.label, exc) from None
-            if batch.num_rows:
-                self.rows += batch.num_rows
-                yield self._canonical(batch)
+        for batch in blocks(self._reader, self.label):
+            self.rows += batch.num_rows
+            yield self._canonical(batch)
 
     def _canonical(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         volume = batch.column("volume").to_numpy(zero_copy_only=False)

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from marketpipe.model.schema import loose
 from marketpipe.model.ticks import CANCELED, CORRECTED, QUOTE_SCHEMA, REGULAR, TRADE_SCHEMA
 
-from marketpipe_massive.aggs import open_day_file, refused
+from marketpipe_massive.aggs import blocks, open_day_file
 
 _STAMP = pa.timestamp("ns", tz="UTC")
 TRADE_TYPES = {
@@ -99,16 +99,9 @@ class TickReader:
         self._names = set(names)
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        while True:
-            try:
-                batch = self._reader.read_next_batch()
-            except StopIteration:
-                break
-            except pa.ArrowInvalid as exc:
-                raise refused(self.label, exc) from None
-            if batch.num_rows:
-                self.rows += batch.num_rows
-                yield self._trades(batch) if self.kind == "trades" else self._quotes(batch)
+        for batch in blocks(self._reader, self.label):
+            self.rows += batch.num_rows
+            yield self._trades(batch) if self.kind == "trades" else self._quotes(batch)
 
     def _column(self, batch: pa.RecordBatch, name: str, kind: pa.DataType) -> pa.Array:
         if name in self._names:
