@@ -295,6 +295,42 @@ def test_a_job_reads_each_days_capture_once(
     assert sorted(decoded) == ["2024-03-04", "2024-03-05"]
 
 
+@pytest.mark.parametrize("kind", [Timeframe.TRADES, Timeframe.M1])
+def test_a_whole_market_job_decodes_each_day_once_whatever_its_kind(
+    week: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: Timeframe
+) -> None:
+    import asyncio
+
+    from marketpipe.run.pipeline import IngestRequest, run_ingest
+
+    decoded: list[str] = []
+    original = IexHistProvider._decode
+
+    def counting(
+        self: IexHistProvider, capture: object, day: dt.date, ticks: object = None
+    ) -> object:
+        decoded.append(str(day))
+        return original(self, capture, day, ticks)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(IexHistProvider, "_decode", counting)
+    summary = asyncio.run(
+        run_ingest(
+            IngestRequest(
+                provider="iex",
+                symbols=(),
+                all_symbols=True,
+                time_range=TimeRange(DAYS[0], DAYS[1]),
+                timeframe=kind,
+                data_dir=tmp_path / "data",
+                overrides={"source": str(week[0].parent), "cache_dir": str(tmp_path / "cache")},
+            )
+        )
+    )
+    assert summary.partitions_completed == len(SYMBOLS) * 2 and summary.bars > 0
+    # Listed from the same pass that kept the ticks: no second decode of a day.
+    assert sorted(decoded) == ["2024-03-04", "2024-03-05"]
+
+
 # -- nothing from the network becomes a path ----------------------------------------------------
 
 

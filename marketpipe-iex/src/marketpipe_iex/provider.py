@@ -94,6 +94,7 @@ class IexHistProvider(IMarketDataProvider):
         self._recent: dict[dt.date, MinuteBars] = {}
         self._tick_days: dict[dt.date, tuple[Path, Path]] = {}
         self._unmatched = 0
+        self._ticks_expected = False
         self._notes: list[str] = []
 
     def __repr__(self) -> str:
@@ -264,10 +265,17 @@ class IexHistProvider(IMarketDataProvider):
                 table = tick_cache.read_quotes(path, wanted, window.start_ns, window.end_ns)
             yield from table.to_batches()
 
+    def expect(self, timeframe: Timeframe) -> None:
+        """A tick job: the days its symbols are listed from are decoded with their ticks, so
+        the fetches that follow read them from the cache, not from a second pass."""
+        self._ticks_expected = not timeframe.is_bar
+
     def list_symbols(self, windows: Sequence[SessionWindow]) -> list[str]:
         found: set[str] = set()
         for window in windows:
             try:
+                if self._ticks_expected:
+                    self.day_ticks(window.day)
                 bars = self.day_bars(window.day)
             except DataUnavailableError as exc:
                 raise InvalidInputError(

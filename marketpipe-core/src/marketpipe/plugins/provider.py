@@ -42,6 +42,11 @@ class IMarketDataProvider(abc.ABC):
         gap), shown in the job's summary and event log. The default has none."""
         return []
 
+    def expect(self, timeframe: Timeframe) -> None:  # noqa: B027 - optional hook
+        """What the job will fetch (bars of a length, or ticks), said once before it lists its
+        symbols: a provider that reads the same source for every kind (a capture) can prepare
+        each kind in one pass. The default does nothing."""
+
     def list_symbols(self, windows: Sequence[SessionWindow]) -> list[str]:
         """Every symbol the provider has data for on these days (``mp ingest --all-symbols``).
 

@@ -142,6 +142,7 @@ def _resolve(
     calendar.sessions(time_range)  # dates outside the calendar fail here, early
     symbols = request.symbols
     if request.all_symbols:
+        provider.expect(request.timeframe)
         windows = calendar.windows(time_range, request.session)
         if not windows:
             raise InvalidInputError(
