@@ -15,6 +15,7 @@ import pytest
 from marketpipe.fetch import ClientConfig, MalformedResponseError
 from marketpipe.model.calendar import nyse_calendar
 from marketpipe.model.values import Session, Timeframe
+from marketpipe_alpaca.fake_ticks import tick_rows
 from marketpipe_alpaca.testing import FakeAlpacaServer
 from marketpipe_alpaca.ticks import AlpacaTickClient
 from test_against_local_server import KEY, SECRET, mp
@@ -48,7 +49,7 @@ def served(server: FakeAlpacaServer, kind: str, symbols: list[str], session: Ses
     for day in (DAY, DAY + dt.timedelta(days=1)):
         window = nyse_calendar().window(day, session)
         for symbol in symbols:
-            for row in server.tick_rows(kind, symbol, day):
+            for row in tick_rows(server, kind, symbol, day):
                 item = json.loads(row)
                 stamp = pa.scalar(item["t"].replace("Z", "")).cast(pa.timestamp("ns"))
                 if window.start_ns <= stamp.value < window.end_ns:

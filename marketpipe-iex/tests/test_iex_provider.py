@@ -262,23 +262,29 @@ def test_gzip_or_plain_sources_alike(tmp_path: Path) -> None:
     assert got[0].equals(got[1]) and got[0].num_rows == 1
 
 
-def test_a_job_reads_each_days_capture_once(
-    week: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import asyncio
-
-    from marketpipe.run.pipeline import IngestRequest, run_ingest
-
-    decoded: list[str] = []
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The days whose capture a provider decodes, in order, from now on."""
+    days: list[str] = []
     original = IexHistProvider._decode
 
     def counting(
         self: IexHistProvider, capture: object, day: dt.date, ticks: object = None
     ) -> object:
-        decoded.append(str(day))
+        days.append(str(day))
         return original(self, capture, day, ticks)  # type: ignore[arg-type]
 
     monkeypatch.setattr(IexHistProvider, "_decode", counting)
+    return days
+
+
+def test_a_job_reads_each_days_capture_once(
+    week: list[Path], tmp_path: Path, decoded: list[str]
+) -> None:
+    import asyncio
+
+    from marketpipe.run.pipeline import IngestRequest, run_ingest
+
     summary = asyncio.run(
         run_ingest(
             IngestRequest(
@@ -297,22 +303,12 @@ def test_a_job_reads_each_days_capture_once(
 
 @pytest.mark.parametrize("kind", [Timeframe.TRADES, Timeframe.M1])
 def test_a_whole_market_job_decodes_each_day_once_whatever_its_kind(
-    week: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: Timeframe
+    week: list[Path], tmp_path: Path, decoded: list[str], kind: Timeframe
 ) -> None:
     import asyncio
 
     from marketpipe.run.pipeline import IngestRequest, run_ingest
 
-    decoded: list[str] = []
-    original = IexHistProvider._decode
-
-    def counting(
-        self: IexHistProvider, capture: object, day: dt.date, ticks: object = None
-    ) -> object:
-        decoded.append(str(day))
-        return original(self, capture, day, ticks)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(IexHistProvider, "_decode", counting)
     summary = asyncio.run(
         run_ingest(
             IngestRequest(

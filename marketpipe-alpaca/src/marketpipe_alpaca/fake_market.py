@@ -321,3 +321,24 @@ def assets_answer(
     status = (query.get("status") or ["active"])[-1]
     kind = (query.get("asset_class") or ["us_equity"])[-1]
     return [a for a in assets if a["class"] == kind and status in ("all", a["status"])]
+
+
+def page_offset(token: str | None) -> int | None:
+    """The row a page token points to (``None``: not a token this server gave)."""
+    if not token:
+        return 0
+    try:
+        return int(base64.b64decode(token).decode().split("|")[1])
+    except (ValueError, IndexError):
+        return None
+
+
+def parse_time(text: str) -> dt.datetime:
+    """A query's ``start`` or ``end``: a day (its UTC midnight) or an RFC 3339 moment."""
+    if len(text) == 10:
+        day = dt.date.fromisoformat(text)
+        return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(text)
+    return moment

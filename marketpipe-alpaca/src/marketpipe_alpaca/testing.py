@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -40,7 +40,10 @@ from marketpipe_alpaca.fake_market import (
     day_bars,
     default_assets,
     encode_bars,
+    page_offset,
+    parse_time,
 )
+from marketpipe_alpaca.fake_ticks import answer_ticks
 
 FAULTS = ("429", "500", "503", "reset", "truncated", "slow")
 _TIMEFRAMES = {"1Min": 1, "5Min": 5, "15Min": 15, "30Min": 30, "1Hour": 60, "1Day": 1440}
@@ -58,40 +61,6 @@ _ALLOWED = {
     "symbols",
 }
 _ADJUSTMENTS = {"raw", "split", "dividend", "spin-off", "all"}
-
-
-def _rfc3339_ns(ns: int) -> str:
-    """``2024-03-04T14:30:00.000000789Z``: RFC 3339 with nanoseconds, as Alpaca sends ticks."""
-    seconds, fraction = divmod(ns, 10**9)
-    whole = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{whole}.{fraction:09d}Z"
-
-
-def _ns_of(row: str) -> int:
-    text = row[6 : row.index('"', 6)]
-    whole, fraction = text.rstrip("Z").split(".")
-    moment = dt.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.UTC)
-    return int(moment.timestamp()) * 10**9 + int(fraction)
-
-
-def _offset(token: str | None) -> int | None:
-    """The row a page token points to (``None``: not a token this server gave)."""
-    if not token:
-        return 0
-    try:
-        return int(base64.b64decode(token).decode().split("|")[1])
-    except (ValueError, IndexError):
-        return None
-
-
-def _parse_time(text: str) -> dt.datetime:
-    if len(text) == 10:
-        day = dt.date.fromisoformat(text)
-        return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
-    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ValueError(text)
-    return moment
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -127,7 +96,7 @@ class FakeAlpacaServer:
         page_cap: int | None = None,
     ) -> None:
         self.key_id, self.secret_key = key_id, secret_key
-        #: Trades and quotes (:meth:`tick_rows`): which trades are canceled or corrected,
+        #: Trades and quotes (:func:`~marketpipe_alpaca.fake_ticks.tick_rows`): which trades are canceled or corrected,
         #: which quotes crossed, and whether a full last page points to an empty one.
         self.canceled_every, self.corrected_every = canceled_every, corrected_every
         self.crossed_every, self.empty_tail = crossed_every, empty_tail
@@ -256,7 +225,7 @@ class FakeAlpacaServer:
         names: list[pa.Array] = []
         encoded: list[pa.Array] = []
         for symbol in sorted(set(symbols)):
-            table = self._symbol_bars(symbol, days, minutes, kinds)
+            table = self.symbol_bars(symbol, days, minutes, kinds)
             if table is None:
                 continue
             table = table.filter(
@@ -278,7 +247,7 @@ class FakeAlpacaServer:
                 self._cache.popitem(last=False)
         return result
 
-    def _symbol_bars(
+    def symbol_bars(
         self, symbol: str, days: list[dt.date], minutes: int, kinds: set[str]
     ) -> pa.Table | None:
         """A symbol's bars on ``days``: its company's walk, scaled by the splits after each day
@@ -341,7 +310,7 @@ class FakeAlpacaServer:
             return 200, {"Content-Type": "application/json"}, listed
         parts = path.strip("/").split("/")
         if parts[:2] == ["v2", "stocks"] and len(parts) == 3 and parts[2] in ("trades", "quotes"):
-            return self._ticks(parts[2], {k: v[-1] for k, v in query.items()}, error)
+            return answer_ticks(self, parts[2], {k: v[-1] for k, v in query.items()}, error)
         if parts[:2] != ["v2", "stocks"] or parts[-1] != "bars" or len(parts) not in (3, 4):
             return error(404, "Not Found")
         single = len(parts) == 4
@@ -356,8 +325,8 @@ class FakeAlpacaServer:
         if params.get("timeframe") not in _TIMEFRAMES:
             return error(422, "invalid timeframe", 42210000)
         try:
-            start = _parse_time(params["start"])
-            end = _parse_time(params.get("end") or dt.datetime.now(dt.UTC).isoformat())
+            start = parse_time(params["start"])
+            end = parse_time(params.get("end") or dt.datetime.now(dt.UTC).isoformat())
         except (KeyError, ValueError):
             return error(422, "invalid start or end", 42210000)
         try:
@@ -375,7 +344,7 @@ class FakeAlpacaServer:
         if not symbols:
             return error(422, "missing symbols", 42210000)
         names, bars = self._rows(symbols, params["timeframe"], start, end, ",".join(adjustment))
-        offset = _offset(params.get("page_token"))
+        offset = page_offset(params.get("page_token"))
         if offset is None:
             return error(422, "invalid page_token", 42210000)
         page_names, page_bars = names[offset : offset + limit], bars[offset : offset + limit]
@@ -403,114 +372,6 @@ class FakeAlpacaServer:
                     groups.append(f'"{label}":[{chunk[0].as_py()}]')
                     begin = stop
             body = f'{{"bars":{{{",".join(groups)}}},"next_page_token":{token}}}'
-        return 200, {"Content-Type": "application/json"}, body.encode()
-
-    def tick_rows(self, kind: str, symbol: str, day: dt.date) -> list[str]:
-        """One symbol-day's trades (or quotes) as Alpaca's JSON objects, in time order: four a
-        minute of its 1-minute bars (open, high, low, close), sizes sharing the bar's volume,
-        at 0, 15, 30 and 45.000000789 seconds (nanoseconds survive). Every
-        ``canceled_every``-th trade is sent with ``"u":"canceled"``, every
-        ``corrected_every``-th with ``"u":"corrected"`` (0: none). A quote precedes each trade
-        by a nanosecond, a cent either side of its price; every ``crossed_every``-th is
-        crossed."""
-        if not self.market.trades_on(symbol, day, self.today):
-            return []
-        bars = self._symbol_bars(symbol, [day], 1, {"raw"})
-        if bars is None:
-            return []
-        rows: list[str] = []
-        stamps = bars["t"].to_pylist()
-        prices = [bars[c].to_pylist() for c in ("o", "h", "l", "c")]
-        volumes = bars["v"].to_pylist()
-        n = 0
-        for at, volume, *four in zip(stamps, volumes, *prices, strict=True):
-            share, rest = divmod(max(int(volume), 4), 4)
-            for i, price in enumerate(four):
-                n += 1
-                ns = at + (i * 15_000_000_000 if i < 3 else 45_000_000_789)
-                when = _rfc3339_ns(ns - (1 if kind == "quotes" else 0))
-                size = share + (1 if i < rest else 0)
-                price = round(float(price), 2)
-                if kind == "trades":
-                    update = ""
-                    if self.canceled_every and n % self.canceled_every == 0:
-                        update = ',"u":"canceled"'
-                    elif self.corrected_every and n % self.corrected_every == 0:
-                        update = ',"u":"corrected"'
-                    rows.append(
-                        f'{{"t":"{when}","x":"V","p":{price},"s":{size},"c":["@"],'
-                        f'"i":{n},"z":"C"{update}}}'
-                    )
-                else:
-                    bid, ask = round(price - 0.01, 2), round(price + 0.01, 2)
-                    if self.crossed_every and n % self.crossed_every == 0:
-                        bid, ask = ask, bid
-                    rows.append(
-                        f'{{"t":"{when}","bx":"V","bp":{bid},"bs":1,"ax":"V","ap":{ask},'
-                        f'"as":2,"c":["R"],"z":"C"}}'
-                    )
-        return rows
-
-    def _ticks(
-        self,
-        kind: str,
-        params: dict[str, str],
-        error: Callable[..., tuple[int, dict[str, str], bytes]],
-    ) -> tuple[int, dict[str, str], bytes]:
-        """``/v2/stocks/trades`` and ``/v2/stocks/quotes``: multi-symbol, ``limit`` counted
-        across symbols (at most ``page_cap``), ordered by symbol then time, paged; with
-        ``empty_tail`` the last page is an empty one that the last page with rows pointed
-        to."""
-        unexpected = sorted(set(params) - (_ALLOWED - {"timeframe", "adjustment"}))
-        if unexpected:
-            return error(400, f"unexpected parameter(s): {', '.join(unexpected)}", 40010000)
-        try:
-            start = _parse_time(params["start"])
-            end = _parse_time(params.get("end") or dt.datetime.now(dt.UTC).isoformat())
-            limit = int(params.get("limit", "1000"))
-            assert 1 <= limit <= 10_000
-        except (KeyError, ValueError, AssertionError):
-            return error(422, "invalid start, end or limit", 42210000)
-        symbols = sorted({s for s in params.get("symbols", "").split(",") if s})
-        if not symbols:
-            return error(422, "missing symbols", 42210000)
-        lo, hi = int(start.timestamp() * 10**6) * 1000, int(end.timestamp() * 10**6) * 1000
-        key = ("ticks", kind, tuple(symbols), lo, hi, self.today)
-        with self._lock:
-            cached = self._ticks_cache.get(key)
-        if cached is None:
-            first, last = start.astimezone(NEW_YORK).date(), end.astimezone(NEW_YORK).date()
-            days = nyse_calendar().sessions(TimeRange(first, last)) if first <= last else []
-            cached = [
-                (symbol, row)
-                for symbol in symbols
-                for day in days
-                for row in self.tick_rows(kind, symbol, day)
-                if lo <= _ns_of(row) <= hi
-            ]
-            with self._lock:
-                self._ticks_cache[key] = cached
-                while len(self._ticks_cache) > 64:
-                    self._ticks_cache.popitem(last=False)
-        listed = cached
-        offset = _offset(params.get("page_token"))
-        if offset is None:
-            return error(422, "invalid page_token", 42210000)
-        limit = min(limit, self.page_cap or limit)
-        page = listed[offset : offset + limit]
-        # An empty tail: the last page with rows still points to one, which holds none.
-        more = offset + limit < len(listed) or (self.empty_tail and bool(page))
-        token = (
-            json.dumps(base64.b64encode(f"{kind}|{offset + limit}".encode()).decode())
-            if more
-            else "null"
-        )
-        groups: dict[str, list[str]] = {}
-        for symbol, row in page:
-            groups.setdefault(symbol, []).append(row)
-        inner = ",".join(f'"{s}":[{",".join(rows)}]' for s, rows in groups.items())
-        self.stats[f"{kind}_pages"] += 1
-        body = f'{{"{kind}":{{{inner}}},"next_page_token":{token}}}'
         return 200, {"Content-Type": "application/json"}, body.encode()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:

@@ -357,7 +357,6 @@ async def execute(
     host = get_plugin_host()
     seconds = choose_deadline(deadline)
     chosen = sink or choose_sink(data_dir)
-    stores_kind(chosen, job.configuration.timeframe)
     built = chosen.build(data_dir)
     if chosen.new:
         record_sink(data_dir, chosen.spec.name)
@@ -421,7 +420,7 @@ async def execute(
         built.close()
 
 
-def stores_kind(chosen: ChosenSink, timeframe: Timeframe) -> None:
+def _stores_kind(chosen: ChosenSink, timeframe: Timeframe) -> None:
     """Refuse, in one line, rows of a kind the sink does not store (ticks in Delta tables)."""
     kind = timeframe.kind
     if kind not in chosen.spec.kinds:
@@ -437,7 +436,7 @@ def _claim_series(
 ) -> None:
     """Refuse a kind the sink does not store, and settings that would mix other bars into a
     stored series (``series_settings``)."""
-    stores_kind(chosen, cfg.timeframe)
+    _stores_kind(chosen, cfg.timeframe)
     shaping = spec.shaping(cfg.settings)
     if not shaping:
         return
