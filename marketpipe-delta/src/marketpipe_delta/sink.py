@@ -43,6 +43,7 @@ from marketpipe.plugins.sink import CommitRequest, FolderResult
 from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.footer import FETCHED_KEY, JOB_KEY, Entry, Footer, read_footer
 from marketpipe.storage.layout import STAGING, encode_component, month_key
+from marketpipe.storage.parquet_files import read_file
 from marketpipe.storage.partition_index import index_covered
 from marketpipe.storage.store import Store
 from marketpipe.storage.stores import open_store
@@ -192,7 +193,7 @@ class DeltaSink:
             def batches() -> Iterator[pa.RecordBatch]:
                 for rel in rels:
                     with store.open(rel) as src:
-                        part = pq.read_table(src).replace_schema_metadata(None)
+                        part = read_file(src).replace_schema_metadata(None)
                     yield from part.select(empty.column_names).cast(empty.schema).to_batches()
 
             return pa.RecordBatchReader.from_batches(empty.schema, batches())

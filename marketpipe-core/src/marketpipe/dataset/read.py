@@ -38,7 +38,7 @@ from marketpipe.plugins.sink import Sink
 from marketpipe.storage.layout import META_DIR
 from marketpipe.storage.ledger import Ledger
 from marketpipe.storage.location import dataset_root, local_root
-from marketpipe.storage.parquet_files import is_sorted
+from marketpipe.storage.parquet_files import sort_rows
 from marketpipe.storage.sinks import choose_sink
 from marketpipe.storage.stores import open_store
 
@@ -395,8 +395,7 @@ def _finish(table: pa.Table, first: dt.date, last: dt.date, timeframe: Timeframe
         bounds = pc.min_max(table["timestamp"].cast(pa.int64()))
         if not (bounds["min"].as_py() >= lo.value and bounds["max"].as_py() < hi.value):
             table = _slice(table, first, last)
-    if not is_sorted(table):
-        table = table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
+    table = sort_rows(table)
     return table.replace_schema_metadata(None)
 
 

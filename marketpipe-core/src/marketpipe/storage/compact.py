@@ -22,7 +22,6 @@ import json
 import attrs
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from marketpipe.model.errors import StorageError
 from marketpipe.model.schema import SCHEMA_VERSION
@@ -31,7 +30,7 @@ from marketpipe.plugins.sink import FolderResult
 from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.footer import Entry, Footer, read_footer, row_keys, unreadable
 from marketpipe.storage.layout import month_prefix
-from marketpipe.storage.parquet_files import row_group_rows, write_bars
+from marketpipe.storage.parquet_files import read_file, row_group_rows, sort_rows, write_bars
 from marketpipe.storage.store import Prepared, Store
 
 ROWS_PER_FILE = 2_000_000
@@ -161,9 +160,7 @@ def gather_rows(
         rel = f"{folder}/{name}"
         try:
             with store.open(rel) as source:
-                table = pq.read_table(
-                    source, filters=pc.is_in(pc.field("symbol"), value_set=wanted)
-                )
+                table = read_file(source, filters=pc.is_in(pc.field("symbol"), value_set=wanted))
         except (OSError, pa.ArrowException) as exc:
             raise unreadable(f"{store.url}/{rel}", exc) from None
         keep = pc.is_in(row_keys(table), value_set=pa.array(owned, pa.string()))
@@ -173,7 +170,7 @@ def gather_rows(
         raise StorageError(
             f"compaction of {store.url}/{folder} found no rows for {sorted(symbols)[:3]}"
         )
-    return table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
+    return sort_rows(table)
 
 
 def _metadata(series: Series, footer: Footer, inputs: dict[str, Footer]) -> dict[bytes, bytes]:

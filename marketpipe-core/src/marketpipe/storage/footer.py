@@ -33,12 +33,11 @@ import attrs
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from marketpipe.model.calendar import NEW_YORK
 from marketpipe.model.errors import StorageError
 from marketpipe.model.values import Session
-from marketpipe.storage.parquet_files import file_metadata
+from marketpipe.storage.parquet_files import file_metadata, read_file
 
 if TYPE_CHECKING:
     from marketpipe.storage.store import Store
@@ -327,7 +326,7 @@ def read_footer(where: Path | Store, rel: str | None = None) -> Footer:
 
     def rows() -> dict[tuple[str, str], int]:
         with source() as src:
-            return count_rows(pq.read_table(src, columns=["symbol", "timestamp"]))
+            return count_rows(read_file(src, columns=["symbol", "timestamp"]))
 
     try:
         with source() as src:
@@ -345,7 +344,7 @@ def read_footer_counts(store: Store, rel: str) -> pa.Table | None:
 
     def rows() -> dict[tuple[str, str], int]:
         with store.open(rel) as src:
-            return count_rows(pq.read_table(src, columns=["symbol", "timestamp"]))
+            return count_rows(read_file(src, columns=["symbol", "timestamp"]))
 
     try:
         with store.open(rel) as src:

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from marketpipe.model import clock
 from marketpipe.model.calendar import day_bounds
@@ -51,10 +50,11 @@ from marketpipe.storage.object_store import ObjectStore
 from marketpipe.storage.parquet_files import (
     COMPRESSIONS,
     file_metadata,
-    is_sorted,
+    read_file,
     read_symbols,
     readers,
     row_group_rows,
+    sort_rows,
     write_bars,
 )
 from marketpipe.storage.partition_index import index_covered
@@ -139,7 +139,7 @@ class ParquetSink:
         if not tables:
             return schema.empty_table()
         table = pa.concat_tables(tables).replace_schema_metadata(None)
-        return table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
+        return sort_rows(table)
 
     def read_range(
         self, series: Series, symbols: Iterable[str], start: dt.date, end: dt.date
@@ -191,7 +191,7 @@ class ParquetSink:
     def _read(self, rel: str, where: pc.Expression | None = None) -> pa.Table:
         try:
             with self.store.open(rel) as src:
-                return pq.read_table(src, filters=where)
+                return read_file(src, filters=where)
         except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
             raise unreadable(f"{self.store.url}/{rel}", exc) from None
 
@@ -296,8 +296,7 @@ class ParquetSink:
             json.dumps({s: sorted(d) for s, d in sorted(coverage.items())}).encode()
         ).hexdigest()[:12]
         rel = f"{month_prefix(series, month)}/part-{request.job_id}-{digest}.parquet"
-        if not is_sorted(table):
-            table = table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
+        table = sort_rows(table)
         if staged:
             self._write(rel + STAGED, table, self._metadata(request, footer))
             return rel

@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterable
 import attrs
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from marketpipe.model.errors import StorageError
 from marketpipe.model.values import Series
@@ -42,6 +41,7 @@ from marketpipe.storage.footer import (
 )
 from marketpipe.storage.holdings import FileHoldings
 from marketpipe.storage.layout import month_prefix, series_of_path
+from marketpipe.storage.parquet_files import read_file
 from marketpipe.storage.store import STAGED, Store
 
 
@@ -256,7 +256,7 @@ def _check_file(
         return None
     try:
         with store.open(rel) as source:
-            table = pq.read_table(source, columns=["symbol", "timestamp"])
+            table = read_file(source, columns=["symbol", "timestamp"])
     except StorageError as exc:
         problems.append(Problem("unreadable", rel, str(exc).strip().splitlines()[0]))
         return None
