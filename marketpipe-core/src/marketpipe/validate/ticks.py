@@ -63,6 +63,11 @@ class _Codes:
 
     def result(self, counted: dict[str, int] | None = None) -> ValidationResult:
         bad = self.codes != 0
+        if not bad.any():  # the usual case: no copy of a million ticks
+            rejected = self.table.schema.empty_table().append_column(
+                "reason", pa.array([], pa.string())
+            )
+            return ValidationResult(self.table, rejected, counted or {})
         reason = pa.DictionaryArray.from_arrays(
             pa.array(self.codes[bad], pa.int8()), pa.array(self.reasons, pa.string())
         ).cast(pa.string())
@@ -72,8 +77,10 @@ class _Codes:
 
 def _numbers(column: pa.ChunkedArray) -> np.ndarray:
     """Floats, a null as NaN."""
-    filled = pc.fill_null(column.cast(pa.float64()), float("nan"))
-    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=np.float64)
+    floats = column.cast(pa.float64())
+    if floats.null_count:
+        floats = pc.fill_null(floats, float("nan"))
+    return np.asarray(floats.to_numpy(), dtype=np.float64)
 
 
 def _common(check: _Codes, context: ValidationContext) -> tuple[np.ndarray, np.ndarray]:
@@ -82,8 +89,13 @@ def _common(check: _Codes, context: ValidationContext) -> tuple[np.ndarray, np.n
     codes, wanted = requested(table["symbol"], context.symbols)
     check.flag(~wanted, 1)
     stamps = table["timestamp"]
-    missing = np.asarray(pc.is_null(stamps).to_numpy(zero_copy_only=False), dtype=bool)
-    ts = np.asarray(pc.fill_null(stamps.cast(pa.int64()), 0).to_numpy(zero_copy_only=False))
+    stamps = stamps.cast(pa.int64())
+    if stamps.null_count:
+        missing = np.asarray(pc.is_null(stamps).to_numpy(zero_copy_only=False), dtype=bool)
+        stamps = pc.fill_null(stamps, 0)
+    else:
+        missing = np.zeros(len(stamps), dtype=bool)
+    ts = np.asarray(stamps.to_numpy(), dtype=np.int64)
     inside = np.zeros(len(ts), dtype=bool)
     for day in sorted({w.day for w in context.windows}):
         inside |= (ts >= ny_midnight_ns(day)) & (ts < ny_midnight_ns(day + dt.timedelta(days=1)))
@@ -113,7 +125,7 @@ def _repeated(
     tied[:-1] |= same
     run = np.cumsum(np.r_[True, ~same])[tied]  # which run of one symbol's stamp
     rows = rows[tied]
-    id_codes = pc.dictionary_encode(ids.combine_chunks().take(pa.array(rows)))
+    id_codes = pc.dictionary_encode(ids.take(pa.array(rows))).combine_chunks()
     key = run * len(id_codes.dictionary) + np.asarray(id_codes.indices.to_numpy(), np.int64)
     _, first = np.unique(key, return_index=True)  # each (run, id)'s first row
     if len(first) < len(rows):
