@@ -77,39 +77,56 @@ def iex_child(path: str, out: str) -> None:
     decoded = time.perf_counter() - started
     import pyarrow.parquet as pq
 
-    symbols = pc.unique(pq.read_table(trades_file, columns=["symbol"])["symbol"]).to_pylist()
-    found = read_trades(trades_file, symbols, 0, 2**62)
-    table = encode_symbols(found.table)
-    stamps = table["timestamp"].cast(pa.int64())
-    first = dt.datetime.fromtimestamp(pc.min(stamps).as_py() / 1e9, dt.UTC).date()
-    last = dt.datetime.fromtimestamp(pc.max(stamps).as_py() / 1e9, dt.UTC).date()
+    # As a job's units: each within one month (the planner's rule), its partitions every
+    # symbol of the capture on every day of that month the capture holds.
+    stamps = pq.read_table(trades_file, columns=["symbol", "timestamp"])
+    symbols = pc.unique(stamps["symbol"]).to_pylist()
+    bounds = pc.min_max(stamps["timestamp"].cast(pa.int64())).as_py()
+    first, last = (
+        dt.datetime.fromtimestamp(bounds[k] / 1e9, dt.UTC).date() - dt.timedelta(days=1)
+        for k in ("min", "max")
+    )
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 2)]
-    windows = tuple(
-        SessionWindow(d, ny_midnight_ns(d), ny_midnight_ns(d + dt.timedelta(days=1))) for d in days
-    )
-    context = ValidationContext(
-        symbols=frozenset(symbols), windows=windows, timeframe=Timeframe.TRADES
-    )
-    result = TradeValidator().validate(table, context)
-    valid = result.valid
-    local = pc.cast(valid["timestamp"], pa.timestamp("ns", tz="America/New_York"))
-    day_of = pc.cast(pc.local_timestamp(local), pa.date32())
-    pairs = pa.table({"s": valid["symbol"].cast(pa.string()), "d": day_of}).group_by(["s", "d"])
-    coverage: dict[str, tuple[dt.date, ...]] = {}
-    for row in pairs.aggregate([]).to_pylist():
-        coverage[row["s"]] = (*coverage.get(row["s"], ()), row["d"])
+    months: dict[tuple[int, int], list[dt.date]] = {}
+    for d in days:
+        months.setdefault((d.year, d.month), []).append(d)
     sink = ParquetSink(Path(out) / "data", durable=False)
-    sink.commit(
-        CommitRequest(
-            table=valid,
-            coverage=coverage,
-            provider="iex",
-            feed="tops",
-            timeframe=Timeframe.TRADES,
-            job_id="bench",
-            session=Session.EXTENDED,
+    read_back = validating = committing = 0.0
+    valid_parts, rejected = [], 0
+    for month_days in months.values():
+        windows = tuple(
+            SessionWindow(d, ny_midnight_ns(d), ny_midnight_ns(d + dt.timedelta(days=1)))
+            for d in month_days
         )
-    )
+        t0 = time.perf_counter()
+        found = read_trades(trades_file, symbols, windows[0].start_ns, windows[-1].end_ns)
+        table = encode_symbols(found.table)
+        t1 = time.perf_counter()
+        context = ValidationContext(
+            symbols=frozenset(symbols), windows=windows, timeframe=Timeframe.TRADES
+        )
+        result = TradeValidator().validate(table, context)
+        t2 = time.perf_counter()
+        sink.commit(
+            CommitRequest(
+                table=result.valid,
+                coverage={s: tuple(month_days) for s in symbols},
+                provider="iex",
+                feed="tops",
+                timeframe=Timeframe.TRADES,
+                job_id="bench",
+                session=Session.EXTENDED,
+            )
+        )
+        t3 = time.perf_counter()
+        read_back, validating, committing = (
+            read_back + t1 - t0,
+            validating + t2 - t1,
+            committing + t3 - t2,
+        )
+        valid_parts.append(result.valid)
+        rejected += result.rejected.num_rows
+    valid = pa.concat_tables(valid_parts)
     sink.close()
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu
@@ -125,9 +142,15 @@ def iex_child(path: str, out: str) -> None:
             {
                 "seconds": seconds,
                 "decode_seconds": decoded,
+                "phases": {
+                    "decode": round(decoded, 3),
+                    "read back": round(read_back, 3),
+                    "validate": round(validating, 3),
+                    "commit": round(committing, 3),
+                },
                 "cpu": cpu,
                 "trades": valid.num_rows,
-                "rejected": result.rejected.num_rows,
+                "rejected": rejected,
                 "stored_bytes": stored,
                 "csv_gz_bytes": csv_gz,
                 "files": len(files),
@@ -176,6 +199,7 @@ def iex(args: argparse.Namespace) -> None:
             f"{run['csv_gz_bytes'] / run['trades']:.1f} as gzipped CSV ({run['trades']:,} trades)"
         )
     print(f"runs: gzip {[round(x, 2) for x in gz]}, ours {[round(x, 2) for x in ours]}")
+    print(f"phases of the last run (s): {last['phases']}")
 
 
 # -- 2. reading one symbol-day ---------------------------------------------------------------------

@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import attrs
@@ -43,12 +44,18 @@ GROUP_ROWS = 32_768
 
 
 class _Runs:
-    """One kind's file, written a run at a time, each run sorted by symbol."""
+    """One kind's file, written a run at a time, each run sorted by symbol. Runs are sorted and
+    written on ``writes`` (one thread, beside the decode: Arrow's sort and Parquet encoder run
+    without the GIL), one at a time: memory holds the run being written and the one filling.
+    Turning records into rows stays on the decode's thread: numpy holds the GIL for it, and on
+    the writing thread it slowed the decode more than it saved (bench_ticks.py)."""
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    def __init__(self, path: Path, schema: pa.Schema, writes: ThreadPoolExecutor) -> None:
         self.writer = pq.ParquetWriter(path, schema, compression="zstd")
         self.pending: list[pa.Table] = []
         self.rows = 0
+        self._writes = writes
+        self._writing: Future[None] | None = None
 
     def add(self, table: pa.Table) -> None:
         self.pending.append(table)
@@ -57,10 +64,20 @@ class _Runs:
             self.flush()
 
     def flush(self) -> None:
+        self.wait()
         if self.pending:
-            run = pa.concat_tables(self.pending).sort_by("symbol")  # stable: stream order kept
-            self.writer.write_table(run, row_group_size=GROUP_ROWS)
+            self._writing = self._writes.submit(self._write, self.pending)
         self.pending, self.rows = [], 0
+
+    def wait(self) -> None:
+        """The run being written, written (its error raised here)."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def _write(self, pending: list[pa.Table]) -> None:
+        run = pa.concat_tables(pending).sort_by("symbol")  # stable: stream order kept
+        self.writer.write_table(run, row_group_size=GROUP_ROWS)
 
 
 def tick_files(bars_file: Path) -> tuple[Path, Path]:
@@ -78,8 +95,9 @@ class TickWriter:
         self._paths = (trades, quotes)
         trades.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = tuple(p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in self._paths)
-        self._trades = _Runs(self._tmp[0], _TRADES)
-        self._quotes = _Runs(self._tmp[1], QUOTE_SCHEMA)
+        self._writes = ThreadPoolExecutor(1, thread_name_prefix="tick-cache")
+        self._trades = _Runs(self._tmp[0], _TRADES, self._writes)
+        self._quotes = _Runs(self._tmp[1], QUOTE_SCHEMA, self._writes)
         self._position = 0
         self._breaks: list[tuple[int, int, int, int]] = []
         self.zero_quotes = 0
@@ -106,8 +124,10 @@ class TickWriter:
 
     def finish(self) -> None:
         """Close both files and put them in place (the trades file last)."""
-        self._trades.flush()
-        self._quotes.flush()
+        for runs in (self._trades, self._quotes):
+            runs.flush()
+            runs.wait()
+        self._writes.shutdown()
         self._trades.writer.add_key_value_metadata(
             {_BREAKS: json.dumps(self._breaks).encode(), _ZERO: str(self.zero_quotes).encode()}
         )
@@ -117,6 +137,10 @@ class TickWriter:
         os.replace(self._tmp[0], self._paths[0])
 
     def abandon(self) -> None:
+        for runs in (self._trades, self._quotes):
+            with contextlib.suppress(Exception):
+                runs.wait()
+        self._writes.shutdown()
         for runs in (self._trades, self._quotes):
             with contextlib.suppress(OSError, pa.ArrowException):
                 runs.writer.close()

@@ -111,15 +111,23 @@ def trade_rows(trades: np.ndarray) -> pa.Table:
 def cancel(table: pa.Table, at: np.ndarray, breaks: np.ndarray, break_at: np.ndarray) -> TradeTable:
     """``table`` (trade rows at stream positions ``at``) with each break (``TRADE_REPORT``
     records at ``break_at``) marking the latest earlier trade of its symbol and id canceled."""
-    symbols = np.asarray(table["symbol"].to_numpy(zero_copy_only=False), dtype=str)
-    ids = np.asarray(pc.cast(table["id"], pa.int64()).to_numpy(zero_copy_only=False))
+    if not len(breaks):
+        return TradeTable(table, 0)
+    # Only the rows whose id some break names are looked at: a day's million symbols and ids
+    # turned into numpy strings cost more than the rest of reading them back.
+    named = pa.array(sorted({str(int(i)) for i in breaks["trade_id"]}), pa.string())
+    rows = np.flatnonzero(pc.is_in(table["id"], value_set=named).to_numpy(zero_copy_only=False))
+    picked = table.select(["symbol", "id"]).take(pa.array(rows, pa.int64()))
+    symbols = np.asarray(picked["symbol"].to_numpy(zero_copy_only=False), dtype=str)
+    ids = np.asarray(pc.cast(picked["id"], pa.int64()).to_numpy(zero_copy_only=False))
+    stream = at[rows]
     canceled = np.zeros(table.num_rows, dtype=bool)
     unmatched = 0
-    names = symbol_names(breaks["symbol"]) if len(breaks) else np.zeros(0, dtype=str)
+    names = symbol_names(breaks["symbol"])
     for name, brk, when in zip(names, breaks, break_at, strict=True):  # a handful a day
-        hits = np.flatnonzero((symbols == name) & (ids == brk["trade_id"]) & (at < when))
+        hits = np.flatnonzero((symbols == name) & (ids == brk["trade_id"]) & (stream < when))
         if len(hits):
-            canceled[hits[np.argmax(at[hits])]] = True  # the latest before it in the stream
+            canceled[rows[hits[np.argmax(stream[hits])]]] = True  # the latest before it
         else:
             unmatched += 1
     if canceled.any():
