@@ -514,6 +514,30 @@ def test_an_iex_multi_day_job_on_the_cluster_equals_the_local_run(
     assert {r[0] for r in rows(local)} == {"AAPL", "MSFT", "ZVZZT"}
 
 
+@pytest.mark.parametrize("kind", ["trades", "1m"])
+def test_a_workers_listing_task_decodes_for_the_kind_the_job_fetches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """A cluster's --all-symbols listing of a tick job keeps the day's ticks from the decode
+    that lists it, as the local run does: the units then read them from the cache instead of
+    decoding the day again (the task carries the job's kind to the provider's ``expect``)."""
+    from marketpipe.model.calendar import nyse_calendar
+    from marketpipe.model.values import Session, Timeframe, TimeRange
+    from marketpipe.run.dask.tasks import ListTask, list_symbols
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "marketpipe-iex" / "tests"))
+    from iex_days import write_days
+
+    day = dt.date(2024, 3, 4)
+    write_days(tmp_path / "caps", [day])
+    settings = {"source": str(tmp_path / "caps"), "cache_dir": str(tmp_path / "cache")}
+    windows = tuple(nyse_calendar().windows(TimeRange(day, day), Session.REGULAR))
+    listed = list_symbols(ListTask("iex", settings, windows, timeframe=Timeframe.parse(kind)))
+    assert listed.symbols == ["AAPL", "MSFT", "ZVZZT"]
+    ticks = sorted(p.name for p in (tmp_path / "cache").rglob("*.parquet") if "bars" not in p.name)
+    assert len(ticks) == (2 if kind == "trades" else 0), ticks
+
+
 def _set_env(values: dict[str, str | None]) -> None:
     """In a worker: set (or, for ``None``, remove) environment variables."""
     for name, value in values.items():

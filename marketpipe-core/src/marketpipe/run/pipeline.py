@@ -186,7 +186,9 @@ async def _run_ingest(
     try:
         lister = None
         if remote is not None:
-            lister = _cluster_lister(remote, prepared, listed_notes, asyncio.get_running_loop())
+            lister = _cluster_lister(
+                remote, prepared, request.timeframe, listed_notes, asyncio.get_running_loop()
+            )
         request = await asyncio.to_thread(_resolve, request, prepared.provider, lister)
     except BaseException:
         prepared.provider.close()
@@ -252,6 +254,7 @@ async def _run_ingest(
 def _cluster_lister(
     remote: RemoteUnits,
     prepared: PreparedProvider,
+    timeframe: Timeframe,
     notes: list[str],
     loop: asyncio.AbstractEventLoop,
 ) -> Callable[[Sequence[SessionWindow]], list[str]]:
@@ -259,7 +262,9 @@ def _cluster_lister(
     decoding every day, which must not happen in this one process."""
 
     def list_symbols(windows: Sequence[SessionWindow]) -> list[str]:
-        listing = remote.list_symbols(prepared.spec.name, prepared.public_settings, windows)
+        listing = remote.list_symbols(
+            prepared.spec.name, prepared.public_settings, windows, timeframe
+        )
         listed = asyncio.run_coroutine_threadsafe(listing, loop).result()
         notes.extend(scrub(n, prepared.secrets) for n in listed.notes)
         return listed.symbols

@@ -24,6 +24,7 @@ from marketpipe.fetch import progress
 from marketpipe.fetch.rate_limiter import WindowFactory
 from marketpipe.model.calendar import SessionWindow
 from marketpipe.model.errors import InvalidInputError
+from marketpipe.model.values import Timeframe
 from marketpipe.run.actions import FetchActions
 from marketpipe.run.dask.coordination import DaskStopFlag, DaskWindows
 from marketpipe.run.dask.tasks import (
@@ -182,14 +183,20 @@ class DaskUnits:
         return fetch
 
     async def list_symbols(
-        self, provider: str, settings: Mapping[str, str], windows: Sequence[SessionWindow]
+        self,
+        provider: str,
+        settings: Mapping[str, str],
+        windows: Sequence[SessionWindow],
+        timeframe: Timeframe,
     ) -> Listed:
         """The symbols of ``windows``: one task a day, spread over the workers."""
         try:
             futures = [
                 self._client.submit(
                     list_symbols,
-                    ListTask(provider, dict(settings), (w,), self.rate_windows(provider)),
+                    ListTask(
+                        provider, dict(settings), (w,), self.rate_windows(provider), timeframe
+                    ),
                     pure=False,
                 )
                 for w in windows

@@ -30,6 +30,7 @@ from marketpipe.fetch.rate_limiter import WindowFactory, shared_windows
 from marketpipe.model.calendar import SessionWindow, nyse_calendar
 from marketpipe.model.request import FetchRequest
 from marketpipe.model.schema import assemble_bars
+from marketpipe.model.values import Timeframe
 from marketpipe.plugins.provider import IMarketDataProvider
 from marketpipe.plugins.registry import PreparedProvider, configure, prepare_provider
 from marketpipe.plugins.sink import Sink
@@ -77,6 +78,9 @@ class ListTask:
     windows: tuple[SessionWindow, ...]
     #: Holds the provider's rate limits across the workers, as for units.
     rate_windows: WindowFactory | None = None
+    #: What the job will fetch (:meth:`IMarketDataProvider.expect`): an IEX tick job lists a
+    #: day from the decode that keeps its ticks, not from a second one.
+    timeframe: Timeframe = Timeframe.M1
 
 
 @attrs.frozen
@@ -107,9 +111,14 @@ class RemoteUnits(Protocol):
     async def run(self, task: UnitTask, by_day: bool = False) -> UnitDone: ...
 
     async def list_symbols(
-        self, provider: str, settings: Mapping[str, str], windows: Sequence[SessionWindow]
+        self,
+        provider: str,
+        settings: Mapping[str, str],
+        windows: Sequence[SessionWindow],
+        timeframe: Timeframe,
     ) -> Listed:
-        """The symbols of ``windows``, listed a day a task across the workers."""
+        """The symbols of ``windows``, listed a day a task across the workers, for a job of
+        ``timeframe``."""
 
     def actions_fetcher(self, provider: str, settings: Mapping[str, str]) -> FetchActions:
         """Fetches ``provider``'s corporate actions on a worker."""
@@ -304,6 +313,7 @@ def list_symbols(task: ListTask) -> Listed:
     with _set_up_here("list symbols"):
         prepared = _prepare_provider(task.provider, task.provider_settings, task.rate_windows)
     try:
+        prepared.provider.expect(task.timeframe)
         symbols = prepared.provider.list_symbols(task.windows)
         with _GUARD:
             _DAYS_LISTED[0] += len(task.windows)
