@@ -53,9 +53,10 @@ def index_rows(table: pa.Table, symbols: Sequence[str], days: Sequence[dt.date])
     next_midnights = np.array(
         [ny_midnight_ns(d + dt.timedelta(days=1)) for d in day_list], dtype=np.int64
     )
-    ts = np.asarray(
-        pc.fill_null(table["timestamp"].cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
-    )
+    stamps = table["timestamp"].cast(pa.int64())
+    if stamps.null_count:  # filled only when there is a null to fill (rarely)
+        stamps = pc.fill_null(stamps, -1)
+    ts = np.asarray(stamps.to_numpy(zero_copy_only=False))
     day = np.searchsorted(midnights, ts, side="right") - 1
     clipped = np.clip(day, 0, None)
     known = (day >= 0) & (ts < next_midnights[clipped])
@@ -63,9 +64,10 @@ def index_rows(table: pa.Table, symbols: Sequence[str], days: Sequence[dt.date])
     dictionary = encoded.dictionary.to_pylist()
     position = {s: i for i, s in enumerate(symbol_list)}
     lookup = np.array([position.get(s, -1) for s in dictionary] + [-1], dtype=np.int64)
-    codes = np.asarray(
-        pc.fill_null(encoded.indices, len(dictionary)).to_numpy(zero_copy_only=False)
-    )
+    indices = encoded.indices
+    if indices.null_count:
+        indices = pc.fill_null(indices, len(dictionary))
+    codes = np.asarray(indices.to_numpy(zero_copy_only=False))
     symbol = lookup[codes]
     known &= symbol >= 0
     return PartitionIndex(

@@ -45,8 +45,23 @@ def _floats(column: pa.ChunkedArray) -> np.ndarray:
     return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
+# A column without nulls (most of them) is neither asked for its nulls nor filled: a whole
+# market's day validates 10,000 partitions in about 100 units, and these calls were a third
+# of the validator's time (bench_flatfiles).
+
+
 def _nulls(column: pa.ChunkedArray) -> np.ndarray:
+    if column.null_count == 0:
+        return np.zeros(len(column), dtype=bool)
+    if column.null_count == len(column):
+        return np.ones(len(column), dtype=bool)
     return np.asarray(pc.is_null(column).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _filled(column: pa.ChunkedArray, value: int) -> np.ndarray:
+    if column.null_count:
+        column = pc.fill_null(column, value)
+    return np.asarray(column.to_numpy(zero_copy_only=False))
 
 
 class OhlcvValidator:
@@ -67,7 +82,7 @@ class OhlcvValidator:
         ts_col = table["timestamp"]
         ts_null = _nulls(ts_col)
         flag(ts_null, REASONS[2])
-        ts = np.asarray(pc.fill_null(ts_col.cast(pa.int64()), 0).to_numpy(zero_copy_only=False))
+        ts = _filled(ts_col.cast(pa.int64()), 0)
         tf = context.timeframe.nanos
         flag(~in_sessions(ts, context.windows, tf), REASONS[3])
 
@@ -94,17 +109,18 @@ class OhlcvValidator:
             flag(~any_null & inconsistent, REASONS[7])
 
         volume = table["volume"]
-        vol = np.asarray(pc.fill_null(volume, -1).to_numpy(zero_copy_only=False))
+        vol = _filled(volume, -1)
         flag(vol < 0, REASONS[8])
-        trades = np.asarray(pc.fill_null(table["trade_count"], 0).to_numpy(zero_copy_only=False))
+        trades = _filled(table["trade_count"], 0)
         flag(trades < 0, REASONS[9])
         # A bar with null prices stands for trades that set no price: it must have some.
         no_count = _nulls(table["trade_count"])
         flag(all_null & ((vol <= 0) | (~no_count & (trades <= 0))), REASONS[12])
         vwap_col = table["vwap"]
-        vwap = _floats(vwap_col)
-        with np.errstate(invalid="ignore"):
-            flag(~_nulls(vwap_col) & ~(np.isfinite(vwap) & (vwap > 0)), REASONS[10])
+        if vwap_col.null_count < n:  # a provider without vwap sends none
+            vwap = _floats(vwap_col)
+            with np.errstate(invalid="ignore"):
+                flag(~_nulls(vwap_col) & ~(np.isfinite(vwap) & (vwap > 0)), REASONS[10])
 
         # Unique and increasing per symbol, among rows still standing.
         flag(out_of_order(sym_codes, ts, codes == 0, equal_too=True), REASONS[11])
