@@ -32,7 +32,7 @@ from marketpipe.model import clock
 from marketpipe.model.actions import CASH_DIVIDEND
 from marketpipe.model.calendar import day_bounds, in_sessions, nyse_calendar
 from marketpipe.model.errors import InvalidInputError
-from marketpipe.model.schema import schema_of, symbol_codes
+from marketpipe.model.schema import encode_symbols, schema_of, symbol_codes
 from marketpipe.model.values import RAW, Series, Session, Timeframe, TimeRange
 from marketpipe.plugins.sink import Sink
 from marketpipe.storage.layout import META_DIR
@@ -105,8 +105,14 @@ def _rows(timeframe: Timeframe) -> str:
 
 
 def _slice(table: pa.Table, start: dt.date, end: dt.date) -> pa.Table:
+    """The rows of ``start``..``end``: ``table`` itself when they all are (a filter would copy
+    every column; compared as nanoseconds, a tick's stamp being no Python datetime)."""
     lo, hi = day_bounds(start, end)
     ts = table["timestamp"]
+    if table.num_rows:
+        bounds = pc.min_max(ts.cast(pa.int64()))
+        if bounds["min"].as_py() >= lo.value and bounds["max"].as_py() < hi.value:
+            return table
     return table.filter(pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi)))
 
 
@@ -234,7 +240,11 @@ def read(
             ranges += [(ex - LOOKBACK, ex) for ex in dividends["ex_date"].to_pylist()]
         # Each name asked gets its company's bars of its days, whatever else is asked, and
         # the company's actions: a split after a rename adjusts the bars from before it too.
-        raw = _assemble(stored_rows(sink, by_adjustment[RAW], all_names, ranges), plans)
+        # The symbols encoded once: the closes before dividends and the factors both look
+        # rows up by symbol (``_finish`` makes the column text again).
+        raw = encode_symbols(
+            _assemble(stored_rows(sink, by_adjustment[RAW], all_names, ranges), plans)
+        )
         actions = _as_asked(actions, plans)
         # Ticks take no dividend (refused above): the close is never asked of them.
         found, notes = factors(actions, adjustment, closes_before(raw, _regular(tf)))
@@ -389,13 +399,7 @@ def _finish(table: pa.Table, first: dt.date, last: dt.date, timeframe: Timeframe
     table = table.select(schema.names)
     if not table.schema.equals(schema):
         table = table.cast(schema)
-    lo, hi = day_bounds(first, last)
-    if table.num_rows:
-        # Compared as nanoseconds: a tick's stamp is no Python datetime.
-        bounds = pc.min_max(table["timestamp"].cast(pa.int64()))
-        if not (bounds["min"].as_py() >= lo.value and bounds["max"].as_py() < hi.value):
-            table = _slice(table, first, last)
-    table = sort_rows(table)
+    table = sort_rows(_slice(table, first, last))
     return table.replace_schema_metadata(None)
 
 
