@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from marketpipe.storage.parquet_files import sort_rows
+from marketpipe.storage.parquet_files import read_file, sort_rows
 
 STAMP = pa.timestamp("ns", tz="UTC")
 
@@ -74,10 +74,14 @@ def test_a_python_file_is_read_without_the_abort_at_exit(tmp_path: Path) -> None
     child = textwrap.dedent(
         f"""
         import io
+        import pyarrow.compute as pc
         from marketpipe.storage.parquet_files import read_file
         with open({str(path)!r}, "rb") as fh:
             data = io.BytesIO(fh.read())
         assert read_file(data, columns=["symbol", "x"]).num_rows == {n}
+        data.seek(0)
+        kept = read_file(data, filters=pc.field("symbol") == "7", symbols=["7"])
+        assert kept.num_rows > 0 and set(kept["symbol"].to_pylist()) == {{"7"}}
         """
     )
     procs = [
@@ -85,3 +89,22 @@ def test_a_python_file_is_read_without_the_abort_at_exit(tmp_path: Path) -> None
     ]
     outcomes = [(p.wait(timeout=120), p.stderr.read().decode()) for p in procs]  # type: ignore[union-attr]
     assert outcomes == [(0, "")] * 6
+
+
+def test_a_python_file_reads_the_rows_a_local_file_does(tmp_path: Path) -> None:
+    # Sorted by symbol in groups of 1,000 rows: a symbol asked is in few of them, and the
+    # rows kept equal the dataset scanner's on the same file.
+    import io
+
+    import pyarrow.compute as pc
+
+    path = tmp_path / "file.parquet"
+    symbols = sorted(f"S{i:02d}" for i in range(20))
+    table = pa.table({"symbol": np.repeat(symbols, 500), "x": np.arange(10_000)})
+    pq.write_table(table, path, row_group_size=1000)
+    where = pc.field("symbol").isin(["S03", "S11"]) & (pc.field("x") >= 1_600)
+    local = read_file(str(path), filters=where)
+    remote = read_file(io.BytesIO(path.read_bytes()), filters=where, symbols=["S03", "S11"])
+    assert remote.equals(local) and local.num_rows == 900  # S03 from 1,600 (400), S11 (500)
+    columns = read_file(io.BytesIO(path.read_bytes()), columns=["x"], symbols=["ZZ"])
+    assert columns.num_rows == 0 and columns.column_names == ["x"]

@@ -160,7 +160,11 @@ def gather_rows(
         rel = f"{folder}/{name}"
         try:
             with store.open(rel) as source:
-                table = read_file(source, filters=pc.is_in(pc.field("symbol"), value_set=wanted))
+                table = read_file(
+                    source,
+                    filters=pc.is_in(pc.field("symbol"), value_set=wanted),
+                    symbols=sorted(symbols),
+                )
         except (OSError, pa.ArrowException) as exc:
             raise unreadable(f"{store.url}/{rel}", exc) from None
         keep = pc.is_in(row_keys(table), value_set=pa.array(owned, pa.string()))

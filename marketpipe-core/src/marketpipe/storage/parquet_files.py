@@ -149,14 +149,50 @@ class _Unclosed:
         pass
 
 
-def read_file(source: Any, **options: Any) -> pa.Table:
-    """``pq.read_table`` of a store's file. A Python file object (an object store's reader) is
-    read without pre-buffering: Arrow's I/O threads reading such an object ahead left the
-    interpreter to abort at exit ("terminate called without an active exception") in about one
-    run in two with pyarrow 26 (``tests/test_parquet_files.py``); CI saw it once in ``mp
-    verify``. Arrow's own files (a local store's) keep it."""
-    native = isinstance(source, str | os.PathLike | pa.NativeFile)
-    return pq.read_table(source, pre_buffer=native, **options)
+def read_file(
+    source: Any,
+    *,
+    columns: list[str] | None = None,
+    filters: pc.Expression | None = None,
+    symbols: list[str] | None = None,
+) -> pa.Table:
+    """The rows of a store's file that ``filters`` keeps (``symbols``, sorted, names the
+    symbols it can keep: row groups holding none are not read).
+
+    Arrow's own files (a local store's) go through ``pq.read_table``. A Python file object (an
+    object store's reader) does not: the dataset scanner behind it, pre-buffering on Arrow's
+    I/O threads from such an object, left the interpreter to abort at exit ("terminate called
+    without an active exception") in about one run in two with pyarrow 26 (reproduced with a
+    ``BytesIO``; ``tests/test_parquet_files.py``), which CI saw once in ``mp verify``. Such a
+    file is read as a ``ParquetFile``, whose pre-buffering (two requests a row group instead
+    of one a column chunk) does not, its groups chosen on their symbol statistics."""
+    if isinstance(source, str | os.PathLike | pa.NativeFile):
+        return pq.read_table(source, columns=columns, filters=filters)
+    file = pq.ParquetFile(source, pre_buffer=True)
+    meta = file.metadata
+    groups = list(range(meta.num_row_groups))
+    if symbols is not None and "symbol" in meta.schema.names:
+        groups = _groups_holding(meta, meta.schema.names.index("symbol"), symbols)
+    if groups:
+        table = file.read_row_groups(groups, columns=columns)
+    else:
+        table = file.schema_arrow.empty_table()
+        table = table.select(columns) if columns is not None else table
+    return table.filter(filters) if filters is not None else table
+
+
+def _groups_holding(meta: pq.FileMetaData, column: int, wanted: list[str]) -> list[int]:
+    """The row groups whose statistics of ``column`` (the symbol) can hold one of ``wanted``
+    (sorted)."""
+    groups = []
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(column).statistics
+        if stats is not None and stats.has_min_max:
+            first = bisect.bisect_left(wanted, stats.min)
+            if first == len(wanted) or wanted[first] > stats.max:
+                continue  # none of the symbols falls inside this group
+        groups.append(i)
+    return groups
 
 
 def file_metadata(source: Any) -> dict[bytes, bytes]:
@@ -240,14 +276,7 @@ def read_symbols(
         )
         return ds.dataset([path], schema=schema, format="parquet").to_table(filter=where)
     column = names.index("symbol")
-    groups = []
-    for i in range(meta.num_row_groups):
-        stats = meta.row_group(i).column(column).statistics
-        if stats is not None and stats.has_min_max:
-            first = bisect.bisect_left(wanted, stats.min)
-            if first == len(wanted) or wanted[first] > stats.max:
-                continue  # none of the symbols falls inside this group
-        groups.append(i)
+    groups = _groups_holding(meta, column, wanted)
     # One thread a file, the files read side by side already (:func:`readers`); a read of
     # many row groups of one file (a liquid symbol's day of trades) decodes its columns side
     # by side too: about 1.2x faster for a million trades on two cores (bench_ticks read).

@@ -168,7 +168,9 @@ class ParquetSink:
         shadowed = self.catalog.shadowed(series, start, end, wanted)
         if shadowed:  # a commit cut short: those files are read alone, without the old rows
             parts = [
-                drop_partitions(self._read(rel, where).cast(schema), shadowed.get(rel, set()))
+                drop_partitions(
+                    self._read(rel, where, wanted).cast(schema), shadowed.get(rel, set())
+                )
                 for rel in rels
             ]
             return pa.concat_tables(parts).replace_schema_metadata(None)
@@ -184,14 +186,18 @@ class ParquetSink:
             table = pa.concat_tables(list(readers().map(one, rels)))
         else:  # objects: fetched side by side, each filtered as it is decoded
             with ThreadPoolExecutor(max_workers=min(8, len(rels))) as pool:
-                parts = list(pool.map(lambda rel: self._read(rel, where).cast(schema), rels))
+                parts = list(
+                    pool.map(lambda rel: self._read(rel, where, wanted).cast(schema), rels)
+                )
             table = pa.concat_tables(parts)
         return table.replace_schema_metadata(None)
 
-    def _read(self, rel: str, where: pc.Expression | None = None) -> pa.Table:
+    def _read(
+        self, rel: str, where: pc.Expression | None = None, symbols: list[str] | None = None
+    ) -> pa.Table:
         try:
             with self.store.open(rel) as src:
-                return read_file(src, filters=where)
+                return read_file(src, filters=where, symbols=symbols)
         except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
             raise unreadable(f"{self.store.url}/{rel}", exc) from None
 
