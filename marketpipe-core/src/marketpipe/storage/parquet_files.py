@@ -1,4 +1,6 @@
-"""How MarketPipe writes a bar file: zstd by default, 128k-row groups, the symbol dictionary-encoded."""
+"""How MarketPipe writes, orders and reads its Parquet files: zstd by default, row groups of 16k
+rows on a local disk and 128k in an object store, the symbol dictionary-encoded; a unit's rows
+put in order by moving runs; a symbol's rows read from the row groups that can hold it."""
 
 from __future__ import annotations
 
