@@ -251,3 +251,33 @@ def test_the_cache_keeps_runs_sorted_by_symbol_and_a_symbol_reads_in_stream_orde
     got = tick_cache.read_trades(trades, ["IBM"], 0, 2**62).table
     want = everything.filter(pc.equal(everything["symbol"], "IBM"))
     assert got["id"].to_pylist() == want["id"].to_pylist() and got.num_rows > 50
+
+
+def test_breaks_stamped_inside_and_outside_a_span_both_cancel_their_trades(
+    tmp_path: Path,
+) -> None:
+    # A span of the regular session: the 16:05 break of a 15:59 trade is stamped outside it,
+    # the 10:01 break of a 10:00 trade inside; neither cancellation may undo the other.
+    from marketpipe_iex import tick_cache
+
+    stream = [
+        trade(ns(DAY, "10:00"), "AAPL", 100, 190.0, 1),
+        trade(ns(DAY, "10:00", 30), "AAPL", 100, 190.1, 2),
+        trade_break(ns(DAY, "10:01"), "AAPL", 100, 190.0, 1),
+        trade(ns(DAY, "15:59"), "AAPL", 200, 191.0, 3),
+        trade_break(ns(DAY, "16:05"), "AAPL", 200, 191.0, 3),
+    ]
+    capture = pcapng(segments_of(stream, ns(DAY, "04:00"), per_segment=2)).data
+    trades, quotes = tick_cache.tick_files(tmp_path / "day.bars.parquet")
+    writer = tick_cache.TickWriter(trades, quotes)
+    for batch, updates in CaptureDecoder(io.BytesIO(capture)).trades_and_quotes():
+        writer.add(batch, updates)
+    writer.finish()
+    got = tick_cache.read_trades(trades, ["AAPL"], ns(DAY, "09:30"), ns(DAY, "16:00"))
+    rows = got.table.select(["id", "correction"]).to_pylist()
+    assert {r["id"]: r["correction"] for r in rows} == {
+        "1": "canceled",
+        "2": "regular",
+        "3": "canceled",
+    }
+    assert got.unmatched == 0

@@ -131,7 +131,9 @@ def cancel(table: pa.Table, at: np.ndarray, breaks: np.ndarray, break_at: np.nda
         else:
             unmatched += 1
     if canceled.any():
-        correction = pa.array(np.where(canceled, CANCELED, REGULAR), pa.string())
+        # Over the corrections the rows have: a read applies its span's breaks after the
+        # breaks stamped outside it, and must not undo what those canceled.
+        correction = pc.if_else(pa.array(canceled), CANCELED, table["correction"])
         i = table.schema.get_field_index("correction")
         table = table.set_column(i, table.schema.field(i), correction)
     return TradeTable(table, unmatched)
