@@ -95,7 +95,7 @@ def answer_ticks(
     across symbols (at most ``page_cap``), ordered by symbol then time, paged; with
     ``empty_tail`` the last page is an empty one that the last page with rows pointed
     to."""
-    unexpected = sorted(set(params) - (TICK_PARAMS))
+    unexpected = sorted(set(params) - TICK_PARAMS)
     if unexpected:
         return error(400, f"unexpected parameter(s): {', '.join(unexpected)}", 40010000)
     try:
@@ -126,14 +126,13 @@ def answer_ticks(
             server._ticks_cache[key] = cached
             while len(server._ticks_cache) > 64:
                 server._ticks_cache.popitem(last=False)
-    listed = cached
     offset = page_offset(params.get("page_token"))
     if offset is None:
         return error(422, "invalid page_token", 42210000)
     limit = min(limit, server.page_cap or limit)
-    page = listed[offset : offset + limit]
+    page = cached[offset : offset + limit]
     # An empty tail: the last page with rows still points to one, which holds none.
-    more = offset + limit < len(listed) or (server.empty_tail and bool(page))
+    more = offset + limit < len(cached) or (server.empty_tail and bool(page))
     token = (
         json.dumps(base64.b64encode(f"{kind}|{offset + limit}".encode()).decode())
         if more

@@ -96,8 +96,9 @@ class FakeAlpacaServer:
         page_cap: int | None = None,
     ) -> None:
         self.key_id, self.secret_key = key_id, secret_key
-        #: Trades and quotes (:func:`~marketpipe_alpaca.fake_ticks.tick_rows`): which trades are canceled or corrected,
-        #: which quotes crossed, and whether a full last page points to an empty one.
+        #: Trades and quotes (:func:`~marketpipe_alpaca.fake_ticks.tick_rows`): which trades
+        #: are canceled or corrected, which quotes crossed, and whether a full last page
+        #: points to an empty one.
         self.canceled_every, self.corrected_every = canceled_every, corrected_every
         self.crossed_every, self.empty_tail = crossed_every, empty_tail
         #: At most this many ticks a page, whatever ``limit`` asks (``None``: ``limit``).

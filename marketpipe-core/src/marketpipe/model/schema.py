@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -161,6 +162,25 @@ def symbol_codes(column: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
             )
         return column.combine_chunks()
     return column
+
+
+def null_mask(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Which rows of ``column`` are null, as a numpy mask; a column with no null (most of a
+    unit's) or only nulls is not scanned."""
+    if column.null_count == 0:
+        return np.zeros(len(column), dtype=bool)
+    if column.null_count == len(column):
+        return np.ones(len(column), dtype=bool)
+    return np.asarray(pc.is_null(column).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def filled(column: pa.ChunkedArray | pa.Array, value: Any) -> np.ndarray:
+    """``column`` as numpy, a null as ``value``: filled only when it holds a null. Validating
+    and indexing a whole market's day asks this of every unit's columns, and filling columns
+    without nulls was a third of the bar validator's time (bench_flatfiles)."""
+    if column.null_count:
+        column = pc.fill_null(column, value)
+    return np.asarray(column.to_numpy(zero_copy_only=False))
 
 
 def flat_lists(table: pa.Table) -> pa.Table:

@@ -12,11 +12,10 @@ from collections.abc import Mapping, Sequence
 import attrs
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from marketpipe.model.calendar import ny_midnight_ns
 from marketpipe.model.partition import PartitionKey
-from marketpipe.model.schema import symbol_codes
+from marketpipe.model.schema import filled, symbol_codes
 
 
 @attrs.frozen
@@ -53,10 +52,7 @@ def index_rows(table: pa.Table, symbols: Sequence[str], days: Sequence[dt.date])
     next_midnights = np.array(
         [ny_midnight_ns(d + dt.timedelta(days=1)) for d in day_list], dtype=np.int64
     )
-    stamps = table["timestamp"].cast(pa.int64())
-    if stamps.null_count:  # filled only when there is a null to fill (rarely)
-        stamps = pc.fill_null(stamps, -1)
-    ts = np.asarray(stamps.to_numpy(zero_copy_only=False))
+    ts = filled(table["timestamp"].cast(pa.int64()), -1)
     day = np.searchsorted(midnights, ts, side="right") - 1
     clipped = np.clip(day, 0, None)
     known = (day >= 0) & (ts < next_midnights[clipped])
@@ -64,10 +60,7 @@ def index_rows(table: pa.Table, symbols: Sequence[str], days: Sequence[dt.date])
     dictionary = encoded.dictionary.to_pylist()
     position = {s: i for i, s in enumerate(symbol_list)}
     lookup = np.array([position.get(s, -1) for s in dictionary] + [-1], dtype=np.int64)
-    indices = encoded.indices
-    if indices.null_count:
-        indices = pc.fill_null(indices, len(dictionary))
-    codes = np.asarray(indices.to_numpy(zero_copy_only=False))
+    codes = filled(encoded.indices, len(dictionary))
     symbol = lookup[codes]
     known &= symbol >= 0
     return PartitionIndex(

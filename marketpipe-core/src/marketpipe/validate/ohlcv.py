@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from marketpipe.model.calendar import in_sessions
+from marketpipe.model.schema import filled, null_mask
 from marketpipe.plugins.hookspecs import hookimpl
 from marketpipe.plugins.specs import ValidatorSpec
 from marketpipe.plugins.validator import ValidationContext, ValidationResult
@@ -45,25 +46,6 @@ def _floats(column: pa.ChunkedArray) -> np.ndarray:
     return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-# A column without nulls (most of them) is neither asked for its nulls nor filled: a whole
-# market's day validates 10,000 partitions in about 100 units, and these calls were a third
-# of the validator's time (bench_flatfiles).
-
-
-def _nulls(column: pa.ChunkedArray) -> np.ndarray:
-    if column.null_count == 0:
-        return np.zeros(len(column), dtype=bool)
-    if column.null_count == len(column):
-        return np.ones(len(column), dtype=bool)
-    return np.asarray(pc.is_null(column).to_numpy(zero_copy_only=False), dtype=bool)
-
-
-def _filled(column: pa.ChunkedArray, value: int) -> np.ndarray:
-    if column.null_count:
-        column = pc.fill_null(column, value)
-    return np.asarray(column.to_numpy(zero_copy_only=False))
-
-
 class OhlcvValidator:
     """Rejects bars that break OHLCV invariants or fall outside what was requested."""
 
@@ -80,9 +62,9 @@ class OhlcvValidator:
         flag(~wanted, REASONS[1])
 
         ts_col = table["timestamp"]
-        ts_null = _nulls(ts_col)
+        ts_null = null_mask(ts_col)
         flag(ts_null, REASONS[2])
-        ts = _filled(ts_col.cast(pa.int64()), 0)
+        ts = filled(ts_col.cast(pa.int64()), 0)
         tf = context.timeframe.nanos
         flag(~in_sessions(ts, context.windows, tf), REASONS[3])
 
@@ -97,7 +79,7 @@ class OhlcvValidator:
             flag(np.asarray(local.to_numpy(zero_copy_only=False)) % tf != 0, REASONS[4])
 
         prices = [table[c] for c in ("open", "high", "low", "close")]
-        nulls = np.stack([_nulls(c) for c in prices])
+        nulls = np.stack([null_mask(c) for c in prices])
         any_null, all_null = nulls.any(axis=0), nulls.all(axis=0)
         flag(any_null & ~(all_null & context.allow_null_prices), REASONS[5])
         o, h, lo, c = (_floats(col) for col in prices)
@@ -109,18 +91,18 @@ class OhlcvValidator:
             flag(~any_null & inconsistent, REASONS[7])
 
         volume = table["volume"]
-        vol = _filled(volume, -1)
+        vol = filled(volume, -1)
         flag(vol < 0, REASONS[8])
-        trades = _filled(table["trade_count"], 0)
+        trades = filled(table["trade_count"], 0)
         flag(trades < 0, REASONS[9])
         # A bar with null prices stands for trades that set no price: it must have some.
-        no_count = _nulls(table["trade_count"])
+        no_count = null_mask(table["trade_count"])
         flag(all_null & ((vol <= 0) | (~no_count & (trades <= 0))), REASONS[12])
         vwap_col = table["vwap"]
         if vwap_col.null_count < n:  # a provider without vwap sends none
             vwap = _floats(vwap_col)
             with np.errstate(invalid="ignore"):
-                flag(~_nulls(vwap_col) & ~(np.isfinite(vwap) & (vwap > 0)), REASONS[10])
+                flag(~null_mask(vwap_col) & ~(np.isfinite(vwap) & (vwap > 0)), REASONS[10])
 
         # Unique and increasing per symbol, among rows still standing.
         flag(out_of_order(sym_codes, ts, codes == 0, equal_too=True), REASONS[11])

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from marketpipe.model.calendar import ny_midnight_ns
+from marketpipe.model.schema import filled, null_mask
 from marketpipe.model.ticks import CORRECTIONS
 from marketpipe.plugins.hookspecs import hookimpl
 from marketpipe.plugins.specs import ValidatorSpec
@@ -77,10 +78,7 @@ class _Codes:
 
 def _numbers(column: pa.ChunkedArray) -> np.ndarray:
     """Floats, a null as NaN."""
-    floats = column.cast(pa.float64())
-    if floats.null_count:
-        floats = pc.fill_null(floats, float("nan"))
-    return np.asarray(floats.to_numpy(), dtype=np.float64)
+    return np.asarray(filled(column.cast(pa.float64()), float("nan")), dtype=np.float64)
 
 
 def _common(check: _Codes, context: ValidationContext) -> tuple[np.ndarray, np.ndarray]:
@@ -88,14 +86,9 @@ def _common(check: _Codes, context: ValidationContext) -> tuple[np.ndarray, np.n
     table = check.table
     codes, wanted = requested(table["symbol"], context.symbols)
     check.flag(~wanted, 1)
-    stamps = table["timestamp"]
-    stamps = stamps.cast(pa.int64())
-    if stamps.null_count:
-        missing = np.asarray(pc.is_null(stamps).to_numpy(zero_copy_only=False), dtype=bool)
-        stamps = pc.fill_null(stamps, 0)
-    else:
-        missing = np.zeros(len(stamps), dtype=bool)
-    ts = np.asarray(stamps.to_numpy(), dtype=np.int64)
+    stamps = table["timestamp"].cast(pa.int64())
+    missing = null_mask(stamps)
+    ts = np.asarray(filled(stamps, 0), dtype=np.int64)
     inside = np.zeros(len(ts), dtype=bool)
     for day in sorted({w.day for w in context.windows}):
         inside |= (ts >= ny_midnight_ns(day)) & (ts < ny_midnight_ns(day + dt.timedelta(days=1)))
