@@ -130,7 +130,8 @@ def ingest(args: argparse.Namespace, server: Any, data: Path, days: list[dt.date
     if out.returncode != 0:
         raise SystemExit(out.stderr[-3000:])
     usage = json.loads(out.stderr.strip().splitlines()[-1])
-    summary = json.loads(out.stdout[out.stdout.index("{") :])  # py-spy prints before it
+    # py-spy prints before and after the summary
+    summary, _ = json.JSONDecoder().raw_decode(out.stdout[out.stdout.index("{") :])
     shutil.rmtree(data, ignore_errors=True)
     return {"ingest_s": seconds, "bars": summary["bars"], **usage}
 

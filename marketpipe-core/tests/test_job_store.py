@@ -234,3 +234,25 @@ def test_a_batch_of_events_reaches_the_log_in_one_write_before_publish_returns(
     bus.publish(IngestionJobStarted(job_id=job))  # a lone event is written at once too
     assert len(writes) == 2 and len(log.path.read_text().splitlines()) == 501
     log.close()
+
+
+def test_a_committed_partitions_record_is_what_the_generic_record_makes_of_it() -> None:
+    """The event of every partition is written by a path of its own (the hot one of a whole
+    market's day): field for field, in order, what any other event's path makes of it."""
+    import json
+
+    from marketpipe.jobs.event_log import _plain, event_record
+    from marketpipe.jobs.events import IngestionBatchProcessed
+    from marketpipe.model.partition import IngestionPartition
+    from marketpipe.model.values import IngestionJobId, Symbol
+
+    event = IngestionBatchProcessed(
+        job_id=IngestionJobId("0123456789ab"),
+        symbol=Symbol("BRK.B"),
+        bars_count=390,
+        partition=IngestionPartition(Symbol("BRK.B"), dt.date(2024, 3, 4), "bars/f.parquet", 390),
+        rejected_count=2,
+    )
+    generic = {"event": event.name, **_plain(event)}
+    assert json.dumps(event_record(event)) == json.dumps(generic)
+    assert generic["partition"]["trading_date"] == "2024-03-04"

@@ -21,7 +21,7 @@ from marketpipe.model.schema import filled, null_mask
 from marketpipe.plugins.hookspecs import hookimpl
 from marketpipe.plugins.specs import ValidatorSpec
 from marketpipe.plugins.validator import ValidationContext, ValidationResult
-from marketpipe.validate.rows import out_of_order, requested
+from marketpipe.validate.rows import Reasons, out_of_order, requested
 
 REASONS = (
     "",
@@ -53,10 +53,10 @@ class OhlcvValidator:
         n = table.num_rows
         if n == 0:
             return ValidationResult.all_valid(table)
-        codes = np.zeros(n, dtype=np.int8)
+        check = Reasons(table, REASONS)
 
         def flag(mask: Any, reason: str) -> None:
-            codes[(codes == 0) & mask] = _CODE[reason]
+            check.flag(mask, _CODE[reason])
 
         sym_codes, wanted = requested(table["symbol"], context.symbols)
         flag(~wanted, REASONS[1])
@@ -105,18 +105,10 @@ class OhlcvValidator:
                 flag(~null_mask(vwap_col) & ~(np.isfinite(vwap) & (vwap > 0)), REASONS[10])
 
         # Unique and increasing per symbol, among rows still standing.
-        flag(out_of_order(sym_codes, ts, codes == 0, equal_too=True), REASONS[11])
-
-        bad = codes != 0
-        if not bad.any():
+        flag(out_of_order(sym_codes, ts, check.standing, equal_too=True), REASONS[11])
+        if not check.bad.any():
             return ValidationResult.all_valid(table)
-        rejected = table.filter(pa.array(bad))
-        reason = pa.DictionaryArray.from_arrays(
-            pa.array(codes[bad], pa.int8()), pa.array(REASONS, pa.string())
-        ).cast(pa.string())
-        return ValidationResult(
-            table.filter(pa.array(~bad)), rejected.append_column("reason", reason)
-        )
+        return check.result()
 
 
 @hookimpl

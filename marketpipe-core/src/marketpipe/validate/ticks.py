@@ -12,7 +12,6 @@ is a fact of the feed, not bad data: it is kept and counted in a note.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +23,7 @@ from marketpipe.model.ticks import CORRECTIONS
 from marketpipe.plugins.hookspecs import hookimpl
 from marketpipe.plugins.specs import ValidatorSpec
 from marketpipe.plugins.validator import ValidationContext, ValidationResult
-from marketpipe.validate.rows import out_of_order, requested
+from marketpipe.validate.rows import Reasons, out_of_order, requested
 
 TRADE_REASONS = (
     "",
@@ -51,37 +50,12 @@ QUOTE_REASONS = (
 CROSSED = "crossed quotes (bid above ask), kept"
 
 
-class _Codes:
-    """A reason code a row, the first failure kept."""
-
-    def __init__(self, table: pa.Table, reasons: Sequence[str]) -> None:
-        self.table = table
-        self.reasons = reasons
-        self.codes = np.zeros(table.num_rows, dtype=np.int8)
-
-    def flag(self, mask: np.ndarray, reason: int) -> None:
-        self.codes[(self.codes == 0) & mask] = reason
-
-    def result(self, counted: dict[str, int] | None = None) -> ValidationResult:
-        bad = self.codes != 0
-        if not bad.any():  # the usual case: no copy of a million ticks
-            rejected = self.table.schema.empty_table().append_column(
-                "reason", pa.array([], pa.string())
-            )
-            return ValidationResult(self.table, rejected, counted or {})
-        reason = pa.DictionaryArray.from_arrays(
-            pa.array(self.codes[bad], pa.int8()), pa.array(self.reasons, pa.string())
-        ).cast(pa.string())
-        rejected = self.table.filter(pa.array(bad)).append_column("reason", reason)
-        return ValidationResult(self.table.filter(pa.array(~bad)), rejected, counted or {})
-
-
 def _numbers(column: pa.ChunkedArray) -> np.ndarray:
     """Floats, a null as NaN."""
     return np.asarray(filled(column.cast(pa.float64()), float("nan")), dtype=np.float64)
 
 
-def _common(check: _Codes, context: ValidationContext) -> tuple[np.ndarray, np.ndarray]:
+def _common(check: Reasons, context: ValidationContext) -> tuple[np.ndarray, np.ndarray]:
     """Symbol and day checks (reasons 1 and 2); the symbol codes and timestamps."""
     table = check.table
     codes, wanted = requested(table["symbol"], context.symbols)
@@ -132,7 +106,7 @@ class TradeValidator:
     """Rejects trades a reader would mistake for clean data."""
 
     def validate(self, table: pa.Table, context: ValidationContext) -> ValidationResult:
-        check = _Codes(table, TRADE_REASONS)
+        check = Reasons(table, TRADE_REASONS)
         codes, ts = _common(check, context)
         price, size = _numbers(table["price"]), _numbers(table["size"])
         with np.errstate(invalid="ignore"):
@@ -140,8 +114,8 @@ class TradeValidator:
             check.flag(~(np.isfinite(size) & (size > 0)), 4)
         known = pc.is_in(table["correction"], value_set=pa.array(CORRECTIONS, pa.string()))
         check.flag(~np.asarray(known.fill_null(False).to_numpy(zero_copy_only=False)), 5)
-        check.flag(out_of_order(codes, ts, check.codes == 0, equal_too=False), 6)
-        check.flag(_repeated(codes, table["id"], ts, check.codes == 0), 7)
+        check.flag(out_of_order(codes, ts, check.standing, equal_too=False), 6)
+        check.flag(_repeated(codes, table["id"], ts, check.standing), 7)
         return check.result()
 
 
@@ -149,7 +123,7 @@ class QuoteValidator:
     """Rejects quotes a reader would mistake for clean data; counts the crossed ones kept."""
 
     def validate(self, table: pa.Table, context: ValidationContext) -> ValidationResult:
-        check = _Codes(table, QUOTE_REASONS)
+        check = Reasons(table, QUOTE_REASONS)
         codes, ts = _common(check, context)
         sides = {}
         for reason, side in ((3, "bid"), (4, "ask")):
@@ -160,11 +134,9 @@ class QuoteValidator:
             check.flag(~(good | empty), reason)
             sides[side] = (price, empty)
         check.flag(sides["bid"][1] & sides["ask"][1], 5)
-        check.flag(out_of_order(codes, ts, check.codes == 0, equal_too=False), 6)
+        check.flag(out_of_order(codes, ts, check.standing, equal_too=False), 6)
         with np.errstate(invalid="ignore"):
-            crossed = int(
-                np.count_nonzero((check.codes == 0) & (sides["bid"][0] > sides["ask"][0]))
-            )
+            crossed = int(np.count_nonzero(check.standing & (sides["bid"][0] > sides["ask"][0])))
         return check.result({CROSSED: crossed} if crossed else {})
 
 
