@@ -80,8 +80,24 @@ def test_duplicate_and_out_of_order_timestamps_are_rejected_per_symbol() -> None
     mixed = pa.concat_tables([first, other]).take(
         np.argsort(np.tile(np.arange(390), 2), kind="stable")
     )
-    result = OhlcvValidator().validate(mixed, context(symbols=frozenset({"AAPL", "MSFT"})))
+    both = context(symbols=frozenset({"AAPL", "MSFT"}))
+    result = OhlcvValidator().validate(mixed, both)
     assert result.rejected.num_rows == 0
+    # ... and a symbol's row earlier than its previous one is found among the other's rows.
+    late = with_row(mixed, 20, timestamp=mixed["timestamp"][2].as_py())  # AAPL's 11th bar
+    result = OhlcvValidator().validate(late, both)
+    assert result.rejected["symbol"].to_pylist() == ["AAPL"]
+    assert result.rejected["timestamp"][0] == mixed["timestamp"][2]
+
+
+def test_a_row_breaking_several_rules_is_rejected_for_the_first() -> None:
+    table = with_row(good(), 5, symbol="MSFT", low=-1.0, volume=-3)
+    table = with_row(table, 6, high=99.0, volume=-3)
+    result = OhlcvValidator().validate(table, context())
+    assert result.rejected["reason"].to_pylist() == [
+        "symbol not requested",
+        "OHLC inconsistent (need low <= open, close <= high)",
+    ]
 
 
 def test_null_price_bars_pass_only_where_the_provider_documents_them() -> None:
