@@ -4,7 +4,8 @@ An object appears atomically when its upload completes, so a file is
 uploaded under its final key and a rewrite replaces the object in one PUT. There is no rename
 and no ``flock``: a folder lock is a lease object (``_marketpipe/locks/<digest>.lease``) created
 with a conditional write (``If-None-Match: *``), taken over with another (``If-Match`` its
-ETag) only once it has expired, renewed while held (each renewal conditional on the last
+ETag) only once it has expired or its holder, a process of this machine, is gone
+(:mod:`marketpipe.storage.lease_holder`), renewed while held (each renewal conditional on the last
 one's ETag, so a lease another writer took over is never overwritten), and deleted when done
 if it is still ours. So two writers on two machines commit into one month folder one at a
 time, as two processes do on one disk.
@@ -38,6 +39,7 @@ from marketpipe.model.errors import (
     StoreFailedError,
     StoreUnavailableError,
 )
+from marketpipe.storage import lease_holder
 from marketpipe.storage.retry import StoreRetry
 from marketpipe.storage.store import BAR_SUFFIX, Listing, Prepared, Writer, is_bar_file
 
@@ -163,6 +165,7 @@ class ObjectStore:
         )
         self._lease_seconds = lease_seconds()
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._holder = lease_holder.this_process()
         self._threads: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         #: The leases this store holds, by folder.
@@ -299,7 +302,8 @@ class ObjectStore:
 
     def _lease(self) -> bytes:
         expires = time.time() + self._lease_seconds
-        return json.dumps({"owner": self._owner, "expires": expires}).encode()
+        lease = {"owner": self._owner, "expires": expires, "holder": self._holder}
+        return json.dumps(lease).encode()
 
     def _acquire(self, key: str, folder: str) -> str:
         """Take the lease; returns its ETag (what renewing and releasing it are conditional on)."""
@@ -321,10 +325,11 @@ class ObjectStore:
             except FileNotFoundError:
                 continue  # released meanwhile: try again at once
             try:
-                expires = float(json.loads(body)["expires"])
+                lease = json.loads(body)
+                expires = float(lease["expires"])
             except (ValueError, KeyError, TypeError):
-                expires = 0.0  # a damaged lease holds nothing
-            if expires < time.time():
+                lease, expires = {}, 0.0  # a damaged lease holds nothing
+            if expires < time.time() or lease_holder.gone(lease.get("holder")):
                 try:
                     taken = obstore.put(
                         self._store, key, self._lease(), mode={"e_tag": meta["e_tag"]}
