@@ -25,7 +25,7 @@ def bench_soak() -> ModuleType:
 def test_eight_nights_of_trouble_end_with_the_clean_runs_dataset(tmp_path: Path) -> None:
     # Eight nights hold every kind of trouble (seed 3: an outage on nights 1-3, a full disk on
     # 4, a kill on 5) and three plain nights; bench/bench_soak.py runs sixty.
-    result = bench_soak().run_soak(tmp_path, nights=8, symbols=3, seed=3)
+    result = bench_soak().run_soak(tmp_path, nights=8, symbols=3, seed=3, down_retry_seconds=2)
     trouble, codes = result["trouble"], result["exit_codes"]
     assert sorted(set(trouble.values())) == ["disk-full", "down", "kill"]
     for night, what in trouble.items():

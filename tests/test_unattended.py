@@ -126,7 +126,9 @@ def test_an_outage_is_exit_75_and_the_next_night_catches_up(
         first = mp(*ingest(root, "AAPL,MSFT", "2024-03-01", "2024-03-15"), env=env)
         assert first.returncode == 0, first.stderr
         server.down = True  # every connection dropped unanswered
-        night = mp("update", "--data-dir", str(root), "--quiet", env=env)
+        # Given up on sooner than the five minutes a request has by default.
+        hurried = {**env, "MARKETPIPE_HTTP_RETRY_SECONDS": "3"}
+        night = mp("update", "--data-dir", str(root), "--quiet", env=hurried)
         assert night.returncode == 75, night.stderr
         assert night.stdout == ""
         problems = night.stderr.strip().splitlines()
@@ -150,6 +152,14 @@ def test_update_exit_codes_tell_a_person_from_tomorrow(tmp_path: Path) -> None:
         assert "403" in wrong.stderr or "forbidden" in wrong.stderr.lower()
         bad = mp("update", "--data-dir", str(root), "--deadline", "soon", env=env)
         assert bad.returncode == 2 and "--deadline must be a positive duration" in bad.stderr
+        for retry in ("soon", "0", "inf"):
+            bad = mp("update", "--data-dir", str(root), "--quiet",
+                     env={**env, "MARKETPIPE_HTTP_RETRY_SECONDS": retry})  # fmt: skip
+            assert bad.returncode == 2, bad
+            assert bad.stderr.strip().splitlines() == [
+                "alpaca/iex/raw/1m: MARKETPIPE_HTTP_RETRY_SECONDS must be a positive number of "
+                f"seconds, got {retry!r}"
+            ]
 
 
 def test_sigterm_during_a_nightly_update_stops_within_two_seconds(tmp_path: Path) -> None:

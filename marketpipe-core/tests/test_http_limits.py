@@ -319,3 +319,21 @@ def test_an_async_request_looks_for_no_module() -> None:
         table = asyncio.run(twice(client(server)))
     assert table.num_rows == 10
     assert searched == []
+
+
+def test_the_time_a_request_may_retry_is_set_for_every_connector_by_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from marketpipe.fetch.config import ClientConfig
+    from marketpipe.model.errors import InvalidInputError
+    from marketpipe.storage.retry import StoreRetry
+
+    monkeypatch.delenv("MARKETPIPE_HTTP_RETRY_SECONDS", raising=False)
+    assert ClientConfig(base_url="http://x.test").max_total_seconds == 300.0
+    monkeypatch.setenv("MARKETPIPE_HTTP_RETRY_SECONDS", "7.5")
+    assert ClientConfig(base_url="http://x.test").max_total_seconds == 7.5
+    assert ClientConfig(base_url="http://x.test", max_total_seconds=60).max_total_seconds == 60
+    assert StoreRetry.shared({}).retry_seconds == 300.0  # the store has its own setting
+    monkeypatch.setenv("MARKETPIPE_HTTP_RETRY_SECONDS", "-1")
+    with pytest.raises(InvalidInputError, match="got '-1'"):
+        ClientConfig(base_url="http://x.test")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import urllib.parse
 from collections.abc import Generator
 
@@ -21,6 +22,30 @@ def _positive(instance: object, attribute: attrs.Attribute[float], value: float)
 def _count(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{attribute.name} must be a whole number of at least 1, got {value!r}")
+
+
+#: How long one request may spend, retries and waits included, unless
+#: ``MARKETPIPE_HTTP_RETRY_SECONDS`` says otherwise (for every HTTP connector at once).
+MAX_TOTAL_SECONDS = 300.0
+RETRY_SECONDS_ENV = "MARKETPIPE_HTTP_RETRY_SECONDS"
+
+
+def retry_seconds() -> float:
+    """``max_total_seconds``'s default: ``MARKETPIPE_HTTP_RETRY_SECONDS``, else 300 s. An
+    unattended run that should give up on a server that is down sooner than five minutes a
+    request sets it (a nightly run: the next night catches up)."""
+    raw = os.environ.get(RETRY_SECONDS_ENV, "").strip()
+    if not raw:
+        return MAX_TOTAL_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:  # NaN fails this too
+        raise InvalidInputError(
+            f"{RETRY_SECONDS_ENV} must be a positive number of seconds, got {raw!r}"
+        )
+    return seconds
 
 
 def _url(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -54,7 +79,7 @@ class ClientConfig:
         trickling its answer a byte at a time is cut off here).
     :param max_attempts: tries per request, the first included.
     :param max_total_seconds: a request, retries and waits included, gives up within this; a
-        server asking for a longer wait fails it at once.
+        server asking for a longer wait fails it at once (default: :func:`retry_seconds`).
     :param max_body_bytes: the largest body accepted, counted after decompression.
     :param max_pages: the most pages one paginated request may take.
     """
@@ -66,7 +91,7 @@ class ClientConfig:
     connect_timeout: float = attrs.field(default=10.0, validator=_positive)
     deadline: float = attrs.field(default=120.0, validator=_positive)
     max_attempts: int = attrs.field(default=6, validator=_count)
-    max_total_seconds: float = attrs.field(default=300.0, validator=_positive)
+    max_total_seconds: float = attrs.field(factory=retry_seconds, validator=_positive)
     backoff_base: float = attrs.field(default=0.5, validator=_positive)
     backoff_cap: float = attrs.field(default=30.0, validator=_positive)
     max_body_bytes: int = attrs.field(default=64 * 2**20, validator=_count)

@@ -34,13 +34,13 @@ class StoreRetry:
     @classmethod
     def shared(cls, environ: dict[str, str] | None = None) -> StoreRetry:
         # Imported here: the connectors package imports storage (its Parquet adapter).
-        from marketpipe.fetch.config import ClientConfig
+        from marketpipe.fetch.config import MAX_TOTAL_SECONDS, ClientConfig
 
-        http = ClientConfig(base_url="http://storage.invalid")
+        http = ClientConfig(base_url="http://storage.invalid", max_total_seconds=MAX_TOTAL_SECONDS)
         env = os.environ if environ is None else environ
         raw = env.get(RETRY_SECONDS_ENV, "").strip()
         try:
-            seconds = float(raw) if raw else http.max_total_seconds
+            seconds = float(raw) if raw else MAX_TOTAL_SECONDS
             if seconds <= 0:
                 raise ValueError
         except ValueError:
