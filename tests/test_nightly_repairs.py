@@ -16,6 +16,12 @@ from marketpipe_alpaca.testing import FakeAlpacaServer
 from test_unattended import KEY, MP, SECRET, alpaca_env, ingest, mp, rows
 
 
+def down(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a run against a server that is down: each request gives up after 2 s of
+    retries rather than about 20."""
+    return {**env, "MARKETPIPE_HTTP_RETRY_SECONDS": "2"}
+
+
 def test_retry_lines_never_show_the_secrets_a_server_echoes(tmp_path: Path) -> None:
     """An upstream whose 500 bodies echo the request's headers: every line on stderr and stdout
     is scrubbed, the retry warnings included."""
@@ -69,7 +75,7 @@ def test_a_symbol_whose_whole_job_failed_is_caught_up_by_the_next_update(
         env = alpaca_env(server)
         assert mp(*ingest(root, "AAPL", "2024-03-01", "2024-03-15"), env=env).returncode == 0
         server.down = True
-        failed = mp(*ingest(root, "MSFT", "2024-03-04", "2024-03-15"), env=env)
+        failed = mp(*ingest(root, "MSFT", "2024-03-04", "2024-03-15"), env=down(env))
         assert failed.returncode == 75, failed.stderr
         status = mp("status", "--data-dir", str(root), "--json", env=env)
         [series] = json.loads(status.stdout)["series"]
@@ -94,7 +100,7 @@ def test_a_first_ingest_that_failed_whole_is_caught_up_too(tmp_path: Path) -> No
     with FakeAlpacaServer(KEY, SECRET) as server:
         env = alpaca_env(server)
         server.down = True
-        assert mp(*ingest(root, "MSFT", "2024-03-25", "2024-03-28"), env=env).returncode == 75
+        assert mp(*ingest(root, "MSFT", "2024-03-25", "2024-03-28"), env=down(env)).returncode == 75
         server.down = False
         night = mp("update", "--data-dir", str(root), "--json", env=env)
         assert night.returncode == 0, night.stderr
