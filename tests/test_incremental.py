@@ -362,7 +362,7 @@ def test_an_upgrade_interrupted_after_some_files_moved_carries_on(tmp_path: Path
     assert report["partitions"] == 14 and report["bars"] == 14 * 390
     assert any("3 files moved" in n for n in report["notes"])
     db = sqlite3.connect(root / "_marketpipe" / "jobs.sqlite")
-    paths = [p for (p,) in db.execute("SELECT DISTINCT path FROM partitions")]
+    paths = [p for (p,) in db.execute("SELECT path FROM files")]
     assert paths and all(
         p.startswith("bars/") and "/adjustment=raw/timeframe=1m/" in p for p in paths
     )
@@ -384,7 +384,7 @@ def as_layout_2(root: Path) -> None:
         folder.rename(root / folder.name)
     (root / "bars").rmdir()
     with sqlite3.connect(root / "_marketpipe" / "jobs.sqlite") as db:
-        db.execute("UPDATE partitions SET path = substr(path, 6) WHERE path LIKE 'bars/%'")
+        db.execute("UPDATE files SET path = substr(path, 6) WHERE path LIKE 'bars/%'")
     (root / "_marketpipe" / "layout").write_text("2\n")
 
 
@@ -402,7 +402,7 @@ def test_bars_at_the_root_move_under_bars_on_first_read_and_read_the_same(tmp_pa
     assert after.equals(before) and after.num_rows == 2 * 5 * 390
     assert not list(root.glob("provider=*")) and len(list(root.glob("bars/**/*.parquet"))) == 1
     db = sqlite3.connect(root / "_marketpipe" / "jobs.sqlite")
-    paths = {p for (p,) in db.execute("SELECT DISTINCT path FROM partitions")}
+    paths = {p for (p,) in db.execute("SELECT path FROM files")}
     assert paths and all(p.startswith("bars/provider=fake/") for p in paths)
     report = mp_json("verify", "--data-dir", str(root))
     assert report["notes"] == [] and report["bars"] == 2 * 5 * 390  # type: ignore[index]

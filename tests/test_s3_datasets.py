@@ -372,7 +372,7 @@ def test_a_bucket_with_bars_at_its_root_moves_them_under_bars_once(
     (state,) = (tmp_path / "state").glob("datasets/*")
     (state / "_marketpipe" / "layout").write_text("2\n")
     with sqlite3.connect(state / "_marketpipe" / "jobs.sqlite") as db:
-        db.execute("UPDATE partitions SET path = substr(path, 6) WHERE path LIKE 'bars/%'")
+        db.execute("UPDATE files SET path = substr(path, 6) WHERE path LIKE 'bars/%'")
     report = mp_json("verify", "--data-dir", url, env=env)
     assert any("upgraded" in n and "1 file moved" in n for n in report["notes"]), report  # type: ignore[index]
     assert s3_rows(s3, f"{bucket}/team").equals(before) and before.num_rows == 3 * 3 * 390

@@ -67,7 +67,9 @@ def test_ticks_go_through_update_compact_delete_and_verify_like_bars(tmp_path: P
     assert series["timeframe"] == "trades" and series["bars"] == len(trades_of(root))
     assert all(s["thin"] == [] and s["missing"] == [] for s in series["symbols"])
     db = sqlite3.connect(root / "_marketpipe" / "jobs.sqlite")
-    paths = {p for (p,) in db.execute("SELECT DISTINCT path FROM partitions WHERE path != ''")}
+    paths = {p for (p,) in db.execute(
+        "SELECT DISTINCT f.path FROM partitions p JOIN files f ON f.id = p.file WHERE f.path != ''"
+    )}  # fmt: skip
     assert {p.split("/", 1)[0] for p in paths} == {"bars", "trades", "quotes"}
 
 

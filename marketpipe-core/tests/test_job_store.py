@@ -256,3 +256,89 @@ def test_a_committed_partitions_record_is_what_the_generic_record_makes_of_it() 
     generic = {"event": event.name, **_plain(event)}
     assert json.dumps(event_record(event)) == json.dumps(generic)
     assert generic["partition"]["trading_date"] == "2024-03-04"
+
+
+def _with_paths_in_rows(path: Path) -> None:
+    """Put a job store back as earlier releases wrote it: each partition naming its file's path
+    (and its quarantine file's), a rowid and an index beside the key."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            """
+            CREATE TABLE old (job_id TEXT NOT NULL REFERENCES jobs(id), symbol TEXT NOT NULL,
+                day TEXT NOT NULL, state TEXT NOT NULL, bars INTEGER NOT NULL DEFAULT 0,
+                rejected INTEGER NOT NULL DEFAULT 0, path TEXT, quarantine TEXT, error TEXT,
+                updated_at TEXT NOT NULL, PRIMARY KEY (job_id, symbol, day));
+            INSERT INTO old SELECT p.job_id, p.symbol, p.day, p.state, p.bars, p.rejected, f.path,
+                q.path, p.error, p.updated_at FROM partitions p LEFT JOIN files f ON f.id = p.file
+                LEFT JOIN files q ON q.id = p.quarantine;
+            DROP TABLE partitions;
+            DROP TABLE files;
+            ALTER TABLE old RENAME TO partitions;
+            """
+        )
+    db.close()
+
+
+def test_a_store_naming_paths_in_every_row_is_upgraded_once_and_reads_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Partitions name their files by id (a whole market's unit writes one file for a few
+    hundred partitions): a store of an earlier release is rewritten on first open, and one on a
+    read-only medium is read as it is."""
+    import sqlite3
+
+    import marketpipe.jobs.store as store_module
+
+    path = tmp_path / "_marketpipe" / "jobs.sqlite"
+    store = SqliteJobStore(path)
+    job = IngestionJob(
+        job_id=IngestionJobId.generate(),
+        symbols=(Symbol("AAPL"), Symbol("MSFT"), Symbol("NVDA")),
+        time_range=TimeRange(DAY, DAY),
+        configuration=IngestionConfiguration(provider="fake"),
+    )
+    store.save(job)
+    store.mark_completed(
+        job.job_id,
+        [
+            PartitionOutcome("AAPL", DAY, 390, 0, "bars/m/part-1.parquet"),
+            PartitionOutcome("MSFT", DAY, 389, 1, "bars/m/part-1.parquet", "_marketpipe/q/1.csv"),
+        ],
+    )
+    store.mark_failed(job.job_id, [("NVDA", DAY)], "refused")
+    before = store.partitions(job.job_id)
+    assert [(p.path, p.quarantine) for p in before] == [
+        ("bars/m/part-1.parquet", None),
+        ("bars/m/part-1.parquet", "_marketpipe/q/1.csv"),
+        (None, None),
+    ]
+    assert store.completed_paths() == ["bars/m/part-1.parquet"]
+    store.close()
+    _with_paths_in_rows(path)
+
+    monkeypatch.setattr(store_module, "writable", lambda folder: False)
+    read_only = SqliteJobStore(path)  # as it is: nothing may be written
+    assert read_only.partitions(job.job_id) == before
+    assert read_only.completed_at("bars/m/part-1.parquet") == [
+        (job.job_id.value, "AAPL", DAY, 390),
+        (job.job_id.value, "MSFT", DAY, 389),
+    ]
+    read_only.close()
+    monkeypatch.undo()
+
+    upgraded = SqliteJobStore(path)
+    assert upgraded.partitions(job.job_id) == before
+    assert upgraded.completed_paths() == ["bars/m/part-1.parquet"]
+    assert upgraded.totals(job.job_id)["bars"] == 779
+    upgraded.rewrite_paths(lambda provider, job_id, p: p.replace("bars/m/", "bars/n/"))
+    assert upgraded.completed_paths() == ["bars/n/part-1.parquet"]
+    upgraded.close()
+    with sqlite3.connect(path) as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(partitions)")}
+        files = sorted(p for (p,) in db.execute("SELECT path FROM files"))
+    db.close()
+    assert "path" not in columns and "file" in columns
+    assert files == ["_marketpipe/q/1.csv", "bars/n/part-1.parquet"]  # the old name let go
+    assert SqliteJobStore(path).partitions(job.job_id)[1].quarantine == "_marketpipe/q/1.csv"

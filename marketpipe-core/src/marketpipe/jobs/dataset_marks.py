@@ -40,7 +40,8 @@ class DatasetMarks:
             )
             db.executemany(
                 "UPDATE partitions SET state='DELETED', updated_at=? WHERE state IN "
-                "('COMPLETED', 'MISSING') AND symbol=? AND day=? AND substr(path, 1, ?) = ?",
+                "('COMPLETED', 'MISSING') AND symbol=? AND day=? AND "
+                "substr((SELECT path FROM files WHERE id = file), 1, ?) = ?",
                 [(now, s, d.isoformat(), len(prefix), prefix) for s, d in keys],
             )
 
