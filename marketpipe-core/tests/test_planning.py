@@ -73,6 +73,26 @@ def test_units_cover_every_pending_partition_once_within_a_month(
             assert len(unit.windows) <= spec.max_days_per_unit
 
 
+def test_a_provider_whose_symbols_fill_a_third_of_a_session_gets_units_of_three_times_the_symbols() -> (
+    None
+):
+    import attrs
+    import pytest
+
+    symbols = [Symbol(f"S{i:03d}") for i in range(120)]
+    day = WINDOWS[:1]
+    pending = {(s.value, day[0].day) for s in symbols}
+    full = plan_units(symbols, day, pending, _spec(), Timeframe.M1, 3900)
+    third = attrs.evolve(_spec(), fill=0.3)
+    sparse = plan_units(symbols, day, pending, third, Timeframe.M1, 3900)
+    assert [len(u.symbols) for u in full] == [10] * 12  # 390 bars a symbol-day
+    assert [len(u.symbols) for u in sparse] == [33, 33, 33, 21]  # 117 expected a symbol-day
+    assert sorted(k for u in sparse for k in u.keys) == sorted(pending)
+    for bad in (0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="fill must be above 0 and at most 1"):
+            attrs.evolve(_spec(), fill=bad)
+
+
 def test_a_job_plans_what_is_not_stored_and_keeps_its_plan_one_row_a_symbol(
     tmp_path: Path,
 ) -> None:

@@ -48,7 +48,10 @@ def marketpipe_providers() -> list[ProviderSpec]:
             deterministic=True,
             max_days_per_unit=1,  # one file a day, shared by the day's units
             day_files=True,  # on a cluster, a day's units run on one worker
-            # A whole market's thin names trade in few minutes of a session.
+            # A whole market's thin names trade in few minutes of a session: a day's minute file
+            # holds about a third of its tickers' minutes, and units of --batch-size rows take
+            # three times the tickers (a third of the files, commits and catalog rows a day).
             thin_day_fraction=0.01,
+            fill=0.3,
         )
     ]

@@ -68,6 +68,11 @@ def _settings(value: Iterable[Setting]) -> tuple[Setting, ...]:
     return tuple(value)
 
 
+def _share(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ValueError(f"{attribute.name} must be above 0 and at most 1, got {value!r}")
+
+
 def _timeframes(value: Any) -> frozenset[Timeframe]:
     return frozenset(Timeframe.parse(v) for v in value)
 
@@ -103,6 +108,11 @@ class ProviderSpec:
         file once for all of them.
     :param trade_rules: which of its trades set a bar's prices, by their conditions (``mp
         resample --from trades``; by default every trade does).
+    :param fill: the share of a session's bars (or of its estimated ticks) a symbol-day of this
+        provider typically holds, for sizing units (1 by default: every minute). A whole
+        market's minute file holds about a third of its tickers' minutes (most trade in a
+        few): units of ``--batch-size`` expected rows then take that many more symbols, and a
+        unit of only busy symbols holds at most ``1 / fill`` times as many rows.
     :param thin_day_fraction: ``mp status`` flags a stored day with fewer bars than this share
         of its session's bars as suspiciously thin (a provider that only has bars for minutes
         with trades on a small venue sets it low).
@@ -123,6 +133,7 @@ class ProviderSpec:
     series_settings: tuple[str, ...] = attrs.field(default=(), converter=_names)
     data_delay: dt.timedelta = dt.timedelta(0)
     thin_day_fraction: float = 0.5
+    fill: float = attrs.field(default=1.0, validator=_share)
     trade_rules: TradeRules = attrs.field(factory=TradeRules)
     day_files: bool = False
     distribution: str | None = attrs.field(default=None, eq=False)

@@ -161,7 +161,8 @@ def _units(
             for members in groups:
                 need = sub[members[0]]
                 unit_windows = tuple(windows[c] for c, on in zip(cols, need, strict=True) if on)
-                bars_per_symbol = sum(_rows_per_symbol(w, timeframe) for w in unit_windows)
+                expected = sum(_rows_per_symbol(w, timeframe) for w in unit_windows)
+                bars_per_symbol = max(1, round(expected * spec.fill))
                 per_unit = max(1, batch_size // bars_per_symbol)
                 if spec.max_symbols_per_unit:
                     per_unit = min(per_unit, spec.max_symbols_per_unit)
