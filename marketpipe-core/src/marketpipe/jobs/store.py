@@ -143,7 +143,8 @@ class SqliteJobStore(DatasetMarks):
             self._conn = connect_read_only(path) if path.exists() else sqlite3.connect(":memory:")
             if not path.exists():
                 self._conn.executescript(_SCHEMA + plans.SCHEMA)
-            self._conn.execute(_OLD_ROWS if self._names_paths() else _ROWS)
+            self._old_rows = self._names_paths()
+            self._conn.execute(_OLD_ROWS if self._old_rows else _ROWS)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = connect(path, synchronous="FULL", timeout=30.0)
@@ -153,6 +154,7 @@ class SqliteJobStore(DatasetMarks):
             self._conn.execute("ALTER TABLE jobs ADD COLUMN scope TEXT")
         if self._names_paths():
             self._upgrade_partitions()
+        self._old_rows = False
         self._conn.execute(_ROWS)
 
     def _names_paths(self) -> bool:
@@ -422,6 +424,10 @@ class SqliteJobStore(DatasetMarks):
             for (p,) in self._conn.execute(
                 "SELECT DISTINCT path FROM partition_rows WHERE state='COMPLETED' AND path IS "
                 "NOT NULL"
+                if self._old_rows
+                # The files' ids first (integers, a few hundred partitions each), then their paths.
+                else "SELECT path FROM files WHERE id IN (SELECT file FROM partitions "
+                "WHERE state='COMPLETED')"
             )
         ]
 
