@@ -559,7 +559,7 @@ def test_a_whole_market_job_on_the_cluster_reads_each_day_file_once(
     from massive_helpers import mp as massive_mp
 
     job = ("--all-symbols", "--start", str(DAYS[0]), "--end", str(DAYS[-1]),
-           "--session", "extended", "--batch-size", "2000")  # fmt: skip
+           "--session", "extended", "--batch-size", "600")  # fmt: skip
     with MassiveServer() as server:
         publish_reference(server)
         publish_market(server, DAYS)

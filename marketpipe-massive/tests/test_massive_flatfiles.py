@@ -60,7 +60,7 @@ def test_a_whole_market_week_is_stored_row_for_row_reading_each_file_once(
         "--all-symbols",
         "--start", "2024-03-04", "--end", "2024-03-08",
         "--session", "extended",
-        "--batch-size", "2000",  # a unit holds 2 symbols' day: many units share each file
+        "--batch-size", "600",  # a unit holds 2 symbols' day (288 bars each, fill 0.3): many units a file
     )  # fmt: skip
     assert summary["exit"] == 0, summary["stderr"]
     expected = as_files_hold(list(market.values()))
