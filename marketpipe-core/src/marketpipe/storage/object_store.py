@@ -165,7 +165,6 @@ class ObjectStore:
         )
         self._lease_seconds = lease_seconds()
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._holder = lease_holder.this_process()
         self._threads: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         #: The leases this store holds, by folder.
@@ -302,7 +301,8 @@ class ObjectStore:
 
     def _lease(self) -> bytes:
         expires = time.time() + self._lease_seconds
-        lease = {"owner": self._owner, "expires": expires, "holder": self._holder}
+        # Named when written, not when the store was made: a process forked since is another.
+        lease = {"owner": self._owner, "expires": expires, "holder": lease_holder.this_process()}
         return json.dumps(lease).encode()
 
     def _acquire(self, key: str, folder: str) -> str:
