@@ -1,4 +1,5 @@
 import datetime as dt
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -282,7 +283,7 @@ def _with_paths_in_rows(path: Path) -> None:
 
 
 def test_a_store_naming_paths_in_every_row_is_upgraded_once_and_reads_the_same(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Partitions name their files by id (a whole market's unit writes one file for a few
     hundred partitions): a store of an earlier release is rewritten on first open, and one on a
@@ -328,7 +329,14 @@ def test_a_store_naming_paths_in_every_row_is_upgraded_once_and_reads_the_same(
     read_only.close()
     monkeypatch.undo()
 
-    upgraded = SqliteJobStore(path)
+    # A large store's rewrite is said first, in one line (here: 3 partitions count as large).
+    monkeypatch.setattr(store_module, "_UPGRADED_A_SECOND", 0.5)
+    with caplog.at_level(logging.WARNING, logger="marketpipe.jobs.store"):
+        upgraded = SqliteJobStore(path)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: the job store names each file once from this release on: rewriting its 3 "
+        "partitions, once (about 6 s)"
+    ]
     assert upgraded.partitions(job.job_id) == before
     assert upgraded.completed_paths() == ["bars/m/part-1.parquet"]
     assert upgraded.totals(job.job_id)["bars"] == 779
@@ -341,4 +349,6 @@ def test_a_store_naming_paths_in_every_row_is_upgraded_once_and_reads_the_same(
     db.close()
     assert "path" not in columns and "file" in columns
     assert files == ["_marketpipe/q/1.csv", "bars/n/part-1.parquet"]  # the old name let go
+    caplog.clear()
     assert SqliteJobStore(path).partitions(job.job_id)[1].quarantine == "_marketpipe/q/1.csv"
+    assert caplog.records == []  # once
