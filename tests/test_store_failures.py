@@ -235,3 +235,48 @@ def test_two_writers_on_one_dataset_in_s3(
         assert proc.returncode == 0, err + out[-3000:]
         assert json.loads(out)["state"] == "COMPLETED"
     assert stored(s3, sink, url).equals(reference)
+
+
+def test_a_store_unanswered_through_every_retry_is_taken_for_down_for_as_long_again(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a request went unanswered through the whole retry policy, the store's next calls
+    (another unit's commit, a lease's release) fail at once rather than wait as long again
+    each; after the policy's time the store is asked again."""
+    import obstore
+    from marketpipe.model.errors import StoreUnavailableError
+    from marketpipe.storage import object_store
+    from marketpipe.storage.object_store import ObjectStore
+
+    monkeypatch.setattr(object_store, "_DOWN", {})  # this test's alone
+    with faulty_endpoint(s3) as relay:
+        for key, value in {**relay.env(), "MARKETPIPE_STORE_RETRY_SECONDS": "2"}.items():
+            monkeypatch.setenv(key, value)
+        store = ObjectStore(f"s3://{s3.bucket('down')}/d")
+        asked: list[str] = []
+        real = obstore.list_with_delimiter
+
+        def counted(*args: object, **kwargs: object) -> object:
+            asked.append("list")
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(obstore, "list_with_delimiter", counted)
+        assert store.listing("bars") == {}
+        relay.down()
+        with pytest.raises(StoreUnavailableError, match="failed"):
+            store.listing("bars")  # through every retry
+        assert len(asked) == 2
+        for _ in range(3):
+            with pytest.raises(StoreUnavailableError, match="failed"):
+                store.listing("bars")
+            with pytest.raises(StoreUnavailableError, match="failed"):
+                store.create("_marketpipe/x", b"x")
+        assert len(asked) == 2  # not asked again
+        other = ObjectStore(f"s3://{s3.bucket('down')}/elsewhere")  # the ledger's, say
+        with pytest.raises(StoreUnavailableError, match="failed"):
+            other.listing("bars")
+        assert len(asked) == 2
+        relay.up()
+        when, error = object_store._DOWN[store._where]
+        monkeypatch.setitem(object_store._DOWN, store._where, (when - 3, error))  # 2 s went by
+        assert store.listing("bars") == {} and len(asked) == 3

@@ -129,6 +129,11 @@ _NEEDS_A_PERSON = frozenset(
 )
 
 
+#: Stores (endpoint, bucket) a request of this process went unanswered by through every retry:
+#: when, and the error it ended with (:meth:`ObjectStore._still_up`).
+_DOWN: dict[tuple[str, str], tuple[float, StoreFailedError]] = {}
+
+
 class ObjectStore:
     """Objects under ``s3://bucket/prefix`` (see the module for the commit and the lease)."""
 
@@ -147,6 +152,9 @@ class ObjectStore:
         self.url = f"s3://{parts.netloc}/{parts.path.strip('/')}".rstrip("/")
         endpoint = env.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3")
         retry = StoreRetry.shared(env)
+        self._retry_seconds = retry.retry_seconds
+        #: The store as this process's other instances know it (the ledger's, the catalog's).
+        self._where = (endpoint or "", parts.netloc)
         options: dict[str, Any] = retry.client_options()
         if endpoint and endpoint.startswith("http://"):
             options["allow_http"] = True
@@ -173,12 +181,32 @@ class ObjectStore:
     def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         from obstore.exceptions import NotFoundError
 
+        self._still_up()
         try:
             return func(self._store, *args, **kwargs)
         except (NotFoundError, FileNotFoundError):
             raise
         except Exception as exc:
-            raise _as_storage_error(self.url, exc) from None
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: Exception) -> StoreFailedError:
+        """``exc`` as one plain line; a store that stopped answering through every retry is
+        taken for down, for as long again (:meth:`_still_up`)."""
+        error = _as_storage_error(self.url, exc)
+        if isinstance(error, StoreUnavailableError):
+            _DOWN[self._where] = (time.monotonic(), error)
+        return error
+
+    def _still_up(self) -> None:
+        """Fail at once while the store is taken for down: for the retry policy's time after a
+        request that went unanswered through all of it. A commit in flight when the store went
+        away (another unit's, its lease's release, the ledger's read after the job) stopped only
+        after waiting as long again, a policy's time each: a job took 20 s to stop with a 5 s
+        policy, and would have taken many minutes with the default 300 s. Every instance of this
+        process on the same bucket knows it."""
+        down = _DOWN.get(self._where)
+        if down is not None and time.monotonic() - down[0] < self._retry_seconds:
+            raise type(down[1])(str(down[1]))
 
     def listing(self, folder: str, suffix: str = BAR_SUFFIX) -> Listing:
         import obstore
@@ -241,12 +269,13 @@ class ObjectStore:
         import obstore
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
+        self._still_up()
         try:
             obstore.put(self._store, rel, body, mode="create")
         except (AlreadyExistsError, PreconditionError):
             return False
         except Exception as exc:
-            raise _as_storage_error(self.url, exc) from None
+            raise self._failed(exc) from None
         return True
 
     def prepare(self, rel: str, write: Writer) -> Prepared:
@@ -313,12 +342,13 @@ class ObjectStore:
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         pause = 0.05
         while True:
+            self._still_up()
             try:
                 return str(obstore.put(self._store, key, self._lease(), mode="create")["e_tag"])
             except (AlreadyExistsError, PreconditionError):
                 pass
             except Exception as exc:
-                raise _as_storage_error(self.url, exc) from None
+                raise self._failed(exc) from None
             try:
                 current = self._call(obstore.get, key)
                 meta, body = current.meta, bytes(current.bytes())
@@ -338,7 +368,7 @@ class ObjectStore:
                 except (AlreadyExistsError, PreconditionError):
                     continue
                 except Exception as exc:
-                    raise _as_storage_error(self.url, exc) from None
+                    raise self._failed(exc) from None
             if time.monotonic() > deadline:
                 raise StorageError(
                     f"{self.url}/{folder} stayed locked by another writer for "
@@ -371,7 +401,10 @@ class ObjectStore:
 
         if held.lost:
             return
+        # A store taken for down is not asked: the lease expires by itself, and a writer on
+        # this machine takes it at once (its holder is gone by then).
         with contextlib.suppress(Exception):
+            self._still_up()
             current = obstore.head(self._store, key)
             if str(current["e_tag"]) == held.e_tag:
                 obstore.delete(self._store, key)
