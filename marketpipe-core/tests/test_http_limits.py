@@ -337,3 +337,6 @@ def test_the_time_a_request_may_retry_is_set_for_every_connector_by_the_environm
     monkeypatch.setenv("MARKETPIPE_HTTP_RETRY_SECONDS", "-1")
     with pytest.raises(InvalidInputError, match="got '-1'"):
         ClientConfig(base_url="http://x.test")
+    for bad in ("nan", "inf"):  # the store's setting is read the same way
+        with pytest.raises(InvalidInputError, match="MARKETPIPE_STORE_RETRY_SECONDS must be"):
+            StoreRetry.shared({"MARKETPIPE_STORE_RETRY_SECONDS": bad})

@@ -290,6 +290,7 @@ def test_a_store_naming_paths_in_every_row_is_upgraded_once_and_reads_the_same(
     read-only medium is read as it is."""
     import sqlite3
 
+    import marketpipe.jobs.partition_files as partition_files
     import marketpipe.jobs.store as store_module
 
     path = tmp_path / "_marketpipe" / "jobs.sqlite"
@@ -330,8 +331,8 @@ def test_a_store_naming_paths_in_every_row_is_upgraded_once_and_reads_the_same(
     monkeypatch.undo()
 
     # A large store's rewrite is said first, in one line (here: 3 partitions count as large).
-    monkeypatch.setattr(store_module, "_UPGRADED_A_SECOND", 0.5)
-    with caplog.at_level(logging.WARNING, logger="marketpipe.jobs.store"):
+    monkeypatch.setattr(partition_files, "UPGRADED_A_SECOND", 0.5)
+    with caplog.at_level(logging.WARNING, logger="marketpipe.jobs.partition_files"):
         upgraded = SqliteJobStore(path)
     assert [r.getMessage() for r in caplog.records] == [
         f"{path}: the job store names each file once from this release on: rewriting its 3 "

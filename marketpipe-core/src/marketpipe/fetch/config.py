@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import urllib.parse
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 
 import attrs
 import httpx
@@ -30,22 +30,26 @@ MAX_TOTAL_SECONDS = 300.0
 RETRY_SECONDS_ENV = "MARKETPIPE_HTTP_RETRY_SECONDS"
 
 
-def retry_seconds() -> float:
-    """``max_total_seconds``'s default: ``MARKETPIPE_HTTP_RETRY_SECONDS``, else 300 s. An
-    unattended run that should give up on a server that is down sooner than five minutes a
-    request sets it (a nightly run: the next night catches up)."""
-    raw = os.environ.get(RETRY_SECONDS_ENV, "").strip()
+def seconds_from_env(name: str, default: float, environ: Mapping[str, str] | None = None) -> float:
+    """A positive, finite number of seconds from the environment variable ``name`` (``default``
+    when unset); anything else is one line naming it."""
+    raw = (os.environ if environ is None else environ).get(name, "").strip()
     if not raw:
-        return MAX_TOTAL_SECONDS
+        return default
     try:
         seconds = float(raw)
     except ValueError:
         seconds = math.nan
     if not 0 < seconds < math.inf:  # NaN fails this too
-        raise InvalidInputError(
-            f"{RETRY_SECONDS_ENV} must be a positive number of seconds, got {raw!r}"
-        )
+        raise InvalidInputError(f"{name} must be a positive number of seconds, got {raw!r}")
     return seconds
+
+
+def retry_seconds() -> float:
+    """``max_total_seconds``'s default: ``MARKETPIPE_HTTP_RETRY_SECONDS``, else 300 s. An
+    unattended run that should give up on a server that is down sooner than five minutes a
+    request sets it (a nightly run: the next night catches up)."""
+    return seconds_from_env(RETRY_SECONDS_ENV, MAX_TOTAL_SECONDS)
 
 
 def _url(instance: object, attribute: attrs.Attribute[str], value: str) -> None:

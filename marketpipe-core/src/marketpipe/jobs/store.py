@@ -1,7 +1,7 @@
 """SQLite job store under the data dir: jobs, their partitions, states and errors.
 
 A partition is recorded complete only after its file is committed, and all partitions of a unit
-are recorded in one transaction. Secrets are never stored: the configuration's ``settings`` holds
+are recorded in one transaction (their rows: :mod:`marketpipe.jobs.partition_files`). Secrets are never stored: the configuration's ``settings`` holds
 only non-secret values.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import sqlite3
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
@@ -19,7 +18,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from marketpipe.jobs import plans
+from marketpipe.jobs import partition_files, plans
 from marketpipe.jobs.dataset_marks import DatasetMarks, stamp
 from marketpipe.jobs.job import IngestionConfiguration, IngestionJob, ProcessingState
 from marketpipe.model.errors import InvalidInputError, JobNotFoundError
@@ -42,13 +41,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     scope TEXT
 );
--- The files units wrote (and their quarantine files), each named once for all the partitions
--- it holds: a whole market's unit holds a few hundred.
-CREATE TABLE IF NOT EXISTS files (
-    id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL UNIQUE
-);
-{partitions}
 -- What mp delete removed, per series: mp update never fetches it again; an explicit mp ingest
 -- of those days forgets it.
 CREATE TABLE IF NOT EXISTS deletions (
@@ -69,36 +61,6 @@ CREATE TABLE IF NOT EXISTS action_refreshes (
     PRIMARY KEY (provider, symbol)
 );
 """
-
-#: A partition a row, keyed by (job, symbol, day) with no rowid beside the key (whose index
-#: would hold the key a second time); its file and quarantine file by their ``files`` id. About
-#: 80 bytes a partition, where a row naming its file's path took 235 (and 387 on disk).
-_PARTITIONS = """CREATE TABLE IF NOT EXISTS {name} (
-    job_id TEXT NOT NULL REFERENCES jobs(id),
-    symbol TEXT NOT NULL,
-    day TEXT NOT NULL,
-    state TEXT NOT NULL,
-    bars INTEGER NOT NULL DEFAULT 0,
-    rejected INTEGER NOT NULL DEFAULT 0,
-    file INTEGER REFERENCES files(id),
-    quarantine INTEGER REFERENCES files(id),
-    error TEXT,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (job_id, symbol, day)
-) WITHOUT ROWID;"""
-_SCHEMA = _SCHEMA.replace("{partitions}", _PARTITIONS.format(name="partitions"))
-#: The partitions with their files' paths, for reading (a view of this connection's).
-_ROWS = """CREATE TEMP VIEW IF NOT EXISTS partition_rows AS SELECT p.job_id, p.symbol, p.day,
-    p.state, p.bars, p.rejected, f.path AS path, q.path AS quarantine, p.error, p.updated_at
-    FROM partitions p LEFT JOIN files f ON f.id = p.file LEFT JOIN files q ON q.id = p.quarantine"""
-#: The same of a store written before files were named once, read where it cannot be upgraded.
-_OLD_ROWS = """CREATE TEMP VIEW IF NOT EXISTS partition_rows AS SELECT job_id, symbol, day, state,
-    bars, rejected, path, quarantine, error, updated_at FROM partitions"""
-
-log = logging.getLogger(__name__)
-#: Partitions an upgrade rewrites in about a second (6 us each here), and the most it does
-#: without saying so first.
-_UPGRADED_A_SECOND = 150_000
 
 _SELECT_JOB = """SELECT j.id, j.provider, j.symbols, j.start_day, j.end_day, j.configuration,
     j.state, j.created_at, j.started_at, j.completed_at, j.error, j.scope, (SELECT COALESCE(SUM(p.bars), 0) FROM partitions p
@@ -148,66 +110,21 @@ class SqliteJobStore(DatasetMarks):
         if self.read_only:
             self._conn = connect_read_only(path) if path.exists() else sqlite3.connect(":memory:")
             if not path.exists():
-                self._conn.executescript(_SCHEMA + plans.SCHEMA)
-            self._old_rows = self._names_paths()
-            self._conn.execute(_OLD_ROWS if self._old_rows else _ROWS)
+                self._conn.executescript(_SCHEMA + partition_files.SCHEMA + plans.SCHEMA)
+            self._old_rows = partition_files.names_paths(self._conn)
+            self._conn.execute(partition_files.OLD_ROWS if self._old_rows else partition_files.ROWS)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = connect(path, synchronous="FULL", timeout=30.0)
-        self._conn.executescript(_SCHEMA + plans.SCHEMA)
+        self._conn.executescript(_SCHEMA + partition_files.SCHEMA + plans.SCHEMA)
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(jobs)")}
         if "scope" not in columns:  # a store written before jobs had a scope
             self._conn.execute("ALTER TABLE jobs ADD COLUMN scope TEXT")
-        if self._names_paths():
-            self._upgrade_partitions()
+        if partition_files.names_paths(self._conn):
+            with self._tx() as db:
+                partition_files.upgrade(db, path)
         self._old_rows = False
-        self._conn.execute(_ROWS)
-
-    def _names_paths(self) -> bool:
-        """The store's partitions name their file's path (a store of an earlier release)."""
-        return "path" in {row[1] for row in self._conn.execute("PRAGMA table_info(partitions)")}
-
-    def _upgrade_partitions(self) -> None:
-        """Partitions rewritten once, in one transaction, to name their files by id."""
-        with self._tx() as db:
-            if not self._names_paths():  # another process upgraded it meanwhile
-                return
-            (rows,) = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM partitions").fetchone()
-            if rows > 5 * _UPGRADED_A_SECOND:
-                log.warning(
-                    "%s: the job store names each file once from this release on: rewriting "
-                    "its %s partitions, once (about %d s)",
-                    self.path,
-                    f"{rows:,}",
-                    rows // _UPGRADED_A_SECOND,
-                )
-            db.execute(
-                "INSERT OR IGNORE INTO files (path) SELECT path FROM partitions WHERE path IS NOT "
-                "NULL UNION SELECT quarantine FROM partitions WHERE quarantine IS NOT NULL"
-            )
-            db.execute(_PARTITIONS.format(name="partitions_by_file"))
-            db.execute(
-                "INSERT INTO partitions_by_file SELECT p.job_id, p.symbol, p.day, p.state, "
-                "p.bars, p.rejected, f.id, q.id, p.error, p.updated_at FROM partitions p "
-                "LEFT JOIN files f ON f.path = p.path LEFT JOIN files q ON q.path = p.quarantine "
-                # In the new key's order (the old key's index gives it): pages filled one after
-                # another, not rows scattered over them (2M partitions: 16 s in the old rows'
-                # order).
-                "ORDER BY p.job_id, p.symbol, p.day"
-            )
-            db.execute("DROP TABLE partitions")
-            db.execute("ALTER TABLE partitions_by_file RENAME TO partitions")
-
-    def _file_ids(self, db: sqlite3.Connection, paths: Iterable[str | None]) -> dict[str, int]:
-        """The ``files`` id of each path, added as needed."""
-        named = sorted({p for p in paths if p is not None})
-        db.executemany("INSERT OR IGNORE INTO files (path) VALUES (?)", [(p,) for p in named])
-        ids: dict[str, int] = {}
-        for i in range(0, len(named), 500):
-            chunk = named[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            ids.update(db.execute(f"SELECT path, id FROM files WHERE path IN ({marks})", chunk))
-        return ids
+        self._conn.execute(partition_files.ROWS)
 
     @classmethod
     def for_data_dir(cls, data_dir: Path) -> SqliteJobStore:
@@ -390,7 +307,9 @@ class SqliteJobStore(DatasetMarks):
         now = stamp()
         outcomes = list(outcomes)
         with self._tx() as db:
-            ids = self._file_ids(db, [p for o in outcomes for p in (o.path, o.quarantine)])
+            ids = partition_files.file_ids(
+                db, [p for o in outcomes for p in (o.path, o.quarantine)]
+            )
             db.executemany(
                 "INSERT INTO partitions (job_id, symbol, day, state, bars, rejected, file, "
                 "quarantine, error, updated_at) VALUES (?, ?, ?, 'COMPLETED', ?, ?, ?, ?, NULL, ?) "
@@ -425,15 +344,12 @@ class SqliteJobStore(DatasetMarks):
             if (new := rewrite(provider, job_id, path)) is not None
         ]
         with self._tx() as db:
-            ids = self._file_ids(db, [new for new, _, _ in updates])
+            ids = partition_files.file_ids(db, [new for new, _, _ in updates])
             db.executemany(
                 "UPDATE partitions SET file=? WHERE job_id=? AND file=?",
                 [(ids[new], job_id, file) for new, job_id, file in updates],
             )
-            db.execute(
-                "DELETE FROM files WHERE id NOT IN (SELECT file FROM partitions WHERE file IS "
-                "NOT NULL UNION SELECT quarantine FROM partitions WHERE quarantine IS NOT NULL)"
-            )
+            partition_files.forget_unused(db)
         return len(updates)
 
     def completed_paths(self) -> list[str]:

@@ -12,12 +12,9 @@ bounds the time one request may spend retrying (default 300 s, the connectors' b
 from __future__ import annotations
 
 import datetime as dt
-import os
 from typing import Any
 
 import attrs
-
-from marketpipe.model.errors import InvalidInputError
 
 RETRY_SECONDS_ENV = "MARKETPIPE_STORE_RETRY_SECONDS"
 
@@ -34,19 +31,10 @@ class StoreRetry:
     @classmethod
     def shared(cls, environ: dict[str, str] | None = None) -> StoreRetry:
         # Imported here: the connectors package imports storage (its Parquet adapter).
-        from marketpipe.fetch.config import MAX_TOTAL_SECONDS, ClientConfig
+        from marketpipe.fetch.config import MAX_TOTAL_SECONDS, ClientConfig, seconds_from_env
 
         http = ClientConfig(base_url="http://storage.invalid", max_total_seconds=MAX_TOTAL_SECONDS)
-        env = os.environ if environ is None else environ
-        raw = env.get(RETRY_SECONDS_ENV, "").strip()
-        try:
-            seconds = float(raw) if raw else MAX_TOTAL_SECONDS
-            if seconds <= 0:
-                raise ValueError
-        except ValueError:
-            raise InvalidInputError(
-                f"{RETRY_SECONDS_ENV} must be a positive number of seconds, got {raw!r}"
-            ) from None
+        seconds = seconds_from_env(RETRY_SECONDS_ENV, MAX_TOTAL_SECONDS, environ)
         return cls(
             max_retries=http.max_attempts - 1,
             init_backoff=http.backoff_base,

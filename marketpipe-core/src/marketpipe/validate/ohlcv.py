@@ -106,8 +106,6 @@ class OhlcvValidator:
 
         # Unique and increasing per symbol, among rows still standing.
         flag(out_of_order(sym_codes, ts, check.standing, equal_too=True), REASONS[11])
-        if not check.bad.any():
-            return ValidationResult.all_valid(table)
         return check.result()
 
 

@@ -77,13 +77,12 @@ def out_of_order(
     """Rows (among the ``alive`` ones, in the rows' order) stamped before the previous alive
     row of their symbol, or at the same time when ``equal_too`` (a bar per timestamp;
     ticks may share one). A row rejected already does not make its successor look bad."""
-    standing = np.flatnonzero(alive)
-    grouped = codes[standing]
+    by_symbol = np.flatnonzero(alive)
+    grouped = codes[by_symbol]
     if len(grouped) > 1 and not (grouped[1:] >= grouped[:-1]).all():
         # Rows come grouped by symbol (codes in order of first appearance) from nearly every
         # provider: then they need no sort.
-        standing = standing[np.argsort(grouped, kind="stable")]
-    by_symbol = standing
+        by_symbol = by_symbol[np.argsort(grouped, kind="stable")]
     s, t = codes[by_symbol], stamps[by_symbol]
     earlier = (t[1:] <= t[:-1]) if equal_too else (t[1:] < t[:-1])
     out = np.zeros(len(codes), dtype=bool)
