@@ -34,6 +34,7 @@ from marketpipe.model.ticks import (
 from marketpipe.model.values import Timeframe
 
 from marketpipe_alpaca.client import AlpacaClient, _nanos, fold_lines, read_page
+from marketpipe_alpaca.page_records import read_records
 
 _STAMP = pa.timestamp("ns", tz="UTC")
 _TRADE = pa.struct(
@@ -120,8 +121,17 @@ class AlpacaTickClient(AlpacaClient):
         an empty answer (``{"trades": {}}`` or ``null``), is zero rows."""
         require_json_object(raw_json, "alpaca")
         names = [symbols] if isinstance(symbols, str) else list(symbols or [])
-        item = _TRADE if self.kind is Timeframe.TRADES else _QUOTE
+        trades = self.kind is Timeframe.TRADES
+        item = _TRADE if trades else _QUOTE
         key = self.kind.value
+        records = read_records(
+            raw_json, key, names, item, trailing=("u",) if trades else (), text=("i",)
+        )
+        if records is not None:
+            symbol = pa.concat_arrays(
+                [repeat_string(s, n) for s, n in zip(records.symbols, records.counts, strict=True)]
+            )
+            return self._columns(symbol, records.rows), records.token
         schema = pa.schema(
             [
                 (key, pa.struct([(s, pa.list_(item)) for s in names])),
@@ -151,15 +161,16 @@ class AlpacaTickClient(AlpacaClient):
             return self.empty_rows(), token
         return pa.concat_tables(parts), token
 
-    def _columns(self, symbol: str, rows: pa.StructArray) -> pa.Table:
+    def _columns(self, symbol: str | pa.Array, rows: pa.StructArray) -> pa.Table:
         n = len(rows)
         if self.kind is Timeframe.TRADES:
             update = rows.field("u")
             known = pc.take(pa.array(list(UPDATES.values())), pc.index_in(update, _UPDATE_KEYS))
             # No update: regular; an update Alpaca adds later: kept as sent (and quarantined).
             correction = pc.if_else(pc.is_null(update), REGULAR, pc.coalesce(known, update))
+            symbols = repeat_string(symbol, n) if isinstance(symbol, str) else symbol
             columns = [
-                repeat_string(symbol, n),
+                symbols,
                 rows.field("t"),
                 pa.nulls(n, _STAMP),
                 rows.field("p"),
@@ -176,7 +187,7 @@ class AlpacaTickClient(AlpacaClient):
             bid_price, bid_size = _side(rows.field("bp"), rows.field("bs"), scale)
             ask_price, ask_size = _side(rows.field("ap"), rows.field("as"), scale)
             columns = [
-                repeat_string(symbol, n),
+                repeat_string(symbol, n) if isinstance(symbol, str) else symbol,
                 rows.field("t"),
                 bid_price,
                 bid_size,
