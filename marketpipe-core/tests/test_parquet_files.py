@@ -108,3 +108,40 @@ def test_a_python_file_reads_the_rows_a_local_file_does(tmp_path: Path) -> None:
     assert remote.equals(local) and local.num_rows == 900  # S03 from 1,600 (400), S11 (500)
     columns = read_file(io.BytesIO(path.read_bytes()), columns=["x"], symbols=["ZZ"])
     assert columns.num_rows == 0 and columns.column_names == ["x"]
+
+
+def test_tick_files_keep_the_statistics_readers_prune_on_and_bar_files_all(
+    tmp_path: Path,
+) -> None:
+    from marketpipe.model.ticks import TRADE_SCHEMA
+    from marketpipe.storage.parquet_files import write_bars
+
+    n = 3
+    trades = pa.table(
+        {
+            "symbol": ["A"] * n,
+            "timestamp": pa.array([1, 2, 3], pa.timestamp("ns", tz="UTC")),
+            "sip_timestamp": pa.nulls(n, pa.timestamp("ns", tz="UTC")),
+            "price": [1.0, 2.0, 3.0],
+            "size": [1.0, 1.0, 1.0],
+            "exchange": ["V"] * n,
+            "id": ["1", "2", "3"],
+            "conditions": [["@"]] * n,
+            "tape": ["C"] * n,
+            "correction": ["regular"] * n,
+            "sequence": pa.nulls(n, pa.int64()),
+        },
+        schema=TRADE_SCHEMA,
+    )
+    kept = {}
+    for name, table in (("trades", trades), ("bars", trades.replace_schema_metadata(None))):
+        with open(tmp_path / name, "wb") as fh:
+            write_bars(table)(fh)
+        group = pq.ParquetFile(tmp_path / name).metadata.row_group(0)
+        kept[name] = {
+            group.column(i).path_in_schema
+            for i in range(group.num_columns)
+            if group.column(i).is_stats_set
+        }
+    assert {"symbol", "timestamp"} <= kept["trades"] and not kept["trades"] & {"id", "price"}
+    assert {"symbol", "id", "price"} <= kept["bars"]

@@ -27,27 +27,44 @@ def inflate_module() -> Any:
 _ZLIB = inflate_module()
 
 
+#: Compressed bytes gathered before they are inflated. ISA-L inflates an Alpaca page (90 KB on
+#: the wire, 915 KB of JSON) in half the CPU in one call than fed httpx's reads one at a time
+#: (0.74 ms against 1.4 ms, medians); the gathered bytes are bounded, and what they inflate to
+#: is still capped inside the call.
+GATHER_BYTES = 1 << 20
+
+
 class Inflate:
-    """Feed the body's raw chunks; each call returns what they inflate to, at most ``limit``
-    bytes in all plus one (the caller refuses a body past its cap)."""
+    """Feed the body's raw chunks; each call returns what they inflate to (gathered up to
+    :data:`GATHER_BYTES` first), at most ``limit`` bytes in all plus one (the caller refuses a
+    body past its cap)."""
 
     def __init__(self, limit: int) -> None:
         self._inflate = _ZLIB.decompressobj(16 + _ZLIB.MAX_WBITS)
         self._room = limit + 1
+        self._gathered = bytearray()
 
     def feed(self, chunk: bytes) -> bytes:
+        self._gathered += chunk
+        return self._inflated() if len(self._gathered) >= GATHER_BYTES else b""
+
+    def end(self) -> bytes:
+        out = self._inflated()
+        if self._inflate.unconsumed_tail:  # stopped at the cap: flush would inflate the rest
+            return out
         try:
-            out = self._inflate.decompress(chunk, self._room)
+            return out + bytes(self._inflate.flush())
+        except _ZLIB.error as exc:
+            raise httpx.DecodingError(f"the gzip body does not inflate: {exc}") from None
+
+    def _inflated(self) -> bytes:
+        gathered, self._gathered = bytes(self._gathered), bytearray()
+        try:
+            out = self._inflate.decompress(gathered, self._room)
         except _ZLIB.error as exc:
             raise httpx.DecodingError(f"the gzip body does not inflate: {exc}") from None
         self._room = max(1, self._room - len(out))
         return bytes(out)
-
-    def end(self) -> bytes:
-        try:
-            return bytes(self._inflate.flush())
-        except _ZLIB.error as exc:
-            raise httpx.DecodingError(f"the gzip body does not inflate: {exc}") from None
 
 
 def _encoding(response: httpx.Response) -> str:

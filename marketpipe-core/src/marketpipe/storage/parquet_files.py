@@ -88,6 +88,13 @@ def row_group_rows(store: object) -> int:
     return ROW_GROUP_ROWS if isinstance(store, LocalStore) else OBJECT_ROW_GROUP_ROWS
 
 
+#: The columns whose statistics a tick file keeps: those readers pick row groups by (symbol and
+#: time). Statistics of every column (ids, conditions, exchanges as text) took a fifth of the
+#: time encoding a trade took (0.16 us against 0.13, bench_ticks' trades), and no reader uses
+#: them. Bars keep all theirs.
+TICK_STATISTICS = ["symbol", "timestamp"]
+
+
 def write_bars(
     table: pa.Table, compression: str = "zstd", rows_per_group: int = ROW_GROUP_ROWS
 ) -> Callable[[BinaryIO], None]:
@@ -98,6 +105,8 @@ def write_bars(
     :func:`file_metadata`."""
     metadata = table.schema.metadata
     plain = table.replace_schema_metadata(None)
+    kind = (metadata or {}).get(b"marketpipe.kind")
+    statistics: bool | list[str] = TICK_STATISTICS if kind in (b"trades", b"quotes") else True
 
     def write(fh: BinaryIO) -> None:
         # Dictionary-encode only the symbol: price columns rarely repeat enough to pay for it,
@@ -113,7 +122,11 @@ def write_bars(
         sink = pa.output_stream(target, buffer_size=WRITE_BUFFER)
         try:
             with pq.ParquetWriter(
-                sink, plain.schema, compression=compression, use_dictionary=["symbol"]
+                sink,
+                plain.schema,
+                compression=compression,
+                use_dictionary=["symbol"],
+                write_statistics=statistics,
             ) as writer:
                 writer.write_table(plain, row_group_size=rows_per_group)
                 if metadata:
