@@ -4,6 +4,7 @@ a page the fast reader takes gives exactly the reader's columns, and a page it c
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -273,3 +274,44 @@ def test_the_fast_reader_is_the_one_that_read(monkeypatch: pytest.MonkeyPatch) -
     table, _ = trades.parse_response(trades_page(), symbols=["AAPL"])
     assert table.num_rows == 40
     assert page_records.read_records(b"{}", "trades", ["AAPL"], _TRADE) is None
+
+
+def test_tick_pages_are_decoded_on_the_event_loop_and_bar_pages_beside_it(
+    httpx_mock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """page_records makes many short numpy calls: in a thread they handed the GIL to and fro
+    with the loop's thread (0.9 us a trade against 0.5); pyarrow's reader, one call releasing
+    the GIL, still decodes bar pages in a thread."""
+    import re
+    import threading
+
+    from alpaca_helpers import page as bars_page
+    from marketpipe_alpaca.client import AlpacaClient
+
+    config = ClientConfig(base_url="https://data.example.test", api_key="k", api_secret="s")
+    last = page({"AAPL": [trade(n) for n in range(40)]}, token=None)
+    httpx_mock.add_response(url=re.compile(r".*/v2/stocks/trades.*"), content=last)
+    httpx_mock.add_response(url=re.compile(r".*/bars.*"), json=bars_page([]))
+    seen: dict[str, int] = {}
+    for cls, name in ((AlpacaTickClient, "ticks"), (AlpacaClient, "bars")):
+        parse = cls.parse_response
+
+        def spy(self: Any, *args: Any, _parse: Any = parse, _name: str = name, **kw: Any) -> Any:
+            seen[_name] = threading.get_ident()
+            return _parse(self, *args, **kw)
+
+        monkeypatch.setattr(cls, "parse_response", spy)
+
+    async def fetch() -> int:
+        loop = threading.get_ident()
+        ticks = AlpacaTickClient(config, kind=Timeframe.TRADES)
+        bars = AlpacaClient(config)
+        table = await ticks.async_fetch_batch("AAPL", 0, 10**18)
+        await bars.async_fetch_batch("AAPL", 0, 10**18)
+        await ticks.aclose()
+        await bars.aclose()
+        assert table.num_rows == 40
+        return loop
+
+    loop = asyncio.run(fetch())
+    assert seen["ticks"] == loop and seen["bars"] != loop

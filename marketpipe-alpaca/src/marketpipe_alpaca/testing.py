@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import gzip
+import hashlib
 import json
 import random
 import threading
@@ -130,6 +131,7 @@ class FakeAlpacaServer:
         self.arrival_times: list[float] = []
         self._cache: OrderedDict[tuple[Any, ...], tuple[pa.Array, pa.Array]] = OrderedDict()
         self._ticks_cache: OrderedDict[tuple[Any, ...], list[tuple[str, str]]] = OrderedDict()
+        self._gzip_cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._server = _QuietServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -247,6 +249,21 @@ class FakeAlpacaServer:
             while len(self._cache) > 64:
                 self._cache.popitem(last=False)
         return result
+
+    def gzipped(self, body: bytes) -> bytes:
+        """``body`` gzipped, the last 256 answers kept by their digest: a benchmark's client is
+        timed beside this server on the same cores, and a page asked again is not compressed
+        again (3 ms a page of 10,000 trades)."""
+        digest = hashlib.blake2b(body, digest_size=16).digest()
+        with self._lock:
+            packed = self._gzip_cache.get(digest)
+        if packed is None:
+            packed = gzip.compress(body, compresslevel=1)
+            with self._lock:
+                self._gzip_cache[digest] = packed
+                while len(self._gzip_cache) > 256:
+                    self._gzip_cache.popitem(last=False)
+        return packed
 
     def symbol_bars(
         self, symbol: str, days: list[dt.date], minutes: int, kinds: set[str]
@@ -443,7 +460,7 @@ class FakeAlpacaServer:
                 status, extra, body = server.answer(url.path, parse_qs(url.query), headers)
                 server.stats[f"status_{status}"] += 1
                 if "gzip" in headers.get("accept-encoding", "") and len(body) > 256:
-                    body = gzip.compress(body, compresslevel=1)
+                    body = server.gzipped(body)
                     extra["Content-Encoding"] = "gzip"
                 if fault == "truncated" and status == 200:
                     self.send_response(200)

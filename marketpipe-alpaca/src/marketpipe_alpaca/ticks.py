@@ -75,6 +75,8 @@ MAX_TICKS_A_SYMBOL_DAY = 50_000_000
 class AlpacaTickClient(AlpacaClient):
     """Trades or quotes, ``kind`` (:data:`Timeframe.TRADES` or :data:`Timeframe.QUOTES`)."""
 
+    decode_in_thread = False  # page_records: many short numpy calls, each taking the GIL
+
     def __init__(self, *args: Any, kind: Timeframe, quote_sizes: str = "shares", **kw: Any):
         super().__init__(*args, **kw)
         if kind not in (Timeframe.TRADES, Timeframe.QUOTES):
