@@ -145,7 +145,7 @@ def test_quotes_and_the_fake_servers_pages_are_read_fast() -> None:
         b'"i":123456789012345678901', b'"t":"2024-03-04"', b'"t":"2024-03-04T14:30:00+01:00"',
         b'"t":"2024-02-30T14:30:00Z"', b'"t":"2024-03-04T14:30:00.1234567891Z"', b'"t":5',
         b'"q":1', b'"u":"x"', b'"p":1,"p":2', b'"x";"V"', b'"p";1', b'"c":["@":"T"]',
-        b'"c":["@";"T"]',
+        b'"c":["@";"T"]', b'"i":', b'"i":-0', b'"p":',
     ],
 )  # fmt: skip
 def test_a_page_with_one_record_changed_is_read_as_the_json_reader_reads_it(broken: bytes) -> None:
@@ -191,6 +191,7 @@ def third(body: bytes, old: bytes, new: bytes) -> bytes:
         lambda b: third(b, b'"c":["@","T"]', b'"c":["@", "T"]'),
         lambda b: third(b, b'{"t"', b'{!"t"'),
         lambda b: third(b, b'"x":"V",', b'"x":"V"!'),
+        lambda b: third(b, b'"z":"C"},{"t"', b'"z":"C,{"t"'),  # a "{" in a string
         lambda b: b.replace(b'"z":"C"}', b'"z":"C"', 1),
         lambda b: b.replace(b'"z":"C"', b'"z":"C","u":"canceled","u":"x"', 1),
         lambda b: b.replace(b'"next_page_token":"abc"', b'"next_page_token":7'),

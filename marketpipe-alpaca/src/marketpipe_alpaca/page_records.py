@@ -72,7 +72,7 @@ def read_records(
     if b.min() < 32 or b.max() > 126:  # a control or non-ASCII byte
         return None
     try:
-        return _Page(body, b, item, trailing, text).read(key, names)
+        return _Page(body, item, trailing, text).read(key, names)
     except (_Unfit, IndexError):  # IndexError: a walk past the last quote, the page cut short
         return None
 
@@ -102,11 +102,15 @@ def _need(ok: bool | np.bool_) -> None:
 
 class _Page:
     def __init__(
-        self, body: bytes, b: np.ndarray, item: pa.StructType, trailing: Sequence[str],
-        text: Sequence[str],
-    ):  # fmt: skip
-        self.body, self.b, self.size = body, b, len(body)
-        self.page = pa.py_buffer(b)
+        self, body: bytes, item: pa.StructType, trailing: Sequence[str], text: Sequence[str]
+    ):
+        self.body, self.size = body, len(body)
+        padded = body + bytes(8)  # so that 8 bytes can be read at any position of the page
+        self.b = np.frombuffer(padded, np.uint8)
+        #: The 8 bytes from each position, as one number: a key with what is around it
+        #: (``,"p":`` or ``{"t":"``) is checked in one comparison for all records.
+        self.u64 = np.ndarray((self.size + 1,), "<u8", buffer=padded, strides=(1,))
+        self.page = pa.py_buffer(padded)
         self.fields = {item.field(i).name: item.field(i) for i in range(item.num_fields)}
         self.trailing = [k for k in trailing if k in self.fields]
         self.kinds = {name: _kind(f.type, name in text) for name, f in self.fields.items()}
@@ -114,31 +118,31 @@ class _Page:
             f.with_type(pa.string()) if self.kinds[name] == "text" else f
             for name, f in self.fields.items()
         ]
-        self.q = np.flatnonzero(b == _QUOTE)
+        self.q = np.flatnonzero(self.b[: self.size] == _QUOTE)
         _need(len(self.q) % 2 == 0 and len(self.q) > 0)
         self.values: dict[str, tuple[np.ndarray, ...]] = {}
 
     def read(self, key: str, names: Sequence[str]) -> Records:
         b, q = self.b, self.q
-        brace = np.flatnonzero(b == _LBRACE)
+        brace = np.flatnonzero(b[: self.size] == _LBRACE)
         before = b[brace - 1]
         first_at = brace[(before == _LBRACKET) | (before == _COMMA)]  # each record's "{"
         _need(len(first_at) > 0)
         cursor = np.searchsorted(q, first_at + 1)  # each record's first quote
-        _need(np.all(cursor % 2 == 0) and np.array_equal(q[cursor], first_at + 1))
+        _need(np.all(cursor % 2 == 0))  # (an opening quote: the "{" is no string's)
         order = self._order(int(first_at[0]))
         n = len(first_at)
+        at = first_at
         for i, name in enumerate(order):
-            end, cursor = self._field(name, cursor, last=i == len(order) - 1)
+            at, cursor = self._field(name, at, cursor, first=i == 0, last=i == len(order) - 1)
         self.present: dict[str, np.ndarray] = {}
-        close_at = end
+        close_at = at
         for name in self.trailing:  # in their order, each where the record goes on
             going = np.flatnonzero(b[close_at] == _COMMA)
-            at = cursor[going]
-            _need(np.array_equal(q[at], close_at[going] + 1))  # a key right after the ","
-            going = going[self._named(q[at], q[at + 1], name)]
             if len(going):
-                close_at[going], cursor[going] = self._field(name, cursor[going], last=True)
+                close_at[going], cursor[going] = self._field(
+                    name, close_at[going], cursor[going], first=False, last=True
+                )
                 self.present[name] = going
         _need(np.all(b[close_at] == _RBRACE))
         # Records of one symbol are joined by "},{"; anywhere else the page names symbols.
@@ -174,54 +178,55 @@ class _Page:
         _need(all(k in self.fields for k in keys) and len(keys) > 0)
         return keys
 
-    def _named(self, opens: np.ndarray, shut: np.ndarray, name: str) -> np.ndarray:
-        """Whether each token (its quotes at ``opens`` and ``shut``) is the key ``name``."""
-        b = self.b
-        raw = name.encode()
-        named: np.ndarray = (shut - opens) == len(raw) + 1
-        for i, byte in enumerate(raw):
-            named &= b[opens + 1 + i] == byte
-        named &= b[shut + 1] == _COLON
-        return named
+    def _keyed(self, at: np.ndarray, name: str, *, first: bool) -> np.ndarray:
+        """Whether the bytes at each ``at`` are ``{`` (``first``) or ``,``, then the key
+        ``name`` and its ``:``, then the first byte of its value where that is known (``"`` of a
+        string, ``[`` of a list): one comparison of 8 bytes a record."""
+        kind = self.kinds[name]
+        opener = {"str": b'"', "time": b'"', "list": b"["}.get(kind, b"")
+        expected = (b"{" if first else b",") + b'"' + name.encode() + b'":' + opener
+        _need(len(expected) <= 8)
+        mask = (1 << (8 * len(expected))) - 1
+        pattern = int.from_bytes(expected, "little")
+        keyed: np.ndarray = (self.u64[at] & np.uint64(mask)) == np.uint64(pattern)
+        return keyed
 
-    def _field(self, name: str, cursor: np.ndarray, *, last: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Check the key ``name`` at each record's ``cursor`` and read its value: where the
-        value ends and the cursor past it. A value followed by "," has the next key right after;
-        the record's last by "}"."""
+    def _field(
+        self, name: str, at: np.ndarray, cursor: np.ndarray, *, first: bool, last: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The field ``name`` of each record, its key at ``at`` (after the record's ``{`` or
+        the ``,`` there) and its key's opening quote the ``cursor``-th: where its value ends and
+        the quote after it. Each value is followed by the ``,`` the next field's check begins
+        with, or, the record's last, by ``}`` (checked by the caller)."""
         b, q = self.b, self.q
-        shut = q[cursor + 1]
-        _need(np.all(self._named(q[cursor], shut, name)))
-        start = shut + 2  # the value's first byte
+        _need(np.all(self._keyed(at, name, first=first)))
+        start = at + len(name.encode()) + 4  # the value's first byte
         kind = self.kinds[name]
         if kind == "list":
             end, cursor = self._list(name, cursor, start)
         elif kind in ("str", "time"):
-            _need(np.array_equal(q[cursor + 2], start))
-            end = q[cursor + 3] + 1
-            self.values[name] = (start + 1, end - 1)
-            cursor = cursor + 4
+            close = q[cursor + 3]
+            self.values[name] = (start + 1, close)
+            end, cursor = close + 1, cursor + 4
         else:  # a number: up to the "," before the next key, or the "}" ending the record
             if last:
                 ends = np.flatnonzero((b == _RBRACE) | (b == _COMMA))
                 end = ends[np.searchsorted(ends, start)]
             else:
-                end = q[cursor + 2] - 1  # (so the next key follows the ",")
+                end = q[cursor + 2] - 1
             self.values[name] = (start, end)
             cursor = cursor + 2
-        if not last:  # (the last: "}", or "," and a trailing field, is checked by the caller)
-            _need(np.all(b[end] == _COMMA) and np.array_equal(q[cursor], end + 1))
         return end, cursor
 
     def _list(
         self, name: str, cursor: np.ndarray, start: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """A list of strings at each ``start``: ``[]``, or ``[`` then strings joined by ``,``
-        then ``]``, walked an element at a time for the records whose lists go on."""
+        """A list of strings at each ``start`` (its ``[``, checked): ``[]``, or strings joined by
+        ``,`` then ``]``, walked an element at a time for the records whose lists go on."""
         b, q = self.b, self.q
-        _need(np.all(b[start] == _LBRACKET))
         count = np.zeros(len(start), np.int64)
         going = np.flatnonzero(b[start + 1] != _RBRACKET)
-        _need(np.array_equal(q[cursor[going] + 2], start[going] + 1))
+        _need(np.all(b[start[going] + 1] == _QUOTE))  # (so the first element's opening quote)
         m = 1
         while len(going):
             _need(m <= _MAX_ELEMENTS)
@@ -230,12 +235,10 @@ class _Page:
             done = after == _RBRACKET
             count[going[done]] = m
             going, shut = going[~done], shut[~done]
-            _need(np.all(after[~done] == _COMMA))
-            _need(np.array_equal(q[cursor[going] + 2 * m + 2], shut + 2))
+            _need(np.all(after[~done] == _COMMA) and np.all(b[shut + 2] == _QUOTE))
             m += 1
         elements = _ranges(cursor + 2, count, step=2)  # each element's opening quote
-        opens = q[elements]
-        self.values[name] = (opens + 1, q[elements + 1], count)
+        self.values[name] = (q[elements] + 1, q[elements + 1], count)
         past = cursor + 2 + 2 * count
         end = np.where(count > 0, q[past - 1] + 2, start + 2)
         return end, past
@@ -310,25 +313,31 @@ def _times(page: pa.Buffer, start: np.ndarray, stop: np.ndarray, type_: pa.DataT
 
 def _check_numbers(text: pa.StringArray, *, integer: bool, signed: bool = True) -> None:
     """JSON's number grammar without an exponent, ``-?(0|[1-9][0-9]*)(\\.[0-9]+)?``, which Arrow's
-    cast would read more loosely (``1.``, ``.5``, ``01``, ``nan``); an integer without the
-    fraction, at most 18 digits; ``signed=False``, without a minus (text read as it stands,
-    where ``-0`` would be ``0`` read as a number)."""
+    cast would read more loosely (``1.``, ``.5``, ``01``, ``nan``, ``1.e5``); an integer without
+    the fraction, at most 18 digits; ``signed=False``, without a minus (text read as it stands,
+    where ``-0`` would be ``0`` read as a number). Only digits, a leading minus and dots; a
+    digit first (after the minus) and last, so a dot is between digits (a second one the cast
+    refuses); no zero leading other digits."""
     offsets = np.frombuffer(text.buffers()[1], np.int32, len(text) + 1)
     chars = np.frombuffer(text.buffers()[2], np.uint8, int(offsets[-1]))
     first, stop = offsets[:-1], offsets[1:]
+    _need(np.all(stop > first))
     digit = (chars - np.uint8(_ZERO)) < 10
-    _need(np.all(digit[stop - 1]))
-    minus = np.flatnonzero(chars == _MINUS)
-    negative = chars[first] == _MINUS
-    _need(np.array_equal(minus, first[negative]) and (signed or len(minus) == 0))
-    lead = first + negative  # the first digit
-    _need(np.all(lead < stop) and np.all(digit[np.minimum(lead, len(chars) - 1)]))
-    second = np.minimum(lead + 1, len(chars) - 1)
-    _need(not np.any((chars[lead] == _ZERO) & (lead + 1 < stop) & digit[second]))
-    dots = np.flatnonzero(chars == _DOT)
-    _need(np.count_nonzero(digit) + len(minus) + len(dots) == len(chars))
-    # A dot is neither first nor last (digits are); a second one the cast refuses.
-    _need(not integer or (len(dots) == 0 and np.all(stop - lead <= 18)))
+    minus = int(np.count_nonzero(chars == _MINUS))
+    dots = int(np.count_nonzero(chars == _DOT))
+    _need(int(np.count_nonzero(digit)) + minus + dots == len(chars))
+    lead = first
+    if minus:  # each minus leads its number
+        negative = chars[first] == _MINUS
+        _need(signed and int(np.count_nonzero(negative)) == minus)
+        lead = first + negative  # (a lone minus: its last byte no digit)
+    leading = chars[lead]
+    _need(np.all((leading - np.uint8(_ZERO)) < 10) and np.all(digit[stop - 1]))
+    zero = leading == _ZERO
+    if zero.any():
+        at, end = lead[zero] + 1, stop[zero]
+        _need(not np.any((at < end) & digit[np.minimum(at, len(chars) - 1)]))
+    _need(not integer or (dots == 0 and np.all(stop - lead <= 18)))
 
 
 def _outline(
