@@ -133,6 +133,20 @@ class Retry:
     wait: float | None = None
 
 
+class _Body:
+    """A body's chunks, joined once at the end: a page inflated in one piece is not copied at
+    all (a bytearray copied each Alpaca page of trades twice, 915 KB each time)."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def joined(self) -> bytes:
+        return b"".join(self.parts)
+
+
 class HttpClient:
     """An HTTP API reached through httpx, sync and async: timeouts, shared rate limiter, retries
     around send+read+decode (``request``), and the error each failed answer stands for."""
@@ -325,11 +339,14 @@ class HttpClient:
             f"bytes ({size}); refused rather than held in memory (max_body_bytes)"
         )
 
-    def _append(self, body: bytearray, chunk: bytes) -> None:
+    def _append(self, body: _Body, chunk: bytes) -> None:
         """Add a decompressed chunk, refusing the body once it passes the cap."""
-        body += chunk
-        if len(body) > self.config.max_body_bytes:
-            raise self._too_large(f"{len(body):,} so far")
+        if not chunk:  # (inflating gathers the raw chunks first)
+            return
+        body.parts.append(chunk)
+        body.size += len(chunk)
+        if body.size > self.config.max_body_bytes:
+            raise self._too_large(f"{body.size:,} so far")
 
     def _check_length(self, response: httpx.Response) -> None:
         length = response.headers.get("content-length", "")
@@ -353,7 +370,7 @@ class HttpClient:
         timeout = self.config.httpx_timeout(allowed)
         with self.client.stream("GET", path, params=params, timeout=timeout) as response:
             self._check_length(response)
-            body = bytearray()
+            body = _Body()
             inflate = inflater(response, self.config.max_body_bytes)
             chunks = response.iter_bytes() if encoded_otherwise(response) else response.iter_raw()
             for chunk in chunks:
@@ -362,7 +379,7 @@ class HttpClient:
                     raise self._slow(allowed)
             if inflate:
                 self._append(body, inflate.end())
-            return response, bytes(body)
+            return response, body.joined()
 
     async def _async_get(
         self, path: str, params: dict[str, str], deadline: float
@@ -375,7 +392,7 @@ class HttpClient:
                     "GET", path, params=params, timeout=timeout
                 ) as response:
                     self._check_length(response)
-                    body = bytearray()
+                    body = _Body()
                     inflate = inflater(response, self.config.max_body_bytes)
                     chunks = (
                         response.aiter_bytes()
@@ -386,7 +403,7 @@ class HttpClient:
                         self._append(body, inflate.feed(chunk) if inflate else chunk)
                     if inflate:
                         self._append(body, inflate.end())
-                    return response, bytes(body)
+                    return response, body.joined()
         except TimeoutError:
             raise self._slow(allowed) from None
 
