@@ -6,8 +6,8 @@ tokenizing the page, 0.05 to 0.08 us each field), most of the 1 us a trade a tic
 Alpaca writes its pages compactly, in ASCII, without escapes, every record of a page with its
 keys in one order: the quotes pair into string tokens, and a record's tokens follow from where it
 starts (its lists aside). So here the first record gives the keys' order, and every record is
-walked along it at once, one array operation a step for all records: each key's name, each
-``:`` and ``,``, each value, each ``}``. Between the records, the few bytes left (the symbols'
+walked along it at once, one array operation a step for all records: each key with the ``{`` or
+``,`` before it and its ``:`` (8 bytes compared as one number), each value, each ``}``. Between the records, the few bytes left (the symbols'
 names, the next page's token) are read by Python's JSON parser. Every byte of the page is
 checked. Numbers are checked against JSON's grammar before Arrow's casts read them; times are
 read by the ISO 8601 parser pyarrow's JSON reader also uses.
@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 #: Below this size a page goes to pyarrow's reader: nothing to gain, and an empty page
 #: (``{"trades":{},"next_page_token":null}``) has no record to walk.
 MIN_BYTES = 2048
-_QUOTE, _COLON, _COMMA, _LBRACKET, _RBRACKET, _LBRACE, _RBRACE = b'":,[]{}'
+_QUOTE, _COMMA, _LBRACKET, _RBRACKET, _LBRACE, _RBRACE = b'",[]{}'
 _MINUS, _DOT, _ZERO = b"-.0"
 _RUN = "\0"
 #: The most strings a list may hold here (a trade's conditions are a handful).
