@@ -165,12 +165,12 @@ class AlpacaTickClient(AlpacaClient):
 
     def _columns(self, symbol: str | pa.Array, rows: pa.StructArray) -> pa.Table:
         n = len(rows)
+        symbols = repeat_string(symbol, n) if isinstance(symbol, str) else symbol
         if self.kind is Timeframe.TRADES:
             update = rows.field("u")
             known = pc.take(pa.array(list(UPDATES.values())), pc.index_in(update, _UPDATE_KEYS))
             # No update: regular; an update Alpaca adds later: kept as sent (and quarantined).
             correction = pc.if_else(pc.is_null(update), REGULAR, pc.coalesce(known, update))
-            symbols = repeat_string(symbol, n) if isinstance(symbol, str) else symbol
             columns = [
                 symbols,
                 rows.field("t"),
@@ -189,7 +189,7 @@ class AlpacaTickClient(AlpacaClient):
             bid_price, bid_size = _side(rows.field("bp"), rows.field("bs"), scale)
             ask_price, ask_size = _side(rows.field("ap"), rows.field("as"), scale)
             columns = [
-                repeat_string(symbol, n) if isinstance(symbol, str) else symbol,
+                symbols,
                 rows.field("t"),
                 bid_price,
                 bid_size,
