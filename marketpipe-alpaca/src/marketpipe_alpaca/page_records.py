@@ -267,7 +267,7 @@ class _Page:
             raise _Unfit from None
 
 
-def _ranges(first: np.ndarray, count: np.ndarray, step: int = 1) -> np.ndarray:
+def _ranges(first: np.ndarray, count: np.ndarray, step: int) -> np.ndarray:
     """``first[i], first[i] + step, ...`` (``count[i]`` of them) for every ``i``, concatenated."""
     total = int(count.sum())
     offsets = np.zeros(len(count), np.int64)
@@ -275,36 +275,39 @@ def _ranges(first: np.ndarray, count: np.ndarray, step: int = 1) -> np.ndarray:
     return np.repeat(first - offsets * step, count) + np.arange(total) * step
 
 
-def _strings(b: np.ndarray, page: pa.Buffer, start: np.ndarray, stop: np.ndarray) -> pa.StringArray:
-    """A string array of the page's bytes ``start[i]:stop[i]`` (ASCII, in page order). One-byte
-    strings (exchanges, tapes, conditions) are gathered; others are taken by Arrow from an array
-    over the page itself alternating the strings with the bytes between them."""
+def _alternating(
+    page: pa.Buffer, start: np.ndarray, stop: np.ndarray, *, only_values: bool = False
+) -> pa.StringArray:
+    """An array over the page itself (no copy) whose even slots are the page's bytes
+    ``start[i]:stop[i]`` (in page order) and whose odd slots are the bytes between them;
+    ``only_values``: the odd slots null, so that a kernel does not read them."""
     n = len(start)
-    if n and np.all(stop - start == 1):
-        offsets = np.arange(n + 1, dtype=np.int32)
-        return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(b[start]))
     offsets = np.empty(2 * n + 1, np.int32)
     offsets[0:-1:2] = start
     offsets[1::2] = stop
     offsets[-1] = stop[-1] if n else 0
     _need(n == 0 or np.all(offsets[1:] >= offsets[:-1]))
-    both = pa.StringArray.from_buffers(2 * n, pa.py_buffer(offsets), page)
-    return both.take(pa.array(np.arange(0, 2 * n, 2)))
+    valid = pa.py_buffer(np.full((2 * n + 7) // 8, 0x55, np.uint8)) if only_values else None
+    return pa.StringArray.from_buffers(2 * n, pa.py_buffer(offsets), page, valid)
+
+
+def _strings(b: np.ndarray, page: pa.Buffer, start: np.ndarray, stop: np.ndarray) -> pa.StringArray:
+    """A string array of the page's bytes ``start[i]:stop[i]`` (ASCII, in page order). One-byte
+    strings (exchanges, tapes, conditions) are gathered; others are taken by Arrow from every
+    other slot of :func:`_alternating`."""
+    n = len(start)
+    if n and np.all(stop - start == 1):
+        offsets = np.arange(n + 1, dtype=np.int32)
+        return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(b[start]))
+    return _alternating(page, start, stop).take(pa.array(np.arange(0, 2 * n, 2)))
 
 
 def _times(page: pa.Buffer, start: np.ndarray, stop: np.ndarray, type_: pa.DataType) -> pa.Array:
-    """Times, read by Arrow's ISO 8601 cast from an array over the page alternating them with
-    the bytes between, those null (so not read) and dropped after."""
+    """Times, read by Arrow's ISO 8601 cast from :func:`_alternating` (the bytes between them
+    null, so not read), every other value kept."""
     n = len(start)
-    offsets = np.empty(2 * n + 1, np.int32)
-    offsets[0:-1:2] = start
-    offsets[1::2] = stop
-    offsets[-1] = stop[-1]
-    _need(np.all(offsets[1:] >= offsets[:-1]))
-    valid = pa.py_buffer(np.full((2 * n + 7) // 8, 0x55, np.uint8))  # every other slot
-    both = pa.StringArray.from_buffers(2 * n, pa.py_buffer(offsets), page, valid)
     try:
-        times = pc.cast(both, type_)
+        times = pc.cast(_alternating(page, start, stop, only_values=True), type_)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise _Unfit from None
     values = np.frombuffer(times.buffers()[1], np.int64, 2 * n)[0::2].copy()

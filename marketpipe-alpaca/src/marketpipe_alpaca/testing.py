@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import gzip
-import hashlib
 import json
 import random
 import threading
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +32,7 @@ import pyarrow.compute as pc
 from marketpipe.model.calendar import NEW_YORK, nyse_calendar
 from marketpipe.model.values import TimeRange
 
+from marketpipe_alpaca.fake_http import GzipCache, handler_class
 from marketpipe_alpaca.fake_market import (
     FakeMarket,
     assets_answer,
@@ -131,8 +130,8 @@ class FakeAlpacaServer:
         self.arrival_times: list[float] = []
         self._cache: OrderedDict[tuple[Any, ...], tuple[pa.Array, pa.Array]] = OrderedDict()
         self._ticks_cache: OrderedDict[tuple[Any, ...], list[tuple[str, str]]] = OrderedDict()
-        self._gzip_cache: OrderedDict[bytes, bytes] = OrderedDict()
-        self._server = _QuietServer(("127.0.0.1", port), self._handler())
+        self.gzip = GzipCache()
+        self._server = _QuietServer(("127.0.0.1", port), handler_class(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
         self._held_after: int | None = None
@@ -249,21 +248,6 @@ class FakeAlpacaServer:
             while len(self._cache) > 64:
                 self._cache.popitem(last=False)
         return result
-
-    def gzipped(self, body: bytes) -> bytes:
-        """``body`` gzipped, the last 256 answers kept by their digest: a benchmark's client is
-        timed beside this server on the same cores, and a page asked again is not compressed
-        again (3 ms a page of 10,000 trades)."""
-        digest = hashlib.blake2b(body, digest_size=16).digest()
-        with self._lock:
-            packed = self._gzip_cache.get(digest)
-        if packed is None:
-            packed = gzip.compress(body, compresslevel=1)
-            with self._lock:
-                self._gzip_cache[digest] = packed
-                while len(self._gzip_cache) > 256:
-                    self._gzip_cache.popitem(last=False)
-        return packed
 
     def symbol_bars(
         self, symbol: str, days: list[dt.date], minutes: int, kinds: set[str]
@@ -391,99 +375,6 @@ class FakeAlpacaServer:
                     begin = stop
             body = f'{{"bars":{{{",".join(groups)}}},"next_page_token":{token}}}'
         return 200, {"Content-Type": "application/json"}, body.encode()
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                return
-
-            def do_GET(self) -> None:
-                if self.path == "/_stats":  # for benchmarks that run the server in a process
-                    self._send(
-                        200, {"Content-Type": "application/json"}, json.dumps(server.stats).encode()
-                    )
-                    return
-                # "requests" counts bar requests; corporate actions are counted on their own.
-                if self.path.startswith("/v1/corporate-actions"):
-                    server.stats["action_requests"] += 1
-                else:
-                    server.stats["requests"] += 1
-                if server.down:
-                    server.stats["refused_down"] += 1
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                wait = server._over_limit()
-                if wait is not None and not server.hints:
-                    server.stats["429_limit"] += 1
-                    self._send(429, {"Content-Type": "text/plain"}, b"too many requests")
-                    return
-                if wait is not None:
-                    server.stats["429_limit"] += 1
-                    body = b'{"code":42910000,"message":"too many requests"}'
-                    self._send(
-                        429,
-                        {
-                            "X-RateLimit-Limit": str(server.rate_limit),
-                            "X-RateLimit-Remaining": "0",
-                            "X-RateLimit-Reset": str(int(time.time() + wait + 1)),
-                        },
-                        body,
-                    )
-                    return
-                fault = server._pick_fault()
-                if fault:
-                    server.stats[f"fault_{fault}"] += 1
-                if fault == "429":
-                    self._send(429, {"Content-Type": "text/plain"}, b"too many requests")
-                    return
-                if fault in ("500", "503"):
-                    body = b"upstream error"
-                    if server.echo_headers:
-                        body += b": " + json.dumps(dict(self.headers.items())).encode()
-                    self._send(int(fault), {"Content-Type": "text/plain"}, body)
-                    return
-                if fault == "reset":
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                if fault == "slow":
-                    time.sleep(server.slow_seconds)
-                url = urlsplit(self.path)
-                if url.path == "/v2/stocks/bars":
-                    server._wait_if_held()
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                status, extra, body = server.answer(url.path, parse_qs(url.query), headers)
-                server.stats[f"status_{status}"] += 1
-                if "gzip" in headers.get("accept-encoding", "") and len(body) > 256:
-                    body = server.gzipped(body)
-                    extra["Content-Encoding"] = "gzip"
-                if fault == "truncated" and status == 200:
-                    self.send_response(200)
-                    for k, v in extra.items():
-                        self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body[: len(body) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                self._send(status, extra, body)
-
-            def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        return Handler
 
 
 def main() -> None:

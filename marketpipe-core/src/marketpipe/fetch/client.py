@@ -26,6 +26,7 @@ import attrs
 import httpx
 
 from marketpipe.fetch import metrics
+from marketpipe.fetch.body import BodyReader
 from marketpipe.fetch.config import ClientConfig
 from marketpipe.fetch.deadline import job_seconds_left
 from marketpipe.fetch.errors import (
@@ -38,7 +39,6 @@ from marketpipe.fetch.errors import (
     RateLimitedError,
     ResponseTooLargeError,
 )
-from marketpipe.fetch.inflate import encoded_otherwise, inflater
 from marketpipe.fetch.rate_limiter import RateLimiter, Slot
 from marketpipe.fetch.retry import backoff, retry_after, should_retry
 
@@ -131,20 +131,6 @@ class Retry:
 
     error: ConnectorError
     wait: float | None = None
-
-
-class _Body:
-    """A body's chunks, joined once at the end: a page inflated in one piece is not copied at
-    all (a bytearray copied each Alpaca page of trades twice, 915 KB each time)."""
-
-    __slots__ = ("parts", "size")
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.size = 0
-
-    def joined(self) -> bytes:
-        return b"".join(self.parts)
 
 
 class HttpClient:
@@ -333,26 +319,8 @@ class HttpClient:
         )
         return wait
 
-    def _too_large(self, size: int | str) -> ResponseTooLargeError:
-        return ResponseTooLargeError(
-            f"{self.provider_name} sent a body of more than {self.config.max_body_bytes:,} "
-            f"bytes ({size}); refused rather than held in memory (max_body_bytes)"
-        )
-
-    def _append(self, body: _Body, chunk: bytes) -> None:
-        """Add a decompressed chunk, refusing the body once it passes the cap."""
-        if not chunk:  # (inflating gathers the raw chunks first)
-            return
-        body.parts.append(chunk)
-        body.size += len(chunk)
-        if body.size > self.config.max_body_bytes:
-            raise self._too_large(f"{body.size:,} so far")
-
-    def _check_length(self, response: httpx.Response) -> None:
-        length = response.headers.get("content-length", "")
-        encoded = response.headers.get("content-encoding", "identity") != "identity"
-        if length.isdigit() and int(length) > self.config.max_body_bytes and not encoded:
-            raise self._too_large(f"Content-Length {int(length):,}")
+    def _reader(self, response: httpx.Response) -> BodyReader:
+        return BodyReader(response, self.config.max_body_bytes, self.provider_name)
 
     def _slow(self, deadline_seconds: float) -> _DeadlinePassed:
         return _DeadlinePassed(
@@ -369,17 +337,12 @@ class HttpClient:
         allowed = deadline - time.monotonic()
         timeout = self.config.httpx_timeout(allowed)
         with self.client.stream("GET", path, params=params, timeout=timeout) as response:
-            self._check_length(response)
-            body = _Body()
-            inflate = inflater(response, self.config.max_body_bytes)
-            chunks = response.iter_bytes() if encoded_otherwise(response) else response.iter_raw()
-            for chunk in chunks:
-                self._append(body, inflate.feed(chunk) if inflate else chunk)
+            reader = self._reader(response)
+            for chunk in response.iter_raw() if reader.raw else response.iter_bytes():
+                reader.add(chunk)
                 if time.monotonic() > deadline:
                     raise self._slow(allowed)
-            if inflate:
-                self._append(body, inflate.end())
-            return response, body.joined()
+            return response, reader.body()
 
     async def _async_get(
         self, path: str, params: dict[str, str], deadline: float
@@ -391,19 +354,12 @@ class HttpClient:
                 async with self.async_client.stream(
                     "GET", path, params=params, timeout=timeout
                 ) as response:
-                    self._check_length(response)
-                    body = _Body()
-                    inflate = inflater(response, self.config.max_body_bytes)
-                    chunks = (
-                        response.aiter_bytes()
-                        if encoded_otherwise(response)
-                        else response.aiter_raw()
-                    )
-                    async for chunk in chunks:
-                        self._append(body, inflate.feed(chunk) if inflate else chunk)
-                    if inflate:
-                        self._append(body, inflate.end())
-                    return response, body.joined()
+                    reader = self._reader(response)
+                    async for chunk in (
+                        response.aiter_raw() if reader.raw else response.aiter_bytes()
+                    ):
+                        reader.add(chunk)
+                    return response, reader.body()
         except TimeoutError:
             raise self._slow(allowed) from None
 
