@@ -237,26 +237,40 @@ def test_a_batch_of_events_reaches_the_log_in_one_write_before_publish_returns(
     log.close()
 
 
-def test_a_committed_partitions_record_is_what_the_generic_record_makes_of_it() -> None:
+@pytest.mark.parametrize("path", ["bars/f.parquet", 'bars/"quoted" \\ tab\t é\u2028.parquet'])
+def test_a_committed_partitions_line_is_what_the_generic_record_makes_of_it(
+    tmp_path: Path, path: str
+) -> None:
     """The event of every partition is written by a path of its own (the hot one of a whole
-    market's day): field for field, in order, what any other event's path makes of it."""
+    market's day): the very line any other event's path makes of it, escapes included."""
     import json
 
-    from marketpipe.jobs.event_log import _plain, event_record
+    from marketpipe.jobs.event_bus import EventBus
+    from marketpipe.jobs.event_log import EventLog, event_record
     from marketpipe.jobs.events import IngestionBatchProcessed
     from marketpipe.model.partition import IngestionPartition
     from marketpipe.model.values import IngestionJobId, Symbol
 
-    event = IngestionBatchProcessed(
-        job_id=IngestionJobId("0123456789ab"),
-        symbol=Symbol("BRK.B"),
-        bars_count=390,
-        partition=IngestionPartition(Symbol("BRK.B"), dt.date(2024, 3, 4), "bars/f.parquet", 390),
-        rejected_count=2,
-    )
-    generic = {"event": event.name, **_plain(event)}
-    assert json.dumps(event_record(event)) == json.dumps(generic)
-    assert generic["partition"]["trading_date"] == "2024-03-04"
+    job = IngestionJobId("0123456789ab")
+    events = [
+        IngestionBatchProcessed(
+            job_id=job,
+            symbol=Symbol(name),
+            bars_count=390 + i,
+            partition=IngestionPartition(Symbol(name), dt.date(2024, 3, 4 + i), path, 390 + i),
+            rejected_count=2 * i,
+        )
+        for i, name in enumerate(["BRK.B", "T", "A+"])
+    ]
+    bus = EventBus()
+    log = EventLog(tmp_path, job)
+    log.subscribe(bus)
+    bus.publish_all(events)
+    log.close()
+    written = log.path.read_text(encoding="utf-8").splitlines()
+    assert written == [json.dumps(event_record(e)) for e in events]
+    assert json.loads(written[0])["partition"]["trading_date"] == "2024-03-04"
+    assert json.loads(written[2])["partition"]["path"] == path
 
 
 def _with_paths_in_rows(path: Path) -> None:

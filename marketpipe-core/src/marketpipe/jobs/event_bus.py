@@ -22,10 +22,14 @@ class EventBus:
     def __init__(self) -> None:
         self._handlers: list[tuple[type[DomainEvent], Handler]] = []
         self._flushes: list[Callable[[], None]] = []
+        #: The handlers of each event type published so far, in subscription order: a unit's
+        #: thousands of partition events each tried every subscriber's type before.
+        self._by_type: dict[type, tuple[Handler, ...]] = {}
 
     def subscribe(self, event_type: type[EventT], handler: Callable[[EventT], None]) -> None:
         """Call ``handler`` for every published event that is an instance of ``event_type``."""
         self._handlers.append((event_type, handler))
+        self._by_type.clear()
 
     def on_flush(self, flush: Callable[[], None]) -> None:
         """Call ``flush`` after each publish, once all its events were handled."""
@@ -36,17 +40,21 @@ class EventBus:
 
     def publish_all(self, events: Iterable[DomainEvent]) -> None:
         """Hand each of ``events`` to its handlers, in order, then run the flushes once."""
-        handlers = list(self._handlers)
+        by_type = self._by_type
         for event in events:
-            for event_type, handler in handlers:
-                if isinstance(event, event_type):
-                    self._call(handler, event, event.name)
+            kind = type(event)
+            handlers = by_type.get(kind)
+            if handlers is None:
+                handlers = by_type[kind] = tuple(
+                    h for t, h in self._handlers if issubclass(kind, t)
+                )
+            for handler in handlers:
+                try:
+                    handler(event)
+                except Exception:  # a broken subscriber must not break the job
+                    log.exception("event handler %r failed on %s", handler, event.name)
         for flush in list(self._flushes):
-            self._call(flush, None, "flush")
-
-    @staticmethod
-    def _call(handler: Callable[..., None], event: DomainEvent | None, what: str) -> None:
-        try:
-            handler() if event is None else handler(event)
-        except Exception:  # a broken subscriber must not break the job
-            log.exception("event handler %r failed on %s", handler, what)
+            try:
+                flush()
+            except Exception:  # a broken flush must not break the job
+                log.exception("event handler %r failed on flush", flush)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -222,9 +222,14 @@ class IngestionJob:
                 partitions=len(symbols) * len(days),
             )
         )
-        for symbol in symbols:
-            for day in days:
-                self.begin_partition(symbol, day)
+        # One moment for the unit's partitions (a whole market's unit starts hundreds).
+        now = dt.datetime.now(dt.UTC)
+        job_id = self.job_id
+        self._events.extend(
+            IngestionJobStarted(occurred_at=now, job_id=job_id, symbol=symbol, trading_date=day)
+            for symbol in symbols
+            for day in days
+        )
 
     def begin_partition(self, symbol: Symbol, trading_date: dt.date) -> None:
         """Records ``IngestionJobStarted`` for one partition: work on it began."""
@@ -254,6 +259,31 @@ class IngestionJob:
                 rejected_count=rejected_count,
             )
         )
+
+    def mark_partitions_processed(
+        self, processed: Iterable[tuple[IngestionPartition, int]]
+    ) -> None:
+        """A unit's partitions are committed (each with its rejected rows): counts them and
+        records an ``IngestionBatchProcessed`` for each, as :meth:`mark_symbol_processed`
+        does one at a time."""
+        self._guard("mark_symbol_processed")
+        now = dt.datetime.now(dt.UTC)
+        job_id = self.job_id
+        events = [
+            IngestionBatchProcessed(
+                occurred_at=now,
+                job_id=job_id,
+                symbol=partition.symbol,
+                bars_count=partition.bars_count,
+                partition=partition,
+                rejected_count=rejected,
+            )
+            for partition, rejected in processed
+        ]
+        # Counted once: each assignment to the job runs its field validators.
+        self.bars_processed += sum(e.bars_count for e in events)
+        self.partitions_processed += len(events)
+        self._events.extend(events)
 
     def mark_partition_failed(self, symbol: Symbol, trading_date: dt.date, error: str) -> None:
         """Records ``IngestionPartitionFailed``; the job goes on with its other partitions."""

@@ -345,7 +345,7 @@ class IngestionCoordinatorService:
         except (OSError, StorageError) as exc:
             self._commit_failed(job, unit, exc, failures)
             return
-        self._record(job, committed, counts)
+        self._record(job, unit.symbols, committed, counts)
 
     async def _run_remote(
         self,
@@ -391,7 +391,7 @@ class IngestionCoordinatorService:
         # before the job store records the unit, so it is never behind a checkpoint.
         months = sorted({month_key(w.day) for w in unit.windows})
         await asyncio.to_thread(self._sink.catalog.sync, self._series(job), months)
-        self._record(job, done.committed, counts)
+        self._record(job, unit.symbols, done.committed, counts)
 
     async def _fetch_failed(
         self,
@@ -431,7 +431,13 @@ class IngestionCoordinatorService:
         else:
             self._fail(job, unit, f"could not write: {_describe(exc)}", failures)
 
-    def _record(self, job: IngestionJob, committed: UnitCommitted, counts: dict[str, int]) -> None:
+    def _record(
+        self,
+        job: IngestionJob,
+        symbols: Sequence[Symbol],
+        committed: UnitCommitted,
+        counts: dict[str, int],
+    ) -> None:
         """The unit's partitions complete in the job store, then in the job and its events."""
         outcomes, rejected, kept = committed.outcomes, committed.rejected, committed.kept
         self._kept.extend(kept)
@@ -439,13 +445,16 @@ class IngestionCoordinatorService:
             self._counted[what] = self._counted.get(what, 0) + n
         self._store.mark_completed(job.job_id, outcomes)
         counts["rejected"] += rejected
-        for outcome in outcomes:
-            partition = IngestionPartition(
-                Symbol(outcome.symbol), outcome.day, outcome.path, outcome.bars
+        known = {s.value: s for s in symbols}  # checked once, when the job was made
+        job.mark_partitions_processed(
+            (
+                IngestionPartition(known.get(o.symbol) or Symbol(o.symbol), o.day, o.path, o.bars),
+                o.rejected,
             )
-            job.mark_symbol_processed(partition.symbol, outcome.bars, partition, outcome.rejected)
-            counts["bars"] += outcome.bars
-            counts["completed"] += 1
+            for o in outcomes
+        )
+        counts["bars"] += sum(o.bars for o in outcomes)
+        counts["completed"] += len(outcomes)
         self._publish(job)
 
     def _publish(self, job: IngestionJob) -> None:
