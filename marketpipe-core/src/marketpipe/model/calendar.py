@@ -68,6 +68,13 @@ def in_sessions(
     stamped at New York midnight overlaps its day's session; an hourly 09:00 bar the 09:30 open)."""
     if not windows:
         return np.zeros(len(ts_ns), dtype=bool)
+    if len(windows) <= 4:
+        # A unit's few days compared in turn: a third of the time of the search below, which
+        # was a quarter of validating a whole market's day.
+        inside = np.zeros(len(ts_ns), dtype=bool)
+        for w in windows:
+            inside |= (ts_ns > w.start_ns - timeframe_ns) & (ts_ns < w.end_ns)
+        return inside
     starts = np.array(sorted(w.start_ns for w in windows), dtype=np.int64)
     ends = np.array([w.end_ns for w in sorted(windows, key=lambda w: w.start_ns)], dtype=np.int64)
     idx = np.searchsorted(starts, ts_ns + timeframe_ns, side="left") - 1

@@ -71,7 +71,8 @@ class OhlcvValidator:
         if _HOUR % tf == 0:
             # New York's offset from UTC is whole hours: a timeframe dividing an hour is
             # aligned in New York exactly when it is in UTC (no time zone conversion).
-            flag(ts % tf != 0, REASONS[4])
+            # ``//`` by a constant is a multiplication (numpy's libdivide); ``%`` divides.
+            flag((ts // tf) * tf != ts, REASONS[4])
         else:
             local = pc.local_timestamp(
                 pc.fill_null(ts_col, 0).cast(pa.timestamp("ns", tz="America/New_York"))
