@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from marketpipe.cli.signals import install_stop_handlers
+from marketpipe.run.allocator import keep_freed_memory
 from marketpipe.model.secrets import scrubbing_handler
 
 #: ``command name -> "module:attribute"``, each module under ``marketpipe.cli``.
@@ -108,6 +109,7 @@ def cli() -> None:
 
 def main() -> None:
     install_stop_handlers()
+    keep_freed_memory()  # a command's buffers are reused, not faulted in afresh each time
     try:
         # Every log line MarketPipe prints is scrubbed of the secrets this process holds.
         logger = logging.getLogger("marketpipe")

@@ -7,21 +7,16 @@ costs an ``mmap``, zeroed pages faulted in, and a ``munmap``. Decoding an IEX ca
 buffers of megabytes per chunk, and ran 2.5 times slower on a worker than in a plain process
 (1.89 s against 0.75 s for a 528 MB capture). Serving allocations under 64 MiB from the heap
 again (``M_MMAP_THRESHOLD``) brings it back to 0.70 s; Dask's trimming of freed heap memory is
-kept. Hand-written with ``ctypes`` because ``mallopt`` is the interface; there is no library
-for one call.
+kept (:mod:`marketpipe.run.allocator`).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 from typing import Any
 
 from distributed import WorkerPlugin
 
-_M_MMAP_THRESHOLD = -3
-#: Allocations up to this size come from the heap (glibc's own upper bound for its moving one).
-MMAP_THRESHOLD = 64 * 2**20
+from marketpipe.run.allocator import serve_large_from_heap
 
 
 class LargeAllocations(WorkerPlugin):  # type: ignore[misc]
@@ -32,11 +27,4 @@ class LargeAllocations(WorkerPlugin):  # type: ignore[misc]
     idempotent = True
 
     def setup(self, worker: Any) -> None:
-        path = ctypes.util.find_library("c")
-        if path is None:
-            return
-        try:
-            libc = ctypes.CDLL(path)
-            libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-        except (OSError, AttributeError):  # not glibc: nothing to set
-            return
+        serve_large_from_heap()

@@ -1,0 +1,62 @@
+"""glibc's malloc keeps a command's freed buffers for reuse (``marketpipe.run.allocator``),
+seen from outside: the process's resident memory after freeing a large buffer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
+    reason="glibc's malloc only",
+)
+
+_FREED = """
+import sys
+from marketpipe.run.allocator import keep_freed_memory
+
+def resident() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+tuned = keep_freed_memory() if sys.argv[1] == "tuned" else False
+block = bytearray(48 * 2**20)  # zeroed: its pages are resident
+before = resident()
+del block
+print(tuned, (before - resident()) // 2**20)
+"""
+
+
+def _freed(mode: str, **env: str) -> tuple[str, int]:
+    out = subprocess.run(
+        [sys.executable, "-c", _FREED, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | env,
+    )
+    tuned, given_back = out.stdout.split()
+    return tuned, int(given_back)
+
+
+def test_a_freed_buffer_stays_with_the_process_for_the_next_one() -> None:
+    assert _freed("plain") == ("False", 48)  # glibc by default: mmap'd, given back on free
+    assert _freed("tuned") == ("True", 0)
+
+
+def test_the_users_own_malloc_setting_wins() -> None:
+    assert _freed("tuned", MALLOC_TRIM_THRESHOLD_="65536") == ("False", 48)
+
+
+def test_every_mp_command_keeps_its_freed_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    import marketpipe.cli.main as cli_main
+
+    calls: list[str] = []
+    monkeypatch.setattr(cli_main, "keep_freed_memory", lambda: calls.append("kept") or True)
+    monkeypatch.setattr(sys, "argv", ["mp", "--version"])
+    with pytest.raises(SystemExit) as stopped:
+        cli_main.main()
+    assert stopped.value.code == 0 and calls == ["kept"]
