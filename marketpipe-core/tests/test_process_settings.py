@@ -1,5 +1,6 @@
-"""glibc's malloc keeps a command's freed buffers for reuse (``marketpipe.run.allocator``),
-seen from outside: the process's resident memory after freeing a large buffer."""
+"""What every mp process sets for itself: glibc's malloc keeps a command's freed buffers for
+reuse (``marketpipe.run.allocator``, seen from outside: the process's resident memory after
+freeing a large buffer), and a thread waiting for the GIL gets it sooner."""
 
 from __future__ import annotations
 
@@ -51,12 +52,19 @@ def test_the_users_own_malloc_setting_wins() -> None:
     assert _freed("tuned", MALLOC_TRIM_THRESHOLD_="65536") == ("False", 48)
 
 
-def test_every_mp_command_keeps_its_freed_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_mp_command_keeps_its_freed_memory_and_hands_the_gil_over_sooner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import marketpipe.cli.main as cli_main
 
     calls: list[str] = []
     monkeypatch.setattr(cli_main, "keep_freed_memory", lambda: calls.append("kept") or True)
     monkeypatch.setattr(sys, "argv", ["mp", "--version"])
-    with pytest.raises(SystemExit) as stopped:
-        cli_main.main()
-    assert stopped.value.code == 0 and calls == ["kept"]
+    before = sys.getswitchinterval()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            cli_main.main()
+        assert stopped.value.code == 0 and calls == ["kept"]
+        assert sys.getswitchinterval() == pytest.approx(0.001) != before
+    finally:
+        sys.setswitchinterval(before)
