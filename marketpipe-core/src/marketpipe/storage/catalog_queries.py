@@ -228,25 +228,35 @@ class CatalogQueries:
     def _probe(
         self, series: Series, series_id: int, ids: dict[str, int], keys: list[PartitionKey]
     ) -> list[StoredPartition]:
-        """``lookup`` of a few keys: one primary-key probe each (a day of an Alpaca-like
-        dataset has a block in each of hundreds of files; decoding them all cost 20 ms)."""
-        out: list[StoredPartition] = []
+        """``lookup`` of up to a few thousand keys through the primary key: a day's symbols
+        asked together, up to 500 a query (a day of an Alpaca-like dataset has a block in each
+        of hundreds of files; decoding them all cost 20 ms). One query a key cost a whole
+        market's unit of 345 symbols 1.3 ms."""
+        by_day: dict[dt.date, list[int]] = {}
         for symbol, day in keys:
-            if symbol not in ids:
-                continue
-            for bars, complete, month, name in self._conn.execute(
-                "SELECT p.bars, p.complete, f.month, f.name FROM parts p "
-                "JOIN files f ON f.id=p.file_id "
-                "WHERE p.series_id=? AND p.symbol_id=? AND p.day=?",
-                (series_id, ids[symbol], day.toordinal()),
-            ):
+            if symbol in ids:
+                by_day.setdefault(day, []).append(ids[symbol])
+        found: dict[tuple[int, dt.date], list[tuple[int, int, str, str]]] = {}
+        for day, symbol_ids in by_day.items():
+            for start in range(0, len(symbol_ids), 500):
+                chunk = symbol_ids[start : start + 500]
+                for symbol_id, bars, complete, month, name in self._conn.execute(
+                    "SELECT p.symbol_id, p.bars, p.complete, f.month, f.name FROM parts p "
+                    "JOIN files f ON f.id=p.file_id WHERE p.series_id=? AND p.day=? AND "
+                    f"p.symbol_id IN ({','.join('?' * len(chunk))})",
+                    (series_id, day.toordinal(), *chunk),
+                ):
+                    found.setdefault((int(symbol_id), day), []).append(
+                        (int(bars), int(complete), str(month), str(name))
+                    )
+        if not found:
+            return []
+        out: list[StoredPartition] = []
+        for symbol, day in keys:  # in the order asked
+            for bars, complete, month, name in found.get((ids.get(symbol, -1), day), ()):
                 out.append(
                     StoredPartition(
-                        symbol,
-                        day,
-                        int(bars),
-                        bool(complete),
-                        self.holdings.where(series, month, name),
+                        symbol, day, bars, bool(complete), self.holdings.where(series, month, name)
                     )
                 )
         return out
