@@ -279,3 +279,24 @@ def test_a_file_read_by_its_checked_folder_is_still_only_a_name_in_it(tmp_path: 
             store.file_to_read(bad)
     with pytest.raises(ValueError, match="outside the data root"):
         store.file_to_read("../elsewhere/part-a.parquet")  # the folder itself is checked
+
+
+def test_every_path_of_a_local_store_stays_under_its_root(tmp_path: Path) -> None:
+    """A path's folder is checked once a process and its name checked to be a name: what
+    resolves outside the root is refused, a symlinked folder included."""
+    from marketpipe.storage.stores import LocalStore
+
+    (tmp_path / "root").mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "root" / "link").symlink_to(tmp_path / "outside")
+    store = LocalStore(tmp_path / "root")
+    assert store.path("bars/month=2024-03/part.parquet") == (
+        tmp_path / "root" / "bars" / "month=2024-03" / "part.parquet"
+    )
+    assert store.path("a/../b") == tmp_path / "root" / "a" / ".." / "b"  # resolves inside
+    for bad in ("../outside/part.parquet", "bars/../../outside/x", "link/part.parquet"):
+        with pytest.raises(ValueError, match="outside the data root"):
+            store.path(bad)
+    for bad in ("bars/month=2024-03/..", ".."):
+        with pytest.raises(ValueError, match="not a file or folder name"):
+            store.path(bad)

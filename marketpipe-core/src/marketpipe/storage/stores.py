@@ -45,7 +45,7 @@ class LocalStore:
         self.durable = durable
         self._resolved: Path | None = None
 
-    def path(self, rel: str) -> Path:
+    def _checked(self, rel: str) -> Path:
         from marketpipe.storage.layout import inside
 
         # The root resolved once: a read of twenty years names 240 month folders, and each
@@ -53,6 +53,17 @@ class LocalStore:
         if self._resolved is None:
             self._resolved = self.root.resolve()
         return inside(self.root, self.root / rel, self._resolved)
+
+    def path(self, rel: str) -> Path:
+        """``rel`` under the root, refused if it resolves outside: its folder checked once a
+        process, its own name only checked to be a name. Resolving every path walked each of
+        its components (a dozen ``lstat``), six times a commit."""
+        folder, _, name = rel.rpartition("/")
+        if name in ("", "."):
+            return self._checked(rel)
+        if name == "..":
+            raise ValueError(f"refusing {rel!r}: not a file or folder name")
+        return self._folder(folder) / name
 
     def _folder(self, rel: str) -> Path:
         """:meth:`path` of a folder, checked once a process (each read builds a store of its
@@ -63,16 +74,14 @@ class LocalStore:
         if found is None:
             if len(_FOLDERS) > 100_000:
                 _FOLDERS.clear()
-            found = _FOLDERS[key] = self.path(rel)
+            found = _FOLDERS[key] = self._checked(rel)
         return found
 
     def file_to_read(self, rel: str) -> Path:
-        """:meth:`path` for reading a file the catalog lists: its folder checked once a
-        process, the file's own name only checked to be a name."""
-        folder, _, name = rel.rpartition("/")
-        if name in ("", ".", ".."):
+        """:meth:`path` of a file the catalog lists (a file name, never a folder's)."""
+        if rel.rpartition("/")[2] in ("", ".", ".."):
             raise ValueError(f"refusing to read {rel!r}: not a file name")
-        return self._folder(folder) / name
+        return self.path(rel)
 
     def listing(self, folder: str, suffix: str = BAR_SUFFIX) -> Listing:
         out: Listing = {}
