@@ -333,7 +333,9 @@ MARKETPIPE = textwrap.dedent("""
     from pathlib import Path
     from marketpipe.model.values import Session, Symbol, Timeframe, TimeRange
     from marketpipe.run.pipeline import IngestRequest, run_ingest
+    from marketpipe.run.process import tune_for_jobs
 
+    tune_for_jobs()  # what mp does first: the job as `mp ingest` runs it
     url, out, start, end, *symbols = sys.argv[1:]
     cpu, wall = time.process_time(), time.perf_counter()
     summary = asyncio.run(run_ingest(IngestRequest(

@@ -1,5 +1,5 @@
 """What every mp process sets for itself: glibc's malloc keeps a command's freed buffers for
-reuse (``marketpipe.run.allocator``, seen from outside: the process's resident memory after
+reuse (``marketpipe.run.process``, seen from outside: the process's resident memory after
 freeing a large buffer), and a thread waiting for the GIL gets it sooner."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(
 
 _FREED = """
 import sys
-from marketpipe.run.allocator import keep_freed_memory
+from marketpipe.run.process import keep_freed_memory
 
 def resident() -> int:
     with open("/proc/self/statm") as f:
@@ -56,9 +56,10 @@ def test_every_mp_command_keeps_its_freed_memory_and_hands_the_gil_over_sooner(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import marketpipe.cli.main as cli_main
+    import marketpipe.run.process as process
 
     calls: list[str] = []
-    monkeypatch.setattr(cli_main, "keep_freed_memory", lambda: calls.append("kept") or True)
+    monkeypatch.setattr(process, "keep_freed_memory", lambda: calls.append("kept") or True)
     monkeypatch.setattr(sys, "argv", ["mp", "--version"])
     before = sys.getswitchinterval()
     try:

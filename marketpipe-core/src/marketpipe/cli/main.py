@@ -17,7 +17,7 @@ import click
 
 from marketpipe.cli.signals import install_stop_handlers
 from marketpipe.model.secrets import scrubbing_handler
-from marketpipe.run.allocator import keep_freed_memory
+from marketpipe.run.process import tune_for_jobs
 
 #: ``command name -> "module:attribute"``, each module under ``marketpipe.cli``.
 COMMANDS = {
@@ -36,10 +36,6 @@ COMMANDS = {
     "update": "update:update",
     "verify": "verify:verify",
 }
-
-
-#: Seconds a thread runs before one waiting for the GIL asks for it (Python's default is 5 ms).
-SWITCH_INTERVAL = 0.001
 
 
 class _PandasOutOfReach:
@@ -113,12 +109,10 @@ def cli() -> None:
 
 def main() -> None:
     install_stop_handlers()
-    keep_freed_memory()  # a command's buffers are reused, not faulted in afresh each time
-    # A job's threads (the CSV reader calling back into Python for its input, two units'
-    # commits, the event loop) pass the GIL back and forth all the time: one waiting for it
-    # asks after 1 ms rather than 5 (a whole market's 3 days in bench_flatfiles: 5% faster).
-    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
+        # Freed buffers reused, the GIL handed over sooner (marketpipe.run.process); inside
+        # the try: a Ctrl-C that lands here is an interruption like any other.
+        tune_for_jobs()
         # Every log line MarketPipe prints is scrubbed of the secrets this process holds.
         logger = logging.getLogger("marketpipe")
         if not any(isinstance(h, logging.StreamHandler) for h in logger.handlers):

@@ -7,7 +7,7 @@ costs an ``mmap``, zeroed pages faulted in, and a ``munmap``. Decoding an IEX ca
 buffers of megabytes per chunk, and ran 2.5 times slower on a worker than in a plain process
 (1.89 s against 0.75 s for a 528 MB capture). Serving allocations under 64 MiB from the heap
 again (``M_MMAP_THRESHOLD``) brings it back to 0.70 s; Dask's trimming of freed heap memory is
-kept (:mod:`marketpipe.run.allocator`).
+kept (:mod:`marketpipe.run.process`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from distributed import WorkerPlugin
 
-from marketpipe.run.allocator import serve_large_from_heap
+from marketpipe.run.process import serve_large_from_heap
 
 
 class LargeAllocations(WorkerPlugin):  # type: ignore[misc]
