@@ -81,6 +81,7 @@ class ProgressDisplay:
         self.progress.start()  # only once there is work: errors before it print alone
         self._total += event.partitions_total
         self._done += event.partitions_total - event.partitions_pending
+        self._shown = self._done
         self.progress.update(self.task_id, total=self._total, completed=self._done)
 
     def _processed(self, event: IngestionBatchProcessed) -> None:
@@ -97,7 +98,10 @@ class ProgressDisplay:
     def _failed_one(self, event: IngestionPartitionFailed) -> None:
         self._done += 1
         self._failed += 1
-        self.progress.update(self.task_id, advance=1, failed=self._failed)
+        self._shown = self._done
+        self.progress.update(
+            self.task_id, completed=self._done, bars=self._bars, failed=self._failed
+        )
 
     def task(self, description: str, total: int | None, unit: str) -> _Task:
         self.progress.start()
