@@ -324,6 +324,7 @@ class IngestionCoordinatorService:
             if batches is None:
                 return  # stopped while fetching: left PENDING for a resume
             table = await asyncio.to_thread(assemble_bars, batches, cfg.timeframe)
+            del batches  # the table holds the rows in one chunk a column: not twice meanwhile
             sources = self._provider.source_versions(cfg.timeframe, [w.day for w in unit.windows])
         except Exception as exc:  # the provider's failure is the partitions' failure, recorded
             self._take_notes(job)
