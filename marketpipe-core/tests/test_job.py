@@ -146,3 +146,33 @@ def test_a_composite_job_id_s_start_names_its_symbol_and_day() -> None:
     job.start()
     (event,) = job.domain_events
     assert event.symbol == Symbol("MSFT") and event.trading_date == dt.date(2024, 1, 3)  # type: ignore[attr-defined]
+
+
+def test_a_units_partitions_are_marked_together_as_one_at_a_time_would() -> None:
+    import datetime as dt
+
+    from marketpipe.jobs.events import IngestionBatchProcessed, IngestionJobStarted
+
+    job = make_job()
+    with pytest.raises(InvalidStateTransition):
+        job.mark_partitions_processed([])  # not running: refused, nothing recorded
+    job.start()
+    job.pull_domain_events()
+    days = (dt.date(2024, 1, 2), dt.date(2024, 1, 3))
+    job.begin_unit((Symbol("AAPL"), Symbol("MSFT")), days)
+    parts = [
+        (IngestionPartition(Symbol(s), d, "x.parquet", bars), rejected)
+        for s, d, bars, rejected in [("AAPL", days[0], 390, 0), ("MSFT", days[1], 389, 1)]
+    ]
+    job.mark_partitions_processed(parts)
+    assert (job.bars_processed, job.partitions_processed) == (779, 2)
+    events = job.pull_domain_events()
+    starts = [e for e in events if isinstance(e, IngestionJobStarted)]
+    assert [(e.symbol.value, e.trading_date) for e in starts if e.symbol] == [
+        ("AAPL", days[0]), ("AAPL", days[1]), ("MSFT", days[0]), ("MSFT", days[1])
+    ]  # fmt: skip
+    done = [e for e in events if isinstance(e, IngestionBatchProcessed)]
+    assert [(e.symbol.value, e.bars_count, e.rejected_count) for e in done] == [
+        ("AAPL", 390, 0), ("MSFT", 389, 1)
+    ]  # fmt: skip
+    assert done[0].partition is parts[0][0] and done[0].occurred_at == done[1].occurred_at

@@ -1,8 +1,6 @@
 """What a process that runs jobs sets for itself (``mp`` does it first thing:
-:func:`tune_for_jobs`): how glibc's malloc treats its large buffers, and how soon a thread
-waiting for the GIL gets it.
-
-How glibc's malloc treats MarketPipe's large buffers (a unit's columns, a decoded chunk).
+:func:`tune_for_jobs`): how glibc's malloc treats its large buffers (a unit's columns, a
+decoded chunk), and how soon a thread waiting for the GIL gets it.
 
 By default glibc serves a block over 128 KiB from ``mmap`` until the first frees raise that
 threshold, and gives freed memory at the top of a heap back to the system: each such buffer
