@@ -155,14 +155,15 @@ class UnitCommitter:
             )
         outcomes = [
             PartitionOutcome(
-                symbol=symbol,
-                day=day,
-                bars=bars.get((symbol, day), 0),
-                rejected=rejected_counts.get((symbol, day), 0),
-                path=paths[(symbol, day)],
-                quarantine=quarantined.get((symbol, day.isoformat())),
+                symbol,
+                day,
+                bars.get(key, 0),
+                rejected_counts.get(key, 0),
+                paths[key],
+                quarantined.get((symbol, day.isoformat())) if quarantined else None,
             )
-            for symbol, day in unit.keys
+            for key in unit.keys
+            for symbol, day in (key,)
         ]
         return UnitCommitted(outcomes, rejected.num_rows, sorted(kept), counted)
 

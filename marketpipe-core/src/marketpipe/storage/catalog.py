@@ -438,14 +438,12 @@ class Catalog(CatalogQueries):
                         for day, version in footer.sources.items()
                     ],
                 )
+                ordinals: dict[str, int] = {}  # a day's ordinal made once, not a partition
+                for _, day in footer.entries:
+                    if day not in ordinals:
+                        ordinals[day] = dt.date.fromisoformat(day).toordinal()
                 parts = [
-                    (
-                        dt.date.fromisoformat(day).toordinal(),
-                        ids[symbol],
-                        entry.bars,
-                        int(entry.complete),
-                        entry.rejected,
-                    )
+                    (ordinals[day], ids[symbol], entry.bars, int(entry.complete), entry.rejected)
                     for (symbol, day), entry in footer.entries.items()
                 ]
                 db.executemany(

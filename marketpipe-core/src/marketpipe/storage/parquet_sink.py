@@ -215,14 +215,20 @@ class ParquetSink:
         index = index_covered(request.table, request.coverage)
         bars = index.counts()
         partial = {(s, d) for s, ds in request.partial.items() for d in ds}
+        rejected = request.rejected
+        # A day's text and month made once: a whole market's unit covers hundreds of symbols
+        # on the same day or few.
+        days = {d for ds in request.coverage.values() for d in ds}
+        named = {d: (d.isoformat(), month_key(d)) for d in days}
         months: dict[str, dict[tuple[str, str], Entry]] = {}
         for symbol, symbol_days in request.coverage.items():
             for day in symbol_days:
-                months.setdefault(month_key(day), {})[(symbol, day.isoformat())] = Entry(
-                    bars.get((symbol, day), 0),
-                    (symbol, day) not in partial,
-                    request.rejected.get((symbol, day), 0),
+                iso, month = named[day]
+                key = (symbol, day)
+                months.setdefault(month, {})[(symbol, iso)] = Entry(
+                    bars.get(key, 0), key not in partial, rejected.get(key, 0)
                 )
+        day_of = {iso: day for day, (iso, _) in named.items()}
         month_of_day = np.array([month_key(d) for d in index.days])
         fetched_at = clock.now().isoformat(timespec="seconds")
         result: dict[PartitionKey, str] = {}
@@ -241,7 +247,7 @@ class ParquetSink:
             )
             rel = self._commit_month(request.series, month, rows, footer, request, staged)
             for symbol, iso in entries:
-                result[(symbol, dt.date.fromisoformat(iso))] = rel
+                result[(symbol, day_of[iso])] = rel
         return result
 
     def _metadata(self, request: CommitRequest, footer: Footer) -> dict[bytes, bytes]:
