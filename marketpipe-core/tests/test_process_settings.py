@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.skipif(
+#: The malloc tests need glibc (mallopt and /proc); CI runs on Linux with glibc.
+glibc_only = pytest.mark.skipif(
     not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
     reason="glibc's malloc only",
 )
@@ -43,11 +44,13 @@ def _freed(mode: str, **env: str) -> tuple[str, int]:
     return tuned, int(given_back)
 
 
+@glibc_only
 def test_a_freed_buffer_stays_with_the_process_for_the_next_one() -> None:
     assert _freed("plain") == ("False", 48)  # glibc by default: mmap'd, given back on free
     assert _freed("tuned") == ("True", 0)
 
 
+@glibc_only
 def test_the_users_own_malloc_setting_wins() -> None:
     assert _freed("tuned", MALLOC_TRIM_THRESHOLD_="65536") == ("False", 48)
 

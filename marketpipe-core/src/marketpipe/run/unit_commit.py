@@ -157,13 +157,12 @@ class UnitCommitter:
             PartitionOutcome(
                 symbol,
                 day,
-                bars.get(key, 0),
-                rejected_counts.get(key, 0),
-                paths[key],
+                bars.get((symbol, day), 0),
+                rejected_counts.get((symbol, day), 0),
+                paths[(symbol, day)],
                 quarantined.get((symbol, day.isoformat())) if quarantined else None,
             )
-            for key in unit.keys
-            for symbol, day in (key,)
+            for symbol, day in unit.keys
         ]
         return UnitCommitted(outcomes, rejected.num_rows, sorted(kept), counted)
 

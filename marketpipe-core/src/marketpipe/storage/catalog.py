@@ -438,10 +438,9 @@ class Catalog(CatalogQueries):
                         for day, version in footer.sources.items()
                     ],
                 )
-                ordinals: dict[str, int] = {}  # a day's ordinal made once, not a partition
-                for _, day in footer.entries:
-                    if day not in ordinals:
-                        ordinals[day] = dt.date.fromisoformat(day).toordinal()
+                # A day's ordinal made once, not once a partition.
+                days = {d for _, d in footer.entries}
+                ordinals = {d: dt.date.fromisoformat(d).toordinal() for d in days}
                 parts = [
                     (ordinals[day], ids[symbol], entry.bars, int(entry.complete), entry.rejected)
                     for (symbol, day), entry in footer.entries.items()

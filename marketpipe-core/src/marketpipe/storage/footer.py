@@ -222,6 +222,14 @@ def row_keys(table: pa.Table) -> pa.ChunkedArray:
     return pc.binary_join_element_wise(table["symbol"], pc.cast(days, pa.string()), "|")
 
 
+def drop_partitions(table: pa.Table, keys: set[tuple[str, int]]) -> pa.Table:
+    """``table`` without the rows of ``keys`` (symbol, New York day as an ordinal)."""
+    if not keys or table.num_rows == 0:
+        return table
+    drop = sorted(f"{s}|{dt.date.fromordinal(d).isoformat()}" for s, d in keys)
+    return table.filter(pc.invert(pc.is_in(row_keys(table), value_set=pa.array(drop, pa.string()))))
+
+
 def count_rows(table: pa.Table) -> dict[Key, int]:
     """Rows per (symbol, ISO day) of a bar table (``symbol`` and ``timestamp`` columns)."""
     counts = pc.value_counts(row_keys(table).combine_chunks())

@@ -43,7 +43,15 @@ from marketpipe.plugins.sink import CommitRequest, CompletedAt, FolderResult
 from marketpipe.plugins.specs import Setting, SinkSpec
 from marketpipe.storage.catalog import Catalog
 from marketpipe.storage.compact import compact_folder
-from marketpipe.storage.footer import Entry, Footer, count_rows, parse_footer, row_keys, unreadable
+from marketpipe.storage.footer import (
+    Entry,
+    Footer,
+    count_rows,
+    drop_partitions,
+    parse_footer,
+    row_keys,
+    unreadable,
+)
 from marketpipe.storage.holdings import FileHoldings
 from marketpipe.storage.layout import STAGING, month_key, month_prefix
 from marketpipe.storage.object_store import ObjectStore
@@ -65,24 +73,6 @@ from marketpipe.storage.verify import VerifyReport, verify_dataset
 FSYNC_ENV = "MARKETPIPE_FSYNC"
 
 Coverage = dict[str, set[str]]  # symbol -> ISO days
-
-
-_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
-
-
-def drop_partitions(table: pa.Table, keys: set[tuple[str, int]]) -> pa.Table:
-    """``table`` without the rows of ``keys`` (symbol, New York day as an ordinal)."""
-    if not keys or table.num_rows == 0:
-        return table
-    local = pc.local_timestamp(table["timestamp"].cast(pa.timestamp("ns", tz="America/New_York")))
-    days = pc.cast(pc.cast(local, pa.date32()), pa.int32())
-    row = pc.binary_join_element_wise(table["symbol"], pc.cast(days, pa.string()), "|")
-    drop = pa.array(sorted(f"{s}|{d - _EPOCH_ORDINAL}" for s, d in keys), pa.string())
-    return table.filter(pc.invert(pc.is_in(row, value_set=drop)))
-
-
-def _keys(coverage: Coverage) -> set[str]:
-    return {f"{s}|{d}" for s, days in coverage.items() for d in days}
 
 
 class ParquetSink:
@@ -215,20 +205,19 @@ class ParquetSink:
         index = index_covered(request.table, request.coverage)
         bars = index.counts()
         partial = {(s, d) for s, ds in request.partial.items() for d in ds}
-        rejected = request.rejected
         # A day's text and month made once: a whole market's unit covers hundreds of symbols
         # on the same day or few.
         days = {d for ds in request.coverage.values() for d in ds}
         named = {d: (d.isoformat(), month_key(d)) for d in days}
         months: dict[str, dict[tuple[str, str], Entry]] = {}
+        keys: dict[str, list[PartitionKey]] = {}
         for symbol, symbol_days in request.coverage.items():
             for day in symbol_days:
-                iso, month = named[day]
-                key = (symbol, day)
+                key, (iso, month) = (symbol, day), named[day]
                 months.setdefault(month, {})[(symbol, iso)] = Entry(
-                    bars.get(key, 0), key not in partial, rejected.get(key, 0)
+                    bars.get(key, 0), key not in partial, request.rejected.get(key, 0)
                 )
-        day_of = {iso: day for day, (iso, _) in named.items()}
+                keys.setdefault(month, []).append(key)
         month_of_day = np.array([month_key(d) for d in index.days])
         fetched_at = clock.now().isoformat(timespec="seconds")
         result: dict[PartitionKey, str] = {}
@@ -246,8 +235,7 @@ class ParquetSink:
                 {d.isoformat(): v for d, v in request.sources.items() if month_key(d) == month},
             )
             rel = self._commit_month(request.series, month, rows, footer, request, staged)
-            for symbol, iso in entries:
-                result[(symbol, day_of[iso])] = rel
+            result.update(dict.fromkeys(keys[month], rel))
         return result
 
     def _metadata(self, request: CommitRequest, footer: Footer) -> dict[bytes, bytes]:
