@@ -205,6 +205,34 @@ def test_without_dask_installed_dask_is_one_clear_line(monkeypatch: pytest.Monke
         asyncio.run(units.__aenter__())
 
 
+def test_a_lanes_worker_stays_known_after_the_clients_cache_of_the_cluster_refreshes(
+    cluster: Client,
+) -> None:
+    """An asynchronous client's ``scheduler_info()`` is a cache whose first refresh drops
+    the workers: the day-file units read it to pick their day's worker and, from then on, went
+    anywhere (and each day's file was read again there)."""
+    import dask
+
+    addresses = sorted(cluster.scheduler_info()["workers"])
+    assert len(addresses) == 2
+
+    async def lanes_after_a_refresh() -> tuple[list, list]:
+        with dask.config.set({"distributed.client.scheduler-info-interval": "20ms"}):
+            async with DaskUnits(ExecutorChoice("dask", cluster.scheduler.address)) as units:
+                client = units._client
+                for _ in range(500):  # the refresh, waited for: the cache without workers
+                    if not client.scheduler_info().get("workers"):
+                        break
+                    await asyncio.sleep(0.02)
+                else:
+                    raise AssertionError("the client's cache kept its workers")
+                return [units._worker_at(n) for n in range(3)], [units.workers, units.slots]
+
+    lanes, sizes = asyncio.run(lanes_after_a_refresh())
+    assert lanes == [[addresses[0]], [addresses[1]], [addresses[0]]]
+    assert sizes == [2, 2]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

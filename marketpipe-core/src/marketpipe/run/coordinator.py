@@ -50,6 +50,7 @@ from marketpipe.run.dask.tasks import (
     WorkerSetup,
     WorkerSetupError,
 )
+from marketpipe.run.lanes import run_in_lanes
 from marketpipe.run.outcome import CancelToken, JobSummary, PartitionFailure
 from marketpipe.run.planning import WorkUnit, plan_job
 from marketpipe.run.unit_commit import (
@@ -163,12 +164,12 @@ class IngestionCoordinatorService:
 
         escaped: list[Exception] = []
 
-        async def run(unit: WorkUnit) -> None:
+        async def run(unit: WorkUnit, lane: int | None = None) -> None:
             async with semaphore:
                 if escaped:
                     return  # left PENDING for a resume
                 try:
-                    await self._run_unit(job, unit, failures, counts)
+                    await self._run_unit(job, unit, failures, counts, lane=lane)
                 except Exception as exc:  # the job store or the disk gave out under a unit
                     escaped.append(exc)
                     self._stopped.set()  # units in flight stop fetching; commits finish
@@ -194,7 +195,12 @@ class IngestionCoordinatorService:
         timer = loop.call_later(seconds, deadline_passed) if seconds is not None else None
         try:
             with job_deadline(time.time() + seconds if seconds is not None else None):
-                await asyncio.gather(*(run(u) for u in units))
+                if self._remote is not None and self._spec.day_files:
+                    # A day's units on one worker, never more at once than its threads.
+                    lanes = self._remote.workers
+                    await run_in_lanes(units, lanes, self._remote.slots // lanes, run)
+                else:
+                    await asyncio.gather(*(run(u) for u in units))
         finally:
             undo()
             if timer is not None:
@@ -299,6 +305,7 @@ class IngestionCoordinatorService:
         failures: list[PartitionFailure],
         counts: dict[str, int],
         announce: bool = True,
+        lane: int | None = None,
     ) -> None:
         cfg = job.configuration
         if announce:
@@ -317,7 +324,7 @@ class IngestionCoordinatorService:
             settings=cfg.settings,
         )
         if self._remote is not None and self._setup is not None:
-            await self._run_remote(job, unit, failures, counts)
+            await self._run_remote(job, unit, failures, counts, lane)
             return
         try:
             batches = await self._fetch(request)
@@ -354,12 +361,14 @@ class IngestionCoordinatorService:
         unit: WorkUnit,
         failures: list[PartitionFailure],
         counts: dict[str, int],
+        lane: int | None,
     ) -> None:
-        """The unit fetched and committed by a worker; recorded here once it reports."""
+        """The unit fetched and committed by a worker (the ``lane``-th when given); recorded
+        here once it reports."""
         assert self._remote is not None and self._setup is not None
         deadline = self._started_at + self._deadline_seconds if self._deadline_seconds else None
         task = UnitTask(self._setup, UnitContext.of(job, self._series(job)), unit, deadline)
-        running = await self._until_stopped(self._remote.run(task, self._spec.day_files))
+        running = await self._until_stopped(self._remote.run(task, lane))
         if not running.done():  # Ctrl-C: the workers drop the job's fetches, commits finish
             await self._remote.stop(job.job_id.value)
         try:

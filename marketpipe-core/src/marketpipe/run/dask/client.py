@@ -65,6 +65,8 @@ class DaskUnits:
         self._stopped: set[str] = set()
         self.slots = 1
         self.workers = 1
+        #: The workers' addresses when the job connected, in order: the lanes' workers.
+        self._addresses: list[str] = []
 
     async def __aenter__(self) -> DaskUnits:
         try:
@@ -121,7 +123,12 @@ class DaskUnits:
         from marketpipe.run.dask.worker_plugin import LargeAllocations
 
         await self._client.register_plugin(LargeAllocations())
-        workers = self._client.scheduler_info().get("workers", {})
+        # Asked of the scheduler: an asynchronous client's ``scheduler_info()`` is a cache that
+        # loses its workers at its first refresh (two seconds in), which sent every later unit
+        # of a day file anywhere, to be read again there.
+        identity = await self._client.scheduler.identity(n_workers=-1)
+        workers = identity.get("workers", {})
+        self._addresses = sorted(workers)
         self.workers = max(1, len(workers))
         self.slots = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
         return self
@@ -130,10 +137,11 @@ class DaskUnits:
         """Holds ``provider``'s rate limits on the scheduler for all workers together."""
         return DaskWindows(provider, self.workers)
 
-    async def run(self, task: UnitTask, by_day: bool = False) -> UnitDone:
-        """Run one unit on a worker; its errors come back as raised there. ``by_day``: the
-        units of one day go to one worker (the next day to the next), which reads the day's
-        file once for all of them; another worker takes them if that one is gone."""
+    async def run(self, task: UnitTask, lane: int | None = None) -> UnitDone:
+        """Run one unit on a worker; its errors come back as raised there. ``lane``: on the
+        ``lane``-th worker (workers in address order), where the units of one day go so that
+        the day's file is read once for all of them (:mod:`marketpipe.run.lanes`); another
+        worker takes them if that one is gone."""
         from distributed import Event
 
         job_id = task.context.job_id
@@ -146,7 +154,7 @@ class DaskUnits:
                 stop = Event(flag.name, client=self._client)  # type: ignore[no-untyped-call]
                 cleared = self._jobs[job_id] = asyncio.ensure_future(stop.clear())  # type: ignore[no-untyped-call]
             await cleared
-            where = self._worker_for(min(w.day for w in task.unit.windows)) if by_day else None
+            where = self._worker_at(lane) if lane is not None else None
             future = self._client.submit(
                 run_unit,
                 task,
@@ -161,9 +169,9 @@ class DaskUnits:
         result: UnitDone = await self._outcome(future)
         return result
 
-    def _worker_for(self, day: dt.date) -> list[str] | None:
-        addresses = sorted(self._client.scheduler_info().get("workers", {}))
-        return [addresses[day.toordinal() % len(addresses)]] if addresses else None
+    def _worker_at(self, lane: int) -> list[str] | None:
+        addresses = self._addresses
+        return [addresses[lane % len(addresses)]] if addresses else None
 
     def actions_fetcher(self, provider: str, settings: Mapping[str, str]) -> FetchActions:
         """Corporate actions fetched on a worker, under the cluster's shared rate limit: a

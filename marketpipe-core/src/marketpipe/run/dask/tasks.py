@@ -107,8 +107,11 @@ class RemoteUnits(Protocol):
 
     #: How many units it runs at once (the workers' threads).
     slots: int
+    #: How many workers run them.
+    workers: int
 
-    async def run(self, task: UnitTask, by_day: bool = False) -> UnitDone: ...
+    async def run(self, task: UnitTask, lane: int | None = None) -> UnitDone:
+        """Run one unit on a worker (the ``lane``-th, in a stable order, when given)."""
 
     async def list_symbols(
         self,
