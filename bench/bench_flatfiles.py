@@ -10,6 +10,11 @@ and ``mp ingest --provider massive --all-symbols --session extended`` in a child
 peak RSS is its own. Prints one JSON line: the best ratio and the median one (this machine's
 speed drifts from minute to minute, so only ratios taken side by side compare). Not a test:
 figures go into docs/benchmarks.md.
+
+``--workers 1x2,2x1`` also runs the same ingest on Dask, for each ``NxT`` a ``dask scheduler``
+and ``dask worker --nworkers N --nthreads T`` on 127.0.0.1 (started before the timing, with the
+server's settings in their environment), in turns with the in-process runs: its own line per
+cluster, with the CPU of the client and the workers together (``distributed`` and ``psutil``).
 """
 
 from __future__ import annotations
@@ -45,7 +50,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100_000, help="bars per unit")
     parser.add_argument("--runs", type=int, default=3, help="baseline and ingest pairs")
     parser.add_argument("--spy", metavar="RAW", help="record the ingest with py-spy (raw)")
+    parser.add_argument(
+        "--workers", default="", help="Dask clusters too: NxT,... (workers x threads)"
+    )
     args = parser.parse_args()
+    shapes = [tuple(int(x) for x in w.split("x")) for w in args.workers.split(",") if w]
 
     from marketpipe.model.calendar import nyse_calendar
     from marketpipe.model.values import TimeRange
@@ -76,46 +85,108 @@ def main() -> None:
             subprocess.run(["gzip", "-dc", str(path)], stdout=subprocess.DEVNULL, check=True)
         return time.perf_counter() - started
 
-    runs = []
+    runs: dict[str, list[dict]] = {}
+    clusters: dict[str, Cluster] = {}
     with MassiveServer() as server:
         for day, path in files:
             server.publish(day_key("minute_aggs_v1", day), path.read_bytes())
             server.publish(day_key("day_aggs_v1", day), (work / f"{day}.day.csv.gz").read_bytes())
-        # This machine's speed drifts between runs: each ingest is timed beside a baseline of
-        # its own, and the ratios are compared.
-        for n in range(args.runs):
-            baseline = gunzip()
-            runs.append({"gzip_dc_s": baseline, **ingest(args, server, work / f"data{n}", days)})
-            runs[-1]["ratio"] = runs[-1]["ingest_s"] / baseline
-            assert runs[-1]["bars"] == rows, (runs[-1]["bars"], rows)
+        try:
+            for n, t in shapes:
+                clusters[f"{n}x{t}"] = Cluster(n, t, server.env())
+            # This machine's speed drifts between runs: each ingest is timed beside a baseline
+            # of its own, and the ratios are compared.
+            for n in range(args.runs):
+                for where in ["in-process", *clusters]:
+                    baseline = gunzip()
+                    got = ingest(args, server, work / f"data{n}", days, clusters.get(where))
+                    got.update(gzip_dc_s=baseline, ratio=got["ingest_s"] / baseline)
+                    assert got["bars"] == rows, (where, got["bars"], rows)
+                    runs.setdefault(where, []).append(got)
+        finally:
+            for cluster in clusters.values():
+                cluster.close()
     shutil.rmtree(work, ignore_errors=True)
-    best = min(runs, key=lambda r: r["ratio"])
-    ratios = sorted(r["ratio"] for r in runs)
-    print(
-        json.dumps(
-            {
-                "tickers": args.tickers,
-                "days": len(days),
-                "rows": rows,
-                "gz_mb": round(size / 2**20, 1),
-                "runs": len(runs),
-                "gzip_dc_s": round(best["gzip_dc_s"], 2),
-                "ingest_s": round(best["ingest_s"], 2),
-                "ratio": round(best["ratio"], 2),
-                "median_ratio": round(ratios[len(ratios) // 2], 2),
-                "bars_per_s": round(rows / min(r["ingest_s"] for r in runs)),
-                "cpu_s": min(r["cpu_s"] for r in runs),
-                "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-            }
-        )
-    )
+    for where, done in runs.items():
+        best = min(done, key=lambda r: r["ratio"])
+        ratios = sorted(r["ratio"] for r in done)
+        line = {
+            "where": where,
+            "tickers": args.tickers,
+            "days": len(days),
+            "rows": rows,
+            "gz_mb": round(size / 2**20, 1),
+            "runs": len(done),
+            "gzip_dc_s": round(best["gzip_dc_s"], 2),
+            "ingest_s": round(best["ingest_s"], 2),
+            "ratio": round(best["ratio"], 2),
+            "median_ratio": round(ratios[len(ratios) // 2], 2),
+            "bars_per_s": round(rows / min(r["ingest_s"] for r in done)),
+            "cpu_s": min(r["cpu_s"] for r in done),
+            "day_file_reads": max(r["day_file_reads"] for r in done),
+        }
+        if where == "in-process":
+            line["peak_rss_mb"] = max(r["peak_rss_mb"] for r in done)
+        print(json.dumps(line))
 
 
-def ingest(args: argparse.Namespace, server: Any, data: Path, days: list[dt.date]) -> dict:
-    """One ``mp ingest`` of the whole market in a child process: its time, CPU and peak RSS."""
+class Cluster:
+    """``dask scheduler`` and ``dask worker --nworkers N --nthreads T`` on 127.0.0.1, the
+    provider's settings in the workers' environment (a worker resolves them itself)."""
+
+    def __init__(self, workers: int, threads: int, env: dict[str, str]) -> None:
+        import socket
+
+        from distributed import Client
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = str(probe.getsockname()[1])
+        self.address = f"tcp://127.0.0.1:{port}"
+        dask = str(Path(sys.executable).with_name("dask"))
+        quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        self.procs = [
+            subprocess.Popen(
+                [dask, "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"],
+                **quiet,
+            ),
+            subprocess.Popen(
+                [dask, "worker", self.address, "--nworkers", str(workers), "--nthreads",
+                 str(threads), "--no-dashboard"],
+                env={**os.environ, **env}, **quiet,
+            ),
+        ]  # fmt: skip
+        with Client(self.address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=60)
+            self.pids = list(client.run(os.getpid).values())
+
+    def cpu_seconds(self) -> float:
+        """CPU the worker processes used so far (user and system, every thread)."""
+        import psutil
+
+        return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in self.pids)
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
+def ingest(
+    args: argparse.Namespace,
+    server: Any,
+    data: Path,
+    days: list[dt.date],
+    cluster: Cluster | None = None,
+) -> dict:
+    """One ``mp ingest`` of the whole market in a child process (its units on ``cluster`` when
+    given): its time, CPU (the workers' too) and peak RSS (the child's own)."""
     exe = Path(sys.executable).with_name("mp")
     spy = ["py-spy", "record", "--subprocesses", "--threads", "--format", "raw", "-o", args.spy,
            "--"] if args.spy else []  # fmt: skip
+    where = ["--scheduler", cluster.address] if cluster else []
+    gets = len(server.gets())
+    workers_cpu = cluster.cpu_seconds() if cluster else 0.0
     started = time.perf_counter()
     # Through a small wrapper: a child forked from this (large) process would report this
     # process's memory as its own peak.
@@ -123,13 +194,18 @@ def ingest(args: argparse.Namespace, server: Any, data: Path, days: list[dt.date
         [sys.executable, "-c", _MEASURED, *spy, str(exe), "ingest", "--provider", "massive",
          "--all-symbols", "--session", "extended", "--start", str(days[0]), "--end",
          str(days[-1]), "--data-dir", str(data), "--concurrency", str(args.concurrency),
-         "--batch-size", str(args.batch_size), "--json"],
+         "--batch-size", str(args.batch_size), *where, "--json"],
         capture_output=True, text=True, env={**os.environ, **server.env()},
     )  # fmt: skip
     seconds = time.perf_counter() - started
     if out.returncode != 0:
         raise SystemExit(out.stderr[-3000:])
     usage = json.loads(out.stderr.strip().splitlines()[-1])
+    # Each day's minute file read once for all its units (a unit that ran where its day's
+    # stream was not, or a retry, reads the file again).
+    usage["day_file_reads"] = sum("minute_aggs" in k for k in server.gets()[gets:])
+    if cluster:
+        usage["cpu_s"] = round(usage["cpu_s"] + cluster.cpu_seconds() - workers_cpu, 1)
     # py-spy prints before and after the summary
     summary, _ = json.JSONDecoder().raw_decode(out.stdout[out.stdout.index("{") :])
     shutil.rmtree(data, ignore_errors=True)
