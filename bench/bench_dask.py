@@ -90,9 +90,10 @@ def free_port() -> int:
 
 
 class Cluster:
-    """``dask scheduler`` and ``dask worker --nworkers N --nthreads 1`` on 127.0.0.1."""
+    """``dask scheduler`` and ``dask worker --nworkers N --nthreads T`` on 127.0.0.1, the
+    workers in ``env`` (this bench's :data:`ENV` by default)."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, threads: int = 1, env: dict[str, str] | None = None) -> None:
         self.workers = workers
         self.address = f"tcp://127.0.0.1:{free_port()}"
         port = self.address.rsplit(":", 1)[1]
@@ -103,9 +104,9 @@ class Cluster:
                 **quiet,
             ),
             subprocess.Popen(
-                [DASK, "worker", self.address, "--nworkers", str(workers), "--nthreads", "1",
-                 "--no-dashboard"],
-                env=ENV, **quiet,
+                [DASK, "worker", self.address, "--nworkers", str(workers), "--nthreads",
+                 str(threads), "--no-dashboard"],
+                env=ENV if env is None else env, **quiet,
             ),
         ]  # fmt: skip
         from distributed import Client

@@ -29,7 +29,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench_dask import Cluster
 
 _MEASURED = """
 import json, resource, subprocess, sys
@@ -56,6 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     shapes = [tuple(int(x) for x in w.split("x")) for w in args.workers.split(",") if w]
 
+    from bench_dask import Cluster  # the same scheduler and workers as the Dask bench's
     from marketpipe.model.calendar import nyse_calendar
     from marketpipe.model.values import TimeRange
     from marketpipe_massive.flatfiles import day_key
@@ -93,7 +97,7 @@ def main() -> None:
             server.publish(day_key("day_aggs_v1", day), (work / f"{day}.day.csv.gz").read_bytes())
         try:
             for n, t in shapes:
-                clusters[f"{n}x{t}"] = Cluster(n, t, server.env())
+                clusters[f"{n}x{t}"] = Cluster(n, t, {**os.environ, **server.env()})
             # This machine's speed drifts between runs: each ingest is timed beside a baseline
             # of its own, and the ratios are compared.
             for n in range(args.runs):
@@ -128,48 +132,6 @@ def main() -> None:
         if where == "in-process":
             line["peak_rss_mb"] = max(r["peak_rss_mb"] for r in done)
         print(json.dumps(line))
-
-
-class Cluster:
-    """``dask scheduler`` and ``dask worker --nworkers N --nthreads T`` on 127.0.0.1, the
-    provider's settings in the workers' environment (a worker resolves them itself)."""
-
-    def __init__(self, workers: int, threads: int, env: dict[str, str]) -> None:
-        import socket
-
-        from distributed import Client
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = str(probe.getsockname()[1])
-        self.address = f"tcp://127.0.0.1:{port}"
-        dask = str(Path(sys.executable).with_name("dask"))
-        quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        self.procs = [
-            subprocess.Popen(
-                [dask, "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"],
-                **quiet,
-            ),
-            subprocess.Popen(
-                [dask, "worker", self.address, "--nworkers", str(workers), "--nthreads",
-                 str(threads), "--no-dashboard"],
-                env={**os.environ, **env}, **quiet,
-            ),
-        ]  # fmt: skip
-        with Client(self.address, timeout=60) as client:
-            client.wait_for_workers(workers, timeout=60)
-            self.pids = list(client.run(os.getpid).values())
-
-    def cpu_seconds(self) -> float:
-        """CPU the worker processes used so far (user and system, every thread)."""
-        import psutil
-
-        return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in self.pids)
-
-    def close(self) -> None:
-        for proc in reversed(self.procs):
-            proc.terminate()
-            proc.wait(timeout=60)
 
 
 def ingest(
