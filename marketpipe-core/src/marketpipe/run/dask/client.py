@@ -87,7 +87,7 @@ class DaskUnits:
                     n_workers=max(1, os.cpu_count() or 1),
                     threads_per_worker=1,
                     processes=True,
-                    dashboard_address=None,
+                    dashboard_address=":0",  # any free port: 8787 may be taken
                     asynchronous=True,
                 )
                 where = self._cluster.scheduler_address
