@@ -237,11 +237,12 @@ def test_a_lanes_worker_stays_known_after_the_clients_cache_of_the_cluster_refre
                     await asyncio.sleep(0.02)
                 else:
                     raise AssertionError("the client's cache kept its workers")
-                return [units._worker_at(n) for n in range(3)], [units.workers, units.slots]
+                sizes = [units.workers, units.slots, units.threads]
+                return [units._worker_at(n) for n in range(3)], sizes
 
     lanes, sizes = asyncio.run(lanes_after_a_refresh())
     assert lanes == [[addresses[0]], [addresses[1]], [addresses[0]]]
-    assert sizes == [2, 2]
+    assert sizes == [2, 2, [1, 1]]
 
 
 def free_port() -> int:

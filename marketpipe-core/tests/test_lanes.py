@@ -18,7 +18,7 @@ def _units(per_day: int) -> list[WorkUnit]:
     return [WorkUnit((Symbol(f"S{k:03d}"),), (window,)) for window in DAYS for k in range(per_day)]
 
 
-def _run(units: list[WorkUnit], lanes: int, per_lane: int) -> tuple[list, dict[int, int]]:
+def _run(units: list[WorkUnit], threads: list[int]) -> tuple[list, dict[int, int]]:
     """(unit, lane) in the order they started, and each lane's most units at once; units
     end in an order of their own (each waits its turn of a few loop steps)."""
     started: list[tuple[WorkUnit, int]] = []
@@ -33,13 +33,13 @@ def _run(units: list[WorkUnit], lanes: int, per_lane: int) -> tuple[list, dict[i
             await asyncio.sleep(0)
         running[lane] -= 1
 
-    asyncio.run(run_in_lanes(units, lanes, per_lane, run))
+    asyncio.run(run_in_lanes(units, threads, run))
     return started, most
 
 
 def test_each_day_runs_whole_on_one_lane_and_every_unit_runs_once() -> None:
     units = _units(per_day=7)
-    started, _ = _run(units, lanes=2, per_lane=1)
+    started, _ = _run(units, threads=[1, 1])
     assert sorted(map(id, (u for u, _ in started))) == sorted(map(id, units))
     lanes_of_day: dict[dt.date, set[int]] = {}
     for unit, lane in started:
@@ -49,15 +49,15 @@ def test_each_day_runs_whole_on_one_lane_and_every_unit_runs_once() -> None:
 
 
 def test_a_lane_never_holds_more_units_than_its_threads() -> None:
-    started, most = _run(_units(per_day=9), lanes=2, per_lane=2)
+    started, most = _run(_units(per_day=9), threads=[2, 3, 1])
     assert len(started) == 9 * len(DAYS)
-    assert most == {0: 2, 1: 2}
+    assert most == {0: 2, 1: 3, 2: 1}
 
 
 def test_a_days_units_start_in_plan_order_on_their_lane() -> None:
     """The day's stream hands out rows in ticker order: its units must ask in that order."""
     units = _units(per_day=5)
-    started, _ = _run(units, lanes=3, per_lane=2)
+    started, _ = _run(units, threads=[2, 2, 2])
     for day in {u.windows[0].day for u in units}:
         order = [u for u, _ in started if u.windows[0].day == day]
         assert order == [u for u in units if u.windows[0].day == day]

@@ -197,8 +197,7 @@ class IngestionCoordinatorService:
             with job_deadline(time.time() + seconds if seconds is not None else None):
                 if self._remote is not None and self._spec.day_files:
                     # A day's units on one worker, never more at once than its threads.
-                    lanes = self._remote.workers
-                    await run_in_lanes(units, lanes, self._remote.slots // lanes, run)
+                    await run_in_lanes(units, self._remote.threads, run)
                 else:
                     await asyncio.gather(*(run(u) for u in units))
         finally:

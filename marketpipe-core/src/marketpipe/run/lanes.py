@@ -31,16 +31,15 @@ def by_day(units: Sequence[WorkUnit]) -> deque[list[WorkUnit]]:
 
 async def run_in_lanes(
     units: Sequence[WorkUnit],
-    lanes: int,
-    per_lane: int,
+    threads: Sequence[int],
     run: Callable[[WorkUnit, int], Awaitable[None]],
 ) -> None:
-    """Run every unit as ``run(unit, lane)``: ``lanes`` lanes, each taking the next day whole
-    and keeping at most ``per_lane`` of its units running."""
+    """Run every unit as ``run(unit, lane)``: a lane a worker, each taking the next day whole
+    and keeping at most its worker's ``threads`` of its units running."""
     days = by_day(units)
 
     async def lane(number: int) -> None:
-        free = asyncio.Semaphore(max(1, per_lane))
+        free = asyncio.Semaphore(max(1, threads[number]))
         running: list[asyncio.Task[None]] = []
 
         async def one(unit: WorkUnit) -> None:
@@ -55,4 +54,4 @@ async def run_in_lanes(
                 running.append(asyncio.ensure_future(one(unit)))
         await asyncio.gather(*running)
 
-    await asyncio.gather(*(lane(n) for n in range(max(1, lanes))))
+    await asyncio.gather(*(lane(n) for n in range(len(threads))))

@@ -67,6 +67,7 @@ class DaskUnits:
         self.workers = 1
         #: The workers' addresses when the job connected, in order: the lanes' workers.
         self._addresses: list[str] = []
+        self.threads: list[int] = [1]
 
     async def __aenter__(self) -> DaskUnits:
         try:
@@ -129,6 +130,7 @@ class DaskUnits:
         identity = await self._client.scheduler.identity(n_workers=-1)
         workers = identity.get("workers", {})
         self._addresses = sorted(workers)
+        self.threads = [int(workers[a].get("nthreads", 1)) for a in self._addresses] or [1]
         self.workers = max(1, len(workers))
         self.slots = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
         return self

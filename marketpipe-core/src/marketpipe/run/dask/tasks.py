@@ -109,6 +109,8 @@ class RemoteUnits(Protocol):
     slots: int
     #: How many workers run them.
     workers: int
+    #: Each worker's threads, in the order of ``run``'s lanes.
+    threads: list[int]
 
     async def run(self, task: UnitTask, lane: int | None = None) -> UnitDone:
         """Run one unit on a worker (the ``lane``-th, in a stable order, when given)."""
