@@ -108,8 +108,10 @@ def cli() -> None:
 
 
 def main() -> None:
-    install_stop_handlers()
     try:
+        # Inside the try: a Ctrl-C that lands while the handlers are being set (the SIGTERM
+        # one is, SIGINT's not yet) is an interruption like any other, not a traceback.
+        install_stop_handlers()
         # Freed buffers reused, the GIL handed over sooner (marketpipe.run.process); inside
         # the try: a Ctrl-C that lands here is an interruption like any other.
         tune_for_jobs()
