@@ -100,10 +100,10 @@ def main() -> None:
                 clusters[f"{n}x{t}"] = Cluster(n, t, {**os.environ, **server.env()})
             # This machine's speed drifts between runs: each ingest is timed beside a baseline
             # of its own, and the ratios are compared.
-            for n in range(args.runs):
+            for i in range(args.runs):
                 for where in ["in-process", *clusters]:
                     baseline = gunzip()
-                    got = ingest(args, server, work / f"data{n}", days, clusters.get(where))
+                    got = ingest(args, server, work / f"data{i}", days, clusters.get(where))
                     got.update(gzip_dc_s=baseline, ratio=got["ingest_s"] / baseline)
                     assert got["bars"] == rows, (where, got["bars"], rows)
                     runs.setdefault(where, []).append(got)

@@ -237,7 +237,7 @@ def test_a_lanes_worker_stays_known_after_the_clients_cache_of_the_cluster_refre
                     await asyncio.sleep(0.02)
                 else:
                     raise AssertionError("the client's cache kept its workers")
-                sizes = [units.workers, units.slots, units.threads]
+                sizes = [units.workers, sum(units.threads), units.threads]
                 return [units._worker_at(n) for n in range(3)], sizes
 
     lanes, sizes = asyncio.run(lanes_after_a_refresh())

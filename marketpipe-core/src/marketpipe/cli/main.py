@@ -109,12 +109,10 @@ def cli() -> None:
 
 def main() -> None:
     try:
-        # Inside the try: a Ctrl-C that lands while the handlers are being set (the SIGTERM
-        # one is, SIGINT's not yet) is an interruption like any other, not a traceback.
+        # Inside the try: a Ctrl-C that lands while the handlers are being set (SIGTERM's is,
+        # SIGINT's not yet) or the process tuned is an interruption like any other.
         install_stop_handlers()
-        # Freed buffers reused, the GIL handed over sooner (marketpipe.run.process); inside
-        # the try: a Ctrl-C that lands here is an interruption like any other.
-        tune_for_jobs()
+        tune_for_jobs()  # freed buffers reused, the GIL handed over sooner
         # Every log line MarketPipe prints is scrubbed of the secrets this process holds.
         logger = logging.getLogger("marketpipe")
         if not any(isinstance(h, logging.StreamHandler) for h in logger.handlers):

@@ -50,8 +50,15 @@ from marketpipe.run.dask.tasks import (
     WorkerSetup,
     WorkerSetupError,
 )
-from marketpipe.run.lanes import run_in_lanes
-from marketpipe.run.outcome import CancelToken, JobSummary, PartitionFailure
+from marketpipe.run.lanes import run_units
+from marketpipe.run.outcome import (
+    CancelToken,
+    JobSummary,
+    PartitionFailure,
+    describe_error,
+    duration_text,
+    shorten,
+)
 from marketpipe.run.planning import WorkUnit, plan_job
 from marketpipe.run.unit_commit import (
     UnitCommitted,
@@ -63,21 +70,6 @@ from marketpipe.storage.location import dataset_root
 from marketpipe.storage.sweep import sweep_temp_files
 
 T = TypeVar("T")
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:g} h"
-    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
-
-
-def _short(text: str, limit: int = 2000) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class IngestionCoordinatorService:
@@ -159,7 +151,7 @@ class IngestionCoordinatorService:
         self._counted: dict[str, int] = {}
         counts = {"bars": 0, "rejected": 0, "completed": 0}
         # Units in flight: the job's concurrency, or as many as the cluster's workers take.
-        slots = max(cfg.max_concurrency, self._remote.slots if self._remote else 0)
+        slots = max(cfg.max_concurrency, sum(self._remote.threads) if self._remote else 0)
         semaphore = asyncio.Semaphore(slots)
 
         escaped: list[Exception] = []
@@ -195,11 +187,9 @@ class IngestionCoordinatorService:
         timer = loop.call_later(seconds, deadline_passed) if seconds is not None else None
         try:
             with job_deadline(time.time() + seconds if seconds is not None else None):
-                if self._remote is not None and self._spec.day_files:
-                    # A day's units on one worker, never more at once than its threads.
-                    await run_in_lanes(units, self._remote.threads, run)
-                else:
-                    await asyncio.gather(*(run(u) for u in units))
+                # A day file's units on one worker, never more at once than its threads.
+                lanes = self._remote.threads if self._remote and self._spec.day_files else None
+                await run_units(units, lanes, run)
         finally:
             undo()
             if timer is not None:
@@ -210,7 +200,7 @@ class IngestionCoordinatorService:
         if escaped:
             # Every unit has ended (no thread still writes through the sink, which the caller
             # closes next); the job is marked FAILED if the store still takes a write.
-            job.fail(f"stopped: {_describe(escaped[0])}", partitions_failed=len(failures))
+            job.fail(f"stopped: {describe_error(escaped[0])}", partitions_failed=len(failures))
             with contextlib.suppress(sqlite3.Error, OSError):
                 self._store.save(job)
             raise escaped[0]
@@ -232,7 +222,7 @@ class IngestionCoordinatorService:
         elif self._deadline_passed and remaining > 0:
             assert seconds is not None
             job.fail(
-                f"the job's deadline ({_duration(seconds)}) passed with {remaining} of "
+                f"the job's deadline ({duration_text(seconds)}) passed with {remaining} of "
                 f"{plan.total} partitions not fetched; the next run (or mp jobs resume) "
                 "fetches them",
                 partitions_failed=len(failures),
@@ -362,8 +352,7 @@ class IngestionCoordinatorService:
         counts: dict[str, int],
         lane: int | None,
     ) -> None:
-        """The unit fetched and committed by a worker (the ``lane``-th when given); recorded
-        here once it reports."""
+        """The unit fetched and committed by a worker (``lane``'s); recorded once it reports."""
         assert self._remote is not None and self._setup is not None
         deadline = self._started_at + self._deadline_seconds if self._deadline_seconds else None
         task = UnitTask(self._setup, UnitContext.of(job, self._series(job)), unit, deadline)
@@ -379,7 +368,7 @@ class IngestionCoordinatorService:
             await self._fetch_failed(job, unit, exc.original, failures, counts)
             return
         except ClusterLostError as exc:
-            self._abort = _short(str(exc))  # every later unit would find it gone too
+            self._abort = shorten(str(exc))  # every later unit would find it gone too
             self._abort_temporary = True
             self._fail(job, unit, str(exc), failures, temporary=True)
             return
@@ -390,7 +379,7 @@ class IngestionCoordinatorService:
             self._fail(job, unit, str(exc), failures)
             return
         except Exception as exc:  # the worker could not run it
-            self._fail(job, unit, f"on the worker: {_describe(exc)}", failures)
+            self._fail(job, unit, f"on the worker: {describe_error(exc)}", failures)
             return
         metrics.add_counted(done.counted)
         metrics.COMMIT_SECONDS.labels(job.configuration.provider).observe(done.commit_seconds)
@@ -419,8 +408,8 @@ class IngestionCoordinatorService:
             return
         if isinstance(exc, UserError):
             # Wrong credentials or a refused plan will not get better: stop asking.
-            self._abort = _short(scrub(_describe(exc), self._secrets))
-        self._fail(job, unit, _describe(exc), failures, isinstance(exc, TemporaryError))
+            self._abort = shorten(scrub(describe_error(exc), self._secrets))
+        self._fail(job, unit, describe_error(exc), failures, isinstance(exc, TemporaryError))
 
     def _commit_failed(
         self,
@@ -433,12 +422,12 @@ class IngestionCoordinatorService:
         if isinstance(exc, StoreFailedError):
             # The store did not answer through every retry: the next unit would only wait as
             # long again. Stop; the same command resumes once it is back.
-            self._abort = _short(str(exc))
+            self._abort = shorten(str(exc))
             self._abort_temporary = temporary
         if isinstance(exc, StorageError):
             self._fail(job, unit, str(exc), failures, temporary)
         else:
-            self._fail(job, unit, f"could not write: {_describe(exc)}", failures)
+            self._fail(job, unit, f"could not write: {describe_error(exc)}", failures)
 
     def _record(
         self,
@@ -475,7 +464,7 @@ class IngestionCoordinatorService:
             self._note(job, note)
 
     def _note(self, job: IngestionJob, note: str) -> None:
-        note = _short(scrub(note, self._secrets))
+        note = shorten(scrub(note, self._secrets))
         if note not in self._notes:
             self._notes.append(note)
             job.note(note)
@@ -489,7 +478,7 @@ class IngestionCoordinatorService:
         failures: list[PartitionFailure],
         temporary: bool = False,
     ) -> None:
-        error = _short(scrub(error, self._secrets))  # provider text, stored and shown
+        error = shorten(scrub(error, self._secrets))  # provider text, stored and shown
         keys = unit.keys
         self._store.mark_failed(job.job_id, keys, error)
         for symbol, day in keys:

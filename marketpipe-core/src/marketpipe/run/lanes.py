@@ -32,7 +32,7 @@ def by_day(units: Sequence[WorkUnit]) -> deque[list[WorkUnit]]:
 async def run_in_lanes(
     units: Sequence[WorkUnit],
     threads: Sequence[int],
-    run: Callable[[WorkUnit, int], Awaitable[None]],
+    run: Callable[[WorkUnit, int | None], Awaitable[None]],
 ) -> None:
     """Run every unit as ``run(unit, lane)``: a lane a worker, each taking the next day whole
     and keeping at most its worker's ``threads`` of its units running."""
@@ -55,3 +55,16 @@ async def run_in_lanes(
         await asyncio.gather(*running)
 
     await asyncio.gather(*(lane(n) for n in range(len(threads))))
+
+
+async def run_units(
+    units: Sequence[WorkUnit],
+    lanes: Sequence[int] | None,
+    run: Callable[[WorkUnit, int | None], Awaitable[None]],
+) -> None:
+    """Every unit, in lanes of those threads when ``lanes`` are given (a cluster's workers,
+    for a provider of day files), else all at once (``run`` bounds how many run)."""
+    if lanes is None:
+        await asyncio.gather(*(run(u, None) for u in units))
+    else:
+        await run_in_lanes(units, lanes, run)

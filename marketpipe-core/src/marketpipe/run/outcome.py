@@ -18,6 +18,22 @@ from marketpipe.model.values import IngestionJobId
 EXIT_OK, EXIT_FAILED, EXIT_USER, EXIT_TEMPFAIL, EXIT_STOPPED = 0, 1, 2, 75, 130
 
 
+def describe_error(exc: BaseException) -> str:
+    """An error in one line, its type first: a failure's or a stopped job's reason."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def duration_text(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+
+
+def shorten(text: str, limit: int = 2000) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 @attrs.frozen
 class PartitionFailure:
     symbol: str

@@ -63,9 +63,8 @@ class DaskUnits:
         #: Per job, the clearing of its stop flag, which every unit waits for before it starts.
         self._jobs: dict[str, asyncio.Future[Any]] = {}
         self._stopped: set[str] = set()
-        self.slots = 1
-        self.workers = 1
-        #: The workers' addresses when the job connected, in order: the lanes' workers.
+        #: The workers' addresses when the job connected, in order (the lanes' workers), and
+        #: each one's threads.
         self._addresses: list[str] = []
         self.threads: list[int] = [1]
 
@@ -130,10 +129,13 @@ class DaskUnits:
         identity = await self._client.scheduler.identity(n_workers=-1)
         workers = identity.get("workers", {})
         self._addresses = sorted(workers)
-        self.threads = [int(workers[a].get("nthreads", 1)) for a in self._addresses] or [1]
-        self.workers = max(1, len(workers))
-        self.slots = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+        self.threads = [max(1, int(workers[a].get("nthreads", 1))) for a in self._addresses]
+        self.threads = self.threads or [1]
         return self
+
+    @property
+    def workers(self) -> int:
+        return len(self.threads)
 
     def rate_windows(self, provider: str) -> WindowFactory:
         """Holds ``provider``'s rate limits on the scheduler for all workers together."""

@@ -105,11 +105,7 @@ class Listed:
 class RemoteUnits(Protocol):
     """Runs units elsewhere (:class:`marketpipe.run.dask.client.DaskUnits`)."""
 
-    #: How many units it runs at once (the workers' threads).
-    slots: int
-    #: How many workers run them.
-    workers: int
-    #: Each worker's threads, in the order of ``run``'s lanes.
+    #: Each worker's threads, in the order of ``run``'s lanes: as many units run at once.
     threads: list[int]
 
     async def run(self, task: UnitTask, lane: int | None = None) -> UnitDone:
