@@ -60,6 +60,7 @@ from marketpipe.run.outcome import (
     shorten,
 )
 from marketpipe.run.planning import WorkUnit, plan_job
+from marketpipe.run.process import settle_for_units
 from marketpipe.run.unit_commit import (
     UnitCommitted,
     UnitCommitter,
@@ -144,6 +145,7 @@ class IngestionCoordinatorService:
         )
         units = plan.units
         job.plan(plan.total, plan.pending, len(units), plan.stored)
+        settle_for_units()  # (a command's process only) what is loaded now stays
         self._publish(job)
         failures: list[PartitionFailure] = []
         self._notes = []
