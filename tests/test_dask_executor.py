@@ -157,20 +157,34 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path: Path) -> None:
     assert "Timed out" in out.stderr or "refused" in out.stderr
 
 
+#: The time to reach a scheduler (10 s by default), for tests that wait it out.
+QUICK = {**QUIET, "MARKETPIPE_DASK_CONNECT_SECONDS": "2"}
+
+
 def test_a_port_that_speaks_http_instead_of_dask_is_one_line_not_a_hang(tmp_path: Path) -> None:
     """It accepts the connection and never completes Dask's handshake: bounded all the same."""
     with FakeAlpacaServer(PACED_KEY, PACED_SECRET) as http:
         port = http.url.rsplit(":", 1)[1]
         started = time.monotonic()
         out = mp(*JOB, "--data-dir", str(tmp_path / "d"), "--scheduler",
-                 f"tcp://127.0.0.1:{port}", env=QUIET, timeout=120)  # fmt: skip
+                 f"tcp://127.0.0.1:{port}", env=QUICK, timeout=120)  # fmt: skip
         took = time.monotonic() - started
     assert out.returncode == 2, out
     assert out.stderr.strip().splitlines() == [
         f"Error: cannot reach the Dask scheduler at tcp://127.0.0.1:{port}: nothing there "
-        "answered as a Dask scheduler within 10 s (is it the scheduler's port?)"
+        "answered as a Dask scheduler within 2 s (is it the scheduler's port?)"
     ]
-    assert took < 60  # it used to wait forever
+    assert took < 30  # it used to wait forever
+
+
+def test_a_connect_time_that_is_no_number_of_seconds_is_one_line(tmp_path: Path) -> None:
+    out = mp(*JOB, "--data-dir", str(tmp_path / "d"), "--scheduler", "tcp://127.0.0.1:9",
+             env={**QUIET, "MARKETPIPE_DASK_CONNECT_SECONDS": "ten"})  # fmt: skip
+    assert out.returncode == 2, out
+    assert out.stderr.strip().splitlines() == [
+        "Error: MARKETPIPE_DASK_CONNECT_SECONDS must be a positive number of seconds, got 'ten'"
+    ]
+    assert not (tmp_path / "d" / "bars").exists()
 
 
 def test_sigterm_while_waiting_for_a_scheduler_stops_at_once(tmp_path: Path) -> None:
@@ -295,7 +309,8 @@ def test_the_scheduler_lost_mid_job_fails_it_in_one_line_and_resume_finishes(
     address = f"tcp://127.0.0.1:{port}"
     root = tmp_path / "data"
     with dask_processes(port) as scheduler:
-        proc = start_job(root, "--scheduler", address)
+        # Lost once it has not been reached again for the connect time (2 s here).
+        proc = start_job(root, "--scheduler", address, env=QUICK)
         wait_for_progress(proc, root, 40)  # well into the job
         scheduler.kill()
         scheduler.wait()

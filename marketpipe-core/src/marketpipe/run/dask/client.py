@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from marketpipe.fetch import progress
+from marketpipe.fetch.config import seconds_from_env
 from marketpipe.fetch.rate_limiter import WindowFactory
 from marketpipe.model.calendar import SessionWindow
 from marketpipe.model.errors import InvalidInputError
@@ -42,8 +43,10 @@ from marketpipe.run.dask.tasks import (
 )
 from marketpipe.run.executors import ExecutorChoice
 
-#: How long to try to reach the scheduler before saying it cannot be reached.
-CONNECT_SECONDS = 10
+#: How long to try to reach the scheduler (and its first worker), and to reach it again once
+#: lost, before saying it cannot be reached; ``MARKETPIPE_DASK_CONNECT_SECONDS`` says otherwise.
+CONNECT_SECONDS = 10.0
+CONNECT_SECONDS_ENV = "MARKETPIPE_DASK_CONNECT_SECONDS"
 #: How often a unit in flight checks that the client still has its scheduler.
 WATCH_SECONDS = 1.0
 
@@ -76,6 +79,7 @@ class DaskUnits:
                 '--executor dask needs Dask: pip install "marketpipe-core[dask]"'
             ) from None
         where = self.choice.scheduler
+        seconds = seconds_from_env(CONNECT_SECONDS_ENV, CONNECT_SECONDS)
         # distributed logs the loss of its scheduler at ERROR (its loggers have their own
         # levels); the job says it in its own one line.
         for name in list(logging.root.manager.loggerDict):
@@ -94,9 +98,9 @@ class DaskUnits:
             # Bounded here as well: a port that accepts the connection but speaks another
             # protocol (HTTP, say) never finishes Dask's handshake, and the client's own
             # timeout does not cover that wait.
-            client = Client(where, asynchronous=True, timeout=CONNECT_SECONDS)  # type: ignore[no-untyped-call]
+            client = Client(where, asynchronous=True, timeout=seconds)  # type: ignore[no-untyped-call]
             try:
-                self._client = await asyncio.wait_for(_started(client), CONNECT_SECONDS + 2)
+                self._client = await asyncio.wait_for(_started(client), seconds + 2)
             except BaseException:  # timed out, or the job was stopped while connecting
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(client.close(), 5)  # type: ignore[no-untyped-call]
@@ -105,7 +109,7 @@ class DaskUnits:
             await self._shutdown()
             raise InvalidInputError(
                 f"cannot reach the Dask scheduler at {where}: nothing there answered as a Dask "
-                f"scheduler within {CONNECT_SECONDS} s (is it the scheduler's port?)"
+                f"scheduler within {seconds:g} s (is it the scheduler's port?)"
             ) from None
         except OSError as exc:
             await self._shutdown()
@@ -114,7 +118,7 @@ class DaskUnits:
                 f"cannot reach the Dask scheduler at {where}: {reason[:200]}"
             ) from None
         try:
-            await self._client.wait_for_workers(1, timeout=CONNECT_SECONDS)
+            await self._client.wait_for_workers(1, timeout=seconds)
         except (OSError, TimeoutError):
             await self._shutdown()
             raise InvalidInputError(
