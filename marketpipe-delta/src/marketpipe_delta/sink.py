@@ -57,7 +57,7 @@ from marketpipe_delta.coverage import (
     rows_for,
     series_filter,
 )
-from marketpipe_delta.tables import Location, guarded, load, one_line, table_path
+from marketpipe_delta.tables import Location, guarded, load, one_line, reachable, table_path
 
 #: How often a commit is tried again when another writer's transaction touched the same rows,
 #: after a random pause of up to 0.05 s doubling to 2 s (random, so two writers that collided
@@ -111,6 +111,7 @@ class DeltaSink:
         from deltalake.exceptions import CommitFailedError, DeltaError
 
         for attempt in range(CONFLICT_TRIES):
+            reachable(uri)  # (a kept table is written without asking the store first)
             target = self._tables.get(uri) or load(uri, self.location.options)
             try:
                 write_deltalake(

@@ -21,13 +21,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from marketpipe.model.errors import StoreFailedError
+from marketpipe.model.errors import StoreFailedError, StoreUnavailableError
 from marketpipe.model.values import Series
 from marketpipe.storage.layout import META_DIR, encode_component
+from marketpipe.storage.object_store import fail_if_down, take_for_down
 from marketpipe.storage.retry import StoreRetry
 
 COVERAGE = f"{META_DIR}/coverage"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+#: What object_store says of a request that went unanswered: retried until its policy ran out
+#: ("... after 5 retries, max_retries: 5, retry_timeout: 5s - HTTP error: error sending
+#: request ..."), or not sent at all.
+_UNANSWERED = re.compile(r"after \d+ retries|error sending request|connection refused", re.I)
 
 
 def table_path(series: Series) -> str:
@@ -70,7 +75,11 @@ class Location:
 
 def one_line(where: str, exc: BaseException) -> StoreFailedError:
     """delta-rs's error as one line: its chain of causes (printed one per line, with colour
-    codes) joined, any preview of the data it refused left out, at most 300 characters."""
+    codes) joined, any preview of the data it refused left out, at most 300 characters. A
+    request its object store gave up on after every retry, or could not send, says the store
+    is unavailable (the same command later should work), and in object storage the store is
+    then taken for down for the policy's time: the job's other requests to it fail at once
+    rather than wait as long again (its ledger's read, another unit's write)."""
     causes = []
     for line in _ANSI.sub("", str(exc)).splitlines():
         text = line.strip().lstrip("↳").strip()
@@ -79,15 +88,29 @@ def one_line(where: str, exc: BaseException) -> StoreFailedError:
         if text:
             causes.append(text)
     said = ": ".join(causes) or type(exc).__name__
+    unanswered = _UNANSWERED.search(said) is not None
     if len(said) > 300:
         said = said[:299] + "…"
-    return StoreFailedError(f"delta table {where} failed: {said}")
+    if not unanswered:
+        return StoreFailedError(f"delta table {where} failed: {said}")
+    error = StoreUnavailableError(f"delta table {where} failed: {said}")
+    if where.startswith("s3://"):
+        take_for_down(where, error)
+    return error
+
+
+def reachable(where: str) -> None:
+    """Fail at once while the object store of ``where`` is taken for down (nothing for a
+    local folder)."""
+    if where.startswith("s3://"):
+        fail_if_down(where, StoreRetry.shared().retry_seconds)
 
 
 def guarded(where: str, action: Callable[[], _T]) -> _T:
     """Run ``action``; a failure of delta-rs or its object store becomes one StorageError."""
     from deltalake.exceptions import DeltaError
 
+    reachable(where)
     try:
         return action()
     except (DeltaError, OSError, RuntimeError, ValueError) as exc:

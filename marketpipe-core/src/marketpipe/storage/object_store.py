@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -130,8 +130,35 @@ _NEEDS_A_PERSON = frozenset(
 
 
 #: Stores (endpoint, bucket) a request of this process went unanswered by through every retry:
-#: when, and the error it ended with (:meth:`ObjectStore._still_up`).
+#: when, and the error it ended with (:func:`fail_if_down`).
 _DOWN: dict[tuple[str, str], tuple[float, StoreFailedError]] = {}
+
+
+def _where(url: str, environ: Mapping[str, str] | None) -> tuple[str, str]:
+    """A store as every client of this process reaches it: its endpoint and bucket."""
+    env = os.environ if environ is None else environ
+    endpoint = env.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3")
+    return (endpoint or "", urlsplit(url).netloc)
+
+
+def take_for_down(
+    url: str, error: StoreFailedError, environ: Mapping[str, str] | None = None
+) -> None:
+    """A request to the store of ``url`` went unanswered through every retry (``error``): for
+    the retry policy's time, every other request to it fails at once (:func:`fail_if_down`),
+    whichever library makes it (obstore here, delta-rs for the Delta sink)."""
+    _DOWN[_where(url, environ)] = (time.monotonic(), error)
+
+
+def fail_if_down(url: str, retry_seconds: float, environ: Mapping[str, str] | None = None) -> None:
+    """Fail at once while the store of ``url`` is taken for down: for the retry policy's time
+    after a request that went unanswered through all of it. A commit in flight when the store
+    went away (another unit's, its lease's release, the ledger's read after the job) stopped
+    only after waiting as long again, a policy's time each: a job took 20 s to stop with a 5 s
+    policy, and would have taken many minutes with the default 300 s."""
+    down = _DOWN.get(_where(url, environ))
+    if down is not None and time.monotonic() - down[0] < retry_seconds:
+        raise type(down[1])(str(down[1]))
 
 
 class ObjectStore:
@@ -153,8 +180,7 @@ class ObjectStore:
         endpoint = env.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3")
         retry = StoreRetry.shared(env)
         self._retry_seconds = retry.retry_seconds
-        #: The store as this process's other instances know it (the ledger's, the catalog's).
-        self._where = (endpoint or "", parts.netloc)
+        self._env = env
         options: dict[str, Any] = retry.client_options()
         if endpoint and endpoint.startswith("http://"):
             options["allow_http"] = True
@@ -194,19 +220,12 @@ class ObjectStore:
         taken for down, for as long again (:meth:`_still_up`)."""
         error = _as_storage_error(self.url, exc)
         if isinstance(error, StoreUnavailableError):
-            _DOWN[self._where] = (time.monotonic(), error)
+            take_for_down(self.url, error, self._env)
         return error
 
     def _still_up(self) -> None:
-        """Fail at once while the store is taken for down: for the retry policy's time after a
-        request that went unanswered through all of it. A commit in flight when the store went
-        away (another unit's, its lease's release, the ledger's read after the job) stopped only
-        after waiting as long again, a policy's time each: a job took 20 s to stop with a 5 s
-        policy, and would have taken many minutes with the default 300 s. Every instance of this
-        process on the same bucket knows it."""
-        down = _DOWN.get(self._where)
-        if down is not None and time.monotonic() - down[0] < self._retry_seconds:
-            raise type(down[1])(str(down[1]))
+        """Every instance of this process on the same bucket knows it is down."""
+        fail_if_down(self.url, self._retry_seconds, self._env)
 
     def listing(self, folder: str, suffix: str = BAR_SUFFIX) -> Listing:
         import obstore
