@@ -148,6 +148,7 @@ def test_a_store_gone_mid_job_fails_it_in_one_line_and_the_same_command_resumes(
         assert time.monotonic() - gone < 120  # bounded by the retry policy, not hung
         summary = json.loads(out)
         assert summary["state"] == "FAILED"
+        assert proc.returncode == 75, err  # the store out of reach: try again later
         assert 0 < summary["partitions_completed"] < PARTITIONS
         assert "Traceback" not in err, err
         assert len(ours(err)) == 1, err
