@@ -4,12 +4,16 @@ freeing a large buffer), and a thread waiting for the GIL gets it sooner."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from marketpipe.model.values import Symbol, TimeRange
+from marketpipe.run.pipeline import IngestRequest, run_ingest
 
 #: The malloc tests need glibc (mallopt and /proc); CI runs on Linux with glibc.
 glibc_only = pytest.mark.skipif(
@@ -78,38 +82,30 @@ def test_every_mp_command_keeps_its_freed_memory_and_hands_the_gil_over_sooner(
         gc.set_threshold(*collecting)
 
 
-_JOB = """
-import asyncio, gc, sys
-from pathlib import Path
-from marketpipe.model.values import Symbol, TimeRange
-from marketpipe.run.pipeline import IngestRequest, run_ingest
-from marketpipe.run.process import tune_for_jobs
-
-if sys.argv[2] == "tuned":
-    tune_for_jobs()
-frozen = gc.get_freeze_count()
-summary = asyncio.run(run_ingest(IngestRequest(
-    provider="fake", symbols=(Symbol("AAPL"),), time_range=TimeRange("2024-03-04", "2024-03-04"),
-    data_dir=Path(sys.argv[1]),
-)))
-print(summary.bars, frozen, gc.get_freeze_count(), gc.get_threshold()[0])
-"""
-
-
-@pytest.mark.parametrize("mode", ["tuned", "plain"])
 def test_a_commands_job_leaves_what_it_loaded_out_of_the_collectors_passes(
-    tmp_path: object, mode: str
+    step_provider: object, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A full collection walks every object the process holds, every thread stopped: in mp's
-    # own process, what is loaded when the units start is frozen out of it, and the youngest
-    # objects are looked at after 10,000 allocations; a library call changes neither.
-    out = subprocess.run(
-        [sys.executable, "-c", _JOB, str(tmp_path), mode],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    bars, before, after, young = (int(x) for x in out.stdout.split())
-    assert bars == 390 and before == 0
-    if mode == "tuned":
-        assert after > 50_000 and young == 10_000  # (about 90,000 objects)
-    else:
-        assert after == 0 and young == 700
+    # own (tuned) process, what is loaded when a job's units start is frozen out of it, and the
+    # youngest objects are looked at after 10,000 allocations; a library call changes neither.
+    import marketpipe.run.process as process
+
+    def job(day: str) -> int:
+        request = IngestRequest(provider="step", symbols=(Symbol("AAPL"),),
+                                time_range=TimeRange(day, day), data_dir=data_dir)  # fmt: skip
+        return asyncio.run(run_ingest(request)).bars
+
+    monkeypatch.setattr(process, "_tuned", False)  # put back as it was after the test
+    monkeypatch.setattr(process, "keep_freed_memory", lambda: True)  # malloc: tested above
+    before, collecting = sys.getswitchinterval(), gc.get_threshold()
+    assert gc.get_freeze_count() == 0
+    try:
+        assert job("2024-03-04") > 0
+        assert gc.get_freeze_count() == 0 and gc.get_threshold() == collecting  # a library call
+        process.tune_for_jobs()
+        assert job("2024-03-05") > 0
+        assert gc.get_freeze_count() > 50_000 and gc.get_threshold()[0] == 10_000
+    finally:
+        gc.unfreeze()  # back among the collector's objects: nothing left for other tests
+        gc.set_threshold(*collecting)
+        sys.setswitchinterval(before)

@@ -1,6 +1,7 @@
 """What a process that runs jobs sets for itself (``mp`` does it first thing:
 :func:`tune_for_jobs`): how glibc's malloc treats its large buffers (a unit's columns, a
-decoded chunk), and how soon a thread waiting for the GIL gets it.
+decoded chunk), how soon a thread waiting for the GIL gets it, and when the garbage collector
+runs.
 
 By default glibc serves a block over 128 KiB from ``mmap`` until the first frees raise that
 threshold, and gives freed memory at the top of a heap back to the system: each such buffer
@@ -17,8 +18,8 @@ event loop) pass the GIL back and forth all the time: one waiting for it asks af
 than Python's 5 (a whole market's 3 days in bench_flatfiles ran about 5% faster).
 
 The cyclic garbage collector holds the GIL while it runs, and a full collection walks every
-object the process holds: the modules and plugins a command imported (about half a million
-objects) each time. Over bench_flatfiles' three days it took 0.2 s, three full collections of
+object the process holds: the modules and plugins a command imported, and the job's plan
+(about 90,000 objects for a small job) each time. Over bench_flatfiles' three days it took 0.2 s, three full collections of
 25 to 50 ms among them, every thread stopped. A tuned process collects its youngest objects
 after 10,000 allocations rather than 700 (the same objects looked at, in fewer passes), and
 when a job's units are about to run (:func:`settle_for_units`) what it loaded so far is frozen
