@@ -143,22 +143,22 @@ def test_dask_without_a_scheduler_starts_a_local_cluster(tmp_path: Path) -> None
     assert "Warning" not in out.stderr and "8787" not in out.stderr, out.stderr
 
 
+#: The time to reach a scheduler (10 s by default), for tests that wait it out.
+QUICK = {**QUIET, "MARKETPIPE_DASK_CONNECT_SECONDS": "2"}
+
+
 def test_an_unreachable_scheduler_is_one_line(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nobody listens once closed
     out = mp(*JOB, "--data-dir", str(tmp_path / "d"), "--scheduler", f"tcp://127.0.0.1:{port}",
-             env=QUIET, timeout=120)  # fmt: skip
+             env=QUICK, timeout=120)  # fmt: skip
     assert out.returncode == 2, out
     assert out.stderr.strip().splitlines() == [
         f"Error: cannot reach the Dask scheduler at tcp://127.0.0.1:{port}: "
         + out.stderr.split(f"{port}: ", 1)[1].strip()
     ]
     assert "Timed out" in out.stderr or "refused" in out.stderr
-
-
-#: The time to reach a scheduler (10 s by default), for tests that wait it out.
-QUICK = {**QUIET, "MARKETPIPE_DASK_CONNECT_SECONDS": "2"}
 
 
 def test_a_port_that_speaks_http_instead_of_dask_is_one_line_not_a_hang(tmp_path: Path) -> None:
