@@ -89,7 +89,7 @@ def universe(
     traded_names = _traded(root, provider, day)
     if known.num_rows == 0 and traded_names is None:
         raise InvalidInputError(
-            f"the dataset knows no instruments of {provider} and holds none of its bars on "
+            f"the dataset knows no instruments of {provider} and holds none of its data on "
             f"{day}: fetch its list first (mp symbols --provider {provider} --fetch)"
         )
     rows = []
