@@ -19,11 +19,13 @@ than Python's 5 (a whole market's 3 days in bench_flatfiles ran about 5% faster)
 
 The cyclic garbage collector holds the GIL while it runs, and a full collection walks every
 object the process holds: the modules and plugins a command imported, and the job's plan
-(about 90,000 objects for a small job) each time. Over bench_flatfiles' three days it took 0.2 s, three full collections of
-25 to 50 ms among them, every thread stopped. A tuned process collects its youngest objects
-after 10,000 allocations rather than 700 (the same objects looked at, in fewer passes), and
-when a job's units are about to run (:func:`settle_for_units`) what it loaded so far is frozen
-out of later collections: 0.04 s over the same three days.
+(about 90,000 objects for a small job), each time. Over bench_flatfiles' three days it took
+0.2 s, three full collections of 25 to 50 ms among them, every thread stopped. A tuned process
+collects its youngest objects after 10,000 allocations rather than 700 (the same objects looked
+at, in fewer passes), and when a job's units are about to run (:func:`settle_for_units`) what
+it loaded so far is frozen out of later collections: 0.04 s over the same three days. (A
+command running many jobs freezes again at each; what of an earlier job became garbage in a
+cycle after that stays until the process ends.)
 """
 
 from __future__ import annotations

@@ -224,7 +224,8 @@ class ObjectStore:
         return error
 
     def _still_up(self) -> None:
-        """Every instance of this process on the same bucket knows it is down."""
+        """Fail at once while this store is taken for down (:func:`fail_if_down`): this
+        process's every client of the bucket, whichever library, knows it."""
         fail_if_down(self.url, self._retry_seconds, self._env)
 
     def listing(self, folder: str, suffix: str = BAR_SUFFIX) -> Listing:
