@@ -95,7 +95,8 @@ def test_a_commands_job_leaves_what_it_loaded_out_of_the_collectors_passes(
                                 time_range=TimeRange(day, day), data_dir=data_dir)  # fmt: skip
         return asyncio.run(run_ingest(request)).bars
 
-    monkeypatch.setattr(process, "_tuned", False)  # put back as it was after the test
+    monkeypatch.setattr(process, "_tuned", False)  # put back as they were after the test
+    monkeypatch.setattr(process, "_settled", False)
     monkeypatch.setattr(process, "keep_freed_memory", lambda: True)  # malloc: tested above
     before, collecting = sys.getswitchinterval(), gc.get_threshold()
     assert gc.get_freeze_count() == 0
@@ -104,7 +105,10 @@ def test_a_commands_job_leaves_what_it_loaded_out_of_the_collectors_passes(
         assert gc.get_freeze_count() == 0 and gc.get_threshold() == collecting  # a library call
         process.tune_for_jobs()
         assert job("2024-03-05") > 0
-        assert gc.get_freeze_count() > 50_000 and gc.get_threshold()[0] == 10_000
+        frozen = gc.get_freeze_count()
+        assert frozen > 50_000 and gc.get_threshold()[0] == 10_000
+        assert job("2024-03-06") > 0
+        assert gc.get_freeze_count() == frozen  # once a process: later jobs are collected
     finally:
         gc.unfreeze()  # back among the collector's objects: nothing left for other tests
         gc.set_threshold(*collecting)

@@ -23,9 +23,9 @@ object the process holds: the modules and plugins a command imported, and the jo
 0.2 s, three full collections of 25 to 50 ms among them, every thread stopped. A tuned process
 collects its youngest objects after 10,000 allocations rather than 700 (the same objects looked
 at, in fewer passes), and when a job's units are about to run (:func:`settle_for_units`) what
-it loaded so far is frozen out of later collections: 0.04 s over the same three days. (A
-command running many jobs freezes again at each; what of an earlier job became garbage in a
-cycle after that stays until the process ends.)
+it loaded so far is frozen out of later collections: 0.04 s over the same three days. That
+is done once a process: the jobs after the first (``mp update``'s series) leave theirs to the
+collector as usual.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ SWITCH_INTERVAL = 0.001
 YOUNG_THRESHOLD = 10_000
 
 _tuned = False
+_settled = False
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -93,9 +94,13 @@ def tune_for_jobs() -> None:
 
 
 def settle_for_units() -> bool:
-    """In a tuned process, when a job's units are about to run: what it holds now (modules,
-    plugins, the calendar, the plan) lives as long as it does, so later collections leave it
-    out (``gc.freeze``). Elsewhere (a library call) nothing. Whether it was done."""
-    if _tuned:
-        gc.freeze()
-    return _tuned
+    """In a tuned process, when its first job's units are about to run: what it holds now
+    (modules, plugins, the calendar) lives as long as it does, so later collections leave it
+    out (``gc.freeze``). Elsewhere (a library call), or once done, nothing. Whether it was
+    done now."""
+    global _settled
+    if not _tuned or _settled:
+        return False
+    gc.freeze()
+    _settled = True
+    return True
