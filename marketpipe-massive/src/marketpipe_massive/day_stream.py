@@ -102,7 +102,9 @@ class DayStream:
         if not self._sorted and self._answered:
             seen = pc.unique(tickers).to_pylist()
             self._late.update(t for t in seen if t in self._answered)
-        last = pc.max(tickers).as_py()
+        # In a block found in order its last ticker is its greatest (Arrow's max of strings
+        # took three times the order check: 0.12 ms a block, 70 ms of a 3-day bench).
+        last = tickers[-1].as_py() if self._sorted else pc.max(tickers).as_py()
         self._last = last if self._last is None else max(self._last, last)
         self._held.append(pa.Table.from_batches([batch]))
         self._held_rows += batch.num_rows
