@@ -111,8 +111,11 @@ class DeltaSink:
         from deltalake.exceptions import CommitFailedError, DeltaError
 
         for attempt in range(CONFLICT_TRIES):
-            reachable(uri)  # (a kept table is written without asking the store first)
-            target = self._tables.get(uri) or load(uri, self.location.options)
+            target = self._tables.get(uri)
+            if target is None:
+                target = load(uri, self.location.options)  # (which asks whether it is down)
+            else:
+                reachable(uri)  # a kept table is written without asking the store first
             try:
                 write_deltalake(
                     target if target is not None else uri,

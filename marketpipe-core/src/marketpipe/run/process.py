@@ -93,14 +93,11 @@ def tune_for_jobs() -> None:
     _tuned = True
 
 
-def settle_for_units() -> bool:
+def settle_for_units() -> None:
     """In a tuned process, when its first job's units are about to run: what it holds now
     (modules, plugins, the calendar) lives as long as it does, so later collections leave it
-    out (``gc.freeze``). Elsewhere (a library call), or once done, nothing. Whether it was
-    done now."""
+    out (``gc.freeze``). Elsewhere (a library call), or once done, nothing."""
     global _settled
-    if not _tuned or _settled:
-        return False
-    gc.freeze()
-    _settled = True
-    return True
+    if _tuned and not _settled:
+        gc.freeze()
+        _settled = True

@@ -133,8 +133,7 @@ class DaskUnits:
         identity = await self._client.scheduler.identity(n_workers=-1)
         workers = identity.get("workers", {})
         self._addresses = sorted(workers)
-        self.threads = [max(1, int(workers[a].get("nthreads", 1))) for a in self._addresses]
-        self.threads = self.threads or [1]
+        self.threads = [max(1, int(workers[a].get("nthreads", 1))) for a in self._addresses] or [1]
         return self
 
     @property
