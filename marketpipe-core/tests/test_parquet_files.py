@@ -145,3 +145,39 @@ def test_tick_files_keep_the_statistics_readers_prune_on_and_bar_files_all(
         }
     assert {"symbol", "timestamp"} <= kept["trades"] and not kept["trades"] & {"id", "price"}
     assert {"symbol", "id", "price"} <= kept["bars"]
+
+
+def test_bar_files_delta_encode_stamps_and_counts_and_tick_files_do_not(tmp_path: Path) -> None:
+    from marketpipe.model.ticks import TRADE_SCHEMA
+    from marketpipe.storage.parquet_files import write_bars
+
+    n = 1_000
+    stamps = pa.array(np.arange(n, dtype=np.int64) * 60_000_000_000, pa.int64()).cast(STAMP)
+    bars = pa.table(
+        {
+            "symbol": ["A"] * n,
+            "timestamp": stamps,
+            "close": np.linspace(1.0, 2.0, n),
+            "volume": np.arange(n, dtype=np.int64),
+        }
+    )
+    trades = pa.table(
+        {
+            name: bars[name] if name in bars.column_names else pa.nulls(n, f.type)
+            for name, f in zip(TRADE_SCHEMA.names, TRADE_SCHEMA, strict=True)
+        }
+    ).replace_schema_metadata(TRADE_SCHEMA.metadata)
+    encodings = {}
+    for name, table in (("bars", bars), ("trades", trades)):
+        with open(tmp_path / name, "wb") as fh:
+            write_bars(table)(fh)
+        group = pq.ParquetFile(tmp_path / name).metadata.row_group(0)
+        encodings[name] = {
+            group.column(i).path_in_schema: group.column(i).encodings
+            for i in range(group.num_columns)
+        }
+        assert pq.read_table(tmp_path / name).column("timestamp").equals(table["timestamp"])
+    for column in ("timestamp", "volume"):
+        assert "DELTA_BINARY_PACKED" in encodings["bars"][column]
+    assert "DELTA_BINARY_PACKED" not in encodings["bars"]["close"]
+    assert not any("DELTA_BINARY_PACKED" in e for e in encodings["trades"].values())

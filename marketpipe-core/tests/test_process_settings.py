@@ -1,6 +1,7 @@
 """What every mp process sets for itself: glibc's malloc keeps a command's freed buffers for
 reuse (``marketpipe.run.process``, seen from outside: the process's resident memory after
-freeing a large buffer), and a thread waiting for the GIL gets it sooner."""
+freeing a large buffer), a thread waiting for the GIL gets it sooner, and numpy's BLAS starts
+no threads of its own."""
 
 from __future__ import annotations
 
@@ -58,6 +59,31 @@ def test_a_freed_buffer_stays_with_the_process_for_the_next_one() -> None:
 @glibc_only
 def test_the_users_own_malloc_setting_wins() -> None:
     assert _freed("tuned", MALLOC_TRIM_THRESHOLD_="65536") == ("False", 48)
+
+
+_THREADS = (
+    "import marketpipe.cli.main, numpy, os, sys; "
+    "print(len(os.listdir('/proc/self/task')) if sys.platform.startswith('linux') else 1)"
+)
+
+
+def _threads(**env: str) -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", _THREADS],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS_")} | env,
+    )
+    return int(out.stdout)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads counted in /proc")
+def test_an_mp_process_starts_no_blas_threads_unless_the_user_asks() -> None:
+    """OpenBLAS's threads each spun about 0.1 s of CPU when numpy was imported (perf of
+    bench_flatfiles); the CLI asks for none, a user's own setting is kept."""
+    assert _threads() == 1
+    assert _threads(OPENBLAS_NUM_THREADS="2") == 2
 
 
 def test_every_mp_command_keeps_its_freed_memory_and_hands_the_gil_over_sooner(
