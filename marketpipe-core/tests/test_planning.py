@@ -143,3 +143,20 @@ def test_a_job_plans_what_is_not_stored_and_keeps_its_plan_one_row_a_symbol(
     plan = plan_job(store, sink.catalog, SERIES, job, WINDOWS, _spec())
     assert plan.total == asked + 1
     assert store.deleted(str(SERIES), ["AAA"]) == set()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.booleans(), min_size=1, max_size=400), min_size=1, max_size=5))
+def test_a_plans_bitmaps_count_and_give_back_the_days_they_were_packed_from(
+    rows: list[list[bool]],
+) -> None:
+    import numpy as np
+    from marketpipe.jobs import plans
+
+    width = min(len(r) for r in rows)
+    masks = np.array([r[:width] for r in rows], dtype=bool)
+    ordinals = np.arange(width) * 2 + 700_000  # every other calendar day
+    packed = plans.pack(700_000, ordinals, masks)
+    for mask, bits in zip(masks, packed, strict=True):
+        assert plans.count(bits.tobytes()) == int(mask.sum())
+        assert plans.days_of(700_000, bits.tobytes()).tolist() == ordinals[mask].tolist()

