@@ -102,7 +102,7 @@ class IngestionConfiguration:
 
 def _symbols(value: Any) -> tuple[Symbol, ...]:
     items = [value] if isinstance(value, str | Symbol) else list(value)
-    return tuple(Symbol(item) for item in items)
+    return tuple(item if type(item) is Symbol else Symbol(item) for item in items)
 
 
 def _job_id(value: Any) -> IngestionJobId:

@@ -58,7 +58,7 @@ def usable_symbols(names: Iterable[str]) -> tuple[list[str], list[str]]:
     unusable: list[str] = []
     for name in sorted(set(names)):
         try:
-            ok = Symbol(name).value == name
+            ok = _to_symbol_text(name) == name  # the check of a Symbol, without making one
         except InvalidInputError:
             ok = False
         (usable if ok else unusable).append(name)
