@@ -147,7 +147,7 @@ def test_tick_files_keep_the_statistics_readers_prune_on_and_bar_files_all(
     assert {"symbol", "id", "price"} <= kept["bars"]
 
 
-def test_bar_files_delta_encode_stamps_and_counts_and_tick_files_do_not(tmp_path: Path) -> None:
+def test_bar_files_delta_encode_their_counts_and_tick_files_do_not(tmp_path: Path) -> None:
     from marketpipe.model.ticks import TRADE_SCHEMA
     from marketpipe.storage.parquet_files import write_bars
 
@@ -177,7 +177,7 @@ def test_bar_files_delta_encode_stamps_and_counts_and_tick_files_do_not(tmp_path
             for i in range(group.num_columns)
         }
         assert pq.read_table(tmp_path / name).column("timestamp").equals(table["timestamp"])
-    for column in ("timestamp", "volume"):
-        assert "DELTA_BINARY_PACKED" in encodings["bars"][column]
-    assert "DELTA_BINARY_PACKED" not in encodings["bars"]["close"]
+    assert "DELTA_BINARY_PACKED" in encodings["bars"]["volume"]
+    for column in ("timestamp", "close"):
+        assert "DELTA_BINARY_PACKED" not in encodings["bars"][column]
     assert not any("DELTA_BINARY_PACKED" in e for e in encodings["trades"].values())
