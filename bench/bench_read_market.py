@@ -119,13 +119,13 @@ def measure(root: Path, symbol: str, first: dt.date, last: dt.date, repeat: int)
         )
 
     def baseline() -> pa.Table:
-        result = con.execute(
+        # A relation's Arrow table: a DB-API result (``execute``) made an extra copy of the
+        # rows (DuckDB 2 warns so).
+        return con.sql(
             "SELECT symbol, timestamp, open, high, low, close, volume, trade_count, vwap "
             f"FROM read_parquet('{glob}') WHERE symbol = ? ORDER BY timestamp",
-            [symbol],
-        )
-        fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
-        return fetch()
+            params=[symbol],
+        ).to_arrow_table()
 
     timed = best(repeat, {"ours": ours, "duckdb": baseline})
     (mine, rows), (duck, duck_rows) = timed["ours"], timed["duckdb"]
