@@ -158,3 +158,19 @@ def test_the_seed_paths_are_plain_re_exports() -> None:
         if stage(name) == "ingestion"
     ]
     assert users == []
+
+
+def test_the_commands_that_only_open_a_dataset_load_none_of_the_ingest_pipeline() -> None:
+    """``mp status``, ``verify``, ``compact``, ``delete`` and ``marketpipe.read`` open a
+    dataset (:func:`marketpipe.jobs.upgrade.open_dataset`) without the coordinator, Dask's
+    tasks and the HTTP client the pipeline imports (0.1 s of every such command's start)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, marketpipe.dataset.operations, marketpipe.dataset.read; "
+        "print(sorted(m for m in ('marketpipe.run.pipeline', 'marketpipe.run.coordinator', "
+        "'marketpipe.run.dask.tasks', 'httpx') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -18,6 +18,7 @@ from marketpipe.dataset.stale import stale_symbols
 from marketpipe.dataset.status import SeriesStatus, series_status
 from marketpipe.dataset.unstored import jobs_by_series, unstored
 from marketpipe.jobs.store import SqliteJobStore
+from marketpipe.jobs.upgrade import open_dataset
 from marketpipe.model.calendar import nyse_calendar
 from marketpipe.model.errors import InvalidInputError
 from marketpipe.model.values import Kind, Series, Symbol, Timeframe
@@ -27,9 +28,6 @@ from marketpipe.plugins.sink import (
     FolderResult,
     Sink,
     VerifyingSink,
-)
-from marketpipe.run.pipeline import (
-    open_dataset,
 )
 from marketpipe.storage.ledger import Ledger, latest_versions
 from marketpipe.storage.location import dataset_root

@@ -268,7 +268,7 @@ def upgrade(root: Path) -> None:
     if is_current(root) or not (root / META_DIR).is_dir():
         return
     from marketpipe.jobs.store import SqliteJobStore
-    from marketpipe.run.pipeline import open_dataset
+    from marketpipe.jobs.upgrade import open_dataset
 
     store = SqliteJobStore.for_data_dir(root)
     try:

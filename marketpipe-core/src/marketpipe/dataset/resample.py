@@ -33,13 +33,13 @@ import pyarrow.compute as pc
 from marketpipe.dataset.operations import Selection
 from marketpipe.dataset.trade_bars import bars_from_trades
 from marketpipe.jobs.store import SqliteJobStore
+from marketpipe.jobs.upgrade import open_dataset
 from marketpipe.model.calendar import TradingCalendar, nyse_calendar
 from marketpipe.model.errors import InvalidInputError
 from marketpipe.model.schema import BAR_SCHEMA, conform
 from marketpipe.model.ticks import TradeRules
 from marketpipe.model.values import Series, Session, Timeframe
 from marketpipe.plugins.sink import CommitRequest
-from marketpipe.run.pipeline import open_dataset
 from marketpipe.storage.compact import (
     ROWS_PER_FILE,
     bar_footers,

@@ -33,6 +33,7 @@ from marketpipe.dataset.unstored import jobs_by_series
 from marketpipe.jobs.event_bus import EventBus
 from marketpipe.jobs.job import IngestionJob, ProcessingState
 from marketpipe.jobs.store import SqliteJobStore
+from marketpipe.jobs.upgrade import open_dataset
 from marketpipe.model.errors import (
     InvalidInputError,
     JobRunningError,
@@ -58,7 +59,6 @@ from marketpipe.run.outcome import (
 from marketpipe.run.pipeline import (
     IngestRequest,
     last_completed_session,
-    open_dataset,
     run_ingest,
 )
 from marketpipe.storage.layout import is_derived, month_key

@@ -17,13 +17,12 @@ from marketpipe.jobs.event_log import EventLog
 from marketpipe.jobs.job import IngestionConfiguration, IngestionJob, ProcessingState
 from marketpipe.jobs.locks import HeldLock, JobLocks
 from marketpipe.jobs.store import SqliteJobStore
+from marketpipe.jobs.upgrade import open_dataset
 from marketpipe.model import clock
 from marketpipe.model.calendar import SessionWindow, nyse_calendar
-from marketpipe.model.errors import InvalidInputError, JobConflictError, UserError
-from marketpipe.model.files import file_lock
+from marketpipe.model.errors import InvalidInputError, JobConflictError
 from marketpipe.model.secrets import scrub
 from marketpipe.model.values import (
-    RAW,
     IngestionJobId,
     Session,
     Symbol,
@@ -46,16 +45,6 @@ from marketpipe.run.metrics import MetricsSubscriber
 from marketpipe.run.outcome import CancelToken, JobSummary
 from marketpipe.storage.location import dataset_root
 from marketpipe.storage.sinks import ChosenSink, choose_sink, record_sink
-from marketpipe.storage.upgrade import (
-    in_kind_tree,
-    is_current,
-    mark_current,
-    move_bars_to_their_tree,
-    move_layout1_files,
-    move_objects_to_their_tree,
-    new_path,
-    upgrade_lock,
-)
 
 
 @attrs.frozen(kw_only=True)
@@ -450,47 +439,6 @@ def _claim_series(
         sink.catalog.claim(spec.series(cfg.feed, cfg.timeframe, cfg.settings), shaping)
     finally:
         sink.close()
-
-
-def open_dataset(data_dir: Path, store: SqliteJobStore) -> list[str]:
-    """Bring a dataset written by an earlier release to the current layout, once; returns what
-    it did, to be said once (nothing when the dataset is current)."""
-    if is_current(data_dir):
-        return []
-    adjustments: dict[tuple[str, str], str] = {}
-
-    def adjustment_of(provider: str, job_id: str) -> str:
-        key = (provider, job_id)
-        if key not in adjustments:
-            adjustments[key] = RAW
-            with contextlib.suppress(UserError, ValueError):
-                job = store.get(job_id)
-                adjustments[key] = registry.get(provider).adjustment(job.configuration.settings)
-        return adjustments[key]
-
-    def rewrite(provider: str, job_id: str, path: str) -> str | None:
-        return in_kind_tree(new_path(path, adjustment_of(provider, job_id)) or path)
-
-    with file_lock(upgrade_lock(data_dir)):
-        if is_current(data_dir):
-            return []
-        where = dataset_root(data_dir)
-        if isinstance(where, str):  # in object storage: layout 2 at least
-            from marketpipe.storage.stores import open_store
-
-            moved = move_objects_to_their_tree(open_store(where))
-        else:
-            moved = move_layout1_files(data_dir, adjustment_of)
-            moved = max(moved, move_bars_to_their_tree(data_dir))
-        store.rewrite_paths(rewrite)
-        mark_current(data_dir)
-    if not moved:
-        return []
-    return [
-        f"upgraded the dataset in {where} to the kind layout (bars under bars/, beside trades/ "
-        f"and quotes/): {moved} file{'s' if moved != 1 else ''} moved; readers of the old "
-        "paths should read bars/"
-    ]
 
 
 def last_completed_session(provider: str, session: Session = Session.REGULAR) -> dt.date:

@@ -10,7 +10,8 @@ fetched (Alpaca's ``adjustment`` setting, ``raw`` for everything else). 2 to 3: 
 with a copy and a delete). The job store's paths follow; only then does ``_marketpipe/layout``
 record layout 3. A crash at any point leaves every file or folder either moved or not, and the
 next run (which finds the old marker, or none) carries on from there: the upgrade is
-resumable, and says once what it did. See :func:`marketpipe.run.pipeline.open_dataset`.
+resumable, and says once what it did (:func:`marketpipe.jobs.upgrade.open_dataset`, which every
+command that opens a dataset calls first).
 """
 
 from __future__ import annotations
