@@ -86,6 +86,30 @@ def test_an_mp_process_starts_no_blas_threads_unless_the_user_asks() -> None:
     assert _threads(OPENBLAS_NUM_THREADS="2") == 2
 
 
+_HTTPX = """
+import atexit, sys
+
+def loaded() -> None:
+    import httpx  # as a provider imports it, after mp started
+
+    assert httpx.AsyncClient is not None
+    print(sorted(m for m in ("httpx", "httpx._main", "pygments") if m in sys.modules))
+
+atexit.register(loaded)
+sys.argv = ["mp", "--version"]
+from marketpipe.cli.main import main
+
+main()
+"""
+
+
+def test_an_mp_process_imports_httpx_without_its_command_line() -> None:
+    """httpx's own CLI (click, rich, pygments' lexers: 30 ms a command) stays out of mp."""
+    out = subprocess.run([sys.executable, "-c", _HTTPX], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "['httpx']"
+
+
 def test_every_mp_command_keeps_its_freed_memory_and_hands_the_gil_over_sooner(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

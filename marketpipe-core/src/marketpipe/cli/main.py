@@ -38,13 +38,22 @@ COMMANDS = {
 }
 
 
-class _PandasOutOfReach:
-    """A finder that makes ``import pandas`` fail, for a moment (see :func:`_settle_pyarrow`)."""
+class _OutOfReach:
+    """A finder that makes importing ``names`` (and what is under them) fail."""
+
+    def __init__(self, *names: str) -> None:
+        self._names = names
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError("not while mp starts", name=name)
+        if any(name == n or name.startswith(f"{n}.") for n in self._names):
+            raise ModuleNotFoundError("not in mp", name=name)
         return None
+
+
+#: httpx imports its own command line whenever click, rich and pygments are installed (they
+#: are: mp's own), and with it pygments' lexers and rich's syntax highlighting, 30 ms of every
+#: command that loads the providers; mp never runs it, and httpx does without it.
+_HTTPX_CLI = _OutOfReach("httpx._main")
 
 
 def _settle_pyarrow() -> None:
@@ -55,7 +64,7 @@ def _settle_pyarrow() -> None:
     where it must."""
     if "pandas" in sys.modules:
         return
-    hidden = _PandasOutOfReach()
+    hidden = _OutOfReach("pandas")
     sys.meta_path.insert(0, hidden)
     try:
         import pyarrow as pa
@@ -113,6 +122,8 @@ def main() -> None:
         # SIGINT's not yet) or the process tuned is an interruption like any other.
         install_stop_handlers()
         tune_for_jobs()  # freed buffers reused, the GIL handed over sooner
+        if "httpx" not in sys.modules and _HTTPX_CLI not in sys.meta_path:
+            sys.meta_path.insert(0, _HTTPX_CLI)
         # Every log line MarketPipe prints is scrubbed of the secrets this process holds.
         logger = logging.getLogger("marketpipe")
         if not any(isinstance(h, logging.StreamHandler) for h in logger.handlers):
