@@ -89,3 +89,17 @@ def test_the_readme_whole_market_snippet_runs_as_pasted(
                           text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "6 symbols, 6 bars"
+
+
+def test_a_datasets_one_provider_answers_mp_symbols_before_any_instrument_was_fetched(
+    server: MassiveServer, market: dict[dt.date, pa.Table], tmp_path: Path
+) -> None:
+    summary = ingest(server, tmp_path, "--all-symbols", "--timeframe", "1d", "--start",
+                     "2024-03-05", "--end", "2024-03-05")  # fmt: skip
+    assert summary["exit"] == 0, summary["stderr"]
+    # No instrument master yet: the days stored say what traded, under the one provider held.
+    out = mp(server, "symbols", "--as-of", "2024-03-05", "--data-dir", str(tmp_path), "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)["symbols"]
+    stored = sorted(market[dt.date(2024, 3, 5)]["ticker"].unique().to_pylist())
+    assert [r["symbol"] for r in rows] == stored and all(r["traded"] for r in rows)

@@ -56,7 +56,12 @@ def symbols(
 ) -> None:
     """List the symbols that existed on a day, under their names of that day (delisted ones
     included), from the instrument master and, for a whole-market dataset, the stored bars."""
-    from marketpipe.dataset.universe import fetch_instruments, known_instruments, universe
+    from marketpipe.dataset.universe import (
+        fetch_instruments,
+        known_instruments,
+        stored_providers,
+        universe,
+    )
     from marketpipe.model.errors import InvalidInputError
 
     fetched = None
@@ -66,12 +71,17 @@ def symbols(
         fetched = fetch_instruments(data_dir, provider)
     if provider is None:
         providers = sorted(set(known_instruments(data_dir, None)["provider"].to_pylist()))
-        if len(providers) != 1:
+        # No instruments kept: the provider whose data the dataset holds, if it is one (a
+        # whole-market dataset tells what each stored day traded).
+        holding = providers or stored_providers(data_dir)
+        if len(holding) != 1:
             raise InvalidInputError(
                 "give --provider: the dataset knows instruments of "
-                + (", ".join(providers) if providers else "no provider (mp symbols --fetch)")
+                + (", ".join(providers) if providers else "no provider")
+                + (f" and holds data of {', '.join(holding)}" if len(holding) > 1 else "")
+                + " (mp symbols --provider P --fetch asks P for its instruments)"
             )
-        provider = providers[0]
+        provider = holding[0]
     if every:
         if as_of:
             raise InvalidInputError("--all lists every instrument; leave out --as-of")

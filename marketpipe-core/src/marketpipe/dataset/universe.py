@@ -52,6 +52,16 @@ def name_on(symbol: str, day: dt.date, links: Renames) -> str:
     return symbol
 
 
+def stored_providers(data_dir: Path | str) -> list[str]:
+    """The providers whose data the dataset holds (any kind, any series)."""
+    catalog = open_catalog(local_root(data_dir))
+    try:
+        catalog.sync_all()
+        return sorted({series.provider for series in catalog.series()})
+    finally:
+        catalog.close()
+
+
 def _traded(root: Path, provider: str, day: dt.date) -> set[str] | None:
     catalog = open_catalog(root)
     try:
