@@ -12,12 +12,17 @@ from marketpipe_massive.testing import MassiveServer
 from massive_helpers import ingest, mp
 
 
+def day_bars(server: MassiveServer, data: Path, start: str, end: str) -> None:
+    """The whole market's day bars of ``start`` to ``end`` ingested into ``data``."""
+    summary = ingest(server, data, "--all-symbols", "--timeframe", "1d", "--start", start,
+                     "--end", end)  # fmt: skip
+    assert summary["exit"] == 0, summary["stderr"]
+
+
 def test_the_universe_of_a_day_has_the_delisted_and_the_names_of_that_day(
     server: MassiveServer, market: dict[dt.date, pa.Table], tmp_path: Path
 ) -> None:
-    summary = ingest(server, tmp_path, "--all-symbols", "--timeframe", "1d", "--start",
-                     "2024-03-04", "--end", "2024-03-08")  # fmt: skip
-    assert summary["exit"] == 0, summary["stderr"]
+    day_bars(server, tmp_path, "2024-03-04", "2024-03-08")
     out = mp(server, "symbols", "--provider", "massive", "--fetch", "--all", "--data-dir",
              str(tmp_path), "--json")  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -80,8 +85,7 @@ def test_the_readme_whole_market_snippet_runs_as_pasted(
     section = readme.read_text().split("### The whole market", 1)[1].split("\n## ", 1)[0]
     (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
     data = tmp_path / "data"
-    assert ingest(server, data, "--all-symbols", "--timeframe", "1d", "--start", "2024-03-04",
-                  "--end", "2024-03-08")["exit"] == 0  # fmt: skip
+    day_bars(server, data, "2024-03-04", "2024-03-08")
     fetched = mp(server, "symbols", "--provider", "massive", "--fetch", "--all", "--data-dir",
                  str(data))  # fmt: skip
     assert fetched.returncode == 0, fetched.stderr
@@ -94,9 +98,7 @@ def test_the_readme_whole_market_snippet_runs_as_pasted(
 def test_a_datasets_one_provider_answers_mp_symbols_before_any_instrument_was_fetched(
     server: MassiveServer, market: dict[dt.date, pa.Table], tmp_path: Path
 ) -> None:
-    summary = ingest(server, tmp_path, "--all-symbols", "--timeframe", "1d", "--start",
-                     "2024-03-05", "--end", "2024-03-05")  # fmt: skip
-    assert summary["exit"] == 0, summary["stderr"]
+    day_bars(server, tmp_path, "2024-03-05", "2024-03-05")
     # No instrument master yet: the days stored say what traded, under the one provider held.
     out = mp(server, "symbols", "--as-of", "2024-03-05", "--data-dir", str(tmp_path), "--json")
     assert out.returncode == 0, out.stderr
