@@ -61,10 +61,20 @@ def test_the_users_own_malloc_setting_wins() -> None:
     assert _freed("tuned", MALLOC_TRIM_THRESHOLD_="65536") == ("False", 48)
 
 
-_THREADS = (
-    "import marketpipe.cli.main, numpy, os, sys; "
-    "print(len(os.listdir('/proc/self/task')) if sys.platform.startswith('linux') else 1)"
-)
+_THREADS = """
+import atexit, os, sys
+
+def threads() -> None:
+    import numpy  # as a command loads it, after mp started
+
+    print(len(os.listdir("/proc/self/task")))
+
+atexit.register(threads)
+sys.argv = ["mp", "--version"]
+from marketpipe.cli.main import main
+
+main()
+"""
 
 
 def _threads(**env: str) -> int:
@@ -75,13 +85,13 @@ def _threads(**env: str) -> int:
         check=True,
         env={k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS_")} | env,
     )
-    return int(out.stdout)
+    return int(out.stdout.split()[-1])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads counted in /proc")
 def test_an_mp_process_starts_no_blas_threads_unless_the_user_asks() -> None:
     """OpenBLAS's threads each spun about 0.1 s of CPU when numpy was imported (perf of
-    bench_flatfiles); the CLI asks for none, a user's own setting is kept."""
+    bench_flatfiles); mp asks for none before numpy loads, a user's own setting is kept."""
     assert _threads() == 1
     assert _threads(OPENBLAS_NUM_THREADS="2") == 2
 
@@ -120,6 +130,7 @@ def test_every_mp_command_keeps_its_freed_memory_and_hands_the_gil_over_sooner(
     monkeypatch.setattr(process, "keep_freed_memory", lambda: calls.append("kept") or True)
     monkeypatch.setattr(sys, "argv", ["mp", "--version"])
     monkeypatch.setattr(process, "_tuned", False)  # put back as it was after the test
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # what mp sets, gone after the test
     before, collecting = sys.getswitchinterval(), gc.get_threshold()
     try:
         with pytest.raises(SystemExit) as stopped:
@@ -148,6 +159,7 @@ def test_a_commands_job_leaves_what_it_loaded_out_of_the_collectors_passes(
     monkeypatch.setattr(process, "_tuned", False)  # put back as they were after the test
     monkeypatch.setattr(process, "_settled", False)
     monkeypatch.setattr(process, "keep_freed_memory", lambda: True)  # malloc: tested above
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # what mp sets, gone after the test
     before, collecting = sys.getswitchinterval(), gc.get_threshold()
     assert gc.get_freeze_count() == 0
     try:

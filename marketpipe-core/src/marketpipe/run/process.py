@@ -84,8 +84,12 @@ def keep_freed_memory() -> bool:
 
 def tune_for_jobs() -> None:
     """This module's settings, for the whole process: for a command (``mp``), not for a
-    library call inside someone else's program."""
+    library call inside someone else's program. ``mp`` calls it before anything loads numpy:
+    numpy's OpenBLAS then starts no threads of its own (it starts one a core, and each spins
+    about 0.1 s of CPU waiting for work; ``mp`` does no linear algebra). A user's own
+    ``OPENBLAS_NUM_THREADS`` is kept."""
     global _tuned
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     keep_freed_memory()
     sys.setswitchinterval(SWITCH_INTERVAL)
     _, middle, old = gc.get_threshold()
