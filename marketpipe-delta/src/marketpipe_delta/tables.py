@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from marketpipe.model.errors import StoreFailedError, StoreUnavailableError
 from marketpipe.model.values import Series
 from marketpipe.storage.layout import META_DIR, encode_component
-from marketpipe.storage.object_store import fail_if_down, take_for_down
+from marketpipe.storage.object_store import endpoint_of, fail_if_down, take_for_down
 from marketpipe.storage.retry import StoreRetry
 
 COVERAGE = f"{META_DIR}/coverage"
@@ -54,7 +54,7 @@ class Location:
         self.options: dict[str, str] | None = None
         if self.remote:
             options = StoreRetry.shared(dict(env)).storage_options()
-            endpoint = env.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3")
+            endpoint = endpoint_of(env)
             if endpoint:
                 options["AWS_ENDPOINT_URL"] = endpoint
                 if endpoint.startswith("http://"):

@@ -134,11 +134,15 @@ _NEEDS_A_PERSON = frozenset(
 _DOWN: dict[tuple[str, str], tuple[float, StoreFailedError]] = {}
 
 
+def endpoint_of(environ: Mapping[str, str]) -> str | None:
+    """The S3 endpoint the environment names (``AWS_ENDPOINT_URL``, or its S3-only form), as
+    obstore and delta-rs are both given it; ``None``: AWS's own."""
+    return environ.get("AWS_ENDPOINT_URL") or environ.get("AWS_ENDPOINT_URL_S3")
+
+
 def _where(url: str, environ: Mapping[str, str] | None) -> tuple[str, str]:
     """A store as every client of this process reaches it: its endpoint and bucket."""
-    env = os.environ if environ is None else environ
-    endpoint = env.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3")
-    return (endpoint or "", urlsplit(url).netloc)
+    return (endpoint_of(os.environ if environ is None else environ) or "", urlsplit(url).netloc)
 
 
 def take_for_down(
@@ -177,7 +181,7 @@ class ObjectStore:
         if parts.scheme != "s3" or not parts.netloc:
             raise InvalidInputError(f"not an object store URL: {url!r} (use s3://bucket/prefix)")
         self.url = f"s3://{parts.netloc}/{parts.path.strip('/')}".rstrip("/")
-        endpoint = env.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3")
+        endpoint = endpoint_of(env)
         retry = StoreRetry.shared(env)
         self._retry_seconds = retry.retry_seconds
         self._env = env
