@@ -1,6 +1,7 @@
 """The sink and validator conformance kits pass the built-ins and catch broken plugins."""
 
 import datetime as dt
+import io
 import subprocess
 import sys
 import time
@@ -19,7 +20,6 @@ from marketpipe.model.values import Series, Timeframe
 from marketpipe.plugins.sink import CommitRequest, Held
 from marketpipe.plugins.specs import Setting, SinkSpec, ValidatorSpec
 from marketpipe.plugins.validator import ValidationContext, ValidationResult
-from marketpipe.storage.parquet_files import write_bars
 from marketpipe.storage.parquet_sink import ParquetSink
 from marketpipe.testing import check_sink, check_validator
 from marketpipe.validate.ohlcv import OhlcvValidator
@@ -42,8 +42,8 @@ class NoReplace(ParquetSink):
 
     def _replace(self, series: Any, month: str, keys: Any, new: Any) -> int:
         if new is not None:
-            self._write(new[0], new[1], new[2])
-            self.catalog.record(series, month, {new[0].rsplit("/", 1)[-1]: new[3]})
+            self._write(new[0], new[1])
+            self.catalog.record(series, month, {new[0].rsplit("/", 1)[-1]: new[2]})
         return 0
 
 
@@ -64,10 +64,10 @@ class KeepsStrays(ParquetSink):
 class TornWrites(ParquetSink):
     """Writes files in place, slowly: a crash leaves a half-written file."""
 
-    def _write(self, rel: str, table: pa.Table, metadata: Any) -> tuple[int, int]:
-        sink = pa.BufferOutputStream()
-        write_bars(table.replace_schema_metadata(dict(metadata)))(sink)  # type: ignore[arg-type]
-        data = sink.getvalue().to_pybytes()
+    def _write(self, rel: str, write: Any) -> tuple[int, int]:
+        buffer = io.BytesIO()
+        write(buffer)
+        data = buffer.getvalue()
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as fh:

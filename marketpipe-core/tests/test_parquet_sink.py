@@ -1,6 +1,7 @@
 import asyncio
 import datetime as dt
 import os
+import threading
 from pathlib import Path
 
 import duckdb
@@ -17,6 +18,7 @@ from marketpipe.plugins.sink import CommitRequest
 from marketpipe.storage.bar_storage import ParquetDataStorage
 from marketpipe.storage.footer import Entry, read_footer
 from marketpipe.storage.layout import encode_component, quarantine_file
+from marketpipe.storage import parquet_sink
 from marketpipe.storage.parquet_sink import ParquetSink
 
 CAL = nyse_calendar()
@@ -153,6 +155,41 @@ def test_a_crash_mid_write_leaves_no_file_under_the_final_name(
     assert leftovers == []
     assert [p.name.split("-")[1] for p in tmp_path.rglob("*.parquet")] == ["old"]
     assert query(tmp_path, "SELECT count(*) FROM BARS") == [(390,)]
+
+
+def test_a_unit_is_encoded_before_its_folder_is_locked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Units of one month (every unit of a whole market's day) encode side by side: the lock
+    is held while the file is put in place and the folder brought in line, not while the rows
+    are encoded."""
+    sink = ParquetSink(tmp_path)
+    done = threading.Event()
+    encode = parquet_sink.encoded
+
+    def encoded(write):  # type: ignore[no-untyped-def]
+        body = encode(write)
+        done.set()
+        return body
+
+    monkeypatch.setattr(parquet_sink, "encoded", encoded)
+    folder = "bars/provider=fake/feed=sim/adjustment=raw/timeframe=1m/month=2024-03"
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            commit(sink, ["AAPL", "MSFT"], [D1])
+        except BaseException as exc:
+            failed.append(exc)
+
+    with sink.store.lock(folder):  # another unit's commit holds the folder
+        worker = threading.Thread(target=run)
+        worker.start()
+        assert done.wait(10), "the unit waited for the folder's lock to encode its rows"
+        assert not list(tmp_path.rglob("*.parquet"))  # encoded, not yet in the folder
+    worker.join(10)
+    assert not failed
+    assert query(tmp_path, "SELECT count(*) FROM BARS") == [(780,)]
 
 
 def test_paths_stay_inside_the_root_whatever_the_values(tmp_path: Path) -> None:
