@@ -15,10 +15,10 @@ from marketpipe.model import files as atomic
 from marketpipe.model.calendar import nyse_calendar
 from marketpipe.model.schema import BAR_SCHEMA
 from marketpipe.plugins.sink import CommitRequest
+from marketpipe.storage import parquet_sink
 from marketpipe.storage.bar_storage import ParquetDataStorage
 from marketpipe.storage.footer import Entry, read_footer
 from marketpipe.storage.layout import encode_component, quarantine_file
-from marketpipe.storage import parquet_sink
 from marketpipe.storage.parquet_sink import ParquetSink
 
 CAL = nyse_calendar()
