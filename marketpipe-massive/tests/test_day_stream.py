@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -87,3 +88,28 @@ def test_a_file_found_out_of_order_is_read_whole_and_a_late_row_fails_loudly() -
     assert day.take(["T010"]).num_rows == 3  # read whole from then on
     assert day.take(["T039"]).num_rows == 3
     assert len(opened) == 1
+
+
+def test_a_pass_reads_on_its_own_thread_until_the_stream_is_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(day_stream, "AHEAD", 1)
+    readers: list[str] = []
+
+    def open_batches() -> Iterator[pa.RecordBatch]:
+        for batch in batches(TICKERS):
+            readers.append(threading.current_thread().name)
+            yield batch
+
+    day = DayStream(open_batches, "closed day")
+    assert day.take(TICKERS[:2]).num_rows == 6
+    assert set(readers) == {"read closed day"}
+    assert any(t.name == "read closed day" for t in threading.enumerate())
+    day.close()
+    assert not any(t.name == "read closed day" for t in threading.enumerate())
+    assert len(readers) < len(batches(TICKERS))  # stopped, not read to the end
+    # A unit asking after the close (a day retired while its last unit was in flight) gets a
+    # new pass, never the rest of one cut short.
+    assert day.take(TICKERS[30:]).num_rows == 30
+    assert day.passes == 2
+    day.close()

@@ -7,6 +7,11 @@ its rows and leaves the rows read beyond them for the next units. What is kept b
 bounded (:data:`HELD_ROWS`); rows of symbols no unit asked for are let go as the stream moves on.
 A unit asking for rows the stream has already let go (a retry) opens the file again.
 
+A pass over the file runs on a thread of its own, up to :data:`AHEAD` batches ahead of the units
+(:func:`marketpipe.model.read_ahead.read_ahead`; the file is inflated on another and parsed on
+Arrow's threads, :mod:`marketpipe_massive.day_csv`): units no longer take turns reading it while
+the other core waits. :meth:`DayStream.close` stops it.
+
 Which rows a unit gets relies on the file's order (Massive writes it sorted by ticker), and the
 order is checked as it is read. A file found out of order is from then on read to its end before
 a unit is answered (memory then grows with the file; a note says so); if rows arrive for a
@@ -23,9 +28,12 @@ from collections.abc import Callable, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 from marketpipe.model.errors import DataUnavailableError
+from marketpipe.model.read_ahead import read_ahead
 
 #: Rows kept for units still to come before the oldest are let go.
 HELD_ROWS = 500_000
+#: Batches (a CSV block each, about 15,000 minute bars) read ahead of the units taking them.
+AHEAD = 8
 
 
 class DayStream:
@@ -79,9 +87,21 @@ class DayStream:
             return pa.concat_tables(self._held) if self._held else pa.table({})
 
     def _start(self) -> None:
+        self._stop()
         self._reset()
         self.passes += 1
-        self._batches = iter(self._open())
+        self._batches = read_ahead(self._open(), AHEAD, f"read {self.label}")
+
+    def close(self) -> None:
+        """Stops the pass under way (its reading thread); a unit asking after this starts a
+        new pass, never a pass cut short."""
+        with self._lock:
+            self._stop()
+            self._batches = None
+
+    def _stop(self) -> None:
+        if self._batches is not None:
+            self._batches.close()  # type: ignore[attr-defined]
 
     def _read(self) -> None:
         assert self._batches is not None

@@ -133,16 +133,21 @@ class MassiveProvider(IMarketDataProvider):
             yield from reader
 
         stream = DayStream(open_batches, name)
+        retired = []
         with self._lock:
             stream = self._streams.setdefault((dataset, day), stream)
             while len(self._streams) > OPEN_DAYS:
                 _, old = self._streams.popitem(last=False)
                 self._retire(old)
+                retired.append(old)
+        for old in retired:  # a unit may still be taking from it: closed once it is done
+            old.close()
         return stream
 
     def _retire(self, stream: DayStream) -> None:
         """A day's stream is done with: its notes, the rounding counted in its rows among
-        them. The caller holds the lock."""
+        them. The caller holds the lock, and closes the stream once it has let go of it (the
+        stream's reading thread may be waiting for the lock)."""
         self._notes.extend(stream.notes)
         stream.notes.clear()
         count, largest = self._rounded.pop(stream.label, (0, 0.0))
@@ -316,9 +321,12 @@ class MassiveProvider(IMarketDataProvider):
             if self._api is not None:
                 self._api.close()
                 self._api = None
-            while self._streams:
-                _, stream = self._streams.popitem(last=False)
+            retired = list(self._streams.values())
+            self._streams.clear()
+            for stream in retired:
                 self._retire(stream)
+        for stream in retired:
+            stream.close()
 
     async def aclose(self) -> None:
         self.close()

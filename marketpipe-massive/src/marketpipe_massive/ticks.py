@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from marketpipe.model.schema import loose
 from marketpipe.model.ticks import CANCELED, CORRECTED, QUOTE_SCHEMA, REGULAR, TRADE_SCHEMA
 
-from marketpipe_massive.aggs import blocks, open_day_file
+from marketpipe_massive.day_csv import DayCsv
 
 _STAMP = pa.timestamp("ns", tz="UTC")
 TRADE_TYPES = {
@@ -95,11 +95,12 @@ class TickReader:
             (TRADE_TYPES, TRADE_NEEDED) if kind == "trades" else (QUOTE_TYPES, QUOTE_NEEDED)
         )
         self._schema = loose(TRADE_SCHEMA if kind == "trades" else QUOTE_SCHEMA)
-        self._reader, names, self.notes = open_day_file(stream, label, types, needed)
-        self._names = set(names)
+        self._csv = DayCsv(stream, label, types, needed)
+        self.notes = self._csv.notes
+        self._names = set(self._csv.names)
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        for batch in blocks(self._reader, self.label):
+        for batch in self._csv:
             self.rows += batch.num_rows
             yield self._trades(batch) if self.kind == "trades" else self._quotes(batch)
 

@@ -13,12 +13,12 @@ damage is kept (a checksum that does not match loses nothing at all), with a not
 from __future__ import annotations
 
 import io
-import queue
-import threading
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol
+
+from marketpipe.model.read_ahead import read_ahead
 
 CHUNK = 8 << 20
 GZIP_MAGIC = b"\x1f\x8b"
@@ -94,7 +94,7 @@ class CaptureStream:
                 if self.compressed
                 else _Chunks(counted, self._chunk)
             )
-            yield from _read_ahead(iter(reader), self._read_ahead)
+            yield from read_ahead(iter(reader), self._read_ahead, "marketpipe-iex-inflate")
             self.truncated = reader.truncated
         finally:
             if raw is not self._source:
@@ -239,47 +239,3 @@ class _GzipReader:
             )
         else:
             self.truncated = f"the gzip stream is corrupt ({text}); the bytes before it were kept"
-
-
-_END = object()
-
-
-def _read_ahead(chunks: Iterator[bytes], depth: int) -> Iterator[bytes]:
-    """Produce ``chunks`` on a thread, up to ``depth`` ahead of the consumer."""
-    if depth <= 0:
-        yield from chunks
-        return
-    box: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                box.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for chunk in chunks:
-                if not put(chunk):
-                    return
-            put(_END)
-        except BaseException as exc:  # handed to the consumer, raised there
-            put(exc)
-
-    thread = threading.Thread(target=produce, name="marketpipe-iex-inflate", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = box.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()

@@ -1,0 +1,85 @@
+"""A day file parsed in pieces cut at line ends holds the rows one parse of the whole gives."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+from marketpipe.model.errors import DataUnavailableError
+from marketpipe_massive import day_csv
+from marketpipe_massive.day_csv import DayCsv
+
+TYPES = {"ticker": pa.string(), "volume": pa.float64(), "window_start": pa.int64()}
+NEEDED = ("ticker", "volume", "window_start")
+
+
+def text(rows: int, newline: str = "\n", extra: bool = False) -> str:
+    head = "ticker,volume,window_start" + (",otc" if extra else "")
+    lines = [f"T{i % 7:02d},{i * 1.5},{1_700_000_000_000_000_000 + i}" for i in range(rows)]
+    if extra:
+        lines = [line + ",false" for line in lines]
+    return newline.join([head, *lines])
+
+
+def parsed(data: str) -> pa.Table:
+    reader = DayCsv(io.BytesIO(data.encode()), "test day", TYPES, NEEDED)
+    batches = list(reader)
+    return pa.Table.from_batches(batches) if batches else pa.table({})
+
+
+@pytest.mark.parametrize("piece", [5, 64, 1000, 1 << 20])
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+@pytest.mark.parametrize("last_newline", [True, False])
+def test_pieces_hold_the_rows_of_one_parse(
+    monkeypatch: pytest.MonkeyPatch, piece: int, ending: str, last_newline: bool
+) -> None:
+    monkeypatch.setattr(day_csv, "PIECE", piece)
+    data = text(300, ending) + (ending if last_newline else "")
+    whole = pacsv.read_csv(
+        io.BytesIO(data.encode()), convert_options=pacsv.ConvertOptions(column_types=TYPES)
+    )
+    got = parsed(data)
+    assert got.num_rows == 300
+    assert got.select(whole.column_names).equals(whole)
+
+
+def test_a_column_not_known_is_left_out_and_named() -> None:
+    reader = DayCsv(io.BytesIO(text(3, extra=True).encode()), "test day", TYPES, NEEDED)
+    assert reader.notes == ["test day: column(s) otc not known to MarketPipe, left out"]
+    assert pa.Table.from_batches(list(reader)).column_names == list(TYPES)
+
+
+def test_a_bad_value_in_a_later_piece_refuses_the_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(day_csv, "PIECE", 64)
+    data = text(200) + "\nT01,lots,1700000000000000000\n"
+    with pytest.raises(DataUnavailableError, match=r"test day: .*the day is refused") as caught:
+        parsed(data)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_line_longer_than_the_longest_refuses_the_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(day_csv, "PIECE", 16)
+    monkeypatch.setattr(day_csv, "LONGEST_LINE", 100)
+    with pytest.raises(DataUnavailableError, match="a line is longer than"):
+        parsed(text(5) + "\nT01," + "9" * 200 + ",1\n")
+
+
+def test_a_missing_column_and_an_empty_file_refuse_the_day() -> None:
+    with pytest.raises(DataUnavailableError, match="the header lacks window_start"):
+        parsed("ticker,volume\nA,1\n")
+    with pytest.raises(DataUnavailableError, match="the day is refused"):
+        parsed("")
+
+
+def test_a_reader_stopped_early_stops_its_inflating_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(day_csv, "PIECE", 64)
+    batches = iter(DayCsv(io.BytesIO(text(5000).encode()), "stopped day", TYPES, NEEDED))
+    next(batches)
+    assert any(t.name == "inflate stopped day" for t in threading.enumerate())
+    batches.close()  # type: ignore[attr-defined]
+    assert not any(t.name == "inflate stopped day" for t in threading.enumerate())
