@@ -1,6 +1,6 @@
 """Aggregate files (``minute_aggs_v1``, ``day_aggs_v1``) read as canonical bar batches.
 
-The CSV is parsed incrementally by pyarrow's streaming reader, a block at a time. Its header is
+The CSV is parsed a piece at a time (:mod:`marketpipe_massive.day_csv`). Its header is
 checked against the columns MarketPipe needs (a missing or renamed one refuses the day; an extra
 one is left out and named in a note), and every value is parsed as a number or the day is
 refused. ``volume`` is read as a decimal: 2026 files carry fractional volumes, which are rounded
