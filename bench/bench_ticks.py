@@ -331,11 +331,13 @@ ALPACA_PY = textwrap.dedent("""
 MARKETPIPE = textwrap.dedent("""
     import asyncio, json, sys, time
     from pathlib import Path
-    from marketpipe.model.values import Session, Symbol, Timeframe, TimeRange
-    from marketpipe.run.pipeline import IngestRequest, run_ingest
     from marketpipe.run.process import tune_for_jobs
 
-    tune_for_jobs()  # what mp does first: the job as `mp ingest` runs it
+    # What mp does first, before numpy loads (its OpenBLAS then starts no spinning threads): the
+    # job as `mp ingest` runs it.
+    tune_for_jobs()
+    from marketpipe.model.values import Session, Symbol, Timeframe, TimeRange
+    from marketpipe.run.pipeline import IngestRequest, run_ingest
     url, out, start, end, *symbols = sys.argv[1:]
     cpu, wall = time.process_time(), time.perf_counter()
     summary = asyncio.run(run_ingest(IngestRequest(
