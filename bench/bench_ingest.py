@@ -36,6 +36,9 @@ def symbols(n: int) -> str:
 def child(args: argparse.Namespace) -> None:
     """Run one job in this process and print its figures as one JSON line (``--data-dir`` may
     be an ``s3://`` URL, ``--sink`` any installed sink: bench_sinks.py runs it so)."""
+    from marketpipe.run.process import tune_for_jobs
+
+    tune_for_jobs()  # as mp does first, before numpy loads
     from marketpipe.ingestion import Session, Symbol, Timeframe, TimeRange
     from marketpipe.run.pipeline import IngestRequest, run_ingest
     from marketpipe.storage.location import local_root

@@ -49,6 +49,9 @@ sys.path.insert(0, str(HERE))
 def iex_child(path: str, out: str) -> None:
     import datetime as dt
 
+    from marketpipe.run.process import tune_for_jobs
+
+    tune_for_jobs()  # as mp does first, before numpy loads
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
