@@ -83,3 +83,35 @@ def test_a_reader_stopped_early_stops_its_inflating_thread(
     assert any(t.name == "inflate stopped day" for t in threading.enumerate())
     batches.close()  # type: ignore[attr-defined]
     assert not any(t.name == "inflate stopped day" for t in threading.enumerate())
+
+
+class Counting(io.RawIOBase):
+    """A file that counts the bytes read from it."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+        self.read_bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
+        n = self._data.readinto(buffer)
+        self.read_bytes += n
+        return n
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_a_reader_not_reading_ahead_takes_from_the_file_only_what_it_parsed(
+    ahead: bool,
+) -> None:
+    data = text(200_000).encode()  # about 8 MB
+    raw = Counting(data)
+    batches = iter(DayCsv(raw, "test day", TYPES, NEEDED, ahead=ahead))
+    first = next(batches)
+    assert first.num_rows > 0
+    if ahead:  # pieces read ahead on their own thread: soon all of the file
+        assert raw.read_bytes > 4 * day_csv.BLOCK
+    else:  # one block parsed, one buffered at most
+        assert raw.read_bytes <= 2 * day_csv.BLOCK + 4096
+    batches.close()  # type: ignore[attr-defined]

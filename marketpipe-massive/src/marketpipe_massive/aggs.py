@@ -42,10 +42,10 @@ class AggReader:
     """One file's rows as canonical bar batches (``symbol`` is the file's ticker as written),
     with what was noticed on the way in :attr:`notes`."""
 
-    def __init__(self, stream: io.RawIOBase, label: str) -> None:
+    def __init__(self, stream: io.RawIOBase, label: str, ahead: bool = True) -> None:
         self.label = label
         self.rows = 0
-        self._csv = DayCsv(stream, label, TYPES, NEEDED)
+        self._csv = DayCsv(stream, label, TYPES, NEEDED, ahead)
         self.notes = self._csv.notes
         self._has_count = "transactions" in self._csv.names
 

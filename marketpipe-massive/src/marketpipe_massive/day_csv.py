@@ -37,7 +37,12 @@ def refused(label: str, exc: Exception) -> DataUnavailableError:
 class DayCsv:
     """A day file's header (checked: ``needed`` must be there; a column ``types`` does not name
     is left out and named in :attr:`notes`), then its rows as batches typed as ``types`` says;
-    a value that cannot be parsed refuses the day."""
+    a value that cannot be parsed refuses the day.
+
+    ``ahead``: the file is inflated on its own thread, :data:`PIECES_AHEAD` pieces of
+    :data:`PIECE` bytes ahead, for a reader that takes the whole file (a whole market's
+    units). Otherwise a block at a time on the reader's thread, so that a few symbols' rows
+    near the file's start cost what reading that far costs, not 8 MB pieces more."""
 
     def __init__(
         self,
@@ -45,8 +50,10 @@ class DayCsv:
         label: str,
         types: dict[str, pa.DataType],
         needed: tuple[str, ...],
+        ahead: bool = True,
     ) -> None:
         self.label = label
+        self._piece, self._ahead = (PIECE, PIECES_AHEAD) if ahead else (BLOCK, 0)
         self._stream = io.BufferedReader(stream, BLOCK)
         header = self._stream.readline(LONGEST_LINE)
         if len(header) >= LONGEST_LINE and not header.endswith(b"\n"):
@@ -79,7 +86,7 @@ class DayCsv:
         )
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        pieces = read_ahead(self._pieces(), PIECES_AHEAD, f"inflate {self.label}")
+        pieces = read_ahead(self._pieces(), self._ahead, f"inflate {self.label}")
         try:
             for piece in pieces:
                 try:
@@ -97,11 +104,11 @@ class DayCsv:
             pieces.close()  # type: ignore[attr-defined]
 
     def _pieces(self) -> Iterator[memoryview]:
-        """The inflated rows in pieces of about :data:`PIECE` bytes, each ending at a line's
-        end (the last one where the file ends)."""
+        """The inflated rows in pieces of about :data:`PIECE` bytes (:data:`BLOCK` when not
+        read ahead), each ending at a line's end (the last one where the file ends)."""
         carry = b""
         while True:
-            piece = bytearray(len(carry) + PIECE)
+            piece = bytearray(len(carry) + self._piece)
             piece[: len(carry)] = carry
             got = self._stream.readinto(memoryview(piece)[len(carry) :])
             size = len(carry) + got

@@ -7,10 +7,11 @@ its rows and leaves the rows read beyond them for the next units. What is kept b
 bounded (:data:`HELD_ROWS`); rows of symbols no unit asked for are let go as the stream moves on.
 A unit asking for rows the stream has already let go (a retry) opens the file again.
 
-A pass over the file runs on a thread of its own, up to :data:`AHEAD` batches ahead of the units
-(:func:`marketpipe.model.read_ahead.read_ahead`; the file is inflated on another and parsed on
-Arrow's threads, :mod:`marketpipe_massive.day_csv`): units no longer take turns reading it while
-the other core waits. :meth:`DayStream.close` stops it.
+For units that take the whole file (``ahead``: a whole market's), a pass runs on a thread of its
+own, up to :data:`AHEAD` batches ahead of them (:func:`marketpipe.model.read_ahead.read_ahead`;
+the file is inflated on another and parsed on Arrow's threads, :mod:`marketpipe_massive.day_csv`):
+units no longer take turns reading it while the other core waits. :meth:`DayStream.close` stops
+it. A few symbols' pass reads on the asking unit's thread, only as far as they need.
 
 Which rows a unit gets relies on the file's order (Massive writes it sorted by ticker), and the
 order is checked as it is read. A file found out of order is from then on read to its end before
@@ -39,9 +40,15 @@ AHEAD = 8
 class DayStream:
     """``open_batches()`` starts a pass over the file: canonical batches in file order."""
 
-    def __init__(self, open_batches: Callable[[], Iterator[pa.RecordBatch]], label: str) -> None:
+    def __init__(
+        self,
+        open_batches: Callable[[], Iterator[pa.RecordBatch]],
+        label: str,
+        ahead: bool = True,
+    ) -> None:
         self._open = open_batches
         self.label = label
+        self._ahead = AHEAD if ahead else 0
         self.passes = 0
         self.notes: list[str] = []
         self._lock = threading.Lock()
@@ -90,7 +97,7 @@ class DayStream:
         self._stop()
         self._reset()
         self.passes += 1
-        self._batches = read_ahead(self._open(), AHEAD, f"read {self.label}")
+        self._batches = read_ahead(self._open(), self._ahead, f"read {self.label}")
 
     def close(self) -> None:
         """Stops the pass under way (its reading thread); a unit asking after this starts a

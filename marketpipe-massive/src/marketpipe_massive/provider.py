@@ -62,6 +62,10 @@ ACTION_TICKERS = 200
 EVENT_SYMBOLS = 50
 #: Days whose streams stay open at once: the units in flight span at most two.
 OPEN_DAYS = 3
+#: Symbols a unit asks for from which its day's file is read ahead of the units (a whole
+#: market's units hold hundreds, and take every row); fewer are read only as far as they need.
+#: Read ahead, ``--symbols T00010,T00020`` took 0.06 s more CPU a day (bench_flatfiles' files).
+AHEAD_SYMBOLS = 100
 
 
 class MassiveProvider(IMarketDataProvider):
@@ -108,7 +112,9 @@ class MassiveProvider(IMarketDataProvider):
 
     # -- day files -------------------------------------------------------------------------------
 
-    def _stream(self, timeframe: Timeframe, day: dt.date) -> DayStream:
+    def _stream(self, timeframe: Timeframe, day: dt.date, ahead: bool = False) -> DayStream:
+        """The day's stream, opened by the first unit to ask (``ahead``: read ahead of the
+        units, for those that take the whole file)."""
         dataset, label = DATASETS[timeframe]
         with self._lock:
             found = self._streams.get((dataset, day))
@@ -120,9 +126,9 @@ class MassiveProvider(IMarketDataProvider):
 
         def open_batches() -> Iterator[pa.RecordBatch]:
             reader: AggReader | TickReader = (
-                AggReader(self._files.open(file), name)
+                AggReader(self._files.open(file), name, ahead)
                 if timeframe.is_bar
-                else TickReader(self._files.open(file), name, label, self._quote_sizes)
+                else TickReader(self._files.open(file), name, label, self._quote_sizes, ahead)
             )
             with self._lock:  # what the header said, known before any row
                 self._notes.extend(reader.notes)
@@ -132,7 +138,7 @@ class MassiveProvider(IMarketDataProvider):
                     )
             yield from reader
 
-        stream = DayStream(open_batches, name)
+        stream = DayStream(open_batches, name, ahead)
         retired = []
         with self._lock:
             stream = self._streams.setdefault((dataset, day), stream)
@@ -177,8 +183,9 @@ class MassiveProvider(IMarketDataProvider):
                 f"{request.timeframe.value}"
             )
         wanted = [s.value for s in request.symbols]
+        ahead = len(wanted) >= AHEAD_SYMBOLS
         for window in request.windows:
-            stream = self._stream(request.timeframe, window.day)
+            stream = self._stream(request.timeframe, window.day, ahead)
             table = stream.take(wanted)
             if table.num_rows == 0:
                 continue

@@ -86,7 +86,12 @@ class TickReader:
     ``quotes``; what was noticed on the way in :attr:`notes`."""
 
     def __init__(
-        self, stream: io.RawIOBase, label: str, kind: str, quote_sizes: str = "lots"
+        self,
+        stream: io.RawIOBase,
+        label: str,
+        kind: str,
+        quote_sizes: str = "lots",
+        ahead: bool = True,
     ) -> None:
         self.label, self.kind = label, kind
         self.rows = 0
@@ -95,7 +100,7 @@ class TickReader:
             (TRADE_TYPES, TRADE_NEEDED) if kind == "trades" else (QUOTE_TYPES, QUOTE_NEEDED)
         )
         self._schema = loose(TRADE_SCHEMA if kind == "trades" else QUOTE_SCHEMA)
-        self._csv = DayCsv(stream, label, types, needed)
+        self._csv = DayCsv(stream, label, types, needed, ahead)
         self.notes = self._csv.notes
         self._names = set(self._csv.names)
 
