@@ -70,4 +70,5 @@ def read_ahead(items: Iterator[T], depth: int, name: str) -> Iterator[T]:
                 box.get_nowait()
             except queue.Empty:
                 break
-        thread.join()
+        if thread is not threading.current_thread():  # dropped on its own thread: it ends
+            thread.join()
