@@ -21,6 +21,7 @@ from marketpipe.plugins.sink import CommitRequest, Held
 from marketpipe.plugins.specs import Setting, SinkSpec, ValidatorSpec
 from marketpipe.plugins.validator import ValidationContext, ValidationResult
 from marketpipe.storage.parquet_sink import ParquetSink
+from marketpipe.storage.stores import LocalStore
 from marketpipe.testing import check_sink, check_validator
 from marketpipe.validate.ohlcv import OhlcvValidator
 
@@ -42,7 +43,7 @@ class NoReplace(ParquetSink):
 
     def _replace(self, series: Any, month: str, keys: Any, new: Any) -> int:
         if new is not None:
-            self._write(new[0], new[1])
+            self.store.write(new[0], new[1])
             self.catalog.record(series, month, {new[0].rsplit("/", 1)[-1]: new[2]})
         return 0
 
@@ -61,21 +62,28 @@ class KeepsStrays(ParquetSink):
         return super().commit(attrs.evolve(request, table=table.filter(on)))
 
 
-class TornWrites(ParquetSink):
+class InPlaceStore(LocalStore):
     """Writes files in place, slowly: a crash leaves a half-written file."""
 
-    def _write(self, rel: str, write: Any) -> tuple[int, int]:
+    def write(self, rel: str, write: Any) -> tuple[int, int]:
         buffer = io.BytesIO()
         write(buffer)
         data = buffer.getvalue()
-        path = self.root / rel
+        path = self.path(rel)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as fh:
             for start in range(0, len(data), 256):
                 fh.write(data[start : start + 256])
                 fh.flush()
                 time.sleep(0.0005)
-        return self.store.stat(rel)
+        return self.stat(rel)
+
+
+class TornWrites(ParquetSink):
+    """A Parquet sink over :class:`InPlaceStore`."""
+
+    def __init__(self, root: Path, durable: bool | None = None) -> None:
+        super().__init__(root, durable, store=InPlaceStore(root, durable=False))
 
 
 class ReordersTies(ParquetSink):

@@ -260,9 +260,6 @@ class ParquetSink:
         table = table.replace_schema_metadata(dict(metadata))
         return write_bars(table, self.compression, row_group_rows(self.store))
 
-    def _write(self, rel: str, write: Writer) -> tuple[int, int]:
-        return self.store.write(rel, write)
-
     def _prepare_rest(self, other: str, overlap: set[str]) -> tuple[Prepared, Footer]:
         """``other``'s rows outside ``overlap``, written but not yet visible, to replace it."""
         old_table = self._read(other)
@@ -301,7 +298,7 @@ class ParquetSink:
         rel = f"{month_prefix(series, month)}/part-{request.job_id}-{digest}.parquet"
         table = sort_rows(table)
         if staged:
-            self._write(rel + STAGED, self._writer(table, self._metadata(request, footer)))
+            self.store.write(rel + STAGED, self._writer(table, self._metadata(request, footer)))
             return rel
         # Encoded before the folder's lock is taken: the lock is held while the file is put in
         # place and the folder's other files and catalog are brought in line, not while the
@@ -427,7 +424,7 @@ class ParquetSink:
                     others.append((other, {f"{s}|{d}": n for (s, d), n in held.items()}))
             stats: dict[str, tuple[int, int]] = {}
             if new is not None:
-                stats[new[0].rsplit("/", 1)[-1]] = self._write(new[0], new[1])
+                stats[new[0].rsplit("/", 1)[-1]] = self.store.write(new[0], new[1])
             # The new rows are in place; the covered rows of older files go next. Rewrites are
             # prepared (written, not yet visible) first: if one fails (a full disk), the new file
             # is removed and the folder holds the old rows, never both.
