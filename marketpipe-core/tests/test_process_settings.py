@@ -113,6 +113,43 @@ main()
 """
 
 
+_POOL = """
+import atexit, sys
+
+def pool() -> None:
+    import pyarrow  # as a command loads it, after mp started
+
+    print(pyarrow.default_memory_pool().backend_name)
+
+atexit.register(pool)
+sys.argv = ["mp", "--version"]
+from marketpipe.cli.main import main
+
+main()
+"""
+
+
+def _pool(**env: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", _POOL],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("ARROW_", "MALLOC_"))} | env,
+    )
+    return out.stdout.split()[-1]
+
+
+@glibc_only
+def test_an_mp_process_takes_arrows_buffers_from_its_tuned_heap() -> None:
+    """Arrow's mimalloc gave freed pages back and faulted them in again, zeroed (4.5% of
+    bench_flatfiles' samples); mp's Arrow allocates from the heap it keeps, unless the user
+    chose a pool, or set glibc's malloc their own way."""
+    assert _pool() == "system"
+    assert _pool(ARROW_DEFAULT_MEMORY_POOL="mimalloc") == "mimalloc"
+    assert _pool(MALLOC_TRIM_THRESHOLD_="65536") == "mimalloc"
+
+
 def test_an_mp_process_imports_httpx_without_its_command_line() -> None:
     """httpx's own CLI (click, rich, pygments' lexers: 30 ms a command) stays out of mp."""
     out = subprocess.run([sys.executable, "-c", _HTTPX], capture_output=True, text=True)
@@ -128,6 +165,7 @@ def test_every_mp_command_keeps_its_freed_memory_and_hands_the_gil_over_sooner(
 
     calls: list[str] = []
     monkeypatch.setattr(process, "keep_freed_memory", lambda: calls.append("kept") or True)
+    monkeypatch.setattr(process, "arrow_from_heap", lambda: calls.append("arrow"))
     monkeypatch.setattr(sys, "argv", ["mp", "--version"])
     monkeypatch.setattr(process, "_tuned", False)  # put back as it was after the test
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # what mp sets, gone after the test
@@ -135,7 +173,7 @@ def test_every_mp_command_keeps_its_freed_memory_and_hands_the_gil_over_sooner(
     try:
         with pytest.raises(SystemExit) as stopped:
             cli_main.main()
-        assert stopped.value.code == 0 and calls == ["kept"]
+        assert stopped.value.code == 0 and calls == ["kept", "arrow"]
         assert sys.getswitchinterval() == pytest.approx(0.001) != before
         assert gc.get_threshold()[0] == 10_000 != collecting[0]
     finally:
@@ -159,6 +197,7 @@ def test_a_commands_job_leaves_what_it_loaded_out_of_the_collectors_passes(
     monkeypatch.setattr(process, "_tuned", False)  # put back as they were after the test
     monkeypatch.setattr(process, "_settled", False)
     monkeypatch.setattr(process, "keep_freed_memory", lambda: True)  # malloc: tested above
+    monkeypatch.setattr(process, "arrow_from_heap", lambda: None)  # Arrow's pool: likewise
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # what mp sets, gone after the test
     before, collecting = sys.getswitchinterval(), gc.get_threshold()
     assert gc.get_freeze_count() == 0
