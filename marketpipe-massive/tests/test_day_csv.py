@@ -6,10 +6,12 @@ import io
 import threading
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pytest
 from marketpipe.model.errors import DataUnavailableError
 from marketpipe_massive import day_csv
+from marketpipe_massive.aggs import ROUNDING, AggReader
 from marketpipe_massive.day_csv import DayCsv
 
 TYPES = {"ticker": pa.string(), "volume": pa.float64(), "window_start": pa.int64()}
@@ -115,3 +117,52 @@ def test_a_reader_not_reading_ahead_takes_from_the_file_only_what_it_parsed(
     else:  # one block parsed, one buffered at most
         assert raw.read_bytes <= 2 * day_csv.BLOCK + 4096
     batches.close()  # type: ignore[attr-defined]
+
+
+def test_a_piece_not_of_the_strict_types_is_parsed_loose_and_so_is_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(day_csv, "PIECE", 64)
+    whole = [f"T{i:02d},{i * 10},{1_700_000_000_000_000_000 + i}" for i in range(30)]
+    decimal = [f"T{i:02d},{i * 10}.5,{1_700_000_000_000_000_000 + i}" for i in range(30, 40)]
+    data = "\n".join(["ticker,volume,window_start", *whole, *decimal, *whole[:5]])
+    strict = {**TYPES, "volume": pa.int64()}
+    reader = DayCsv(io.BytesIO(data.encode()), "test day", strict, NEEDED, True, TYPES)
+    batches = list(reader)
+    types = [b.schema.field("volume").type for b in batches]
+    assert types[0] == pa.int64() and types[-1] == pa.float64()  # loose from the piece on
+    assert types == sorted(types, key=lambda t: t == pa.float64())
+    volumes = [float(v) for b in batches for v in b.column("volume").to_pylist()]
+    assert volumes == [i * 10 for i in range(30)] + [i * 10 + 0.5 for i in range(30, 40)] + [
+        i * 10 for i in range(5)
+    ]
+    with pytest.raises(DataUnavailableError, match="the day is refused"):  # loose fails too
+        list(DayCsv(io.BytesIO((data + "\nT01,lots,1\n").encode()), "test day", strict,
+                    NEEDED, True, TYPES))  # fmt: skip
+
+
+AGG_HEADER = "ticker,volume,open,close,high,low,window_start,transactions"
+
+
+def _aggs(lines: list[str]) -> pa.Table:
+    data = "\n".join([AGG_HEADER, *lines]).encode()
+    return pa.Table.from_batches(list(AggReader(io.BytesIO(data), "test day")))
+
+
+def test_whole_and_fractional_counts_read_alike_and_only_fractions_are_rounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(day_csv, "PIECE", 100)
+    stamp = 1_700_000_000_000_000_000
+    whole = [f"A{i:02d},{100 + i},1,1,1,1,{stamp},{i}" for i in range(20)]
+    fractional = [f"B{i:02d},{100 + i}.6,1,1,1,1,{stamp},{i}.0" for i in range(5)]
+    got = _aggs([*whole, *fractional, *whole[:3]])
+    assert got.schema.field("volume").type == pa.int64()
+    assert got["volume"].to_pylist() == [100 + i for i in range(20)] + [
+        101 + i for i in range(5)
+    ] + [100, 101, 102]
+    assert got["trade_count"].to_pylist() == [*range(20), *range(5), 0, 1, 2]
+    changed = pc.fill_null(pc.greater(got[ROUNDING], 0.0), False)
+    assert pc.sum(changed).as_py() == 5  # the fractional rows, and none of the whole ones
+    with pytest.raises(DataUnavailableError, match="not a finite count"):
+        _aggs([f"A01,,1,1,1,1,{stamp},1"])  # an empty volume is not a count

@@ -39,6 +39,11 @@ class DayCsv:
     is left out and named in :attr:`notes`), then its rows as batches typed as ``types`` says;
     a value that cannot be parsed refuses the day.
 
+    ``loose``: wider types for some columns (a count as a decimal). A piece that does not parse
+    as ``types`` is parsed again as ``loose``, and so is the rest of the file: a reader gets
+    batches of either typing, and the day is refused only when ``loose`` fails too. Integers
+    parse faster than decimals, and a count read as one needs no rounding.
+
     ``ahead``: the file is inflated on its own thread, :data:`PIECES_AHEAD` pieces of
     :data:`PIECE` bytes ahead, for a reader that takes the whole file (a whole market's
     units). Otherwise a block at a time on the reader's thread, so that a few symbols' rows
@@ -51,6 +56,7 @@ class DayCsv:
         types: dict[str, pa.DataType],
         needed: tuple[str, ...],
         ahead: bool = True,
+        loose: dict[str, pa.DataType] | None = None,
     ) -> None:
         self.label = label
         self._piece, self._ahead = (PIECE, PIECES_AHEAD) if ahead else (BLOCK, 0)
@@ -78,26 +84,35 @@ class DayCsv:
         self._read_options = pacsv.ReadOptions(
             column_names=names, block_size=BLOCK, use_threads=True
         )
-        self._convert_options = pacsv.ConvertOptions(
-            column_types={n: t for n, t in types.items() if n in names},
-            include_columns=[n for n in names if n in types],
+        self._convert_options = self._converting(types)
+        self._loose = self._converting({**types, **loose}) if loose else None
+
+    def _converting(self, types: dict[str, pa.DataType]) -> pacsv.ConvertOptions:
+        return pacsv.ConvertOptions(
+            column_types={n: t for n, t in types.items() if n in self.names},
+            include_columns=[n for n in self.names if n in types],
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
         )
+
+    def _parse(self, piece: memoryview) -> pa.Table:
+        while True:
+            try:
+                return pacsv.read_csv(
+                    pa.py_buffer(piece),
+                    read_options=self._read_options,
+                    convert_options=self._convert_options,
+                )
+            except pa.ArrowInvalid as exc:
+                if self._loose is None:
+                    raise refused(self.label, exc) from None
+                self._convert_options, self._loose = self._loose, None
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         pieces = read_ahead(self._pieces(), self._ahead, f"inflate {self.label}")
         try:
             for piece in pieces:
-                try:
-                    table = pacsv.read_csv(
-                        pa.py_buffer(piece),
-                        read_options=self._read_options,
-                        convert_options=self._convert_options,
-                    )
-                except pa.ArrowInvalid as exc:
-                    raise refused(self.label, exc) from None
-                for batch in table.to_batches():
+                for batch in self._parse(piece).to_batches():
                     if batch.num_rows:
                         yield batch
         finally:
