@@ -166,3 +166,18 @@ def test_whole_and_fractional_counts_read_alike_and_only_fractions_are_rounded(
     assert pc.sum(changed).as_py() == 5  # the fractional rows, and none of the whole ones
     with pytest.raises(DataUnavailableError, match="not a finite count"):
         _aggs([f"A01,,1,1,1,1,{stamp},1"])  # an empty volume is not a count
+
+
+def test_only_an_empty_field_is_a_missing_number() -> None:
+    types = {"ticker": pa.string(), "volume": pa.int64(), "window_start": pa.int64()}
+
+    def read(data: bytes) -> list[dict[str, object]]:
+        reader = DayCsv(io.BytesIO(data), "test day", types, NEEDED)
+        return pa.Table.from_batches(list(reader)).to_pylist()
+
+    assert read(b"ticker,volume,window_start\nNA,,1\nNULL,5,2\n") == [
+        {"ticker": "NA", "volume": None, "window_start": 1},
+        {"ticker": "NULL", "volume": 5, "window_start": 2},
+    ]
+    with pytest.raises(DataUnavailableError, match="the day is refused"):
+        read(b"ticker,volume,window_start\nA,NULL,1\n")
