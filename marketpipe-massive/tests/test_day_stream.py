@@ -55,6 +55,14 @@ def test_a_unit_of_scattered_tickers_leaves_those_between_for_the_others() -> No
     assert len(opened) == 1
 
 
+def test_a_ticker_between_found_where_its_block_starts() -> None:
+    # Every block starts with a new ticker: T002, between the two asked, is a block's first.
+    day = DayStream(lambda: iter(batches(TICKERS, rows_each=3, per_batch=3)), "test day")
+    got = day.take(["T001", "T003"])
+    assert symbols(got) == ["T001", "T003"] and got.num_rows == 6
+    assert day.take(["T002"]).num_rows == 3
+
+
 def test_a_unit_asked_again_reads_the_file_again() -> None:
     day, opened = stream()
     assert day.take(TICKERS[:5]).num_rows == 15
