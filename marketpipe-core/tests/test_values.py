@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from marketpipe.ingestion import IngestionJobId, Session, Symbol, Timeframe, TimeRange
 from marketpipe.model.errors import InvalidInputError
-from marketpipe.model.values import Kind, Series
+from marketpipe.model.values import Kind, Series, symbols_of
 
 
 @pytest.mark.parametrize(
@@ -99,3 +99,12 @@ def test_composite_job_ids_carry_their_symbol_and_day() -> None:
     for bad in ("AAPL_2024-02-30", "AAPL_", "_2024-01-01", "A/B_2024-01-01", "AAPL 2024-01-01"):
         with pytest.raises(InvalidInputError, match="SYMBOL_YYYY-MM-DD"):
             IngestionJobId(bad)
+
+
+def test_symbols_of_takes_a_list_text_one_symbol_or_names_unique_in_order() -> None:
+    aapl = Symbol("AAPL")
+    assert symbols_of("aapl,MSFT,AAPL") == (aapl, Symbol("MSFT"))
+    assert symbols_of(aapl) == (aapl,) and symbols_of(aapl)[0] is aapl  # kept, not made again
+    assert symbols_of(["MSFT", aapl, "msft"]) == (Symbol("MSFT"), aapl)
+    with pytest.raises(InvalidInputError):
+        symbols_of(["AAPL", "../etc"])

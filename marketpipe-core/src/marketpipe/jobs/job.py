@@ -29,6 +29,7 @@ from marketpipe.model.values import (
     Symbol,
     Timeframe,
     TimeRange,
+    symbols_of,
 )
 
 
@@ -100,11 +101,6 @@ class IngestionConfiguration:
     settings: Mapping[str, str] = attrs.field(factory=dict, converter=_str_dict)
 
 
-def _symbols(value: Any) -> tuple[Symbol, ...]:
-    items = [value] if isinstance(value, str | Symbol) else list(value)
-    return tuple(item if type(item) is Symbol else Symbol(item) for item in items)
-
-
 def _job_id(value: Any) -> IngestionJobId:
     return value if isinstance(value, IngestionJobId) else IngestionJobId(value)
 
@@ -121,7 +117,7 @@ class IngestionJob:
 
     job_id: IngestionJobId = attrs.field(converter=_job_id)
     configuration: IngestionConfiguration
-    symbols: tuple[Symbol, ...] = attrs.field(converter=_symbols)
+    symbols: tuple[Symbol, ...] = attrs.field(converter=symbols_of)
     time_range: TimeRange
     state: ProcessingState = attrs.field(default=ProcessingState.PENDING, kw_only=True)
     created_at: dt.datetime = attrs.field(factory=lambda: dt.datetime.now(dt.UTC), kw_only=True)

@@ -8,18 +8,12 @@ from collections.abc import Mapping
 import attrs
 
 from marketpipe.jobs.job import IngestionConfiguration
-from marketpipe.model.values import IngestionJobId, Symbol, TimeRange
-
-
-def _symbols(value: object) -> tuple[Symbol, ...]:
-    items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
-    # A symbol already made is kept (a whole market's 10,000 were made again, 5 ms).
-    return tuple(dict.fromkeys(v if type(v) is Symbol else Symbol(v) for v in items))
+from marketpipe.model.values import IngestionJobId, Symbol, TimeRange, symbols_of
 
 
 @attrs.frozen
 class CreateIngestionJobCommand:
-    symbols: tuple[Symbol, ...] = attrs.field(converter=_symbols)
+    symbols: tuple[Symbol, ...] = attrs.field(converter=symbols_of)
     time_range: TimeRange
     configuration: IngestionConfiguration
     #: Symbols that start later than ``time_range.start`` (``mp update``).
