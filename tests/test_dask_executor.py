@@ -58,6 +58,12 @@ def _by_value() -> Iterator[None]:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
+def _arrow_pool() -> str:
+    import pyarrow
+
+    return str(pyarrow.default_memory_pool().backend_name)
+
+
 def rows(root: Path) -> list[tuple]:
     return duckdb.sql(
         f"SELECT symbol, timestamp, open, high, low, close, volume, trade_count, vwap FROM "
@@ -85,6 +91,8 @@ def test_a_job_on_the_cluster_equals_the_local_run_and_its_units_ran_on_workers(
     ran = cluster.run(units_run)
     assert sum(ran.values()) - before == planned_units(remote) > 1
     assert len([n for n in ran.values() if n]) == 2  # both workers took units
+    with _by_value():  # the job's plugin: Arrow's buffers from each worker's heap, as in mp
+        assert set(cluster.run(_arrow_pool).values()) == {"system"}
     local = tmp_path / "local"
     mp(*JOB, "--data-dir", str(local), env=QUIET, check=True)
     assert rows(remote) == rows(local)
