@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from marketpipe.storage.parquet_files import read_file, sort_rows
+from marketpipe.storage.parquet_files import is_sorted, read_file, sort_rows
 
 STAMP = pa.timestamp("ns", tz="UTC")
 
@@ -50,6 +50,35 @@ def test_runs_in_order_come_out_as_the_stable_sort(parts: list[list[tuple[str, i
 def test_any_rows_come_out_as_the_stable_sort(flat: list[tuple[str, int]]) -> None:
     table = rows([s for s, _ in flat], [t for _, t in flat])
     assert sort_rows(table).combine_chunks().equals(stable_sort(table))
+
+
+def encoded(table: pa.Table, order: list[str]) -> pa.Table:
+    """``table`` with its symbols dictionary-encoded over the dictionary ``order``, as a unit's
+    symbols reach the sink (its dictionary in order, or not)."""
+    values = table["symbol"].to_pylist()
+    for v in values:
+        if v not in order:
+            order = [*order, v]
+    codes = pa.array([order.index(v) for v in values], pa.int32())
+    column = pa.DictionaryArray.from_arrays(codes, pa.array(order, pa.string()))
+    return table.set_column(0, "symbol", column)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["A", "B", "DD", "É"]), st.integers(0, 4))),
+    st.permutations(["A", "B", "DD", "É"]),
+)
+def test_rows_with_encoded_symbols_come_out_as_the_stable_sort(
+    flat: list[tuple[str, int]], order: list[str]
+) -> None:
+    # The codes stand for the symbols' order only when the dictionary is in order.
+    table = rows([s for s, _ in flat], [t for _, t in flat])
+    for dictionary in (order, sorted(order)):
+        got = sort_rows(encoded(table, dictionary))
+        plain = got.set_column(0, "symbol", got["symbol"].cast(pa.string()))
+        assert plain.combine_chunks().equals(stable_sort(table))
+        assert is_sorted(encoded(table, dictionary)) == is_sorted(table)
 
 
 def test_a_units_days_are_moved_as_runs_not_row_by_row() -> None:

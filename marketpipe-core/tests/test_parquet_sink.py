@@ -125,6 +125,28 @@ def test_units_spanning_two_months_land_in_both_month_folders(tmp_path: Path) ->
     assert query(tmp_path, "SELECT count(*) FROM BARS") == [(780,)]
 
 
+@pytest.mark.parametrize("encoded", [False, True])
+def test_a_units_rows_are_stored_in_symbol_and_time_order(tmp_path: Path, encoded: bool) -> None:
+    # Rows reach the sink in any order; with symbols as the committer encodes them, their
+    # dictionary is in the order of first appearance, here not the symbols' order.
+    days, symbols = [D2, D1], ["MSFT", "AAPL"]
+    table = pa.concat_tables(
+        [bars([s], [d]).take(pa.array(range(389, -1, -1))) for s in symbols for d in days]
+    )
+    if encoded:
+        table = table.set_column(0, "symbol", pa.compute.dictionary_encode(table["symbol"]))
+    sink = ParquetSink(tmp_path)
+    coverage = {s: tuple(days) for s in symbols}
+    request = CommitRequest(
+        table=table, coverage=coverage, provider="fake", feed="sim", timeframe=Timeframe.M1,
+        job_id="job1",
+    )  # fmt: skip
+    paths = sink.commit(request)
+    stored = pq.read_table(tmp_path / paths[("AAPL", D1)])
+    keys = list(zip(stored["symbol"].to_pylist(), stored["timestamp"].to_pylist(), strict=True))
+    assert len(keys) == 4 * 390 and keys == sorted(keys)
+
+
 def test_rows_outside_the_coverage_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="outside the unit's coverage"):
         ParquetSink(tmp_path).commit(

@@ -60,6 +60,7 @@ from marketpipe.storage.parquet_files import (
     COMPRESSIONS,
     encoded,
     file_metadata,
+    is_sorted,
     read_file,
     read_symbols,
     readers,
@@ -202,6 +203,9 @@ class ParquetSink:
         return self._commit(request, staged=True)
 
     def _commit(self, request: CommitRequest, staged: bool) -> dict[PartitionKey, str]:
+        # Checked on the committer's symbol codes, before they are cast back to text: a month's
+        # rows of rows in order are in order too.
+        ordered = is_sorted(request.table)
         table = conform(request.table, schema=schema_of(request.timeframe))
         # Indexed before the cast to strings: the committer's symbol codes are reused.
         index = index_covered(request.table, request.coverage)
@@ -236,6 +240,8 @@ class ParquetSink:
                 fetched_at,
                 {d.isoformat(): v for d, v in request.sources.items() if month_key(d) == month},
             )
+            if not ordered:
+                rows = sort_rows(rows)
             rel = self._commit_month(request.series, month, rows, footer, request, staged)
             result.update(dict.fromkeys(keys[month], rel))
         return result
@@ -296,7 +302,6 @@ class ParquetSink:
             json.dumps({s: sorted(d) for s, d in sorted(coverage.items())}).encode()
         ).hexdigest()[:12]
         rel = f"{month_prefix(series, month)}/part-{request.job_id}-{digest}.parquet"
-        table = sort_rows(table)
         if staged:
             self.store.write(rel + STAGED, self._writer(table, self._metadata(request, footer)))
             return rel
