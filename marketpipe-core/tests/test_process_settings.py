@@ -61,15 +61,13 @@ def test_the_users_own_malloc_setting_wins() -> None:
     assert _freed("tuned", MALLOC_TRIM_THRESHOLD_="65536") == ("False", 48)
 
 
-_THREADS = """
+_AFTER_MP = """
 import atexit, os, sys
 
-def threads() -> None:
-    import numpy  # as a command loads it, after mp started
+def after() -> None:
+    {after}
 
-    print(len(os.listdir("/proc/self/task")))
-
-atexit.register(threads)
+atexit.register(after)
 sys.argv = ["mp", "--version"]
 from marketpipe.cli.main import main
 
@@ -77,15 +75,23 @@ main()
 """
 
 
-def _threads(**env: str) -> int:
+def _after_mp(after: str, unset: tuple[str, ...], **env: str) -> str:
+    """What ``after`` (one line, run as an mp command ends) prints, in an mp process whose
+    environment has no variable starting with ``unset`` but ``env``."""
     out = subprocess.run(
-        [sys.executable, "-c", _THREADS],
+        [sys.executable, "-c", _AFTER_MP.format(after=after)],
         capture_output=True,
         text=True,
         check=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS_")} | env,
+        env={k: v for k, v in os.environ.items() if not k.startswith(unset)} | env,
     )
-    return int(out.stdout.split()[-1])
+    return out.stdout.split()[-1]
+
+
+def _threads(**env: str) -> int:
+    # numpy loaded as a command loads it, after mp started
+    after = 'import numpy; print(len(os.listdir("/proc/self/task")))'
+    return int(_after_mp(after, ("OPENBLAS_",), **env))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads counted in /proc")
@@ -113,31 +119,9 @@ main()
 """
 
 
-_POOL = """
-import atexit, sys
-
-def pool() -> None:
-    import pyarrow  # as a command loads it, after mp started
-
-    print(pyarrow.default_memory_pool().backend_name)
-
-atexit.register(pool)
-sys.argv = ["mp", "--version"]
-from marketpipe.cli.main import main
-
-main()
-"""
-
-
 def _pool(**env: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-c", _POOL],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("ARROW_", "MALLOC_"))} | env,
-    )
-    return out.stdout.split()[-1]
+    after = "import pyarrow; print(pyarrow.default_memory_pool().backend_name)"
+    return _after_mp(after, ("ARROW_", "MALLOC_"), **env)
 
 
 @glibc_only
