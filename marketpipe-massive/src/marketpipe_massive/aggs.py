@@ -7,8 +7,8 @@ refused. ``volume`` and ``transactions`` are read as integers, and as decimals f
 where one is not (:data:`LOOSE`): 2026 files carry fractional volumes, which are rounded to the
 nearest whole share, halves to even (MarketPipe's volume is an integer count), never truncated;
 each row's change travels in an extra column, :data:`ROUNDING`, that the provider counts and
-drops. Read as integers, the older files' counts parse faster and need no rounding (a fifth
-less CPU reading bench_flatfiles' days than reading every count as a decimal).
+drops. Read as integers, the older files' counts parse faster and need no rounding
+(bench_flatfiles' 3 days: 5.42 s of CPU for the whole ingest against 5.67 s, in turns).
 """
 
 from __future__ import annotations

@@ -203,8 +203,8 @@ class ParquetSink:
         return self._commit(request, staged=True)
 
     def _commit(self, request: CommitRequest, staged: bool) -> dict[PartitionKey, str]:
-        # Checked on the committer's symbol codes, before they are cast back to text: a month's
-        # rows of rows in order are in order too.
+        # Checked once, on the committer's symbol codes before they are cast back to text: the
+        # rows of one month, taken from rows in order, are in order too.
         ordered = is_sorted(request.table)
         table = conform(request.table, schema=schema_of(request.timeframe))
         # Indexed before the cast to strings: the committer's symbol codes are reused.
