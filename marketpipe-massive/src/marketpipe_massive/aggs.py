@@ -60,10 +60,12 @@ class AggReader:
 
     def _canonical(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         volume, rounding = self._volume(batch.column("volume"))
-        count = batch.column("transactions") if self._has_count else None
-        if count is None:
-            count = pa.nulls(batch.num_rows, pa.int64())
-        elif not pa.types.is_integer(count.type):
+        count = (
+            batch.column("transactions")
+            if self._has_count
+            else pa.nulls(batch.num_rows, pa.int64())
+        )
+        if not pa.types.is_integer(count.type):  # read as decimals
             count = pc.cast(pc.round(count), pa.int64(), safe=False)
         return pa.RecordBatch.from_arrays(
             [

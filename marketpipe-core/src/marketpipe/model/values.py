@@ -56,12 +56,9 @@ def symbols_of(value: object) -> tuple[Symbol, ...]:
     symbols and names (an attrs converter). A symbol already made is kept: a whole market's
     10,000 were made again, 5 ms."""
     if isinstance(value, str):
-        items: list[object] = list(value.split(","))
-    elif isinstance(value, Symbol):
-        items = [value]
-    else:
-        items = list(value)  # type: ignore[call-overload]
-    return tuple(dict.fromkeys(v if type(v) is Symbol else Symbol(v) for v in items))  # type: ignore[arg-type]
+        return Symbol.parse_list(value)
+    items = [value] if isinstance(value, Symbol) else list(value)  # type: ignore[call-overload]
+    return tuple(dict.fromkeys(v if type(v) is Symbol else Symbol(v) for v in items))
 
 
 def usable_symbols(names: Iterable[str]) -> tuple[list[str], list[str]]:
